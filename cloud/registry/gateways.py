@@ -1,0 +1,120 @@
+"""Registering sites, gateways, their public keys and meters; finding a key by its id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.registry.models import Gateway, GatewayKey, Meter, Site
+from edge.keys import key_id, load_public_key_b64, public_key_b64
+
+
+class RegistryError(Exception):
+    """A registry change that contradicts what is registered already."""
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """A registered gateway key as ingest needs it."""
+
+    kid: str
+    gateway_id: str
+    site_id: str
+    public_key: Ed25519PublicKey
+    revoked: bool
+
+
+def ensure_site(
+    session: Session, site_id: str, name: str | None = None, timezone: str = "Asia/Shanghai"
+) -> Site:
+    site = session.get(Site, site_id)
+    if site is None:
+        site = Site(id=site_id, name=name or site_id, timezone=timezone)
+        session.add(site)
+    return site
+
+
+def register_gateway(
+    session: Session, site_id: str, gateway_id: str, public_key: Ed25519PublicKey
+) -> str:
+    """Register ``gateway_id`` at ``site_id`` with ``public_key``; return the key id.
+
+    Registering the same key again is a no-op; a gateway may hold several keys (rotation).
+    """
+    now = datetime.now(UTC)
+    ensure_site(session, site_id)
+    gateway = session.get(Gateway, gateway_id)
+    if gateway is None:
+        session.add(Gateway(id=gateway_id, site_id=site_id, created_at=now))
+    elif gateway.site_id != site_id:
+        raise RegistryError(
+            f"gateway {gateway_id!r} belongs to site {gateway.site_id!r}, not {site_id!r}"
+        )
+    kid = key_id(public_key)
+    existing = session.get(GatewayKey, kid)
+    if existing is None:
+        session.add(
+            GatewayKey(
+                kid=kid,
+                gateway_id=gateway_id,
+                public_key=public_key_b64(public_key),
+                created_at=now,
+            )
+        )
+    elif existing.gateway_id != gateway_id:
+        raise RegistryError(f"key {kid} is registered to gateway {existing.gateway_id!r}")
+    session.flush()
+    return kid
+
+
+def revoke_key(session: Session, kid: str) -> None:
+    key = session.get(GatewayKey, kid)
+    if key is None:
+        raise RegistryError(f"no key {kid!r} is registered")
+    key.revoked_at = key.revoked_at or datetime.now(UTC)
+
+
+def find_key(session: Session, kid: str) -> KnownKey | None:
+    row = session.execute(
+        select(GatewayKey, Gateway.site_id)
+        .join(Gateway, Gateway.id == GatewayKey.gateway_id)
+        .where(GatewayKey.kid == kid)
+    ).first()
+    if row is None:
+        return None
+    key, site_id = row
+    return KnownKey(
+        kid=key.kid,
+        gateway_id=key.gateway_id,
+        site_id=site_id,
+        public_key=load_public_key_b64(key.public_key),
+        revoked=key.revoked_at is not None,
+    )
+
+
+def register_meter(
+    session: Session,
+    site_id: str,
+    meter_id: str,
+    *,
+    protocol: str,
+    address: str,
+    gateway_id: str | None = None,
+    parent_id: str | None = None,
+) -> Meter:
+    meter = session.get(Meter, meter_id)
+    if meter is None:
+        meter = Meter(
+            id=meter_id,
+            site_id=site_id,
+            gateway_id=gateway_id,
+            protocol=protocol,
+            address=address,
+            parent_id=parent_id,
+        )
+        session.add(meter)
+    return meter

@@ -1,0 +1,129 @@
+"""Publishing sealed envelopes over MQTT (paho-mqtt 2.x, QoS 1) and learning of PUBACKs.
+
+The publisher owns the MQTT session: birth and last will on the state topic, reconnect with
+backoff, TLS when the broker URL is ``mqtts://``. It reports each acknowledged envelope's
+seq to a callback (the outbox deletes it then); it never decides what to send.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from edge.outbox import SealedEnvelope
+from edge.wire import BrokerAddress, Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """CA bundle and optional client certificate/key (PEM paths) for ``mqtts://``."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+class MqttPublisher:
+    """One gateway's MQTT session."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        site: str,
+        gateway: str,
+        on_acked: Callable[[int], None],
+        topics: Topics | None = None,
+        tls: TlsFiles | None = None,
+        max_inflight: int = 20,
+    ) -> None:
+        self.broker = BrokerAddress.parse(broker_url)
+        self.topics = topics or Topics()
+        self.site = site
+        self.gateway = gateway
+        self._on_acked = on_acked
+        self._lock = threading.Lock()
+        # MQTT message id -> envelope seq (None for other messages). paho may report a
+        # PUBACK before publish() returns the mid, so such early mids wait in _early.
+        self._inflight: dict[int, int | None] = {}
+        self._early: set[int] = set()
+        self.connected = threading.Event()
+        state = self.topics.state(site, gateway)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"gw-{site}-{gateway}",
+            clean_session=False,
+        )
+        self._client.max_inflight_messages_set(max_inflight)
+        self._client.max_queued_messages_set(0)
+        self._client.will_set(state, b"offline", qos=1, retain=True)
+        if self.broker.username:
+            self._client.username_pw_set(self.broker.username, self.broker.password)
+        if self.broker.tls or tls:
+            tls = tls or TlsFiles()
+            self._client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            log.warning("broker refused connection: %s", reason_code)
+            return
+        self._publish(self.topics.state(self.site, self.gateway), b"online", None, retain=True)
+        self.connected.set()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        self.connected.clear()
+        log.info("disconnected from broker: %s", reason_code)
+
+    def _on_publish(self, _client, _userdata, mid, _reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            if mid not in self._inflight:
+                self._early.add(mid)
+                return
+            seq = self._inflight.pop(mid)
+        if seq is not None:
+            self._on_acked(seq)
+
+    def _publish(self, topic: str, body: bytes, seq: int | None, retain: bool = False) -> None:
+        # Never hold self._lock while calling into paho: paho calls on_publish with its own
+        # lock held, and the two locks taken in opposite orders would deadlock.
+        info = self._client.publish(topic, body, qos=1, retain=retain)
+        with self._lock:
+            acked = info.mid in self._early
+            if acked:
+                self._early.discard(info.mid)
+            else:
+                self._inflight[info.mid] = seq
+        if acked and seq is not None:
+            self._on_acked(seq)
+
+    def start(self) -> None:
+        """Connect in the background; reconnects by itself."""
+        self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self._client.loop_start()
+
+    def publish(self, envelope: SealedEnvelope) -> None:
+        """Queue ``envelope`` at QoS 1. paho resends it after a reconnect until PUBACK."""
+        self._publish(self.topics.readings(self.site, self.gateway), envelope.body, envelope.seq)
+
+    def inflight(self) -> int:
+        with self._lock:
+            return sum(1 for seq in self._inflight.values() if seq is not None)
+
+    def stop(self) -> None:
+        if self.connected.is_set():
+            info = self._client.publish(
+                self.topics.state(self.site, self.gateway), b"offline", qos=1, retain=True
+            )
+            info.wait_for_publish(timeout=2)
+        self._client.disconnect()
+        self._client.loop_stop()

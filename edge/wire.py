@@ -1,0 +1,236 @@
+"""The edge → cloud wire contract: MQTT topics, the readings payload, and its signed envelope.
+
+Owned by the producer (the gateway); the cloud imports this module and nothing else of
+``edge``. The envelope is a JWS compact serialisation (RFC 7515) signed with EdDSA over
+Ed25519 (RFC 8037). The payload bytes travel verbatim inside the JWS: the verifier checks the
+signature over exactly the bytes the signer produced and only then parses them, so nothing
+is ever re-serialised between signing and verifying.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from jwt.api_jws import PyJWS
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+SCHEMA_READINGS = "mf.readings/1"
+DEFAULT_TOPIC_PREFIX = "mf/v1"
+#: Largest envelope the cloud accepts, in bytes; a gateway splits batches to stay below it.
+MAX_ENVELOPE_BYTES = 256 * 1024
+SEQ_MAX = 2**64 - 1
+_JWS_ALGORITHM = "EdDSA"
+_JWS = PyJWS(algorithms=[_JWS_ALGORITHM])
+
+
+class WireError(Exception):
+    """Base of every error raised while reading an envelope off the wire."""
+
+
+class MalformedEnvelope(WireError):
+    """The bytes are not a JWS compact envelope, or the payload breaks the schema."""
+
+
+class BadSignature(WireError):
+    """The envelope's signature does not verify against the key it names."""
+
+
+class Quality(StrEnum):
+    """How far a reading can be trusted."""
+
+    GOOD = "good"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    ESTIMATED = "estimated"
+    SUSPECT = "suspect"
+
+
+class ClockState(StrEnum):
+    """Whether the gateway's clock was synchronised when it stamped the readings."""
+
+    SYNCED = "synced"
+    FREE_RUNNING = "free_running"
+
+
+def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
+        raise ValueError("time must carry the UTC offset (e.g. 2026-11-22T08:00:00Z)")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+_Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class Reading(BaseModel):
+    """One value read from one meter register at one moment.
+
+    ``value`` is in ``unit`` (kWh, m³, V, A, kW ...) after the ``multiplier`` (CT × PT ratio)
+    was applied; it is a decimal string on the wire so that register values stay exact.
+    A reading whose quality is not ``good`` or ``estimated`` may carry no value.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    meter: _Identifier
+    quantity: _Identifier
+    value: Decimal | None = Field(allow_inf_nan=False)
+    unit: str = Field(max_length=16)
+    read_at: UtcDatetime
+    quality: Quality
+    round: str = Field(min_length=1, max_length=64)
+    multiplier: Decimal = Field(default=Decimal(1), gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _value_matches_quality(self) -> Reading:
+        has_value_quality = self.quality in (Quality.GOOD, Quality.ESTIMATED, Quality.SUSPECT)
+        if has_value_quality and self.value is None:
+            raise ValueError(f"a reading of quality {self.quality.value!r} needs a value")
+        return self
+
+
+class ReadingsPayload(BaseModel):
+    """The signed body of one ``up/readings`` message.
+
+    ``seq`` rises by one per envelope, is persisted before publishing and is never reset;
+    ``epoch`` counts the gateway's boots so that a restart is visible.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_: Literal["mf.readings/1"] = Field(default=SCHEMA_READINGS, alias="schema")
+    gateway: _Identifier
+    kid: _Identifier
+    seq: int = Field(ge=0, le=SEQ_MAX)
+    epoch: int = Field(ge=0)
+    sent_at: UtcDatetime
+    clock: ClockState
+    readings: list[Reading] = Field(min_length=1, max_length=10_000)
+
+    def to_bytes(self) -> bytes:
+        """Serialise compactly; these bytes are what gets signed."""
+        return self.model_dump_json(by_alias=True).encode()
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where the broker listens: ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://``."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"broker URL {url!r}: expected mqtt://host[:port] or mqtts://...")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The MQTT topic layout under one prefix (``mf/v1`` by default)."""
+
+    prefix: str = DEFAULT_TOPIC_PREFIX
+
+    def readings(self, site: str, gateway: str) -> str:
+        return f"{self.prefix}/{site}/{gateway}/up/readings"
+
+    def health(self, site: str, gateway: str) -> str:
+        return f"{self.prefix}/{site}/{gateway}/up/health"
+
+    def state(self, site: str, gateway: str) -> str:
+        return f"{self.prefix}/{site}/{gateway}/state"
+
+    def readings_filter(self) -> str:
+        """Subscription filter matching every gateway's readings topic."""
+        return f"{self.prefix}/+/+/up/readings"
+
+    def parse_readings(self, topic: str) -> tuple[str, str]:
+        """Return ``(site, gateway)`` of a readings topic; raise MalformedEnvelope otherwise."""
+        head = f"{self.prefix}/"
+        parts = topic[len(head) :].split("/") if topic.startswith(head) else []
+        if len(parts) != 4 or parts[2:] != ["up", "readings"] or not all(parts[:2]):
+            raise MalformedEnvelope(
+                f"topic {topic!r}: expected {self.prefix}/{{site}}/{{gateway}}/up/readings"
+            )
+        return parts[0], parts[1]
+
+
+def seal(payload: ReadingsPayload, key: Ed25519PrivateKey) -> bytes:
+    """Sign ``payload`` and return the JWS compact envelope as ASCII bytes."""
+    token = _JWS.encode(
+        payload.to_bytes(),
+        key,
+        algorithm=_JWS_ALGORITHM,
+        headers={"kid": payload.kid, "typ": None},
+    )
+    return token.encode("ascii")
+
+
+def envelope_kid(envelope: bytes) -> str:
+    """Return the key id named in an envelope's protected header, without verifying it."""
+    if len(envelope) > MAX_ENVELOPE_BYTES:
+        raise MalformedEnvelope(
+            f"envelope is {len(envelope)} bytes; at most {MAX_ENVELOPE_BYTES} are accepted"
+        )
+    try:
+        header = jwt.get_unverified_header(envelope)
+    except jwt.InvalidTokenError as exc:
+        raise MalformedEnvelope(f"not a JWS compact envelope: {exc}") from None
+    kid = header.get("kid")
+    if header.get("alg") != _JWS_ALGORITHM or not isinstance(kid, str) or not kid:
+        raise MalformedEnvelope(
+            f"JWS header must carry alg {_JWS_ALGORITHM!r} and a kid, got {header!r}"
+        )
+    return kid
+
+
+def open_envelope(envelope: bytes, key: Ed25519PublicKey) -> ReadingsPayload:
+    """Verify ``envelope`` against ``key`` and return its payload.
+
+    Raises BadSignature when the signature does not verify and MalformedEnvelope when the
+    bytes or the payload break the contract; the payload is parsed only after verifying.
+    """
+    kid = envelope_kid(envelope)
+    try:
+        verified = _JWS.decode_complete(envelope, key, algorithms=[_JWS_ALGORITHM])
+    except jwt.InvalidSignatureError:
+        raise BadSignature(f"signature does not verify with key {kid!r}") from None
+    except jwt.InvalidTokenError as exc:
+        raise MalformedEnvelope(f"not a JWS compact envelope: {exc}") from None
+    try:
+        payload = ReadingsPayload.model_validate(json.loads(verified["payload"]))
+    except (ValueError, ValidationError) as exc:
+        raise MalformedEnvelope(f"payload breaks schema {SCHEMA_READINGS}: {exc}") from None
+    if payload.kid != kid:
+        raise MalformedEnvelope(f"payload kid {payload.kid!r} differs from header kid {kid!r}")
+    return payload

@@ -1,0 +1,102 @@
+"""Byte transports to a meter line: TCP serial servers (and, behind the same interface, serial).
+
+A transport moves bytes and nothing else: it never parses a frame. Whoever owns the line
+(one owner per line) sends a request, then pulls chunks until its codec says a reply is
+complete or its deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from meter_drivers.errors import DriverError
+
+
+class TransportError(DriverError):
+    """The line could not be opened, or broke while in use."""
+
+
+class Transport(Protocol):
+    """One meter line, as bytes."""
+
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def receive(self, timeout_s: float) -> bytes:
+        """The next chunk of bytes from the line, or b"" when none came within timeout_s."""
+
+    async def discard_input(self) -> None:
+        """Drop whatever arrived unasked (a late reply, noise) before the next request."""
+
+
+class TcpTransport:
+    """A line behind a transparent TCP serial server (RS-485 to Ethernet converter)."""
+
+    def __init__(self, host: str, port: int, *, connect_timeout_s: float = 5.0) -> None:
+        self.host = host
+        self.port = port
+        self.name = f"tcp://{host}:{port}"
+        self.connect_timeout_s = connect_timeout_s
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.connect_timeout_s
+            )
+        except (OSError, TimeoutError) as exc:
+            raise TransportError(f"{self.name}: cannot connect: {exc or 'timed out'}") from exc
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def send(self, data: bytes) -> None:
+        await self.open()
+        assert self._writer is not None
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except OSError as exc:
+            await self.close()
+            raise TransportError(f"{self.name}: send failed: {exc}") from exc
+
+    async def receive(self, timeout_s: float) -> bytes:
+        await self.open()
+        assert self._reader is not None
+        try:
+            chunk = await asyncio.wait_for(self._reader.read(4096), timeout_s)
+        except TimeoutError:
+            return b""
+        except OSError as exc:
+            await self.close()
+            raise TransportError(f"{self.name}: receive failed: {exc}") from exc
+        if not chunk:
+            await self.close()
+            raise TransportError(f"{self.name}: the serial server closed the connection")
+        return chunk
+
+    async def discard_input(self) -> None:
+        if self._reader is None:
+            return
+        while True:
+            try:
+                chunk = await asyncio.wait_for(self._reader.read(4096), 0.005)
+            except TimeoutError:
+                return
+            if not chunk:
+                await self.close()
+                return

@@ -1,0 +1,73 @@
+"""All deployment settings in one place: environment variables ``MF_*`` and an optional file.
+
+Precedence, highest first: explicit arguments, environment variables, the TOML file named by
+``MF_CONFIG_FILE``, the defaults below (embedded: SQLite files under ``./var``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Settings of the gateway agent and the cloud services."""
+
+    model_config = SettingsConfigDict(env_prefix="MF_", extra="forbid")
+
+    data_dir: Path = Field(Path("var"), description="where local state files live")
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    topic_prefix: str = "mf/v1"
+    db_url: str | None = Field(None, description="registry SQLAlchemy URL; default SQLite file")
+    series_backend: Literal["sqlite", "influxdb"] = "sqlite"
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_token: SecretStr | None = None
+    influx_org: str = "-"
+    influx_bucket: str = Field("meterflow", description="database on 1.x, bucket on 2.x/3.x")
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        config_file = os.environ.get("MF_CONFIG_FILE")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"MF_CONFIG_FILE={config_file}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def registry_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'registry.sqlite'}"
+
+    @property
+    def broker_url(self) -> str:
+        """The MQTT URL with the separately configured credentials folded in."""
+        if not self.mqtt_username:
+            return self.mqtt_url
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        parts = urlsplit(self.mqtt_url)
+        secret = self.mqtt_password.get_secret_value() if self.mqtt_password else ""
+        auth = quote(self.mqtt_username, safe="") + (":" + quote(secret, safe="") if secret else "")
+        return urlunsplit(parts._replace(netloc=f"{auth}@{parts.hostname}:{parts.port or 1883}"))
