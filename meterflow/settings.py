@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -65,9 +66,8 @@ class Settings(BaseSettings):
         """The MQTT URL with the separately configured credentials folded in."""
         if not self.mqtt_username:
             return self.mqtt_url
-        from urllib.parse import quote, urlsplit, urlunsplit
-
         parts = urlsplit(self.mqtt_url)
         secret = self.mqtt_password.get_secret_value() if self.mqtt_password else ""
         auth = quote(self.mqtt_username, safe="") + (":" + quote(secret, safe="") if secret else "")
-        return urlunsplit(parts._replace(netloc=f"{auth}@{parts.hostname}:{parts.port or 1883}"))
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        return urlunsplit(parts._replace(netloc=f"{auth}@{parts.hostname}:{port}"))

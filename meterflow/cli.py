@@ -1,0 +1,185 @@
+"""The ``meterflow`` command: groups ``edge``, ``cloud``, ``sim`` and the ``demo``.
+
+Each command imports what it needs when it runs, so a gateway with only ``meterflow[edge]``
+installed never imports the cloud's dependencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="meterflow: metering gateway and utility-billing cloud.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+edge_app = typer.Typer(help="Gateway: keys, polling, store-and-forward.", no_args_is_help=True)
+cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_is_help=True)
+sim_app = typer.Typer(help="Simulated meters speaking the real protocols.",
+                      no_args_is_help=True)
+app.add_typer(edge_app, name="edge")
+app.add_typer(cloud_app, name="cloud")
+app.add_typer(sim_app, name="sim")
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from meterflow.settings import Settings
+
+    return Settings()
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+# ---------------------------------------------------------------- edge
+
+
+@edge_app.command("keygen")
+def edge_keygen(
+    key_file: Annotated[Path, typer.Option(help="private key file (mode 0600)")] = Path(
+        "var/gateway.key"
+    ),
+) -> None:
+    """Make the gateway's Ed25519 key pair; print the public key and key id for the cloud."""
+    from edge.keys import GatewayIdentity, KeyFileError, public_key_b64
+
+    try:
+        identity = GatewayIdentity.create(key_file)
+    except KeyFileError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps({"kid": identity.kid, "public_key": public_key_b64(identity.public_key)}))
+
+
+@edge_app.command("run")
+def edge_run(
+    config: Annotated[Path, typer.Argument(help="site configuration (TOML)")],
+    key_file: Annotated[Path, typer.Option(help="the gateway's private key")] = Path(
+        "var/gateway.key"
+    ),
+    rounds: Annotated[int, typer.Option(help="stop after this many rounds (0: run on)")] = 0,
+) -> None:
+    """Poll the site's meters and publish signed readings until stopped."""
+    from edge.config import ConfigError, SiteConfig
+    from edge.keys import GatewayIdentity, KeyFileError
+    from edge.runner import run_gateway
+
+    settings = _settings()
+    try:
+        site = SiteConfig.load(config)
+        identity = GatewayIdentity.load(key_file)
+    except (ConfigError, KeyFileError) as exc:
+        raise _fail(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    asyncio.run(run_gateway(site, identity, settings.data_dir / "outbox.sqlite",
+                            settings.broker_url, rounds=rounds or None, stop=stop))
+
+
+# ---------------------------------------------------------------- cloud
+
+
+@cloud_app.command("migrate")
+def cloud_migrate() -> None:
+    """Create or upgrade the registry schema (Alembic)."""
+    from meterflow.assembly import registry
+
+    settings = _settings()
+    registry(settings)
+    typer.echo(f"registry at newest schema: {settings.registry_url}")
+
+
+@cloud_app.command("register-gateway")
+def cloud_register_gateway(
+    site: Annotated[str, typer.Option(help="site id")],
+    gateway: Annotated[str, typer.Option(help="gateway id")],
+    public_key: Annotated[str, typer.Option(help="base64url Ed25519 public key (keygen)")],
+) -> None:
+    """Register a gateway's public key so that ingest accepts its envelopes."""
+    from cloud.registry.gateways import RegistryError, register_gateway
+    from edge.keys import load_public_key_b64
+    from meterflow.assembly import registry
+
+    try:
+        key = load_public_key_b64(public_key)
+    except ValueError as exc:
+        raise _fail(f"--public-key: {exc}") from None
+    sessions = registry(_settings())
+    try:
+        with sessions.begin() as session:
+            kid = register_gateway(session, site, gateway, key)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps({"site": site, "gateway": gateway, "kid": kid}))
+
+
+@cloud_app.command("ingest")
+def cloud_ingest(
+    share_group: Annotated[str | None, typer.Option(help="shared subscription group")] = None,
+    client_id: Annotated[str, typer.Option(help="MQTT client id")] = "mf-ingest-1",
+) -> None:
+    """Subscribe to every gateway's readings, verify and store them until stopped."""
+    from cloud.ingest import IngestService
+    from cloud.ingest_worker import IngestWorker
+    from edge.wire import Topics
+    from meterflow.assembly import registry, series_store
+
+    settings = _settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    service = IngestService(registry(settings), series_store(settings),
+                            Topics(settings.topic_prefix))
+    IngestWorker(service, settings.broker_url, client_id=client_id,
+                 share_group=share_group).run_forever()
+
+
+# ---------------------------------------------------------------- sim
+
+
+@sim_app.command("dlt645")
+def sim_dlt645(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0: any free one)")] = 0,
+    meters: Annotated[int, typer.Option(min=1, max=254, help="meters on the line")] = 8,
+    seed: Annotated[int, typer.Option(help="load model seed")] = 1,
+) -> None:
+    """Serve a line of simulated DL/T645-2007 meters on TCP until stopped."""
+    from simulators.site import demo_line, serve_line_forever
+
+    line = demo_line(meters, seed=seed)
+    asyncio.run(serve_line_forever(line, "127.0.0.1", port))
+
+
+# ---------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo(
+    meters: Annotated[int, typer.Option(min=1, max=64, help="simulated meters on one line")] = 8,
+    rounds: Annotated[int, typer.Option(min=1, max=1000, help="polling rounds to run")] = 6,
+    interval_min: Annotated[int, typer.Option(min=1, help="simulated minutes between rounds")] = 15,
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its files (wiped first)")] = (
+        Path("var/demo")
+    ),
+) -> None:
+    """Run the whole path on embedded defaults: simulated DL/T645 meters → gateway → signed
+    envelopes → in-process MQTT broker → cloud ingest → SQLite series store.
+
+    Needs no root and no servers. Prints progress, then one JSON line with the counts.
+    """
+    from meterflow.demo import run_demo
+
+    summary = run_demo(meters=meters, rounds=rounds, interval_min=interval_min,
+                       data_dir=data_dir, echo=typer.echo)
+    typer.echo(json.dumps(summary))
+    if summary["rejected"] or not summary["readings_stored"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
