@@ -1,0 +1,546 @@
+"""Simulated DL/T645 meters on a simulated line, served over TCP and pseudo-terminals.
+
+The meters speak through the same sans-I/O codec as the gateway, from the other side:
+``SimulatedMeter`` turns a request frame into reply bytes (with injected faults),
+``Dlt645Line`` puts several meters on one bus (only the addressed meter answers; an absent
+address gets silence, as on a real RS-485 line), and the servers move the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import select
+import threading
+import tty
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from meter_drivers.dlt645 import (
+    BROADCAST,
+    BroadcastTimeRequest,
+    ChangeBaudRequest,
+    DataItem,
+    Frame,
+    FrameError,
+    FrameParser,
+    FreezeRequest,
+    InvalidValueError,
+    NumberFormat,
+    ReadAddressRequest,
+    ReadFollowUpRequest,
+    ReadRequest,
+    Request,
+    Value,
+    Version,
+    WriteRequest,
+    address_matches,
+    build_ack,
+    build_change_baud_reply,
+    build_error_reply,
+    build_read_address_reply,
+    build_read_reply,
+    build_write_ack,
+    decode_request,
+    decode_values,
+    encode_frame,
+    items_for,
+    parse_address,
+)
+from simulators.load import CENT_KWH, Clock, LoadModel, SystemClock
+
+DEFAULT_PASSWORD = bytes((0x02, 0x00, 0x00, 0x00))  # privilege level 02, password 000000
+BITS_PER_CHARACTER = 11  # 8E1: start + 8 data + parity + stop
+REGISTER_CAPACITY_KWH = Decimal("999999.99")  # XXXXXX.XX
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What goes wrong with one meter; the dice are seeded, so a run is reproducible.
+
+    Probabilities are per request addressed to the meter (0..1):
+    ``no_answer`` (the request is not heard), ``error_reply`` (answers with error bit
+    "other"), ``bad_checksum`` (the reply's checksum is off by one), ``garbage_before``
+    (``garbage_length`` random bytes precede the reply), ``slow`` (the reply comes
+    ``slow_extra_s`` seconds late).
+
+    Register faults act on every energy register: ``register_offset_kwh`` is added before the
+    register wraps at ``capacity_kwh`` (push a meter near 999999.99 to provoke a
+    rollover); from ``replaced_at`` on, the meter is a new one whose registers restart at
+    ``replacement_start_kwh``.
+    """
+
+    seed: int = 0
+    no_answer: float = 0.0
+    error_reply: float = 0.0
+    bad_checksum: float = 0.0
+    garbage_before: float = 0.0
+    garbage_length: int = 3
+    slow: float = 0.0
+    slow_extra_s: float = 0.5
+    register_offset_kwh: Decimal = Decimal(0)
+    capacity_kwh: Decimal = REGISTER_CAPACITY_KWH
+    replaced_at: datetime | None = None
+    replacement_start_kwh: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class MeterAnswer:
+    """Reply bytes as the meter drives them onto the line, and its extra delay (s)."""
+
+    data: bytes
+    delay_s: float = 0.0
+
+
+class SimulatedMeter:
+    """One DL/T645 meter: answers reads of every catalogue DI from a ``LoadModel``.
+
+    The meter's own clock is the ``clock`` plus an offset set by broadcast time and by
+    writes of date/time; its readings of energy follow physical time (the ``clock``).
+    Unknown DIs get an error reply with "no_such_data"; requests for other addresses get
+    silence. A 1997 meter also answers reads sent to 99…99, as single meters on a bus do.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        load: LoadModel,
+        version: Version = Version.V2007,
+        *,
+        clock: Clock | None = None,
+        faults: Faults | None = None,
+        password: bytes = DEFAULT_PASSWORD,
+    ) -> None:
+        self.address = parse_address(address)
+        self.load = load
+        self.version = version
+        self.clock = clock or SystemClock()
+        self.faults = faults or Faults()
+        self.password = password
+        self.baud: int | None = None
+        self.clock_offset = timedelta(0)
+        self._frozen: dict[str, Value] = {}
+        self._dice = random.Random(self.faults.seed)
+        self._sources = self._value_sources()
+
+    # -- what the meter knows ---------------------------------------------------------------
+
+    def _value_sources(self) -> dict[str, Callable[[datetime], Value]]:
+        """Quantity name (as in the catalogue) → how to read it at a physical time."""
+        load = self.load
+        zero = Decimal(0)
+        registers: dict[str, Callable[[datetime], Decimal]] = {
+            "energy_import": load.energy_import_kwh,
+            "energy_export": load.energy_export_kwh,
+            "energy_combined": load.energy_import_kwh,  # import + export, export is 0
+            "reactive_combined_1": load.reactive_import_kvarh,
+            "reactive_combined_2": lambda t: zero,
+            "reactive_import": load.reactive_import_kvarh,
+            "reactive_export": lambda t: zero,
+        }
+        for k in (1, 2, 3, 4):
+            registers[f"energy_import_t{k}"] = lambda t, k=k: load.tariff_import_kwh(t, k)
+            registers[f"energy_combined_t{k}"] = registers[f"energy_import_t{k}"]
+            registers[f"energy_export_t{k}"] = lambda t: zero
+        sources: dict[str, Callable[[datetime], Value]] = {
+            name: self._register(read) for name, read in registers.items()
+        }
+        for index, phase in enumerate("abc"):
+            sources[f"voltage_{phase}"] = lambda t, i=index: load.voltage_v(t, i)
+            sources[f"current_{phase}"] = lambda t, i=index: load.current_a(t, i)
+            sources[f"power_{phase}"] = lambda t: load.power_kw(t) / 3
+            sources[f"power_factor_{phase}"] = lambda t: load.power_factor
+        sources |= {
+            "power_total": load.power_kw,
+            "reactive_power_total": load.reactive_power_kvar,
+            "apparent_power_total": load.apparent_power_kva,
+            "power_factor_total": lambda t: load.power_factor,
+            "current_n": lambda t: zero,
+            "frequency": load.frequency_hz,
+            "meter_temperature": lambda t: Decimal("31.5"),
+            "max_demand_import": lambda t: load.max_demand(t)[0],
+            "max_demand_import_time": lambda t: load.max_demand(t)[1],
+            "max_demand_export": lambda t: zero,
+            "max_demand_export_time": lambda t: None,
+            "meter_date": lambda t: self.local_time(t).date(),
+            "meter_time": lambda t: self.local_time(t).time(),
+            "meter_address": lambda t: self.address,
+            "meter_number": lambda t: self.address,
+        }
+        return sources
+
+    def _register(self, read: Callable[[datetime], Decimal]) -> Callable[[datetime], Decimal]:
+        """An energy register as this meter shows it: replacement, offset, wrap at capacity."""
+        faults = self.faults
+
+        def shown(t: datetime) -> Decimal:
+            value = read(t)
+            if faults.replaced_at is not None and t >= faults.replaced_at:
+                value = value - read(faults.replaced_at) + faults.replacement_start_kwh
+            return (value + faults.register_offset_kwh) % (faults.capacity_kwh + CENT_KWH)
+
+        return shown
+
+    def local_time(self, t: datetime | None = None) -> datetime:
+        """The meter's own wall-clock time (naive, in the load model's zone)."""
+        now = self.clock.now() if t is None else t
+        return (now + self.clock_offset).astimezone(self.load.tz).replace(tzinfo=None)
+
+    def set_local_time(self, wall: datetime) -> None:
+        """Set the meter's clock to ``wall`` (naive local time)."""
+        self.clock_offset = wall.replace(tzinfo=self.load.tz) - self.clock.now()
+
+    def values(self, items: Iterable[DataItem], t: datetime | None = None) -> dict[str, Value]:
+        """Quantity → value for ``items`` at physical time ``t``, fitted to their formats.
+
+        Raises KeyError for a quantity this meter does not have (e.g. frozen data before the
+        first freeze).
+        """
+        now = self.clock.now() if t is None else t
+        result: dict[str, Value] = {}
+        for item in items:
+            for f in item.fields:
+                if f.quantity in self._frozen:
+                    value = self._frozen[f.quantity]
+                else:
+                    value = self._sources[f.quantity](now)
+                if isinstance(f.format, NumberFormat) and isinstance(value, Decimal):
+                    value = f.format.quantize(value)
+                result[f.quantity] = value
+        return result
+
+    def freeze(self) -> None:
+        """Take a daily-freeze snapshot now (05060001 time, 05060101/05060201 energy)."""
+        now = self.clock.now()
+        self._frozen["frozen_daily_time"] = self.local_time(now).replace(second=0, microsecond=0)
+        for suffix in ("", "_t1", "_t2", "_t3", "_t4"):
+            for kind in ("import", "export"):
+                value = self._sources[f"energy_{kind}{suffix}"](now)
+                self._frozen[f"frozen_daily_energy_{kind}{suffix}"] = value
+
+    # -- protocol -------------------------------------------------------------------------
+
+    def handle(self, frame: Frame, preamble: int = 2) -> MeterAnswer | None:
+        """The meter's reaction to a request frame heard on the line (None = silence)."""
+        try:
+            request = decode_request(frame, self.version)
+        except FrameError:
+            return None  # a garbled or foreign-dialect request: a real meter ignores it
+        if not self._addressed(request):
+            return None
+        faults = self.faults
+        # Throw every die on every request, so one fault's setting does not shift the others.
+        dice = [self._dice.random() for _ in range(5)]
+        garbage = self._dice.randbytes(faults.garbage_length)
+        if dice[0] < faults.no_answer:
+            return None
+        reply = self._reply(request, frame.control)
+        if reply is None:
+            return None
+        if dice[1] < faults.error_reply:
+            reply = build_error_reply(self.address, frame.control, ["other"], self.version)
+        data = encode_frame(reply, preamble)
+        if dice[2] < faults.bad_checksum:
+            data = data[:-2] + bytes(((data[-2] + 1) & 0xFF, data[-1]))
+        if dice[3] < faults.garbage_before:
+            data = garbage + data
+        delay = faults.slow_extra_s if dice[4] < faults.slow else 0.0
+        return MeterAnswer(data, delay)
+
+    def _addressed(self, request: Request) -> bool:
+        if request.address == BROADCAST:
+            if isinstance(request, BroadcastTimeRequest | FreezeRequest):
+                return True
+            return self.version is Version.V1997 and isinstance(request, ReadRequest)
+        if isinstance(request, WriteRequest | ChangeBaudRequest):
+            return request.address == self.address  # never by wildcard
+        return address_matches(request.address, self.address)
+
+    def _error(self, control: int, bit: str) -> Frame:
+        return build_error_reply(self.address, control, [bit], self.version)
+
+    def _reply(self, request: Request, control: int) -> Frame | None:
+        if isinstance(request, ReadRequest):
+            items = items_for(request.di, self.version)
+            if items is None:
+                return self._error(control, "no_such_data")
+            try:
+                values = self.values(items)
+            except KeyError:
+                return self._error(control, "no_such_data")
+            try:
+                return build_read_reply(self.address, request.di, values, self.version)
+            except InvalidValueError:
+                return self._error(control, "other")  # e.g. power beyond XX.XXXX kW
+        if isinstance(request, ReadFollowUpRequest):
+            return self._error(control, "no_such_data")  # every reply fits in one frame
+        if isinstance(request, ReadAddressRequest):
+            return build_read_address_reply(self.address)
+        if isinstance(request, BroadcastTimeRequest):
+            self.set_local_time(request.time)
+            return None
+        if isinstance(request, FreezeRequest):
+            self.freeze()
+            return None if request.address == BROADCAST else build_ack(self.address, control)
+        if isinstance(request, ChangeBaudRequest):
+            self.baud = request.baud
+            return build_change_baud_reply(self.address, request.baud)
+        return self._write(request, control)
+
+    def _write(self, request: WriteRequest, control: int) -> Frame:
+        if request.password != self.password:
+            return self._error(control, "unauthorized")
+        items = items_for(request.di, self.version)
+        if items is None:
+            return self._error(control, "no_such_data")
+        try:
+            (reading,) = decode_values(items, request.payload)
+        except (FrameError, ValueError):
+            return self._error(control, "other")
+        now = self.local_time()
+        if isinstance(reading.value, date) and not isinstance(reading.value, datetime):
+            self.set_local_time(datetime.combine(reading.value, now.time()))
+        elif isinstance(reading.value, time):
+            self.set_local_time(datetime.combine(now.date(), reading.value))
+        else:
+            return self._error(control, "unauthorized")  # only the clock is writable here
+        return build_write_ack(self.address, self.version)
+
+
+# -- the line -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineReply:
+    """Bytes that come back on the line for one request, and when (s after the request)."""
+
+    data: bytes
+    delay_s: float
+
+
+class Dlt645Line:
+    """Several meters on one RS-485 line.
+
+    Only addressed meters answer; when several do (a wildcard read with more than one meter
+    on the line) their replies collide and come back as the bitwise OR of the bytes, which
+    is what a listener sees when two drivers fight — garbage the parser must survive.
+    ``reply_preamble`` is the number of FE before each reply (0, 2 or 4). With ``baud``
+    set, a reply is delayed by ``turnaround_s`` plus its transmission time (11 bits per
+    byte, 8E1).
+    """
+
+    def __init__(
+        self,
+        meters: Iterable[SimulatedMeter] = (),
+        *,
+        reply_preamble: int = 2,
+        baud: int | None = None,
+        turnaround_s: float = 0.020,
+    ) -> None:
+        if reply_preamble not in (0, 2, 4):
+            raise ValueError(f"reply_preamble: expected 0, 2 or 4 FE, got {reply_preamble}")
+        self.meters: list[SimulatedMeter] = []
+        self.reply_preamble = reply_preamble
+        self.baud = baud
+        self.turnaround_s = turnaround_s
+        self._bus = threading.Lock()  # one transaction at a time, whoever is asking
+        for meter in meters:
+            self.add(meter)
+
+    def add(self, meter: SimulatedMeter) -> None:
+        if any(m.address == meter.address for m in self.meters):
+            raise ValueError(f"meter {meter.address} is already on this line")
+        self.meters.append(meter)
+
+    def answer(self, request: Frame) -> LineReply | None:
+        """What comes back on the line for one request frame (None = silence)."""
+        with self._bus:
+            answers = [
+                a for m in self.meters if (a := m.handle(request, self.reply_preamble)) is not None
+            ]
+        if not answers:
+            return None
+        data = answers[0].data
+        for other in answers[1:]:
+            width = max(len(data), len(other.data))
+            ored = int.from_bytes(data.ljust(width, b"\0")) | int.from_bytes(
+                other.data.ljust(width, b"\0")
+            )
+            data = ored.to_bytes(width)
+        delay = max(a.delay_s for a in answers)
+        if self.baud:
+            delay += self.turnaround_s + len(data) * BITS_PER_CHARACTER / self.baud
+        return LineReply(data, delay)
+
+    def open_port(self) -> LinePort:
+        """A connection to the line with its own receive buffer (one per client)."""
+        return LinePort(self)
+
+    def transact(self, request: bytes) -> bytes:
+        """Send request bytes and collect every reply at once, ignoring delays (for tests)."""
+        return b"".join(reply.data for reply in self.open_port().receive(request))
+
+
+class LinePort:
+    """One client's view of a line: request bytes in (any chunking), replies out."""
+
+    def __init__(self, line: Dlt645Line) -> None:
+        self.line = line
+        self.parser = FrameParser()
+
+    def receive(self, data: bytes) -> list[LineReply]:
+        self.parser.feed(data)
+        return [r for frame in self.parser if (r := self.line.answer(frame)) is not None]
+
+
+# -- servers --------------------------------------------------------------------------------
+
+
+class Dlt645TcpServer:
+    """A line behind a TCP port, like a serial device server in transparent mode."""
+
+    def __init__(self, line: Dlt645Line) -> None:
+        self.line = line
+        self._server: asyncio.Server | None = None
+        self._bus = asyncio.Lock()  # one transaction at a time across connections
+        self._clients: set[asyncio.Task[object]] = set()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen; returns the bound port (pass 0 for a free one)."""
+        self._server = await asyncio.start_server(self._serve, host, port)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop every client connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._clients):
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Kept so stop() can drop live connections (Server.close() leaves them open).
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        port = self.line.open_port()
+        try:
+            while data := await reader.read(4096):
+                async with self._bus:
+                    for reply in port.receive(data):
+                        if reply.delay_s:
+                            await asyncio.sleep(reply.delay_s)
+                        writer.write(reply.data)
+                        await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the client hung up, or the server is stopping
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+
+def serve_in_thread(
+    line: Dlt645Line, host: str = "127.0.0.1", port: int = 0
+) -> tuple[int, Callable[[], None]]:
+    """Run a ``Dlt645TcpServer`` on its own event loop in a daemon thread.
+
+    Returns the bound port and a function that stops the server and joins the thread.
+    """
+    loop = asyncio.new_event_loop()
+    server = Dlt645TcpServer(line)
+    bound: Future[int] = Future()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            bound.set_result(loop.run_until_complete(server.start(host, port)))
+        except BaseException as exc:  # handed to the caller through the future
+            bound.set_exception(exc)
+            loop.close()
+            return
+        loop.run_forever()
+        loop.run_until_complete(server.stop())
+        loop.close()
+
+    thread = threading.Thread(target=run, name=f"dlt645-tcp-{host}:{port}", daemon=True)
+    thread.start()
+    bound_port = bound.result(timeout=10)
+
+    def stop() -> None:
+        if thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+
+    return bound_port, stop
+
+
+class Dlt645PtyServer:
+    """A line on a pseudo-terminal: clients open ``slave_path`` like a serial port.
+
+    The slave side is put in raw mode (8N1; pseudo-terminals here refuse even parity). The
+    server keeps the slave open itself so the master does not see a hang-up between
+    clients.
+    """
+
+    def __init__(self, line: Dlt645Line) -> None:
+        self.line = line
+        self.slave_path = ""
+        self.slave_fd = -1
+        self._master_fd = -1
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        """Open the pseudo-terminal and serve it; returns the slave device path."""
+        self._master_fd, self.slave_fd = os.openpty()
+        tty.setraw(self.slave_fd)
+        self.slave_path = os.ttyname(self.slave_fd)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="dlt645-pty", daemon=True)
+        self._thread.start()
+        return self.slave_path
+
+    def stop(self) -> None:
+        """Stop serving and close both ends."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for fd in (self._master_fd, self.slave_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._master_fd = self.slave_fd = -1
+
+    def __enter__(self) -> Dlt645PtyServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        port = self.line.open_port()
+        master = self._master_fd
+        while not self._stopping.is_set():
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                continue  # no slave open at this instant; keep serving
+            for reply in port.receive(data):
+                if self._stopping.wait(reply.delay_s):
+                    return
+                os.write(master, reply.data)
