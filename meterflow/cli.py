@@ -7,6 +7,7 @@ installed never imports the cloud's dependencies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -149,10 +150,15 @@ def sim_dlt645(
     seed: Annotated[int, typer.Option(help="load model seed")] = 1,
 ) -> None:
     """Serve a line of simulated DL/T645-2007 meters on TCP until stopped."""
-    from simulators.site import demo_line, serve_line_forever
+    from simulators.load import SystemClock
+    from simulators.site import demo_line, demo_meter_tree, serve_line_forever
 
-    line = demo_line(meters, seed=seed)
-    asyncio.run(serve_line_forever(line, "127.0.0.1", port))
+    tree = demo_meter_tree(meters)
+    for m in tree:
+        typer.echo(f"{m.id} address {m.address} {m.role} parent {m.parent or '-'}")
+    line = demo_line(tree, SystemClock(), seed=seed)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_line_forever(line, "127.0.0.1", port))
 
 
 # ---------------------------------------------------------------- demo
