@@ -22,6 +22,7 @@ from edge.wire import ClockState, Quality, Reading, ReadingsPayload, seal
 from meter_drivers.dlt645.control import Version
 from meter_drivers.dlt645.master import Dlt645Master, di_for_quantity
 from meter_drivers.errors import DriverError, MeterErrorReply
+from meter_drivers.sideline import LineAvailability, SidelinePolicy
 from meter_drivers.transport import TcpTransport
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ class GatewayAgent:
     """Polls the configured lines, fills the outbox, and publishes sealed envelopes."""
 
     def __init__(self, config: SiteConfig, identity: GatewayIdentity, outbox: OutboxStore,
-                 publisher: MqttPublisher, *, now: Callable[[], datetime] = utc_now) -> None:
+                 publisher: MqttPublisher, *, now: Callable[[], datetime] = utc_now,
+                 sideline: SidelinePolicy | None = None) -> None:
         self.config = config
         self.identity = identity
         self.outbox = outbox
@@ -72,6 +74,7 @@ class GatewayAgent:
              sorted(line.meters, key=lambda m: ordered[m.id]))
             for line in config.lines
         ]
+        self.availability = {line.name: LineAvailability(sideline) for line in config.lines}
 
     def _seal(self, seq: int, epoch: int, readings: list[Reading]) -> bytes:
         payload = ReadingsPayload(
@@ -87,26 +90,38 @@ class GatewayAgent:
 
     async def _read_line(self, line: LineConfig, master: Dlt645Master,
                          meters: list[MeterConfig], round_id: str) -> list[Reading]:
+        """Read the due meters of one line; a meter that does not answer its first quantity
+        is not asked for the rest this round, and is sidelined after repeated failures."""
+        availability = self.availability[line.name]
         readings = []
         for meter in meters:
+            if not availability.due(meter.id):
+                continue
             version = Version(meter.version)
-            for quantity in meter.quantities:
-                di = di_for_quantity(quantity, version)
-                try:
-                    value = await master.read_value(meter.address, di, version)
-                except MeterErrorReply as exc:
-                    log.warning("%s meter %s %s: %s", line.name, meter.id, quantity, exc)
-                    quality, number, unit = Quality.ERROR, None, ""
-                except DriverError as exc:
-                    log.warning("%s meter %s %s: %s", line.name, meter.id, quantity, exc)
-                    quality, number, unit = Quality.TIMEOUT, None, ""
-                else:
-                    quality, number, unit = Quality.GOOD, value.value * meter.multiplier, value.unit
+            answered = False
+            for n, quantity in enumerate(meter.quantities):
+                quality, number, unit = Quality.TIMEOUT, None, ""
+                if n == 0 or answered:
+                    try:
+                        value = await master.read_value(meter.address,
+                                                        di_for_quantity(quantity, version),
+                                                        version)
+                    except MeterErrorReply as exc:
+                        answered = True
+                        log.warning("%s meter %s %s: %s", line.name, meter.id, quantity, exc)
+                        quality = Quality.ERROR
+                    except DriverError as exc:
+                        log.warning("%s meter %s %s: %s", line.name, meter.id, quantity, exc)
+                    else:
+                        answered = True
+                        quality, unit = Quality.GOOD, value.unit
+                        number = value.value * meter.multiplier
                 readings.append(Reading(
                     meter=meter.id, quantity=quantity, value=number, unit=unit,
                     read_at=self.now(), quality=quality, round=round_id,
                     multiplier=meter.multiplier,
                 ))
+            availability.record(meter.id, answered)
         return readings
 
     async def poll_round(self) -> RoundReport:

@@ -17,12 +17,17 @@ from typing import Annotated
 
 import typer
 
+from meterflow.field_commands import frame_app, read_command, scan_command
+
 app = typer.Typer(help="meterflow: metering gateway and utility-billing cloud.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 edge_app = typer.Typer(help="Gateway: keys, polling, store-and-forward.", no_args_is_help=True)
 cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_is_help=True)
 sim_app = typer.Typer(help="Simulated meters speaking the real protocols.",
                       no_args_is_help=True)
+edge_app.add_typer(frame_app, name="frame")
+edge_app.command("read")(read_command)
+edge_app.command("scan")(scan_command)
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(sim_app, name="sim")
