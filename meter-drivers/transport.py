@@ -38,6 +38,23 @@ class Transport(Protocol):
         """Drop whatever arrived unasked (a late reply, noise) before the next request."""
 
 
+class _LineProtocol(asyncio.Protocol):
+    """Collects what the socket delivers; the transport pulls it out."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.arrived = asyncio.Event()
+        self.closed: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.arrived.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = exc or ConnectionResetError("the serial server closed the connection")
+        self.arrived.set()
+
+
 class TcpTransport:
     """A line behind a transparent TCP serial server (RS-485 to Ethernet converter)."""
 
@@ -46,62 +63,52 @@ class TcpTransport:
         self.port = port
         self.name = f"tcp://{host}:{port}"
         self.connect_timeout_s = connect_timeout_s
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._socket: asyncio.Transport | None = None
+        self._protocol: _LineProtocol | None = None
 
     async def open(self) -> None:
-        if self._writer is not None:
+        if self._socket is not None:
             return
+        loop = asyncio.get_running_loop()
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout_s
+            self._socket, self._protocol = await asyncio.wait_for(
+                loop.create_connection(_LineProtocol, self.host, self.port),
+                self.connect_timeout_s,
             )
         except (OSError, TimeoutError) as exc:
             raise TransportError(f"{self.name}: cannot connect: {exc or 'timed out'}") from exc
 
     async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        sock, self._socket, self._protocol = self._socket, None, None
+        if sock is not None:
+            sock.close()
 
     async def send(self, data: bytes) -> None:
         await self.open()
-        assert self._writer is not None
-        try:
-            self._writer.write(data)
-            await self._writer.drain()
-        except OSError as exc:
-            await self.close()
-            raise TransportError(f"{self.name}: send failed: {exc}") from exc
+        assert self._socket is not None
+        self._socket.write(data)
 
     async def receive(self, timeout_s: float) -> bytes:
         await self.open()
-        assert self._reader is not None
-        try:
-            chunk = await asyncio.wait_for(self._reader.read(4096), timeout_s)
-        except TimeoutError:
-            return b""
-        except OSError as exc:
-            await self.close()
-            raise TransportError(f"{self.name}: receive failed: {exc}") from exc
-        if not chunk:
-            await self.close()
-            raise TransportError(f"{self.name}: the serial server closed the connection")
-        return chunk
+        protocol = self._protocol
+        assert protocol is not None
+        if not protocol.buffer and protocol.closed is None:
+            protocol.arrived.clear()
+            try:
+                await asyncio.wait_for(protocol.arrived.wait(), timeout_s)
+            except TimeoutError:
+                return b""
+        if protocol.buffer:
+            chunk = bytes(protocol.buffer)
+            protocol.buffer.clear()
+            return chunk
+        reason = protocol.closed
+        await self.close()
+        raise TransportError(f"{self.name}: connection lost: {reason}")
 
     async def discard_input(self) -> None:
-        if self._reader is None:
-            return
-        while True:
-            try:
-                chunk = await asyncio.wait_for(self._reader.read(4096), 0.005)
-            except TimeoutError:
-                return
-            if not chunk:
-                await self.close()
-                return
+        if self._protocol is not None:
+            self._protocol.buffer.clear()
 
 
 class SerialTransport:

@@ -330,8 +330,9 @@ class Dlt645Line:
     on the line) their replies collide and come back as the bitwise OR of the bytes, which
     is what a listener sees when two drivers fight — garbage the parser must survive.
     ``reply_preamble`` is the number of FE before each reply (0, 2 or 4). With ``baud``
-    set, a reply is delayed by ``turnaround_s`` plus its transmission time (11 bits per
-    byte, 8E1).
+    set, a reply comes after the request's own transmission time (a meter hears the request
+    only once its last byte is on the wire), ``turnaround_s``, and the reply's transmission
+    time (11 bits per byte, 8E1).
     """
 
     def __init__(
@@ -392,10 +393,22 @@ class LinePort:
     def __init__(self, line: Dlt645Line) -> None:
         self.line = line
         self.parser = FrameParser()
+        self._unanswered_bytes = 0  # request bytes on the wire since the last reply
 
     def receive(self, data: bytes) -> list[LineReply]:
         self.parser.feed(data)
-        return [r for frame in self.parser if (r := self.line.answer(frame)) is not None]
+        self._unanswered_bytes += len(data)
+        replies = []
+        for frame in self.parser:
+            reply = self.line.answer(frame)
+            if reply is None:
+                continue
+            if self.line.baud:
+                request_s = self._unanswered_bytes * BITS_PER_CHARACTER / self.line.baud
+                reply = LineReply(reply.data, reply.delay_s + request_s)
+            self._unanswered_bytes = 0
+            replies.append(reply)
+        return replies
 
 
 # -- servers --------------------------------------------------------------------------------

@@ -309,9 +309,11 @@ def test_slow_fault_and_wire_timing_delay_the_reply(clock: SimClock) -> None:
     )
     line = Dlt645Line([meter], baud=2400, turnaround_s=0.02)
 
-    (reply,) = line.open_port().receive(encode_frame(build_read("6", "00010000")))
+    request = encode_frame(build_read("6", "00010000"))
+    (reply,) = line.open_port().receive(request)
 
-    assert reply.delay_s == pytest.approx(0.25 + 0.02 + len(reply.data) * 11 / 2400)
+    wire_s = (len(request) + len(reply.data)) * 11 / 2400
+    assert reply.delay_s == pytest.approx(0.25 + 0.02 + wire_s)
 
 
 def test_1997_meter_answers_reads_sent_to_broadcast_address(clock: SimClock) -> None:
