@@ -4,32 +4,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from cloud.series.base import SeriesPoint, SeriesStore, to_ns
 from cloud.series.influx import InfluxSeriesStore
 from cloud.series.sqlite import SqliteSeriesStore
 from tests.factories import T0
+from tests.influx_v2_adapter import influx_v2_adapter
 
 
-@pytest.fixture(params=["sqlite", "influxdb"])
+@pytest.fixture(params=["sqlite", "influxdb", "influxdb-v2-write"])
 def store(request, tmp_path) -> Iterator[SeriesStore]:
+    """Each store; ``influxdb-v2-write`` writes through influxdb-client's /api/v2/write, via
+    the test-only adapter in front of the real influxd 1.6."""
+    if request.param == "sqlite":
+        s: SeriesStore = SqliteSeriesStore(tmp_path / "series.sqlite")
+        yield s
+        s.close()
+        return
+    base_url, db_name = request.getfixturevalue("fresh_influx_db")
     if request.param == "influxdb":
-        base_url, db_name = request.getfixturevalue("fresh_influx_db")
-        s: SeriesStore = InfluxSeriesStore(base_url, db_name)
-    else:
-        s = SqliteSeriesStore(tmp_path / "series.sqlite")
-    yield s
-    s.close()
+        s = InfluxSeriesStore(base_url, db_name)
+        yield s
+        s.close()
+        return
+    with influx_v2_adapter(base_url) as (adapter_url, calls):
+        s = InfluxSeriesStore(adapter_url, db_name, token="user:password", write_path="v2")
+        yield s
+        s.close()
+        # Every test writes: all writes went through the v2 API, none straight to /write.
+        assert "POST /api/v2/write" in calls and "POST /write" not in calls
 
 
 def point(minute: int, value: float | None = 1.5, meter: str = "M1",
-          quality: str = "good") -> SeriesPoint:
+          quality: str = "good", flags: str = "") -> SeriesPoint:
     return SeriesPoint(site="s1", meter=meter, quantity="energy_import",
                        time_ns=to_ns(T0 + timedelta(minutes=minute)), value=value,
-                       quality=quality, unit="kWh", gateway="gw1", round=f"r{minute}")
+                       quality=quality, unit="kWh", gateway="gw1", round=f"r{minute}",
+                       flags=flags)
 
 
 def read(store: SeriesStore, meter: str = "M1", start: int = 0, end: int = 60):
@@ -70,3 +85,47 @@ def test_ids_with_spaces_commas_equals_and_quotes_round_trip(store, meter):
 def test_register_values_keep_their_digits(store):
     store.write([point(1, 999999.99), point(2, 0.01)])
     assert read(store).values.tolist() == [999999.99, 0.01]
+
+
+def test_latest_gives_the_newest_valued_point_before_a_time(store):
+    store.write([point(1, 10.0), point(5, 11.0), point(9, None, quality="timeout"),
+                 point(3, 20.0, meter="M2"), point(30, 12.0)])
+    latest = store.latest(["M1", "M2", "M3"], "energy_import",
+                          to_ns(T0 + timedelta(minutes=10)))
+    assert latest == {"M1": (to_ns(T0 + timedelta(minutes=5)), 11.0),
+                      "M2": (to_ns(T0 + timedelta(minutes=3)), 20.0)}
+
+
+def test_register_matrix_keeps_the_last_value_per_interval(store):
+    # Hourly intervals over [T0, T0 + 3 h); M2 has nothing in the second hour.
+    store.write([point(5, 1.0), point(50, 2.0), point(70, 3.0), point(170, 4.0),
+                 point(10, 7.0, meter="M2"), point(130, 8.0, meter="M2", quality="estimated"),
+                 point(140, None, meter="M2", quality="timeout"),
+                 point(175, 9.0, meter="M1", quality="suspect", flags="spike")])
+    matrix = store.register_matrix(["M2", "M1", "M9"], "energy_import", T0,
+                                   T0 + timedelta(hours=3), "1h")
+    assert matrix.meters == ("M2", "M1", "M9")
+    np.testing.assert_array_equal(matrix.values, [[7.0, np.nan, 8.0],
+                                                  [2.0, 3.0, 9.0],
+                                                  [np.nan, np.nan, np.nan]])
+    assert matrix.mask.tolist() == [[True, False, True], [True, True, False],
+                                    [False, False, False]]
+
+
+def test_daily_matrix_follows_the_local_calendar(store):
+    # Asia/Shanghai midnight is 16:00 UTC the day before: a reading at 15:59 UTC is in the
+    # local day before the one that starts at 16:00 UTC.
+    day = datetime(2026, 3, 1, 16, tzinfo=UTC)  # 2026-03-02 00:00 local
+    minutes = [int((day - T0).total_seconds() // 60) + m for m in (-1, 0, 60 * 24 - 1)]
+    store.write([point(minutes[0], 1.0), point(minutes[1], 2.0), point(minutes[2], 3.0)])
+    matrix = store.register_matrix(["M1"], "energy_import", day - timedelta(days=1),
+                                   day + timedelta(days=1), "1d", tz="Asia/Shanghai")
+    assert matrix.values.tolist() == [[1.0, 3.0]]
+
+
+def test_consumption_matrix_differences_interval_end_registers(store):
+    store.write([point(-5, 100.0), point(55, 101.5), point(115, 101.0), point(175, 104.0)])
+    usage = store.consumption_matrix(["M1"], "energy_import", T0, T0 + timedelta(hours=3),
+                                     "1h")
+    np.testing.assert_allclose(usage.usage, [[1.5, -0.5, 3.0]])
+    assert usage.mask.tolist() == [[True, False, True]]  # a register going down is not usage

@@ -7,10 +7,24 @@ so a redelivered envelope can be written twice without storing a reading twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from cloud.series.matrix import (
+    DEFAULT_TZ,
+    ConsumptionMatrix,
+    RegisterMatrix,
+    consumption_from_registers,
+    interval_edges,
+    last_per_interval,
+    parse_step,
+    to_ns,
+)
+
+__all__ = ["SeriesFrame", "SeriesPoint", "SeriesStore", "SeriesStoreError", "to_ns"]
 
 
 class SeriesStoreError(Exception):
@@ -31,6 +45,7 @@ class SeriesPoint:
     unit: str = ""
     gateway: str = ""
     round: str = ""
+    flags: str = ""  # validation findings, comma-separated (e.g. "decrease,spike")
 
 
 @dataclass(frozen=True)
@@ -47,14 +62,6 @@ class SeriesFrame:
 
     def __len__(self) -> int:
         return len(self.times_ns)
-
-
-def to_ns(moment: datetime) -> int:
-    """UTC nanoseconds of an aware datetime (microsecond resolution, exact)."""
-    if moment.tzinfo is None:
-        raise ValueError(f"{moment!r} has no time zone; series times are UTC")
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def frame_from_rows(rows: list[tuple[int, float | None, str]]) -> SeriesFrame:
@@ -76,4 +83,54 @@ class SeriesStore(Protocol):
     def read(self, meter: str, quantity: str, start: datetime, end: datetime) -> SeriesFrame:
         """Points of one meter and quantity with start <= time < end, ordered by time."""
 
+    def latest(self, meters: list[str], quantity: str,
+               before_ns: int) -> dict[str, tuple[int, float]]:
+        """Per meter, (time_ns, value) of the newest point with a value before ``before_ns``."""
+
+    def register_matrix(self, meters: list[str], quantity: str, start: datetime,
+                        end: datetime, step: str, tz: str = DEFAULT_TZ) -> RegisterMatrix:
+        """Meters × intervals of the last register value per interval (see matrix.py)."""
+
+    def consumption_matrix(self, meters: list[str], quantity: str, start: datetime,
+                           end: datetime, step: str,
+                           tz: str = DEFAULT_TZ) -> ConsumptionMatrix:
+        """Use per interval of [start, end), from interval-end registers."""
+
     def close(self) -> None: ...
+
+
+class MatrixQueries:
+    """register_matrix and consumption_matrix on top of a store's ``raw_points``; a store
+    with server-side aggregation overrides ``register_matrix``."""
+
+    def raw_points(self, meters: list[str], quantity: str, start_ns: int,
+                   end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(meter index, time ns, value, quality code) of points with a value."""
+        raise NotImplementedError
+
+    def register_matrix(self, meters: list[str], quantity: str, start: datetime,
+                        end: datetime, step: str, tz: str = DEFAULT_TZ) -> RegisterMatrix:
+        edges = interval_edges(start, end, step, tz)
+        idx, times, values, quality = self.raw_points(meters, quantity, int(edges[0]),
+                                                      int(edges[-1]))
+        grid_v, grid_q = last_per_interval(idx, times, values, quality, len(meters), edges)
+        return RegisterMatrix(tuple(meters), edges, grid_v, grid_q)
+
+    def consumption_matrix(self, meters: list[str], quantity: str, start: datetime,
+                           end: datetime, step: str,
+                           tz: str = DEFAULT_TZ) -> ConsumptionMatrix:
+        first = interval_edges(start, end, step, tz)
+        before = previous_edge(start, step, tz)
+        registers = self.register_matrix(meters, quantity, before, end, step, tz)
+        assert np.array_equal(registers.edges_ns[1:], first)
+        return consumption_from_registers(registers)
+
+
+def previous_edge(start: datetime, step: str, tz: str) -> datetime:
+    """The edge one step before ``start`` on the same calendar grid."""
+    delta = parse_step(step)
+    if delta % timedelta(days=1) == timedelta(0):
+        zone = ZoneInfo(tz)
+        local = start.astimezone(zone).replace(tzinfo=None) - delta
+        return local.replace(tzinfo=zone).astimezone(UTC)
+    return start - delta

@@ -7,7 +7,19 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from cloud.series.base import SeriesFrame, SeriesPoint, SeriesStoreError, frame_from_rows, to_ns
+import numpy as np
+
+from cloud.series.base import (
+    MatrixQueries,
+    SeriesFrame,
+    SeriesPoint,
+    SeriesStoreError,
+    frame_from_rows,
+    to_ns,
+)
+from cloud.series.matrix import quality_codes
+
+_IN_CHUNK = 500  # meters per IN (...) list, well under SQLite's bound-parameter limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -20,12 +32,13 @@ CREATE TABLE IF NOT EXISTS points (
     site     TEXT NOT NULL,
     gateway  TEXT NOT NULL,
     round    TEXT NOT NULL,
+    flags    TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (meter, quantity, time_ns)
 ) WITHOUT ROWID
 """
 
 
-class SqliteSeriesStore:
+class SqliteSeriesStore(MatrixQueries):
     """Points keyed by (meter, quantity, time); a rewrite of a key replaces the point."""
 
     def __init__(self, path: Path | str) -> None:
@@ -40,13 +53,24 @@ class SqliteSeriesStore:
 
     def write(self, points: list[SeriesPoint]) -> None:
         rows = [
-            (p.meter, p.quantity, p.time_ns, p.value, p.quality, p.unit, p.site, p.gateway, p.round)
+            (
+                p.meter,
+                p.quantity,
+                p.time_ns,
+                p.value,
+                p.quality,
+                p.unit,
+                p.site,
+                p.gateway,
+                p.round,
+                p.flags,
+            )
             for p in points
         ]
         try:
             with self._lock, self._db:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    "INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
                 )
         except sqlite3.Error as exc:
             raise SeriesStoreError(
@@ -62,6 +86,42 @@ class SqliteSeriesStore:
                 (meter, quantity, to_ns(start), to_ns(end)),
             ).fetchall()
         return frame_from_rows(rows)
+
+    def latest(
+        self, meters: list[str], quantity: str, before_ns: int
+    ) -> dict[str, tuple[int, float]]:
+        found = {}
+        with self._lock:
+            for meter in meters:
+                row = self._db.execute(
+                    "SELECT time_ns, value FROM points WHERE meter = ? AND quantity = ?"
+                    " AND time_ns < ? AND value IS NOT NULL ORDER BY time_ns DESC LIMIT 1",
+                    (meter, quantity, before_ns),
+                ).fetchone()
+                if row is not None:
+                    found[meter] = (row[0], row[1])
+        return found
+
+    def raw_points(
+        self, meters: list[str], quantity: str, start_ns: int, end_ns: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        index = {m: i for i, m in enumerate(meters)}
+        rows: list[tuple[str, int, float, str]] = []
+        with self._lock:
+            for chunk in range(0, len(meters), _IN_CHUNK):
+                part = meters[chunk : chunk + _IN_CHUNK]
+                rows += self._db.execute(
+                    f"SELECT meter, time_ns, value, quality FROM points WHERE quantity = ?"
+                    f" AND meter IN ({', '.join('?' * len(part))})"
+                    f" AND time_ns >= ? AND time_ns < ? AND value IS NOT NULL",
+                    (quantity, *part, start_ns, end_ns),
+                ).fetchall()
+        return (
+            np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows)),
+            quality_codes([r[3] for r in rows]),
+        )
 
     def close(self) -> None:
         with self._lock:
