@@ -10,21 +10,25 @@ replaces the same points.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import exists, select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.registry.gateways import find_key
+from cloud.registry.gateways import KnownKey, find_key
 from cloud.registry.models import DeadLetter, SeenEnvelope
 from cloud.series.base import SeriesPoint, SeriesStore, to_ns
+from cloud.validation import SeriesState, VeeRules, is_cumulative, validate
 from edge.wire import (
     MAX_ENVELOPE_BYTES,
     BadSignature,
+    ClockState,
     MalformedEnvelope,
     ReadingsPayload,
     Topics,
@@ -104,38 +108,87 @@ def payload_points(site: str, payload: ReadingsPayload) -> list[SeriesPoint]:
     ]
 
 
-class IngestService:
-    """Turns raw ``up/readings`` messages into stored points; thread-safe."""
+@dataclass(frozen=True)
+class _Accepted:
+    index: int
+    site: str
+    payload: ReadingsPayload
 
-    def __init__(
-        self, registry: sessionmaker[Session], store: SeriesStore, topics: Topics | None = None
-    ) -> None:
+
+class IngestService:
+    """Turns raw ``up/readings`` messages into stored points; thread-safe.
+
+    Messages are handled in batches: one store write and one ledger transaction per batch,
+    which is what lets one worker keep up with many gateways. Registered keys are cached
+    for ``key_cache_s`` seconds, so a revocation takes effect within that time.
+    """
+
+    def __init__(self, registry: sessionmaker[Session], store: SeriesStore,
+                 topics: Topics | None = None, *, rules: VeeRules | None = None,
+                 key_cache_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
         self.registry = registry
         self.store = store
         self.topics = topics or Topics()
+        self.rules = rules or VeeRules()
         self.stats = IngestStats()
-        self._stats_lock = threading.Lock()
+        self.key_cache_s = key_cache_s
+        self._clock = clock
+        self._lock = threading.Lock()  # one batch at a time: validation state is shared
+        self._keys: dict[str, tuple[float, KnownKey | None]] = {}
+        self._series: dict[tuple[str, str], SeriesState] = {}
 
     def handle(self, topic: str, body: bytes) -> IngestResult:
         """Process one message; returns only when its outcome is durable."""
+        return self.handle_batch([(topic, body)])[0]
+
+    def handle_batch(self, messages: list[tuple[str, bytes]]) -> list[IngestResult]:
+        """Process messages (topic, body) together; returns one result per message, in
+        order, only once every outcome is durable. Raises if the store or the ledger fails;
+        then nothing of the batch counts as done and the caller acknowledges nothing."""
         received_at = datetime.now(UTC)
-        try:
-            result = self._accept(topic, body, received_at)
-        except _Rejected as rej:
-            result = IngestResult(Outcome.REJECTED, reason=rej.reason, detail=rej.detail)
-            with self.registry.begin() as session:
-                session.add(
-                    DeadLetter(
-                        received_at=received_at,
-                        topic=topic[:300],
-                        reason=rej.reason.value,
-                        detail=rej.detail[:2000],
-                        payload=body[:MAX_ENVELOPE_BYTES],
-                    )
-                )
-        with self._stats_lock:
-            self.stats.count(result)
-        return result
+        with self._lock:
+            results: list[IngestResult | None] = [None] * len(messages)
+            accepted: list[_Accepted] = []
+            letters = []
+            for i, (topic, body) in enumerate(messages):
+                try:
+                    site, payload = self._verify(topic, body)
+                except _Rejected as rej:
+                    results[i] = IngestResult(Outcome.REJECTED, reason=rej.reason,
+                                              detail=rej.detail)
+                    letters.append(DeadLetter(received_at=received_at, topic=topic[:300],
+                                              reason=rej.reason.value,
+                                              detail=rej.detail[:2000],
+                                              payload=body[:MAX_ENVELOPE_BYTES]))
+                    continue
+                accepted.append(_Accepted(i, site, payload))
+            fresh = self._drop_duplicates(accepted, results)
+            points = self._validated_points(fresh, received_at)
+            if points:
+                self.store.write(points)
+            for item, outcome in zip(fresh, self._record(fresh, received_at), strict=True):
+                results[item.index] = (
+                    IngestResult(Outcome.STORED, readings=len(item.payload.readings))
+                    if outcome else IngestResult(Outcome.DUPLICATE))
+            if letters:
+                with self.registry.begin() as session:
+                    session.add_all(letters)
+            done = [r for r in results if r is not None]
+            assert len(done) == len(messages)
+            for r in done:
+                self.stats.count(r)
+            return done
+
+    def _known_key(self, kid: str) -> KnownKey | None:
+        now = self._clock()
+        cached = self._keys.get(kid)
+        if cached is not None and now - cached[0] < self.key_cache_s:
+            return cached[1]
+        with self.registry() as session:
+            key = find_key(session, kid)
+        self._keys[kid] = (now, key)
+        return key
 
     def _verify(self, topic: str, body: bytes) -> tuple[str, ReadingsPayload]:
         try:
@@ -143,22 +196,18 @@ class IngestService:
         except MalformedEnvelope as exc:
             raise _Rejected(RejectReason.MALFORMED, str(exc)) from None
         if len(body) > MAX_ENVELOPE_BYTES:
-            raise _Rejected(
-                RejectReason.OVERSIZED,
-                f"{len(body)} bytes; at most {MAX_ENVELOPE_BYTES} are accepted",
-            )
+            raise _Rejected(RejectReason.OVERSIZED,
+                            f"{len(body)} bytes; at most {MAX_ENVELOPE_BYTES} are accepted")
         try:
             kid = envelope_kid(body)
         except MalformedEnvelope as exc:
             raise _Rejected(RejectReason.MALFORMED, str(exc)) from None
-        with self.registry() as session:
-            key = find_key(session, kid)
+        key = self._known_key(kid)
         if key is None:
             raise _Rejected(RejectReason.UNKNOWN_KEY, f"key {kid!r} is not registered")
         if key.revoked:
-            raise _Rejected(
-                RejectReason.REVOKED_KEY, f"key {kid!r} of gateway {key.gateway_id!r} was revoked"
-            )
+            raise _Rejected(RejectReason.REVOKED_KEY,
+                            f"key {kid!r} of gateway {key.gateway_id!r} was revoked")
         try:
             payload = open_envelope(body, key.public_key)
         except BadSignature as exc:
@@ -173,27 +222,73 @@ class IngestService:
             )
         return site, payload
 
-    def _accept(self, topic: str, body: bytes, received_at: datetime) -> IngestResult:
-        site, payload = self._verify(topic, body)
-        seen = exists().where(
-            SeenEnvelope.gateway_id == payload.gateway, SeenEnvelope.seq == payload.seq
-        )
+    def _drop_duplicates(self, accepted: list[_Accepted],
+                         results: list[IngestResult | None]) -> list[_Accepted]:
+        """Envelopes not seen before, in (gateway, seq) order; marks the others duplicate."""
+        if not accepted:
+            return []
+        keys = {(a.payload.gateway, a.payload.seq) for a in accepted}
         with self.registry() as session:
-            if session.scalar(select(seen)):
-                return IngestResult(Outcome.DUPLICATE)
-        self.store.write(payload_points(site, payload))
+            seen = {(gw, seq) for gw, seq in session.execute(
+                select(SeenEnvelope.gateway_id, SeenEnvelope.seq).where(
+                    tuple_(SeenEnvelope.gateway_id, SeenEnvelope.seq).in_(sorted(keys))))}
+        fresh = []
+        for a in sorted(accepted, key=lambda a: (a.payload.gateway, a.payload.seq)):
+            key = (a.payload.gateway, a.payload.seq)
+            if key in seen:
+                results[a.index] = IngestResult(Outcome.DUPLICATE)
+            else:
+                seen.add(key)
+                fresh.append(a)
+        return fresh
+
+    def _validated_points(self, fresh: list[_Accepted],
+                          received_at: datetime) -> list[SeriesPoint]:
+        per_envelope = [payload_points(a.site, a.payload) for a in fresh]
+        self._load_series_state([p for pts in per_envelope for p in pts])
+        received_ns = to_ns(received_at)
+        points = []
+        for a, pts in zip(fresh, per_envelope, strict=True):
+            pts.sort(key=lambda p: p.time_ns)
+            points += validate(pts, self._series, received_ns,
+                               clock_synced=a.payload.clock is ClockState.SYNCED,
+                               rules=self.rules)
+        return points
+
+    def _load_series_state(self, points: list[SeriesPoint]) -> None:
+        """Fetch the last stored value of series this worker has not seen yet."""
+        missing: dict[str, dict[str, int]] = {}
+        for p in points:
+            if (p.meter, p.quantity) not in self._series and is_cumulative(p.quantity):
+                first = missing.setdefault(p.quantity, {})
+                first[p.meter] = min(first.get(p.meter, p.time_ns), p.time_ns)
+        for quantity, meters in missing.items():
+            before = max(meters.values())
+            for meter, (t, v) in self.store.latest(sorted(meters), quantity, before).items():
+                if t < meters[meter]:
+                    self._series[(meter, quantity)] = SeriesState(t, v)
+
+    def _record(self, fresh: list[_Accepted], received_at: datetime) -> list[bool]:
+        """Record (gateway, seq) of stored envelopes; False where another worker did first."""
+        def row(a: _Accepted) -> SeenEnvelope:
+            return SeenEnvelope(gateway_id=a.payload.gateway, seq=a.payload.seq,
+                                epoch=a.payload.epoch, reading_count=len(a.payload.readings),
+                                received_at=received_at)
+
+        if not fresh:
+            return []
         try:
             with self.registry.begin() as session:
-                session.add(
-                    SeenEnvelope(
-                        gateway_id=payload.gateway,
-                        seq=payload.seq,
-                        epoch=payload.epoch,
-                        reading_count=len(payload.readings),
-                        received_at=received_at,
-                    )
-                )
+                session.add_all([row(a) for a in fresh])
+            return [True] * len(fresh)
         except IntegrityError:
-            # Another worker stored the same envelope meanwhile; our rewrite was idempotent.
-            return IngestResult(Outcome.DUPLICATE)
-        return IngestResult(Outcome.STORED, readings=len(payload.readings))
+            pass  # a concurrent worker recorded some of them: settle one by one
+        outcomes = []
+        for a in fresh:
+            try:
+                with self.registry.begin() as session:
+                    session.add(row(a))
+                outcomes.append(True)
+            except IntegrityError:
+                outcomes.append(False)
+        return outcomes

@@ -1,14 +1,20 @@
-"""The MQTT side of ingest: subscribe, hand each message to IngestService, then acknowledge.
+"""The MQTT side of ingest: subscribe, hand messages to IngestService in batches, then ack.
 
-Acknowledgement is manual: the broker hears PUBACK only after the message's outcome is
-durable, so a worker killed mid-batch leaves the message with the broker for redelivery.
-With ``share_group`` set, several workers split one shared subscription.
+Acknowledgement is manual: the broker hears PUBACK for a message only after its outcome is
+durable, so a worker killed mid-batch leaves the message with the broker, which delivers it
+again when the worker's persistent session comes back. With ``share_group`` set, several
+workers split one shared subscription. paho's network thread only queues messages; one
+processing thread drains the queue in batches (up to ``max_batch`` messages or
+``max_wait_s`` seconds), so a slow store never blocks keep-alives.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
@@ -18,29 +24,34 @@ from edge.wire import BrokerAddress
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
 class IngestWorker:
     """One MQTT session feeding an IngestService."""
 
-    def __init__(
-        self,
-        service: IngestService,
-        broker_url: str,
-        *,
-        client_id: str,
-        share_group: str | None = None,
-    ) -> None:
+    def __init__(self, service: IngestService, broker_url: str, *, client_id: str,
+                 share_group: str | None = None, max_batch: int = 200,
+                 max_wait_s: float = 0.02, retry_s: float = 1.0) -> None:
         self.service = service
         self.broker = BrokerAddress.parse(broker_url)
         topic = service.topics.readings_filter()
         self.subscription = f"$share/{share_group}/{topic}" if share_group else topic
-        self.connected = threading.Event()
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.retry_s = retry_s
         self.subscribed = threading.Event()
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            manual_ack=True,
-        )
+        self._stopping = threading.Event()
+        self._inbox: queue.Queue[_Message] = queue.Queue()
+        self._processor = threading.Thread(target=self._process, name="ingest-batches",
+                                           daemon=True)
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   clean_session=False, manual_ack=True)
         if self.broker.username:
             self._client.username_pw_set(self.broker.username, self.broker.password)
         if self.broker.tls:
@@ -54,25 +65,52 @@ class IngestWorker:
         if reason_code.is_failure:
             log.warning("ingest: broker refused connection: %s", reason_code)
             return
-        self.connected.set()
         client.subscribe(self.subscription, qos=1)
 
     def _on_subscribe(self, _client, _userdata, _mid, _codes, _props) -> None:  # type: ignore[no-untyped-def]
+        log.info("ingest: subscribed to %s", self.subscription)
         self.subscribed.set()
 
-    def _on_message(self, client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        self._inbox.put(_Message(msg.topic, msg.payload, msg.mid, msg.qos))
+
+    def _next_batch(self) -> list[_Message]:
         try:
-            result = self.service.handle(msg.topic, msg.payload)
-        except Exception:
-            # Storage is down or broken: leave the message unacknowledged for redelivery.
-            log.exception("ingest: message on %s not stored; left for redelivery", msg.topic)
-            return
-        if result.reason is not None:
-            log.warning("ingest: rejected %s: %s: %s", msg.topic, result.reason, result.detail)
-        client.ack(msg.mid, msg.qos)
+            batch = [self._inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._inbox.get(timeout=max(remaining, 0)) if remaining > 0
+                             else self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self) -> None:
+        while not self._stopping.is_set():
+            batch = self._next_batch()
+            while batch and not self._stopping.is_set():
+                try:
+                    results = self.service.handle_batch([(m.topic, m.payload) for m in batch])
+                except Exception:
+                    # Store or ledger down: keep the batch, retry; nothing was acknowledged.
+                    log.exception("ingest: batch of %d not stored; retrying in %.1f s",
+                                  len(batch), self.retry_s)
+                    self._stopping.wait(self.retry_s)
+                    continue
+                for m, result in zip(batch, results, strict=True):
+                    if result.reason is not None:
+                        log.warning("ingest: rejected %s: %s: %s", m.topic, result.reason,
+                                    result.detail)
+                    self._client.ack(m.mid, m.qos)
+                batch = []
 
     def start(self, wait_s: float = 10.0) -> None:
         """Connect in the background and wait until the subscription is in place."""
+        self._processor.start()
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self._client.loop_start()
         if not self.subscribed.wait(wait_s):
@@ -83,9 +121,19 @@ class IngestWorker:
             )
 
     def run_forever(self) -> None:
-        self._client.connect(self.broker.host, self.broker.port, keepalive=30)
-        self._client.loop_forever(retry_first_connection=True)
+        """Run until interrupted (the ``meterflow cloud ingest`` command)."""
+        self.start(wait_s=60)
+        try:
+            while not self._stopping.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._processor.is_alive():
+            self._processor.join(5)
         self._client.disconnect()
         self._client.loop_stop()

@@ -69,7 +69,7 @@ def test_forged_unknown_and_replayed_envelopes_never_reach_the_store(
     worker.start()
     try:
         genuine0 = envelope(gateway, 0, [reading(minute=m, value=f"{100 + m}.5") for m in range(3)])
-        genuine1 = envelope(gateway, 1, [reading(minute=10, value="200.25")])
+        genuine1 = envelope(gateway, 1, [reading(minute=10, value="110.25")])
         forged = flip_one_payload_byte(envelope(gateway, 2, [reading(minute=20, value="999")]))
         unknown = envelope(stranger, 3, [reading(minute=30, value="777")])
         publish_raw(mosquitto_server.url, TOPIC, [genuine0, forged, unknown, genuine0, genuine1])
@@ -83,7 +83,7 @@ def test_forged_unknown_and_replayed_envelopes_never_reach_the_store(
     assert dict(stats.reasons) == {"bad_signature": 1, "unknown_key": 1}
     assert stats.readings_stored == 4
     frame = service.store.read("M1", "energy_import", T0, T0 + timedelta(hours=1))
-    assert frame.values.tolist() == [100.5, 101.5, 102.5, 200.25]
+    assert frame.values.tolist() == [100.5, 101.5, 102.5, 110.25]
     assert frame.quality.tolist() == ["good"] * 4
     with service.registry() as session:
         letters = session.execute(select(DeadLetter.reason, DeadLetter.payload)).all()
