@@ -145,6 +145,27 @@ def cloud_ingest(
                  share_group=share_group).run_forever()
 
 
+@cloud_app.command("influx-setup")
+def cloud_influx_setup() -> None:
+    """Prepare the configured InfluxDB: database (1.x) or bucket + DBRP mapping (2.x)."""
+    from cloud.series.base import SeriesStoreError
+    from cloud.series.influx_setup import influx_setup
+
+    s = _settings()
+    try:
+        report = influx_setup(
+            s.influx_url, s.influx_bucket,
+            token=s.influx_token.get_secret_value() if s.influx_token else None,
+            org=s.influx_org, username=s.influx_username,
+            password=s.influx_password.get_secret_value() if s.influx_password else None,
+        )
+    except SeriesStoreError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"InfluxDB {report.version} at {s.influx_url}:")
+    for action in report.actions:
+        typer.echo(f"  {action}")
+
+
 # ---------------------------------------------------------------- sim
 
 

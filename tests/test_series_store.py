@@ -129,3 +129,31 @@ def test_consumption_matrix_differences_interval_end_registers(store):
                                      "1h")
     np.testing.assert_allclose(usage.usage, [[1.5, -0.5, 3.0]])
     assert usage.mask.tolist() == [[True, False, True]]  # a register going down is not usage
+
+
+def test_influx_setup_creates_the_database_on_a_1x_server(influxdb_server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from meterflow.cli import app
+
+    monkeypatch.setenv("MF_INFLUX_URL", influxdb_server.url)
+    monkeypatch.setenv("MF_INFLUX_BUCKET", "setup_test")
+    runner = CliRunner()
+    for _ in range(2):  # idempotent
+        out = runner.invoke(app, ["cloud", "influx-setup"])
+        assert out.exit_code == 0, out.output
+        assert "database 'setup_test' present" in out.output
+    store = InfluxSeriesStore(influxdb_server.url, "setup_test")
+    store.write([point(1, 3.5)])
+    assert read(store).values.tolist() == [3.5]
+    store.query('DROP DATABASE "setup_test"')
+
+
+def test_influx_setup_refuses_a_server_that_is_not_influxdb(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from meterflow.cli import app
+
+    monkeypatch.setenv("MF_INFLUX_URL", "http://127.0.0.1:1")
+    out = CliRunner().invoke(app, ["cloud", "influx-setup"])
+    assert out.exit_code == 2 and "/ping" in out.output
