@@ -115,6 +115,17 @@ class _Accepted:
     payload: ReadingsPayload
 
 
+@dataclass
+class PreparedBatch:
+    """A verified and validated batch waiting to be written."""
+
+    results: list[IngestResult | None]
+    fresh: list[_Accepted]
+    points: list[SeriesPoint]
+    letters: list[DeadLetter]
+    received_at: datetime
+
+
 class IngestService:
     """Turns raw ``up/readings`` messages into stored points; thread-safe.
 
@@ -134,7 +145,8 @@ class IngestService:
         self.stats = IngestStats()
         self.key_cache_s = key_cache_s
         self._clock = clock
-        self._lock = threading.Lock()  # one batch at a time: validation state is shared
+        self._lock = threading.Lock()  # one batch prepared at a time: validation state
+        self._stats_lock = threading.Lock()
         self._keys: dict[str, tuple[float, KnownKey | None]] = {}
         self._series: dict[tuple[str, str], SeriesState] = {}
 
@@ -146,6 +158,15 @@ class IngestService:
         """Process messages (topic, body) together; returns one result per message, in
         order, only once every outcome is durable. Raises if the store or the ledger fails;
         then nothing of the batch counts as done and the caller acknowledges nothing."""
+        return self.commit(self.prepare(messages))
+
+    def prepare(self, messages: list[tuple[str, bytes]]) -> PreparedBatch:
+        """First half of a batch, CPU only: verify, drop known duplicates, validate.
+
+        Batches must be committed in the order they were prepared. A worker may prepare the
+        next batch while the previous one commits; an envelope in both is then caught when
+        its (gateway, seq) is recorded.
+        """
         received_at = datetime.now(UTC)
         with self._lock:
             results: list[IngestResult | None] = [None] * len(messages)
@@ -165,20 +186,27 @@ class IngestService:
                 accepted.append(_Accepted(i, site, payload))
             fresh = self._drop_duplicates(accepted, results)
             points = self._validated_points(fresh, received_at)
-            if points:
-                self.store.write(points)
-            for item, outcome in zip(fresh, self._record(fresh, received_at), strict=True):
-                results[item.index] = (
-                    IngestResult(Outcome.STORED, readings=len(item.payload.readings))
-                    if outcome else IngestResult(Outcome.DUPLICATE))
-            if letters:
-                with self.registry.begin() as session:
-                    session.add_all(letters)
-            done = [r for r in results if r is not None]
-            assert len(done) == len(messages)
+        return PreparedBatch(results, fresh, points, letters, received_at)
+
+    def commit(self, batch: PreparedBatch) -> list[IngestResult]:
+        """Second half, I/O: write the points, record (gateway, seq), keep dead letters."""
+        results = list(batch.results)
+        if batch.points:
+            self.store.write(batch.points)
+        for item, outcome in zip(batch.fresh, self._record(batch.fresh, batch.received_at),
+                                 strict=True):
+            results[item.index] = (
+                IngestResult(Outcome.STORED, readings=len(item.payload.readings))
+                if outcome else IngestResult(Outcome.DUPLICATE))
+        if batch.letters:
+            with self.registry.begin() as session:
+                session.add_all(batch.letters)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(results)
+        with self._stats_lock:
             for r in done:
                 self.stats.count(r)
-            return done
+        return done
 
     def _known_key(self, kid: str) -> KnownKey | None:
         now = self._clock()

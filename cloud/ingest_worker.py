@@ -3,9 +3,10 @@
 Acknowledgement is manual: the broker hears PUBACK for a message only after its outcome is
 durable, so a worker killed mid-batch leaves the message with the broker, which delivers it
 again when the worker's persistent session comes back. With ``share_group`` set, several
-workers split one shared subscription. paho's network thread only queues messages; one
-processing thread drains the queue in batches (up to ``max_batch`` messages or
-``max_wait_s`` seconds), so a slow store never blocks keep-alives.
+workers split one shared subscription. paho's network thread only queues messages; a
+preparing thread drains the queue in batches (up to ``max_batch`` messages or ``max_wait_s``
+seconds) and verifies them while a committing thread writes the previous batch, so a slow
+store never blocks keep-alives and CPU and I/O overlap.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from cloud.ingest import IngestService
+from cloud.ingest import IngestService, PreparedBatch
 from edge.wire import BrokerAddress
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,13 @@ class IngestWorker:
         self.subscribed = threading.Event()
         self._stopping = threading.Event()
         self._inbox: queue.Queue[_Message] = queue.Queue()
-        self._processor = threading.Thread(target=self._process, name="ingest-batches",
-                                           daemon=True)
+        # One batch may be prepared while the previous one is written: two threads, and a
+        # hand-over queue of one so that memory stays bounded.
+        self._prepared: queue.Queue[tuple[list[_Message], PreparedBatch]] = queue.Queue(1)
+        self._threads = [
+            threading.Thread(target=self._process, name="ingest-prepare", daemon=True),
+            threading.Thread(target=self._commit, name="ingest-commit", daemon=True),
+        ]
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    clean_session=False, manual_ack=True)
         if self.broker.username:
@@ -90,27 +96,57 @@ class IngestWorker:
         return batch
 
     def _process(self) -> None:
+        """Prepare batches (verify, validate: CPU) and hand them to the committer."""
         while not self._stopping.is_set():
             batch = self._next_batch()
-            while batch and not self._stopping.is_set():
+            if not batch:
+                continue
+            try:
+                prepared = self.service.prepare([(m.topic, m.payload) for m in batch])
+            except Exception:
+                # The registry is unreachable: nothing was acknowledged; retry the batch.
+                log.exception("ingest: batch of %d not verified; retrying in %.1f s",
+                              len(batch), self.retry_s)
+                for m in batch:
+                    self._inbox.put(m)
+                self._stopping.wait(self.retry_s)
+                continue
+            while not self._stopping.is_set():
                 try:
-                    results = self.service.handle_batch([(m.topic, m.payload) for m in batch])
+                    self._prepared.put((batch, prepared), timeout=0.2)
+                    break
+                except queue.Full:
+                    pass
+
+    def _commit(self) -> None:
+        """Write prepared batches in order (I/O, overlapping the next preparation), then
+        acknowledge their messages."""
+        while not self._stopping.is_set():
+            try:
+                batch, prepared = self._prepared.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            while not self._stopping.is_set():
+                try:
+                    results = self.service.commit(prepared)
+                    break
                 except Exception:
                     # Store or ledger down: keep the batch, retry; nothing was acknowledged.
                     log.exception("ingest: batch of %d not stored; retrying in %.1f s",
                                   len(batch), self.retry_s)
                     self._stopping.wait(self.retry_s)
-                    continue
-                for m, result in zip(batch, results, strict=True):
-                    if result.reason is not None:
-                        log.warning("ingest: rejected %s: %s: %s", m.topic, result.reason,
-                                    result.detail)
-                    self._client.ack(m.mid, m.qos)
-                batch = []
+            else:
+                return
+            for m, result in zip(batch, results, strict=True):
+                if result.reason is not None:
+                    log.warning("ingest: rejected %s: %s: %s", m.topic, result.reason,
+                                result.detail)
+                self._client.ack(m.mid, m.qos)
 
     def start(self, wait_s: float = 10.0) -> None:
         """Connect in the background and wait until the subscription is in place."""
-        self._processor.start()
+        for thread in self._threads:
+            thread.start()
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self._client.loop_start()
         if not self.subscribed.wait(wait_s):
@@ -133,7 +169,8 @@ class IngestWorker:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._processor.is_alive():
-            self._processor.join(5)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(5)
         self._client.disconnect()
         self._client.loop_stop()

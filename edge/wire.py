@@ -2,14 +2,18 @@
 
 Owned by the producer (the gateway); the cloud imports this module and nothing else of
 ``edge``. The envelope is a JWS compact serialisation (RFC 7515) signed with EdDSA over
-Ed25519 (RFC 8037). The payload bytes travel verbatim inside the JWS: the verifier checks the
+Ed25519 (RFC 8037), built and checked here with ``cryptography`` (decision 0002; the RFC 8037
+test vectors pin it). The payload bytes travel verbatim inside the JWS: the verifier checks the
 signature over exactly the bytes the signer produced and only then parses them, so nothing
 is ever re-serialised between signing and verifying.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,12 +21,11 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-import jwt
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from jwt.api_jws import PyJWS
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -38,7 +41,7 @@ DEFAULT_TOPIC_PREFIX = "mf/v1"
 MAX_ENVELOPE_BYTES = 256 * 1024
 SEQ_MAX = 2**64 - 1
 _JWS_ALGORITHM = "EdDSA"
-_JWS = PyJWS(algorithms=[_JWS_ALGORITHM])
+_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
 
 
 class WireError(Exception):
@@ -185,33 +188,77 @@ class Topics:
         return parts[0], parts[1]
 
 
+def _b64url_encode(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _b64url_decode(segment: bytes, what: str) -> bytes:
+    if not _B64URL.fullmatch(segment):
+        raise MalformedEnvelope(f"JWS {what}: expected unpadded base64url characters")
+    try:
+        return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    except binascii.Error as exc:
+        raise MalformedEnvelope(f"JWS {what}: {exc}") from None
+
+
 def seal(payload: ReadingsPayload, key: Ed25519PrivateKey) -> bytes:
-    """Sign ``payload`` and return the JWS compact envelope as ASCII bytes."""
-    token = _JWS.encode(
-        payload.to_bytes(),
-        key,
-        algorithm=_JWS_ALGORITHM,
-        headers={"kid": payload.kid, "typ": None},
-    )
-    return token.encode("ascii")
+    """Sign ``payload`` and return the JWS compact envelope as ASCII bytes.
+
+    Protected header ``{"alg":"EdDSA","kid":…}``; the signature covers
+    ``BASE64URL(header) || "." || BASE64URL(payload bytes)`` (RFC 7515 §5.1, RFC 8037 §3.1).
+    """
+    return sign_compact({"alg": _JWS_ALGORITHM, "kid": payload.kid}, payload.to_bytes(), key)
 
 
-def envelope_kid(envelope: bytes) -> str:
-    """Return the key id named in an envelope's protected header, without verifying it."""
+def sign_compact(header: dict[str, str], payload: bytes, key: Ed25519PrivateKey) -> bytes:
+    """JWS compact serialisation of ``payload`` under ``header`` (RFC 7515 §7.1)."""
+    encoded_header = _b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+    signing_input = encoded_header + b"." + _b64url_encode(payload)
+    return signing_input + b"." + _b64url_encode(key.sign(signing_input))
+
+
+@dataclass(frozen=True)
+class _Compact:
+    header: dict[str, object]
+    signing_input: bytes
+    payload: bytes
+    signature: bytes
+
+
+def _split(envelope: bytes) -> _Compact:
     if len(envelope) > MAX_ENVELOPE_BYTES:
         raise MalformedEnvelope(
             f"envelope is {len(envelope)} bytes; at most {MAX_ENVELOPE_BYTES} are accepted"
         )
+    parts = envelope.split(b".")
+    if len(parts) != 3:
+        raise MalformedEnvelope(
+            f"not a JWS compact envelope: expected 3 dot-separated parts, got {len(parts)}"
+        )
     try:
-        header = jwt.get_unverified_header(envelope)
-    except jwt.InvalidTokenError as exc:
-        raise MalformedEnvelope(f"not a JWS compact envelope: {exc}") from None
-    kid = header.get("kid")
-    if header.get("alg") != _JWS_ALGORITHM or not isinstance(kid, str) or not kid:
+        header = json.loads(_b64url_decode(parts[0], "header"))
+    except ValueError as exc:
+        raise MalformedEnvelope(f"JWS header is not JSON: {exc}") from None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    if not isinstance(header, dict) or header.get("alg") != _JWS_ALGORITHM or not (
+        isinstance(kid, str) and kid
+    ):
         raise MalformedEnvelope(
             f"JWS header must carry alg {_JWS_ALGORITHM!r} and a kid, got {header!r}"
         )
-    return kid
+    if header.keys() - {"alg", "kid", "typ"}:
+        raise MalformedEnvelope(f"JWS header has parameters this receiver does not "
+                                f"understand: {sorted(header.keys() - {'alg', 'kid', 'typ'})}")
+    signature = _b64url_decode(parts[2], "signature")
+    if len(signature) != 64:
+        raise MalformedEnvelope(f"an Ed25519 signature has 64 bytes, got {len(signature)}")
+    return _Compact(header, parts[0] + b"." + parts[1], _b64url_decode(parts[1], "payload"),
+                    signature)
+
+
+def envelope_kid(envelope: bytes) -> str:
+    """Return the key id named in an envelope's protected header, without verifying it."""
+    return str(_split(envelope).header["kid"])
 
 
 def open_envelope(envelope: bytes, key: Ed25519PublicKey) -> ReadingsPayload:
@@ -220,16 +267,15 @@ def open_envelope(envelope: bytes, key: Ed25519PublicKey) -> ReadingsPayload:
     Raises BadSignature when the signature does not verify and MalformedEnvelope when the
     bytes or the payload break the contract; the payload is parsed only after verifying.
     """
-    kid = envelope_kid(envelope)
+    compact = _split(envelope)
+    kid = compact.header["kid"]
     try:
-        verified = _JWS.decode_complete(envelope, key, algorithms=[_JWS_ALGORITHM])
-    except jwt.InvalidSignatureError:
+        key.verify(compact.signature, compact.signing_input)
+    except InvalidSignature:
         raise BadSignature(f"signature does not verify with key {kid!r}") from None
-    except jwt.InvalidTokenError as exc:
-        raise MalformedEnvelope(f"not a JWS compact envelope: {exc}") from None
     try:
-        payload = ReadingsPayload.model_validate(json.loads(verified["payload"]))
-    except (ValueError, ValidationError) as exc:
+        payload = ReadingsPayload.model_validate_json(compact.payload)
+    except ValidationError as exc:
         raise MalformedEnvelope(f"payload breaks schema {SCHEMA_READINGS}: {exc}") from None
     if payload.kid != kid:
         raise MalformedEnvelope(f"payload kid {payload.kid!r} differs from header kid {kid!r}")

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud.series.base import SeriesPoint, SeriesStore, to_ns
 from cloud.series.influx import InfluxSeriesStore
@@ -157,3 +159,28 @@ def test_influx_setup_refuses_a_server_that_is_not_influxdb(monkeypatch, tmp_pat
     monkeypatch.setenv("MF_INFLUX_URL", "http://127.0.0.1:1")
     out = CliRunner().invoke(app, ["cloud", "influx-setup"])
     assert out.exit_code == 2 and "/ping" in out.output
+
+
+@given(
+    meter=st.text(min_size=1, max_size=12),
+    site=st.text(min_size=1, max_size=8),
+    text=st.text(max_size=12),
+    value=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64)),
+)
+@settings(max_examples=300, deadline=None)
+def test_line_protocol_escapes_exactly_like_influxdb_client(meter, site, text, value):
+    from influxdb_client import Point, WritePrecision
+
+    from cloud.series.influx import FAILURES, MEASUREMENT, line_protocol
+
+    p = SeriesPoint(site=site, meter=meter, quantity="energy_import", time_ns=1234567890,
+                    value=value, quality="good", unit=text, gateway=text, round=text,
+                    flags=text)
+    reference = (Point(MEASUREMENT if value is not None else FAILURES)
+                 .tag("site", site).tag("meter", meter).tag("quantity", "energy_import")
+                 .field("quality", "good").field("unit", text).field("gateway", text)
+                 .field("round", text).field("flags", text)
+                 .time(1234567890, WritePrecision.NS))
+    if value is not None:
+        reference.field("value", value)
+    assert line_protocol(p) == reference.to_line_protocol()

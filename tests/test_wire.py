@@ -15,6 +15,7 @@ from edge.wire import (
     envelope_kid,
     open_envelope,
     seal,
+    sign_compact,
 )
 from tests.factories import envelope, payload, reading
 
@@ -78,22 +79,55 @@ def test_garbage_is_malformed(identity, junk):
 
 
 def test_signed_payload_that_breaks_schema_is_malformed(identity):
-    from jwt.api_jws import PyJWS
-
-    token = PyJWS().encode(b'{"schema":"mf.readings/1","seq":-1}', identity.private_key,
-                           algorithm="EdDSA", headers={"kid": identity.kid})
+    token = sign_compact({"alg": "EdDSA", "kid": identity.kid},
+                         b'{"schema":"mf.readings/1","seq":-1}', identity.private_key)
     with pytest.raises(MalformedEnvelope, match="seq"):
-        open_envelope(token.encode(), identity.public_key)
+        open_envelope(token, identity.public_key)
 
 
 def test_payload_kid_must_match_header_kid(identity):
+    token = sign_compact({"alg": "EdDSA", "kid": "someone-else"},
+                         payload(identity, 1).to_bytes(), identity.private_key)
+    with pytest.raises(MalformedEnvelope, match="kid"):
+        open_envelope(token, identity.public_key)
+
+
+def test_unknown_critical_header_parameters_are_refused(identity):
+    token = sign_compact({"alg": "EdDSA", "kid": identity.kid, "crit": "exp"},
+                         payload(identity, 1).to_bytes(), identity.private_key)
+    with pytest.raises(MalformedEnvelope, match="understand"):
+        open_envelope(token, identity.public_key)
+
+
+def test_other_algorithms_are_refused(identity):
+    token = sign_compact({"alg": "none", "kid": identity.kid}, payload(identity, 1).to_bytes(),
+                         identity.private_key)
+    with pytest.raises(MalformedEnvelope, match="EdDSA"):
+        open_envelope(token, identity.public_key)
+
+
+# RFC 8037 appendix A.1/A.4: the Ed25519 example key and the JWS it must produce.
+RFC8037_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
+RFC8037_JWS = (b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc."
+               b"hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_"
+               b"MuM0KAg")
+
+
+def test_compact_serialisation_matches_rfc8037_example():
+    key = Ed25519PrivateKey.from_private_bytes(_b64(RFC8037_D))
+    assert sign_compact({"alg": "EdDSA"}, b"Example of Ed25519 signing", key) == RFC8037_JWS
+
+
+def test_envelopes_interoperate_with_an_independent_jws_library(identity):
     from jwt.api_jws import PyJWS
 
-    body = payload(identity, 1).to_bytes()
-    token = PyJWS().encode(body, identity.private_key, algorithm="EdDSA",
-                           headers={"kid": "someone-else"})
-    with pytest.raises(MalformedEnvelope, match="kid"):
-        open_envelope(token.encode(), identity.public_key)
+    jws = PyJWS()
+    ours = envelope(identity, 5)
+    assert jws.decode(ours, identity.public_key, algorithms=["EdDSA"]) == payload(
+        identity, 5).to_bytes()
+    theirs = jws.encode(payload(identity, 6).to_bytes(), identity.private_key,
+                        algorithm="EdDSA", headers={"kid": identity.kid}).encode()
+    assert open_envelope(theirs, identity.public_key).seq == 6
 
 
 def test_oversized_envelope_is_refused_before_parsing():

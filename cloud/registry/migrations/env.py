@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+import cloud.apportion.models  # noqa: F401  (adds the apportionment tables to Base.metadata)
 from cloud.registry.models import Base
 
 config = context.config

@@ -1,0 +1,540 @@
+"""Allocation of one pot down the meter tree (DOMAIN.md §4: residual, keys, vacancy, cap).
+
+The pot (cents of one register in one tariff version) enters at the main meter and flows
+down by energy: every metered child of a node gets the node's amount × its kWh ÷ the node's
+kWh. What no child measured is the node's residual R = node − Σ children; its money is
+split among the *participants* below the node (units and landlord loads) by the node's rule;
+tenants carry at most λ_cap × node kWh of it, the rest is the landlord's. A common meter's
+money is split among the participants of its parent's subtree (or its ``shared_by`` list,
+or its one exclusive unit) by its own rule. Vacant days stay in the denominator and their
+shares go to the landlord (or drop out with the ``redistribute`` policy).
+
+Everything stays at full precision here (float64 cents); :mod:`cloud.apportion.rounding`
+rounds each pot once. Lines are produced per *segment* — one participant's run of days with
+one occupant — and in a fixed order (own use first, then allocating nodes in node order),
+which is the tie-break key of the rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+import numpy as np
+
+from cloud.apportion.errors import ConservationError
+
+#: ``occupant`` codes besides tenant indices (≥ 0).
+VACANT = -1
+LANDLORD = -2
+
+
+class NodeKind(IntEnum):
+    """Kinds of meter tree nodes."""
+
+    MAIN = 0
+    BRANCH = 1
+    UNIT = 2
+    COMMON = 3
+    LANDLORD = 4
+
+
+class Basis(StrEnum):
+    """Allocation keys of DOMAIN.md §4."""
+
+    AREA = "area"
+    USAGE = "usage"
+    PER_UNIT = "per_unit"
+    COEFFICIENT = "coefficient"
+    BLEND = "blend"
+    FORMULA = "formula"
+
+
+class CommonType(StrEnum):
+    """Common-area types: 必摊 mandatory, 协商 negotiated, 独用 exclusive."""
+
+    MANDATORY = "mandatory"
+    NEGOTIATED = "negotiated"
+    EXCLUSIVE = "exclusive"
+
+
+class VacantPolicy(StrEnum):
+    """``landlord``: vacant days stay in the denominator, their share is the landlord's
+    (DOMAIN.md §4). ``redistribute``: vacant days leave the denominator."""
+
+    LANDLORD = "landlord"
+    REDISTRIBUTE = "redistribute"
+
+
+class Component(IntEnum):
+    """What a line pays for."""
+
+    OWN_USE = 0
+    LANDLORD_LOAD = 1
+    COMMON = 2
+    LOSS = 3
+    EXCESS_LOSS = 4
+    FORMULA_REMAINDER = 5
+    UNALLOCATED = 6
+    DEMAND = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Formula:
+    """The seed's formula key: daily factor = clip((driver − base) ÷ span, 0, 1).
+
+    Lobby air-conditioning: difference × floor-area share × (day's max temperature
+    − 26 °C) ÷ 10. The factor is clipped to [0, 1] so that tenants never pay more than the
+    difference; what is not passed on (cool days) stays with the landlord.
+    """
+
+    driver: str
+    base: float = 26.0
+    span: float = 10.0
+
+    def factors(self, series: np.ndarray) -> np.ndarray:
+        """Daily pass-on factor [1] from the driver's daily values (e.g. °C)."""
+        return np.clip((series - self.base) / self.span, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a node allocates: its residual (main, branch) or its consumption (common).
+
+    Node references are node indices. ``coefficients`` maps node → coefficient
+    (coefficient basis); ``loss_cap`` is λ_cap (None: tenants carry all the residual);
+    ``estimate_limit`` is the share of estimated kWh under the node above which the run is
+    held (``on_estimate_excess = "hold"``) or the node falls back to the area key
+    (``"area"``).
+    """
+
+    basis: Basis = Basis.AREA
+    blend_p: float = 0.5
+    coefficients: Mapping[int, float] = field(default_factory=dict)
+    formula: Formula | None = None
+    loss_cap: float | None = None
+    vacant: VacantPolicy = VacantPolicy.LANDLORD
+    estimate_limit: float = 0.1
+    on_estimate_excess: str = "hold"
+    common_type: CommonType | None = None
+    exclusive_to: int = -1
+    shared_by: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TreeShape:
+    """The tree as arrays, built once per run.
+
+    ``participant`` lists the unit and landlord nodes (ascending node index);
+    ``participant_of`` maps a node to its participant index or −1; ``members`` gives, per
+    node, the participants strictly below it (ascending).
+    """
+
+    kind: np.ndarray
+    parent: np.ndarray
+    levels: tuple[np.ndarray, ...]
+    participant: np.ndarray
+    participant_of: np.ndarray
+    member_index: np.ndarray
+    member_start: np.ndarray
+    area: np.ndarray
+
+    @classmethod
+    def build(cls, kind: np.ndarray, parent: np.ndarray, node_area: np.ndarray) -> TreeShape:
+        """Arrays for ``kind`` / ``parent`` (−1 at the root) / node floor area [m²]."""
+        nodes = kind.size
+        depth = np.zeros(nodes, dtype=np.int64)
+        cursor = parent.copy()
+        while (cursor >= 0).any():
+            up = cursor >= 0
+            depth[up] += 1
+            cursor[up] = parent[cursor[up]]
+        levels = tuple(np.flatnonzero(depth == d) for d in range(1, int(depth.max(initial=0)) + 1))
+        participant = np.flatnonzero((kind == NodeKind.UNIT) | (kind == NodeKind.LANDLORD))
+        participant_of = np.full(nodes, -1, dtype=np.int64)
+        participant_of[participant] = np.arange(participant.size)
+        ancestors, members = [], []
+        who = np.arange(participant.size)
+        up = parent[participant]
+        while who.size:
+            keep = up >= 0
+            who, up = who[keep], up[keep]
+            ancestors.append(up)
+            members.append(who)
+            up = parent[up]
+        anc = np.concatenate(ancestors) if ancestors else np.zeros(0, dtype=np.int64)
+        mem = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((mem, anc))
+        member_start = np.searchsorted(anc[order], np.arange(nodes + 1))
+        return cls(kind, parent, levels, participant, participant_of, mem[order], member_start,
+                   node_area[participant])
+
+    def members(self, node: int) -> np.ndarray:
+        """Participant indices strictly below ``node``."""
+        return self.member_index[self.member_start[node] : self.member_start[node + 1]]
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Line bases: each participant's runs of slices with one occupant.
+
+    ``of_slice`` (participants, slices) gives the segment of each participant-slice;
+    segments are numbered participant-major, so along a participant's slices (and over
+    ascending participants) the numbers never decrease.
+    """
+
+    participant: np.ndarray
+    occupant: np.ndarray
+    first_slice: np.ndarray
+    last_slice: np.ndarray
+    of_slice: np.ndarray
+
+    @classmethod
+    def build(cls, occupant: np.ndarray) -> Segments:
+        """From ``occupant`` (participants, slices): tenant index, VACANT or LANDLORD."""
+        count, slices = occupant.shape
+        new = np.ones_like(occupant, dtype=bool)
+        new[:, 1:] = occupant[:, 1:] != occupant[:, :-1]
+        of_slice = np.cumsum(new.reshape(-1)).reshape(count, slices) - 1
+        rows, cols = np.nonzero(new)
+        last = np.empty(rows.size, dtype=np.int64)
+        last[:-1] = np.where(rows[1:] == rows[:-1], cols[1:] - 1, slices - 1)
+        if rows.size:
+            last[-1] = slices - 1
+        return cls(rows, occupant[rows, cols], cols, last, of_slice)
+
+
+@dataclass
+class LineBlock:
+    """Lines of one pot from one origin and component, before rounding."""
+
+    segment: np.ndarray
+    component: np.ndarray
+    origin: int
+    kwh: np.ndarray
+    weight: np.ndarray
+    ideal: np.ndarray
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a node allocated in a pot, for the statement's written-out formula.
+
+    ``kwh`` went to participants by ``basis`` with ``weight_total`` as denominator;
+    ``landlord_kwh`` stayed with the landlord (formula remainder); ``node_kwh`` is the
+    node's own consumption in the pot; ``amount`` the cents allocated [full precision].
+    """
+
+    pot: int
+    origin: int
+    component: Component
+    basis: str
+    kwh: float
+    weight_total: float
+    landlord_kwh: float
+    node_kwh: float
+    amount: float
+
+
+@dataclass
+class PotAllocation:
+    """A pot allocated at full precision: line blocks, steps and node amounts [cents]."""
+
+    blocks: list[LineBlock]
+    steps: list[Step]
+    amount: np.ndarray
+    negative_residual: np.ndarray
+    over_cap: np.ndarray
+
+
+def _by_segment(segment: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Sum columns over runs of equal (non-decreasing) segment numbers."""
+    if segment.size < 2:
+        return (segment, *columns)
+    change = np.flatnonzero(segment[1:] != segment[:-1]) + 1
+    if change.size == segment.size - 1:
+        return (segment, *columns)
+    starts = np.concatenate(([0], change))
+    return (segment[starts], *(np.add.reduceat(c, starts) for c in columns))
+
+
+def basis_weights(
+    basis: Basis,
+    rule: Rule,
+    members: np.ndarray,
+    shape: TreeShape,
+    usage: np.ndarray,
+    slice_days: np.ndarray,
+    formula_kwh: np.ndarray | None,
+) -> np.ndarray:
+    """Weights (members, slices) of one allocation key.
+
+    Parameters
+    ----------
+    usage : float64 (participants, slices)
+        Each participant's own consumption in the pot [kWh].
+    slice_days : int (slices,)
+        Days of each slice; fixed keys (area, per unit, coefficient) count days, so that a
+        tenant who moves in mid-period carries its days only.
+    formula_kwh : float64 (slices,) or None
+        Σ over the slice's days of difference × daily factor [kWh] (formula key).
+
+    Returns weights [m²·d, kWh, unit·d ...] whose scale does not matter, only ratios.
+    """
+    days = slice_days[None, :].astype(np.float64)
+    if basis is Basis.AREA:
+        return shape.area[members][:, None] * days
+    if basis is Basis.PER_UNIT:
+        return np.ones((members.size, 1)) * days
+    if basis is Basis.COEFFICIENT:
+        nodes = shape.participant[members]
+        coefficient = np.array([rule.coefficients.get(int(n), 0.0) for n in nodes])
+        return coefficient[:, None] * days
+    if basis is Basis.USAGE:
+        return np.maximum(usage[members], 0.0)
+    if basis is Basis.FORMULA:
+        assert formula_kwh is not None
+        return shape.area[members][:, None] * np.maximum(formula_kwh, 0.0)[None, :]
+    area = shape.area[members][:, None] * days
+    use = np.maximum(usage[members], 0.0)
+    area_total, use_total = area.sum(), use.sum()
+    if use_total <= 0:
+        return area
+    if area_total <= 0:
+        return use
+    return rule.blend_p * use / use_total + (1.0 - rule.blend_p) * area / area_total
+
+
+class _PotAllocator:
+    """The state of one pot's pass down the tree: blocks and steps emitted so far."""
+
+    def __init__(self, pot_index: int, node_kwh: np.ndarray, shape: TreeShape,
+                 basis: tuple[Basis, ...], segments: Segments, slices: np.ndarray,
+                 slice_days: np.ndarray, formula_kwh: Mapping[int, np.ndarray]) -> None:
+        self.pot_index = pot_index
+        self.node_kwh = node_kwh
+        self.shape = shape
+        self.basis = basis
+        self.slice_days = slice_days
+        self.formula_kwh = formula_kwh
+        self.seg_of = segments.of_slice[:, slices]
+        self.occupant = segments.occupant[self.seg_of]
+        self.usage = node_kwh[shape.participant]
+        self.blocks: list[LineBlock] = []
+        self.steps: list[Step] = []
+
+    def spread(self, origin: int, component: Component, members: np.ndarray,
+               weights: np.ndarray, amount: float, kwh: float, vacant: VacantPolicy,
+               landlord_kwh: float = 0.0, basis: str | None = None) -> None:
+        """Lines for ``amount`` [cents] / ``kwh`` over ``members`` by ``weights``; what
+        finds no weight at all is an ``unallocated`` landlord line."""
+        if vacant is VacantPolicy.REDISTRIBUTE:
+            weights = np.where(self.occupant[members] == VACANT, 0.0, weights)
+        total = float(weights.sum())
+        if total <= 0 or members.size == 0:
+            self.landlord_line(origin, Component.UNALLOCATED, amount, kwh)
+            return
+        share = weights / total
+        seg, ideal, energy, weight = _by_segment(
+            self.seg_of[members].reshape(-1), (amount * share).reshape(-1),
+            (kwh * share).reshape(-1), weights.reshape(-1))
+        self.blocks.append(LineBlock(seg, np.full(seg.size, component, dtype=np.int8), origin,
+                                     energy, weight, ideal))
+        self.steps.append(Step(self.pot_index, origin, component,
+                               basis or self.basis[origin].value, kwh,
+                               total, landlord_kwh, float(self.node_kwh[origin].sum()),
+                               amount))
+
+    def landlord_line(self, origin: int, component: Component, amount: float,
+                      kwh: float) -> None:
+        self.blocks.append(LineBlock(np.array([-1]), np.array([component], dtype=np.int8),
+                                     origin, np.array([kwh]), np.array([0.0]),
+                                     np.array([amount])))
+
+    def allocate(self, node: int, component: Component, members: np.ndarray, amount: float,
+                 kwh: float, rule: Rule) -> None:
+        """``amount`` over ``members`` by the node's key; a formula's remainder to the
+        landlord."""
+        basis = self.basis[node]
+        landlord_kwh = 0.0
+        if basis is Basis.FORMULA:
+            per_slice = self.formula_kwh[node]
+            passed = float(np.clip(np.maximum(per_slice, 0.0).sum(), 0.0, max(kwh, 0.0)))
+            ratio = passed / kwh if kwh > 0 else 0.0
+            remainder = amount * (1.0 - ratio)
+            landlord_kwh = kwh - passed
+            if remainder != 0:
+                self.landlord_line(node, Component.FORMULA_REMAINDER, remainder, landlord_kwh)
+            amount, kwh = amount * ratio, passed
+            if amount == 0:
+                return
+        weights = basis_weights(basis, rule, members, self.shape, self.usage, self.slice_days,
+                                self.formula_kwh.get(node))
+        self.spread(node, component, members, weights, amount, kwh, rule.vacant, landlord_kwh)
+
+    def own_use(self, amount: np.ndarray, energy: np.ndarray, segments: Segments) -> None:
+        """Each participant's amount over its slices by its own consumption."""
+        part = self.shape.participant
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_slice = np.where(energy[part][:, None] != 0,
+                                 self.usage / energy[part][:, None], 0.0)
+        seg, ideal, kwh = _by_segment(self.seg_of.reshape(-1),
+                                      (amount[part][:, None] * per_slice).reshape(-1),
+                                      self.usage.reshape(-1))
+        node = part[segments.participant[seg]]
+        component = np.where(self.shape.kind[node] == NodeKind.LANDLORD,
+                             Component.LANDLORD_LOAD, Component.OWN_USE).astype(np.int8)
+        self.blocks.append(LineBlock(seg, component, -1, kwh, np.zeros(seg.size), ideal))
+
+
+def allocate_pot(
+    *,
+    pot_index: int,
+    pot_cents: int,
+    node_kwh: np.ndarray,
+    shape: TreeShape,
+    rules: tuple[Rule | None, ...],
+    basis: tuple[Basis, ...],
+    segments: Segments,
+    slices: np.ndarray,
+    slice_days: np.ndarray,
+    formula_kwh: Mapping[int, np.ndarray],
+    by_area_only: bool = False,
+) -> PotAllocation:
+    """Allocate one pot down the tree at full precision.
+
+    Parameters
+    ----------
+    pot_cents : int
+        The pot [cents].
+    node_kwh : float64 (nodes, slices)
+        Each node's consumption in the pot's slices [kWh]; a branch without a meter holds
+        the sum of its children.
+    rules, basis :
+        Per node: the rule (None for units and landlord loads) and its effective key
+        (after any fall-back to area).
+    segments, slices, slice_days :
+        Line bases, the pot's slice indices and their days.
+    formula_kwh :
+        Per formula node: Σ difference × daily factor per slice of the pot [kWh].
+    by_area_only :
+        Allocate the whole pot to all participants by area × days (a demand charge,
+        DOMAIN.md §4 "fixed parts by days").
+
+    Raises
+    ------
+    ConservationError
+        A node's lines and children do not add up to its amount.
+    """
+    nodes = node_kwh.shape[0]
+    kind = shape.kind
+    run = _PotAllocator(pot_index, node_kwh, shape, basis, segments, slices, slice_days,
+                        formula_kwh)
+    negative = np.zeros(nodes, dtype=bool)
+    over_cap = np.zeros(nodes, dtype=bool)
+    root = int(np.flatnonzero(shape.parent < 0)[0])
+    amount = np.zeros(nodes)
+    amount[root] = pot_cents
+    if by_area_only:
+        weights = shape.area[:, None] * slice_days[None, :].astype(np.float64)
+        run.spread(root, Component.DEMAND, np.arange(shape.participant.size), weights,
+                   float(pot_cents), 0.0, VacantPolicy.LANDLORD, basis=Basis.AREA.value)
+        allocation = PotAllocation(run.blocks, run.steps, amount, negative, over_cap)
+        check_node_conservation(allocation, pot_cents, shape, segments)
+        return allocation
+
+    energy = node_kwh.sum(axis=1)
+    nonroot = shape.parent >= 0
+    children = np.bincount(shape.parent[nonroot], weights=energy[nonroot], minlength=nodes)
+    inner = (kind == NodeKind.MAIN) | (kind == NodeKind.BRANCH)
+    denominator = np.where(inner, np.maximum(energy, children), energy)
+    for level in shape.levels:
+        up = shape.parent[level]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = np.where(denominator[up] > 0, energy[level] / denominator[up], 0.0)
+        amount[level] = amount[up] * factor
+    run.own_use(amount, energy, segments)
+
+    for node in np.flatnonzero(inner | (kind == NodeKind.COMMON)):
+        rule = rules[node] or Rule()
+        if kind[node] == NodeKind.COMMON:
+            if amount[node] == 0:
+                continue
+            if rule.common_type is CommonType.EXCLUSIVE:
+                weights = np.maximum(node_kwh[node], 0.0)[None, :]
+                if weights.sum() <= 0:
+                    weights = slice_days[None, :].astype(np.float64)
+                run.spread(node, Component.COMMON,
+                           np.array([shape.participant_of[rule.exclusive_to]]), weights,
+                           amount[node], energy[node], VacantPolicy.LANDLORD,
+                           basis=CommonType.EXCLUSIVE.value)
+            else:
+                members = (np.sort(shape.participant_of[list(rule.shared_by)])
+                           if rule.shared_by else shape.members(int(shape.parent[node])))
+                run.allocate(node, Component.COMMON, members, amount[node], energy[node], rule)
+            continue
+        residual = energy[node] - children[node]
+        negative[node] = residual < 0
+        if denominator[node] > 0:
+            residual_kwh = max(residual, 0.0)
+            to_share = amount[node] * residual_kwh / denominator[node]
+        else:
+            residual_kwh, to_share = 0.0, amount[node]
+        if to_share == 0:
+            continue
+        tenant_kwh = residual_kwh
+        if rule.loss_cap is not None and residual_kwh > 0:
+            tenant_kwh = min(residual_kwh, rule.loss_cap * energy[node])
+            over_cap[node] = tenant_kwh < residual_kwh
+        tenant_amount = to_share * (tenant_kwh / residual_kwh if residual_kwh > 0 else 1.0)
+        if to_share - tenant_amount > 0:
+            run.landlord_line(node, Component.EXCESS_LOSS, to_share - tenant_amount,
+                              residual_kwh - tenant_kwh)
+        if tenant_amount > 0:
+            run.allocate(node, Component.LOSS, shape.members(node), tenant_amount, tenant_kwh,
+                         rule)
+    allocation = PotAllocation(run.blocks, run.steps, amount, negative, over_cap)
+    check_node_conservation(allocation, pot_cents, shape, segments)
+    return allocation
+
+
+def check_node_conservation(allocation: PotAllocation, pot_cents: int, shape: TreeShape,
+                            segments: Segments) -> None:
+    """At every node, at full precision: the node's amount = Σ its children's amounts +
+    Σ the lines it emitted (loss, common, landlord); every participant's own-use lines
+    = its amount (DOMAIN.md §4 "check conservation at every node").
+
+    Raises ConservationError naming the node (by index) where money appeared or vanished.
+    """
+    nodes = allocation.amount.size
+    emitted = np.zeros(nodes)
+    own = np.zeros(shape.participant.size)
+    for block in allocation.blocks:
+        if block.origin < 0:
+            own += np.bincount(segments.participant[block.segment], weights=block.ideal,
+                               minlength=own.size)
+        else:
+            emitted[block.origin] += float(block.ideal.sum())
+    nonroot = shape.parent >= 0
+    children = np.bincount(shape.parent[nonroot], weights=allocation.amount[nonroot],
+                           minlength=nodes)
+    tolerance = 1e-7 * max(1.0, abs(pot_cents))
+    for node in range(nodes):
+        if shape.kind[node] in (NodeKind.UNIT, NodeKind.LANDLORD):
+            continue
+        got = emitted[node] + (children[node] if shape.kind[node] != NodeKind.COMMON else 0.0)
+        if abs(allocation.amount[node] - got) > tolerance:
+            raise ConservationError(
+                f"node #{node}: {allocation.amount[node]:.6f} cents in, {got:.6f} cents out "
+                f"(pot {pot_cents} cents)"
+            )
+    bad = np.abs(own - allocation.amount[shape.participant]) > tolerance
+    if bad.any():
+        raise ConservationError(
+            f"participant #{int(np.flatnonzero(bad)[0])}: own-use lines differ from its amount"
+        )

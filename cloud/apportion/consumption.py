@@ -1,0 +1,232 @@
+"""Consumption from cumulative register readings at day boundaries (DOMAIN.md §4, usage Δ).
+
+Registers are the meters' cumulative counters (kWh, m³ ...) frozen at local midnight: an
+array ``registers[meter, boundary, register]`` with boundary ``k`` = the start of day ``k``
+of the period (``k = 0 .. D``) and NaN where no reading exists. Consumption over days
+``[a, b)`` is ``(U[b] − U[a]) × multiplier`` where ``U`` is the register made continuous:
+
+- rollover: a drop of the register is taken as a wrap at ``capacity`` (Δ = current +
+  capacity − previous) only when that Δ is plausible against the meter's average daily use
+  (at most ``plausibility`` × average × days); an implausible wrap is flagged and its days
+  are treated as missing (they get estimated, and the run is held);
+- a decreasing register is an error unless the meter is bidirectional (net metering keeps
+  negative Δ) or has a capacity (rollover candidate);
+- between two readings the register is interpolated linearly by days (prorated);
+- before the first and after the last reading of a meter's active range the days are
+  *missing*: they are returned as counts for :mod:`cloud.apportion.estimation`.
+
+Most meters have every boundary read and a non-decreasing register: :func:`screen_registers`
+finds them in one cache-sized pass, and their consumption is plain differences of the
+readings at the slice boundaries. Only the other rows go through :func:`unwrap_registers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+
+from cloud.apportion.errors import ConsumptionError
+
+#: Rows per block in :func:`screen_registers`: 2048 × 32 × 4 float64 is 2 MiB (an L2 cache).
+SCREEN_BLOCK_ROWS = 2048
+
+
+def screen_registers(registers: np.ndarray, block_rows: int = SCREEN_BLOCK_ROWS) -> np.ndarray:
+    """Rows whose every boundary is read and whose registers never decrease.
+
+    Parameters
+    ----------
+    registers : float64 array (meters, boundaries, registers)
+        Cumulative register values [kWh or the meter's unit], NaN where not read.
+    block_rows : int
+        Meters per block; a block is compared while it sits in cache.
+
+    Returns
+    -------
+    bool array (meters,)
+        True for rows with no NaN and ``registers[:, k + 1] >= registers[:, k]`` everywhere
+        (NaN compares false, so one comparison checks both).
+    """
+    meters, boundaries, nreg = registers.shape
+    ok = np.ones(meters, dtype=bool)
+    if meters == 0 or boundaries < 2:
+        ok &= ~np.isnan(registers).reshape(meters, -1).any(axis=1)
+        return ok
+    width = boundaries * nreg
+    flat_all = np.ascontiguousarray(registers).reshape(meters, width)
+    scratch = np.empty(block_rows * width, dtype=bool)
+    for start in range(0, meters, block_rows):
+        stop = min(meters, start + block_rows)
+        flat = flat_all[start:stop].reshape(-1)
+        rising = scratch[: flat.size - nreg]
+        # comparing the block shifted by one boundary against itself: the comparisons that
+        # straddle two rows are meaningless and masked below, only when the block fails
+        np.greater_equal(flat[nreg:], flat[:-nreg], out=rising)
+        if rising.all():
+            continue
+        per_row = np.ones(flat.size, dtype=bool)
+        per_row[: rising.size] = rising
+        per_row = per_row.reshape(stop - start, width)
+        per_row[:, width - nreg :] = True
+        ok[start:stop] = per_row.all(axis=1)
+    return ok
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    """Continuous registers of some meters (the output of :func:`unwrap_registers`).
+
+    ``values`` (rows, boundaries, registers) is the register in its own unit, rollovers
+    unwrapped and gaps interpolated, flat where nothing is known; ``missing`` (rows, days,
+    registers) marks active days without data; ``rollover`` / ``implausible`` (rows,) mark
+    meters with an accepted wrap or with a wrap too large to be believed; ``interpolated``
+    (rows, boundaries) marks boundaries inside a gap between two readings (prorated).
+    """
+
+    values: np.ndarray
+    missing: np.ndarray
+    rollover: np.ndarray
+    implausible: np.ndarray
+    interpolated: np.ndarray
+
+
+def unwrap_registers(
+    registers: np.ndarray,
+    *,
+    capacity: np.ndarray,
+    bidirectional: np.ndarray,
+    average_per_day: np.ndarray,
+    active_from: np.ndarray,
+    active_to: np.ndarray,
+    plausibility: float,
+    meter_ids: Sequence[str],
+    register_names: Sequence[str],
+    first_day: date,
+) -> Unwrapped:
+    """Make registers continuous: rollovers, decreases, gaps (DOMAIN.md §4).
+
+    Parameters
+    ----------
+    registers : float64 array (rows, boundaries, registers)
+        Readings [register unit, e.g. kWh before the multiplier], NaN where not read.
+    capacity : float64 array (rows,)
+        Value at which the register wraps to zero [register unit]; NaN when unknown.
+    bidirectional : bool array (rows,)
+        Net meters whose register may go down (export); their drops are kept.
+    average_per_day : float64 array (rows, registers)
+        The meter's known average advance [register unit / day] (history); NaN to use the
+        period's own rising intervals instead.
+    active_from, active_to : int arrays (rows,)
+        The meter's installed boundaries; readings outside are ignored, days outside are
+        neither consumed nor missing.
+    plausibility : float
+        A wrap is accepted when Δ ≤ plausibility × average per day × days of the interval.
+    meter_ids, register_names, first_day :
+        Used to name the meter, register and date in errors.
+
+    Raises
+    ------
+    ConsumptionError
+        A register decreased on a meter that is neither bidirectional nor has a capacity.
+    """
+    rows, boundaries, nreg = registers.shape
+    days = boundaries - 1
+    series = np.ascontiguousarray(registers.transpose(0, 2, 1)).reshape(rows * nreg, boundaries)
+    k = np.arange(boundaries)
+    lo = np.repeat(active_from, nreg)[:, None]
+    hi = np.repeat(active_to, nreg)[:, None]
+    known = ~np.isnan(series) & (k >= lo) & (k <= hi)
+
+    last = np.maximum.accumulate(np.where(known, k, -1), axis=1)
+    nxt = np.minimum.accumulate(np.where(known, k, boundaries)[:, ::-1], axis=1)[:, ::-1]
+    prev = np.empty_like(last)
+    prev[:, 0] = -1
+    prev[:, 1:] = last[:, :-1]
+    step = known & (prev >= 0)
+    prev_safe = np.maximum(prev, 0)
+    delta = np.where(step, series - np.take_along_axis(series, prev_safe, axis=1), 0.0)
+    gap = np.where(step, k - prev, 0)
+
+    cap = np.repeat(capacity, nreg)[:, None]
+    bidi = np.repeat(bidirectional, nreg)[:, None]
+    falling = step & (delta < 0) & ~bidi
+    if (falling & np.isnan(cap)).any():
+        s, at = np.argwhere(falling & np.isnan(cap))[0]
+        raise ConsumptionError(
+            f"meter {meter_ids[s // nreg]!r} register {register_names[s % nreg]}: reading "
+            f"{series[s, at]:g} on {first_day + timedelta(days=int(at))} is below the "
+            f"previous {series[s, prev[s, at]]:g}; the register may only rise (the meter is "
+            "neither bidirectional nor given a capacity for rollover)"
+        )
+    rising = step & (delta >= 0)
+    own_avg = np.where(rising, delta, 0.0).sum(axis=1) / np.maximum(
+        np.where(rising, gap, 0).sum(axis=1), 1
+    )
+    own_avg[~rising.any(axis=1)] = np.nan
+    hist = average_per_day.reshape(rows * nreg)
+    avg = np.where(np.isnan(hist), own_avg, hist)[:, None]
+    wrapped = delta + np.where(np.isnan(cap), 0.0, cap)
+    plausible = (wrapped >= 0) & (wrapped <= plausibility * avg * gap)
+    rolled = falling & plausible
+    implausible = falling & ~plausible
+    delta = np.where(rolled, wrapped, np.where(implausible, 0.0, delta))
+
+    cumulative = np.cumsum(delta, axis=1)
+    has_prev = last >= 0
+    has_next = nxt < boundaries
+    first = np.where(known.any(axis=1), nxt[:, 0], boundaries)
+    final = last[:, -1]
+    at_prev = np.take_along_axis(cumulative, np.maximum(last, 0), axis=1)
+    at_next = np.take_along_axis(cumulative, np.minimum(nxt, boundaries - 1), axis=1)
+    span = np.maximum(nxt - last, 1)
+    inside = has_prev & has_next
+    values = np.where(inside, at_prev + (at_next - at_prev) * (k - last) / span, 0.0)
+    values = np.where(~has_prev & has_next, at_next, values)
+    values = np.where(has_prev & ~has_next, at_prev, values)
+
+    d = np.arange(days)
+    covered = (d >= first[:, None]) & (d + 1 <= final[:, None])
+    # a day inside an implausible wrap is missing: the wrap's reading is where the next
+    # known boundary after the day's start lies
+    next_after = nxt[:, 1:]
+    bad_gap = np.take_along_axis(implausible, np.minimum(next_after, boundaries - 1), axis=1)
+    bad_gap &= next_after < boundaries
+    active = (d >= lo) & (d < hi)
+    missing = active & ~(covered & ~bad_gap)
+    interpolated = (inside & ~known & (k >= lo) & (k <= hi)).reshape(rows, nreg, boundaries)
+
+    return Unwrapped(
+        values=values.reshape(rows, nreg, boundaries).transpose(0, 2, 1),
+        missing=missing.reshape(rows, nreg, days).transpose(0, 2, 1),
+        rollover=rolled.reshape(rows, nreg * boundaries).any(axis=1),
+        implausible=implausible.reshape(rows, nreg * boundaries).any(axis=1),
+        interpolated=interpolated.any(axis=1),
+    )
+
+
+def slice_energy(at_breakpoints: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
+    """Consumption per slice: Δ of the continuous register × the slice's multiplier.
+
+    Parameters
+    ----------
+    at_breakpoints : float64 array (meters, breakpoints, registers)
+        Continuous register at the slice boundaries [register unit].
+    multiplier : float64 array (meters, slices)
+        CT × PT ratio in force during each slice [kWh per register unit].
+
+    Returns
+    -------
+    float64 array (meters, slices, registers)
+        Consumption [kWh] (DOMAIN.md §4: Δ = (current − previous) × multiplier).
+    """
+    return np.diff(at_breakpoints, axis=1) * multiplier[:, :, None]
+
+
+def days_per_slice(per_day: np.ndarray, breakpoints: np.ndarray) -> np.ndarray:
+    """Sum a (rows, days, registers) array over each slice ``[b_j, b_j+1)`` of days."""
+    cumulative = np.zeros((per_day.shape[0], per_day.shape[1] + 1, per_day.shape[2]))
+    np.cumsum(per_day, axis=1, out=cumulative[:, 1:])
+    return np.diff(cumulative[:, breakpoints], axis=1)

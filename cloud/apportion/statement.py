@@ -1,0 +1,358 @@
+"""Statements: what each tenant pays for a unit and period, written out, signed, exported.
+
+A statement holds the unit, the tenant and its days, the meters' previous and current
+readings (local time, UTC, quality), own use per register, each line with its key written
+out with the actual numbers (e.g. ``LIFT 350.000 kWh × 6000 m²·d ÷ 12000 m²·d (area key) =
+175.000 kWh``), the catalog unit price, the amounts, the loss rate λ of the nodes above the
+unit, and the part the landlord carries there (loss over the cap, vacant shares, the part a
+formula did not pass on).
+
+Signature: a detached Ed25519 signature over the statement's canonical JSON bytes (sorted
+keys, no whitespace, UTF-8). The signed export carries those exact bytes as a string
+(``payload``) with the key id (RFC 7638 thumbprint) and the signature (base64url); a
+tenant's page verifies the signature over ``payload`` with the cloud's public key and only
+then parses and shows it, so nothing is re-serialised between signing and verifying
+(docs/decisions/0004-apportionment-money.md says why not JWS).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from cloud.apportion.allocation import Component, Step
+from cloud.apportion.case import Case, canonical_json
+from cloud.apportion.engine import EngineResult
+from cloud.apportion.errors import SignatureError
+from cloud.apportion.estimation import Method
+from cloud.apportion.money import DEMAND, TariffKind
+from edge.keys import key_id
+
+SCHEMA_STATEMENT = "mf.statement/1"
+LANDLORD_PARTY = "landlord"
+SIGNATURE_ALGORITHM = "Ed25519"
+_WEIGHT_UNIT = {"area": "m²·d", "usage": "kWh", "per_unit": "unit·d", "coefficient": "coef·d",
+                "blend": "(blend)", "formula": "m²·kWh", "exclusive": "kWh"}
+CSV_COLUMNS = ("unit", "party", "from", "to", "component", "origin", "register", "tariff",
+               "kwh", "unit_price_cny_per_kwh", "amount_cny", "cents")
+
+
+@dataclass(frozen=True)
+class LineRow:
+    """One rounded line with names instead of indices (for printing and export).
+
+    ``unit`` is the unit (or landlord) node, empty for a node-level landlord line;
+    ``origin`` the allocating node, empty for own use; dates are local, ``to`` exclusive.
+    """
+
+    register: str
+    tariff: str
+    unit: str
+    party: str
+    start: str
+    end: str
+    component: str
+    origin: str
+    kwh: float
+    weight: float
+    ideal_cents: float
+    cents: int
+    explanation: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit, "party": self.party, "from": self.start, "to": self.end,
+            "component": self.component, "origin": self.origin, "register": self.register,
+            "tariff": self.tariff, "kwh": f"{self.kwh:.3f}", "cents": self.cents,
+            "amount_cny": _cny(self.cents), "explanation": self.explanation,
+        }
+
+
+def _cny(cents: int) -> str:
+    return f"{Decimal(cents) / 100:.2f}"
+
+
+def line_rows(result: EngineResult) -> list[LineRow]:
+    """Every line of a computed run, in the run's order, with its key written out."""
+    inputs = result.inputs
+    ids, period = inputs.tree.ids, inputs.period
+    lines, segs = result.lines, result.segments
+    party = result.party()
+    steps = {(s.pot, s.origin, s.component): s for s in result.steps}
+    bp = period.breakpoints
+    rows = []
+    for i in range(len(lines)):
+        pot = result.pots[int(lines.pot[i])]
+        seg = int(lines.segment[i])
+        origin = int(lines.origin[i])
+        component = Component(int(lines.component[i]))
+        unit = start = end = ""
+        if seg >= 0:
+            unit = ids[int(result.shape.participant[segs.participant[seg]])]
+            start = period.day(int(bp[segs.first_slice[seg]])).isoformat()
+            end = period.day(int(bp[segs.last_slice[seg] + 1])).isoformat()
+        step = steps.get((pot.index, origin, component))
+        rows.append(LineRow(
+            register=pot.register, tariff=pot.version, unit=unit,
+            party=inputs.tenants[party[i]] if party[i] >= 0 else LANDLORD_PARTY,
+            start=start, end=end, component=component.label,
+            origin=ids[origin] if origin >= 0 else "",
+            kwh=float(lines.kwh[i]), weight=float(lines.weight[i]),
+            ideal_cents=float(lines.ideal[i]), cents=int(lines.cents[i]),
+            explanation=_explain(result, component, origin, step, float(lines.kwh[i]),
+                                 float(lines.weight[i]), float(lines.ideal[i]), pot.index),
+        ))
+    return rows
+
+
+def _explain(result: EngineResult, component: Component, origin: int, step: Step | None,
+             kwh: float, weight: float, ideal: float, pot: int) -> str:
+    """The line's arithmetic with the actual numbers."""
+    ids = result.inputs.tree.ids
+    price = f"{ideal / kwh / 100:.6f} CNY/kWh" if kwh else ""
+    if component in (Component.OWN_USE, Component.LANDLORD_LOAD):
+        return f"{kwh:.3f} kWh × {price} = {ideal / 100:.4f} CNY"
+    name = ids[origin]
+    if component is Component.EXCESS_LOSS:
+        rule = result.inputs.tree.rules[origin]
+        cap = rule.loss_cap if rule and rule.loss_cap is not None else 0.0
+        return (f"{name} loss above the cap: λ = {result.loss_rate[origin]:.2%} > "
+                f"{cap:.2%}, {kwh:.3f} kWh × {price} = {ideal / 100:.4f} CNY")
+    if component is Component.FORMULA_REMAINDER:
+        return (f"{name}: {kwh:.3f} kWh not passed on by the formula (cool days) × {price} = "
+                f"{ideal / 100:.4f} CNY")
+    if component is Component.UNALLOCATED:
+        return f"{name}: no key weight to allocate by; {ideal / 100:.4f} CNY to the landlord"
+    if step is None:
+        return ""
+    unit = _WEIGHT_UNIT.get(step.basis, "")
+    head = f"{name} {step.kwh:.3f} kWh"
+    if component is Component.LOSS:
+        residual = float(result.residual_kwh[origin].sum())
+        head = (f"{name} loss (λ = {result.loss_rate[origin]:.2%} of "
+                f"{float(result.node_kwh[origin].sum()):.3f} kWh, residual {residual:.3f} kWh"
+                f") carried by tenants {step.kwh:.3f} kWh")
+    if step.basis == "formula":
+        rule = result.inputs.tree.rules[origin]
+        assert rule is not None and rule.formula is not None
+        f = rule.formula
+        head = (f"{name} Σ_d difference_d × clip(({f.driver}_d − {f.base:g}) ÷ {f.span:g}, 0, 1)"
+                f" = {step.kwh:.3f} kWh of {step.kwh + step.landlord_kwh:.3f} kWh")
+    if component is Component.DEMAND:
+        head = f"demand charge {step.amount / 100:.2f} CNY"
+    return (f"{head} × {weight:.6g} ÷ {step.weight_total:.6g} {unit} ({step.basis} key) = "
+            f"{kwh:.3f} kWh, {ideal / 100:.4f} CNY")
+
+
+def _unit_price(result: EngineResult, register: str, version: str) -> str:
+    tariff = next(t for t in result.inputs.tariffs if t.id == version)
+    if register == DEMAND:
+        return f"{tariff.demand_price} CNY/kW·month" if tariff.demand_price is not None else ""
+    if tariff.kind is TariffKind.TIERED:
+        return "; ".join(f"≤{t.upto_kwh} kWh: {t.price}" if t.upto_kwh is not None
+                         else f"rest: {t.price}" for t in tariff.tiers) + " CNY/kWh"
+    return f"{tariff.prices[register]} CNY/kWh"
+
+
+def _local_midnight(case: Case, day_iso: str) -> dict[str, str]:
+    local = datetime.combine(datetime.fromisoformat(day_iso).date(), time(0),
+                             ZoneInfo(case.timezone))
+    return {"local": local.isoformat(), "utc": local.astimezone(UTC).isoformat()}
+
+
+def _meter_section(case: Case, result: EngineResult, node: int, start: str, end: str,
+                   slices: np.ndarray) -> list[dict[str, Any]]:
+    inputs = result.inputs
+    out = []
+    for m in np.flatnonzero(inputs.meters.node == node):
+        meter = inputs.meters.ids[m]
+        series = {case.reading_day(meter, at).isoformat(): r
+                  for at, r in case.readings.get(meter, {}).items()}
+        inside = sorted(d for d in series if start <= d <= end)
+        shown = []
+        for day in inside[:1] + inside[-1:] if len(inside) > 1 else inside:
+            reading = series[day]
+            shown.append({
+                "at": _local_midnight(case, day),
+                "values": {("total" if k == "__single__" else k): str(v)
+                           for k, v in reading.values.items()},
+                "quality": reading.quality,
+            })
+        method = [Method(int(x)).label for x in result.estimation_method[m]]
+        out.append({
+            "meter": meter,
+            "multiplier": f"{float(inputs.meters.multiplier[m, slices].mean()):g}",
+            "previous": shown[0] if shown else None,
+            "current": shown[-1] if len(shown) > 1 else None,
+            "measured_kwh": {r: f"{float(result.measured_kwh[m, slices, i].sum()):.3f}"
+                             for i, r in enumerate(inputs.registers)},
+            "estimated_kwh": {r: f"{float(result.estimated_kwh[m, slices, i].sum()):.3f}"
+                              for i, r in enumerate(inputs.registers)},
+            "estimation": {r: method[i] for i, r in enumerate(inputs.registers)
+                           if method[i] != "none"},
+        })
+    return out
+
+
+def build_statements(case: Case, result: EngineResult, run_id: str = "") -> list[dict[str, Any]]:
+    """One statement document per (unit, tenant) and one for the landlord.
+
+    Plain JSON-ready dicts; amounts as strings of CNY and integer cents.
+    """
+    rows = line_rows(result)
+    inputs = result.inputs
+    ids = inputs.tree.ids
+    units = {u.id: u for u in case.units}
+    nodes = {n.id: n for n in case.tree}
+    header = {
+        "schema": SCHEMA_STATEMENT, "site": case.site, "timezone": case.timezone,
+        "period": {"start": case.period.start.isoformat(), "end": case.period.end.isoformat()},
+        "run": {"id": run_id, "input_hash": case.input_hash()},
+        "bill": {"invoice": inputs.bill.invoice},
+        "flags": [{"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
+                  for f in result.flags],
+    }
+    landlord_by_origin: dict[str, int] = {}
+    for r in rows:
+        if r.party == LANDLORD_PARTY and r.origin:
+            landlord_by_origin[r.origin] = landlord_by_origin.get(r.origin, 0) + r.cents
+    keys = sorted({(r.unit, r.party) for r in rows if r.unit and r.party != LANDLORD_PARTY})
+    statements = []
+    for unit_node, party in keys:
+        mine = [r for r in rows if r.unit == unit_node and r.party == party]
+        node = ids.index(unit_node)
+        p = int(result.shape.participant_of[node])
+        seg_rows = np.flatnonzero((result.segments.participant == p)
+                                  & (result.segments.occupant == inputs.tenants.index(party)))
+        stays, meters = [], []
+        for s in seg_rows:
+            sl = np.arange(result.segments.first_slice[s], result.segments.last_slice[s] + 1)
+            start = inputs.period.day(int(inputs.period.breakpoints[sl[0]])).isoformat()
+            end = inputs.period.day(int(inputs.period.breakpoints[sl[-1] + 1])).isoformat()
+            stays.append({"from": start, "to": end})
+            meters += _meter_section(case, result, node, start, end, sl)
+        ancestors = []
+        cursor = int(inputs.tree.parent[node])
+        while cursor >= 0:
+            rule = inputs.tree.rules[cursor]
+            ancestors.append({
+                "node": ids[cursor],
+                "loss_rate": f"{result.loss_rate[cursor]:.6f}",
+                "loss_cap": None if rule is None or rule.loss_cap is None
+                else f"{rule.loss_cap:g}",
+                "landlord_part": _cny(landlord_by_origin.get(ids[cursor], 0)),
+            })
+            cursor = int(inputs.tree.parent[cursor])
+        unit_spec = units[nodes[unit_node].unit or unit_node]
+        total = sum(r.cents for r in mine)
+        statements.append({
+            **header,
+            "unit": {"node": unit_node, "id": unit_spec.id, "area_m2": str(unit_spec.area),
+                     "building": unit_spec.building, "floor": unit_spec.floor},
+            "party": party,
+            "stays": stays,
+            "meters": meters,
+            "lines": [{**r.as_dict(), "unit_price": _unit_price(result, r.register, r.tariff)}
+                      for r in mine],
+            "nodes": ancestors,
+            "landlord_part": {o: _cny(c) for o, c in sorted(landlord_by_origin.items())},
+            "total": {"cents": total, "amount_cny": _cny(total)},
+        })
+    landlord = [r for r in rows if r.party == LANDLORD_PARTY]
+    total = sum(r.cents for r in landlord)
+    statements.append({
+        **header, "unit": None, "party": LANDLORD_PARTY, "stays": [], "meters": [],
+        "lines": [{**r.as_dict(), "unit_price": _unit_price(result, r.register, r.tariff)}
+                  for r in landlord],
+        "nodes": [], "landlord_part": {o: _cny(c) for o, c in sorted(landlord_by_origin.items())},
+        "total": {"cents": total, "amount_cny": _cny(total)},
+    })
+    return statements
+
+
+@dataclass(frozen=True)
+class SignedStatement:
+    """A statement as signed: the canonical JSON text, the key id and the signature."""
+
+    payload: str
+    kid: str
+    signature: str
+    alg: str = SIGNATURE_ALGORITHM
+
+    def as_dict(self) -> dict[str, str]:
+        return {"alg": self.alg, "kid": self.kid, "payload": self.payload,
+                "signature": self.signature}
+
+
+def sign_statement(statement: dict[str, Any], key: Ed25519PrivateKey) -> SignedStatement:
+    """Sign the statement's canonical JSON bytes with the cloud's Ed25519 key."""
+    payload = canonical_json(statement)
+    signature = base64.urlsafe_b64encode(key.sign(payload)).rstrip(b"=").decode("ascii")
+    return SignedStatement(payload.decode(), key_id(key.public_key()), signature)
+
+
+def verify_statement(signed: SignedStatement | dict[str, Any],
+                     key: Ed25519PublicKey) -> dict[str, Any]:
+    """Verify a signed statement (object or its exported dict); return the document.
+
+    Raises SignatureError when the key id differs, the signature does not verify over the
+    payload bytes, or the payload is not a statement.
+    """
+    data = signed.as_dict() if isinstance(signed, SignedStatement) else signed
+    try:
+        payload = str(data["payload"]).encode()
+        text = str(data["signature"])
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        kid = data["kid"]
+    except (KeyError, binascii.Error, ValueError) as exc:
+        raise SignatureError(f"not a signed statement: {exc}") from None
+    if data.get("alg") != SIGNATURE_ALGORITHM:
+        raise SignatureError(f"signature algorithm {data.get('alg')!r}, expected "
+                             f"{SIGNATURE_ALGORITHM!r}")
+    if kid != key_id(key):
+        raise SignatureError(f"signed with key {kid!r}, not {key_id(key)!r}")
+    try:
+        key.verify(raw, payload)
+    except InvalidSignature:
+        raise SignatureError("the statement's signature does not verify") from None
+    try:
+        document = json.loads(payload)
+    except ValueError as exc:
+        raise SignatureError(f"signed payload is not JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA_STATEMENT:
+        raise SignatureError(f"signed payload is not a {SCHEMA_STATEMENT} statement")
+    return document
+
+
+def statement_json(statement: dict[str, Any], signed: SignedStatement | None = None) -> str:
+    """JSON export: the statement and, when signed, the signed form a tenant page checks."""
+    return json.dumps({"statement": statement,
+                       "signed": signed.as_dict() if signed is not None else None},
+                      ensure_ascii=False, indent=2)
+
+
+def statement_csv(statement: dict[str, Any]) -> str:
+    """CSV export of a statement's lines (one row per line, amounts in CNY and cents)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for line in statement["lines"]:
+        writer.writerow([line["unit"], line["party"], line["from"], line["to"],
+                         line["component"], line["origin"], line["register"], line["tariff"],
+                         line["kwh"], line["unit_price"], line["amount_cny"], line["cents"]])
+    return out.getvalue()
