@@ -47,11 +47,23 @@ class SealedEnvelope:
 @dataclass(frozen=True)
 class OutboxDepth:
     """What waits in the outbox: readings not yet sealed, envelopes not yet acknowledged,
-    and the age in seconds of the oldest item (0 when empty)."""
+    the age in seconds of the oldest item (0 when empty), the disk it takes (bytes, file
+    and write-ahead log), and how much was evicted since the outbox was made."""
 
     pending_readings: int
     unacked_envelopes: int
     oldest_age_s: float
+    disk_bytes: int = 0
+    evicted_readings: int = 0
+    evicted_envelopes: int = 0
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What one enforcement of the bounds removed (oldest first)."""
+
+    envelopes: int = 0
+    readings: int = 0
 
 
 class OutboxStore:
@@ -63,10 +75,15 @@ class OutboxStore:
         self._now = wall_clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # Incremental auto-vacuum lets eviction give pages back to the file system (it only
+        # takes effect when set before the first table exists).
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA journal_size_limit=1048576")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('epoch', 0)")
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('epoch', 0), "
+                         "('evicted_readings', 0), ('evicted_envelopes', 0)")
 
     def _meta(self, key: str) -> int:
         return self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
@@ -148,8 +165,74 @@ class OutboxStore:
             unacked, e_oldest = self._db.execute(
                 "SELECT count(*), min(created_at) FROM envelopes"
             ).fetchone()
+            evicted_r, evicted_e = self._meta("evicted_readings"), self._meta("evicted_envelopes")
         oldest = min((t for t in (p_oldest, e_oldest) if t is not None), default=None)
-        return OutboxDepth(pending, unacked, 0.0 if oldest is None else self._now() - oldest)
+        return OutboxDepth(pending, unacked, 0.0 if oldest is None else self._now() - oldest,
+                           self.disk_bytes(), evicted_r, evicted_e)
+
+    def disk_bytes(self) -> int:
+        """Bytes the outbox takes on disk: database file plus write-ahead log."""
+        return sum(p.stat().st_size for p in (self.path, self.path.with_name(
+            self.path.name + "-wal")) if p.exists())
+
+    def enforce(self, max_bytes: int, max_age_s: float) -> Eviction:
+        """Evict the oldest envelopes, then the oldest pending readings, until nothing is
+        older than ``max_age_s`` and the outbox takes at most ``max_bytes`` on disk.
+
+        Eviction loses data, so every removed reading is counted in the outbox itself and
+        reported; the caller raises the alarm. Content is kept at 3/4 of the bound so the
+        file's own overhead (pages, log) fits in the rest.
+        """
+        envelopes = readings = 0
+        cutoff = self._now() - max_age_s
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                n, r = self._db.execute(
+                    "SELECT count(*), coalesce(sum(readings), 0) FROM envelopes"
+                    " WHERE created_at < ?", (cutoff,)).fetchone()
+                self._db.execute("DELETE FROM envelopes WHERE created_at < ?", (cutoff,))
+                envelopes, readings = envelopes + n, readings + r
+                readings += self._db.execute(
+                    "DELETE FROM pending WHERE created_at < ?", (cutoff,)).rowcount
+                budget = max_bytes * 3 // 4
+                content = self._content_bytes()
+                while content > budget:
+                    row = self._db.execute(
+                        "SELECT seq, readings, length(body) FROM envelopes ORDER BY seq LIMIT 1"
+                    ).fetchone()
+                    if row is not None:
+                        self._db.execute("DELETE FROM envelopes WHERE seq = ?", (row[0],))
+                        envelopes, readings, content = envelopes + 1, readings + row[1], \
+                            content - row[2] - 64
+                        continue
+                    gone = self._db.execute(
+                        "DELETE FROM pending WHERE id IN (SELECT id FROM pending ORDER BY id"
+                        " LIMIT 100)").rowcount
+                    if not gone:
+                        break
+                    readings += gone
+                    content = self._content_bytes()
+                self._db.execute("UPDATE meta SET value = value + ? WHERE key = "
+                                 "'evicted_envelopes'", (envelopes,))
+                self._db.execute("UPDATE meta SET value = value + ? WHERE key = "
+                                 "'evicted_readings'", (readings,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if envelopes or readings:
+                self._db.execute("PRAGMA incremental_vacuum")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return Eviction(envelopes, readings)
+
+    def _content_bytes(self) -> int:
+        """Approximate bytes of stored rows (bodies plus a fixed overhead per row)."""
+        env = self._db.execute("SELECT coalesce(sum(length(body)), 0) + 64 * count(*)"
+                               " FROM envelopes").fetchone()[0]
+        pend = self._db.execute("SELECT coalesce(sum(length(body)), 0) + 32 * count(*)"
+                                " FROM pending").fetchone()[0]
+        return env + pend
 
     def close(self) -> None:
         with self._lock:

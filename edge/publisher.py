@@ -61,7 +61,9 @@ class MqttPublisher:
             clean_session=False,
         )
         self._client.max_inflight_messages_set(max_inflight)
-        self._client.max_queued_messages_set(0)
+        # The agent publishes only while connected and keeps at most MAX_IN_FLIGHT
+        # envelopes with paho; the outbox, not paho's memory, holds the backlog.
+        self._client.max_queued_messages_set(1000)
         self._client.will_set(state, b"offline", qos=1, retain=True)
         if self.broker.username:
             self._client.username_pw_set(self.broker.username, self.broker.password)
@@ -116,8 +118,17 @@ class MqttPublisher:
         self._publish(self.topics.readings(self.site, self.gateway), envelope.body, envelope.seq)
 
     def inflight(self) -> int:
+        return len(self.inflight_seqs())
+
+    def inflight_seqs(self) -> set[int]:
+        """Seqs handed to paho and not yet acknowledged by the broker."""
         with self._lock:
-            return sum(1 for seq in self._inflight.values() if seq is not None)
+            return {seq for seq in self._inflight.values() if seq is not None}
+
+    def publish_health(self, body: bytes) -> None:
+        """Health goes at QoS 0: a lost one is replaced by the next."""
+        if self.connected.is_set():
+            self._client.publish(self.topics.health(self.site, self.gateway), body, qos=0)
 
     def stop(self) -> None:
         if self.connected.is_set():

@@ -133,6 +133,69 @@ class ReadingsPayload(BaseModel):
         return self.model_dump_json(by_alias=True).encode()
 
 
+class MeterHealth(BaseModel):
+    """One meter as the gateway sees it; ``last_good`` is the last answered read (UTC)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    meter: _Identifier
+    line: _Identifier
+    reads: int = Field(ge=0)
+    failures: int = Field(ge=0)
+    consecutive_failures: int = Field(ge=0)
+    sidelined: bool
+    last_good: UtcDatetime | None = None
+
+
+class LineHealth(BaseModel):
+    """``utilisation``: share of the last round's interval the line was busy (0..1+)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line: _Identifier
+    utilisation: float = Field(ge=0)
+    last_round_s: float = Field(ge=0)
+
+
+class OutboxHealth(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pending_readings: int = Field(ge=0)
+    unacked_envelopes: int = Field(ge=0)
+    oldest_age_s: float = Field(ge=0)
+    disk_bytes: int = Field(ge=0)
+    max_bytes: int = Field(ge=0)
+    evicted_readings: int = Field(ge=0)
+    alarm: bool
+
+
+class HealthPayload(BaseModel):
+    """The signed body of an ``up/health`` message (QoS 0)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_: Literal["mf.health/1"] = Field(default="mf.health/1", alias="schema")
+    gateway: _Identifier
+    kid: _Identifier
+    sent_at: UtcDatetime
+    epoch: int = Field(ge=0)
+    clock: ClockState
+    uptime_s: float = Field(ge=0)
+    rounds: int = Field(ge=0)
+    overruns: int = Field(ge=0)
+    outbox: OutboxHealth
+    lines: list[LineHealth]
+    meters: list[MeterHealth]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+def seal_health(payload: HealthPayload, key: Ed25519PrivateKey) -> bytes:
+    """Sign a health report like a readings batch (same header, same key)."""
+    return sign_compact({"alg": _JWS_ALGORITHM, "kid": payload.kid}, payload.to_bytes(), key)
+
+
 @dataclass(frozen=True)
 class BrokerAddress:
     """Where the broker listens: ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://``."""

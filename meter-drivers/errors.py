@@ -56,3 +56,61 @@ class MeterErrorReply(DriverError):
         self.bits = bits
         self.address = address
         self.control = control
+
+
+class ReadTimeout(DriverError):
+    """No valid reply came from the meter within the timeout, after every retry.
+
+    Shared by every line master (DL/T645, Modbus): on a real RS-485 line an absent or dead
+    meter is silence, so the timeout is the only way to learn that it did not answer.
+    """
+
+
+class ProfileError(DriverError, ValueError):
+    """A device profile (register map file) that cannot be used as written.
+
+    ``path`` is the file, ``field`` the offending entry (e.g. ``fields[3] (voltage_a)``) or
+    key (``max_registers``), ``None`` when the problem is the file as a whole.
+    """
+
+    def __init__(self, message: str, *, path: str, field: str | None = None) -> None:
+        where = f"{path}: {field}" if field else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.field = field
+
+
+class ModbusError(DriverError):
+    """A Modbus transaction that went wrong in a way the protocol can name."""
+
+
+# Names from the Modbus Application Protocol Specification V1.1b3, section 7.
+MODBUS_EXCEPTION_NAMES = {
+    0x01: "ILLEGAL FUNCTION",
+    0x02: "ILLEGAL DATA ADDRESS",
+    0x03: "ILLEGAL DATA VALUE",
+    0x04: "SERVER DEVICE FAILURE",
+    0x05: "ACKNOWLEDGE",
+    0x06: "SERVER DEVICE BUSY",
+    0x08: "MEMORY PARITY ERROR",
+    0x0A: "GATEWAY PATH UNAVAILABLE",
+    0x0B: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
+}
+
+
+class ModbusExceptionReply(ModbusError):
+    """The device answered with a Modbus exception response (function code | 0x80).
+
+    ``code`` is the exception code as sent, ``name`` its name in the Modbus specification
+    (e.g. ``"ILLEGAL DATA ADDRESS"``), ``function`` the function code of the request.
+    """
+
+    def __init__(self, *, unit_id: int, function: int, code: int, where: str) -> None:
+        self.unit_id = unit_id
+        self.function = function
+        self.code = code
+        self.name = MODBUS_EXCEPTION_NAMES.get(code, "UNKNOWN EXCEPTION")
+        super().__init__(
+            f"unit {unit_id} on {where}: function {function:#04x} answered exception "
+            f"{code:#04x} ({self.name})"
+        )

@@ -66,12 +66,11 @@ def edge_keygen(
 @edge_app.command("run")
 def edge_run(
     config: Annotated[Path, typer.Argument(help="site configuration (TOML)")],
-    key_file: Annotated[Path, typer.Option(help="the gateway's private key")] = Path(
-        "var/gateway.key"
-    ),
+    key_file: Annotated[Path | None, typer.Option(help="the gateway's private key "
+                                                  "(default: DATA_DIR/gateway.key)")] = None,
     rounds: Annotated[int, typer.Option(help="stop after this many rounds (0: run on)")] = 0,
 ) -> None:
-    """Poll the site's meters and publish signed readings until stopped."""
+    """Poll the site's meters and publish signed readings until stopped (SIGTERM/Ctrl-C)."""
     from edge.config import ConfigError, SiteConfig
     from edge.keys import GatewayIdentity, KeyFileError
     from edge.runner import run_gateway
@@ -79,14 +78,44 @@ def edge_run(
     settings = _settings()
     try:
         site = SiteConfig.load(config)
-        identity = GatewayIdentity.load(key_file)
+        identity = GatewayIdentity.load(key_file or settings.data_dir / "gateway.key")
     except (ConfigError, KeyFileError) as exc:
         raise _fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    asyncio.run(run_gateway(site, identity, settings.data_dir / "outbox.sqlite",
-                            settings.broker_url, rounds=rounds or None, stop=stop))
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    asyncio.run(run_gateway(site, identity, settings.data_dir, settings.broker_url,
+                            rounds=rounds or None, stop=stop))
+
+
+@edge_app.command("status")
+def edge_status(
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw status")] = False,
+) -> None:
+    """Summarise the running (or last) gateway: outbox, lines, meters."""
+    from edge.health import format_status, read_status
+
+    path = _settings().data_dir / "status.json"
+    if not path.exists():
+        raise _fail(f"{path}: no status yet; is `meterflow edge run` running here?")
+    health = read_status(path)
+    typer.echo(health.model_dump_json(by_alias=True, indent=1) if as_json
+               else format_status(health))
+
+
+@edge_app.command("check")
+def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (TOML)")]) -> None:
+    """Validate a site configuration and its polling plan without touching any line."""
+    from edge.config import ConfigError, SiteConfig
+
+    try:
+        site = SiteConfig.load(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    meters = sum(len(line.meters) for line in site.lines)
+    typer.echo(f"{config}: site {site.site}, gateway {site.gateway}, {len(site.lines)} "
+               f"line(s), {meters} meter(s), {len(site.groups)} group(s)")
 
 
 # ---------------------------------------------------------------- cloud

@@ -20,7 +20,7 @@ from cloud.registry.db import open_registry
 from cloud.registry.gateways import register_gateway, register_meter
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.agent import GatewayAgent
-from edge.config import LineConfig, MeterConfig, SiteConfig
+from edge.config import GroupConfig, LineConfig, MeterConfig, SiteConfig
 from edge.keys import GatewayIdentity
 from edge.outbox import OutboxStore
 from edge.publisher import MqttPublisher
@@ -74,7 +74,9 @@ def run_demo(*, meters: int, rounds: int, interval_min: int, data_dir: Path,
     echo("ingest   subscribed to mf/v1/+/+/up/readings")
 
     config = SiteConfig(
-        site=SITE, gateway=GATEWAY, poll_interval_s=interval_min * 60,
+        site=SITE, gateway=GATEWAY, metrics_port=0,
+        groups=[GroupConfig(name="billing", interval_s=interval_min * 60,
+                            quantities=["energy_import"])],
         lines=[LineConfig(name="rs485-1", tcp=f"127.0.0.1:{sim_port}", timeout_s=1.0,
                           meters=[MeterConfig(id=m.id, address=m.address, parent=m.parent,
                                               role=m.role) for m in tree])],
@@ -83,6 +85,8 @@ def run_demo(*, meters: int, rounds: int, interval_min: int, data_dir: Path,
     publisher = MqttPublisher(broker.url, site=SITE, gateway=GATEWAY,
                               on_acked=outbox.acknowledge)
     publisher.start()
+    if not publisher.connected.wait(10):
+        raise RuntimeError(f"the gateway could not connect to {broker.url}")
     agent = GatewayAgent(config, identity, outbox, publisher, now=clock.now)
 
     async def poll() -> int:
@@ -99,8 +103,12 @@ def run_demo(*, meters: int, rounds: int, interval_min: int, data_dir: Path,
 
     try:
         produced = asyncio.run(poll())
-        delivered = _wait(lambda: outbox.depth().unacked_envelopes == 0
-                          and service.stats.readings_stored >= produced, timeout_s=30)
+        def all_stored() -> bool:
+            agent.pump()
+            return (outbox.depth().unacked_envelopes == 0
+                    and service.stats.readings_stored >= produced)
+
+        delivered = _wait(all_stored, timeout_s=30)
         stats = service.stats
         echo(f"ingest   {stats.stored} envelopes stored ({stats.readings_stored} readings), "
              f"{stats.duplicates} duplicates, {stats.rejected} rejected"

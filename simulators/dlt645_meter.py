@@ -215,13 +215,16 @@ class SimulatedMeter:
         return result
 
     def freeze(self) -> None:
-        """Take a daily-freeze snapshot now (05060001 time, 05060101/05060201 energy)."""
+        """Take a snapshot now into the instant-freeze table (05030001 time, 05030101 /
+        05030201 energy) and, as this simulator has no schedule, the daily one (0506…)."""
         now = self.clock.now()
-        self._frozen["frozen_daily_time"] = self.local_time(now).replace(second=0, microsecond=0)
-        for suffix in ("", "_t1", "_t2", "_t3", "_t4"):
-            for kind in ("import", "export"):
-                value = self._sources[f"energy_{kind}{suffix}"](now)
-                self._frozen[f"frozen_daily_energy_{kind}{suffix}"] = value
+        stamp = self.local_time(now).replace(second=0, microsecond=0)
+        for table in ("instant", "daily"):
+            self._frozen[f"frozen_{table}_time"] = stamp
+            for suffix in ("", "_t1", "_t2", "_t3", "_t4"):
+                for kind in ("import", "export"):
+                    value = self._sources[f"energy_{kind}{suffix}"](now)
+                    self._frozen[f"frozen_{table}_energy_{kind}{suffix}"] = value
 
     # -- protocol -------------------------------------------------------------------------
 

@@ -55,13 +55,14 @@ def test_meter_register_reaches_the_store_exactly_as_the_meter_reported_it(
         site="site-a", gateway="gw-a",
         lines=[LineConfig(name="l1", tcp=f"127.0.0.1:{port}", meters=[
             MeterConfig(id=m.id, address=m.address, parent=m.parent,
-                        multiplier=Decimal(40) if m.role == "main" else Decimal(1))
+                        ct=Decimal(40) if m.role == "main" else Decimal(1))
             for m in tree])],
     )
     outbox = OutboxStore(tmp_path / "outbox.sqlite")
     publisher = MqttPublisher(mosquitto_server.url, site="site-a", gateway="gw-a",
                               on_acked=outbox.acknowledge)
     publisher.start()
+    assert publisher.connected.wait(10)
     agent = GatewayAgent(config, identity, outbox, publisher, now=clock.now)
 
     async def two_rounds() -> None:
@@ -73,7 +74,8 @@ def test_meter_register_reaches_the_store_exactly_as_the_meter_reported_it(
 
     try:
         asyncio.run(two_rounds())
-        wait_for(lambda: service.stats.readings_stored == 8 and not outbox.unacked())
+        wait_for(lambda: agent.pump() >= 0 and service.stats.readings_stored == 8
+                 and not outbox.unacked())
     finally:
         publisher.stop()
         worker.stop()

@@ -129,7 +129,16 @@ _ITEMS_2007: tuple[DataItem, ...] = (
     _item("04000102", "time", "meter_time", CalendarFormat("hhmmss")),
     _item("04000401", "communication address", "meter_address", DigitsFormat("N" * 12)),
     _item("04000402", "meter number", "meter_number", DigitsFormat("N" * 12)),
-    # 2007 冻结 (frozen data) table, last (上1次) daily freeze: time, then total + T1..T4
+    # 2007 冻结 (frozen data) table, last (上1次) instant freeze (瞬时冻结, 0503xxxx), taken
+    # by a freeze command whose time fields are all 99: time, then total + T1..T4.
+    _item("05030001", "instant freeze time, last", "frozen_instant_time", STAMP),
+    DataItem("05030101", "instant frozen forward active energy, last", tuple(
+        Field(f"frozen_instant_energy_import{s}", ENERGY, "kWh")
+        for s in ("", "_t1", "_t2", "_t3", "_t4"))),
+    DataItem("05030201", "instant frozen reverse active energy, last", tuple(
+        Field(f"frozen_instant_energy_export{s}", ENERGY, "kWh")
+        for s in ("", "_t1", "_t2", "_t3", "_t4"))),
+    # Last (上1次) daily freeze (日冻结, 0506xxxx): time, then total + T1..T4
     # in one item (a meter with fewer tariffs sends fewer; this catalogue assumes four).
     _item("05060001", "daily freeze time, last", "frozen_daily_time", STAMP),
     DataItem("05060101", "daily frozen forward active energy, last", tuple(

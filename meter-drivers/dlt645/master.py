@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from ..errors import DriverError, FrameError
+from ..errors import DriverError, FrameError, ReadTimeout
 from ..transport import Transport
 from .address import address_matches, parse_address
 from .catalogue import CATALOGUE, Reading
@@ -25,10 +25,6 @@ from .requests import build_read
 
 #: Communication address (通信地址): read with an abbreviated address, the reply names the meter.
 ADDRESS_DI = "04000401"
-
-
-class ReadTimeout(DriverError):
-    """No valid reply came from the meter within the timeout, after every retry."""
 
 
 def di_for_quantity(quantity: str, version: Version = Version.V2007) -> str:
@@ -129,6 +125,17 @@ class Dlt645Master:
         if heard.frame is not None or heard.noise:
             return Probe(ProbeOutcome.COLLISION)
         return Probe(ProbeOutcome.SILENT)
+
+    async def broadcast(self, request: bytes, settle_s: float = 0.2) -> None:
+        """Send a frame no meter answers (broadcast time, freeze), then keep the line quiet
+        for ``settle_s`` seconds more than the usual pause while the meters act on it."""
+        async with self._lock:
+            quiet = self.pause_s - (time.monotonic() - self._last_done)
+            if quiet > 0:
+                await asyncio.sleep(quiet)
+            await self.transport.discard_input()
+            await self.transport.send(request)
+            self._last_done = time.monotonic() + settle_s
 
     async def _exchange(self, request: bytes, timeout_s: float,
                         wanted: Callable[[Frame], bool]) -> _Heard:

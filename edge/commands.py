@@ -1,0 +1,314 @@
+"""Cloud-signed commands to a gateway (``down/cmd``) and the gateway's signed answers (``up/ack``).
+
+The formats are owned here, by the receiving side: a command is an ``mf.command/1`` payload in
+a JWS compact envelope (EdDSA) signed with the cloud's key; an answer is an ``mf.ack/1``
+payload signed with the gateway's key. The cloud builds its commands as plain JSON of the same
+shape (it imports only ``edge.wire``); a round-trip test holds the two sides together.
+
+:class:`CommandReceiver` checks a command and runs it at most once:
+
+- not a JWS, signed by another key, or a bad signature: dropped, never executed, no answer
+  (the sender cannot be trusted, so there is nobody to answer);
+- authentic but unacceptable (breaks the schema, addressed to another gateway, expired, lives
+  longer than allowed, already received, no handler here): answered ``refused`` with why;
+- otherwise the registered handler runs; answered ``ok`` with its result, or ``error``.
+
+Received command ids are kept in a small SQLite file until a day past their expiry: a command
+is refused once expired, so older ids need not be remembered, and the file stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
+
+from edge.keys import GatewayIdentity, key_id
+from edge.wire import (
+    MalformedEnvelope,
+    Topics,
+    UtcDatetime,
+    _Identifier,
+    _split,
+    sign_compact,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_COMMAND = "mf.command/1"
+SCHEMA_ACK = "mf.ack/1"
+#: A command may not live longer than this (issued_at → expires_at); it bounds the replay log.
+MAX_COMMAND_TTL = timedelta(days=1)
+_DETAIL_MAX = 2000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def command_topic(topics: Topics, site: str, gateway: str) -> str:
+    """``{prefix}/{site}/{gateway}/down/cmd``: commands to one gateway (QoS 1)."""
+    return f"{topics.prefix}/{site}/{gateway}/down/cmd"
+
+
+def ack_topic(topics: Topics, site: str, gateway: str) -> str:
+    """``{prefix}/{site}/{gateway}/up/ack``: one gateway's answers to commands (QoS 1)."""
+    return f"{topics.prefix}/{site}/{gateway}/up/ack"
+
+
+class CommandName(StrEnum):
+    """The commands a gateway understands."""
+
+    RELOAD_CONFIG = "reload_config"
+    READ_METER = "read_meter"
+    SYNC_TIME = "sync_time"
+
+
+class AckStatus(StrEnum):
+    """How a command ended: ran fine, ran and failed, or was not run at all."""
+
+    OK = "ok"
+    ERROR = "error"
+    REFUSED = "refused"
+
+
+class Command(BaseModel):
+    """The signed body of one ``down/cmd`` message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_: Literal["mf.command/1"] = Field(default=SCHEMA_COMMAND, alias="schema")
+    cmd_id: UUID
+    site: _Identifier
+    gateway: _Identifier
+    command: CommandName
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    issued_at: UtcDatetime
+    expires_at: UtcDatetime
+
+
+class Ack(BaseModel):
+    """The signed body of one ``up/ack`` message: the gateway's answer to one command."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_: Literal["mf.ack/1"] = Field(default=SCHEMA_ACK, alias="schema")
+    cmd_id: str = Field(min_length=1, max_length=64)
+    site: _Identifier
+    gateway: _Identifier
+    status: AckStatus
+    detail: str = Field(default="", max_length=_DETAIL_MAX)
+    result: dict[str, JsonValue] | None = None
+    finished_at: UtcDatetime
+
+    def to_bytes(self) -> bytes:
+        """Serialise compactly; these bytes are what gets signed."""
+        return self.model_dump_json(by_alias=True).encode()
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A message the receiver discarded without running or answering it, and why."""
+
+    reason: str
+
+
+#: A command handler: gets the command, returns a JSON-able result (or None) or raises.
+CommandHandler = Callable[[Command], Awaitable[Mapping[str, JsonValue] | None]]
+#: Publishes ``body`` on ``topic`` at QoS 1 (e.g. the gateway's MQTT session).
+Publish = Callable[[str, bytes], object]
+_HANDLER_RESULT = TypeAdapter(dict[str, JsonValue] | None)
+
+
+def _schema_problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+                     for err in exc.errors())
+
+
+def _cmd_id_of(payload: bytes) -> str | None:
+    """The ``cmd_id`` of a payload that broke the schema, if it still carries a UUID one."""
+    try:
+        data = json.loads(payload)
+        return str(UUID(data["cmd_id"])) if isinstance(data, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class CommandLog:
+    """The command ids this gateway has received, persisted before a command runs.
+
+    Rows are deleted ``retention`` after their command's expiry; by then the command is
+    refused as expired anyway.
+    """
+
+    def __init__(self, path: Path | str, retention: timedelta = timedelta(days=1)) -> None:
+        self.retention = retention
+        self._db = sqlite3.connect(path, isolation_level=None)
+        # FULL: a power cut must not forget a command that already ran.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS received_commands ("
+            " cmd_id TEXT PRIMARY KEY, command TEXT NOT NULL, received_at TEXT NOT NULL,"
+            " expires_at REAL NOT NULL, status TEXT)"
+        )
+
+    def admit(self, command: Command, now: datetime) -> str | None:
+        """Record ``command`` as received; return None if it is new, else when it came first."""
+        self._db.execute("DELETE FROM received_commands WHERE expires_at < ?",
+                         ((now - self.retention).timestamp(),))
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO received_commands (cmd_id, command, received_at, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            (str(command.cmd_id), command.command.value, now.isoformat(),
+             command.expires_at.timestamp()),
+        )
+        if cur.rowcount == 1:
+            return None
+        row = self._db.execute("SELECT received_at FROM received_commands WHERE cmd_id = ?",
+                               (str(command.cmd_id),)).fetchone()
+        return row[0]
+
+    def finish(self, cmd_id: str, status: AckStatus) -> None:
+        self._db.execute("UPDATE received_commands SET status = ? WHERE cmd_id = ?",
+                         (status.value, cmd_id))
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT count(*) FROM received_commands").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class CommandReceiver:
+    """Verifies, admits and runs commands for one gateway, and publishes signed answers.
+
+    Independent of the agent: it is given the keys, a ``publish`` callable and a command log;
+    the agent registers a handler per command and feeds :meth:`handle` each message received
+    on :attr:`command_topic`.
+    """
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        gateway: str,
+        identity: GatewayIdentity,
+        cloud_key: Ed25519PublicKey,
+        publish: Publish,
+        command_log: CommandLog,
+        topics: Topics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        handler_timeout_s: float = 60.0,
+        max_ttl: timedelta = MAX_COMMAND_TTL,
+    ) -> None:
+        self.site = site
+        self.gateway = gateway
+        self.identity = identity
+        self.cloud_key = cloud_key
+        self.cloud_kid = key_id(cloud_key)
+        self.topics = topics or Topics()
+        self.command_topic = command_topic(self.topics, site, gateway)
+        self.ack_topic = ack_topic(self.topics, site, gateway)
+        self._publish = publish
+        self._log = command_log
+        self._clock = clock
+        self._timeout_s = handler_timeout_s
+        self._max_ttl = max_ttl
+        self._handlers: dict[CommandName, CommandHandler] = {}
+
+    def register(self, command: CommandName | str, handler: CommandHandler) -> None:
+        """Run ``handler`` for ``command``; ValueError for a command no gateway knows."""
+        self._handlers[CommandName(command)] = handler
+
+    async def handle(self, envelope: bytes) -> Ack | Dropped:
+        """Check and run one received command; return the answer published, or why it was
+        dropped unanswered."""
+        try:
+            compact = _split(envelope)
+        except MalformedEnvelope as exc:
+            return self._drop(f"not a command envelope: {exc}")
+        kid = compact.header["kid"]
+        if kid != self.cloud_kid:
+            return self._drop(f"signed with key {kid!r}; this gateway trusts only the cloud "
+                              f"key {self.cloud_kid!r}")
+        try:
+            self.cloud_key.verify(compact.signature, compact.signing_input)
+        except InvalidSignature:
+            return self._drop(f"signature does not verify with the cloud key {kid!r}")
+        try:
+            command = Command.model_validate_json(compact.payload)
+        except ValidationError as exc:
+            reason = f"payload breaks schema {SCHEMA_COMMAND}: {_schema_problems(exc)}"
+            cmd_id = _cmd_id_of(compact.payload)
+            return self._drop(reason) if cmd_id is None else self._answer(
+                cmd_id, AckStatus.REFUSED, reason)
+        cmd_id = str(command.cmd_id)
+        now = self._clock()
+        refusal = self._refusal(command, now)
+        if refusal is None:
+            first_seen = self._log.admit(command, now)
+            if first_seen is not None:
+                refusal = (f"command {cmd_id} was received already at {first_seen}; "
+                           f"a command runs at most once")
+        if refusal is not None:
+            return self._answer(cmd_id, AckStatus.REFUSED, refusal)
+        status, detail, result = await self._run(command)
+        self._log.finish(cmd_id, status)
+        return self._answer(cmd_id, status, detail, result)
+
+    def _refusal(self, command: Command, now: datetime) -> str | None:
+        if (command.site, command.gateway) != (self.site, self.gateway):
+            return (f"addressed to gateway {command.gateway!r} at site {command.site!r}; "
+                    f"this is gateway {self.gateway!r} at site {self.site!r}")
+        if command.expires_at <= now:
+            return (f"expired at {command.expires_at.isoformat()}; the gateway's clock says "
+                    f"{now.isoformat()}")
+        if command.expires_at - command.issued_at > self._max_ttl:
+            return (f"lives {command.expires_at - command.issued_at} "
+                    f"(issued_at → expires_at); at most {self._max_ttl} is accepted")
+        if command.command not in self._handlers:
+            return f"command {command.command.value!r} has no handler on this gateway"
+        return None
+
+    async def _run(self, command: Command) -> tuple[AckStatus, str, dict[str, JsonValue] | None]:
+        handler = self._handlers[command.command]
+        try:
+            result = await asyncio.wait_for(handler(command), self._timeout_s)
+        except TimeoutError:
+            return AckStatus.ERROR, f"did not finish within {self._timeout_s} s", None
+        except Exception as exc:  # a failing handler is reported to the cloud, not raised
+            log.warning("command %s (%s) failed", command.cmd_id, command.command, exc_info=True)
+            return AckStatus.ERROR, f"{type(exc).__name__}: {exc}", None
+        try:
+            return AckStatus.OK, "", _HANDLER_RESULT.validate_python(result)
+        except ValidationError as exc:
+            return (AckStatus.ERROR,
+                    f"the handler's result is not a JSON object: {_schema_problems(exc)}", None)
+
+    def _answer(self, cmd_id: str, status: AckStatus, detail: str,
+                result: dict[str, JsonValue] | None = None) -> Ack:
+        if status is AckStatus.REFUSED:
+            log.warning("command %s refused: %s", cmd_id, detail)
+        ack = Ack(cmd_id=cmd_id, site=self.site, gateway=self.gateway, status=status,
+                  detail=detail[:_DETAIL_MAX], result=result, finished_at=self._clock())
+        self._publish(self.ack_topic, sign_compact(
+            {"alg": "EdDSA", "kid": self.identity.kid}, ack.to_bytes(),
+            self.identity.private_key))
+        return ack
+
+    @staticmethod
+    def _drop(reason: str) -> Dropped:
+        log.warning("command dropped: %s", reason)
+        return Dropped(reason)
