@@ -27,13 +27,15 @@ UNTRUSTED = frozenset({"decrease", "spike", "clock_skew"})
 @dataclass(frozen=True)
 class VeeRules:
     """Thresholds: ``rollover_factor`` × average daily use × elapsed days bounds a plausible
-    rollover; use per day above ``spike_factor`` × average and ``spike_min_per_day`` is a
-    spike; silence longer than ``gap_s`` seconds is a gap; a read time more than ``skew_s``
+    rollover; a rise of more than ``spike_factor`` × the expected use (average per day ×
+    elapsed days) plus ``spike_min_delta`` (in the quantity's unit; keeps one step of the
+    register's resolution, read every second, from looking like a spike) is a spike;
+    silence longer than ``gap_s`` seconds is a gap; a read time more than ``skew_s``
     seconds after the receive time is clock skew."""
 
     rollover_factor: float = 3.0
     spike_factor: float = 10.0
-    spike_min_per_day: float = 1.0
+    spike_min_delta: float = 1.0
     gap_s: float = 2 * 3600
     skew_s: float = 300
     rate_weight: float = 0.2  # weight of the newest interval in the average daily use
@@ -98,10 +100,9 @@ def _register_checks(p: SeriesPoint, prev: SeriesState | None, rules: VeeRules) 
         plausible = (wrapped is not None and prev.per_day is not None
                      and wrapped <= rules.rollover_factor * prev.per_day * max(days, 1 / 24))
         flags.append("rollover" if plausible else "decrease")
-    elif prev.per_day is not None and days > 0:
-        per_day = delta / days
-        if per_day > max(rules.spike_factor * prev.per_day, rules.spike_min_per_day):
-            flags.append("spike")
+    elif (prev.per_day is not None and days > 0
+          and delta > rules.spike_factor * prev.per_day * days + rules.spike_min_delta):
+        flags.append("spike")
     return flags
 
 

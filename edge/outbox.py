@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS envelopes (
 );
 """
 
+_WAL_PAGES = 64
+_WAL_ALLOWANCE = 320 * 1024  # bytes: the log between checkpoints plus one transaction
+_FILE_OVERHEAD = 1.15  # database file bytes per byte of row content (pages, b-trees)
+
 #: seal(seq, epoch, readings) -> signed envelope bytes
 Sealer = Callable[[int, int, list[Reading]], bytes]
 
@@ -79,7 +83,10 @@ class OutboxStore:
         # takes effect when set before the first table exists).
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA journal_size_limit=1048576")
+        # Checkpoint the write-ahead log every 64 pages (256 KiB), so the log never takes
+        # more than a small, known share of the outbox's disk bound.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+        self._db.execute(f"PRAGMA journal_size_limit={_WAL_ALLOWANCE}")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('epoch', 0), "
@@ -180,8 +187,8 @@ class OutboxStore:
         older than ``max_age_s`` and the outbox takes at most ``max_bytes`` on disk.
 
         Eviction loses data, so every removed reading is counted in the outbox itself and
-        reported; the caller raises the alarm. Content is kept at 3/4 of the bound so the
-        file's own overhead (pages, log) fits in the rest.
+        reported; the caller raises the alarm. Row content is kept small enough that the
+        file's own overhead and the write-ahead log fit in the rest of the bound.
         """
         envelopes = readings = 0
         cutoff = self._now() - max_age_s
@@ -195,7 +202,7 @@ class OutboxStore:
                 envelopes, readings = envelopes + n, readings + r
                 readings += self._db.execute(
                     "DELETE FROM pending WHERE created_at < ?", (cutoff,)).rowcount
-                budget = max_bytes * 3 // 4
+                budget = max(int((max_bytes - _WAL_ALLOWANCE) / _FILE_OVERHEAD), 0)
                 content = self._content_bytes()
                 while content > budget:
                     row = self._db.execute(

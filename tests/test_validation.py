@@ -86,7 +86,7 @@ def test_instantaneous_quantities_have_no_register_checks():
 
 
 def test_thresholds_are_configurable():
-    flags, _ = run([pt(0, 100.0), pt(1, 101.0), pt(2, 102.0), pt(3, 105.0)],
+    flags, _ = run([pt(0, 100.0), pt(1, 101.0), pt(2, 102.0), pt(3, 106.0)],
                    rules=VeeRules(spike_factor=2.0))
     assert flags[3] == ("suspect", "spike")
 
@@ -111,3 +111,10 @@ def test_flagged_readings_are_stored_with_their_flag(tmp_path):
     service2.handle("mf/v1/s1/gw1/up/readings",
                     envelope(gw, 4, [reading(minute=300, value="80.00")]))
     assert store.read("M1", "energy_import", T0, T0 + timedelta(days=1)).quality[-1] == "suspect"
+
+
+def test_one_resolution_step_read_every_second_is_not_a_spike():
+    # 5 kW read every second: the 0.01 kWh register moves one step every ~7 s.
+    values = [100.00 + 0.01 * (k // 7) for k in range(60)]
+    flags, _ = run([pt(k / 3600, v) for k, v in enumerate(values)])
+    assert {f for f in flags} == {("good", "")}

@@ -1,0 +1,242 @@
+"""Provisioning a gateway in the field: make its key, redeem a claim token, store what comes.
+
+The key pair is made here, on the gateway; only the public key and its key id travel to the
+cloud (``POST /api/v1/provision``). In return the gateway stores, in its data directory:
+
+``gateway.key``   its private key (mode 0600, never sent)
+``site.toml``     its site configuration, verbatim
+``broker.json``   broker URL, credentials and topic prefix (mode 0600)
+``cloud.pub``     the cloud's public key (PEM), which signs commands
+
+Everything is prepared in a staging directory and moved into place only once the cloud has
+answered and the answer checks out, so a failed attempt leaves the gateway as it was. Only
+the standard library speaks HTTP here: a gateway installs ``meterflow[edge]`` alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import tempfile
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edge.config import SiteConfig
+from edge.keys import GatewayIdentity, key_id, load_public_key_b64, public_key_b64
+
+GATEWAY_KEY = "gateway.key"
+SITE_CONFIG = "site.toml"
+BROKER_FILE = "broker.json"
+CLOUD_KEY = "cloud.pub"
+_FILES = (GATEWAY_KEY, SITE_CONFIG, BROKER_FILE, CLOUD_KEY)
+_MAX_REPLY_BYTES = 1024 * 1024
+PROVISION_PATH = "/api/v1/provision"
+
+
+class ProvisionError(Exception):
+    """Provisioning failed; the message says at which step and what came back."""
+
+
+class _Reply(BaseModel):
+    """The cloud's answer (``cloud.api.provision.ProvisionResponse``), as the gateway reads it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    site: str
+    gateway: str
+    kid: str
+    site_config: str
+    mqtt_url: str
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    topic_prefix: str
+    cloud_public_key: str
+    cloud_kid: str
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    """What provisioning did. ``config_problem`` is set when the stored site configuration
+    does not load on this gateway (the key is registered all the same)."""
+
+    site: str
+    gateway: str
+    kid: str
+    cloud_kid: str
+    data_dir: Path
+    replaced_dir: Path | None
+    config_problem: str | None
+
+
+def _check_transport(cloud_url: str, allow_http: bool) -> str:
+    parts = urlsplit(cloud_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProvisionError(f"cloud URL {cloud_url!r}: expected https://host[:port]")
+    if parts.scheme == "http" and not allow_http:
+        host = parts.hostname
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ProvisionError(
+                f"cloud URL {cloud_url!r} is plain http: the claim token and broker password "
+                f"would travel unencrypted; use https, or --allow-http on a trusted network")
+    return cloud_url.rstrip("/") + PROVISION_PATH
+
+
+def _post_claim(url: str, body: dict[str, str], timeout_s: float) -> _Reply:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            raw = response.read(_MAX_REPLY_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        text = exc.read(4096).decode("utf-8", "replace")
+        try:
+            detail = json.loads(text)["detail"]
+        except (ValueError, KeyError, TypeError):
+            detail = text.strip() or exc.reason
+        raise ProvisionError(f"the cloud refused the claim: HTTP {exc.code}: {detail}") from None
+    except urllib.error.URLError as exc:
+        raise ProvisionError(f"cannot reach the cloud at {url}: {exc.reason}") from None
+    except OSError as exc:  # timeouts and resets after the connection was made
+        raise ProvisionError(f"no answer from the cloud at {url}: {exc}") from None
+    if len(raw) > _MAX_REPLY_BYTES:
+        raise ProvisionError(f"the cloud's answer exceeds {_MAX_REPLY_BYTES} bytes")
+    try:
+        return _Reply.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ProvisionError(f"the cloud's answer is not a provisioning reply: {exc}") from None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def _config_problem(site_config: str, site: str, gateway: str) -> str | None:
+    try:
+        config = SiteConfig.model_validate(tomllib.loads(site_config))
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        return f"{SITE_CONFIG} does not load: {exc}"
+    if (config.site, config.gateway) != (site, gateway):
+        return (f"{SITE_CONFIG} is for gateway {config.gateway!r} at site {config.site!r}, "
+                f"but this gateway was registered as {gateway!r} at {site!r}")
+    return None
+
+
+def provision(cloud_url: str, claim_token: str, data_dir: Path, *, force: bool = False,
+              allow_http: bool = False, timeout_s: float = 30.0) -> ProvisionResult:
+    """Provision this gateway: new key pair, claim redeemed at ``cloud_url``, files stored.
+
+    Refuses when ``data_dir`` holds a provisioned gateway already, unless ``force``: then the
+    old files are moved to ``data_dir/replaced-<UTC time>/`` once the new ones are ready.
+    Raises ProvisionError naming the failed step (network, HTTP status and the cloud's
+    detail, an answer that does not match the request).
+    """
+    url = _check_transport(cloud_url, allow_http)
+    existing = [name for name in _FILES if (data_dir / name).exists()]
+    if existing and not force:
+        raise ProvisionError(f"{data_dir} holds a provisioned gateway already "
+                             f"({', '.join(existing)}); use --force to replace it")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".provision-", dir=data_dir))
+    try:
+        identity = GatewayIdentity.create(staging / GATEWAY_KEY)
+        reply = _post_claim(url, {"claim_token": claim_token,
+                                  "public_key": public_key_b64(identity.public_key),
+                                  "key_id": identity.kid}, timeout_s)
+        if reply.kid != identity.kid:
+            raise ProvisionError(f"the cloud registered key {reply.kid!r}, not this gateway's "
+                                 f"{identity.kid!r}")
+        try:
+            cloud_key = load_public_key_b64(reply.cloud_public_key)
+        except ValueError as exc:
+            raise ProvisionError(f"the cloud's public key: {exc}") from None
+        if key_id(cloud_key) != reply.cloud_kid:
+            raise ProvisionError(f"the cloud's key id {reply.cloud_kid!r} is not the "
+                                 f"thumbprint of its public key, {key_id(cloud_key)!r}")
+        (staging / SITE_CONFIG).write_text(reply.site_config, encoding="utf-8")
+        _write_private(staging / BROKER_FILE, json.dumps({
+            "mqtt_url": reply.mqtt_url, "mqtt_username": reply.mqtt_username,
+            "mqtt_password": reply.mqtt_password, "topic_prefix": reply.topic_prefix,
+        }, indent=2).encode())
+        (staging / CLOUD_KEY).write_bytes(cloud_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        replaced = _move_aside(data_dir, existing)
+        for name in _FILES:
+            os.replace(staging / name, data_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ProvisionResult(
+        site=reply.site, gateway=reply.gateway, kid=identity.kid, cloud_kid=reply.cloud_kid,
+        data_dir=data_dir, replaced_dir=replaced,
+        config_problem=_config_problem(reply.site_config, reply.site, reply.gateway),
+    )
+
+
+def _move_aside(data_dir: Path, names: list[str]) -> Path | None:
+    if not names:
+        return None
+    aside = data_dir / f"replaced-{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}"
+    aside.mkdir(mode=0o700)
+    for name in names:
+        os.replace(data_dir / name, aside / name)
+    return aside
+
+
+def load_cloud_key(data_dir: Path) -> Ed25519PublicKey:
+    """The cloud's public key stored by :func:`provision` (``cloud.pub``): it signs commands."""
+    path = data_dir / CLOUD_KEY
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise ProvisionError(f"{path}: cannot read the cloud key: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ProvisionError(f"{path}: not a PEM public key: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ProvisionError(f"{path}: expected an Ed25519 key, got {type(key).__name__}")
+    return key
+
+
+def edge_provision(
+    cloud: Annotated[str, typer.Argument(help="the cloud's base URL, e.g. https://cloud:8000")],
+    claim_token: Annotated[str, typer.Argument(help="the single-use claim token")],
+    data_dir: Annotated[Path, typer.Option(help="where the gateway keeps its files")] = Path(
+        "var"
+    ),
+    force: Annotated[bool, typer.Option(
+        help="replace an existing provisioning (old files are moved aside)")] = False,
+    allow_http: Annotated[bool, typer.Option(
+        help="allow plain http to a non-loopback cloud (trusted networks only)")] = False,
+) -> None:
+    """Provision this gateway: make its key pair, redeem the claim token, store the config."""
+    try:
+        result = provision(cloud, claim_token, data_dir, force=force, allow_http=allow_http)
+    except ProvisionError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    if result.replaced_dir is not None:
+        typer.echo(f"previous files moved to {result.replaced_dir}")
+    typer.echo(json.dumps({"site": result.site, "gateway": result.gateway, "kid": result.kid,
+                           "cloud_kid": result.cloud_kid, "data_dir": str(data_dir)}))
+    if result.config_problem is not None:
+        typer.secho(f"error: provisioned, but {result.config_problem}", err=True, fg="red")
+        raise typer.Exit(1)
