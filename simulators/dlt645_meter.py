@@ -459,11 +459,12 @@ class Dlt645TcpServer:
         except (ConnectionError, asyncio.CancelledError):
             pass  # the client hung up, or the server is stopping
         finally:
-            if task is not None:
-                self._clients.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
+            # Last, so that stop() still waits for this task while it closes the socket.
+            if task is not None:
+                self._clients.discard(task)
 
 
 def serve_in_thread(
