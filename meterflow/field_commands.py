@@ -79,17 +79,39 @@ def frame_build_read(
     typer.echo(encode_frame(frame, 0 if no_preamble else 4).hex(" ").upper())
 
 
-def _transport(tcp: str | None, serial: str | None, baud: int, parity: str):  # type: ignore[no-untyped-def]
-    from meter_drivers.transport import SerialTransport, TcpTransport
-
+def _endpoint(tcp: str | None, serial: str | None) -> tuple[str, int] | str:
     if (tcp is None) == (serial is None):
         raise _fail("give exactly one of --tcp HOST:PORT or --serial DEVICE")
     if tcp is not None:
         host, _, port = tcp.rpartition(":")
         if not host or not port.isdigit():
             raise _fail(f"--tcp {tcp!r}: expected HOST:PORT")
-        return TcpTransport(host, int(port))
-    return SerialTransport(serial, baud=baud, parity=parity.upper())  # type: ignore[arg-type]
+        return host, int(port)
+    assert serial is not None
+    return serial
+
+
+def _transport(tcp: str | None, serial: str | None, baud: int, parity: str):  # type: ignore[no-untyped-def]
+    """The byte transport a DL/T645 master uses."""
+    from meter_drivers.transport import SerialTransport, TcpTransport
+
+    where = _endpoint(tcp, serial)
+    if isinstance(where, tuple):
+        return TcpTransport(*where)
+    return SerialTransport(where, baud=baud, parity=parity.upper())  # type: ignore[arg-type]
+
+
+def _modbus_master(tcp: str | None, serial: str | None, baud: int, parity: str,  # type: ignore[no-untyped-def]
+                   framing: str, timeout: float, retries: int = 1):
+    from meter_drivers.modbus.links import RtuOverTcpLink, SerialLink, TcpLink
+    from meter_drivers.modbus.master import ModbusMaster
+
+    where = _endpoint(tcp, serial)
+    if isinstance(where, tuple):
+        link = TcpLink(*where) if framing == "tcp" else RtuOverTcpLink(*where)
+    else:
+        link = SerialLink(where, baudrate=baud, parity=parity.upper())
+    return ModbusMaster(link, timeout_s=timeout, retries=retries)
 
 
 TcpOpt = Annotated[str | None, typer.Option("--tcp", help="TCP serial server HOST:PORT")]
@@ -98,6 +120,8 @@ SerialOpt = Annotated[str | None, typer.Option("--serial", help="serial device, 
 BaudOpt = Annotated[int, typer.Option(help="serial speed, bit/s")]
 ParityOpt = Annotated[str, typer.Option(help="serial parity N, E or O")]
 TimeoutOpt = Annotated[float, typer.Option(help="reply timeout per attempt, seconds")]
+FramingOpt = Annotated[str, typer.Option(help="Modbus over --tcp: 'tcp' (Modbus TCP) or "
+                                         "'rtu' (RTU through a transparent serial server)")]
 
 
 def read_command(
@@ -111,21 +135,25 @@ def read_command(
     profile: Annotated[str | None, typer.Option(help="Modbus device profile name")] = None,
     version: Annotated[Edition, typer.Option(help="DL/T645 edition")] = Edition.v2007,
     timeout: TimeoutOpt = 1.0,
+    framing: FramingOpt = "tcp",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Read a live meter once and print what it answered."""
     from meter_drivers.errors import DriverError
 
-    transport = _transport(tcp, serial, baud, parity)
     try:
         if protocol is Protocol.dlt645:
             if di is None:
                 raise _fail("--protocol dlt645 needs --di")
-            values = asyncio.run(_read_dlt645(transport, address, di, version.value, timeout))
+            values = asyncio.run(_read_dlt645(_transport(tcp, serial, baud, parity), address,
+                                              di, version.value, timeout))
         else:
             if profile is None:
                 raise _fail("--protocol modbus needs --profile")
-            values = asyncio.run(_read_modbus(transport, address, profile, timeout))
+            if not address.isdigit() or not 1 <= int(address) <= 247:
+                raise _fail(f"--address {address!r}: a Modbus unit id is 1..247")
+            master = _modbus_master(tcp, serial, baud, parity, framing, timeout)
+            values = asyncio.run(_read_modbus(master, int(address), profile))
     except DriverError as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -150,11 +178,27 @@ async def _read_dlt645(transport, address: str, di: str, version: str,  # type: 
             for r in reply.readings]
 
 
-async def _read_modbus(transport, unit: str, profile_name: str,  # type: ignore[no-untyped-def]
-                       timeout: float) -> list[dict[str, object]]:
-    from meter_drivers.modbus.field_access import read_profile
+async def _read_modbus(master, unit: int, profile_name: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    from meter_drivers.modbus.profile import load_builtin
 
-    return await read_profile(transport, unit, profile_name, timeout_s=timeout)
+    try:
+        values = await master.read_fields(unit, load_builtin(profile_name))
+    finally:
+        await master.close()
+    return [{"quantity": v.quantity, "value": str(v.value), "unit": v.unit}
+            for v in values.values()]
+
+
+async def _scan_modbus(master, progress) -> list[int]:  # type: ignore[no-untyped-def]
+    found = []
+    try:
+        for unit in range(1, 248):
+            if await master.probe(unit):
+                found.append(unit)
+            progress(unit, 247, len(found))
+    finally:
+        await master.close()
+    return found
 
 
 def scan_command(
@@ -164,13 +208,13 @@ def scan_command(
     baud: BaudOpt = 2400,
     parity: ParityOpt = "E",
     timeout: TimeoutOpt = 0.3,
+    framing: FramingOpt = "tcp",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Find the meters on a line (DL/T645: by narrowing abbreviated addresses; Modbus: by
     probing unit ids 1..247), with a progress bar."""
     from meter_drivers.errors import DriverError
 
-    transport = _transport(tcp, serial, baud, parity)
     with typer.progressbar(length=1, label="scanning", file=None) as bar:
         state = {"done": 0}
 
@@ -182,12 +226,12 @@ def scan_command(
 
         try:
             if protocol is Protocol.dlt645:
-                found = asyncio.run(_scan_dlt645(transport, timeout, progress))
+                found = asyncio.run(_scan_dlt645(_transport(tcp, serial, baud, parity),
+                                                 timeout, progress))
             else:
-                from meter_drivers.modbus.field_access import scan_units
-
-                found = asyncio.run(scan_units(transport, timeout_s=timeout,
-                                               progress=progress))
+                found = asyncio.run(_scan_modbus(
+                    _modbus_master(tcp, serial, baud, parity, framing, timeout, retries=0),
+                    progress))
         except DriverError as exc:
             raise _fail(str(exc)) from None
     if as_json:
