@@ -267,6 +267,22 @@ class GatewayAgent:
             interval = min((g.interval_s for g in groups), default=0)
             state.utilisation = state.last_round_s / interval if interval else 0.0
 
+    async def read_meter_now(self, meter_id: str) -> list[Reading]:
+        """Read one meter's quantities of every group now (a command from the cloud); the
+        readings go through the outbox like any others."""
+        for state in self.lines:
+            meter = next((m for m in state.meters if m.id == meter_id), None)
+            if meter is None:
+                continue
+            now = self.now()
+            readings, _ = await self._read_line(
+                _LineState(state.reader, [meter], LineAvailability()),
+                self.config.groups, now.strftime("cmd%Y%m%dT%H%M%SZ"), now)
+            if readings:
+                self.outbox.add(readings)
+            return readings
+        raise KeyError(f"no meter {meter_id!r} on this gateway")
+
     async def sync_time(self) -> int:
         """Broadcast the time on every line whose protocol has it; returns how many."""
         now = self.now()

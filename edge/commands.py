@@ -41,7 +41,7 @@ from edge.wire import (
     Topics,
     UtcDatetime,
     _Identifier,
-    _split,
+    parse_compact,
     sign_compact,
 )
 
@@ -236,7 +236,7 @@ class CommandReceiver:
         """Check and run one received command; return the answer published, or why it was
         dropped unanswered."""
         try:
-            compact = _split(envelope)
+            compact = parse_compact(envelope)
         except MalformedEnvelope as exc:
             return self._drop(f"not a command envelope: {exc}")
         kid = compact.header["kid"]
@@ -276,8 +276,9 @@ class CommandReceiver:
             return (f"expired at {command.expires_at.isoformat()}; the gateway's clock says "
                     f"{now.isoformat()}")
         if command.expires_at - command.issued_at > self._max_ttl:
-            return (f"lives {command.expires_at - command.issued_at} "
-                    f"(issued_at → expires_at); at most {self._max_ttl} is accepted")
+            lifetime = command.expires_at - command.issued_at
+            return (f"lives {lifetime.total_seconds():.0f} s (issued_at → expires_at); at most "
+                    f"{self._max_ttl.total_seconds():.0f} s are accepted")
         if command.command not in self._handlers:
             return f"command {command.command.value!r} has no handler on this gateway"
         return None

@@ -74,12 +74,16 @@ class MqttPublisher:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._subscriptions: dict[str, Callable[[bytes], None]] = {}
 
     def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
             log.warning("broker refused connection: %s", reason_code)
             return
         self._publish(self.topics.state(self.site, self.gateway), b"online", None, retain=True)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
         self.connected.set()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
@@ -124,6 +128,22 @@ class MqttPublisher:
         """Seqs handed to paho and not yet acknowledged by the broker."""
         with self._lock:
             return {seq for seq in self._inflight.values() if seq is not None}
+
+    def subscribe(self, topic: str, on_message: Callable[[bytes], None]) -> None:
+        """Receive ``topic`` (QoS 1) from now on and after every reconnect; ``on_message``
+        runs on paho's thread with the payload."""
+        self._subscriptions[topic] = on_message
+        if self.connected.is_set():
+            self._client.subscribe(topic, qos=1)
+
+    def _on_message(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        handler = self._subscriptions.get(msg.topic)
+        if handler is not None:
+            handler(msg.payload)
+
+    def publish_message(self, topic: str, body: bytes) -> None:
+        """A message that is not an envelope of readings (a command's ack), QoS 1."""
+        self._publish(topic, body, None)
 
     def publish_health(self, body: bytes) -> None:
         """Health goes at QoS 0: a lost one is replaced by the next."""

@@ -8,22 +8,42 @@ import threading
 import time
 from pathlib import Path
 
+from pydantic import JsonValue
+
 from edge.agent import GatewayAgent, RoundReport
+from edge.commands import Command, CommandLog, CommandReceiver
 from edge.config import SiteConfig
 from edge.health import serve_metrics, write_status
 from edge.keys import GatewayIdentity
 from edge.outbox import OutboxStore
+from edge.provision import CLOUD_KEY, load_cloud_key
 from edge.publisher import MqttPublisher, TlsFiles
 from edge.wire import Topics, seal_health
 
 log = logging.getLogger(__name__)
 
 
+def _command_receiver(site: SiteConfig, identity: GatewayIdentity, data_dir: Path,
+                      publisher: MqttPublisher, topics: Topics | None) -> CommandReceiver | None:
+    """The cloud-command channel, when the gateway was provisioned with the cloud's key."""
+    if not (data_dir / CLOUD_KEY).exists():
+        log.info("no %s in %s: cloud commands are off", CLOUD_KEY, data_dir)
+        return None
+    return CommandReceiver(site=site.site, gateway=site.gateway, identity=identity,
+                           cloud_key=load_cloud_key(data_dir), publish=publisher.publish_message,
+                           command_log=CommandLog(data_dir / "commands.sqlite"), topics=topics)
+
+
 async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Path,
                       broker_url: str, *, topics: Topics | None = None,
                       tls: TlsFiles | None = None, rounds: int | None = None,
-                      stop: threading.Event | None = None, metrics: bool = True) -> None:
-    """Run until ``stop`` is set (SIGTERM in the CLI) or ``rounds`` rounds have run."""
+                      stop: threading.Event | None = None, metrics: bool = True,
+                      config_path: Path | None = None) -> None:
+    """Run until ``stop`` is set (SIGTERM in the CLI) or ``rounds`` rounds have run.
+
+    A ``reload_config`` command from the cloud re-reads ``config_path`` and, when it is
+    valid and names the same site and gateway, restarts polling with it.
+    """
     stop = stop or threading.Event()
     data_dir.mkdir(parents=True, exist_ok=True)
     outbox = OutboxStore(data_dir / "outbox.sqlite")
@@ -31,8 +51,39 @@ async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Pat
                               on_acked=outbox.acknowledge, topics=topics, tls=tls)
     agent = GatewayAgent(site, identity, outbox, publisher)
     if metrics and site.metrics_port:
-        serve_metrics(agent.health, site.metrics_port)
+        serve_metrics(lambda: agent.health(), site.metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", site.metrics_port)
+    loop = asyncio.get_running_loop()
+    reload = asyncio.Event()  # a reload_config command was accepted
+    stopping = asyncio.Event()  # SIGTERM / stop: for good
+    halt = asyncio.Event()  # ends the current polling run (either of the two above)
+    receiver = _command_receiver(site, identity, data_dir, publisher, topics)
+    if receiver is not None:
+        async def read_meter(command: Command) -> dict[str, JsonValue]:
+            readings = await agent.read_meter_now(str(command.args.get("meter", "")))
+            return {"readings": [{"quantity": r.quantity, "quality": r.quality.value,
+                                  "value": None if r.value is None else str(r.value),
+                                  "unit": r.unit} for r in readings]}
+
+        async def sync_time(_command: Command) -> dict[str, JsonValue]:
+            return {"lines": await agent.sync_time()}
+
+        async def reload_config(_command: Command) -> dict[str, JsonValue]:
+            if config_path is None:
+                raise ValueError("this gateway was started without a configuration file")
+            new = SiteConfig.load(config_path)  # ConfigError is reported in the ack
+            if (new.site, new.gateway) != (site.site, site.gateway):
+                raise ValueError(f"{config_path} names {new.site}/{new.gateway}, this gateway "
+                                 f"is {site.site}/{site.gateway}")
+            reload.set()
+            halt.set()
+            return {"lines": len(new.lines), "meters": sum(len(x.meters) for x in new.lines)}
+
+        receiver.register("read_meter", read_meter)
+        receiver.register("sync_time", sync_time)
+        receiver.register("reload_config", reload_config)
+        publisher.subscribe(receiver.command_topic, lambda body: asyncio.run_coroutine_threadsafe(
+            receiver.handle(body), loop))
     publisher.start()
     status_path = data_dir / "status.json"
     last_health = 0.0
@@ -48,13 +99,25 @@ async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Pat
             publisher.publish_health(seal_health(health, identity.private_key))
             last_health = time.monotonic()
 
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    def _stopped() -> None:
+        stopping.set()
+        halt.set()
+
     watcher = threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(
-        stopping.set)), daemon=True)
+        _stopped)), daemon=True)
     watcher.start()
     try:
-        await agent.run(stopping, rounds=rounds, on_round=after_round)
+        while True:
+            await agent.run(halt, rounds=rounds, on_round=after_round)
+            if stopping.is_set() or not reload.is_set():
+                break
+            reload.clear()
+            halt.clear()
+            assert config_path is not None
+            site = SiteConfig.load(config_path)
+            await agent.close()
+            agent = GatewayAgent(site, identity, outbox, publisher)
+            log.info("configuration reloaded from %s", config_path)
         deadline = time.monotonic() + 5  # give the last envelopes a moment to be acked
         while outbox.depth().unacked_envelopes and time.monotonic() < deadline:
             agent.pump()

@@ -281,14 +281,14 @@ def sign_compact(header: dict[str, str], payload: bytes, key: Ed25519PrivateKey)
 
 
 @dataclass(frozen=True)
-class _Compact:
+class Compact:
     header: dict[str, object]
     signing_input: bytes
     payload: bytes
     signature: bytes
 
 
-def _split(envelope: bytes) -> _Compact:
+def parse_compact(envelope: bytes) -> Compact:
     if len(envelope) > MAX_ENVELOPE_BYTES:
         raise MalformedEnvelope(
             f"envelope is {len(envelope)} bytes; at most {MAX_ENVELOPE_BYTES} are accepted"
@@ -315,13 +315,13 @@ def _split(envelope: bytes) -> _Compact:
     signature = _b64url_decode(parts[2], "signature")
     if len(signature) != 64:
         raise MalformedEnvelope(f"an Ed25519 signature has 64 bytes, got {len(signature)}")
-    return _Compact(header, parts[0] + b"." + parts[1], _b64url_decode(parts[1], "payload"),
+    return Compact(header, parts[0] + b"." + parts[1], _b64url_decode(parts[1], "payload"),
                     signature)
 
 
 def envelope_kid(envelope: bytes) -> str:
     """Return the key id named in an envelope's protected header, without verifying it."""
-    return str(_split(envelope).header["kid"])
+    return str(parse_compact(envelope).header["kid"])
 
 
 def open_envelope(envelope: bytes, key: Ed25519PublicKey) -> ReadingsPayload:
@@ -330,7 +330,7 @@ def open_envelope(envelope: bytes, key: Ed25519PublicKey) -> ReadingsPayload:
     Raises BadSignature when the signature does not verify and MalformedEnvelope when the
     bytes or the payload break the contract; the payload is parsed only after verifying.
     """
-    compact = _split(envelope)
+    compact = parse_compact(envelope)
     kid = compact.header["kid"]
     try:
         key.verify(compact.signature, compact.signing_input)

@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from cloud.api.cli import cloud_api, cloud_claim_token
+from edge.provision import edge_provision
 from meterflow.field_commands import frame_app, read_command, scan_command
 
 app = typer.Typer(help="meterflow: metering gateway and utility-billing cloud.",
@@ -27,6 +29,7 @@ sim_app = typer.Typer(help="Simulated meters speaking the real protocols.",
                       no_args_is_help=True)
 edge_app.add_typer(frame_app, name="frame")
 edge_app.command("read")(read_command)
+edge_app.command("provision")(edge_provision)
 edge_app.command("scan")(scan_command)
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
@@ -86,7 +89,7 @@ def edge_run(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     asyncio.run(run_gateway(site, identity, settings.data_dir, settings.broker_url,
-                            rounds=rounds or None, stop=stop))
+                            rounds=rounds or None, stop=stop, config_path=config))
 
 
 @edge_app.command("status")
@@ -119,6 +122,10 @@ def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (
 
 
 # ---------------------------------------------------------------- cloud
+
+
+cloud_app.command("claim-token")(cloud_claim_token)
+cloud_app.command("api")(cloud_api)
 
 
 @cloud_app.command("migrate")

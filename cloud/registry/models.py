@@ -85,3 +85,5 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(String(32), index=True)
     detail: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+import cloud.registry.models_provisioning  # noqa: E402, F401  (claim tokens join Base.metadata)

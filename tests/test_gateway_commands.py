@@ -1,0 +1,68 @@
+"""Cloud-signed commands reaching a running gateway (`meterflow edge run`) through real
+mosquitto, and its signed answers: read a meter now, sync time, reload the configuration."""
+
+from __future__ import annotations
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import serialization
+
+from cloud.commands import ack_topic, command_topic, issue_command, verify_ack
+from cloud.provisioning import CloudSigner
+from tests.test_gateway_faults import (
+    rig,  # noqa: F401 (the fixture)
+    wait_for,
+)
+
+
+def test_gateway_answers_signed_commands(rig, tmp_path, mosquitto_server):  # noqa: F811
+    _line, gateway, service, _ = rig
+    signer = CloudSigner.load_or_create(tmp_path / "cloud.key")
+    (tmp_path / "data" / "cloud.pub").write_bytes(signer.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    acks: list[bytes] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-commander")
+    client.on_message = lambda _c, _u, m: acks.append(m.payload)
+    client.connect("127.0.0.1", mosquitto_server.port)
+    client.subscribe(ack_topic("s1", "gw1"), qos=1)
+    client.loop_start()
+    gateway.start()
+    try:
+        wait_for(lambda: service.stats.stored >= 1, 30, "gateway running")
+
+        def ask(command: str, args: dict) -> dict:  # type: ignore[type-arg]
+            signed = issue_command(signer, "s1", "gw1", command, args, ttl_s=60)
+            before = len(acks)
+            client.publish(command_topic("s1", "gw1"), signed.envelope, qos=1).wait_for_publish(5)
+            wait_for(lambda: len(acks) > before, 15, f"ack of {command}")
+            with service.registry() as session:
+                ack = verify_ack(session, acks[-1])
+            assert ack.cmd_id == signed.cmd_id
+            return ack.model_dump(mode="json")
+
+        read = ask("read_meter", {"meter": "M2"})
+        assert read["status"] == "ok", read
+        (value,) = read["result"]["readings"]
+        assert value["quantity"] == "energy_import" and value["quality"] == "good"
+        unknown = ask("read_meter", {"meter": "M99"})
+        assert unknown["status"] == "error" and "M99" in unknown["detail"]
+        synced = ask("sync_time", {})
+        assert synced["status"] == "ok" and synced["result"] == {"lines": 1}
+        gateway.config.write_text(gateway.config.read_text().replace(
+            'quantities = ["energy_import"]', 'quantities = ["energy_import", "voltage_a"]'))
+        reloaded = ask("reload_config", {})
+        assert reloaded["status"] == "ok" and reloaded["result"]["meters"] == 4, reloaded
+        wait_for(lambda: "configuration reloaded" in gateway.log.read_text(), 15, "reload")
+        # Polling goes on with the new configuration: voltages arrive.
+        wait_for(lambda: len(service.store.read("M1", "voltage_a", *_window())) > 0, 20,
+                 "voltage readings after the reload")
+    finally:
+        gateway.stop()
+        client.loop_stop()
+        client.disconnect()
+
+
+def _window():  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    return now - timedelta(hours=1), now + timedelta(hours=1)
