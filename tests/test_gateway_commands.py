@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
+from typer.testing import CliRunner
 
 from cloud.commands import ack_topic, command_topic, issue_command, verify_ack
 from cloud.provisioning import CloudSigner
+from edge.wire import HealthPayload, Topics, parse_compact
+from meterflow.cli import app
 from tests.test_gateway_faults import (
     rig,  # noqa: F401 (the fixture)
     wait_for,
@@ -20,10 +23,13 @@ def test_gateway_answers_signed_commands(rig, tmp_path, mosquitto_server):  # no
     (tmp_path / "data" / "cloud.pub").write_bytes(signer.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     acks: list[bytes] = []
+    health: list[bytes] = []
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-commander")
-    client.on_message = lambda _c, _u, m: acks.append(m.payload)
+    client.on_message = lambda _c, _u, m: (health if m.topic.endswith("/health")
+                                           else acks).append(m.payload)
     client.connect("127.0.0.1", mosquitto_server.port)
     client.subscribe(ack_topic("s1", "gw1"), qos=1)
+    client.subscribe(Topics().health("s1", "gw1"), qos=0)
     client.loop_start()
     gateway.start()
     try:
@@ -55,6 +61,16 @@ def test_gateway_answers_signed_commands(rig, tmp_path, mosquitto_server):  # no
         # Polling goes on with the new configuration: voltages arrive.
         wait_for(lambda: len(service.store.read("M1", "voltage_a", *_window())) > 0, 20,
                  "voltage readings after the reload")
+        # The signed health report: verifies with the gateway's key, names every meter.
+        wait_for(lambda: bool(health), 10, "a health report")
+        compact = parse_compact(health[-1])
+        gateway.identity.public_key.verify(compact.signature, compact.signing_input)
+        report = HealthPayload.model_validate_json(compact.payload)
+        assert {m.meter for m in report.meters} == {"M0", "M1", "M2", "M3"}
+        assert report.outbox.max_bytes > 0 and report.rounds > 0
+        status = CliRunner().invoke(app, ["edge", "status"],
+                                    env={"MF_DATA_DIR": str(tmp_path / "data")})
+        assert status.exit_code == 0 and "gateway gw1" in status.output, status.output
     finally:
         gateway.stop()
         client.loop_stop()
