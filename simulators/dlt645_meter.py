@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import select
 import threading
-import tty
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -53,6 +50,7 @@ from meter_drivers.dlt645 import (
     parse_address,
 )
 from simulators.load import CENT_KWH, Clock, LoadModel, SystemClock
+from simulators.pty_line import PtyLineServer, Responder
 
 DEFAULT_PASSWORD = bytes((0x02, 0x00, 0x00, 0x00))  # privilege level 02, password 000000
 BITS_PER_CHARACTER = 11  # 8E1: start + 8 data + parity + stop
@@ -502,62 +500,15 @@ def serve_in_thread(
     return bound_port, stop
 
 
-class Dlt645PtyServer:
-    """A line on a pseudo-terminal: clients open ``slave_path`` like a serial port.
+class Dlt645PtyServer(PtyLineServer):
+    """A DL/T645 line on a pseudo-terminal (see ``simulators.pty_line``)."""
 
-    The slave side is put in raw mode (8N1; pseudo-terminals here refuse even parity). The
-    server keeps the slave open itself so the master does not see a hang-up between
-    clients.
-    """
+    name = "dlt645-pty"
 
     def __init__(self, line: Dlt645Line) -> None:
+        super().__init__()
         self.line = line
-        self.slave_path = ""
-        self.slave_fd = -1
-        self._master_fd = -1
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> str:
-        """Open the pseudo-terminal and serve it; returns the slave device path."""
-        self._master_fd, self.slave_fd = os.openpty()
-        tty.setraw(self.slave_fd)
-        self.slave_path = os.ttyname(self.slave_fd)
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="dlt645-pty", daemon=True)
-        self._thread.start()
-        return self.slave_path
-
-    def stop(self) -> None:
-        """Stop serving and close both ends."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        for fd in (self._master_fd, self.slave_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._master_fd = self.slave_fd = -1
-
-    def __enter__(self) -> Dlt645PtyServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
+    def responder(self) -> Responder:
         port = self.line.open_port()
-        master = self._master_fd
-        while not self._stopping.is_set():
-            ready, _, _ = select.select([master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                continue  # no slave open at this instant; keep serving
-            for reply in port.receive(data):
-                if self._stopping.wait(reply.delay_s):
-                    return
-                os.write(master, reply.data)
+        return lambda data: [(r.data, r.delay_s) for r in port.receive(data)]

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import select
 import struct
 import threading
 import time
-import tty
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -34,6 +31,7 @@ from pymodbus.framer.rtu import FramerRTU
 
 from meter_drivers.modbus import HOLDING, INPUT, DeviceProfile, Field
 from simulators.load import Clock, LoadModel, SystemClock
+from simulators.pty_line import PtyLineServer, Responder
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_DATA_ADDRESS = 0x02
@@ -579,62 +577,25 @@ def serve_in_thread(
     return bound_port, stop
 
 
-class ModbusPtyServer:
-    """A line on a pseudo-terminal, speaking RTU: clients open ``slave_path`` like a
-    serial port (8N1; pseudo-terminals here refuse even parity). The server keeps the
-    slave open itself so the master does not see a hang-up between clients."""
+class ModbusPtyServer(PtyLineServer):
+    """A Modbus line on a pseudo-terminal, speaking RTU (see ``simulators.pty_line``)."""
+
+    name = "modbus-pty"
 
     def __init__(self, line: ModbusLine) -> None:
+        super().__init__()
         self.line = line
-        self.slave_path = ""
-        self.slave_fd = -1
-        self._master_fd = -1
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> str:
-        """Open the pseudo-terminal and serve it; returns the slave device path."""
-        self._master_fd, self.slave_fd = os.openpty()
-        tty.setraw(self.slave_fd)
-        self.slave_path = os.ttyname(self.slave_fd)
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="modbus-pty", daemon=True)
-        self._thread.start()
-        return self.slave_path
-
-    def stop(self) -> None:
-        """Stop serving and close both ends."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        for fd in (self._master_fd, self.slave_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._master_fd = self.slave_fd = -1
-
-    def __enter__(self) -> ModbusPtyServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
+    def responder(self) -> Responder:
         parser = RtuRequestParser()
-        master = self._master_fd
-        while not self._stopping.is_set():
-            ready, _, _ = select.select([master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                continue  # no slave open at this instant; keep serving
+
+        def respond(data: bytes) -> list[tuple[bytes, float]]:
+            replies = []
             for unit_id, pdu in parser.feed(data):
                 answer = self.line.answer(unit_id, pdu)
-                if answer is None:
-                    continue
-                if self._stopping.wait(answer.delay_s):
-                    return
-                os.write(master, rtu_frame(unit_id, answer.pdu, corrupt=answer.corrupt))
+                if answer is not None:
+                    replies.append((rtu_frame(unit_id, answer.pdu, corrupt=answer.corrupt),
+                                    answer.delay_s))
+            return replies
+
+        return respond
