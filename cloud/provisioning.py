@@ -6,8 +6,8 @@ public key, and receives its site configuration, broker credentials and the clou
 key. The token is random, stored only as its SHA-256, bound to one (site, gateway), expires,
 and can be redeemed once: marking it used and registering the key happen in one transaction.
 
-This module imports only ``edge.wire`` of ``edge`` (layering rule); the RFC 7638 thumbprint is
-therefore computed here as well as in ``edge.keys`` — the tests pin both to the same value.
+This module imports only ``edge.wire`` of ``edge`` (layering rule): the key id (RFC 7638
+thumbprint) is part of the wire contract.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -35,7 +34,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.registry.gateways import RegistryError, ensure_site, register_gateway
 from cloud.registry.models_provisioning import ClaimToken
-from edge.wire import DEFAULT_TOPIC_PREFIX, BrokerAddress, sign_compact
+from edge import wire
+from edge.wire import (
+    DEFAULT_TOPIC_PREFIX,
+    BrokerAddress,
+    public_key_b64,
+    sign_compact,
+)
 
 #: How long a claim token stays redeemable unless the admin says otherwise.
 DEFAULT_CLAIM_TTL = timedelta(hours=24)
@@ -88,22 +93,6 @@ class CloudKeyError(ProvisioningError):
 # ----------------------------------------------------------------------------- keys
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def public_key_text(key: Ed25519PublicKey) -> str:
-    """The 32 raw bytes of ``key`` as unpadded base64url (the JWK ``x`` member)."""
-    return _b64url(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
-
-
-def jwk_thumbprint(key: Ed25519PublicKey) -> str:
-    """RFC 7638 thumbprint (SHA-256, base64url) of ``key``'s OKP JWK: the key id."""
-    jwk = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": public_key_text(key)},
-                     separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(jwk.encode()).digest())
-
-
 def parse_public_key(text: str, field: str = "public_key") -> Ed25519PublicKey:
     """Parse unpadded base64url of 32 raw bytes; BadClaimRequest naming ``field`` otherwise."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{43}", text):
@@ -126,11 +115,11 @@ class CloudSigner:
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._private_key = private_key
         self.public_key = private_key.public_key()
-        self.kid = jwk_thumbprint(self.public_key)
+        self.kid = wire.key_id(self.public_key)
 
     @property
     def public_key_b64(self) -> str:
-        return public_key_text(self.public_key)
+        return public_key_b64(self.public_key)
 
     def sign(self, payload: bytes) -> bytes:
         """JWS compact envelope of ``payload``, header ``{"alg":"EdDSA","kid":<cloud kid>}``."""
@@ -282,7 +271,7 @@ class ProvisioningService:
         error nothing changes (the token stays redeemable unless it was used or expired).
         """
         key = parse_public_key(public_key)
-        kid = jwk_thumbprint(key)
+        kid = wire.key_id(key)
         if key_id != kid:
             raise BadClaimRequest("key_id", f"{key_id!r} is not the RFC 7638 thumbprint of "
                                             f"public_key, which is {kid!r}")

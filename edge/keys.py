@@ -6,9 +6,6 @@ from the registered public key and nobody has to invent ids.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,41 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from edge.wire import key_id, load_public_key_b64, public_key_b64, public_key_raw
+
+__all__ = ["GatewayIdentity", "KeyFileError", "key_id", "load_public_key_b64",
+           "public_key_b64", "public_key_raw"]
+
 
 class KeyFileError(Exception):
     """The key file is missing, unreadable, too open, or not an Ed25519 private key."""
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def public_key_raw(key: Ed25519PublicKey) -> bytes:
-    """The 32 raw bytes of an Ed25519 public key."""
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def public_key_b64(key: Ed25519PublicKey) -> str:
-    """The public key as unpadded base64url (the JWK ``x`` member)."""
-    return _b64url(public_key_raw(key))
-
-
-def load_public_key_b64(text: str) -> Ed25519PublicKey:
-    """Parse a public key given as base64url of its 32 raw bytes; ValueError otherwise."""
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if len(raw) != 32:
-        raise ValueError(f"an Ed25519 public key has 32 bytes, got {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
-def key_id(key: Ed25519PublicKey) -> str:
-    """RFC 7638 thumbprint (SHA-256) of the key's OKP JWK, base64url."""
-    jwk = json.dumps(
-        {"crv": "Ed25519", "kty": "OKP", "x": public_key_b64(key)},
-        separators=(",", ":"),
-        sort_keys=True,
-    )
-    return _b64url(hashlib.sha256(jwk.encode()).digest())
 
 
 @dataclass(frozen=True)

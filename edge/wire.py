@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -249,6 +251,31 @@ class Topics:
                 f"topic {topic!r}: expected {self.prefix}/{{site}}/{{gateway}}/up/readings"
             )
         return parts[0], parts[1]
+
+
+def public_key_raw(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key."""
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_key_b64(key: Ed25519PublicKey) -> str:
+    """The public key as unpadded base64url (the JWK ``x`` member)."""
+    return _b64url_encode(public_key_raw(key)).decode("ascii")
+
+
+def load_public_key_b64(text: str) -> Ed25519PublicKey:
+    """Parse a public key given as base64url of its 32 raw bytes; ValueError otherwise."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key has 32 bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """The ``kid`` of a key: RFC 7638 thumbprint (SHA-256) of its OKP JWK, base64url."""
+    jwk = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": public_key_b64(key)},
+                     separators=(",", ":"), sort_keys=True)
+    return _b64url_encode(hashlib.sha256(jwk.encode()).digest()).decode("ascii")
 
 
 def _b64url_encode(data: bytes) -> bytes:

@@ -34,7 +34,6 @@ from cloud.provisioning import (
     CloudSigner,
     InvalidClaim,
     ProvisioningService,
-    jwk_thumbprint,
     token_sha256,
 )
 from cloud.registry.db import open_registry
@@ -374,7 +373,7 @@ def test_cloud_key_is_private_and_its_kid_is_the_edge_thumbprint(tmp_path: Path)
     assert CloudSigner.load_or_create(path).kid == signer.kid == key_id(signer.public_key)
     # RFC 8037 appendix A.3, the vector edge.keys is pinned to
     rfc_key = load_public_key_b64("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
-    assert jwk_thumbprint(rfc_key) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    assert key_id(rfc_key) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
     path.chmod(0o644)
     with pytest.raises(CloudKeyError, match="expected 600"):
         CloudSigner.load_or_create(path)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.registry.models import Gateway, GatewayKey, Meter, Site
-from edge.keys import key_id, load_public_key_b64, public_key_b64
+from edge.wire import key_id, load_public_key_b64, public_key_b64
 
 
 class RegistryError(Exception):
