@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from cloud.api.cli import cloud_api, cloud_claim_token
+from cloud.apportion.cli import apportion_command
 from edge.provision import edge_provision
 from meterflow.field_commands import frame_app, read_command, scan_command
 
@@ -125,6 +126,7 @@ def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (
 
 
 cloud_app.command("claim-token")(cloud_claim_token)
+cloud_app.command("apportion")(apportion_command)
 cloud_app.command("api")(cloud_api)
 
 

@@ -138,6 +138,9 @@ class TreeShape:
     kind: np.ndarray
     parent: np.ndarray
     levels: tuple[np.ndarray, ...]
+    level_parent: tuple[np.ndarray | int, ...]
+    root: int
+    allocating: np.ndarray
     participant: np.ndarray
     participant_of: np.ndarray
     member_index: np.ndarray
@@ -149,34 +152,98 @@ class TreeShape:
         """Arrays for ``kind`` / ``parent`` (−1 at the root) / node floor area [m²]."""
         nodes = kind.size
         depth = np.zeros(nodes, dtype=np.int64)
-        cursor = parent.copy()
-        while (cursor >= 0).any():
-            up = cursor >= 0
-            depth[up] += 1
-            cursor[up] = parent[cursor[up]]
+        below = np.flatnonzero(parent >= 0)
+        up = parent[below]
+        level = 0
+        while below.size:
+            level += 1
+            _assign(depth, below, level)
+            up = parent[up]
+            keep = up >= 0
+            if not keep.all():
+                below, up = below[keep], up[keep]
         levels = tuple(np.flatnonzero(depth == d) for d in range(1, int(depth.max(initial=0)) + 1))
+        # a level whose nodes all hang under one parent is summed and scaled with scalars
+        level_parent = tuple(
+            int(parent[level[0]]) if (rows(parent, level) == parent[level[0]]).all()
+            else parent[level]
+            for level in levels
+        )
+        allocating = np.flatnonzero((kind == NodeKind.MAIN) | (kind == NodeKind.BRANCH)
+                                    | (kind == NodeKind.COMMON))
         participant = np.flatnonzero((kind == NodeKind.UNIT) | (kind == NodeKind.LANDLORD))
         participant_of = np.full(nodes, -1, dtype=np.int64)
         participant_of[participant] = np.arange(participant.size)
         ancestors, members = [], []
         who = np.arange(participant.size)
-        up = parent[participant]
+        up = rows(parent, participant)
         while who.size:
             keep = up >= 0
-            who, up = who[keep], up[keep]
+            if not keep.all():
+                who, up = who[keep], up[keep]
+            if not who.size:
+                break
             ancestors.append(up)
             members.append(who)
             up = parent[up]
-        anc = np.concatenate(ancestors) if ancestors else np.zeros(0, dtype=np.int64)
-        mem = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
-        order = np.lexsort((mem, anc))
-        member_start = np.searchsorted(anc[order], np.arange(nodes + 1))
-        return cls(kind, parent, levels, participant, participant_of, mem[order], member_start,
-                   node_area[participant])
+        anc = np.concatenate(ancestors) if len(ancestors) > 1 else (
+            ancestors[0] if ancestors else np.zeros(0, dtype=np.int64))
+        mem = np.concatenate(members) if len(members) > 1 else (
+            members[0] if members else np.zeros(0, dtype=np.int64))
+        key = anc * max(participant.size, 1) + mem  # by ancestor, then participant
+        if key.size > 1 and not (key[1:] >= key[:-1]).all():
+            order = np.argsort(key, kind="stable")
+            anc, mem = anc[order], mem[order]
+        member_start = np.zeros(nodes + 1, dtype=np.int64)
+        np.cumsum(np.bincount(anc, minlength=nodes), out=member_start[1:])
+        return cls(kind, parent, levels, level_parent, int(np.flatnonzero(parent < 0)[0]),
+                   allocating, participant, participant_of, mem, member_start,
+                   rows(node_area, participant))
 
     def members(self, node: int) -> np.ndarray:
-        """Participant indices strictly below ``node``."""
+        """Participant indices strictly below ``node`` (ascending)."""
         return self.member_index[self.member_start[node] : self.member_start[node + 1]]
+
+    def sum_children(self, values: np.ndarray) -> np.ndarray:
+        """Σ of ``values`` (nodes, ...) over each node's children."""
+        out = np.zeros(values.shape)
+        for level, up in zip(self.levels, self.level_parent, strict=True):
+            if isinstance(up, int):
+                out[up] += rows(values, level).sum(axis=0)
+            elif values.ndim == 1:
+                out += np.bincount(up, weights=rows(values, level), minlength=out.size)
+            else:
+                np.add.at(out, up, rows(values, level))
+        return out
+
+    def scale_down(self, amount: np.ndarray, energy: np.ndarray,
+                   denominator: np.ndarray) -> None:
+        """Top-down, in place: each node's amount = its parent's × its energy ÷ the parent's
+        denominator (0 when that is 0)."""
+        for level, up in zip(self.levels, self.level_parent, strict=True):
+            if isinstance(up, int):
+                price = amount[up] / denominator[up] if denominator[up] > 0 else 0.0
+                _assign(amount, level, rows(energy, level) * price)
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                factor = np.where(denominator[up] > 0, energy[level] / denominator[up], 0.0)
+            amount[level] = amount[up] * factor
+
+
+def _assign(array: np.ndarray, index: np.ndarray, values: np.ndarray | int) -> None:
+    """``array[index] = values`` through a slice when ``index`` is a contiguous run."""
+    if index.size and int(index[-1]) - int(index[0]) + 1 == index.size:
+        array[int(index[0]) : int(index[-1]) + 1] = values
+    else:
+        array[index] = values
+
+
+def rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array[index]`` for ascending unique ``index``; a view when it is a contiguous run
+    (the common case: every participant, or a branch's units), a copy otherwise."""
+    if index.size and int(index[-1]) - int(index[0]) + 1 == index.size:
+        return array[int(index[0]) : int(index[-1]) + 1]
+    return array[index]
 
 
 @dataclass(frozen=True)
@@ -194,10 +261,19 @@ class Segments:
     last_slice: np.ndarray
     of_slice: np.ndarray
 
+    @property
+    def simple(self) -> bool:
+        """One segment per participant: segment number = participant index."""
+        return self.participant.size == self.of_slice.shape[0]
+
     @classmethod
     def build(cls, occupant: np.ndarray) -> Segments:
         """From ``occupant`` (participants, slices): tenant index, VACANT or LANDLORD."""
         count, slices = occupant.shape
+        if slices == 1:
+            first = np.zeros(count, dtype=np.int64)
+            return cls(np.arange(count), occupant[:, 0], first, first,
+                       np.arange(count)[:, None])
         new = np.ones_like(occupant, dtype=bool)
         new[:, 1:] = occupant[:, 1:] != occupant[:, :-1]
         of_slice = np.cumsum(new.reshape(-1)).reshape(count, slices) - 1
@@ -211,14 +287,31 @@ class Segments:
 
 @dataclass
 class LineBlock:
-    """Lines of one pot from one origin and component, before rounding."""
+    """Lines of one pot from one origin and one component (or a code per line).
+
+    ``segment`` (−1: a landlord line of ``origin``), ``weight`` each line's key weight,
+    ``ideal`` its full-precision cents, ``kwh`` the energy it stands for — or, to spare a
+    million-line array, ``kwh_per_weight`` when that energy is proportional to the weight;
+    ``pot`` and ``cents`` are filled in when the pot is rounded.
+    """
 
     segment: np.ndarray
-    component: np.ndarray
+    component: int | np.ndarray
     origin: int
-    kwh: np.ndarray
+    kwh: np.ndarray | None
     weight: np.ndarray
     ideal: np.ndarray
+    kwh_per_weight: float = 0.0
+    pot: int = -1
+    cents: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.segment.size)
+
+    @property
+    def energy(self) -> np.ndarray:
+        """kWh per line."""
+        return self.kwh if self.kwh is not None else self.weight * self.kwh_per_weight
 
 
 @dataclass(frozen=True)
@@ -287,21 +380,22 @@ def basis_weights(
     Returns weights [m²·d, kWh, unit·d ...] whose scale does not matter, only ratios.
     """
     days = slice_days[None, :].astype(np.float64)
+    area = rows(shape.area, members)[:, None]
     if basis is Basis.AREA:
-        return shape.area[members][:, None] * days
+        return area * days
     if basis is Basis.PER_UNIT:
         return np.ones((members.size, 1)) * days
     if basis is Basis.COEFFICIENT:
-        nodes = shape.participant[members]
-        coefficient = np.array([rule.coefficients.get(int(n), 0.0) for n in nodes])
-        return coefficient[:, None] * days
+        coefficient = np.zeros(shape.kind.size)
+        coefficient[list(rule.coefficients)] = list(rule.coefficients.values())
+        return coefficient[rows(shape.participant, members)][:, None] * days
     if basis is Basis.USAGE:
-        return np.maximum(usage[members], 0.0)
+        return np.maximum(rows(usage, members), 0.0)
     if basis is Basis.FORMULA:
         assert formula_kwh is not None
-        return shape.area[members][:, None] * np.maximum(formula_kwh, 0.0)[None, :]
-    area = shape.area[members][:, None] * days
-    use = np.maximum(usage[members], 0.0)
+        return area * np.maximum(formula_kwh, 0.0)[None, :]
+    area = area * days
+    use = np.maximum(rows(usage, members), 0.0)
     area_total, use_total = area.sum(), use.sum()
     if use_total <= 0:
         return area
@@ -314,17 +408,20 @@ class _PotAllocator:
     """The state of one pot's pass down the tree: blocks and steps emitted so far."""
 
     def __init__(self, pot_index: int, node_kwh: np.ndarray, shape: TreeShape,
-                 basis: tuple[Basis, ...], segments: Segments, slices: np.ndarray,
+                 basis: Mapping[int, Basis], segments: Segments, slices: np.ndarray,
                  slice_days: np.ndarray, formula_kwh: Mapping[int, np.ndarray]) -> None:
         self.pot_index = pot_index
         self.node_kwh = node_kwh
         self.shape = shape
         self.basis = basis
+        self.segments = segments
         self.slice_days = slice_days
         self.formula_kwh = formula_kwh
+        # with one segment per participant and one slice, a line is a participant: no
+        # aggregation by segment is needed (the bulk case)
+        self.direct = segments.simple and slices.size == 1
         self.seg_of = segments.of_slice[:, slices]
-        self.occupant = segments.occupant[self.seg_of]
-        self.usage = node_kwh[shape.participant]
+        self.usage = rows(node_kwh, shape.participant)
         self.blocks: list[LineBlock] = []
         self.steps: list[Step] = []
 
@@ -334,27 +431,29 @@ class _PotAllocator:
         """Lines for ``amount`` [cents] / ``kwh`` over ``members`` by ``weights``; what
         finds no weight at all is an ``unallocated`` landlord line."""
         if vacant is VacantPolicy.REDISTRIBUTE:
-            weights = np.where(self.occupant[members] == VACANT, 0.0, weights)
+            occupant = self.segments.occupant[rows(self.seg_of, members)]
+            weights = np.where(occupant == VACANT, 0.0, weights)
         total = float(weights.sum())
         if total <= 0 or members.size == 0:
             self.landlord_line(origin, Component.UNALLOCATED, amount, kwh)
             return
-        share = weights / total
-        seg, ideal, energy, weight = _by_segment(
-            self.seg_of[members].reshape(-1), (amount * share).reshape(-1),
-            (kwh * share).reshape(-1), weights.reshape(-1))
-        self.blocks.append(LineBlock(seg, np.full(seg.size, component, dtype=np.int8), origin,
-                                     energy, weight, ideal))
+        if self.direct:
+            weight = weights[:, 0]
+            seg, ideal = members, weight * (amount / total)
+        else:
+            seg, ideal, weight = _by_segment(
+                rows(self.seg_of, members).reshape(-1), (weights * (amount / total)).reshape(-1),
+                weights.reshape(-1))
+        self.blocks.append(LineBlock(seg, int(component), origin, None, weight, ideal,
+                                     kwh_per_weight=kwh / total))
         self.steps.append(Step(self.pot_index, origin, component,
-                               basis or self.basis[origin].value, kwh,
-                               total, landlord_kwh, float(self.node_kwh[origin].sum()),
-                               amount))
+                               basis or self.basis[origin].value, kwh, total, landlord_kwh,
+                               float(self.node_kwh[origin].sum()), amount))
 
     def landlord_line(self, origin: int, component: Component, amount: float,
                       kwh: float) -> None:
-        self.blocks.append(LineBlock(np.array([-1]), np.array([component], dtype=np.int8),
-                                     origin, np.array([kwh]), np.array([0.0]),
-                                     np.array([amount])))
+        self.blocks.append(LineBlock(np.array([-1]), int(component), origin,
+                                     np.array([kwh]), np.array([0.0]), np.array([amount])))
 
     def allocate(self, node: int, component: Component, members: np.ndarray, amount: float,
                  kwh: float, rule: Rule) -> None:
@@ -377,19 +476,24 @@ class _PotAllocator:
                                 self.formula_kwh.get(node))
         self.spread(node, component, members, weights, amount, kwh, rule.vacant, landlord_kwh)
 
-    def own_use(self, amount: np.ndarray, energy: np.ndarray, segments: Segments) -> None:
-        """Each participant's amount over its slices by its own consumption."""
+    def own_use(self, amount: np.ndarray, energy: np.ndarray,
+                own_component: np.ndarray) -> None:
+        """Each participant's amount over its slices by its own consumption (the line's
+        weight is its own kWh)."""
         part = self.shape.participant
+        if self.direct:
+            usage = self.usage[:, 0]
+            self.blocks.append(LineBlock(self.segments.participant, own_component, -1,
+                                         usage, usage, rows(amount, part)))
+            return
+        total = rows(energy, part)[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_slice = np.where(energy[part][:, None] != 0,
-                                 self.usage / energy[part][:, None], 0.0)
+            per_slice = np.where(total != 0, self.usage / total, 0.0)
         seg, ideal, kwh = _by_segment(self.seg_of.reshape(-1),
-                                      (amount[part][:, None] * per_slice).reshape(-1),
+                                      (rows(amount, part)[:, None] * per_slice).reshape(-1),
                                       self.usage.reshape(-1))
-        node = part[segments.participant[seg]]
-        component = np.where(self.shape.kind[node] == NodeKind.LANDLORD,
-                             Component.LANDLORD_LOAD, Component.OWN_USE).astype(np.int8)
-        self.blocks.append(LineBlock(seg, component, -1, kwh, np.zeros(seg.size), ideal))
+        self.blocks.append(LineBlock(seg, own_component[self.segments.participant[seg]], -1,
+                                     kwh, kwh, ideal))
 
 
 def allocate_pot(
@@ -399,11 +503,12 @@ def allocate_pot(
     node_kwh: np.ndarray,
     shape: TreeShape,
     rules: tuple[Rule | None, ...],
-    basis: tuple[Basis, ...],
+    basis: Mapping[int, Basis],
     segments: Segments,
     slices: np.ndarray,
     slice_days: np.ndarray,
     formula_kwh: Mapping[int, np.ndarray],
+    own_component: np.ndarray,
     by_area_only: bool = False,
 ) -> PotAllocation:
     """Allocate one pot down the tree at full precision.
@@ -416,12 +521,14 @@ def allocate_pot(
         Each node's consumption in the pot's slices [kWh]; a branch without a meter holds
         the sum of its children.
     rules, basis :
-        Per node: the rule (None for units and landlord loads) and its effective key
-        (after any fall-back to area).
+        Per node: the rule (None for units and landlord loads); per allocating node its
+        effective key (after any fall-back to area).
     segments, slices, slice_days :
         Line bases, the pot's slice indices and their days.
     formula_kwh :
         Per formula node: Σ difference × daily factor per slice of the pot [kWh].
+    own_component : int8 (participants,)
+        ``own_use`` or ``landlord_load`` per participant.
     by_area_only :
         Allocate the whole pot to all participants by area × days (a demand charge,
         DOMAIN.md §4 "fixed parts by days").
@@ -437,7 +544,7 @@ def allocate_pot(
                         formula_kwh)
     negative = np.zeros(nodes, dtype=bool)
     over_cap = np.zeros(nodes, dtype=bool)
-    root = int(np.flatnonzero(shape.parent < 0)[0])
+    root = shape.root
     amount = np.zeros(nodes)
     amount[root] = pot_cents
     if by_area_only:
@@ -448,19 +555,14 @@ def allocate_pot(
         check_node_conservation(allocation, pot_cents, shape, segments)
         return allocation
 
-    energy = node_kwh.sum(axis=1)
-    nonroot = shape.parent >= 0
-    children = np.bincount(shape.parent[nonroot], weights=energy[nonroot], minlength=nodes)
-    inner = (kind == NodeKind.MAIN) | (kind == NodeKind.BRANCH)
-    denominator = np.where(inner, np.maximum(energy, children), energy)
-    for level in shape.levels:
-        up = shape.parent[level]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            factor = np.where(denominator[up] > 0, energy[level] / denominator[up], 0.0)
-        amount[level] = amount[up] * factor
-    run.own_use(amount, energy, segments)
+    energy = node_kwh[:, 0] if node_kwh.shape[1] == 1 else node_kwh.sum(axis=1)
+    children = shape.sum_children(energy)
+    # only main and branch nodes have children: elsewhere max(energy, 0) = energy
+    denominator = np.maximum(energy, children)
+    shape.scale_down(amount, energy, denominator)
+    run.own_use(amount, energy, own_component)
 
-    for node in np.flatnonzero(inner | (kind == NodeKind.COMMON)):
+    for node in shape.allocating:
         rule = rules[node] or Rule()
         if kind[node] == NodeKind.COMMON:
             if amount[node] == 0:
@@ -511,30 +613,26 @@ def check_node_conservation(allocation: PotAllocation, pot_cents: int, shape: Tr
 
     Raises ConservationError naming the node (by index) where money appeared or vanished.
     """
-    nodes = allocation.amount.size
-    emitted = np.zeros(nodes)
-    own = np.zeros(shape.participant.size)
-    for block in allocation.blocks:
-        if block.origin < 0:
-            own += np.bincount(segments.participant[block.segment], weights=block.ideal,
-                               minlength=own.size)
-        else:
-            emitted[block.origin] += float(block.ideal.sum())
-    nonroot = shape.parent >= 0
-    children = np.bincount(shape.parent[nonroot], weights=allocation.amount[nonroot],
-                           minlength=nodes)
+    amount = allocation.amount
+    emitted = np.zeros(amount.size)
     tolerance = 1e-7 * max(1.0, abs(pot_cents))
-    for node in range(nodes):
-        if shape.kind[node] in (NodeKind.UNIT, NodeKind.LANDLORD):
+    for block in allocation.blocks:
+        if block.origin >= 0:
+            emitted[block.origin] += float(block.ideal.sum())
             continue
-        got = emitted[node] + (children[node] if shape.kind[node] != NodeKind.COMMON else 0.0)
-        if abs(allocation.amount[node] - got) > tolerance:
+        if np.shares_memory(block.ideal, amount):
+            continue  # the own-use lines are the participants' amounts themselves
+        who = block.segment if segments.simple else segments.participant[block.segment]
+        own = np.bincount(who, weights=block.ideal, minlength=shape.participant.size)
+        bad = np.flatnonzero(np.abs(own - rows(amount, shape.participant)) > tolerance)
+        if bad.size:
+            raise ConservationError(f"node #{int(shape.participant[bad[0]])}: own-use lines "
+                                    f"differ from its amount (pot {pot_cents} cents)")
+    children = shape.sum_children(amount)
+    for node in shape.allocating:
+        got = emitted[node] + (0.0 if shape.kind[node] == NodeKind.COMMON else children[node])
+        if abs(amount[node] - got) > tolerance:
             raise ConservationError(
-                f"node #{node}: {allocation.amount[node]:.6f} cents in, {got:.6f} cents out "
+                f"node #{node}: {amount[node]:.6f} cents in, {got:.6f} cents out "
                 f"(pot {pot_cents} cents)"
             )
-    bad = np.abs(own - allocation.amount[shape.participant]) > tolerance
-    if bad.any():
-        raise ConservationError(
-            f"participant #{int(np.flatnonzero(bad)[0])}: own-use lines differ from its amount"
-        )

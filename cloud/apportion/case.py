@@ -30,7 +30,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cloud.apportion.allocation import (
     LANDLORD,
@@ -199,14 +206,18 @@ class Reading(_Model):
     quality: str = "good"
 
 
-def _reading(value: Any) -> Any:
+#: Key standing for "the one register" in a shorthand given with several registers.
+SINGLE = "__single__"
+
+
+def _reading(value: Any, single: str) -> Any:
     if isinstance(value, Mapping) and isinstance(value.get("values"), Mapping):
         return value
     if isinstance(value, Mapping):
         data = dict(value)
         quality = data.pop("quality", "good")
         return {"values": data, "quality": quality}
-    return {"values": {"__single__": value}}
+    return {"values": {single: value}}
 
 
 class Case(_Model):
@@ -229,23 +240,28 @@ class Case(_Model):
     bill: BillSpec
     policy: PolicySpec = Field(default_factory=PolicySpec)
 
-    @field_validator("readings", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _readings_shorthand(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping):
-            return value
-        return {
-            meter: ({at: _reading(v) for at, v in series.items()}
-                    if isinstance(series, Mapping) else series)
-            for meter, series in value.items()
-        }
-
-    @field_validator("history", mode="before")
-    @classmethod
-    def _history_shorthand(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping):
-            return value
-        return {m: v if isinstance(v, Mapping) else {"__single__": v} for m, v in value.items()}
+    def _shorthands(cls, data: Any) -> Any:
+        """A bare number stands for the one register's value (readings, history)."""
+        if not isinstance(data, Mapping):
+            return data
+        registers = data.get("registers") or ["total"]
+        single = registers[0] if isinstance(registers, list) and len(registers) == 1 \
+            else SINGLE
+        out = dict(data)
+        readings = data.get("readings")
+        if isinstance(readings, Mapping):
+            out["readings"] = {
+                meter: ({at: _reading(v, single) for at, v in series.items()}
+                        if isinstance(series, Mapping) else series)
+                for meter, series in readings.items()
+            }
+        history = data.get("history")
+        if isinstance(history, Mapping):
+            out["history"] = {m: v if isinstance(v, Mapping) else {single: v}
+                              for m, v in history.items()}
+        return out
 
     # ------------------------------------------------------------------ derived views
 
@@ -399,7 +415,7 @@ def _describe(loc: tuple[Any, ...], raw: Any) -> str:
     parts: list[str] = []
     node = raw
     for key in loc:
-        if key in ("values", "__single__"):
+        if key in ("values", SINGLE):
             continue
         if isinstance(key, int) and isinstance(node, list):
             node = node[key] if key < len(node) else None
@@ -523,18 +539,17 @@ def _check_case(case: Case) -> None:
                 raise CaseError(f"readings: meter {meter!r} reading on {day} is outside its "
                                 f"installed part of the period ({lo} … {hi})")
             names = set(reading.values)
-            if names == {"__single__"}:
-                if len(case.registers) != 1:
-                    raise CaseError(f"readings: meter {meter!r} on {day}: give a value per "
-                                    f"register {case.registers}")
-            elif names != set(case.registers):
+            if names == {SINGLE}:
+                raise CaseError(f"readings: meter {meter!r} on {day}: give a value per "
+                                f"register {case.registers}")
+            if names != set(case.registers):
                 raise CaseError(f"readings: meter {meter!r} on {day}: registers "
                                 f"{sorted(names)}, expected {case.registers}")
     for meter, values in case.history.items():
         if meter not in used_meters:
             raise CaseError(f"history: meter {meter!r} is not in the tree")
         names = set(values)
-        if names != {"__single__"} and not names <= set(case.registers):
+        if not names <= set(case.registers):
             raise CaseError(f"history: meter {meter!r}: unknown registers "
                             f"{sorted(names - set(case.registers))}")
 
@@ -733,10 +748,7 @@ def _engine_inputs(case: Case) -> EngineInputs:
             if reading.quality not in GOOD_QUALITIES:
                 continue
             k = case.day_index(case.reading_day(m.id, at))
-            if "__single__" in reading.values:
-                values[i, k, 0] = float(reading.values["__single__"])
-            else:
-                values[i, k] = [float(reading.values[r]) for r in registers]
+            values[i, k] = [float(reading.values[r]) for r in registers]
         if isinstance(m.multiplier, list):
             for j, day in enumerate(slice_start):
                 steps = [s.value for s in m.multiplier if s.from_ <= day]
@@ -744,7 +756,7 @@ def _engine_inputs(case: Case) -> EngineInputs:
         else:
             multiplier[i] = float(m.multiplier)
         for name, rate in case.history.get(m.id, {}).items():
-            history[i, 0 if name == "__single__" else registers.index(name)] = float(rate)
+            history[i, registers.index(name)] = float(rate)
 
     units = {u.id: u for u in case.units}
     buildings = sorted({u.building for u in case.units})

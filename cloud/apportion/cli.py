@@ -1,25 +1,28 @@
 """``meterflow cloud apportion CASE.yaml [--json]``: compute a case file, print its lines.
 
 For finance "what-if" checks, for support and for tests. Nothing is stored. Registered in
-``meterflow/cli.py`` with ``cloud_app.command("apportion")(apportion_command)``.
+``meterflow/cli.py`` with ``cloud_app.command("apportion")(apportion_command)``; like the
+other commands it imports the cloud's dependencies (numpy, pydantic, PyYAML) only when it
+runs, so importing this module costs nothing on a gateway.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cloud.apportion.case import load_case
-from cloud.apportion.engine import EngineResult, apportion
-from cloud.apportion.errors import ApportionError
-from cloud.apportion.statement import LANDLORD_PARTY, LineRow, line_rows
+if TYPE_CHECKING:
+    from cloud.apportion.engine import EngineResult
+    from cloud.apportion.statement import LineRow
 
 
 def report(result: EngineResult, input_hash: str) -> dict[str, Any]:
     """The JSON document ``--json`` prints: pots, lines, totals per party, flags."""
+    from cloud.apportion.statement import line_rows
+
     rows = line_rows(result)
     totals: dict[str, int] = {}
     for r in rows:
@@ -59,6 +62,11 @@ def apportion_command(
 
     Exit status 2 with a message naming the item when the case is malformed.
     """
+    from cloud.apportion.case import load_case
+    from cloud.apportion.engine import apportion
+    from cloud.apportion.errors import ApportionError
+    from cloud.apportion.statement import LANDLORD_PARTY, line_rows
+
     try:
         loaded = load_case(case)
         result = apportion(loaded.to_engine_inputs())

@@ -20,10 +20,13 @@ occupancy, installation, multiplier); everything inside a slice is uniform.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import cached_property
 
 import numpy as np
 
@@ -32,23 +35,27 @@ from cloud.apportion.allocation import (
     VACANT,
     Basis,
     Component,
+    LineBlock,
     NodeKind,
+    PotAllocation,
     Rule,
     Segments,
     Step,
     TreeShape,
     allocate_pot,
+    rows,
 )
 from cloud.apportion.consumption import (
+    Unwrapped,
     days_per_slice,
-    screen_registers,
+    fast_slice_energy,
     slice_energy,
     unwrap_registers,
 )
-from cloud.apportion.errors import CaseError, ConservationError
+from cloud.apportion.errors import CaseError
 from cloud.apportion.estimation import Method, estimation_rates
 from cloud.apportion.money import DEMAND, Bill, Pot, TariffKind, TariffVersion, make_pots
-from cloud.apportion.rounding import largest_remainder
+from cloud.apportion.rounding import largest_remainder_parts
 
 
 @dataclass(frozen=True)
@@ -150,24 +157,68 @@ class Flag:
 
 @dataclass(frozen=True)
 class Lines:
-    """Rounded lines, one row each, in pot order then the pot's stable line order.
+    """Rounded lines, in pot order then each pot's stable line order (the tie-break key).
 
-    ``segment`` indexes :class:`Segments` (−1: a landlord line of ``origin``); ``origin``
-    is the allocating node (−1 for own use); ``kwh`` the energy the line stands for;
-    ``weight`` its key weight; ``ideal`` full-precision cents; ``cents`` the rounded ones.
+    Held as the allocation's blocks (one pot, one origin, one component each) so that a
+    million-line run is never copied; the flat per-line columns are joined on first use:
+    ``pot``, ``segment`` (index into :class:`Segments`, −1 for a landlord line of
+    ``origin``), ``component``, ``origin`` (allocating node, −1 for own use), ``kwh`` (the
+    energy the line stands for), ``weight`` (its key weight), ``ideal`` (full-precision
+    cents) and ``cents``.
     """
 
-    pot: np.ndarray
-    segment: np.ndarray
-    component: np.ndarray
-    origin: np.ndarray
-    kwh: np.ndarray
-    weight: np.ndarray
-    ideal: np.ndarray
-    cents: np.ndarray
+    blocks: tuple[LineBlock, ...]
 
     def __len__(self) -> int:
-        return int(self.cents.size)
+        return sum(len(b) for b in self.blocks)
+
+    def _join(self, column: str) -> np.ndarray:
+        return np.concatenate([getattr(b, column) for b in self.blocks])
+
+    def _spread(self, values: list[int], dtype: type) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=dtype), [len(b) for b in self.blocks])
+
+    @cached_property
+    def pot(self) -> np.ndarray:
+        return self._spread([b.pot for b in self.blocks], np.int64)
+
+    @cached_property
+    def origin(self) -> np.ndarray:
+        return self._spread([b.origin for b in self.blocks], np.int64)
+
+    @cached_property
+    def component(self) -> np.ndarray:
+        return np.concatenate([np.full(len(b), b.component, dtype=np.int8)
+                               if isinstance(b.component, int) else b.component
+                               for b in self.blocks])
+
+    @cached_property
+    def segment(self) -> np.ndarray:
+        return self._join("segment")
+
+    @cached_property
+    def kwh(self) -> np.ndarray:
+        return np.concatenate([b.energy for b in self.blocks])
+
+    @cached_property
+    def weight(self) -> np.ndarray:
+        return self._join("weight")
+
+    @cached_property
+    def ideal(self) -> np.ndarray:
+        return self._join("ideal")
+
+    @cached_property
+    def cents(self) -> np.ndarray:
+        return self._join("cents")
+
+    def pot_cents(self, pots: int) -> list[int]:
+        """Σ cents per pot, straight from the blocks."""
+        totals = [0] * pots
+        for b in self.blocks:
+            assert b.cents is not None
+            totals[b.pot] += int(b.cents.sum())
+        return totals
 
 
 @dataclass(frozen=True)
@@ -180,7 +231,7 @@ class EngineResult:
     pots: tuple[Pot, ...]
     lines: Lines
     steps: tuple[Step, ...]
-    node_amount: np.ndarray
+    node_amount: tuple[np.ndarray, ...]
     node_kwh: np.ndarray
     measured_kwh: np.ndarray
     estimated_kwh: np.ndarray
@@ -201,30 +252,32 @@ class EngineResult:
         return np.where(occupant >= 0, occupant, -1)
 
 
-def _meter_consumption(inputs: EngineInputs) -> tuple[np.ndarray, np.ndarray, list[Flag]]:
-    """Measured kWh (meters, slices, registers) and missing days per slice; flags."""
+def _meter_consumption(inputs: EngineInputs
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
+    """Measured kWh (meters, slices, registers); the repaired rows and their missing days
+    per slice (rows, slices, registers); flags."""
     meters, period = inputs.meters, inputs.period
     bp = period.breakpoints
     full = (meters.active_from == 0) & (meters.active_to == period.days)
-    fast = screen_registers(meters.registers) & full
-    at_bp = meters.registers[:, bp, :]
-    missing = np.zeros((len(meters.ids), bp.size - 1, len(inputs.registers)))
+    screened, measured = fast_slice_energy(meters.registers, bp, meters.multiplier)
+    slow = np.flatnonzero(~(screened & full))
+    missing = np.zeros((slow.size, bp.size - 1, len(inputs.registers)))
     flags: list[Flag] = []
-    slow = np.flatnonzero(~fast)
     if slow.size:
         unwrapped = _unwrap(inputs, slow)
-        at_bp[slow] = unwrapped.values[:, bp, :]
-        missing[slow] = days_per_slice(unwrapped.missing.astype(np.float64), bp)
+        measured[slow] = slice_energy(unwrapped.values[:, bp, :], meters.multiplier[slow])
+        missing[:] = days_per_slice(unwrapped.missing.astype(np.float64), bp)
         cut = unwrapped.interpolated[:, bp[1:-1]].any(axis=1)
         for row, name in ((unwrapped.rollover, "rollover"),
                           (unwrapped.implausible, "rollover_implausible"),
                           (cut, "prorated")):
-            for m in slow[row]:
-                flags.append(_meter_flag(name, meters.ids[m]))
-    return slice_energy(at_bp, meters.multiplier), missing, flags
+            if row.any():
+                flags.append(_meter_flag(name, meters.ids, slow[row]))
+    return measured, slow, missing, flags
 
 
-def _unwrap(inputs: EngineInputs, rows: np.ndarray):  # type: ignore[no-untyped-def]
+def _unwrap(inputs: EngineInputs, rows: np.ndarray) -> Unwrapped:
+    """:func:`unwrap_registers` on some meters of the inputs."""
     meters = inputs.meters
     mean_multiplier = meters.multiplier[rows].mean(axis=1)
     return unwrap_registers(
@@ -250,20 +303,33 @@ _METER_FLAGS = {
 }
 
 
-def _meter_flag(code: str, meter: str) -> Flag:
+def _meters_named(ids: tuple[str, ...], rows: np.ndarray, most: int = 5) -> str:
+    """``meter U1`` / ``meters U1, U2, U3`` / ``meters U1, … (1234 meters)``."""
+    names = [ids[m] for m in rows[:most]]
+    if rows.size == 1:
+        return f"meter {names[0]}"
+    more = f", … ({rows.size} meters)" if rows.size > most else ""
+    return f"meters {', '.join(names)}{more}"
+
+
+def _meter_flag(code: str, ids: tuple[str, ...], rows: np.ndarray) -> Flag:
+    """One flag for every meter it concerns."""
     holds, text = _METER_FLAGS[code]
-    return Flag(code, f"meter {meter}", text, holds)
+    return Flag(code, _meters_named(ids, rows), text, holds)
 
 
-def _estimate(inputs: EngineInputs, measured: np.ndarray, missing: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
+def _estimate(inputs: EngineInputs, measured: np.ndarray, slow: np.ndarray,
+              slow_missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
     """Estimated kWh (meters, slices, registers), rate [kWh/day] and method (meters,
-    registers)."""
+    registers). Without any missing day these are zeros that are never written (no
+    memory is touched for them)."""
     meters, tree = inputs.meters, inputs.tree
     shape = measured.shape
-    if not missing.any():
-        nothing = np.zeros((shape[0], shape[2]))
-        return np.zeros(shape), nothing, nothing.astype(np.int8), []
+    if not slow_missing.any():
+        return (np.zeros(shape), np.zeros((shape[0], shape[2])),
+                np.zeros((shape[0], shape[2]), dtype=np.int8), [])
+    missing = np.zeros(shape)
+    missing[slow] = slow_missing
     active_days = np.clip(
         np.minimum(meters.active_to[:, None], inputs.period.breakpoints[None, 1:])
         - np.maximum(meters.active_from[:, None], inputs.period.breakpoints[None, :-1]),
@@ -282,12 +348,13 @@ def _estimate(inputs: EngineInputs, measured: np.ndarray, missing: np.ndarray
         meter_ids=meters.ids,
         register_names=inputs.registers,
     )
-    flags = [
-        Flag("estimated", f"meter {meters.ids[m]}",
-             f"{missing_days[m].max():g} days without readings estimated by "
-             f"{Method(int(method[m].max())).label}", False)
-        for m in np.flatnonzero(method.any(axis=1))
-    ]
+    flags = []
+    for label in Method:
+        rows = np.flatnonzero((method == label).any(axis=1)) if label else np.zeros(0, int)
+        if rows.size:
+            flags.append(Flag("estimated", _meters_named(meters.ids, rows),
+                              f"days without readings estimated by {label.label} "
+                              f"({missing_days[rows].sum():g} meter-register-days)", False))
     return rate[:, None, :] * missing, rate, method, flags
 
 
@@ -296,9 +363,16 @@ def _node_energy(inputs: EngineInputs, shape: TreeShape, meter_kwh: np.ndarray) 
     (a virtual branch) holds the sum of its children."""
     nodes = len(inputs.tree.ids)
     _, slices, nreg = meter_kwh.shape
-    energy = _sum_by(inputs.meters.node, meter_kwh, nodes).reshape(nodes, slices * nreg)
-    metered = np.bincount(inputs.meters.node, minlength=nodes) > 0
+    node = inputs.meters.node
+    metered = np.bincount(node, minlength=nodes) > 0
     virtual = ~metered & ((shape.kind == NodeKind.BRANCH) | (shape.kind == NodeKind.MAIN))
+    if node.size == nodes and (node[1:] > node[:-1]).all():
+        # one meter per node, in node order (the bulk case): the meters' array as it is
+        energy = meter_kwh.reshape(nodes, slices * nreg)
+        if virtual.any():
+            energy = energy.copy()
+    else:
+        energy = _sum_by(node, meter_kwh, nodes).reshape(nodes, slices * nreg)
     if virtual.any():
         for level in reversed(shape.levels):
             into = virtual[shape.parent[level]]
@@ -307,81 +381,71 @@ def _node_energy(inputs: EngineInputs, shape: TreeShape, meter_kwh: np.ndarray) 
     return energy.reshape(nodes, slices, nreg)
 
 
-def _daily_node_energy(inputs: EngineInputs, nodes: list[int], rate: np.ndarray
-                       ) -> dict[int, np.ndarray]:
-    """kWh per day (days, registers) of ``nodes`` (their meters, estimates included;
-    a node without a meter sums its children). For the formula key only: few nodes."""
-    meters, period, tree = inputs.meters, inputs.period, inputs.tree
-    wanted: set[int] = set()
-
-    def close(node: int) -> None:
-        wanted.add(node)
-        if not (meters.node == node).any():
-            for child in np.flatnonzero(tree.parent == node):
-                close(int(child))
-
-    for node in nodes:
-        close(node)
-    rows = np.flatnonzero(np.isin(meters.node, sorted(wanted)))
-    daily: dict[int, np.ndarray] = {n: np.zeros((period.days, len(inputs.registers)))
-                                    for n in wanted}
-    if rows.size:
-        unwrapped = _unwrap(inputs, rows)
-        slice_of_day = np.searchsorted(period.breakpoints, np.arange(period.days), "right") - 1
-        multiplier = meters.multiplier[rows][:, slice_of_day]
-        kwh = np.diff(unwrapped.values, axis=1) * multiplier[:, :, None]
-        kwh += rate[rows][:, None, :] * unwrapped.missing
-        for i, m in enumerate(rows):
-            daily[int(meters.node[m])] += kwh[i]
-
-    def total(node: int) -> np.ndarray:
-        if (meters.node == node).any():
-            return daily[node]
-        return sum((total(int(c)) for c in np.flatnonzero(tree.parent == node)),
-                   start=np.zeros((period.days, len(inputs.registers))))
-
-    return {n: total(n) for n in nodes}
+def _difference_signs(inputs: EngineInputs, node: int) -> np.ndarray:
+    """Per meter: +1 if it measures ``node``, −1 if it measures one of its children (or
+    a child without a meter, through its descendants), 0 otherwise; so that Σ sign × use
+    is the node's residual (main, branch) or its own use (common)."""
+    meters, parent = inputs.meters, inputs.tree.parent
+    metered = np.bincount(meters.node, minlength=parent.size) > 0
+    sign = np.where(meters.node == node, 1, 0)
+    if inputs.tree.kind[node] == NodeKind.COMMON:
+        return sign
+    # walk every meter up its ancestors: it counts for a child of the node when the node
+    # is reached before any other metered node
+    at = meters.node.copy()
+    open_ = at != node
+    while open_.any():
+        up = np.where(open_, parent[np.maximum(at, 0)], -1)
+        reached = open_ & (up == node)
+        sign[reached] = -1
+        open_ &= (up >= 0) & ~reached & ~metered[np.maximum(up, 0)]
+        at = up
+    return sign
 
 
-def _formula_inputs(inputs: EngineInputs, shape: TreeShape, basis: tuple[Basis, ...],
+def _formula_inputs(inputs: EngineInputs, shape: TreeShape, basis: Mapping[int, Basis],
                     rate: np.ndarray) -> dict[int, np.ndarray]:
     """Per formula node: Σ over each slice's days of difference × factor, (slices, regs).
 
-    The difference is the common meter's consumption (common node) or the residual node −
-    Σ children (main, branch), per day.
+    The difference is, per day, the common meter's consumption (common node) or the
+    node's residual, node − Σ children (main, branch: "main difference"), estimates
+    included; the days come from the meters' daily readings (interpolated in gaps).
     """
-    tree, period = inputs.tree, inputs.period
-    formula_nodes = [n for n, b in enumerate(basis) if b is Basis.FORMULA]
-    if not formula_nodes:
-        return {}
-    needed = set(formula_nodes)
-    for n in formula_nodes:
-        if shape.kind[n] != NodeKind.COMMON:
-            needed.update(int(c) for c in np.flatnonzero(tree.parent == n))
-    daily = _daily_node_energy(inputs, sorted(needed), rate)
+    tree, period, meters = inputs.tree, inputs.period, inputs.meters
     out: dict[int, np.ndarray] = {}
-    for n in formula_nodes:
+    slice_of_day = np.searchsorted(period.breakpoints, np.arange(period.days), "right") - 1
+    for n in (n for n, b in basis.items() if b is Basis.FORMULA):
         rule = tree.rules[n]
         assert rule is not None and rule.formula is not None
-        difference = daily[n].copy()
-        if shape.kind[n] != NodeKind.COMMON:
-            for c in np.flatnonzero(tree.parent == n):
-                difference -= daily[int(c)]
+        sign = _difference_signs(inputs, n)
+        rows = np.flatnonzero(sign)
+        difference = np.zeros((period.days, len(inputs.registers)))
+        if rows.size:
+            unwrapped = _unwrap(inputs, rows)
+            kwh = np.diff(unwrapped.values, axis=1) * meters.multiplier[rows][
+                :, slice_of_day][:, :, None]
+            kwh += rate[rows][:, None, :] * unwrapped.missing
+            difference = np.tensordot(sign[rows].astype(np.float64), kwh, axes=1)
         factor = rule.formula.factors(inputs.drivers[rule.formula.driver])
         out[n] = days_per_slice((difference * factor[:, None])[None], period.breakpoints)[0]
     return out
 
 
+def _ruled(inputs: EngineInputs) -> list[int]:
+    """Nodes that allocate (main, branch, common): the few with a rule."""
+    kind = inputs.tree.kind
+    mask = (kind == NodeKind.MAIN) | (kind == NodeKind.BRANCH) | (kind == NodeKind.COMMON)
+    return [int(n) for n in np.flatnonzero(mask)]
+
+
 def _effective_basis(inputs: EngineInputs, estimated_share: np.ndarray
-                     ) -> tuple[tuple[Basis, ...], list[Flag]]:
-    """Each node's key, falling back to area when estimates pass the limit and the rule
-    says so; otherwise a holding flag (DOMAIN.md §4, missing readings)."""
+                     ) -> tuple[dict[int, Basis], list[Flag]]:
+    """Each allocating node's key, falling back to area when estimates pass the limit and
+    the rule says so; otherwise a holding flag (DOMAIN.md §4, missing readings)."""
     flags: list[Flag] = []
-    basis: list[Basis] = []
-    for n, rule in enumerate(inputs.tree.rules):
-        if rule is None:
-            basis.append(Basis.AREA)
-            continue
+    basis: dict[int, Basis] = {}
+    for n in _ruled(inputs):
+        rule = inputs.tree.rules[n] or Rule()
         chosen = rule.basis
         share = float(estimated_share[n])
         if share > rule.estimate_limit:
@@ -393,8 +457,8 @@ def _effective_basis(inputs: EngineInputs, estimated_share: np.ndarray
                 flags.append(Flag("area_fallback", subject, text + "; allocated by area", False))
             else:
                 flags.append(Flag("estimates_over_limit", subject, text, True))
-        basis.append(chosen)
-    return tuple(basis), flags
+        basis[n] = chosen
+    return basis, flags
 
 
 def _scope(shape: TreeShape, node: int, rule: Rule) -> np.ndarray:
@@ -417,10 +481,8 @@ def _estimated_share(inputs: EngineInputs, shape: TreeShape, measured: np.ndarra
     est = np.bincount(inputs.meters.node, weights=estimated.sum(axis=(1, 2)), minlength=nodes)
     tot = est + np.bincount(inputs.meters.node, weights=measured.sum(axis=(1, 2)),
                             minlength=nodes)
-    for n, rule in enumerate(inputs.tree.rules):
-        if rule is None:
-            continue
-        below = shape.participant[_scope(shape, n, rule)]
+    for n in _ruled(inputs):
+        below = shape.participant[_scope(shape, n, inputs.tree.rules[n] or Rule())]
         total = tot[below].sum()
         share[n] = est[below].sum() / total if total > 0 else 0.0
     return share
@@ -467,23 +529,25 @@ def _pot_flags(pots: list[Pot], policy: Policy) -> list[Flag]:
     return flags
 
 
-def _round_pot(pot: Pot, blocks: list) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
-    columns = {
-        "segment": np.concatenate([b.segment for b in blocks]),
-        "component": np.concatenate([b.component for b in blocks]),
-        "origin": np.concatenate([np.full(b.segment.size, b.origin) for b in blocks]),
-        "kwh": np.concatenate([b.kwh for b in blocks]),
-        "weight": np.concatenate([b.weight for b in blocks]),
-        "ideal": np.concatenate([b.ideal for b in blocks]),
-    }
-    columns["cents"] = largest_remainder(pot.cents, columns["ideal"])
-    if int(columns["cents"].sum()) != pot.cents:
-        raise ConservationError(f"pot {pot.register}/{pot.version}: lines sum to "
-                                f"{int(columns['cents'].sum())} cents, the bill to {pot.cents}")
-    keep = (columns["cents"] != 0) | (columns["ideal"] != 0) | (columns["kwh"] != 0)
-    columns = {k: v[keep] for k, v in columns.items()}
-    columns["pot"] = np.full(columns["cents"].size, pot.index)
-    return columns
+def _round_pot(pot: Pot, allocation: PotAllocation) -> None:
+    """Round the pot once (largest remainder over all its lines in their stable order)
+    and keep each block's cents on the block."""
+    cents = largest_remainder_parts(pot.cents, [b.ideal for b in allocation.blocks])
+    for block, rounded in zip(allocation.blocks, cents, strict=True):
+        block.pot, block.cents = pot.index, rounded
+
+
+#: Participant-pots from which pots are allocated on several threads.
+PARALLEL_LINES = 200_000
+
+
+def _map(fn: Callable[[Pot], PotAllocation], pots: list[Pot], *,
+         parallel: bool) -> list[PotAllocation]:
+    workers = min(len(pots), os.cpu_count() or 1)
+    if not parallel or workers < 2:
+        return [fn(pot) for pot in pots]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, pots))
 
 
 def apportion(inputs: EngineInputs) -> EngineResult:
@@ -499,10 +563,10 @@ def apportion(inputs: EngineInputs) -> EngineResult:
         raise CaseError(f"registers cover {inputs.meters.registers.shape[1]} boundaries; the "
                         f"period has {period.days} days, so {period.days + 1} are needed")
     shape = TreeShape.build(tree.kind, tree.parent, tree.area)
-    measured, missing, flags = _meter_consumption(inputs)
-    estimated, rate, method, estimate_flags = _estimate(inputs, measured, missing)
+    measured, slow, slow_missing, flags = _meter_consumption(inputs)
+    estimated, rate, method, estimate_flags = _estimate(inputs, measured, slow, slow_missing)
     flags += estimate_flags
-    meter_kwh = measured + estimated
+    meter_kwh = measured + estimated if method.any() else measured
     node_kwh = _node_energy(inputs, shape, meter_kwh)
     estimated_share = _estimated_share(inputs, shape, measured, estimated)
     basis, basis_flags = _effective_basis(inputs, estimated_share)
@@ -512,55 +576,62 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     root = int(np.flatnonzero(tree.parent < 0)[0])
     pots = make_pots(inputs.bill, inputs.tariffs, inputs.registers, node_kwh[root],
                      period.breakpoints)
-    occupant = inputs.occupant[shape.participant]
-    occupant = np.where(shape.kind[shape.participant][:, None] == NodeKind.LANDLORD,
-                        LANDLORD, occupant)
+    occupant = rows(inputs.occupant, shape.participant)
+    landlord = rows(shape.kind, shape.participant) == NodeKind.LANDLORD
+    if landlord.any():
+        occupant = np.where(landlord[:, None], LANDLORD, occupant)
     segments = Segments.build(occupant)
     slice_days = period.slice_days
-    all_steps: list[Step] = []
-    node_amount = np.zeros((len(pots), len(tree.ids)))
-    negative = np.zeros(len(tree.ids), dtype=bool)
-    over_cap = np.zeros(len(tree.ids), dtype=bool)
-    rounded = []
-    for pot in pots:
+    own_component = np.where(landlord, Component.LANDLORD_LOAD,
+                             Component.OWN_USE).astype(np.int8)
+
+    def allocate_and_round(pot: Pot) -> PotAllocation:
         sl = np.array(pot.slices, dtype=np.int64)
+        # the pot's slices are consecutive (one tariff version): a view, not a copy
+        window = slice(int(sl[0]), int(sl[-1]) + 1)
         if pot.register == DEMAND:
-            pot_kwh = node_kwh[:, sl, :].sum(axis=2)
-            pot_formula = {n: f[sl].sum(axis=1) for n, f in formula_kwh.items()}
+            pot_kwh = node_kwh[:, window, :].sum(axis=2)
+            pot_formula = {n: f[window].sum(axis=1) for n, f in formula_kwh.items()}
         else:
             r = inputs.registers.index(pot.register)
-            pot_kwh = node_kwh[:, sl, r]
-            pot_formula = {n: f[sl, r] for n, f in formula_kwh.items()}
+            pot_kwh = np.ascontiguousarray(node_kwh[:, window, r])
+            pot_formula = {n: f[window, r] for n, f in formula_kwh.items()}
         allocation = allocate_pot(
             pot_index=pot.index, pot_cents=pot.cents, node_kwh=pot_kwh, shape=shape,
             rules=tree.rules, basis=basis, segments=segments, slices=sl,
-            slice_days=slice_days[sl], formula_kwh=pot_formula,
+            slice_days=slice_days[sl], formula_kwh=pot_formula, own_component=own_component,
             by_area_only=pot.register == DEMAND and inputs.policy.demand_basis == "area",
         )
-        negative |= allocation.negative_residual
-        over_cap |= allocation.over_cap
-        node_amount[pot.index] = allocation.amount
-        all_steps += allocation.steps
-        rounded.append(_round_pot(pot, allocation.blocks))
-    lines = Lines(**{k: np.concatenate([c[k] for c in rounded]) for k in rounded[0]})
+        _round_pot(pot, allocation)
+        return allocation
 
-    energy = node_kwh.sum(axis=1)
-    nonroot = tree.parent >= 0
-    children = _sum_by(tree.parent[nonroot], energy[nonroot], len(tree.ids))
-    inner = (shape.kind == NodeKind.MAIN) | (shape.kind == NodeKind.BRANCH)
-    residual = np.where(inner[:, None], energy - children, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loss_rate = np.where(energy.sum(axis=1) > 0, residual.sum(axis=1) / energy.sum(axis=1),
-                             0.0)
+    # pots are independent: large runs use the machine's cores (numpy releases the GIL),
+    # results come back in pot order, so the output does not depend on scheduling
+    allocations = _map(allocate_and_round, pots,
+                       parallel=shape.participant.size * len(pots) >= PARALLEL_LINES)
+    lines = Lines(tuple(b for a in allocations for b in a.blocks))
+    negative = np.logical_or.reduce([a.negative_residual for a in allocations])
+    over_cap = np.logical_or.reduce([a.over_cap for a in allocations])
+
+    energy = node_kwh[:, 0, :] if node_kwh.shape[1] == 1 else node_kwh.sum(axis=1)
+    children = shape.sum_children(energy)
+    inner = np.flatnonzero((shape.kind == NodeKind.MAIN) | (shape.kind == NodeKind.BRANCH))
+    residual = np.zeros_like(energy)
+    residual[inner] = energy[inner] - children[inner]
+    loss_rate = np.zeros(len(tree.ids))
+    total = energy[inner].sum(axis=1)
+    loss_rate[inner] = np.divide(residual[inner].sum(axis=1), total,
+                                 out=np.zeros_like(total), where=total > 0)
     flags += _node_flags(inputs, negative, over_cap, loss_rate, residual)
     flags += _tariff_flags(inputs) + _pot_flags(pots, inputs.policy)
-    part_kwh = energy[shape.participant].sum(axis=1)
+    part_kwh = rows(energy, shape.participant).sum(axis=1) if (energy < 0).any() else energy[:0]
     for p in np.flatnonzero(part_kwh < 0):
         flags.append(Flag("negative_usage", f"node {tree.ids[shape.participant[p]]}",
                           f"net consumption {part_kwh[p]:.2f} kWh is negative (export)", True))
     return EngineResult(
         inputs=inputs, shape=shape, segments=segments, pots=tuple(pots), lines=lines,
-        steps=tuple(all_steps), node_amount=node_amount, node_kwh=node_kwh,
+        steps=tuple(s for a in allocations for s in a.steps),
+        node_amount=tuple(a.amount for a in allocations), node_kwh=node_kwh,
         measured_kwh=measured, estimated_kwh=estimated, estimation_method=method,
         residual_kwh=residual, loss_rate=loss_rate, estimated_share=estimated_share,
         flags=tuple(flags),

@@ -180,7 +180,8 @@ def make_pots(
         if weights.sum() <= 0:
             weights = np.array([float(v.days) for v in versions])
         amount = bill.energy_cents[register]
-        split = largest_remainder(amount, weights * (amount / weights.sum()))
+        split = ([amount] if len(versions) == 1
+                 else largest_remainder(amount, weights * (amount / weights.sum())))
         for v, sl, cost, cents in zip(versions, version_slices, costs, split, strict=True):
             pots.append(Pot(len(pots), register, v.id, int(cents), sl,
                             int(cost.quantize(CENT, ROUND_HALF_UP) * 100)))
@@ -189,7 +190,9 @@ def make_pots(
         weights = np.array([float((v.demand_price or 0) * v.days) for v in versions])
         if not priced or weights.sum() <= 0:
             weights = np.array([float(v.days) for v in versions])
-        split = largest_remainder(bill.demand_cents, weights * (bill.demand_cents / weights.sum()))
+        split = ([bill.demand_cents] if len(versions) == 1 else
+                 largest_remainder(bill.demand_cents,
+                                   weights * (bill.demand_cents / weights.sum())))
         for v, sl, cents in zip(versions, version_slices, split, strict=True):
             catalog = None
             if bill.demand_kw is not None:

@@ -123,6 +123,7 @@ def create_run(session: Session, case: Case, *, by: str,
             raise RunStateError("only adjustment lines naming the run they correct can be "
                                 "carried by a later run")
     ensure_site(session, case.site)
+    session.flush()  # the site row first: runs refer to it
     run = ApportionRun(
         id=str(uuid.uuid4()), site_id=case.site, period_start=case.period.start,
         period_end=case.period.end, status=RunStatus.DRAFT.value,

@@ -12,7 +12,7 @@ keys, no whitespace, UTF-8). The signed export carries those exact bytes as a st
 (``payload``) with the key id (RFC 7638 thumbprint) and the signature (base64url); a
 tenant's page verifies the signature over ``payload`` with the cloud's public key and only
 then parses and shows it, so nothing is re-serialised between signing and verifying
-(docs/decisions/0004-apportionment-money.md says why not JWS).
+(docs/decisions/0008-apportionment-money.md says why not JWS).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from cloud.apportion.engine import EngineResult
 from cloud.apportion.errors import SignatureError
 from cloud.apportion.estimation import Method
 from cloud.apportion.money import DEMAND, TariffKind
-from edge.keys import key_id
+from edge.wire import key_id
 
 SCHEMA_STATEMENT = "mf.statement/1"
 LANDLORD_PARTY = "landlord"
@@ -88,7 +88,8 @@ def _cny(cents: int) -> str:
 
 
 def line_rows(result: EngineResult) -> list[LineRow]:
-    """Every line of a computed run, in the run's order, with its key written out."""
+    """Every line of a computed run, in the run's order, with its key written out
+    (lines of nothing — no energy, no money — are left out)."""
     inputs = result.inputs
     ids, period = inputs.tree.ids, inputs.period
     lines, segs = result.lines, result.segments
@@ -97,6 +98,8 @@ def line_rows(result: EngineResult) -> list[LineRow]:
     bp = period.breakpoints
     rows = []
     for i in range(len(lines)):
+        if lines.cents[i] == 0 and lines.ideal[i] == 0 and lines.kwh[i] == 0:
+            continue  # e.g. a landlord load without floor area in an area key
         pot = result.pots[int(lines.pot[i])]
         seg = int(lines.segment[i])
         origin = int(lines.origin[i])
@@ -154,7 +157,8 @@ def _explain(result: EngineResult, component: Component, origin: int, step: Step
         head = (f"{name} Σ_d difference_d × clip(({f.driver}_d − {f.base:g}) ÷ {f.span:g}, 0, 1)"
                 f" = {step.kwh:.3f} kWh of {step.kwh + step.landlord_kwh:.3f} kWh")
     if component is Component.DEMAND:
-        head = f"demand charge {step.amount / 100:.2f} CNY"
+        return (f"demand charge {step.amount / 100:.2f} CNY × {weight:.6g} ÷ "
+                f"{step.weight_total:.6g} {unit} ({step.basis} key) = {ideal / 100:.4f} CNY")
     return (f"{head} × {weight:.6g} ÷ {step.weight_total:.6g} {unit} ({step.basis} key) = "
             f"{kwh:.3f} kWh, {ideal / 100:.4f} CNY")
 
@@ -189,8 +193,7 @@ def _meter_section(case: Case, result: EngineResult, node: int, start: str, end:
             reading = series[day]
             shown.append({
                 "at": _local_midnight(case, day),
-                "values": {("total" if k == "__single__" else k): str(v)
-                           for k, v in reading.values.items()},
+                "values": {k: str(v) for k, v in reading.values.items()},
                 "quality": reading.quality,
             })
         method = [Method(int(x)).label for x in result.estimation_method[m]]
