@@ -13,7 +13,6 @@ import contextlib
 import random
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -51,6 +50,7 @@ from meter_drivers.dlt645 import (
 )
 from simulators.load import CENT_KWH, Clock, LoadModel, SystemClock
 from simulators.pty_line import PtyLineServer, Responder
+from simulators.threaded import run_in_thread
 
 DEFAULT_PASSWORD = bytes((0x02, 0x00, 0x00, 0x00))  # privilege level 02, password 000000
 BITS_PER_CHARACTER = 11  # 8E1: start + 8 data + parity + stop
@@ -472,32 +472,7 @@ def serve_in_thread(
 
     Returns the bound port and a function that stops the server and joins the thread.
     """
-    loop = asyncio.new_event_loop()
-    server = Dlt645TcpServer(line)
-    bound: Future[int] = Future()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            bound.set_result(loop.run_until_complete(server.start(host, port)))
-        except BaseException as exc:  # handed to the caller through the future
-            bound.set_exception(exc)
-            loop.close()
-            return
-        loop.run_forever()
-        loop.run_until_complete(server.stop())
-        loop.close()
-
-    thread = threading.Thread(target=run, name=f"dlt645-tcp-{host}:{port}", daemon=True)
-    thread.start()
-    bound_port = bound.result(timeout=10)
-
-    def stop() -> None:
-        if thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-
-    return bound_port, stop
+    return run_in_thread(Dlt645TcpServer(line), host, port, f"dlt645-tcp-{host}:{port}")
 
 
 class Dlt645PtyServer(PtyLineServer):

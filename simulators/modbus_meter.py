@@ -21,7 +21,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
@@ -32,6 +31,7 @@ from pymodbus.framer.rtu import FramerRTU
 from meter_drivers.modbus import HOLDING, INPUT, DeviceProfile, Field
 from simulators.load import Clock, LoadModel, SystemClock
 from simulators.pty_line import PtyLineServer, Responder
+from simulators.threaded import run_in_thread
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_DATA_ADDRESS = 0x02
@@ -549,32 +549,8 @@ def serve_in_thread(
 
     Returns the bound port and a function that stops the server and joins the thread.
     """
-    loop = asyncio.new_event_loop()
-    server = ModbusTcpServer(line, framing=framing)
-    bound: Future[int] = Future()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            bound.set_result(loop.run_until_complete(server.start(host, port)))
-        except BaseException as exc:  # handed to the caller through the future
-            bound.set_exception(exc)
-            loop.close()
-            return
-        loop.run_forever()
-        loop.run_until_complete(server.stop())
-        loop.close()
-
-    thread = threading.Thread(target=run, name=f"modbus-{framing}-{host}:{port}", daemon=True)
-    thread.start()
-    bound_port = bound.result(timeout=10)
-
-    def stop() -> None:
-        if thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-
-    return bound_port, stop
+    return run_in_thread(ModbusTcpServer(line, framing=framing), host, port,
+                         f"modbus-{framing}-{host}:{port}")
 
 
 class ModbusPtyServer(PtyLineServer):
