@@ -20,7 +20,7 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/meterflow demo
 
 test: $(VENV)/.dev-installed
-	bash deploy/local/install-servers.sh
+	bash deploy/local/install-servers.sh --with-chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

@@ -17,8 +17,9 @@ from typing import Annotated
 
 import typer
 
-from cloud.api.cli import cloud_api, cloud_claim_token
+from cloud.api.cli import cloud_api, cloud_claim_token, cloud_web_account
 from cloud.apportion.cli import apportion_command
+from cloud.leases.cli import cloud_bill, cloud_daily
 from edge.provision import edge_provision
 from meterflow.field_commands import frame_app, read_command, scan_command
 
@@ -127,6 +128,9 @@ def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (
 
 cloud_app.command("claim-token")(cloud_claim_token)
 cloud_app.command("apportion")(apportion_command)
+cloud_app.command("bill")(cloud_bill)
+cloud_app.command("daily")(cloud_daily)
+cloud_app.command("web-account")(cloud_web_account)
 cloud_app.command("api")(cloud_api)
 
 

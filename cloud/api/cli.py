@@ -1,4 +1,5 @@
-"""Cloud commands of provisioning: ``meterflow cloud claim-token`` and ``meterflow cloud api``.
+"""Cloud commands of provisioning and the web: ``meterflow cloud claim-token``,
+``meterflow cloud api`` (API, pages and the gateway feed) and ``meterflow cloud web-account``.
 
 Only typer is imported here at module level; the services, FastAPI and SQLAlchemy are
 imported when a command runs, so ``meterflow/cli.py`` can register these functions and a
@@ -61,20 +62,76 @@ def cloud_claim_token(
 def cloud_api(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8000,
+    gateway_feed: Annotated[bool, typer.Option(
+        help="subscribe to gateways' health, state and answers and send commands "
+             "(MF_MQTT_URL)")] = True,
 ) -> None:
-    """Serve the cloud API (provisioning; OpenAPI at /openapi.json) until stopped."""
+    """Serve the cloud API and web pages (OpenAPI at /openapi.json) until stopped."""
+    import logging
+
     import uvicorn
+    from cryptography.hazmat.primitives import serialization
 
     from cloud.api.app import create_app
-    from cloud.api.deps import ApiServices
-    from cloud.provisioning import CloudKeyError, CloudSigner, ProvisioningService
+    from cloud.api.deps import ApiServices, WebServices
+    from cloud.api.settings import WebSettings
+    from cloud.gateway_feed import GatewayFeed
+    from cloud.provisioning import BrokerGrant, CloudKeyError, CloudSigner, ProvisioningService
+    from cloud.tenant_links import SecretError, WebSecret
     from meterflow.assembly import registry
     from meterflow.settings import Settings
 
-    settings = Settings()
+    settings, web_settings = Settings(), WebSettings()
+    key_path = settings.data_dir / "cloud.key"
     try:
-        signer = CloudSigner.load_or_create(settings.data_dir / "cloud.key")
-    except CloudKeyError as exc:
+        signer = CloudSigner.load_or_create(key_path)
+        secret = WebSecret.load_or_create(web_settings.secret_file or
+                                          settings.data_dir / "web.secret")
+    except (CloudKeyError, SecretError) as exc:
         raise _fail(str(exc)) from None
-    app = create_app(ApiServices(provisioning=ProvisioningService(registry(settings), signer)))
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # CloudSigner checked the file (mode, type); statements are signed with the same key.
+    signing_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    provisioning = ProvisioningService(registry(settings), signer)
+    web = WebServices.build(
+        provisioning, signing_key=signing_key, secret=secret,  # type: ignore[arg-type]
+        claim_broker=BrokerGrant(web_settings.gateway_mqtt_url or settings.mqtt_url,
+                                 topic_prefix=settings.topic_prefix),
+        public_url=web_settings.public_url, cookie_secure=web_settings.cookie_secure,
+        link_ttl=timedelta(days=web_settings.link_days),
+        session_ttl=timedelta(hours=web_settings.session_hours),
+        topic_prefix=settings.topic_prefix)
+    feed = None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if gateway_feed:
+        feed = GatewayFeed(web.gateways, settings.broker_url, client_id=f"mf-cloud-api-{port}",
+                           dispatch=web.commands)
+        web.commands.publish = feed.publish  # the feed needs the services, they its link
+        feed.start(wait_s=0)
+    try:
+        uvicorn.run(create_app(ApiServices(provisioning=provisioning, web=web)), host=host,
+                    port=port, log_level="info", proxy_headers=True)
+    finally:
+        if feed is not None:
+            feed.stop()
+
+
+def cloud_web_account(
+    username: Annotated[str, typer.Argument(help="the staff member's user name")],
+    role: Annotated[str, typer.Option(help="admin, finance or engineer")],
+    site: Annotated[list[str] | None, typer.Option(
+        help="a site the account acts on (repeat; not for admin)")] = None,
+    password: Annotated[str | None, typer.Option(
+        envvar="MF_WEB_ACCOUNT_PASSWORD", help="the password (prefer the environment "
+        "variable; asked for when not given)")] = None,
+) -> None:
+    """Create a staff account of the web pages, or reset its password, role and sites."""
+    from cloud.accounts import AccountService, InvalidAccount
+    from meterflow.assembly import registry
+    from meterflow.settings import Settings
+
+    secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        AccountService(registry(Settings())).create_account(username, secret, role, site or [])
+    except InvalidAccount as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"account {username!r} ({role}) saved", err=True)

@@ -86,4 +86,6 @@ class DeadLetter(Base):
     detail: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
-import cloud.registry.models_provisioning  # noqa: E402, F401  (claim tokens join Base.metadata)
+# The other packages' tables join Base.metadata (Alembic compares against it).
+from cloud.leases import models as lease_models  # noqa: E402, F401
+from cloud.registry import models_provisioning, models_web  # noqa: E402, F401

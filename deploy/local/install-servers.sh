@@ -197,6 +197,9 @@ fi
 packages=()
 for name in "${missing[@]}"; do
     packages+=("$(package_of "$name")")
+    if [[ $name == chromium ]]; then
+        packages+=(fonts-wqy-microhei) # CJK glyphs for the Chinese tenant pages' screenshots
+    fi
 done
 
 if $check_only || ! is_root; then

@@ -1,0 +1,142 @@
+"""Late fees and the collections ladder (DOMAIN.md §5).
+
+Late fee on an invoice (pure, :func:`late_fee`): every day d after the grace period
+(d > due + grace days) costs ``daily_rate`` × the part of the invoice's base still unpaid at
+the end of d; the sum is capped at ``cap_rate`` × base and rounded half up once. The base
+is the invoice's total without the late fees it carries (no fee on fees). Billing puts what
+accrued since the last invoice on the next one.
+
+Collections ladder (:func:`run_collections`), counted from the due date T of an invoice with
+money still owed: T+1 a reminder to the tenant (their channel), T+3 an internal task for
+the manager, T+7 a call task, T+15 an escalation to the supervisor (notice and task).
+Each is one event per (invoice, step) with its channel and outcome; a day's run creates the
+steps that are due and not yet there, so running it twice creates nothing the second time,
+and a paid invoice climbs no further.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from cloud.leases.models import CollectionEvent, Invoice, Lease, LeaseTask, Staff, Tenant
+from cloud.leases.money import cny, round_half_up
+from cloud.leases.terms import LateFeePolicy
+from cloud.notify.channels import Notification
+from cloud.notify.outbox import enqueue
+
+
+def late_fee(base_cents: int, due_on: date, payments: Sequence[tuple[date, int]], *,
+             through: date, policy: LateFeePolicy) -> int:
+    """Late fee [cents] accrued on an invoice for the days before ``through``.
+
+    ``payments`` are (day, cents) settled on the invoice; a payment counts for its own day.
+    """
+    if base_cents <= 0:
+        return 0
+    first_late = due_on + timedelta(days=policy.grace_days + 1)
+    if through <= first_late:
+        return 0
+    paid_by: dict[date, int] = {}
+    for day, cents in payments:
+        paid_by[day] = paid_by.get(day, 0) + cents
+    unpaid = base_cents - sum(c for d, c in paid_by.items() if d < first_late)
+    unpaid_days = 0  # Σ unpaid cents × days
+    day = first_late
+    for change in sorted(d for d in paid_by if first_late <= d < through):
+        unpaid_days += max(unpaid, 0) * (change - day).days
+        unpaid -= paid_by[change]
+        day = change
+    unpaid_days += max(unpaid, 0) * (through - day).days
+    fee = unpaid_days * policy.daily_rate
+    cap = Decimal(base_cents) * policy.cap_rate
+    return round_half_up(min(fee, cap))
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    """A rung of the collections ladder: ``days`` after the due date, what happens."""
+
+    days: int
+    action: str
+
+
+LADDER = (LadderStep(1, "reminder"), LadderStep(3, "internal_task"), LadderStep(7, "call_task"),
+          LadderStep(15, "escalation"))
+
+
+def run_collections(session: Session, today: date, *, at: datetime) -> int:
+    """Create the ladder's steps due by ``today`` for every invoice still owed; return how
+    many events were created. ``at`` stamps the outbox rows."""
+    first_step = min(s.days for s in LADDER)
+    manager = aliased(Staff)
+    rows = session.execute(
+        select(Invoice, Lease, Tenant, manager)
+        .join(Lease, Lease.id == Invoice.lease_id)
+        .join(Tenant, Tenant.id == Lease.tenant_id)
+        .join(manager, manager.id == Lease.manager_id)
+        .where(Invoice.status == "open", Invoice.total_cents > Invoice.paid_cents,
+               Invoice.due_on <= today - timedelta(days=first_step))
+        .order_by(Invoice.due_on, Invoice.id)
+    ).all()
+    if not rows:
+        return 0
+    ids = [r[0].id for r in rows]
+    done: set[tuple[str, int]] = set()
+    for i in range(0, len(ids), 500):
+        done.update(session.execute(select(CollectionEvent.invoice_id, CollectionEvent.step)
+                                    .where(CollectionEvent.invoice_id.in_(ids[i:i + 500]))))
+    supervisors = {s.id: s for s in session.scalars(select(Staff))}
+    messages: list[tuple[str, Notification]] = []
+    created = 0
+    for invoice, lease, tenant, mgr in rows:
+        owed = invoice.total_cents - invoice.paid_cents
+        for step in LADDER:
+            due = invoice.due_on + timedelta(days=step.days)
+            if due > today or (invoice.id, step.days) in done:
+                continue
+            key = f"collections:{invoice.id}:{step.days}"
+            what = (f"invoice {invoice.id} ({lease.unit_id}, {tenant.name}): {cny(owed)} CNY "
+                    f"owed, due {invoice.due_on}")
+            channel, recipient, outcome, note = "task", mgr.id, "task_opened", None
+            if step.action == "reminder":
+                channel, recipient, outcome = tenant.channel, tenant.address, "queued"
+                note = Notification(key, tenant.address, f"Payment reminder: {invoice.id}",
+                                    f"Dear {tenant.name}, {cny(owed)} CNY of invoice "
+                                    f"{invoice.id} was due on {invoice.due_on}. Please pay "
+                                    "at your earliest convenience.",
+                                    {"invoice": invoice.id, "owed_cents": owed,
+                                     "due_on": invoice.due_on.isoformat()})
+            elif step.action == "escalation":
+                boss = supervisors.get(mgr.supervisor_id or "", mgr)
+                channel, recipient, outcome = boss.channel, boss.address, "queued"
+                note = Notification(key, boss.address, f"Escalation: {invoice.id} unpaid "
+                                    f"{step.days} days", f"Escalated to you: {what}. "
+                                    "Consider legal steps.",
+                                    {"invoice": invoice.id, "owed_cents": owed,
+                                     "lease": lease.id})
+                session.add(_task(key, "escalation", lease.id, boss.id, today, what))
+            else:
+                kind = "collections" if step.action == "internal_task" else "call"
+                session.add(_task(key, kind, lease.id, mgr.id, today, what))
+            if note is not None:
+                messages.append((channel, note))
+            session.add(CollectionEvent(invoice_id=invoice.id, step=step.days,
+                                        action=step.action, due_on=due, happened_on=today,
+                                        channel=channel, recipient=recipient, outcome=outcome,
+                                        notification_key=note.key if note else None))
+            created += 1
+    enqueue(session, messages, now=at)
+    session.flush()
+    return created
+
+
+def _task(key: str, kind: str, lease_id: str, assignee: str, today: date, note: str
+          ) -> LeaseTask:
+    return LeaseTask(key=key, kind=kind, lease_id=lease_id, assignee_id=assignee,
+                     opened_on=today, due_on=today + timedelta(days=1), note=note)

@@ -1,0 +1,44 @@
+"""The one exception family of ``cloud.leases``.
+
+Messages name the lease, invoice or refund at fault and say what was expected and what came,
+so that a property manager or finance can act on them without reading code.
+"""
+
+from __future__ import annotations
+
+
+class LeaseError(Exception):
+    """Base of every error raised by ``cloud.leases``."""
+
+
+class IllegalTransition(LeaseError):
+    """A lease was asked to move to a state its current state does not lead to."""
+
+
+class TermsError(LeaseError):
+    """Lease terms (rent schedule, free rent, deposit, dates) that contradict each other."""
+
+
+class ScheduleIncomplete(LeaseError):
+    """A rent schedule cannot be computed yet (e.g. the CPI of an adjustment month is not
+    published); the lease is held out of billing until it can."""
+
+
+class PaymentError(LeaseError):
+    """A payment that cannot be recorded (unknown account, non-positive amount ...)."""
+
+
+class RenewalBlocked(LeaseError):
+    """A renewal refused by a rule: arrears above the threshold, a lease in the wrong state."""
+
+
+class DepositError(LeaseError):
+    """A deposit refund step out of order, or a settlement that does not add up."""
+
+
+class EvidenceMissing(DepositError):
+    """A deposit deduction without its evidence attachment."""
+
+
+class UnknownRecord(LeaseError):
+    """A lease, tenant, unit, invoice or refund that does not exist."""

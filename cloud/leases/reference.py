@@ -1,0 +1,90 @@
+"""Leasing's reference data: tenants, staff, unit profiles, named policies, the CPI series.
+
+Plain registry writes and reads, each checked for the records it refers to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.apportion.models import Unit
+from cloud.leases.errors import UnknownRecord
+from cloud.leases.models import CpiIndex, LeasePolicyRow, Staff, Tenant, UnitProfile
+from cloud.leases.terms import DEFAULT_POLICY, LeasePolicy
+
+
+def add_tenant(session: Session, tenant_id: str, name: str, *, channel: str = "email",
+               address: str = "") -> Tenant:
+    """Register a tenant; ``channel``/``address`` say where notices go."""
+    tenant = Tenant(id=tenant_id, name=name, channel=channel, address=address)
+    session.add(tenant)
+    return tenant
+
+
+def add_staff(session: Session, staff_id: str, name: str, *, channel: str = "email",
+              address: str = "", supervisor_id: str | None = None) -> Staff:
+    """Register a manager or supervisor."""
+    if supervisor_id is not None and session.get(Staff, supervisor_id) is None:
+        raise UnknownRecord(f"staff {staff_id!r}: supervisor {supervisor_id!r} is not registered")
+    person = Staff(id=staff_id, name=name, channel=channel, address=address,
+                   supervisor_id=supervisor_id)
+    session.add(person)
+    return person
+
+
+def set_unit_profile(session: Session, unit_id: str, unit_type: str, *, rentable: bool = True,
+                     asking_cents: int = 0) -> UnitProfile:
+    """A unit's type, whether it is rentable, and its asking rent [cents per month]."""
+    if session.get(Unit, unit_id) is None:
+        raise UnknownRecord(f"unit {unit_id!r} is not registered")
+    profile = session.get(UnitProfile, unit_id) or UnitProfile(unit_id=unit_id)
+    profile.unit_type, profile.rentable, profile.asking_cents = unit_type, rentable, asking_cents
+    session.add(profile)
+    return profile
+
+
+def save_policy(session: Session, policy_id: str, policy: LeasePolicy) -> None:
+    """Store a named policy (replacing one of the same name)."""
+    row = session.get(LeasePolicyRow, policy_id) or LeasePolicyRow(id=policy_id)
+    row.doc = policy.model_dump(mode="json")
+    session.add(row)
+
+
+def policies(session: Session) -> dict[str | None, LeasePolicy]:
+    """Every named policy, and the default under ``None``."""
+    out: dict[str | None, LeasePolicy] = {None: DEFAULT_POLICY}
+    for row in session.scalars(select(LeasePolicyRow)):
+        out[row.id] = LeasePolicy.model_validate(row.doc)
+    return out
+
+
+def policy_for(session: Session, policy_id: str | None) -> LeasePolicy:
+    """The policy a lease names, or the default."""
+    if policy_id is None:
+        return DEFAULT_POLICY
+    row = session.get(LeasePolicyRow, policy_id)
+    if row is None:
+        raise UnknownRecord(f"policy {policy_id!r} is not registered")
+    return LeasePolicy.model_validate(row.doc)
+
+
+def publish_cpi(session: Session, levels: Mapping[date, Decimal] | Iterable[tuple[date, Decimal]]
+                ) -> None:
+    """Store CPI levels by month (the first day of each month; any day is moved there)."""
+    items = levels.items() if isinstance(levels, Mapping) else levels
+    for month, level in items:
+        first = month.replace(day=1)
+        row = session.get(CpiIndex, first) or CpiIndex(month=first)
+        row.level = Decimal(level)
+        session.add(row)
+    session.flush()
+
+
+def cpi_series(session: Session) -> dict[date, Decimal]:
+    """The whole CPI level series, keyed by the first day of each month."""
+    return {r.month: Decimal(r.level) for r in session.scalars(select(CpiIndex))}

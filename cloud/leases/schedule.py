@@ -1,0 +1,166 @@
+"""Rent schedules, pure: compile a lease's terms into effective-dated monthly rents (the
+rent plan) and price any span of days from it.
+
+A plan is a list of steps, each a monthly rent [cents] in force from a date, some of them
+rent free. Fixed, stepped, percentage-rise and CPI-linked schedules all compile to such
+steps up to the contract end; the last rent runs on after it (an open-ended lease keeps its
+terms, Civil Code art. 734). Free-rent windows are laid over the steps from their anchor:
+the start, the signing or the handover.
+
+Proration: the rent of a span is Σ over its calendar months of monthly rent × days in the
+span ÷ days of that month, exact (fractions of a cent kept); the caller rounds once per line
+(:func:`cloud.leases.money.round_half_up`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from cloud.leases.money import scale_cents
+from cloud.leases.periods import add_months, days_in_month, month_start, months_between
+from cloud.leases.terms import CpiLinked, FixedRent, FreeRent, PercentRise, RentSchedule
+
+
+@dataclass(frozen=True)
+class RentStep:
+    """A monthly rent [cents] in force from ``starts_on``; ``free`` days cost nothing."""
+
+    starts_on: date
+    monthly_cents: int
+    free: bool = False
+    source: str = "base"
+
+
+@dataclass(frozen=True)
+class RentPlan:
+    """The compiled steps; rents are known for days before ``known_until`` (None: all).
+
+    A CPI-linked plan stops at the first adjustment whose index is not published yet.
+    """
+
+    steps: tuple[RentStep, ...]
+    known_until: date | None = None
+
+
+def cpi_rise(cpi: Mapping[date, Decimal], adjustment: date, lag_months: int) -> Decimal | None:
+    """CPI(m − lag) ÷ CPI(m − lag − 12) − 1 for the adjustment's month m, from a level
+    series keyed by the first day of each month; None when either index is missing."""
+    ref = add_months(month_start(adjustment), -lag_months)
+    now, year_before = cpi.get(ref), cpi.get(add_months(ref, -12))
+    if now is None or year_before is None:
+        return None
+    return now / year_before - 1
+
+
+def rate_changes(rent: RentSchedule, start: date, end: date,
+                 cpi: Mapping[date, Decimal]) -> tuple[list[RentStep], date | None]:
+    """The schedule's rents [cents per month] from ``start`` to ``end`` (exclusive), without
+    free rent, and the date rents are known until (None: all)."""
+    if isinstance(rent, FixedRent):
+        return [RentStep(start, rent.monthly_cents)], None
+    if isinstance(rent, PercentRise | CpiLinked):
+        steps = [RentStep(start, rent.monthly_cents)]
+        k = 1
+        while (on := add_months(start, k * rent.every_months)) < end:
+            if isinstance(rent, PercentRise):
+                rise, source = rent.rise, "rise"
+            else:
+                found = cpi_rise(cpi, on, rent.lag_months)
+                if found is None:
+                    return steps, on
+                rise, source = min(max(found, rent.floor), rent.cap), "cpi"
+            steps.append(RentStep(on, scale_cents(steps[-1].monthly_cents, 1 + rise), False,
+                                  source))
+            k += 1
+        return steps, None
+    return [RentStep(s.from_, s.monthly_cents, False, "step") for s in rent.steps
+            if s.from_ < end], None
+
+
+def free_windows(free_rent: Iterable[FreeRent], *, start: date, signed_on: date | None,
+                 handover_on: date | None) -> list[tuple[date, date]]:
+    """Each free-rent window as [from, to) from its anchor (start, signing or handover)."""
+    anchors = {"start": start, "signing": signed_on or start, "handover": handover_on or start}
+    out = []
+    for f in free_rent:
+        begin = anchors[f.anchor]
+        out.append((begin, add_months(begin, f.months) + timedelta(days=f.days)))
+    return out
+
+
+def compile_plan(rent: RentSchedule, free_rent: Iterable[FreeRent], *, start: date, end: date,
+                 signed_on: date | None = None, handover_on: date | None = None,
+                 cpi: Mapping[date, Decimal] | None = None) -> RentPlan:
+    """The rent plan of a lease running [``start``, ``end``): rate steps with the free
+    windows laid over them; consecutive equal steps merged."""
+    rates, known_until = rate_changes(rent, start, end, cpi or {})
+    windows = [(max(a, start), b) for a, b in free_windows(
+        free_rent, start=start, signed_on=signed_on, handover_on=handover_on) if b > start]
+    cuts = sorted({s.starts_on for s in rates} | {d for w in windows for d in w if d >= start})
+    steps: list[RentStep] = []
+    for day in cuts:
+        rate = _in_force(rates, day)
+        free = any(a <= day < b for a, b in windows)
+        step = RentStep(day, rate.monthly_cents, free, "free" if free else rate.source)
+        if steps and (steps[-1].monthly_cents, steps[-1].free) == (step.monthly_cents, free):
+            continue
+        steps.append(step)
+    return RentPlan(tuple(steps), known_until)
+
+
+def _in_force(steps: Sequence[RentStep], day: date) -> RentStep:
+    """The step in force on ``day`` (the first one before the plan starts); a free step
+    carries the rent it waives."""
+    current = steps[0]
+    for s in steps:
+        if s.starts_on > day:
+            break
+        current = s
+    return current
+
+
+def months_of(start: date, end: date) -> Fraction | int:
+    """[``start``, ``end``) in months: whole months count 1, a partial month its days ÷ the
+    days of that month."""
+    if start.day == 1 and end.day == 1:
+        return max(months_between(start, end), 0)
+    total: Fraction | int = 0
+    day = start
+    while day < end:
+        following = add_months(month_start(day), 1)
+        stop = min(following, end)
+        days, dim = (stop - day).days, days_in_month(day)
+        total += 1 if days == dim else Fraction(days, dim)
+        day = stop
+    return total
+
+
+def rent_for(steps: Sequence[RentStep], start: date, end: date) -> Fraction | int:
+    """Rent [cents, exact] of the days [``start``, ``end``) under ``steps``; nothing before
+    the first step, nothing on free days."""
+    total: Fraction | int = 0
+    for i, step in enumerate(steps):
+        seg_from = max(step.starts_on, start)
+        seg_to = min(steps[i + 1].starts_on, end) if i + 1 < len(steps) else end
+        if seg_from >= seg_to or step.free or step.monthly_cents == 0:
+            continue
+        total += step.monthly_cents * months_of(seg_from, seg_to)
+    return total
+
+
+def rent_in_force(steps: Sequence[RentStep], day: date) -> int:
+    """The contract's monthly rent [cents] on ``day`` (free windows ignored): the base of a
+    renewal price and of the paid-through judgement."""
+    return _in_force(steps, day).monthly_cents if steps else 0
+
+
+def cycle_start(anchor: date, cycle_months: int, day: date) -> date:
+    """The first day of the billing cycle ``day`` falls in; cycles of ``cycle_months``
+    calendar months run from the month of ``anchor``."""
+    first = month_start(anchor)
+    k = ((day.year - first.year) * 12 + day.month - first.month) // cycle_months
+    return add_months(first, k * cycle_months)
