@@ -95,22 +95,28 @@ class MqttPublisher:
             if mid not in self._inflight:
                 self._early.add(mid)
                 return
-            seq = self._inflight.pop(mid)
+            seq = self._inflight[mid]
+        self._settle(mid, seq)
+
+    def _settle(self, mid: int, seq: int | None) -> None:
+        """The broker has the message: tell the outbox first, then stop counting it in
+        flight, so that nobody sees it neither in flight nor acknowledged and sends it
+        again."""
         if seq is not None:
             self._on_acked(seq)
+        with self._lock:
+            self._inflight.pop(mid, None)
 
     def _publish(self, topic: str, body: bytes, seq: int | None, retain: bool = False) -> None:
         # Never hold self._lock while calling into paho: paho calls on_publish with its own
         # lock held, and the two locks taken in opposite orders would deadlock.
         info = self._client.publish(topic, body, qos=1, retain=retain)
         with self._lock:
+            self._inflight[info.mid] = seq
             acked = info.mid in self._early
-            if acked:
-                self._early.discard(info.mid)
-            else:
-                self._inflight[info.mid] = seq
-        if acked and seq is not None:
-            self._on_acked(seq)
+            self._early.discard(info.mid)
+        if acked:
+            self._settle(info.mid, seq)
 
     def start(self) -> None:
         """Connect in the background; reconnects by itself."""
