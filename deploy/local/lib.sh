@@ -228,3 +228,33 @@ stop_watchdog() {
     fi
     rm -f -- "$dir/watchdog.pid"
 }
+
+# The command line every server script shares: start DATADIR PORT | stop DATADIR | status
+# DATADIR | --help. The script defines usage, do_start, do_stop and do_status.
+server_main() {
+    local cmd=${1:-}
+    case $cmd in
+    -h | --help | help)
+        usage
+        ;;
+    start)
+        [[ $# -eq 3 ]] || { usage >&2; exit "$EXIT_USAGE"; }
+        do_start "$2" "$3"
+        ;;
+    stop)
+        [[ $# -eq 2 ]] || { usage >&2; exit "$EXIT_USAGE"; }
+        [[ -d $2 ]] || { say "not running (no $2)"; exit 0; }
+        do_stop "$(cd -- "$2" && pwd -P)"
+        ;;
+    status)
+        [[ $# -eq 2 ]] || { usage >&2; exit "$EXIT_USAGE"; }
+        [[ -d $2 ]] || { say "not running (no $2)"; exit 1; }
+        do_status "$(cd -- "$2" && pwd -P)"
+        ;;
+    *)
+        usage >&2
+        exit "$EXIT_USAGE"
+        ;;
+    esac
+}
+

@@ -207,31 +207,4 @@ EOF
     say "running (pid $pid) on postgresql://$APP_ROLE@$LOCAL_HOST:$port/$APP_DB, data in $dir"
 }
 
-main() {
-    local cmd=${1:-}
-    case $cmd in
-    -h | --help | help)
-        usage
-        ;;
-    start)
-        [[ $# -eq 3 ]] || { usage >&2; exit "$EXIT_USAGE"; }
-        do_start "$2" "$3"
-        ;;
-    stop)
-        [[ $# -eq 2 ]] || { usage >&2; exit "$EXIT_USAGE"; }
-        [[ -d $2 ]] || { say "not running (no $2)"; exit 0; }
-        do_stop "$(cd -- "$2" && pwd -P)"
-        ;;
-    status)
-        [[ $# -eq 2 ]] || { usage >&2; exit "$EXIT_USAGE"; }
-        [[ -d $2 ]] || { say "not running (no $2)"; exit 1; }
-        do_status "$(cd -- "$2" && pwd -P)"
-        ;;
-    *)
-        usage >&2
-        exit "$EXIT_USAGE"
-        ;;
-    esac
-}
-
-main "$@"
+server_main "$@"
