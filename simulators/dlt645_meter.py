@@ -8,8 +8,6 @@ address gets silence, as on a real RS-485 line), and the servers move the bytes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -50,7 +48,7 @@ from meter_drivers.dlt645 import (
 )
 from simulators.load import CENT_KWH, Clock, LoadModel, SystemClock
 from simulators.pty_line import PtyLineServer, Responder
-from simulators.threaded import run_in_thread
+from simulators.threaded import LineTcpServer, run_in_thread
 
 DEFAULT_PASSWORD = bytes((0x02, 0x00, 0x00, 0x00))  # privilege level 02, password 000000
 BITS_PER_CHARACTER = 11  # 8E1: start + 8 data + parity + stop
@@ -415,54 +413,16 @@ class LinePort:
 # -- servers --------------------------------------------------------------------------------
 
 
-class Dlt645TcpServer:
-    """A line behind a TCP port, like a serial device server in transparent mode."""
+class Dlt645TcpServer(LineTcpServer):
+    """A DL/T645 line behind a TCP port (see ``simulators.threaded``)."""
 
     def __init__(self, line: Dlt645Line) -> None:
+        super().__init__()
         self.line = line
-        self._server: asyncio.Server | None = None
-        self._bus = asyncio.Lock()  # one transaction at a time across connections
-        self._clients: set[asyncio.Task[object]] = set()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen; returns the bound port (pass 0 for a free one)."""
-        self._server = await asyncio.start_server(self._serve, host, port)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Stop listening and drop every client connection."""
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Kept so stop() can drop live connections (Server.close() leaves them open).
-        task = asyncio.current_task()
-        if task is not None:
-            self._clients.add(task)
+    def responder(self) -> Responder:
         port = self.line.open_port()
-        try:
-            while data := await reader.read(4096):
-                async with self._bus:
-                    for reply in port.receive(data):
-                        if reply.delay_s:
-                            await asyncio.sleep(reply.delay_s)
-                        writer.write(reply.data)
-                        await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass  # the client hung up, or the server is stopping
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
-            # Last, so that stop() still waits for this task while it closes the socket.
-            if task is not None:
-                self._clients.discard(task)
+        return lambda data: [(r.data, r.delay_s) for r in port.receive(data)]
 
 
 def serve_in_thread(

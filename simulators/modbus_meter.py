@@ -13,8 +13,6 @@ exception reply, slow answer.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 import struct
 import threading
@@ -31,7 +29,7 @@ from pymodbus.framer.rtu import FramerRTU
 from meter_drivers.modbus import HOLDING, INPUT, DeviceProfile, Field
 from simulators.load import Clock, LoadModel, SystemClock
 from simulators.pty_line import PtyLineServer, Responder
-from simulators.threaded import run_in_thread
+from simulators.threaded import LineTcpServer, run_in_thread
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_DATA_ADDRESS = 0x02
@@ -478,68 +476,36 @@ def mbap_frame(transaction_id: int, unit_id: int, pdu: bytes) -> bytes:
 Framing = Literal["mbap", "rtu"]
 
 
-class ModbusTcpServer:
+class ModbusTcpServer(LineTcpServer):
     """A line behind a TCP port: ``framing="mbap"`` is Modbus TCP (a gateway in front of
     the meters), ``"rtu"`` a transparent serial server carrying RTU frames."""
 
     def __init__(self, line: ModbusLine, *, framing: Framing = "mbap") -> None:
         if framing not in ("mbap", "rtu"):
             raise ValueError(f"framing {framing!r}: expected 'mbap' or 'rtu'")
+        super().__init__()
         self.line = line
         self.framing = framing
-        self._server: asyncio.Server | None = None
-        self._bus = asyncio.Lock()  # one transaction at a time across connections
-        self._clients: set[asyncio.Task[object]] = set()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen; returns the bound port (pass 0 for a free one)."""
-        self._server = await asyncio.start_server(self._serve, host, port)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Stop listening and drop every client connection."""
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Kept so stop() can drop live connections (Server.close() leaves them open).
-        task = asyncio.current_task()
-        if task is not None:
-            self._clients.add(task)
+    def responder(self) -> Responder:
         mbap, rtu = MbapRequestParser(), RtuRequestParser()
-        try:
-            while data := await reader.read(4096):
-                if self.framing == "mbap":
-                    requests = mbap.feed(data)
-                else:
-                    requests = [(0, unit, pdu) for unit, pdu in rtu.feed(data)]
-                async with self._bus:
-                    for tid, unit_id, pdu in requests:
-                        answer = self.line.answer(unit_id, pdu)
-                        if answer is None:
-                            continue
-                        if answer.delay_s:
-                            await asyncio.sleep(answer.delay_s)
-                        if self.framing == "mbap":
-                            writer.write(mbap_frame(tid, unit_id, answer.pdu))
-                        else:
-                            writer.write(rtu_frame(unit_id, answer.pdu, corrupt=answer.corrupt))
-                        await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass  # the client hung up, or the server is stopping
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
-            # Only now: stop() must still see (and wait for) a task that is closing.
-            if task is not None:
-                self._clients.discard(task)
+
+        def respond(data: bytes) -> list[tuple[bytes, float]]:
+            if self.framing == "mbap":
+                requests = mbap.feed(data)
+            else:
+                requests = [(0, unit, pdu) for unit, pdu in rtu.feed(data)]
+            replies = []
+            for tid, unit_id, pdu in requests:
+                answer = self.line.answer(unit_id, pdu)
+                if answer is None:
+                    continue
+                frame = (mbap_frame(tid, unit_id, answer.pdu) if self.framing == "mbap"
+                         else rtu_frame(unit_id, answer.pdu, corrupt=answer.corrupt))
+                replies.append((frame, answer.delay_s))
+            return replies
+
+        return respond
 
 
 def serve_in_thread(
