@@ -20,6 +20,7 @@ import typer
 from cloud.api.cli import cloud_api, cloud_claim_token, cloud_web_account
 from cloud.apportion.cli import apportion_command
 from cloud.leases.cli import cloud_bill, cloud_daily
+from cloud.risk.cli import risk_app
 from edge.provision import edge_provision
 from meterflow.field_commands import frame_app, read_command, scan_command
 
@@ -34,6 +35,7 @@ edge_app.command("read")(read_command)
 edge_app.command("provision")(edge_provision)
 edge_app.command("scan")(scan_command)
 app.add_typer(edge_app, name="edge")
+cloud_app.add_typer(risk_app, name="risk")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(sim_app, name="sim")
 

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from cloud.api import admin, engineer, finance, provision, signin, tenant
+from cloud.api import admin, engineer, finance, provision, risk, signin, tenant
 from cloud.api.authz import Forbidden, NotSignedIn, authorize, is_api
 from cloud.api.deps import ApiServices, WebServices
 from cloud.api.rendering import render
@@ -74,7 +74,7 @@ def create_app(services: ApiServices) -> FastAPI:
         """Liveness: the process answers (no registry round trip)."""
         return Health(status="ok")
 
-    for module in (provision, signin, tenant, finance, engineer, admin):
+    for module in (provision, signin, tenant, finance, risk, engineer, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

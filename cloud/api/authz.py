@@ -82,6 +82,8 @@ POLICIES: dict[str, Access] = {
     "api_run_lines_xlsx": Access.FINANCE,
     "api_disputes": Access.FINANCE,
     "api_dispute_resolve": Access.FINANCE,
+    "risk_page": Access.FINANCE,
+    "api_risk_leases": Access.FINANCE,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

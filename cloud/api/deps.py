@@ -12,6 +12,7 @@ from cloud.accounts import AccountService, Principal
 from cloud.command_dispatch import CommandDispatch, Publish
 from cloud.gateway_health import GatewayHealthService
 from cloud.provisioning import BrokerGrant, ProvisioningService
+from cloud.risk.jobs import RiskListService
 from cloud.run_review import RunReviewService
 from cloud.tenant_links import DEFAULT_LINK_TTL, TenantLinkService, WebSecret
 from cloud.tenant_statements import TenantStatementService
@@ -38,6 +39,7 @@ class WebServices:
     gateways: GatewayHealthService
     commands: CommandDispatch
     claim_broker: BrokerGrant
+    risk: RiskListService
     public_url: str = ""
     cookie_secure: bool | None = None
 
@@ -66,6 +68,7 @@ class WebServices:
             commands=CommandDispatch(sessions, signer, publish, clock=clock,
                                      prefix=topic_prefix),
             claim_broker=claim_broker or BrokerGrant("mqtt://127.0.0.1:1883"),
+            risk=RiskListService(sessions),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
         )

@@ -347,7 +347,8 @@ class RenewalOffer(Base):
 
 
 class RepairComplaint(Base):
-    """A tenant's repair complaint; an open one puts the tenant's renewal up for review."""
+    """A tenant's repair ticket (opened, resolved, category: ``electrical``, ``plumbing``,
+    ``hvac``, ``general`` ...); an open one puts the tenant's renewal up for review."""
 
     __tablename__ = "repair_complaints"
 
@@ -357,6 +358,7 @@ class RepairComplaint(Base):
     opened_on: Mapped[date] = mapped_column(Date)
     resolved_on: Mapped[date | None] = mapped_column(Date)
     summary: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(32), default="general")
 
 
 class DepositRefund(Base):

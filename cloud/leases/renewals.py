@@ -14,6 +14,10 @@ entered late) sends the nearest and records the others as superseded. A reminder
 acknowledged within the policy's days is escalated to the manager's supervisor, once.
 Tenants with late payments (the last 365 days) or open repair complaints are flagged:
 their reminders are marked priority, a review task is opened, and they head the queue.
+A lease whose latest move-out probability (cloud.risk scores) reaches the policy's
+``risk_threshold`` is flagged too, with the model's reasons, and gets one reminder more —
+``risk_lead_days`` before the first offset (120 days by default), kind ``risk`` — sent to the
+manager's supervisor, the senior manager.
 
 Price suggestion for comparable units (same site, building and unit type): the group's
 median current rent per m² raised by the middle of the band is the target; each lease's
@@ -64,6 +68,7 @@ from cloud.leases.schedule import RentStep, rent_in_force
 from cloud.leases.terms import LeasePolicy
 from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
+from cloud.risk.jobs import high_risk_leases
 
 S = LeaseStatus
 LATE_HISTORY = timedelta(days=365)
@@ -170,29 +175,42 @@ def send_renewal_reminders(session: Session, today: date, *, at: datetime,
                            rules: Mapping[str | None, LeasePolicy] | None = None) -> int:
     """Record and queue the reminders due by ``today``; return how many were sent."""
     rules = rules or policies(session)
-    horizon = today + timedelta(days=max(max(p.reminder_offsets_days) for p in rules.values()))
+    horizon = today + timedelta(days=max(max(p.reminder_offsets_days) + p.risk_lead_days
+                                         for p in rules.values()))
     leases = session.scalars(select(Lease).where(Lease.status.in_([S.ACTIVE, S.EXPIRING]),
                                                  Lease.end_on <= horizon, Lease.end_on > today)
                              .order_by(Lease.id)).all()
     if not leases:
         return 0
     ids = [lease.id for lease in leases]
-    known: set[tuple[str, int]] = set()
+    known: set[tuple[str, str, int]] = set()
     for i in range(0, len(ids), 500):
         known.update(session.execute(
-            select(RenewalReminder.lease_id, RenewalReminder.offset_days)
+            select(RenewalReminder.lease_id, RenewalReminder.kind, RenewalReminder.offset_days)
             .where(RenewalReminder.lease_id.in_(ids[i:i + 500]),
-                   RenewalReminder.kind == "reminder")))
+                   RenewalReminder.kind.in_(["reminder", "risk"]))))
+    risky = high_risk_leases(session, ids,
+                             threshold=min(p.risk_threshold for p in rules.values()))
     due_by_lease = {}
+    risk_due: dict[str, int] = {}
     for lease in leases:
         policy = rules.get(lease.policy_id, rules[None])
         due = sorted(o for o in policy.reminder_offsets_days
-                     if lease.end_on - timedelta(days=o) <= today and (lease.id, o) not in known)
+                     if lease.end_on - timedelta(days=o) <= today
+                     and (lease.id, "reminder", o) not in known)
+        hit = risky.get(lease.id)
+        if hit is not None and hit[0] < policy.risk_threshold:
+            risky.pop(lease.id)
+        elif hit is not None:
+            early = max(policy.reminder_offsets_days) + policy.risk_lead_days
+            if lease.end_on - timedelta(days=early) <= today and \
+                    (lease.id, "risk", early) not in known:
+                risk_due[lease.id] = early
         if due:
             due_by_lease[lease.id] = due
-    if not due_by_lease:
+    if not due_by_lease and not risk_due:
         return 0
-    leases = [lease for lease in leases if lease.id in due_by_lease]
+    leases = [lease for lease in leases if lease.id in due_by_lease or lease.id in risk_due]
     staff = {s.id: s for s in session.scalars(select(Staff))}
     tenants = {t.id: t for t in session.scalars(select(Tenant).where(
         Tenant.id.in_({lease.tenant_id for lease in leases})))}
@@ -200,9 +218,31 @@ def send_renewal_reminders(session: Session, today: date, *, at: datetime,
     messages: list[tuple[str, Notification]] = []
     sent = 0
     for lease in leases:
-        due = due_by_lease[lease.id]
+        due = due_by_lease.get(lease.id, [])
         manager = staff[lease.manager_id]
-        reasons = flagged.get(lease.tenant_id, [])
+        reasons = list(flagged.get(lease.tenant_id, []))
+        if lease.id in risky:
+            p, why = risky[lease.id]
+            reasons.append(f"move-out risk {p:.0%}" + (f" ({'; '.join(why)})" if why else ""))
+        if lease.id in risk_due:
+            offset = risk_due[lease.id]
+            senior = staff.get(manager.supervisor_id or "", manager)
+            key = f"renewal:{lease.id}:risk:{offset}"
+            tenant = tenants[lease.tenant_id]
+            messages.append((senior.channel, Notification(
+                key, senior.address,
+                f"[move-out risk] Lease {lease.id} ends on {lease.end_on}",
+                f"Lease {lease.id} of {tenant.name} for unit {lease.unit_id} ends on "
+                f"{lease.end_on} ({(lease.end_on - today).days} days) and is at high risk of "
+                f"moving out: {'; '.join(reasons)}. {manager.name} manages it; please plan the "
+                "retention now.",
+                {"lease": lease.id, "end_on": lease.end_on.isoformat(), "offset_days": offset,
+                 "priority": True, "manager": manager.id})))
+            session.add(RenewalReminder(lease_id=lease.id, kind="risk", offset_days=offset,
+                                        sent_on=today, recipient_id=senior.id,
+                                        outcome="queued", priority=True,
+                                        notification_key=key))
+            sent += 1
         for offset in due:
             if offset != due[0]:
                 session.add(RenewalReminder(lease_id=lease.id, kind="reminder",

@@ -154,11 +154,16 @@ class LateFeePolicy(_Strict):
 
 
 class LeasePolicy(_Strict):
-    """How leases are run: renewal reminders [days before the end], acknowledgement window
+    """How leases are run: renewal reminders [days before the end] (earlier, to the
+    supervisor, for a high move-out risk), acknowledgement window
     [days], auto-renew window [days], renewal price band (rates), arrears that block a
     renewal [cents], late fees and the SLA of each deposit-refund step [hours]."""
 
     reminder_offsets_days: tuple[int, ...] = (90, 60, 30)
+    #: a lease whose move-out probability (cloud.risk) is at least ``risk_threshold`` gets
+    #: one more reminder ``risk_lead_days`` before the first offset, to the supervisor
+    risk_threshold: float = Field(0.5, gt=0, le=1)
+    risk_lead_days: int = Field(30, ge=0, le=180)
     acknowledge_within_days: int = Field(7, ge=1, le=60)
     auto_renew_window_days: int = Field(30, ge=1, le=120)
     price_band: tuple[Decimal, Decimal] = (Decimal("0.03"), Decimal("0.05"))

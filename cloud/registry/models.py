@@ -89,3 +89,4 @@ class DeadLetter(Base):
 # The other packages' tables join Base.metadata (Alembic compares against it).
 from cloud.leases import models as lease_models  # noqa: E402, F401
 from cloud.registry import models_provisioning, models_web  # noqa: E402, F401
+from cloud.risk import models as risk_models  # noqa: E402, F401
