@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.risk import features as F
-from cloud.risk.forecast import forecast, interval, kaplan_meier, month_ends, poisson_binomial
+from cloud.risk.forecast import (
+    calendar_offset,
+    forecast,
+    interval,
+    kaplan_meier,
+    month_ends,
+    poisson_binomial,
+)
 from cloud.risk.model import fit, precision_at, reasons, roc_auc
 
 
@@ -195,9 +202,33 @@ def test_forecast_by_hand() -> None:
     assert got[("A", ends[1])] == pytest.approx(1.5)
     assert got[("A", ends[2])] == pytest.approx(1.75)
     assert got[("B", ends[0])] == 0 and got[("B", ends[1])] == pytest.approx(0.8)
-    # a vacancy lasting at most 20 days: today's vacancy (10 days old) is gone by the end
-    surv = np.where(np.arange(401) < 20, 1.0, 0.0)
+    # every vacancy lasts exactly one calendar month (31): today's vacancy (since Feb 19) is
+    # let on Mar 19; a lease ending Mar 15 leaves its unit vacant on Mar 31 with its
+    # probability, let by Apr 15
+    surv = np.zeros(31 * 60 + 1)
+    surv[:31] = 1.0
+    rows = forecast(as_of, vacant_building=["A"], vacant_since=np.array([date(2026, 2, 19)
+                                                                         .toordinal()]),
+                    vacant_until=never, lease_building=["A"],
+                    lease_end=np.array([date(2026, 3, 15).toordinal()]),
+                    lease_p=np.array([0.4]), survival=surv, buildings=["A"], months=2)
+    assert [(r.current, r.expected) for r in rows] == [(1, 0.4), (1, 0.0)]
+    # a lease already signed for the vacant unit: vacant exactly until it starts
     rows = forecast(as_of, vacant_building=["A"], vacant_since=np.array([as_of.toordinal() - 10]),
-                    vacant_until=never, lease_building=[], lease_end=np.zeros(0, np.int64),
-                    lease_p=np.zeros(0), survival=surv, buildings=["A"], months=1)
-    assert rows[0].expected == 0.0 and rows[0].current == 1
+                    vacant_until=np.array([date(2026, 4, 1).toordinal()]), lease_building=[],
+                    lease_end=np.zeros(0, np.int64), lease_p=np.zeros(0),
+                    survival=np.ones(61), buildings=["A"], months=2)
+    assert [r.expected for r in rows] == [1.0, 0.0]
+
+
+def test_calendar_offset_by_hand() -> None:
+    def c(a: date, b: date) -> int:
+        return int(calendar_offset(np.array([a.toordinal()]), b.toordinal())[0])
+
+    assert c(date(2026, 2, 1), date(2026, 3, 1)) == 31 == c(date(2026, 3, 1), date(2026, 4, 1))
+    assert c(date(2026, 4, 1), date(2026, 4, 30)) == 29
+    assert c(date(2026, 3, 1), date(2026, 4, 30)) == 60
+    assert c(date(2026, 1, 31), date(2026, 2, 1)) == 1
+    assert c(date(2026, 2, 28), date(2026, 3, 1)) == 4
+    days = np.arange(date(2026, 1, 1).toordinal(), date(2027, 1, 1).toordinal())
+    assert (np.diff(calendar_offset(np.full(len(days), days[0]), days)) > 0).all()

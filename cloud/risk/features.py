@@ -39,6 +39,8 @@ FEATURES: tuple[str, ...] = (
     "days_to_paid_through",  # paid-through date − cutoff [days]
     "rent_ratio",           # log(rent per m² ÷ the comparable units' median rent per m²)
     "tenure_years",         # years since the tenant's first lease of the unit began
+    "nps",                  # the latest survey score 0–10 (7 when never answered)
+    "activities",           # community activities joined in the last 180 days
 )
 
 
@@ -208,6 +210,9 @@ def feature_matrix(daily: np.ndarray, ledger: Ledger, facts: LeaseFacts,
     cols = usage_features(daily, facts.group)
     cols |= ledger_features(ledger, n, as_of)
     cols |= contract_features(facts, as_of)
+    comps = health_components(ledger, n, as_of)
+    cols["nps"] = comps["nps"] / 10
+    cols["activities"] = comps["activity"] * EXPECTED_ACTIVITIES / 100
     return np.column_stack([cols[name] for name in FEATURES]) if n else \
         np.zeros((0, len(FEATURES)))
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from cloud.apportion.models import Unit
 from cloud.leases.models import Lease
 from cloud.risk.features import (
+    FEATURES,
     NEVER,
     feature_matrix,
     health_band,
@@ -32,9 +33,10 @@ from cloud.risk.forecast import (
 from cloud.risk.loader import load_inputs
 from cloud.risk.model import RiskModel, reasons
 from cloud.risk.models import RiskModelRow, RiskScore
-from cloud.risk.training import train
+from cloud.risk.training import LEAD_DAYS, SNAPSHOT_DAYS, train
 from cloud.series.base import SeriesStore
 
+USAGE_FEATURES = ("use_ratio", "peer_ratio", "use_slope", "zero_streak")
 HIGH_RISK = 0.5  # a lease at or above this probability is "high risk" for the reminders
 
 
@@ -88,11 +90,19 @@ class Scores:
 
 def score(session: Session, store: SeriesStore, as_of: date, *, site_id: str | None = None,
           model: tuple[int, RiskModel] | None = None, ends_before: date | None = None,
-          with_reasons: bool = True) -> Scores:
-    """Features, probability, reasons and health score of every running lease."""
+          with_reasons: bool = True, usage_within_days: int | None = None) -> Scores:
+    """Features, probability, reasons and health score of every running lease.
+
+    ``usage_within_days``: use features of leases ending later than that are set unknown
+    (imputed): the model learned them from leases scored 45–52 days before their end, when
+    a leaver's use has started to fall; months earlier it has not, and reading "no fall yet"
+    as "stays" would bias a far-ahead probability low (the vacancy forecast sets it)."""
     inputs = load_inputs(session, store, as_of, site_id=site_id, ends_before=ends_before)
     n = len(inputs.lease_ids)
     x = feature_matrix(inputs.daily, inputs.ledger, inputs.facts, inputs.as_of_day)
+    if usage_within_days is not None and n:
+        far = inputs.facts.end_day - inputs.as_of_day > usage_within_days
+        x[np.ix_(far, [FEATURES.index(f) for f in USAGE_FEATURES])] = np.nan
     comps = health_components(inputs.ledger, n, inputs.as_of_day)
     health = health_score(comps) if n else np.zeros(0)
     try:
@@ -172,11 +182,12 @@ def vacancy_forecast(session: Session, store: SeriesStore, site_id: str, as_of: 
     since, until, durations, observed = vacancy_state(occ, as_of)
     horizon_end = month_ends(as_of, months)[-1] + timedelta(days=1)
     scores = score(session, store, as_of, site_id=site_id, model=model,
-                   ends_before=horizon_end, with_reasons=False)
+                   ends_before=horizon_end, with_reasons=False,
+                   usage_within_days=LEAD_DAYS + SNAPSHOT_DAYS)
     if scores.model_version is None:
         raise NoModel("the vacancy forecast needs a move-out model: run "
                       "`meterflow cloud risk train`")
-    survival = kaplan_meier(durations, observed, horizon=400)
+    survival = kaplan_meier(durations, observed, horizon=31 * 60)  # calendar offsets
     vacant = sorted(since)
     buildings = sorted(set(occ.unit_building.values()))
     return forecast(as_of, vacant_building=[occ.unit_building[u] for u in vacant],

@@ -177,6 +177,10 @@ def _fmt(name: str, v: float) -> str:
         return f"rent {100 * (np.exp(v) - 1):+.0f} % vs comparable units"
     if name == "tenure_years":
         return f"tenant for {v:.1f} years"
+    if name == "nps":
+        return f"satisfaction survey score {v:.0f} of 10"
+    if name == "activities":
+        return f"joined {v:.0f} community activities in 180 days"
     return f"{name} = {v:.3g}"
 
 

@@ -5,9 +5,9 @@ when a renewal (a lease with ``renewed_from_id`` = it) was signed by then, or th
 still there 60 days after the contract end (open-ended); *left* when it ended by then with
 no renewal. Otherwise it is unknown and left out.
 
-Cohorts: on the first of each month t, the leases running at t whose contract ends in
-[t + lead, next month's first + lead) — each lease is scored once, ``lead`` to ``lead`` + one
-month before its end (45 days: the seeds' "45 days ahead"). The backtest trains on the
+Cohorts: every week, on day t, the leases running at t whose contract ends in [t + lead,
+t + 7 + lead) — each lease is scored once, ``lead`` to ``lead`` + 6 days before its end (45
+days: the seeds' "45 days ahead"). The backtest trains on the
 cohorts whose contracts end before the split (outcomes known by the split) and tests on
 those ending after it (outcomes known by the end of the history).
 """
@@ -23,7 +23,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.leases.models import Lease
-from cloud.leases.periods import add_months
 from cloud.risk.features import feature_matrix, health_components, health_score
 from cloud.risk.loader import load_inputs
 from cloud.risk.model import RiskModel, fit, metrics
@@ -56,14 +55,16 @@ def outcomes(session: Session, lease_ids: list[str], known_by: date) -> dict[str
     return out
 
 
-def month_starts(first: date, last: date) -> list[date]:
-    """First days of the months from ``first``'s month (if ``first`` is a first) to
-    ``last`` inclusive."""
-    t = first if first.day == 1 else add_months(first.replace(day=1), 1)
+SNAPSHOT_DAYS = 7
+
+
+def snapshots(first: date, last: date) -> list[date]:
+    """Snapshot days from the first Monday on or after ``first`` to ``last``, a week apart."""
+    t = first + timedelta(days=(7 - first.weekday()) % 7)
     out = []
     while t <= last:
         out.append(t)
-        t = add_months(t, 1)
+        t += timedelta(days=SNAPSHOT_DAYS)
     return out
 
 
@@ -91,7 +92,7 @@ def cohort_examples(session: Session, store: SeriesStore, snapshots: list[date],
     ex = Examples()
     for t in snapshots:
         lo = t + timedelta(days=lead_days)
-        hi = add_months(t, 1) + timedelta(days=lead_days)
+        hi = t + timedelta(days=SNAPSHOT_DAYS + lead_days)
         if ends_before is not None:
             hi = min(hi, ends_before)
         if hi <= lo:
@@ -119,7 +120,7 @@ def train(session: Session, store: SeriesStore, *, history_from: date, as_of: da
           lead_days: int = LEAD_DAYS) -> tuple[RiskModel, dict[str, Any]]:
     """Fit on every cohort whose outcome is known by ``as_of``; metrics: in-sample and a
     time-split validation (fitted on the older 70 % of snapshots, measured on the rest)."""
-    snaps = month_starts(history_from + timedelta(days=90), as_of - timedelta(days=lead_days))
+    snaps = snapshots(history_from + timedelta(days=90), as_of - timedelta(days=lead_days))
     ex = cohort_examples(session, store, snaps, as_of, lead_days=lead_days, ends_before=as_of)
     x, health, y = ex.matrices()
     model = fit(x, y)
@@ -140,17 +141,30 @@ def baseline_risk(health: np.ndarray) -> np.ndarray:
     return (100.0 - health) / 100.0
 
 
+def backtest_examples(session: Session, store: SeriesStore, *, history_from: date,
+                      split: date, history_to: date, lead_days: int = LEAD_DAYS
+                      ) -> tuple[Examples, Examples]:
+    """Training examples (contracts ending before ``split``, outcomes as known by it) and
+    test examples (ending in [split, history_to), outcomes known by ``history_to``). Both
+    sides only take contracts that ended before their ``known_by``: a renewal is known
+    before the end and a move-out only at it, so later ones would be all stayers."""
+    first = history_from + timedelta(days=90)
+    train_snaps = snapshots(first, split - timedelta(days=lead_days))
+    test_snaps = snapshots(split - timedelta(days=lead_days) + timedelta(days=1),
+                           history_to - timedelta(days=lead_days))
+    tr = cohort_examples(session, store, train_snaps, split, lead_days=lead_days,
+                         ends_before=split)
+    te = cohort_examples(session, store, test_snaps, history_to, lead_days=lead_days,
+                         ends_before=history_to)
+    return tr, te
+
+
 def backtest(session: Session, store: SeriesStore, *, history_from: date, split: date,
              history_to: date, lead_days: int = LEAD_DAYS) -> dict[str, Any]:
     """Train on outcomes known by ``split``, test on the cohorts ending after it; ROC AUC
     and precision at the top 10 % for the model and for the health-score baseline."""
-    first = history_from + timedelta(days=90)
-    train_snaps = month_starts(first, split - timedelta(days=lead_days))
-    test_snaps = month_starts(split - timedelta(days=lead_days) + timedelta(days=1),
-                             history_to - timedelta(days=lead_days))
-    tr = cohort_examples(session, store, train_snaps, split, lead_days=lead_days,
-                         ends_before=split)
-    te = cohort_examples(session, store, test_snaps, history_to, lead_days=lead_days)
+    tr, te = backtest_examples(session, store, history_from=history_from, split=split,
+                               history_to=history_to, lead_days=lead_days)
     x_tr, _, y_tr = tr.matrices()
     x_te, h_te, y_te = te.matrices()
     model = fit(x_tr, y_tr)
