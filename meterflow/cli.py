@@ -213,6 +213,48 @@ def cloud_influx_setup() -> None:
 # ---------------------------------------------------------------- sim
 
 
+@sim_app.command("portfolio")
+def sim_portfolio(
+    buildings: Annotated[int, typer.Option(min=1, max=1000)] = 6,
+    units_per_building: Annotated[int, typer.Option(min=1, max=10_000)] = 80,
+    days: Annotated[int, typer.Option(min=120, max=3650, help="days of history")] = 760,
+    start: Annotated[str, typer.Option(help="first day of the history, YYYY-MM-DD")
+                     ] = "2024-11-01",
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Write a simulated lease portfolio with daily use into the configured registry and
+    series store (behaviour: docs/vacancy.md), to try `meterflow cloud risk ...` on."""
+    from datetime import date
+
+    from sqlalchemy import func, select
+
+    from cloud.leases.models import Lease
+    from meterflow.assembly import registry, series_store
+    from simulators.portfolio import PortfolioSpec, generate_portfolio
+
+    try:
+        first = date.fromisoformat(start)
+    except ValueError:
+        raise _fail(f"--start {start!r}: expected YYYY-MM-DD") from None
+    settings = _settings()
+    sessions = registry(settings)
+    with sessions() as session:
+        if session.scalar(select(func.count()).select_from(Lease)):
+            raise _fail(f"{settings.registry_url} already holds leases; the simulated "
+                        "portfolio goes into an empty registry (set MF_DATA_DIR)")
+    store = series_store(settings)
+    try:
+        summary = generate_portfolio(sessions, store, PortfolioSpec(
+            start=first, days=days, buildings=buildings,
+            units_per_building=units_per_building, seed=seed))
+    finally:
+        store.close()
+    typer.echo(json.dumps({"units": summary.units, "leases": summary.leases,
+                           "tenants": summary.tenants, "points": summary.points,
+                           "invoices": summary.invoices, "tickets": summary.tickets,
+                           "now": summary.now.isoformat()}))
+
+
 @sim_app.command("dlt645")
 def sim_dlt645(
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0: any free one)")] = 0,

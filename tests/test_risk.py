@@ -210,7 +210,8 @@ def test_vacancy_forecast_interval_covers_what_happened(portfolio: Portfolio) ->
                 rows_out.append({"origin": origin.isoformat(), "month": on.isoformat()[:7],
                                  "expected": round(exp, 1), "realised": real})
     _record("forecast", {"building_months": cells, "covered": covered,
-                         "portfolio_months": total_cells, "portfolio_covered": total_covered,
+                         "portfolio_months": total_cells,
+                         "portfolio_covered": int(total_covered),
                          "months": rows_out})
     assert covered / cells >= 0.7, (covered, cells)
 
@@ -285,3 +286,16 @@ def test_command_line(small_portfolio: Portfolio) -> None:
                           "--as-of", "2026-13-01"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "--as-of '2026-13-01': expected YYYY-MM-DD" in bad.stderr
+
+
+def test_sim_portfolio_command_fills_an_empty_registry_only(tmp_path: Path) -> None:
+    env = {**os.environ, "MF_DATA_DIR": str(tmp_path)}
+    env.pop("MF_DB_URL", None)
+    args = [METERFLOW, "sim", "portfolio", "--buildings", "1", "--units-per-building", "10",
+            "--days", "150"]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["units"] == 10 and summary["points"] >= 10 * 150
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already holds leases" in again.stderr

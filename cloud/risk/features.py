@@ -49,7 +49,8 @@ class Ledger:
     """Ledger rows as parallel arrays; ``*_lease`` are row indexes of the scored leases.
 
     Invoices [cents, days]: due day, day paid in full (``NEVER`` if not by the cutoff).
-    Collections: step reached by an invoice still unpaid at the cutoff, and the day.
+    Collections: the ladder rung (1 reminder, 2 internal task, 3 call, 4 escalation) an
+    event of an invoice reached, its day, and whether the invoice was unpaid at the cutoff.
     Tickets: opened and resolved day (``NEVER`` if open at the cutoff).
     Activities: day of a participation. Surveys: day and score 0–10.
     """

@@ -23,6 +23,7 @@ from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.models import MeterInstallation, TreeNode, Unit
+from cloud.leases.dunning import LADDER
 from cloud.leases.models import (
     CollectionEvent,
     Invoice,
@@ -67,6 +68,14 @@ def _days(values: list[str | None] | tuple[str | None, ...]) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     d = np.array(values, dtype="datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
     return np.where(d >= date(2999, 12, 31).toordinal(), NEVER, d)
+
+
+_LADDER_DAYS = np.array(sorted(step.days for step in LADDER))
+
+
+def _stage(step_days: np.ndarray) -> np.ndarray:
+    """A collection event's step (its day offset T+1, T+3, T+7, T+15) → its rung 1–4."""
+    return np.searchsorted(_LADDER_DAYS, step_days, side="right").astype(np.int64)
 
 
 def _iso(col):  # type: ignore[no-untyped-def]
@@ -196,7 +205,7 @@ def load_inputs(session: Session, store: SeriesStore, as_of: date, *,
         inv_lease=np.array([index[r[0]] for r in inv], dtype=np.int64),
         inv_due=_days([r[1] for r in inv]), inv_paid=inv_paid,
         col_lease=np.array([index[r[0]] for r in col], dtype=np.int64),
-        col_step=np.array([r[1] for r in col], dtype=np.int64),
+        col_step=_stage(np.array([r[1] for r in col], dtype=np.int64)),
         col_day=_days([r[2] for r in col]),
         col_unpaid=col_paid >= as_of.toordinal(),
         tk_lease=np.array([pair_index[(r[0], r[1])] for r in tk], dtype=np.int64),
