@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from cloud.apportion.models import Unit
 from cloud.leases.models import Lease
 from cloud.risk.features import (
-    FEATURES,
     NEVER,
     feature_matrix,
     health_band,
@@ -33,10 +32,9 @@ from cloud.risk.forecast import (
 from cloud.risk.loader import load_inputs
 from cloud.risk.model import RiskModel, reasons
 from cloud.risk.models import RiskModelRow, RiskScore
-from cloud.risk.training import LEAD_DAYS, SNAPSHOT_DAYS, train
+from cloud.risk.training import FORECAST_LEAD_DAYS, train
 from cloud.series.base import SeriesStore
 
-USAGE_FEATURES = ("use_ratio", "peer_ratio", "use_slope", "zero_streak")
 HIGH_RISK = 0.5  # a lease at or above this probability is "high risk" for the reminders
 
 
@@ -53,8 +51,12 @@ def train_job(session: Session, store: SeriesStore, as_of: date, *,
             raise ValueError("no leases: nothing to train on")
         history_from = first
     model, info = train(session, store, history_from=history_from, as_of=as_of)
+    far, far_info = train(session, store, history_from=history_from, as_of=as_of,
+                          lead_days=FORECAST_LEAD_DAYS)
+    info["forecast_model"] = far_info
     row = RiskModelRow(trained_at=now or datetime.now(UTC), as_of=as_of,
-                       examples=info["examples"], params=model.to_json(), metrics=info,
+                       examples=info["examples"],
+                       params={**model.to_json(), "forecast": far.to_json()}, metrics=info,
                        active=True)
     session.add(row)
     session.flush()
@@ -68,6 +70,16 @@ def active_model(session: Session) -> tuple[int, RiskModel]:
     if row is None:
         raise NoModel("no move-out model has been trained: run `meterflow cloud risk train`")
     return row.version, RiskModel.from_json(row.params)
+
+
+def forecast_model(session: Session) -> tuple[int, RiskModel]:
+    """The newest active version's forecast model: trained on leases scored 90 days before
+    their end (a lease months from its end shows none of the late signs the 45-day model
+    learned from, which would read as "stays" and bias far-ahead probabilities low)."""
+    version, _ = active_model(session)
+    row = session.get(RiskModelRow, version)
+    assert row is not None
+    return version, RiskModel.from_json(row.params.get("forecast") or row.params)
 
 
 @dataclass(frozen=True)
@@ -90,19 +102,11 @@ class Scores:
 
 def score(session: Session, store: SeriesStore, as_of: date, *, site_id: str | None = None,
           model: tuple[int, RiskModel] | None = None, ends_before: date | None = None,
-          with_reasons: bool = True, usage_within_days: int | None = None) -> Scores:
-    """Features, probability, reasons and health score of every running lease.
-
-    ``usage_within_days``: use features of leases ending later than that are set unknown
-    (imputed): the model learned them from leases scored 45–52 days before their end, when
-    a leaver's use has started to fall; months earlier it has not, and reading "no fall yet"
-    as "stays" would bias a far-ahead probability low (the vacancy forecast sets it)."""
+          with_reasons: bool = True) -> Scores:
+    """Features, probability, reasons and health score of every running lease."""
     inputs = load_inputs(session, store, as_of, site_id=site_id, ends_before=ends_before)
     n = len(inputs.lease_ids)
     x = feature_matrix(inputs.daily, inputs.ledger, inputs.facts, inputs.as_of_day)
-    if usage_within_days is not None and n:
-        far = inputs.facts.end_day - inputs.as_of_day > usage_within_days
-        x[np.ix_(far, [FEATURES.index(f) for f in USAGE_FEATURES])] = np.nan
     comps = health_components(inputs.ledger, n, inputs.as_of_day)
     health = health_score(comps) if n else np.zeros(0)
     try:
@@ -181,9 +185,9 @@ def vacancy_forecast(session: Session, store: SeriesStore, site_id: str, as_of: 
     occ = load_occupancy(session, site_id)
     since, until, durations, observed = vacancy_state(occ, as_of)
     horizon_end = month_ends(as_of, months)[-1] + timedelta(days=1)
-    scores = score(session, store, as_of, site_id=site_id, model=model,
-                   ends_before=horizon_end, with_reasons=False,
-                   usage_within_days=LEAD_DAYS + SNAPSHOT_DAYS)
+    scores = score(session, store, as_of, site_id=site_id,
+                   model=model or forecast_model(session), ends_before=horizon_end,
+                   with_reasons=False)
     if scores.model_version is None:
         raise NoModel("the vacancy forecast needs a move-out model: run "
                       "`meterflow cloud risk train`")

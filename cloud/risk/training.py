@@ -29,6 +29,7 @@ from cloud.risk.model import RiskModel, fit, metrics
 from cloud.series.base import SeriesStore
 
 LEAD_DAYS = 45
+FORECAST_LEAD_DAYS = 90  # the forecast's model: scored ~3 months ahead, mid-horizon
 OPEN_ENDED_STAY_DAYS = 60
 
 
