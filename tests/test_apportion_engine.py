@@ -160,3 +160,64 @@ def test_bench_loop_baseline_agrees_with_the_engine() -> None:
             key = (int(seg_node[seg]), register)
             engine[key] = engine.get(key, 0) + int(c)
     assert engine == loop
+
+
+def _rounding_by_sorting(total: int, parts: list[np.ndarray]) -> list[int]:
+    """Largest remainder the plain way: every line on the 2⁻¹⁴-cent grid, sorted by
+    remainder (largest first, earlier line first), leftover cents to the first."""
+    grid = [int(g) for g in np.rint(np.concatenate(parts) * 16_384).astype(np.int64)]
+    cents = [g >> 14 for g in grid]
+    leftover = total - sum(cents)
+    if leftover >= 0:
+        order = sorted(range(len(grid)), key=lambda i: (-(grid[i] & 16_383), i))
+        for i in order[:leftover]:
+            cents[i] += 1
+    else:
+        order = sorted((i for i in range(len(grid)) if cents[i] > 0),
+                       key=lambda i: (grid[i] & 16_383, i))
+        for i in order[:-leftover]:
+            cents[i] -= 1
+    return cents
+
+
+@pytest.mark.parametrize("lines", [50, 30_000, 400_000])
+@pytest.mark.parametrize("shape", ["spread", "few remainders", "skewed"])
+def test_rounding_matches_sorting_every_line_on_large_pots(lines: int, shape: str) -> None:
+    # large pots take the sampled selection path; few distinct remainders (many ties) and
+    # skewed remainders are where a sample brackets worst
+    rng = np.random.default_rng(lines)
+    if shape == "spread":
+        ideal = rng.gamma(2.0, 150.0, lines)
+    elif shape == "few remainders":
+        ideal = rng.integers(0, 500, lines) + rng.choice([0.25, 0.5, 0.75], lines)
+    else:
+        ideal = rng.integers(0, 500, lines) + rng.beta(0.3, 8.0, lines)
+    parts = [ideal[: lines // 3], ideal[lines // 3 :], np.array([17.5])]
+    exact = np.rint(np.concatenate(parts) * 16_384).sum() / 16_384
+    for total in (int(np.floor(exact)), int(np.floor(exact)) - lines // 7):
+        scale = total / exact
+        scaled = [p * scale for p in parts]
+        cents = np.concatenate(largest_remainder_parts(total, scaled))
+        assert int(cents.sum()) == total
+        assert cents.tolist() == _rounding_by_sorting(total, scaled)
+
+
+def test_rounding_is_exact_when_the_sample_misleads() -> None:
+    # every line the strided sample looks at has remainder 0, every other 0.5 cent: the
+    # sample's bracket misses the wanted remainder and the selection falls back to all lines
+    lines = 300_000
+    ideal = np.full(lines, 3.5)
+    ideal[:: lines // (1 << 14)] = 3.0
+    total = int(np.floor(ideal.sum()))
+    cents = largest_remainder(total, ideal)
+    assert cents.tolist() == _rounding_by_sorting(total, [ideal])
+
+
+def test_rounding_takes_back_cents_on_a_large_pot_in_line_order() -> None:
+    lines = 400_000
+    ideal = np.full(lines, 0.99998)
+    ideal[::3] = 0.99999
+    total = int(np.floor(ideal.sum()))
+    cents = largest_remainder(total, ideal)
+    assert int(cents.sum()) == total
+    assert cents.tolist() == _rounding_by_sorting(total, [ideal])

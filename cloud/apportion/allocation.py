@@ -17,9 +17,10 @@ which is the tie-break key of the rounding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -38,6 +39,18 @@ class NodeKind(IntEnum):
     UNIT = 2
     COMMON = 3
     LANDLORD = 4
+
+
+def of_kind(kind: np.ndarray, *kinds: NodeKind) -> np.ndarray:
+    """Mask of the nodes whose ``kind`` is one of ``kinds``.
+
+    The kinds are compared as plain ints: numpy takes an ``IntEnum`` for an int64 and
+    would compare a copy of the int8 ``kind`` array.
+    """
+    mask = kind == int(kinds[0])
+    for k in kinds[1:]:
+        mask |= kind == int(k)
+    return mask
 
 
 class Basis(StrEnum):
@@ -151,52 +164,75 @@ class TreeShape:
     def build(cls, kind: np.ndarray, parent: np.ndarray, node_area: np.ndarray) -> TreeShape:
         """Arrays for ``kind`` / ``parent`` (−1 at the root) / node floor area [m²]."""
         nodes = kind.size
-        depth = np.zeros(nodes, dtype=np.int64)
-        below = np.flatnonzero(parent >= 0)
-        up = parent[below]
-        level = 0
-        while below.size:
-            level += 1
-            _assign(depth, below, level)
-            up = parent[up]
-            keep = up >= 0
-            if not keep.all():
-                below, up = below[keep], up[keep]
-        levels = tuple(np.flatnonzero(depth == d) for d in range(1, int(depth.max(initial=0)) + 1))
+        # levels top-down: the children of one level are the next; the extra last slot of
+        # ``in_level`` is where a root's parent (−1) looks
+        levels_found = []
+        in_level = np.zeros(nodes + 1, dtype=bool)
+        level = roots = np.flatnonzero(parent < 0)
+        in_level[level] = True
+        placed = level.size
+        while placed < nodes:  # (a node under a cycle is never placed: an empty level ends)
+            below = np.flatnonzero(in_level[parent])
+            if not below.size:
+                break
+            _assign(in_level, level, False)
+            _assign(in_level, below, True)
+            levels_found.append(below)
+            level = below
+            placed += below.size
+        levels = tuple(levels_found)
         # a level whose nodes all hang under one parent is summed and scaled with scalars
         level_parent = tuple(
             int(parent[level[0]]) if (rows(parent, level) == parent[level[0]]).all()
             else parent[level]
             for level in levels
         )
-        allocating = np.flatnonzero((kind == NodeKind.MAIN) | (kind == NodeKind.BRANCH)
-                                    | (kind == NodeKind.COMMON))
-        participant = np.flatnonzero((kind == NodeKind.UNIT) | (kind == NodeKind.LANDLORD))
-        participant_of = np.full(nodes, -1, dtype=np.int64)
-        participant_of[participant] = np.arange(participant.size)
+        allocating = np.flatnonzero(of_kind(kind, NodeKind.MAIN, NodeKind.BRANCH,
+                                            NodeKind.COMMON))
+        participant = np.flatnonzero(of_kind(kind, NodeKind.UNIT, NodeKind.LANDLORD))
+        run = _run(participant)
+        if run is None:
+            participant_of = np.full(nodes, -1, dtype=np.int64)
+            participant_of[participant] = np.arange(participant.size)
+        else:  # the participants are a block of nodes: their indices count from its start
+            participant_of = np.arange(-run.start, nodes - run.start)
+            participant_of[: run.start] = -1
+            participant_of[run.stop :] = -1
         ancestors, members = [], []
+        has_parent = parent >= 0
         who = np.arange(participant.size)
         up = rows(parent, participant)
-        while who.size:
-            keep = up >= 0
+        keep = up >= 0
+        while True:
             if not keep.all():
                 who, up = who[keep], up[keep]
             if not who.size:
                 break
             ancestors.append(up)
             members.append(who)
+            keep = has_parent[up]
+            if not keep.any():
+                break
             up = parent[up]
-        anc = np.concatenate(ancestors) if len(ancestors) > 1 else (
-            ancestors[0] if ancestors else np.zeros(0, dtype=np.int64))
-        mem = np.concatenate(members) if len(members) > 1 else (
-            members[0] if members else np.zeros(0, dtype=np.int64))
-        key = anc * max(participant.size, 1) + mem  # by ancestor, then participant
-        if key.size > 1 and not (key[1:] >= key[:-1]).all():
-            order = np.argsort(key, kind="stable")
+        if len(ancestors) > 1:
+            anc, mem = np.concatenate(ancestors), np.concatenate(members)
+            key = anc * max(participant.size, 1) + mem  # by ancestor, then participant
+            ordered = bool((key[1:] >= key[:-1]).all())
+        else:
+            anc, mem = ((ancestors[0], members[0]) if ancestors
+                        else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
+            # one generation: participants ascend, so the order is the ancestors'
+            ordered = bool((anc[1:] >= anc[:-1]).all())
+        if not ordered:
+            order = np.argsort(anc * max(participant.size, 1) + mem, kind="stable")
             anc, mem = anc[order], mem[order]
-        member_start = np.zeros(nodes + 1, dtype=np.int64)
-        np.cumsum(np.bincount(anc, minlength=nodes), out=member_start[1:])
-        return cls(kind, parent, levels, level_parent, int(np.flatnonzero(parent < 0)[0]),
+        # member_start[n] = members of the nodes before n: a step at each ancestor, up by
+        # its number of members (the runs of one ancestor in the sorted list)
+        last = np.append(np.flatnonzero(anc[1:] != anc[:-1]), anc.size - 1) if anc.size else (
+            np.zeros(0, dtype=np.int64))
+        steps = np.concatenate(([0], anc[last] + 1, [nodes + 1]))
+        member_start = np.repeat(np.concatenate(([0], last + 1)), np.diff(steps))
+        return cls(kind, parent, levels, level_parent, int(roots[0]),
                    allocating, participant, participant_of, mem, member_start,
                    rows(node_area, participant))
 
@@ -204,16 +240,45 @@ class TreeShape:
         """Participant indices strictly below ``node`` (ascending)."""
         return self.member_index[self.member_start[node] : self.member_start[node + 1]]
 
+    @cached_property
+    def inner(self) -> np.ndarray:
+        """Main and branch nodes and any other node with children (ascending): the nodes
+        whose energy is compared with their children's."""
+        mask = of_kind(self.kind, NodeKind.MAIN, NodeKind.BRANCH)
+        for up in self.level_parent:
+            mask[up] = True
+        return np.flatnonzero(mask)
+
     def sum_children(self, values: np.ndarray) -> np.ndarray:
         """Σ of ``values`` (nodes, ...) over each node's children."""
         out = np.zeros(values.shape)
         for level, up in zip(self.levels, self.level_parent, strict=True):
             if isinstance(up, int):
-                out[up] += rows(values, level).sum(axis=0)
+                below = rows(values, level)
+                # over rows of several columns, einsum adds row after row as sum(axis=0)
+                # does (the same floats), without a loop call per row
+                out[up] += (np.einsum("ij->j", below) if below.ndim == 2 and below.shape[1] > 1
+                            else below.sum(axis=0))
             elif values.ndim == 1:
                 out += np.bincount(up, weights=rows(values, level), minlength=out.size)
             else:
                 np.add.at(out, up, rows(values, level))
+        return out
+
+    def sum_children_of(self, values: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Σ of ``values`` (nodes, ...) over the children of each of ``nodes`` (an array
+        of len(nodes), ...): :meth:`sum_children` at those nodes, without an array as
+        large as the tree when every level hangs under one parent (the bulk case)."""
+        if not all(isinstance(up, int) for up in self.level_parent):
+            return self.sum_children(values)[nodes]
+        position = {int(n): i for i, n in enumerate(nodes)}
+        out = np.zeros((len(nodes), *values.shape[1:]))
+        for level, up in zip(self.levels, self.level_parent, strict=True):
+            i = position.get(up) if isinstance(up, int) else None
+            if i is not None:
+                below = rows(values, level)
+                out[i] += (np.einsum("ij->j", below) if below.ndim == 2 and below.shape[1] > 1
+                           else below.sum(axis=0))
         return out
 
     def scale_down(self, amount: np.ndarray, energy: np.ndarray,
@@ -223,27 +288,35 @@ class TreeShape:
         for level, up in zip(self.levels, self.level_parent, strict=True):
             if isinstance(up, int):
                 price = amount[up] / denominator[up] if denominator[up] > 0 else 0.0
-                _assign(amount, level, rows(energy, level) * price)
+                run = _run(level)
+                if run is None:
+                    amount[level] = energy[level] * price
+                else:
+                    np.multiply(energy[run], price, out=amount[run])
                 continue
             with np.errstate(invalid="ignore", divide="ignore"):
                 factor = np.where(denominator[up] > 0, energy[level] / denominator[up], 0.0)
             amount[level] = amount[up] * factor
 
 
+def _run(index: np.ndarray) -> slice | None:
+    """The slice an ascending unique ``index`` covers when it is a contiguous run."""
+    if index.size and int(index[-1]) - int(index[0]) + 1 == index.size:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return None
+
+
 def _assign(array: np.ndarray, index: np.ndarray, values: np.ndarray | int) -> None:
     """``array[index] = values`` through a slice when ``index`` is a contiguous run."""
-    if index.size and int(index[-1]) - int(index[0]) + 1 == index.size:
-        array[int(index[0]) : int(index[-1]) + 1] = values
-    else:
-        array[index] = values
+    run = _run(index)
+    array[index if run is None else run] = values
 
 
 def rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``array[index]`` for ascending unique ``index``; a view when it is a contiguous run
     (the common case: every participant, or a branch's units), a copy otherwise."""
-    if index.size and int(index[-1]) - int(index[0]) + 1 == index.size:
-        return array[int(index[0]) : int(index[-1]) + 1]
-    return array[index]
+    run = _run(index)
+    return array[index if run is None else run]
 
 
 @dataclass(frozen=True)
@@ -271,9 +344,10 @@ class Segments:
         """From ``occupant`` (participants, slices): tenant index, VACANT or LANDLORD."""
         count, slices = occupant.shape
         if slices == 1:
+            # segment = participant, in slice 0: one index array serves both
+            index = np.arange(count)
             first = np.zeros(count, dtype=np.int64)
-            return cls(np.arange(count), occupant[:, 0], first, first,
-                       np.arange(count)[:, None])
+            return cls(index, occupant[:, 0], first, first, index[:, None])
         new = np.ones_like(occupant, dtype=bool)
         new[:, 1:] = occupant[:, 1:] != occupant[:, :-1]
         of_slice = np.cumsum(new.reshape(-1)).reshape(count, slices) - 1
@@ -390,7 +464,9 @@ def basis_weights(
         coefficient[list(rule.coefficients)] = list(rule.coefficients.values())
         return coefficient[rows(shape.participant, members)][:, None] * days
     if basis is Basis.USAGE:
-        return np.maximum(rows(usage, members), 0.0)
+        use = rows(usage, members)
+        # max(use, 0) is use itself when no value carries a sign (−0.0 included): no copy
+        return np.maximum(use, 0.0) if np.signbit(use).any() else use
     if basis is Basis.FORMULA:
         assert formula_kwh is not None
         return area * np.maximum(formula_kwh, 0.0)[None, :]
@@ -404,12 +480,37 @@ def basis_weights(
     return rule.blend_p * use / use_total + (1.0 - rule.blend_p) * area / area_total
 
 
+#: Keys whose weights do not depend on a pot's energies (only on areas, days, coefficients).
+FIXED_BASES = frozenset({Basis.AREA, Basis.PER_UNIT, Basis.COEFFICIENT})
+
+
+class KeyWeights:
+    """The weights and weight total of the keys that do not depend on a pot's energies,
+    computed by the first pot of a run that needs them and reused by the others (the
+    arrays are shared by their line blocks, never written).
+
+    Keyed by allocating node, component and the pot's slices.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[int, int, tuple[int, ...]], tuple[np.ndarray, float]] = {}
+
+    def get(self, key: tuple[int, int, tuple[int, ...]],
+            compute: Callable[[], tuple[np.ndarray, float]]) -> tuple[np.ndarray, float]:
+        """The weights [m²·d, unit·d ...] and their total for ``key``, computed on first
+        use."""
+        if key not in self._keys:
+            self._keys[key] = compute()
+        return self._keys[key]
+
+
 class _PotAllocator:
     """The state of one pot's pass down the tree: blocks and steps emitted so far."""
 
     def __init__(self, pot_index: int, node_kwh: np.ndarray, shape: TreeShape,
                  basis: Mapping[int, Basis], segments: Segments, slices: np.ndarray,
-                 slice_days: np.ndarray, formula_kwh: Mapping[int, np.ndarray]) -> None:
+                 slice_days: np.ndarray, formula_kwh: Mapping[int, np.ndarray],
+                 key_weights: KeyWeights | None) -> None:
         self.pot_index = pot_index
         self.node_kwh = node_kwh
         self.shape = shape
@@ -420,20 +521,42 @@ class _PotAllocator:
         # with one segment per participant and one slice, a line is a participant: no
         # aggregation by segment is needed (the bulk case)
         self.direct = segments.simple and slices.size == 1
-        self.seg_of = segments.of_slice[:, slices]
+        self.slices = slices
+        self.key_weights = key_weights
         self.usage = rows(node_kwh, shape.participant)
         self.blocks: list[LineBlock] = []
         self.steps: list[Step] = []
 
+    @cached_property
+    def seg_of(self) -> np.ndarray:
+        """Segment of each participant in each of the pot's slices (participants, slices)."""
+        return self.segments.of_slice[:, self.slices]
+
+    def keyed(self, origin: int, component: Component, members: np.ndarray,
+              weights: Callable[[], np.ndarray], vacant: VacantPolicy,
+              fixed: bool) -> tuple[np.ndarray, float]:
+        """A key's weights over ``members`` (vacant days out of them under the
+        ``redistribute`` policy) and their total; once per run for a ``fixed`` key."""
+
+        def compute() -> tuple[np.ndarray, float]:
+            w = weights()
+            if vacant is VacantPolicy.REDISTRIBUTE:
+                occupant = self.segments.occupant[rows(self.seg_of, members)]
+                w = np.where(occupant == VACANT, 0.0, w)
+            return w, float(w.sum())
+
+        if not fixed or self.key_weights is None:
+            return compute()
+        return self.key_weights.get((origin, int(component), tuple(int(j) for j in self.slices)),
+                                    compute)
+
     def spread(self, origin: int, component: Component, members: np.ndarray,
-               weights: np.ndarray, amount: float, kwh: float, vacant: VacantPolicy,
+               keyed: tuple[np.ndarray, float], amount: float, kwh: float,
                landlord_kwh: float = 0.0, basis: str | None = None) -> None:
-        """Lines for ``amount`` [cents] / ``kwh`` over ``members`` by ``weights``; what
-        finds no weight at all is an ``unallocated`` landlord line."""
-        if vacant is VacantPolicy.REDISTRIBUTE:
-            occupant = self.segments.occupant[rows(self.seg_of, members)]
-            weights = np.where(occupant == VACANT, 0.0, weights)
-        total = float(weights.sum())
+        """Lines for ``amount`` [cents] / ``kwh`` over ``members`` by the ``keyed`` weights
+        and total (:meth:`keyed`); what finds no weight at all is an ``unallocated``
+        landlord line."""
+        weights, total = keyed
         if total <= 0 or members.size == 0:
             self.landlord_line(origin, Component.UNALLOCATED, amount, kwh)
             return
@@ -472,9 +595,11 @@ class _PotAllocator:
             amount, kwh = amount * ratio, passed
             if amount == 0:
                 return
-        weights = basis_weights(basis, rule, members, self.shape, self.usage, self.slice_days,
-                                self.formula_kwh.get(node))
-        self.spread(node, component, members, weights, amount, kwh, rule.vacant, landlord_kwh)
+        keyed = self.keyed(node, component, members,
+                           lambda: basis_weights(basis, rule, members, self.shape, self.usage,
+                                                 self.slice_days, self.formula_kwh.get(node)),
+                           rule.vacant, fixed=basis in FIXED_BASES)
+        self.spread(node, component, members, keyed, amount, kwh, landlord_kwh)
 
     def own_use(self, amount: np.ndarray, energy: np.ndarray,
                 own_component: np.ndarray) -> None:
@@ -496,6 +621,15 @@ class _PotAllocator:
                                      kwh, kwh, ideal))
 
 
+def _exclusive_weights(kwh: np.ndarray, slice_days: np.ndarray) -> np.ndarray:
+    """The one unit's weight per slice for an exclusive common meter (1, slices): the
+    meter's own kWh, or the slices' days when it measured nothing."""
+    weights = np.maximum(kwh, 0.0)[None, :]
+    if weights.sum() <= 0:
+        return slice_days[None, :].astype(np.float64)
+    return weights
+
+
 def allocate_pot(
     *,
     pot_index: int,
@@ -510,6 +644,7 @@ def allocate_pot(
     formula_kwh: Mapping[int, np.ndarray],
     own_component: np.ndarray,
     by_area_only: bool = False,
+    key_weights: KeyWeights | None = None,
 ) -> PotAllocation:
     """Allocate one pot down the tree at full precision.
 
@@ -532,6 +667,9 @@ def allocate_pot(
     by_area_only :
         Allocate the whole pot to all participants by area × days (a demand charge,
         DOMAIN.md §4 "fixed parts by days").
+    key_weights :
+        The run's shared weights of the keys that do not depend on the pot (area, per
+        unit, coefficient); None computes them for this pot alone.
 
     Raises
     ------
@@ -541,39 +679,45 @@ def allocate_pot(
     nodes = node_kwh.shape[0]
     kind = shape.kind
     run = _PotAllocator(pot_index, node_kwh, shape, basis, segments, slices, slice_days,
-                        formula_kwh)
+                        formula_kwh, key_weights)
     negative = np.zeros(nodes, dtype=bool)
     over_cap = np.zeros(nodes, dtype=bool)
     root = shape.root
     amount = np.zeros(nodes)
     amount[root] = pot_cents
     if by_area_only:
-        weights = shape.area[:, None] * slice_days[None, :].astype(np.float64)
-        run.spread(root, Component.DEMAND, np.arange(shape.participant.size), weights,
-                   float(pot_cents), 0.0, VacantPolicy.LANDLORD, basis=Basis.AREA.value)
+        everyone = np.arange(shape.participant.size)
+        keyed = run.keyed(root, Component.DEMAND, everyone,
+                          lambda: shape.area[:, None] * slice_days[None, :].astype(np.float64),
+                          VacantPolicy.LANDLORD, fixed=True)
+        run.spread(root, Component.DEMAND, everyone, keyed, float(pot_cents), 0.0,
+                   basis=Basis.AREA.value)
         allocation = PotAllocation(run.blocks, run.steps, amount, negative, over_cap)
         check_node_conservation(allocation, pot_cents, shape, segments)
         return allocation
 
     energy = node_kwh[:, 0] if node_kwh.shape[1] == 1 else node_kwh.sum(axis=1)
-    children = shape.sum_children(energy)
-    # only main and branch nodes have children: elsewhere max(energy, 0) = energy
-    denominator = np.maximum(energy, children)
+    # what a node's amount is split by: its energy, or its children's when they measure
+    # more; needed only where there are children or a residual
+    inner = shape.inner
+    inner_children = shape.sum_children_of(energy, inner)
+    children = dict(zip(inner.tolist(), inner_children.tolist(), strict=True))
+    denominator = np.zeros(nodes)
+    denominator[inner] = np.maximum(energy[inner], inner_children)
     shape.scale_down(amount, energy, denominator)
     run.own_use(amount, energy, own_component)
 
     for node in shape.allocating:
         rule = rules[node] or Rule()
-        if kind[node] == NodeKind.COMMON:
+        if int(kind[node]) == NodeKind.COMMON:  # (a numpy scalar against an enum is slow)
             if amount[node] == 0:
                 continue
             if rule.common_type is CommonType.EXCLUSIVE:
-                weights = np.maximum(node_kwh[node], 0.0)[None, :]
-                if weights.sum() <= 0:
-                    weights = slice_days[None, :].astype(np.float64)
-                run.spread(node, Component.COMMON,
-                           np.array([shape.participant_of[rule.exclusive_to]]), weights,
-                           amount[node], energy[node], VacantPolicy.LANDLORD,
+                only = np.array([shape.participant_of[rule.exclusive_to]])
+                keyed = run.keyed(node, Component.COMMON, only,
+                                  partial(_exclusive_weights, node_kwh[node], slice_days),
+                                  VacantPolicy.LANDLORD, fixed=False)
+                run.spread(node, Component.COMMON, only, keyed, amount[node], energy[node],
                            basis=CommonType.EXCLUSIVE.value)
             else:
                 members = (np.sort(shape.participant_of[list(rule.shared_by)])
@@ -614,11 +758,11 @@ def check_node_conservation(allocation: PotAllocation, pot_cents: int, shape: Tr
     Raises ConservationError naming the node (by index) where money appeared or vanished.
     """
     amount = allocation.amount
-    emitted = np.zeros(amount.size)
+    emitted: dict[int, float] = {}  # by origin node: the few allocating nodes
     tolerance = 1e-7 * max(1.0, abs(pot_cents))
     for block in allocation.blocks:
         if block.origin >= 0:
-            emitted[block.origin] += float(block.ideal.sum())
+            emitted[block.origin] = emitted.get(block.origin, 0.0) + float(block.ideal.sum())
             continue
         if np.shares_memory(block.ideal, amount):
             continue  # the own-use lines are the participants' amounts themselves
@@ -628,9 +772,12 @@ def check_node_conservation(allocation: PotAllocation, pot_cents: int, shape: Tr
         if bad.size:
             raise ConservationError(f"node #{int(shape.participant[bad[0]])}: own-use lines "
                                     f"differ from its amount (pot {pot_cents} cents)")
-    children = shape.sum_children(amount)
-    for node in shape.allocating:
-        got = emitted[node] + (0.0 if shape.kind[node] == NodeKind.COMMON else children[node])
+    inner = shape.inner
+    children = dict(zip(inner.tolist(), shape.sum_children_of(amount, inner).tolist(),
+                        strict=True))
+    for node in shape.allocating.tolist():
+        got = emitted.get(node, 0.0) + (0.0 if int(shape.kind[node]) == NodeKind.COMMON
+                                        else children.get(node, 0.0))
         if abs(amount[node] - got) > tolerance:
             raise ConservationError(
                 f"node #{node}: {amount[node]:.6f} cents in, {got:.6f} cents out "

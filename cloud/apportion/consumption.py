@@ -64,12 +64,16 @@ def fast_slice_energy(registers: np.ndarray, breakpoints: np.ndarray, multiplier
         True where ``registers[:, k + 1] >= registers[:, k]`` everywhere (NaN compares
         false, so one comparison finds gaps and drops alike).
     kwh : float64 array (meters, slices, registers)
-        Consumption per slice [kWh] (DOMAIN.md §4), valid where ``ok``.
+        Consumption per slice [kWh] (DOMAIN.md §4), valid where ``ok``; a view of a
+        register-major array.
     """
     meters, boundaries, nreg = registers.shape
     slices = breakpoints.size - 1
     ok = np.ones(meters, dtype=bool)
-    kwh = np.empty((meters, slices, nreg))
+    # kept register by register: one register's slices of every meter are contiguous
+    # (what a pot of that register reads); returned as a (meters, slices, registers) view
+    by_register = np.empty((nreg, meters, slices))
+    kwh = by_register.transpose(1, 2, 0)
     if meters == 0:
         return ok, kwh
     width = boundaries * nreg
@@ -80,8 +84,10 @@ def fast_slice_energy(registers: np.ndarray, breakpoints: np.ndarray, multiplier
 
     def screen(first: int, last: int) -> None:
         rising_buffer = np.empty(block_rows * width, dtype=bool)
-        picked = np.empty((block_rows, breakpoints.size, nreg))
-        picked_items = picked.reshape(block_rows, -1).view(items.dtype)
+        # the readings at the slice boundaries, boundary-major: for one slice the
+        # difference of two contiguous blocks
+        picked = np.empty((breakpoints.size, block_rows, nreg))
+        picked_items = picked.reshape(breakpoints.size, -1).view(items.dtype)
         for start in range(first, last, block_rows):
             stop = min(last, start + block_rows)
             rows = stop - start
@@ -94,10 +100,13 @@ def fast_slice_energy(registers: np.ndarray, breakpoints: np.ndarray, multiplier
             rising[:, width - nreg :] = True
             if not rising.all():
                 ok[start:stop] = rising.all(axis=1)
-            np.take(items[start:stop], breakpoints, axis=1, out=picked_items[:rows])
-            out = kwh[start:stop]
-            np.subtract(picked[:rows, 1:], picked[:rows, :-1], out=out)
-            out *= multiplier[start:stop, :, None]
+            for j, boundary in enumerate(breakpoints):
+                np.copyto(picked_items[j, :rows], items[start:stop, boundary])
+            out = by_register[:, start:stop]  # (registers, rows, slices)
+            np.subtract(picked[1:, :rows], picked[:-1, :rows], out=out.transpose(2, 1, 0))
+            factor = multiplier[start:stop]
+            if not (factor == 1.0).all():  # × 1 changes no value: spared on most blocks
+                out *= factor[None, :, :]
 
     halves = 2 if meters >= 64 * block_rows and (os.cpu_count() or 1) > 1 else 1
     if halves == 1:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from cloud.apportion.allocation import (
     VACANT,
     Basis,
     Component,
+    KeyWeights,
     LineBlock,
     NodeKind,
     PotAllocation,
@@ -43,6 +44,7 @@ from cloud.apportion.allocation import (
     Step,
     TreeShape,
     allocate_pot,
+    of_kind,
     rows,
 )
 from cloud.apportion.consumption import (
@@ -52,7 +54,7 @@ from cloud.apportion.consumption import (
     slice_energy,
     unwrap_registers,
 )
-from cloud.apportion.errors import CaseError
+from cloud.apportion.errors import ApportionError, CaseError
 from cloud.apportion.estimation import Method, estimation_rates
 from cloud.apportion.money import DEMAND, Bill, Pot, TariffKind, TariffVersion, make_pots
 from cloud.apportion.rounding import largest_remainder_parts
@@ -322,11 +324,12 @@ def _estimate(inputs: EngineInputs, measured: np.ndarray, slow: np.ndarray,
               slow_missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
     """Estimated kWh (meters, slices, registers), rate [kWh/day] and method (meters,
     registers). Without any missing day these are zeros that are never written (no
-    memory is touched for them)."""
+    memory is touched for them; the rate, only read for formula keys, is one zero seen
+    through every meter-register)."""
     meters, tree = inputs.meters, inputs.tree
     shape = measured.shape
     if not slow_missing.any():
-        return (np.zeros(shape), np.zeros((shape[0], shape[2])),
+        return (np.zeros(shape), np.broadcast_to(0.0, (shape[0], shape[2])),
                 np.zeros((shape[0], shape[2]), dtype=np.int8), [])
     missing = np.zeros(shape)
     missing[slow] = slow_missing
@@ -364,15 +367,14 @@ def _node_energy(inputs: EngineInputs, shape: TreeShape, meter_kwh: np.ndarray) 
     nodes = len(inputs.tree.ids)
     _, slices, nreg = meter_kwh.shape
     node = inputs.meters.node
+    if (nodes and node.size == nodes and node[0] == 0 and node[-1] == nodes - 1
+            and (node[1:] > node[:-1]).all()):
+        # one meter per node, in node order (the bulk case): every node is metered, the
+        # meters' array is the nodes'
+        return meter_kwh
     metered = np.bincount(node, minlength=nodes) > 0
-    virtual = ~metered & ((shape.kind == NodeKind.BRANCH) | (shape.kind == NodeKind.MAIN))
-    if node.size == nodes and (node[1:] > node[:-1]).all():
-        # one meter per node, in node order (the bulk case): the meters' array as it is
-        energy = meter_kwh.reshape(nodes, slices * nreg)
-        if virtual.any():
-            energy = energy.copy()
-    else:
-        energy = _sum_by(node, meter_kwh, nodes).reshape(nodes, slices * nreg)
+    virtual = ~metered & of_kind(shape.kind, NodeKind.BRANCH, NodeKind.MAIN)
+    energy = _sum_by(node, meter_kwh, nodes).reshape(nodes, slices * nreg)
     if virtual.any():
         for level in reversed(shape.levels):
             into = virtual[shape.parent[level]]
@@ -388,7 +390,7 @@ def _difference_signs(inputs: EngineInputs, node: int) -> np.ndarray:
     meters, parent = inputs.meters, inputs.tree.parent
     metered = np.bincount(meters.node, minlength=parent.size) > 0
     sign = np.where(meters.node == node, 1, 0)
-    if inputs.tree.kind[node] == NodeKind.COMMON:
+    if int(inputs.tree.kind[node]) == NodeKind.COMMON:
         return sign
     # walk every meter up its ancestors: it counts for a child of the node when the node
     # is reached before any other metered node
@@ -431,20 +433,18 @@ def _formula_inputs(inputs: EngineInputs, shape: TreeShape, basis: Mapping[int, 
     return out
 
 
-def _ruled(inputs: EngineInputs) -> list[int]:
+def _ruled(shape: TreeShape) -> list[int]:
     """Nodes that allocate (main, branch, common): the few with a rule."""
-    kind = inputs.tree.kind
-    mask = (kind == NodeKind.MAIN) | (kind == NodeKind.BRANCH) | (kind == NodeKind.COMMON)
-    return [int(n) for n in np.flatnonzero(mask)]
+    return [int(n) for n in shape.allocating]
 
 
-def _effective_basis(inputs: EngineInputs, estimated_share: np.ndarray
+def _effective_basis(inputs: EngineInputs, shape: TreeShape, estimated_share: np.ndarray
                      ) -> tuple[dict[int, Basis], list[Flag]]:
     """Each allocating node's key, falling back to area when estimates pass the limit and
     the rule says so; otherwise a holding flag (DOMAIN.md §4, missing readings)."""
     flags: list[Flag] = []
     basis: dict[int, Basis] = {}
-    for n in _ruled(inputs):
+    for n in _ruled(shape):
         rule = inputs.tree.rules[n] or Rule()
         chosen = rule.basis
         share = float(estimated_share[n])
@@ -464,7 +464,7 @@ def _effective_basis(inputs: EngineInputs, estimated_share: np.ndarray
 def _scope(shape: TreeShape, node: int, rule: Rule) -> np.ndarray:
     """Participants a node allocates over: below it (main, branch), below its parent or
     its ``shared_by`` list (common)."""
-    if shape.kind[node] != NodeKind.COMMON:
+    if int(shape.kind[node]) != NodeKind.COMMON:
         return shape.members(node)
     if rule.shared_by:
         return np.sort(shape.participant_of[list(rule.shared_by)])
@@ -472,16 +472,17 @@ def _scope(shape: TreeShape, node: int, rule: Rule) -> np.ndarray:
 
 
 def _estimated_share(inputs: EngineInputs, shape: TreeShape, measured: np.ndarray,
-                     estimated: np.ndarray) -> np.ndarray:
-    """Per node: estimated ÷ total kWh of the participants it allocates over."""
+                     estimated: np.ndarray | None) -> np.ndarray:
+    """Per node: estimated ÷ total kWh of the participants it allocates over (``estimated``
+    None: nothing was)."""
     nodes = len(inputs.tree.ids)
     share = np.zeros(nodes)
-    if not estimated.any():
+    if estimated is None or not estimated.any():
         return share
     est = np.bincount(inputs.meters.node, weights=estimated.sum(axis=(1, 2)), minlength=nodes)
     tot = est + np.bincount(inputs.meters.node, weights=measured.sum(axis=(1, 2)),
                             minlength=nodes)
-    for n in _ruled(inputs):
+    for n in _ruled(shape):
         below = shape.participant[_scope(shape, n, inputs.tree.rules[n] or Rule())]
         total = tot[below].sum()
         share[n] = est[below].sum() / total if total > 0 else 0.0
@@ -529,25 +530,68 @@ def _pot_flags(pots: list[Pot], policy: Policy) -> list[Flag]:
     return flags
 
 
-def _round_pot(pot: Pot, allocation: PotAllocation) -> None:
+def _round_pot(pot: Pot, allocation: PotAllocation,
+               cents: list[np.ndarray] | None = None) -> None:
     """Round the pot once (largest remainder over all its lines in their stable order)
-    and keep each block's cents on the block."""
-    cents = largest_remainder_parts(pot.cents, [b.ideal for b in allocation.blocks])
-    for block, rounded in zip(allocation.blocks, cents, strict=True):
-        block.pot, block.cents = pot.index, rounded
+    and keep each block's cents on the block (written into ``cents`` when given)."""
+    rounded = largest_remainder_parts(pot.cents, [b.ideal for b in allocation.blocks], cents)
+    for block, block_cents in zip(allocation.blocks, rounded, strict=True):
+        block.pot, block.cents = pot.index, block_cents
 
 
-#: Participant-pots from which pots are allocated on several threads.
+#: Participant-pots from which a pot is rounded on a second thread while the next one is
+#: allocated.
 PARALLEL_LINES = 200_000
 
 
-def _map(fn: Callable[[Pot], PotAllocation], pots: list[Pot], *,
-         parallel: bool) -> list[PotAllocation]:
-    workers = min(len(pots), os.cpu_count() or 1)
-    if not parallel or workers < 2:
-        return [fn(pot) for pot in pots]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, pots))
+def _allocate_and_round(allocate: Callable[[Pot], PotAllocation], pots: list[Pot],
+                        beside: Callable[[], Balances], *,
+                        pipelined: bool) -> tuple[list[PotAllocation], Balances]:
+    """Allocate and round every pot, in pot order; and compute ``beside``, which does not
+    depend on the allocation.
+
+    Pipelined, one worker thread computes ``beside`` while the calling thread allocates
+    the first pot, then rounds each pot while the calling thread allocates the next one;
+    once every pot is allocated, the calling thread rounds the pots the worker
+    has not started yet, the last first, so both cores round to the end. A pot is rounded
+    by one thread and the same way on either. Every array a run keeps (amounts, shares,
+    cents) is made on the calling thread: a short-lived worker's own heap is handed back to
+    the system when the run's arrays are freed, so arrays made there would cost fresh
+    pages on every run. Failures come in pot order, as without the pipeline.
+    """
+    if not pipelined or len(pots) < 2 or (os.cpu_count() or 1) < 2:
+        allocations = []
+        for pot in pots:
+            allocation = allocate(pot)
+            _round_pot(pot, allocation)
+            allocations.append(allocation)
+        return allocations, beside()
+    allocations: list[PotAllocation] = []
+    rounding: list[tuple[Future[None], Pot, PotAllocation, list[np.ndarray]]] = []
+    with ThreadPoolExecutor(max_workers=1) as rounder:
+        balances = rounder.submit(beside)
+        try:
+            for pot in pots:
+                allocation = allocate(pot)
+                cents = [np.empty(len(b), dtype=np.int64) for b in allocation.blocks]
+                rounding.append((rounder.submit(_round_pot, pot, allocation, cents), pot,
+                                 allocation, cents))
+                allocations.append(allocation)
+            for i in reversed(range(len(rounding))):
+                queued, pot, allocation, cents = rounding[i]
+                if queued.cancel():  # not started by the worker: round it here
+                    here: Future[None] = Future()
+                    try:
+                        _round_pot(pot, allocation, cents)
+                        here.set_result(None)
+                    except ApportionError as exc:
+                        here.set_exception(exc)
+                    rounding[i] = (here, pot, allocation, cents)
+        finally:
+            for queued, *_ in rounding:  # an earlier pot's failure first
+                if not queued.cancelled():  # (taken back, then stopped by another error)
+                    queued.result()
+    return allocations, balances.result()
 
 
 def apportion(inputs: EngineInputs) -> EngineResult:
@@ -564,12 +608,15 @@ def apportion(inputs: EngineInputs) -> EngineResult:
                         f"period has {period.days} days, so {period.days + 1} are needed")
     shape = TreeShape.build(tree.kind, tree.parent, tree.area)
     measured, slow, slow_missing, flags = _meter_consumption(inputs)
+    # without a missing day the estimates are zeros never written: not read either
+    estimating = bool(slow_missing.any())
     estimated, rate, method, estimate_flags = _estimate(inputs, measured, slow, slow_missing)
     flags += estimate_flags
-    meter_kwh = measured + estimated if method.any() else measured
+    meter_kwh = measured + estimated if estimating and method.any() else measured
     node_kwh = _node_energy(inputs, shape, meter_kwh)
-    estimated_share = _estimated_share(inputs, shape, measured, estimated)
-    basis, basis_flags = _effective_basis(inputs, estimated_share)
+    estimated_share = _estimated_share(inputs, shape, measured,
+                                       estimated if estimating else None)
+    basis, basis_flags = _effective_basis(inputs, shape, estimated_share)
     flags += basis_flags
     formula_kwh = _formula_inputs(inputs, shape, basis, rate)
 
@@ -577,15 +624,16 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     pots = make_pots(inputs.bill, inputs.tariffs, inputs.registers, node_kwh[root],
                      period.breakpoints)
     occupant = rows(inputs.occupant, shape.participant)
-    landlord = rows(shape.kind, shape.participant) == NodeKind.LANDLORD
+    landlord = of_kind(rows(shape.kind, shape.participant), NodeKind.LANDLORD)
     if landlord.any():
         occupant = np.where(landlord[:, None], LANDLORD, occupant)
     segments = Segments.build(occupant)
     slice_days = period.slice_days
-    own_component = np.where(landlord, Component.LANDLORD_LOAD,
-                             Component.OWN_USE).astype(np.int8)
+    own_component = np.where(landlord, np.int8(Component.LANDLORD_LOAD),
+                             np.int8(Component.OWN_USE))
+    key_weights = KeyWeights()
 
-    def allocate_and_round(pot: Pot) -> PotAllocation:
+    def allocate(pot: Pot) -> PotAllocation:
         sl = np.array(pot.slices, dtype=np.int64)
         # the pot's slices are consecutive (one tariff version): a view, not a copy
         window = slice(int(sl[0]), int(sl[-1]) + 1)
@@ -596,38 +644,27 @@ def apportion(inputs: EngineInputs) -> EngineResult:
             r = inputs.registers.index(pot.register)
             pot_kwh = np.ascontiguousarray(node_kwh[:, window, r])
             pot_formula = {n: f[window, r] for n, f in formula_kwh.items()}
-        allocation = allocate_pot(
+        return allocate_pot(
             pot_index=pot.index, pot_cents=pot.cents, node_kwh=pot_kwh, shape=shape,
             rules=tree.rules, basis=basis, segments=segments, slices=sl,
             slice_days=slice_days[sl], formula_kwh=pot_formula, own_component=own_component,
             by_area_only=pot.register == DEMAND and inputs.policy.demand_basis == "area",
+            key_weights=key_weights,
         )
-        _round_pot(pot, allocation)
-        return allocation
 
-    # pots are independent: large runs use the machine's cores (numpy releases the GIL),
-    # results come back in pot order, so the output does not depend on scheduling
-    allocations = _map(allocate_and_round, pots,
-                       parallel=shape.participant.size * len(pots) >= PARALLEL_LINES)
+    # pots are independent and each is computed the same way wherever it runs: large runs
+    # round one pot on a second core while allocating the next (numpy releases the GIL)
+    allocations, (residual, loss_rate, usage_flags) = _allocate_and_round(
+        allocate, pots, partial(_balances, inputs, shape, node_kwh),
+        pipelined=shape.participant.size * len(pots) >= PARALLEL_LINES)
     lines = Lines(tuple(b for a in allocations for b in a.blocks))
-    negative = np.logical_or.reduce([a.negative_residual for a in allocations])
-    over_cap = np.logical_or.reduce([a.over_cap for a in allocations])
-
-    energy = node_kwh[:, 0, :] if node_kwh.shape[1] == 1 else node_kwh.sum(axis=1)
-    children = shape.sum_children(energy)
-    inner = np.flatnonzero((shape.kind == NodeKind.MAIN) | (shape.kind == NodeKind.BRANCH))
-    residual = np.zeros_like(energy)
-    residual[inner] = energy[inner] - children[inner]
-    loss_rate = np.zeros(len(tree.ids))
-    total = energy[inner].sum(axis=1)
-    loss_rate[inner] = np.divide(residual[inner].sum(axis=1), total,
-                                 out=np.zeros_like(total), where=total > 0)
+    negative = np.zeros(len(tree.ids), dtype=bool)
+    over_cap = np.zeros(len(tree.ids), dtype=bool)
+    for a in allocations:
+        negative |= a.negative_residual
+        over_cap |= a.over_cap
     flags += _node_flags(inputs, negative, over_cap, loss_rate, residual)
-    flags += _tariff_flags(inputs) + _pot_flags(pots, inputs.policy)
-    part_kwh = rows(energy, shape.participant).sum(axis=1) if (energy < 0).any() else energy[:0]
-    for p in np.flatnonzero(part_kwh < 0):
-        flags.append(Flag("negative_usage", f"node {tree.ids[shape.participant[p]]}",
-                          f"net consumption {part_kwh[p]:.2f} kWh is negative (export)", True))
+    flags += _tariff_flags(inputs) + _pot_flags(pots, inputs.policy) + usage_flags
     return EngineResult(
         inputs=inputs, shape=shape, segments=segments, pots=tuple(pots), lines=lines,
         steps=tuple(s for a in allocations for s in a.steps),
@@ -636,6 +673,39 @@ def apportion(inputs: EngineInputs) -> EngineResult:
         residual_kwh=residual, loss_rate=loss_rate, estimated_share=estimated_share,
         flags=tuple(flags),
     )
+
+
+#: Residual [kWh] (nodes, registers), loss rate (nodes,) and negative-usage flags.
+Balances = tuple[np.ndarray, np.ndarray, list[Flag]]
+
+
+def _balances(inputs: EngineInputs, shape: TreeShape, node_kwh: np.ndarray) -> Balances:
+    """Each main and branch node against its children over the period: residual [kWh] per
+    register, loss rate (residual ÷ the node's energy), and a holding flag for each
+    participant whose net consumption is negative (DOMAIN.md §4)."""
+    tree = inputs.tree
+    energy = node_kwh[:, 0, :] if node_kwh.shape[1] == 1 else node_kwh.sum(axis=1)
+    inner = np.flatnonzero(of_kind(shape.kind, NodeKind.MAIN, NodeKind.BRANCH))
+    residual = np.zeros(energy.shape)
+    residual[inner] = energy[inner] - shape.sum_children_of(energy, inner)
+    loss_rate = np.zeros(len(tree.ids))
+    total = energy[inner].sum(axis=1)
+    loss_rate[inner] = np.divide(residual[inner].sum(axis=1), total,
+                                 out=np.zeros_like(total), where=total > 0)
+    part_kwh = (rows(energy, shape.participant).sum(axis=1) if _any_below_zero(energy)
+                else energy[:0])
+    flags = [Flag("negative_usage", f"node {tree.ids[shape.participant[p]]}",
+                  f"net consumption {part_kwh[p]:.2f} kWh is negative (export)", True)
+             for p in np.flatnonzero(part_kwh < 0)]
+    return residual, loss_rate, flags
+
+
+def _any_below_zero(values: np.ndarray) -> bool:
+    """``(values < 0).any()`` in one reduction, without a mask as large as ``values``."""
+    if not values.size:
+        return False
+    lowest = values.min()
+    return bool(lowest < 0) if not np.isnan(lowest) else bool((values < 0).any())
 
 
 def _node_flags(inputs: EngineInputs, negative: np.ndarray, over_cap: np.ndarray,

@@ -12,6 +12,14 @@ remainders and are ordered by the tie-break, as a person computing by hand would
 them. float64 error on a pot of 10¹⁰ cents is about 10⁻⁶ cent, well inside the grid. The
 grid is a power of two: scaling to it is exact in binary floating point, and whole cents
 and remainders are a shift and a mask of the grid value.
+
+The lines with the largest remainders are found by selection, not by sorting: the
+remainders (14 bits each) are kept as ``uint16`` and the leftover-th largest is found in
+linear time (a histogram; on large pots, first narrowed to the few per cent of the lines
+that a sorted sample brackets); every line above it gets a cent, and so do the first lines,
+in line order, that equal it, as many as are still owed. The grid values are
+computed block by block, in blocks that stay in a core's cache, and written once, into
+the arrays that are returned.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from cloud.apportion.errors import ConservationError
 #: Grid of the ideal shares, in parts of a cent (a power of two).
 GRID_BITS = 14
 QUANTUM = 1 << GRID_BITS
+#: Lines per block of the rounding passes: 2¹⁵ float64 and int64 are 256 KiB each.
+ROUNDING_BLOCK = 1 << 15
 
 
 def largest_remainder(total_cents: int, ideal_cents: np.ndarray) -> np.ndarray:
@@ -35,7 +45,8 @@ def largest_remainder(total_cents: int, ideal_cents: np.ndarray) -> np.ndarray:
     return largest_remainder_parts(total_cents, [ideal_cents])[0]
 
 
-def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
+def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray],
+                            out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
     """Split ``total_cents`` into integer cents over lines held in several arrays.
 
     Parameters
@@ -45,12 +56,15 @@ def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray]) -> li
     parts : sequence of float64 arrays
         The lines' shares at full precision [cents], ≥ 0, summing to ``total_cents``; the
         line order (the tie-break key) is part by part, then index within a part.
+    out : sequence of int64 arrays, optional
+        Where to write the cents, one contiguous array per part of the part's size (e.g.
+        made by the thread that keeps them); new arrays when omitted.
 
     Returns
     -------
     list of int64 arrays, one per part
         Cents per line, Σ over all parts = ``total_cents``; each within one cent of its
-        ideal share.
+        ideal share (the ``out`` arrays when given).
 
     Raises
     ------
@@ -58,74 +72,146 @@ def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray]) -> li
         The leftover after flooring is more cents than there are lines: the ideal shares
         do not add up to the pot.
     """
-    floors, remainders = [], []
-    floor_sum, lines = 0, 0
-    scaled_buffer = np.empty(max((p.size for p in parts), default=0))
-    for ideal in parts:
-        scaled = np.multiply(ideal, QUANTUM, out=scaled_buffer[: ideal.size])
-        np.rint(scaled, out=scaled)
-        grid = scaled.astype(np.int64)
-        floors.append(np.right_shift(grid, GRID_BITS))
-        remainders.append(np.bitwise_and(grid, QUANTUM - 1, out=grid))
-        floor_sum += int(floors[-1].sum())
-        lines += ideal.size
+    if out is not None and (len(out) != len(parts) or any(
+            o.dtype != np.int64 or o.shape != p.shape or not o.flags.c_contiguous
+            for o, p in zip(out, parts, strict=False))):
+        raise ValueError("out must hold one contiguous int64 array per part, of its shape")
+    cents, remainders, floor_sum = _grid(parts, out)
+    lines = remainders.size
     leftover = total_cents - floor_sum
     if abs(leftover) > lines:
         raise ConservationError(
             f"floored shares sum to {floor_sum} cents over {lines} lines, the pot is "
             f"{total_cents} cents"
         )
-    if leftover > 0:
-        given = _give(floors, remainders, leftover, +1)
-    elif leftover < 0:
+    if leftover >= 0:
+        threshold, ties = _select(remainders, leftover)
+        for c in cents:
+            _floor_plus_above(c, threshold)
+        tied = remainders == threshold if ties else None
+        given = leftover - ties
+        step = 1
+    else:
         # the grid rounded some shares up to a whole cent; take back from the smallest
         # remainders among lines that have a cent to give
-        spare = [np.where(c > 0, QUANTUM - 1 - r, -1) for c, r in zip(floors, remainders,
-                                                                        strict=True)]
-        given = -_give(floors, spare, -leftover, -1)
-    else:
-        given = 0
+        grid = np.concatenate(cents)
+        spare = np.where(grid >= QUANTUM, QUANTUM - 1 - remainders.astype(np.int32), -1)
+        threshold, ties = _select(spare, -leftover)
+        if threshold < 0:
+            raise ConservationError(f"{-leftover} cents to take back but only "
+                                    f"{int(np.count_nonzero(spare >= 0))} lines have one")
+        taken = spare > threshold
+        start = 0
+        for c in cents:
+            _floor_plus_above(c, QUANTUM - 1)
+            c -= taken[start : start + c.size]
+            start += c.size
+        tied = spare == threshold if ties else None
+        given = leftover + ties
+        step = -1
+    if tied is not None:
+        first = np.flatnonzero(tied)[:ties]
+        start = 0
+        for c in cents:
+            mine = first[(first >= start) & (first < start + c.size)] - start
+            c[mine] += step
+            given += step * mine.size
+            start += c.size
     if floor_sum + given != total_cents:
         raise ConservationError(f"rounded lines sum to {floor_sum + given} cents, the pot is "
                                 f"{total_cents}")
-    return floors
+    return cents
 
 
-def _give(cents: list[np.ndarray], keys: list[np.ndarray], count: int, step: int) -> int:
-    """Add ``step`` to the ``count`` lines with the largest key in [0, QUANTUM) (keys < 0
-    never chosen), ties to the earlier line. A histogram finds the threshold in O(n); the
-    lines above it are changed through a mask, only the tied ones are looked up."""
-    histogram: np.ndarray | None = None
-    small = []
-    for key in keys:
-        counted = key if step > 0 else key[key >= 0]
-        if counted.size < 64:  # e.g. a landlord line: no histogram of its own
-            small.append(counted)
-        elif histogram is None:
-            histogram = np.bincount(counted, minlength=QUANTUM)
-        else:
-            histogram += np.bincount(counted, minlength=QUANTUM)
-    if histogram is None:
-        histogram = np.zeros(QUANTUM, dtype=np.int64)
-    for counted in small:
-        np.add.at(histogram, counted, 1)
-    if count > int(histogram.sum()):
-        raise ConservationError(f"{count} leftover cents but only {int(histogram.sum())} lines "
-                                "can take them")
-    from_top = np.cumsum(histogram[::-1])
-    position = int(np.searchsorted(from_top, count))
-    threshold = QUANTUM - 1 - position
-    ties = count - (int(from_top[position - 1]) if position > 0 else 0)
-    given = count - ties  # the lines above the threshold, from the histogram
-    for c, key in zip(cents, keys, strict=True):
-        above = key > threshold
-        if step > 0:
-            c += above
-        else:
-            c -= above
-        if ties:
-            tied = np.flatnonzero(key == threshold)[:ties]
-            c[tied] += step
-            ties -= tied.size
-            given += tied.size
-    return given
+def _grid(parts: Sequence[np.ndarray], out: Sequence[np.ndarray] | None
+          ) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """Each line on the grid: the grid values [1/QUANTUM cent] in int64 arrays (``out``, or
+    new ones; one per part), the remainders in one ``uint16`` array in line order, and Σ
+    whole cents."""
+    lines = sum(p.size for p in parts)
+    remainders = np.empty(lines, dtype=np.uint16)
+    block = max(1, min(ROUNDING_BLOCK, max((p.size for p in parts), default=0)))
+    scaled_buffer = np.empty(block)
+    cents: list[np.ndarray] = []
+    grid_sum = remainder_sum = 0
+    offset = 0
+    for i, ideal in enumerate(parts):
+        grid = np.empty(ideal.size, dtype=np.int64) if out is None else out[i]
+        for start in range(0, ideal.size, block):
+            stop = min(start + block, ideal.size)
+            scaled = np.multiply(ideal[start:stop], QUANTUM, out=scaled_buffer[: stop - start])
+            np.rint(scaled, out=scaled)
+            chunk = grid[start:stop]
+            np.copyto(chunk, scaled, casting="unsafe")
+            grid_sum += int(chunk.sum())
+            remainder = remainders[offset + start : offset + stop]
+            np.copyto(remainder, chunk, casting="unsafe")  # the low 16 bits
+            remainder &= QUANTUM - 1
+            # ≤ 2¹⁵ remainders < 2¹⁴ each: their sum fits 32 bits (a faster sum)
+            remainder_sum += int(remainder.sum(dtype=np.uint32))
+        cents.append(grid)
+        offset += ideal.size
+    return cents, remainders, (grid_sum - remainder_sum) >> GRID_BITS
+
+
+def _select(keys: np.ndarray, count: int) -> tuple[int, int]:
+    """The ``count``-th largest key and how many lines equal to it are still to be chosen
+    after every line above it (``QUANTUM - 1`` and 0 when ``count`` is 0).
+
+    Exact for any keys. Large arrays are narrowed first: a sorted, evenly strided sample
+    brackets the wanted key between two sample values, two linear passes check that the
+    bracket holds it, and only the keys inside it are selected from (a few per cent of the
+    lines). When the bracket misses (a sample far from the whole) every key is selected
+    from, as for small arrays.
+    """
+    if count == 0:
+        return QUANTUM - 1, 0
+    if keys.size > SELECT_SAMPLE * 8:
+        narrowed = _select_in_window(keys, count)
+        if narrowed is not None:
+            return narrowed
+    threshold = _kth_largest(keys, count)
+    return threshold, count - int(np.count_nonzero(keys > threshold))
+
+
+def _kth_largest(keys: np.ndarray, count: int) -> int:
+    """The ``count``-th largest of ``keys`` (1 ≤ ``count`` ≤ size): remainders (``uint16``)
+    through their histogram, other keys by partial sorting (both linear in the size)."""
+    if keys.dtype == np.uint16:
+        from_top = np.cumsum(np.bincount(keys)[::-1])
+        return from_top.size - 1 - int(np.searchsorted(from_top, count))
+    kth = keys.size - count
+    return int(np.partition(keys, kth)[kth])
+
+
+#: Sample size from which :func:`_select` brackets the wanted key.
+SELECT_SAMPLE = 1 << 14
+
+
+def _select_in_window(keys: np.ndarray, count: int) -> tuple[int, int] | None:
+    """:func:`_select` through a sampled bracket; None when the bracket misses the key."""
+    # (a stable sort of 16-bit keys is a radix sort: linear)
+    sample = np.sort(keys[:: keys.size // SELECT_SAMPLE], kind="stable")
+    # the wanted key's rank in the sample, ± 6 standard deviations of a sampled rank
+    rank = (keys.size - count) / keys.size * (sample.size - 1)
+    spread = 6.0 * np.sqrt(sample.size * 0.25) + 2
+    low = sample[max(int(rank - spread), 0)]
+    high = sample[min(int(rank + spread) + 1, sample.size - 1)]
+    above = int(np.count_nonzero(keys > high))  # lines above the bracket: all chosen
+    if above >= count:
+        return None
+    inside = keys[(keys >= low) & (keys <= high)]
+    wanted = count - above  # chosen from inside the bracket
+    if wanted > inside.size:
+        return None
+    threshold = _kth_largest(inside, wanted)
+    return threshold, count - above - int(np.count_nonzero(inside > threshold))
+
+
+def _floor_plus_above(grid: np.ndarray, threshold: int) -> None:
+    """In place, block by block: grid value → whole cents, plus one where the remainder is
+    above ``threshold`` ((grid + QUANTUM − 1 − threshold) >> GRID_BITS)."""
+    for start in range(0, grid.size, ROUNDING_BLOCK):
+        chunk = grid[start : start + ROUNDING_BLOCK]
+        chunk += QUANTUM - 1 - threshold
+        chunk >>= GRID_BITS
