@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, exists, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Row, bindparam, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from cloud.apportion.models import ApportionRun, ApportionStatement, TreeNode
 from cloud.leases.models import StatementAccess
@@ -51,6 +51,7 @@ _SECRET_BYTES = 32
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _DOMAIN = b"mf.tenant-link/1\x00"
+_ONE_DAY = timedelta(days=1)
 
 
 def utc_now() -> datetime:
@@ -181,7 +182,29 @@ def make_token(secret: WebSecret, nonce: bytes, expires_at: datetime, key: State
     return f"{_b64(body)}.{_b64(_tag(secret, body, key))}"
 
 
-def _parse_token(token: str) -> tuple[bytes, int, bytes]:
+@dataclass(frozen=True)
+class LinkToken:
+    """A token taken apart: its body (nonce ‖ expiry), the expiry [Unix s] and the tag."""
+
+    body: bytes
+    expiry: int
+    tag: bytes
+
+    @property
+    def nonce(self) -> str:
+        """The nonce as the registry keeps it (hex)."""
+        return self.body[:_NONCE_BYTES].hex()
+
+    def params(self, now: datetime) -> dict[str, Any]:
+        """The bind parameters of :data:`LINK_QUERY` for this token at ``now``: the nonce,
+        and the UTC day with the days either side (the site's local day is one of them)."""
+        day = now.astimezone(UTC).date()
+        return {"nonce": self.nonce, "day_before": day - _ONE_DAY, "utc_day": day,
+                "day_after": day + _ONE_DAY}
+
+
+def parse_token(token: str) -> LinkToken:
+    """The parts of ``token``; LinkRefused (``malformed``) when it does not parse."""
     head, _, tail = token.partition(".")
     try:
         body, tag = _unb64(head), _unb64(tail)
@@ -190,7 +213,7 @@ def _parse_token(token: str) -> tuple[bytes, int, bytes]:
     if len(body) != _NONCE_BYTES + 4 or len(tag) != _TAG_BYTES:
         raise LinkRefused(RefusalReason.MALFORMED, "the link is damaged")
     (expiry,) = struct.unpack(">I", body[_NONCE_BYTES:])
-    return body, expiry, tag
+    return LinkToken(body, expiry, tag)
 
 
 def revoke_unit_links(session: Session, unit: str, from_date: date,
@@ -257,60 +280,78 @@ class TenantLinkService:
 
     def open(self, unit: str, token: str) -> OpenedLink:
         """Check the link ``/t/{unit}/{token}``; LinkRefused with the reason otherwise."""
-        body, expiry, tag = _parse_token(token)
+        parsed = parse_token(token)
         now = self.clock()
-        engine = self.sessions.kw["bind"]
-        with engine.connect() as conn:
-            row = conn.execute(_LINK_QUERY, {"nonce": body[:_NONCE_BYTES].hex()}).first()
-            if row is None:
-                raise LinkRefused(RefusalReason.UNKNOWN, "this link was never issued")
-            key = StatementKey(row.run_id, row.unit, row.party)
-            expires = _as_utc(row.expires_at)
-            if (int(expires.timestamp()) != expiry
-                    or not hmac.compare_digest(tag, _tag(self.secret, body, key))):
-                raise LinkRefused(RefusalReason.FORGED, "the link's signature does not verify")
-            if unit != row.unit:
-                raise LinkRefused(RefusalReason.WRONG_UNIT,
-                                  "this link belongs to another unit than the one in the address")
-            if expires <= now:
-                raise LinkRefused(RefusalReason.EXPIRED,
-                                  f"the link expired at {expires.isoformat(timespec='minutes')}")
-            today = now.astimezone(ZoneInfo(row.timezone)).date()
-            if row.revoked_on is not None and row.revoked_on <= today:
-                raise LinkRefused(RefusalReason.REVOKED,
-                                  f"the link was revoked on {row.revoked_on.isoformat()}")
-            if row.has_grants and conn.execute(_GRANT_QUERY, {
-                    "tenant": row.party, "unit": row.unit, "today": today}).first() is None:
+        with self.sessions.kw["bind"].connect() as conn:
+            row = conn.execute(LINK_QUERY, parsed.params(now)).first()
+        return self.check(row, unit, parsed, now)
+
+    def check(self, row: Row[Any] | None, unit: str, token: LinkToken, now: datetime
+              ) -> OpenedLink:
+        """Decide whether ``token`` opens its statement for ``unit`` at ``now``, from
+        ``row``: the link's facts (the columns of :data:`LINK_QUERY`, or of a query that
+        adds to it) read from the registry with ``token.params(now)`` for this request.
+        Nothing is remembered between requests: a revocation, a void or an ended grant
+        written by any process refuses the next request. LinkRefused with the reason."""
+        if row is None:
+            raise LinkRefused(RefusalReason.UNKNOWN, "this link was never issued")
+        key = StatementKey(row.run_id, row.unit, row.party)
+        expires = _as_utc(row.expires_at)
+        if (int(expires.timestamp()) != token.expiry
+                or not hmac.compare_digest(token.tag, _tag(self.secret, token.body, key))):
+            raise LinkRefused(RefusalReason.FORGED, "the link's signature does not verify")
+        if unit != row.unit:
+            raise LinkRefused(RefusalReason.WRONG_UNIT,
+                              "this link belongs to another unit than the one in the address")
+        if expires <= now:
+            raise LinkRefused(RefusalReason.EXPIRED,
+                              f"the link expired at {expires.isoformat(timespec='minutes')}")
+        today = now.astimezone(ZoneInfo(row.timezone)).date()
+        if row.revoked_on is not None and row.revoked_on <= today:
+            raise LinkRefused(RefusalReason.REVOKED,
+                              f"the link was revoked on {row.revoked_on.isoformat()}")
+        if row.has_grants:
+            offset = (today - now.astimezone(UTC).date()).days  # -1, 0 or 1
+            in_force = (row.granted_day_before, row.granted_utc_day, row.granted_day_after)
+            if not in_force[offset + 1]:
                 raise LinkRefused(RefusalReason.REVOKED,
                                   "the tenant's access to this unit has ended")
-            if row.status != "posted":
-                raise LinkRefused(RefusalReason.WITHDRAWN, "the statement was withdrawn")
+        if row.status != "posted":
+            raise LinkRefused(RefusalReason.WITHDRAWN, "the statement was withdrawn")
         return OpenedLink(key, row.nonce, row.site_id, expires)
 
 
-# The queries of :meth:`TenantLinkService.open`, built once: the page is opened often.
-# The leases package's statement-access grants of the link's tenant and unit (the unit id of
-# the link's unit node, or the node's own id when the tree does not name one) decide when
-# there are any: one of them must be in force on the site's local day.
-def _unit_id_of(node: Any) -> Any:
-    return func.coalesce(select(TreeNode.unit_id).where(TreeNode.id == node)
-                         .scalar_subquery(), node)
+# The query of a link's facts, built once: the page is opened often. The leases package's
+# statement-access grants of the link's tenant and unit (the unit id of the link's unit node,
+# or the node's own id when the tree does not name one) decide when there are any: one of
+# them must be in force on the site's local day. That day is the UTC day or one either side,
+# and the site (its time zone) is known only from this very row, so the grants are read for
+# all three days and :meth:`TenantLinkService.check` picks one: a single round trip.
+_NODE = aliased(TreeNode)
 
 
-_LINK_QUERY = (
+def _grants(*conditions: Any) -> Any:
+    return exists().where(StatementAccess.tenant_id == TenantLink.party,
+                          StatementAccess.unit_id == func.coalesce(_NODE.unit_id,
+                                                                   TenantLink.unit),
+                          *conditions)
+
+
+def _granted_on(day: str) -> Any:
+    return _grants(StatementAccess.granted_on <= bindparam(day),
+                   or_(StatementAccess.revoked_on.is_(None),
+                       StatementAccess.revoked_on > bindparam(day))).label(f"granted_{day}")
+
+
+#: The facts of the link whose nonce is bound as ``nonce`` (with :meth:`LinkToken.params`):
+#: the link row, its run's status and site, the site's time zone and the tenant's grants.
+LINK_QUERY = (
     select(TenantLink.nonce, TenantLink.run_id, TenantLink.unit, TenantLink.party,
            TenantLink.expires_at, TenantLink.revoked_on, ApportionRun.status,
-           ApportionRun.site_id, Site.timezone,
-           exists().where(StatementAccess.tenant_id == TenantLink.party,
-                          StatementAccess.unit_id == _unit_id_of(TenantLink.unit))
-           .label("has_grants"))
+           ApportionRun.site_id, Site.timezone, _grants().label("has_grants"),
+           _granted_on("day_before"), _granted_on("utc_day"), _granted_on("day_after"))
     .join(ApportionRun, ApportionRun.id == TenantLink.run_id)
     .join(Site, Site.id == ApportionRun.site_id)
+    .outerjoin(_NODE, _NODE.id == TenantLink.unit)
     .where(TenantLink.nonce == bindparam("nonce"))
 )
-_GRANT_QUERY = select(StatementAccess.id).where(
-    StatementAccess.tenant_id == bindparam("tenant"),
-    StatementAccess.unit_id == _unit_id_of(bindparam("unit")),
-    StatementAccess.granted_on <= bindparam("today"),
-    or_(StatementAccess.revoked_on.is_(None), StatementAccess.revoked_on > bindparam("today")),
-).limit(1)

@@ -11,7 +11,11 @@ puts posted amounts on invoices) or **dispute** with a comment (an open dispute 
 queue; a statement with an open dispute cannot be confirmed until finance resolves it).
 Verified documents are cached by the SHA-256 of payload, key id and signature: statements
 are immutable, and a changed current statement has another digest, so it is verified again
-(and refused). The history is cached by the set of its statements' runs and signatures.
+(and refused). The history is cached by the runs and signatures of the tenant's posted
+statements up to this one. The page reads, in one registry round trip per request, the
+link's facts, the current statement's payload and signature, the tenant's answer and those
+history signatures (:meth:`TenantStatementService.open_statement`); only what cannot change
+under the same facts is cached, so revocation, expiry, voids and answers show at once.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Row, and_, bindparam, func, select
+from sqlalchemy import Connection, Row, Select, and_, bindparam, func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -34,8 +38,14 @@ from cloud.apportion.errors import SignatureError
 from cloud.apportion.models import ApportionRun, ApportionStatement
 from cloud.apportion.statement import SignedStatement, verify_statement
 from cloud.audit_log import record
-from cloud.registry.models_web import StatementConfirmation, StatementDispute
-from cloud.tenant_links import OpenedLink, StatementKey
+from cloud.registry.models_web import StatementConfirmation, StatementDispute, TenantLink
+from cloud.tenant_links import (
+    LINK_QUERY,
+    OpenedLink,
+    StatementKey,
+    TenantLinkService,
+    parse_token,
+)
 
 Clock = Callable[[], datetime]
 HISTORY_MONTHS = 12
@@ -117,7 +127,7 @@ class TenantStatementService:
         self.public_key = public_key
         self.clock = clock
         self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._history: OrderedDict[tuple[Row[Any], ...], list[HistoryPoint]] = OrderedDict()
+        self._history: OrderedDict[tuple[Any, ...], list[HistoryPoint]] = OrderedDict()
         self._lock = threading.Lock()  # the caches are shared by the server's threads
 
     def _verify(self, payload: str, kid: str, signature: str) -> dict[str, Any]:
@@ -135,29 +145,51 @@ class TenantStatementService:
                     self._verified.popitem(last=False)
         return document
 
+    def open_statement(self, links: TenantLinkService, unit: str, token: str
+                       ) -> tuple[OpenedLink, TenantStatement]:
+        """Open the link ``/t/{unit}/{token}`` with ``links`` and read its statement (as
+        :meth:`statement`) in one registry round trip: the tenant page's path.
+
+        LinkRefused when the link does not open it, NotGenuine when it does not verify.
+        """
+        parsed = parse_token(token)
+        now = links.clock()
+        with self.sessions.kw["bind"].connect() as conn:
+            row = conn.execute(_LINKED_STATEMENT, parsed.params(now)).first()
+            opened = links.check(row, unit, parsed, now)
+            return opened, self._statement(conn, opened, row)
+
     def statement(self, opened: OpenedLink) -> TenantStatement:
         """The link's statement, verified, with its history and the tenant's answer.
 
         NotGenuine when the stored signature does not verify.
         """
         key = opened.statement
-        params = {"run": key.run_id, "unit": key.unit, "party": key.party, "site": opened.site}
         with self.sessions.kw["bind"].connect() as conn:
-            current = conn.execute(_CURRENT, params).first()
-            if current is None:
-                raise NotGenuine(f"run {key.run_id!r} has no posted statement for "
-                                 f"{key.unit}/{key.party}")
-            document = self._verify(current.payload, current.kid, current.signature)
-            params["since"] = current.period_start - timedelta(days=366)
-            params["until"] = current.period_start
-            signed = tuple(conn.execute(_HISTORY_SIGNATURES, params).all())
-            history = self._history.get(signed)
-            if history is None:
-                history = self._verified_history(conn.execute(_HISTORY, params).all())
-                with self._lock:
-                    self._history[signed] = history
-                    while len(self._history) > _CACHE_SIZE:
-                        self._history.popitem(last=False)
+            current = conn.execute(_CURRENT, {"run": key.run_id, "unit": key.unit,
+                                              "party": key.party}).first()
+            return self._statement(conn, opened, current)
+
+    def _statement(self, conn: Connection, opened: OpenedLink, current: Row[Any] | None
+                   ) -> TenantStatement:
+        """The statement from ``current`` (the columns of :func:`_with_statement`); the
+        history is read on ``conn`` only when its signatures are new."""
+        key = opened.statement
+        if current is None or current.payload is None:
+            raise NotGenuine(f"run {key.run_id!r} has no posted statement for "
+                             f"{key.unit}/{key.party}")
+        document = self._verify(current.payload, current.kid, current.signature)
+        signed = (opened.site, key.unit, key.party, current.period_start, current.history)
+        history = self._history.get(signed)
+        if history is None:
+            history = self._verified_history(conn.execute(_HISTORY, {
+                "unit": key.unit, "party": key.party, "site": opened.site,
+                "since": current.period_start - timedelta(days=366),
+                "until": current.period_start}).all())
+            with self._lock:
+                self._history[signed] = history
+                while len(self._history) > _CACHE_SIZE:
+                    self._history.popitem(last=False)
         answer = Answer(
             confirmed_at=_as_utc(current.confirmed_at),
             dispute_id=current.dispute_id, dispute_comment=current.dispute_comment or "",
@@ -260,41 +292,73 @@ _LATEST_DISPUTE = (
     .correlate(ApportionStatement)
     .scalar_subquery()
 )
-_CURRENT = (
-    select(ApportionStatement.payload, ApportionStatement.kid, ApportionStatement.signature,
-           ApportionRun.period_start, StatementConfirmation.confirmed_at,
-           StatementDispute.id.label("dispute_id"),
-           StatementDispute.comment.label("dispute_comment"),
-           StatementDispute.status.label("dispute_status"),
-           StatementDispute.resolution.label("dispute_resolution"))
+# The history is computed from verified payloads once per set of (run, signature) of the
+# tenant's posted statements up to this one (a superset of the 12-month window, so that the
+# set is read in the same round trip without date arithmetic in SQL): a new posting or a void
+# changes the set, a changed signature too. A history payload changed in the database under
+# its old signature shows once the cache lets it go. The set is only a cache key: an order
+# the database changed would cost a recomputation, never a wrong history.
+_SIGNED = aliased(ApportionStatement)
+_SIGNED_RUN = aliased(ApportionRun)
+# written into the SQL: a plain string separator is rendered anew on every execution
+_COMMA: Any = literal_column("','")
+_HISTORY_SIGNED = (
+    select(func.aggregate_strings(_SIGNED.run_id + " " + _SIGNED.signature, _COMMA))
+    .join_from(_SIGNED, _SIGNED_RUN, _SIGNED_RUN.id == _SIGNED.run_id)
+    .where(_SIGNED.unit == ApportionStatement.unit, _SIGNED.party == ApportionStatement.party,
+           _SIGNED_RUN.site_id == ApportionRun.site_id, _SIGNED_RUN.status == "posted",
+           _SIGNED_RUN.period_start <= ApportionRun.period_start)
+    .correlate(ApportionStatement, ApportionRun)
+    .scalar_subquery()
+)
+
+
+def _with_statement(query: Select[Any]) -> Select[Any]:
+    """``query`` (over ``apportion_statements`` joined to its run) with what the page shows
+    that can change: the signed statement, the tenant's confirmation, the latest dispute,
+    and the history's signatures (``history``)."""
+    return (
+        query.add_columns(
+            ApportionStatement.payload, ApportionStatement.kid, ApportionStatement.signature,
+            ApportionRun.period_start, StatementConfirmation.confirmed_at,
+            StatementDispute.id.label("dispute_id"),
+            StatementDispute.comment.label("dispute_comment"),
+            StatementDispute.status.label("dispute_status"),
+            StatementDispute.resolution.label("dispute_resolution"),
+            _HISTORY_SIGNED.label("history"))
+        .outerjoin(StatementConfirmation, and_(
+            StatementConfirmation.run_id == ApportionStatement.run_id,
+            StatementConfirmation.unit == ApportionStatement.unit,
+            StatementConfirmation.party == ApportionStatement.party))
+        .outerjoin(StatementDispute, StatementDispute.id == _LATEST_DISPUTE)
+    )
+
+
+_CURRENT = _with_statement(
+    select().select_from(ApportionStatement)
     .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
-    .outerjoin(StatementConfirmation, and_(
-        StatementConfirmation.run_id == ApportionStatement.run_id,
-        StatementConfirmation.unit == ApportionStatement.unit,
-        StatementConfirmation.party == ApportionStatement.party))
-    .outerjoin(StatementDispute, StatementDispute.id == _LATEST_DISPUTE)
     .where(ApportionStatement.run_id == bindparam("run"),
            ApportionStatement.unit == bindparam("unit"),
            ApportionStatement.party == bindparam("party"), ApportionRun.status == "posted")
 )
-_HISTORY_WHERE = (ApportionStatement.unit == bindparam("unit"),
-                  ApportionStatement.party == bindparam("party"),
-                  ApportionRun.site_id == bindparam("site"), ApportionRun.status == "posted",
-                  ApportionRun.period_start > bindparam("since"),
-                  ApportionRun.period_start <= bindparam("until"))
-# The history is computed from verified payloads once per set of (run, signature): a new
-# posting or a void changes the set, a signature that changes too. A history payload
-# changed in the database under its old signature shows once the cache lets it go.
-_HISTORY_SIGNATURES = (
-    select(ApportionStatement.run_id, ApportionStatement.signature)
-    .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
-    .where(*_HISTORY_WHERE).order_by(ApportionRun.period_start)
+# The link's facts and its statement in one row; a link without its statement row gets
+# NULL statement columns (refused as not genuine once the link itself is good).
+_LINKED_STATEMENT = _with_statement(
+    LINK_QUERY.outerjoin(ApportionStatement, and_(
+        ApportionStatement.run_id == TenantLink.run_id,
+        ApportionStatement.unit == TenantLink.unit,
+        ApportionStatement.party == TenantLink.party))
 )
 _HISTORY = (
     select(ApportionStatement.payload, ApportionStatement.kid, ApportionStatement.signature,
            ApportionRun.period_start)
     .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
-    .where(*_HISTORY_WHERE).order_by(ApportionRun.period_start)
+    .where(ApportionStatement.unit == bindparam("unit"),
+           ApportionStatement.party == bindparam("party"),
+           ApportionRun.site_id == bindparam("site"), ApportionRun.status == "posted",
+           ApportionRun.period_start > bindparam("since"),
+           ApportionRun.period_start <= bindparam("until"))
+    .order_by(ApportionRun.period_start)
 )
 _CONFIRMED = select(StatementConfirmation.confirmed_at).where(
     StatementConfirmation.run_id == bindparam("run"),

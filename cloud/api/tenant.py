@@ -24,7 +24,16 @@ from cloud.tenant_links import LinkRefused, OpenedLink, RefusalReason
 from cloud.tenant_statements import AnswerError, NotGenuine, TenantStatement
 
 router = APIRouter(tags=["tenant"])
-Web = Annotated[WebServices, Depends(web_services)]
+
+
+async def _web(request: Request) -> WebServices:
+    """The web services, looked up on the event loop: FastAPI runs a plain ``def``
+    dependency in the thread pool, a round trip through it for every request (the page's
+    handler itself runs on the event loop)."""
+    return web_services(request)
+
+
+Web = Annotated[WebServices, Depends(_web)]
 Unit = Annotated[str, Path(min_length=1, max_length=64)]
 Token = Annotated[str, Path(min_length=1, max_length=200)]
 
@@ -89,8 +98,9 @@ def _page_url(request: Request, unit: str, token: str, **query: str) -> str:
 class _PageCache:
     """Rendered statement pages by everything they show (the verified statement's signature,
     its history, the tenant's answer, language, link, notices). Statements are immutable
-    and every request still opens the link and reads the statement rows, so a hit never
-    shows what the registry no longer holds; it saves the rendering."""
+    and every request still opens the link and reads the statement's row in the registry
+    (one round trip, :meth:`~cloud.tenant_statements.TenantStatementService.open_statement`),
+    so a hit never shows what the registry no longer holds; it saves the rendering."""
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size
@@ -117,8 +127,7 @@ _PAGES = _PageCache()
 def _page(request: Request, web: WebServices, unit: str, token: str, *, error: str = "",
           status_code: int = 200) -> HTMLResponse:
     try:
-        opened = _open(web, unit, token)
-        statement = web.statements.statement(opened)
+        _, statement = web.statements.open_statement(web.links, unit, token)
     except LinkRefused as refused:
         return _refusal_page(request, refused)
     except NotGenuine:
@@ -193,8 +202,8 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 def api_tenant_statement(unit: Unit, token: Token, web: Web) -> TenantStatementOut:
     """The link's verified statement, history and answer (what the tenant page shows)."""
     try:
-        opened = _open(web, unit, token)
-        return _out(web.statements.statement(opened), web.statements.signed_export(opened))
+        opened, statement = web.statements.open_statement(web.links, unit, token)
+        return _out(statement, web.statements.signed_export(opened))
     except LinkRefused as refused:
         raise _api_refusal(refused) from None
     except NotGenuine as exc:
