@@ -221,3 +221,14 @@ def test_rounding_takes_back_cents_on_a_large_pot_in_line_order() -> None:
     cents = largest_remainder(total, ideal)
     assert int(cents.sum()) == total
     assert cents.tolist() == _rounding_by_sorting(total, [ideal])
+
+
+@pytest.mark.parametrize("lines", [40, 90_000])
+def test_rounding_writes_into_the_arrays_given(lines: int) -> None:
+    parts = [np.full(lines // 2, 0.5), np.full(lines - lines // 2, 0.25)]
+    total = int(np.floor(sum(p.sum() for p in parts)))
+    out = [np.empty(p.size, dtype=np.int64) for p in parts]
+    cents = largest_remainder_parts(total, parts, out)
+    assert all(c is o for c, o in zip(cents, out, strict=True))
+    assert [c.tolist() for c in cents] == [
+        list(p) for p in np.split(np.array(_rounding_by_sorting(total, parts)), [lines // 2])]

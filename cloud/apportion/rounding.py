@@ -76,6 +76,16 @@ def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray],
             o.dtype != np.int64 or o.shape != p.shape or not o.flags.c_contiguous
             for o, p in zip(out, parts, strict=False))):
         raise ValueError("out must hold one contiguous int64 array per part, of its shape")
+    if len(parts) > 1 and sum(p.size for p in parts) <= ROUNDING_BLOCK:
+        # a small pot: its lines in one array (the same order) cost a few calls, not a
+        # few per part
+        joined = largest_remainder_parts(total_cents, [np.concatenate(parts)])[0]
+        bounds = np.cumsum([p.size for p in parts[:-1]])
+        if out is None:
+            return np.split(joined, bounds)
+        for o, c in zip(out, np.split(joined, bounds), strict=True):
+            o[...] = c
+        return list(out)
     cents, remainders, floor_sum = _grid(parts, out)
     lines = remainders.size
     leftover = total_cents - floor_sum
@@ -178,8 +188,9 @@ def _kth_largest(keys: np.ndarray, count: int) -> int:
     """The ``count``-th largest of ``keys`` (1 ≤ ``count`` ≤ size): remainders (``uint16``)
     through their histogram, other keys by partial sorting (both linear in the size)."""
     if keys.dtype == np.uint16:
-        from_top = np.cumsum(np.bincount(keys)[::-1])
-        return from_top.size - 1 - int(np.searchsorted(from_top, count))
+        # below[v] = keys ≤ v; the answer is the least v with fewer than ``count`` above it
+        below = np.cumsum(np.bincount(keys))
+        return int(np.searchsorted(below, keys.size - count, side="right"))
     kth = keys.size - count
     return int(np.partition(keys, kth)[kth])
 
