@@ -19,7 +19,7 @@ linear time (a histogram; on large pots, first narrowed to the few per cent of t
 that a sorted sample brackets); every line above it gets a cent, and so do the first lines,
 in line order, that equal it, as many as are still owed. The grid values are
 computed block by block, in blocks that stay in a core's cache, and written once, into
-the arrays that are returned.
+the arrays that are returned; a pot of at most one block's lines is rounded as one array.
 """
 
 from __future__ import annotations
