@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cloud.apportion import engine
+from cloud.apportion.case import load_case
 from cloud.apportion.consumption import fast_slice_energy, unwrap_registers
-from cloud.apportion.engine import apportion
+from cloud.apportion.engine import EngineInputs, apportion
 from cloud.apportion.errors import ConservationError, EstimationError
 from cloud.apportion.estimation import Method, estimation_rates
 from cloud.apportion.money import Tier, tiered_cost
@@ -232,3 +235,54 @@ def test_rounding_writes_into_the_arrays_given(lines: int) -> None:
     assert all(c is o for c, o in zip(cents, out, strict=True))
     assert [c.tolist() for c in cents] == [
         list(p) for p in np.split(np.array(_rounding_by_sorting(total, parts)), [lines // 2])]
+
+
+def _tou_inputs() -> EngineInputs:
+    return load_case(Path(__file__).parent / "cases" / "tou.yaml").to_engine_inputs()
+
+
+def test_a_pipelined_run_computes_what_one_thread_computes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the pipeline (a pot rounded on a worker while the next is allocated, the rest on the
+    # calling thread) is only a schedule: every line, amount and flag is the same
+    inputs = _tou_inputs()
+    alone = apportion(inputs)
+    real, rounded_on, worker_started = engine._round_pot, set(), threading.Event()
+
+    def recorded(pot, allocation, cents=None):  # type: ignore[no-untyped-def]
+        # on so small a case the caller could round every pot before the worker takes one:
+        # the pots the caller takes back wait until the worker has one of its own
+        if threading.current_thread() is threading.main_thread():
+            worker_started.wait(10)
+        else:
+            worker_started.set()
+        rounded_on.add(threading.current_thread().name)
+        real(pot, allocation, cents)
+
+    monkeypatch.setattr(engine, "_round_pot", recorded)
+    monkeypatch.setattr(engine, "PARALLEL_LINES", 0)
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
+    pipelined = apportion(inputs)
+    assert len(alone.pots) >= 4 and len(rounded_on) == 2  # the worker and the caller
+    for column in ("pot", "origin", "component", "segment", "kwh", "ideal", "cents"):
+        assert getattr(pipelined.lines, column).tolist() == getattr(alone.lines, column).tolist()
+    assert pipelined.flags == alone.flags
+    assert pipelined.residual_kwh.tolist() == alone.residual_kwh.tolist()
+    assert pipelined.loss_rate.tolist() == alone.loss_rate.tolist()
+
+
+def test_a_pipelined_run_reports_the_first_failing_pot(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pots 1 and 3 fail to round (a fault injected where valid inputs cannot reach): the
+    # error is pot 1's, whichever thread rounded which pot
+    real = engine._round_pot
+
+    def failing(pot, allocation, cents=None):  # type: ignore[no-untyped-def]
+        if pot.index in (1, 3):
+            raise ConservationError(f"pot {pot.index} injected")
+        real(pot, allocation, cents)
+
+    monkeypatch.setattr(engine, "_round_pot", failing)
+    monkeypatch.setattr(engine, "PARALLEL_LINES", 0)
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
+    with pytest.raises(ConservationError, match="pot 1 injected"):
+        apportion(_tou_inputs())
