@@ -254,11 +254,7 @@ class TreeShape:
         out = np.zeros(values.shape)
         for level, up in zip(self.levels, self.level_parent, strict=True):
             if isinstance(up, int):
-                below = rows(values, level)
-                # over rows of several columns, einsum adds row after row as sum(axis=0)
-                # does (the same floats), without a loop call per row
-                out[up] += (np.einsum("ij->j", below) if below.ndim == 2 and below.shape[1] > 1
-                            else below.sum(axis=0))
+                out[up] += _column_sums(rows(values, level))
             elif values.ndim == 1:
                 out += np.bincount(up, weights=rows(values, level), minlength=out.size)
             else:
@@ -276,9 +272,7 @@ class TreeShape:
         for level, up in zip(self.levels, self.level_parent, strict=True):
             i = position.get(up) if isinstance(up, int) else None
             if i is not None:
-                below = rows(values, level)
-                out[i] += (np.einsum("ij->j", below) if below.ndim == 2 and below.shape[1] > 1
-                           else below.sum(axis=0))
+                out[i] += _column_sums(rows(values, level))
         return out
 
     def scale_down(self, amount: np.ndarray, energy: np.ndarray,
@@ -297,6 +291,14 @@ class TreeShape:
             with np.errstate(invalid="ignore", divide="ignore"):
                 factor = np.where(denominator[up] > 0, energy[level] / denominator[up], 0.0)
             amount[level] = amount[up] * factor
+
+
+def _column_sums(below: np.ndarray) -> np.ndarray | float:
+    """Σ over the rows of ``below``. Over rows of several columns, einsum adds row after
+    row as ``sum(axis=0)`` does (the same floats), without a loop call per row."""
+    if below.ndim == 2 and below.shape[1] > 1:
+        return np.einsum("ij->j", below)
+    return below.sum(axis=0)
 
 
 def _run(index: np.ndarray) -> slice | None:
