@@ -21,7 +21,6 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.dev-installed
 	bash deploy/local/install-servers.sh --with-chromium
-	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev-installed

@@ -51,8 +51,12 @@ from cloud.apportion.money import Bill, TariffKind, TariffVersion
 
 DAYS = 31
 REGISTERS = ("T1", "T2", "T3", "T4")
-PRICES = {"T1": Decimal("1.3512"), "T2": Decimal("1.1260"), "T3": Decimal("0.6756"),
-          "T4": Decimal("0.2815")}
+PRICES = {
+    "T1": Decimal("1.3512"),
+    "T2": Decimal("1.1260"),
+    "T3": Decimal("0.6756"),
+    "T4": Decimal("0.2815"),
+}
 
 
 def site(units: int, seed: int = 7) -> EngineInputs:
@@ -82,8 +86,10 @@ def site(units: int, seed: int = 7) -> EngineInputs:
     occupant = np.zeros((meters, 1), dtype=np.int64)
     occupant[2:, 0] = np.arange(units) % len(tenants)
     main_kwh = main_daily.sum(axis=0)
-    bill = Bill("SGCC-BENCH", {r: round(float(PRICES[r]) * main_kwh[i] * 100)
-                               for i, r in enumerate(REGISTERS)})
+    bill = Bill(
+        "SGCC-BENCH",
+        {r: round(float(PRICES[r]) * main_kwh[i] * 100) for i, r in enumerate(REGISTERS)},
+    )
     return EngineInputs(
         period=Period(date(2026, 3, 1), DAYS, np.array([0, DAYS])),
         registers=REGISTERS,
@@ -98,9 +104,14 @@ def site(units: int, seed: int = 7) -> EngineInputs:
             active_to=np.full(meters, DAYS, dtype=np.int64),
             history_kwh_per_day=np.full((meters, len(REGISTERS)), np.nan),
         ),
-        tree=TreeInputs(ids=tuple(f"N{i:07d}" for i in range(meters)), kind=kind,
-                        parent=parent, rules=tuple(rules), area=area,
-                        building=np.zeros(meters, dtype=np.int64)),
+        tree=TreeInputs(
+            ids=tuple(f"N{i:07d}" for i in range(meters)),
+            kind=kind,
+            parent=parent,
+            rules=tuple(rules),
+            area=area,
+            building=np.zeros(meters, dtype=np.int64),
+        ),
         tenants=tenants,
         occupant=occupant,
         tariffs=(TariffVersion("tou-2026", TariffKind.TOU, 0, DAYS, PRICES),),
@@ -113,15 +124,32 @@ def subset(inputs: EngineInputs, units: int) -> EngineInputs:
     keep = units + 2
     m, t = inputs.meters, inputs.tree
     return EngineInputs(
-        period=inputs.period, registers=inputs.registers,
-        meters=MeterInputs(m.ids[:keep], m.node[:keep], m.registers[:keep].copy(),
-                           m.multiplier[:keep], m.capacity[:keep], m.bidirectional[:keep],
-                           m.active_from[:keep], m.active_to[:keep],
-                           m.history_kwh_per_day[:keep]),
-        tree=TreeInputs(t.ids[:keep], t.kind[:keep], t.parent[:keep], t.rules[:keep],
-                        t.area[:keep], t.building[:keep]),
-        tenants=inputs.tenants, occupant=inputs.occupant[:keep], tariffs=inputs.tariffs,
-        bill=inputs.bill, policy=inputs.policy,
+        period=inputs.period,
+        registers=inputs.registers,
+        meters=MeterInputs(
+            m.ids[:keep],
+            m.node[:keep],
+            m.registers[:keep].copy(),
+            m.multiplier[:keep],
+            m.capacity[:keep],
+            m.bidirectional[:keep],
+            m.active_from[:keep],
+            m.active_to[:keep],
+            m.history_kwh_per_day[:keep],
+        ),
+        tree=TreeInputs(
+            t.ids[:keep],
+            t.kind[:keep],
+            t.parent[:keep],
+            t.rules[:keep],
+            t.area[:keep],
+            t.building[:keep],
+        ),
+        tenants=inputs.tenants,
+        occupant=inputs.occupant[:keep],
+        tariffs=inputs.tariffs,
+        bill=inputs.bill,
+        policy=inputs.policy,
     )
 
 
@@ -195,9 +223,11 @@ def main() -> None:
 
     started = time.perf_counter()
     inputs = site(units)
-    print(f"site: {units:,} unit meters × {DAYS} days × {len(REGISTERS)} registers "
-          f"({inputs.meters.registers.nbytes / 1e9:.2f} GB of readings), built in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"site: {units:,} unit meters × {DAYS} days × {len(REGISTERS)} registers "
+        f"({inputs.meters.registers.nbytes / 1e9:.2f} GB of readings), built in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     readings = inputs.meters.registers
     apportion(inputs)  # warm up (page in, caches)
     # floor and engine alternate, so that both see the same state of the shared machine
@@ -211,8 +241,10 @@ def main() -> None:
     lines = result.lines
     assert lines.pot_cents(len(result.pots)) == [p.cents for p in result.pots]
     print(f"memory floor (np.add.reduce over the readings): {floor_s * 1e3:.1f} ms")
-    print(f"engine: {engine_s * 1e3:.1f} ms for {len(lines):,} lines "
-          f"→ ratio {engine_s / floor_s:.2f} (goal ≤ 3)")
+    print(
+        f"engine: {engine_s * 1e3:.1f} ms for {len(lines):,} lines "
+        f"→ ratio {engine_s / floor_s:.2f} (goal ≤ 3)"
+    )
 
     small = subset(inputs, loop_units)
     small_engine_s, small_result = timed(lambda: apportion(small), 31)  # a few ms each
@@ -228,9 +260,11 @@ def main() -> None:
         engine_cents[key] = engine_cents.get(key, 0) + int(small_result.lines.cents[i])
     mismatched = sum(1 for k, v in loop_cents.items() if engine_cents.get(k) != v)
     speedup = loop_s / small_engine_s
-    print(f"{loop_units:,}-meter subset: engine {small_engine_s * 1e3:.1f} ms, Python loop "
-          f"{loop_s * 1e3:.0f} ms → speed-up {speedup:.0f}× (goal ≥ 100); unit-register "
-          f"totals differing: {mismatched}")
+    print(
+        f"{loop_units:,}-meter subset: engine {small_engine_s * 1e3:.1f} ms, Python loop "
+        f"{loop_s * 1e3:.0f} ms → speed-up {speedup:.0f}× (goal ≥ 100); unit-register "
+        f"totals differing: {mismatched}"
+    )
     figures = {
         "bench": "apportion_engine",
         "meters": units,
@@ -246,8 +280,12 @@ def main() -> None:
         "loop_speedup": round(speedup, 1),
         "loop_mismatched_totals": mismatched,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "goals": {"ratio_max": 3, "loop_speedup_min": 100,
-                  "ratio_met": engine_s / floor_s <= 3, "speedup_met": speedup >= 100},
+        "goals": {
+            "ratio_max": 3,
+            "loop_speedup_min": 100,
+            "ratio_met": engine_s / floor_s <= 3,
+            "speedup_met": speedup >= 100,
+        },
     }
     print(json.dumps(figures))
 

@@ -39,8 +39,9 @@ def wire_floor_s(line: Dlt645Line, addresses: list[str], preamble: int) -> float
         for di in DIS:
             request = encode_frame(build_read(address, di), preamble)
             reply = line.transact(request)
-            total += ((len(request) + len(reply)) * BITS_PER_CHARACTER / line.baud
-                      + line.turnaround_s)
+            total += (
+                len(request) + len(reply)
+            ) * BITS_PER_CHARACTER / line.baud + line.turnaround_s
     return total
 
 
@@ -53,8 +54,9 @@ async def one_round(master: Dlt645Master, addresses: list[str]) -> float:
 
 
 async def measure(port: int, addresses: list[str], rounds: int, pause_s: float) -> list[float]:
-    master = Dlt645Master(TcpTransport("127.0.0.1", port), timeout_s=1.0, retries=0,
-                          pause_s=pause_s)
+    master = Dlt645Master(
+        TcpTransport("127.0.0.1", port), timeout_s=1.0, retries=0, pause_s=pause_s
+    )
     try:
         await master.read(addresses[0], DIS[0])  # connect before timing
         return [await one_round(master, addresses) for _ in range(rounds)]
@@ -72,8 +74,11 @@ def main() -> None:
 
     clock = SimClock(datetime(2026, 1, 1, tzinfo=UTC))
     addresses = [f"{n:012d}" for n in range(1, meters + 1)]
-    line = Dlt645Line([SimulatedMeter(a, LoadModel(2.0, seed=i), clock=clock)
-                       for i, a in enumerate(addresses)], baud=args.baud, turnaround_s=0.02)
+    line = Dlt645Line(
+        [SimulatedMeter(a, LoadModel(2.0, seed=i), clock=clock) for i, a in enumerate(addresses)],
+        baud=args.baud,
+        turnaround_s=0.02,
+    )
     floor = wire_floor_s(line, addresses, preamble=4)
     port, stop = serve_in_thread(line)
     try:
@@ -82,19 +87,30 @@ def main() -> None:
         stop()
     ratios = [w / floor for w in walls]
     transactions = meters * len(DIS)
-    print(f"{meters} meters × {len(DIS)} DIs = {transactions} transactions per round at "
-          f"{args.baud} bit/s, pause {args.pause * 1000:.0f} ms")
-    print(f"wire floor {floor:.3f} s/round; wall " + ", ".join(f"{w:.3f}" for w in walls)
-          + " s")
+    print(
+        f"{meters} meters × {len(DIS)} DIs = {transactions} transactions per round at "
+        f"{args.baud} bit/s, pause {args.pause * 1000:.0f} ms"
+    )
+    print(f"wire floor {floor:.3f} s/round; wall " + ", ".join(f"{w:.3f}" for w in walls) + " s")
     print(f"wall ÷ floor: median {statistics.median(ratios):.3f} (goal ≤ 1.15)")
-    print(json.dumps({
-        "bench": "dlt645_line_efficiency", "meters": meters, "dis_per_meter": len(DIS),
-        "baud": args.baud, "pause_s": args.pause, "rounds": rounds,
-        "floor_s": round(floor, 4), "wall_s_median": round(statistics.median(walls), 4),
-        "ratio_median": round(statistics.median(ratios), 4),
-        "ratio_max": round(max(ratios), 4), "goal": 1.15,
-        "pass": statistics.median(ratios) <= 1.15,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "dlt645_line_efficiency",
+                "meters": meters,
+                "dis_per_meter": len(DIS),
+                "baud": args.baud,
+                "pause_s": args.pause,
+                "rounds": rounds,
+                "floor_s": round(floor, 4),
+                "wall_s_median": round(statistics.median(walls), 4),
+                "ratio_median": round(statistics.median(ratios), 4),
+                "ratio_max": round(max(ratios), 4),
+                "goal": 1.15,
+                "pass": statistics.median(ratios) <= 1.15,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ from simulators.load import LoadModel, SystemClock
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "local"
 TICKS = os.sysconf("SC_CLK_TCK")
-FLOOR_IMPORTS = ("import asyncio, paho.mqtt.client, pydantic, cryptography, prometheus_client;"
-                 "import edge.agent, edge.runner, meter_drivers.dlt645.master;"
-                 "import time; time.sleep({s})")
+FLOOR_IMPORTS = (
+    "import asyncio, paho.mqtt.client, pydantic, cryptography, prometheus_client;"
+    "import edge.agent, edge.runner, meter_drivers.dlt645.master;"
+    "import time; time.sleep({s})"
+)
 
 
 def free_port() -> int:
@@ -46,8 +48,7 @@ def free_port() -> int:
 def proc_sample(pid: int) -> tuple[int, float]:
     """(RSS bytes, CPU seconds so far) of a process."""
     status = Path(f"/proc/{pid}/status").read_text()
-    rss_kb = next(int(line.split()[1]) for line in status.splitlines()
-                  if line.startswith("VmRSS:"))
+    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / TICKS
     return rss_kb * 1024, cpu
@@ -64,16 +65,21 @@ def watch(proc: subprocess.Popen[bytes], seconds: float, warmup: float) -> dict[
         assert proc.poll() is None, "the measured process exited"
         rss, cpu = proc_sample(proc.pid)
         samples.append(rss)
-    return {"rss_peak": max(samples), "rss_median": statistics.median(samples),
-            "cpu_share": (cpu - cpu0) / (time.monotonic() - t0)}
+    return {
+        "rss_peak": max(samples),
+        "rss_median": statistics.median(samples),
+        "cpu_share": (cpu - cpu0) / (time.monotonic() - t0),
+    }
 
 
 def site_toml(ports: list[int], per_line: int, interval_s: int) -> str:
-    out = [f'site = "bench"\ngateway = "gw1"\nmetrics_port = {free_port()}\n'
-           f'health_interval_s = 60\ntime_sync_interval_s = 0\n',
-           f'[[groups]]\nname = "billing"\ninterval_s = {interval_s}\nquantities = '
-           '["energy_import", "energy_import_t1", "energy_import_t2", "energy_import_t3", '
-           '"energy_import_t4", "voltage_a"]\n']
+    out = [
+        f'site = "bench"\ngateway = "gw1"\nmetrics_port = {free_port()}\n'
+        f"health_interval_s = 60\ntime_sync_interval_s = 0\n",
+        f'[[groups]]\nname = "billing"\ninterval_s = {interval_s}\nquantities = '
+        '["energy_import", "energy_import_t1", "energy_import_t2", "energy_import_t3", '
+        '"energy_import_t4", "voltage_a"]\n',
+    ]
     n = 0
     for i, port in enumerate(ports):
         out.append(f'[[lines]]\nname = "l{i}"\ntcp = "127.0.0.1:{port}"\ntimeout_s = 1.0\n')
@@ -96,8 +102,12 @@ def main() -> None:
     broker_dir.mkdir()
     broker_dir.chmod(0o777)
     broker_port = free_port()
-    subprocess.run(["bash", str(DEPLOY / "mosquitto.sh"), "start", str(broker_dir),
-                    str(broker_port)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["bash", str(DEPLOY / "mosquitto.sh"), "start", str(broker_dir), str(broker_port)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     servers = []
     try:
         n = 0
@@ -105,19 +115,27 @@ def main() -> None:
             meters = []
             for _ in range(per_line):
                 n += 1
-                meters.append(SimulatedMeter(f"{n:012d}", LoadModel(3.0, seed=n),
-                                             clock=SystemClock()))
+                meters.append(
+                    SimulatedMeter(f"{n:012d}", LoadModel(3.0, seed=n), clock=SystemClock())
+                )
             servers.append(serve_in_thread(Dlt645Line(meters)))
         config = work / "site.toml"
         config.write_text(site_toml([p for p, _ in servers], per_line, interval_s))
         GatewayIdentity.create(work / "data" / "gateway.key")
-        env = {**os.environ, "MF_DATA_DIR": str(work / "data"),
-               "MF_MQTT_URL": f"mqtt://127.0.0.1:{broker_port}"}
-        agent = subprocess.Popen([sys.executable, "-m", "meterflow", "edge", "run",
-                                  str(config)], env=env, stdout=(work / "agent.log").open("wb"),
-                                 stderr=subprocess.STDOUT)
-        floor = subprocess.Popen([sys.executable, "-c",
-                                  FLOOR_IMPORTS.format(s=seconds + 30)], env=env)
+        env = {
+            **os.environ,
+            "MF_DATA_DIR": str(work / "data"),
+            "MF_MQTT_URL": f"mqtt://127.0.0.1:{broker_port}",
+        }
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "meterflow", "edge", "run", str(config)],
+            env=env,
+            stdout=(work / "agent.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        floor = subprocess.Popen(
+            [sys.executable, "-c", FLOOR_IMPORTS.format(s=seconds + 30)], env=env
+        )
         try:
             ours = watch(agent, seconds, warmup=interval_s + 2)
             base = watch(floor, 3, warmup=0)
@@ -129,30 +147,48 @@ def main() -> None:
     finally:
         for _, stop in servers:
             stop()
-        subprocess.run(["bash", str(DEPLOY / "mosquitto.sh"), "stop", str(broker_dir)],
-                       check=False, capture_output=True, timeout=60)
+        subprocess.run(
+            ["bash", str(DEPLOY / "mosquitto.sh"), "stop", str(broker_dir)],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
     meters = lines * per_line
     reads = sum(m["reads"] for m in status["meters"])
     failures = sum(m["failures"] for m in status["meters"])
     mb = 2**20
-    print(f"{meters} meters on {lines} lines, every {interval_s} s for {seconds} s: "
-          f"{status['rounds']} rounds, {reads} meter reads, {failures} failed, "
-          f"{status['overruns']} overruns")
-    print(f"agent RSS peak {ours['rss_peak'] / mb:.1f} MB (median "
-          f"{ours['rss_median'] / mb:.1f}); floor (same imports, idle) "
-          f"{base['rss_peak'] / mb:.1f} MB")
+    print(
+        f"{meters} meters on {lines} lines, every {interval_s} s for {seconds} s: "
+        f"{status['rounds']} rounds, {reads} meter reads, {failures} failed, "
+        f"{status['overruns']} overruns"
+    )
+    print(
+        f"agent RSS peak {ours['rss_peak'] / mb:.1f} MB (median "
+        f"{ours['rss_median'] / mb:.1f}); floor (same imports, idle) "
+        f"{base['rss_peak'] / mb:.1f} MB"
+    )
     print(f"agent CPU {ours['cpu_share']:.1%} of one core (goal ≤ 10 %); RSS goal ≤ 80 MB")
-    print(json.dumps({
-        "bench": "gateway_load", "meters": meters, "lines": lines, "interval_s": interval_s,
-        "seconds": seconds, "rounds": status["rounds"], "reads": reads, "failures": failures,
-        "overruns": status["overruns"],
-        "rss_peak_mb": round(ours["rss_peak"] / mb, 1),
-        "rss_floor_mb": round(base["rss_peak"] / mb, 1),
-        "rss_over_floor": round(ours["rss_peak"] / base["rss_peak"], 2),
-        "cpu_share": round(ours["cpu_share"], 4),
-        "goals": {"rss_mb": 80, "cpu_share": 0.10},
-        "pass": ours["rss_peak"] <= 80 * mb and ours["cpu_share"] <= 0.10 and not failures,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "gateway_load",
+                "meters": meters,
+                "lines": lines,
+                "interval_s": interval_s,
+                "seconds": seconds,
+                "rounds": status["rounds"],
+                "reads": reads,
+                "failures": failures,
+                "overruns": status["overruns"],
+                "rss_peak_mb": round(ours["rss_peak"] / mb, 1),
+                "rss_floor_mb": round(base["rss_peak"] / mb, 1),
+                "rss_over_floor": round(ours["rss_peak"] / base["rss_peak"], 2),
+                "cpu_share": round(ours["cpu_share"], 4),
+                "goals": {"rss_mb": 80, "cpu_share": 0.10},
+                "pass": ours["rss_peak"] <= 80 * mb and ours["cpu_share"] <= 0.10 and not failures,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

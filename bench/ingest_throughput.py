@@ -61,19 +61,32 @@ class Server:
         data_dir.mkdir(parents=True)
         if os.geteuid() == 0:
             data_dir.chmod(0o777)  # mosquitto drops to its own user
-        subprocess.run(["bash", str(self.script), "start", str(data_dir), str(self.port)],
-                       check=True, capture_output=True, timeout=90)
+        subprocess.run(
+            ["bash", str(self.script), "start", str(data_dir), str(self.port)],
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
 
     def stop(self) -> None:
-        subprocess.run(["bash", str(self.script), "stop", str(self.dir)], check=False,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["bash", str(self.script), "stop", str(self.dir)],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 def raw_write_rate(influx_url: str, db: str, points: int, batch: int = 5000) -> float:
-    lines = [line_protocol(SeriesPoint("s", f"R{i % 1000}", "energy_import",
-                                       to_ns(T0) + i * 10**9, float(i), "good"))
-             for i in range(points)]
-    bodies = ["\n".join(lines[i:i + batch]).encode() for i in range(0, points, batch)]
+    lines = [
+        line_protocol(
+            SeriesPoint(
+                "s", f"R{i % 1000}", "energy_import", to_ns(T0) + i * 10**9, float(i), "good"
+            )
+        )
+        for i in range(points)
+    ]
+    bodies = ["\n".join(lines[i : i + batch]).encode() for i in range(0, points, batch)]
     http = urllib3.PoolManager()
     url = f"{influx_url}/write?{urlencode({'db': db, 'precision': 'ns'})}"
     started = time.perf_counter()
@@ -86,19 +99,34 @@ def raw_write_rate(influx_url: str, db: str, points: int, batch: int = 5000) -> 
 def signed_envelopes(identity: GatewayIdentity, envelopes: int, per: int) -> list[bytes]:
     out = []
     for seq in range(envelopes):
-        readings = [Reading(meter=f"M{k:04d}", quantity="energy_import",
-                            value=Decimal(1000 + seq) + Decimal(k) / 100, unit="kWh",
-                            read_at=T0 + timedelta(minutes=15 * seq), quality=Quality.GOOD,
-                            round=f"r{seq}") for k in range(per)]
-        payload = ReadingsPayload(gateway="gw1", kid=identity.kid, seq=seq, epoch=1,
-                                  sent_at=T0 + timedelta(minutes=15 * seq),
-                                  clock=ClockState.SYNCED, readings=readings)
+        readings = [
+            Reading(
+                meter=f"M{k:04d}",
+                quantity="energy_import",
+                value=Decimal(1000 + seq) + Decimal(k) / 100,
+                unit="kWh",
+                read_at=T0 + timedelta(minutes=15 * seq),
+                quality=Quality.GOOD,
+                round=f"r{seq}",
+            )
+            for k in range(per)
+        ]
+        payload = ReadingsPayload(
+            gateway="gw1",
+            kid=identity.kid,
+            seq=seq,
+            epoch=1,
+            sent_at=T0 + timedelta(minutes=15 * seq),
+            clock=ClockState.SYNCED,
+            readings=readings,
+        )
         out.append(seal(payload, identity.private_key))
     return out
 
 
-def e2e_rate(work: Path, broker_port: int, influx_url: str, db: str, envelopes: int,
-             per: int) -> tuple[float, float]:
+def e2e_rate(
+    work: Path, broker_port: int, influx_url: str, db: str, envelopes: int, per: int
+) -> tuple[float, float]:
     import paho.mqtt.client as mqtt
 
     identity = GatewayIdentity(Ed25519PrivateKey.generate())
@@ -107,12 +135,22 @@ def e2e_rate(work: Path, broker_port: int, influx_url: str, db: str, envelopes: 
     with registry.begin() as session:
         register_gateway(session, "s1", "gw1", identity.public_key)
     bodies = signed_envelopes(identity, envelopes, per)
-    env = {**os.environ, "MF_MQTT_URL": f"mqtt://127.0.0.1:{broker_port}",
-           "MF_DB_URL": registry_url, "MF_SERIES_BACKEND": "influxdb",
-           "MF_INFLUX_URL": influx_url, "MF_INFLUX_BUCKET": db, "MF_DATA_DIR": str(work)}
+    env = {
+        **os.environ,
+        "MF_MQTT_URL": f"mqtt://127.0.0.1:{broker_port}",
+        "MF_DB_URL": registry_url,
+        "MF_SERIES_BACKEND": "influxdb",
+        "MF_INFLUX_URL": influx_url,
+        "MF_INFLUX_BUCKET": db,
+        "MF_DATA_DIR": str(work),
+    }
     log = (work / "ingest.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "meterflow", "cloud", "ingest"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "meterflow", "cloud", "ingest"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 30
         while "subscribed to" not in (work / "ingest.log").read_text():
@@ -152,9 +190,16 @@ def matrix_figures(influx_url: str, db: str, meters: int, days: int) -> dict[str
     batch: list[SeriesPoint] = []
     for m in range(meters):
         for k in range(days * per_day):
-            batch.append(SeriesPoint("s", f"U{m:05d}", "energy_import",
-                                     to_ns(T0) + k * 6 * 3600 * 10**9 + m * 10**6,
-                                     float(m + k), "good"))
+            batch.append(
+                SeriesPoint(
+                    "s",
+                    f"U{m:05d}",
+                    "energy_import",
+                    to_ns(T0) + k * 6 * 3600 * 10**9 + m * 10**6,
+                    float(m + k),
+                    "good",
+                )
+            )
             if len(batch) == 50_000:
                 store.write(batch)
                 batch = []
@@ -163,26 +208,36 @@ def matrix_figures(influx_url: str, db: str, meters: int, days: int) -> dict[str
     start, end = T0 - timedelta(hours=8), T0 - timedelta(hours=8) + timedelta(days=days)
     ours, raw, naive = [], [], []
     http = urllib3.PoolManager()
-    edges_q = (f"SELECT last(value) AS value, last(quality) AS quality FROM \"reading\""
-               f" WHERE quantity = 'energy_import' AND time >= {to_ns(start)}"
-               f" AND time < {to_ns(end)} GROUP BY time(86400000000000ns,"
-               f" {to_ns(start) % 86400000000000}ns), meter fill(none)")
-    naive_q = (f"SELECT value, quality FROM \"reading\" WHERE quantity = 'energy_import'"
-               f" AND time >= {to_ns(start)} AND time < {to_ns(end)} GROUP BY meter")
+    edges_q = (
+        f'SELECT last(value) AS value, last(quality) AS quality FROM "reading"'
+        f" WHERE quantity = 'energy_import' AND time >= {to_ns(start)}"
+        f" AND time < {to_ns(end)} GROUP BY time(86400000000000ns,"
+        f" {to_ns(start) % 86400000000000}ns), meter fill(none)"
+    )
+    naive_q = (
+        f"SELECT value, quality FROM \"reading\" WHERE quantity = 'energy_import'"
+        f" AND time >= {to_ns(start)} AND time < {to_ns(end)} GROUP BY meter"
+    )
     for _ in range(3):
         t = time.perf_counter()
         matrix = store.register_matrix(ids, "energy_import", start, end, "1d")
         ours.append(time.perf_counter() - t)
         for q, sink in ((edges_q, raw), (naive_q, naive)):
             t = time.perf_counter()
-            resp = http.request("POST", f"{influx_url}/query",
-                                body=urlencode({"db": db, "q": q, "epoch": "ns"}),
-                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+            resp = http.request(
+                "POST",
+                f"{influx_url}/query",
+                body=urlencode({"db": db, "q": q, "epoch": "ns"}),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
             assert resp.status == 200 and len(resp.data) > 0
             sink.append(time.perf_counter() - t)
     assert matrix.values.shape == (meters, days) and bool(matrix.mask.all())
-    return {"matrix_s": statistics.median(ours), "raw_query_s": statistics.median(raw),
-            "naive_select_s": statistics.median(naive)}
+    return {
+        "matrix_s": statistics.median(ours),
+        "raw_query_s": statistics.median(raw),
+        "naive_select_s": statistics.median(naive),
+    }
 
 
 def main() -> None:
@@ -211,25 +266,41 @@ def main() -> None:
         mosquitto.stop()
         influx.stop()
     ratio = e2e / raw
-    print(f"raw write to influxd: {raw:,.0f} points/s (median of "
-          + ", ".join(f"{r:,.0f}" for r in raws) + ")")
-    print(f"end-to-end ingest:    {e2e:,.0f} points/s ({envelopes} envelopes × {per}); "
-          f"publishing alone {publish:,.0f} points/s")
+    print(
+        f"raw write to influxd: {raw:,.0f} points/s (median of "
+        + ", ".join(f"{r:,.0f}" for r in raws)
+        + ")"
+    )
+    print(
+        f"end-to-end ingest:    {e2e:,.0f} points/s ({envelopes} envelopes × {per}); "
+        f"publishing alone {publish:,.0f} points/s"
+    )
     print(f"e2e ÷ raw = {ratio:.3f} (goal ≥ 0.25)")
-    print(f"register_matrix {meters} meters × {days} days: {matrix['matrix_s']:.3f} s; "
-          f"the same InfluxQL fetched raw {matrix['raw_query_s']:.3f} s; "
-          f"naive select of all points {matrix['naive_select_s']:.3f} s")
-    print(json.dumps({
-        "bench": "ingest_throughput", "raw_points_per_s": round(raw),
-        "e2e_points_per_s": round(e2e), "ratio": round(ratio, 3), "goal_ratio": 0.25,
-        "envelopes": envelopes, "readings_per_envelope": per,
-        "matrix_meters": meters, "matrix_days": days,
-        "matrix_s": round(matrix["matrix_s"], 3),
-        "matrix_raw_query_s": round(matrix["raw_query_s"], 3),
-        "matrix_vs_raw_query": round(matrix["matrix_s"] / matrix["raw_query_s"], 2),
-        "naive_select_s": round(matrix["naive_select_s"], 3),
-        "pass": ratio >= 0.25,
-    }))
+    print(
+        f"register_matrix {meters} meters × {days} days: {matrix['matrix_s']:.3f} s; "
+        f"the same InfluxQL fetched raw {matrix['raw_query_s']:.3f} s; "
+        f"naive select of all points {matrix['naive_select_s']:.3f} s"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "ingest_throughput",
+                "raw_points_per_s": round(raw),
+                "e2e_points_per_s": round(e2e),
+                "ratio": round(ratio, 3),
+                "goal_ratio": 0.25,
+                "envelopes": envelopes,
+                "readings_per_envelope": per,
+                "matrix_meters": meters,
+                "matrix_days": days,
+                "matrix_s": round(matrix["matrix_s"], 3),
+                "matrix_raw_query_s": round(matrix["raw_query_s"], 3),
+                "matrix_vs_raw_query": round(matrix["matrix_s"] / matrix["raw_query_s"], 2),
+                "naive_select_s": round(matrix["naive_select_s"], 3),
+                "pass": ratio >= 0.25,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

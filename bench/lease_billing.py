@@ -61,16 +61,24 @@ class Postgres:
         if os.geteuid() == 0:  # the server runs as the postgres user: let it walk in
             data_dir.parent.chmod(0o711)
             data_dir.chmod(0o777)
-        proc = subprocess.run(["bash", str(self.script), "start", str(data_dir),
-                               str(self.port)], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            ["bash", str(self.script), "start", str(data_dir), str(self.port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"postgres.sh start failed:\n{proc.stdout}{proc.stderr}")
         self.url = f"postgresql+psycopg://meterflow@127.0.0.1:{self.port}/meterflow"
         self.dsn = f"postgresql://meterflow@127.0.0.1:{self.port}/meterflow"
 
     def stop(self) -> None:
-        subprocess.run(["bash", str(self.script), "stop", str(self.dir)], check=False,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["bash", str(self.script), "stop", str(self.dir)],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 def seed(dsn: str, n: int) -> None:
@@ -79,34 +87,59 @@ def seed(dsn: str, n: int) -> None:
 
     run_id = str(uuid.uuid4())
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO sites (id, name, timezone) VALUES ('BENCH', 'Bench park', "
-                    "'Asia/Shanghai')")
-        cur.execute("INSERT INTO staff (id, name, channel, address) VALUES "
-                    "('m1', 'Manager', 'email', 'm1@bench.test')")
+        cur.execute(
+            "INSERT INTO sites (id, name, timezone) VALUES ('BENCH', 'Bench park', 'Asia/Shanghai')"
+        )
+        cur.execute(
+            "INSERT INTO staff (id, name, channel, address) VALUES "
+            "('m1', 'Manager', 'email', 'm1@bench.test')"
+        )
         with cur.copy("COPY units (id, site_id, area_m2, building, floor) FROM STDIN") as cp:
             for i in range(n):
-                cp.write_row((f"U{i:06d}", "BENCH", 40 + i % 60, "ABCDEFGHIJ"[i % 10],
-                              str(i % 30)))
+                cp.write_row((f"U{i:06d}", "BENCH", 40 + i % 60, "ABCDEFGHIJ"[i % 10], str(i % 30)))
         with cur.copy("COPY tenants (id, name, channel, address) FROM STDIN") as cp:
             for i in range(n):
                 cp.write_row((f"T{i:06d}", f"Tenant {i}", "email", f"t{i}@bench.test"))
-        leases = ("id, tenant_id, unit_id, manager_id, parent_id, kind, status, signed_on, "
-                  "start_on, end_on, handover_on, rent_from, cycle_months, due_days, "
-                  "auto_renew, renewal_term_months, deposit_cents, schedule, created_at")
+        leases = (
+            "id, tenant_id, unit_id, manager_id, parent_id, kind, status, signed_on, "
+            "start_on, end_on, handover_on, rent_from, cycle_months, due_days, "
+            "auto_renew, renewal_term_months, deposit_cents, schedule, created_at"
+        )
         with cur.copy(f"COPY leases ({leases}) FROM STDIN") as cp:
             for i in range(n):
                 start = date(2025, 1 + i % 12, 1)
                 handover = date(2026, 2, 10) if i % 20 == 7 else start
                 rent = 300_000 + (i % 500) * 1_000
                 parent = f"L{i - 1:06d}" if i % 20 == 19 else None
-                schedule = json.dumps({"rent": {"kind": "fixed", "monthly_cents": rent},
-                                       "free_rent": []})
-                cp.write_row((f"L{i:06d}", f"T{i:06d}", f"U{i:06d}", "m1", parent, "standard",
-                              "active", date(2024, 12, 1), start, date(2027, start.month, 1),
-                              handover, max(start, handover), 3 if i % 10 == 3 else 1, 10,
-                              False, 12, 2 * rent, schedule, T0))
-        with cur.copy("COPY rent_steps (lease_id, starts_on, monthly_cents, free, source) "
-                      "FROM STDIN") as cp:
+                schedule = json.dumps(
+                    {"rent": {"kind": "fixed", "monthly_cents": rent}, "free_rent": []}
+                )
+                cp.write_row(
+                    (
+                        f"L{i:06d}",
+                        f"T{i:06d}",
+                        f"U{i:06d}",
+                        "m1",
+                        parent,
+                        "standard",
+                        "active",
+                        date(2024, 12, 1),
+                        start,
+                        date(2027, start.month, 1),
+                        handover,
+                        max(start, handover),
+                        3 if i % 10 == 3 else 1,
+                        10,
+                        False,
+                        12,
+                        2 * rent,
+                        schedule,
+                        T0,
+                    )
+                )
+        with cur.copy(
+            "COPY rent_steps (lease_id, starts_on, monthly_cents, free, source) FROM STDIN"
+        ) as cp:
             for i in range(n):
                 start = date(2025, 1 + i % 12, 1)
                 rent = 300_000 + (i % 500) * 1_000
@@ -118,14 +151,30 @@ def seed(dsn: str, n: int) -> None:
             "input_hash, result_hash, inputs, flags, held, created_by, created_at, posted_by, "
             "posted_at) VALUES (%s, 'BENCH', '2026-02-01', '2026-03-01', 'posted', %s, %s, "
             "'{}', '[]', false, 'bench', %s, 'bench', %s)",
-            (run_id, "0" * 64, "0" * 64, T0, T0))
-        with cur.copy("COPY apportion_lines (run_id, line_no, kind, register, tariff, unit, "
-                      "party, from_date, to_date, component, origin, kwh, cents) FROM STDIN"
-                      ) as cp:
+            (run_id, "0" * 64, "0" * 64, T0, T0),
+        )
+        with cur.copy(
+            "COPY apportion_lines (run_id, line_no, kind, register, tariff, unit, "
+            "party, from_date, to_date, component, origin, kwh, cents) FROM STDIN"
+        ) as cp:
             for i in range(n):
-                cp.write_row((run_id, i, "charge", "total", "flat", f"U{i:06d}", f"T{i:06d}",
-                              "2026-02-01", "2026-03-01", "own", "", "100.000000",
-                              5_000 + i % 20_000))
+                cp.write_row(
+                    (
+                        run_id,
+                        i,
+                        "charge",
+                        "total",
+                        "flat",
+                        f"U{i:06d}",
+                        f"T{i:06d}",
+                        "2026-02-01",
+                        "2026-03-01",
+                        "own",
+                        "",
+                        "100.000000",
+                        5_000 + i % 20_000,
+                    )
+                )
         cur.execute("ANALYZE")
 
 
@@ -135,13 +184,19 @@ def floor_copy(session: Session) -> tuple[int, float]:
     transaction; return (rows, seconds of the COPY)."""
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cur:
-        cur.execute("SELECT invoice_id, line_no, lease_id, covers_from, covers_to, cents, ref, "
-                    "description FROM invoice_lines")
-        rows = [(inv, 1000 + no, lease, "floor", a, b, cents, ref, text)
-                for inv, no, lease, a, b, cents, ref, text in cur.fetchall()]
+        cur.execute(
+            "SELECT invoice_id, line_no, lease_id, covers_from, covers_to, cents, ref, "
+            "description FROM invoice_lines"
+        )
+        rows = [
+            (inv, 1000 + no, lease, "floor", a, b, cents, ref, text)
+            for inv, no, lease, a, b, cents, ref, text in cur.fetchall()
+        ]
         started = time.perf_counter()
-        with cur.copy("COPY invoice_lines (invoice_id, line_no, lease_id, kind, covers_from, "
-                      "covers_to, cents, ref, description) FROM STDIN") as cp:
+        with cur.copy(
+            "COPY invoice_lines (invoice_id, line_no, lease_id, kind, covers_from, "
+            "covers_to, cents, ref, description) FROM STDIN"
+        ) as cp:
             for row in rows:
                 cp.write_row(row)
         return len(rows), time.perf_counter() - started
@@ -159,13 +214,16 @@ def main() -> None:
             sessions = open_registry(pg.url)
             started = time.perf_counter()
             seed(pg.dsn, n)
-            print(f"seeded {n:,} leases, rent plans and a posted utility run in "
-                  f"{time.perf_counter() - started:.1f} s")
+            print(
+                f"seeded {n:,} leases, rent plans and a posted utility run in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
             for _ in range(3):  # run, then the floor in the same transaction, rolled back
                 with sessions() as session:
                     started = time.perf_counter()
-                    report = run_billing(session, PERIOD, utilities=PostedApportionment(),
-                                         today=PERIOD.start)
+                    report = run_billing(
+                        session, PERIOD, utilities=PostedApportionment(), today=PERIOD.start
+                    )
                     runs.append(time.perf_counter() - started)
                     rows, floor = floor_copy(session)
                     floors.append(floor)
@@ -182,21 +240,38 @@ def main() -> None:
     run_s, floor_s = statistics.median(runs), statistics.median(floors)
     ratio = run_s / floor_s
     assert (committed.invoices, committed.lines) == (report.invoices, report.lines)
-    print(f"billing run {PERIOD.label}: {report.invoices:,} invoices, {report.lines:,} lines "
-          f"(rent {report.rent_cents / 100:,.2f}, utilities {report.utility_cents / 100:,.2f} "
-          f"CNY): median {run_s:.2f} s of {', '.join(f'{r:.2f}' for r in runs)}; committed "
-          f"run {committed_s:.2f} s")
-    print(f"floor: COPY of {rows:,} invoice lines, median {floor_s:.2f} s of "
-          f"{', '.join(f'{f:.2f}' for f in floors)} → ratio {ratio:.2f} (goal ≤ 3)")
-    print(f"rerun: {rerun.invoices} invoices, {rerun.already_billed:,} accounts already "
-          f"billed, {rerun_s:.2f} s")
-    print(json.dumps({
-        "bench": "lease_billing", "leases": n, "invoices": report.invoices,
-        "lines": report.lines, "run_s": round(run_s, 3), "floor_s": round(floor_s, 3),
-        "ratio": round(ratio, 2), "committed_run_s": round(committed_s, 3),
-        "rerun_invoices": rerun.invoices, "rerun_s": round(rerun_s, 3),
-        "goal_ratio_max": 3, "goal_met": ratio <= 3,
-    }))
+    print(
+        f"billing run {PERIOD.label}: {report.invoices:,} invoices, {report.lines:,} lines "
+        f"(rent {report.rent_cents / 100:,.2f}, utilities {report.utility_cents / 100:,.2f} "
+        f"CNY): median {run_s:.2f} s of {', '.join(f'{r:.2f}' for r in runs)}; committed "
+        f"run {committed_s:.2f} s"
+    )
+    print(
+        f"floor: COPY of {rows:,} invoice lines, median {floor_s:.2f} s of "
+        f"{', '.join(f'{f:.2f}' for f in floors)} → ratio {ratio:.2f} (goal ≤ 3)"
+    )
+    print(
+        f"rerun: {rerun.invoices} invoices, {rerun.already_billed:,} accounts already "
+        f"billed, {rerun_s:.2f} s"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "lease_billing",
+                "leases": n,
+                "invoices": report.invoices,
+                "lines": report.lines,
+                "run_s": round(run_s, 3),
+                "floor_s": round(floor_s, 3),
+                "ratio": round(ratio, 2),
+                "committed_run_s": round(committed_s, 3),
+                "rerun_invoices": rerun.invoices,
+                "rerun_s": round(rerun_s, 3),
+                "goal_ratio_max": 3,
+                "goal_met": ratio <= 3,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

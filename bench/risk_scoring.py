@@ -59,8 +59,9 @@ def main() -> None:
         small_spec = PortfolioSpec(buildings=2, units_per_building=60, seed=3)
         small_now = generate_portfolio(small_sessions, small_store, small_spec).now
         with small_sessions() as session:
-            model, info = train(session, small_store, history_from=small_spec.start,
-                                as_of=small_now)
+            model, info = train(
+                session, small_store, history_from=small_spec.start, as_of=small_now
+            )
         small_store.close()
         # ~6 % of units are vacant at "now": 1,070 units a building give ≥ 100,000 leases
         spec = PortfolioSpec(buildings=buildings, units_per_building=1070, days=120, seed=5)
@@ -70,23 +71,33 @@ def main() -> None:
         setup_s = time.perf_counter() - t0
         as_of = summary.now
         with sessions.begin() as session:  # the model version, stored as the jobs store it
-            row = RiskModelRow(trained_at=datetime.now(UTC), as_of=small_now,
-                               examples=info["examples"], params=model.to_json(),
-                               metrics={}, active=True)
+            row = RiskModelRow(
+                trained_at=datetime.now(UTC),
+                as_of=small_now,
+                examples=info["examples"],
+                params=model.to_json(),
+                metrics={},
+                active=True,
+            )
             session.add(row)
             session.flush()
             version = row.version
         with sessions() as session:
             inputs = load_inputs(session, store, as_of)
         with sessions() as session:
-            meter_of = dict(session.execute(
-                select(TreeNode.unit_id, MeterInstallation.meter_id)
-                .join(MeterInstallation, MeterInstallation.node_id == TreeNode.id)).all())
+            meter_of = dict(
+                session.execute(
+                    select(TreeNode.unit_id, MeterInstallation.meter_id).join(
+                        MeterInstallation, MeterInstallation.node_id == TreeNode.id
+                    )
+                ).all()
+            )
         meters = [meter_of[u] for u in inputs.unit_ids]
         zone = ZoneInfo(spec.tz)
         end = datetime.combine(as_of, datetime.min.time(), zone).astimezone(UTC)
-        start = datetime.combine(as_of - timedelta(days=WINDOW_DAYS), datetime.min.time(),
-                                 zone).astimezone(UTC)
+        start = datetime.combine(
+            as_of - timedelta(days=WINDOW_DAYS), datetime.min.time(), zone
+        ).astimezone(UTC)
         floors, ours = [], []
         scores = None
         for _ in range(args.rounds):
@@ -106,18 +117,32 @@ def main() -> None:
         store.close()
     floor, mine = statistics.median(floors), statistics.median(ours)
     ratio = mine / floor
-    print(f"{len(meters):,} leases × {WINDOW_DAYS} days: series read {floor:.2f} s (median of "
-          f"{args.rounds}), features + scores {mine:.2f} s → ratio {ratio:.2f} (goal ≤ 2); "
-          f"storing {written:,} scores {store_s:.2f} s; setup {setup_s:.0f} s")
-    print(json.dumps({"bench": "risk_scoring", "leases": len(meters), "days": WINDOW_DAYS,
-                      "points_read": int(cm.usage.size), "rounds": args.rounds,
-                      "read_s": [round(x, 3) for x in floors],
-                      "score_s": [round(x, 3) for x in ours],
-                      "read_s_median": round(floor, 3), "score_s_median": round(mine, 3),
-                      "ratio_median": round(ratio, 3), "store_scores_s": round(store_s, 3),
-                      "high_risk": int((scores.probability >= 0.5).sum()),
-                      "model_examples": info["examples"], "goal": 2.0,
-                      "pass": ratio <= 2.0}))
+    print(
+        f"{len(meters):,} leases × {WINDOW_DAYS} days: series read {floor:.2f} s (median of "
+        f"{args.rounds}), features + scores {mine:.2f} s → ratio {ratio:.2f} (goal ≤ 2); "
+        f"storing {written:,} scores {store_s:.2f} s; setup {setup_s:.0f} s"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "risk_scoring",
+                "leases": len(meters),
+                "days": WINDOW_DAYS,
+                "points_read": int(cm.usage.size),
+                "rounds": args.rounds,
+                "read_s": [round(x, 3) for x in floors],
+                "score_s": [round(x, 3) for x in ours],
+                "read_s_median": round(floor, 3),
+                "score_s_median": round(mine, 3),
+                "ratio_median": round(ratio, 3),
+                "store_scores_s": round(store_s, 3),
+                "high_risk": int((scores.probability >= 0.5).sum()),
+                "model_examples": info["examples"],
+                "goal": 2.0,
+                "pass": ratio <= 2.0,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -70,11 +70,16 @@ def seed(work: Path) -> str:
             data["occupancy"]["A101"] = [{"tenant": "ACME", "from": "2025-01-01"}]
             data["tariffs"][0]["from"] = "2025-01-01"
             data["readings"] = {
-                meter: {month.isoformat(): float(a),
-                        end.isoformat(): round(float(a) + (float(b) - float(a)) * factor, 2)}
-                for meter, (a, b) in ((m, list(v.values())) for m, v in raw["readings"].items())}
-            data["bill"] = {"invoice": f"SGCC-{month:%Y-%m}", "amounts": {
-                "total": round(720.0 * factor, 2)}}
+                meter: {
+                    month.isoformat(): float(a),
+                    end.isoformat(): round(float(a) + (float(b) - float(a)) * factor, 2),
+                }
+                for meter, (a, b) in ((m, list(v.values())) for m, v in raw["readings"].items())
+            }
+            data["bill"] = {
+                "invoice": f"SGCC-{month:%Y-%m}",
+                "amounts": {"total": round(720.0 * factor, 2)},
+            }
             run = create_run(s, case_from_data(data), by="bench")
             review_run(s, run.id, by="bench")
             approve_run(s, run.id, by="bench")
@@ -99,10 +104,14 @@ def serve(work: Path, port: int) -> None:
 
     signer = CloudSigner.load_or_create(work / "cloud.key")
     key = serialization.load_pem_private_key((work / "cloud.key").read_bytes(), None)
-    provisioning = ProvisioningService(open_registry(f"sqlite:///{work / 'registry.sqlite'}"),
-                                       signer)
-    web = WebServices.build(provisioning, signing_key=key,  # type: ignore[arg-type]
-                            secret=WebSecret.load_or_create(work / "web.secret"))
+    provisioning = ProvisioningService(
+        open_registry(f"sqlite:///{work / 'registry.sqlite'}"), signer
+    )
+    web = WebServices.build(
+        provisioning,
+        signing_key=key,  # type: ignore[arg-type]
+        secret=WebSecret.load_or_create(work / "web.secret"),
+    )
     app = create_app(ApiServices(provisioning=provisioning, web=web))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -135,8 +144,21 @@ def check_statement_page(url: str) -> None:
 def wrk(url: str, connections: int, duration_s: int) -> dict[str, float]:
     """Run wrk against ``url``; its latency percentiles [ms], requests/s and errors."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--latency", "--timeout", "10s",
-         url], capture_output=True, text=True, check=True, timeout=duration_s + 60).stdout
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration_s}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration_s + 60,
+    ).stdout
     figures: dict[str, float] = {}
     for pct in ("50", "90", "99"):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -146,8 +168,7 @@ def wrk(url: str, connections: int, duration_s: int) -> dict[str, float]:
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
     figures["rps"] = float(rps.group(1)) if rps else 0.0
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                       out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     figures["non_2xx"] = float(non2xx.group(1)) if non2xx else 0.0
     figures["socket_errors"] = float(sum(int(x) for x in errors.groups())) if errors else 0.0
     return figures
@@ -173,8 +194,10 @@ def main() -> None:
         path = seed(work)
         print(f"seeded 12 posted months in {time.monotonic() - t0:.1f} s; link {path}")
         port = free_port()
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", str(work), str(port)],
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(work), str(port)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/healthz", proc)
         wait_ready(f"{base}{path}", proc)
@@ -190,21 +213,38 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     ratio = page["p99_ms"] / trivial["p99_ms"]
     errors = page["non_2xx"] + page["socket_errors"]
-    print(f"tenant page: p50 {page['p50_ms']:.1f} ms, p90 {page['p90_ms']:.1f} ms, "
-          f"p99 {page['p99_ms']:.1f} ms, {page['rps']:.0f} req/s, "
-          f"{page['non_2xx']:.0f} non-2xx, {page['socket_errors']:.0f} socket errors")
-    print(f"/healthz:    p50 {trivial['p50_ms']:.1f} ms, p90 {trivial['p90_ms']:.1f} ms, "
-          f"p99 {trivial['p99_ms']:.1f} ms, {trivial['rps']:.0f} req/s")
-    print(f"p99 ratio {ratio:.2f} (goal ≤ {GOAL:g}) with {args.connections} connections, "
-          f"{duration} s each, one uvicorn worker on 127.0.0.1")
-    print(json.dumps({"bench": "tenant_page", "connections": args.connections,
-                      "duration_s": duration, "tenant_p99_ms": round(page["p99_ms"], 2),
-                      "healthz_p99_ms": round(trivial["p99_ms"], 2),
-                      "tenant_p50_ms": round(page["p50_ms"], 2),
-                      "healthz_p50_ms": round(trivial["p50_ms"], 2),
-                      "tenant_rps": round(page["rps"]), "healthz_rps": round(trivial["rps"]),
-                      "tenant_errors": errors, "p99_ratio": round(ratio, 2), "goal": GOAL,
-                      "goal_met": ratio <= GOAL and errors == 0}))
+    print(
+        f"tenant page: p50 {page['p50_ms']:.1f} ms, p90 {page['p90_ms']:.1f} ms, "
+        f"p99 {page['p99_ms']:.1f} ms, {page['rps']:.0f} req/s, "
+        f"{page['non_2xx']:.0f} non-2xx, {page['socket_errors']:.0f} socket errors"
+    )
+    print(
+        f"/healthz:    p50 {trivial['p50_ms']:.1f} ms, p90 {trivial['p90_ms']:.1f} ms, "
+        f"p99 {trivial['p99_ms']:.1f} ms, {trivial['rps']:.0f} req/s"
+    )
+    print(
+        f"p99 ratio {ratio:.2f} (goal ≤ {GOAL:g}) with {args.connections} connections, "
+        f"{duration} s each, one uvicorn worker on 127.0.0.1"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "tenant_page",
+                "connections": args.connections,
+                "duration_s": duration,
+                "tenant_p99_ms": round(page["p99_ms"], 2),
+                "healthz_p99_ms": round(trivial["p99_ms"], 2),
+                "tenant_p50_ms": round(page["p50_ms"], 2),
+                "healthz_p50_ms": round(trivial["p50_ms"], 2),
+                "tenant_rps": round(page["rps"]),
+                "healthz_rps": round(trivial["rps"]),
+                "tenant_errors": errors,
+                "p99_ratio": round(ratio, 2),
+                "goal": GOAL,
+                "goal_met": ratio <= GOAL and errors == 0,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -118,25 +118,32 @@ def _check_sites(sites: Iterable[str]) -> list[str]:
 class AccountService:
     """Creates accounts, signs people in and finds the principal behind a token."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now,
-                 session_ttl: timedelta = SESSION_TTL) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock = utc_now,
+        session_ttl: timedelta = SESSION_TTL,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.session_ttl = session_ttl
 
-    def create_account(self, username: str, password: str, role: Role | str,
-                       sites: Iterable[str] = ()) -> None:
+    def create_account(
+        self, username: str, password: str, role: Role | str, sites: Iterable[str] = ()
+    ) -> None:
         """Create (or replace the password, role and sites of) a staff account."""
         if not _USERNAME.fullmatch(username):
             raise InvalidAccount(f"user name {username!r}: expected 2-64 of a-z 0-9 _ . -")
         if len(password) < MIN_PASSWORD_CHARS:
-            raise InvalidAccount(f"a password needs at least {MIN_PASSWORD_CHARS} characters, "
-                                 f"got {len(password)}")
+            raise InvalidAccount(
+                f"a password needs at least {MIN_PASSWORD_CHARS} characters, got {len(password)}"
+            )
         try:
             role = Role(role)
         except ValueError:
-            raise InvalidAccount(f"role {role!r}: expected one of "
-                                 f"{', '.join(r.value for r in Role)}") from None
+            raise InvalidAccount(
+                f"role {role!r}: expected one of {', '.join(r.value for r in Role)}"
+            ) from None
         site_list = _check_sites(sites)
         if role is not Role.ADMIN and not site_list:
             raise InvalidAccount(f"a {role.value} account needs at least one site")
@@ -144,8 +151,15 @@ class AccountService:
         with self.sessions.begin() as session:
             account = session.get(WebAccount, username)
             if account is None:
-                session.add(WebAccount(username=username, password_hash=digest, role=role.value,
-                                       sites=site_list, created_at=self.clock()))
+                session.add(
+                    WebAccount(
+                        username=username,
+                        password_hash=digest,
+                        role=role.value,
+                        sites=site_list,
+                        created_at=self.clock(),
+                    )
+                )
             else:
                 account.password_hash, account.role, account.sites = digest, role.value, site_list
                 account.disabled_at = None
@@ -158,19 +172,21 @@ class AccountService:
             if account is None:
                 raise InvalidAccount(f"no account {username!r}")
             account.disabled_at = account.disabled_at or now
-            session.execute(update(WebSession).where(WebSession.username == username,
-                                                     WebSession.ended_at.is_(None))
-                            .values(ended_at=now))
+            session.execute(
+                update(WebSession)
+                .where(WebSession.username == username, WebSession.ended_at.is_(None))
+                .values(ended_at=now)
+            )
 
     def list_accounts(self) -> list[tuple[str, Role, list[str], bool]]:
         """(user name, role, sites, active) of every account, by name."""
         with self.sessions() as session:
             rows = session.scalars(select(WebAccount).order_by(WebAccount.username)).all()
-            return [(a.username, Role(a.role), list(a.sites), a.disabled_at is None)
-                    for a in rows]
+            return [(a.username, Role(a.role), list(a.sites), a.disabled_at is None) for a in rows]
 
-    def sign_in(self, username: str, password: str,
-                kind: SessionKind = SessionKind.COOKIE) -> IssuedSession:
+    def sign_in(
+        self, username: str, password: str, kind: SessionKind = SessionKind.COOKIE
+    ) -> IssuedSession:
         """Check the password and open a session; SignInFailed otherwise."""
         with self.sessions() as session:
             account = session.get(WebAccount, username)
@@ -185,9 +201,16 @@ class AccountService:
         now = self.clock()
         expires = now + self.session_ttl
         with self.sessions.begin() as session:
-            session.add(WebSession(token_sha256=token_sha256(token), username=username,
-                                   kind=kind.value, csrf=csrf, created_at=now,
-                                   expires_at=expires))
+            session.add(
+                WebSession(
+                    token_sha256=token_sha256(token),
+                    username=username,
+                    kind=kind.value,
+                    csrf=csrf,
+                    created_at=now,
+                    expires_at=expires,
+                )
+            )
             if _HASHER.check_needs_rehash(stored):
                 fresh = session.get(WebAccount, username)
                 if fresh is not None:
@@ -209,17 +232,24 @@ class AccountService:
         if row is None:
             return None
         web_session, account = row
-        if (web_session.kind != kind.value or web_session.ended_at is not None
-                or account.disabled_at is not None
-                or _as_utc(web_session.expires_at) <= self.clock()):
+        if (
+            web_session.kind != kind.value
+            or web_session.ended_at is not None
+            or account.disabled_at is not None
+            or _as_utc(web_session.expires_at) <= self.clock()
+        ):
             return None
-        return Principal(account.username, Role(account.role), frozenset(account.sites),
-                         web_session.csrf, kind)
+        return Principal(
+            account.username, Role(account.role), frozenset(account.sites), web_session.csrf, kind
+        )
 
     def sign_out(self, token: str) -> None:
         """End the session of ``token`` (nothing happens for an unknown one)."""
         with self.sessions.begin() as session:
-            session.execute(update(WebSession)
-                            .where(WebSession.token_sha256 == token_sha256(token),
-                                   WebSession.ended_at.is_(None))
-                            .values(ended_at=self.clock()))
+            session.execute(
+                update(WebSession)
+                .where(
+                    WebSession.token_sha256 == token_sha256(token), WebSession.ended_at.is_(None)
+                )
+                .values(ended_at=self.clock())
+            )

@@ -27,16 +27,32 @@ class AuditRecord:
     detail: str
 
 
-def record(session: Session, *, at: datetime, actor: str, action: str, subject: str,
-           detail: str = "") -> None:
+def record(
+    session: Session, *, at: datetime, actor: str, action: str, subject: str, detail: str = ""
+) -> None:
     """Add an entry to the session's transaction."""
-    session.add(AuditEntry(at=at, actor=actor[:100], action=action[:32], subject=subject[:200],
-                           detail=detail))
+    session.add(
+        AuditEntry(
+            at=at, actor=actor[:100], action=action[:32], subject=subject[:200], detail=detail
+        )
+    )
 
 
 def entries_for(session: Session, subjects: list[str], limit: int = 200) -> list[AuditRecord]:
     """Entries about any of ``subjects``, oldest first (at most ``limit``)."""
-    rows = session.scalars(select(AuditEntry).where(AuditEntry.subject.in_(subjects))
-                           .order_by(AuditEntry.at, AuditEntry.id).limit(limit)).all()
-    return [AuditRecord(r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC), r.actor, r.action,
-                        r.subject, r.detail) for r in rows]
+    rows = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.subject.in_(subjects))
+        .order_by(AuditEntry.at, AuditEntry.id)
+        .limit(limit)
+    ).all()
+    return [
+        AuditRecord(
+            r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC),
+            r.actor,
+            r.action,
+            r.subject,
+            r.detail,
+        )
+        for r in rows
+    ]

@@ -58,16 +58,28 @@ class SentCommand:
 class CommandDispatch:
     """Signs, records and publishes commands; records their answers."""
 
-    def __init__(self, sessions: sessionmaker[Session], signer: CloudSigner, publish: Publish,
-                 clock: Clock = utc_now, prefix: str = DEFAULT_TOPIC_PREFIX) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        signer: CloudSigner,
+        publish: Publish,
+        clock: Clock = utc_now,
+        prefix: str = DEFAULT_TOPIC_PREFIX,
+    ) -> None:
         self.sessions = sessions
         self.signer = signer
         self.publish = publish
         self.clock = clock
         self.prefix = prefix
 
-    def send(self, who: Principal, gateway_id: str, command: str,
-             args: dict[str, JsonValue] | None = None, ttl_s: float = 300) -> SentCommand:
+    def send(
+        self,
+        who: Principal,
+        gateway_id: str,
+        command: str,
+        args: dict[str, JsonValue] | None = None,
+        ttl_s: float = 300,
+    ) -> SentCommand:
         """Send ``command`` to a gateway in the principal's scope."""
         with self.sessions() as session:
             gateway = session.get(Gateway, gateway_id)
@@ -75,8 +87,9 @@ class CommandDispatch:
                 raise UnknownGatewayTarget(f"no gateway {gateway_id!r}")
             site = gateway.site_id
         try:
-            signed = issue_command(self.signer, site, gateway_id, command, args, ttl_s,
-                                   now=self.clock)
+            signed = issue_command(
+                self.signer, site, gateway_id, command, args, ttl_s, now=self.clock
+            )
         except CommandError as exc:
             raise DispatchError(str(exc)) from None
         topic = command_topic(site, gateway_id, self.prefix)
@@ -87,12 +100,28 @@ class CommandDispatch:
             status, detail = "unsent", f"broker not reachable: {exc}"
         now = self.clock()
         with self.sessions.begin() as session:
-            session.add(GatewayCommandRecord(
-                cmd_id=signed.cmd_id, site_id=site, gateway_id=gateway_id, command=command,
-                args=dict(args or {}), issued_by=who.username, issued_at=now,
-                expires_at=signed.expires_at, status=status, detail=detail))
-            record(session, at=now, actor=who.username, action=command,
-                   subject=f"gateway:{gateway_id}", detail=f"{signed.cmd_id} {status} {detail}")
+            session.add(
+                GatewayCommandRecord(
+                    cmd_id=signed.cmd_id,
+                    site_id=site,
+                    gateway_id=gateway_id,
+                    command=command,
+                    args=dict(args or {}),
+                    issued_by=who.username,
+                    issued_at=now,
+                    expires_at=signed.expires_at,
+                    status=status,
+                    detail=detail,
+                )
+            )
+            record(
+                session,
+                at=now,
+                actor=who.username,
+                action=command,
+                subject=f"gateway:{gateway_id}",
+                detail=f"{signed.cmd_id} {status} {detail}",
+            )
         if status == "unsent":
             raise DispatchError(detail)
         return SentCommand(signed.cmd_id, gateway_id, command, status, topic)

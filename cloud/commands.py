@@ -133,6 +133,8 @@ def verify_ack(session: Session, envelope: bytes) -> Ack:
     except ValidationError as exc:
         raise AckRejected(f"payload breaks schema {SCHEMA_ACK}: {exc}") from None
     if (ack.site, ack.gateway) != (known.site_id, known.gateway_id):
-        raise AckRejected(f"answer names gateway {ack.gateway!r} at site {ack.site!r}, but key "
-                          f"{kid!r} is gateway {known.gateway_id!r} at {known.site_id!r}")
+        raise AckRejected(
+            f"answer names gateway {ack.gateway!r} at site {ack.site!r}, but key "
+            f"{kid!r} is gateway {known.gateway_id!r} at {known.site_id!r}"
+        )
     return ack

@@ -29,8 +29,14 @@ _QUEUE_BOUND = 10_000
 class GatewayFeed:
     """One MQTT session for health, state and answers in, commands out."""
 
-    def __init__(self, health: GatewayHealthService, broker_url: str, *, client_id: str,
-                 dispatch: CommandDispatch | None = None) -> None:
+    def __init__(
+        self,
+        health: GatewayHealthService,
+        broker_url: str,
+        *,
+        client_id: str,
+        dispatch: CommandDispatch | None = None,
+    ) -> None:
         self.health = health
         self.dispatch = dispatch
         self.prefix = health.prefix
@@ -40,8 +46,9 @@ class GatewayFeed:
         self._stopping = threading.Event()
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(_QUEUE_BOUND)
         self._worker = threading.Thread(target=self._work, name="gateway-feed", daemon=True)
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   clean_session=True)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
+        )
         if self.broker.username:
             self._client.username_pw_set(self.broker.username, self.broker.password)
         if self.broker.tls:
@@ -113,8 +120,12 @@ class GatewayFeed:
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self._client.loop_start()
         if wait_s and not self.subscribed.wait(wait_s):
-            log.warning("gateway feed: not subscribed on %s:%d within %.0f s; retrying in the "
-                        "background", self.broker.host, self.broker.port, wait_s)
+            log.warning(
+                "gateway feed: not subscribed on %s:%d within %.0f s; retrying in the background",
+                self.broker.host,
+                self.broker.port,
+                wait_s,
+            )
 
     def stop(self) -> None:
         self._stopping.set()

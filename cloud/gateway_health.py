@@ -120,10 +120,11 @@ class HealthStats:
 
 def _topic_parts(prefix: str, topic: str, suffix: tuple[str, ...]) -> tuple[str, str]:
     head = f"{prefix}/"
-    parts = topic[len(head):].split("/") if topic.startswith(head) else []
+    parts = topic[len(head) :].split("/") if topic.startswith(head) else []
     if len(parts) != 2 + len(suffix) or tuple(parts[2:]) != suffix or not all(parts[:2]):
-        raise HealthRejected(f"topic {topic!r}: expected {prefix}/{{site}}/{{gateway}}/"
-                             + "/".join(suffix))
+        raise HealthRejected(
+            f"topic {topic!r}: expected {prefix}/{{site}}/{{gateway}}/" + "/".join(suffix)
+        )
     return parts[0], parts[1]
 
 
@@ -138,9 +139,13 @@ def _status_row(session: Session, site: str, gateway: str) -> GatewayStatus:
 class GatewayHealthService:
     """Stores verified health and state messages; lists gateways with their status."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now,
-                 prefix: str = DEFAULT_TOPIC_PREFIX, stale_after: timedelta = STALE_AFTER
-                 ) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock = utc_now,
+        prefix: str = DEFAULT_TOPIC_PREFIX,
+        stale_after: timedelta = STALE_AFTER,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.prefix = prefix
@@ -174,17 +179,21 @@ class GatewayHealthService:
             try:
                 known.public_key.verify(compact.signature, compact.signing_input)
             except InvalidSignature:
-                raise HealthRejected(f"bad_signature: health on {topic!r} does not verify "
-                                     f"with key {kid!r}") from None
+                raise HealthRejected(
+                    f"bad_signature: health on {topic!r} does not verify with key {kid!r}"
+                ) from None
             try:
                 health = HealthPayload.model_validate_json(compact.payload)
             except ValidationError as exc:
                 raise HealthRejected(f"malformed: payload breaks mf.health/1: {exc}") from None
-            if (health.gateway, health.kid) != (known.gateway_id, kid) or \
-                    (site, gateway) != (known.site_id, known.gateway_id):
+            if (health.gateway, health.kid) != (known.gateway_id, kid) or (site, gateway) != (
+                known.site_id,
+                known.gateway_id,
+            ):
                 raise HealthRejected(
                     f"wrong_gateway: health of {health.gateway!r} on {topic!r} signed by key "
-                    f"{kid!r} of gateway {known.gateway_id!r} at site {known.site_id!r}")
+                    f"{kid!r} of gateway {known.gateway_id!r} at site {known.site_id!r}"
+                )
             row = _status_row(session, site, gateway)
             o = health.outbox
             row.last_seen, row.health_sent_at, row.kid = now, health.sent_at, kid
@@ -204,8 +213,9 @@ class GatewayHealthService:
         try:
             site, gateway = _topic_parts(self.prefix, topic, ("state",))
             if payload not in (b"online", b"offline"):
-                raise HealthRejected(f"malformed: state {payload[:20]!r}: expected online "
-                                     f"or offline")
+                raise HealthRejected(
+                    f"malformed: state {payload[:20]!r}: expected online or offline"
+                )
             online = payload == b"online"
             now = self.clock()
             with self.sessions.begin() as session:
@@ -226,8 +236,22 @@ class GatewayHealthService:
 
     def _view(self, gateway: Gateway, row: GatewayStatus | None, now: datetime) -> GatewayView:
         if row is None:
-            return GatewayView(gateway.id, gateway.site_id, "unknown", None, None, None, None,
-                               None, None, None, False, None, None, None)
+            return GatewayView(
+                gateway.id,
+                gateway.site_id,
+                "unknown",
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                False,
+                None,
+                None,
+                None,
+            )
         seen = _as_utc(row.last_seen)
         if row.online is False:
             state = "offline"
@@ -237,24 +261,52 @@ class GatewayHealthService:
             state = "stale"
         else:
             state = "online"
-        depth = None if row.pending_readings is None else \
-            row.pending_readings + (row.unacked_envelopes or 0)
-        meters = [MeterState(m["meter"], m["line"], m["reads"], m["failures"],
-                             m["consecutive_failures"], m["sidelined"],
-                             datetime.fromisoformat(m["last_good"].replace("Z", "+00:00"))
-                             if m.get("last_good") else None) for m in row.meters or []]
-        return GatewayView(gateway.id, gateway.site_id, state, seen, _as_utc(row.state_at),
-                           _as_utc(row.health_sent_at), depth, row.pending_readings,
-                           row.unacked_envelopes, row.oldest_age_s, bool(row.outbox_alarm),
-                           row.evicted_readings, row.uptime_s, row.clock, meters,
-                           list(row.lines or []))
+        depth = (
+            None
+            if row.pending_readings is None
+            else row.pending_readings + (row.unacked_envelopes or 0)
+        )
+        meters = [
+            MeterState(
+                m["meter"],
+                m["line"],
+                m["reads"],
+                m["failures"],
+                m["consecutive_failures"],
+                m["sidelined"],
+                datetime.fromisoformat(m["last_good"].replace("Z", "+00:00"))
+                if m.get("last_good")
+                else None,
+            )
+            for m in row.meters or []
+        ]
+        return GatewayView(
+            gateway.id,
+            gateway.site_id,
+            state,
+            seen,
+            _as_utc(row.state_at),
+            _as_utc(row.health_sent_at),
+            depth,
+            row.pending_readings,
+            row.unacked_envelopes,
+            row.oldest_age_s,
+            bool(row.outbox_alarm),
+            row.evicted_readings,
+            row.uptime_s,
+            row.clock,
+            meters,
+            list(row.lines or []),
+        )
 
     def gateways(self, who: Principal, site: str | None = None) -> list[GatewayView]:
         """Registered gateways in scope with their status, by site and id."""
         sites = who.site_filter()
-        query = (select(Gateway, GatewayStatus)
-                 .outerjoin(GatewayStatus, GatewayStatus.gateway_id == Gateway.id)
-                 .order_by(Gateway.site_id, Gateway.id))
+        query = (
+            select(Gateway, GatewayStatus)
+            .outerjoin(GatewayStatus, GatewayStatus.gateway_id == Gateway.id)
+            .order_by(Gateway.site_id, Gateway.id)
+        )
         if sites is not None:
             query = query.where(Gateway.site_id.in_(sorted(sites)))
         if site:
@@ -271,8 +323,19 @@ class GatewayHealthService:
                 raise UnknownGateway(f"no gateway {gateway_id!r}")
             view = self._view(gateway, session.get(GatewayStatus, gateway_id), self.clock())
             commands = session.scalars(
-                select(GatewayCommandRecord).where(GatewayCommandRecord.gateway_id == gateway_id)
-                .order_by(GatewayCommandRecord.issued_at.desc()).limit(20)).all()
-            return view, [CommandView(c.cmd_id, c.command, c.issued_by,
-                                      _as_utc(c.issued_at) or c.issued_at, c.status, c.detail)
-                          for c in commands]
+                select(GatewayCommandRecord)
+                .where(GatewayCommandRecord.gateway_id == gateway_id)
+                .order_by(GatewayCommandRecord.issued_at.desc())
+                .limit(20)
+            ).all()
+            return view, [
+                CommandView(
+                    c.cmd_id,
+                    c.command,
+                    c.issued_by,
+                    _as_utc(c.issued_at) or c.issued_at,
+                    c.status,
+                    c.detail,
+                )
+                for c in commands
+            ]

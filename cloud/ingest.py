@@ -134,10 +134,16 @@ class IngestService:
     for ``key_cache_s`` seconds, so a revocation takes effect within that time.
     """
 
-    def __init__(self, registry: sessionmaker[Session], store: SeriesStore,
-                 topics: Topics | None = None, *, rules: VeeRules | None = None,
-                 key_cache_s: float = 30.0, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+    def __init__(
+        self,
+        registry: sessionmaker[Session],
+        store: SeriesStore,
+        topics: Topics | None = None,
+        *,
+        rules: VeeRules | None = None,
+        key_cache_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry
         self.store = store
         self.topics = topics or Topics()
@@ -176,12 +182,18 @@ class IngestService:
                 try:
                     site, payload = self._verify(topic, body)
                 except _Rejected as rej:
-                    results[i] = IngestResult(Outcome.REJECTED, reason=rej.reason,
-                                              detail=rej.detail)
-                    letters.append(DeadLetter(received_at=received_at, topic=topic[:300],
-                                              reason=rej.reason.value,
-                                              detail=rej.detail[:2000],
-                                              payload=body[:MAX_ENVELOPE_BYTES]))
+                    results[i] = IngestResult(
+                        Outcome.REJECTED, reason=rej.reason, detail=rej.detail
+                    )
+                    letters.append(
+                        DeadLetter(
+                            received_at=received_at,
+                            topic=topic[:300],
+                            reason=rej.reason.value,
+                            detail=rej.detail[:2000],
+                            payload=body[:MAX_ENVELOPE_BYTES],
+                        )
+                    )
                     continue
                 accepted.append(_Accepted(i, site, payload))
             fresh = self._drop_duplicates(accepted, results)
@@ -193,11 +205,14 @@ class IngestService:
         results = list(batch.results)
         if batch.points:
             self.store.write(batch.points)
-        for item, outcome in zip(batch.fresh, self._record(batch.fresh, batch.received_at),
-                                 strict=True):
+        for item, outcome in zip(
+            batch.fresh, self._record(batch.fresh, batch.received_at), strict=True
+        ):
             results[item.index] = (
                 IngestResult(Outcome.STORED, readings=len(item.payload.readings))
-                if outcome else IngestResult(Outcome.DUPLICATE))
+                if outcome
+                else IngestResult(Outcome.DUPLICATE)
+            )
         if batch.letters:
             with self.registry.begin() as session:
                 session.add_all(batch.letters)
@@ -224,8 +239,10 @@ class IngestService:
         except MalformedEnvelope as exc:
             raise _Rejected(RejectReason.MALFORMED, str(exc)) from None
         if len(body) > MAX_ENVELOPE_BYTES:
-            raise _Rejected(RejectReason.OVERSIZED,
-                            f"{len(body)} bytes; at most {MAX_ENVELOPE_BYTES} are accepted")
+            raise _Rejected(
+                RejectReason.OVERSIZED,
+                f"{len(body)} bytes; at most {MAX_ENVELOPE_BYTES} are accepted",
+            )
         try:
             kid = envelope_kid(body)
         except MalformedEnvelope as exc:
@@ -234,8 +251,9 @@ class IngestService:
         if key is None:
             raise _Rejected(RejectReason.UNKNOWN_KEY, f"key {kid!r} is not registered")
         if key.revoked:
-            raise _Rejected(RejectReason.REVOKED_KEY,
-                            f"key {kid!r} of gateway {key.gateway_id!r} was revoked")
+            raise _Rejected(
+                RejectReason.REVOKED_KEY, f"key {kid!r} of gateway {key.gateway_id!r} was revoked"
+            )
         try:
             payload = open_envelope(body, key.public_key)
         except BadSignature as exc:
@@ -250,16 +268,22 @@ class IngestService:
             )
         return site, payload
 
-    def _drop_duplicates(self, accepted: list[_Accepted],
-                         results: list[IngestResult | None]) -> list[_Accepted]:
+    def _drop_duplicates(
+        self, accepted: list[_Accepted], results: list[IngestResult | None]
+    ) -> list[_Accepted]:
         """Envelopes not seen before, in (gateway, seq) order; marks the others duplicate."""
         if not accepted:
             return []
         keys = {(a.payload.gateway, a.payload.seq) for a in accepted}
         with self.registry() as session:
-            seen = {(gw, seq) for gw, seq in session.execute(
-                select(SeenEnvelope.gateway_id, SeenEnvelope.seq).where(
-                    tuple_(SeenEnvelope.gateway_id, SeenEnvelope.seq).in_(sorted(keys))))}
+            seen = {
+                (gw, seq)
+                for gw, seq in session.execute(
+                    select(SeenEnvelope.gateway_id, SeenEnvelope.seq).where(
+                        tuple_(SeenEnvelope.gateway_id, SeenEnvelope.seq).in_(sorted(keys))
+                    )
+                )
+            }
         fresh = []
         for a in sorted(accepted, key=lambda a: (a.payload.gateway, a.payload.seq)):
             key = (a.payload.gateway, a.payload.seq)
@@ -270,17 +294,20 @@ class IngestService:
                 fresh.append(a)
         return fresh
 
-    def _validated_points(self, fresh: list[_Accepted],
-                          received_at: datetime) -> list[SeriesPoint]:
+    def _validated_points(self, fresh: list[_Accepted], received_at: datetime) -> list[SeriesPoint]:
         per_envelope = [payload_points(a.site, a.payload) for a in fresh]
         self._load_series_state([p for pts in per_envelope for p in pts])
         received_ns = to_ns(received_at)
         points = []
         for a, pts in zip(fresh, per_envelope, strict=True):
             pts.sort(key=lambda p: p.time_ns)
-            points += validate(pts, self._series, received_ns,
-                               clock_synced=a.payload.clock is ClockState.SYNCED,
-                               rules=self.rules)
+            points += validate(
+                pts,
+                self._series,
+                received_ns,
+                clock_synced=a.payload.clock is ClockState.SYNCED,
+                rules=self.rules,
+            )
         return points
 
     def _load_series_state(self, points: list[SeriesPoint]) -> None:
@@ -298,10 +325,15 @@ class IngestService:
 
     def _record(self, fresh: list[_Accepted], received_at: datetime) -> list[bool]:
         """Record (gateway, seq) of stored envelopes; False where another worker did first."""
+
         def row(a: _Accepted) -> SeenEnvelope:
-            return SeenEnvelope(gateway_id=a.payload.gateway, seq=a.payload.seq,
-                                epoch=a.payload.epoch, reading_count=len(a.payload.readings),
-                                received_at=received_at)
+            return SeenEnvelope(
+                gateway_id=a.payload.gateway,
+                seq=a.payload.seq,
+                epoch=a.payload.epoch,
+                reading_count=len(a.payload.readings),
+                received_at=received_at,
+            )
 
         if not fresh:
             return []

@@ -36,9 +36,17 @@ class _Message:
 class IngestWorker:
     """One MQTT session feeding an IngestService."""
 
-    def __init__(self, service: IngestService, broker_url: str, *, client_id: str,
-                 share_group: str | None = None, max_batch: int = 200,
-                 max_wait_s: float = 0.02, retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        service: IngestService,
+        broker_url: str,
+        *,
+        client_id: str,
+        share_group: str | None = None,
+        max_batch: int = 200,
+        max_wait_s: float = 0.02,
+        retry_s: float = 1.0,
+    ) -> None:
         self.service = service
         self.broker = BrokerAddress.parse(broker_url)
         topic = service.topics.readings_filter()
@@ -56,8 +64,12 @@ class IngestWorker:
             threading.Thread(target=self._process, name="ingest-prepare", daemon=True),
             threading.Thread(target=self._commit, name="ingest-commit", daemon=True),
         ]
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   clean_session=False, manual_ack=True)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            manual_ack=True,
+        )
         if self.broker.username:
             self._client.username_pw_set(self.broker.username, self.broker.password)
         if self.broker.tls:
@@ -89,8 +101,11 @@ class IngestWorker:
         while len(batch) < self.max_batch:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self._inbox.get(timeout=max(remaining, 0)) if remaining > 0
-                             else self._inbox.get_nowait())
+                batch.append(
+                    self._inbox.get(timeout=max(remaining, 0))
+                    if remaining > 0
+                    else self._inbox.get_nowait()
+                )
             except queue.Empty:
                 break
         return batch
@@ -105,8 +120,9 @@ class IngestWorker:
                 prepared = self.service.prepare([(m.topic, m.payload) for m in batch])
             except Exception:
                 # The registry is unreachable: nothing was acknowledged; retry the batch.
-                log.exception("ingest: batch of %d not verified; retrying in %.1f s",
-                              len(batch), self.retry_s)
+                log.exception(
+                    "ingest: batch of %d not verified; retrying in %.1f s", len(batch), self.retry_s
+                )
                 for m in batch:
                     self._inbox.put(m)
                 self._stopping.wait(self.retry_s)
@@ -132,15 +148,19 @@ class IngestWorker:
                     break
                 except Exception:
                     # Store or ledger down: keep the batch, retry; nothing was acknowledged.
-                    log.exception("ingest: batch of %d not stored; retrying in %.1f s",
-                                  len(batch), self.retry_s)
+                    log.exception(
+                        "ingest: batch of %d not stored; retrying in %.1f s",
+                        len(batch),
+                        self.retry_s,
+                    )
                     self._stopping.wait(self.retry_s)
             else:
                 return
             for m, result in zip(batch, results, strict=True):
                 if result.reason is not None:
-                    log.warning("ingest: rejected %s: %s: %s", m.topic, result.reason,
-                                result.detail)
+                    log.warning(
+                        "ingest: rejected %s: %s: %s", m.topic, result.reason, result.detail
+                    )
                 self._client.ack(m.mid, m.qos)
 
     def start(self, wait_s: float = 10.0) -> None:

@@ -96,8 +96,11 @@ class CloudKeyError(ProvisioningError):
 def parse_public_key(text: str, field: str = "public_key") -> Ed25519PublicKey:
     """Parse unpadded base64url of 32 raw bytes; BadClaimRequest naming ``field`` otherwise."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{43}", text):
-        raise BadClaimRequest(field, f"expected 43 base64url characters (32 bytes of an "
-                                     f"Ed25519 public key), got {len(text)} characters")
+        raise BadClaimRequest(
+            field,
+            f"expected 43 base64url characters (32 bytes of an "
+            f"Ed25519 public key), got {len(text)} characters",
+        )
     try:
         raw = base64.urlsafe_b64decode(text + "=")
     except binascii.Error as exc:
@@ -133,9 +136,11 @@ class CloudSigner:
         """
         if not path.exists():
             key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -216,29 +221,39 @@ def check_site_config(site_config: str, site: str, gateway: str) -> None:
     which the cloud does not import); the gateway validates the rest when it loads the file.
     """
     if len(site_config) > _MAX_SITE_CONFIG_CHARS:
-        raise InvalidClaim(f"site config has {len(site_config)} characters; "
-                           f"at most {_MAX_SITE_CONFIG_CHARS} are accepted")
+        raise InvalidClaim(
+            f"site config has {len(site_config)} characters; "
+            f"at most {_MAX_SITE_CONFIG_CHARS} are accepted"
+        )
     try:
         data = tomllib.loads(site_config)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidClaim(f"site config is not valid TOML: {exc}") from None
     for key, expected in (("site", site), ("gateway", gateway)):
         if data.get(key) != expected:
-            raise InvalidClaim(f"site config says {key} = {data.get(key)!r}; the claim is "
-                               f"for {key} {expected!r}")
+            raise InvalidClaim(
+                f"site config says {key} = {data.get(key)!r}; the claim is for {key} {expected!r}"
+            )
 
 
 class ProvisioningService:
     """Issues claim tokens and redeems them; each call is one registry transaction."""
 
-    def __init__(self, sessions: sessionmaker[Session], signer: CloudSigner,
-                 clock: Clock = utc_now) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], signer: CloudSigner, clock: Clock = utc_now
+    ) -> None:
         self.sessions = sessions
         self.signer = signer
         self.clock = clock
 
-    def create_claim(self, site: str, gateway: str, site_config: str, broker: BrokerGrant,
-                     ttl: timedelta = DEFAULT_CLAIM_TTL) -> IssuedClaim:
+    def create_claim(
+        self,
+        site: str,
+        gateway: str,
+        site_config: str,
+        broker: BrokerGrant,
+        ttl: timedelta = DEFAULT_CLAIM_TTL,
+    ) -> IssuedClaim:
         """Issue a claim token for ``gateway`` at ``site`` handing out ``site_config`` (TOML
         text, kept verbatim) and ``broker``; it expires after ``ttl``."""
         for what, value in (("site", site), ("gateway", gateway)):
@@ -255,12 +270,20 @@ class ProvisioningService:
         now = self.clock()
         with self.sessions.begin() as session:
             ensure_site(session, site)
-            session.add(ClaimToken(
-                token_sha256=token_sha256(token), site_id=site, gateway_id=gateway,
-                site_config=site_config, mqtt_url=broker.mqtt_url,
-                mqtt_username=broker.username, mqtt_password=broker.password,
-                topic_prefix=broker.topic_prefix, created_at=now, expires_at=now + ttl,
-            ))
+            session.add(
+                ClaimToken(
+                    token_sha256=token_sha256(token),
+                    site_id=site,
+                    gateway_id=gateway,
+                    site_config=site_config,
+                    mqtt_url=broker.mqtt_url,
+                    mqtt_username=broker.username,
+                    mqtt_password=broker.password,
+                    topic_prefix=broker.topic_prefix,
+                    created_at=now,
+                    expires_at=now + ttl,
+                )
+            )
         return IssuedClaim(token, site, gateway, now + ttl)
 
     def redeem(self, claim_token: str, public_key: str, key_id: str) -> Provisioned:
@@ -273,8 +296,10 @@ class ProvisioningService:
         key = parse_public_key(public_key)
         kid = wire.key_id(key)
         if key_id != kid:
-            raise BadClaimRequest("key_id", f"{key_id!r} is not the RFC 7638 thumbprint of "
-                                            f"public_key, which is {kid!r}")
+            raise BadClaimRequest(
+                "key_id",
+                f"{key_id!r} is not the RFC 7638 thumbprint of public_key, which is {kid!r}",
+            )
         digest = token_sha256(claim_token)
         now = self.clock()
         with self.sessions.begin() as session:
@@ -284,17 +309,24 @@ class ProvisioningService:
             if claim.used_at is not None:
                 raise ClaimTokenUsed(
                     f"claim token for gateway {claim.gateway_id!r} was already used at "
-                    f"{_as_utc(claim.used_at).isoformat()}; ask for a new one")
+                    f"{_as_utc(claim.used_at).isoformat()}; ask for a new one"
+                )
             if _as_utc(claim.expires_at) <= now:
                 raise ClaimTokenExpired(
                     f"claim token for gateway {claim.gateway_id!r} expired at "
-                    f"{_as_utc(claim.expires_at).isoformat()}; ask for a new one")
+                    f"{_as_utc(claim.expires_at).isoformat()}; ask for a new one"
+                )
             provisioned = Provisioned(
-                site=claim.site_id, gateway=claim.gateway_id, kid=kid,
-                site_config=claim.site_config, mqtt_url=claim.mqtt_url,
-                mqtt_username=claim.mqtt_username, mqtt_password=claim.mqtt_password,
+                site=claim.site_id,
+                gateway=claim.gateway_id,
+                kid=kid,
+                site_config=claim.site_config,
+                mqtt_url=claim.mqtt_url,
+                mqtt_username=claim.mqtt_username,
+                mqtt_password=claim.mqtt_password,
                 topic_prefix=claim.topic_prefix,
-                cloud_public_key=self.signer.public_key_b64, cloud_kid=self.signer.kid,
+                cloud_public_key=self.signer.public_key_b64,
+                cloud_kid=self.signer.kid,
             )
             # The guarded UPDATE makes single use hold under concurrent redemptions: only one
             # transaction finds used_at still empty. The password is not kept once handed out.
@@ -305,8 +337,10 @@ class ProvisioningService:
                 .execution_options(synchronize_session=False)
             )
             if marked.rowcount != 1:
-                raise ClaimTokenUsed(f"claim token for gateway {claim.gateway_id!r} was "
-                                     f"just used by another request; ask for a new one")
+                raise ClaimTokenUsed(
+                    f"claim token for gateway {claim.gateway_id!r} was "
+                    f"just used by another request; ask for a new one"
+                )
             try:
                 register_gateway(session, claim.site_id, claim.gateway_id, key)
             except RegistryError as exc:

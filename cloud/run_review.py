@@ -157,8 +157,13 @@ class DisputeItem:
 class RunReviewService:
     """Finance's services over runs, statements and disputes."""
 
-    def __init__(self, sessions: sessionmaker[Session], signing_key: Ed25519PrivateKey | None,
-                 public_key: Ed25519PublicKey, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        signing_key: Ed25519PrivateKey | None,
+        public_key: Ed25519PublicKey,
+        clock: Clock = utc_now,
+    ) -> None:
         self.sessions = sessions
         self.signing_key = signing_key
         self.public_key = public_key
@@ -174,15 +179,20 @@ class RunReviewService:
             raise NotFound(f"no run {run_id!r}")
         return run
 
-    def list_runs(self, who: Principal, *, site: str | None = None,
-                  period: str | None = None) -> list[RunSummary]:
+    def list_runs(
+        self, who: Principal, *, site: str | None = None, period: str | None = None
+    ) -> list[RunSummary]:
         """Runs in scope, held ones first, then newest period first; ``period`` is
         ``YYYY-MM`` (the month the period starts in)."""
         sites = who.site_filter()
-        totals = (select(ApportionLine.run_id, func.sum(ApportionLine.cents).label("cents"))
-                  .group_by(ApportionLine.run_id).subquery())
-        query = (select(ApportionRun, func.coalesce(totals.c.cents, 0))
-                 .outerjoin(totals, totals.c.run_id == ApportionRun.id))
+        totals = (
+            select(ApportionLine.run_id, func.sum(ApportionLine.cents).label("cents"))
+            .group_by(ApportionLine.run_id)
+            .subquery()
+        )
+        query = select(ApportionRun, func.coalesce(totals.c.cents, 0)).outerjoin(
+            totals, totals.c.run_id == ApportionRun.id
+        )
         if sites is not None:
             query = query.where(ApportionRun.site_id.in_(sorted(sites)))
         if site:
@@ -193,20 +203,33 @@ class RunReviewService:
             except ValueError:
                 raise NotFound(f"period {period!r}: expected YYYY-MM") from None
             nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-            query = query.where(ApportionRun.period_start >= first,
-                                ApportionRun.period_start < nxt)
+            query = query.where(ApportionRun.period_start >= first, ApportionRun.period_start < nxt)
         with self.sessions() as session:
             rows = session.execute(query).all()
         out = [self._summary(run, int(cents)) for run, cents in rows]
-        out.sort(key=lambda r: (not (r.held and r.status not in ("posted", "void")),
-                                -r.period_start.toordinal(), r.site, r.id))
+        out.sort(
+            key=lambda r: (
+                not (r.held and r.status not in ("posted", "void")),
+                -r.period_start.toordinal(),
+                r.site,
+                r.id,
+            )
+        )
         return out
 
     @staticmethod
     def _summary(run: ApportionRun, cents: int) -> RunSummary:
-        return RunSummary(run.id, run.site_id, run.period_start, run.period_end, run.status,
-                          bool(run.held), len(run.flags or []), cents,
-                          _as_utc(run.created_at) or run.created_at)
+        return RunSummary(
+            run.id,
+            run.site_id,
+            run.period_start,
+            run.period_end,
+            run.status,
+            bool(run.held),
+            len(run.flags or []),
+            cents,
+            _as_utc(run.created_at) or run.created_at,
+        )
 
     def _compute(self, session: Session, run: ApportionRun) -> tuple[Case, EngineResult]:
         key = (run.id, run.input_hash)
@@ -223,8 +246,14 @@ class RunReviewService:
         """The run with its tree balances, statements, and audit trail."""
         with self.sessions() as session:
             run = self._run(session, who, run_id)
-            cents = session.scalar(select(func.coalesce(func.sum(ApportionLine.cents), 0))
-                                   .where(ApportionLine.run_id == run_id)) or 0
+            cents = (
+                session.scalar(
+                    select(func.coalesce(func.sum(ApportionLine.cents), 0)).where(
+                        ApportionLine.run_id == run_id
+                    )
+                )
+                or 0
+            )
             nodes: list[NodeBalance] = []
             error = ""
             try:
@@ -235,8 +264,16 @@ class RunReviewService:
             statements = self._statement_totals(session, run)
             trail = _run_trail(run) + entries_for(session, [f"run:{run.id}"])
             trail.sort(key=lambda e: e.at)
-            return RunDetail(self._summary(run, int(cents)), run.input_hash, run.result_hash,
-                             list(run.flags or []), nodes, statements, trail, error)
+            return RunDetail(
+                self._summary(run, int(cents)),
+                run.input_hash,
+                run.result_hash,
+                list(run.flags or []),
+                nodes,
+                statements,
+                trail,
+                error,
+            )
 
     @staticmethod
     def _statement_totals(session: Session, run: ApportionRun) -> list[StatementTotal]:
@@ -246,17 +283,31 @@ class RunReviewService:
             select(unit, ApportionLine.party, func.sum(ApportionLine.cents))
             .where(ApportionLine.run_id == run.id)
             .group_by(unit, ApportionLine.party)
-            .order_by(unit, ApportionLine.party)).all()
-        confirmed = {(c.unit, c.party): _as_utc(c.confirmed_at) for c in session.scalars(
-            select(StatementConfirmation).where(StatementConfirmation.run_id == run.id))}
-        disputed = set(session.execute(
-            select(StatementDispute.unit, StatementDispute.party)
-            .where(StatementDispute.run_id == run.id, StatementDispute.status == "open")).all())
-        return [StatementTotal(unit, party, int(c), confirmed.get((unit, party)),
-                               (unit, party) in disputed) for unit, party, c in rows]
+            .order_by(unit, ApportionLine.party)
+        ).all()
+        confirmed = {
+            (c.unit, c.party): _as_utc(c.confirmed_at)
+            for c in session.scalars(
+                select(StatementConfirmation).where(StatementConfirmation.run_id == run.id)
+            )
+        }
+        disputed = set(
+            session.execute(
+                select(StatementDispute.unit, StatementDispute.party).where(
+                    StatementDispute.run_id == run.id, StatementDispute.status == "open"
+                )
+            ).all()
+        )
+        return [
+            StatementTotal(
+                unit, party, int(c), confirmed.get((unit, party)), (unit, party) in disputed
+            )
+            for unit, party, c in rows
+        ]
 
-    def statement(self, who: Principal, run_id: str, unit: str, party: str
-                  ) -> tuple[dict[str, Any], dict[str, str] | None]:
+    def statement(
+        self, who: Principal, run_id: str, unit: str, party: str
+    ) -> tuple[dict[str, Any], dict[str, str] | None]:
         """A statement document of the run and, when posted, its signed form (verified).
 
         Before posting the document is computed from the run's stored inputs (unsigned).
@@ -303,21 +354,50 @@ class RunReviewService:
         lines.append([*CSV_COLUMNS, "explanation"])
         for d in documents:
             for x in d["lines"]:
-                lines.append([x["unit"], x["party"], x["from"], x["to"], x["component"],
-                              x["origin"], x["register"], x["tariff"], Decimal(x["kwh"]),
-                              x["unit_price"], Decimal(x["amount_cny"]), int(x["cents"]),
-                              x["explanation"]])
+                lines.append(
+                    [
+                        x["unit"],
+                        x["party"],
+                        x["from"],
+                        x["to"],
+                        x["component"],
+                        x["origin"],
+                        x["register"],
+                        x["tariff"],
+                        Decimal(x["kwh"]),
+                        x["unit_price"],
+                        Decimal(x["amount_cny"]),
+                        int(x["cents"]),
+                        x["explanation"],
+                    ]
+                )
         totals = book.create_sheet("statements")
         totals.append(["unit", "party", "amount_cny", "cents", "confirmed_at", "disputed"])
         for s in detail.statements:
-            totals.append([s.unit, s.party, Decimal(s.cents) / 100, s.cents,
-                           s.confirmed_at.isoformat() if s.confirmed_at else "", s.disputed])
+            totals.append(
+                [
+                    s.unit,
+                    s.party,
+                    Decimal(s.cents) / 100,
+                    s.cents,
+                    s.confirmed_at.isoformat() if s.confirmed_at else "",
+                    s.disputed,
+                ]
+            )
         tree = book.create_sheet("tree")
-        tree.append(["node", "kind", "parent", "kwh", "children_kwh", "residual_kwh",
-                     "loss_rate"])
+        tree.append(["node", "kind", "parent", "kwh", "children_kwh", "residual_kwh", "loss_rate"])
         for n in detail.nodes:
-            tree.append([n.id, n.kind, n.parent or "", round(n.kwh, 6), n.children_kwh,
-                         n.residual_kwh, n.loss_rate])
+            tree.append(
+                [
+                    n.id,
+                    n.kind,
+                    n.parent or "",
+                    round(n.kwh, 6),
+                    n.children_kwh,
+                    n.residual_kwh,
+                    n.loss_rate,
+                ]
+            )
         out = io.BytesIO()
         book.save(out)
         return out.getvalue()
@@ -340,14 +420,20 @@ class RunReviewService:
                     approve_run(session, run_id, by=who.username, clock=clock)
                 elif action is RunAction.POST:
                     if self.signing_key is None:
-                        raise ActionRefused("this server has no statement signing key; "
-                                            "runs cannot be posted here")
-                    post_run(session, run_id, by=who.username, key=self.signing_key,
-                             clock=clock)
+                        raise ActionRefused(
+                            "this server has no statement signing key; runs cannot be posted here"
+                        )
+                    post_run(session, run_id, by=who.username, key=self.signing_key, clock=clock)
                 else:
                     void_run(session, run_id, by=who.username, reason=reason, clock=clock)
-                record(session, at=now, actor=who.username, action=action.value,
-                       subject=f"run:{run_id}", detail=reason)
+                record(
+                    session,
+                    at=now,
+                    actor=who.username,
+                    action=action.value,
+                    subject=f"run:{run_id}",
+                    detail=reason,
+                )
                 return run.status
         except ApportionError as exc:
             raise ActionRefused(str(exc)) from None
@@ -361,18 +447,33 @@ class RunReviewService:
     def disputes(self, who: Principal, status: str | None = "open") -> list[DisputeItem]:
         """The disputes queue in scope, oldest first (all statuses when ``status`` is None)."""
         sites = who.site_filter()
-        query = (select(StatementDispute, ApportionRun.period_start)
-                 .join(ApportionRun, ApportionRun.id == StatementDispute.run_id)
-                 .order_by(StatementDispute.opened_at, StatementDispute.id))
+        query = (
+            select(StatementDispute, ApportionRun.period_start)
+            .join(ApportionRun, ApportionRun.id == StatementDispute.run_id)
+            .order_by(StatementDispute.opened_at, StatementDispute.id)
+        )
         if sites is not None:
             query = query.where(StatementDispute.site_id.in_(sorted(sites)))
         if status:
             query = query.where(StatementDispute.status == status)
         with self.sessions() as session:
             rows = session.execute(query).all()
-        return [DisputeItem(d.id, d.run_id, d.site_id, start, d.unit, d.party, d.comment,
-                            _as_utc(d.opened_at) or d.opened_at, d.status, d.resolved_by,
-                            d.resolution) for d, start in rows]
+        return [
+            DisputeItem(
+                d.id,
+                d.run_id,
+                d.site_id,
+                start,
+                d.unit,
+                d.party,
+                d.comment,
+                _as_utc(d.opened_at) or d.opened_at,
+                d.status,
+                d.resolved_by,
+                d.resolution,
+            )
+            for d, start in rows
+        ]
 
     def resolve_dispute(self, who: Principal, dispute_id: int, resolution: str) -> None:
         """Close an open dispute with finance's answer (shown to the tenant)."""
@@ -388,19 +489,26 @@ class RunReviewService:
                 raise ActionRefused(f"dispute {dispute_id} is {dispute.status} already")
             dispute.status, dispute.resolved_by = "resolved", who.username
             dispute.resolved_at, dispute.resolution = now, text[:2000]
-            record(session, at=now, actor=who.username, action="resolve",
-                   subject=f"run:{dispute.run_id}",
-                   detail=f"dispute {dispute_id} of unit {dispute.unit}: {text[:200]}")
+            record(
+                session,
+                at=now,
+                actor=who.username,
+                action="resolve",
+                subject=f"run:{dispute.run_id}",
+                detail=f"dispute {dispute_id} of unit {dispute.unit}: {text[:200]}",
+            )
 
 
 def _run_trail(run: ApportionRun) -> list[AuditRecord]:
     """The run's own who-did-what-when fields as audit entries."""
     out = []
-    for action, by, at in (("create", run.created_by, run.created_at),
-                           ("reviewed", run.reviewed_by, run.reviewed_at),
-                           ("approved", run.approved_by, run.approved_at),
-                           ("posted", run.posted_by, run.posted_at),
-                           ("voided", run.voided_by, run.voided_at)):
+    for action, by, at in (
+        ("create", run.created_by, run.created_at),
+        ("reviewed", run.reviewed_by, run.reviewed_at),
+        ("approved", run.approved_by, run.approved_at),
+        ("posted", run.posted_by, run.posted_at),
+        ("voided", run.voided_by, run.voided_at),
+    ):
         when = _as_utc(at)
         if by and when is not None:
             detail = (run.void_reason or "") if action == "voided" else ""
@@ -421,20 +529,26 @@ def _balances(result: EngineResult) -> list[NodeBalance]:
     for f in result.flags:
         if f.subject.startswith("node "):
             flags.setdefault(f.subject.removeprefix("node "), []).append(
-                {"code": f.code, "holds": f.holds, "message": f.message})
+                {"code": f.code, "holds": f.holds, "message": f.message}
+            )
     out: list[NodeBalance] = []
 
     def visit(i: int, depth: int) -> None:
         inner = NodeKind(int(tree.kind[i])) in (NodeKind.MAIN, NodeKind.BRANCH)
         parent = int(tree.parent[i])
-        out.append(NodeBalance(
-            id=tree.ids[i], kind=NodeKind(int(tree.kind[i])).name.lower(),
-            parent=tree.ids[parent] if parent >= 0 else None, depth=depth,
-            kwh=float(energy[i]),
-            children_kwh=float(children[i]) if inner else None,
-            residual_kwh=float(residual[i]) if inner else None,
-            loss_rate=float(result.loss_rate[i]) if inner else None,
-            flags=flags.get(tree.ids[i], [])))
+        out.append(
+            NodeBalance(
+                id=tree.ids[i],
+                kind=NodeKind(int(tree.kind[i])).name.lower(),
+                parent=tree.ids[parent] if parent >= 0 else None,
+                depth=depth,
+                kwh=float(energy[i]),
+                children_kwh=float(children[i]) if inner else None,
+                residual_kwh=float(residual[i]) if inner else None,
+                loss_rate=float(result.loss_rate[i]) if inner else None,
+                flags=flags.get(tree.ids[i], []),
+            )
+        )
         for k in sorted(kids.get(i, []), key=lambda j: (int(tree.kind[j]), tree.ids[j])):
             visit(k, depth + 1)
 

@@ -171,8 +171,9 @@ class OpenedLink:
 
 
 def _tag(secret: WebSecret, body: bytes, key: StatementKey) -> bytes:
-    message = b"\x00".join([_DOMAIN + body, key.run_id.encode(), key.unit.encode(),
-                            key.party.encode()])
+    message = b"\x00".join(
+        [_DOMAIN + body, key.run_id.encode(), key.unit.encode(), key.party.encode()]
+    )
     return hmac.new(secret.key, message, hashlib.sha256).digest()[:_TAG_BYTES]
 
 
@@ -199,8 +200,12 @@ class LinkToken:
         """The bind parameters of :data:`LINK_QUERY` for this token at ``now``: the nonce,
         and the UTC day with the days either side (the site's local day is one of them)."""
         day = now.astimezone(UTC).date()
-        return {"nonce": self.nonce, "day_before": day - _ONE_DAY, "utc_day": day,
-                "day_after": day + _ONE_DAY}
+        return {
+            "nonce": self.nonce,
+            "day_before": day - _ONE_DAY,
+            "utc_day": day,
+            "day_after": day + _ONE_DAY,
+        }
 
 
 def parse_token(token: str) -> LinkToken:
@@ -216,8 +221,9 @@ def parse_token(token: str) -> LinkToken:
     return LinkToken(body, expiry, tag)
 
 
-def revoke_unit_links(session: Session, unit: str, from_date: date,
-                      party: str | None = None) -> int:
+def revoke_unit_links(
+    session: Session, unit: str, from_date: date, party: str | None = None
+) -> int:
     """Revoke the links of ``unit`` (a unit id or unit node; of ``party`` only when given)
     from the local day ``from_date`` on; return how many links changed.
 
@@ -227,26 +233,34 @@ def revoke_unit_links(session: Session, unit: str, from_date: date,
     nodes = {unit, *session.scalars(select(TreeNode.id).where(TreeNode.unit_id == unit))}
     query = update(TenantLink).where(
         TenantLink.unit.in_(nodes),
-        or_(TenantLink.revoked_on.is_(None), TenantLink.revoked_on > from_date))
+        or_(TenantLink.revoked_on.is_(None), TenantLink.revoked_on > from_date),
+    )
     if party is not None:
         query = query.where(TenantLink.party == party)
-    result = session.execute(query.values(revoked_on=from_date)
-                             .execution_options(synchronize_session=False))
+    result = session.execute(
+        query.values(revoked_on=from_date).execution_options(synchronize_session=False)
+    )
     return int(result.rowcount or 0)
 
 
 class TenantLinkService:
     """Issues links for posted statements and opens them."""
 
-    def __init__(self, sessions: sessionmaker[Session], secret: WebSecret,
-                 clock: Clock = utc_now, ttl: timedelta = DEFAULT_LINK_TTL) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        secret: WebSecret,
+        clock: Clock = utc_now,
+        ttl: timedelta = DEFAULT_LINK_TTL,
+    ) -> None:
         self.sessions = sessions
         self.secret = secret
         self.clock = clock
         self.ttl = ttl
 
-    def link_for(self, key: StatementKey, *, renew_within: timedelta = timedelta(days=7)
-                 ) -> IssuedLink:
+    def link_for(
+        self, key: StatementKey, *, renew_within: timedelta = timedelta(days=7)
+    ) -> IssuedLink:
         """The statement's live link, or a new one when none lives beyond ``renew_within``.
 
         NoStatement unless the run is posted and has a statement for (unit, party).
@@ -256,16 +270,26 @@ class TenantLinkService:
             posted = session.execute(
                 select(ApportionStatement.run_id)
                 .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
-                .where(ApportionStatement.run_id == key.run_id,
-                       ApportionStatement.unit == key.unit,
-                       ApportionStatement.party == key.party,
-                       ApportionRun.status == "posted")).first()
+                .where(
+                    ApportionStatement.run_id == key.run_id,
+                    ApportionStatement.unit == key.unit,
+                    ApportionStatement.party == key.party,
+                    ApportionRun.status == "posted",
+                )
+            ).first()
             if posted is None or not key.unit:
-                raise NoStatement(f"run {key.run_id!r} has no posted statement for unit "
-                                  f"{key.unit!r} and party {key.party!r}")
-            rows = session.scalars(select(TenantLink).where(
-                TenantLink.run_id == key.run_id, TenantLink.unit == key.unit,
-                TenantLink.party == key.party, TenantLink.revoked_on.is_(None))).all()
+                raise NoStatement(
+                    f"run {key.run_id!r} has no posted statement for unit "
+                    f"{key.unit!r} and party {key.party!r}"
+                )
+            rows = session.scalars(
+                select(TenantLink).where(
+                    TenantLink.run_id == key.run_id,
+                    TenantLink.unit == key.unit,
+                    TenantLink.party == key.party,
+                    TenantLink.revoked_on.is_(None),
+                )
+            ).all()
             live = [r for r in rows if _as_utc(r.expires_at) > now + renew_within]
             if live:
                 row = max(live, key=lambda r: _as_utc(r.expires_at))
@@ -273,10 +297,17 @@ class TenantLinkService:
             else:
                 nonce = secrets.token_bytes(_NONCE_BYTES)
                 expires = (now + self.ttl).replace(microsecond=0)
-                session.add(TenantLink(nonce=nonce.hex(), run_id=key.run_id, unit=key.unit,
-                                       party=key.party, issued_at=now, expires_at=expires))
-        return IssuedLink(key, make_token(self.secret, nonce, expires, key), nonce.hex(),
-                          expires)
+                session.add(
+                    TenantLink(
+                        nonce=nonce.hex(),
+                        run_id=key.run_id,
+                        unit=key.unit,
+                        party=key.party,
+                        issued_at=now,
+                        expires_at=expires,
+                    )
+                )
+        return IssuedLink(key, make_token(self.secret, nonce, expires, key), nonce.hex(), expires)
 
     def open(self, unit: str, token: str) -> OpenedLink:
         """Check the link ``/t/{unit}/{token}``; LinkRefused with the reason otherwise."""
@@ -286,8 +317,7 @@ class TenantLinkService:
             row = conn.execute(LINK_QUERY, parsed.params(now)).first()
         return self.check(row, unit, parsed, now)
 
-    def check(self, row: Row[Any] | None, unit: str, token: LinkToken, now: datetime
-              ) -> OpenedLink:
+    def check(self, row: Row[Any] | None, unit: str, token: LinkToken, now: datetime) -> OpenedLink:
         """Decide whether ``token`` opens its statement for ``unit`` at ``now``, from
         ``row``: the link's facts (the columns of :data:`LINK_QUERY`, or of a query that
         adds to it) read from the registry with ``token.params(now)`` for this request.
@@ -297,25 +327,32 @@ class TenantLinkService:
             raise LinkRefused(RefusalReason.UNKNOWN, "this link was never issued")
         key = StatementKey(row.run_id, row.unit, row.party)
         expires = _as_utc(row.expires_at)
-        if (int(expires.timestamp()) != token.expiry
-                or not hmac.compare_digest(token.tag, _tag(self.secret, token.body, key))):
+        if int(expires.timestamp()) != token.expiry or not hmac.compare_digest(
+            token.tag, _tag(self.secret, token.body, key)
+        ):
             raise LinkRefused(RefusalReason.FORGED, "the link's signature does not verify")
         if unit != row.unit:
-            raise LinkRefused(RefusalReason.WRONG_UNIT,
-                              "this link belongs to another unit than the one in the address")
+            raise LinkRefused(
+                RefusalReason.WRONG_UNIT,
+                "this link belongs to another unit than the one in the address",
+            )
         if expires <= now:
-            raise LinkRefused(RefusalReason.EXPIRED,
-                              f"the link expired at {expires.isoformat(timespec='minutes')}")
+            raise LinkRefused(
+                RefusalReason.EXPIRED,
+                f"the link expired at {expires.isoformat(timespec='minutes')}",
+            )
         today = now.astimezone(ZoneInfo(row.timezone)).date()
         if row.revoked_on is not None and row.revoked_on <= today:
-            raise LinkRefused(RefusalReason.REVOKED,
-                              f"the link was revoked on {row.revoked_on.isoformat()}")
+            raise LinkRefused(
+                RefusalReason.REVOKED, f"the link was revoked on {row.revoked_on.isoformat()}"
+            )
         if row.has_grants:
             offset = (today - now.astimezone(UTC).date()).days  # -1, 0 or 1
             in_force = (row.granted_day_before, row.granted_utc_day, row.granted_day_after)
             if not in_force[offset + 1]:
-                raise LinkRefused(RefusalReason.REVOKED,
-                                  "the tenant's access to this unit has ended")
+                raise LinkRefused(
+                    RefusalReason.REVOKED, "the tenant's access to this unit has ended"
+                )
         if row.status != "posted":
             raise LinkRefused(RefusalReason.WITHDRAWN, "the statement was withdrawn")
         return OpenedLink(key, row.nonce, row.site_id, expires)
@@ -331,25 +368,38 @@ _NODE = aliased(TreeNode)
 
 
 def _grants(*conditions: Any) -> Any:
-    return exists().where(StatementAccess.tenant_id == TenantLink.party,
-                          StatementAccess.unit_id == func.coalesce(_NODE.unit_id,
-                                                                   TenantLink.unit),
-                          *conditions)
+    return exists().where(
+        StatementAccess.tenant_id == TenantLink.party,
+        StatementAccess.unit_id == func.coalesce(_NODE.unit_id, TenantLink.unit),
+        *conditions,
+    )
 
 
 def _granted_on(day: str) -> Any:
-    return _grants(StatementAccess.granted_on <= bindparam(day),
-                   or_(StatementAccess.revoked_on.is_(None),
-                       StatementAccess.revoked_on > bindparam(day))).label(f"granted_{day}")
+    return _grants(
+        StatementAccess.granted_on <= bindparam(day),
+        or_(StatementAccess.revoked_on.is_(None), StatementAccess.revoked_on > bindparam(day)),
+    ).label(f"granted_{day}")
 
 
 #: The facts of the link whose nonce is bound as ``nonce`` (with :meth:`LinkToken.params`):
 #: the link row, its run's status and site, the site's time zone and the tenant's grants.
 LINK_QUERY = (
-    select(TenantLink.nonce, TenantLink.run_id, TenantLink.unit, TenantLink.party,
-           TenantLink.expires_at, TenantLink.revoked_on, ApportionRun.status,
-           ApportionRun.site_id, Site.timezone, _grants().label("has_grants"),
-           _granted_on("day_before"), _granted_on("utc_day"), _granted_on("day_after"))
+    select(
+        TenantLink.nonce,
+        TenantLink.run_id,
+        TenantLink.unit,
+        TenantLink.party,
+        TenantLink.expires_at,
+        TenantLink.revoked_on,
+        ApportionRun.status,
+        ApportionRun.site_id,
+        Site.timezone,
+        _grants().label("has_grants"),
+        _granted_on("day_before"),
+        _granted_on("utc_day"),
+        _granted_on("day_after"),
+    )
     .join(ApportionRun, ApportionRun.id == TenantLink.run_id)
     .join(Site, Site.id == ApportionRun.site_id)
     .outerjoin(_NODE, _NODE.id == TenantLink.unit)

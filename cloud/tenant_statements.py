@@ -114,15 +114,18 @@ def _as_utc(value: datetime | None) -> datetime | None:
 
 def own_kwh(document: dict[str, Any]) -> Decimal:
     """The statement's own metered use [kWh]: Σ own-use lines (as printed, 3 decimals)."""
-    return sum((Decimal(x["kwh"]) for x in document["lines"]
-                if x["component"] in OWN_COMPONENTS), Decimal(0))
+    return sum(
+        (Decimal(x["kwh"]) for x in document["lines"] if x["component"] in OWN_COMPONENTS),
+        Decimal(0),
+    )
 
 
 class TenantStatementService:
     """Reads verified statements for tenant links and records tenants' answers."""
 
-    def __init__(self, sessions: sessionmaker[Session], public_key: Ed25519PublicKey,
-                 clock: Clock = utc_now) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], public_key: Ed25519PublicKey, clock: Clock = utc_now
+    ) -> None:
         self.sessions = sessions
         self.public_key = public_key
         self.clock = clock
@@ -135,8 +138,9 @@ class TenantStatementService:
         document = self._verified.get(digest)
         if document is None:
             try:
-                document = verify_statement(SignedStatement(payload, kid, signature),
-                                            self.public_key)
+                document = verify_statement(
+                    SignedStatement(payload, kid, signature), self.public_key
+                )
             except SignatureError as exc:
                 raise NotGenuine(str(exc)) from None
             with self._lock:
@@ -145,8 +149,9 @@ class TenantStatementService:
                     self._verified.popitem(last=False)
         return document
 
-    def open_statement(self, links: TenantLinkService, unit: str, token: str
-                       ) -> tuple[OpenedLink, TenantStatement]:
+    def open_statement(
+        self, links: TenantLinkService, unit: str, token: str
+    ) -> tuple[OpenedLink, TenantStatement]:
         """Open the link ``/t/{unit}/{token}`` with ``links`` and read its statement (as
         :meth:`statement`) in one registry round trip: the tenant page's path.
 
@@ -166,35 +171,48 @@ class TenantStatementService:
         """
         key = opened.statement
         with self.sessions.kw["bind"].connect() as conn:
-            current = conn.execute(_CURRENT, {"run": key.run_id, "unit": key.unit,
-                                              "party": key.party}).first()
+            current = conn.execute(
+                _CURRENT, {"run": key.run_id, "unit": key.unit, "party": key.party}
+            ).first()
             return self._statement(conn, opened, current)
 
-    def _statement(self, conn: Connection, opened: OpenedLink, current: Row[Any] | None
-                   ) -> TenantStatement:
+    def _statement(
+        self, conn: Connection, opened: OpenedLink, current: Row[Any] | None
+    ) -> TenantStatement:
         """The statement from ``current`` (the columns of :func:`_with_statement`); the
         history is read on ``conn`` only when its signatures are new."""
         key = opened.statement
         if current is None or current.payload is None:
-            raise NotGenuine(f"run {key.run_id!r} has no posted statement for "
-                             f"{key.unit}/{key.party}")
+            raise NotGenuine(
+                f"run {key.run_id!r} has no posted statement for {key.unit}/{key.party}"
+            )
         document = self._verify(current.payload, current.kid, current.signature)
         signed = (opened.site, key.unit, key.party, current.period_start, current.history)
         history = self._history.get(signed)
         if history is None:
-            history = self._verified_history(conn.execute(_HISTORY, {
-                "unit": key.unit, "party": key.party, "site": opened.site,
-                "since": current.period_start - timedelta(days=366),
-                "until": current.period_start}).all())
+            history = self._verified_history(
+                conn.execute(
+                    _HISTORY,
+                    {
+                        "unit": key.unit,
+                        "party": key.party,
+                        "site": opened.site,
+                        "since": current.period_start - timedelta(days=366),
+                        "until": current.period_start,
+                    },
+                ).all()
+            )
             with self._lock:
                 self._history[signed] = history
                 while len(self._history) > _CACHE_SIZE:
                     self._history.popitem(last=False)
         answer = Answer(
             confirmed_at=_as_utc(current.confirmed_at),
-            dispute_id=current.dispute_id, dispute_comment=current.dispute_comment or "",
+            dispute_id=current.dispute_id,
+            dispute_comment=current.dispute_comment or "",
             dispute_status=current.dispute_status or "",
-            dispute_resolution=current.dispute_resolution or "")
+            dispute_resolution=current.dispute_resolution or "",
+        )
         return TenantStatement(key, document, current.kid, current.signature, history, answer)
 
     def _verified_history(self, rows: list[Row[Any]]) -> list[HistoryPoint]:
@@ -206,8 +224,7 @@ class TenantStatementService:
                 doc = self._verify(r.payload, r.kid, r.signature)
             except NotGenuine:
                 continue
-            history.append(HistoryPoint(r.period_start, int(doc["total"]["cents"]),
-                                        own_kwh(doc)))
+            history.append(HistoryPoint(r.period_start, int(doc["total"]["cents"]), own_kwh(doc)))
         return history[-HISTORY_MONTHS:]
 
     def signed_export(self, opened: OpenedLink) -> dict[str, str]:
@@ -229,16 +246,35 @@ class TenantStatementService:
         try:
             with self.sessions.begin() as session:
                 if statement.answer.dispute_status == "open":
-                    raise AnswerError("a dispute of this statement is open; finance answers it "
-                                      "first")
-                session.add(StatementConfirmation(
-                    run_id=key.run_id, unit=key.unit, party=key.party, link_nonce=opened.nonce,
-                    confirmed_at=now, total_cents=int(statement.document["total"]["cents"])))
-                record(session, at=now, actor=f"tenant:{key.party}", action="confirm",
-                       subject=f"statement:{key.run_id}/{key.unit}/{key.party}",
-                       detail=f"confirmed {statement.document['total']['amount_cny']} CNY")
-                record(session, at=now, actor=f"tenant:{key.party}", action="confirm",
-                       subject=f"run:{key.run_id}", detail=f"unit {key.unit}")
+                    raise AnswerError(
+                        "a dispute of this statement is open; finance answers it first"
+                    )
+                session.add(
+                    StatementConfirmation(
+                        run_id=key.run_id,
+                        unit=key.unit,
+                        party=key.party,
+                        link_nonce=opened.nonce,
+                        confirmed_at=now,
+                        total_cents=int(statement.document["total"]["cents"]),
+                    )
+                )
+                record(
+                    session,
+                    at=now,
+                    actor=f"tenant:{key.party}",
+                    action="confirm",
+                    subject=f"statement:{key.run_id}/{key.unit}/{key.party}",
+                    detail=f"confirmed {statement.document['total']['amount_cny']} CNY",
+                )
+                record(
+                    session,
+                    at=now,
+                    actor=f"tenant:{key.party}",
+                    action="confirm",
+                    subject=f"run:{key.run_id}",
+                    detail=f"unit {key.unit}",
+                )
         except IntegrityError:
             raise AnswerError("this statement was confirmed already") from None
         return now
@@ -250,27 +286,42 @@ class TenantStatementService:
         if not text:
             raise AnswerError("a dispute needs a comment saying what is wrong")
         if len(text) > MAX_COMMENT_CHARS:
-            raise AnswerError(f"a comment has at most {MAX_COMMENT_CHARS} characters, "
-                              f"got {len(text)}")
+            raise AnswerError(
+                f"a comment has at most {MAX_COMMENT_CHARS} characters, got {len(text)}"
+            )
         now = self.clock()
         params = {"run": key.run_id, "unit": key.unit, "party": key.party}
         with self.sessions.begin() as session:
             conn = session.connection()
-            answer = _answer(conn.execute(_CONFIRMED, params).first(),
-                             conn.execute(_LAST_DISPUTE, params).first())
+            answer = _answer(
+                conn.execute(_CONFIRMED, params).first(),
+                conn.execute(_LAST_DISPUTE, params).first(),
+            )
             if answer.confirmed_at is not None:
                 raise AnswerError("this statement was confirmed already")
             if answer.dispute_status == "open":
                 raise AnswerError("a dispute of this statement is open already")
-            dispute = StatementDispute(run_id=key.run_id, site_id=opened.site, unit=key.unit,
-                                       party=key.party, link_nonce=opened.nonce, comment=text,
-                                       opened_at=now, status="open")
+            dispute = StatementDispute(
+                run_id=key.run_id,
+                site_id=opened.site,
+                unit=key.unit,
+                party=key.party,
+                link_nonce=opened.nonce,
+                comment=text,
+                opened_at=now,
+                status="open",
+            )
             session.add(dispute)
             session.flush()
-            record(session, at=now, actor=f"tenant:{key.party}", action="dispute",
-                   subject=f"run:{key.run_id}", detail=f"unit {key.unit}: {text[:200]}")
+            record(
+                session,
+                at=now,
+                actor=f"tenant:{key.party}",
+                action="dispute",
+                subject=f"run:{key.run_id}",
+                detail=f"unit {key.unit}: {text[:200]}",
+            )
             return int(dispute.id)
-
 
 
 def _answer(confirmed: Row[Any] | None, dispute: Row[Any] | None) -> Answer:
@@ -287,8 +338,11 @@ def _answer(confirmed: Row[Any] | None, dispute: Row[Any] | None) -> Answer:
 _EARLIER = aliased(StatementDispute)
 _LATEST_DISPUTE = (
     select(func.max(_EARLIER.id))
-    .where(_EARLIER.run_id == ApportionStatement.run_id, _EARLIER.unit == ApportionStatement.unit,
-           _EARLIER.party == ApportionStatement.party)
+    .where(
+        _EARLIER.run_id == ApportionStatement.run_id,
+        _EARLIER.unit == ApportionStatement.unit,
+        _EARLIER.party == ApportionStatement.party,
+    )
     .correlate(ApportionStatement)
     .scalar_subquery()
 )
@@ -305,9 +359,13 @@ _COMMA: Any = literal_column("','")
 _HISTORY_SIGNED = (
     select(func.aggregate_strings(_SIGNED.run_id + " " + _SIGNED.signature, _COMMA))
     .join_from(_SIGNED, _SIGNED_RUN, _SIGNED_RUN.id == _SIGNED.run_id)
-    .where(_SIGNED.unit == ApportionStatement.unit, _SIGNED.party == ApportionStatement.party,
-           _SIGNED_RUN.site_id == ApportionRun.site_id, _SIGNED_RUN.status == "posted",
-           _SIGNED_RUN.period_start <= ApportionRun.period_start)
+    .where(
+        _SIGNED.unit == ApportionStatement.unit,
+        _SIGNED.party == ApportionStatement.party,
+        _SIGNED_RUN.site_id == ApportionRun.site_id,
+        _SIGNED_RUN.status == "posted",
+        _SIGNED_RUN.period_start <= ApportionRun.period_start,
+    )
     .correlate(ApportionStatement, ApportionRun)
     .scalar_subquery()
 )
@@ -319,55 +377,87 @@ def _with_statement(query: Select[Any]) -> Select[Any]:
     and the history's signatures (``history``)."""
     return (
         query.add_columns(
-            ApportionStatement.payload, ApportionStatement.kid, ApportionStatement.signature,
-            ApportionRun.period_start, StatementConfirmation.confirmed_at,
+            ApportionStatement.payload,
+            ApportionStatement.kid,
+            ApportionStatement.signature,
+            ApportionRun.period_start,
+            StatementConfirmation.confirmed_at,
             StatementDispute.id.label("dispute_id"),
             StatementDispute.comment.label("dispute_comment"),
             StatementDispute.status.label("dispute_status"),
             StatementDispute.resolution.label("dispute_resolution"),
-            _HISTORY_SIGNED.label("history"))
-        .outerjoin(StatementConfirmation, and_(
-            StatementConfirmation.run_id == ApportionStatement.run_id,
-            StatementConfirmation.unit == ApportionStatement.unit,
-            StatementConfirmation.party == ApportionStatement.party))
+            _HISTORY_SIGNED.label("history"),
+        )
+        .outerjoin(
+            StatementConfirmation,
+            and_(
+                StatementConfirmation.run_id == ApportionStatement.run_id,
+                StatementConfirmation.unit == ApportionStatement.unit,
+                StatementConfirmation.party == ApportionStatement.party,
+            ),
+        )
         .outerjoin(StatementDispute, StatementDispute.id == _LATEST_DISPUTE)
     )
 
 
 _CURRENT = _with_statement(
-    select().select_from(ApportionStatement)
+    select()
+    .select_from(ApportionStatement)
     .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
-    .where(ApportionStatement.run_id == bindparam("run"),
-           ApportionStatement.unit == bindparam("unit"),
-           ApportionStatement.party == bindparam("party"), ApportionRun.status == "posted")
+    .where(
+        ApportionStatement.run_id == bindparam("run"),
+        ApportionStatement.unit == bindparam("unit"),
+        ApportionStatement.party == bindparam("party"),
+        ApportionRun.status == "posted",
+    )
 )
 # The link's facts and its statement in one row; a link without its statement row gets
 # NULL statement columns (refused as not genuine once the link itself is good).
 _LINKED_STATEMENT = _with_statement(
-    LINK_QUERY.outerjoin(ApportionStatement, and_(
-        ApportionStatement.run_id == TenantLink.run_id,
-        ApportionStatement.unit == TenantLink.unit,
-        ApportionStatement.party == TenantLink.party))
+    LINK_QUERY.outerjoin(
+        ApportionStatement,
+        and_(
+            ApportionStatement.run_id == TenantLink.run_id,
+            ApportionStatement.unit == TenantLink.unit,
+            ApportionStatement.party == TenantLink.party,
+        ),
+    )
 )
 _HISTORY = (
-    select(ApportionStatement.payload, ApportionStatement.kid, ApportionStatement.signature,
-           ApportionRun.period_start)
+    select(
+        ApportionStatement.payload,
+        ApportionStatement.kid,
+        ApportionStatement.signature,
+        ApportionRun.period_start,
+    )
     .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
-    .where(ApportionStatement.unit == bindparam("unit"),
-           ApportionStatement.party == bindparam("party"),
-           ApportionRun.site_id == bindparam("site"), ApportionRun.status == "posted",
-           ApportionRun.period_start > bindparam("since"),
-           ApportionRun.period_start <= bindparam("until"))
+    .where(
+        ApportionStatement.unit == bindparam("unit"),
+        ApportionStatement.party == bindparam("party"),
+        ApportionRun.site_id == bindparam("site"),
+        ApportionRun.status == "posted",
+        ApportionRun.period_start > bindparam("since"),
+        ApportionRun.period_start <= bindparam("until"),
+    )
     .order_by(ApportionRun.period_start)
 )
 _CONFIRMED = select(StatementConfirmation.confirmed_at).where(
     StatementConfirmation.run_id == bindparam("run"),
     StatementConfirmation.unit == bindparam("unit"),
-    StatementConfirmation.party == bindparam("party"))
+    StatementConfirmation.party == bindparam("party"),
+)
 _LAST_DISPUTE = (
-    select(StatementDispute.id, StatementDispute.comment, StatementDispute.status,
-           StatementDispute.resolution)
-    .where(StatementDispute.run_id == bindparam("run"), StatementDispute.unit == bindparam("unit"),
-           StatementDispute.party == bindparam("party"))
-    .order_by(StatementDispute.id.desc()).limit(1)
+    select(
+        StatementDispute.id,
+        StatementDispute.comment,
+        StatementDispute.status,
+        StatementDispute.resolution,
+    )
+    .where(
+        StatementDispute.run_id == bindparam("run"),
+        StatementDispute.unit == bindparam("unit"),
+        StatementDispute.party == bindparam("party"),
+    )
+    .order_by(StatementDispute.id.desc())
+    .limit(1)
 )

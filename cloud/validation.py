@@ -56,13 +56,17 @@ def is_cumulative(quantity: str) -> bool:
 
 
 def capacity_of(quantity: str) -> float | None:
-    return next((c for prefix, c in DEFAULT_CAPACITY.items() if quantity.startswith(prefix)),
-                None)
+    return next((c for prefix, c in DEFAULT_CAPACITY.items() if quantity.startswith(prefix)), None)
 
 
-def validate(points: list[SeriesPoint], state: dict[tuple[str, str], SeriesState],
-             received_ns: int, *, clock_synced: bool = True,
-             rules: VeeRules = VeeRules()) -> list[SeriesPoint]:
+def validate(
+    points: list[SeriesPoint],
+    state: dict[tuple[str, str], SeriesState],
+    received_ns: int,
+    *,
+    clock_synced: bool = True,
+    rules: VeeRules = VeeRules(),
+) -> list[SeriesPoint]:
     """Return ``points`` with flags (and quality ``suspect`` where untrusted) and update
     ``state`` in place. ``points`` of one series must come in time order."""
     checked = []
@@ -79,8 +83,9 @@ def validate(points: list[SeriesPoint], state: dict[tuple[str, str], SeriesState
             if prev is None or p.time_ns > prev.time_ns:
                 state[key] = _next_state(p, prev, flags, rules)
         if flags:
-            quality = "suspect" if UNTRUSTED.intersection(flags) and p.value is not None \
-                else p.quality
+            quality = (
+                "suspect" if UNTRUSTED.intersection(flags) and p.value is not None else p.quality
+            )
             p = replace(p, quality=quality, flags=",".join(filter(None, [p.flags, *flags])))
         checked.append(p)
     return checked
@@ -97,17 +102,24 @@ def _register_checks(p: SeriesPoint, prev: SeriesState | None, rules: VeeRules) 
     if delta < 0:
         capacity = capacity_of(p.quantity)
         wrapped = None if capacity is None else p.value + capacity - prev.value
-        plausible = (wrapped is not None and prev.per_day is not None
-                     and wrapped <= rules.rollover_factor * prev.per_day * max(days, 1 / 24))
+        plausible = (
+            wrapped is not None
+            and prev.per_day is not None
+            and wrapped <= rules.rollover_factor * prev.per_day * max(days, 1 / 24)
+        )
         flags.append("rollover" if plausible else "decrease")
-    elif (prev.per_day is not None and days > 0
-          and delta > rules.spike_factor * prev.per_day * days + rules.spike_min_delta):
+    elif (
+        prev.per_day is not None
+        and days > 0
+        and delta > rules.spike_factor * prev.per_day * days + rules.spike_min_delta
+    ):
         flags.append("spike")
     return flags
 
 
-def _next_state(p: SeriesPoint, prev: SeriesState | None, flags: list[str],
-                rules: VeeRules) -> SeriesState:
+def _next_state(
+    p: SeriesPoint, prev: SeriesState | None, flags: list[str], rules: VeeRules
+) -> SeriesState:
     assert p.value is not None
     if prev is None or UNTRUSTED.intersection(flags):
         # An untrusted value does not become the baseline, except that a decrease is kept
@@ -122,6 +134,9 @@ def _next_state(p: SeriesPoint, prev: SeriesState | None, flags: list[str],
     if days <= 0:
         return SeriesState(p.time_ns, p.value, prev.per_day)
     rate = delta / days
-    per_day = rate if prev.per_day is None else (
-        rules.rate_weight * rate + (1 - rules.rate_weight) * prev.per_day)
+    per_day = (
+        rate
+        if prev.per_day is None
+        else (rules.rate_weight * rate + (1 - rules.rate_weight) * prev.per_day)
+    )
     return SeriesState(p.time_ns, p.value, per_day)

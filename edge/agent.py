@@ -68,8 +68,9 @@ def tree_order(meters: list[MeterConfig]) -> list[MeterConfig]:
 def multiplier_for(quantity: str, meter: MeterConfig) -> Decimal:
     """The installation factor for a quantity: CT × PT for energy, power and demand, CT for
     current, PT for voltage, 1 for the rest (frequency, power factor, water)."""
-    if quantity.startswith(("energy_", "power_", "reactive_", "apparent_", "max_demand")) \
-            and not quantity.startswith("power_factor"):
+    if quantity.startswith(
+        ("energy_", "power_", "reactive_", "apparent_", "max_demand")
+    ) and not quantity.startswith("power_factor"):
         return meter.multiplier
     if quantity.startswith("current_"):
         return meter.ct
@@ -106,9 +107,16 @@ class AgentCounters:
 class GatewayAgent:
     """Polls the configured lines, fills the outbox, and publishes sealed envelopes."""
 
-    def __init__(self, config: SiteConfig, identity: GatewayIdentity, outbox: OutboxStore,
-                 publisher: MqttPublisher, *, now: Callable[[], datetime] = utc_now,
-                 sideline: SidelinePolicy | None = None) -> None:
+    def __init__(
+        self,
+        config: SiteConfig,
+        identity: GatewayIdentity,
+        outbox: OutboxStore,
+        publisher: MqttPublisher,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        sideline: SidelinePolicy | None = None,
+    ) -> None:
         self.config = config
         self.identity = identity
         self.outbox = outbox
@@ -120,13 +128,14 @@ class GatewayAgent:
         all_meters = [m for line in config.lines for m in line.meters]
         rank = {m.id: i for i, m in enumerate(tree_order(all_meters))}
         self.lines = [
-            _LineState(open_line(line, config.timezone),
-                       sorted(line.meters, key=lambda m: rank[m.id]),
-                       LineAvailability(sideline))
+            _LineState(
+                open_line(line, config.timezone),
+                sorted(line.meters, key=lambda m: rank[m.id]),
+                LineAvailability(sideline),
+            )
             for line in config.lines
         ]
-        self._line_of = {m.id: state.reader.line.name for state in self.lines
-                         for m in state.meters}
+        self._line_of = {m.id: state.reader.line.name for state in self.lines for m in state.meters}
         self._live: set[int] = set()
         self._backlog_credit = 0.0
         self._backlog_at = time.monotonic()
@@ -144,7 +153,9 @@ class GatewayAgent:
             for group in self.config.groups:
                 transactions = sum(
                     len([q for q in group.quantities if state.reader.supports(m, q)])
-                    for m in state.meters if self._in_group(m, group))
+                    for m in state.meters
+                    if self._in_group(m, group)
+                )
                 if line.protocol == "modbus":
                     transactions = max(1, transactions // 4)  # merged register reads
                 # ~16-byte request + ~24-byte reply (DL/T645 read with preamble), 50 ms
@@ -154,7 +165,8 @@ class GatewayAgent:
                     warnings.append(
                         f"line {line.name}: group {group.name} needs about {need_s:.1f} s of "
                         f"wire time at {line.baud} bit/s for {transactions} reads, more than "
-                        f"80 % of its {group.interval_s} s interval")
+                        f"80 % of its {group.interval_s} s interval"
+                    )
         for w in warnings:
             log.warning("plan: %s", w)
         self.plan_warnings = warnings
@@ -173,28 +185,52 @@ class GatewayAgent:
     # -- one round ----------------------------------------------------------------------
 
     def _seal(self, seq: int, epoch: int, readings: list[Reading]) -> bytes:
-        payload = ReadingsPayload(gateway=self.config.gateway, kid=self.identity.kid, seq=seq,
-                                  epoch=epoch, sent_at=self.now(),
-                                  clock=ClockState(self.config.clock), readings=readings)
+        payload = ReadingsPayload(
+            gateway=self.config.gateway,
+            kid=self.identity.kid,
+            seq=seq,
+            epoch=epoch,
+            sent_at=self.now(),
+            clock=ClockState(self.config.clock),
+            readings=readings,
+        )
         return seal(payload, self.identity.private_key)
 
-    def _reading(self, meter: MeterConfig, quantity: str, value: MeterValue | None,
-                 quality: Quality, round_id: str, read_at: datetime) -> Reading:
+    def _reading(
+        self,
+        meter: MeterConfig,
+        quantity: str,
+        value: MeterValue | None,
+        quality: Quality,
+        round_id: str,
+        read_at: datetime,
+    ) -> Reading:
         factor = multiplier_for(quantity, meter)
-        return Reading(meter=meter.id, quantity=quantity,
-                       value=None if value is None else value.value * factor,
-                       unit="" if value is None else value.unit, read_at=read_at,
-                       quality=quality, round=round_id, multiplier=factor)
+        return Reading(
+            meter=meter.id,
+            quantity=quantity,
+            value=None if value is None else value.value * factor,
+            unit="" if value is None else value.unit,
+            read_at=read_at,
+            quality=quality,
+            round=round_id,
+            multiplier=factor,
+        )
 
-    async def _read_line(self, state: _LineState, groups: list[GroupConfig], round_id: str,
-                         boundary: datetime) -> tuple[list[Reading], int]:
+    async def _read_line(
+        self, state: _LineState, groups: list[GroupConfig], round_id: str, boundary: datetime
+    ) -> tuple[list[Reading], int]:
         """Read the due meters of one line; a meter that does not answer is not asked for
         the rest this round, and is sidelined after repeated failed rounds."""
         reader, availability = state.reader, state.availability
         snapshot = [g for g in groups if g.snapshot]
         frozen_ok = False
-        if snapshot and any(reader.supports_frozen(m, q) for m in state.meters
-                            for g in snapshot for q in g.quantities):
+        if snapshot and any(
+            reader.supports_frozen(m, q)
+            for m in state.meters
+            for g in snapshot
+            for q in g.quantities
+        ):
             try:
                 frozen_ok = await reader.freeze()
             except DriverError as exc:
@@ -202,25 +238,39 @@ class GatewayAgent:
         readings: list[Reading] = []
         skipped = 0
         for meter in state.meters:
-            wanted = [q for g in groups if self._in_group(meter, g) for q in g.quantities
-                      if reader.supports(meter, q)]
+            wanted = [
+                q
+                for g in groups
+                if self._in_group(meter, g)
+                for q in g.quantities
+                if reader.supports(meter, q)
+            ]
             wanted = list(dict.fromkeys(wanted))
             if not wanted:
                 continue
             if not availability.due(meter.id):
                 skipped += 1
                 continue
-            frozen = [q for g in snapshot if self._in_group(meter, g) for q in g.quantities
-                      if frozen_ok and reader.supports_frozen(meter, q)]
+            frozen = [
+                q
+                for g in snapshot
+                if self._in_group(meter, g)
+                for q in g.quantities
+                if frozen_ok and reader.supports_frozen(meter, q)
+            ]
             live = [q for q in wanted if q not in frozen]
             answered, failed = True, False
-            for quantities, read, stamp in ((frozen, reader.read_frozen, boundary),
-                                            (live, reader.read, None)):
+            for quantities, read, stamp in (
+                (frozen, reader.read_frozen, boundary),
+                (live, reader.read, None),
+            ):
                 if not quantities:
                     continue
                 if failed:
-                    readings += [self._reading(meter, q, None, Quality.TIMEOUT, round_id,
-                                               self.now()) for q in quantities]
+                    readings += [
+                        self._reading(meter, q, None, Quality.TIMEOUT, round_id, self.now())
+                        for q in quantities
+                    ]
                     continue
                 try:
                     values = {v.quantity: v for v in await read(meter, quantities)}
@@ -232,9 +282,17 @@ class GatewayAgent:
                     log.warning("%s meter %s: %s", reader.line.name, meter.id, exc)
                     values, quality, answered, failed = {}, Quality.TIMEOUT, False, True
                 read_at = stamp or self.now()
-                readings += [self._reading(meter, q, values.get(q),
-                                           quality if q not in values else Quality.GOOD,
-                                           round_id, read_at) for q in quantities]
+                readings += [
+                    self._reading(
+                        meter,
+                        q,
+                        values.get(q),
+                        quality if q not in values else Quality.GOOD,
+                        round_id,
+                        read_at,
+                    )
+                    for q in quantities
+                ]
             availability.record(meter.id, answered)
         return readings, skipped
 
@@ -247,18 +305,25 @@ class GatewayAgent:
         boundary = self.now() if tick is None else datetime.fromtimestamp(tick, UTC)
         groups = self.config.groups if tick is None else self.due_groups(tick)
         round_id = boundary.strftime("r%Y%m%dT%H%M%SZ")
-        results = await asyncio.gather(*(self._timed_line(state, groups, round_id, boundary)
-                                         for state in self.lines))
+        results = await asyncio.gather(
+            *(self._timed_line(state, groups, round_id, boundary) for state in self.lines)
+        )
         readings = [r for line_readings, _ in results for r in line_readings]
         if readings:
             self.outbox.add(readings)
         self.counters.rounds += 1
         good = sum(r.quality is Quality.GOOD for r in readings)
-        return RoundReport(round_id, good, len(readings) - good, sum(s for _, s in results),
-                           time.monotonic() - started)
+        return RoundReport(
+            round_id,
+            good,
+            len(readings) - good,
+            sum(s for _, s in results),
+            time.monotonic() - started,
+        )
 
-    async def _timed_line(self, state: _LineState, groups: list[GroupConfig], round_id: str,
-                          boundary: datetime) -> tuple[list[Reading], int]:
+    async def _timed_line(
+        self, state: _LineState, groups: list[GroupConfig], round_id: str, boundary: datetime
+    ) -> tuple[list[Reading], int]:
         started = time.monotonic()
         try:
             return await self._read_line(state, groups, round_id, boundary)
@@ -277,7 +342,10 @@ class GatewayAgent:
             now = self.now()
             readings, _ = await self._read_line(
                 _LineState(state.reader, [meter], LineAvailability()),
-                self.config.groups, now.strftime("cmd%Y%m%dT%H%M%SZ"), now)
+                self.config.groups,
+                now.strftime("cmd%Y%m%dT%H%M%SZ"),
+                now,
+            )
             if readings:
                 self.outbox.add(readings)
             return readings
@@ -299,8 +367,9 @@ class GatewayAgent:
     def seal_pending(self) -> list[int]:
         """Seal every pending reading into envelopes; returns their seqs."""
         seqs = []
-        while (env := self.outbox.seal_next(self._seal, self.epoch,
-                                            self.config.batch_max_readings)) is not None:
+        while (
+            env := self.outbox.seal_next(self._seal, self.epoch, self.config.batch_max_readings)
+        ) is not None:
             seqs.append(env.seq)
         return seqs
 
@@ -308,8 +377,11 @@ class GatewayAgent:
         bounds = self.config.outbox
         eviction = self.outbox.enforce(bounds.max_bytes, bounds.max_age_days * 86_400)
         if eviction.readings:
-            log.error("outbox full: evicted %d readings in %d envelopes (oldest first)",
-                      eviction.readings, eviction.envelopes)
+            log.error(
+                "outbox full: evicted %d readings in %d envelopes (oldest first)",
+                eviction.readings,
+                eviction.envelopes,
+            )
         used = self.outbox.disk_bytes()
         alarm = used > bounds.alarm_fraction * bounds.max_bytes or bool(eviction.readings)
         if alarm and not self.outbox_alarm:
@@ -330,8 +402,9 @@ class GatewayAgent:
         live = [e for e in unacked if e.seq in self._live]
         now = time.monotonic()
         rate = self.config.outbox.backlog_envelopes_per_s
-        self._backlog_credit = min(self._backlog_credit + (now - self._backlog_at) * rate,
-                                   max(rate, 1.0))
+        self._backlog_credit = min(
+            self._backlog_credit + (now - self._backlog_at) * rate, max(rate, 1.0)
+        )
         self._backlog_at = now
         room = max(MAX_IN_FLIGHT - len(in_flight), 0)
         sent = 0
@@ -356,32 +429,58 @@ class GatewayAgent:
             sidelined = set(state.availability.sidelined())
             for m in state.meters:
                 h = state.availability.health(m.id)
-                last_good = None if h.last_good is None else datetime.fromtimestamp(
-                    time.time() - (time.monotonic() - h.last_good), UTC)
-                meters.append(MeterHealth(meter=m.id, line=state.reader.line.name,
-                                          reads=h.reads, failures=h.failures,
-                                          consecutive_failures=h.consecutive_failures,
-                                          sidelined=m.id in sidelined, last_good=last_good))
+                last_good = (
+                    None
+                    if h.last_good is None
+                    else datetime.fromtimestamp(time.time() - (time.monotonic() - h.last_good), UTC)
+                )
+                meters.append(
+                    MeterHealth(
+                        meter=m.id,
+                        line=state.reader.line.name,
+                        reads=h.reads,
+                        failures=h.failures,
+                        consecutive_failures=h.consecutive_failures,
+                        sidelined=m.id in sidelined,
+                        last_good=last_good,
+                    )
+                )
         return HealthPayload(
-            gateway=self.config.gateway, kid=self.identity.kid, sent_at=self.now(),
-            epoch=self.epoch, clock=ClockState(self.config.clock),
-            uptime_s=time.monotonic() - self.counters.started, rounds=self.counters.rounds,
+            gateway=self.config.gateway,
+            kid=self.identity.kid,
+            sent_at=self.now(),
+            epoch=self.epoch,
+            clock=ClockState(self.config.clock),
+            uptime_s=time.monotonic() - self.counters.started,
+            rounds=self.counters.rounds,
             overruns=self.counters.overruns,
-            outbox=OutboxHealth(pending_readings=depth.pending_readings,
-                                unacked_envelopes=depth.unacked_envelopes,
-                                oldest_age_s=depth.oldest_age_s, disk_bytes=depth.disk_bytes,
-                                max_bytes=self.config.outbox.max_bytes,
-                                evicted_readings=depth.evicted_readings,
-                                alarm=self.outbox_alarm),
-            lines=[LineHealth(line=s.reader.line.name, utilisation=s.utilisation,
-                              last_round_s=s.last_round_s) for s in self.lines],
+            outbox=OutboxHealth(
+                pending_readings=depth.pending_readings,
+                unacked_envelopes=depth.unacked_envelopes,
+                oldest_age_s=depth.oldest_age_s,
+                disk_bytes=depth.disk_bytes,
+                max_bytes=self.config.outbox.max_bytes,
+                evicted_readings=depth.evicted_readings,
+                alarm=self.outbox_alarm,
+            ),
+            lines=[
+                LineHealth(
+                    line=s.reader.line.name, utilisation=s.utilisation, last_round_s=s.last_round_s
+                )
+                for s in self.lines
+            ],
             meters=meters,
         )
 
     # -- the schedule -------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, *, rounds: int | None = None,
-                  on_round: Callable[[RoundReport], None] | None = None) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        rounds: int | None = None,
+        on_round: Callable[[RoundReport], None] | None = None,
+    ) -> None:
         """Poll on schedule until ``stop`` is set (or ``rounds`` rounds ran); between rounds
         keep pumping the outbox, so acknowledged envelopes make room for the backlog."""
         step = self.tick_step()

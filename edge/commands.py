@@ -133,8 +133,9 @@ _HANDLER_RESULT = TypeAdapter(dict[str, JsonValue] | None)
 
 
 def _schema_problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-                     for err in exc.errors())
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 def _cmd_id_of(payload: bytes) -> str | None:
@@ -166,23 +167,31 @@ class CommandLog:
 
     def admit(self, command: Command, now: datetime) -> str | None:
         """Record ``command`` as received; return None if it is new, else when it came first."""
-        self._db.execute("DELETE FROM received_commands WHERE expires_at < ?",
-                         ((now - self.retention).timestamp(),))
+        self._db.execute(
+            "DELETE FROM received_commands WHERE expires_at < ?",
+            ((now - self.retention).timestamp(),),
+        )
         cur = self._db.execute(
             "INSERT OR IGNORE INTO received_commands (cmd_id, command, received_at, expires_at)"
             " VALUES (?, ?, ?, ?)",
-            (str(command.cmd_id), command.command.value, now.isoformat(),
-             command.expires_at.timestamp()),
+            (
+                str(command.cmd_id),
+                command.command.value,
+                now.isoformat(),
+                command.expires_at.timestamp(),
+            ),
         )
         if cur.rowcount == 1:
             return None
-        row = self._db.execute("SELECT received_at FROM received_commands WHERE cmd_id = ?",
-                               (str(command.cmd_id),)).fetchone()
+        row = self._db.execute(
+            "SELECT received_at FROM received_commands WHERE cmd_id = ?", (str(command.cmd_id),)
+        ).fetchone()
         return row[0]
 
     def finish(self, cmd_id: str, status: AckStatus) -> None:
-        self._db.execute("UPDATE received_commands SET status = ? WHERE cmd_id = ?",
-                         (status.value, cmd_id))
+        self._db.execute(
+            "UPDATE received_commands SET status = ? WHERE cmd_id = ?", (status.value, cmd_id)
+        )
 
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM received_commands").fetchone()[0]
@@ -241,8 +250,10 @@ class CommandReceiver:
             return self._drop(f"not a command envelope: {exc}")
         kid = compact.header["kid"]
         if kid != self.cloud_kid:
-            return self._drop(f"signed with key {kid!r}; this gateway trusts only the cloud "
-                              f"key {self.cloud_kid!r}")
+            return self._drop(
+                f"signed with key {kid!r}; this gateway trusts only the cloud "
+                f"key {self.cloud_kid!r}"
+            )
         try:
             self.cloud_key.verify(compact.signature, compact.signing_input)
         except InvalidSignature:
@@ -252,16 +263,21 @@ class CommandReceiver:
         except ValidationError as exc:
             reason = f"payload breaks schema {SCHEMA_COMMAND}: {_schema_problems(exc)}"
             cmd_id = _cmd_id_of(compact.payload)
-            return self._drop(reason) if cmd_id is None else self._answer(
-                cmd_id, AckStatus.REFUSED, reason)
+            return (
+                self._drop(reason)
+                if cmd_id is None
+                else self._answer(cmd_id, AckStatus.REFUSED, reason)
+            )
         cmd_id = str(command.cmd_id)
         now = self._clock()
         refusal = self._refusal(command, now)
         if refusal is None:
             first_seen = self._log.admit(command, now)
             if first_seen is not None:
-                refusal = (f"command {cmd_id} was received already at {first_seen}; "
-                           f"a command runs at most once")
+                refusal = (
+                    f"command {cmd_id} was received already at {first_seen}; "
+                    f"a command runs at most once"
+                )
         if refusal is not None:
             return self._answer(cmd_id, AckStatus.REFUSED, refusal)
         status, detail, result = await self._run(command)
@@ -270,15 +286,21 @@ class CommandReceiver:
 
     def _refusal(self, command: Command, now: datetime) -> str | None:
         if (command.site, command.gateway) != (self.site, self.gateway):
-            return (f"addressed to gateway {command.gateway!r} at site {command.site!r}; "
-                    f"this is gateway {self.gateway!r} at site {self.site!r}")
+            return (
+                f"addressed to gateway {command.gateway!r} at site {command.site!r}; "
+                f"this is gateway {self.gateway!r} at site {self.site!r}"
+            )
         if command.expires_at <= now:
-            return (f"expired at {command.expires_at.isoformat()}; the gateway's clock says "
-                    f"{now.isoformat()}")
+            return (
+                f"expired at {command.expires_at.isoformat()}; the gateway's clock says "
+                f"{now.isoformat()}"
+            )
         if command.expires_at - command.issued_at > self._max_ttl:
             lifetime = command.expires_at - command.issued_at
-            return (f"lives {lifetime.total_seconds():.0f} s (issued_at → expires_at); at most "
-                    f"{self._max_ttl.total_seconds():.0f} s are accepted")
+            return (
+                f"lives {lifetime.total_seconds():.0f} s (issued_at → expires_at); at most "
+                f"{self._max_ttl.total_seconds():.0f} s are accepted"
+            )
         if command.command not in self._handlers:
             return f"command {command.command.value!r} has no handler on this gateway"
         return None
@@ -295,18 +317,38 @@ class CommandReceiver:
         try:
             return AckStatus.OK, "", _HANDLER_RESULT.validate_python(result)
         except ValidationError as exc:
-            return (AckStatus.ERROR,
-                    f"the handler's result is not a JSON object: {_schema_problems(exc)}", None)
+            return (
+                AckStatus.ERROR,
+                f"the handler's result is not a JSON object: {_schema_problems(exc)}",
+                None,
+            )
 
-    def _answer(self, cmd_id: str, status: AckStatus, detail: str,
-                result: dict[str, JsonValue] | None = None) -> Ack:
+    def _answer(
+        self,
+        cmd_id: str,
+        status: AckStatus,
+        detail: str,
+        result: dict[str, JsonValue] | None = None,
+    ) -> Ack:
         if status is AckStatus.REFUSED:
             log.warning("command %s refused: %s", cmd_id, detail)
-        ack = Ack(cmd_id=cmd_id, site=self.site, gateway=self.gateway, status=status,
-                  detail=detail[:_DETAIL_MAX], result=result, finished_at=self._clock())
-        self._publish(self.ack_topic, sign_compact(
-            {"alg": "EdDSA", "kid": self.identity.kid}, ack.to_bytes(),
-            self.identity.private_key))
+        ack = Ack(
+            cmd_id=cmd_id,
+            site=self.site,
+            gateway=self.gateway,
+            status=status,
+            detail=detail[:_DETAIL_MAX],
+            result=result,
+            finished_at=self._clock(),
+        )
+        self._publish(
+            self.ack_topic,
+            sign_compact(
+                {"alg": "EdDSA", "kid": self.identity.kid},
+                ack.to_bytes(),
+                self.identity.private_key,
+            ),
+        )
         return ack
 
     @staticmethod

@@ -44,8 +44,9 @@ class MeterConfig(BaseModel):
     model_config = _Strict
 
     id: str = _Id
-    address: str = Field(min_length=1, max_length=12, description="DL/T645 address or "
-                         "Modbus unit id")
+    address: str = Field(
+        min_length=1, max_length=12, description="DL/T645 address or Modbus unit id"
+    )
     version: Literal["2007", "1997"] = "2007"
     profile: str | None = Field(None, description="Modbus device profile name")
     ct: Decimal = Field(Decimal(1), gt=0)
@@ -69,8 +70,9 @@ class LineConfig(BaseModel):
     protocol: Literal["dlt645", "modbus"] = "dlt645"
     tcp: str | None = Field(None, pattern=r"^[^:\s]+:\d{1,5}$")
     serial: str | None = None
-    modbus_framing: Literal["tcp", "rtu"] = Field("tcp", description="over tcp: Modbus TCP, "
-                                                  "or RTU through a transparent serial server")
+    modbus_framing: Literal["tcp", "rtu"] = Field(
+        "tcp", description="over tcp: Modbus TCP, or RTU through a transparent serial server"
+    )
     baud: int = Field(2400, description="bit/s on the RS-485 side (also behind a TCP server)")
     parity: Literal["N", "E", "O"] = "E"
     timeout_s: float = Field(1.0, gt=0, le=30, description="per request, seconds")
@@ -81,7 +83,7 @@ class LineConfig(BaseModel):
     @model_validator(mode="after")
     def _one_endpoint(self) -> LineConfig:
         if (self.tcp is None) == (self.serial is None):
-            raise ValueError("give exactly one of tcp = \"host:port\" or serial = \"/dev/...\"")
+            raise ValueError('give exactly one of tcp = "host:port" or serial = "/dev/..."')
         for m in self.meters:
             if self.protocol == "modbus" and m.profile is None:
                 raise ValueError(f"meter {m.id!r}: a Modbus meter needs a profile")
@@ -120,13 +122,16 @@ class SiteConfig(BaseModel):
     clock: Literal["synced", "free_running"] = "synced"
     timezone: str = Field("Asia/Shanghai", description="meters' local time (time sync)")
     batch_max_readings: int = Field(500, ge=1, le=2000)
-    time_sync_interval_s: int = Field(86_400, ge=0, description="broadcast time to DL/T645 "
-                                      "meters; 0 = never")
-    metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus on 127.0.0.1; "
-                              "0 = off")
+    time_sync_interval_s: int = Field(
+        86_400, ge=0, description="broadcast time to DL/T645 meters; 0 = never"
+    )
+    metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus on 127.0.0.1; 0 = off")
     health_interval_s: int = Field(60, ge=1)
-    groups: list[GroupConfig] = Field(default_factory=lambda: [
-        GroupConfig(name="default", interval_s=60, quantities=["energy_import"])])
+    groups: list[GroupConfig] = Field(
+        default_factory=lambda: [
+            GroupConfig(name="default", interval_s=60, quantities=["energy_import"])
+        ]
+    )
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     lines: list[LineConfig] = Field(min_length=1)
 
@@ -223,8 +228,9 @@ class TomlLocator:
                     if header.group(1) == "[[" and i == len(names) - 1:
                         # A new element of an array of tables: its own sub-arrays restart.
                         counters[path] = counters.get(path, -1) + 1
-                        for deeper in [k for k in counters if len(k) > len(path)
-                                       and k[: len(path)] == path]:
+                        for deeper in [
+                            k for k in counters if len(k) > len(path) and k[: len(path)] == path
+                        ]:
                             del counters[deeper]
                     if path in counters:
                         path = (*path, counters[path])

@@ -28,20 +28,26 @@ class AgentCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         h: HealthPayload = self.health()
         reads = CounterMetricFamily("mf_meter_reads", "Meter reads attempted", labels=["meter"])
-        fails = CounterMetricFamily("mf_meter_read_failures", "Meter reads that got no answer",
-                                    labels=["meter"])
-        last = GaugeMetricFamily("mf_meter_last_good_timestamp_seconds",
-                                 "Unix time of the meter's last answered read", labels=["meter"])
-        side = GaugeMetricFamily("mf_meter_sidelined", "1 while the meter is sidelined",
-                                 labels=["meter"])
+        fails = CounterMetricFamily(
+            "mf_meter_read_failures", "Meter reads that got no answer", labels=["meter"]
+        )
+        last = GaugeMetricFamily(
+            "mf_meter_last_good_timestamp_seconds",
+            "Unix time of the meter's last answered read",
+            labels=["meter"],
+        )
+        side = GaugeMetricFamily(
+            "mf_meter_sidelined", "1 while the meter is sidelined", labels=["meter"]
+        )
         for m in h.meters:
             reads.add_metric([m.meter], m.reads)
             fails.add_metric([m.meter], m.failures)
             side.add_metric([m.meter], int(m.sidelined))
             if m.last_good is not None:
                 last.add_metric([m.meter], m.last_good.timestamp())
-        util = GaugeMetricFamily("mf_line_utilisation_ratio",
-                                 "Busy share of the last round's interval", labels=["line"])
+        util = GaugeMetricFamily(
+            "mf_line_utilisation_ratio", "Busy share of the last round's interval", labels=["line"]
+        )
         for line in h.lines:
             util.add_metric([line.line], line.utilisation)
         yield from (reads, fails, last, side, util)
@@ -55,11 +61,13 @@ class AgentCollector(Collector):
             ("mf_outbox_alarm", "1 when the outbox is near or over its bound", int(o.alarm)),
         ):
             yield GaugeMetricFamily(name, doc, value=value)
-        yield CounterMetricFamily("mf_outbox_evicted_readings", "Readings evicted (lost)",
-                                  value=o.evicted_readings)
+        yield CounterMetricFamily(
+            "mf_outbox_evicted_readings", "Readings evicted (lost)", value=o.evicted_readings
+        )
         yield CounterMetricFamily("mf_rounds", "Polling rounds run", value=h.rounds)
-        yield CounterMetricFamily("mf_round_overruns", "Intervals missed by slow rounds",
-                                  value=h.overruns)
+        yield CounterMetricFamily(
+            "mf_round_overruns", "Intervals missed by slow rounds", value=h.overruns
+        )
 
 
 def serve_metrics(health: Callable[[], HealthPayload], port: int) -> CollectorRegistry:
@@ -90,15 +98,20 @@ def format_status(h: HealthPayload) -> str:
         f"rounds {h.rounds}  overruns {h.overruns}",
         f"outbox  {o.pending_readings} pending readings, {o.unacked_envelopes} unacked "
         f"envelopes, oldest {o.oldest_age_s:.0f} s, {o.disk_bytes / 2**20:.1f} of "
-        f"{o.max_bytes / 2**20:.0f} MiB" + ("  ALARM" if o.alarm else "")
+        f"{o.max_bytes / 2**20:.0f} MiB"
+        + ("  ALARM" if o.alarm else "")
         + (f", {o.evicted_readings} readings evicted" if o.evicted_readings else ""),
     ]
     for line in h.lines:
-        lines.append(f"line {line.line:12} utilisation {line.utilisation:5.0%}  "
-                     f"last round {line.last_round_s:.1f} s")
+        lines.append(
+            f"line {line.line:12} utilisation {line.utilisation:5.0%}  "
+            f"last round {line.last_round_s:.1f} s"
+        )
     for m in h.meters:
         state = "SIDELINED" if m.sidelined else ("FAILING" if m.consecutive_failures else "ok")
         last = "never" if m.last_good is None else f"{m.last_good:%H:%M:%S}Z"
-        lines.append(f"  {m.meter:10} {m.line:12} {state:9} reads {m.reads:6}  "
-                     f"failures {m.failures:5}  last good {last}")
+        lines.append(
+            f"  {m.meter:10} {m.line:12} {state:9} reads {m.reads:6}  "
+            f"failures {m.failures:5}  last good {last}"
+        )
     return "\n".join(lines)

@@ -18,8 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from edge.wire import key_id, load_public_key_b64, public_key_b64, public_key_raw
 
-__all__ = ["GatewayIdentity", "KeyFileError", "key_id", "load_public_key_b64",
-           "public_key_b64", "public_key_raw"]
+__all__ = [
+    "GatewayIdentity",
+    "KeyFileError",
+    "key_id",
+    "load_public_key_b64",
+    "public_key_b64",
+    "public_key_raw",
+]
 
 
 class KeyFileError(Exception):

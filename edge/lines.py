@@ -74,8 +74,12 @@ class Dlt645LineReader:
     def __init__(self, line: LineConfig, timezone: str = "Asia/Shanghai") -> None:
         self.line = line
         self.zone = ZoneInfo(timezone)
-        self.master = Dlt645Master(line_transport(line), timeout_s=line.timeout_s,
-                                   retries=line.retries, pause_s=line.pause_s)
+        self.master = Dlt645Master(
+            line_transport(line),
+            timeout_s=line.timeout_s,
+            retries=line.retries,
+            pause_s=line.pause_s,
+        )
 
     def supports(self, meter: MeterConfig, quantity: str) -> bool:
         try:
@@ -97,20 +101,27 @@ class Dlt645LineReader:
             for base, block in _ENERGY_BLOCKS_2007.items():
                 wanted = [q for q in pending if q == base or q.startswith(f"{base}_t")]
                 if len(wanted) > 1:
-                    reply = await self.master.read(meter.address, block, version,
-                                                   timeout_s=meter.timeout_s)
-                    values |= {r.quantity: MeterValue(r.quantity, Decimal(r.value), r.unit)
-                               for r in reply.readings if r.quantity in wanted}
+                    reply = await self.master.read(
+                        meter.address, block, version, timeout_s=meter.timeout_s
+                    )
+                    values |= {
+                        r.quantity: MeterValue(r.quantity, Decimal(r.value), r.unit)
+                        for r in reply.readings
+                        if r.quantity in wanted
+                    }
                     pending = [q for q in pending if q not in wanted]
         for quantity in pending:
-            r = await self.master.read_value(meter.address, di_for_quantity(quantity, version),
-                                             version, timeout_s=meter.timeout_s)
+            r = await self.master.read_value(
+                meter.address,
+                di_for_quantity(quantity, version),
+                version,
+                timeout_s=meter.timeout_s,
+            )
             values[quantity] = MeterValue(quantity, Decimal(r.value), r.unit)
         return [values[q] for q in quantities if q in values]
 
     async def freeze(self) -> bool:
-        await self.master.broadcast(encode_frame(build_freeze(BROADCAST),
-                                                 self.master.preamble))
+        await self.master.broadcast(encode_frame(build_freeze(BROADCAST), self.master.preamble))
         return True
 
     async def read_frozen(self, meter: MeterConfig, quantities: list[str]) -> list[MeterValue]:
@@ -119,8 +130,9 @@ class Dlt645LineReader:
             wanted = [q for q in quantities if q == base or q.startswith(f"{base}_t")]
             if not wanted:
                 continue
-            reply = await self.master.read(meter.address, di, Version.V2007,
-                                           timeout_s=meter.timeout_s)
+            reply = await self.master.read(
+                meter.address, di, Version.V2007, timeout_s=meter.timeout_s
+            )
             for r in reply.readings:
                 name = r.quantity.replace("frozen_instant_", "")
                 if name in wanted:
@@ -129,8 +141,7 @@ class Dlt645LineReader:
 
     async def sync_time(self, now: datetime) -> bool:
         local = now.astimezone(self.zone).replace(tzinfo=None)
-        await self.master.broadcast(encode_frame(build_broadcast_time(local),
-                                                 self.master.preamble))
+        await self.master.broadcast(encode_frame(build_broadcast_time(local), self.master.preamble))
         return True
 
     async def close(self) -> None:
@@ -147,13 +158,15 @@ class ModbusLineReader:
         self.line = line
         if line.tcp is not None:
             host, port = line.host_port
-            link = (TcpLink(host, port) if line.modbus_framing == "tcp"
-                    else RtuOverTcpLink(host, port))
+            link = (
+                TcpLink(host, port) if line.modbus_framing == "tcp" else RtuOverTcpLink(host, port)
+            )
         else:
             assert line.serial is not None
             link = SerialLink(line.serial, baudrate=line.baud, parity=line.parity)
-        self.master = ModbusMaster(link, timeout_s=line.timeout_s, retries=line.retries,
-                                   pause_s=line.pause_s)
+        self.master = ModbusMaster(
+            link, timeout_s=line.timeout_s, retries=line.retries, pause_s=line.pause_s
+        )
         self._profiles: dict[str, DeviceProfile] = {}
         for meter in line.meters:
             if meter.timeout_s is not None:
@@ -174,8 +187,7 @@ class ModbusLineReader:
         return False
 
     async def read(self, meter: MeterConfig, quantities: list[str]) -> list[MeterValue]:
-        values = await self.master.read_fields(int(meter.address), self.profile(meter),
-                                               quantities)
+        values = await self.master.read_fields(int(meter.address), self.profile(meter), quantities)
         return [MeterValue(v.quantity, v.value, v.unit) for v in values.values()]
 
     async def freeze(self) -> bool:
@@ -192,8 +204,7 @@ class ModbusLineReader:
 
 
 def open_line(line: LineConfig, timezone: str = "Asia/Shanghai") -> LineReader:
-    return (Dlt645LineReader(line, timezone) if line.protocol == "dlt645"
-            else ModbusLineReader(line))
+    return Dlt645LineReader(line, timezone) if line.protocol == "dlt645" else ModbusLineReader(line)
 
 
 async def close_all(readers: list[LineReader]) -> None:

@@ -89,8 +89,10 @@ class OutboxStore:
         self._db.execute(f"PRAGMA journal_size_limit={_WAL_ALLOWANCE}")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('epoch', 0), "
-                         "('evicted_readings', 0), ('evicted_envelopes', 0)")
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('epoch', 0), "
+            "('evicted_readings', 0), ('evicted_envelopes', 0)"
+        )
 
     def _meta(self, key: str) -> int:
         return self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
@@ -174,13 +176,22 @@ class OutboxStore:
             ).fetchone()
             evicted_r, evicted_e = self._meta("evicted_readings"), self._meta("evicted_envelopes")
         oldest = min((t for t in (p_oldest, e_oldest) if t is not None), default=None)
-        return OutboxDepth(pending, unacked, 0.0 if oldest is None else self._now() - oldest,
-                           self.disk_bytes(), evicted_r, evicted_e)
+        return OutboxDepth(
+            pending,
+            unacked,
+            0.0 if oldest is None else self._now() - oldest,
+            self.disk_bytes(),
+            evicted_r,
+            evicted_e,
+        )
 
     def disk_bytes(self) -> int:
         """Bytes the outbox takes on disk: database file plus write-ahead log."""
-        return sum(p.stat().st_size for p in (self.path, self.path.with_name(
-            self.path.name + "-wal")) if p.exists())
+        return sum(
+            p.stat().st_size
+            for p in (self.path, self.path.with_name(self.path.name + "-wal"))
+            if p.exists()
+        )
 
     def enforce(self, max_bytes: int, max_age_s: float) -> Eviction:
         """Evict the oldest envelopes, then the oldest pending readings, until nothing is
@@ -197,11 +208,14 @@ class OutboxStore:
             try:
                 n, r = self._db.execute(
                     "SELECT count(*), coalesce(sum(readings), 0) FROM envelopes"
-                    " WHERE created_at < ?", (cutoff,)).fetchone()
+                    " WHERE created_at < ?",
+                    (cutoff,),
+                ).fetchone()
                 self._db.execute("DELETE FROM envelopes WHERE created_at < ?", (cutoff,))
                 envelopes, readings = envelopes + n, readings + r
                 readings += self._db.execute(
-                    "DELETE FROM pending WHERE created_at < ?", (cutoff,)).rowcount
+                    "DELETE FROM pending WHERE created_at < ?", (cutoff,)
+                ).rowcount
                 budget = max(int((max_bytes - _WAL_ALLOWANCE) / _FILE_OVERHEAD), 0)
                 content = self._content_bytes()
                 while content > budget:
@@ -210,20 +224,27 @@ class OutboxStore:
                     ).fetchone()
                     if row is not None:
                         self._db.execute("DELETE FROM envelopes WHERE seq = ?", (row[0],))
-                        envelopes, readings, content = envelopes + 1, readings + row[1], \
-                            content - row[2] - 64
+                        envelopes, readings, content = (
+                            envelopes + 1,
+                            readings + row[1],
+                            content - row[2] - 64,
+                        )
                         continue
                     gone = self._db.execute(
                         "DELETE FROM pending WHERE id IN (SELECT id FROM pending ORDER BY id"
-                        " LIMIT 100)").rowcount
+                        " LIMIT 100)"
+                    ).rowcount
                     if not gone:
                         break
                     readings += gone
                     content = self._content_bytes()
-                self._db.execute("UPDATE meta SET value = value + ? WHERE key = "
-                                 "'evicted_envelopes'", (envelopes,))
-                self._db.execute("UPDATE meta SET value = value + ? WHERE key = "
-                                 "'evicted_readings'", (readings,))
+                self._db.execute(
+                    "UPDATE meta SET value = value + ? WHERE key = 'evicted_envelopes'",
+                    (envelopes,),
+                )
+                self._db.execute(
+                    "UPDATE meta SET value = value + ? WHERE key = 'evicted_readings'", (readings,)
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -235,10 +256,12 @@ class OutboxStore:
 
     def _content_bytes(self) -> int:
         """Approximate bytes of stored rows (bodies plus a fixed overhead per row)."""
-        env = self._db.execute("SELECT coalesce(sum(length(body)), 0) + 64 * count(*)"
-                               " FROM envelopes").fetchone()[0]
-        pend = self._db.execute("SELECT coalesce(sum(length(body)), 0) + 32 * count(*)"
-                                " FROM pending").fetchone()[0]
+        env = self._db.execute(
+            "SELECT coalesce(sum(length(body)), 0) + 64 * count(*) FROM envelopes"
+        ).fetchone()[0]
+        pend = self._db.execute(
+            "SELECT coalesce(sum(length(body)), 0) + 32 * count(*) FROM pending"
+        ).fetchone()[0]
         return env + pend
 
     def close(self) -> None:

@@ -94,13 +94,16 @@ def _check_transport(cloud_url: str, allow_http: bool) -> str:
         if not loopback:
             raise ProvisionError(
                 f"cloud URL {cloud_url!r} is plain http: the claim token and broker password "
-                f"would travel unencrypted; use https, or --allow-http on a trusted network")
+                f"would travel unencrypted; use https, or --allow-http on a trusted network"
+            )
     return cloud_url.rstrip("/") + PROVISION_PATH
 
 
 def _post_claim(url: str, body: dict[str, str], timeout_s: float) -> _Reply:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
     try:
@@ -137,13 +140,22 @@ def _config_problem(site_config: str, site: str, gateway: str) -> str | None:
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         return f"{SITE_CONFIG} does not load: {exc}"
     if (config.site, config.gateway) != (site, gateway):
-        return (f"{SITE_CONFIG} is for gateway {config.gateway!r} at site {config.site!r}, "
-                f"but this gateway was registered as {gateway!r} at {site!r}")
+        return (
+            f"{SITE_CONFIG} is for gateway {config.gateway!r} at site {config.site!r}, "
+            f"but this gateway was registered as {gateway!r} at {site!r}"
+        )
     return None
 
 
-def provision(cloud_url: str, claim_token: str, data_dir: Path, *, force: bool = False,
-              allow_http: bool = False, timeout_s: float = 30.0) -> ProvisionResult:
+def provision(
+    cloud_url: str,
+    claim_token: str,
+    data_dir: Path,
+    *,
+    force: bool = False,
+    allow_http: bool = False,
+    timeout_s: float = 30.0,
+) -> ProvisionResult:
     """Provision this gateway: new key pair, claim redeemed at ``cloud_url``, files stored.
 
     Refuses when ``data_dir`` holds a provisioned gateway already, unless ``force``: then the
@@ -154,40 +166,66 @@ def provision(cloud_url: str, claim_token: str, data_dir: Path, *, force: bool =
     url = _check_transport(cloud_url, allow_http)
     existing = [name for name in _FILES if (data_dir / name).exists()]
     if existing and not force:
-        raise ProvisionError(f"{data_dir} holds a provisioned gateway already "
-                             f"({', '.join(existing)}); use --force to replace it")
+        raise ProvisionError(
+            f"{data_dir} holds a provisioned gateway already "
+            f"({', '.join(existing)}); use --force to replace it"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".provision-", dir=data_dir))
     try:
         identity = GatewayIdentity.create(staging / GATEWAY_KEY)
-        reply = _post_claim(url, {"claim_token": claim_token,
-                                  "public_key": public_key_b64(identity.public_key),
-                                  "key_id": identity.kid}, timeout_s)
+        reply = _post_claim(
+            url,
+            {
+                "claim_token": claim_token,
+                "public_key": public_key_b64(identity.public_key),
+                "key_id": identity.kid,
+            },
+            timeout_s,
+        )
         if reply.kid != identity.kid:
-            raise ProvisionError(f"the cloud registered key {reply.kid!r}, not this gateway's "
-                                 f"{identity.kid!r}")
+            raise ProvisionError(
+                f"the cloud registered key {reply.kid!r}, not this gateway's {identity.kid!r}"
+            )
         try:
             cloud_key = load_public_key_b64(reply.cloud_public_key)
         except ValueError as exc:
             raise ProvisionError(f"the cloud's public key: {exc}") from None
         if key_id(cloud_key) != reply.cloud_kid:
-            raise ProvisionError(f"the cloud's key id {reply.cloud_kid!r} is not the "
-                                 f"thumbprint of its public key, {key_id(cloud_key)!r}")
+            raise ProvisionError(
+                f"the cloud's key id {reply.cloud_kid!r} is not the "
+                f"thumbprint of its public key, {key_id(cloud_key)!r}"
+            )
         (staging / SITE_CONFIG).write_text(reply.site_config, encoding="utf-8")
-        _write_private(staging / BROKER_FILE, json.dumps({
-            "mqtt_url": reply.mqtt_url, "mqtt_username": reply.mqtt_username,
-            "mqtt_password": reply.mqtt_password, "topic_prefix": reply.topic_prefix,
-        }, indent=2).encode())
-        (staging / CLOUD_KEY).write_bytes(cloud_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        _write_private(
+            staging / BROKER_FILE,
+            json.dumps(
+                {
+                    "mqtt_url": reply.mqtt_url,
+                    "mqtt_username": reply.mqtt_username,
+                    "mqtt_password": reply.mqtt_password,
+                    "topic_prefix": reply.topic_prefix,
+                },
+                indent=2,
+            ).encode(),
+        )
+        (staging / CLOUD_KEY).write_bytes(
+            cloud_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         replaced = _move_aside(data_dir, existing)
         for name in _FILES:
             os.replace(staging / name, data_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ProvisionResult(
-        site=reply.site, gateway=reply.gateway, kid=identity.kid, cloud_kid=reply.cloud_kid,
-        data_dir=data_dir, replaced_dir=replaced,
+        site=reply.site,
+        gateway=reply.gateway,
+        kid=identity.kid,
+        cloud_kid=reply.cloud_kid,
+        data_dir=data_dir,
+        replaced_dir=replaced,
         config_problem=_config_problem(reply.site_config, reply.site, reply.gateway),
     )
 
@@ -219,13 +257,13 @@ def load_cloud_key(data_dir: Path) -> Ed25519PublicKey:
 def edge_provision(
     cloud: Annotated[str, typer.Argument(help="the cloud's base URL, e.g. https://cloud:8000")],
     claim_token: Annotated[str, typer.Argument(help="the single-use claim token")],
-    data_dir: Annotated[Path, typer.Option(help="where the gateway keeps its files")] = Path(
-        "var"
-    ),
-    force: Annotated[bool, typer.Option(
-        help="replace an existing provisioning (old files are moved aside)")] = False,
-    allow_http: Annotated[bool, typer.Option(
-        help="allow plain http to a non-loopback cloud (trusted networks only)")] = False,
+    data_dir: Annotated[Path, typer.Option(help="where the gateway keeps its files")] = Path("var"),
+    force: Annotated[
+        bool, typer.Option(help="replace an existing provisioning (old files are moved aside)")
+    ] = False,
+    allow_http: Annotated[
+        bool, typer.Option(help="allow plain http to a non-loopback cloud (trusted networks only)")
+    ] = False,
 ) -> None:
     """Provision this gateway: make its key pair, redeem the claim token, store the config."""
     try:
@@ -235,8 +273,17 @@ def edge_provision(
         raise typer.Exit(2) from None
     if result.replaced_dir is not None:
         typer.echo(f"previous files moved to {result.replaced_dir}")
-    typer.echo(json.dumps({"site": result.site, "gateway": result.gateway, "kid": result.kid,
-                           "cloud_kid": result.cloud_kid, "data_dir": str(data_dir)}))
+    typer.echo(
+        json.dumps(
+            {
+                "site": result.site,
+                "gateway": result.gateway,
+                "kid": result.kid,
+                "cloud_kid": result.cloud_kid,
+                "data_dir": str(data_dir),
+            }
+        )
+    )
     if result.config_problem is not None:
         typer.secho(f"error: provisioned, but {result.config_problem}", err=True, fg="red")
         raise typer.Exit(1)

@@ -23,22 +23,41 @@ from edge.wire import Topics, seal_health
 log = logging.getLogger(__name__)
 
 
-def _command_receiver(site: SiteConfig, identity: GatewayIdentity, data_dir: Path,
-                      publisher: MqttPublisher, topics: Topics | None) -> CommandReceiver | None:
+def _command_receiver(
+    site: SiteConfig,
+    identity: GatewayIdentity,
+    data_dir: Path,
+    publisher: MqttPublisher,
+    topics: Topics | None,
+) -> CommandReceiver | None:
     """The cloud-command channel, when the gateway was provisioned with the cloud's key."""
     if not (data_dir / CLOUD_KEY).exists():
         log.info("no %s in %s: cloud commands are off", CLOUD_KEY, data_dir)
         return None
-    return CommandReceiver(site=site.site, gateway=site.gateway, identity=identity,
-                           cloud_key=load_cloud_key(data_dir), publish=publisher.publish_message,
-                           command_log=CommandLog(data_dir / "commands.sqlite"), topics=topics)
+    return CommandReceiver(
+        site=site.site,
+        gateway=site.gateway,
+        identity=identity,
+        cloud_key=load_cloud_key(data_dir),
+        publish=publisher.publish_message,
+        command_log=CommandLog(data_dir / "commands.sqlite"),
+        topics=topics,
+    )
 
 
-async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Path,
-                      broker_url: str, *, topics: Topics | None = None,
-                      tls: TlsFiles | None = None, rounds: int | None = None,
-                      stop: threading.Event | None = None, metrics: bool = True,
-                      config_path: Path | None = None) -> None:
+async def run_gateway(
+    site: SiteConfig,
+    identity: GatewayIdentity,
+    data_dir: Path,
+    broker_url: str,
+    *,
+    topics: Topics | None = None,
+    tls: TlsFiles | None = None,
+    rounds: int | None = None,
+    stop: threading.Event | None = None,
+    metrics: bool = True,
+    config_path: Path | None = None,
+) -> None:
     """Run until ``stop`` is set (SIGTERM in the CLI) or ``rounds`` rounds have run.
 
     A ``reload_config`` command from the cloud re-reads ``config_path`` and, when it is
@@ -47,8 +66,14 @@ async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Pat
     stop = stop or threading.Event()
     data_dir.mkdir(parents=True, exist_ok=True)
     outbox = OutboxStore(data_dir / "outbox.sqlite")
-    publisher = MqttPublisher(broker_url, site=site.site, gateway=site.gateway,
-                              on_acked=outbox.acknowledge, topics=topics, tls=tls)
+    publisher = MqttPublisher(
+        broker_url,
+        site=site.site,
+        gateway=site.gateway,
+        on_acked=outbox.acknowledge,
+        topics=topics,
+        tls=tls,
+    )
     agent = GatewayAgent(site, identity, outbox, publisher)
     if metrics and site.metrics_port:
         serve_metrics(lambda: agent.health(), site.metrics_port)
@@ -59,11 +84,20 @@ async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Pat
     halt = asyncio.Event()  # ends the current polling run (either of the two above)
     receiver = _command_receiver(site, identity, data_dir, publisher, topics)
     if receiver is not None:
+
         async def read_meter(command: Command) -> dict[str, JsonValue]:
             readings = await agent.read_meter_now(str(command.args.get("meter", "")))
-            return {"readings": [{"quantity": r.quantity, "quality": r.quality.value,
-                                  "value": None if r.value is None else str(r.value),
-                                  "unit": r.unit} for r in readings]}
+            return {
+                "readings": [
+                    {
+                        "quantity": r.quantity,
+                        "quality": r.quality.value,
+                        "value": None if r.value is None else str(r.value),
+                        "unit": r.unit,
+                    }
+                    for r in readings
+                ]
+            }
 
         async def sync_time(_command: Command) -> dict[str, JsonValue]:
             return {"lines": await agent.sync_time()}
@@ -73,8 +107,10 @@ async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Pat
                 raise ValueError("this gateway was started without a configuration file")
             new = SiteConfig.load(config_path)  # ConfigError is reported in the ack
             if (new.site, new.gateway) != (site.site, site.gateway):
-                raise ValueError(f"{config_path} names {new.site}/{new.gateway}, this gateway "
-                                 f"is {site.site}/{site.gateway}")
+                raise ValueError(
+                    f"{config_path} names {new.site}/{new.gateway}, this gateway "
+                    f"is {site.site}/{site.gateway}"
+                )
             reload.set()
             halt.set()
             return {"lines": len(new.lines), "meters": sum(len(x.meters) for x in new.lines)}
@@ -82,17 +118,24 @@ async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Pat
         receiver.register("read_meter", read_meter)
         receiver.register("sync_time", sync_time)
         receiver.register("reload_config", reload_config)
-        publisher.subscribe(receiver.command_topic, lambda body: asyncio.run_coroutine_threadsafe(
-            receiver.handle(body), loop))
+        publisher.subscribe(
+            receiver.command_topic,
+            lambda body: asyncio.run_coroutine_threadsafe(receiver.handle(body), loop),
+        )
     publisher.start()
     status_path = data_dir / "status.json"
     last_health = 0.0
 
     def after_round(report: RoundReport) -> None:
         nonlocal last_health
-        log.info("round %s: %d good, %d failed, %d sidelined meters skipped, %.2f s",
-                 report.round_id, report.good, report.failed, report.skipped_meters,
-                 report.duration_s)
+        log.info(
+            "round %s: %d good, %d failed, %d sidelined meters skipped, %.2f s",
+            report.round_id,
+            report.good,
+            report.failed,
+            report.skipped_meters,
+            report.duration_s,
+        )
         health = agent.health()
         write_status(status_path, health)
         if time.monotonic() - last_health >= site.health_interval_s:
@@ -103,8 +146,9 @@ async def run_gateway(site: SiteConfig, identity: GatewayIdentity, data_dir: Pat
         stopping.set()
         halt.set()
 
-    watcher = threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(
-        _stopped)), daemon=True)
+    watcher = threading.Thread(
+        target=lambda: (stop.wait(), loop.call_soon_threadsafe(_stopped)), daemon=True
+    )
     watcher.start()
     try:
         while True:

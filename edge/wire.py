@@ -273,8 +273,11 @@ def load_public_key_b64(text: str) -> Ed25519PublicKey:
 
 def key_id(key: Ed25519PublicKey) -> str:
     """The ``kid`` of a key: RFC 7638 thumbprint (SHA-256) of its OKP JWK, base64url."""
-    jwk = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": public_key_b64(key)},
-                     separators=(",", ":"), sort_keys=True)
+    jwk = json.dumps(
+        {"crv": "Ed25519", "kty": "OKP", "x": public_key_b64(key)},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
     return _b64url_encode(hashlib.sha256(jwk.encode()).digest()).decode("ascii")
 
 
@@ -330,20 +333,25 @@ def parse_compact(envelope: bytes) -> Compact:
     except ValueError as exc:
         raise MalformedEnvelope(f"JWS header is not JSON: {exc}") from None
     kid = header.get("kid") if isinstance(header, dict) else None
-    if not isinstance(header, dict) or header.get("alg") != _JWS_ALGORITHM or not (
-        isinstance(kid, str) and kid
+    if (
+        not isinstance(header, dict)
+        or header.get("alg") != _JWS_ALGORITHM
+        or not (isinstance(kid, str) and kid)
     ):
         raise MalformedEnvelope(
             f"JWS header must carry alg {_JWS_ALGORITHM!r} and a kid, got {header!r}"
         )
     if header.keys() - {"alg", "kid", "typ"}:
-        raise MalformedEnvelope(f"JWS header has parameters this receiver does not "
-                                f"understand: {sorted(header.keys() - {'alg', 'kid', 'typ'})}")
+        raise MalformedEnvelope(
+            f"JWS header has parameters this receiver does not "
+            f"understand: {sorted(header.keys() - {'alg', 'kid', 'typ'})}"
+        )
     signature = _b64url_decode(parts[2], "signature")
     if len(signature) != 64:
         raise MalformedEnvelope(f"an Ed25519 signature has 64 bytes, got {len(signature)}")
-    return Compact(header, parts[0] + b"." + parts[1], _b64url_decode(parts[1], "payload"),
-                    signature)
+    return Compact(
+        header, parts[0] + b"." + parts[1], _b64url_decode(parts[1], "payload"), signature
+    )
 
 
 def envelope_kid(envelope: bytes) -> str:

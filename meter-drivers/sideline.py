@@ -33,8 +33,9 @@ class MeterHealth:
 class LineAvailability:
     """Which meters of a line are due this round."""
 
-    def __init__(self, policy: SidelinePolicy | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, policy: SidelinePolicy | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.policy = policy or SidelinePolicy()
         self.clock = clock
         self.meters: dict[str, MeterHealth] = {}

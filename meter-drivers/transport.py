@@ -119,20 +119,32 @@ class SerialTransport:
     hold a thread.
     """
 
-    def __init__(self, device: str, *, baud: int = 2400, parity: Literal["N", "E", "O"] = "E",
-                 stopbits: Literal[1, 2] = 1, bytesize: Literal[7, 8] = 8) -> None:
+    def __init__(
+        self,
+        device: str,
+        *,
+        baud: int = 2400,
+        parity: Literal["N", "E", "O"] = "E",
+        stopbits: Literal[1, 2] = 1,
+        bytesize: Literal[7, 8] = 8,
+    ) -> None:
         self.device = device
         self.name = f"serial://{device}@{baud}-{bytesize}{parity}{stopbits}"
-        self.settings = {"baudrate": baud, "parity": parity, "stopbits": stopbits,
-                         "bytesize": bytesize}
+        self.settings = {
+            "baudrate": baud,
+            "parity": parity,
+            "stopbits": stopbits,
+            "bytesize": bytesize,
+        }
         self._port: serial.Serial | None = None
 
     async def open(self) -> None:
         if self._port is not None:
             return
         try:
-            self._port = serial.Serial(self.device, timeout=0, write_timeout=10,
-                                       exclusive=True, **self.settings)
+            self._port = serial.Serial(
+                self.device, timeout=0, write_timeout=10, exclusive=True, **self.settings
+            )
         except (serial.SerialException, ValueError) as exc:
             raise TransportError(f"{self.name}: cannot open: {exc}") from exc
 

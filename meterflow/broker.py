@@ -26,8 +26,9 @@ class EmbeddedBroker:
     def __init__(self, port: int = 0) -> None:
         self.port = port or free_port()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="mqtt-broker",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="mqtt-broker", daemon=True
+        )
         self._broker: Broker | None = None
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -55,9 +56,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._broker is not None:
-            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(
-                timeout_s
-            )
+            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout_s)
             self._broker = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout_s)

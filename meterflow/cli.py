@@ -24,12 +24,14 @@ from cloud.risk.cli import risk_app
 from edge.provision import edge_provision
 from meterflow.field_commands import frame_app, read_command, scan_command
 
-app = typer.Typer(help="meterflow: metering gateway and utility-billing cloud.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="meterflow: metering gateway and utility-billing cloud.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 edge_app = typer.Typer(help="Gateway: keys, polling, store-and-forward.", no_args_is_help=True)
 cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_is_help=True)
-sim_app = typer.Typer(help="Simulated meters speaking the real protocols.",
-                      no_args_is_help=True)
+sim_app = typer.Typer(help="Simulated meters speaking the real protocols.", no_args_is_help=True)
 edge_app.add_typer(frame_app, name="frame")
 edge_app.command("read")(read_command)
 edge_app.command("provision")(edge_provision)
@@ -73,8 +75,9 @@ def edge_keygen(
 @edge_app.command("run")
 def edge_run(
     config: Annotated[Path, typer.Argument(help="site configuration (TOML)")],
-    key_file: Annotated[Path | None, typer.Option(help="the gateway's private key "
-                                                  "(default: DATA_DIR/gateway.key)")] = None,
+    key_file: Annotated[
+        Path | None, typer.Option(help="the gateway's private key (default: DATA_DIR/gateway.key)")
+    ] = None,
     rounds: Annotated[int, typer.Option(help="stop after this many rounds (0: run on)")] = 0,
 ) -> None:
     """Poll the site's meters and publish signed readings until stopped (SIGTERM/Ctrl-C)."""
@@ -92,8 +95,17 @@ def edge_run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    asyncio.run(run_gateway(site, identity, settings.data_dir, settings.broker_url,
-                            rounds=rounds or None, stop=stop, config_path=config))
+    asyncio.run(
+        run_gateway(
+            site,
+            identity,
+            settings.data_dir,
+            settings.broker_url,
+            rounds=rounds or None,
+            stop=stop,
+            config_path=config,
+        )
+    )
 
 
 @edge_app.command("status")
@@ -107,8 +119,9 @@ def edge_status(
     if not path.exists():
         raise _fail(f"{path}: no status yet; is `meterflow edge run` running here?")
     health = read_status(path)
-    typer.echo(health.model_dump_json(by_alias=True, indent=1) if as_json
-               else format_status(health))
+    typer.echo(
+        health.model_dump_json(by_alias=True, indent=1) if as_json else format_status(health)
+    )
 
 
 @edge_app.command("check")
@@ -121,8 +134,10 @@ def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     meters = sum(len(line.meters) for line in site.lines)
-    typer.echo(f"{config}: site {site.site}, gateway {site.gateway}, {len(site.lines)} "
-               f"line(s), {meters} meter(s), {len(site.groups)} group(s)")
+    typer.echo(
+        f"{config}: site {site.site}, gateway {site.gateway}, {len(site.lines)} "
+        f"line(s), {meters} meter(s), {len(site.groups)} group(s)"
+    )
 
 
 # ---------------------------------------------------------------- cloud
@@ -183,10 +198,12 @@ def cloud_ingest(
 
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    service = IngestService(registry(settings), series_store(settings),
-                            Topics(settings.topic_prefix))
-    IngestWorker(service, settings.broker_url, client_id=client_id,
-                 share_group=share_group).run_forever()
+    service = IngestService(
+        registry(settings), series_store(settings), Topics(settings.topic_prefix)
+    )
+    IngestWorker(
+        service, settings.broker_url, client_id=client_id, share_group=share_group
+    ).run_forever()
 
 
 @cloud_app.command("influx-setup")
@@ -198,9 +215,11 @@ def cloud_influx_setup() -> None:
     s = _settings()
     try:
         report = influx_setup(
-            s.influx_url, s.influx_bucket,
+            s.influx_url,
+            s.influx_bucket,
             token=s.influx_token.get_secret_value() if s.influx_token else None,
-            org=s.influx_org, username=s.influx_username,
+            org=s.influx_org,
+            username=s.influx_username,
             password=s.influx_password.get_secret_value() if s.influx_password else None,
         )
     except SeriesStoreError as exc:
@@ -218,8 +237,7 @@ def sim_portfolio(
     buildings: Annotated[int, typer.Option(min=1, max=1000)] = 6,
     units_per_building: Annotated[int, typer.Option(min=1, max=10_000)] = 80,
     days: Annotated[int, typer.Option(min=120, max=3650, help="days of history")] = 760,
-    start: Annotated[str, typer.Option(help="first day of the history, YYYY-MM-DD")
-                     ] = "2024-11-01",
+    start: Annotated[str, typer.Option(help="first day of the history, YYYY-MM-DD")] = "2024-11-01",
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """Write a simulated lease portfolio with daily use into the configured registry and
@@ -240,19 +258,38 @@ def sim_portfolio(
     sessions = registry(settings)
     with sessions() as session:
         if session.scalar(select(func.count()).select_from(Lease)):
-            raise _fail(f"{settings.registry_url} already holds leases; the simulated "
-                        "portfolio goes into an empty registry (set MF_DATA_DIR)")
+            raise _fail(
+                f"{settings.registry_url} already holds leases; the simulated "
+                "portfolio goes into an empty registry (set MF_DATA_DIR)"
+            )
     store = series_store(settings)
     try:
-        summary = generate_portfolio(sessions, store, PortfolioSpec(
-            start=first, days=days, buildings=buildings,
-            units_per_building=units_per_building, seed=seed))
+        summary = generate_portfolio(
+            sessions,
+            store,
+            PortfolioSpec(
+                start=first,
+                days=days,
+                buildings=buildings,
+                units_per_building=units_per_building,
+                seed=seed,
+            ),
+        )
     finally:
         store.close()
-    typer.echo(json.dumps({"units": summary.units, "leases": summary.leases,
-                           "tenants": summary.tenants, "points": summary.points,
-                           "invoices": summary.invoices, "tickets": summary.tickets,
-                           "now": summary.now.isoformat()}))
+    typer.echo(
+        json.dumps(
+            {
+                "units": summary.units,
+                "leases": summary.leases,
+                "tenants": summary.tenants,
+                "points": summary.points,
+                "invoices": summary.invoices,
+                "tickets": summary.tickets,
+                "now": summary.now.isoformat(),
+            }
+        )
+    )
 
 
 @sim_app.command("dlt645")
@@ -292,8 +329,9 @@ def demo(
     """
     from meterflow.demo import run_demo
 
-    summary = run_demo(meters=meters, rounds=rounds, interval_min=interval_min,
-                       data_dir=data_dir, echo=typer.echo)
+    summary = run_demo(
+        meters=meters, rounds=rounds, interval_min=interval_min, data_dir=data_dir, echo=typer.echo
+    )
     typer.echo(json.dumps(summary))
     if summary["rejected"] or not summary["readings_stored"]:
         raise typer.Exit(1)

@@ -42,8 +42,9 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return True
 
 
-def run_demo(*, meters: int, rounds: int, interval_min: int, data_dir: Path,
-             echo: Callable[[str], None]) -> dict[str, int]:
+def run_demo(
+    *, meters: int, rounds: int, interval_min: int, data_dir: Path, echo: Callable[[str], None]
+) -> dict[str, int]:
     """Run the demo and return ``{"meters", "readings_stored", "rejected"}``."""
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
@@ -63,8 +64,15 @@ def run_demo(*, meters: int, rounds: int, interval_min: int, data_dir: Path,
     with registry.begin() as session:
         kid = register_gateway(session, SITE, GATEWAY, identity.public_key)
         for m in tree:
-            register_meter(session, SITE, m.id, protocol="dlt645", address=m.address,
-                           gateway_id=GATEWAY, parent_id=m.parent)
+            register_meter(
+                session,
+                SITE,
+                m.id,
+                protocol="dlt645",
+                address=m.address,
+                gateway_id=GATEWAY,
+                parent_id=m.parent,
+            )
     echo(f"registry gateway {GATEWAY} registered with key {kid}")
 
     store = SqliteSeriesStore(data_dir / "series.sqlite")
@@ -74,16 +82,26 @@ def run_demo(*, meters: int, rounds: int, interval_min: int, data_dir: Path,
     echo("ingest   subscribed to mf/v1/+/+/up/readings")
 
     config = SiteConfig(
-        site=SITE, gateway=GATEWAY, metrics_port=0,
-        groups=[GroupConfig(name="billing", interval_s=interval_min * 60,
-                            quantities=["energy_import"])],
-        lines=[LineConfig(name="rs485-1", tcp=f"127.0.0.1:{sim_port}", timeout_s=1.0,
-                          meters=[MeterConfig(id=m.id, address=m.address, parent=m.parent,
-                                              role=m.role) for m in tree])],
+        site=SITE,
+        gateway=GATEWAY,
+        metrics_port=0,
+        groups=[
+            GroupConfig(name="billing", interval_s=interval_min * 60, quantities=["energy_import"])
+        ],
+        lines=[
+            LineConfig(
+                name="rs485-1",
+                tcp=f"127.0.0.1:{sim_port}",
+                timeout_s=1.0,
+                meters=[
+                    MeterConfig(id=m.id, address=m.address, parent=m.parent, role=m.role)
+                    for m in tree
+                ],
+            )
+        ],
     )
     outbox = OutboxStore(data_dir / "outbox.sqlite")
-    publisher = MqttPublisher(broker.url, site=SITE, gateway=GATEWAY,
-                              on_acked=outbox.acknowledge)
+    publisher = MqttPublisher(broker.url, site=SITE, gateway=GATEWAY, on_acked=outbox.acknowledge)
     publisher.start()
     if not publisher.connected.wait(10):
         raise RuntimeError(f"the gateway could not connect to {broker.url}")
@@ -95,30 +113,39 @@ def run_demo(*, meters: int, rounds: int, interval_min: int, data_dir: Path,
             report = await agent.poll_round()
             sent = agent.pump()
             produced += report.good + report.failed
-            echo(f"round    {n}/{rounds} {clock.now():%Y-%m-%d %H:%M}Z: {report.good} read, "
-                 f"{report.failed} failed, {sent} envelope(s) signed and published")
+            echo(
+                f"round    {n}/{rounds} {clock.now():%Y-%m-%d %H:%M}Z: {report.good} read, "
+                f"{report.failed} failed, {sent} envelope(s) signed and published"
+            )
             clock.advance(interval_min * 60)
         await agent.close()
         return produced
 
     try:
         produced = asyncio.run(poll())
+
         def all_stored() -> bool:
             agent.pump()
-            return (outbox.depth().unacked_envelopes == 0
-                    and service.stats.readings_stored >= produced)
+            return (
+                outbox.depth().unacked_envelopes == 0 and service.stats.readings_stored >= produced
+            )
 
         delivered = _wait(all_stored, timeout_s=30)
         stats = service.stats
-        echo(f"ingest   {stats.stored} envelopes stored ({stats.readings_stored} readings), "
-             f"{stats.duplicates} duplicates, {stats.rejected} rejected"
-             + ("" if delivered else " — timed out waiting for the rest"))
+        echo(
+            f"ingest   {stats.stored} envelopes stored ({stats.readings_stored} readings), "
+            f"{stats.duplicates} duplicates, {stats.rejected} rejected"
+            + ("" if delivered else " — timed out waiting for the rest")
+        )
         first = tree[0]
-        series = store.read(first.id, "energy_import", START,
-                            START + timedelta(minutes=interval_min * rounds + 1))
+        series = store.read(
+            first.id, "energy_import", START, START + timedelta(minutes=interval_min * rounds + 1)
+        )
         if len(series):
-            echo(f"series   {first.id} energy_import: {series.values[0]:.2f} → "
-                 f"{series.values[-1]:.2f} kWh over {len(series)} readings")
+            echo(
+                f"series   {first.id} energy_import: {series.values[0]:.2f} → "
+                f"{series.values[-1]:.2f} kWh over {len(series)} readings"
+            )
     finally:
         publisher.stop()
         worker.stop()
@@ -126,5 +153,4 @@ def run_demo(*, meters: int, rounds: int, interval_min: int, data_dir: Path,
         broker.stop()
         outbox.close()
         store.close()
-    return {"meters": meters, "readings_stored": stats.readings_stored,
-            "rejected": stats.rejected}
+    return {"meters": meters, "readings_stored": stats.readings_stored, "rejected": stats.rejected}

@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 
-frame_app = typer.Typer(help="Decode and build DL/T645 frames (no line needed).",
-                        no_args_is_help=True)
+frame_app = typer.Typer(
+    help="Decode and build DL/T645 frames (no line needed).", no_args_is_help=True
+)
 build_app = typer.Typer(help="Build a request frame and print it as hex.", no_args_is_help=True)
 frame_app.add_typer(build_app, name="build")
 
@@ -33,11 +34,16 @@ def _fail(message: str) -> typer.Exit:
 
 @frame_app.command("decode")
 def frame_decode(
-    hex_text: Annotated[str, typer.Argument(metavar="HEX", help="frame bytes in hex; spaces "
-                                            "and any FE preamble allowed")],
+    hex_text: Annotated[
+        str,
+        typer.Argument(
+            metavar="HEX", help="frame bytes in hex; spaces and any FE preamble allowed"
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
-    version: Annotated[Edition | None, typer.Option(help="edition (default: from the "
-                                                   "control code)")] = None,
+    version: Annotated[
+        Edition | None, typer.Option(help="edition (default: from the control code)")
+    ] = None,
 ) -> None:
     """Explain a DL/T645 frame: edition, address (nameplate order), control, DI, value."""
     from meter_drivers.dlt645.control import Version
@@ -51,8 +57,10 @@ def frame_decode(
     if as_json:
         typer.echo(json.dumps(report.as_json(), ensure_ascii=False))
         return
-    typer.echo(f"DL/T645-{report.version} {report.direction}  address {report.address}  "
-               f"control {report.control}" + (f"  DI {report.di}" if report.di else ""))
+    typer.echo(
+        f"DL/T645-{report.version} {report.direction}  address {report.address}  "
+        f"control {report.control}" + (f"  DI {report.di}" if report.di else "")
+    )
     for v in report.values:
         typer.echo(f"  {v.di or '-':8} {v.quantity:24} {v.value} {v.unit}".rstrip())
     if report.error is not None:
@@ -101,8 +109,15 @@ def _transport(tcp: str | None, serial: str | None, baud: int, parity: str):  # 
     return SerialTransport(where, baud=baud, parity=parity.upper())  # type: ignore[arg-type]
 
 
-def _modbus_master(tcp: str | None, serial: str | None, baud: int, parity: str,  # type: ignore[no-untyped-def]
-                   framing: str, timeout: float, retries: int = 1):
+def _modbus_master(
+    tcp: str | None,
+    serial: str | None,
+    baud: int,
+    parity: str,  # type: ignore[no-untyped-def]
+    framing: str,
+    timeout: float,
+    retries: int = 1,
+):
     from meter_drivers.modbus.links import RtuOverTcpLink, SerialLink, TcpLink
     from meter_drivers.modbus.master import ModbusMaster
 
@@ -115,13 +130,17 @@ def _modbus_master(tcp: str | None, serial: str | None, baud: int, parity: str, 
 
 
 TcpOpt = Annotated[str | None, typer.Option("--tcp", help="TCP serial server HOST:PORT")]
-SerialOpt = Annotated[str | None, typer.Option("--serial", help="serial device, e.g. "
-                                               "/dev/ttyUSB0")]
+SerialOpt = Annotated[str | None, typer.Option("--serial", help="serial device, e.g. /dev/ttyUSB0")]
 BaudOpt = Annotated[int, typer.Option(help="serial speed, bit/s")]
 ParityOpt = Annotated[str, typer.Option(help="serial parity N, E or O")]
 TimeoutOpt = Annotated[float, typer.Option(help="reply timeout per attempt, seconds")]
-FramingOpt = Annotated[str, typer.Option(help="Modbus over --tcp: 'tcp' (Modbus TCP) or "
-                                         "'rtu' (RTU through a transparent serial server)")]
+FramingOpt = Annotated[
+    str,
+    typer.Option(
+        help="Modbus over --tcp: 'tcp' (Modbus TCP) or "
+        "'rtu' (RTU through a transparent serial server)"
+    ),
+]
 
 
 def read_command(
@@ -145,8 +164,11 @@ def read_command(
         if protocol is Protocol.dlt645:
             if di is None:
                 raise _fail("--protocol dlt645 needs --di")
-            values = asyncio.run(_read_dlt645(_transport(tcp, serial, baud, parity), address,
-                                              di, version.value, timeout))
+            values = asyncio.run(
+                _read_dlt645(
+                    _transport(tcp, serial, baud, parity), address, di, version.value, timeout
+                )
+            )
         else:
             if profile is None:
                 raise _fail("--protocol modbus needs --profile")
@@ -157,15 +179,24 @@ def read_command(
     except DriverError as exc:
         raise _fail(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps({"protocol": protocol.value, "address": address,
-                               "values": values}, ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                {"protocol": protocol.value, "address": address, "values": values},
+                ensure_ascii=False,
+            )
+        )
         return
     for v in values:
         typer.echo(f"{v['quantity']:24} {v['value']} {v['unit']}".rstrip())
 
 
-async def _read_dlt645(transport, address: str, di: str, version: str,  # type: ignore[no-untyped-def]
-                       timeout: float) -> list[dict[str, object]]:
+async def _read_dlt645(
+    transport,
+    address: str,
+    di: str,
+    version: str,  # type: ignore[no-untyped-def]
+    timeout: float,
+) -> list[dict[str, object]]:
     from meter_drivers.dlt645.control import Version
     from meter_drivers.dlt645.master import Dlt645Master
 
@@ -174,8 +205,10 @@ async def _read_dlt645(transport, address: str, di: str, version: str,  # type: 
         reply = await master.read(address, di, Version(version))
     finally:
         await master.close()
-    return [{"di": r.di, "quantity": r.quantity, "value": str(r.value), "unit": r.unit}
-            for r in reply.readings]
+    return [
+        {"di": r.di, "quantity": r.quantity, "value": str(r.value), "unit": r.unit}
+        for r in reply.readings
+    ]
 
 
 async def _read_modbus(master, unit: int, profile_name: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
@@ -185,8 +218,9 @@ async def _read_modbus(master, unit: int, profile_name: str) -> list[dict[str, o
         values = await master.read_fields(unit, load_builtin(profile_name))
     finally:
         await master.close()
-    return [{"quantity": v.quantity, "value": str(v.value), "unit": v.unit}
-            for v in values.values()]
+    return [
+        {"quantity": v.quantity, "value": str(v.value), "unit": v.unit} for v in values.values()
+    ]
 
 
 async def _scan_modbus(master, progress) -> list[int]:  # type: ignore[no-untyped-def]
@@ -226,12 +260,16 @@ def scan_command(
 
         try:
             if protocol is Protocol.dlt645:
-                found = asyncio.run(_scan_dlt645(_transport(tcp, serial, baud, parity),
-                                                 timeout, progress))
+                found = asyncio.run(
+                    _scan_dlt645(_transport(tcp, serial, baud, parity), timeout, progress)
+                )
             else:
-                found = asyncio.run(_scan_modbus(
-                    _modbus_master(tcp, serial, baud, parity, framing, timeout, retries=0),
-                    progress))
+                found = asyncio.run(
+                    _scan_modbus(
+                        _modbus_master(tcp, serial, baud, parity, framing, timeout, retries=0),
+                        progress,
+                    )
+                )
         except DriverError as exc:
             raise _fail(str(exc)) from None
     if as_json:

@@ -500,8 +500,11 @@ class ModbusTcpServer(LineTcpServer):
                 answer = self.line.answer(unit_id, pdu)
                 if answer is None:
                     continue
-                frame = (mbap_frame(tid, unit_id, answer.pdu) if self.framing == "mbap"
-                         else rtu_frame(unit_id, answer.pdu, corrupt=answer.corrupt))
+                frame = (
+                    mbap_frame(tid, unit_id, answer.pdu)
+                    if self.framing == "mbap"
+                    else rtu_frame(unit_id, answer.pdu, corrupt=answer.corrupt)
+                )
                 replies.append((frame, answer.delay_s))
             return replies
 
@@ -515,8 +518,9 @@ def serve_in_thread(
 
     Returns the bound port and a function that stops the server and joins the thread.
     """
-    return run_in_thread(ModbusTcpServer(line, framing=framing), host, port,
-                         f"modbus-{framing}-{host}:{port}")
+    return run_in_thread(
+        ModbusTcpServer(line, framing=framing), host, port, f"modbus-{framing}-{host}:{port}"
+    )
 
 
 class ModbusPtyServer(PtyLineServer):
@@ -536,8 +540,9 @@ class ModbusPtyServer(PtyLineServer):
             for unit_id, pdu in parser.feed(data):
                 answer = self.line.answer(unit_id, pdu)
                 if answer is not None:
-                    replies.append((rtu_frame(unit_id, answer.pdu, corrupt=answer.corrupt),
-                                    answer.delay_s))
+                    replies.append(
+                        (rtu_frame(unit_id, answer.pdu, corrupt=answer.corrupt), answer.delay_s)
+                    )
             return replies
 
         return respond

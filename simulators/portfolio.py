@@ -59,9 +59,11 @@ from cloud.series.matrix import interval_edges
 __all__ = ["PortfolioSpec", "PortfolioSummary", "generate_portfolio"]
 
 #: unit types: name, area range [m²], share of units, rent per m² relative to the building's
-UNIT_TYPES = (("small", 35.0, 55.0, 0.40, 1.10),
-              ("medium", 60.0, 85.0, 0.40, 1.00),
-              ("large", 90.0, 130.0, 0.20, 0.92))
+UNIT_TYPES = (
+    ("small", 35.0, 55.0, 0.40, 1.10),
+    ("medium", 60.0, 85.0, 0.40, 1.00),
+    ("large", 90.0, 130.0, 0.20, 0.92),
+)
 TICKET_CATEGORIES = {
     "electrical": ("socket without power", "breaker trips", "light fitting broken"),
     "plumbing": ("leaking tap", "blocked drain", "no hot water"),
@@ -79,35 +81,35 @@ class PortfolioSpec:
     ("Simulated portfolio"). Probabilities are shares (0.15 = 15 %), logits are additive
     terms of a log-odds, days are calendar days."""
 
-    start: date = date(2024, 11, 1)   # first day of the generated history (local)
-    days: int = 760                   # length of history; "now" = start + days
+    start: date = date(2024, 11, 1)  # first day of the generated history (local)
+    days: int = 760  # length of history; "now" = start + days
     buildings: int = 6
     units_per_building: int = 80
     site_id: str = "P1"
     tz: str = "Asia/Shanghai"
-    quantity: str = "energy_import"   # series quantity (cumulative kWh register)
+    quantity: str = "energy_import"  # series quantity (cumulative kWh register)
     seed: int = 7
     # people and prices
-    managers: int = 4                          # property managers, one supervisor above them
-    rent_per_m2_cents: int = 10_000            # mean asking rent [cents per m² per month]
-    building_rent_sd: float = 0.12             # log-sd of a building's rent level
-    rent_premium_sd: float = 0.05              # new tenant's rent ÷ asking − 1 ~ N(0, sd)
+    managers: int = 4  # property managers, one supervisor above them
+    rent_per_m2_cents: int = 10_000  # mean asking rent [cents per m² per month]
+    building_rent_sd: float = 0.12  # log-sd of a building's rent level
+    rent_premium_sd: float = 0.05  # new tenant's rent ÷ asking − 1 ~ N(0, sd)
     renewal_rise: tuple[float, float] = (0.03, 0.05)  # rent rise at a renewal ~ U
-    quarterly_share: float = 0.10              # tenancies paying every 3 months
-    initial_vacancy: float = 0.05              # units vacant on ``start``
-    vacancy_mean_days: float = 45.0            # vacancy after a move-out ~ Exp(mean) ...
-    vacancy_max_days: int = 180                # ... capped; the next lease starts on a 1st
+    quarterly_share: float = 0.10  # tenancies paying every 3 months
+    initial_vacancy: float = 0.05  # units vacant on ``start``
+    vacancy_mean_days: float = 45.0  # vacancy after a move-out ~ Exp(mean) ...
+    vacancy_max_days: int = 180  # ... capped; the next lease starts on a 1st
     # leaving at a contract end: logit = base + d·w_d + premium·w_p + (tenure − 1)·w_t
     leave_base: float = -0.9
     leave_per_dissatisfaction: float = 1.3
-    leave_per_premium: float = 8.0             # per unit of premium (+5 % → +0.4)
+    leave_per_premium: float = 8.0  # per unit of premium (+5 % → +0.4)
     leave_per_tenure_year: float = -0.2
     # leavers' use before the move-out
-    cut_range: tuple[float, float] = (0.20, 0.60)      # final cut of use ~ U
-    cut_lead_days: tuple[int, int] = (40, 90)           # ramp starts this long before
-    cut_ramp_days: tuple[int, int] = (20, 40)           # ramp length ~ U
-    move_out_days: tuple[int, int] = (0, 10)            # near-zero days at the end ~ U
-    move_out_level: float = 0.05                        # use on those days ÷ normal
+    cut_range: tuple[float, float] = (0.20, 0.60)  # final cut of use ~ U
+    cut_lead_days: tuple[int, int] = (40, 90)  # ramp starts this long before
+    cut_ramp_days: tuple[int, int] = (20, 40)  # ramp length ~ U
+    move_out_days: tuple[int, int] = (0, 10)  # near-zero days at the end ~ U
+    move_out_level: float = 0.05  # use on those days ÷ normal
     # cuts of use unrelated to leaving, per lease-year (any tenant)
     travel_dip_share: float = 0.15
     travel_dip_days: tuple[int, int] = (7, 30)
@@ -116,21 +118,21 @@ class PortfolioSpec:
     lasting_cut_range: tuple[float, float] = (0.10, 0.30)  # for the rest of the tenancy
     # daily use [kWh] = area × kwh_per_m2_day × intensity × weekly × seasonal × noise
     kwh_per_m2_day: float = 0.15
-    intensity_sd: float = 0.35                 # log-sd of a tenant's intensity (mean 1)
-    daily_noise_sd: float = 0.15               # log-sd of a day's noise (mean 1)
+    intensity_sd: float = 0.35  # log-sd of a tenant's intensity (mean 1)
+    daily_noise_sd: float = 0.15  # log-sd of a day's noise (mean 1)
     standby_kwh: tuple[float, float] = (0.0, 0.3)  # a vacant day ~ U
     # payments: P(late) = sigmoid(late_base + late_per_dissatisfaction · d)
     late_base: float = -2.6
     late_per_dissatisfaction: float = 0.9
-    late_days_mean: float = 5.0                # days late − 1 ~ Exp(mean · e^(0.4·d)) ...
-    late_days_max: int = 120                   # ... capped
+    late_days_mean: float = 5.0  # days late − 1 ~ Exp(mean · e^(0.4·d)) ...
+    late_days_max: int = 120  # ... capped
     # tickets, surveys, activities
-    tickets_per_year: float = 1.2              # × e^(0.5·d), while the tenant occupies
-    ticket_days: tuple[int, int] = (1, 30)     # days to resolve ~ U
-    survey_response: float = 0.6               # share of occupying tenants answering
-    nps_mean: float = 7.5                      # score = mean − nps_per_d · d + N(0, 1.2)
+    tickets_per_year: float = 1.2  # × e^(0.5·d), while the tenant occupies
+    ticket_days: tuple[int, int] = (1, 30)  # days to resolve ~ U
+    survey_response: float = 0.6  # share of occupying tenants answering
+    nps_mean: float = 7.5  # score = mean − nps_per_d · d + N(0, 1.2)
     nps_per_dissatisfaction: float = 1.4
-    activity_base: float = -0.9                # P(joins) = sigmoid(base − 0.7 · d)
+    activity_base: float = -0.9  # P(joins) = sigmoid(base − 0.7 · d)
     activity_per_dissatisfaction: float = 0.7
 
     @property
@@ -221,8 +223,9 @@ def _units(spec: PortfolioSpec, rng: random.Random) -> list[_Unit]:
             _, low, high, _, factor = UNIT_TYPES[types.index(kind)]
             area = round(rng.uniform(low, high), 1)
             asking = round(level * factor * area / 1000) * 1000
-            out.append(_Unit(f"B{b + 1}-{n + 1:0{width}d}", b, n // 10 + 1, kind, area,
-                             asking, manager))
+            out.append(
+                _Unit(f"B{b + 1}-{n + 1:0{width}d}", b, n // 10 + 1, kind, area, asking, manager)
+            )
     return out
 
 
@@ -241,31 +244,44 @@ def _plan(spec: PortfolioSpec, units: list[_Unit], rng: random.Random) -> list[_
         number = 0
         while begin < now:
             number += 1
-            tenancy = _Tenancy(unit=u, tenant_id=f"T{len(tenancies) + 1:06d}",
-                               d=rng.gauss(0.0, 1.0),
-                               intensity=math.exp(rng.gauss(-spec.intensity_sd ** 2 / 2,
-                                                            spec.intensity_sd)),
-                               cycle=3 if rng.random() < spec.quarterly_share else 1)
+            tenancy = _Tenancy(
+                unit=u,
+                tenant_id=f"T{len(tenancies) + 1:06d}",
+                d=rng.gauss(0.0, 1.0),
+                intensity=math.exp(rng.gauss(-(spec.intensity_sd**2) / 2, spec.intensity_sd)),
+                cycle=3 if rng.random() < spec.quarterly_share else 1,
+            )
             tenancies.append(tenancy)
             base_id = f"L-{unit.id}-{number:02d}"
             rent = round(unit.asking * (1 + rng.gauss(0.0, spec.rent_premium_sd)) / 100) * 100
-            lease = _Lease(base_id, begin, add_months(begin, 12), rent,
-                           begin - timedelta(days=rng.randint(14, 28)), None)
+            lease = _Lease(
+                base_id,
+                begin,
+                add_months(begin, 12),
+                rent,
+                begin - timedelta(days=rng.randint(14, 28)),
+                None,
+            )
             while True:
                 tenancy.leases.append(lease)
                 _lease_year_events(spec, tenancy, lease, rng)
                 premium = lease.rent / unit.asking - 1
-                logit = (spec.leave_base + spec.leave_per_dissatisfaction * tenancy.d
-                         + spec.leave_per_premium * premium
-                         + spec.leave_per_tenure_year * (len(tenancy.leases) - 1))
+                logit = (
+                    spec.leave_base
+                    + spec.leave_per_dissatisfaction * tenancy.d
+                    + spec.leave_per_premium * premium
+                    + spec.leave_per_tenure_year * (len(tenancy.leases) - 1)
+                )
                 leaves = rng.random() < _sigmoid(logit)
                 decided = lease.end < now
                 if leaves:
                     tenancy.move_out = lease.end
-                    tenancy.leaver_cut = (_uniform_int(rng, spec.cut_lead_days),
-                                          _uniform_int(rng, spec.cut_ramp_days),
-                                          rng.uniform(*spec.cut_range),
-                                          _uniform_int(rng, spec.move_out_days))
+                    tenancy.leaver_cut = (
+                        _uniform_int(rng, spec.cut_lead_days),
+                        _uniform_int(rng, spec.cut_ramp_days),
+                        rng.uniform(*spec.cut_range),
+                        _uniform_int(rng, spec.move_out_days),
+                    )
                     if decided:
                         lease.outcome = "terminated"
                     break
@@ -273,10 +289,14 @@ def _plan(spec: PortfolioSpec, units: list[_Unit], rng: random.Random) -> list[_
                     break
                 lease.outcome = "renewed"
                 rise = rng.uniform(*spec.renewal_rise)
-                lease = _Lease(f"{base_id}~r{len(tenancy.leases)}", lease.end,
-                               add_months(lease.end, 12),
-                               round(lease.rent * (1 + rise) / 100) * 100,
-                               lease.end - timedelta(days=rng.randint(14, 45)), lease.id)
+                lease = _Lease(
+                    f"{base_id}~r{len(tenancy.leases)}",
+                    lease.end,
+                    add_months(lease.end, 12),
+                    round(lease.rent * (1 + rise) / 100) * 100,
+                    lease.end - timedelta(days=rng.randint(14, 45)),
+                    lease.id,
+                )
             if tenancy.move_out is None or tenancy.move_out >= now:
                 break
             begin = _next_first(tenancy.move_out + timedelta(days=_vacancy_days(spec, rng)))
@@ -289,17 +309,27 @@ def _vacancy_days(spec: PortfolioSpec, rng: random.Random) -> int:
     return min(max(1, days), spec.vacancy_max_days)
 
 
-def _lease_year_events(spec: PortfolioSpec, tenancy: _Tenancy, lease: _Lease,
-                       rng: random.Random) -> None:
+def _lease_year_events(
+    spec: PortfolioSpec, tenancy: _Tenancy, lease: _Lease, rng: random.Random
+) -> None:
     """Travel dips and lasting cuts of use, drawn per lease-year whatever its outcome."""
     term = (lease.end - lease.start).days
     if rng.random() < spec.travel_dip_share:
         length = _uniform_int(rng, spec.travel_dip_days)
-        tenancy.dips.append((lease.start + timedelta(days=rng.randrange(term - length)),
-                             length, rng.uniform(*spec.travel_dip_level)))
+        tenancy.dips.append(
+            (
+                lease.start + timedelta(days=rng.randrange(term - length)),
+                length,
+                rng.uniform(*spec.travel_dip_level),
+            )
+        )
     if rng.random() < spec.lasting_cut_share:
-        tenancy.lasting.append((lease.start + timedelta(days=rng.randrange(term)),
-                                rng.uniform(*spec.lasting_cut_range)))
+        tenancy.lasting.append(
+            (
+                lease.start + timedelta(days=rng.randrange(term)),
+                rng.uniform(*spec.lasting_cut_range),
+            )
+        )
 
 
 # ------------------------------------------------------------------ registry rows
@@ -313,12 +343,13 @@ def _utc(day: date, tz: ZoneInfo, hour: int = 10) -> datetime:
     return datetime.combine(day, time(hour), tz).astimezone(UTC)
 
 
-def _bulk(session: Session, model: type[Any], rows: Sequence[dict[str, Any]],
-          batch: int = 50_000) -> None:
+def _bulk(
+    session: Session, model: type[Any], rows: Sequence[dict[str, Any]], batch: int = 50_000
+) -> None:
     """Core executemany on the model's table (keys are column names): the ORM's bulk path
     would fetch generated keys row by row."""
     for i in range(0, len(rows), batch):
-        session.execute(insert(model.__table__), list(rows[i:i + batch]))
+        session.execute(insert(model.__table__), list(rows[i : i + batch]))
 
 
 def _write_site(session: Session, spec: PortfolioSpec, units: list[_Unit]) -> None:
@@ -329,33 +360,121 @@ def _write_site(session: Session, spec: PortfolioSpec, units: list[_Unit]) -> No
     session.flush()
     installed = add_months(month_start(spec.start), -13)
     main = f"{spec.site_id}-main"
-    _bulk(session, Unit, [{"id": u.id, "site_id": spec.site_id,
-                           "area_m2": Decimal(f"{u.area:.1f}"), "building": f"B{u.building + 1}",
-                           "floor": str(u.floor)} for u in units])
-    _bulk(session, UnitProfile, [{"unit_id": u.id, "unit_type": u.unit_type, "rentable": True,
-                                  "asking_cents": u.asking} for u in units])
-    _bulk(session, TreeNode, [{"id": main, "site_id": spec.site_id, "kind": "main",
-                               "parent_id": None, "unit_id": None, "landlord_area_m2": None}])
-    _bulk(session, TreeNode, [{"id": f"N-{u.id}", "site_id": spec.site_id, "kind": "unit",
-                               "parent_id": main, "unit_id": u.id, "landlord_area_m2": None}
-                              for u in units])
-    _bulk(session, Meter, [{"id": f"M-{u.id}", "site_id": spec.site_id, "gateway_id": None,
-                            "protocol": "dlt645", "address": f"{n + 1:012d}", "parent_id": None}
-                           for n, u in enumerate(units)])
-    _bulk(session, MeterInstallation, [{"id": f"I-{u.id}", "meter_id": f"M-{u.id}",
-                                        "node_id": f"N-{u.id}", "installed_on": installed,
-                                        "removed_on": None, "capacity": None,
-                                        "bidirectional": False, "replaced_by_id": None}
-                                       for u in units])
-    _bulk(session, Staff, [{"id": "SUP1", "name": "Supervisor 1", "channel": "email",
-                            "address": "sup1@staff.example", "supervisor_id": None}])
-    _bulk(session, Staff, [{"id": f"MGR{m + 1}", "name": f"Manager {m + 1}",
-                            "channel": "email", "address": f"mgr{m + 1}@staff.example",
-                            "supervisor_id": "SUP1"} for m in range(spec.managers)])
+    _bulk(
+        session,
+        Unit,
+        [
+            {
+                "id": u.id,
+                "site_id": spec.site_id,
+                "area_m2": Decimal(f"{u.area:.1f}"),
+                "building": f"B{u.building + 1}",
+                "floor": str(u.floor),
+            }
+            for u in units
+        ],
+    )
+    _bulk(
+        session,
+        UnitProfile,
+        [
+            {"unit_id": u.id, "unit_type": u.unit_type, "rentable": True, "asking_cents": u.asking}
+            for u in units
+        ],
+    )
+    _bulk(
+        session,
+        TreeNode,
+        [
+            {
+                "id": main,
+                "site_id": spec.site_id,
+                "kind": "main",
+                "parent_id": None,
+                "unit_id": None,
+                "landlord_area_m2": None,
+            }
+        ],
+    )
+    _bulk(
+        session,
+        TreeNode,
+        [
+            {
+                "id": f"N-{u.id}",
+                "site_id": spec.site_id,
+                "kind": "unit",
+                "parent_id": main,
+                "unit_id": u.id,
+                "landlord_area_m2": None,
+            }
+            for u in units
+        ],
+    )
+    _bulk(
+        session,
+        Meter,
+        [
+            {
+                "id": f"M-{u.id}",
+                "site_id": spec.site_id,
+                "gateway_id": None,
+                "protocol": "dlt645",
+                "address": f"{n + 1:012d}",
+                "parent_id": None,
+            }
+            for n, u in enumerate(units)
+        ],
+    )
+    _bulk(
+        session,
+        MeterInstallation,
+        [
+            {
+                "id": f"I-{u.id}",
+                "meter_id": f"M-{u.id}",
+                "node_id": f"N-{u.id}",
+                "installed_on": installed,
+                "removed_on": None,
+                "capacity": None,
+                "bidirectional": False,
+                "replaced_by_id": None,
+            }
+            for u in units
+        ],
+    )
+    _bulk(
+        session,
+        Staff,
+        [
+            {
+                "id": "SUP1",
+                "name": "Supervisor 1",
+                "channel": "email",
+                "address": "sup1@staff.example",
+                "supervisor_id": None,
+            }
+        ],
+    )
+    _bulk(
+        session,
+        Staff,
+        [
+            {
+                "id": f"MGR{m + 1}",
+                "name": f"Manager {m + 1}",
+                "channel": "email",
+                "address": f"mgr{m + 1}@staff.example",
+                "supervisor_id": "SUP1",
+            }
+            for m in range(spec.managers)
+        ],
+    )
 
 
-def _write_leases(session: Session, spec: PortfolioSpec, units: list[_Unit],
-                  tenancies: list[_Tenancy]) -> tuple[int, int]:
+def _write_leases(
+    session: Session, spec: PortfolioSpec, units: list[_Unit], tenancies: list[_Tenancy]
+) -> tuple[int, int]:
     """Tenants, leases in their state at now, rent plans (one fixed step [cents per month])
     and occupancy segments (the unit node bound to the tenant until the move-out); returns
     the numbers of tenants and leases."""
@@ -364,26 +483,61 @@ def _write_leases(session: Session, spec: PortfolioSpec, units: list[_Unit],
     for tenancy in tenancies:
         written = tenancy.leases
         unit = units[tenancy.unit]
-        tenants.append({"id": tenancy.tenant_id, "name": f"Tenant {len(tenants) + 1}",
-                        "channel": "email", "address": _address(tenancy)})
+        tenants.append(
+            {
+                "id": tenancy.tenant_id,
+                "name": f"Tenant {len(tenants) + 1}",
+                "channel": "email",
+                "address": _address(tenancy),
+            }
+        )
         for lease in written:
             status = lease.outcome or "active"
-            leases.append({
-                "id": lease.id, "tenant_id": tenancy.tenant_id, "unit_id": unit.id,
-                "manager_id": unit.manager, "parent_id": None,
-                "renewed_from_id": lease.renewed_from, "policy_id": None, "kind": "standard",
-                "status": status, "signed_on": lease.signed, "start_on": lease.start,
-                "end_on": lease.end, "handover_on": lease.start, "rent_from": lease.start,
-                "ended_on": lease.end if lease.outcome else None,
-                "cycle_months": tenancy.cycle, "due_days": 10, "auto_renew": False,
-                "renewal_term_months": 12, "deposit_cents": 2 * written[0].rent,
-                "schedule": schedule_doc(FixedRent(monthly_cents=lease.rent), []),
-                "plan_known_until": None, "created_at": _utc(lease.signed, tz)})
-            steps.append({"lease_id": lease.id, "starts_on": lease.start,
-                          "monthly_cents": lease.rent, "free": False, "source": "base"})
+            leases.append(
+                {
+                    "id": lease.id,
+                    "tenant_id": tenancy.tenant_id,
+                    "unit_id": unit.id,
+                    "manager_id": unit.manager,
+                    "parent_id": None,
+                    "renewed_from_id": lease.renewed_from,
+                    "policy_id": None,
+                    "kind": "standard",
+                    "status": status,
+                    "signed_on": lease.signed,
+                    "start_on": lease.start,
+                    "end_on": lease.end,
+                    "handover_on": lease.start,
+                    "rent_from": lease.start,
+                    "ended_on": lease.end if lease.outcome else None,
+                    "cycle_months": tenancy.cycle,
+                    "due_days": 10,
+                    "auto_renew": False,
+                    "renewal_term_months": 12,
+                    "deposit_cents": 2 * written[0].rent,
+                    "schedule": schedule_doc(FixedRent(monthly_cents=lease.rent), []),
+                    "plan_known_until": None,
+                    "created_at": _utc(lease.signed, tz),
+                }
+            )
+            steps.append(
+                {
+                    "lease_id": lease.id,
+                    "starts_on": lease.start,
+                    "monthly_cents": lease.rent,
+                    "free": False,
+                    "source": "base",
+                }
+            )
         moved = tenancy.move_out if tenancy.move_out and tenancy.move_out < now else None
-        segments.append({"node_id": f"N-{unit.id}", "tenant": tenancy.tenant_id,
-                         "from_date": written[0].start, "to_date": moved})
+        segments.append(
+            {
+                "node_id": f"N-{unit.id}",
+                "tenant": tenancy.tenant_id,
+                "from_date": written[0].start,
+                "to_date": moved,
+            }
+        )
     _bulk(session, Tenant, tenants)
     _bulk(session, Lease, leases)
     _bulk(session, RentStepRow, steps)
@@ -391,8 +545,13 @@ def _write_leases(session: Session, spec: PortfolioSpec, units: list[_Unit],
     return len(tenants), len(leases)
 
 
-def _write_ledger(session: Session, spec: PortfolioSpec, units: list[_Unit],
-                  tenancies: list[_Tenancy], rng: random.Random) -> int:
+def _write_ledger(
+    session: Session,
+    spec: PortfolioSpec,
+    units: list[_Unit],
+    tenancies: list[_Tenancy],
+    rng: random.Random,
+) -> int:
     """Invoices issued in [start, now) with their rent line, payment and allocation, and
     the collections steps each reached while unpaid; returns the number of invoices."""
     now = spec.now
@@ -420,28 +579,66 @@ def _write_ledger(session: Session, spec: PortfolioSpec, units: list[_Unit],
                     else:
                         paid = due - timedelta(days=rng.randint(0, 7))
                     settled = paid < now
-                    invoices.append({
-                        "id": invoice, "lease_id": lease.id, "period_start": period,
-                        "period_end": add_months(period, 1), "issued_on": period,
-                        "due_on": due, "total_cents": total,
-                        "paid_cents": total if settled else 0,
-                        "status": "paid" if settled else "open",
-                        "paid_on": paid if settled else None, "fee_cents": 0,
-                        "fee_billed_cents": 0})
-                    lines.append({"invoice_id": invoice, "line_no": 0, "lease_id": lease.id,
-                                  "kind": "rent", "covers_from": period,
-                                  "covers_to": span_end, "cents": total, "ref": None,
-                                  "description": f"rent {lease.id} {period.isoformat()} … "
-                                                 f"{span_end.isoformat()}"})
+                    invoices.append(
+                        {
+                            "id": invoice,
+                            "lease_id": lease.id,
+                            "period_start": period,
+                            "period_end": add_months(period, 1),
+                            "issued_on": period,
+                            "due_on": due,
+                            "total_cents": total,
+                            "paid_cents": total if settled else 0,
+                            "status": "paid" if settled else "open",
+                            "paid_on": paid if settled else None,
+                            "fee_cents": 0,
+                            "fee_billed_cents": 0,
+                        }
+                    )
+                    lines.append(
+                        {
+                            "invoice_id": invoice,
+                            "line_no": 0,
+                            "lease_id": lease.id,
+                            "kind": "rent",
+                            "covers_from": period,
+                            "covers_to": span_end,
+                            "cents": total,
+                            "ref": None,
+                            "description": f"rent {lease.id} {period.isoformat()} … "
+                            f"{span_end.isoformat()}",
+                        }
+                    )
                     if settled:
-                        payments.append({"id": next_payment, "lease_id": lease.id,
-                                         "ref": f"SIM-{invoice}", "received_on": paid,
-                                         "cents": total})
-                        allocations.append({"payment_id": next_payment, "invoice_id": invoice,
-                                            "cents": total, "allocated_on": paid})
+                        payments.append(
+                            {
+                                "id": next_payment,
+                                "lease_id": lease.id,
+                                "ref": f"SIM-{invoice}",
+                                "received_on": paid,
+                                "cents": total,
+                            }
+                        )
+                        allocations.append(
+                            {
+                                "payment_id": next_payment,
+                                "invoice_id": invoice,
+                                "cents": total,
+                                "allocated_on": paid,
+                            }
+                        )
                         next_payment += 1
-                    events.extend(_collections(invoice, due, paid if settled else None, now,
-                                               address, unit.manager, supervisor))
+                    events.extend(
+                        _collections(
+                            invoice,
+                            due,
+                            paid if settled else None,
+                            now,
+                            address,
+                            unit.manager,
+                            supervisor,
+                        )
+                    )
                 period = span_end
     _bulk(session, Invoice, invoices)
     _bulk(session, InvoiceLine, lines)
@@ -451,8 +648,15 @@ def _write_ledger(session: Session, spec: PortfolioSpec, units: list[_Unit],
     return len(invoices)
 
 
-def _collections(invoice: str, due: date, paid: date | None, now: date, address: str,
-                 manager: str, supervisor: Staff) -> Iterator[dict[str, Any]]:
+def _collections(
+    invoice: str,
+    due: date,
+    paid: date | None,
+    now: date,
+    address: str,
+    manager: str,
+    supervisor: Staff,
+) -> Iterator[dict[str, Any]]:
     """The ladder's steps (cloud.leases.dunning.LADDER, ``step`` = days after the due date,
     as the daily job stores them) reached while the invoice was unpaid and before now."""
     for rung in LADDER:
@@ -466,9 +670,17 @@ def _collections(invoice: str, due: date, paid: date | None, now: date, address:
             channel, recipient, outcome = supervisor.channel, supervisor.address, "queued"
         else:
             channel, recipient, outcome, key = "task", manager, "task_opened", None
-        yield {"invoice_id": invoice, "step": rung.days, "action": rung.action, "due_on": day,
-               "happened_on": day, "channel": channel, "recipient": recipient,
-               "outcome": outcome, "notification_key": key}
+        yield {
+            "invoice_id": invoice,
+            "step": rung.days,
+            "action": rung.action,
+            "due_on": day,
+            "happened_on": day,
+            "channel": channel,
+            "recipient": recipient,
+            "outcome": outcome,
+            "notification_key": key,
+        }
 
 
 def _occupied(spec: PortfolioSpec, tenancy: _Tenancy) -> tuple[date, date]:
@@ -478,13 +690,21 @@ def _occupied(spec: PortfolioSpec, tenancy: _Tenancy) -> tuple[date, date]:
     return first, last
 
 
-def _write_engagement(session: Session, spec: PortfolioSpec, units: list[_Unit],
-                      tenancies: list[_Tenancy], rng: random.Random) -> int:
+def _write_engagement(
+    session: Session,
+    spec: PortfolioSpec,
+    units: list[_Unit],
+    tenancies: list[_Tenancy],
+    rng: random.Random,
+) -> int:
     """Repair tickets, surveys and activity participations while tenants occupy; returns
     the number of tickets."""
     now = spec.now
-    surveys_on = [d for d in _monthly(spec.start, now, lambda m: m.replace(day=15))
-                  if d.month in SURVEY_MONTHS]
+    surveys_on = [
+        d
+        for d in _monthly(spec.start, now, lambda m: m.replace(day=15))
+        if d.month in SURVEY_MONTHS
+    ]
     events_on = list(_monthly(spec.start, now, _second_saturday))
     categories = list(TICKET_CATEGORIES)
     tickets, surveys, activities = [], [], []
@@ -498,24 +718,37 @@ def _write_engagement(session: Session, spec: PortfolioSpec, units: list[_Unit],
         while day < last:
             kind = rng.choices(categories, TICKET_WEIGHTS)[0]
             resolved = day + timedelta(days=_uniform_int(rng, spec.ticket_days))
-            tickets.append({"tenant_id": tenancy.tenant_id, "unit_id": unit, "opened_on": day,
-                            "resolved_on": resolved if resolved < now else None,
-                            "summary": rng.choice(TICKET_CATEGORIES[kind]), "category": kind})
+            tickets.append(
+                {
+                    "tenant_id": tenancy.tenant_id,
+                    "unit_id": unit,
+                    "opened_on": day,
+                    "resolved_on": resolved if resolved < now else None,
+                    "summary": rng.choice(TICKET_CATEGORIES[kind]),
+                    "category": kind,
+                }
+            )
             day += timedelta(days=rng.expovariate(rate))
         for on in surveys_on:
             if first <= on < last and rng.random() < spec.survey_response:
                 score = spec.nps_mean - spec.nps_per_dissatisfaction * tenancy.d + rng.gauss(0, 1.2)
-                surveys.append({"tenant_id": tenancy.tenant_id, "answered_on": on,
-                                "score": min(10, max(0, round(score)))})
+                surveys.append(
+                    {
+                        "tenant_id": tenancy.tenant_id,
+                        "answered_on": on,
+                        "score": min(10, max(0, round(score))),
+                    }
+                )
         joins = _sigmoid(spec.activity_base - spec.activity_per_dissatisfaction * tenancy.d)
-        activities.extend({"tenant_id": tenancy.tenant_id, "held_on": on, "kind": "event"}
-                          for on in events_on if first <= on < last and rng.random() < joins)
+        activities.extend(
+            {"tenant_id": tenancy.tenant_id, "held_on": on, "kind": "event"}
+            for on in events_on
+            if first <= on < last and rng.random() < joins
+        )
     tickets.sort(key=lambda t: (t["opened_on"], t["tenant_id"]))
     _bulk(session, RepairComplaint, tickets)
-    _bulk(session, TenantSurvey, sorted(surveys, key=lambda s: (s["answered_on"],
-                                                                 s["tenant_id"])))
-    _bulk(session, TenantActivity, sorted(activities, key=lambda a: (a["held_on"],
-                                                                      a["tenant_id"])))
+    _bulk(session, TenantSurvey, sorted(surveys, key=lambda s: (s["answered_on"], s["tenant_id"])))
+    _bulk(session, TenantActivity, sorted(activities, key=lambda a: (a["held_on"], a["tenant_id"])))
     return len(tickets)
 
 
@@ -570,14 +803,19 @@ def _profile(spec: PortfolioSpec, tenancy: _Tenancy) -> tuple[int, int, np.ndarr
     return first, last, factor
 
 
-def _series_blocks(spec: PortfolioSpec, units: list[_Unit], tenancies: list[_Tenancy],
-                   seed: int) -> Iterator[list[SeriesPoint]]:
+def _series_blocks(
+    spec: PortfolioSpec, units: list[_Unit], tenancies: list[_Tenancy], seed: int
+) -> Iterator[list[SeriesPoint]]:
     """One register reading [kWh] per unit meter at every local midnight of [start, now],
     in blocks of units: the reading at the midnight that starts day k is the register after
     the days before k."""
     zone = ZoneInfo(spec.tz)
-    edges = interval_edges(datetime.combine(spec.start, time(), zone),
-                           datetime.combine(spec.now, time(), zone), "1d", spec.tz).tolist()
+    edges = interval_edges(
+        datetime.combine(spec.start, time(), zone),
+        datetime.combine(spec.now, time(), zone),
+        "1d",
+        spec.tz,
+    ).tolist()
     by_unit: dict[int, list[_Tenancy]] = {}
     for tenancy in tenancies:
         by_unit.setdefault(tenancy.unit, []).append(tenancy)
@@ -586,7 +824,7 @@ def _series_blocks(spec: PortfolioSpec, units: list[_Unit], tenancies: list[_Ten
     block = max(1, POINTS_PER_WRITE // (spec.days + 1))
     sigma = spec.daily_noise_sd
     for lo in range(0, len(units), block):
-        chunk = units[lo:lo + block]
+        chunk = units[lo : lo + block]
         n = len(chunk)
         level = np.zeros((n, spec.days))  # kWh of a normal day of the occupant
         occupied = np.zeros((n, spec.days), dtype=bool)
@@ -596,10 +834,11 @@ def _series_blocks(spec: PortfolioSpec, units: list[_Unit], tenancies: list[_Ten
                 if found is None:
                     continue
                 first, last, factor = found
-                level[row, first:last] = (chunk[row].area * spec.kwh_per_m2_day
-                                          * tenancy.intensity * factor)
+                level[row, first:last] = (
+                    chunk[row].area * spec.kwh_per_m2_day * tenancy.intensity * factor
+                )
                 occupied[row, first:last] = True
-        noise = rng.lognormal(-sigma ** 2 / 2, sigma, size=(n, spec.days))
+        noise = rng.lognormal(-(sigma**2) / 2, sigma, size=(n, spec.days))
         standby = rng.uniform(*spec.standby_kwh, size=(n, spec.days))
         daily = np.where(occupied, level * factors * noise, standby)
         registers = np.empty((n, spec.days + 1))
@@ -607,25 +846,30 @@ def _series_blocks(spec: PortfolioSpec, units: list[_Unit], tenancies: list[_Ten
         registers[:, 1:] = registers[:, :1] + np.cumsum(daily, axis=1)
         values = np.round(registers, 2).tolist()
         site, quantity = spec.site_id, spec.quantity
-        yield [SeriesPoint(site, meter, quantity, at, value, "good", "kWh")
-               for meter, row in zip([f"M-{u.id}" for u in chunk], values, strict=True)
-               for at, value in zip(edges, row, strict=True)]
+        yield [
+            SeriesPoint(site, meter, quantity, at, value, "good", "kWh")
+            for meter, row in zip([f"M-{u.id}" for u in chunk], values, strict=True)
+            for at, value in zip(edges, row, strict=True)
+        ]
 
 
 # ------------------------------------------------------------------ entry point
 
 
-def generate_portfolio(sessions: sessionmaker[Session], store: SeriesStore,
-                       spec: PortfolioSpec) -> PortfolioSummary:
+def generate_portfolio(
+    sessions: sessionmaker[Session], store: SeriesStore, spec: PortfolioSpec
+) -> PortfolioSummary:
     """Write the simulated portfolio of ``spec`` into the registry (one transaction) and
     the series store; return the counts written (never an outcome or a hidden variable).
 
     The registry must be at head and hold no site ``spec.site_id`` yet.
     """
     if min(spec.days, spec.buildings, spec.units_per_building, spec.managers) < 1:
-        raise ValueError(f"a portfolio needs days, buildings, units per building and managers "
-                         f"≥ 1, got {spec.days}, {spec.buildings}, {spec.units_per_building}, "
-                         f"{spec.managers}")
+        raise ValueError(
+            f"a portfolio needs days, buildings, units per building and managers "
+            f"≥ 1, got {spec.days}, {spec.buildings}, {spec.units_per_building}, "
+            f"{spec.managers}"
+        )
     seeds = np.random.SeedSequence(spec.seed).generate_state(5).tolist()
     units = _units(spec, random.Random(seeds[0]))
     tenancies = _plan(spec, units, random.Random(seeds[1]))
@@ -638,5 +882,12 @@ def generate_portfolio(sessions: sessionmaker[Session], store: SeriesStore,
     for block in _series_blocks(spec, units, tenancies, seeds[4]):
         store.write(block)
         points += len(block)
-    return PortfolioSummary(units=len(units), leases=leases, tenants=tenants, points=points,
-                            invoices=invoices, tickets=tickets, now=spec.now)
+    return PortfolioSummary(
+        units=len(units),
+        leases=leases,
+        tenants=tenants,
+        points=points,
+        invoices=invoices,
+        tickets=tickets,
+        now=spec.now,
+    )

@@ -39,8 +39,9 @@ class PtyLineServer:
         tty.setraw(self.slave_fd)
         self.slave_path = os.ttyname(self.slave_fd)
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, args=(self.responder(),),
-                                        name=self.name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(self.responder(),), name=self.name, daemon=True
+        )
         self._thread.start()
         return self.slave_path
 

@@ -38,12 +38,15 @@ def demo_meter_tree(count: int) -> list[SiteMeter]:
     return meters
 
 
-def demo_line(tree: list[SiteMeter], clock: Clock, *, seed: int = 1,
-              baud: int | None = None) -> Dlt645Line:
+def demo_line(
+    tree: list[SiteMeter], clock: Clock, *, seed: int = 1, baud: int | None = None
+) -> Dlt645Line:
     """The tree's meters as DL/T645-2007 meters on one line, loads seeded from ``seed``."""
     return Dlt645Line(
-        [SimulatedMeter(m.address, LoadModel(m.base_kw, seed * 1000 + i), clock=clock)
-         for i, m in enumerate(tree)],
+        [
+            SimulatedMeter(m.address, LoadModel(m.base_kw, seed * 1000 + i), clock=clock)
+            for i, m in enumerate(tree)
+        ],
         baud=baud,
     )
 

@@ -19,8 +19,9 @@ class AsyncServer(Protocol):
     async def stop(self) -> None: ...
 
 
-def run_in_thread(server: AsyncServer, host: str, port: int,
-                  name: str) -> tuple[int, Callable[[], None]]:
+def run_in_thread(
+    server: AsyncServer, host: str, port: int, name: str
+) -> tuple[int, Callable[[], None]]:
     """Start ``server`` on a new loop in a daemon thread; returns the bound port and a
     function that stops the server and joins the thread."""
     loop = asyncio.new_event_loop()

@@ -40,11 +40,19 @@ from tests.servers import missing_server
 
 CASES = Path(__file__).parent / "cases"
 #: where screenshots go (``test-artifacts/`` is ignored by git; CI can keep it)
-ARTEFACTS = Path(os.environ.get("MF_TEST_ARTIFACTS",
-                                Path(__file__).parents[1] / "test-artifacts" / "web"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-quic",
-                 "--disable-sync", "--disable-dev-shm-usage"]
+ARTEFACTS = Path(
+    os.environ.get("MF_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts" / "web")
+)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 PASSWORD = "correct horse battery"
 PHONE = {"width": 390, "height": 844}
 
@@ -54,8 +62,11 @@ MONTHS = [date(2025 + (4 + i) // 12, (4 + i) % 12 + 1, 1) for i in range(12)]
 
 def find_chromium() -> str | None:
     """Debian's Chromium (``CHROMIUM_BIN`` overrides)."""
-    for candidate in (os.environ.get("CHROMIUM_BIN"), shutil.which("chromium"),
-                      "/usr/bin/chromium"):
+    for candidate in (
+        os.environ.get("CHROMIUM_BIN"),
+        shutil.which("chromium"),
+        "/usr/bin/chromium",
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -85,10 +96,14 @@ def month_case(month: date, factor: float, site: str = "park-a") -> dict[str, An
     data["readings"] = {}
     for meter, series in raw["readings"].items():
         first, last = (float(v) for v in series.values())
-        data["readings"][meter] = {month.isoformat(): first,
-                                   end.isoformat(): round(first + (last - first) * factor, 2)}
-    data["bill"] = {"invoice": f"SGCC-{month:%Y-%m}-{site}",
-                    "amounts": {"total": round(720.0 * factor, 2)}}
+        data["readings"][meter] = {
+            month.isoformat(): first,
+            end.isoformat(): round(first + (last - first) * factor, 2),
+        }
+    data["bill"] = {
+        "invoice": f"SGCC-{month:%Y-%m}-{site}",
+        "amounts": {"total": round(720.0 * factor, 2)},
+    }
     return data
 
 
@@ -117,12 +132,12 @@ def seed(sessions: sessionmaker[Session], key: Ed25519PrivateKey, months: int = 
             approve_run(s, run.id, by="seed")
             post_run(s, run.id, by="seed", key=key)
             out.posted[month] = run.id
-        out.draft = create_run(s, case_from_data(month_case(date(2026, 5, 1), 1.1)),
-                               by="seed").id
+        out.draft = create_run(s, case_from_data(month_case(date(2026, 5, 1), 1.1)), by="seed").id
         held = yaml.safe_load((CASES / "negative_residual.yaml").read_text())
         out.held = create_run(s, case_from_data({**held, "site": "park-b"}), by="seed").id
-        other = create_run(s, case_from_data(month_case(date(2026, 4, 1), 1.0, "park-b")),
-                           by="seed")
+        other = create_run(
+            s, case_from_data(month_case(date(2026, 4, 1), 1.0, "park-b")), by="seed"
+        )
         review_run(s, other.id, by="seed")
         approve_run(s, other.id, by="seed")
         post_run(s, other.id, by="seed", key=key)
@@ -156,9 +171,13 @@ def serve(app: FastAPI) -> Iterator[str]:
 
 
 #: (user name, role, sites) of the seeded staff accounts
-ACCOUNTS = [("admin", Role.ADMIN, []), ("fin-a", Role.FINANCE, ["park-a"]),
-            ("eng-a", Role.ENGINEER, ["park-a"]), ("fin-b", Role.FINANCE, ["park-b"]),
-            ("eng-b", Role.ENGINEER, ["park-b"])]
+ACCOUNTS = [
+    ("admin", Role.ADMIN, []),
+    ("fin-a", Role.FINANCE, ["park-a"]),
+    ("eng-a", Role.ENGINEER, ["park-a"]),
+    ("fin-b", Role.FINANCE, ["park-b"]),
+    ("eng-b", Role.ENGINEER, ["park-b"]),
+]
 
 
 @dataclass
@@ -181,8 +200,7 @@ class WebRig:
 
     def token(self, client: httpx.Client, username: str) -> str:
         """An API bearer token of a seeded account."""
-        reply = client.post("/api/v1/session", json={"username": username,
-                                                       "password": PASSWORD})
+        reply = client.post("/api/v1/session", json={"username": username, "password": PASSWORD})
         assert reply.status_code == 200, reply.text
         return str(reply.json()["token"])
 
@@ -196,9 +214,13 @@ def make_rig(work: Path, url: str | None = None, months: int = 12) -> WebRig:
     secret = WebSecret.generate()
     published: list[tuple[str, bytes]] = []
     provisioning = ProvisioningService(sessions, signer)
-    web = WebServices.build(provisioning, signing_key=key, secret=secret,
-                            publish=lambda topic, body: published.append((topic, body)),
-                            claim_broker=BrokerGrant("mqtt://127.0.0.1:1883"))
+    web = WebServices.build(
+        provisioning,
+        signing_key=key,
+        secret=secret,
+        publish=lambda topic, body: published.append((topic, body)),
+        claim_broker=BrokerGrant("mqtt://127.0.0.1:1883"),
+    )
     seeded = seed(sessions, key, months)
     gateway_keys = {"gw-a": Ed25519PrivateKey.generate(), "gw-b": Ed25519PrivateKey.generate()}
     with sessions.begin() as s:
@@ -226,8 +248,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True,
-                                    args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
@@ -236,11 +257,18 @@ def chromium() -> Iterator[Any]:
 
 def phone(browser: Any) -> Any:
     """A phone-sized context (390 × 844 CSS px, touch), Chinese locale, Shanghai time."""
-    return browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
-                               has_touch=True, locale="zh-CN", timezone_id="Asia/Shanghai")
+    return browser.new_context(
+        viewport=PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+    )
 
 
 def desktop(browser: Any) -> Any:
     """A desktop-sized context for the staff pages."""
-    return browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
-                               timezone_id="Asia/Shanghai")
+    return browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
+    )

@@ -11,8 +11,9 @@ from edge.wire import ClockState, Quality, Reading, ReadingsPayload, seal
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def reading(meter: str = "M1", minute: int = 0, value: str = "100.25",
-            quantity: str = "energy_import") -> Reading:
+def reading(
+    meter: str = "M1", minute: int = 0, value: str = "100.25", quantity: str = "energy_import"
+) -> Reading:
     return Reading(
         meter=meter,
         quantity=quantity,
@@ -24,8 +25,9 @@ def reading(meter: str = "M1", minute: int = 0, value: str = "100.25",
     )
 
 
-def payload(identity: GatewayIdentity, seq: int, readings: list[Reading] | None = None,
-            gateway: str = "gw1") -> ReadingsPayload:
+def payload(
+    identity: GatewayIdentity, seq: int, readings: list[Reading] | None = None, gateway: str = "gw1"
+) -> ReadingsPayload:
     return ReadingsPayload(
         gateway=gateway,
         kid=identity.kid,
@@ -37,6 +39,7 @@ def payload(identity: GatewayIdentity, seq: int, readings: list[Reading] | None 
     )
 
 
-def envelope(identity: GatewayIdentity, seq: int, readings: list[Reading] | None = None,
-             gateway: str = "gw1") -> bytes:
+def envelope(
+    identity: GatewayIdentity, seq: int, readings: list[Reading] | None = None, gateway: str = "gw1"
+) -> bytes:
     return seal(payload(identity, seq, readings, gateway), identity.private_key)

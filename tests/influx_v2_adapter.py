@@ -35,10 +35,14 @@ def _handler(upstream: str, calls: list[str]) -> type[BaseHTTPRequestHandler]:
                 if rp:
                     mapped["rp"] = rp
                 path, query = "/write", urlencode(mapped)
-            headers = {k: v for k, v in self.headers.items()
-                       if k.lower() in ("content-type", "content-encoding")}
-            resp = http.request(method, f"{upstream}{path}?{query}", body=body or None,
-                                headers=headers)
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower() in ("content-type", "content-encoding")
+            }
+            resp = http.request(
+                method, f"{upstream}{path}?{query}", body=body or None, headers=headers
+            )
             self.send_response(resp.status)
             for key in ("Content-Type", "X-Influxdb-Version"):
                 if key in resp.headers:

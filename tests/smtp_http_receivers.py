@@ -63,7 +63,8 @@ class _Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.receiver.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.receiver.messages.append(
-            message_from_bytes(envelope.original_content, policy=policy.default))  # type: ignore[arg-type]
+            message_from_bytes(envelope.original_content, policy=policy.default)
+        )  # type: ignore[arg-type]
         return "250 Message accepted for delivery"
 
 
@@ -71,19 +72,30 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meterflow test smtp")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
-                ipaddress.ip_address(HOST))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = directory / "smtp.crt", directory / "smtp.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_file, key_file
 
 
@@ -108,18 +120,26 @@ def tls_smtp_receiver_fixture(tmp_path: Path) -> Iterator[SmtpReceiver]:
     context.load_cert_chain(cert_file, key_file)
     receiver = SmtpReceiver(HOST, free_port(), ca_file=cert_file)
 
-    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
-                     auth_data: Any) -> AuthResult:
-        ok = (isinstance(auth_data, LoginPassword)
-              and auth_data.login == SMTP_USER.encode()
-              and auth_data.password == SMTP_PASSWORD.encode())
+    def authenticate(
+        server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == SMTP_USER.encode()
+            and auth_data.password == SMTP_PASSWORD.encode()
+        )
         if ok:
             receiver.logins.append(SMTP_USER)
         return AuthResult(success=ok)
 
-    controller = _start_smtp(receiver, tls_context=context, require_starttls=True,
-                             authenticator=authenticate, auth_required=True,
-                             server_hostname=HOST)
+    controller = _start_smtp(
+        receiver,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_required=True,
+        server_hostname=HOST,
+    )
     yield receiver
     controller.stop()
 
@@ -154,15 +174,17 @@ def _handler_for(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
                     self._answer(503, b"try later")
                     return
             try:
-                verify_webhook(WEBHOOK_SECRET, body, self.headers.get(SIGNATURE_HEADER),
-                               now=time.time())
+                verify_webhook(
+                    WEBHOOK_SECRET, body, self.headers.get(SIGNATURE_HEADER), now=time.time()
+                )
             except SignatureError as exc:
                 receiver.refused.append(str(exc))
                 self._answer(401, str(exc).encode())
                 return
             with receiver.lock:
-                receiver.deliveries.append(Delivery(dict(self.headers.items()), body,
-                                                    json.loads(body)))
+                receiver.deliveries.append(
+                    Delivery(dict(self.headers.items()), body, json.loads(body))
+                )
             self._answer(200, b"ok")
 
         def _answer(self, status: int, text: bytes) -> None:
@@ -182,8 +204,9 @@ def http_receiver_fixture() -> Iterator[HttpReceiver]:
     receiver = HttpReceiver("")
     server = ThreadingHTTPServer((HOST, 0), _handler_for(receiver))
     receiver.url = f"http://{HOST}:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     yield receiver
     server.shutdown()

@@ -26,7 +26,8 @@ class TcpProxy:
     def start(self) -> int:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._accept, "127.0.0.1", 0), self._loop).result(5)
+            asyncio.start_server(self._accept, "127.0.0.1", 0), self._loop
+        ).result(5)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

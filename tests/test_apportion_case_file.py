@@ -71,25 +71,42 @@ def test_readings_of_a_meter_outside_the_tree_are_named() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["readings"]["U1"].update({"2026-04-10T14:00:00+08:00": 600.0}),
-         r"meter 'U1' reading at 2026-04-10T14:00:00\+08:00 is not at local midnight"),
-        (lambda d: d["readings"]["U1"].update({"2026-05-02": 900.0}),
-         r"meter 'U1' reading on 2026-05-02 is outside"),
-        (lambda d: d["occupancy"]["A101"].append({"tenant": "X", "from": "2026-04-10"}),
-         r"occupancy: 'A101' tenants 'ACME' and 'X' overlap from 2026-04-10"),
+        (
+            lambda d: d["readings"]["U1"].update({"2026-04-10T14:00:00+08:00": 600.0}),
+            r"meter 'U1' reading at 2026-04-10T14:00:00\+08:00 is not at local midnight",
+        ),
+        (
+            lambda d: d["readings"]["U1"].update({"2026-05-02": 900.0}),
+            r"meter 'U1' reading on 2026-05-02 is outside",
+        ),
+        (
+            lambda d: d["occupancy"]["A101"].append({"tenant": "X", "from": "2026-04-10"}),
+            r"occupancy: 'A101' tenants 'ACME' and 'X' overlap from 2026-04-10",
+        ),
         (lambda d: d["units"].append({"id": "A101", "area": 5}), r"units: id 'A101' appears twice"),
-        (lambda d: d["bill"]["amounts"].update({"total": 720.005}),
-         r"bill: amount total: 720.005 CNY has fractions of a cent"),
+        (
+            lambda d: d["bill"]["amounts"].update({"total": 720.005}),
+            r"bill: amount total: 720.005 CNY has fractions of a cent",
+        ),
         (lambda d: d["meters"].append({"id": "X9"}), r"meters: meter 'X9' is not in the tree"),
-        (lambda d: d["tree"][0]["rule"].update({"bassis": "area"}),
-         r"tree\[0\] \(MAIN\)\.rule\.bassis: Extra inputs are not permitted"),
-        (lambda d: d["tree"][4]["rule"].update({"basis": "formula",
-                                                "formula": {"driver": "t_max"}}),
-         r"node 'LIFT' rule: a mandatory common area is passed on in full"),
-        (lambda d: d["tree"][1].update({"parent": "A102"}),
-         r"node 'A101' hangs under 'A102', a unit node"),
-        (lambda d: d["readings"]["U1"].update({"2026-04-15": {"T1": 1.0}}),
-         r"meter 'U1' on 2026-04-15: registers \['T1'\], expected \['total'\]"),
+        (
+            lambda d: d["tree"][0]["rule"].update({"bassis": "area"}),
+            r"tree\[0\] \(MAIN\)\.rule\.bassis: Extra inputs are not permitted",
+        ),
+        (
+            lambda d: d["tree"][4]["rule"].update(
+                {"basis": "formula", "formula": {"driver": "t_max"}}
+            ),
+            r"node 'LIFT' rule: a mandatory common area is passed on in full",
+        ),
+        (
+            lambda d: d["tree"][1].update({"parent": "A102"}),
+            r"node 'A101' hangs under 'A102', a unit node",
+        ),
+        (
+            lambda d: d["readings"]["U1"].update({"2026-04-15": {"T1": 1.0}}),
+            r"meter 'U1' on 2026-04-15: registers \['T1'\], expected \['total'\]",
+        ),
     ],
 )
 def test_other_malformed_items_are_named(change, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -113,8 +130,7 @@ def test_coefficient_key_needs_every_unit() -> None:
 def test_yaml_decimals_stay_exact() -> None:
     case = parse_case((CASES / "basic.yaml").read_text())
     assert case.bill.amounts["total"] == Decimal("720.00")
-    assert case.readings["U1"][next(iter(case.readings["U1"]))].values["total"] == Decimal(
-        "500.00")
+    assert case.readings["U1"][next(iter(case.readings["U1"]))].values["total"] == Decimal("500.00")
 
 
 def test_canonical_json_is_stable_through_a_round_trip() -> None:

@@ -31,16 +31,14 @@ def raw(name: str) -> dict[str, Any]:
 
 
 def run(name: str, raw_case: dict[str, Any] | None = None) -> tuple[EngineResult, list[LineRow]]:
-    case = case_from_data(raw_case) if raw_case is not None else load_case(
-        CASES / f"{name}.yaml")
+    case = case_from_data(raw_case) if raw_case is not None else load_case(CASES / f"{name}.yaml")
     result = apportion(case.to_engine_inputs())
     return result, line_rows(result)
 
 
 def cents(rows: list[LineRow], **match: str) -> int:
     """Σ cents of the lines whose fields equal ``match`` (e.g. party="TA", component=...)."""
-    return sum(r.cents for r in rows
-               if all(getattr(r, k) == v for k, v in match.items()))
+    return sum(r.cents for r in rows if all(getattr(r, k) == v for k, v in match.items()))
 
 
 def totals(rows: list[LineRow]) -> dict[str, int]:
@@ -79,8 +77,12 @@ def test_loss_above_the_cap_goes_to_the_landlord_and_vacant_units_stay_in_the_ke
     # loss 100 kWh = 6000; tenants carry 5 % × 1200 = 60 kWh = 3600, landlord 2400;
     # 3600 by usage 300 : 250 : 50 : 150 → 1440, 1200, 240 (vacant), 720 (office)
     assert cents(rows, component="excess_loss") == 2400
-    assert [cents(rows, unit=u, component="loss") for u in ("A101", "A102", "A103", "OFFICE")] \
-        == [1440, 1200, 240, 720]
+    assert [cents(rows, unit=u, component="loss") for u in ("A101", "A102", "A103", "OFFICE")] == [
+        1440,
+        1200,
+        240,
+        720,
+    ]
     assert totals(rows) == {"ACME": 25740, "BETA": 20400, "landlord": 25860}
     main = result.inputs.tree.ids.index("MAIN")
     assert result.loss_rate[main] == pytest.approx(100 / 1200)
@@ -117,8 +119,12 @@ def test_implausible_rollover_is_flagged_estimated_and_holds_the_run() -> None:
     # The 10 days are estimated from comparable units: UB 103 kWh / (30 d × 40 m²)
     # × 60 m² × 10 d = 51.5 kWh; UA = 99 + 51.5 + (99099 − 99000 = 99) = 249.5 kWh.
     data = raw("rollover")
-    data["readings"]["UA"] = {"2026-04-01": 99801.0, "2026-04-11": 99900.0,
-                              "2026-04-21": 99000.0, "2026-05-01": 99099.0}
+    data["readings"]["UA"] = {
+        "2026-04-01": 99801.0,
+        "2026-04-11": 99900.0,
+        "2026-04-21": 99000.0,
+        "2026-05-01": 99099.0,
+    }
     result, _ = run("rollover", data)
     ua = result.inputs.meters.ids.index("UA")
     assert result.estimated_kwh[ua].sum() == pytest.approx(51.5)
@@ -213,10 +219,18 @@ def test_time_of_use_registers_are_separate_pots() -> None:
     # T3: own 6000, 10800; loss 1200 by 100 : 180 → 428.57, 771.43 → A → 429, 771
     # T4: own 4500, 6900; loss 600 by 150 : 230 → 236.84, 363.16 → A → 237, 363
     _, rows = run("tou")
-    assert [cents(rows, party="TA", register=r) for r in ("T1", "T2", "T3", "T4")] \
-        == [5333, 9474, 6429, 4737]
-    assert [cents(rows, party="TB", register=r) for r in ("T1", "T2", "T3", "T4")] \
-        == [6667, 10526, 11571, 7263]
+    assert [cents(rows, party="TA", register=r) for r in ("T1", "T2", "T3", "T4")] == [
+        5333,
+        9474,
+        6429,
+        4737,
+    ]
+    assert [cents(rows, party="TB", register=r) for r in ("T1", "T2", "T3", "T4")] == [
+        6667,
+        10526,
+        11571,
+        7263,
+    ]
 
 
 def test_tou_peak_to_valley_ratio_below_three_is_flagged() -> None:
@@ -237,7 +251,9 @@ def test_tiers_are_prorated_by_days_when_the_tariff_changes() -> None:
     #     floors 15398, leftover 2 → the two .67 → 7058, 6417, 1008, 917.
     result, rows = run("tiered")
     assert [(p.version, p.cents, p.catalog_cents) for p in result.pots] == [
-        ("tiers-v1", 15800, 15800), ("tiers-v2", 15400, 15400)]
+        ("tiers-v1", 15800, 15800),
+        ("tiers-v2", 15400, 15400),
+    ]
     assert cents(rows, party="TA", tariff="tiers-v1") == 7292 + 1326
     assert cents(rows, party="TB", tariff="tiers-v1") == 6077 + 1105
     assert cents(rows, party="TA", tariff="tiers-v2") == 7058 + 1008
@@ -267,7 +283,9 @@ def test_two_part_tariff_splits_the_demand_charge_by_area_and_days() -> None:
     # → 1714, 857, 429.
     result, rows = run("two_part")
     assert [(p.register, p.cents, p.catalog_cents) for p in result.pots] == [
-        ("total", 24000, 24000), ("demand", 200000, 200000)]
+        ("total", 24000, 24000),
+        ("demand", 200000, 200000),
+    ]
     assert cents(rows, party="TA", register="demand") == 120000
     assert cents(rows, party="TB", register="demand") == 40000
     assert cents(rows, party="landlord", register="demand") == 40000
@@ -310,9 +328,19 @@ def test_formula_key_on_a_metered_negotiated_common_area() -> None:
     data = raw("formula")
     data["tree"][0]["rule"] = {"basis": "usage"}
     data["meters"].append({"id": "AC"})
-    data["tree"].append({"id": "LOBBY", "kind": "common", "parent": "MAIN", "meter": "AC",
-                         "rule": {"basis": "formula", "common_type": "negotiated",
-                                  "formula": {"driver": "t_max", "base": 26, "span": 10}}})
+    data["tree"].append(
+        {
+            "id": "LOBBY",
+            "kind": "common",
+            "parent": "MAIN",
+            "meter": "AC",
+            "rule": {
+                "basis": "formula",
+                "common_type": "negotiated",
+                "formula": {"driver": "t_max", "base": 26, "span": 10},
+            },
+        }
+    )
     days = list(data["readings"]["M0"])
     data["readings"]["AC"] = dict(zip(days, [0.0, 10.0, 30.0, 50.0, 80.0, 100.0], strict=True))
     _, rows = run("formula", data)
@@ -353,8 +381,9 @@ def test_input_order_never_changes_the_lines() -> None:
     shuffled["units"] = list(reversed(data["units"]))
     shuffled["tree"] = list(reversed(data["tree"]))
     shuffled["meters"] = list(reversed(data["meters"]))
-    shuffled["readings"] = {m: dict(reversed(list(v.items())))
-                            for m, v in reversed(list(data["readings"].items()))}
+    shuffled["readings"] = {
+        m: dict(reversed(list(v.items()))) for m, v in reversed(list(data["readings"].items()))
+    }
     a = case_from_data(data)
     b = case_from_data(shuffled)
     assert a.input_hash() == b.input_hash()

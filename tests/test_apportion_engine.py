@@ -23,14 +23,22 @@ from cloud.apportion.rounding import largest_remainder, largest_remainder_parts
 NAN = np.nan
 
 
-def unwrap(values: list[float], capacity: float = NAN, history: float = NAN,
-           bidirectional: bool = False):  # type: ignore[no-untyped-def]
+def unwrap(
+    values: list[float], capacity: float = NAN, history: float = NAN, bidirectional: bool = False
+):  # type: ignore[no-untyped-def]
     registers = np.array(values, dtype=np.float64)[None, :, None]
     return unwrap_registers(
-        registers, capacity=np.array([capacity]), bidirectional=np.array([bidirectional]),
-        average_per_day=np.array([[history]]), active_from=np.array([0]),
-        active_to=np.array([len(values) - 1]), plausibility=3.0, meter_ids=["M"],
-        register_names=["total"], first_day=date(2026, 4, 1))
+        registers,
+        capacity=np.array([capacity]),
+        bidirectional=np.array([bidirectional]),
+        average_per_day=np.array([[history]]),
+        active_from=np.array([0]),
+        active_to=np.array([len(values) - 1]),
+        plausibility=3.0,
+        meter_ids=["M"],
+        register_names=["total"],
+        first_day=date(2026, 4, 1),
+    )
 
 
 def test_screening_finds_gaps_and_drops_in_one_pass() -> None:
@@ -93,11 +101,23 @@ def test_estimation_takes_history_then_comparable_units_then_building() -> None:
     peers = np.array([0, 0, 0, 1, 2])
     building = np.array([0, 0, 0, 0, 0])
     rate, method = estimation_rates(
-        measured_kwh=measured, covered_days=covered, missing_days=missing,
-        history_kwh_per_day=history, area=area, peer_group=peers, building_group=building,
-        meter_ids=list("ABCDE"), register_names=["total"])
-    assert method[:, 0].tolist() == [Method.HISTORY, Method.COMPARABLE_UNITS, 0,
-                                     Method.BUILDING_AVERAGE, 0]
+        measured_kwh=measured,
+        covered_days=covered,
+        missing_days=missing,
+        history_kwh_per_day=history,
+        area=area,
+        peer_group=peers,
+        building_group=building,
+        meter_ids=list("ABCDE"),
+        register_names=["total"],
+    )
+    assert method[:, 0].tolist() == [
+        Method.HISTORY,
+        Method.COMPARABLE_UNITS,
+        0,
+        Method.BUILDING_AVERAGE,
+        0,
+    ]
     assert rate[0, 0] == 2.0
     assert rate[1, 0] == pytest.approx(30.0 / (30 * 10) * 20)  # peer C: 0.1 kWh/m²·d
     assert rate[3, 0] == pytest.approx((30.0 + 60.0) / (30 * 10 + 30 * 20) * 50)
@@ -106,10 +126,16 @@ def test_estimation_takes_history_then_comparable_units_then_building() -> None:
 def test_estimation_without_any_method_names_the_meter() -> None:
     with pytest.raises(EstimationError, match="M-MAIN total"):
         estimation_rates(
-            measured_kwh=np.array([[1.0]]), covered_days=np.array([[1.0]]),
-            missing_days=np.array([[3.0]]), history_kwh_per_day=np.array([[NAN]]),
-            area=np.array([0.0]), peer_group=np.array([-1]), building_group=np.array([-1]),
-            meter_ids=["M-MAIN"], register_names=["total"])
+            measured_kwh=np.array([[1.0]]),
+            covered_days=np.array([[1.0]]),
+            missing_days=np.array([[3.0]]),
+            history_kwh_per_day=np.array([[NAN]]),
+            area=np.array([0.0]),
+            peer_group=np.array([-1]),
+            building_group=np.array([-1]),
+            meter_ids=["M-MAIN"],
+            register_names=["total"],
+        )
 
 
 def test_rounding_ties_go_to_the_earlier_line() -> None:
@@ -135,8 +161,11 @@ def test_rounding_refuses_shares_that_do_not_add_up() -> None:
 
 
 def test_tiers_with_prorated_bounds() -> None:
-    tiers = (Tier(Decimal(200), Decimal("0.50")), Tier(Decimal(400), Decimal("0.60")),
-             Tier(None, Decimal("0.80")))
+    tiers = (
+        Tier(Decimal(200), Decimal("0.50")),
+        Tier(Decimal(400), Decimal("0.60")),
+        Tier(None, Decimal("0.80")),
+    )
     assert tiered_cost(Decimal(260), tiers, Decimal("0.5")) == Decimal("158.00")
     assert tiered_cost(Decimal(150), tiers, Decimal(1)) == Decimal("75.00")
     assert tiered_cost(Decimal(500), tiers, Decimal(1)) == Decimal("300.00")
@@ -176,8 +205,9 @@ def _rounding_by_sorting(total: int, parts: list[np.ndarray]) -> list[int]:
         for i in order[:leftover]:
             cents[i] += 1
     else:
-        order = sorted((i for i in range(len(grid)) if cents[i] > 0),
-                       key=lambda i: (grid[i] & 16_383, i))
+        order = sorted(
+            (i for i in range(len(grid)) if cents[i] > 0), key=lambda i: (grid[i] & 16_383, i)
+        )
         for i in order[:-leftover]:
             cents[i] -= 1
     return cents
@@ -234,15 +264,15 @@ def test_rounding_writes_into_the_arrays_given(lines: int) -> None:
     cents = largest_remainder_parts(total, parts, out)
     assert all(c is o for c, o in zip(cents, out, strict=True))
     assert [c.tolist() for c in cents] == [
-        list(p) for p in np.split(np.array(_rounding_by_sorting(total, parts)), [lines // 2])]
+        list(p) for p in np.split(np.array(_rounding_by_sorting(total, parts)), [lines // 2])
+    ]
 
 
 def _tou_inputs() -> EngineInputs:
     return load_case(Path(__file__).parent / "cases" / "tou.yaml").to_engine_inputs()
 
 
-def test_a_pipelined_run_computes_what_one_thread_computes(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pipelined_run_computes_what_one_thread_computes(monkeypatch: pytest.MonkeyPatch) -> None:
     # the pipeline (a pot rounded on a worker while the next is allocated, the rest on the
     # calling thread) is only a schedule: every line, amount and flag is the same
     inputs = _tou_inputs()

@@ -43,8 +43,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         if cut is not None:
             points[day(cut)] = [s + u / 2 for s, u in zip(start, use, strict=True)]
         readings[meter] = {
-            at: (values[0] if len(registers) == 1
-                 else dict(zip(registers, values, strict=True)))
+            at: (values[0] if len(registers) == 1 else dict(zip(registers, values, strict=True)))
             for at, values in points.items()
         }
 
@@ -72,23 +71,38 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         use = [draw(kwh) for _ in registers]
         meters.append({"id": "M-LIFT"})
         read("M-LIFT", use, None)
-        tree.append({"id": "LIFT", "kind": "common", "parent": "MAIN", "meter": "M-LIFT",
-                     "rule": {"basis": draw(st.sampled_from(["area", "usage", "per_unit",
-                                                             "blend"])),
-                              "vacant": draw(st.sampled_from(["landlord", "redistribute"]))}})
+        tree.append(
+            {
+                "id": "LIFT",
+                "kind": "common",
+                "parent": "MAIN",
+                "meter": "M-LIFT",
+                "rule": {
+                    "basis": draw(st.sampled_from(["area", "usage", "per_unit", "blend"])),
+                    "vacant": draw(st.sampled_from(["landlord", "redistribute"])),
+                },
+            }
+        )
         use_below["MAIN"] = [a + b for a, b in zip(use_below["MAIN"], use, strict=True)]
     if draw(st.booleans()):
         use = [draw(kwh) for _ in registers]
         meters.append({"id": "M-OFFICE"})
         read("M-OFFICE", use, None)
-        tree.append({"id": "OFFICE", "kind": "landlord", "parent": "MAIN", "meter": "M-OFFICE",
-                     "area": draw(st.integers(0, 100))})
+        tree.append(
+            {
+                "id": "OFFICE",
+                "kind": "landlord",
+                "parent": "MAIN",
+                "meter": "M-OFFICE",
+                "area": draw(st.integers(0, 100)),
+            }
+        )
         use_below["MAIN"] = [a + b for a, b in zip(use_below["MAIN"], use, strict=True)]
-    unit_ids = [u["id"] for u in units] + (["OFFICE"] if any(
-        n["id"] == "OFFICE" for n in tree) else [])
+    unit_ids = [u["id"] for u in units] + (
+        ["OFFICE"] if any(n["id"] == "OFFICE" for n in tree) else []
+    )
     for p in reversed(parents):
-        residual = [draw(st.integers(-2_000, 20_000).map(lambda c: c / 100))
-                    for _ in registers]
+        residual = [draw(st.integers(-2_000, 20_000).map(lambda c: c / 100)) for _ in registers]
         use = [max(a + r, 0.0) for a, r in zip(use_below[p], residual, strict=True)]
         meter = "M-MAIN" if p == "MAIN" else f"M-{p}"
         meters.append({"id": meter})
@@ -102,21 +116,38 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         if p == "MAIN":
             tree[0]["rule"] = rule
         else:
-            tree.append({"id": p, "kind": "branch", "parent": "MAIN", "meter": meter,
-                         "rule": rule})
+            tree.append({"id": p, "kind": "branch", "parent": "MAIN", "meter": meter, "rule": rule})
             use_below["MAIN"] = [a + b for a, b in zip(use_below["MAIN"], use, strict=True)]
     price = {r: draw(st.sampled_from([0.3, 0.6, 1.2])) for r in registers}
-    tariffs = [{"id": "v1", "kind": "tou" if len(registers) > 1 else "flat",
-                "from": "2026-01-01", "prices": price}]
+    tariffs = [
+        {
+            "id": "v1",
+            "kind": "tou" if len(registers) > 1 else "flat",
+            "from": "2026-01-01",
+            "prices": price,
+        }
+    ]
     if cut is not None and draw(st.booleans()):
         tariffs[0]["to"] = day(cut)
-        tariffs.append({"id": "v2", "kind": tariffs[0]["kind"], "from": day(cut),
-                        "prices": {r: p * 2 for r, p in price.items()}})
+        tariffs.append(
+            {
+                "id": "v2",
+                "kind": tariffs[0]["kind"],
+                "from": day(cut),
+                "prices": {r: p * 2 for r, p in price.items()},
+            }
+        )
     amounts = {r: draw(st.integers(0, 10_000_000)) / 100 for r in registers}
     return {
-        "period": {"start": START, "end": END}, "registers": registers, "units": units,
-        "meters": meters, "tree": tree, "occupancy": occupancy, "readings": readings,
-        "tariffs": tariffs, "bill": {"invoice": "INV", "amounts": amounts},
+        "period": {"start": START, "end": END},
+        "registers": registers,
+        "units": units,
+        "meters": meters,
+        "tree": tree,
+        "occupancy": occupancy,
+        "readings": readings,
+        "tariffs": tariffs,
+        "bill": {"invoice": "INV", "amounts": amounts},
         "policy": {"catalog_tolerance": 1000},
     }
 
@@ -132,14 +163,18 @@ def shuffled(data: dict[str, Any], seed: int) -> dict[str, Any]:
     out = dict(mix(list(data.items())))
     for key in ("units", "meters", "tree", "tariffs"):
         out[key] = mix(data[key])
-    out["readings"] = {m: dict(mix(list(v.items()))) for m, v in mix(list(data["readings"]
-                                                                             .items()))}
+    out["readings"] = {
+        m: dict(mix(list(v.items()))) for m, v in mix(list(data["readings"].items()))
+    }
     out["occupancy"] = dict(mix(list(data["occupancy"].items())))
     return out
 
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @SETTINGS

@@ -69,12 +69,15 @@ def lifecycle_reproduces(sessions: sessionmaker[Session]) -> None:
         assert case.input_hash() == run.input_hash
         stored = s.scalars(select(ApportionLine).where(ApportionLine.run_id == run_id)).all()
         assert sum(line.cents for line in stored) == 14000
-        statements = s.scalars(select(ApportionStatement)
-                               .where(ApportionStatement.run_id == run_id)).all()
+        statements = s.scalars(
+            select(ApportionStatement).where(ApportionStatement.run_id == run_id)
+        ).all()
         by_party = {st.party: st for st in statements}
         assert set(by_party) == {"X", "Y", "Z", "landlord"}
-        doc = verify_statement(SignedStatement(by_party["Y"].payload, by_party["Y"].kid,
-                                               by_party["Y"].signature), key.public_key())
+        doc = verify_statement(
+            SignedStatement(by_party["Y"].payload, by_party["Y"].kid, by_party["Y"].signature),
+            key.public_key(),
+        )
         assert doc["total"] == {"cents": 4200, "amount_cny": "42.00"}
         assert doc["run"] == {"id": run_id, "input_hash": run.input_hash}
 
@@ -87,10 +90,20 @@ def test_posted_run_reruns_to_the_cent_on_postgres(fresh_postgres_url: str) -> N
     sessions = open_registry(fresh_postgres_url)
     try:
         tables = set(inspect(sessions.kw["bind"]).get_table_names())
-        assert {"units", "meter_tree_nodes", "meter_installations", "multiplier_steps",
-                "occupancy_segments", "allocation_rules", "tariff_versions", "source_bills",
-                "source_bill_amounts", "apportion_runs", "apportion_lines",
-                "apportion_statements"} <= tables
+        assert {
+            "units",
+            "meter_tree_nodes",
+            "meter_installations",
+            "multiplier_steps",
+            "occupancy_segments",
+            "allocation_rules",
+            "tariff_versions",
+            "source_bills",
+            "source_bill_amounts",
+            "apportion_runs",
+            "apportion_lines",
+            "apportion_statements",
+        } <= tables
         lifecycle_reproduces(sessions)
         with sessions.begin() as s:
             run_id = s.scalars(select(ApportionRun.id)).one()
@@ -130,8 +143,9 @@ def test_issued_runs_are_immutable(sqlite_sessions) -> None:  # type: ignore[no-
 
 def test_held_run_cannot_be_approved(sqlite_sessions) -> None:  # type: ignore[no-untyped-def]
     with sqlite_sessions.begin() as s:
-        run = create_run(s, load_case(CASES / "negative_residual.yaml"), by="finance-1",
-                         clock=clock)
+        run = create_run(
+            s, load_case(CASES / "negative_residual.yaml"), by="finance-1", clock=clock
+        )
         assert run.held
         review_run(s, run.id, by="finance-2", clock=clock)
         with pytest.raises(RunHeldError, match="negative_residual"):
@@ -171,12 +185,15 @@ def test_corrections_are_adjustment_lines_in_a_later_run(sqlite_sessions) -> Non
         assert own.cents == -600  # 10 kWh × 60 c/kWh back to ACME
         may = yaml.safe_load((CASES / "basic.yaml").read_text())
         may["period"] = {"start": "2026-05-01", "end": "2026-06-01"}
-        may["readings"] = {m: {"2026-05-01": v[max(v)], "2026-06-01": v[max(v)] + 1}
-                           for m, v in may["readings"].items()}
+        may["readings"] = {
+            m: {"2026-05-01": v[max(v)], "2026-06-01": v[max(v)] + 1}
+            for m, v in may["readings"].items()
+        }
         may["readings"]["M0"]["2026-06-01"] = may["readings"]["M0"]["2026-05-01"] + 0.6
         may["bill"]["amounts"]["total"] = 3.60
-        later = create_run(s, case_from_data(may), by="finance-1", adjustments=adjustments,
-                           clock=clock)
+        later = create_run(
+            s, case_from_data(may), by="finance-1", adjustments=adjustments, clock=clock
+        )
         lines = s.scalars(select(ApportionLine).where(ApportionLine.run_id == later.id)).all()
         carried = [line for line in lines if line.kind == "adjustment"]
         assert len(carried) == len(adjustments)
@@ -201,16 +218,22 @@ def test_tampered_statement_fails_verification(sqlite_sessions) -> None:  # type
             verify_statement(signed, Ed25519PrivateKey.generate().public_key())
 
 
-@pytest.mark.parametrize("name", ["basic", "replacement", "two_part", "move_in", "tiered",
-                                  "formula", "blend", "coefficients"])
+@pytest.mark.parametrize(
+    "name",
+    ["basic", "replacement", "two_part", "move_in", "tiered", "formula", "blend", "coefficients"],
+)
 def test_configuration_round_trips_through_the_registry(sqlite_sessions, name: str) -> None:  # type: ignore[no-untyped-def]
     case = load_case(CASES / f"{name}.yaml")
     with sqlite_sessions.begin() as s:
         save_configuration(s, case)
     with sqlite_sessions() as s:
         again = load_configuration(
-            s, case.site, case.bill.invoice,
+            s,
+            case.site,
+            case.bill.invoice,
             readings={m: {at: r.values for at, r in v.items()} for m, v in case.readings.items()},
-            history=case.history, drivers=case.drivers,
-            policy=case.policy.model_dump())
+            history=case.history,
+            drivers=case.drivers,
+            policy=case.policy.model_dump(),
+        )
     assert again.input_hash() == case.input_hash()

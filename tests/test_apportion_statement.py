@@ -39,17 +39,21 @@ def test_statement_shows_readings_use_lines_loss_rate_and_landlord_part() -> Non
     acme = of(statements("basic"), "ACME")
     meter = acme["meters"][0]
     assert meter["meter"] == "U1"
-    assert meter["previous"] == {"at": {"local": "2026-04-01T00:00:00+08:00",
-                                        "utc": "2026-03-31T16:00:00+00:00"},
-                                 "values": {"total": "500.00"}, "quality": "good"}
+    assert meter["previous"] == {
+        "at": {"local": "2026-04-01T00:00:00+08:00", "utc": "2026-03-31T16:00:00+00:00"},
+        "values": {"total": "500.00"},
+        "quality": "good",
+    }
     assert meter["current"]["values"] == {"total": "800.00"}
     assert meter["measured_kwh"] == {"total": "300.000"}
     lines = {(line["component"], line["origin"]): line for line in acme["lines"]}
     assert lines[("common", "LIFT")]["explanation"] == (
-        "LIFT 350.000 kWh × 1800 ÷ 6000 m²·d (area key) = 105.000 kWh, 63.0000 CNY")
+        "LIFT 350.000 kWh × 1800 ÷ 6000 m²·d (area key) = 105.000 kWh, 63.0000 CNY"
+    )
     assert lines[("own_use", "")]["unit_price"] == "0.60 CNY/kWh"
-    assert acme["nodes"] == [{"node": "MAIN", "loss_rate": "0.083333", "loss_cap": "0.05",
-                              "landlord_part": "33.60"}]
+    assert acme["nodes"] == [
+        {"node": "MAIN", "loss_rate": "0.083333", "loss_cap": "0.05", "landlord_part": "33.60"}
+    ]
     assert acme["total"] == {"cents": 25740, "amount_cny": "257.40"}
     landlord = of(statements("basic"), "landlord")
     assert landlord["total"]["cents"] == 25860
@@ -83,7 +87,8 @@ def test_signature_verifies_and_detects_any_change() -> None:
     doc = of(statements("tou"), "TA")
     signed = sign_statement(doc, key)
     assert verify_statement(signed.as_dict(), key.public_key()) == json.loads(
-        json.dumps(doc, ensure_ascii=False))
+        json.dumps(doc, ensure_ascii=False)
+    )
     tampered = dict(signed.as_dict(), payload=signed.payload.replace('"TA"', '"TB"'))
     with pytest.raises(SignatureError, match="does not verify"):
         verify_statement(tampered, key.public_key())

@@ -76,9 +76,14 @@ def registry(tmp_path: Path) -> sessionmaker[Session]:
     return open_registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
 
 
-def make_gateway(tmp_path: Path, signer: CloudSigner, registry: sessionmaker[Session],
-                 gateway: str = "gw1", forward: Publish | None = None,
-                 handler_timeout_s: float = 60.0) -> Gateway:
+def make_gateway(
+    tmp_path: Path,
+    signer: CloudSigner,
+    registry: sessionmaker[Session],
+    gateway: str = "gw1",
+    forward: Publish | None = None,
+    handler_timeout_s: float = 60.0,
+) -> Gateway:
     """A registered gateway whose receiver runs a ``read_meter`` handler; its answers are
     collected, and passed on to ``forward`` (e.g. an MQTT client) too."""
     identity = GatewayIdentity.create(tmp_path / f"{gateway}.key")
@@ -92,8 +97,12 @@ def make_gateway(tmp_path: Path, signer: CloudSigner, registry: sessionmaker[Ses
             forward(topic, body)
 
     receiver = CommandReceiver(
-        site="s1", gateway=gateway, identity=identity, cloud_key=signer.public_key,
-        publish=publish, command_log=CommandLog(tmp_path / f"{gateway}-commands.sqlite"),
+        site="s1",
+        gateway=gateway,
+        identity=identity,
+        cloud_key=signer.public_key,
+        publish=publish,
+        command_log=CommandLog(tmp_path / f"{gateway}-commands.sqlite"),
         handler_timeout_s=handler_timeout_s,
     )
     gw = Gateway(identity, receiver, published)
@@ -120,8 +129,9 @@ class MqttLink:
         broker = BrokerAddress.parse(broker_url)
         self.messages: queue.Queue[bytes] = queue.Queue()
         subscribed = queue.Queue[None]()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"test-cmd-{next(_client_ids)}")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-cmd-{next(_client_ids)}"
+        )
         self.client.on_message = lambda _c, _u, msg: self.messages.put(msg.payload)
         self.client.on_subscribe = lambda *_: subscribed.put(None)
         self.client.connect(broker.host, broker.port)
@@ -160,8 +170,12 @@ class Link:
 
 
 @pytest.fixture()
-def link(mosquitto_server, tmp_path: Path, signer: CloudSigner,  # type: ignore[no-untyped-def]
-         registry: sessionmaker[Session]) -> Iterator[Link]:
+def link(
+    mosquitto_server,
+    tmp_path: Path,
+    signer: CloudSigner,  # type: ignore[no-untyped-def]
+    registry: sessionmaker[Session],
+) -> Iterator[Link]:
     cloud = MqttLink(mosquitto_server.url, [ack_topic("s1", "gw1")])
     gateway = MqttLink(mosquitto_server.url, [command_topic("s1", "gw1")])
     gw = make_gateway(tmp_path, signer, registry, forward=gateway.publish)
@@ -187,8 +201,9 @@ def test_cloud_command_runs_on_the_gateway_and_the_cloud_verifies_the_answer(
 
 
 def test_forged_command_is_dropped_unrun_and_unanswered(link: Link, signer: CloudSigner) -> None:
-    forged = flip_signature_byte(issue_command(signer, "s1", "gw1", "read_meter",
-                                               {"meter": "M1"}).envelope)
+    forged = flip_signature_byte(
+        issue_command(signer, "s1", "gw1", "read_meter", {"meter": "M1"}).envelope
+    )
     genuine = issue_command(signer, "s1", "gw1", "read_meter", {"meter": "M2"})
 
     dropped = link.round_trip(forged)
@@ -210,21 +225,24 @@ def test_command_for_another_gateway_is_refused_and_answered(
 
     assert link.gw.executed == []
     assert isinstance(answer, Ack) and ack.status == "refused" and ack.cmd_id == misrouted.cmd_id
-    assert ack.detail == ("addressed to gateway 'gw2' at site 's1'; this is gateway 'gw1' "
-                          "at site 's1'")
+    assert ack.detail == (
+        "addressed to gateway 'gw2' at site 's1'; this is gateway 'gw1' at site 's1'"
+    )
 
 
 def test_expired_command_is_refused_and_answered(link: Link, signer: CloudSigner) -> None:
     issued = datetime.now(UTC) - timedelta(minutes=10)
-    late = issue_command(signer, "s1", "gw1", "read_meter", {"meter": "M1"}, ttl_s=300,
-                         now=lambda: issued)
+    late = issue_command(
+        signer, "s1", "gw1", "read_meter", {"meter": "M1"}, ttl_s=300, now=lambda: issued
+    )
 
     link.round_trip(late.envelope)
     ack = link.cloud_reads_ack()
 
     assert link.gw.executed == []
     assert ack.status == "refused" and ack.detail.startswith(
-        f"expired at {(issued + timedelta(seconds=300)).isoformat()}; the gateway's clock says")
+        f"expired at {(issued + timedelta(seconds=300)).isoformat()}; the gateway's clock says"
+    )
 
 
 def test_replayed_command_is_refused_and_runs_only_once(link: Link, signer: CloudSigner) -> None:
@@ -249,15 +267,19 @@ def test_replay_is_remembered_across_a_restart(
     command = issue_command(signer, "s1", "gw1", "read_meter", {"meter": "M1"})
     handle(gw, command.envelope)
     restarted = CommandReceiver(
-        site="s1", gateway="gw1", identity=gw.identity, cloud_key=signer.public_key,
-        publish=lambda *_: None, command_log=CommandLog(tmp_path / "gw1-commands.sqlite"))
+        site="s1",
+        gateway="gw1",
+        identity=gw.identity,
+        cloud_key=signer.public_key,
+        publish=lambda *_: None,
+        command_log=CommandLog(tmp_path / "gw1-commands.sqlite"),
+    )
     restarted.register("read_meter", gw.read_meter)
 
     answer = asyncio.run(restarted.handle(command.envelope))
 
     assert isinstance(answer, Ack) and answer.status is AckStatus.REFUSED
     assert len(gw.executed) == 1
-
 
 
 def test_command_signed_by_another_key_is_dropped(gw: Gateway, tmp_path: Path) -> None:
@@ -267,7 +289,8 @@ def test_command_signed_by_another_key_is_dropped(gw: Gateway, tmp_path: Path) -
     dropped = handle(gw, command.envelope)
 
     assert isinstance(dropped, Dropped) and dropped.reason.startswith(
-        f"signed with key {impostor.kid!r}; this gateway trusts only the cloud key")
+        f"signed with key {impostor.kid!r}; this gateway trusts only the cloud key"
+    )
     assert gw.executed == [] and gw.published == []
 
 
@@ -282,9 +305,16 @@ def test_authentic_command_this_gateway_does_not_know_is_refused_with_the_schema
     gw: Gateway, signer: CloudSigner
 ) -> None:
     now = datetime.now(UTC)
-    payload = {"schema": "mf.command/1", "cmd_id": "8f0e5c1e-0000-4000-8000-000000000001",
-               "site": "s1", "gateway": "gw1", "command": "reboot", "args": {},
-               "issued_at": now.isoformat(), "expires_at": (now + timedelta(minutes=5)).isoformat()}
+    payload = {
+        "schema": "mf.command/1",
+        "cmd_id": "8f0e5c1e-0000-4000-8000-000000000001",
+        "site": "s1",
+        "gateway": "gw1",
+        "command": "reboot",
+        "args": {},
+        "issued_at": now.isoformat(),
+        "expires_at": (now + timedelta(minutes=5)).isoformat(),
+    }
 
     answer = handle(gw, signer.sign(json.dumps(payload).encode()))
 
@@ -325,9 +355,16 @@ def test_failing_and_slow_handlers_are_answered_as_errors(
 
 def test_command_living_longer_than_a_day_is_refused(gw: Gateway, signer: CloudSigner) -> None:
     now = datetime.now(UTC)
-    payload = {"schema": "mf.command/1", "cmd_id": "8f0e5c1e-0000-4000-8000-000000000002",
-               "site": "s1", "gateway": "gw1", "command": "read_meter", "args": {"meter": "M1"},
-               "issued_at": now.isoformat(), "expires_at": (now + timedelta(days=2)).isoformat()}
+    payload = {
+        "schema": "mf.command/1",
+        "cmd_id": "8f0e5c1e-0000-4000-8000-000000000002",
+        "site": "s1",
+        "gateway": "gw1",
+        "command": "read_meter",
+        "args": {"meter": "M1"},
+        "issued_at": now.isoformat(),
+        "expires_at": (now + timedelta(days=2)).isoformat(),
+    }
 
     answer = handle(gw, signer.sign(json.dumps(payload).encode()))
 
@@ -343,14 +380,21 @@ def test_cloud_refuses_to_issue_unknown_or_overlong_commands(signer: CloudSigner
         issue_command(signer, "s1", "gw1", "read_meter", ttl_s=172800)
 
 
-def test_command_log_forgets_ids_a_day_after_their_expiry(tmp_path: Path,
-                                                          signer: CloudSigner) -> None:
+def test_command_log_forgets_ids_a_day_after_their_expiry(
+    tmp_path: Path, signer: CloudSigner
+) -> None:
     log = CommandLog(tmp_path / "commands.sqlite")
     now = datetime.now(UTC)
 
     def command(issued: datetime) -> Command:
-        return Command(cmd_id=uuid.uuid4(), site="s1", gateway="gw1", command="read_meter",
-                       issued_at=issued, expires_at=issued + timedelta(minutes=5))
+        return Command(
+            cmd_id=uuid.uuid4(),
+            site="s1",
+            gateway="gw1",
+            command="read_meter",
+            issued_at=issued,
+            expires_at=issued + timedelta(minutes=5),
+        )
 
     for minute in range(3):
         assert log.admit(command(now + timedelta(minutes=minute)), now) is None
@@ -370,8 +414,9 @@ def test_cloud_rejects_forged_misattributed_and_revoked_answers(
     genuine = gw.published[-1][1]
     _, payload_b64, _ = genuine.split(b".")
     payload = base64.urlsafe_b64decode(payload_b64 + b"=" * (-len(payload_b64) % 4))
-    posing = sign_compact({"alg": "EdDSA", "kid": other.identity.kid}, payload,
-                          other.identity.private_key)
+    posing = sign_compact(
+        {"alg": "EdDSA", "kid": other.identity.kid}, payload, other.identity.private_key
+    )
     stranger = GatewayIdentity.create(tmp_path / "stranger.key")
     unknown = sign_compact({"alg": "EdDSA", "kid": stranger.kid}, payload, stranger.private_key)
 

@@ -241,8 +241,9 @@ def test_block_read_reply_expands_to_total_and_tariffs() -> None:
 
 
 def test_voltage_block_reads_three_phases() -> None:
-    frame = build_read_reply(METER, "0201FF00", {"voltage_a": 220, "voltage_b": "221.5",
-                                                 "voltage_c": Decimal("219.9")})
+    frame = build_read_reply(
+        METER, "0201FF00", {"voltage_a": 220, "voltage_b": "221.5", "voltage_c": Decimal("219.9")}
+    )
 
     reply = decode_reply(frame)
 
@@ -313,7 +314,10 @@ def test_error_reply_names_its_bits() -> None:
 
     error = caught.value
     assert (error.code, error.bits, error.address, error.control) == (
-        2, ["no_such_data"], METER, 0xD1,
+        2,
+        ["no_such_data"],
+        METER,
+        0xD1,
     )
     assert "expected a normal reply to control 0x11" in str(error)
     assert "error byte 0x02 at offset 10 (no_such_data)" in str(error)
@@ -324,14 +328,20 @@ def test_every_2007_error_bit_has_its_standard_name() -> None:
         decode_reply(Frame(METER, 0xD4, b"\x7f"))
 
     assert caught.value.bits == [
-        "other", "no_such_data", "unauthorized", "baud_cannot_change",
-        "year_zone_limit", "day_period_limit", "tariff_limit",
+        "other",
+        "no_such_data",
+        "unauthorized",
+        "baud_cannot_change",
+        "year_zone_limit",
+        "day_period_limit",
+        "tariff_limit",
     ]
 
 
 def test_1997_error_reply_uses_the_1997_bit_names() -> None:
-    frame = build_error_reply(METER, Control1997.READ, ["illegal_data", "no_such_data"],
-                              Version.V1997)
+    frame = build_error_reply(
+        METER, Control1997.READ, ["illegal_data", "no_such_data"], Version.V1997
+    )
 
     assert frame.control == 0xC1
     with pytest.raises(MeterErrorReply) as caught:
@@ -397,7 +407,8 @@ def test_1997_instantaneous_formats() -> None:
     assert voltage.readings[0].value == Decimal(220)
     assert len(build_read_reply(METER, "B611", 220, Version.V1997).data) == 2 + 2
     assert isinstance(current, ReadReply) and (current.value, current.unit) == (
-        Decimal("5.25"), "A",
+        Decimal("5.25"),
+        "A",
     )
     assert isinstance(power, ReadReply) and (power.value, power.unit) == (Decimal("1.2345"), "kW")
 

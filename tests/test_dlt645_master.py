@@ -31,11 +31,14 @@ ABSENT = "000000000099"
 
 def eight_meters(clock: SimClock, faults: dict[str, Faults] | None = None) -> Dlt645Line:
     faults = faults or {}
-    return Dlt645Line([
-        SimulatedMeter(a, LoadModel(1.0 + i, seed=i), clock=clock,
-                       faults=faults.get(a, Faults()))
-        for i, a in enumerate(ADDRESSES)
-    ])
+    return Dlt645Line(
+        [
+            SimulatedMeter(
+                a, LoadModel(1.0 + i, seed=i), clock=clock, faults=faults.get(a, Faults())
+            )
+            for i, a in enumerate(ADDRESSES)
+        ]
+    )
 
 
 def expected_energy(line: Dlt645Line, clock: SimClock) -> dict[str, Decimal]:
@@ -118,8 +121,10 @@ def test_garbage_and_corrupt_replies_are_retried_until_a_clean_one(clock):
     port, stop = serve_in_thread(line)
     master = Dlt645Master(TcpTransport("127.0.0.1", port), timeout_s=0.2, retries=8)
     try:
-        values = on_line(master, lambda m: asyncio.gather(
-            *(m.read_value(ADDRESSES[0], "00010000") for _ in range(5))))
+        values = on_line(
+            master,
+            lambda m: asyncio.gather(*(m.read_value(ADDRESSES[0], "00010000") for _ in range(5))),
+        )
     finally:
         stop()
     expected = line.meters[0].load.energy_import_kwh(clock.now())
@@ -139,8 +144,9 @@ def test_error_reply_is_raised_with_named_bits_not_retried(clock):
 
 
 def test_1997_meter_is_read_with_the_1997_dialect(clock):
-    line = Dlt645Line([SimulatedMeter("000000063295", LoadModel(2.0, seed=5), Version.V1997,
-                                      clock=clock)])
+    line = Dlt645Line(
+        [SimulatedMeter("000000063295", LoadModel(2.0, seed=5), Version.V1997, clock=clock)]
+    )
     port, stop = serve_in_thread(line)
     master = Dlt645Master(TcpTransport("127.0.0.1", port), timeout_s=0.5)
     try:
@@ -159,12 +165,12 @@ def test_refused_connection_is_a_transport_error():
 def test_scan_finds_every_meter_on_a_shared_line(clock):
     line = eight_meters(clock)
     port, stop = serve_in_thread(line)
-    master = Dlt645Master(TcpTransport("127.0.0.1", port), timeout_s=0.05, retries=0,
-                          pause_s=0)
+    master = Dlt645Master(TcpTransport("127.0.0.1", port), timeout_s=0.05, retries=0, pause_s=0)
     progress: list[tuple[int, int, int]] = []
     try:
-        found = on_line(master, lambda m: scan_line(m, timeout_s=0.05,
-                                                    progress=lambda *p: progress.append(p)))
+        found = on_line(
+            master, lambda m: scan_line(m, timeout_s=0.05, progress=lambda *p: progress.append(p))
+        )
     finally:
         stop()
     assert found == ADDRESSES
@@ -175,6 +181,7 @@ def test_scan_of_a_single_meter_takes_one_probe(clock):
     line = Dlt645Line([SimulatedMeter("008866126775", LoadModel(1.0, seed=1), clock=clock)])
     port, stop = serve_in_thread(line)
     master = Dlt645Master(TcpTransport("127.0.0.1", port), timeout_s=0.2, retries=0)
+
     async def work(m: Dlt645Master):  # type: ignore[no-untyped-def]
         return await m.probe("AAAAAAAAAAAA"), await scan_line(m, timeout_s=0.2)
 
@@ -187,8 +194,7 @@ def test_scan_of_a_single_meter_takes_one_probe(clock):
 
 def test_failing_meter_is_sidelined_then_retried_after_the_pause():
     now = [0.0]
-    lines = LineAvailability(SidelinePolicy(after_failed_rounds=2, for_s=60),
-                             clock=lambda: now[0])
+    lines = LineAvailability(SidelinePolicy(after_failed_rounds=2, for_s=60), clock=lambda: now[0])
     lines.record("M1", ok=False)
     assert lines.due("M1")
     lines.record("M1", ok=False)

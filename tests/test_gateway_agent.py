@@ -28,24 +28,51 @@ from simulators.load import LoadModel, SimClock
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
 
 
-def make_agent(tmp_path: Path, line: Dlt645Line, meters: list[MeterConfig], *,
-               groups: list[GroupConfig] | None = None, outbox: OutboxConfig | None = None,
-               clock: SimClock | None = None, sideline: SidelinePolicy | None = None,
-               broker_url: str | None = None):  # type: ignore[no-untyped-def]
+def make_agent(
+    tmp_path: Path,
+    line: Dlt645Line,
+    meters: list[MeterConfig],
+    *,
+    groups: list[GroupConfig] | None = None,
+    outbox: OutboxConfig | None = None,
+    clock: SimClock | None = None,
+    sideline: SidelinePolicy | None = None,
+    broker_url: str | None = None,
+):  # type: ignore[no-untyped-def]
     port, stop = serve_in_thread(line)
     config = SiteConfig(
-        site="s1", gateway="gw1", metrics_port=0,
+        site="s1",
+        gateway="gw1",
+        metrics_port=0,
         groups=groups or [GroupConfig(name="g", interval_s=60, quantities=["energy_import"])],
         outbox=outbox or OutboxConfig(),
-        lines=[LineConfig(name="l1", tcp=f"127.0.0.1:{port}", timeout_s=0.2, retries=0,
-                          pause_s=0, meters=meters)],
+        lines=[
+            LineConfig(
+                name="l1",
+                tcp=f"127.0.0.1:{port}",
+                timeout_s=0.2,
+                retries=0,
+                pause_s=0,
+                meters=meters,
+            )
+        ],
     )
     box = OutboxStore(tmp_path / "outbox.sqlite")
     # No broker listens here: the whole test is one long outage.
-    publisher = MqttPublisher(broker_url or f"mqtt://127.0.0.1:{free_port()}", site="s1",
-                              gateway="gw1", on_acked=box.acknowledge)
-    agent = GatewayAgent(config, GatewayIdentity(Ed25519PrivateKey.generate()), box,
-                         publisher, now=(clock or SimClock(T0)).now, sideline=sideline)
+    publisher = MqttPublisher(
+        broker_url or f"mqtt://127.0.0.1:{free_port()}",
+        site="s1",
+        gateway="gw1",
+        on_acked=box.acknowledge,
+    )
+    agent = GatewayAgent(
+        config,
+        GatewayIdentity(Ed25519PrivateKey.generate()),
+        box,
+        publisher,
+        now=(clock or SimClock(T0)).now,
+        sideline=sideline,
+    )
     return agent, stop
 
 
@@ -54,15 +81,28 @@ def test_outbox_stays_within_its_bound_through_a_long_outage_and_counts_what_it_
 ):
     clock = SimClock(T0)
     addresses = [f"{n:012d}" for n in range(1, 9)]
-    line = Dlt645Line([SimulatedMeter(a, LoadModel(3.0, seed=i), clock=clock)
-                       for i, a in enumerate(addresses)])
-    quantities = ["energy_import", "energy_import_t1", "energy_import_t2", "energy_import_t3",
-                  "energy_import_t4", "voltage_a", "current_a", "power_total"]
+    line = Dlt645Line(
+        [SimulatedMeter(a, LoadModel(3.0, seed=i), clock=clock) for i, a in enumerate(addresses)]
+    )
+    quantities = [
+        "energy_import",
+        "energy_import_t1",
+        "energy_import_t2",
+        "energy_import_t3",
+        "energy_import_t4",
+        "voltage_a",
+        "current_a",
+        "power_total",
+    ]
     bound = 2**20
     agent, stop = make_agent(
-        tmp_path, line, [MeterConfig(id=f"M{i}", address=a) for i, a in enumerate(addresses)],
+        tmp_path,
+        line,
+        [MeterConfig(id=f"M{i}", address=a) for i, a in enumerate(addresses)],
         groups=[GroupConfig(name="g", interval_s=60, quantities=quantities)],
-        outbox=OutboxConfig(max_bytes=bound, alarm_fraction=0.5), clock=clock)
+        outbox=OutboxConfig(max_bytes=bound, alarm_fraction=0.5),
+        clock=clock,
+    )
 
     async def outage() -> list[int]:
         sizes = []
@@ -94,12 +134,19 @@ def test_a_meter_that_stops_answering_is_reported_while_the_others_keep_their_sc
 ):
     clock = SimClock(T0)
     dead = Faults(no_answer=1.0)
-    meters = [SimulatedMeter(f"{n:012d}", LoadModel(2.0, seed=n), clock=clock,
-                             faults=dead if n == 3 else Faults()) for n in range(1, 6)]
+    meters = [
+        SimulatedMeter(
+            f"{n:012d}", LoadModel(2.0, seed=n), clock=clock, faults=dead if n == 3 else Faults()
+        )
+        for n in range(1, 6)
+    ]
     agent, stop = make_agent(
-        tmp_path, Dlt645Line(meters),
+        tmp_path,
+        Dlt645Line(meters),
         [MeterConfig(id=f"M{n}", address=f"{n:012d}") for n in range(1, 6)],
-        clock=clock, sideline=SidelinePolicy(after_failed_rounds=2, for_s=3600))
+        clock=clock,
+        sideline=SidelinePolicy(after_failed_rounds=2, for_s=3600),
+    )
 
     async def rounds():  # type: ignore[no-untyped-def]
         reports = []
@@ -120,8 +167,7 @@ def test_a_meter_that_stops_answering_is_reported_while_the_others_keep_their_sc
     health = {m.meter: m for m in agent.health().meters}
     assert health["M3"].sidelined and health["M3"].failures == 2
     assert health["M3"].last_good is None
-    assert all(not health[f"M{n}"].sidelined and health[f"M{n}"].reads == 5
-               for n in (1, 2, 4, 5))
+    assert all(not health[f"M{n}"].sidelined and health[f"M{n}"].reads == 5 for n in (1, 2, 4, 5))
     write_status(tmp_path / "status.json", agent.health())
     text = format_status(read_status(tmp_path / "status.json"))
     assert "M3" in text and "SIDELINED" in text
@@ -130,8 +176,11 @@ def test_a_meter_that_stops_answering_is_reported_while_the_others_keep_their_sc
 def test_metrics_are_served_on_loopback(tmp_path):
     clock = SimClock(T0)
     agent, stop = make_agent(
-        tmp_path, Dlt645Line([SimulatedMeter("1", LoadModel(1.0, seed=1), clock=clock)]),
-        [MeterConfig(id="M1", address="1")], clock=clock)
+        tmp_path,
+        Dlt645Line([SimulatedMeter("1", LoadModel(1.0, seed=1), clock=clock)]),
+        [MeterConfig(id="M1", address="1")],
+        clock=clock,
+    )
     try:
         asyncio.run(agent.poll_round())
         port = free_port()
@@ -147,14 +196,19 @@ def test_metrics_are_served_on_loopback(tmp_path):
 
 def test_snapshot_group_reads_frozen_registers_stamped_at_the_round_boundary(tmp_path):
     clock = SimClock(T0)
-    meters = [SimulatedMeter(f"{n:012d}", LoadModel(4.0, seed=n), clock=clock)
-              for n in (1, 2)]
+    meters = [SimulatedMeter(f"{n:012d}", LoadModel(4.0, seed=n), clock=clock) for n in (1, 2)]
     agent, stop = make_agent(
-        tmp_path, Dlt645Line(meters),
-        [MeterConfig(id="M1", address="1", role="main"),
-         MeterConfig(id="M2", address="2", parent="M1")],
-        groups=[GroupConfig(name="billing", interval_s=900, quantities=["energy_import"],
-                            snapshot=True)], clock=clock)
+        tmp_path,
+        Dlt645Line(meters),
+        [
+            MeterConfig(id="M1", address="1", role="main"),
+            MeterConfig(id="M2", address="2", parent="M1"),
+        ],
+        groups=[
+            GroupConfig(name="billing", interval_s=900, quantities=["energy_import"], snapshot=True)
+        ],
+        clock=clock,
+    )
     tick = int(T0.timestamp())
     try:
         asyncio.run(agent.poll_round(tick))
@@ -181,12 +235,15 @@ def test_multipliers_follow_the_transformers():
 
 
 def test_tree_order_puts_parents_first():
-    ms = [MeterConfig(id="U1", address="3", parent="B1"), MeterConfig(id="B1", address="2",
-          parent="M"), MeterConfig(id="M", address="1")]
+    ms = [
+        MeterConfig(id="U1", address="3", parent="B1"),
+        MeterConfig(id="B1", address="2", parent="M"),
+        MeterConfig(id="M", address="1"),
+    ]
     assert [m.id for m in tree_order(ms)] == ["M", "B1", "U1"]
 
 
-CONFIG = '''site = "s1"
+CONFIG = """site = "s1"
 gateway = "gw1"
 
 [[lines]]
@@ -200,7 +257,7 @@ address = "000000000001"
 [[lines.meters]]
 id = "M2"
 adress = "000000000002"
-'''
+"""
 
 
 def test_config_typo_is_named_with_file_line_and_field(tmp_path):
@@ -215,10 +272,13 @@ def test_config_typo_is_named_with_file_line_and_field(tmp_path):
     assert out.exit_code == 2 and "adress" in out.output
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ('tcp = "127.0.0.1:8899"', 'exactly one of tcp'),
-    ('parent = "M9"\n', "parent 'M9' is not a meter here"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ('tcp = "127.0.0.1:8899"', "exactly one of tcp"),
+        ('parent = "M9"\n', "parent 'M9' is not a meter here"),
+    ],
+)
 def test_config_semantic_errors_name_the_item(tmp_path, change, expected):
     text = CONFIG.replace('adress = "000000000002"', 'address = "000000000002"')
     if change.startswith("tcp"):
@@ -233,11 +293,12 @@ def test_plan_check_warns_when_a_line_cannot_keep_up(tmp_path):
     clock = SimClock(T0)
     addresses = [f"{n:012d}" for n in range(1, 31)]
     agent, stop = make_agent(
-        tmp_path, Dlt645Line([SimulatedMeter(a, LoadModel(1.0, seed=1), clock=clock)
-                              for a in addresses]),
+        tmp_path,
+        Dlt645Line([SimulatedMeter(a, LoadModel(1.0, seed=1), clock=clock) for a in addresses]),
         [MeterConfig(id=f"M{i}", address=a) for i, a in enumerate(addresses)],
-        groups=[GroupConfig(name="fast", interval_s=5, quantities=["energy_import",
-                                                                   "voltage_a"])], clock=clock)
+        groups=[GroupConfig(name="fast", interval_s=5, quantities=["energy_import", "voltage_a"])],
+        clock=clock,
+    )
     try:
         assert any("group fast needs" in w for w in agent.plan_warnings)
     finally:

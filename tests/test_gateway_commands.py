@@ -20,13 +20,17 @@ from tests.test_gateway_faults import (
 def test_gateway_answers_signed_commands(rig, tmp_path, mosquitto_server):  # noqa: F811
     _line, gateway, service, _ = rig
     signer = CloudSigner.load_or_create(tmp_path / "cloud.key")
-    (tmp_path / "data" / "cloud.pub").write_bytes(signer.public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "data" / "cloud.pub").write_bytes(
+        signer.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     acks: list[bytes] = []
     health: list[bytes] = []
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-commander")
-    client.on_message = lambda _c, _u, m: (health if m.topic.endswith("/health")
-                                           else acks).append(m.payload)
+    client.on_message = lambda _c, _u, m: (health if m.topic.endswith("/health") else acks).append(
+        m.payload
+    )
     client.connect("127.0.0.1", mosquitto_server.port)
     client.subscribe(ack_topic("s1", "gw1"), qos=1)
     client.subscribe(Topics().health("s1", "gw1"), qos=0)
@@ -53,14 +57,20 @@ def test_gateway_answers_signed_commands(rig, tmp_path, mosquitto_server):  # no
         assert unknown["status"] == "error" and "M99" in unknown["detail"]
         synced = ask("sync_time", {})
         assert synced["status"] == "ok" and synced["result"] == {"lines": 1}
-        gateway.config.write_text(gateway.config.read_text().replace(
-            'quantities = ["energy_import"]', 'quantities = ["energy_import", "voltage_a"]'))
+        gateway.config.write_text(
+            gateway.config.read_text().replace(
+                'quantities = ["energy_import"]', 'quantities = ["energy_import", "voltage_a"]'
+            )
+        )
         reloaded = ask("reload_config", {})
         assert reloaded["status"] == "ok" and reloaded["result"]["meters"] == 4, reloaded
         wait_for(lambda: "configuration reloaded" in gateway.log.read_text(), 15, "reload")
         # Polling goes on with the new configuration: voltages arrive.
-        wait_for(lambda: len(service.store.read("M1", "voltage_a", *_window())) > 0, 20,
-                 "voltage readings after the reload")
+        wait_for(
+            lambda: len(service.store.read("M1", "voltage_a", *_window())) > 0,
+            20,
+            "voltage readings after the reload",
+        )
         # The signed health report: verifies with the gateway's key, names every meter.
         wait_for(lambda: bool(health), 10, "a health report")
         compact = parse_compact(health[-1])
@@ -68,8 +78,9 @@ def test_gateway_answers_signed_commands(rig, tmp_path, mosquitto_server):  # no
         report = HealthPayload.model_validate_json(compact.payload)
         assert {m.meter for m in report.meters} == {"M0", "M1", "M2", "M3"}
         assert report.outbox.max_bytes > 0 and report.rounds > 0
-        status = CliRunner().invoke(app, ["edge", "status"],
-                                    env={"MF_DATA_DIR": str(tmp_path / "data")})
+        status = CliRunner().invoke(
+            app, ["edge", "status"], env={"MF_DATA_DIR": str(tmp_path / "data")}
+        )
         assert status.exit_code == 0 and "gateway gw1" in status.output, status.output
     finally:
         gateway.stop()

@@ -47,12 +47,15 @@ class CountingLine(Dlt645Line):
 
 
 def site_toml(port: int) -> str:
-    meters = "\n".join(f'''
+    meters = "\n".join(
+        f'''
 [[lines.meters]]
 id = "M{i}"
 address = "{a}"
-{'role = "main"' if i == 0 else 'parent = "M0"'}''' for i, a in enumerate(METERS))
-    return f'''site = "s1"
+{'role = "main"' if i == 0 else 'parent = "M0"'}'''
+        for i, a in enumerate(METERS)
+    )
+    return f"""site = "s1"
 gateway = "gw1"
 metrics_port = 0
 health_interval_s = 1
@@ -70,7 +73,7 @@ name = "l1"
 tcp = "127.0.0.1:{port}"
 timeout_s = 0.5
 {meters}
-'''
+"""
 
 
 class Gateway:
@@ -88,7 +91,10 @@ class Gateway:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "meterflow", "edge", "run", str(self.config)],
-            env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -99,8 +105,9 @@ class Gateway:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(30)
-        assert self.proc is None or self.proc.returncode in (0, -signal.SIGKILL), \
+        assert self.proc is None or self.proc.returncode in (0, -signal.SIGKILL), (
             self.log.read_text()[-3000:]
+        )
 
     def outbox(self) -> dict[str, int]:
         db = sqlite3.connect(self.work / "data" / "outbox.sqlite")
@@ -116,8 +123,12 @@ class Gateway:
 @pytest.fixture()
 def rig(tmp_path, mosquitto_server):
     """Simulated line, cloud ingest (SQLite registry and series) and a gateway."""
-    line = CountingLine([SimulatedMeter(a, LoadModel(5.0, seed=i), clock=SystemClock())
-                         for i, a in enumerate(METERS)])
+    line = CountingLine(
+        [
+            SimulatedMeter(a, LoadModel(5.0, seed=i), clock=SystemClock())
+            for i, a in enumerate(METERS)
+        ]
+    )
     sim_port, stop_sim = serve_in_thread(line)
     gateway = Gateway(tmp_path, mosquitto_server.url, sim_port)
     registry = open_registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
@@ -140,8 +151,9 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no
         time.sleep(0.1)
 
 
-def account(line: CountingLine, gateway: Gateway, service: IngestService,
-            max_unsealed: int = 0) -> dict[str, int]:
+def account(
+    line: CountingLine, gateway: Gateway, service: IngestService, max_unsealed: int = 0
+) -> dict[str, int]:
     """Compare meters' answers, the gateway's sealed envelopes and the cloud's store."""
     outbox = gateway.outbox()
     assert outbox["pending"] == 0 and outbox["unacked"] == 0, outbox
@@ -161,8 +173,11 @@ def account(line: CountingLine, gateway: Gateway, service: IngestService,
     # meters answered is stored (but those the gateway had not committed when killed).
     assert sum(n for _, n in ledger) == sum(stored.values())
     for address in METERS:
-        assert line.answered[address] - max_unsealed <= stored[address] \
-            <= line.answered[address], (address, line.answered, stored)
+        assert line.answered[address] - max_unsealed <= stored[address] <= line.answered[address], (
+            address,
+            line.answered,
+            stored,
+        )
     return {"envelopes": outbox["next_seq"], "readings": sum(stored.values())}
 
 
@@ -192,8 +207,11 @@ def test_gateway_killed_mid_publish_and_restarted(rig):
     gateway.kill()
     kills_outbox = gateway.outbox()
     gateway.start()
-    wait_for(lambda: gateway.outbox()["next_seq"] >= kills_outbox["next_seq"] + 3, 30,
-             "the restarted gateway sealing")
+    wait_for(
+        lambda: gateway.outbox()["next_seq"] >= kills_outbox["next_seq"] + 3,
+        30,
+        "the restarted gateway sealing",
+    )
     gateway.stop()
     assert gateway.outbox()["epoch"] == 2
     account(line, gateway, service, max_unsealed=1)

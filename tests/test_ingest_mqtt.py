@@ -73,8 +73,11 @@ def test_forged_unknown_and_replayed_envelopes_never_reach_the_store(
         forged = flip_one_payload_byte(envelope(gateway, 2, [reading(minute=20, value="999")]))
         unknown = envelope(stranger, 3, [reading(minute=30, value="777")])
         publish_raw(mosquitto_server.url, TOPIC, [genuine0, forged, unknown, genuine0, genuine1])
-        wait_for(lambda: sum(
-            (service.stats.stored, service.stats.duplicates, service.stats.rejected)) == 5)
+        wait_for(
+            lambda: (
+                sum((service.stats.stored, service.stats.duplicates, service.stats.rejected)) == 5
+            )
+        )
     finally:
         worker.stop()
 

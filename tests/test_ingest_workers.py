@@ -47,12 +47,29 @@ class WorkerProcess:
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meterflow", "cloud", "ingest", "--share-group", "ingest",
-             "--client-id", self.client_id],
-            env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "meterflow",
+                "cloud",
+                "ingest",
+                "--share-group",
+                "ingest",
+                "--client-id",
+                self.client_id,
+            ],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         marker = self.log.read_text().count("subscribed to")
-        wait_for(lambda: self.log.read_text().count("subscribed to") > marker
-                 or self.proc.poll() is not None, 30, f"{self.client_id} subscribed")
+        wait_for(
+            lambda: (
+                self.log.read_text().count("subscribed to") > marker or self.proc.poll() is not None
+            ),
+            30,
+            f"{self.client_id} subscribed",
+        )
         assert self.proc.poll() is None, self.log.read_text()[-2000:]
 
     def kill(self) -> None:
@@ -78,14 +95,28 @@ def test_two_workers_share_the_stream_and_a_killed_one_loses_nothing(
     registry = open_registry(fresh_postgres_url)
     with registry.begin() as session:
         register_gateway(session, "s1", "gw1", gateway.public_key)
-    env = {**os.environ, "MF_MQTT_URL": mosquitto_server.url, "MF_DB_URL": fresh_postgres_url,
-           "MF_SERIES_BACKEND": "influxdb", "MF_INFLUX_URL": base_url,
-           "MF_INFLUX_BUCKET": db_name, "MF_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "MF_MQTT_URL": mosquitto_server.url,
+        "MF_DB_URL": fresh_postgres_url,
+        "MF_SERIES_BACKEND": "influxdb",
+        "MF_INFLUX_URL": base_url,
+        "MF_INFLUX_BUCKET": db_name,
+        "MF_DATA_DIR": str(tmp_path),
+    }
     workers = [WorkerProcess(f"ingest-{n}", env, tmp_path) for n in (1, 2)]
     envelopes, per_envelope = 240, 5
-    bodies = [envelope(gateway, seq, [reading(meter=f"M{k}", minute=seq, value=f"{seq + 100}.5")
-                                      for k in range(per_envelope)])
-              for seq in range(envelopes)]
+    bodies = [
+        envelope(
+            gateway,
+            seq,
+            [
+                reading(meter=f"M{k}", minute=seq, value=f"{seq + 100}.5")
+                for k in range(per_envelope)
+            ],
+        )
+        for seq in range(envelopes)
+    ]
     try:
         for w in workers:
             w.start()
@@ -111,8 +142,12 @@ def test_two_workers_share_the_stream_and_a_killed_one_loses_nothing(
     assert sorted(seq for seq, _ in ledger) == list(range(envelopes))
     assert sum(n for _, n in ledger) == envelopes * per_envelope and dead == 0
     store = InfluxSeriesStore(base_url, db_name)
-    (count,) = [row[1] for r in store.query("SELECT count(value) FROM reading")
-                for s in r["series"] for row in s["values"]]
+    (count,) = [
+        row[1]
+        for r in store.query("SELECT count(value) FROM reading")
+        for s in r["series"]
+        for row in s["values"]
+    ]
     assert count == envelopes * per_envelope
     # Both workers took part (the shared subscription split the stream).
     assert all("subscribed to $share/ingest/" in text for text in logs.values())
@@ -131,27 +166,40 @@ def test_bad_input_is_rejected_with_a_reason_and_the_worker_keeps_running(
     good = envelope(gateway, 1, [reading(minute=1)])
     # Signed by the gateway's own key, but not a readings payload of schema 1.
     header, body, sig = envelope(gateway, 2).split(b".")
-    wrong_schema = PyJWS().encode(b'{"schema":"mf.readings/9","gateway":"gw1"}',
-                                  gateway.private_key, algorithm="EdDSA",
-                                  headers={"kid": gateway.kid}).encode()
+    wrong_schema = (
+        PyJWS()
+        .encode(
+            b'{"schema":"mf.readings/9","gateway":"gw1"}',
+            gateway.private_key,
+            algorithm="EdDSA",
+            headers={"kid": gateway.kid},
+        )
+        .encode()
+    )
     bad = {
         "truncated": good[: len(good) // 2],
         "oversized": b"x" * (300 * 1024),
         "wrong_schema": wrong_schema,
-        "bad_signature": b".".join([header, body, sig[:-4] + (b"AAAA" if sig[-4:] != b"AAAA"
-                                                               else b"BBBB")]),
+        "bad_signature": b".".join(
+            [header, body, sig[:-4] + (b"AAAA" if sig[-4:] != b"AAAA" else b"BBBB")]
+        ),
     }
     try:
-        publish_raw(mosquitto_server.url, TOPIC, [good, *bad.values(), good,
-                                                   envelope(gateway, 4, [reading(minute=4)])])
-        wait_for(lambda: service.stats.stored + service.stats.rejected
-                 + service.stats.duplicates == 7, 20, "all seven handled")
+        publish_raw(
+            mosquitto_server.url,
+            TOPIC,
+            [good, *bad.values(), good, envelope(gateway, 4, [reading(minute=4)])],
+        )
+        wait_for(
+            lambda: service.stats.stored + service.stats.rejected + service.stats.duplicates == 7,
+            20,
+            "all seven handled",
+        )
     finally:
         worker.stop()
     assert (service.stats.stored, service.stats.duplicates, service.stats.rejected) == (2, 1, 4)
     assert dict(service.stats.reasons) == {"malformed": 2, "oversized": 1, "bad_signature": 1}
     with registry() as s:
         letters = s.execute(select(DeadLetter.reason, DeadLetter.detail)).all()
-    assert sorted(r for r, _ in letters) == ["bad_signature", "malformed", "malformed",
-                                             "oversized"]
+    assert sorted(r for r, _ in letters) == ["bad_signature", "malformed", "malformed", "oversized"]
     assert all(detail for _, detail in letters)  # each says why

@@ -41,8 +41,7 @@ P = BillingPeriod.parse
 UNITS = [UnitSpec("A101"), UnitSpec("A102"), UnitSpec("A103")]
 
 
-def bill(sessions: sessionmaker[Session], period: str, today: date | None = None
-         ) -> BillingReport:
+def bill(sessions: sessionmaker[Session], period: str, today: date | None = None) -> BillingReport:
     return run_monthly_billing(sessions, P(period), today=today)
 
 
@@ -50,40 +49,58 @@ def pay_everything(sessions: sessionmaker[Session], day: date) -> None:
     """Every open invoice paid in full on ``day``."""
     with sessions.begin() as s:
         for inv in s.scalars(select(Invoice).where(Invoice.status == "open")).all():
-            payments.record_payment(s, inv.lease_id, cents=inv.total_cents - inv.paid_cents,
-                                    received_on=day, ref=f"pay-{inv.id}")
+            payments.record_payment(
+                s,
+                inv.lease_id,
+                cents=inv.total_cents - inv.paid_cents,
+                received_on=day,
+                ref=f"pay-{inv.id}",
+            )
 
 
 def lines_of(session: Session, invoice_id: str) -> list[tuple[str, str, int]]:
-    return [(r.lease_id, r.kind, r.cents) for r in session.scalars(
-        select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id)
-        .order_by(InvoiceLine.line_no))]
+    return [
+        (r.lease_id, r.kind, r.cents)
+        for r in session.scalars(
+            select(InvoiceLine)
+            .where(InvoiceLine.invoice_id == invoice_id)
+            .order_by(InvoiceLine.line_no)
+        )
+    ]
 
 
 def test_monthly_rent_prorated_from_the_handover_then_full_months(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     with lease_db.begin() as s:
         seed_site(s, UNITS, tenants=1)
-        running_lease(s, terms("L1", "A101", "T1", START, END, monthly_cents=310_000),
-                      handover_on=date(2026, 1, 11))
+        running_lease(
+            s,
+            terms("L1", "A101", "T1", START, END, monthly_cents=310_000),
+            handover_on=date(2026, 1, 11),
+        )
     assert bill(lease_db, "2026-01").rent_cents == 210_000  # 21 of 31 days
     pay_everything(lease_db, date(2026, 1, 5))
     assert bill(lease_db, "2026-02").rent_cents == 310_000
     with lease_db() as s:
         inv = s.get(Invoice, "L1/2026-02")
         assert (inv.issued_on, inv.due_on, inv.total_cents, inv.status) == (
-            date(2026, 2, 1), date(2026, 2, 11), 310_000, "open")
+            date(2026, 2, 1),
+            date(2026, 2, 11),
+            310_000,
+            "open",
+        )
 
 
 def test_a_lease_handed_over_after_its_months_run_is_caught_up_next_month(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     with lease_db.begin() as s:
         seed_site(s, UNITS, tenants=2)
         running_lease(s, terms("L0", "A102", "T2", START, END))
     bill(lease_db, "2026-03")
     with lease_db.begin() as s:
-        running_lease(s, terms("L1", "A101", "T1", date(2026, 3, 20), END,
-                               monthly_cents=310_000))
+        running_lease(s, terms("L1", "A101", "T1", date(2026, 3, 20), END, monthly_cents=310_000))
     # a rerun bills only the new lease, issued on the day of the rerun
     assert bill(lease_db, "2026-03", today=date(2026, 3, 20)).invoices == 1
     pay_everything(lease_db, date(2026, 3, 25))
@@ -106,12 +123,26 @@ def test_free_rent_from_the_handover_not_the_signing(lease_db: sessionmaker[Sess
     with lease_db.begin() as s:
         seed_site(s, UNITS, tenants=2)
         free = [FreeRent(months=1, anchor="handover")]
-        running_lease(s, terms("H", "A101", "T1", START, END, monthly_cents=310_000,
-                               free_rent=free), signed_on=date(2025, 12, 1),
-                      handover_on=date(2026, 1, 11))
-        running_lease(s, terms("S", "A102", "T2", START, END, monthly_cents=310_000,
-                               free_rent=[FreeRent(months=1, anchor="signing")]),
-                      signed_on=date(2025, 12, 1), handover_on=date(2026, 1, 11))
+        running_lease(
+            s,
+            terms("H", "A101", "T1", START, END, monthly_cents=310_000, free_rent=free),
+            signed_on=date(2025, 12, 1),
+            handover_on=date(2026, 1, 11),
+        )
+        running_lease(
+            s,
+            terms(
+                "S",
+                "A102",
+                "T2",
+                START,
+                END,
+                monthly_cents=310_000,
+                free_rent=[FreeRent(months=1, anchor="signing")],
+            ),
+            signed_on=date(2025, 12, 1),
+            handover_on=date(2026, 1, 11),
+        )
     bill(lease_db, "2026-01")
     bill(lease_db, "2026-02")
     with lease_db() as s:
@@ -123,12 +154,22 @@ def test_free_rent_from_the_handover_not_the_signing(lease_db: sessionmaker[Sess
 
 
 def test_cpi_linked_rent_is_held_until_the_index_is_published_then_capped(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     with lease_db.begin() as s:
         seed_site(s, UNITS, tenants=1)
         reference.publish_cpi(s, {date(2024, 12, 1): Decimal(100)})
-        running_lease(s, terms("L1", "A101", "T1", date(2025, 1, 1), date(2028, 1, 1),
-                               rent=CpiLinked(monthly_cents=500_000, cap=Decimal("0.03"))))
+        running_lease(
+            s,
+            terms(
+                "L1",
+                "A101",
+                "T1",
+                date(2025, 1, 1),
+                date(2028, 1, 1),
+                rent=CpiLinked(monthly_cents=500_000, cap=Decimal("0.03")),
+            ),
+        )
     held = bill(lease_db, "2026-01")
     assert held.invoices == 0 and held.held[0][0] == "L1"
     assert "index it needs is not published" in held.held[0][1]
@@ -141,32 +182,42 @@ def test_child_leases_are_billed_on_the_parents_invoice(lease_db: sessionmaker[S
     with lease_db.begin() as s:
         seed_site(s, UNITS, tenants=3)
         running_lease(s, terms("CO", "A101", "T1", START, END, monthly_cents=800_000))
-        running_lease(s, terms("CO-1", "A102", "T2", START, END, parent_id="CO",
-                               monthly_cents=300_000))
-        running_lease(s, terms("CO-2", "A103", "T3", START, END, parent_id="CO",
-                               monthly_cents=200_000))
+        running_lease(
+            s, terms("CO-1", "A102", "T2", START, END, parent_id="CO", monthly_cents=300_000)
+        )
+        running_lease(
+            s, terms("CO-2", "A103", "T3", START, END, parent_id="CO", monthly_cents=200_000)
+        )
         post_utility_run(s, START, date(2026, 2, 1), {("A102", "T2"): 12_345})
     report = bill(lease_db, "2026-01")
     assert report.invoices == 1
     with lease_db.begin() as s:
-        assert lines_of(s, "CO/2026-01") == [("CO", "rent", 800_000), ("CO-1", "rent", 300_000),
-                                             ("CO-2", "rent", 200_000),
-                                             ("CO-1", "utility", 12_345)]
-        receipt = payments.record_payment(s, "CO-2", cents=1_312_345,
-                                          received_on=date(2026, 1, 5), ref="B1")
+        assert lines_of(s, "CO/2026-01") == [
+            ("CO", "rent", 800_000),
+            ("CO-1", "rent", 300_000),
+            ("CO-2", "rent", 200_000),
+            ("CO-1", "utility", 12_345),
+        ]
+        receipt = payments.record_payment(
+            s, "CO-2", cents=1_312_345, received_on=date(2026, 1, 5), ref="B1"
+        )
         assert receipt.account_id == "CO" and receipt.credit_cents == 0
 
 
 def test_utilities_come_from_posted_runs_once_and_landlord_lines_never(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     with lease_db.begin() as s:
         seed_site(s, UNITS, tenants=2)
         running_lease(s, terms("L1", "A101", "T1", date(2025, 6, 1), END))
-        post_utility_run(s, date(2025, 12, 1), START, {("A101", "T1"): 23_456,
-                                                       ("A102", "T9"): 999},
-                         landlord_cents=7_000)
-        post_utility_run(s, date(2025, 12, 1), START, {("A101", "T1"): 50_000},
-                         status="approved")
+        post_utility_run(
+            s,
+            date(2025, 12, 1),
+            START,
+            {("A101", "T1"): 23_456, ("A102", "T9"): 999},
+            landlord_cents=7_000,
+        )
+        post_utility_run(s, date(2025, 12, 1), START, {("A101", "T1"): 50_000}, status="approved")
     report = bill(lease_db, "2026-01")
     assert (report.utility_cents, report.unmatched) == (23_456, ())
     with lease_db.begin() as s:
@@ -177,7 +228,8 @@ def test_utilities_come_from_posted_runs_once_and_landlord_lines_never(
 
 
 def test_utilities_of_a_posted_run_of_the_apportionment_engine(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     """The move-in case of tests/cases: X leaves A on 04-11, Y comes on 04-16, Z holds B."""
     case = load_case(Path(__file__).parent / "cases" / "move_in.yaml")
     t = datetime(2026, 5, 3, tzinfo=UTC)
@@ -191,14 +243,23 @@ def test_utilities_of_a_posted_run_of_the_apportionment_engine(
             reference.add_tenant(s, tenant, tenant)
         s.flush()
         running_lease(s, terms("LX", "A", "X", date(2025, 6, 1), date(2026, 6, 1)))
-        lifecycle.terminate(s, "LX", on=date(2026, 4, 11), today=date(2026, 4, 11), by="m1",
-                            reason="moved out", clock=clock)
+        lifecycle.terminate(
+            s,
+            "LX",
+            on=date(2026, 4, 11),
+            today=date(2026, 4, 11),
+            by="m1",
+            reason="moved out",
+            clock=clock,
+        )
         running_lease(s, terms("LY", "A", "Y", date(2026, 4, 16), date(2027, 4, 16)))
         running_lease(s, terms("LZ", "B", "Z", date(2026, 1, 1), date(2027, 1, 1)))
     utilities = PostedApportionment()
     with lease_db.begin() as s:
-        charges = {(c.unit_id, c.party): c.cents
-                   for c in utilities.unbilled_charges(s, through=date(2026, 6, 1))}
+        charges = {
+            (c.unit_id, c.party): c.cents
+            for c in utilities.unbilled_charges(s, through=date(2026, 6, 1))
+        }
         report = run_billing(s, P("2026-05"), utilities=utilities)
     assert sum(charges.values()) == report.utility_cents
     assert set(charges) == {("A", "X"), ("A", "Y"), ("B", "Z")}
@@ -223,21 +284,20 @@ def test_rerunning_a_period_changes_nothing(lease_db: sessionmaker[Session]) -> 
 
 
 def test_invoice_total_is_rent_plus_utilities_plus_fees_minus_credits(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     with lease_db.begin() as s:
         seed_site(s, UNITS, tenants=1)
         running_lease(s, terms("L1", "A101", "T1", START, END, monthly_cents=300_000))
     bill(lease_db, "2026-01")
     with lease_db.begin() as s:  # January paid 20 days late and over-paid by 50 000
-        payments.record_payment(s, "L1", cents=350_000, received_on=date(2026, 1, 31),
-                                ref="B1")
+        payments.record_payment(s, "L1", cents=350_000, received_on=date(2026, 1, 31), ref="B1")
         post_utility_run(s, START, date(2026, 2, 1), {("A101", "T1"): 8_000})
     bill(lease_db, "2026-02")
     with lease_db() as s:
         kinds = invoice_kinds(s, "L1/2026-02")
         # late 17 … 30 Jan (14 days) × 300000 × 0.0005 = 2100
-        assert kinds == {"rent": 300_000, "utility": 8_000, "late_fee": 2_100,
-                         "credit": -50_000}
+        assert kinds == {"rent": 300_000, "utility": 8_000, "late_fee": 2_100, "credit": -50_000}
         inv = s.get(Invoice, "L1/2026-02")
         assert inv.total_cents == sum(kinds.values()) == 260_100
         assert (inv.fee_cents, s.get(Invoice, "L1/2026-01").fee_billed_cents) == (2_100, 2_100)

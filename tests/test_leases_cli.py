@@ -54,13 +54,24 @@ def test_bill_twice_bills_once(registry_url: str) -> None:
     assert (again["invoices"], again["already_billed"]) == (0, 2)
 
 
-def test_daily_twice_sends_once(registry_url: str, smtp_receiver: SmtpReceiver,
-                                http_receiver: HttpReceiver,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daily_twice_sends_once(
+    registry_url: str,
+    smtp_receiver: SmtpReceiver,
+    http_receiver: HttpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("MF_WEBHOOK_SECRET", WEBHOOK_SECRET.decode())
     run("bill", "--period", "2026-01", "--date", "2026-01-01")
-    options = ["--date", "2026-01-12", "--smtp-host", smtp_receiver.host, "--smtp-port",
-               str(smtp_receiver.port), "--webhook", f"sms={http_receiver.url}"]
+    options = [
+        "--date",
+        "2026-01-12",
+        "--smtp-host",
+        smtp_receiver.host,
+        "--smtp-port",
+        str(smtp_receiver.port),
+        "--webhook",
+        f"sms={http_receiver.url}",
+    ]
     first = run("daily", *options)
     again = run("daily", *options)
     assert first["channels"] == ["email", "sms"]

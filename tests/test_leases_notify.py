@@ -52,8 +52,13 @@ from tests.smtp_http_receivers import (  # noqa: F401  (fixtures)
 )
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-NOTE = Notification("renewal:L1:reminder:90", "m1@staff.test", "Lease L1 ends on 2026-06-01",
-                    "Please prepare the renewal. 续租提醒", {"lease": "L1", "offset_days": 90})
+NOTE = Notification(
+    "renewal:L1:reminder:90",
+    "m1@staff.test",
+    "Lease L1 ends on 2026-06-01",
+    "Please prepare the renewal. 续租提醒",
+    {"lease": "L1", "offset_days": 90},
+)
 
 
 def test_smtp_channel_delivers_to_a_real_smtp_server(smtp_receiver: SmtpReceiver) -> None:
@@ -61,16 +66,24 @@ def test_smtp_channel_delivers_to_a_real_smtp_server(smtp_receiver: SmtpReceiver
     [mail] = smtp_receiver.messages
     assert smtp_receiver.envelopes == [("billing@park.test", ["m1@staff.test"])]
     assert (mail["Subject"], mail["To"], mail["Message-ID"]) == (
-        NOTE.subject, "m1@staff.test", message_id(NOTE.key))
+        NOTE.subject,
+        "m1@staff.test",
+        message_id(NOTE.key),
+    )
     assert mail.get_content().strip() == NOTE.body
 
 
-def test_smtp_channel_upgrades_with_starttls_and_logs_in(
-        tls_smtp_receiver: SmtpReceiver) -> None:
+def test_smtp_channel_upgrades_with_starttls_and_logs_in(tls_smtp_receiver: SmtpReceiver) -> None:
     trust = ssl.create_default_context(cafile=str(tls_smtp_receiver.ca_file))
-    channel = SmtpChannel(tls_smtp_receiver.host, tls_smtp_receiver.port, sender="b@park.test",
-                          username=SMTP_USER, password=SMTP_PASSWORD, starttls=True,
-                          ssl_context=trust)
+    channel = SmtpChannel(
+        tls_smtp_receiver.host,
+        tls_smtp_receiver.port,
+        sender="b@park.test",
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+        starttls=True,
+        ssl_context=trust,
+    )
     channel.send(NOTE)
     assert tls_smtp_receiver.logins == [SMTP_USER] and len(tls_smtp_receiver.messages) == 1
     plain = SmtpChannel(tls_smtp_receiver.host, tls_smtp_receiver.port, sender="b@park.test")
@@ -87,13 +100,19 @@ def test_webhook_is_signed_json_that_the_receiver_verifies(http_receiver: HttpRe
     WebhookChannel(http_receiver.url, WEBHOOK_SECRET).send(NOTE)
     [got] = http_receiver.deliveries
     assert got.body == canonical_body(NOTE)
-    assert got.doc == {"key": NOTE.key, "recipient": NOTE.recipient, "subject": NOTE.subject,
-                       "body": NOTE.body, "data": {"lease": "L1", "offset_days": 90}}
+    assert got.doc == {
+        "key": NOTE.key,
+        "recipient": NOTE.recipient,
+        "subject": NOTE.subject,
+        "body": NOTE.body,
+        "data": {"lease": "L1", "offset_days": 90},
+    }
     assert delivery_keys(http_receiver) == [NOTE.key]
 
 
 def test_webhook_with_the_wrong_secret_is_refused_by_the_receiver(
-        http_receiver: HttpReceiver) -> None:
+    http_receiver: HttpReceiver,
+) -> None:
     with pytest.raises(DeliveryError, match="answered HTTP 401"):
         WebhookChannel(http_receiver.url, b"another secret").send(NOTE)
     assert http_receiver.refused == [f"{SIGNATURE_HEADER}: signature does not match the body"]
@@ -113,7 +132,8 @@ def test_webhook_signature_rejects_tampering_and_replays() -> None:
 
 
 def test_outbox_records_once_retries_and_never_sends_twice(
-        lease_db: sessionmaker[Session], http_receiver: HttpReceiver) -> None:
+    lease_db: sessionmaker[Session], http_receiver: HttpReceiver
+) -> None:
     channels = {"sms": WebhookChannel(http_receiver.url, WEBHOOK_SECRET)}
     with lease_db.begin() as s:
         assert enqueue(s, [("sms", NOTE)], now=NOW) == 1
@@ -133,7 +153,8 @@ def test_outbox_records_once_retries_and_never_sends_twice(
 
 
 def test_outbox_gives_up_after_its_attempts_and_waits_for_unknown_channels(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     unreachable = {"email": SmtpChannel(HOST, free_port(), sender="b@park.test", timeout_s=2)}
     other = Notification("x:1", "13800000000", "s", "b")
     with lease_db.begin() as s:
@@ -148,17 +169,18 @@ def test_outbox_gives_up_after_its_attempts_and_waits_for_unknown_channels(
 
 
 def test_daily_run_delivers_by_email_and_webhook_once(
-        lease_db: sessionmaker[Session], smtp_receiver: SmtpReceiver,
-        http_receiver: HttpReceiver) -> None:
+    lease_db: sessionmaker[Session], smtp_receiver: SmtpReceiver, http_receiver: HttpReceiver
+) -> None:
     with lease_db.begin() as s:
         seed_site(s, [UnitSpec("A101")], tenants=0)
         reference.add_tenant(s, "T1", "Tenant One", channel="sms", address="+8613800000000")
         s.flush()
         running_lease(s, terms("L1", "A101", "T1", date(2025, 7, 1), date(2026, 4, 1)))
     run_monthly_billing(lease_db, BillingPeriod.parse("2026-01"))
-    channels = {"email": SmtpChannel(smtp_receiver.host, smtp_receiver.port,
-                                     sender="billing@park.test"),
-                "sms": WebhookChannel(http_receiver.url, WEBHOOK_SECRET)}
+    channels = {
+        "email": SmtpChannel(smtp_receiver.host, smtp_receiver.port, sender="billing@park.test"),
+        "sms": WebhookChannel(http_receiver.url, WEBHOOK_SECRET),
+    }
     for _ in range(2):  # the second run of the day sends nothing
         run_daily(lease_db, date(2026, 1, 12), channels=channels)
     assert delivery_keys(http_receiver) == ["collections:L1/2026-01:1"]

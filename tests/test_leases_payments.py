@@ -49,8 +49,9 @@ def one_lease(sessions: sessionmaker[Session], monthly_cents: int = 300_000) -> 
 def test_partial_payment_leaves_the_invoice_open(lease_db: sessionmaker[Session]) -> None:
     one_lease(lease_db)
     with lease_db.begin() as s:
-        receipt = payments.record_payment(s, "L1", cents=100_000, received_on=date(2026, 1, 5),
-                                          ref="B1")
+        receipt = payments.record_payment(
+            s, "L1", cents=100_000, received_on=date(2026, 1, 5), ref="B1"
+        )
         assert receipt.allocations == (("L1/2026-01", 100_000),) and receipt.credit_cents == 0
         inv = s.get(Invoice, "L1/2026-01")
         assert (inv.paid_cents, inv.status, inv.paid_on) == (100_000, "open", None)
@@ -59,11 +60,13 @@ def test_partial_payment_leaves_the_invoice_open(lease_db: sessionmaker[Session]
 
 
 def test_over_payment_is_carried_as_credit_and_applied_next_time(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     one_lease(lease_db)
     with lease_db.begin() as s:
-        receipt = payments.record_payment(s, "L1", cents=1_000_000,
-                                          received_on=date(2026, 1, 5), ref="B1")
+        receipt = payments.record_payment(
+            s, "L1", cents=1_000_000, received_on=date(2026, 1, 5), ref="B1"
+        )
         assert receipt.credit_cents == 700_000
         assert payments.credit_balance(s, "L1") == 700_000
     run_monthly_billing(lease_db, BillingPeriod.parse("2026-02"))
@@ -80,16 +83,18 @@ def test_over_payment_is_carried_as_credit_and_applied_next_time(
 def test_a_payment_imported_twice_is_recorded_once(lease_db: sessionmaker[Session]) -> None:
     one_lease(lease_db)
     with lease_db.begin() as s:
-        first = payments.record_payment(s, "L1", cents=50_000, received_on=date(2026, 1, 5),
-                                        ref="B1")
-        again = payments.record_payment(s, "L1", cents=50_000, received_on=date(2026, 1, 5),
-                                        ref="B1")
+        first = payments.record_payment(
+            s, "L1", cents=50_000, received_on=date(2026, 1, 5), ref="B1"
+        )
+        again = payments.record_payment(
+            s, "L1", cents=50_000, received_on=date(2026, 1, 5), ref="B1"
+        )
         assert again.duplicate and again.payment_id == first.payment_id
         assert s.get(Invoice, "L1/2026-01").paid_cents == 50_000
-        with pytest.raises(PaymentError, match="recorded as 50000 cents on 2026-01-05, now it "
-                                               "comes as 60000"):
-            payments.record_payment(s, "L1", cents=60_000, received_on=date(2026, 1, 5),
-                                    ref="B1")
+        with pytest.raises(
+            PaymentError, match="recorded as 50000 cents on 2026-01-05, now it comes as 60000"
+        ):
+            payments.record_payment(s, "L1", cents=60_000, received_on=date(2026, 1, 5), ref="B1")
 
 
 def test_late_fee_starts_after_the_grace_period_at_the_daily_rate() -> None:
@@ -97,21 +102,29 @@ def test_late_fee_starts_after_the_grace_period_at_the_daily_rate() -> None:
     assert late_fee(300_000, due, [], through=date(2026, 1, 17), policy=POLICY) == 0
     assert late_fee(300_000, due, [], through=date(2026, 1, 18), policy=POLICY) == 150
     # half paid on the 20th: 17–19 Jan on 300000, 20–31 Jan (12 days) on 150000
-    assert late_fee(300_000, due, [(date(2026, 1, 20), 150_000)], through=date(2026, 2, 1),
-                    policy=POLICY) == 450 + 900
+    assert (
+        late_fee(
+            300_000, due, [(date(2026, 1, 20), 150_000)], through=date(2026, 2, 1), policy=POLICY
+        )
+        == 450 + 900
+    )
     # paid within the grace period: nothing
-    assert late_fee(300_000, due, [(date(2026, 1, 16), 300_000)], through=date(2026, 3, 1),
-                    policy=POLICY) == 0
+    assert (
+        late_fee(
+            300_000, due, [(date(2026, 1, 16), 300_000)], through=date(2026, 3, 1), policy=POLICY
+        )
+        == 0
+    )
 
 
 def test_late_fee_is_capped() -> None:
     # 300 days × 0.05 % = 15 % > 10 % cap
-    assert late_fee(300_000, date(2026, 1, 11), [], through=date(2026, 12, 1),
-                    policy=POLICY) == 30_000
+    assert (
+        late_fee(300_000, date(2026, 1, 11), [], through=date(2026, 12, 1), policy=POLICY) == 30_000
+    )
 
 
-def test_late_fees_are_billed_until_the_cap_and_no_further(
-        lease_db: sessionmaker[Session]) -> None:
+def test_late_fees_are_billed_until_the_cap_and_no_further(lease_db: sessionmaker[Session]) -> None:
     one_lease(lease_db)
     fees = []
     for month in range(2, 13):
@@ -133,15 +146,20 @@ def test_each_collections_step_happens_on_its_day(lease_db: sessionmaker[Session
         with lease_db() as s:
             for step, happened in collection_steps(s, "L1/2026-01").items():
                 seen.setdefault(step, happened)
-    assert seen == {1: date(2026, 1, 12), 3: date(2026, 1, 14), 7: date(2026, 1, 18),
-                    15: date(2026, 1, 26)}
+    assert seen == {
+        1: date(2026, 1, 12),
+        3: date(2026, 1, 14),
+        7: date(2026, 1, 18),
+        15: date(2026, 1, 26),
+    }
     with lease_db() as s:
         events = {e.step: e for e in s.scalars(select(CollectionEvent))}
         assert {k: (e.action, e.channel, e.recipient, e.outcome) for k, e in events.items()} == {
             1: ("reminder", "email", "t1@tenants.test", "delivered"),
             3: ("internal_task", "task", "m1", "task_opened"),
             7: ("call_task", "task", "m1", "task_opened"),
-            15: ("escalation", "email", "boss@staff.test", "delivered")}
+            15: ("escalation", "email", "boss@staff.test", "delivered"),
+        }
         tasks = {t.kind: t.assignee_id for t in s.scalars(select(LeaseTask))}
         assert tasks == {"collections": "m1", "call": "m1", "escalation": "boss"}
     assert [m.recipient for m in channel.sent] == ["t1@tenants.test", "boss@staff.test"]
@@ -160,7 +178,8 @@ def test_a_paid_invoice_climbs_no_further(lease_db: sessionmaker[Session]) -> No
 
 
 def test_a_second_daily_run_of_the_same_day_changes_nothing(
-        lease_db: sessionmaker[Session]) -> None:
+    lease_db: sessionmaker[Session],
+) -> None:
     one_lease(lease_db)
     channel = RecordingChannel()
     first = run_daily(lease_db, date(2026, 1, 27), channels={"email": channel})
@@ -178,22 +197,25 @@ def test_arrears_above_the_threshold_block_renewal(lease_db: sessionmaker[Sessio
     with lease_db.begin() as s:
         seed_site(s, [UnitSpec("A101")], tenants=1)
         running_lease(s, terms("L1", "A101", "T1", START, END, monthly_cents=300_000))
-        lifecycle.mark_expiring(s, lifecycle.get_lease(s, "L1"), today=date(2026, 10, 3),
-                                clock=clock)
+        lifecycle.mark_expiring(
+            s, lifecycle.get_lease(s, "L1"), today=date(2026, 10, 3), clock=clock
+        )
     run_monthly_billing(lease_db, BillingPeriod.parse("2026-11"))
     with lease_db.begin() as s:  # default threshold 100000 cents
         payments.record_payment(s, "L1", cents=200_000, received_on=date(2026, 11, 3), ref="B")
         assert payments.arrears(s, "L1", date(2026, 12, 1)) == 100_000
     with lease_db.begin() as s:
-        lifecycle.renew(s, "L1", monthly_cents=None, today=date(2026, 12, 1), by="m1",
-                        clock=clock)  # exactly at the threshold: allowed
+        lifecycle.renew(
+            s, "L1", monthly_cents=None, today=date(2026, 12, 1), by="m1", clock=clock
+        )  # exactly at the threshold: allowed
         s.rollback()
     with lease_db.begin() as s:
         payments.record_payment(s, "L1", cents=1, received_on=date(2026, 11, 4), ref="refund")
     with lease_db.begin() as s:
         inv = s.get(Invoice, "L1/2026-11")
         inv.paid_cents -= 2  # (only to put the arrears one cent above the threshold)
-    with lease_db.begin() as s, pytest.raises(RenewalBlocked, match="arrears 100001 cents "
-                                                                    "are above the 100000"):
-        lifecycle.renew(s, "L1", monthly_cents=None, today=date(2026, 12, 1), by="m1",
-                        clock=clock)
+    with (
+        lease_db.begin() as s,
+        pytest.raises(RenewalBlocked, match="arrears 100001 cents are above the 100000"),
+    ):
+        lifecycle.renew(s, "L1", monthly_cents=None, today=date(2026, 12, 1), by="m1", clock=clock)

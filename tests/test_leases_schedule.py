@@ -33,7 +33,8 @@ def cpi_levels(rises: dict[int, str], *, lag_month: int = 12) -> dict[date, Deci
     levels = {date(2025, 12, 1): Decimal(100)}
     for year, rise in sorted(rises.items()):
         levels[date(year, lag_month, 1)] = levels[date(year - 1, lag_month, 1)] * (
-            1 + Decimal(rise))
+            1 + Decimal(rise)
+        )
     return levels
 
 
@@ -43,16 +44,23 @@ def test_fixed_rent_is_one_step() -> None:
 
 
 def test_stepped_rent_changes_on_its_dates() -> None:
-    rent = SteppedRent(steps=[{"from": START, "monthly_cents": 500_000},
-                              {"from": date(2027, 1, 1), "monthly_cents": 520_000}])
+    rent = SteppedRent(
+        steps=[
+            {"from": START, "monthly_cents": 500_000},
+            {"from": date(2027, 1, 1), "monthly_cents": 520_000},
+        ]
+    )
     plan = compile_plan(rent, [], start=START, end=END)
     assert [(s.starts_on, s.monthly_cents) for s in plan.steps] == [
-        (START, 500_000), (date(2027, 1, 1), 520_000)]
+        (START, 500_000),
+        (date(2027, 1, 1), 520_000),
+    ]
 
 
 def test_percentage_rise_compounds_and_rounds_half_up_to_the_cent() -> None:
-    plan = compile_plan(PercentRise(monthly_cents=333_333, rise=Decimal("0.05")), [],
-                        start=START, end=END)
+    plan = compile_plan(
+        PercentRise(monthly_cents=333_333, rise=Decimal("0.05")), [], start=START, end=END
+    )
     # 333333 × 1.05 = 349999.65 → 350000; × 1.05 = 367500.00
     assert [s.monthly_cents for s in plan.steps] == [333_333, 350_000, 367_500]
     assert [s.starts_on for s in plan.steps] == [START, date(2027, 1, 1), date(2028, 1, 1)]
@@ -60,8 +68,9 @@ def test_percentage_rise_compounds_and_rounds_half_up_to_the_cent() -> None:
 
 def test_cpi_rise_is_capped_and_floored() -> None:
     rent = CpiLinked(monthly_cents=500_000, floor=Decimal("0.01"), cap=Decimal("0.04"))
-    plan = compile_plan(rent, [], start=START, end=END,
-                        cpi=cpi_levels({2026: "0.07", 2027: "-0.02"}))
+    plan = compile_plan(
+        rent, [], start=START, end=END, cpi=cpi_levels({2026: "0.07", 2027: "-0.02"})
+    )
     # 2027: +7 % capped at +4 %; 2028: −2 % floored at +1 %
     assert [s.monthly_cents for s in plan.steps] == [500_000, 520_000, 525_200]
     assert plan.known_until is None
@@ -69,8 +78,9 @@ def test_cpi_rise_is_capped_and_floored() -> None:
 
 def test_cpi_rise_inside_the_band_is_passed_on() -> None:
     rent = CpiLinked(monthly_cents=500_000, floor=Decimal(0), cap=Decimal("0.05"))
-    plan = compile_plan(rent, [], start=START, end=date(2028, 1, 1),
-                        cpi=cpi_levels({2026: "0.023"}))
+    plan = compile_plan(
+        rent, [], start=START, end=date(2028, 1, 1), cpi=cpi_levels({2026: "0.023"})
+    )
     assert [s.monthly_cents for s in plan.steps] == [500_000, 511_500]
 
 
@@ -84,10 +94,19 @@ def test_cpi_plan_stops_where_the_index_is_not_published() -> None:
 
 def test_free_rent_runs_from_the_handover_when_the_contract_says_so() -> None:
     free = [FreeRent(months=2, anchor="handover")]
-    plan = compile_plan(FixedRent(monthly_cents=600_000), free, start=START, end=END,
-                        signed_on=date(2025, 11, 20), handover_on=date(2026, 1, 15))
+    plan = compile_plan(
+        FixedRent(monthly_cents=600_000),
+        free,
+        start=START,
+        end=END,
+        signed_on=date(2025, 11, 20),
+        handover_on=date(2026, 1, 15),
+    )
     assert [(s.starts_on, s.free) for s in plan.steps] == [
-        (START, False), (date(2026, 1, 15), True), (date(2026, 3, 15), False)]
+        (START, False),
+        (date(2026, 1, 15), True),
+        (date(2026, 3, 15), False),
+    ]
     # January: 14 paid days of 31; February free; March: 17 paid days of 31
     assert round_half_up(rent_for(plan.steps, START, date(2026, 2, 1))) == 270_968
     assert rent_for(plan.steps, date(2026, 2, 1), date(2026, 3, 1)) == 0
@@ -96,10 +115,18 @@ def test_free_rent_runs_from_the_handover_when_the_contract_says_so() -> None:
 
 def test_free_rent_anchored_on_signing_is_mostly_used_up_before_the_start() -> None:
     free = [FreeRent(months=2, anchor="signing")]
-    plan = compile_plan(FixedRent(monthly_cents=600_000), free, start=START, end=END,
-                        signed_on=date(2025, 11, 20), handover_on=date(2026, 1, 15))
-    assert [(s.starts_on, s.free) for s in plan.steps] == [(START, True),
-                                                           (date(2026, 1, 20), False)]
+    plan = compile_plan(
+        FixedRent(monthly_cents=600_000),
+        free,
+        start=START,
+        end=END,
+        signed_on=date(2025, 11, 20),
+        handover_on=date(2026, 1, 15),
+    )
+    assert [(s.starts_on, s.free) for s in plan.steps] == [
+        (START, True),
+        (date(2026, 1, 20), False),
+    ]
 
 
 def test_proration_is_by_the_days_of_each_month() -> None:
@@ -117,15 +144,27 @@ def test_rent_changes_mid_month_are_priced_per_segment() -> None:
     assert rent_in_force(steps, date(2026, 3, 16)) == 310_000
 
 
-@pytest.mark.parametrize(("value", "cents"), [(Fraction(1, 2), 1), (Fraction(-1, 2), -1),
-                                              (Fraction(5, 2), 3), (Fraction(49, 100), 0),
-                                              (Decimal("2.5"), 3), (Decimal("-2.5"), -3)])
+@pytest.mark.parametrize(
+    ("value", "cents"),
+    [
+        (Fraction(1, 2), 1),
+        (Fraction(-1, 2), -1),
+        (Fraction(5, 2), 3),
+        (Fraction(49, 100), 0),
+        (Decimal("2.5"), 3),
+        (Decimal("-2.5"), -3),
+    ],
+)
 def test_rounding_is_half_up_away_from_zero(value: Fraction | Decimal, cents: int) -> None:
     assert round_half_up(value) == cents
 
 
-@given(st.dates(date(2026, 1, 1), date(2027, 12, 31)), st.integers(0, 400),
-       st.integers(0, 400), st.integers(1, 2_000_000))
+@given(
+    st.dates(date(2026, 1, 1), date(2027, 12, 31)),
+    st.integers(0, 400),
+    st.integers(0, 400),
+    st.integers(1, 2_000_000),
+)
 def test_rent_of_adjacent_spans_adds_up_exactly(a: date, d1: int, d2: int, cents: int) -> None:
     steps = [RentStep(date(2025, 1, 1), cents), RentStep(date(2026, 7, 1), cents + 777)]
     b, c = a + timedelta(days=d1), a + timedelta(days=d1 + d2)
@@ -135,24 +174,42 @@ def test_rent_of_adjacent_spans_adds_up_exactly(a: date, d1: int, d2: int, cents
 def test_monthly_cycle_bills_the_period_and_catches_up_a_late_start() -> None:
     march, april = BillingPeriod.parse("2026-03"), BillingPeriod.parse("2026-04")
     assert rent_segments(date(2026, 3, 20), None, 1, march) == (
-        (date(2026, 3, 20), date(2026, 4, 1)), None)
+        (date(2026, 3, 20), date(2026, 4, 1)),
+        None,
+    )
     assert rent_segments(date(2026, 3, 20), None, 1, april) == (
-        (date(2026, 4, 1), date(2026, 5, 1)), (date(2026, 3, 20), date(2026, 4, 1)))
+        (date(2026, 4, 1), date(2026, 5, 1)),
+        (date(2026, 3, 20), date(2026, 4, 1)),
+    )
 
 
 def test_quarterly_cycle_is_billed_in_the_month_it_starts_and_stops_at_the_end() -> None:
     rent_from = date(2026, 1, 10)
-    got = {p: rent_segments(rent_from, date(2026, 8, 15), 3, BillingPeriod.parse(p))[0]
-           for p in ("2026-01", "2026-02", "2026-03", "2026-04", "2026-07", "2026-10")}
-    assert got == {"2026-01": (rent_from, date(2026, 4, 1)), "2026-02": None, "2026-03": None,
-                   "2026-04": (date(2026, 4, 1), date(2026, 7, 1)),
-                   "2026-07": (date(2026, 7, 1), date(2026, 8, 15)), "2026-10": None}
+    got = {
+        p: rent_segments(rent_from, date(2026, 8, 15), 3, BillingPeriod.parse(p))[0]
+        for p in ("2026-01", "2026-02", "2026-03", "2026-04", "2026-07", "2026-10")
+    }
+    assert got == {
+        "2026-01": (rent_from, date(2026, 4, 1)),
+        "2026-02": None,
+        "2026-03": None,
+        "2026-04": (date(2026, 4, 1), date(2026, 7, 1)),
+        "2026-07": (date(2026, 7, 1), date(2026, 8, 15)),
+        "2026-10": None,
+    }
 
 
 def test_terms_refuse_contradictions_with_what_was_expected() -> None:
     with pytest.raises(ValueError, match="end_on 2026-01-01 must be after start_on"):
-        LeaseTerms(id="L", tenant_id="T", unit_id="U", manager_id="m", start_on=START,
-                   end_on=START, rent=FixedRent(monthly_cents=1))
+        LeaseTerms(
+            id="L",
+            tenant_id="T",
+            unit_id="U",
+            manager_id="m",
+            start_on=START,
+            end_on=START,
+            rent=FixedRent(monthly_cents=1),
+        )
     with pytest.raises(ValueError, match=r"floor 0\.05 is above cap 0\.03"):
         CpiLinked(monthly_cents=1, floor=Decimal("0.05"), cap=Decimal("0.03"))
     with pytest.raises(LeaseError, match="expected YYYY-MM"):

@@ -29,7 +29,8 @@ from tests.leases_portfolio import (  # noqa: F401  (fixtures)
 
 
 def test_a_simulated_year_bills_exactly_and_never_repeats_a_notice(
-        lease_pg: sessionmaker[Session]) -> None:
+    lease_pg: sessionmaker[Session],
+) -> None:
     result = simulate_year(lease_pg, units=120)
     c = result.counters
     with lease_pg() as s:
@@ -37,18 +38,21 @@ def test_a_simulated_year_bills_exactly_and_never_repeats_a_notice(
         statuses = Counter(s.scalars(select(Lease.status)))
         invoices = s.scalars(select(Invoice)).all()
         by_kind: dict[str, dict[str, int]] = {}
-        for invoice_id, kind, cents in s.execute(select(InvoiceLine.invoice_id,
-                                                        InvoiceLine.kind, InvoiceLine.cents)):
+        for invoice_id, kind, cents in s.execute(
+            select(InvoiceLine.invoice_id, InvoiceLine.kind, InvoiceLine.cents)
+        ):
             by_kind.setdefault(invoice_id, Counter())[kind] += cents
         for inv in invoices:
             kinds = by_kind[inv.id]
             assert kinds["credit"] <= 0
-            assert inv.total_cents == (kinds["rent"] + kinds["utility"] + kinds["late_fee"]
-                                       + kinds["credit"]), inv.id
+            assert inv.total_cents == (
+                kinds["rent"] + kinds["utility"] + kinds["late_fee"] + kinds["credit"]
+            ), inv.id
             assert inv.fee_cents == kinds["late_fee"]
             assert 0 <= inv.paid_cents <= max(inv.total_cents, 0)
-        reminder_rows = s.execute(select(RenewalReminder.lease_id, RenewalReminder.kind,
-                                         RenewalReminder.offset_days)).all()
+        reminder_rows = s.execute(
+            select(RenewalReminder.lease_id, RenewalReminder.kind, RenewalReminder.offset_days)
+        ).all()
         outbox = s.execute(select(NotificationRow.key, NotificationRow.status)).all()
         fees = sum(k["late_fee"] for k in by_kind.values())
         credits = -sum(k["credit"] for k in by_kind.values())
@@ -70,8 +74,9 @@ def test_a_simulated_year_bills_exactly_and_never_repeats_a_notice(
     assert len(result.bills) == 12 and result.bill_reruns == [0] * 12
     with lease_pg() as s:
         before = table_counts(s)
-    assert not run_daily(lease_pg, result.last_day, channels={"email": result.channel}
-                         ).changed_anything
+    assert not run_daily(
+        lease_pg, result.last_day, channels={"email": result.channel}
+    ).changed_anything
     with lease_pg() as s:
         assert table_counts(s) == before
     assert max(Counter(m.key for m in result.channel.sent).values()) == 1

@@ -26,11 +26,13 @@ T0 = datetime(2026, 8, 1, 6, tzinfo=UTC)
 
 
 def sim_line(clock: SimClock) -> ModbusLine:
-    return ModbusLine([
-        SimulatedModbusMeter(1, load_builtin("sdm630"), LoadModel(6.0, seed=1), clock=clock),
-        SimulatedModbusMeter(2, load_builtin("dtsu666"), LoadModel(3.0, seed=2), clock=clock),
-        SimulatedModbusMeter(3, load_builtin("tuf2000"), LoadModel(0.5, seed=3), clock=clock),
-    ])
+    return ModbusLine(
+        [
+            SimulatedModbusMeter(1, load_builtin("sdm630"), LoadModel(6.0, seed=1), clock=clock),
+            SimulatedModbusMeter(2, load_builtin("dtsu666"), LoadModel(3.0, seed=2), clock=clock),
+            SimulatedModbusMeter(3, load_builtin("tuf2000"), LoadModel(0.5, seed=3), clock=clock),
+        ]
+    )
 
 
 def test_agent_reads_modbus_meters_through_their_profiles(tmp_path):
@@ -38,22 +40,36 @@ def test_agent_reads_modbus_meters_through_their_profiles(tmp_path):
     line = sim_line(clock)
     port, stop = serve_in_thread(line)
     config = SiteConfig(
-        site="s1", gateway="gw1", metrics_port=0,
-        groups=[GroupConfig(name="g", interval_s=60,
-                            quantities=["energy_import", "voltage_a", "water_volume"])],
-        lines=[LineConfig(name="mb", protocol="modbus", tcp=f"127.0.0.1:{port}",
-                          timeout_s=0.5, meters=[
-                              MeterConfig(id="E1", address="1", profile="sdm630",
-                                          ct=Decimal(20)),
-                              MeterConfig(id="E2", address="2", profile="dtsu666"),
-                              MeterConfig(id="W1", address="3", profile="tuf2000"),
-                              MeterConfig(id="E9", address="9", profile="sdm630"),  # absent
-                          ])])
+        site="s1",
+        gateway="gw1",
+        metrics_port=0,
+        groups=[
+            GroupConfig(
+                name="g", interval_s=60, quantities=["energy_import", "voltage_a", "water_volume"]
+            )
+        ],
+        lines=[
+            LineConfig(
+                name="mb",
+                protocol="modbus",
+                tcp=f"127.0.0.1:{port}",
+                timeout_s=0.5,
+                meters=[
+                    MeterConfig(id="E1", address="1", profile="sdm630", ct=Decimal(20)),
+                    MeterConfig(id="E2", address="2", profile="dtsu666"),
+                    MeterConfig(id="W1", address="3", profile="tuf2000"),
+                    MeterConfig(id="E9", address="9", profile="sdm630"),  # absent
+                ],
+            )
+        ],
+    )
     box = OutboxStore(tmp_path / "outbox.sqlite")
-    publisher = MqttPublisher(f"mqtt://127.0.0.1:{free_port()}", site="s1", gateway="gw1",
-                              on_acked=box.acknowledge)
-    agent = GatewayAgent(config, GatewayIdentity(Ed25519PrivateKey.generate()), box,
-                         publisher, now=clock.now)
+    publisher = MqttPublisher(
+        f"mqtt://127.0.0.1:{free_port()}", site="s1", gateway="gw1", on_acked=box.acknowledge
+    )
+    agent = GatewayAgent(
+        config, GatewayIdentity(Ed25519PrivateKey.generate()), box, publisher, now=clock.now
+    )
 
     async def one_round():  # type: ignore[no-untyped-def]
         try:
@@ -66,8 +82,10 @@ def test_agent_reads_modbus_meters_through_their_profiles(tmp_path):
     finally:
         stop()
     env = box.seal_next(agent._seal, agent.epoch, 100)
-    got = {(r.meter, r.quantity): r for r in open_envelope(env.body,
-                                                           agent.identity.public_key).readings}
+    got = {
+        (r.meter, r.quantity): r
+        for r in open_envelope(env.body, agent.identity.public_key).readings
+    }
     sdm, dtsu, tuf = (line.meters[u] for u in (1, 2, 3))
     assert got[("E1", "energy_import")].value == sdm.expected("energy_import") * 20
     assert got[("E1", "energy_import")].multiplier == 20
@@ -84,20 +102,57 @@ def test_read_and_scan_commands_speak_modbus():
     port, stop = serve_in_thread(line)
     runner = CliRunner()
     try:
-        out = runner.invoke(app, ["edge", "read", "--protocol", "modbus", "--tcp",
-                                  f"127.0.0.1:{port}", "--address", "1", "--profile", "sdm630",
-                                  "--json"])
+        out = runner.invoke(
+            app,
+            [
+                "edge",
+                "read",
+                "--protocol",
+                "modbus",
+                "--tcp",
+                f"127.0.0.1:{port}",
+                "--address",
+                "1",
+                "--profile",
+                "sdm630",
+                "--json",
+            ],
+        )
         assert out.exit_code == 0, out.output
         values = {v["quantity"]: v for v in json.loads(out.output)["values"]}
         assert Decimal(values["voltage_a"]["value"]) == line.meters[1].expected("voltage_a")
         assert values["voltage_a"]["unit"] == "V"
-        scan = runner.invoke(app, ["edge", "scan", "--protocol", "modbus", "--tcp",
-                                   f"127.0.0.1:{port}", "--timeout", "0.02", "--json"])
+        scan = runner.invoke(
+            app,
+            [
+                "edge",
+                "scan",
+                "--protocol",
+                "modbus",
+                "--tcp",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "0.02",
+                "--json",
+            ],
+        )
         assert scan.exit_code == 0, scan.output
         assert json.loads(scan.output.strip().splitlines()[-1])["found"] == [1, 2, 3]
-        bad = runner.invoke(app, ["edge", "read", "--protocol", "modbus", "--tcp",
-                                  f"127.0.0.1:{port}", "--address", "300", "--profile",
-                                  "sdm630"])
+        bad = runner.invoke(
+            app,
+            [
+                "edge",
+                "read",
+                "--protocol",
+                "modbus",
+                "--tcp",
+                f"127.0.0.1:{port}",
+                "--address",
+                "300",
+                "--profile",
+                "sdm630",
+            ],
+        )
         assert bad.exit_code == 2 and "1..247" in bad.output
     finally:
         stop()

@@ -14,8 +14,15 @@ def identity() -> GatewayIdentity:
 
 def sealer(identity):
     def _seal(seq, epoch, readings):
-        p = ReadingsPayload(gateway="gw1", kid=identity.kid, seq=seq, epoch=epoch, sent_at=T0,
-                            clock=ClockState.SYNCED, readings=readings)
+        p = ReadingsPayload(
+            gateway="gw1",
+            kid=identity.kid,
+            seq=seq,
+            epoch=epoch,
+            sent_at=T0,
+            clock=ClockState.SYNCED,
+            readings=readings,
+        )
         return seal(p, identity.private_key)
 
     return _seal

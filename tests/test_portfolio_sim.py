@@ -76,8 +76,14 @@ def _daily_use(p: Portfolio, meters: list[str]) -> np.ndarray:
     day D − 1. So the history's days come from the cells one day later."""
     spec = p.spec
     one = timedelta(days=1)
-    matrix = p.store.consumption_matrix(meters, spec.quantity, _local(spec.start + one, spec.tz),
-                                        _local(spec.now + one, spec.tz), "1d", spec.tz)
+    matrix = p.store.consumption_matrix(
+        meters,
+        spec.quantity,
+        _local(spec.start + one, spec.tz),
+        _local(spec.now + one, spec.tz),
+        "1d",
+        spec.tz,
+    )
     assert matrix.mask.all()
     return matrix.usage
 
@@ -90,10 +96,14 @@ def _digest(p: Portfolio) -> dict[str, str]:
             rows = s.execute(select(table).order_by(*table.primary_key.columns)).all()
             out[table.name] = hashlib.sha256(repr(rows).encode()).hexdigest()
     spec = p.spec
-    registers = p.store.register_matrix(_meters(p.sessions), spec.quantity,
-                                        _local(spec.start, spec.tz),
-                                        _local(spec.now + timedelta(days=1), spec.tz), "1d",
-                                        spec.tz)
+    registers = p.store.register_matrix(
+        _meters(p.sessions),
+        spec.quantity,
+        _local(spec.start, spec.tz),
+        _local(spec.now + timedelta(days=1), spec.tz),
+        "1d",
+        spec.tz,
+    )
     out["series"] = hashlib.sha256(registers.values.tobytes()).hexdigest()
     return out
 
@@ -111,7 +121,14 @@ def test_the_same_seed_writes_the_same_registry_and_series(tmp_path: Path) -> No
 def test_summary_counts_what_was_written_and_nothing_else(portfolio: Portfolio) -> None:
     spec, summary = portfolio.spec, portfolio.summary
     assert {f.name for f in fields(PortfolioSummary)} == {
-        "units", "leases", "tenants", "points", "invoices", "tickets", "now"}
+        "units",
+        "leases",
+        "tenants",
+        "points",
+        "invoices",
+        "tickets",
+        "now",
+    }
     assert summary.units == spec.buildings * spec.units_per_building == 480
     assert summary.now == spec.start + timedelta(days=spec.days) == date(2026, 12, 1)
     assert summary.points == summary.units * (spec.days + 1)
@@ -154,8 +171,9 @@ def test_lease_chains_never_overlap_and_say_how_each_lease_ended(portfolio: Port
             assert after.start_on >= (before.ended_on or before.end_on), unit
             if before.status == "terminated":
                 assert after.start_on > before.end_on and after.tenant_id != before.tenant_id
-    assert any(not lease.renewed_from_id and lease.start_on >= portfolio.spec.start
-               for lease in leases)  # units re-let after a move-out
+    assert any(
+        not lease.renewed_from_id and lease.start_on >= portfolio.spec.start for lease in leases
+    )  # units re-let after a move-out
 
 
 def test_leave_rate_is_in_the_documented_range(portfolio: Portfolio) -> None:
@@ -169,10 +187,14 @@ def test_leave_rate_is_in_the_documented_range(portfolio: Portfolio) -> None:
 def test_registers_rise_once_a_day_for_every_meter(portfolio: Portfolio) -> None:
     spec = portfolio.spec
     meters = _meters(portfolio.sessions)
-    registers = portfolio.store.register_matrix(meters, spec.quantity,
-                                                _local(spec.start, spec.tz),
-                                                _local(spec.now + timedelta(days=1), spec.tz),
-                                                "1d", spec.tz)
+    registers = portfolio.store.register_matrix(
+        meters,
+        spec.quantity,
+        _local(spec.start, spec.tz),
+        _local(spec.now + timedelta(days=1), spec.tz),
+        "1d",
+        spec.tz,
+    )
     assert registers.values.shape == (len(meters), spec.days + 1)
     assert registers.mask.all()
     assert (np.diff(registers.values, axis=1) >= 0).all()
@@ -184,11 +206,20 @@ def test_invoices_payments_and_collections_agree_with_now(portfolio: Portfolio) 
     spec = portfolio.spec
     with portfolio.sessions() as s:
         invoices = list(s.scalars(select(Invoice)))
-        lines = dict(s.execute(select(InvoiceLine.invoice_id, func.sum(InvoiceLine.cents))
-                               .group_by(InvoiceLine.invoice_id)).all())
-        allocated = dict(s.execute(select(PaymentAllocation.invoice_id,
-                                          func.sum(PaymentAllocation.cents))
-                                   .group_by(PaymentAllocation.invoice_id)).all())
+        lines = dict(
+            s.execute(
+                select(InvoiceLine.invoice_id, func.sum(InvoiceLine.cents)).group_by(
+                    InvoiceLine.invoice_id
+                )
+            ).all()
+        )
+        allocated = dict(
+            s.execute(
+                select(PaymentAllocation.invoice_id, func.sum(PaymentAllocation.cents)).group_by(
+                    PaymentAllocation.invoice_id
+                )
+            ).all()
+        )
         paid_total = s.scalar(select(func.sum(Payment.cents)))
         leases = {lease.id: lease for lease in s.scalars(select(Lease))}
         events = list(s.scalars(select(CollectionEvent)))
@@ -231,8 +262,9 @@ def test_lease_code_reads_the_portfolio(portfolio: Portfolio) -> None:
         report = occupancy(s, spec.now - timedelta(days=1), site_id=spec.site_id)
         assert report.rentable_units == 480
         assert 0.75 < report.unit_rate <= 1
-        active = s.scalars(select(Lease).where(Lease.status == "active")
-                           .order_by(Lease.id).limit(20)).all()
+        active = s.scalars(
+            select(Lease).where(Lease.status == "active").order_by(Lease.id).limit(20)
+        ).all()
         for lease in active:
             assert plan_for(lease, {}).steps[0].starts_on == lease.start_on
             through = paid_through(s, lease)
@@ -247,16 +279,20 @@ def test_use_drops_before_a_move_out_and_not_before_a_renewal(portfolio: Portfol
     use = _daily_use(portfolio, meters)
     row = {meter: n for n, meter in enumerate(meters)}
     with portfolio.sessions() as s:
-        decided = s.execute(select(Lease.unit_id, Lease.end_on, Lease.status)
-                            .where(Lease.status.in_(("renewed", "terminated")))).all()
+        decided = s.execute(
+            select(Lease.unit_id, Lease.end_on, Lease.status).where(
+                Lease.status.in_(("renewed", "terminated"))
+            )
+        ).all()
     ratios: dict[str, list[float]] = {"renewed": [], "terminated": []}
     for unit, end_on, status in decided:
         end = (end_on - spec.start).days
         if end < 90:
             continue
         use_row = use[row[f"M-{unit}"]]
-        ratios[status].append(float(use_row[end - 30:end].mean() / use_row[end - 90:end - 30]
-                                    .mean()))
+        ratios[status].append(
+            float(use_row[end - 30 : end].mean() / use_row[end - 90 : end - 30].mean())
+        )
     terminated, renewed = np.mean(ratios["terminated"]), np.mean(ratios["renewed"])
     assert len(ratios["terminated"]) > 100 and len(ratios["renewed"]) > 200
     assert terminated < 0.7 < 0.9 < renewed

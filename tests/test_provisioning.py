@@ -103,10 +103,12 @@ def serve(app: object) -> Iterator[str]:
         sock.close()
 
 
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[Cloud]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def cloud(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cloud]:
     """The API on a SQLite and on a PostgreSQL registry, one of each per module: tests use
     gateway ids of their own."""
     cloud_dir = tmp_path_factory.mktemp("cloud")
@@ -127,8 +129,11 @@ def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def all_stored_text(sessions: sessionmaker[Session]) -> str:
     """Every row of every registry table, as text."""
     with sessions() as session:
-        return "\n".join(repr(row) for table in Base.metadata.sorted_tables
-                         for row in session.execute(select(table)).all())
+        return "\n".join(
+            repr(row)
+            for table in Base.metadata.sorted_tables
+            for row in session.execute(select(table)).all()
+        )
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -151,7 +156,11 @@ def test_gateway_provisions_and_only_its_public_key_reaches_the_cloud(
     assert (data_dir / "broker.json").read_text().count("s3cret-broker-pw") == 1
     assert key_id(load_cloud_key(data_dir)) == cloud.signer.kid == result.cloud_kid
     assert sorted(p.name for p in data_dir.iterdir()) == [
-        "broker.json", "cloud.pub", "gateway.key", "site.toml"]
+        "broker.json",
+        "cloud.pub",
+        "gateway.key",
+        "site.toml",
+    ]
 
     with cloud.sessions() as session:
         known = find_key(session, identity.kid)
@@ -163,8 +172,12 @@ def test_gateway_provisions_and_only_its_public_key_reaches_the_cloud(
         assert claim.mqtt_password is None, "the broker password is erased once handed out"
     stored = all_stored_text(cloud.sessions)
     private_raw = identity.private_key.private_bytes_raw()
-    for secret in (private_raw.hex(), base64.urlsafe_b64encode(private_raw).decode().rstrip("="),
-                   base64.b64encode(private_raw).decode().rstrip("="), token):
+    for secret in (
+        private_raw.hex(),
+        base64.urlsafe_b64encode(private_raw).decode().rstrip("="),
+        base64.b64encode(private_raw).decode().rstrip("="),
+        token,
+    ):
         assert secret not in stored, "the registry holds only public keys and token hashes"
 
 
@@ -179,8 +192,11 @@ def test_second_use_of_a_claim_token_is_refused_with_409(cloud: Cloud, tmp_path:
 
 def test_expired_claim_token_is_refused_with_410(cloud: Cloud, tmp_path: Path) -> None:
     past = datetime.now(UTC) - timedelta(hours=25)
-    token = ProvisioningService(cloud.sessions, cloud.signer, clock=lambda: past).create_claim(
-        "s1", "gw-late", site_toml("gw-late"), BROKER).token
+    token = (
+        ProvisioningService(cloud.sessions, cloud.signer, clock=lambda: past)
+        .create_claim("s1", "gw-late", site_toml("gw-late"), BROKER)
+        .token
+    )
 
     with pytest.raises(ProvisionError, match=r"HTTP 410: claim token .* expired at"):
         provision(cloud.url, token, tmp_path / "gw")
@@ -213,8 +229,13 @@ def test_key_id_that_is_not_the_thumbprint_is_a_400(cloud: Cloud, tmp_path: Path
     identity = GatewayIdentity.create(tmp_path / "k")
     other = GatewayIdentity.create(tmp_path / "other")
 
-    reply = cloud.post({"claim_token": token, "public_key": public_key_b64(identity.public_key),
-                        "key_id": other.kid})
+    reply = cloud.post(
+        {
+            "claim_token": token,
+            "public_key": public_key_b64(identity.public_key),
+            "key_id": other.kid,
+        }
+    )
 
     assert reply.status_code == 400
     assert reply.json()["detail"].startswith(f"key_id: {other.kid!r} is not the RFC 7638")
@@ -229,8 +250,13 @@ def test_concurrent_redemptions_of_one_token_register_exactly_one_key(
     identities = [GatewayIdentity.create(tmp_path / f"k{i}") for i in range(4)]
 
     def redeem(identity: GatewayIdentity) -> int:
-        return cloud.post({"claim_token": token, "key_id": identity.kid,
-                           "public_key": public_key_b64(identity.public_key)}).status_code
+        return cloud.post(
+            {
+                "claim_token": token,
+                "key_id": identity.kid,
+                "public_key": public_key_b64(identity.public_key),
+            }
+        ).status_code
 
     with ThreadPoolExecutor(len(identities)) as pool:
         statuses = sorted(pool.map(redeem, identities))
@@ -297,8 +323,20 @@ def test_claim_token_command_and_provision_command_work_together(
     cli.command("provision")(edge_provision)
     runner = CliRunner()
 
-    issued = runner.invoke(cli, ["claim-token", "--site", "s1", "--gateway", "gw1",
-                                 "--config", str(config), "--mqtt-username", "gw1"])
+    issued = runner.invoke(
+        cli,
+        [
+            "claim-token",
+            "--site",
+            "s1",
+            "--gateway",
+            "gw1",
+            "--config",
+            str(config),
+            "--mqtt-username",
+            "gw1",
+        ],
+    )
     assert issued.exit_code == 0, issued.output
     token = issued.stdout.strip()
     sessions = open_registry(f"sqlite:///{tmp_path / 'cloud' / 'registry.sqlite'}")
@@ -318,9 +356,17 @@ def test_api_command_serves_the_api_until_stopped(tmp_path: Path) -> None:
     port = servers.free_port()
     env = dict(os.environ, MF_DATA_DIR=str(tmp_path / "cloud"))
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import typer; from cloud.api.cli import cloud_api; "
-         "typer.run(cloud_api)", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "import typer; from cloud.api.cli import cloud_api; typer.run(cloud_api)",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 20
         while not servers.port_open(port):
@@ -340,8 +386,10 @@ def test_api_command_serves_the_api_until_stopped(tmp_path: Path) -> None:
 
 
 def test_claim_whose_config_names_another_gateway_is_refused(tmp_path: Path) -> None:
-    service = ProvisioningService(open_registry(f"sqlite:///{tmp_path / 'r.sqlite'}"),
-                                  CloudSigner.load_or_create(tmp_path / "cloud.key"))
+    service = ProvisioningService(
+        open_registry(f"sqlite:///{tmp_path / 'r.sqlite'}"),
+        CloudSigner.load_or_create(tmp_path / "cloud.key"),
+    )
     with pytest.raises(InvalidClaim, match=r"site config says gateway = 'gw1'; .* 'gw9'"):
         service.create_claim("s1", "gw9", SITE_TOML, BROKER)
     with pytest.raises(InvalidClaim, match="not valid TOML"):

@@ -77,8 +77,13 @@ def small_portfolio(tmp_path: Path) -> Portfolio:
 def test_backtest_the_model_beats_the_health_score(portfolio: Portfolio) -> None:
     split = portfolio.start + timedelta(days=365)
     with portfolio.sessions() as session:
-        result = backtest(session, portfolio.store, history_from=portfolio.start, split=split,
-                          history_to=portfolio.now)
+        result = backtest(
+            session,
+            portfolio.store,
+            history_from=portfolio.start,
+            split=split,
+            history_to=portfolio.now,
+        )
     result.pop("model_params")
     _record("backtest", result)
     model, base = result["model"], result["baseline"]
@@ -97,26 +102,33 @@ def test_the_model_learns_nothing_from_shuffled_outcomes(portfolio: Portfolio) -
     leases no better than chance — what the model finds comes from the features."""
     split = portfolio.start + timedelta(days=365)
     with portfolio.sessions() as session:
-        tr, te = backtest_examples(session, portfolio.store, history_from=portfolio.start,
-                                   split=split, history_to=portfolio.now)
+        tr, te = backtest_examples(
+            session,
+            portfolio.store,
+            history_from=portfolio.start,
+            split=split,
+            history_to=portfolio.now,
+        )
     x_tr, _, y_tr = tr.matrices()
     x_te, _, y_te = te.matrices()
-    aucs = [roc_auc(y_te, fit(x_tr, np.random.default_rng(k).permutation(y_tr)).predict(x_te))
-            for k in range(5)]
+    aucs = [
+        roc_auc(y_te, fit(x_tr, np.random.default_rng(k).permutation(y_tr)).predict(x_te))
+        for k in range(5)
+    ]
     real = roc_auc(y_te, fit(x_tr, y_tr).predict(x_te))
     _record("placebo", {"shuffled_auc_median": float(np.median(aucs)), "real_auc": real})
     assert abs(float(np.median(aucs)) - 0.5) < 0.12
     assert real > float(np.median(aucs)) + 0.15
 
 
-def _scores_at(p: Portfolio, as_of: date) -> tuple[list[str], np.ndarray, np.ndarray,
-                                                  np.ndarray, dict]:
+def _scores_at(
+    p: Portfolio, as_of: date
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict]:
     with p.sessions() as session:
         model, _ = train(session, p.store, history_from=p.start, as_of=as_of)
         inputs = load_inputs(session, p.store, as_of)
     x = feature_matrix(inputs.daily, inputs.ledger, inputs.facts, inputs.as_of_day)
-    health = health_score(health_components(inputs.ledger, len(inputs.lease_ids),
-                                            inputs.as_of_day))
+    health = health_score(health_components(inputs.ledger, len(inputs.lease_ids), inputs.as_of_day))
     return inputs.lease_ids, x, health, model.predict(x), model.to_json()
 
 
@@ -126,36 +138,68 @@ def _shift_the_future(p: Portfolio, cutoff: date) -> dict[str, int]:
     changed = {}
     with p.sessions.begin() as session:
         # invoices paid after the cutoff: paid later still; unpaid ones paid; and the reverse
-        n = session.execute(update(Invoice).where(Invoice.paid_on >= cutoff)
-                            .values(paid_on=None, paid_cents=0, status="open")).rowcount
+        n = session.execute(
+            update(Invoice)
+            .where(Invoice.paid_on >= cutoff)
+            .values(paid_on=None, paid_cents=0, status="open")
+        ).rowcount
         changed["invoices_unpaid"] = n
-        n = session.execute(update(Invoice).where(Invoice.issued_on >= cutoff)
-                            .values(total_cents=Invoice.total_cents * 2)).rowcount
+        n = session.execute(
+            update(Invoice)
+            .where(Invoice.issued_on >= cutoff)
+            .values(total_cents=Invoice.total_cents * 2)
+        ).rowcount
         changed["invoices_reissued"] = n
         # outcomes after the cutoff flip: renewals become move-outs and the reverse
-        late = session.scalars(select(Lease).where(Lease.ended_on >= cutoff + timedelta(days=1),
-                                                   Lease.start_on < cutoff)).all()
+        late = session.scalars(
+            select(Lease).where(
+                Lease.ended_on >= cutoff + timedelta(days=1), Lease.start_on < cutoff
+            )
+        ).all()
         for lease in late:
             lease.ended_on = lease.ended_on + timedelta(days=3)
         changed["leases_ending_later"] = len(late)
-        session.execute(update(Lease).where(Lease.signed_on >= cutoff)
-                        .values(renewed_from_id=None))
-        tenant, unit = session.execute(select(Lease.tenant_id, Lease.unit_id)
-                                       .where(Lease.start_on < cutoff)).first()
-        session.add_all([RepairComplaint(tenant_id=tenant, unit_id=unit,
-                                         opened_on=cutoff + timedelta(days=k), summary="later",
-                                         category="hvac") for k in range(5)])
+        session.execute(update(Lease).where(Lease.signed_on >= cutoff).values(renewed_from_id=None))
+        tenant, unit = session.execute(
+            select(Lease.tenant_id, Lease.unit_id).where(Lease.start_on < cutoff)
+        ).first()
+        session.add_all(
+            [
+                RepairComplaint(
+                    tenant_id=tenant,
+                    unit_id=unit,
+                    opened_on=cutoff + timedelta(days=k),
+                    summary="later",
+                    category="hvac",
+                )
+                for k in range(5)
+            ]
+        )
         session.add(TenantSurvey(tenant_id=tenant, answered_on=cutoff, score=0))
-        session.execute(update(RepairComplaint).where(RepairComplaint.resolved_on >= cutoff)
-                        .values(resolved_on=None))
+        session.execute(
+            update(RepairComplaint)
+            .where(RepairComplaint.resolved_on >= cutoff)
+            .values(resolved_on=None)
+        )
     # series: every point from local midnight of the cutoff on is rewritten at random
     zone = ZoneInfo(p.spec.tz)
     cut_ns = int(datetime.combine(cutoff, time(0), zone).astimezone(UTC).timestamp() * 1e9)
-    rows = p.store._db.execute("SELECT meter, quantity, time_ns FROM points WHERE time_ns >= ?",
-                               (cut_ns,)).fetchall()
-    p.store.write([SeriesPoint(site=p.spec.site_id, meter=m, quantity=q, time_ns=t,
-                               value=float(rng.random() * 1e5), quality="good")
-                   for m, q, t in rows])
+    rows = p.store._db.execute(
+        "SELECT meter, quantity, time_ns FROM points WHERE time_ns >= ?", (cut_ns,)
+    ).fetchall()
+    p.store.write(
+        [
+            SeriesPoint(
+                site=p.spec.site_id,
+                meter=m,
+                quantity=q,
+                time_ns=t,
+                value=float(rng.random() * 1e5),
+                quality="good",
+            )
+            for m, q, t in rows
+        ]
+    )
     changed["points_rewritten"] = len(rows)
     return changed
 
@@ -190,10 +234,12 @@ def test_vacancy_forecast_interval_covers_what_happened(portfolio: Portfolio) ->
         occ = load_occupancy(session, p.spec.site_id)
         for origin in origins:
             origin = origin.replace(day=1)
-            model, _ = train(session, p.store, history_from=p.start, as_of=origin,
-                             lead_days=FORECAST_LEAD_DAYS)
-            forecast = jobs.vacancy_forecast(session, p.store, p.spec.site_id, origin,
-                                             model=(0, model))
+            model, _ = train(
+                session, p.store, history_from=p.start, as_of=origin, lead_days=FORECAST_LEAD_DAYS
+            )
+            forecast = jobs.vacancy_forecast(
+                session, p.store, p.spec.site_id, origin, model=(0, model)
+            )
             assert month_ends(origin, 6)[-1] < p.now
             by_month: dict[date, list] = {}
             for f in forecast:
@@ -208,12 +254,24 @@ def test_vacancy_forecast_interval_covers_what_happened(portfolio: Portfolio) ->
                 sd = np.sqrt(sum(((f.high - f.low) / 3.29) ** 2 for f, _ in items))
                 total_cells += 1
                 total_covered += exp - 1.645 * sd - 0.5 <= real <= exp + 1.645 * sd + 0.5
-                rows_out.append({"origin": origin.isoformat(), "month": on.isoformat()[:7],
-                                 "expected": round(exp, 1), "realised": real})
-    _record("forecast", {"building_months": cells, "covered": covered,
-                         "portfolio_months": total_cells,
-                         "portfolio_covered": int(total_covered),
-                         "months": rows_out})
+                rows_out.append(
+                    {
+                        "origin": origin.isoformat(),
+                        "month": on.isoformat()[:7],
+                        "expected": round(exp, 1),
+                        "realised": real,
+                    }
+                )
+    _record(
+        "forecast",
+        {
+            "building_months": cells,
+            "covered": covered,
+            "portfolio_months": total_cells,
+            "portfolio_covered": int(total_covered),
+            "months": rows_out,
+        },
+    )
     assert covered / cells >= 0.75, (covered, cells)
     assert total_covered / total_cells >= 0.6, (total_covered, total_cells)
 
@@ -240,26 +298,37 @@ def test_score_job_risk_list_and_the_reminders_it_feeds(small_portfolio: Portfol
     # a high-risk lease 120 days before its end gets the early reminder to the supervisor;
     # make one so by storing a high score for it (the reminder reads the stored scores)
     with p.sessions.begin() as session:
-        lease = session.scalars(select(Lease).where(
-            Lease.status == "active", Lease.end_on > today + timedelta(days=100),
-            Lease.end_on <= today + timedelta(days=160)).order_by(Lease.id)).first()
+        lease = session.scalars(
+            select(Lease)
+            .where(
+                Lease.status == "active",
+                Lease.end_on > today + timedelta(days=100),
+                Lease.end_on <= today + timedelta(days=160),
+            )
+            .order_by(Lease.id)
+        ).first()
         assert lease is not None
         day = lease.end_on - timedelta(days=120)
-        other = session.scalars(select(Lease).where(
-            Lease.status == "active", Lease.id != lease.id,
-            Lease.end_on == lease.end_on)).first()
-        session.execute(update(jobs.RiskScore).where(jobs.RiskScore.scored_on == today)
-                        .values(probability=0.1))
-        session.execute(update(jobs.RiskScore).where(jobs.RiskScore.lease_id == lease.id,
-                                                     jobs.RiskScore.scored_on == today)
-                        .values(probability=0.81, reasons=["use -45 % vs its own baseline"]))
+        other = session.scalars(
+            select(Lease).where(
+                Lease.status == "active", Lease.id != lease.id, Lease.end_on == lease.end_on
+            )
+        ).first()
+        session.execute(
+            update(jobs.RiskScore).where(jobs.RiskScore.scored_on == today).values(probability=0.1)
+        )
+        session.execute(
+            update(jobs.RiskScore)
+            .where(jobs.RiskScore.lease_id == lease.id, jobs.RiskScore.scored_on == today)
+            .values(probability=0.81, reasons=["use -45 % vs its own baseline"])
+        )
         sent = send_renewal_reminders(session, day, at=datetime(2026, 1, 1, tzinfo=UTC))
         manager = session.get(Staff, lease.manager_id)
-        risk = session.scalars(select(RenewalReminder).where(
-            RenewalReminder.kind == "risk")).all()
+        risk = session.scalars(select(RenewalReminder).where(RenewalReminder.kind == "risk")).all()
     assert sent >= 1
-    assert [(r.lease_id, r.offset_days, r.recipient_id, r.priority) for r in risk] == \
-        [(lease.id, 120, manager.supervisor_id or manager.id, True)]
+    assert [(r.lease_id, r.offset_days, r.recipient_id, r.priority) for r in risk] == [
+        (lease.id, 120, manager.supervisor_id or manager.id, True)
+    ]
     assert other is None or other.id not in {r.lease_id for r in risk}
 
 
@@ -269,8 +338,13 @@ def test_command_line(small_portfolio: Portfolio) -> None:
     env.pop("MF_DB_URL", None)
 
     def run(*args: str) -> str:
-        out = subprocess.run([METERFLOW, "cloud", "risk", *args],
-                             env=env, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [METERFLOW, "cloud", "risk", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout
 
@@ -281,20 +355,32 @@ def test_command_line(small_portfolio: Portfolio) -> None:
     assert scored["model_version"] == 1 and scored["leases"] > 40
     listed = json.loads(run("list", "--limit", "5"))
     assert len(listed) == 5 and listed[0]["probability"] >= listed[-1]["probability"]
-    forecast = json.loads(run("forecast", "--site", p.spec.site_id, "--as-of",
-                              p.now.isoformat()))
+    forecast = json.loads(run("forecast", "--site", p.spec.site_id, "--as-of", p.now.isoformat()))
     assert len(forecast) == 6 * 2 and all(f["low"] <= f["high"] for f in forecast)
-    bad = subprocess.run([METERFLOW, "cloud", "risk", "score",
-                          "--as-of", "2026-13-01"], env=env, capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [METERFLOW, "cloud", "risk", "score", "--as-of", "2026-13-01"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--as-of '2026-13-01': expected YYYY-MM-DD" in bad.stderr
 
 
 def test_sim_portfolio_command_fills_an_empty_registry_only(tmp_path: Path) -> None:
     env = {**os.environ, "MF_DATA_DIR": str(tmp_path)}
     env.pop("MF_DB_URL", None)
-    args = [METERFLOW, "sim", "portfolio", "--buildings", "1", "--units-per-building", "10",
-            "--days", "150"]
+    args = [
+        METERFLOW,
+        "sim",
+        "portfolio",
+        "--buildings",
+        "1",
+        "--units-per-building",
+        "10",
+        "--days",
+        "150",
+    ]
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)

@@ -33,19 +33,26 @@ def _ledger(**kw: np.ndarray) -> F.Ledger:
 
 
 def test_longest_run_by_hand() -> None:
-    flags = np.array([[0, 1, 1, 0, 1, 1, 1, 0],
-                      [0, 0, 0, 0, 0, 0, 0, 0],
-                      [1, 1, 1, 1, 1, 1, 1, 1],
-                      [1, 0, 1, 0, 1, 0, 1, 1]], dtype=bool)
+    flags = np.array(
+        [
+            [0, 1, 1, 0, 1, 1, 1, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0],
+            [1, 1, 1, 1, 1, 1, 1, 1],
+            [1, 0, 1, 0, 1, 0, 1, 1],
+        ],
+        dtype=bool,
+    )
     assert F.longest_run(flags).tolist() == [3, 0, 8, 2]
 
 
-@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=12), min_size=1, max_size=8)
-       .filter(lambda rows: len({len(r) for r in rows}) == 1))
+@given(
+    st.lists(st.lists(st.booleans(), min_size=1, max_size=12), min_size=1, max_size=8).filter(
+        lambda rows: len({len(r) for r in rows}) == 1
+    )
+)
 @settings(max_examples=100, deadline=None)
 def test_longest_run_matches_a_loop(rows: list[list[bool]]) -> None:
-    expected = [max((len(list(g)) for k, g in itertools.groupby(r) if k), default=0)
-                for r in rows]
+    expected = [max((len(list(g)) for k, g in itertools.groupby(r) if k), default=0) for r in rows]
     assert F.longest_run(np.array(rows)).tolist() == expected
 
 
@@ -62,11 +69,11 @@ def test_usage_features_by_hand() -> None:
     # 90 days: 60 baseline days at 10 kWh, then 30 recent days
     flat = np.full(90, 10.0)
     cut = flat.copy()
-    cut[60:] = 5.0                      # recent half of baseline
+    cut[60:] = 5.0  # recent half of baseline
     ramp = flat.copy()
     ramp[60:] = 10.0 - np.arange(30) * 0.2  # falls 0.2 kWh per day
     gone = flat.copy()
-    gone[75:] = 0.1                     # 15 near-zero days at the end
+    gone[75:] = 0.1  # 15 near-zero days at the end
     daily = np.vstack([flat, cut, ramp, gone])
     out = F.usage_features(daily, np.zeros(4, dtype=np.int64))
     assert out["use_ratio"][0] == pytest.approx(0.0)
@@ -91,10 +98,17 @@ def test_ledger_features_by_hand() -> None:
     as_of = 1000
     ledger = _ledger(
         # lease 0: three invoices due, one paid 5 days late, one unpaid (due 10 days ago)
-        inv_lease=[0, 0, 0, 1], inv_due=[900, 930, 990, 990],
+        inv_lease=[0, 0, 0, 1],
+        inv_due=[900, 930, 990, 990],
         inv_paid=[900, 935, F.NEVER, 985],
-        col_lease=[0, 0], col_step=[1, 2], col_day=[991, 993], col_unpaid=[True, True],
-        tk_lease=[0, 0, 1], tk_opened=[950, 700, 999], tk_resolved=[F.NEVER, 720, 1005])
+        col_lease=[0, 0],
+        col_step=[1, 2],
+        col_day=[991, 993],
+        col_unpaid=[True, True],
+        tk_lease=[0, 0, 1],
+        tk_opened=[950, 700, 999],
+        tk_resolved=[F.NEVER, 720, 1005],
+    )
     out = F.ledger_features(ledger, 2, as_of)
     assert out["late_share"].tolist() == pytest.approx([2 / 3, 0.0])
     assert out["days_late"].tolist() == pytest.approx([(0 + 5 + 10) / 3, 0.0])
@@ -106,11 +120,22 @@ def test_ledger_features_by_hand() -> None:
 def test_health_score_by_hand() -> None:
     as_of = 1000
     ledger = _ledger(
-        inv_lease=[0, 0, 0, 0], inv_due=[900, 930, 960, 990], inv_paid=[900, 930, 970, 990],
-        col_lease=[0], col_step=[3], col_day=[967], col_unpaid=[False],
-        tk_lease=[0], tk_opened=[980], tk_resolved=[F.NEVER],
-        act_lease=[0, 1, 1, 1, 1], act_day=[950, 900, 910, 920, 930],
-        nps_lease=[0, 0], nps_day=[800, 950], nps_score=[9, 6])
+        inv_lease=[0, 0, 0, 0],
+        inv_due=[900, 930, 960, 990],
+        inv_paid=[900, 930, 970, 990],
+        col_lease=[0],
+        col_step=[3],
+        col_day=[967],
+        col_unpaid=[False],
+        tk_lease=[0],
+        tk_opened=[980],
+        tk_resolved=[F.NEVER],
+        act_lease=[0, 1, 1, 1, 1],
+        act_day=[950, 900, 910, 920, 930],
+        nps_lease=[0, 0],
+        nps_day=[800, 950],
+        nps_score=[9, 6],
+    )
     comps = F.health_components(ledger, 2, as_of)
     # lease 0: 1 of 4 late → 75; stage counts only unpaid invoices → 0 off
     assert comps["payment"].tolist() == [75.0, 100.0]
@@ -121,8 +146,13 @@ def test_health_score_by_hand() -> None:
     score = F.health_score(comps)
     expected0 = 0.30 * 75 + 0.25 * 70 + 0.20 * 100 / 3 + 0.15 * 75 + 0.10 * 60
     assert score[0] == pytest.approx(expected0)
-    assert F.health_band(np.array([85.0, 84.6, 84.4, 70.0, 69.4])).tolist() == \
-        ["green", "green", "yellow", "yellow", "red"]
+    assert F.health_band(np.array([85.0, 84.6, 84.4, 70.0, 69.4])).tolist() == [
+        "green",
+        "green",
+        "yellow",
+        "yellow",
+        "red",
+    ]
 
 
 def test_model_predict_equals_scikit_learn_and_reasons_name_the_driver() -> None:
@@ -139,9 +169,12 @@ def test_model_predict_equals_scikit_learn_and_reasons_name_the_driver() -> None
     model = fit(x, y)
     filled = np.clip(np.where(np.isnan(x), model.mean, x), model.lo, model.hi)
     z = (filled - model.mean) / model.scale
-    ref = CalibratedClassifierCV(LogisticRegression(max_iter=2000), method="sigmoid",
-                                 cv=StratifiedKFold(5, shuffle=True, random_state=0),
-                                 ensemble=False).fit(z, y)
+    ref = CalibratedClassifierCV(
+        LogisticRegression(max_iter=2000),
+        method="sigmoid",
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+        ensemble=False,
+    ).fit(z, y)
     assert model.predict(x) == pytest.approx(ref.predict_proba(z)[:, 1], abs=1e-9)
     assert roc_auc(y, model.predict(x)) > 0.75
     worst = int(np.argmax(model.predict(x)))
@@ -170,8 +203,9 @@ def test_kaplan_meier_by_hand() -> None:
 def test_poisson_binomial_matches_enumeration(p: list[float]) -> None:
     expected = np.zeros(len(p) + 1)
     for outcome in itertools.product([0, 1], repeat=len(p)):
-        expected[sum(outcome)] += np.prod([q if o else 1 - q
-                                           for q, o in zip(p, outcome, strict=True)])
+        expected[sum(outcome)] += np.prod(
+            [q if o else 1 - q for q, o in zip(p, outcome, strict=True)]
+        )
     assert poisson_binomial(np.array(p)) == pytest.approx(expected, abs=1e-12)
 
 
@@ -179,8 +213,8 @@ def test_interval_holds_the_central_ninety_percent() -> None:
     p = np.full(100, 0.3)
     low, high = interval(p)
     dist = poisson_binomial(p)
-    assert dist[low:high + 1].sum() >= 0.9
-    assert dist[:low].sum() <= 0.05 and dist[high + 1:].sum() <= 0.05
+    assert dist[low : high + 1].sum() >= 0.9
+    assert dist[:low].sum() <= 0.05 and dist[high + 1 :].sum() <= 0.05
     assert low < 30 < high
 
 
@@ -190,13 +224,24 @@ def test_forecast_by_hand() -> None:
     assert ends == [date(2026, 3, 31), date(2026, 4, 30), date(2026, 5, 31)]
     never = np.array([F.NEVER])
     # no re-letting (S = 1): the rule, counted cumulatively
-    rows = forecast(as_of, vacant_building=["A"], vacant_since=np.array([as_of.toordinal() - 10]),
-                    vacant_until=never, lease_building=["A", "A", "B"],
-                    lease_end=np.array([date(2026, 3, 15).toordinal(),
-                                        date(2026, 5, 1).toordinal(),
-                                        date(2026, 4, 1).toordinal()]),
-                    lease_p=np.array([0.5, 0.25, 0.8]), survival=np.ones(401),
-                    buildings=["A", "B"], months=3)
+    rows = forecast(
+        as_of,
+        vacant_building=["A"],
+        vacant_since=np.array([as_of.toordinal() - 10]),
+        vacant_until=never,
+        lease_building=["A", "A", "B"],
+        lease_end=np.array(
+            [
+                date(2026, 3, 15).toordinal(),
+                date(2026, 5, 1).toordinal(),
+                date(2026, 4, 1).toordinal(),
+            ]
+        ),
+        lease_p=np.array([0.5, 0.25, 0.8]),
+        survival=np.ones(401),
+        buildings=["A", "B"],
+        months=3,
+    )
     got = {(r.building, r.on): r.expected for r in rows}
     assert got[("A", ends[0])] == pytest.approx(1.5)
     assert got[("A", ends[1])] == pytest.approx(1.5)
@@ -207,17 +252,32 @@ def test_forecast_by_hand() -> None:
     # probability, let by Apr 15
     surv = np.zeros(31 * 60 + 1)
     surv[:31] = 1.0
-    rows = forecast(as_of, vacant_building=["A"], vacant_since=np.array([date(2026, 2, 19)
-                                                                         .toordinal()]),
-                    vacant_until=never, lease_building=["A"],
-                    lease_end=np.array([date(2026, 3, 15).toordinal()]),
-                    lease_p=np.array([0.4]), survival=surv, buildings=["A"], months=2)
+    rows = forecast(
+        as_of,
+        vacant_building=["A"],
+        vacant_since=np.array([date(2026, 2, 19).toordinal()]),
+        vacant_until=never,
+        lease_building=["A"],
+        lease_end=np.array([date(2026, 3, 15).toordinal()]),
+        lease_p=np.array([0.4]),
+        survival=surv,
+        buildings=["A"],
+        months=2,
+    )
     assert [(r.current, r.expected) for r in rows] == [(1, 0.4), (1, 0.0)]
     # a lease already signed for the vacant unit: vacant exactly until it starts
-    rows = forecast(as_of, vacant_building=["A"], vacant_since=np.array([as_of.toordinal() - 10]),
-                    vacant_until=np.array([date(2026, 4, 1).toordinal()]), lease_building=[],
-                    lease_end=np.zeros(0, np.int64), lease_p=np.zeros(0),
-                    survival=np.ones(61), buildings=["A"], months=2)
+    rows = forecast(
+        as_of,
+        vacant_building=["A"],
+        vacant_since=np.array([as_of.toordinal() - 10]),
+        vacant_until=np.array([date(2026, 4, 1).toordinal()]),
+        lease_building=[],
+        lease_end=np.zeros(0, np.int64),
+        lease_p=np.zeros(0),
+        survival=np.ones(61),
+        buildings=["A"],
+        months=2,
+    )
     assert [r.expected for r in rows] == [1.0, 0.0]
 
 

@@ -41,17 +41,31 @@ def store(request, tmp_path) -> Iterator[SeriesStore]:
         assert "POST /api/v2/write" in calls and "POST /write" not in calls
 
 
-def point(minute: int, value: float | None = 1.5, meter: str = "M1",
-          quality: str = "good", flags: str = "") -> SeriesPoint:
-    return SeriesPoint(site="s1", meter=meter, quantity="energy_import",
-                       time_ns=to_ns(T0 + timedelta(minutes=minute)), value=value,
-                       quality=quality, unit="kWh", gateway="gw1", round=f"r{minute}",
-                       flags=flags)
+def point(
+    minute: int,
+    value: float | None = 1.5,
+    meter: str = "M1",
+    quality: str = "good",
+    flags: str = "",
+) -> SeriesPoint:
+    return SeriesPoint(
+        site="s1",
+        meter=meter,
+        quantity="energy_import",
+        time_ns=to_ns(T0 + timedelta(minutes=minute)),
+        value=value,
+        quality=quality,
+        unit="kWh",
+        gateway="gw1",
+        round=f"r{minute}",
+        flags=flags,
+    )
 
 
 def read(store: SeriesStore, meter: str = "M1", start: int = 0, end: int = 60):
-    return store.read(meter, "energy_import", T0 + timedelta(minutes=start),
-                      T0 + timedelta(minutes=end))
+    return store.read(
+        meter, "energy_import", T0 + timedelta(minutes=start), T0 + timedelta(minutes=end)
+    )
 
 
 def test_points_come_back_in_time_order_within_a_half_open_window(store):
@@ -90,28 +104,44 @@ def test_register_values_keep_their_digits(store):
 
 
 def test_latest_gives_the_newest_valued_point_before_a_time(store):
-    store.write([point(1, 10.0), point(5, 11.0), point(9, None, quality="timeout"),
-                 point(3, 20.0, meter="M2"), point(30, 12.0)])
-    latest = store.latest(["M1", "M2", "M3"], "energy_import",
-                          to_ns(T0 + timedelta(minutes=10)))
-    assert latest == {"M1": (to_ns(T0 + timedelta(minutes=5)), 11.0),
-                      "M2": (to_ns(T0 + timedelta(minutes=3)), 20.0)}
+    store.write(
+        [
+            point(1, 10.0),
+            point(5, 11.0),
+            point(9, None, quality="timeout"),
+            point(3, 20.0, meter="M2"),
+            point(30, 12.0),
+        ]
+    )
+    latest = store.latest(["M1", "M2", "M3"], "energy_import", to_ns(T0 + timedelta(minutes=10)))
+    assert latest == {
+        "M1": (to_ns(T0 + timedelta(minutes=5)), 11.0),
+        "M2": (to_ns(T0 + timedelta(minutes=3)), 20.0),
+    }
 
 
 def test_register_matrix_keeps_the_last_value_per_interval(store):
     # Hourly intervals over [T0, T0 + 3 h); M2 has nothing in the second hour.
-    store.write([point(5, 1.0), point(50, 2.0), point(70, 3.0), point(170, 4.0),
-                 point(10, 7.0, meter="M2"), point(130, 8.0, meter="M2", quality="estimated"),
-                 point(140, None, meter="M2", quality="timeout"),
-                 point(175, 9.0, meter="M1", quality="suspect", flags="spike")])
-    matrix = store.register_matrix(["M2", "M1", "M9"], "energy_import", T0,
-                                   T0 + timedelta(hours=3), "1h")
+    store.write(
+        [
+            point(5, 1.0),
+            point(50, 2.0),
+            point(70, 3.0),
+            point(170, 4.0),
+            point(10, 7.0, meter="M2"),
+            point(130, 8.0, meter="M2", quality="estimated"),
+            point(140, None, meter="M2", quality="timeout"),
+            point(175, 9.0, meter="M1", quality="suspect", flags="spike"),
+        ]
+    )
+    matrix = store.register_matrix(
+        ["M2", "M1", "M9"], "energy_import", T0, T0 + timedelta(hours=3), "1h"
+    )
     assert matrix.meters == ("M2", "M1", "M9")
-    np.testing.assert_array_equal(matrix.values, [[7.0, np.nan, 8.0],
-                                                  [2.0, 3.0, 9.0],
-                                                  [np.nan, np.nan, np.nan]])
-    assert matrix.mask.tolist() == [[True, False, True], [True, True, False],
-                                    [False, False, False]]
+    np.testing.assert_array_equal(
+        matrix.values, [[7.0, np.nan, 8.0], [2.0, 3.0, 9.0], [np.nan, np.nan, np.nan]]
+    )
+    assert matrix.mask.tolist() == [[True, False, True], [True, True, False], [False, False, False]]
 
 
 def test_daily_matrix_follows_the_local_calendar(store):
@@ -120,15 +150,20 @@ def test_daily_matrix_follows_the_local_calendar(store):
     day = datetime(2026, 3, 1, 16, tzinfo=UTC)  # 2026-03-02 00:00 local
     minutes = [int((day - T0).total_seconds() // 60) + m for m in (-1, 0, 60 * 24 - 1)]
     store.write([point(minutes[0], 1.0), point(minutes[1], 2.0), point(minutes[2], 3.0)])
-    matrix = store.register_matrix(["M1"], "energy_import", day - timedelta(days=1),
-                                   day + timedelta(days=1), "1d", tz="Asia/Shanghai")
+    matrix = store.register_matrix(
+        ["M1"],
+        "energy_import",
+        day - timedelta(days=1),
+        day + timedelta(days=1),
+        "1d",
+        tz="Asia/Shanghai",
+    )
     assert matrix.values.tolist() == [[1.0, 3.0]]
 
 
 def test_consumption_matrix_differences_interval_end_registers(store):
     store.write([point(-5, 100.0), point(55, 101.5), point(115, 101.0), point(175, 104.0)])
-    usage = store.consumption_matrix(["M1"], "energy_import", T0, T0 + timedelta(hours=3),
-                                     "1h")
+    usage = store.consumption_matrix(["M1"], "energy_import", T0, T0 + timedelta(hours=3), "1h")
     np.testing.assert_allclose(usage.usage, [[1.5, -0.5, 3.0]])
     assert usage.mask.tolist() == [[True, False, True]]  # a register going down is not usage
 
@@ -173,14 +208,30 @@ def test_line_protocol_escapes_exactly_like_influxdb_client(meter, site, text, v
 
     from cloud.series.influx import FAILURES, MEASUREMENT, line_protocol
 
-    p = SeriesPoint(site=site, meter=meter, quantity="energy_import", time_ns=1234567890,
-                    value=value, quality="good", unit=text, gateway=text, round=text,
-                    flags=text)
-    reference = (Point(MEASUREMENT if value is not None else FAILURES)
-                 .tag("site", site).tag("meter", meter).tag("quantity", "energy_import")
-                 .field("quality", "good").field("unit", text).field("gateway", text)
-                 .field("round", text).field("flags", text)
-                 .time(1234567890, WritePrecision.NS))
+    p = SeriesPoint(
+        site=site,
+        meter=meter,
+        quantity="energy_import",
+        time_ns=1234567890,
+        value=value,
+        quality="good",
+        unit=text,
+        gateway=text,
+        round=text,
+        flags=text,
+    )
+    reference = (
+        Point(MEASUREMENT if value is not None else FAILURES)
+        .tag("site", site)
+        .tag("meter", meter)
+        .tag("quantity", "energy_import")
+        .field("quality", "good")
+        .field("unit", text)
+        .field("gateway", text)
+        .field("round", text)
+        .field("flags", text)
+        .time(1234567890, WritePrecision.NS)
+    )
     if value is not None:
         reference.field("value", value)
     assert line_protocol(p) == reference.to_line_protocol()

@@ -52,15 +52,28 @@ def test_meter_register_reaches_the_store_exactly_as_the_meter_reported_it(
     worker = IngestWorker(service, mosquitto_server.url, client_id="thin-path-ingest")
     worker.start()
     config = SiteConfig(
-        site="site-a", gateway="gw-a",
-        lines=[LineConfig(name="l1", tcp=f"127.0.0.1:{port}", meters=[
-            MeterConfig(id=m.id, address=m.address, parent=m.parent,
-                        ct=Decimal(40) if m.role == "main" else Decimal(1))
-            for m in tree])],
+        site="site-a",
+        gateway="gw-a",
+        lines=[
+            LineConfig(
+                name="l1",
+                tcp=f"127.0.0.1:{port}",
+                meters=[
+                    MeterConfig(
+                        id=m.id,
+                        address=m.address,
+                        parent=m.parent,
+                        ct=Decimal(40) if m.role == "main" else Decimal(1),
+                    )
+                    for m in tree
+                ],
+            )
+        ],
     )
     outbox = OutboxStore(tmp_path / "outbox.sqlite")
-    publisher = MqttPublisher(mosquitto_server.url, site="site-a", gateway="gw-a",
-                              on_acked=outbox.acknowledge)
+    publisher = MqttPublisher(
+        mosquitto_server.url, site="site-a", gateway="gw-a", on_acked=outbox.acknowledge
+    )
     publisher.start()
     assert publisher.connected.wait(10)
     agent = GatewayAgent(config, identity, outbox, publisher, now=clock.now)
@@ -74,8 +87,11 @@ def test_meter_register_reaches_the_store_exactly_as_the_meter_reported_it(
 
     try:
         asyncio.run(two_rounds())
-        wait_for(lambda: agent.pump() >= 0 and service.stats.readings_stored == 8
-                 and not outbox.unacked())
+        wait_for(
+            lambda: (
+                agent.pump() >= 0 and service.stats.readings_stored == 8 and not outbox.unacked()
+            )
+        )
     finally:
         publisher.stop()
         worker.stop()
@@ -85,17 +101,32 @@ def test_meter_register_reaches_the_store_exactly_as_the_meter_reported_it(
     for sim_meter, m in zip(line.meters, tree, strict=True):
         frame = store.read(m.id, "energy_import", START, START + timedelta(hours=3))
         multiplier = 40 if m.role == "main" else 1
-        expected = [float(sim_meter.load.energy_import_kwh(START + timedelta(hours=h))
-                          * multiplier) for h in (0, 1)]
+        expected = [
+            float(sim_meter.load.energy_import_kwh(START + timedelta(hours=h)) * multiplier)
+            for h in (0, 1)
+        ]
         assert frame.values.tolist() == expected, m.id
         assert frame.quality.tolist() == ["good", "good"]
 
 
 def test_demo_runs_on_embedded_defaults_and_stores_every_reading(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "meterflow", "demo", "--meters", "5", "--rounds", "3",
-         "--data-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "meterflow",
+            "demo",
+            "--meters",
+            "5",
+            "--rounds",
+            "3",
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.strip().splitlines()[-1])

@@ -20,8 +20,14 @@ HOUR = NS_PER_DAY // 24
 
 
 def pt(hours: float, value: float | None, quantity: str = "energy_import") -> SeriesPoint:
-    return SeriesPoint(site="s", meter="M1", quantity=quantity, time_ns=int(hours * HOUR),
-                       value=value, quality="good" if value is not None else "timeout")
+    return SeriesPoint(
+        site="s",
+        meter="M1",
+        quantity=quantity,
+        time_ns=int(hours * HOUR),
+        value=value,
+        quality="good" if value is not None else "timeout",
+    )
 
 
 def run(points, state=None, received_h: float = 1000, **kw):  # type: ignore[no-untyped-def]
@@ -86,8 +92,9 @@ def test_instantaneous_quantities_have_no_register_checks():
 
 
 def test_thresholds_are_configurable():
-    flags, _ = run([pt(0, 100.0), pt(1, 101.0), pt(2, 102.0), pt(3, 106.0)],
-                   rules=VeeRules(spike_factor=2.0))
+    flags, _ = run(
+        [pt(0, 100.0), pt(1, 101.0), pt(2, 102.0), pt(3, 106.0)], rules=VeeRules(spike_factor=2.0)
+    )
     assert flags[3] == ("suspect", "spike")
 
 
@@ -99,17 +106,21 @@ def test_flagged_readings_are_stored_with_their_flag(tmp_path):
     store = SqliteSeriesStore(tmp_path / "series.sqlite")
     service = IngestService(registry, store)
     values = ["100.00", "101.00", "102.00", "90.00"]  # the last one goes down
-    results = [service.handle("mf/v1/s1/gw1/up/readings",
-                              envelope(gw, seq, [reading(minute=60 * seq, value=v)]))
-               for seq, v in enumerate(values)]
+    results = [
+        service.handle(
+            "mf/v1/s1/gw1/up/readings", envelope(gw, seq, [reading(minute=60 * seq, value=v)])
+        )
+        for seq, v in enumerate(values)
+    ]
     assert [r.outcome for r in results] == [Outcome.STORED] * 4
     frame = store.read("M1", "energy_import", T0, T0 + timedelta(days=1))
     assert frame.values.tolist() == [100.0, 101.0, 102.0, 90.0]
     assert frame.quality.tolist() == ["good", "good", "good", "suspect"]
     # A fresh worker (no cached state) judges the next reading against the stored history.
     service2 = IngestService(registry, store)
-    service2.handle("mf/v1/s1/gw1/up/readings",
-                    envelope(gw, 4, [reading(minute=300, value="80.00")]))
+    service2.handle(
+        "mf/v1/s1/gw1/up/readings", envelope(gw, 4, [reading(minute=300, value="80.00")])
+    )
     assert store.read("M1", "energy_import", T0, T0 + timedelta(days=1)).quality[-1] == "suspect"
 
 

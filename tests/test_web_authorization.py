@@ -31,6 +31,7 @@ def all_routes(app: FastAPI) -> Iterator[tuple[str, str, frozenset[str]]]:
     included routers as their own route objects)."""
     try:
         from fastapi.routing import iter_route_contexts
+
         contexts = list(iter_route_contexts(app.routes))
         routes = [c.original_route for c in contexts]
     except ImportError:  # older FastAPI: the routers' routes are the app's
@@ -79,24 +80,44 @@ def sign_in(rig: WebRig, username: str) -> tuple[str, str, str]:
 @pytest.fixture(scope="module")
 def callers(rig: WebRig) -> list[Caller]:
     out = [Caller("anonymous", None, None)]
-    for username, role, site in (("admin", "admin", None), ("fin-a", "finance", "park-a"),
-                                 ("eng-a", "engineer", "park-a"),
-                                 ("fin-b", "finance", "park-b"),
-                                 ("eng-b", "engineer", "park-b")):
+    for username, role, site in (
+        ("admin", "admin", None),
+        ("fin-a", "finance", "park-a"),
+        ("eng-a", "engineer", "park-a"),
+        ("fin-b", "finance", "park-b"),
+        ("eng-b", "engineer", "park-b"),
+    ):
         token, cookie, csrf = sign_in(rig, username)
         out.append(Caller(username, role, site, token, cookie, csrf))
     return out
 
 
 #: which roles each access admits (the specification the matrix checks the app against)
-ADMITS = {Access.STAFF: {"admin", "finance", "engineer"}, Access.FINANCE: {"admin", "finance"},
-          Access.ENGINEER: {"admin", "engineer"}, Access.ADMIN: {"admin"}}
+ADMITS = {
+    Access.STAFF: {"admin", "finance", "engineer"},
+    Access.FINANCE: {"admin", "finance"},
+    Access.ENGINEER: {"admin", "engineer"},
+    Access.ADMIN: {"admin"},
+}
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
-SITE_SCOPED = {"run_page", "run_action_form", "statement_print_page", "dispute_resolve_form",
-               "api_run", "api_run_action", "api_run_statement", "api_run_lines_csv",
-               "api_run_lines_xlsx", "api_dispute_resolve", "gateway_page",
-               "gateway_command_form", "claim_token_form", "api_gateway",
-               "api_gateway_command", "api_claim_token"}
+SITE_SCOPED = {
+    "run_page",
+    "run_action_form",
+    "statement_print_page",
+    "dispute_resolve_form",
+    "api_run",
+    "api_run_action",
+    "api_run_statement",
+    "api_run_lines_csv",
+    "api_run_lines_xlsx",
+    "api_dispute_resolve",
+    "gateway_page",
+    "gateway_command_form",
+    "claim_token_form",
+    "api_gateway",
+    "api_gateway_command",
+    "api_claim_token",
+}
 
 
 class Samples:
@@ -107,11 +128,21 @@ class Samples:
         run = rig.seeded.latest
         self.link = rig.web.links.link_for(StatementKey(run, "A101", "ACME"))
         dispute = rig.web.statements.dispute(
-            rig.web.links.open("A102", rig.web.links.link_for(
-                StatementKey(run, "A102", "BETA")).token), "the lift share looks high")
-        self.params = {"run_id": run, "unit": "A101", "party": "ACME",
-                       "token": self.link.token, "action": "review", "gateway_id": "gw-a",
-                       "dispute_id": str(dispute), "path": "meterflow.css"}
+            rig.web.links.open(
+                "A102", rig.web.links.link_for(StatementKey(run, "A102", "BETA")).token
+            ),
+            "the lift share looks high",
+        )
+        self.params = {
+            "run_id": run,
+            "unit": "A101",
+            "party": "ACME",
+            "token": self.link.token,
+            "action": "review",
+            "gateway_id": "gw-a",
+            "dispute_id": str(dispute),
+            "path": "meterflow.css",
+        }
 
     def path(self, template: str) -> str:
         return template.format(**self.params)
@@ -121,16 +152,23 @@ class Samples:
         if name == "provision":
             provisioning = self.rig.app.state.services.provisioning
             gateway = f"gw-{uuid.uuid4().hex[:8]}"
-            claim = provisioning.create_claim("park-a", gateway, SITE_TOML.format(gw=gateway),
-                                              self.rig.web.claim_broker)
+            claim = provisioning.create_claim(
+                "park-a", gateway, SITE_TOML.format(gw=gateway), self.rig.web.claim_broker
+            )
             key = Ed25519PrivateKey.generate().public_key()
-            return {"json": {"claim_token": claim.token, "public_key": public_key_b64(key),
-                             "key_id": key_id(key)}}
+            return {
+                "json": {
+                    "claim_token": claim.token,
+                    "public_key": public_key_b64(key),
+                    "key_id": key_id(key),
+                }
+            }
         gateway = f"gw-{uuid.uuid4().hex[:8]}"
         return {
             "api_sign_in": {"json": {"username": "fin-a", "password": PASSWORD}},
-            "login_form": {"data": {"username": "fin-a", "password": PASSWORD,
-                                    "csrf": "double-submit"}},
+            "login_form": {
+                "data": {"username": "fin-a", "password": PASSWORD, "csrf": "double-submit"}
+            },
             "api_tenant_dispute": {"json": {"comment": "reading looks wrong"}},
             "tenant_dispute_form": {"data": {"comment": "reading looks wrong"}},
             "api_run_action": {"json": {"reason": ""}},
@@ -138,19 +176,48 @@ class Samples:
             "dispute_resolve_form": {"data": {"resolution": "checked"}},
             "api_gateway_command": {"json": {"command": "sync_time"}},
             "gateway_command_form": {"data": {"command": "sync_time"}},
-            "api_claim_token": {"json": {"site": "park-a", "gateway": gateway,
-                                         "site_config": SITE_TOML.format(gw=gateway)}},
-            "claim_token_form": {"data": {"site": "park-a", "gateway": gateway,
-                                          "site_config": SITE_TOML.format(gw=gateway)}},
-            "api_account_create": {"json": {"username": "matrix-user", "password": PASSWORD,
-                                             "role": "finance", "sites": ["park-a"]}},
-            "account_form": {"data": {"username": "matrix-user", "password": PASSWORD,
-                                      "role": "finance", "sites": "park-a"}},
+            "api_claim_token": {
+                "json": {
+                    "site": "park-a",
+                    "gateway": gateway,
+                    "site_config": SITE_TOML.format(gw=gateway),
+                }
+            },
+            "claim_token_form": {
+                "data": {
+                    "site": "park-a",
+                    "gateway": gateway,
+                    "site_config": SITE_TOML.format(gw=gateway),
+                }
+            },
+            "api_account_create": {
+                "json": {
+                    "username": "matrix-user",
+                    "password": PASSWORD,
+                    "role": "finance",
+                    "sites": ["park-a"],
+                }
+            },
+            "account_form": {
+                "data": {
+                    "username": "matrix-user",
+                    "password": PASSWORD,
+                    "role": "finance",
+                    "sites": "park-a",
+                }
+            },
         }.get(name, {})
 
 
-def call(client: httpx.Client, rig: WebRig, caller: Caller, name: str, method: str,
-         path: str, samples: Samples) -> httpx.Response:
+def call(
+    client: httpx.Client,
+    rig: WebRig,
+    caller: Caller,
+    name: str,
+    method: str,
+    path: str,
+    samples: Samples,
+) -> httpx.Response:
     kwargs = samples.body(name)
     headers: dict[str, str] = {}
     cookies: list[str] = []
@@ -187,8 +254,9 @@ def expected(name: str, caller: Caller) -> str:
 
 
 def outcome(reply: httpx.Response) -> str:
-    if reply.status_code == 401 or (reply.status_code == 303 and reply.headers[
-            "location"].startswith("/login?next=")):
+    if reply.status_code == 401 or (
+        reply.status_code == 303 and reply.headers["location"].startswith("/login?next=")
+    ):
         return "unauthenticated"
     if reply.status_code == 403:
         return "forbidden"
@@ -208,8 +276,7 @@ def test_authorization_matrix(rig: WebRig, callers: list[Caller], base_url: str)
     samples = Samples(rig)
     mismatches = []
     checked = 0
-    with httpx.Client(base_url=base_url,
-                      follow_redirects=False, timeout=30) as client:
+    with httpx.Client(base_url=base_url, follow_redirects=False, timeout=30) as client:
         for name, template, methods in sorted(all_routes(rig.app)):
             for method in sorted(methods - {"HEAD"}):
                 path = samples.path(template)
@@ -223,15 +290,18 @@ def test_authorization_matrix(rig: WebRig, callers: list[Caller], base_url: str)
                     assert reply.status_code < 500, (name, caller.name, reply.text[:500])
                     checked += 1
                     if not ok:
-                        mismatches.append(f"{method} {template} as {caller.name}: expected "
-                                          f"{want}, got {reply.status_code} {reply.text[:120]}")
+                        mismatches.append(
+                            f"{method} {template} as {caller.name}: expected "
+                            f"{want}, got {reply.status_code} {reply.text[:120]}"
+                        )
     assert not mismatches, "\n".join(mismatches)
     pairs = sum(len(m - {"HEAD"}) for _, _, m in all_routes(rig.app))
     assert pairs >= 44 and checked == pairs * len(callers)
 
 
-def test_lists_show_only_the_callers_sites(rig: WebRig, callers: list[Caller],
-                                           base_url: str) -> None:
+def test_lists_show_only_the_callers_sites(
+    rig: WebRig, callers: list[Caller], base_url: str
+) -> None:
     by_name = {c.name: c for c in callers}
     with httpx.Client(base_url=base_url) as c:
         for who, site in (("fin-a", "park-a"), ("fin-b", "park-b")):
@@ -240,8 +310,10 @@ def test_lists_show_only_the_callers_sites(rig: WebRig, callers: list[Caller],
             assert runs and {r["site"] for r in runs} == {site}
             disputes = c.get("/api/v1/disputes?status=all", headers=auth).json()
             assert {d["site"] for d in disputes} <= {site}
-        for who, site, gateway, other in (("eng-a", "park-a", "gw-a", "gw-b"),
-                                          ("eng-b", "park-b", "gw-b", "gw-a")):
+        for who, site, gateway, other in (
+            ("eng-a", "park-a", "gw-a", "gw-b"),
+            ("eng-b", "park-b", "gw-b", "gw-a"),
+        ):
             auth = {"Authorization": f"Bearer {by_name[who].token}"}
             gateways = c.get("/api/v1/gateways", headers=auth).json()
             assert {g["site"] for g in gateways} == {site}
@@ -249,33 +321,46 @@ def test_lists_show_only_the_callers_sites(rig: WebRig, callers: list[Caller],
             assert gateway in ids and other not in ids
         admin = {"Authorization": f"Bearer {by_name['admin'].token}"}
         assert {r["site"] for r in c.get("/api/v1/runs", headers=admin).json()} == {
-            "park-a", "park-b"}
+            "park-a",
+            "park-b",
+        }
 
 
 def test_a_browser_session_needs_its_csrf_token_to_change_anything(
-        rig: WebRig, callers: list[Caller], base_url: str) -> None:
+    rig: WebRig, callers: list[Caller], base_url: str
+) -> None:
     fin = next(c for c in callers if c.name == "fin-a")
-    with httpx.Client(base_url=base_url,
-                      follow_redirects=False) as client:
+    with httpx.Client(base_url=base_url, follow_redirects=False) as client:
         for csrf in ("", "not-the-token"):
-            reply = client.post(f"/finance/runs/{rig.seeded.draft}/review", data={"csrf": csrf},
-                                headers={"Cookie": f"mf_session={fin.cookie}"})
+            reply = client.post(
+                f"/finance/runs/{rig.seeded.draft}/review",
+                data={"csrf": csrf},
+                headers={"Cookie": f"mf_session={fin.cookie}"},
+            )
             assert reply.status_code == 403
-        reply = client.post(f"/api/v1/runs/{rig.seeded.draft}/review",
-                            headers={"Cookie": f"mf_session={fin.cookie}"})
+        reply = client.post(
+            f"/api/v1/runs/{rig.seeded.draft}/review",
+            headers={"Cookie": f"mf_session={fin.cookie}"},
+        )
         assert reply.status_code == 403, "a cookie alone does not authorize an API change"
         # a bearer token is not sent by browsers on their own: no CSRF token needed
-        assert client.get(f"/api/v1/runs/{rig.seeded.draft}",
-                          headers={"Authorization": f"Bearer {fin.token}"}).status_code == 200
+        assert (
+            client.get(
+                f"/api/v1/runs/{rig.seeded.draft}", headers={"Authorization": f"Bearer {fin.token}"}
+            ).status_code
+            == 200
+        )
 
 
 def tenant_paths(unit: str, token: str) -> list[tuple[str, str, dict[str, Any]]]:
-    return [("GET", f"/t/{unit}/{token}", {}),
-            ("GET", f"/api/v1/tenant/{unit}/{token}", {}),
-            ("POST", f"/t/{unit}/{token}/confirm", {}),
-            ("POST", f"/t/{unit}/{token}/dispute", {"data": {"comment": "x"}}),
-            ("POST", f"/api/v1/tenant/{unit}/{token}/confirm", {}),
-            ("POST", f"/api/v1/tenant/{unit}/{token}/dispute", {"json": {"comment": "x"}})]
+    return [
+        ("GET", f"/t/{unit}/{token}", {}),
+        ("GET", f"/api/v1/tenant/{unit}/{token}", {}),
+        ("POST", f"/t/{unit}/{token}/confirm", {}),
+        ("POST", f"/t/{unit}/{token}/dispute", {"data": {"comment": "x"}}),
+        ("POST", f"/api/v1/tenant/{unit}/{token}/confirm", {}),
+        ("POST", f"/api/v1/tenant/{unit}/{token}/dispute", {"json": {"comment": "x"}}),
+    ]
 
 
 def test_no_tenant_link_reads_another_units_data(rig: WebRig, base_url: str) -> None:
@@ -286,13 +371,14 @@ def test_no_tenant_link_reads_another_units_data(rig: WebRig, base_url: str) -> 
     raw[0] ^= 1  # another nonce: a guessed link
     guessed = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode() + "." + tag
     forged = f"{body}.{tag[:5]}{'B' if tag[5] == 'A' else 'A'}{tag[6:]}"
-    with httpx.Client(base_url=base_url,
-                      follow_redirects=False) as client:
-        for unit, token, reason in (("A102", acme.token, "wrong_unit"),
-                                    ("A103", acme.token, "wrong_unit"),
-                                    ("A101", guessed, "unknown"),
-                                    ("A101", forged, "forged"),
-                                    ("A101", "garbage", "malformed")):
+    with httpx.Client(base_url=base_url, follow_redirects=False) as client:
+        for unit, token, reason in (
+            ("A102", acme.token, "wrong_unit"),
+            ("A103", acme.token, "wrong_unit"),
+            ("A101", guessed, "unknown"),
+            ("A101", forged, "forged"),
+            ("A101", "garbage", "malformed"),
+        ):
             for method, path, kwargs in tenant_paths(unit, token):
                 reply = client.request(method, path, **kwargs)
                 assert reply.status_code == 403, (path, reply.status_code)
@@ -300,7 +386,6 @@ def test_no_tenant_link_reads_another_units_data(rig: WebRig, base_url: str) -> 
                 assert "BETA" not in reply.text and "ACME" not in reply.text
         # the same unit name at another site is another statement: a park-b link opens
         # park-b's, never park-a's
-        other = rig.web.links.link_for(StatementKey(rig.seeded.other_site_posted, "A101",
-                                                     "ACME"))
+        other = rig.web.links.link_for(StatementKey(rig.seeded.other_site_posted, "A101", "ACME"))
         seen = client.get(f"/api/v1/tenant/A101/{other.token}").json()["statement"]
         assert (seen["site"], seen["run"]["id"]) == ("park-b", rig.seeded.other_site_posted)

@@ -71,28 +71,47 @@ def sign_in(page: Any, base_url: str, username: str, target: str) -> None:
     page.wait_for_url(f"{base_url}{target}*")
 
 
-def test_tenant_opens_the_qr_link_on_a_phone_and_confirms(rig: WebRig, base_url: str,
-                                                          browser: Any) -> None:
+def test_tenant_opens_the_qr_link_on_a_phone_and_confirms(
+    rig: WebRig, base_url: str, browser: Any
+) -> None:
     run = rig.seeded.latest
     with httpx.Client(base_url=base_url) as client:
         token = rig.token(client, "fin-a")
-        url = client.get(f"/api/v1/runs/{run}/statements/A101/ACME",
-                         headers={"Authorization": f"Bearer {token}"}).json()["link"]["url"]
+        url = client.get(
+            f"/api/v1/runs/{run}/statements/A101/ACME", headers={"Authorization": f"Bearer {token}"}
+        ).json()["link"]["url"]
     with rig.sessions() as s:
-        lines = [x for x in s.scalars(select(ApportionLine).where(
-            ApportionLine.run_id == run, ApportionLine.unit == "A101",
-            ApportionLine.party == "ACME").order_by(ApportionLine.line_no))
-            if x.cents or x.kwh]
+        lines = [
+            x
+            for x in s.scalars(
+                select(ApportionLine)
+                .where(
+                    ApportionLine.run_id == run,
+                    ApportionLine.unit == "A101",
+                    ApportionLine.party == "ACME",
+                )
+                .order_by(ApportionLine.line_no)
+            )
+            if x.cents or x.kwh
+        ]
     context = phone(browser)
     page = context.new_page()
     page.goto(url)
     total = sum(x.cents for x in lines)
     assert page.get_by_test_id("total").inner_text() == f"{Decimal(total) / 100:.2f}"
     assert page.get_by_test_id("genuine").is_visible()
-    shown = [int(c) for c in page.locator("[data-testid=own-lines] tr[data-cents]")
-             .evaluate_all("rows => rows.map(r => r.dataset.cents)")]
-    shown += [int(c) for c in page.locator("[data-testid=shared-lines] li[data-cents]")
-              .evaluate_all("rows => rows.map(r => r.dataset.cents)")]
+    shown = [
+        int(c)
+        for c in page.locator("[data-testid=own-lines] tr[data-cents]").evaluate_all(
+            "rows => rows.map(r => r.dataset.cents)"
+        )
+    ]
+    shown += [
+        int(c)
+        for c in page.locator("[data-testid=shared-lines] li[data-cents]").evaluate_all(
+            "rows => rows.map(r => r.dataset.cents)"
+        )
+    ]
     own = [x.cents for x in lines if x.component == "own_use"]
     assert shown == own + [x.cents for x in lines if x.component != "own_use"]
     assert page.get_by_test_id("meter-U1").is_visible()
@@ -109,8 +128,9 @@ def test_tenant_opens_the_qr_link_on_a_phone_and_confirms(rig: WebRig, base_url:
     context.close()
 
 
-def test_changed_unit_and_expired_links_get_a_clear_refusal(rig: WebRig, base_url: str,
-                                                           browser: Any) -> None:
+def test_changed_unit_and_expired_links_get_a_clear_refusal(
+    rig: WebRig, base_url: str, browser: Any
+) -> None:
     context = phone(browser)
     page = context.new_page()
     beta = rig.web.links.link_for(StatementKey(rig.seeded.latest, "A102", "BETA"))
@@ -120,10 +140,10 @@ def test_changed_unit_and_expired_links_get_a_clear_refusal(rig: WebRig, base_ur
     assert "另一个单元" in refusal.inner_text()
     assert "ACME" not in page.content() and "BETA" not in page.content()
     screenshot(page, "tenant-refused-wrong-unit")
-    past = TenantLinkService(rig.sessions, rig.secret,
-                             clock=lambda: datetime.now(UTC) - timedelta(days=365))
-    expired = past.link_for(StatementKey(rig.seeded.posted[min(rig.seeded.posted)], "A101",
-                                         "ACME"))
+    past = TenantLinkService(
+        rig.sessions, rig.secret, clock=lambda: datetime.now(UTC) - timedelta(days=365)
+    )
+    expired = past.link_for(StatementKey(rig.seeded.posted[min(rig.seeded.posted)], "A101", "ACME"))
     reply = page.goto(f"{base_url}{expired.path()}?lang=en")
     assert reply is not None and reply.status == 410
     assert page.get_by_test_id("refused").get_attribute("data-reason") == "expired"
@@ -152,7 +172,7 @@ def test_finance_reviews_and_approves_a_run(rig: WebRig, base_url: str, browser:
 
 
 def site_toml(port: int) -> str:
-    return f'''site = "park-a"
+    return f"""site = "park-a"
 gateway = "gw-live"
 metrics_port = 0
 health_interval_s = 1
@@ -176,15 +196,16 @@ role = "main"
 id = "U2"
 address = "000000000002"
 parent = "U1"
-'''
+"""
 
 
 @pytest.mark.mosquitto
-def test_engineer_sees_a_gateway_go_offline_when_it_dies(rig: WebRig, base_url: str,
-                                                         browser: Any, tmp_path: Path,
-                                                         mosquitto_server: Any) -> None:
-    line = Dlt645Line([SimulatedMeter(f"{n:012d}", LoadModel(5.0, seed=n), clock=SystemClock())
-                       for n in (1, 2)])
+def test_engineer_sees_a_gateway_go_offline_when_it_dies(
+    rig: WebRig, base_url: str, browser: Any, tmp_path: Path, mosquitto_server: Any
+) -> None:
+    line = Dlt645Line(
+        [SimulatedMeter(f"{n:012d}", LoadModel(5.0, seed=n), clock=SystemClock()) for n in (1, 2)]
+    )
     sim_port, stop_sim = serve_in_thread(line)
     identity = GatewayIdentity.create(tmp_path / "data" / "gateway.key")
     with rig.sessions.begin() as s:
@@ -192,28 +213,28 @@ def test_engineer_sees_a_gateway_go_offline_when_it_dies(rig: WebRig, base_url: 
     (tmp_path / "site.toml").write_text(site_toml(sim_port))
     feed = GatewayFeed(rig.web.gateways, mosquitto_server.url, client_id="web-browser-feed")
     feed.start()
-    env = {**os.environ, "MF_DATA_DIR": str(tmp_path / "data"),
-           "MF_MQTT_URL": mosquitto_server.url}
+    env = {**os.environ, "MF_DATA_DIR": str(tmp_path / "data"), "MF_MQTT_URL": mosquitto_server.url}
     log = (tmp_path / "gateway.log").open("ab")
-    gateway = subprocess.Popen([sys.executable, "-m", "meterflow", "edge", "run",
-                                str(tmp_path / "site.toml")], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "meterflow", "edge", "run", str(tmp_path / "site.toml")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     context = desktop(browser)
     try:
         page = context.new_page()
         sign_in(page, base_url, "eng-a", "/engineer/gateways")
         state = page.locator("[data-testid=state-gw-live]")
         # the page refreshes itself every 5 s: no reload by the test
-        page.wait_for_selector("[data-testid=state-gw-live][data-state=online]",
-                               timeout=30_000)
+        page.wait_for_selector("[data-testid=state-gw-live][data-state=online]", timeout=30_000)
         page.goto(f"{base_url}/engineer/gateways/gw-live")  # refreshes itself, too
         page.wait_for_selector("[data-testid=meters] td:has-text('U2')", timeout=30_000)
         screenshot(page, "engineer-gateway-online")
         page.goto(f"{base_url}/engineer/gateways")
         gateway.send_signal(signal.SIGKILL)
         gateway.wait(10)
-        page.wait_for_selector("[data-testid=state-gw-live][data-state=offline]",
-                               timeout=30_000)
+        page.wait_for_selector("[data-testid=state-gw-live][data-state=offline]", timeout=30_000)
         assert state.inner_text() == "离线"
         screenshot(page, "engineer-gateway-offline")
     finally:

@@ -33,8 +33,9 @@ def client(rig: WebRig) -> Iterator[httpx.Client]:
 
 def run_cents(rig: WebRig, run: str) -> int:
     with rig.sessions() as s:
-        return int(s.scalar(select(func.sum(ApportionLine.cents))
-                            .where(ApportionLine.run_id == run)) or 0)
+        return int(
+            s.scalar(select(func.sum(ApportionLine.cents)).where(ApportionLine.run_id == run)) or 0
+        )
 
 
 def test_held_runs_come_first_then_newest_period(rig: WebRig, client: httpx.Client) -> None:
@@ -61,32 +62,45 @@ def test_tree_shows_each_nodes_balance(rig: WebRig, client: httpx.Client) -> Non
     root = held["nodes"][0]
     assert root["residual_kwh"] < 0 and any(f["holds"] for f in root["flags"])
     assert [(s["unit"], s["party"]) for s in detail["statements"]] == [
-        ("", "landlord"), ("A101", "ACME"), ("A102", "BETA")]
+        ("", "landlord"),
+        ("A101", "ACME"),
+        ("A102", "BETA"),
+    ]
     assert sum(s["cents"] for s in detail["statements"]) == run_cents(rig, rig.seeded.latest)
 
 
 def test_review_approve_post_with_the_audit_trail(rig: WebRig, client: httpx.Client) -> None:
     run = rig.seeded.draft
     assert client.post(f"/api/v1/runs/{run}/approve").status_code == 409  # not reviewed
-    for action, status in (("review", "reviewed"), ("approve", "approved"),
-                           ("post", "posted")):
+    for action, status in (("review", "reviewed"), ("approve", "approved"), ("post", "posted")):
         reply = client.post(f"/api/v1/runs/{run}/{action}")
         assert reply.json() == {"id": run, "status": status}
     detail = client.get(f"/api/v1/runs/{run}").json()
     trail = [(e["actor"], e["action"]) for e in detail["trail"]]
     assert trail[0] == ("seed", "create")
-    assert {("admin", "reviewed"), ("admin", "approved"), ("admin", "posted"),
-            ("admin", "review"), ("admin", "approve"), ("admin", "post")} <= set(trail)
+    assert {
+        ("admin", "reviewed"),
+        ("admin", "approved"),
+        ("admin", "posted"),
+        ("admin", "review"),
+        ("admin", "approve"),
+        ("admin", "post"),
+    } <= set(trail)
     with rig.sessions() as s:
-        assert s.scalar(select(func.count()).select_from(ApportionStatement)
-                        .where(ApportionStatement.run_id == run)) == 3
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(ApportionStatement)
+                .where(ApportionStatement.run_id == run)
+            )
+            == 3
+        )
     reply = client.post(f"/api/v1/runs/{rig.seeded.held}/review")
     assert reply.status_code == 200
     reply = client.post(f"/api/v1/runs/{rig.seeded.held}/approve")
     assert reply.status_code == 409 and "negative_residual" in reply.json()["detail"]
     assert client.post(f"/api/v1/runs/{rig.seeded.held}/void").status_code == 409  # no reason
-    reply = client.post(f"/api/v1/runs/{rig.seeded.held}/void",
-                        json={"reason": "meter UB misread"})
+    reply = client.post(f"/api/v1/runs/{rig.seeded.held}/void", json={"reason": "meter UB misread"})
     assert reply.json()["status"] == "void"
 
 

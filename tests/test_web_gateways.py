@@ -45,16 +45,44 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
 def health(key: Ed25519PrivateKey, gateway: str = "gw-a", pending: int = 7) -> HealthPayload:
     now = datetime.now(UTC)
     return HealthPayload(
-        gateway=gateway, kid=key_id(key.public_key()), sent_at=now, epoch=2,
-        clock=ClockState.SYNCED, uptime_s=3600, rounds=100, overruns=0,
-        outbox=OutboxHealth(pending_readings=pending, unacked_envelopes=2, oldest_age_s=42.0,
-                            disk_bytes=4096, max_bytes=1 << 20, evicted_readings=0,
-                            alarm=False),
+        gateway=gateway,
+        kid=key_id(key.public_key()),
+        sent_at=now,
+        epoch=2,
+        clock=ClockState.SYNCED,
+        uptime_s=3600,
+        rounds=100,
+        overruns=0,
+        outbox=OutboxHealth(
+            pending_readings=pending,
+            unacked_envelopes=2,
+            oldest_age_s=42.0,
+            disk_bytes=4096,
+            max_bytes=1 << 20,
+            evicted_readings=0,
+            alarm=False,
+        ),
         lines=[LineHealth(line="l1", utilisation=0.2, last_round_s=0.4)],
-        meters=[MeterHealth(meter="M1", line="l1", reads=10, failures=0,
-                            consecutive_failures=0, sidelined=False, last_good=now),
-                MeterHealth(meter="M2", line="l1", reads=10, failures=10,
-                            consecutive_failures=10, sidelined=True)])
+        meters=[
+            MeterHealth(
+                meter="M1",
+                line="l1",
+                reads=10,
+                failures=0,
+                consecutive_failures=0,
+                sidelined=False,
+                last_good=now,
+            ),
+            MeterHealth(
+                meter="M2",
+                line="l1",
+                reads=10,
+                failures=10,
+                consecutive_failures=10,
+                sidelined=True,
+            ),
+        ],
+    )
 
 
 def test_signed_health_is_stored_and_shown(rig: WebRig) -> None:
@@ -72,8 +100,9 @@ def test_signed_health_is_stored_and_shown(rig: WebRig) -> None:
         rig.web.gateways.gateway(ENGINEER_B, "gw-a")
 
 
-@pytest.mark.parametrize("case", ["other_key", "forged", "unknown_key", "wrong_topic",
-                                  "not_jws", "bad_state"])
+@pytest.mark.parametrize(
+    "case", ["other_key", "forged", "unknown_key", "wrong_topic", "not_jws", "bad_state"]
+)
 def test_health_that_is_not_authentic_is_refused(rig: WebRig, case: str) -> None:
     key, other = rig.gateway_keys["gw-a"], rig.gateway_keys["gw-b"]
     service = rig.web.gateways
@@ -83,8 +112,9 @@ def test_health_that_is_not_authentic_is_refused(rig: WebRig, case: str) -> None
             service.take_health(TOPIC, seal_health(health(other, "gw-a"), other))
         elif case == "forged":
             envelope = seal_health(health(key, pending=999), key)
-            service.take_health(TOPIC, envelope[:-4] + (b"AAAA" if envelope[-4:] != b"AAAA"
-                                                        else b"BBBB"))
+            service.take_health(
+                TOPIC, envelope[:-4] + (b"AAAA" if envelope[-4:] != b"AAAA" else b"BBBB")
+            )
         elif case == "unknown_key":
             stranger = Ed25519PrivateKey.generate()
             service.take_health(TOPIC, seal_health(health(stranger), stranger))
@@ -99,23 +129,33 @@ def test_health_that_is_not_authentic_is_refused(rig: WebRig, case: str) -> None
 
 
 def ack(key: Ed25519PrivateKey, cmd_id: str, status: str = "ok") -> bytes:
-    payload = {"schema": "mf.ack/1", "cmd_id": cmd_id, "site": "park-a", "gateway": "gw-a",
-               "status": status, "detail": "configuration reloaded", "result": {"lines": 1},
-               "finished_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
-    return sign_compact({"alg": "EdDSA", "kid": key_id(key.public_key())},
-                        json.dumps(payload).encode(), key)
+    payload = {
+        "schema": "mf.ack/1",
+        "cmd_id": cmd_id,
+        "site": "park-a",
+        "gateway": "gw-a",
+        "status": status,
+        "detail": "configuration reloaded",
+        "result": {"lines": 1},
+        "finished_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    return sign_compact(
+        {"alg": "EdDSA", "kid": key_id(key.public_key())}, json.dumps(payload).encode(), key
+    )
 
 
-def test_push_config_is_a_signed_reload_command_and_its_answer_is_recorded(
-        rig: WebRig) -> None:
+def test_push_config_is_a_signed_reload_command_and_its_answer_is_recorded(rig: WebRig) -> None:
     sent = rig.web.commands.send(ENGINEER_A, "gw-a", "reload_config")
     topic, envelope = rig.published[-1]
     assert topic == "mf/v1/park-a/gw-a/down/cmd"
     compact = parse_compact(envelope)
     rig.signer.public_key.verify(compact.signature, compact.signing_input)
     body = json.loads(compact.payload)
-    assert (body["command"], body["cmd_id"], body["gateway"]) == ("reload_config", sent.cmd_id,
-                                                                  "gw-a")
+    assert (body["command"], body["cmd_id"], body["gateway"]) == (
+        "reload_config",
+        sent.cmd_id,
+        "gw-a",
+    )
     rig.web.commands.take_ack(ack(rig.gateway_keys["gw-a"], sent.cmd_id))
     _, commands = rig.web.gateways.gateway(ENGINEER_A, "gw-a")
     assert (commands[0].cmd_id, commands[0].status) == (sent.cmd_id, "ok")
@@ -126,10 +166,10 @@ def test_push_config_is_a_signed_reload_command_and_its_answer_is_recorded(
 
 
 @pytest.mark.mosquitto
-def test_feed_takes_health_state_and_answers_from_the_broker(rig: WebRig,
-                                                             mosquitto_server) -> None:  # type: ignore[no-untyped-def]
-    feed = GatewayFeed(rig.web.gateways, mosquitto_server.url, client_id="web-feed-test",
-                       dispatch=rig.web.commands)
+def test_feed_takes_health_state_and_answers_from_the_broker(rig: WebRig, mosquitto_server) -> None:  # type: ignore[no-untyped-def]
+    feed = GatewayFeed(
+        rig.web.gateways, mosquitto_server.url, client_id="web-feed-test", dispatch=rig.web.commands
+    )
     feed.start()
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="web-feed-gw")
     publisher.connect(mosquitto_server.host, mosquitto_server.port)
@@ -146,13 +186,17 @@ def test_feed_takes_health_state_and_answers_from_the_broker(rig: WebRig,
             sent = rig.web.commands.send(ENGINEER_A, "gw-a", "sync_time")
         finally:
             rig.web.commands.publish = original
-        publisher.publish("mf/v1/park-a/gw-a/up/ack", ack(key, sent.cmd_id, "error"),
-                          qos=1).wait_for_publish(5)
+        publisher.publish(
+            "mf/v1/park-a/gw-a/up/ack", ack(key, sent.cmd_id, "error"), qos=1
+        ).wait_for_publish(5)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             view, commands = rig.web.gateways.gateway(ENGINEER_A, "gw-a")
-            if view.state == "online" and view.pending_readings == 5 and \
-                    commands[0].status == "error":
+            if (
+                view.state == "online"
+                and view.pending_readings == 5
+                and commands[0].status == "error"
+            ):
                 break
             time.sleep(0.05)
         assert (view.state, view.pending_readings, commands[0].status) == ("online", 5, "error")

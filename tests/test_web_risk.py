@@ -29,15 +29,32 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
                 lease = f"L-{site}-{k}"
                 s.add(Tenant(id=f"T-{lease}", name=f"Tenant {lease}"))
                 s.flush()
-                s.add(Lease(id=lease, tenant_id=f"T-{lease}", unit_id=units[k], manager_id="m1",
-                            status="active", signed_on=date(2026, 1, 1),
-                            start_on=date(2026, 1, 1), end_on=date(2027, 1, 1), schedule={},
-                            created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+                s.add(
+                    Lease(
+                        id=lease,
+                        tenant_id=f"T-{lease}",
+                        unit_id=units[k],
+                        manager_id="m1",
+                        status="active",
+                        signed_on=date(2026, 1, 1),
+                        start_on=date(2026, 1, 1),
+                        end_on=date(2027, 1, 1),
+                        schedule={},
+                        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                    )
+                )
                 s.flush()
-                s.add(RiskScore(lease_id=lease, scored_on=date(2026, 11, 20), model_version=None,
-                                probability=p, health=60.0 + 30 * (1 - p),
-                                band="red" if p > 0.5 else "green",
-                                reasons=[f"use -{int(p * 50)} % vs its own 60-day baseline"]))
+                s.add(
+                    RiskScore(
+                        lease_id=lease,
+                        scored_on=date(2026, 11, 20),
+                        model_version=None,
+                        probability=p,
+                        health=60.0 + 30 * (1 - p),
+                        band="red" if p > 0.5 else "green",
+                        reasons=[f"use -{int(p * 50)} % vs its own 60-day baseline"],
+                    )
+                )
     yield rig
     rig.sessions.kw["bind"].dispose()
 
@@ -56,15 +73,19 @@ def client_as(rig: WebRig, url: str, name: str) -> Iterator[httpx.Client]:
 
 
 def test_finance_sees_its_own_sites_highest_risk_first(rig: WebRig, url: str) -> None:
-    with client_as(rig, url, "admin") as admin, client_as(rig, url, "fin-a") as fin_a, \
-            client_as(rig, url, "fin-b") as fin_b:
+    with (
+        client_as(rig, url, "admin") as admin,
+        client_as(rig, url, "fin-a") as fin_a,
+        client_as(rig, url, "fin-b") as fin_b,
+    ):
         everything = admin.get("/api/v1/risk/leases").json()
         assert [i["probability"] for i in everything] == [0.81, 0.55, 0.12]
         assert everything[0]["high_risk"] and not everything[-1]["high_risk"]
-        assert [i["site_id"] for i in fin_a.get("/api/v1/risk/leases").json()] == \
-            ["park-a", "park-a"]
-        assert [i["lease_id"] for i in fin_b.get("/api/v1/risk/leases").json()] == \
-            ["L-park-b-0"]
+        assert [i["site_id"] for i in fin_a.get("/api/v1/risk/leases").json()] == [
+            "park-a",
+            "park-a",
+        ]
+        assert [i["lease_id"] for i in fin_b.get("/api/v1/risk/leases").json()] == ["L-park-b-0"]
         assert fin_b.get("/api/v1/risk/leases?site=park-a").json() == []
         assert len(admin.get("/api/v1/risk/leases?limit=1").json()) == 1
         bad = admin.get("/api/v1/risk/leases?limit=0")

@@ -23,8 +23,13 @@ from tests.browser import WebRig, make_rig, serve
 
 #: examples per operation and variant (bounded: the whole run takes seconds)
 EXAMPLES = 5
-_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                     suppress_health_check=list(HealthCheck))
+_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +44,19 @@ def known_parameters(rig: WebRig) -> dict[str, str]:
     """Path parameters that name real records."""
     run = rig.seeded.latest
     link = rig.web.links.link_for(StatementKey(run, "A101", "ACME"))
-    opened = rig.web.links.open("A102", rig.web.links.link_for(
-        StatementKey(run, "A102", "BETA")).token)
+    opened = rig.web.links.open(
+        "A102", rig.web.links.link_for(StatementKey(run, "A102", "BETA")).token
+    )
     dispute = rig.web.statements.dispute(opened, "please check")
-    return {"run_id": run, "unit": "A101", "party": "ACME", "token": link.token,
-            "gateway_id": "gw-a", "dispute_id": str(dispute), "action": "review"}
+    return {
+        "run_id": run,
+        "unit": "A101",
+        "party": "ACME",
+        "token": link.token,
+        "gateway_id": "gw-a",
+        "dispute_id": str(dispute),
+        "action": "review",
+    }
 
 
 def exercise(strategy: Any, url: str, headers: dict[str, str]) -> None:
@@ -52,8 +65,9 @@ def exercise(strategy: Any, url: str, headers: dict[str, str]) -> None:
     @_SETTINGS
     @given(case=strategy)
     def check(case: Any) -> None:
-        case.call_and_validate(base_url=url, headers=headers, checks=[not_a_server_error],
-                               timeout=30)
+        case.call_and_validate(
+            base_url=url, headers=headers, checks=[not_a_server_error], timeout=30
+        )
 
     check()
 
@@ -82,7 +96,8 @@ def test_no_operation_gives_a_server_error(live: tuple[WebRig, str]) -> None:
             try:
                 exercise(operation.as_strategy(path_parameters=path_parameters), url, headers)
             except Exception as exc:  # every failure is reported together, below
-                failures.append(f"{operation.method.upper()} {operation.path} ({label}): "
-                                f"{str(exc)[-1500:]}")
+                failures.append(
+                    f"{operation.method.upper()} {operation.path} ({label}): {str(exc)[-1500:]}"
+                )
     assert operations >= 25
     assert not failures, "\n\n".join(failures)

@@ -44,9 +44,17 @@ def client(rig: WebRig) -> Iterator[httpx.Client]:
 
 def stored_lines(rig: WebRig, run: str, unit: str, party: str) -> list[ApportionLine]:
     with rig.sessions() as s:
-        return list(s.scalars(select(ApportionLine).where(
-            ApportionLine.run_id == run, ApportionLine.unit == unit,
-            ApportionLine.party == party).order_by(ApportionLine.line_no)))
+        return list(
+            s.scalars(
+                select(ApportionLine)
+                .where(
+                    ApportionLine.run_id == run,
+                    ApportionLine.unit == unit,
+                    ApportionLine.party == party,
+                )
+                .order_by(ApportionLine.line_no)
+            )
+        )
 
 
 def test_statement_page_shows_the_runs_numbers(rig: WebRig, client: httpx.Client) -> None:
@@ -59,7 +67,8 @@ def test_statement_page_shows_the_runs_numbers(rig: WebRig, client: httpx.Client
     shown = data["statement"]["lines"]
     # every non-empty stored line, in order, to the cent and to the engine's kWh
     assert [(x["component"], x["origin"], x["cents"]) for x in shown] == [
-        (line.component, line.origin, line.cents) for line in lines if line.cents or line.kwh]
+        (line.component, line.origin, line.cents) for line in lines if line.cents or line.kwh
+    ]
     for x, line in zip(shown, [x for x in lines if x.cents or x.kwh], strict=True):
         assert Decimal(x["kwh"]) == Decimal(line.kwh).quantize(Decimal("0.001"))
         assert x["amount_cny"] == f"{Decimal(line.cents) / 100:.2f}"
@@ -87,24 +96,28 @@ def test_english_on_request(rig: WebRig, client: httpx.Client) -> None:
     assert "Genuine" in page.text and "Common share" in page.text and "真实账单" not in page.text
 
 
-def test_history_holds_twelve_months_of_posted_statements(rig: WebRig,
-                                                          client: httpx.Client) -> None:
+def test_history_holds_twelve_months_of_posted_statements(
+    rig: WebRig, client: httpx.Client
+) -> None:
     data = client.get(rig.link(rig.seeded.latest).replace("/t/", "/api/v1/tenant/", 1)).json()
     history = data["history"]
     assert [h["period_start"] for h in history] == [m.isoformat() for m in MONTHS]
     for month, point in zip(MONTHS, history, strict=True):
-        cents = sum(line.cents for line in stored_lines(rig, rig.seeded.posted[month], "A101",
-                                                         "ACME"))
+        cents = sum(
+            line.cents for line in stored_lines(rig, rig.seeded.posted[month], "A101", "ACME")
+        )
         assert point["cents"] == cents
     page = client.get(rig.link(rig.seeded.latest)).text
     assert page.count('<g class="bar') == 12 and '<g class="bar current">' in page
 
 
-def test_expired_and_revoked_links_are_refused_with_the_reason(rig: WebRig,
-                                                               client: httpx.Client) -> None:
+def test_expired_and_revoked_links_are_refused_with_the_reason(
+    rig: WebRig, client: httpx.Client
+) -> None:
     run = rig.seeded.posted[MONTHS[0]]
-    past = TenantLinkService(rig.sessions, rig.secret,
-                             clock=lambda: datetime.now(UTC) - timedelta(days=200))
+    past = TenantLinkService(
+        rig.sessions, rig.secret, clock=lambda: datetime.now(UTC) - timedelta(days=200)
+    )
     expired = past.link_for(StatementKey(run, "A101", "ACME"))
     page = client.get(expired.path())
     assert page.status_code == 410 and 'data-reason="expired"' in page.text
@@ -139,10 +152,15 @@ def test_a_changed_statement_is_not_shown(rig: WebRig, client: httpx.Client) -> 
         assert stored is not None
         payload = stored.payload
     with rig.sessions.begin() as s:  # bypasses the ORM's immutability guard, as an attacker
-        s.execute(update(ApportionStatement.__table__).where(
-            ApportionStatement.run_id == run, ApportionStatement.unit == "A101",
-            ApportionStatement.party == "ACME").values(
-                payload=payload.replace('"cents":', '"cents": ', 1)))
+        s.execute(
+            update(ApportionStatement.__table__)
+            .where(
+                ApportionStatement.run_id == run,
+                ApportionStatement.unit == "A101",
+                ApportionStatement.party == "ACME",
+            )
+            .values(payload=payload.replace('"cents":', '"cents": ', 1))
+        )
     page = client.get(path)
     assert page.status_code == 409 and 'data-reason="not_genuine"' in page.text
     assert client.get(path.replace("/t/", "/api/v1/tenant/", 1)).status_code == 409
@@ -161,9 +179,13 @@ def test_confirm_once_and_dispute_for_finance(rig: WebRig, client: httpx.Client)
     with rig.sessions() as s:
         done = s.get(StatementConfirmation, (run, "A101", "ACME"))
         assert done is not None and done.total_cents == sum(
-            x.cents for x in stored_lines(rig, run, "A101", "ACME"))
-        assert s.scalars(select(AuditEntry).where(AuditEntry.subject == f"run:{run}",
-                                                  AuditEntry.action == "confirm")).one()
+            x.cents for x in stored_lines(rig, run, "A101", "ACME")
+        )
+        assert s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.subject == f"run:{run}", AuditEntry.action == "confirm"
+            )
+        ).one()
 
     run = rig.seeded.posted[MONTHS[-1]]
     beta = rig.link(run, "A102", "BETA")
@@ -196,17 +218,20 @@ def test_a_voided_run_withdraws_its_links(rig: WebRig, client: httpx.Client) -> 
     assert page.status_code == 410 and 'data-reason="withdrawn"' in page.text
 
 
-def test_printable_statement_carries_the_links_qr_code(rig: WebRig,
-                                                       client: httpx.Client) -> None:
+def test_printable_statement_carries_the_links_qr_code(rig: WebRig, client: httpx.Client) -> None:
     token = rig.token(client, "fin-a")
-    reply = client.get(f"/api/v1/runs/{rig.seeded.latest}/statements/A101/ACME",
-                       headers={"Authorization": f"Bearer {token}"}).json()
+    reply = client.get(
+        f"/api/v1/runs/{rig.seeded.latest}/statements/A101/ACME",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
     url = reply["link"]["url"]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/t/A101/[\w-]{22}\.[\w-]{22}", url)
     assert client.get(url).status_code == 200  # the QR's link opens the statement
     session = rig.web.accounts.sign_in("fin-a", "correct horse battery")
-    page = client.get(f"/finance/runs/{rig.seeded.latest}/statements/A101/ACME",
-                      headers={"Cookie": f"mf_session={session.token}"})
+    page = client.get(
+        f"/finance/runs/{rig.seeded.latest}/statements/A101/ACME",
+        headers={"Cookie": f"mf_session={session.token}"},
+    )
     assert page.status_code == 200 and str(qr_svg(url)) in page.text
     assert 'href="/static/print.css" media="print"' in page.text
 
@@ -216,15 +241,33 @@ def test_lease_end_closes_the_statement_link(tmp_path: Path) -> None:
     link = rig.web.links.link_for(StatementKey(rig.seeded.latest, "A101", "ACME"))
     today = datetime.now(UTC).date()
     with rig.sessions.begin() as s:
-        s.add_all([Unit(id="A101", site_id="park-a", area_m2=Decimal(60)),
-                   Tenant(id="ACME", name="Acme Ltd"), Staff(id="m1", name="Manager")])
+        s.add_all(
+            [
+                Unit(id="A101", site_id="park-a", area_m2=Decimal(60)),
+                Tenant(id="ACME", name="Acme Ltd"),
+                Staff(id="m1", name="Manager"),
+            ]
+        )
         s.flush()
-        s.add(Lease(id="L1", tenant_id="ACME", unit_id="A101", manager_id="m1",
-                    status="active", start_on=date(2025, 1, 1), end_on=date(2027, 1, 1),
-                    schedule={}, created_at=datetime.now(UTC)))
+        s.add(
+            Lease(
+                id="L1",
+                tenant_id="ACME",
+                unit_id="A101",
+                manager_id="m1",
+                status="active",
+                start_on=date(2025, 1, 1),
+                end_on=date(2027, 1, 1),
+                schedule={},
+                created_at=datetime.now(UTC),
+            )
+        )
         s.flush()
-        s.add(StatementAccess(tenant_id="ACME", unit_id="A101", lease_id="L1",
-                              granted_on=date(2025, 1, 1)))
+        s.add(
+            StatementAccess(
+                tenant_id="ACME", unit_id="A101", lease_id="L1", granted_on=date(2025, 1, 1)
+            )
+        )
     assert rig.web.links.open("A101", link.token).statement.party == "ACME"
     with rig.sessions.begin() as s:
         s.execute(update(StatementAccess).values(revoked_on=today))
@@ -240,15 +283,25 @@ def test_tenant_and_finance_pages_on_postgres(tmp_path: Path, fresh_postgres_url
         with serve(rig.app) as url, httpx.Client(base_url=url, timeout=30) as client:
             path = rig.link(rig.seeded.latest)
             assert client.get(path).status_code == 200
-            assert client.post(f"{path.replace('/t/', '/api/v1/tenant/', 1)}/dispute",
-                               json={"comment": "check U1"}).status_code == 200
+            assert (
+                client.post(
+                    f"{path.replace('/t/', '/api/v1/tenant/', 1)}/dispute",
+                    json={"comment": "check U1"},
+                ).status_code
+                == 200
+            )
             auth = {"Authorization": f"Bearer {rig.token(client, 'fin-a')}"}
             detail = client.get(f"/api/v1/runs/{rig.seeded.latest}", headers=auth).json()
-            assert detail["statements"][0] == {"unit": "", "party": "landlord",
-                                               "cents": detail["statements"][0]["cents"],
-                                               "confirmed_at": None, "disputed": False}
-            assert [d["unit"] for d in client.get("/api/v1/disputes", headers=auth).json()] \
-                == ["A101"]
+            assert detail["statements"][0] == {
+                "unit": "",
+                "party": "landlord",
+                "cents": detail["statements"][0]["cents"],
+                "confirmed_at": None,
+                "disputed": False,
+            }
+            assert [d["unit"] for d in client.get("/api/v1/disputes", headers=auth).json()] == [
+                "A101"
+            ]
             with rig.sessions.begin() as s:
                 assert revoke_unit_links(s, "A101", date(2020, 1, 1), party="ACME") == 1
             assert client.get(path).status_code == 410

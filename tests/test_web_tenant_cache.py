@@ -93,12 +93,19 @@ def rig(tmp_path: Path) -> Iterator[CacheRig]:
 
 def in_another_process(url: str, code: str) -> None:
     """Run ``code`` in a new Python process with ``sessions`` open on the registry."""
-    script = "from cloud.registry.db import open_registry\n" \
-             "import os\nsessions = open_registry(os.environ['MF_TEST_REGISTRY'])\n" \
-             + textwrap.dedent(code)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120,
-                          env={**os.environ, "MF_TEST_REGISTRY": url, "PYTHONPATH": str(ROOT)})
+    script = (
+        "from cloud.registry.db import open_registry\n"
+        "import os\nsessions = open_registry(os.environ['MF_TEST_REGISTRY'])\n"
+        + textwrap.dedent(code)
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MF_TEST_REGISTRY": url, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -116,26 +123,41 @@ def _add_lease(rig: CacheRig, unit: str, tenant: str, lease: str) -> None:
             s.add(Staff(id="m1", name="Manager"))
         s.add(Tenant(id=tenant, name=tenant))
         s.flush()
-        s.add(Lease(id=lease, tenant_id=tenant, unit_id=unit, manager_id="m1",
-                    status="active", start_on=date(2025, 1, 1), end_on=date(2030, 1, 1),
-                    schedule={}, created_at=datetime.now(UTC)))
+        s.add(
+            Lease(
+                id=lease,
+                tenant_id=tenant,
+                unit_id=unit,
+                manager_id="m1",
+                status="active",
+                start_on=date(2025, 1, 1),
+                end_on=date(2030, 1, 1),
+                schedule={},
+                created_at=datetime.now(UTC),
+            )
+        )
         s.flush()
-        s.add(StatementAccess(tenant_id=tenant, unit_id=unit, lease_id=lease,
-                              granted_on=date(2025, 1, 1)))
+        s.add(
+            StatementAccess(
+                tenant_id=tenant, unit_id=unit, lease_id=lease, granted_on=date(2025, 1, 1)
+            )
+        )
 
 
-def test_a_link_revoked_by_another_process_is_refused_on_the_next_request(
-        rig: CacheRig) -> None:
+def test_a_link_revoked_by_another_process_is_refused_on_the_next_request(rig: CacheRig) -> None:
     path = rig.link(rig.base.seeded.latest)
     other = rig.link(rig.base.seeded.latest, "A102", "BETA")
     assert rig.page(path).status_code == 200 and rig.page(other).status_code == 200
     assert rig.client.get(_api(path)).status_code == 200
-    in_another_process(rig.url, """
+    in_another_process(
+        rig.url,
+        """
         from datetime import date
         from cloud.tenant_links import revoke_unit_links
         with sessions.begin() as s:
             assert revoke_unit_links(s, "A101", date(2020, 1, 1)) >= 1
-    """)
+    """,
+    )
     page = rig.client.get(path)
     assert page.status_code == 410 and 'data-reason="revoked"' in page.text
     assert "ACME" not in page.text
@@ -143,20 +165,22 @@ def test_a_link_revoked_by_another_process_is_refused_on_the_next_request(
     assert rig.client.get(other).status_code == 200  # another unit's link is not affected
 
 
-def test_a_lease_ended_by_the_lease_job_in_another_process_closes_the_link(
-        rig: CacheRig) -> None:
+def test_a_lease_ended_by_the_lease_job_in_another_process_closes_the_link(rig: CacheRig) -> None:
     _add_lease(rig, "A101", "ACME", "L1")
     path = rig.link(rig.base.seeded.latest)
     assert rig.page(path).status_code == 200
     # yesterday in UTC: the site's own day (Asia/Shanghai) is past it
     ended = rig.clock().astimezone(UTC).date() - timedelta(days=1)
-    in_another_process(rig.url, f"""
+    in_another_process(
+        rig.url,
+        f"""
         from datetime import date
         from cloud.leases.lifecycle import terminate
         day = date.fromisoformat("{ended.isoformat()}")
         with sessions.begin() as s:
             terminate(s, "L1", on=day, today=day, by="daily", reason="the lease ended")
-    """)
+    """,
+    )
     page = rig.client.get(path + "?lang=en")
     assert page.status_code == 410 and "lease has ended" in page.text
 
@@ -176,8 +200,11 @@ def test_the_grants_of_the_links_own_unit_decide(rig: CacheRig) -> None:
     assert rig.page(second).status_code == 200
     assert rig.client.get(first).status_code == 200  # ACME has no grants: links decide
     with rig.base.sessions.begin() as s:
-        s.execute(update(StatementAccess).where(StatementAccess.tenant_id == "BETA")
-                  .values(revoked_on=date(2025, 6, 1)))
+        s.execute(
+            update(StatementAccess)
+            .where(StatementAccess.tenant_id == "BETA")
+            .values(revoked_on=date(2025, 6, 1))
+        )
     assert rig.client.get(second).status_code == 410
     assert rig.client.get(first).status_code == 200
 
@@ -190,8 +217,7 @@ def test_a_grant_ends_on_the_sites_local_day(rig: CacheRig) -> None:
         s.execute(update(StatementAccess).values(revoked_on=date(2026, 11, 11)))
     assert rig.client.get(path).status_code == 410  # the 11th has begun at the site
     with rig.base.sessions.begin() as s:
-        s.execute(update(Site).where(Site.id == "park-a")
-                  .values(timezone="America/Los_Angeles"))
+        s.execute(update(Site).where(Site.id == "park-a").values(timezone="America/Los_Angeles"))
     assert rig.page(path).status_code == 200  # Los Angeles: still the 10th, 12:00
     rig.clock.now = datetime(2026, 11, 11, 7, 30, tzinfo=UTC)  # the UTC day after, LA's 10th
     assert rig.page(path).status_code == 200
@@ -227,7 +253,8 @@ def test_a_revocation_from_a_later_day_takes_effect_on_that_day(rig: CacheRig) -
 
 
 def test_confirm_shows_at_once_and_so_do_answers_given_through_another_worker(
-        rig: CacheRig) -> None:
+    rig: CacheRig,
+) -> None:
     path = rig.link(rig.base.seeded.latest)
     assert 'data-testid="confirm"' in rig.page(path).text
     reply = rig.client.post(f"{path}/confirm", follow_redirects=False)
@@ -239,19 +266,29 @@ def test_confirm_shows_at_once_and_so_do_answers_given_through_another_worker(
     # another worker: its own services and connection pool on the same registry
     sessions = open_registry(rig.url)
     try:
-        worker = WebServices.build(ProvisioningService(sessions, rig.base.signer),
-                                   signing_key=rig.base.key, secret=rig.base.secret)
+        worker = WebServices.build(
+            ProvisioningService(sessions, rig.base.signer),
+            signing_key=rig.base.key,
+            secret=rig.base.secret,
+        )
         beta = rig.link(rig.base.seeded.latest, "A102", "BETA")
         assert 'data-testid="confirm"' in rig.page(beta).text
-        worker.statements.dispute(worker.links.open("A102", beta.split("/")[-1]),
-                                  "the lift share looks high")
+        worker.statements.dispute(
+            worker.links.open("A102", beta.split("/")[-1]), "the lift share looks high"
+        )
         page = rig.client.get(beta + "?lang=en")
         assert "the lift share looks high" in page.text
         assert 'data-testid="confirm"' not in page.text
-        item = next(d for d in worker.runs.disputes(Principal("admin", Role.ADMIN, frozenset()))
-                    if d.unit == "A102")
-        worker.runs.resolve_dispute(Principal("admin", Role.ADMIN, frozenset()), item.id,
-                                    "the lift meter was checked: right")
+        item = next(
+            d
+            for d in worker.runs.disputes(Principal("admin", Role.ADMIN, frozenset()))
+            if d.unit == "A102"
+        )
+        worker.runs.resolve_dispute(
+            Principal("admin", Role.ADMIN, frozenset()),
+            item.id,
+            "the lift meter was checked: right",
+        )
         page = rig.client.get(beta)
         assert "the lift meter was checked" in page.text and 'data-testid="confirm"' in page.text
     finally:
@@ -259,18 +296,21 @@ def test_confirm_shows_at_once_and_so_do_answers_given_through_another_worker(
 
 
 def test_a_void_by_another_process_withdraws_the_page_and_changes_the_history(
-        rig: CacheRig) -> None:
+    rig: CacheRig,
+) -> None:
     latest = rig.link(rig.base.seeded.latest)
     assert rig.page(latest).text.count('<g class="bar') == 3
-    in_another_process(rig.url, f"""
+    in_another_process(
+        rig.url,
+        f"""
         from cloud.apportion.runs import void_run
         with sessions.begin() as s:
             void_run(s, "{rig.base.seeded.posted[MONTHS[-2]]}", by="controller",
                      reason="wrong bill")
-    """)
+    """,
+    )
     history = rig.client.get(_api(latest)).json()["history"]
-    assert [h["period_start"] for h in history] == [MONTHS[-3].isoformat(),
-                                                     MONTHS[-1].isoformat()]
+    assert [h["period_start"] for h in history] == [MONTHS[-3].isoformat(), MONTHS[-1].isoformat()]
     assert rig.client.get(latest).text.count('<g class="bar') == 2
     with rig.base.sessions.begin() as s:
         void_run(s, rig.base.seeded.latest, by="controller", reason="wrong bill")
@@ -294,8 +334,9 @@ def test_a_cached_page_never_opens_for_another_unit(rig: CacheRig) -> None:
     assert page.status_code == 200 and "ACME" not in page.text
 
 
-def test_revocation_and_answers_show_at_once_on_postgres(tmp_path: Path,
-                                                         fresh_postgres_url: str) -> None:
+def test_revocation_and_answers_show_at_once_on_postgres(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
     with _rig(tmp_path, url=fresh_postgres_url, months=2) as rig:
         path = rig.link(rig.base.seeded.latest)
         assert rig.page(path).text.count('<g class="bar') == 2
@@ -303,11 +344,14 @@ def test_revocation_and_answers_show_at_once_on_postgres(tmp_path: Path,
         assert 'data-testid="confirmed"' in rig.client.get(path).text
         _add_lease(rig, "A101", "ACME", "L1")
         assert rig.page(path).status_code == 200
-        in_another_process(rig.url, """
+        in_another_process(
+            rig.url,
+            """
             from sqlalchemy import update
             from cloud.leases.models import StatementAccess
             from datetime import date
             with sessions.begin() as s:
                 s.execute(update(StatementAccess).values(revoked_on=date(2025, 6, 1)))
-        """)
+        """,
+        )
         assert rig.client.get(path).status_code == 410

@@ -79,38 +79,50 @@ def test_garbage_is_malformed(identity, junk):
 
 
 def test_signed_payload_that_breaks_schema_is_malformed(identity):
-    token = sign_compact({"alg": "EdDSA", "kid": identity.kid},
-                         b'{"schema":"mf.readings/1","seq":-1}', identity.private_key)
+    token = sign_compact(
+        {"alg": "EdDSA", "kid": identity.kid},
+        b'{"schema":"mf.readings/1","seq":-1}',
+        identity.private_key,
+    )
     with pytest.raises(MalformedEnvelope, match="seq"):
         open_envelope(token, identity.public_key)
 
 
 def test_payload_kid_must_match_header_kid(identity):
-    token = sign_compact({"alg": "EdDSA", "kid": "someone-else"},
-                         payload(identity, 1).to_bytes(), identity.private_key)
+    token = sign_compact(
+        {"alg": "EdDSA", "kid": "someone-else"},
+        payload(identity, 1).to_bytes(),
+        identity.private_key,
+    )
     with pytest.raises(MalformedEnvelope, match="kid"):
         open_envelope(token, identity.public_key)
 
 
 def test_unknown_critical_header_parameters_are_refused(identity):
-    token = sign_compact({"alg": "EdDSA", "kid": identity.kid, "crit": "exp"},
-                         payload(identity, 1).to_bytes(), identity.private_key)
+    token = sign_compact(
+        {"alg": "EdDSA", "kid": identity.kid, "crit": "exp"},
+        payload(identity, 1).to_bytes(),
+        identity.private_key,
+    )
     with pytest.raises(MalformedEnvelope, match="understand"):
         open_envelope(token, identity.public_key)
 
 
 def test_other_algorithms_are_refused(identity):
-    token = sign_compact({"alg": "none", "kid": identity.kid}, payload(identity, 1).to_bytes(),
-                         identity.private_key)
+    token = sign_compact(
+        {"alg": "none", "kid": identity.kid}, payload(identity, 1).to_bytes(), identity.private_key
+    )
     with pytest.raises(MalformedEnvelope, match="EdDSA"):
         open_envelope(token, identity.public_key)
 
 
 # RFC 8037 appendix A.1/A.4: the Ed25519 example key and the JWS it must produce.
 RFC8037_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
-RFC8037_JWS = (b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc."
-               b"hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_"
-               b"MuM0KAg")
+RFC8037_JWS = (
+    b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc."
+    b"hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_"
+    b"MuM0KAg"
+)
 
 
 def test_compact_serialisation_matches_rfc8037_example():
@@ -123,10 +135,16 @@ def test_envelopes_interoperate_with_an_independent_jws_library(identity):
 
     jws = PyJWS()
     ours = envelope(identity, 5)
-    assert jws.decode(ours, identity.public_key, algorithms=["EdDSA"]) == payload(
-        identity, 5).to_bytes()
-    theirs = jws.encode(payload(identity, 6).to_bytes(), identity.private_key,
-                        algorithm="EdDSA", headers={"kid": identity.kid}).encode()
+    assert (
+        jws.decode(ours, identity.public_key, algorithms=["EdDSA"])
+        == payload(identity, 5).to_bytes()
+    )
+    theirs = jws.encode(
+        payload(identity, 6).to_bytes(),
+        identity.private_key,
+        algorithm="EdDSA",
+        headers={"kid": identity.kid},
+    ).encode()
     assert open_envelope(theirs, identity.public_key).seq == 6
 
 
@@ -137,19 +155,40 @@ def test_oversized_envelope_is_refused_before_parsing():
 
 def test_read_time_must_be_utc():
     with pytest.raises(ValueError, match="UTC"):
-        Reading(meter="M1", quantity="energy_import", value=1, unit="kWh",
-                read_at=datetime(2026, 1, 1), quality="good", round="r")
+        Reading(
+            meter="M1",
+            quantity="energy_import",
+            value=1,
+            unit="kWh",
+            read_at=datetime(2026, 1, 1),
+            quality="good",
+            round="r",
+        )
 
 
 def test_good_reading_needs_a_value():
     with pytest.raises(ValueError, match="needs a value"):
-        Reading(meter="M1", quantity="energy_import", value=None, unit="kWh",
-                read_at="2026-01-01T00:00:00Z", quality="good", round="r")
+        Reading(
+            meter="M1",
+            quantity="energy_import",
+            value=None,
+            unit="kWh",
+            read_at="2026-01-01T00:00:00Z",
+            quality="good",
+            round="r",
+        )
 
 
 def test_timeout_reading_may_have_no_value():
-    r = Reading(meter="M1", quantity="energy_import", value=None, unit="kWh",
-                read_at="2026-01-01T00:00:00Z", quality="timeout", round="r")
+    r = Reading(
+        meter="M1",
+        quantity="energy_import",
+        value=None,
+        unit="kWh",
+        read_at="2026-01-01T00:00:00Z",
+        quality="timeout",
+        round="r",
+    )
     assert r.value is None
 
 
@@ -164,7 +203,8 @@ def test_readings_topic_names_site_and_gateway():
 
 def test_broker_url_parses_credentials_and_tls():
     assert BrokerAddress.parse("mqtt://127.0.0.1") == BrokerAddress("127.0.0.1", 1883)
-    assert BrokerAddress.parse("mqtts://u:p%40ss@h:9000") == BrokerAddress("h", 9000, True, "u",
-                                                                           "p@ss")
+    assert BrokerAddress.parse("mqtts://u:p%40ss@h:9000") == BrokerAddress(
+        "h", 9000, True, "u", "p@ss"
+    )
     with pytest.raises(ValueError, match="expected"):
         BrokerAddress.parse("http://h")

@@ -32,30 +32,42 @@ class AccountIn(BaseModel):
 
 
 def _accounts(web: WebServices) -> list[AccountOut]:
-    return [AccountOut(username=u, role=r.value, sites=s, active=a)
-            for u, r, s, a in web.accounts.list_accounts()]
+    return [
+        AccountOut(username=u, role=r.value, sites=s, active=a)
+        for u, r, s, a in web.accounts.list_accounts()
+    ]
 
 
 @router.get("/admin/accounts", response_class=HTMLResponse)
 def accounts_page(request: Request, web: Web) -> HTMLResponse:
     """Staff accounts, and the form for a new one."""
-    return render(request, "admin_accounts.html", {
-        "accounts": _accounts(web), "roles": [r.value for r in Role],
-        "error": request.query_params.get("error", ""),
-        "done": request.query_params.get("done", "")})
+    return render(
+        request,
+        "admin_accounts.html",
+        {
+            "accounts": _accounts(web),
+            "roles": [r.value for r in Role],
+            "error": request.query_params.get("error", ""),
+            "done": request.query_params.get("done", ""),
+        },
+    )
 
 
 @router.post("/admin/accounts", response_class=HTMLResponse)
-def account_form(request: Request, web: Web,
-                 username: Annotated[str, Form(max_length=64)] = "",
-                 password: Annotated[str, Form(max_length=200)] = "",
-                 role: Annotated[str, Form(max_length=16)] = "",
-                 sites: Annotated[str, Form(max_length=4000)] = "") -> Response:
+def account_form(
+    request: Request,
+    web: Web,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    role: Annotated[str, Form(max_length=16)] = "",
+    sites: Annotated[str, Form(max_length=4000)] = "",
+) -> Response:
     """Create an account (or reset its password, role and sites)."""
     query = {"lang": language(request)}
     try:
-        web.accounts.create_account(username, password, role,
-                                    [s for s in sites.replace(",", " ").split() if s])
+        web.accounts.create_account(
+            username, password, role, [s for s in sites.replace(",", " ").split() if s]
+        )
         query["done"] = username
     except InvalidAccount as exc:
         query["error"] = str(exc)
@@ -68,8 +80,12 @@ def api_accounts(web: Web) -> list[AccountOut]:
     return _accounts(web)
 
 
-@router.post("/api/v1/accounts", response_model=AccountOut, status_code=201,
-             responses={400: {"description": "the account breaks a rule"}})
+@router.post(
+    "/api/v1/accounts",
+    response_model=AccountOut,
+    status_code=201,
+    responses={400: {"description": "the account breaks a rule"}},
+)
 def api_account_create(body: AccountIn, web: Web) -> AccountOut:
     """Create an account (or reset its password, role and sites)."""
     try:

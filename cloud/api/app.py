@@ -38,8 +38,9 @@ async def _malformed_request(_request: Request, exc: RequestValidationError) -> 
 
 async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
     if is_api(request):
-        return JSONResponse(status_code=401, content={"detail": str(exc)},
-                            headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse(
+            status_code=401, content={"detail": str(exc)}, headers={"WWW-Authenticate": "Bearer"}
+        )
     target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     return RedirectResponse(f"/login?next={target}", 303)
 
@@ -47,8 +48,9 @@ async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
 async def _forbidden(request: Request, exc: Forbidden) -> Response:
     if is_api(request):
         return JSONResponse(status_code=403, content={"detail": str(exc)})
-    return render(request, "error.html", {"message": "forbidden", "detail": str(exc)},
-                  status_code=403)
+    return render(
+        request, "error.html", {"message": "forbidden", "detail": str(exc)}, status_code=403
+    )
 
 
 class Health(BaseModel):
@@ -61,8 +63,14 @@ def create_app(services: ApiServices) -> FastAPI:
     FastAPI's own ``/docs`` and ``/redoc`` are left out: they load their scripts from a CDN,
     and the pages must work on a closed network.
     """
-    app = FastAPI(title="meterflow cloud", version="1", openapi_url="/openapi.json",
-                  docs_url=None, redoc_url=None, dependencies=[Depends(authorize)])
+    app = FastAPI(
+        title="meterflow cloud",
+        version="1",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(authorize)],
+    )
     app.state.services = services
     app.state.web = services.web or WebServices.build(services.provisioning)
     app.exception_handler(RequestValidationError)(_malformed_request)

@@ -141,8 +141,9 @@ async def authorize(request: Request) -> None:
     if bearer is not None:
         who = await run_in_threadpool(accounts.principal, bearer, SessionKind.API)
     else:
-        who = await run_in_threadpool(accounts.principal, request.cookies.get(SESSION_COOKIE, ""),
-                                      SessionKind.COOKIE)
+        who = await run_in_threadpool(
+            accounts.principal, request.cookies.get(SESSION_COOKIE, ""), SessionKind.COOKIE
+        )
     if who is None:
         raise NotSignedIn("sign in first")
     if who.role not in ROLES[access]:
@@ -150,7 +151,8 @@ async def authorize(request: Request) -> None:
     if who.via is SessionKind.COOKIE and request.method not in _SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent and request.headers.get("content-type", "").startswith(
-                ("application/x-www-form-urlencoded", "multipart/form-data")):
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        ):
             sent = str((await request.form()).get(CSRF_FIELD, ""))
         if not sent or not hmac.compare_digest(sent, who.csrf):
             raise Forbidden("the form's CSRF token is missing or stale; reload the page")

@@ -24,23 +24,27 @@ def history_svg(points: Sequence[HistoryPoint], title: str, current: str) -> Mar
     slot = (WIDTH - _LEFT - _RIGHT) / len(points)
     bar = slot * 0.7
     plot = HEIGHT - _TOP - _BOTTOM
-    parts = [f'<svg class="history" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-             f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{escape(title)}</title>",
-             f'<line x1="{_LEFT}" y1="{HEIGHT - _BOTTOM}" x2="{WIDTH - _RIGHT}" '
-             f'y2="{HEIGHT - _BOTTOM}" class="axis"/>']
+    parts = [
+        f'<svg class="history" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<line x1="{_LEFT}" y1="{HEIGHT - _BOTTOM}" x2="{WIDTH - _RIGHT}" '
+        f'y2="{HEIGHT - _BOTTOM}" class="axis"/>',
+    ]
     for i, p in enumerate(points):
         h = max(p.cents / top * plot, 1.0)
         x = _LEFT + i * slot + (slot - bar) / 2
         y = HEIGHT - _BOTTOM - h
         amount = f"{Decimal(p.cents) / 100:.2f}"
         css = "bar current" if p.period_start.isoformat() == current else "bar"
-        parts.append(f'<g class="{css}"><title>{p.period_start:%Y-%m}: {amount} CNY, '
-                     f'{p.own_kwh} kWh</title>'
-                     f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}"/>'
-                     f'<text x="{x + bar / 2:.1f}" y="{HEIGHT - _BOTTOM + 12}" '
-                     f'class="month">{p.period_start:%m}</text>'
-                     f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" class="value">'
-                     f'{p.cents / 100:.0f}</text></g>')
+        parts.append(
+            f'<g class="{css}"><title>{p.period_start:%Y-%m}: {amount} CNY, '
+            f"{p.own_kwh} kWh</title>"
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}"/>'
+            f'<text x="{x + bar / 2:.1f}" y="{HEIGHT - _BOTTOM + 12}" '
+            f'class="month">{p.period_start:%m}</text>'
+            f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" class="value">'
+            f"{p.cents / 100:.0f}</text></g>"
+        )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -44,13 +44,20 @@ class WebServices:
     cookie_secure: bool | None = None
 
     @classmethod
-    def build(cls, provisioning: ProvisioningService, *,
-              signing_key: Ed25519PrivateKey | None = None, secret: WebSecret | None = None,
-              publish: Publish = _no_broker, claim_broker: BrokerGrant | None = None,
-              public_url: str = "", cookie_secure: bool | None = None,
-              link_ttl: timedelta = DEFAULT_LINK_TTL,
-              session_ttl: timedelta = timedelta(hours=12),
-              topic_prefix: str = DEFAULT_TOPIC_PREFIX) -> WebServices:
+    def build(
+        cls,
+        provisioning: ProvisioningService,
+        *,
+        signing_key: Ed25519PrivateKey | None = None,
+        secret: WebSecret | None = None,
+        publish: Publish = _no_broker,
+        claim_broker: BrokerGrant | None = None,
+        public_url: str = "",
+        cookie_secure: bool | None = None,
+        link_ttl: timedelta = DEFAULT_LINK_TTL,
+        session_ttl: timedelta = timedelta(hours=12),
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+    ) -> WebServices:
         """Services over the provisioning service's registry and cloud key.
 
         Without ``signing_key`` runs cannot be posted (statements are signed with it);
@@ -60,13 +67,13 @@ class WebServices:
         clock = provisioning.clock
         return cls(
             accounts=AccountService(sessions, clock=clock, session_ttl=session_ttl),
-            links=TenantLinkService(sessions, secret or WebSecret.generate(), clock=clock,
-                                    ttl=link_ttl),
+            links=TenantLinkService(
+                sessions, secret or WebSecret.generate(), clock=clock, ttl=link_ttl
+            ),
             statements=TenantStatementService(sessions, signer.public_key, clock=clock),
             runs=RunReviewService(sessions, signing_key, signer.public_key, clock=clock),
             gateways=GatewayHealthService(sessions, clock=clock, prefix=topic_prefix),
-            commands=CommandDispatch(sessions, signer, publish, clock=clock,
-                                     prefix=topic_prefix),
+            commands=CommandDispatch(sessions, signer, publish, clock=clock, prefix=topic_prefix),
             claim_broker=claim_broker or BrokerGrant("mqtt://127.0.0.1:1883"),
             risk=RiskListService(sessions),
             public_url=public_url.rstrip("/"),

@@ -91,8 +91,9 @@ class SentOut(BaseModel):
 class ClaimIn(BaseModel):
     site: str = Field(min_length=1, max_length=64)
     gateway: str = Field(min_length=1, max_length=64)
-    site_config: str = Field(min_length=1, max_length=256 * 1024,
-                             description="the gateway's site configuration (TOML)")
+    site_config: str = Field(
+        min_length=1, max_length=256 * 1024, description="the gateway's site configuration (TOML)"
+    )
     ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
 
 
@@ -116,12 +117,20 @@ class OutOfScope(Exception):
     """The site is not one of the engineer's."""
 
 
-def _claim(provisioning: ProvisioningService, web: WebServices, who: Principal, site: str,
-           gateway: str, site_config: str, hours: int) -> IssuedClaim:
+def _claim(
+    provisioning: ProvisioningService,
+    web: WebServices,
+    who: Principal,
+    site: str,
+    gateway: str,
+    site_config: str,
+    hours: int,
+) -> IssuedClaim:
     if not who.may_act_on(site):
         raise OutOfScope(f"site {site!r} is not one of yours")
-    return provisioning.create_claim(site, gateway, site_config, web.claim_broker,
-                                     ttl=timedelta(hours=hours))
+    return provisioning.create_claim(
+        site, gateway, site_config, web.claim_broker, ttl=timedelta(hours=hours)
+    )
 
 
 # ----------------------------------------------------------------------------- pages
@@ -130,8 +139,11 @@ def _claim(provisioning: ProvisioningService, web: WebServices, who: Principal, 
 @router.get("/engineer/gateways", response_class=HTMLResponse)
 def gateways_page(request: Request, web: Web, who: Who, site: SiteQ = None) -> HTMLResponse:
     """Gateways of your sites with their state (the page refreshes itself every 5 s)."""
-    return render(request, "engineer_gateways.html",
-                  {"gateways": web.gateways.gateways(who, site), "site": site or ""})
+    return render(
+        request,
+        "engineer_gateways.html",
+        {"gateways": web.gateways.gateways(who, site), "site": site or ""},
+    )
 
 
 @router.get("/engineer/gateways/{gateway_id}", response_class=HTMLResponse)
@@ -141,20 +153,33 @@ def gateway_page(request: Request, gateway_id: GatewayId, web: Web, who: Who) ->
         gateway, commands = web.gateways.gateway(who, gateway_id)
     except UnknownGateway:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    return render(request, "engineer_gateway.html", {
-        "g": gateway, "commands": commands, "error": request.query_params.get("error", ""),
-        "done": request.query_params.get("done", "")})
+    return render(
+        request,
+        "engineer_gateway.html",
+        {
+            "g": gateway,
+            "commands": commands,
+            "error": request.query_params.get("error", ""),
+            "done": request.query_params.get("done", ""),
+        },
+    )
 
 
 @router.post("/engineer/gateways/{gateway_id}/commands", response_class=HTMLResponse)
-def gateway_command_form(request: Request, gateway_id: GatewayId, web: Web, who: Who,
-                         command: Annotated[CommandName, Form()] = "reload_config",
-                         meter: Annotated[str, Form(max_length=64)] = "") -> Response:
+def gateway_command_form(
+    request: Request,
+    gateway_id: GatewayId,
+    web: Web,
+    who: Who,
+    command: Annotated[CommandName, Form()] = "reload_config",
+    meter: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
     """Send a command (``reload_config`` pushes the configuration); back to the gateway."""
     query = {"lang": language(request)}
     try:
-        sent = web.commands.send(who, gateway_id, command,
-                                 {"meter": meter} if command == "read_meter" else None)
+        sent = web.commands.send(
+            who, gateway_id, command, {"meter": meter} if command == "read_meter" else None
+        )
         query["done"] = f"{sent.command} {sent.cmd_id}"
     except UnknownGatewayTarget:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
@@ -170,19 +195,32 @@ def claim_token_page(request: Request, who: Who) -> HTMLResponse:
 
 
 @router.post("/engineer/claim-tokens", response_class=HTMLResponse)
-def claim_token_form(request: Request, api: Api, web: Web, who: Who,
-                     site: Annotated[str, Form(max_length=64)] = "",
-                     gateway: Annotated[str, Form(max_length=64)] = "",
-                     site_config: Annotated[str, Form(max_length=256 * 1024)] = "",
-                     expires_h: Annotated[int, Form(ge=1, le=24 * 30)] = 24) -> HTMLResponse:
+def claim_token_form(
+    request: Request,
+    api: Api,
+    web: Web,
+    who: Who,
+    site: Annotated[str, Form(max_length=64)] = "",
+    gateway: Annotated[str, Form(max_length=64)] = "",
+    site_config: Annotated[str, Form(max_length=256 * 1024)] = "",
+    expires_h: Annotated[int, Form(ge=1, le=24 * 30)] = 24,
+) -> HTMLResponse:
     """Issue a claim token; it is shown once, on the page this answers with."""
     try:
         claim = _claim(api.provisioning, web, who, site, gateway, site_config, expires_h)
     except (ProvisioningError, OutOfScope) as exc:
-        return render(request, "engineer_claim.html", {
-            "sites": sorted(who.sites), "error": str(exc), "site": site, "gateway": gateway,
-            "site_config": site_config},
-            status_code=403 if isinstance(exc, OutOfScope) else 400)
+        return render(
+            request,
+            "engineer_claim.html",
+            {
+                "sites": sorted(who.sites),
+                "error": str(exc),
+                "site": site,
+                "gateway": gateway,
+                "site_config": site_config,
+            },
+            status_code=403 if isinstance(exc, OutOfScope) else 400,
+        )
     return render(request, "engineer_claim.html", {"sites": sorted(who.sites), "claim": claim})
 
 
@@ -195,22 +233,24 @@ def api_gateways(web: Web, who: Who, site: SiteQ = None) -> list[GatewayOut]:
     return [_gateway_out(g) for g in web.gateways.gateways(who, site)]
 
 
-@router.get("/api/v1/gateways/{gateway_id}", response_model=GatewayDetailOut,
-            responses=_NOT_FOUND)
+@router.get("/api/v1/gateways/{gateway_id}", response_model=GatewayDetailOut, responses=_NOT_FOUND)
 def api_gateway(gateway_id: GatewayId, web: Web, who: Who) -> GatewayDetailOut:
     """A gateway with its latest commands."""
     try:
         gateway, commands = web.gateways.gateway(who, gateway_id)
     except UnknownGateway as exc:
         raise HTTPException(404, str(exc)) from None
-    return GatewayDetailOut(gateway=_gateway_out(gateway),
-                            commands=[CommandOut(**asdict(c)) for c in commands])
+    return GatewayDetailOut(
+        gateway=_gateway_out(gateway), commands=[CommandOut(**asdict(c)) for c in commands]
+    )
 
 
-@router.post("/api/v1/gateways/{gateway_id}/commands", response_model=SentOut,
-             responses={**_NOT_FOUND, 502: {"description": "the broker is not reachable"}})
-def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: Who
-                        ) -> SentOut:
+@router.post(
+    "/api/v1/gateways/{gateway_id}/commands",
+    response_model=SentOut,
+    responses={**_NOT_FOUND, 502: {"description": "the broker is not reachable"}},
+)
+def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: Who) -> SentOut:
     """Sign and send a command to the gateway (``reload_config`` pushes its configuration)."""
     try:
         sent = web.commands.send(who, gateway_id, body.command, body.args, body.ttl_s)
@@ -218,21 +258,30 @@ def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: W
         raise HTTPException(404, str(exc)) from None
     except DispatchError as exc:
         raise HTTPException(502, str(exc)) from None
-    return SentOut(cmd_id=sent.cmd_id, gateway=sent.gateway, command=sent.command,
-                   status=sent.status)
+    return SentOut(
+        cmd_id=sent.cmd_id, gateway=sent.gateway, command=sent.command, status=sent.status
+    )
 
 
-@router.post("/api/v1/claim-tokens", response_model=ClaimOut, status_code=201,
-             responses={400: {"description": "the claim is inconsistent"},
-                        403: {"description": "the site is not one of yours"}})
+@router.post(
+    "/api/v1/claim-tokens",
+    response_model=ClaimOut,
+    status_code=201,
+    responses={
+        400: {"description": "the claim is inconsistent"},
+        403: {"description": "the site is not one of yours"},
+    },
+)
 def api_claim_token(body: ClaimIn, api: Api, web: Web, who: Who) -> ClaimOut:
     """Issue a single-use claim token for a gateway of one of your sites."""
     try:
-        claim = _claim(api.provisioning, web, who, body.site, body.gateway, body.site_config,
-                       body.ttl_hours)
+        claim = _claim(
+            api.provisioning, web, who, body.site, body.gateway, body.site_config, body.ttl_hours
+        )
     except OutOfScope as exc:
         raise HTTPException(403, str(exc)) from None
     except ProvisioningError as exc:
         raise HTTPException(400, str(exc)) from None
-    return ClaimOut(token=claim.token, site=claim.site, gateway=claim.gateway,
-                    expires_at=claim.expires_at)
+    return ClaimOut(
+        token=claim.token, site=claim.site, gateway=claim.gateway, expires_at=claim.expires_at
+    )

@@ -147,22 +147,29 @@ def _link_url(request: Request, web: WebServices, link: IssuedLink) -> str:
 def _detail_out(web: WebServices, who: Principal, run_id: str) -> RunDetailOut:
     d = web.runs.run_detail(who, run_id)
     return RunDetailOut(
-        run=RunOut(**asdict(d.summary)), input_hash=d.input_hash, result_hash=d.result_hash,
-        flags=d.flags, nodes=[NodeOut(**asdict(n)) for n in d.nodes],
+        run=RunOut(**asdict(d.summary)),
+        input_hash=d.input_hash,
+        result_hash=d.result_hash,
+        flags=d.flags,
+        nodes=[NodeOut(**asdict(n)) for n in d.nodes],
         statements=[StatementTotalOut(**asdict(s)) for s in d.statements],
-        trail=[AuditOut(**asdict(e)) for e in d.trail], recompute_error=d.recompute_error)
+        trail=[AuditOut(**asdict(e)) for e in d.trail],
+        recompute_error=d.recompute_error,
+    )
 
 
 # ----------------------------------------------------------------------------- pages
 
 
 @router.get("/finance/runs", response_class=HTMLResponse)
-def runs_page(request: Request, web: Web, who: Who, site: SiteQ = None,
-              period: PeriodQ = None) -> HTMLResponse:
+def runs_page(
+    request: Request, web: Web, who: Who, site: SiteQ = None, period: PeriodQ = None
+) -> HTMLResponse:
     """Runs by period and site, held runs on top."""
     runs = web.runs.list_runs(who, site=site, period=period)
-    return render(request, "finance_runs.html", {"runs": runs, "site": site or "",
-                                                  "period": period or ""})
+    return render(
+        request, "finance_runs.html", {"runs": runs, "site": site or "", "period": period or ""}
+    )
 
 
 @router.get("/finance/runs/{run_id}", response_class=HTMLResponse)
@@ -172,14 +179,27 @@ def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLRespons
         detail = web.runs.run_detail(who, run_id)
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    return render(request, "finance_run.html", {
-        "d": detail, "run": detail.summary, "error": request.query_params.get("error", ""),
-        "done": request.query_params.get("done", "")})
+    return render(
+        request,
+        "finance_run.html",
+        {
+            "d": detail,
+            "run": detail.summary,
+            "error": request.query_params.get("error", ""),
+            "done": request.query_params.get("done", ""),
+        },
+    )
 
 
 @router.post("/finance/runs/{run_id}/{action}", response_class=HTMLResponse)
-def run_action_form(request: Request, run_id: RunId, action: RunAction, web: Web, who: Who,
-                    reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+def run_action_form(
+    request: Request,
+    run_id: RunId,
+    action: RunAction,
+    web: Web,
+    who: Who,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """Review, approve, post or void the run; back to its page."""
     query = {"lang": language(request)}
     try:
@@ -193,8 +213,9 @@ def run_action_form(request: Request, run_id: RunId, action: RunAction, web: Web
 
 
 @router.get("/finance/runs/{run_id}/statements/{unit}/{party}", response_class=HTMLResponse)
-def statement_print_page(request: Request, run_id: RunId, unit: Name, party: Name, web: Web,
-                         who: Who) -> HTMLResponse:
+def statement_print_page(
+    request: Request, run_id: RunId, unit: Name, party: Name, web: Web, who: Who
+) -> HTMLResponse:
     """The printable statement (print stylesheet) with the QR code of the tenant's link."""
     try:
         document, signed = web.runs.statement(who, run_id, unit, party)
@@ -202,25 +223,43 @@ def statement_print_page(request: Request, run_id: RunId, unit: Name, party: Nam
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
     link = _link(request, web, StatementKey(run_id, unit, party)) if signed else None
     url = _link_url(request, web, link) if link else ""
-    return render(request, "statement_print.html", {
-        "doc": document, "signed": signed, "link": link, "url": url,
-        "qr": qr_svg(url) if url else ""})
+    return render(
+        request,
+        "statement_print.html",
+        {
+            "doc": document,
+            "signed": signed,
+            "link": link,
+            "url": url,
+            "qr": qr_svg(url) if url else "",
+        },
+    )
 
 
 @router.get("/finance/disputes", response_class=HTMLResponse)
-def disputes_page(request: Request, web: Web, who: Who,
-                  status: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open"
-                  ) -> HTMLResponse:
+def disputes_page(
+    request: Request,
+    web: Web,
+    who: Who,
+    status: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open",
+) -> HTMLResponse:
     """The disputes queue (open ones by default)."""
     items = web.runs.disputes(who, None if status == "all" else status)
-    return render(request, "finance_disputes.html", {"items": items, "status": status,
-                                                      "error": request.query_params.get(
-                                                          "error", "")})
+    return render(
+        request,
+        "finance_disputes.html",
+        {"items": items, "status": status, "error": request.query_params.get("error", "")},
+    )
 
 
 @router.post("/finance/disputes/{dispute_id}/resolve", response_class=HTMLResponse)
-def dispute_resolve_form(request: Request, dispute_id: DisputeId, web: Web, who: Who,
-                         resolution: Annotated[str, Form(max_length=2000)] = "") -> Response:
+def dispute_resolve_form(
+    request: Request,
+    dispute_id: DisputeId,
+    web: Web,
+    who: Who,
+    resolution: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """Answer a dispute and close it."""
     query = {"lang": language(request)}
     try:
@@ -250,10 +289,14 @@ def api_run(run_id: RunId, web: Web, who: Who) -> RunDetailOut:
         raise _not_found(exc) from None
 
 
-@router.post("/api/v1/runs/{run_id}/{action}", response_model=ActionOut,
-             responses={**_NOT_FOUND, 409: {"description": "the run's state refuses it"}})
-def api_run_action(run_id: RunId, action: RunAction, web: Web, who: Who,
-                   body: ActionIn | None = None) -> ActionOut:
+@router.post(
+    "/api/v1/runs/{run_id}/{action}",
+    response_model=ActionOut,
+    responses={**_NOT_FOUND, 409: {"description": "the run's state refuses it"}},
+)
+def api_run_action(
+    run_id: RunId, action: RunAction, web: Web, who: Who, body: ActionIn | None = None
+) -> ActionOut:
     """Review, approve, post or void a run (void needs a reason)."""
     try:
         status = web.runs.act(who, run_id, action, body.reason if body else "")
@@ -264,58 +307,83 @@ def api_run_action(run_id: RunId, action: RunAction, web: Web, who: Who,
     return ActionOut(id=run_id, status=status)
 
 
-@router.get("/api/v1/runs/{run_id}/statements/{unit}/{party}",
-            response_model=RunStatementOut, responses=_NOT_FOUND)
-def api_run_statement(request: Request, run_id: RunId, unit: Name, party: Name, web: Web,
-                      who: Who) -> RunStatementOut:
+@router.get(
+    "/api/v1/runs/{run_id}/statements/{unit}/{party}",
+    response_model=RunStatementOut,
+    responses=_NOT_FOUND,
+)
+def api_run_statement(
+    request: Request, run_id: RunId, unit: Name, party: Name, web: Web, who: Who
+) -> RunStatementOut:
     """A statement of the run; once posted, its signed form and the tenant's link."""
     try:
         document, signed = web.runs.statement(who, run_id, unit, party)
     except NotFound as exc:
         raise _not_found(exc) from None
     link = _link(request, web, StatementKey(run_id, unit, party)) if signed else None
-    return RunStatementOut(statement=document, signed=signed, link=LinkOut(
-        url=_link_url(request, web, link), expires_at=link.expires_at) if link else None)
+    return RunStatementOut(
+        statement=document,
+        signed=signed,
+        link=LinkOut(url=_link_url(request, web, link), expires_at=link.expires_at)
+        if link
+        else None,
+    )
 
 
-@router.get("/api/v1/runs/{run_id}/lines.csv", response_class=Response,
-            responses={200: {"content": {"text/csv": {}}}, **_NOT_FOUND})
+@router.get(
+    "/api/v1/runs/{run_id}/lines.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **_NOT_FOUND},
+)
 def api_run_lines_csv(run_id: RunId, web: Web, who: Who) -> Response:
     """Every statement line of the run as CSV."""
     try:
         text = web.runs.export_csv(who, run_id)
     except NotFound as exc:
         raise _not_found(exc) from None
-    return Response(text, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="run-{run_id}.csv"'})
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}.csv"'},
+    )
 
 
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-@router.get("/api/v1/runs/{run_id}/lines.xlsx", response_class=Response,
-            responses={200: {"content": {_XLSX: {}}}, **_NOT_FOUND})
+@router.get(
+    "/api/v1/runs/{run_id}/lines.xlsx",
+    response_class=Response,
+    responses={200: {"content": {_XLSX: {}}}, **_NOT_FOUND},
+)
 def api_run_lines_xlsx(run_id: RunId, web: Web, who: Who) -> Response:
     """The run as an Excel workbook (lines, statements, tree)."""
     try:
         data = web.runs.export_xlsx(who, run_id)
     except NotFound as exc:
         raise _not_found(exc) from None
-    return Response(data, media_type=_XLSX, headers={
-        "Content-Disposition": f'attachment; filename="run-{run_id}.xlsx"'})
+    return Response(
+        data,
+        media_type=_XLSX,
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}.xlsx"'},
+    )
 
 
 @router.get("/api/v1/disputes", response_model=list[DisputeOut])
-def api_disputes(web: Web, who: Who,
-                 status: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open"
-                 ) -> list[DisputeOut]:
+def api_disputes(
+    web: Web, who: Who, status: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open"
+) -> list[DisputeOut]:
     """The disputes queue of your sites."""
-    return [DisputeOut(**asdict(d))
-            for d in web.runs.disputes(who, None if status == "all" else status)]
+    return [
+        DisputeOut(**asdict(d)) for d in web.runs.disputes(who, None if status == "all" else status)
+    ]
 
 
-@router.post("/api/v1/disputes/{dispute_id}/resolve", status_code=204,
-             responses={**_NOT_FOUND, 409: {"description": "resolved already"}})
+@router.post(
+    "/api/v1/disputes/{dispute_id}/resolve",
+    status_code=204,
+    responses={**_NOT_FOUND, 409: {"description": "resolved already"}},
+)
 def api_dispute_resolve(dispute_id: DisputeId, body: ResolveIn, web: Web, who: Who) -> Response:
     """Answer a dispute and close it."""
     try:

@@ -36,10 +36,12 @@ class ProvisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     claim_token: str = Field(min_length=1, max_length=200)
-    public_key: str = Field(min_length=1, max_length=100,
-                            description="base64url of the 32-byte Ed25519 public key")
-    key_id: str = Field(min_length=1, max_length=64,
-                        description="RFC 7638 thumbprint of public_key")
+    public_key: str = Field(
+        min_length=1, max_length=100, description="base64url of the 32-byte Ed25519 public key"
+    )
+    key_id: str = Field(
+        min_length=1, max_length=64, description="RFC 7638 thumbprint of public_key"
+    )
 
 
 class ProvisionResponse(BaseModel):

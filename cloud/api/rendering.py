@@ -76,27 +76,34 @@ def age(seconds: float | None) -> str:
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.filters.update(yuan=yuan, local_time=local_time, last_day=last_day,
-                             percent=percent, age=age)
+templates.env.filters.update(
+    yuan=yuan, local_time=local_time, last_day=last_day, percent=percent, age=age
+)
 templates.env.globals.update(languages=LANGUAGES)
 
 
-def render_html(request: Request, template: str, context: dict[str, Any] | None = None
-                ) -> str:
+def render_html(request: Request, template: str, context: dict[str, Any] | None = None) -> str:
     """A page's HTML in the request's language; ``t`` translates, ``lang`` names it."""
     lang = language(request)
-    ctx = {"request": request, "t": translations(lang), "lang": lang,
-           "principal": getattr(request.state, "principal", None), **(context or {})}
+    ctx = {
+        "request": request,
+        "t": translations(lang),
+        "lang": lang,
+        "principal": getattr(request.state, "principal", None),
+        **(context or {}),
+    }
     return templates.get_template(template).render(ctx)
 
 
 def html_response(request: Request, html: str, status_code: int = 200) -> HTMLResponse:
     """An HTML answer that says its language."""
-    return HTMLResponse(html, status_code=status_code,
-                        headers={"Content-Language": language(request)})
+    return HTMLResponse(
+        html, status_code=status_code, headers={"Content-Language": language(request)}
+    )
 
 
-def render(request: Request, template: str, context: dict[str, Any] | None = None,
-           status_code: int = 200) -> HTMLResponse:
+def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
     """Render a page in the request's language (see :func:`render_html`)."""
     return html_response(request, render_html(request, template, context), status_code)

@@ -40,16 +40,19 @@ class RiskItemOut(BaseModel):
 
 
 @router.get("/finance/risk", response_class=HTMLResponse)
-def risk_page(request: Request, web: Web, who: Who, site: SiteQ = None,
-              limit: LimitQ = 200) -> HTMLResponse:
+def risk_page(
+    request: Request, web: Web, who: Who, site: SiteQ = None, limit: LimitQ = 200
+) -> HTMLResponse:
     """Running leases, highest move-out probability first, with reasons and health."""
     items = web.risk.items(who.site_filter(), site=site, limit=limit)
     return render(request, "finance_risk.html", {"items": items, "site": site or ""})
 
 
 @router.get("/api/v1/risk/leases", response_model=list[RiskItemOut])
-def api_risk_leases(web: Web, who: Who, site: SiteQ = None,
-                    limit: LimitQ = 200) -> list[RiskItemOut]:
+def api_risk_leases(
+    web: Web, who: Who, site: SiteQ = None, limit: LimitQ = 200
+) -> list[RiskItemOut]:
     """The risk list as JSON (same order as the page)."""
-    return [RiskItemOut(**item) for item in web.risk.items(who.site_filter(), site=site,
-                                                           limit=limit)]
+    return [
+        RiskItemOut(**item) for item in web.risk.items(who.site_filter(), site=site, limit=limit)
+    ]

@@ -14,13 +14,17 @@ class WebSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MF_WEB_", extra="forbid")
 
-    public_url: str = Field("", description="base URL printed in statement QR codes "
-                                            "(default: the request's own)")
-    secret_file: Path | None = Field(None, description="HMAC key of tenant links "
-                                                       "(default: DATA_DIR/web.secret)")
+    public_url: str = Field(
+        "", description="base URL printed in statement QR codes (default: the request's own)"
+    )
+    secret_file: Path | None = Field(
+        None, description="HMAC key of tenant links (default: DATA_DIR/web.secret)"
+    )
     link_days: int = Field(120, ge=1, le=730, description="how long a statement link opens")
     session_hours: int = Field(12, ge=1, le=24 * 30, description="staff session lifetime")
-    cookie_secure: bool | None = Field(None, description="force the cookies' Secure flag "
-                                                         "(default: when served over HTTPS)")
-    gateway_mqtt_url: str = Field("", description="broker URL handed out with claim tokens "
-                                                  "(default: MF_MQTT_URL)")
+    cookie_secure: bool | None = Field(
+        None, description="force the cookies' Secure flag (default: when served over HTTPS)"
+    )
+    gateway_mqtt_url: str = Field(
+        "", description="broker URL handed out with claim tokens (default: MF_MQTT_URL)"
+    )

@@ -43,32 +43,51 @@ def login_page(request: Request, web: Web, next: str = "") -> HTMLResponse:
     """The sign-in form."""
     token = secrets.token_urlsafe(24)
     response = render(request, "login.html", {"csrf": token, "next": _safe_next(next)})
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax",
-                        secure=_secure(request, web), path="/login")
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request, web),
+        path="/login",
+    )
     return response
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login_form(request: Request, web: Web,
-               username: Annotated[str, Form(max_length=64)] = "",
-               password: Annotated[str, Form(max_length=200)] = "",
-               csrf: Annotated[str, Form(max_length=100)] = "",
-               next: Annotated[str, Form(max_length=300)] = "") -> Response:
+def login_form(
+    request: Request,
+    web: Web,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
     """Check the password, open a browser session, go on."""
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not csrf or not cookie or not hmac.compare_digest(csrf, cookie):
-        return render(request, "login.html", {"error": "stale", "csrf": "", "next": next},
-                      status_code=403)
+        return render(
+            request, "login.html", {"error": "stale", "csrf": "", "next": next}, status_code=403
+        )
     try:
         issued = web.accounts.sign_in(username, password, SessionKind.COOKIE)
     except SignInFailed:
-        return render(request, "login.html", {"error": "failed", "csrf": cookie,
-                                              "next": _safe_next(next)}, status_code=401)
+        return render(
+            request,
+            "login.html",
+            {"error": "failed", "csrf": cookie, "next": _safe_next(next)},
+            status_code=401,
+        )
     target = _safe_next(next) or _LANDING[issued.principal.role]
     response = RedirectResponse(target, 303)
-    response.set_cookie(SESSION_COOKIE, issued.token, httponly=True, samesite="lax",
-                        secure=_secure(request, web),
-                        max_age=int(web.accounts.session_ttl.total_seconds()))
+    response.set_cookie(
+        SESSION_COOKIE,
+        issued.token,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request, web),
+        max_age=int(web.accounts.session_ttl.total_seconds()),
+    )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 
@@ -110,8 +129,11 @@ class MeOut(BaseModel):
     via: str
 
 
-@router.post("/api/v1/session", response_model=TokenOut,
-             responses={401: {"description": "wrong user name or password"}})
+@router.post(
+    "/api/v1/session",
+    response_model=TokenOut,
+    responses={401: {"description": "wrong user name or password"}},
+)
 def api_sign_in(body: SignInIn, web: Web) -> TokenOut:
     """Sign in for the JSON API: a bearer token (no cookie, so no CSRF token needed)."""
     try:
@@ -119,8 +141,13 @@ def api_sign_in(body: SignInIn, web: Web) -> TokenOut:
     except SignInFailed as exc:
         raise HTTPException(401, str(exc)) from None
     p = issued.principal
-    return TokenOut(token=issued.token, expires_at=issued.expires_at, username=p.username,
-                    role=p.role.value, sites=sorted(p.sites))
+    return TokenOut(
+        token=issued.token,
+        expires_at=issued.expires_at,
+        username=p.username,
+        role=p.role.value,
+        sites=sorted(p.sites),
+    )
 
 
 @router.delete("/api/v1/session", status_code=204)
@@ -133,5 +160,6 @@ def api_sign_out(request: Request, web: Web, _who: Who) -> Response:
 @router.get("/api/v1/me", response_model=MeOut)
 def api_me(who: Who) -> MeOut:
     """Who the caller is signed in as."""
-    return MeOut(username=who.username, role=who.role.value, sites=sorted(who.sites),
-                 via=who.via.value)
+    return MeOut(
+        username=who.username, role=who.role.value, sites=sorted(who.sites), via=who.via.value
+    )

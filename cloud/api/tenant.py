@@ -38,8 +38,7 @@ Unit = Annotated[str, Path(min_length=1, max_length=64)]
 Token = Annotated[str, Path(min_length=1, max_length=200)]
 
 #: HTTP status of each refusal: a link that is not (or no longer) good is gone.
-_STATUS = {RefusalReason.EXPIRED: 410, RefusalReason.REVOKED: 410,
-           RefusalReason.WITHDRAWN: 410}
+_STATUS = {RefusalReason.EXPIRED: 410, RefusalReason.REVOKED: 410, RefusalReason.WITHDRAWN: 410}
 
 
 class HistoryOut(BaseModel):
@@ -78,8 +77,12 @@ class AnswerResult(BaseModel):
 
 
 def _refusal_page(request: Request, refused: LinkRefused) -> HTMLResponse:
-    return render(request, "tenant_refused.html", {"reason": refused.reason.value},
-                  status_code=_STATUS.get(refused.reason, 403))
+    return render(
+        request,
+        "tenant_refused.html",
+        {"reason": refused.reason.value},
+        status_code=_STATUS.get(refused.reason, 403),
+    )
 
 
 def _open(web: WebServices, unit: str, token: str) -> OpenedLink:
@@ -87,8 +90,7 @@ def _open(web: WebServices, unit: str, token: str) -> OpenedLink:
 
 
 def _api_refusal(refused: LinkRefused) -> HTTPException:
-    return HTTPException(_STATUS.get(refused.reason, 403),
-                         f"{refused.reason.value}: {refused}")
+    return HTTPException(_STATUS.get(refused.reason, 403), f"{refused.reason.value}: {refused}")
 
 
 def _page_url(request: Request, unit: str, token: str, **query: str) -> str:
@@ -124,26 +126,52 @@ class _PageCache:
 _PAGES = _PageCache()
 
 
-def _page(request: Request, web: WebServices, unit: str, token: str, *, error: str = "",
-          status_code: int = 200) -> HTMLResponse:
+def _page(
+    request: Request,
+    web: WebServices,
+    unit: str,
+    token: str,
+    *,
+    error: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
     try:
         _, statement = web.statements.open_statement(web.links, unit, token)
     except LinkRefused as refused:
         return _refusal_page(request, refused)
     except NotGenuine:
-        return render(request, "tenant_refused.html", {"reason": "not_genuine"},
-                      status_code=409)
+        return render(request, "tenant_refused.html", {"reason": "not_genuine"}, status_code=409)
     done = request.query_params.get("done", "")
     lang = language(request)
-    key = (statement.signature, tuple(statement.history), statement.answer, lang, unit, token,
-           done, error)
+    key = (
+        statement.signature,
+        tuple(statement.history),
+        statement.answer,
+        lang,
+        unit,
+        token,
+        done,
+        error,
+    )
     html = _PAGES.get(key)
     if html is None:
-        chart = history_svg(statement.history, translations(lang)["history"],
-                            statement.document["period"]["start"])
-        html = render_html(request, "tenant_statement.html", {
-            "st": statement, "doc": statement.document, "chart": chart, "unit": unit,
-            "token": token, "error": error, "done": done, "base": f"/t/{unit}/{token}"})
+        chart = history_svg(
+            statement.history, translations(lang)["history"], statement.document["period"]["start"]
+        )
+        html = render_html(
+            request,
+            "tenant_statement.html",
+            {
+                "st": statement,
+                "doc": statement.document,
+                "chart": chart,
+                "unit": unit,
+                "token": token,
+                "error": error,
+                "done": done,
+                "base": f"/t/{unit}/{token}",
+            },
+        )
         _PAGES.put(key, html)
     return html_response(request, html, status_code)
 
@@ -167,8 +195,13 @@ def tenant_confirm_form(request: Request, unit: Unit, token: Token, web: Web) ->
 
 
 @router.post("/t/{unit}/{token}/dispute", response_class=HTMLResponse)
-def tenant_dispute_form(request: Request, unit: Unit, token: Token, web: Web,
-                        comment: Annotated[str, Form(max_length=2000)] = "") -> Response:
+def tenant_dispute_form(
+    request: Request,
+    unit: Unit,
+    token: Token,
+    web: Web,
+    comment: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """The tenant disputes the statement with a comment (opens a dispute for finance)."""
     try:
         web.statements.dispute(_open(web, unit, token), comment)
@@ -182,12 +215,24 @@ def tenant_dispute_form(request: Request, unit: Unit, token: Token, web: Web,
 def _out(statement: TenantStatement, signed: dict[str, str]) -> TenantStatementOut:
     a = statement.answer
     return TenantStatementOut(
-        genuine=True, kid=statement.kid, signed=signed, statement=statement.document,
-        history=[HistoryOut(period_start=p.period_start.isoformat(), cents=p.cents,
-                            own_kwh=str(p.own_kwh)) for p in statement.history],
-        answer=AnswerOut(confirmed_at=a.confirmed_at, dispute_id=a.dispute_id,
-                         dispute_status=a.dispute_status, dispute_comment=a.dispute_comment,
-                         dispute_resolution=a.dispute_resolution))
+        genuine=True,
+        kid=statement.kid,
+        signed=signed,
+        statement=statement.document,
+        history=[
+            HistoryOut(
+                period_start=p.period_start.isoformat(), cents=p.cents, own_kwh=str(p.own_kwh)
+            )
+            for p in statement.history
+        ],
+        answer=AnswerOut(
+            confirmed_at=a.confirmed_at,
+            dispute_id=a.dispute_id,
+            dispute_status=a.dispute_status,
+            dispute_comment=a.dispute_comment,
+            dispute_resolution=a.dispute_resolution,
+        ),
+    )
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -197,8 +242,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/api/v1/tenant/{unit}/{token}", response_model=TenantStatementOut,
-            responses=_REFUSALS)
+@router.get("/api/v1/tenant/{unit}/{token}", response_model=TenantStatementOut, responses=_REFUSALS)
 def api_tenant_statement(unit: Unit, token: Token, web: Web) -> TenantStatementOut:
     """The link's verified statement, history and answer (what the tenant page shows)."""
     try:
@@ -210,8 +254,9 @@ def api_tenant_statement(unit: Unit, token: Token, web: Web) -> TenantStatementO
         raise HTTPException(409, f"not genuine: {exc}") from None
 
 
-@router.post("/api/v1/tenant/{unit}/{token}/confirm", response_model=AnswerResult,
-             responses=_REFUSALS)
+@router.post(
+    "/api/v1/tenant/{unit}/{token}/confirm", response_model=AnswerResult, responses=_REFUSALS
+)
 def api_tenant_confirm(unit: Unit, token: Token, web: Web) -> AnswerResult:
     """Confirm the statement."""
     try:
@@ -223,8 +268,9 @@ def api_tenant_confirm(unit: Unit, token: Token, web: Web) -> AnswerResult:
     return AnswerResult(status="confirmed")
 
 
-@router.post("/api/v1/tenant/{unit}/{token}/dispute", response_model=AnswerResult,
-             responses=_REFUSALS)
+@router.post(
+    "/api/v1/tenant/{unit}/{token}/dispute", response_model=AnswerResult, responses=_REFUSALS
+)
 def api_tenant_dispute(unit: Unit, token: Token, body: DisputeIn, web: Web) -> AnswerResult:
     """Dispute the statement with a comment."""
     try:

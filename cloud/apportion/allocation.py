@@ -183,12 +183,12 @@ class TreeShape:
         levels = tuple(levels_found)
         # a level whose nodes all hang under one parent is summed and scaled with scalars
         level_parent = tuple(
-            int(parent[level[0]]) if (rows(parent, level) == parent[level[0]]).all()
+            int(parent[level[0]])
+            if (rows(parent, level) == parent[level[0]]).all()
             else parent[level]
             for level in levels
         )
-        allocating = np.flatnonzero(of_kind(kind, NodeKind.MAIN, NodeKind.BRANCH,
-                                            NodeKind.COMMON))
+        allocating = np.flatnonzero(of_kind(kind, NodeKind.MAIN, NodeKind.BRANCH, NodeKind.COMMON))
         participant = np.flatnonzero(of_kind(kind, NodeKind.UNIT, NodeKind.LANDLORD))
         run = _run(participant)
         if run is None:
@@ -219,8 +219,11 @@ class TreeShape:
             key = anc * max(participant.size, 1) + mem  # by ancestor, then participant
             ordered = bool((key[1:] >= key[:-1]).all())
         else:
-            anc, mem = ((ancestors[0], members[0]) if ancestors
-                        else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
+            anc, mem = (
+                (ancestors[0], members[0])
+                if ancestors
+                else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+            )
             # one generation: participants ascend, so the order is the ancestors'
             ordered = bool((anc[1:] >= anc[:-1]).all())
         if not ordered:
@@ -228,13 +231,26 @@ class TreeShape:
             anc, mem = anc[order], mem[order]
         # member_start[n] = members of the nodes before n: a step at each ancestor, up by
         # its number of members (the runs of one ancestor in the sorted list)
-        last = np.append(np.flatnonzero(anc[1:] != anc[:-1]), anc.size - 1) if anc.size else (
-            np.zeros(0, dtype=np.int64))
+        last = (
+            np.append(np.flatnonzero(anc[1:] != anc[:-1]), anc.size - 1)
+            if anc.size
+            else (np.zeros(0, dtype=np.int64))
+        )
         steps = np.concatenate(([0], anc[last] + 1, [nodes + 1]))
         member_start = np.repeat(np.concatenate(([0], last + 1)), np.diff(steps))
-        return cls(kind, parent, levels, level_parent, int(roots[0]),
-                   allocating, participant, participant_of, mem, member_start,
-                   rows(node_area, participant))
+        return cls(
+            kind,
+            parent,
+            levels,
+            level_parent,
+            int(roots[0]),
+            allocating,
+            participant,
+            participant_of,
+            mem,
+            member_start,
+            rows(node_area, participant),
+        )
 
     def members(self, node: int) -> np.ndarray:
         """Participant indices strictly below ``node`` (ascending)."""
@@ -275,8 +291,7 @@ class TreeShape:
                 out[i] += _column_sums(rows(values, level))
         return out
 
-    def scale_down(self, amount: np.ndarray, energy: np.ndarray,
-                   denominator: np.ndarray) -> None:
+    def scale_down(self, amount: np.ndarray, energy: np.ndarray, denominator: np.ndarray) -> None:
         """Top-down, in place: each node's amount = its parent's × its energy ÷ the parent's
         denominator (0 when that is 0)."""
         for level, up in zip(self.levels, self.level_parent, strict=True):
@@ -497,8 +512,9 @@ class KeyWeights:
     def __init__(self) -> None:
         self._keys: dict[tuple[int, int, tuple[int, ...]], tuple[np.ndarray, float]] = {}
 
-    def get(self, key: tuple[int, int, tuple[int, ...]],
-            compute: Callable[[], tuple[np.ndarray, float]]) -> tuple[np.ndarray, float]:
+    def get(
+        self, key: tuple[int, int, tuple[int, ...]], compute: Callable[[], tuple[np.ndarray, float]]
+    ) -> tuple[np.ndarray, float]:
         """The weights [m²·d, unit·d ...] and their total for ``key``, computed on first
         use."""
         if key not in self._keys:
@@ -509,10 +525,18 @@ class KeyWeights:
 class _PotAllocator:
     """The state of one pot's pass down the tree: blocks and steps emitted so far."""
 
-    def __init__(self, pot_index: int, node_kwh: np.ndarray, shape: TreeShape,
-                 basis: Mapping[int, Basis], segments: Segments, slices: np.ndarray,
-                 slice_days: np.ndarray, formula_kwh: Mapping[int, np.ndarray],
-                 key_weights: KeyWeights | None) -> None:
+    def __init__(
+        self,
+        pot_index: int,
+        node_kwh: np.ndarray,
+        shape: TreeShape,
+        basis: Mapping[int, Basis],
+        segments: Segments,
+        slices: np.ndarray,
+        slice_days: np.ndarray,
+        formula_kwh: Mapping[int, np.ndarray],
+        key_weights: KeyWeights | None,
+    ) -> None:
         self.pot_index = pot_index
         self.node_kwh = node_kwh
         self.shape = shape
@@ -534,9 +558,15 @@ class _PotAllocator:
         """Segment of each participant in each of the pot's slices (participants, slices)."""
         return self.segments.of_slice[:, self.slices]
 
-    def keyed(self, origin: int, component: Component, members: np.ndarray,
-              weights: Callable[[], np.ndarray], vacant: VacantPolicy,
-              fixed: bool) -> tuple[np.ndarray, float]:
+    def keyed(
+        self,
+        origin: int,
+        component: Component,
+        members: np.ndarray,
+        weights: Callable[[], np.ndarray],
+        vacant: VacantPolicy,
+        fixed: bool,
+    ) -> tuple[np.ndarray, float]:
         """A key's weights over ``members`` (vacant days out of them under the
         ``redistribute`` policy) and their total; once per run for a ``fixed`` key."""
 
@@ -549,12 +579,21 @@ class _PotAllocator:
 
         if not fixed or self.key_weights is None:
             return compute()
-        return self.key_weights.get((origin, int(component), tuple(int(j) for j in self.slices)),
-                                    compute)
+        return self.key_weights.get(
+            (origin, int(component), tuple(int(j) for j in self.slices)), compute
+        )
 
-    def spread(self, origin: int, component: Component, members: np.ndarray,
-               keyed: tuple[np.ndarray, float], amount: float, kwh: float,
-               landlord_kwh: float = 0.0, basis: str | None = None) -> None:
+    def spread(
+        self,
+        origin: int,
+        component: Component,
+        members: np.ndarray,
+        keyed: tuple[np.ndarray, float],
+        amount: float,
+        kwh: float,
+        landlord_kwh: float = 0.0,
+        basis: str | None = None,
+    ) -> None:
         """Lines for ``amount`` [cents] / ``kwh`` over ``members`` by the ``keyed`` weights
         and total (:meth:`keyed`); what finds no weight at all is an ``unallocated``
         landlord line."""
@@ -567,21 +606,48 @@ class _PotAllocator:
             seg, ideal = members, weight * (amount / total)
         else:
             seg, ideal, weight = _by_segment(
-                rows(self.seg_of, members).reshape(-1), (weights * (amount / total)).reshape(-1),
-                weights.reshape(-1))
-        self.blocks.append(LineBlock(seg, int(component), origin, None, weight, ideal,
-                                     kwh_per_weight=kwh / total))
-        self.steps.append(Step(self.pot_index, origin, component,
-                               basis or self.basis[origin].value, kwh, total, landlord_kwh,
-                               float(self.node_kwh[origin].sum()), amount))
+                rows(self.seg_of, members).reshape(-1),
+                (weights * (amount / total)).reshape(-1),
+                weights.reshape(-1),
+            )
+        self.blocks.append(
+            LineBlock(seg, int(component), origin, None, weight, ideal, kwh_per_weight=kwh / total)
+        )
+        self.steps.append(
+            Step(
+                self.pot_index,
+                origin,
+                component,
+                basis or self.basis[origin].value,
+                kwh,
+                total,
+                landlord_kwh,
+                float(self.node_kwh[origin].sum()),
+                amount,
+            )
+        )
 
-    def landlord_line(self, origin: int, component: Component, amount: float,
-                      kwh: float) -> None:
-        self.blocks.append(LineBlock(np.array([-1]), int(component), origin,
-                                     np.array([kwh]), np.array([0.0]), np.array([amount])))
+    def landlord_line(self, origin: int, component: Component, amount: float, kwh: float) -> None:
+        self.blocks.append(
+            LineBlock(
+                np.array([-1]),
+                int(component),
+                origin,
+                np.array([kwh]),
+                np.array([0.0]),
+                np.array([amount]),
+            )
+        )
 
-    def allocate(self, node: int, component: Component, members: np.ndarray, amount: float,
-                 kwh: float, rule: Rule) -> None:
+    def allocate(
+        self,
+        node: int,
+        component: Component,
+        members: np.ndarray,
+        amount: float,
+        kwh: float,
+        rule: Rule,
+    ) -> None:
         """``amount`` over ``members`` by the node's key; a formula's remainder to the
         landlord."""
         basis = self.basis[node]
@@ -597,30 +663,47 @@ class _PotAllocator:
             amount, kwh = amount * ratio, passed
             if amount == 0:
                 return
-        keyed = self.keyed(node, component, members,
-                           lambda: basis_weights(basis, rule, members, self.shape, self.usage,
-                                                 self.slice_days, self.formula_kwh.get(node)),
-                           rule.vacant, fixed=basis in FIXED_BASES)
+        keyed = self.keyed(
+            node,
+            component,
+            members,
+            lambda: basis_weights(
+                basis,
+                rule,
+                members,
+                self.shape,
+                self.usage,
+                self.slice_days,
+                self.formula_kwh.get(node),
+            ),
+            rule.vacant,
+            fixed=basis in FIXED_BASES,
+        )
         self.spread(node, component, members, keyed, amount, kwh, landlord_kwh)
 
-    def own_use(self, amount: np.ndarray, energy: np.ndarray,
-                own_component: np.ndarray) -> None:
+    def own_use(self, amount: np.ndarray, energy: np.ndarray, own_component: np.ndarray) -> None:
         """Each participant's amount over its slices by its own consumption (the line's
         weight is its own kWh)."""
         part = self.shape.participant
         if self.direct:
             usage = self.usage[:, 0]
-            self.blocks.append(LineBlock(self.segments.participant, own_component, -1,
-                                         usage, usage, rows(amount, part)))
+            self.blocks.append(
+                LineBlock(
+                    self.segments.participant, own_component, -1, usage, usage, rows(amount, part)
+                )
+            )
             return
         total = rows(energy, part)[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             per_slice = np.where(total != 0, self.usage / total, 0.0)
-        seg, ideal, kwh = _by_segment(self.seg_of.reshape(-1),
-                                      (rows(amount, part)[:, None] * per_slice).reshape(-1),
-                                      self.usage.reshape(-1))
-        self.blocks.append(LineBlock(seg, own_component[self.segments.participant[seg]], -1,
-                                     kwh, kwh, ideal))
+        seg, ideal, kwh = _by_segment(
+            self.seg_of.reshape(-1),
+            (rows(amount, part)[:, None] * per_slice).reshape(-1),
+            self.usage.reshape(-1),
+        )
+        self.blocks.append(
+            LineBlock(seg, own_component[self.segments.participant[seg]], -1, kwh, kwh, ideal)
+        )
 
 
 def _exclusive_weights(kwh: np.ndarray, slice_days: np.ndarray) -> np.ndarray:
@@ -680,8 +763,9 @@ def allocate_pot(
     """
     nodes = node_kwh.shape[0]
     kind = shape.kind
-    run = _PotAllocator(pot_index, node_kwh, shape, basis, segments, slices, slice_days,
-                        formula_kwh, key_weights)
+    run = _PotAllocator(
+        pot_index, node_kwh, shape, basis, segments, slices, slice_days, formula_kwh, key_weights
+    )
     negative = np.zeros(nodes, dtype=bool)
     over_cap = np.zeros(nodes, dtype=bool)
     root = shape.root
@@ -689,11 +773,17 @@ def allocate_pot(
     amount[root] = pot_cents
     if by_area_only:
         everyone = np.arange(shape.participant.size)
-        keyed = run.keyed(root, Component.DEMAND, everyone,
-                          lambda: shape.area[:, None] * slice_days[None, :].astype(np.float64),
-                          VacantPolicy.LANDLORD, fixed=True)
-        run.spread(root, Component.DEMAND, everyone, keyed, float(pot_cents), 0.0,
-                   basis=Basis.AREA.value)
+        keyed = run.keyed(
+            root,
+            Component.DEMAND,
+            everyone,
+            lambda: shape.area[:, None] * slice_days[None, :].astype(np.float64),
+            VacantPolicy.LANDLORD,
+            fixed=True,
+        )
+        run.spread(
+            root, Component.DEMAND, everyone, keyed, float(pot_cents), 0.0, basis=Basis.AREA.value
+        )
         allocation = PotAllocation(run.blocks, run.steps, amount, negative, over_cap)
         check_node_conservation(allocation, pot_cents, shape, segments)
         return allocation
@@ -716,14 +806,29 @@ def allocate_pot(
                 continue
             if rule.common_type is CommonType.EXCLUSIVE:
                 only = np.array([shape.participant_of[rule.exclusive_to]])
-                keyed = run.keyed(node, Component.COMMON, only,
-                                  partial(_exclusive_weights, node_kwh[node], slice_days),
-                                  VacantPolicy.LANDLORD, fixed=False)
-                run.spread(node, Component.COMMON, only, keyed, amount[node], energy[node],
-                           basis=CommonType.EXCLUSIVE.value)
+                keyed = run.keyed(
+                    node,
+                    Component.COMMON,
+                    only,
+                    partial(_exclusive_weights, node_kwh[node], slice_days),
+                    VacantPolicy.LANDLORD,
+                    fixed=False,
+                )
+                run.spread(
+                    node,
+                    Component.COMMON,
+                    only,
+                    keyed,
+                    amount[node],
+                    energy[node],
+                    basis=CommonType.EXCLUSIVE.value,
+                )
             else:
-                members = (np.sort(shape.participant_of[list(rule.shared_by)])
-                           if rule.shared_by else shape.members(int(shape.parent[node])))
+                members = (
+                    np.sort(shape.participant_of[list(rule.shared_by)])
+                    if rule.shared_by
+                    else shape.members(int(shape.parent[node]))
+                )
                 run.allocate(node, Component.COMMON, members, amount[node], energy[node], rule)
             continue
         residual = energy[node] - children[node]
@@ -741,18 +846,19 @@ def allocate_pot(
             over_cap[node] = tenant_kwh < residual_kwh
         tenant_amount = to_share * (tenant_kwh / residual_kwh if residual_kwh > 0 else 1.0)
         if to_share - tenant_amount > 0:
-            run.landlord_line(node, Component.EXCESS_LOSS, to_share - tenant_amount,
-                              residual_kwh - tenant_kwh)
+            run.landlord_line(
+                node, Component.EXCESS_LOSS, to_share - tenant_amount, residual_kwh - tenant_kwh
+            )
         if tenant_amount > 0:
-            run.allocate(node, Component.LOSS, shape.members(node), tenant_amount, tenant_kwh,
-                         rule)
+            run.allocate(node, Component.LOSS, shape.members(node), tenant_amount, tenant_kwh, rule)
     allocation = PotAllocation(run.blocks, run.steps, amount, negative, over_cap)
     check_node_conservation(allocation, pot_cents, shape, segments)
     return allocation
 
 
-def check_node_conservation(allocation: PotAllocation, pot_cents: int, shape: TreeShape,
-                            segments: Segments) -> None:
+def check_node_conservation(
+    allocation: PotAllocation, pot_cents: int, shape: TreeShape, segments: Segments
+) -> None:
     """At every node, at full precision: the node's amount = Σ its children's amounts +
     Σ the lines it emitted (loss, common, landlord); every participant's own-use lines
     = its amount (DOMAIN.md §4 "check conservation at every node").
@@ -772,14 +878,16 @@ def check_node_conservation(allocation: PotAllocation, pot_cents: int, shape: Tr
         own = np.bincount(who, weights=block.ideal, minlength=shape.participant.size)
         bad = np.flatnonzero(np.abs(own - rows(amount, shape.participant)) > tolerance)
         if bad.size:
-            raise ConservationError(f"node #{int(shape.participant[bad[0]])}: own-use lines "
-                                    f"differ from its amount (pot {pot_cents} cents)")
+            raise ConservationError(
+                f"node #{int(shape.participant[bad[0]])}: own-use lines "
+                f"differ from its amount (pot {pot_cents} cents)"
+            )
     inner = shape.inner
-    children = dict(zip(inner.tolist(), shape.sum_children_of(amount, inner).tolist(),
-                        strict=True))
+    children = dict(zip(inner.tolist(), shape.sum_children_of(amount, inner).tolist(), strict=True))
     for node in shape.allocating.tolist():
-        got = emitted.get(node, 0.0) + (0.0 if int(shape.kind[node]) == NodeKind.COMMON
-                                        else children.get(node, 0.0))
+        got = emitted.get(node, 0.0) + (
+            0.0 if int(shape.kind[node]) == NodeKind.COMMON else children.get(node, 0.0)
+        )
         if abs(amount[node] - got) > tolerance:
             raise ConservationError(
                 f"node #{node}: {amount[node]:.6f} cents in, {got:.6f} cents out "

@@ -247,20 +247,23 @@ class Case(_Model):
         if not isinstance(data, Mapping):
             return data
         registers = data.get("registers") or ["total"]
-        single = registers[0] if isinstance(registers, list) and len(registers) == 1 \
-            else SINGLE
+        single = registers[0] if isinstance(registers, list) and len(registers) == 1 else SINGLE
         out = dict(data)
         readings = data.get("readings")
         if isinstance(readings, Mapping):
             out["readings"] = {
-                meter: ({at: _reading(v, single) for at, v in series.items()}
-                        if isinstance(series, Mapping) else series)
+                meter: (
+                    {at: _reading(v, single) for at, v in series.items()}
+                    if isinstance(series, Mapping)
+                    else series
+                )
                 for meter, series in readings.items()
             }
         history = data.get("history")
         if isinstance(history, Mapping):
-            out["history"] = {m: v if isinstance(v, Mapping) else {single: v}
-                              for m, v in history.items()}
+            out["history"] = {
+                m: v if isinstance(v, Mapping) else {single: v} for m, v in history.items()
+            }
         return out
 
     # ------------------------------------------------------------------ derived views
@@ -308,8 +311,9 @@ class Case(_Model):
         data["meters"] = sorted(data["meters"], key=lambda m: m["id"])
         data["tree"] = sorted(data["tree"], key=lambda n: n["id"])
         data["tariffs"] = sorted(data["tariffs"], key=lambda t: (t["from"], t["id"]))
-        data["occupancy"] = {u: sorted(s, key=lambda o: o["from"])
-                             for u, s in data["occupancy"].items()}
+        data["occupancy"] = {
+            u: sorted(s, key=lambda o: o["from"]) for u, s in data["occupancy"].items()
+        }
         data["readings"] = {
             m: {self.reading_day(m, at).isoformat(): r for at, r in series.items()}
             for m, series in data["readings"].items()
@@ -337,8 +341,9 @@ class Case(_Model):
 
 def canonical_json(value: Any) -> bytes:
     """JSON with sorted keys and no whitespace, UTF-8 — the bytes hashed and signed."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return json.dumps(
+        _plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
 
 
 def _plain(value: Any) -> Any:
@@ -368,8 +373,9 @@ def _decimal_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
     try:
         return Decimal(text)
     except InvalidOperation:
-        raise CaseError(f"line {node.start_mark.line + 1}: {text!r} is not a finite number") \
-            from None
+        raise CaseError(
+            f"line {node.start_mark.line + 1}: {text!r} is not a finite number"
+        ) from None
 
 
 _CaseLoader.add_constructor("tag:yaml.org,2002:float", _decimal_scalar)
@@ -452,26 +458,32 @@ def _check_case(case: Case) -> None:
     for m in case.meters:
         if m.replaced_by is not None:
             if m.replaced_by not in meters:
-                raise CaseError(f"meters: meter {m.id!r} is replaced by unknown meter "
-                                f"{m.replaced_by!r}")
+                raise CaseError(
+                    f"meters: meter {m.id!r} is replaced by unknown meter {m.replaced_by!r}"
+                )
             new = meters[m.replaced_by]
             if m.removed is None or new.installed != m.removed:
-                raise CaseError(f"meters: meter {m.id!r} replaced by {new.id!r}: give "
-                                f"'removed' on {m.id!r} and the same date as 'installed' on "
-                                f"{new.id!r}")
+                raise CaseError(
+                    f"meters: meter {m.id!r} replaced by {new.id!r}: give "
+                    f"'removed' on {m.id!r} and the same date as 'installed' on "
+                    f"{new.id!r}"
+                )
         if m.installed and m.removed and m.removed <= m.installed:
-            raise CaseError(f"meters: meter {m.id!r} removed {m.removed} before it was "
-                            f"installed {m.installed}")
+            raise CaseError(
+                f"meters: meter {m.id!r} removed {m.removed} before it was installed {m.installed}"
+            )
         if isinstance(m.multiplier, list):
             if not m.multiplier:
                 raise CaseError(f"meters: meter {m.id!r} has an empty multiplier list")
             if m.multiplier[0].from_ > max(start, m.installed or start):
-                raise CaseError(f"meters: meter {m.id!r} has no multiplier before "
-                                f"{m.multiplier[0].from_}")
+                raise CaseError(
+                    f"meters: meter {m.id!r} has no multiplier before {m.multiplier[0].from_}"
+                )
             froms = [s.from_ for s in m.multiplier]
             if froms != sorted(set(froms)):
-                raise CaseError(f"meters: meter {m.id!r} multiplier steps must be in date "
-                                "order, one per date")
+                raise CaseError(
+                    f"meters: meter {m.id!r} multiplier steps must be in date order, one per date"
+                )
 
     main = [n for n in case.tree if n.kind == "main"]
     if len(main) != 1:
@@ -488,32 +500,38 @@ def _check_case(case: Case) -> None:
             if n.parent is None or n.parent not in nodes:
                 raise CaseError(f"tree: node {n.id!r} has unknown parent {n.parent!r}")
             if nodes[n.parent].kind not in ("main", "branch"):
-                raise CaseError(f"tree: node {n.id!r} hangs under {n.parent!r}, a "
-                                f"{nodes[n.parent].kind} node; only main and branch nodes "
-                                "have children")
+                raise CaseError(
+                    f"tree: node {n.id!r} hangs under {n.parent!r}, a "
+                    f"{nodes[n.parent].kind} node; only main and branch nodes "
+                    "have children"
+                )
         if n.meter is not None:
             if n.meter not in meters:
                 raise CaseError(f"tree: node {n.id!r} meter {n.meter!r} is not in meters")
             for installation in case.chain(n.meter):
                 if installation.id in used_meters:
-                    raise CaseError(f"tree: meter {installation.id!r} is on nodes "
-                                    f"{used_meters[installation.id]!r} and {n.id!r}")
+                    raise CaseError(
+                        f"tree: meter {installation.id!r} is on nodes "
+                        f"{used_meters[installation.id]!r} and {n.id!r}"
+                    )
                 used_meters[installation.id] = n.id
         if n.kind == "unit":
             unit = n.unit or n.id
             if unit not in units:
                 raise CaseError(f"tree: unit node {n.id!r} names unknown unit {unit!r}")
             if unit in used_units:
-                raise CaseError(f"tree: unit {unit!r} is on nodes {used_units[unit]!r} and "
-                                f"{n.id!r}")
+                raise CaseError(
+                    f"tree: unit {unit!r} is on nodes {used_units[unit]!r} and {n.id!r}"
+                )
             used_units[unit] = n.id
         elif n.unit is not None:
             raise CaseError(f"tree: node {n.id!r} is {n.kind}; only unit nodes name a unit")
         if n.kind in ("unit", "landlord") and n.rule is not None:
             raise CaseError(f"tree: node {n.id!r} is a {n.kind} node; it has no rule")
         if n.area is not None and n.kind != "landlord":
-            raise CaseError(f"tree: node {n.id!r}: 'area' is for landlord nodes; a unit's "
-                            "area is in units")
+            raise CaseError(
+                f"tree: node {n.id!r}: 'area' is for landlord nodes; a unit's area is in units"
+            )
         _check_rule(case, n, nodes)
     for n in case.tree:
         seen = {n.id}
@@ -536,22 +554,29 @@ def _check_case(case: Case) -> None:
         for at, reading in series.items():
             day = case.reading_day(meter, at)
             if not lo <= day <= hi:
-                raise CaseError(f"readings: meter {meter!r} reading on {day} is outside its "
-                                f"installed part of the period ({lo} … {hi})")
+                raise CaseError(
+                    f"readings: meter {meter!r} reading on {day} is outside its "
+                    f"installed part of the period ({lo} … {hi})"
+                )
             names = set(reading.values)
             if names == {SINGLE}:
-                raise CaseError(f"readings: meter {meter!r} on {day}: give a value per "
-                                f"register {case.registers}")
+                raise CaseError(
+                    f"readings: meter {meter!r} on {day}: give a value per "
+                    f"register {case.registers}"
+                )
             if names != set(case.registers):
-                raise CaseError(f"readings: meter {meter!r} on {day}: registers "
-                                f"{sorted(names)}, expected {case.registers}")
+                raise CaseError(
+                    f"readings: meter {meter!r} on {day}: registers "
+                    f"{sorted(names)}, expected {case.registers}"
+                )
     for meter, values in case.history.items():
         if meter not in used_meters:
             raise CaseError(f"history: meter {meter!r} is not in the tree")
         names = set(values)
         if not names <= set(case.registers):
-            raise CaseError(f"history: meter {meter!r}: unknown registers "
-                            f"{sorted(names - set(case.registers))}")
+            raise CaseError(
+                f"history: meter {meter!r}: unknown registers {sorted(names - set(case.registers))}"
+            )
 
     for unit_node, stays in case.occupancy.items():
         if unit_node not in nodes or nodes[unit_node].kind != "unit":
@@ -559,20 +584,28 @@ def _check_case(case: Case) -> None:
         ordered = sorted(stays, key=lambda s: s.from_)
         for stay in ordered:
             if stay.to is not None and stay.to <= stay.from_:
-                raise CaseError(f"occupancy: {unit_node!r} tenant {stay.tenant!r} leaves "
-                                f"{stay.to} before arriving {stay.from_}")
+                raise CaseError(
+                    f"occupancy: {unit_node!r} tenant {stay.tenant!r} leaves "
+                    f"{stay.to} before arriving {stay.from_}"
+                )
         for a, b in itertools.pairwise(ordered):
             if a.to is None or a.to > b.from_:
-                raise CaseError(f"occupancy: {unit_node!r} tenants {a.tenant!r} and "
-                                f"{b.tenant!r} overlap from {b.from_}")
+                raise CaseError(
+                    f"occupancy: {unit_node!r} tenants {a.tenant!r} and "
+                    f"{b.tenant!r} overlap from {b.from_}"
+                )
 
     for name, series in case.drivers.items():
-        missing = [start + timedelta(days=d) for d in range(case.days)
-                   if start + timedelta(days=d) not in series]
+        missing = [
+            start + timedelta(days=d)
+            for d in range(case.days)
+            if start + timedelta(days=d) not in series
+        ]
         if missing:
-            raise CaseError(f"drivers: {name!r} has no value for {missing[0]}"
-                            + (f" and {len(missing) - 1} more days" if len(missing) > 1
-                               else ""))
+            raise CaseError(
+                f"drivers: {name!r} has no value for {missing[0]}"
+                + (f" and {len(missing) - 1} more days" if len(missing) > 1 else "")
+            )
     _check_tariffs(case)
     _check_bill(case)
 
@@ -594,39 +627,39 @@ def _check_rule(case: Case, node: NodeSpec, nodes: Mapping[str, NodeSpec]) -> No
         kind = rule.common_type or CommonType.MANDATORY
         serves = nodes.get(rule.exclusive_to or "")
         if kind is CommonType.EXCLUSIVE and (serves is None or serves.kind != "unit"):
-            raise CaseError(f"{where}: an exclusive common area names the unit node it "
-                                f"serves in 'exclusive_to', got {rule.exclusive_to!r}")
+            raise CaseError(
+                f"{where}: an exclusive common area names the unit node it "
+                f"serves in 'exclusive_to', got {rule.exclusive_to!r}"
+            )
         if kind is CommonType.MANDATORY and rule.basis is Basis.FORMULA:
-            raise CaseError(f"{where}: a mandatory common area is passed on in full; a "
-                            "formula key is for negotiated ones")
+            raise CaseError(
+                f"{where}: a mandatory common area is passed on in full; a "
+                "formula key is for negotiated ones"
+            )
     elif rule.common_type is not None or rule.exclusive_to is not None or rule.shared_by:
-        raise CaseError(f"{where}: common_type, exclusive_to and shared_by are for common "
-                        "nodes")
+        raise CaseError(f"{where}: common_type, exclusive_to and shared_by are for common nodes")
     if node.kind == "common" and rule.loss_cap is not None:
         raise CaseError(f"{where}: loss_cap applies to the residual of main and branch nodes")
     for member in rule.shared_by:
         if member not in nodes or nodes[member].kind not in ("unit", "landlord"):
-            raise CaseError(f"{where}: shared_by names {member!r}, not a unit or landlord "
-                            "node")
+            raise CaseError(f"{where}: shared_by names {member!r}, not a unit or landlord node")
     if rule.basis is Basis.FORMULA:
         if rule.formula is None:
             raise CaseError(f"{where}: basis 'formula' needs a formula (driver, base, span)")
         if rule.formula.driver not in case.drivers:
-            raise CaseError(f"{where}: formula driver {rule.formula.driver!r} is not in "
-                            "drivers")
+            raise CaseError(f"{where}: formula driver {rule.formula.driver!r} is not in drivers")
     if rule.basis is Basis.COEFFICIENT:
         for member in rule.coefficients:
             if member not in nodes or nodes[member].kind not in ("unit", "landlord"):
-                raise CaseError(f"{where}: coefficient for {member!r}, not a unit or "
-                                "landlord node")
+                raise CaseError(f"{where}: coefficient for {member!r}, not a unit or landlord node")
         scope = rule.shared_by or [
-            n.id for n in case.tree
+            n.id
+            for n in case.tree
             if n.kind in ("unit", "landlord") and _below(n.id, _scope_root(node), nodes)
         ]
         lacking = sorted(set(scope) - set(rule.coefficients))
         if lacking:
-            raise CaseError(f"{where}: basis 'coefficient' has no coefficient for "
-                            f"{lacking[0]!r}")
+            raise CaseError(f"{where}: basis 'coefficient' has no coefficient for {lacking[0]!r}")
 
 
 def _scope_root(node: NodeSpec) -> str:
@@ -652,16 +685,19 @@ def _check_tariffs(case: Case) -> None:
         if upto is not None and upto <= t.from_:
             raise CaseError(f"tariffs: version {t.id!r} ends {upto} before it starts {t.from_}")
         if i + 1 < len(versions) and t.to is not None and t.to > versions[i + 1].from_:
-            raise CaseError(f"tariffs: versions {t.id!r} and {versions[i + 1].id!r} overlap "
-                            f"from {versions[i + 1].from_}")
+            raise CaseError(
+                f"tariffs: versions {t.id!r} and {versions[i + 1].id!r} overlap "
+                f"from {versions[i + 1].from_}"
+            )
         if t.from_ > cursor and cursor < end:
-            raise CaseError(f"tariffs: no tariff version covers {cursor} … "
-                            f"{min(t.from_, end) - timedelta(days=1)}")
+            raise CaseError(
+                f"tariffs: no tariff version covers {cursor} … "
+                f"{min(t.from_, end) - timedelta(days=1)}"
+            )
         cursor = max(cursor, upto or date.max)
         _check_tariff_fields(case, t)
     if cursor < end:
-        raise CaseError(f"tariffs: no tariff version covers {cursor} … "
-                        f"{end - timedelta(days=1)}")
+        raise CaseError(f"tariffs: no tariff version covers {cursor} … {end - timedelta(days=1)}")
 
 
 def _check_tariff_fields(case: Case, t: TariffSpec) -> None:
@@ -678,8 +714,7 @@ def _check_tariff_fields(case: Case, t: TariffSpec) -> None:
     if t.price is None and not t.prices:
         raise CaseError(f"{where}: give 'price' or 'prices' per register")
     if t.prices and set(t.prices) != set(case.registers):
-        raise CaseError(f"{where}: prices for {sorted(t.prices)}, registers are "
-                        f"{case.registers}")
+        raise CaseError(f"{where}: prices for {sorted(t.prices)}, registers are {case.registers}")
     if t.kind is TariffKind.TWO_PART and t.demand_price is None:
         raise CaseError(f"{where}: a two-part tariff needs 'demand_price' (CNY per kW·month)")
     if t.kind is not TariffKind.TWO_PART and t.demand_price is not None:
@@ -689,8 +724,7 @@ def _check_tariff_fields(case: Case, t: TariffSpec) -> None:
 def _check_bill(case: Case) -> None:
     bill = case.bill
     if set(bill.amounts) != set(case.registers):
-        raise CaseError(f"bill: amounts for {sorted(bill.amounts)}, registers are "
-                        f"{case.registers}")
+        raise CaseError(f"bill: amounts for {sorted(bill.amounts)}, registers are {case.registers}")
     for name, amount in bill.amounts.items():
         try:
             to_cents(amount)
@@ -760,8 +794,13 @@ def _engine_inputs(case: Case) -> EngineInputs:
 
     units = {u.id: u for u in case.units}
     buildings = sorted({u.building for u in case.units})
-    kind_code = {"main": NodeKind.MAIN, "branch": NodeKind.BRANCH, "unit": NodeKind.UNIT,
-                 "common": NodeKind.COMMON, "landlord": NodeKind.LANDLORD}
+    kind_code = {
+        "main": NodeKind.MAIN,
+        "branch": NodeKind.BRANCH,
+        "unit": NodeKind.UNIT,
+        "common": NodeKind.COMMON,
+        "landlord": NodeKind.LANDLORD,
+    }
     area = np.zeros(len(nodes))
     building = np.full(len(nodes), -1, dtype=np.int64)
     for i, n in enumerate(nodes):
@@ -785,8 +824,7 @@ def _engine_inputs(case: Case) -> EngineInputs:
     tree = TreeInputs(
         ids=tuple(n.id for n in nodes),
         kind=np.array([kind_code[n.kind] for n in nodes], dtype=np.int8),
-        parent=np.array([node_index[n.parent] if n.parent else -1 for n in nodes],
-                        dtype=np.int64),
+        parent=np.array([node_index[n.parent] if n.parent else -1 for n in nodes], dtype=np.int64),
         rules=tuple(_rule(n, node_index) for n in nodes),
         area=area,
         building=building,
@@ -796,8 +834,7 @@ def _engine_inputs(case: Case) -> EngineInputs:
         node=np.array([meter_node[m.id] for m in meters], dtype=np.int64),
         registers=values,
         multiplier=multiplier,
-        capacity=np.array([np.nan if m.capacity is None else float(m.capacity)
-                           for m in meters]),
+        capacity=np.array([np.nan if m.capacity is None else float(m.capacity) for m in meters]),
         bidirectional=np.array([m.bidirectional for m in meters], dtype=bool),
         active_from=np.array([clip(m.installed, 0) for m in meters], dtype=np.int64),
         active_to=np.array([clip(m.removed, days) for m in meters], dtype=np.int64),
@@ -811,12 +848,18 @@ def _engine_inputs(case: Case) -> EngineInputs:
         if hi <= lo:
             continue
         prices = dict(t.prices) if t.prices else {r: t.price for r in registers}
-        versions.append(TariffVersion(
-            id=t.id, kind=t.kind, from_day=lo, to_day=hi,
-            prices={r: p for r, p in prices.items() if p is not None},
-            tiers=tuple(Tier(x.upto, x.price) for x in t.tiers),
-            demand_price=t.demand_price, markup=t.markup,
-        ))
+        versions.append(
+            TariffVersion(
+                id=t.id,
+                kind=t.kind,
+                from_day=lo,
+                to_day=hi,
+                prices={r: p for r, p in prices.items() if p is not None},
+                tiers=tuple(Tier(x.upto, x.price) for x in t.tiers),
+                demand_price=t.demand_price,
+                markup=t.markup,
+            )
+        )
     bill = Bill(
         invoice=case.bill.invoice,
         energy_cents={r: to_cents(a) for r, a in case.bill.amounts.items()},
@@ -854,8 +897,7 @@ def _rule(node: NodeSpec, index: Mapping[str, int]) -> Rule | None:
     spec = node.rule or RuleSpec()
     formula = None
     if spec.formula is not None:
-        formula = Formula(spec.formula.driver, float(spec.formula.base),
-                          float(spec.formula.span))
+        formula = Formula(spec.formula.driver, float(spec.formula.base), float(spec.formula.span))
     common_type = (spec.common_type or CommonType.MANDATORY) if node.kind == "common" else None
     return Rule(
         basis=spec.basis,

@@ -32,10 +32,19 @@ def report(result: EngineResult, input_hash: str) -> dict[str, Any]:
         "period": {"start": period.day(0).isoformat(), "end": period.day(period.days).isoformat()},
         "input_hash": input_hash,
         "held": result.held,
-        "flags": [{"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
-                  for f in result.flags],
-        "pots": [{"register": p.register, "tariff": p.version, "cents": p.cents,
-                  "catalog_cents": p.catalog_cents} for p in result.pots],
+        "flags": [
+            {"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
+            for f in result.flags
+        ],
+        "pots": [
+            {
+                "register": p.register,
+                "tariff": p.version,
+                "cents": p.cents,
+                "catalog_cents": p.catalog_cents,
+            }
+            for p in result.pots
+        ],
         "lines": [r.as_dict() for r in rows],
         "totals": dict(sorted(totals.items())),
         "bill_cents": sum(p.cents for p in result.pots),
@@ -43,13 +52,17 @@ def report(result: EngineResult, input_hash: str) -> dict[str, Any]:
 
 
 def _table(rows: list[LineRow]) -> list[str]:
-    header = (f"{'unit':<10} {'party':<10} {'from':<10} {'to':<10} {'component':<17} "
-              f"{'origin':<8} {'reg':<6} {'tariff':<10} {'kWh':>12} {'CNY':>12}")
+    header = (
+        f"{'unit':<10} {'party':<10} {'from':<10} {'to':<10} {'component':<17} "
+        f"{'origin':<8} {'reg':<6} {'tariff':<10} {'kWh':>12} {'CNY':>12}"
+    )
     out = [header, "-" * len(header)]
     for r in rows:
-        out.append(f"{r.unit:<10} {r.party:<10} {r.start:<10} {r.end:<10} {r.component:<17} "
-                   f"{r.origin:<8} {r.register:<6} {r.tariff:<10} {r.kwh:>12.3f} "
-                   f"{r.cents / 100:>12.2f}")
+        out.append(
+            f"{r.unit:<10} {r.party:<10} {r.start:<10} {r.end:<10} {r.component:<17} "
+            f"{r.origin:<8} {r.register:<6} {r.tariff:<10} {r.kwh:>12.3f} "
+            f"{r.cents / 100:>12.2f}"
+        )
         out.append(f"{'':<10} {r.explanation}")
     return out
 
@@ -77,22 +90,24 @@ def apportion_command(
     if as_json:
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
-    typer.echo(f"{loaded.site} {doc['period']['start']} … {doc['period']['end']} (exclusive), "
-               f"bill {result.inputs.bill.invoice}: {doc['bill_cents'] / 100:.2f} CNY")
+    typer.echo(
+        f"{loaded.site} {doc['period']['start']} … {doc['period']['end']} (exclusive), "
+        f"bill {result.inputs.bill.invoice}: {doc['bill_cents'] / 100:.2f} CNY"
+    )
     typer.echo(f"input hash {doc['input_hash']}")
     for pot in doc["pots"]:
-        catalog = (f", catalog {pot['catalog_cents'] / 100:.2f}"
-                   if pot["catalog_cents"] is not None else "")
-        typer.echo(f"pot {pot['register']}/{pot['tariff']}: {pot['cents'] / 100:.2f} CNY"
-                   f"{catalog}")
+        catalog = (
+            f", catalog {pot['catalog_cents'] / 100:.2f}"
+            if pot["catalog_cents"] is not None
+            else ""
+        )
+        typer.echo(f"pot {pot['register']}/{pot['tariff']}: {pot['cents'] / 100:.2f} CNY{catalog}")
     for line in _table(line_rows(result)):
         typer.echo(line)
     for party, cents in doc["totals"].items():
         label = "landlord" if party == LANDLORD_PARTY else f"tenant {party}"
         typer.echo(f"total {label}: {cents / 100:.2f} CNY")
     for flag in result.flags:
-        typer.echo(f"{'HOLD' if flag.holds else 'note'} {flag.code} {flag.subject}: "
-                   f"{flag.message}")
+        typer.echo(f"{'HOLD' if flag.holds else 'note'} {flag.code} {flag.subject}: {flag.message}")
     if result.held:
-        typer.echo("run would be HELD: it cannot be approved until the holding flags are "
-                   "resolved")
+        typer.echo("run would be HELD: it cannot be approved until the holding flags are resolved")

@@ -37,8 +37,12 @@ from cloud.apportion.errors import ConsumptionError
 SCREEN_BLOCK_ROWS = 2048
 
 
-def fast_slice_energy(registers: np.ndarray, breakpoints: np.ndarray, multiplier: np.ndarray,
-                      block_rows: int = SCREEN_BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def fast_slice_energy(
+    registers: np.ndarray,
+    breakpoints: np.ndarray,
+    multiplier: np.ndarray,
+    block_rows: int = SCREEN_BLOCK_ROWS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Screen every meter in one pass and compute the consumption of those that need no
     repair: Δ = (reading at the slice end − reading at its start) × multiplier.
 

@@ -190,9 +190,14 @@ class Lines:
 
     @cached_property
     def component(self) -> np.ndarray:
-        return np.concatenate([np.full(len(b), b.component, dtype=np.int8)
-                               if isinstance(b.component, int) else b.component
-                               for b in self.blocks])
+        return np.concatenate(
+            [
+                np.full(len(b), b.component, dtype=np.int8)
+                if isinstance(b.component, int)
+                else b.component
+                for b in self.blocks
+            ]
+        )
 
     @cached_property
     def segment(self) -> np.ndarray:
@@ -249,13 +254,17 @@ class EngineResult:
 
     def party(self) -> np.ndarray:
         """Per line: tenant index, or −1 for the landlord."""
-        occupant = np.where(self.lines.segment >= 0,
-                            self.segments.occupant[np.maximum(self.lines.segment, 0)], LANDLORD)
+        occupant = np.where(
+            self.lines.segment >= 0,
+            self.segments.occupant[np.maximum(self.lines.segment, 0)],
+            LANDLORD,
+        )
         return np.where(occupant >= 0, occupant, -1)
 
 
-def _meter_consumption(inputs: EngineInputs
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
+def _meter_consumption(
+    inputs: EngineInputs,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
     """Measured kWh (meters, slices, registers); the repaired rows and their missing days
     per slice (rows, slices, registers); flags."""
     meters, period = inputs.meters, inputs.period
@@ -270,9 +279,11 @@ def _meter_consumption(inputs: EngineInputs
         measured[slow] = slice_energy(unwrapped.values[:, bp, :], meters.multiplier[slow])
         missing[:] = days_per_slice(unwrapped.missing.astype(np.float64), bp)
         cut = unwrapped.interpolated[:, bp[1:-1]].any(axis=1)
-        for row, name in ((unwrapped.rollover, "rollover"),
-                          (unwrapped.implausible, "rollover_implausible"),
-                          (cut, "prorated")):
+        for row, name in (
+            (unwrapped.rollover, "rollover"),
+            (unwrapped.implausible, "rollover_implausible"),
+            (cut, "prorated"),
+        ):
             if row.any():
                 flags.append(_meter_flag(name, meters.ids, slow[row]))
     return measured, slow, missing, flags
@@ -298,10 +309,16 @@ def _unwrap(inputs: EngineInputs, rows: np.ndarray) -> Unwrapped:
 
 _METER_FLAGS = {
     "rollover": (False, "register rolled over at its capacity; the wrap is plausible"),
-    "rollover_implausible": (True, "register dropped and a rollover is implausible against "
-                             "the meter's average daily use; the days were estimated"),
-    "prorated": (False, "no reading where the period is cut (tariff version, occupancy ...): "
-                 "consumption split by days between the readings around it"),
+    "rollover_implausible": (
+        True,
+        "register dropped and a rollover is implausible against "
+        "the meter's average daily use; the days were estimated",
+    ),
+    "prorated": (
+        False,
+        "no reading where the period is cut (tariff version, occupancy ...): "
+        "consumption split by days between the readings around it",
+    ),
 }
 
 
@@ -320,8 +337,9 @@ def _meter_flag(code: str, ids: tuple[str, ...], rows: np.ndarray) -> Flag:
     return Flag(code, _meters_named(ids, rows), text, holds)
 
 
-def _estimate(inputs: EngineInputs, measured: np.ndarray, slow: np.ndarray,
-              slow_missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
+def _estimate(
+    inputs: EngineInputs, measured: np.ndarray, slow: np.ndarray, slow_missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
     """Estimated kWh (meters, slices, registers), rate [kWh/day] and method (meters,
     registers). Without any missing day these are zeros that are never written (no
     memory is touched for them; the rate, only read for formula keys, is one zero seen
@@ -329,14 +347,20 @@ def _estimate(inputs: EngineInputs, measured: np.ndarray, slow: np.ndarray,
     meters, tree = inputs.meters, inputs.tree
     shape = measured.shape
     if not slow_missing.any():
-        return (np.zeros(shape), np.broadcast_to(0.0, (shape[0], shape[2])),
-                np.zeros((shape[0], shape[2]), dtype=np.int8), [])
+        return (
+            np.zeros(shape),
+            np.broadcast_to(0.0, (shape[0], shape[2])),
+            np.zeros((shape[0], shape[2]), dtype=np.int8),
+            [],
+        )
     missing = np.zeros(shape)
     missing[slow] = slow_missing
     active_days = np.clip(
         np.minimum(meters.active_to[:, None], inputs.period.breakpoints[None, 1:])
         - np.maximum(meters.active_from[:, None], inputs.period.breakpoints[None, :-1]),
-        0, None).sum(axis=1)
+        0,
+        None,
+    ).sum(axis=1)
     missing_days = missing.sum(axis=1)
     node = meters.node
     is_unit = tree.kind[node] == NodeKind.UNIT
@@ -355,9 +379,15 @@ def _estimate(inputs: EngineInputs, measured: np.ndarray, slow: np.ndarray,
     for label in Method:
         rows = np.flatnonzero((method == label).any(axis=1)) if label else np.zeros(0, int)
         if rows.size:
-            flags.append(Flag("estimated", _meters_named(meters.ids, rows),
-                              f"days without readings estimated by {label.label} "
-                              f"({missing_days[rows].sum():g} meter-register-days)", False))
+            flags.append(
+                Flag(
+                    "estimated",
+                    _meters_named(meters.ids, rows),
+                    f"days without readings estimated by {label.label} "
+                    f"({missing_days[rows].sum():g} meter-register-days)",
+                    False,
+                )
+            )
     return rate[:, None, :] * missing, rate, method, flags
 
 
@@ -367,8 +397,13 @@ def _node_energy(inputs: EngineInputs, shape: TreeShape, meter_kwh: np.ndarray) 
     nodes = len(inputs.tree.ids)
     _, slices, nreg = meter_kwh.shape
     node = inputs.meters.node
-    if (nodes and node.size == nodes and node[0] == 0 and node[-1] == nodes - 1
-            and (node[1:] > node[:-1]).all()):
+    if (
+        nodes
+        and node.size == nodes
+        and node[0] == 0
+        and node[-1] == nodes - 1
+        and (node[1:] > node[:-1]).all()
+    ):
         # one meter per node, in node order (the bulk case): every node is metered, the
         # meters' array is the nodes'
         return meter_kwh
@@ -405,8 +440,9 @@ def _difference_signs(inputs: EngineInputs, node: int) -> np.ndarray:
     return sign
 
 
-def _formula_inputs(inputs: EngineInputs, shape: TreeShape, basis: Mapping[int, Basis],
-                    rate: np.ndarray) -> dict[int, np.ndarray]:
+def _formula_inputs(
+    inputs: EngineInputs, shape: TreeShape, basis: Mapping[int, Basis], rate: np.ndarray
+) -> dict[int, np.ndarray]:
     """Per formula node: Σ over each slice's days of difference × factor, (slices, regs).
 
     The difference is, per day, the common meter's consumption (common node) or the
@@ -424,8 +460,10 @@ def _formula_inputs(inputs: EngineInputs, shape: TreeShape, basis: Mapping[int, 
         difference = np.zeros((period.days, len(inputs.registers)))
         if rows.size:
             unwrapped = _unwrap(inputs, rows)
-            kwh = np.diff(unwrapped.values, axis=1) * meters.multiplier[rows][
-                :, slice_of_day][:, :, None]
+            kwh = (
+                np.diff(unwrapped.values, axis=1)
+                * meters.multiplier[rows][:, slice_of_day][:, :, None]
+            )
             kwh += rate[rows][:, None, :] * unwrapped.missing
             difference = np.tensordot(sign[rows].astype(np.float64), kwh, axes=1)
         factor = rule.formula.factors(inputs.drivers[rule.formula.driver])
@@ -438,8 +476,9 @@ def _ruled(shape: TreeShape) -> list[int]:
     return [int(n) for n in shape.allocating]
 
 
-def _effective_basis(inputs: EngineInputs, shape: TreeShape, estimated_share: np.ndarray
-                     ) -> tuple[dict[int, Basis], list[Flag]]:
+def _effective_basis(
+    inputs: EngineInputs, shape: TreeShape, estimated_share: np.ndarray
+) -> tuple[dict[int, Basis], list[Flag]]:
     """Each allocating node's key, falling back to area when estimates pass the limit and
     the rule says so; otherwise a holding flag (DOMAIN.md §4, missing readings)."""
     flags: list[Flag] = []
@@ -450,8 +489,10 @@ def _effective_basis(inputs: EngineInputs, shape: TreeShape, estimated_share: np
         share = float(estimated_share[n])
         if share > rule.estimate_limit:
             subject = f"node {inputs.tree.ids[n]}"
-            text = (f"estimated kWh are {share:.1%} of the use under the node, above the limit "
-                    f"{rule.estimate_limit:.1%}")
+            text = (
+                f"estimated kWh are {share:.1%} of the use under the node, above the limit "
+                f"{rule.estimate_limit:.1%}"
+            )
             if rule.on_estimate_excess == "area":
                 chosen = Basis.AREA
                 flags.append(Flag("area_fallback", subject, text + "; allocated by area", False))
@@ -471,8 +512,9 @@ def _scope(shape: TreeShape, node: int, rule: Rule) -> np.ndarray:
     return shape.members(int(shape.parent[node]))
 
 
-def _estimated_share(inputs: EngineInputs, shape: TreeShape, measured: np.ndarray,
-                     estimated: np.ndarray | None) -> np.ndarray:
+def _estimated_share(
+    inputs: EngineInputs, shape: TreeShape, measured: np.ndarray, estimated: np.ndarray | None
+) -> np.ndarray:
     """Per node: estimated ÷ total kWh of the participants it allocates over (``estimated``
     None: nothing was)."""
     nodes = len(inputs.tree.ids)
@@ -480,8 +522,7 @@ def _estimated_share(inputs: EngineInputs, shape: TreeShape, measured: np.ndarra
     if estimated is None or not estimated.any():
         return share
     est = np.bincount(inputs.meters.node, weights=estimated.sum(axis=(1, 2)), minlength=nodes)
-    tot = est + np.bincount(inputs.meters.node, weights=measured.sum(axis=(1, 2)),
-                            minlength=nodes)
+    tot = est + np.bincount(inputs.meters.node, weights=measured.sum(axis=(1, 2)), minlength=nodes)
     for n in _ruled(shape):
         below = shape.participant[_scope(shape, n, inputs.tree.rules[n] or Rule())]
         total = tot[below].sum()
@@ -504,16 +545,28 @@ def _tariff_flags(inputs: EngineInputs) -> list[Flag]:
     policy = inputs.policy
     for v in inputs.tariffs:
         if v.markup > policy.markup_cap:
-            flags.append(Flag("markup_over_cap", f"tariff {v.id}",
-                              f"markup {v.markup} CNY/kWh over catalog exceeds the cap "
-                              f"{policy.markup_cap}; resold grid power is billed at the "
-                              "catalog price", True))
+            flags.append(
+                Flag(
+                    "markup_over_cap",
+                    f"tariff {v.id}",
+                    f"markup {v.markup} CNY/kWh over catalog exceeds the cap "
+                    f"{policy.markup_cap}; resold grid power is billed at the "
+                    "catalog price",
+                    True,
+                )
+            )
         if v.kind in (TariffKind.TOU, TariffKind.TWO_PART) and {"T2", "T4"} <= set(v.prices):
             valley = v.prices["T4"]
             if valley > 0 and float(v.prices["T2"] / valley) < policy.tou_min_ratio:
-                flags.append(Flag("tou_ratio_low", f"tariff {v.id}",
-                                  f"peak:valley {float(v.prices['T2'] / valley):.2f}:1 is "
-                                  f"below {policy.tou_min_ratio:g}:1; check the prices", False))
+                flags.append(
+                    Flag(
+                        "tou_ratio_low",
+                        f"tariff {v.id}",
+                        f"peak:valley {float(v.prices['T2'] / valley):.2f}:1 is "
+                        f"below {policy.tou_min_ratio:g}:1; check the prices",
+                        False,
+                    )
+                )
     return flags
 
 
@@ -524,14 +577,19 @@ def _pot_flags(pots: list[Pot], policy: Policy) -> list[Flag]:
             continue
         gap = pot.cents - pot.catalog_cents
         if abs(gap) > policy.catalog_tolerance * max(pot.catalog_cents, 1):
-            flags.append(Flag("bill_differs_from_catalog", f"pot {pot.register}/{pot.version}",
-                              f"bill {pot.cents / 100:.2f} CNY, catalog price of the main "
-                              f"meter's use {pot.catalog_cents / 100:.2f} CNY", False))
+            flags.append(
+                Flag(
+                    "bill_differs_from_catalog",
+                    f"pot {pot.register}/{pot.version}",
+                    f"bill {pot.cents / 100:.2f} CNY, catalog price of the main "
+                    f"meter's use {pot.catalog_cents / 100:.2f} CNY",
+                    False,
+                )
+            )
     return flags
 
 
-def _round_pot(pot: Pot, allocation: PotAllocation,
-               cents: list[np.ndarray] | None = None) -> None:
+def _round_pot(pot: Pot, allocation: PotAllocation, cents: list[np.ndarray] | None = None) -> None:
     """Round the pot once (largest remainder over all its lines in their stable order)
     and keep each block's cents on the block (written into ``cents`` when given)."""
     rounded = largest_remainder_parts(pot.cents, [b.ideal for b in allocation.blocks], cents)
@@ -544,9 +602,13 @@ def _round_pot(pot: Pot, allocation: PotAllocation,
 PARALLEL_LINES = 200_000
 
 
-def _allocate_and_round(allocate: Callable[[Pot], PotAllocation], pots: list[Pot],
-                        beside: Callable[[], Balances], *,
-                        pipelined: bool) -> tuple[list[PotAllocation], Balances]:
+def _allocate_and_round(
+    allocate: Callable[[Pot], PotAllocation],
+    pots: list[Pot],
+    beside: Callable[[], Balances],
+    *,
+    pipelined: bool,
+) -> tuple[list[PotAllocation], Balances]:
     """Allocate and round every pot, in pot order; and compute ``beside``, which does not
     depend on the allocation.
 
@@ -574,8 +636,9 @@ def _allocate_and_round(allocate: Callable[[Pot], PotAllocation], pots: list[Pot
             for pot in pots:
                 allocation = allocate(pot)
                 cents = [np.empty(len(b), dtype=np.int64) for b in allocation.blocks]
-                rounding.append((rounder.submit(_round_pot, pot, allocation, cents), pot,
-                                 allocation, cents))
+                rounding.append(
+                    (rounder.submit(_round_pot, pot, allocation, cents), pot, allocation, cents)
+                )
                 allocations.append(allocation)
             for i in reversed(range(len(rounding))):
                 queued, pot, allocation, cents = rounding[i]
@@ -604,8 +667,10 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     """
     tree, period = inputs.tree, inputs.period
     if inputs.meters.registers.shape[1] != period.days + 1:
-        raise CaseError(f"registers cover {inputs.meters.registers.shape[1]} boundaries; the "
-                        f"period has {period.days} days, so {period.days + 1} are needed")
+        raise CaseError(
+            f"registers cover {inputs.meters.registers.shape[1]} boundaries; the "
+            f"period has {period.days} days, so {period.days + 1} are needed"
+        )
     shape = TreeShape.build(tree.kind, tree.parent, tree.area)
     measured, slow, slow_missing, flags = _meter_consumption(inputs)
     # without a missing day the estimates are zeros never written: not read either
@@ -614,23 +679,22 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     flags += estimate_flags
     meter_kwh = measured + estimated if estimating and method.any() else measured
     node_kwh = _node_energy(inputs, shape, meter_kwh)
-    estimated_share = _estimated_share(inputs, shape, measured,
-                                       estimated if estimating else None)
+    estimated_share = _estimated_share(inputs, shape, measured, estimated if estimating else None)
     basis, basis_flags = _effective_basis(inputs, shape, estimated_share)
     flags += basis_flags
     formula_kwh = _formula_inputs(inputs, shape, basis, rate)
 
     root = int(np.flatnonzero(tree.parent < 0)[0])
-    pots = make_pots(inputs.bill, inputs.tariffs, inputs.registers, node_kwh[root],
-                     period.breakpoints)
+    pots = make_pots(
+        inputs.bill, inputs.tariffs, inputs.registers, node_kwh[root], period.breakpoints
+    )
     occupant = rows(inputs.occupant, shape.participant)
     landlord = of_kind(rows(shape.kind, shape.participant), NodeKind.LANDLORD)
     if landlord.any():
         occupant = np.where(landlord[:, None], LANDLORD, occupant)
     segments = Segments.build(occupant)
     slice_days = period.slice_days
-    own_component = np.where(landlord, np.int8(Component.LANDLORD_LOAD),
-                             np.int8(Component.OWN_USE))
+    own_component = np.where(landlord, np.int8(Component.LANDLORD_LOAD), np.int8(Component.OWN_USE))
     key_weights = KeyWeights()
 
     def allocate(pot: Pot) -> PotAllocation:
@@ -645,9 +709,17 @@ def apportion(inputs: EngineInputs) -> EngineResult:
             pot_kwh = np.ascontiguousarray(node_kwh[:, window, r])
             pot_formula = {n: f[window, r] for n, f in formula_kwh.items()}
         return allocate_pot(
-            pot_index=pot.index, pot_cents=pot.cents, node_kwh=pot_kwh, shape=shape,
-            rules=tree.rules, basis=basis, segments=segments, slices=sl,
-            slice_days=slice_days[sl], formula_kwh=pot_formula, own_component=own_component,
+            pot_index=pot.index,
+            pot_cents=pot.cents,
+            node_kwh=pot_kwh,
+            shape=shape,
+            rules=tree.rules,
+            basis=basis,
+            segments=segments,
+            slices=sl,
+            slice_days=slice_days[sl],
+            formula_kwh=pot_formula,
+            own_component=own_component,
             by_area_only=pot.register == DEMAND and inputs.policy.demand_basis == "area",
             key_weights=key_weights,
         )
@@ -655,8 +727,11 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     # pots are independent and each is computed the same way wherever it runs: large runs
     # round one pot on a second core while allocating the next (numpy releases the GIL)
     allocations, (residual, loss_rate, usage_flags) = _allocate_and_round(
-        allocate, pots, partial(_balances, inputs, shape, node_kwh),
-        pipelined=shape.participant.size * len(pots) >= PARALLEL_LINES)
+        allocate,
+        pots,
+        partial(_balances, inputs, shape, node_kwh),
+        pipelined=shape.participant.size * len(pots) >= PARALLEL_LINES,
+    )
     lines = Lines(tuple(b for a in allocations for b in a.blocks))
     negative = np.zeros(len(tree.ids), dtype=bool)
     over_cap = np.zeros(len(tree.ids), dtype=bool)
@@ -666,11 +741,20 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     flags += _node_flags(inputs, negative, over_cap, loss_rate, residual)
     flags += _tariff_flags(inputs) + _pot_flags(pots, inputs.policy) + usage_flags
     return EngineResult(
-        inputs=inputs, shape=shape, segments=segments, pots=tuple(pots), lines=lines,
+        inputs=inputs,
+        shape=shape,
+        segments=segments,
+        pots=tuple(pots),
+        lines=lines,
         steps=tuple(s for a in allocations for s in a.steps),
-        node_amount=tuple(a.amount for a in allocations), node_kwh=node_kwh,
-        measured_kwh=measured, estimated_kwh=estimated, estimation_method=method,
-        residual_kwh=residual, loss_rate=loss_rate, estimated_share=estimated_share,
+        node_amount=tuple(a.amount for a in allocations),
+        node_kwh=node_kwh,
+        measured_kwh=measured,
+        estimated_kwh=estimated,
+        estimation_method=method,
+        residual_kwh=residual,
+        loss_rate=loss_rate,
+        estimated_share=estimated_share,
         flags=tuple(flags),
     )
 
@@ -690,13 +774,21 @@ def _balances(inputs: EngineInputs, shape: TreeShape, node_kwh: np.ndarray) -> B
     residual[inner] = energy[inner] - shape.sum_children_of(energy, inner)
     loss_rate = np.zeros(len(tree.ids))
     total = energy[inner].sum(axis=1)
-    loss_rate[inner] = np.divide(residual[inner].sum(axis=1), total,
-                                 out=np.zeros_like(total), where=total > 0)
-    part_kwh = (rows(energy, shape.participant).sum(axis=1) if _any_below_zero(energy)
-                else energy[:0])
-    flags = [Flag("negative_usage", f"node {tree.ids[shape.participant[p]]}",
-                  f"net consumption {part_kwh[p]:.2f} kWh is negative (export)", True)
-             for p in np.flatnonzero(part_kwh < 0)]
+    loss_rate[inner] = np.divide(
+        residual[inner].sum(axis=1), total, out=np.zeros_like(total), where=total > 0
+    )
+    part_kwh = (
+        rows(energy, shape.participant).sum(axis=1) if _any_below_zero(energy) else energy[:0]
+    )
+    flags = [
+        Flag(
+            "negative_usage",
+            f"node {tree.ids[shape.participant[p]]}",
+            f"net consumption {part_kwh[p]:.2f} kWh is negative (export)",
+            True,
+        )
+        for p in np.flatnonzero(part_kwh < 0)
+    ]
     return residual, loss_rate, flags
 
 
@@ -708,19 +800,36 @@ def _any_below_zero(values: np.ndarray) -> bool:
     return bool(lowest < 0) if not np.isnan(lowest) else bool((values < 0).any())
 
 
-def _node_flags(inputs: EngineInputs, negative: np.ndarray, over_cap: np.ndarray,
-                loss_rate: np.ndarray, residual: np.ndarray) -> list[Flag]:
+def _node_flags(
+    inputs: EngineInputs,
+    negative: np.ndarray,
+    over_cap: np.ndarray,
+    loss_rate: np.ndarray,
+    residual: np.ndarray,
+) -> list[Flag]:
     flags = []
     for n in np.flatnonzero(negative):
-        flags.append(Flag("negative_residual", f"node {inputs.tree.ids[n]}",
-                          f"children measure more than the node ({residual[n].sum():.2f} kWh, "
-                          f"λ = {loss_rate[n]:.2%}); never passed on silently", True))
+        flags.append(
+            Flag(
+                "negative_residual",
+                f"node {inputs.tree.ids[n]}",
+                f"children measure more than the node ({residual[n].sum():.2f} kWh, "
+                f"λ = {loss_rate[n]:.2%}); never passed on silently",
+                True,
+            )
+        )
     for n in np.flatnonzero(over_cap):
         rule = inputs.tree.rules[n]
         cap = rule.loss_cap if rule is not None and rule.loss_cap is not None else 0.0
-        flags.append(Flag("loss_over_cap", f"node {inputs.tree.ids[n]}",
-                          f"loss rate λ = {loss_rate[n]:.2%} is above the cap {cap:.2%}; "
-                          "the excess is the landlord's", False))
+        flags.append(
+            Flag(
+                "loss_over_cap",
+                f"node {inputs.tree.ids[n]}",
+                f"loss rate λ = {loss_rate[n]:.2%} is above the cap {cap:.2%}; "
+                "the excess is the landlord's",
+                False,
+            )
+        )
     return flags
 
 

@@ -34,8 +34,11 @@ class Method(IntEnum):
 
 
 def _group_rate_per_m2(
-    measured_kwh: np.ndarray, covered_days: np.ndarray, area: np.ndarray,
-    group: np.ndarray, complete: np.ndarray,
+    measured_kwh: np.ndarray,
+    covered_days: np.ndarray,
+    area: np.ndarray,
+    group: np.ndarray,
+    complete: np.ndarray,
 ) -> np.ndarray:
     """Per-group use [kWh / (m² · day)] of complete meters, NaN where a group has none."""
     rows, nreg = measured_kwh.shape
@@ -46,10 +49,12 @@ def _group_rate_per_m2(
     use = complete & (group[:, None] >= 0) & (area[:, None] > 0)
     gid = np.where(group >= 0, group, 0)
     for r in range(nreg):
-        kwh = np.bincount(gid, weights=np.where(use[:, r], measured_kwh[:, r], 0.0),
-                          minlength=groups)
-        area_days = np.bincount(gid, weights=np.where(use[:, r], covered_days[:, r] * area, 0.0),
-                                minlength=groups)
+        kwh = np.bincount(
+            gid, weights=np.where(use[:, r], measured_kwh[:, r], 0.0), minlength=groups
+        )
+        area_days = np.bincount(
+            gid, weights=np.where(use[:, r], covered_days[:, r] * area, 0.0), minlength=groups
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             per_group = np.where(area_days > 0, kwh / area_days, np.nan)
         rate[:, r] = np.where(group >= 0, per_group[gid], np.nan) * area
@@ -94,10 +99,14 @@ def estimation_rates(
     method = np.zeros(measured_kwh.shape, dtype=np.int8)
     candidates = (
         (Method.HISTORY, history_kwh_per_day),
-        (Method.COMPARABLE_UNITS,
-         _group_rate_per_m2(measured_kwh, covered_days, area, peer_group, complete)),
-        (Method.BUILDING_AVERAGE,
-         _group_rate_per_m2(measured_kwh, covered_days, area, building_group, complete)),
+        (
+            Method.COMPARABLE_UNITS,
+            _group_rate_per_m2(measured_kwh, covered_days, area, peer_group, complete),
+        ),
+        (
+            Method.BUILDING_AVERAGE,
+            _group_rate_per_m2(measured_kwh, covered_days, area, building_group, complete),
+        ),
     )
     for label, candidate in candidates:
         take = need & (method == Method.NONE) & np.isfinite(candidate)

@@ -56,8 +56,7 @@ class TreeNode(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    parent_id: Mapped[str | None] = mapped_column(ForeignKey("meter_tree_nodes.id"),
-                                                  index=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("meter_tree_nodes.id"), index=True)
     unit_id: Mapped[str | None] = mapped_column(ForeignKey("units.id"), unique=True)
     landlord_area_m2: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
 
@@ -83,8 +82,9 @@ class MultiplierStep(Base):
 
     __tablename__ = "multiplier_steps"
 
-    installation_id: Mapped[str] = mapped_column(ForeignKey("meter_installations.id"),
-                                                 primary_key=True)
+    installation_id: Mapped[str] = mapped_column(
+        ForeignKey("meter_installations.id"), primary_key=True
+    )
     effective_from: Mapped[date] = mapped_column(Date, primary_key=True)
     multiplier: Mapped[Decimal] = mapped_column(Numeric(16, 6))
 
@@ -244,8 +244,10 @@ _VOID_FIELDS = frozenset({"status", "voided_by", "voided_at", "void_reason"})
 def _lines_are_immutable(_mapper: Any, _connection: Any, target: Any) -> None:
     """Lines and signed statements are written once: a correction is an adjustment line in
     a later run, never an edit."""
-    raise RunStateError(f"run {target.run_id!r}: lines and statements are never changed; "
-                        "correct with adjustment lines in a later run")
+    raise RunStateError(
+        f"run {target.run_id!r}: lines and statements are never changed; "
+        "correct with adjustment lines in a later run"
+    )
 
 
 @event.listens_for(ApportionRun, "before_delete")
@@ -261,5 +263,7 @@ def _issued_runs_are_immutable(_mapper: Any, _connection: Any, target: Apportion
     before = state.attrs.status.history.deleted
     was = before[0] if before else target.status
     if was == "void" or (was == "posted" and not changed <= _VOID_FIELDS):
-        raise RunStateError(f"run {target.id!r} is {was}; issued runs are immutable "
-                            f"(tried to change {sorted(changed)})")
+        raise RunStateError(
+            f"run {target.id!r} is {was}; issued runs are immutable "
+            f"(tried to change {sorted(changed)})"
+        )

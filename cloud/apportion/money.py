@@ -129,9 +129,7 @@ def tiered_cost(kwh: Decimal, tiers: tuple[Tier, ...], fraction: Decimal) -> Dec
     return cost
 
 
-def catalog_cost(
-    version: TariffVersion, register: str, kwh: float, period_days: int
-) -> Decimal:
+def catalog_cost(version: TariffVersion, register: str, kwh: float, period_days: int) -> Decimal:
     """Catalog cost [CNY, unrounded] of ``kwh`` on ``register`` during ``version``."""
     energy = _decimal_kwh(kwh)
     if version.kind is TariffKind.TIERED:
@@ -180,19 +178,32 @@ def make_pots(
         if weights.sum() <= 0:
             weights = np.array([float(v.days) for v in versions])
         amount = bill.energy_cents[register]
-        split = ([amount] if len(versions) == 1
-                 else largest_remainder(amount, weights * (amount / weights.sum())))
+        split = (
+            [amount]
+            if len(versions) == 1
+            else largest_remainder(amount, weights * (amount / weights.sum()))
+        )
         for v, sl, cost, cents in zip(versions, version_slices, costs, split, strict=True):
-            pots.append(Pot(len(pots), register, v.id, int(cents), sl,
-                            int(cost.quantize(CENT, ROUND_HALF_UP) * 100)))
+            pots.append(
+                Pot(
+                    len(pots),
+                    register,
+                    v.id,
+                    int(cents),
+                    sl,
+                    int(cost.quantize(CENT, ROUND_HALF_UP) * 100),
+                )
+            )
     if bill.demand_cents:
         priced = [v for v in versions if v.demand_price is not None]
         weights = np.array([float((v.demand_price or 0) * v.days) for v in versions])
         if not priced or weights.sum() <= 0:
             weights = np.array([float(v.days) for v in versions])
-        split = ([bill.demand_cents] if len(versions) == 1 else
-                 largest_remainder(bill.demand_cents,
-                                   weights * (bill.demand_cents / weights.sum())))
+        split = (
+            [bill.demand_cents]
+            if len(versions) == 1
+            else largest_remainder(bill.demand_cents, weights * (bill.demand_cents / weights.sum()))
+        )
         for v, sl, cents in zip(versions, version_slices, split, strict=True):
             catalog = None
             if bill.demand_kw is not None:

@@ -45,8 +45,9 @@ def largest_remainder(total_cents: int, ideal_cents: np.ndarray) -> np.ndarray:
     return largest_remainder_parts(total_cents, [ideal_cents])[0]
 
 
-def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray],
-                            out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+def largest_remainder_parts(
+    total_cents: int, parts: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None
+) -> list[np.ndarray]:
     """Split ``total_cents`` into integer cents over lines held in several arrays.
 
     Parameters
@@ -72,9 +73,13 @@ def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray],
         The leftover after flooring is more cents than there are lines: the ideal shares
         do not add up to the pot.
     """
-    if out is not None and (len(out) != len(parts) or any(
+    if out is not None and (
+        len(out) != len(parts)
+        or any(
             o.dtype != np.int64 or o.shape != p.shape or not o.flags.c_contiguous
-            for o, p in zip(out, parts, strict=False))):
+            for o, p in zip(out, parts, strict=False)
+        )
+    ):
         raise ValueError("out must hold one contiguous int64 array per part, of its shape")
     if len(parts) > 1 and sum(p.size for p in parts) <= ROUNDING_BLOCK:
         # a small pot: its lines in one array (the same order) cost a few calls, not a
@@ -108,8 +113,10 @@ def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray],
         spare = np.where(grid >= QUANTUM, QUANTUM - 1 - remainders.astype(np.int32), -1)
         threshold, ties = _select(spare, -leftover)
         if threshold < 0:
-            raise ConservationError(f"{-leftover} cents to take back but only "
-                                    f"{int(np.count_nonzero(spare >= 0))} lines have one")
+            raise ConservationError(
+                f"{-leftover} cents to take back but only "
+                f"{int(np.count_nonzero(spare >= 0))} lines have one"
+            )
         taken = spare > threshold
         start = 0
         for c in cents:
@@ -128,13 +135,15 @@ def largest_remainder_parts(total_cents: int, parts: Sequence[np.ndarray],
             given += step * mine.size
             start += c.size
     if floor_sum + given != total_cents:
-        raise ConservationError(f"rounded lines sum to {floor_sum + given} cents, the pot is "
-                                f"{total_cents}")
+        raise ConservationError(
+            f"rounded lines sum to {floor_sum + given} cents, the pot is {total_cents}"
+        )
     return cents
 
 
-def _grid(parts: Sequence[np.ndarray], out: Sequence[np.ndarray] | None
-          ) -> tuple[list[np.ndarray], np.ndarray, int]:
+def _grid(
+    parts: Sequence[np.ndarray], out: Sequence[np.ndarray] | None
+) -> tuple[list[np.ndarray], np.ndarray, int]:
     """Each line on the grid: the grid values [1/QUANTUM cent] in int64 arrays (``out``, or
     new ones; one per part), the remainders in one ``uint16`` array in line order, and Σ
     whole cents."""

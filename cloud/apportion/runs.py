@@ -72,21 +72,49 @@ class LineRecord:
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.register, self.tariff, self.unit, self.party, self.start, self.end,
-                self.component, self.origin)
+        return (
+            self.register,
+            self.tariff,
+            self.unit,
+            self.party,
+            self.start,
+            self.end,
+            self.component,
+            self.origin,
+        )
 
     def as_json(self) -> dict[str, Any]:
-        return {"register": self.register, "tariff": self.tariff, "unit": self.unit,
-                "party": self.party, "from": self.start, "to": self.end,
-                "component": self.component, "origin": self.origin, "kwh": self.kwh,
-                "cents": self.cents, "kind": self.kind, "adjusts": self.adjusts}
+        return {
+            "register": self.register,
+            "tariff": self.tariff,
+            "unit": self.unit,
+            "party": self.party,
+            "from": self.start,
+            "to": self.end,
+            "component": self.component,
+            "origin": self.origin,
+            "kwh": self.kwh,
+            "cents": self.cents,
+            "kind": self.kind,
+            "adjusts": self.adjusts,
+        }
 
 
 def line_records(result: EngineResult) -> list[LineRecord]:
     """The run's lines as records, in the run's order."""
     return [
-        LineRecord(r.register, r.tariff, r.unit, r.party, r.start, r.end, r.component,
-                   r.origin, Decimal(f"{r.kwh:.6f}"), r.cents)
+        LineRecord(
+            r.register,
+            r.tariff,
+            r.unit,
+            r.party,
+            r.start,
+            r.end,
+            r.component,
+            r.origin,
+            Decimal(f"{r.kwh:.6f}"),
+            r.cents,
+        )
         for r in line_rows(result)
     ]
 
@@ -104,15 +132,36 @@ def _get(session: Session, run_id: str) -> ApportionRun:
 
 
 def _stored_records(session: Session, run_id: str) -> list[LineRecord]:
-    rows = session.scalars(select(ApportionLine).where(ApportionLine.run_id == run_id)
-                           .order_by(ApportionLine.line_no))
-    return [LineRecord(r.register, r.tariff, r.unit, r.party, r.from_, r.to, r.component,
-                       r.origin, Decimal(r.kwh).quantize(Decimal("0.000001")), r.cents,
-                       r.kind, r.adjusts_run_id) for r in rows]
+    rows = session.scalars(
+        select(ApportionLine).where(ApportionLine.run_id == run_id).order_by(ApportionLine.line_no)
+    )
+    return [
+        LineRecord(
+            r.register,
+            r.tariff,
+            r.unit,
+            r.party,
+            r.from_,
+            r.to,
+            r.component,
+            r.origin,
+            Decimal(r.kwh).quantize(Decimal("0.000001")),
+            r.cents,
+            r.kind,
+            r.adjusts_run_id,
+        )
+        for r in rows
+    ]
 
 
-def create_run(session: Session, case: Case, *, by: str,
-               adjustments: Iterable[LineRecord] = (), clock: Clock = _utc_now) -> ApportionRun:
+def create_run(
+    session: Session,
+    case: Case,
+    *,
+    by: str,
+    adjustments: Iterable[LineRecord] = (),
+    clock: Clock = _utc_now,
+) -> ApportionRun:
     """Compute ``case`` and store it as a draft run (with any adjustment lines of earlier
     posted runs appended after its own lines)."""
     result = apportion(case.to_engine_inputs())
@@ -120,26 +169,47 @@ def create_run(session: Session, case: Case, *, by: str,
     extra = list(adjustments)
     for a in extra:
         if a.kind != "adjustment" or a.adjusts is None:
-            raise RunStateError("only adjustment lines naming the run they correct can be "
-                                "carried by a later run")
+            raise RunStateError(
+                "only adjustment lines naming the run they correct can be carried by a later run"
+            )
     ensure_site(session, case.site)
     session.flush()  # the site row first: runs refer to it
     run = ApportionRun(
-        id=str(uuid.uuid4()), site_id=case.site, period_start=case.period.start,
-        period_end=case.period.end, status=RunStatus.DRAFT.value,
-        input_hash=case.input_hash(), result_hash=result_hash(charges + extra),
+        id=str(uuid.uuid4()),
+        site_id=case.site,
+        period_start=case.period.start,
+        period_end=case.period.end,
+        status=RunStatus.DRAFT.value,
+        input_hash=case.input_hash(),
+        result_hash=result_hash(charges + extra),
         inputs=case.canonical_json().decode(),
-        flags=[{"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
-               for f in result.flags],
-        held=result.held, created_by=by, created_at=clock(),
+        flags=[
+            {"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
+            for f in result.flags
+        ],
+        held=result.held,
+        created_by=by,
+        created_at=clock(),
     )
     session.add(run)
     session.flush()
     session.add_all(
-        ApportionLine(run_id=run.id, line_no=n, kind=r.kind, adjusts_run_id=r.adjusts,
-                      register=r.register, tariff=r.tariff, unit=r.unit, party=r.party,
-                      from_=r.start, to=r.end, component=r.component, origin=r.origin,
-                      kwh=r.kwh, cents=r.cents)
+        ApportionLine(
+            run_id=run.id,
+            line_no=n,
+            kind=r.kind,
+            adjusts_run_id=r.adjusts,
+            register=r.register,
+            tariff=r.tariff,
+            unit=r.unit,
+            party=r.party,
+            from_=r.start,
+            to=r.end,
+            component=r.component,
+            origin=r.origin,
+            kwh=r.kwh,
+            cents=r.cents,
+        )
         for n, r in enumerate(charges + extra)
     )
     session.flush()
@@ -148,8 +218,9 @@ def create_run(session: Session, case: Case, *, by: str,
 
 def _advance(run: ApportionRun, expected: RunStatus, to: RunStatus) -> None:
     if run.status != expected.value:
-        raise RunStateError(f"run {run.id!r} is {run.status}; only a {expected.value} run "
-                            f"can become {to.value}")
+        raise RunStateError(
+            f"run {run.id!r} is {run.status}; only a {expected.value} run can become {to.value}"
+        )
     run.status = to.value
 
 
@@ -162,8 +233,7 @@ def review_run(session: Session, run_id: str, *, by: str, clock: Clock = _utc_no
     return run
 
 
-def approve_run(session: Session, run_id: str, *, by: str,
-                clock: Clock = _utc_now) -> ApportionRun:
+def approve_run(session: Session, run_id: str, *, by: str, clock: Clock = _utc_now) -> ApportionRun:
     """reviewed → approved; refused while the run carries holding flags."""
     run = _get(session, run_id)
     if run.held:
@@ -175,8 +245,9 @@ def approve_run(session: Session, run_id: str, *, by: str,
     return run
 
 
-def post_run(session: Session, run_id: str, *, by: str, key: Ed25519PrivateKey,
-             clock: Clock = _utc_now) -> ApportionRun:
+def post_run(
+    session: Session, run_id: str, *, by: str, key: Ed25519PrivateKey, clock: Clock = _utc_now
+) -> ApportionRun:
     """approved → posted: recompute from the stored inputs (it must reproduce the run),
     sign every statement with the cloud's key and store them."""
     run = _get(session, run_id)
@@ -186,17 +257,25 @@ def post_run(session: Session, run_id: str, *, by: str, key: Ed25519PrivateKey,
     for statement in build_statements(case, result, run_id=run.id):
         signed = sign_statement(statement, key)
         unit = statement["unit"]["node"] if statement["unit"] else ""
-        session.add(ApportionStatement(run_id=run.id, unit=unit, party=statement["party"],
-                                       payload=signed.payload, kid=signed.kid,
-                                       signature=signed.signature))
+        session.add(
+            ApportionStatement(
+                run_id=run.id,
+                unit=unit,
+                party=statement["party"],
+                payload=signed.payload,
+                kid=signed.kid,
+                signature=signed.signature,
+            )
+        )
     run.status = RunStatus.POSTED.value
     run.posted_by, run.posted_at = by, clock()
     session.flush()
     return run
 
 
-def void_run(session: Session, run_id: str, *, by: str, reason: str,
-             clock: Clock = _utc_now) -> ApportionRun:
+def void_run(
+    session: Session, run_id: str, *, by: str, reason: str, clock: Clock = _utc_now
+) -> ApportionRun:
     """Any state but void → void, with who, when and why."""
     run = _get(session, run_id)
     if run.status == RunStatus.VOID.value:
@@ -218,22 +297,28 @@ def rerun(session: Session, run_id: str) -> tuple[Case, EngineResult]:
     run = _get(session, run_id)
     case = case_from_data(json.loads(run.inputs), f"run {run.id}")
     if case.input_hash() != run.input_hash:
-        raise RerunMismatchError(f"run {run.id!r}: stored inputs hash to {case.input_hash()}, "
-                                 f"the run says {run.input_hash}")
+        raise RerunMismatchError(
+            f"run {run.id!r}: stored inputs hash to {case.input_hash()}, "
+            f"the run says {run.input_hash}"
+        )
     result = apportion(case.to_engine_inputs())
     fresh = line_records(result)
     stored = _stored_records(session, run.id)
     charges = [r for r in stored if r.kind == "charge"]
     if len(fresh) != len(charges):
-        raise RerunMismatchError(f"run {run.id!r}: {len(fresh)} lines recomputed, "
-                                 f"{len(charges)} stored")
+        raise RerunMismatchError(
+            f"run {run.id!r}: {len(fresh)} lines recomputed, {len(charges)} stored"
+        )
     for n, (a, b) in enumerate(zip(fresh, charges, strict=True)):
         if a.key != b.key or a.cents != b.cents or a.kwh != b.kwh:
-            raise RerunMismatchError(f"run {run.id!r} line {n}: recomputed {a.as_json()}, "
-                                     f"stored {b.as_json()}")
+            raise RerunMismatchError(
+                f"run {run.id!r} line {n}: recomputed {a.as_json()}, stored {b.as_json()}"
+            )
     if result_hash(stored) != run.result_hash:
-        raise RerunMismatchError(f"run {run.id!r}: stored lines hash to "
-                                 f"{result_hash(stored)}, the run says {run.result_hash}")
+        raise RerunMismatchError(
+            f"run {run.id!r}: stored lines hash to "
+            f"{result_hash(stored)}, the run says {run.result_hash}"
+        )
     return case, result
 
 
@@ -246,9 +331,11 @@ def corrections(session: Session, posted_run_id: str, corrected: Case) -> list[L
     if run.status != RunStatus.POSTED.value:
         raise RunStateError(f"run {run.id!r} is {run.status}; only posted runs are corrected")
     if (corrected.period.start, corrected.period.end) != (run.period_start, run.period_end):
-        raise RunStateError(f"the correction is for {corrected.period.start} … "
-                            f"{corrected.period.end}, run {run.id!r} for {run.period_start} "
-                            f"… {run.period_end}")
+        raise RunStateError(
+            f"the correction is for {corrected.period.start} … "
+            f"{corrected.period.end}, run {run.id!r} for {run.period_start} "
+            f"… {run.period_end}"
+        )
     posted = {r.key: r for r in _stored_records(session, run.id) if r.kind == "charge"}
     fresh = {r.key: r for r in line_records(apportion(corrected.to_engine_inputs()))}
     out = []
@@ -258,6 +345,5 @@ def corrections(session: Session, posted_run_id: str, corrected: Case) -> list[L
         if cents == 0:
             continue
         kwh = (new.kwh if new else Decimal(0)) - (old.kwh if old else Decimal(0))
-        out.append(LineRecord(*key, kwh=kwh, cents=cents, kind="adjustment",
-                              adjusts=run.id))
+        out.append(LineRecord(*key, kwh=kwh, cents=cents, kind="adjustment", adjusts=run.id))
     return out

@@ -46,10 +46,29 @@ from edge.wire import key_id
 SCHEMA_STATEMENT = "mf.statement/1"
 LANDLORD_PARTY = "landlord"
 SIGNATURE_ALGORITHM = "Ed25519"
-_WEIGHT_UNIT = {"area": "m²·d", "usage": "kWh", "per_unit": "unit·d", "coefficient": "coef·d",
-                "blend": "(blend)", "formula": "m²·kWh", "exclusive": "kWh"}
-CSV_COLUMNS = ("unit", "party", "from", "to", "component", "origin", "register", "tariff",
-               "kwh", "unit_price_cny_per_kwh", "amount_cny", "cents")
+_WEIGHT_UNIT = {
+    "area": "m²·d",
+    "usage": "kWh",
+    "per_unit": "unit·d",
+    "coefficient": "coef·d",
+    "blend": "(blend)",
+    "formula": "m²·kWh",
+    "exclusive": "kWh",
+}
+CSV_COLUMNS = (
+    "unit",
+    "party",
+    "from",
+    "to",
+    "component",
+    "origin",
+    "register",
+    "tariff",
+    "kwh",
+    "unit_price_cny_per_kwh",
+    "amount_cny",
+    "cents",
+)
 
 
 @dataclass(frozen=True)
@@ -76,10 +95,18 @@ class LineRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "unit": self.unit, "party": self.party, "from": self.start, "to": self.end,
-            "component": self.component, "origin": self.origin, "register": self.register,
-            "tariff": self.tariff, "kwh": f"{self.kwh:.3f}", "cents": self.cents,
-            "amount_cny": _cny(self.cents), "explanation": self.explanation,
+            "unit": self.unit,
+            "party": self.party,
+            "from": self.start,
+            "to": self.end,
+            "component": self.component,
+            "origin": self.origin,
+            "register": self.register,
+            "tariff": self.tariff,
+            "kwh": f"{self.kwh:.3f}",
+            "cents": self.cents,
+            "amount_cny": _cny(self.cents),
+            "explanation": self.explanation,
         }
 
 
@@ -110,21 +137,45 @@ def line_rows(result: EngineResult) -> list[LineRow]:
             start = period.day(int(bp[segs.first_slice[seg]])).isoformat()
             end = period.day(int(bp[segs.last_slice[seg] + 1])).isoformat()
         step = steps.get((pot.index, origin, component))
-        rows.append(LineRow(
-            register=pot.register, tariff=pot.version, unit=unit,
-            party=inputs.tenants[party[i]] if party[i] >= 0 else LANDLORD_PARTY,
-            start=start, end=end, component=component.label,
-            origin=ids[origin] if origin >= 0 else "",
-            kwh=float(lines.kwh[i]), weight=float(lines.weight[i]),
-            ideal_cents=float(lines.ideal[i]), cents=int(lines.cents[i]),
-            explanation=_explain(result, component, origin, step, float(lines.kwh[i]),
-                                 float(lines.weight[i]), float(lines.ideal[i]), pot.index),
-        ))
+        rows.append(
+            LineRow(
+                register=pot.register,
+                tariff=pot.version,
+                unit=unit,
+                party=inputs.tenants[party[i]] if party[i] >= 0 else LANDLORD_PARTY,
+                start=start,
+                end=end,
+                component=component.label,
+                origin=ids[origin] if origin >= 0 else "",
+                kwh=float(lines.kwh[i]),
+                weight=float(lines.weight[i]),
+                ideal_cents=float(lines.ideal[i]),
+                cents=int(lines.cents[i]),
+                explanation=_explain(
+                    result,
+                    component,
+                    origin,
+                    step,
+                    float(lines.kwh[i]),
+                    float(lines.weight[i]),
+                    float(lines.ideal[i]),
+                    pot.index,
+                ),
+            )
+        )
     return rows
 
 
-def _explain(result: EngineResult, component: Component, origin: int, step: Step | None,
-             kwh: float, weight: float, ideal: float, pot: int) -> str:
+def _explain(
+    result: EngineResult,
+    component: Component,
+    origin: int,
+    step: Step | None,
+    kwh: float,
+    weight: float,
+    ideal: float,
+    pot: int,
+) -> str:
     """The line's arithmetic with the actual numbers."""
     ids = result.inputs.tree.ids
     price = f"{ideal / kwh / 100:.6f} CNY/kWh" if kwh else ""
@@ -134,11 +185,15 @@ def _explain(result: EngineResult, component: Component, origin: int, step: Step
     if component is Component.EXCESS_LOSS:
         rule = result.inputs.tree.rules[origin]
         cap = rule.loss_cap if rule and rule.loss_cap is not None else 0.0
-        return (f"{name} loss above the cap: λ = {result.loss_rate[origin]:.2%} > "
-                f"{cap:.2%}, {kwh:.3f} kWh × {price} = {ideal / 100:.4f} CNY")
+        return (
+            f"{name} loss above the cap: λ = {result.loss_rate[origin]:.2%} > "
+            f"{cap:.2%}, {kwh:.3f} kWh × {price} = {ideal / 100:.4f} CNY"
+        )
     if component is Component.FORMULA_REMAINDER:
-        return (f"{name}: {kwh:.3f} kWh not passed on by the formula (cool days) × {price} = "
-                f"{ideal / 100:.4f} CNY")
+        return (
+            f"{name}: {kwh:.3f} kWh not passed on by the formula (cool days) × {price} = "
+            f"{ideal / 100:.4f} CNY"
+        )
     if component is Component.UNALLOCATED:
         return f"{name}: no key weight to allocate by; {ideal / 100:.4f} CNY to the landlord"
     if step is None:
@@ -147,20 +202,28 @@ def _explain(result: EngineResult, component: Component, origin: int, step: Step
     head = f"{name} {step.kwh:.3f} kWh"
     if component is Component.LOSS:
         residual = float(result.residual_kwh[origin].sum())
-        head = (f"{name} loss (λ = {result.loss_rate[origin]:.2%} of "
-                f"{float(result.node_kwh[origin].sum()):.3f} kWh, residual {residual:.3f} kWh"
-                f") carried by tenants {step.kwh:.3f} kWh")
+        head = (
+            f"{name} loss (λ = {result.loss_rate[origin]:.2%} of "
+            f"{float(result.node_kwh[origin].sum()):.3f} kWh, residual {residual:.3f} kWh"
+            f") carried by tenants {step.kwh:.3f} kWh"
+        )
     if step.basis == "formula":
         rule = result.inputs.tree.rules[origin]
         assert rule is not None and rule.formula is not None
         f = rule.formula
-        head = (f"{name} Σ_d difference_d × clip(({f.driver}_d − {f.base:g}) ÷ {f.span:g}, 0, 1)"
-                f" = {step.kwh:.3f} kWh of {step.kwh + step.landlord_kwh:.3f} kWh")
+        head = (
+            f"{name} Σ_d difference_d × clip(({f.driver}_d − {f.base:g}) ÷ {f.span:g}, 0, 1)"
+            f" = {step.kwh:.3f} kWh of {step.kwh + step.landlord_kwh:.3f} kWh"
+        )
     if component is Component.DEMAND:
-        return (f"demand charge {step.amount / 100:.2f} CNY × {weight:.6g} ÷ "
-                f"{step.weight_total:.6g} {unit} ({step.basis} key) = {ideal / 100:.4f} CNY")
-    return (f"{head} × {weight:.6g} ÷ {step.weight_total:.6g} {unit} ({step.basis} key) = "
-            f"{kwh:.3f} kWh, {ideal / 100:.4f} CNY")
+        return (
+            f"demand charge {step.amount / 100:.2f} CNY × {weight:.6g} ÷ "
+            f"{step.weight_total:.6g} {unit} ({step.basis} key) = {ideal / 100:.4f} CNY"
+        )
+    return (
+        f"{head} × {weight:.6g} ÷ {step.weight_total:.6g} {unit} ({step.basis} key) = "
+        f"{kwh:.3f} kWh, {ideal / 100:.4f} CNY"
+    )
 
 
 def _unit_price(result: EngineResult, register: str, version: str) -> str:
@@ -168,47 +231,65 @@ def _unit_price(result: EngineResult, register: str, version: str) -> str:
     if register == DEMAND:
         return f"{tariff.demand_price} CNY/kW·month" if tariff.demand_price is not None else ""
     if tariff.kind is TariffKind.TIERED:
-        return "; ".join(f"≤{t.upto_kwh} kWh: {t.price}" if t.upto_kwh is not None
-                         else f"rest: {t.price}" for t in tariff.tiers) + " CNY/kWh"
+        return (
+            "; ".join(
+                f"≤{t.upto_kwh} kWh: {t.price}" if t.upto_kwh is not None else f"rest: {t.price}"
+                for t in tariff.tiers
+            )
+            + " CNY/kWh"
+        )
     return f"{tariff.prices[register]} CNY/kWh"
 
 
 def _local_midnight(case: Case, day_iso: str) -> dict[str, str]:
-    local = datetime.combine(datetime.fromisoformat(day_iso).date(), time(0),
-                             ZoneInfo(case.timezone))
+    local = datetime.combine(
+        datetime.fromisoformat(day_iso).date(), time(0), ZoneInfo(case.timezone)
+    )
     return {"local": local.isoformat(), "utc": local.astimezone(UTC).isoformat()}
 
 
-def _meter_section(case: Case, result: EngineResult, node: int, start: str, end: str,
-                   slices: np.ndarray) -> list[dict[str, Any]]:
+def _meter_section(
+    case: Case, result: EngineResult, node: int, start: str, end: str, slices: np.ndarray
+) -> list[dict[str, Any]]:
     inputs = result.inputs
     out = []
     for m in np.flatnonzero(inputs.meters.node == node):
         meter = inputs.meters.ids[m]
-        series = {case.reading_day(meter, at).isoformat(): r
-                  for at, r in case.readings.get(meter, {}).items()}
+        series = {
+            case.reading_day(meter, at).isoformat(): r
+            for at, r in case.readings.get(meter, {}).items()
+        }
         inside = sorted(d for d in series if start <= d <= end)
         shown = []
         for day in inside[:1] + inside[-1:] if len(inside) > 1 else inside:
             reading = series[day]
-            shown.append({
-                "at": _local_midnight(case, day),
-                "values": {k: str(v) for k, v in reading.values.items()},
-                "quality": reading.quality,
-            })
+            shown.append(
+                {
+                    "at": _local_midnight(case, day),
+                    "values": {k: str(v) for k, v in reading.values.items()},
+                    "quality": reading.quality,
+                }
+            )
         method = [Method(int(x)).label for x in result.estimation_method[m]]
-        out.append({
-            "meter": meter,
-            "multiplier": f"{float(inputs.meters.multiplier[m, slices].mean()):g}",
-            "previous": shown[0] if shown else None,
-            "current": shown[-1] if len(shown) > 1 else None,
-            "measured_kwh": {r: f"{float(result.measured_kwh[m, slices, i].sum()):.3f}"
-                             for i, r in enumerate(inputs.registers)},
-            "estimated_kwh": {r: f"{float(result.estimated_kwh[m, slices, i].sum()):.3f}"
-                              for i, r in enumerate(inputs.registers)},
-            "estimation": {r: method[i] for i, r in enumerate(inputs.registers)
-                           if method[i] != "none"},
-        })
+        out.append(
+            {
+                "meter": meter,
+                "multiplier": f"{float(inputs.meters.multiplier[m, slices].mean()):g}",
+                "previous": shown[0] if shown else None,
+                "current": shown[-1] if len(shown) > 1 else None,
+                "measured_kwh": {
+                    r: f"{float(result.measured_kwh[m, slices, i].sum()):.3f}"
+                    for i, r in enumerate(inputs.registers)
+                },
+                "estimated_kwh": {
+                    r: f"{float(result.estimated_kwh[m, slices, i].sum()):.3f}"
+                    for i, r in enumerate(inputs.registers)
+                },
+                "estimation": {
+                    r: method[i] for i, r in enumerate(inputs.registers) if method[i] != "none"
+                },
+            }
+        )
     return out
 
 
@@ -223,12 +304,16 @@ def build_statements(case: Case, result: EngineResult, run_id: str = "") -> list
     units = {u.id: u for u in case.units}
     nodes = {n.id: n for n in case.tree}
     header = {
-        "schema": SCHEMA_STATEMENT, "site": case.site, "timezone": case.timezone,
+        "schema": SCHEMA_STATEMENT,
+        "site": case.site,
+        "timezone": case.timezone,
         "period": {"start": case.period.start.isoformat(), "end": case.period.end.isoformat()},
         "run": {"id": run_id, "input_hash": case.input_hash()},
         "bill": {"invoice": inputs.bill.invoice},
-        "flags": [{"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
-                  for f in result.flags],
+        "flags": [
+            {"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
+            for f in result.flags
+        ],
     }
     landlord_by_origin: dict[str, int] = {}
     for r in rows:
@@ -240,8 +325,10 @@ def build_statements(case: Case, result: EngineResult, run_id: str = "") -> list
         mine = [r for r in rows if r.unit == unit_node and r.party == party]
         node = ids.index(unit_node)
         p = int(result.shape.participant_of[node])
-        seg_rows = np.flatnonzero((result.segments.participant == p)
-                                  & (result.segments.occupant == inputs.tenants.index(party)))
+        seg_rows = np.flatnonzero(
+            (result.segments.participant == p)
+            & (result.segments.occupant == inputs.tenants.index(party))
+        )
         stays, meters = [], []
         for s in seg_rows:
             sl = np.arange(result.segments.first_slice[s], result.segments.last_slice[s] + 1)
@@ -253,38 +340,59 @@ def build_statements(case: Case, result: EngineResult, run_id: str = "") -> list
         cursor = int(inputs.tree.parent[node])
         while cursor >= 0:
             rule = inputs.tree.rules[cursor]
-            ancestors.append({
-                "node": ids[cursor],
-                "loss_rate": f"{result.loss_rate[cursor]:.6f}",
-                "loss_cap": None if rule is None or rule.loss_cap is None
-                else f"{rule.loss_cap:g}",
-                "landlord_part": _cny(landlord_by_origin.get(ids[cursor], 0)),
-            })
+            ancestors.append(
+                {
+                    "node": ids[cursor],
+                    "loss_rate": f"{result.loss_rate[cursor]:.6f}",
+                    "loss_cap": None
+                    if rule is None or rule.loss_cap is None
+                    else f"{rule.loss_cap:g}",
+                    "landlord_part": _cny(landlord_by_origin.get(ids[cursor], 0)),
+                }
+            )
             cursor = int(inputs.tree.parent[cursor])
         unit_spec = units[nodes[unit_node].unit or unit_node]
         total = sum(r.cents for r in mine)
-        statements.append({
-            **header,
-            "unit": {"node": unit_node, "id": unit_spec.id, "area_m2": str(unit_spec.area),
-                     "building": unit_spec.building, "floor": unit_spec.floor},
-            "party": party,
-            "stays": stays,
-            "meters": meters,
-            "lines": [{**r.as_dict(), "unit_price": _unit_price(result, r.register, r.tariff)}
-                      for r in mine],
-            "nodes": ancestors,
-            "landlord_part": {o: _cny(c) for o, c in sorted(landlord_by_origin.items())},
-            "total": {"cents": total, "amount_cny": _cny(total)},
-        })
+        statements.append(
+            {
+                **header,
+                "unit": {
+                    "node": unit_node,
+                    "id": unit_spec.id,
+                    "area_m2": str(unit_spec.area),
+                    "building": unit_spec.building,
+                    "floor": unit_spec.floor,
+                },
+                "party": party,
+                "stays": stays,
+                "meters": meters,
+                "lines": [
+                    {**r.as_dict(), "unit_price": _unit_price(result, r.register, r.tariff)}
+                    for r in mine
+                ],
+                "nodes": ancestors,
+                "landlord_part": {o: _cny(c) for o, c in sorted(landlord_by_origin.items())},
+                "total": {"cents": total, "amount_cny": _cny(total)},
+            }
+        )
     landlord = [r for r in rows if r.party == LANDLORD_PARTY]
     total = sum(r.cents for r in landlord)
-    statements.append({
-        **header, "unit": None, "party": LANDLORD_PARTY, "stays": [], "meters": [],
-        "lines": [{**r.as_dict(), "unit_price": _unit_price(result, r.register, r.tariff)}
-                  for r in landlord],
-        "nodes": [], "landlord_part": {o: _cny(c) for o, c in sorted(landlord_by_origin.items())},
-        "total": {"cents": total, "amount_cny": _cny(total)},
-    })
+    statements.append(
+        {
+            **header,
+            "unit": None,
+            "party": LANDLORD_PARTY,
+            "stays": [],
+            "meters": [],
+            "lines": [
+                {**r.as_dict(), "unit_price": _unit_price(result, r.register, r.tariff)}
+                for r in landlord
+            ],
+            "nodes": [],
+            "landlord_part": {o: _cny(c) for o, c in sorted(landlord_by_origin.items())},
+            "total": {"cents": total, "amount_cny": _cny(total)},
+        }
+    )
     return statements
 
 
@@ -298,8 +406,12 @@ class SignedStatement:
     alg: str = SIGNATURE_ALGORITHM
 
     def as_dict(self) -> dict[str, str]:
-        return {"alg": self.alg, "kid": self.kid, "payload": self.payload,
-                "signature": self.signature}
+        return {
+            "alg": self.alg,
+            "kid": self.kid,
+            "payload": self.payload,
+            "signature": self.signature,
+        }
 
 
 def sign_statement(statement: dict[str, Any], key: Ed25519PrivateKey) -> SignedStatement:
@@ -309,8 +421,9 @@ def sign_statement(statement: dict[str, Any], key: Ed25519PrivateKey) -> SignedS
     return SignedStatement(payload.decode(), key_id(key.public_key()), signature)
 
 
-def verify_statement(signed: SignedStatement | dict[str, Any],
-                     key: Ed25519PublicKey) -> dict[str, Any]:
+def verify_statement(
+    signed: SignedStatement | dict[str, Any], key: Ed25519PublicKey
+) -> dict[str, Any]:
     """Verify a signed statement (object or its exported dict); return the document.
 
     Raises SignatureError when the key id differs, the signature does not verify over the
@@ -325,8 +438,9 @@ def verify_statement(signed: SignedStatement | dict[str, Any],
     except (KeyError, binascii.Error, ValueError) as exc:
         raise SignatureError(f"not a signed statement: {exc}") from None
     if data.get("alg") != SIGNATURE_ALGORITHM:
-        raise SignatureError(f"signature algorithm {data.get('alg')!r}, expected "
-                             f"{SIGNATURE_ALGORITHM!r}")
+        raise SignatureError(
+            f"signature algorithm {data.get('alg')!r}, expected {SIGNATURE_ALGORITHM!r}"
+        )
     if kid != key_id(key):
         raise SignatureError(f"signed with key {kid!r}, not {key_id(key)!r}")
     try:
@@ -344,9 +458,11 @@ def verify_statement(signed: SignedStatement | dict[str, Any],
 
 def statement_json(statement: dict[str, Any], signed: SignedStatement | None = None) -> str:
     """JSON export: the statement and, when signed, the signed form a tenant page checks."""
-    return json.dumps({"statement": statement,
-                       "signed": signed.as_dict() if signed is not None else None},
-                      ensure_ascii=False, indent=2)
+    return json.dumps(
+        {"statement": statement, "signed": signed.as_dict() if signed is not None else None},
+        ensure_ascii=False,
+        indent=2,
+    )
 
 
 def statement_csv(statement: dict[str, Any]) -> str:
@@ -355,7 +471,20 @@ def statement_csv(statement: dict[str, Any]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for line in statement["lines"]:
-        writer.writerow([line["unit"], line["party"], line["from"], line["to"],
-                         line["component"], line["origin"], line["register"], line["tariff"],
-                         line["kwh"], line["unit_price"], line["amount_cny"], line["cents"]])
+        writer.writerow(
+            [
+                line["unit"],
+                line["party"],
+                line["from"],
+                line["to"],
+                line["component"],
+                line["origin"],
+                line["register"],
+                line["tariff"],
+                line["kwh"],
+                line["unit_price"],
+                line["amount_cny"],
+                line["cents"],
+            ]
+        )
     return out.getvalue()

@@ -81,7 +81,8 @@ class _Draft:
 
     account: str
     lines: list[tuple[str, str, date | None, date | None, int, str | None, str]] = field(
-        default_factory=list)  # (lease, kind, from, to, cents, ref, description)
+        default_factory=list
+    )  # (lease, kind, from, to, cents, ref, description)
     utilities: list[UtilityCharge] = field(default_factory=list)
     fees: list[tuple[str, int]] = field(default_factory=list)  # (overdue invoice, cents)
 
@@ -99,9 +100,9 @@ class _LeaseRow:
     tenant_id: str
 
 
-def rent_segments(rent_from: date, ended_on: date | None, cycle_months: int,
-                  period: BillingPeriod) -> tuple[tuple[date, date] | None,
-                                                   tuple[date, date] | None]:
+def rent_segments(
+    rent_from: date, ended_on: date | None, cycle_months: int, period: BillingPeriod
+) -> tuple[tuple[date, date] | None, tuple[date, date] | None]:
     """The rent spans [from, to) the invoice of ``period`` carries for one lease: the cycle
     starting in the period (if one does), and the lease's first cycle when rent started
     after that cycle's own invoice could be made (a catch-up, billed only if it was not)."""
@@ -122,8 +123,13 @@ def rent_segments(rent_from: date, ended_on: date | None, cycle_months: int,
     return regular, catch_up
 
 
-def run_billing(session: Session, period: BillingPeriod, *, utilities: UtilityChargeSource,
-                today: date | None = None) -> BillingReport:
+def run_billing(
+    session: Session,
+    period: BillingPeriod,
+    *,
+    utilities: UtilityChargeSource,
+    today: date | None = None,
+) -> BillingReport:
     """Bill ``period`` for every lease that owes something in it; see the module doc.
 
     Invoices are issued on the period's first day, or on ``today`` when the run comes later
@@ -133,22 +139,43 @@ def run_billing(session: Session, period: BillingPeriod, *, utilities: UtilityCh
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    billed = set(session.scalars(select(Invoice.lease_id)
-                                 .where(Invoice.period_start == period.start)))
-    running = and_(Lease.rent_from.is_not(None), Lease.rent_from < period.end,
-                   or_(Lease.ended_on.is_(None),
-                       Lease.ended_on > add_months(period.start, -12)))
-    leases = [_LeaseRow(i, p or i, r, e, c, k, d, u, t)
-              for i, p, r, e, c, k, d, u, t in session.execute(
-                  select(Lease.id, Lease.parent_id, Lease.rent_from, Lease.ended_on,
-                         Lease.cycle_months, Lease.plan_known_until, Lease.due_days,
-                         Lease.unit_id, Lease.tenant_id).where(running))]
+    billed = set(
+        session.scalars(select(Invoice.lease_id).where(Invoice.period_start == period.start))
+    )
+    running = and_(
+        Lease.rent_from.is_not(None),
+        Lease.rent_from < period.end,
+        or_(Lease.ended_on.is_(None), Lease.ended_on > add_months(period.start, -12)),
+    )
+    leases = [
+        _LeaseRow(i, p or i, r, e, c, k, d, u, t)
+        for i, p, r, e, c, k, d, u, t in session.execute(
+            select(
+                Lease.id,
+                Lease.parent_id,
+                Lease.rent_from,
+                Lease.ended_on,
+                Lease.cycle_months,
+                Lease.plan_known_until,
+                Lease.due_days,
+                Lease.unit_id,
+                Lease.tenant_id,
+            ).where(running)
+        )
+    ]
     steps: dict[str, list[RentStep]] = defaultdict(list)
     for lease_id, starts_on, cents, free, source in session.execute(
-            select(RentStepRow.lease_id, RentStepRow.starts_on, RentStepRow.monthly_cents,
-                   RentStepRow.free, RentStepRow.source)
-            .join(Lease, Lease.id == RentStepRow.lease_id).where(running)
-            .order_by(RentStepRow.lease_id, RentStepRow.starts_on)):
+        select(
+            RentStepRow.lease_id,
+            RentStepRow.starts_on,
+            RentStepRow.monthly_cents,
+            RentStepRow.free,
+            RentStepRow.source,
+        )
+        .join(Lease, Lease.id == RentStepRow.lease_id)
+        .where(running)
+        .order_by(RentStepRow.lease_id, RentStepRow.starts_on)
+    ):
         steps[lease_id].append(RentStep(starts_on, cents, free, source))
 
     drafts: dict[str, _Draft] = {}
@@ -159,16 +186,20 @@ def run_billing(session: Session, period: BillingPeriod, *, utilities: UtilityCh
     for lease in leases:
         if lease.account in billed:
             continue
-        regular, catch_up = rent_segments(lease.rent_from, lease.ended_on, lease.cycle_months,
-                                          period)
+        regular, catch_up = rent_segments(
+            lease.rent_from, lease.ended_on, lease.cycle_months, period
+        )
         if regular is not None:
             spans.append((lease, regular))
         if catch_up is not None:
             catch_ups[lease.id] = (lease, catch_up)
     if catch_ups:
         done = _rent_lines_billed(session, [(i, span[0]) for i, (_, span) in catch_ups.items()])
-        spans.extend(item for lease_id, item in sorted(catch_ups.items())
-                     if (lease_id, item[1][0]) not in done)
+        spans.extend(
+            item
+            for lease_id, item in sorted(catch_ups.items())
+            if (lease_id, item[1][0]) not in done
+        )
     cpi: dict[date, Decimal] | None = None
     for lease, span in spans:
         if lease.known_until is not None and span[1] > lease.known_until:
@@ -180,30 +211,41 @@ def run_billing(session: Session, period: BillingPeriod, *, utilities: UtilityCh
                 continue
         _add_rent(drafts, lease, span, steps[lease.id])
 
-    unmatched = _add_utilities(session, drafts, billed, utilities.unbilled_charges(
-        session, through=period.end), leases)
+    unmatched = _add_utilities(
+        session, drafts, billed, utilities.unbilled_charges(session, through=period.end), leases
+    )
     _add_late_fees(session, drafts, billed, period)
-    report = _write(session, drafts, period, issued_on,
-                    {lease.id: lease.due_days for lease in leases})
-    return BillingReport(period=period.label, already_billed=len(already),
-                         held=tuple(sorted(held.items())), unmatched=tuple(unmatched), **report)
+    report = _write(
+        session, drafts, period, issued_on, {lease.id: lease.due_days for lease in leases}
+    )
+    return BillingReport(
+        period=period.label,
+        already_billed=len(already),
+        held=tuple(sorted(held.items())),
+        unmatched=tuple(unmatched),
+        **report,
+    )
 
 
-def _extended_steps(session: Session, lease_id: str, needed_until: date,
-                    cpi: Mapping[date, Decimal]) -> list[RentStep]:
+def _extended_steps(
+    session: Session, lease_id: str, needed_until: date, cpi: Mapping[date, Decimal]
+) -> list[RentStep]:
     """Recompile a CPI-linked plan with the published indices; raise ScheduleIncomplete if
     it still does not reach ``needed_until``."""
     lease = session.get(Lease, lease_id)
     assert lease is not None  # it was just selected
     plan = store_plan(session, lease, cpi)
     if plan.known_until is not None and needed_until > plan.known_until:
-        raise ScheduleIncomplete(f"lease {lease_id!r}: rent from {plan.known_until} on is "
-                                 "CPI-linked and the index it needs is not published yet")
+        raise ScheduleIncomplete(
+            f"lease {lease_id!r}: rent from {plan.known_until} on is "
+            "CPI-linked and the index it needs is not published yet"
+        )
     return list(plan.steps)
 
 
-def _add_rent(drafts: dict[str, _Draft], lease: _LeaseRow, span: tuple[date, date],
-              steps: Sequence[RentStep]) -> None:
+def _add_rent(
+    drafts: dict[str, _Draft], lease: _LeaseRow, span: tuple[date, date], steps: Sequence[RentStep]
+) -> None:
     a, b = span
     cents = round_half_up(rent_for(steps, a, b))
     if cents == 0:
@@ -211,50 +253,77 @@ def _add_rent(drafts: dict[str, _Draft], lease: _LeaseRow, span: tuple[date, dat
     draft = drafts.get(lease.account)
     if draft is None:
         draft = drafts[lease.account] = _Draft(lease.account)
-    draft.lines.append((lease.id, RENT, a, b, cents, None,
-                        f"rent {lease.id} {a.isoformat()} … {b.isoformat()}"))
+    draft.lines.append(
+        (lease.id, RENT, a, b, cents, None, f"rent {lease.id} {a.isoformat()} … {b.isoformat()}")
+    )
 
 
 def _rent_lines_billed(session: Session, keys: list[tuple[str, date]]) -> set[tuple[str, date]]:
     found: set[tuple[str, date]] = set()
     for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        found.update(session.execute(
-            select(InvoiceLine.lease_id, InvoiceLine.covers_from)
-            .where(InvoiceLine.kind == RENT,
-                   tuple_(InvoiceLine.lease_id, InvoiceLine.covers_from).in_(chunk))))
+        chunk = keys[i : i + 500]
+        found.update(
+            session.execute(
+                select(InvoiceLine.lease_id, InvoiceLine.covers_from).where(
+                    InvoiceLine.kind == RENT,
+                    tuple_(InvoiceLine.lease_id, InvoiceLine.covers_from).in_(chunk),
+                )
+            )
+        )
     return found
 
 
-def _add_utilities(session: Session, drafts: dict[str, _Draft], billed: set[str],
-                   charges: list[UtilityCharge], known: list[_LeaseRow]) -> list[UtilityCharge]:
+def _add_utilities(
+    session: Session,
+    drafts: dict[str, _Draft],
+    billed: set[str],
+    charges: list[UtilityCharge],
+    known: list[_LeaseRow],
+) -> list[UtilityCharge]:
     """Put each charge on the invoice of its lease's account; return those without lease.
     ``known`` are the leases read already; others of the charges' tenants are looked up."""
     if not charges:
         return []
     pairs = {(c.unit_id, c.party) for c in charges}
-    found: dict[tuple[str, str], dict[str, tuple[str, str, date, date | None]]] = \
-        defaultdict(dict)
+    found: dict[tuple[str, str], dict[str, tuple[str, str, date, date | None]]] = defaultdict(dict)
     for lease in known:
         if (lease.unit_id, lease.tenant_id) in pairs:
             found[(lease.unit_id, lease.tenant_id)][lease.id] = (
-                lease.id, lease.account, lease.rent_from, lease.ended_on)
-    missing = sorted({(c.unit_id, c.party) for c in charges
-                      if _holding(found.get((c.unit_id, c.party), {}).values(), c.last_day)
-                      is None})
+                lease.id,
+                lease.account,
+                lease.rent_from,
+                lease.ended_on,
+            )
+    missing = sorted(
+        {
+            (c.unit_id, c.party)
+            for c in charges
+            if _holding(found.get((c.unit_id, c.party), {}).values(), c.last_day) is None
+        }
+    )
     for i in range(0, len(missing), 500):
         for lease_id, parent, unit, tenant, rent_from, ended_on in session.execute(
-                select(Lease.id, Lease.parent_id, Lease.unit_id, Lease.tenant_id,
-                       Lease.rent_from, Lease.ended_on)
-                .where(Lease.rent_from.is_not(None),
-                       tuple_(Lease.unit_id, Lease.tenant_id).in_(missing[i:i + 500]))):
+            select(
+                Lease.id,
+                Lease.parent_id,
+                Lease.unit_id,
+                Lease.tenant_id,
+                Lease.rent_from,
+                Lease.ended_on,
+            ).where(
+                Lease.rent_from.is_not(None),
+                tuple_(Lease.unit_id, Lease.tenant_id).in_(missing[i : i + 500]),
+            )
+        ):
             found[(unit, tenant)][lease_id] = (lease_id, parent or lease_id, rent_from, ended_on)
     unmatched = []
     for charge in charges:
         options = found.get((charge.unit_id, charge.party), {}).values()
         chosen = _holding(options, charge.last_day) or max(
-            (c for c in options if c[2] <= charge.last_day), key=lambda c: (c[2], c[0]),
-            default=None)
+            (c for c in options if c[2] <= charge.last_day),
+            key=lambda c: (c[2], c[0]),
+            default=None,
+        )
         if chosen is None:
             unmatched.append(charge)
             continue
@@ -264,32 +333,61 @@ def _add_utilities(session: Session, drafts: dict[str, _Draft], billed: set[str]
         draft = drafts.get(account)
         if draft is None:
             draft = drafts[account] = _Draft(account)
-        draft.lines.append((lease_id, UTILITY, None, None, charge.cents, charge.run_id,
-                            f"utilities {charge.unit_id} {charge.period_start.isoformat()} … "
-                            f"{charge.period_end.isoformat()} (run {charge.run_id})"))
+        draft.lines.append(
+            (
+                lease_id,
+                UTILITY,
+                None,
+                None,
+                charge.cents,
+                charge.run_id,
+                f"utilities {charge.unit_id} {charge.period_start.isoformat()} … "
+                f"{charge.period_end.isoformat()} (run {charge.run_id})",
+            )
+        )
         draft.utilities.append(charge)
     return unmatched
 
 
-def _holding(options: Iterable[tuple[str, str, date, date | None]], day: date
-             ) -> tuple[str, str, date, date | None] | None:
+def _holding(
+    options: Iterable[tuple[str, str, date, date | None]], day: date
+) -> tuple[str, str, date, date | None] | None:
     """The lease (id, account, rent from, ended on) that held the unit on ``day``: the
     latest to start among those running that day."""
-    return max((c for c in options if c[2] <= day and (c[3] is None or day < c[3])),
-               key=lambda c: (c[2], c[0]), default=None)
+    return max(
+        (c for c in options if c[2] <= day and (c[3] is None or day < c[3])),
+        key=lambda c: (c[2], c[0]),
+        default=None,
+    )
 
 
-def _add_late_fees(session: Session, drafts: dict[str, _Draft], billed: set[str],
-                   period: BillingPeriod) -> None:
+def _add_late_fees(
+    session: Session, drafts: dict[str, _Draft], billed: set[str], period: BillingPeriod
+) -> None:
     overdue = session.execute(
-        select(Invoice.id, Invoice.lease_id, Invoice.due_on, Invoice.total_cents,
-               Invoice.fee_cents, Invoice.fee_billed_cents, Lease.policy_id)
+        select(
+            Invoice.id,
+            Invoice.lease_id,
+            Invoice.due_on,
+            Invoice.total_cents,
+            Invoice.fee_cents,
+            Invoice.fee_billed_cents,
+            Lease.policy_id,
+        )
         .join(Lease, Lease.id == Invoice.lease_id)
-        .where(Invoice.due_on < period.start,
-               or_(and_(Invoice.status == "open", Invoice.total_cents > Invoice.paid_cents),
-                   and_(Invoice.status == "paid", Invoice.paid_on > Invoice.due_on,
-                        Invoice.paid_on >= period.start - LATE_PAYMENT_LOOKBACK)))
-        .order_by(Invoice.id)).all()
+        .where(
+            Invoice.due_on < period.start,
+            or_(
+                and_(Invoice.status == "open", Invoice.total_cents > Invoice.paid_cents),
+                and_(
+                    Invoice.status == "paid",
+                    Invoice.paid_on > Invoice.due_on,
+                    Invoice.paid_on >= period.start - LATE_PAYMENT_LOOKBACK,
+                ),
+            ),
+        )
+        .order_by(Invoice.id)
+    ).all()
     overdue = [row for row in overdue if row[1] not in billed]
     if not overdue:
         return
@@ -297,36 +395,58 @@ def _add_late_fees(session: Session, drafts: dict[str, _Draft], billed: set[str]
     ids = [row[0] for row in overdue]
     for i in range(0, len(ids), 500):
         for invoice_id, on, cents in session.execute(
-                select(PaymentAllocation.invoice_id, PaymentAllocation.allocated_on,
-                       PaymentAllocation.cents)
-                .where(PaymentAllocation.invoice_id.in_(ids[i:i + 500]))):
+            select(
+                PaymentAllocation.invoice_id,
+                PaymentAllocation.allocated_on,
+                PaymentAllocation.cents,
+            ).where(PaymentAllocation.invoice_id.in_(ids[i : i + 500]))
+        ):
             paid[invoice_id].append((on, cents))
     rules = policies(session)
     for invoice_id, account, due_on, total, fees, fee_billed, policy_id in overdue:
         policy = rules.get(policy_id, rules[None])
-        accrued = late_fee(total - fees, due_on, paid[invoice_id], through=period.start,
-                           policy=policy.late_fee)
+        accrued = late_fee(
+            total - fees, due_on, paid[invoice_id], through=period.start, policy=policy.late_fee
+        )
         owed = accrued - fee_billed
         if owed <= 0:
             continue
         draft = drafts.get(account)
         if draft is None:
             draft = drafts[account] = _Draft(account)
-        draft.lines.append((account, LATE_FEE, None, period.start, owed, invoice_id,
-                            f"late fee on {invoice_id} (due {due_on.isoformat()}) through "
-                            f"{(period.start - timedelta(days=1)).isoformat()}"))
+        draft.lines.append(
+            (
+                account,
+                LATE_FEE,
+                None,
+                period.start,
+                owed,
+                invoice_id,
+                f"late fee on {invoice_id} (due {due_on.isoformat()}) through "
+                f"{(period.start - timedelta(days=1)).isoformat()}",
+            )
+        )
         draft.fees.append((invoice_id, owed))
 
 
-def _write(session: Session, drafts: dict[str, _Draft], period: BillingPeriod, issued_on: date,
-           due_days_known: dict[str, int]) -> dict[str, int]:
+def _write(
+    session: Session,
+    drafts: dict[str, _Draft],
+    period: BillingPeriod,
+    issued_on: date,
+    due_days_known: dict[str, int],
+) -> dict[str, int]:
     accounts = sorted(drafts)
     due_days = _due_days(session, due_days_known, accounts)
     credits = _credit_balances(session)
     invoices, lines, utility_rows, credit_rows, fee_updates = [], [], [], [], []
     totals = {"rent_cents": 0, "utility_cents": 0, "fee_cents": 0, "credit_cents": 0}
-    total_of = {RENT: "rent_cents", UTILITY: "utility_cents", LATE_FEE: "fee_cents",
-                CREDIT: "credit_cents"}
+    total_of = {
+        RENT: "rent_cents",
+        UTILITY: "utility_cents",
+        LATE_FEE: "fee_cents",
+        CREDIT: "credit_cents",
+    }
     suffix = f"/{period.label}"
     for account in accounts:
         draft = drafts[account]
@@ -335,8 +455,9 @@ def _write(session: Session, drafts: dict[str, _Draft], period: BillingPeriod, i
         credit = min(credits.get(account, 0), gross) if gross > 0 else 0
         rows = list(draft.lines)
         if credit > 0:
-            rows.append((account, CREDIT, None, None, -credit, None,
-                         f"credit applied ({cny(credit)} CNY)"))
+            rows.append(
+                (account, CREDIT, None, None, -credit, None, f"credit applied ({cny(credit)} CNY)")
+            )
             credit_rows.append((account, issued_on, "applied", invoice_id, -credit))
         total = gross - credit
         fee_total = 0
@@ -348,50 +469,116 @@ def _write(session: Session, drafts: dict[str, _Draft], period: BillingPeriod, i
         if total < 0:  # corrections larger than the charges: the rest is credit
             credit_rows.append((account, issued_on, "negative_invoice", invoice_id, -total))
         status, paid_on = ("paid", issued_on) if total <= 0 else ("open", None)
-        invoices.append((invoice_id, account, period.start, period.end, issued_on,
-                         issued_on + timedelta(days=due_days.get(account, 10)), total, 0,
-                         status, paid_on, fee_total, 0))
-        utility_rows.extend((c.run_id, c.unit_id, c.party, invoice_id, c.cents)
-                            for c in draft.utilities)
+        invoices.append(
+            (
+                invoice_id,
+                account,
+                period.start,
+                period.end,
+                issued_on,
+                issued_on + timedelta(days=due_days.get(account, 10)),
+                total,
+                0,
+                status,
+                paid_on,
+                fee_total,
+                0,
+            )
+        )
+        utility_rows.extend(
+            (c.run_id, c.unit_id, c.party, invoice_id, c.cents) for c in draft.utilities
+        )
         fee_updates.extend(draft.fees)
-    _bulk_insert(session, Invoice.__table__, ("id", "lease_id", "period_start", "period_end",
-                                              "issued_on", "due_on", "total_cents", "paid_cents",
-                                              "status", "paid_on", "fee_cents",
-                                              "fee_billed_cents"), invoices)
-    _bulk_insert(session, InvoiceLine.__table__, ("invoice_id", "line_no", "lease_id", "kind",
-                                                  "covers_from", "covers_to", "cents", "ref",
-                                                  "description"), lines)
-    _bulk_insert(session, UtilityBilling.__table__,
-                 ("run_id", "unit_id", "party", "invoice_id", "cents"), utility_rows)
-    _bulk_insert(session, CreditEntry.__table__,
-                 ("lease_id", "booked_on", "kind", "ref", "cents"), credit_rows)
+    _bulk_insert(
+        session,
+        Invoice.__table__,
+        (
+            "id",
+            "lease_id",
+            "period_start",
+            "period_end",
+            "issued_on",
+            "due_on",
+            "total_cents",
+            "paid_cents",
+            "status",
+            "paid_on",
+            "fee_cents",
+            "fee_billed_cents",
+        ),
+        invoices,
+    )
+    _bulk_insert(
+        session,
+        InvoiceLine.__table__,
+        (
+            "invoice_id",
+            "line_no",
+            "lease_id",
+            "kind",
+            "covers_from",
+            "covers_to",
+            "cents",
+            "ref",
+            "description",
+        ),
+        lines,
+    )
+    _bulk_insert(
+        session,
+        UtilityBilling.__table__,
+        ("run_id", "unit_id", "party", "invoice_id", "cents"),
+        utility_rows,
+    )
+    _bulk_insert(
+        session,
+        CreditEntry.__table__,
+        ("lease_id", "booked_on", "kind", "ref", "cents"),
+        credit_rows,
+    )
     if fee_updates:
         table = Invoice.__table__
-        session.execute(update(table).where(table.c.id == bindparam("invoice"))
-                        .values(fee_billed_cents=table.c.fee_billed_cents + bindparam("cents")),
-                        [{"invoice": i, "cents": c} for i, c in fee_updates])
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("invoice"))
+            .values(fee_billed_cents=table.c.fee_billed_cents + bindparam("cents")),
+            [{"invoice": i, "cents": c} for i, c in fee_updates],
+        )
     session.flush()
-    return {"invoices": len(invoices), "lines": len(lines),
-            "total_cents": sum(row[6] for row in invoices), **totals}
+    return {
+        "invoices": len(invoices),
+        "lines": len(lines),
+        "total_cents": sum(row[6] for row in invoices),
+        **totals,
+    }
 
 
 def _due_days(session: Session, known: dict[str, int], accounts: list[str]) -> dict[str, int]:
     missing = [a for a in accounts if a not in known]
     out = dict(known)
     for i in range(0, len(missing), 500):
-        out.update(session.execute(select(Lease.id, Lease.due_days)
-                                   .where(Lease.id.in_(missing[i:i + 500]))).all())
+        out.update(
+            session.execute(
+                select(Lease.id, Lease.due_days).where(Lease.id.in_(missing[i : i + 500]))
+            ).all()
+        )
     return out
 
 
 def _credit_balances(session: Session) -> dict[str, int]:
-    return {lease_id: int(cents) for lease_id, cents in session.execute(
-        select(CreditEntry.lease_id, func.sum(CreditEntry.cents))
-        .group_by(CreditEntry.lease_id).having(func.sum(CreditEntry.cents) > 0))}
+    return {
+        lease_id: int(cents)
+        for lease_id, cents in session.execute(
+            select(CreditEntry.lease_id, func.sum(CreditEntry.cents))
+            .group_by(CreditEntry.lease_id)
+            .having(func.sum(CreditEntry.cents) > 0)
+        )
+    }
 
 
-def _bulk_insert(session: Session, table: Table, columns: Sequence[str],
-                 rows: Iterable[Sequence[object]]) -> None:
+def _bulk_insert(
+    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[object]]
+) -> None:
     """Insert ``rows`` in one go: COPY on PostgreSQL, executemany elsewhere."""
     rows = list(rows)
     if not rows:
@@ -400,8 +587,12 @@ def _bulk_insert(session: Session, table: Table, columns: Sequence[str],
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
         names = ", ".join(f'"{c}"' for c in columns)
-        with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
-                f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(  # type: ignore[union-attr]
+                f'COPY "{table.name}" ({names}) FROM STDIN'
+            ) as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
         return
@@ -411,16 +602,24 @@ def _bulk_insert(session: Session, table: Table, columns: Sequence[str],
 def credit_rent_after(session: Session, lease: Lease, day: date, today: date) -> int:
     """Turn rent billed for the lease's days from ``day`` on into account credit [cents]
     (each billed line's part recomputed exactly and rounded once); return the credit."""
-    lines = session.execute(select(InvoiceLine.covers_from, InvoiceLine.covers_to)
-                            .where(InvoiceLine.lease_id == lease.id, InvoiceLine.kind == RENT,
-                                   InvoiceLine.covers_to > day)).all()
+    lines = session.execute(
+        select(InvoiceLine.covers_from, InvoiceLine.covers_to).where(
+            InvoiceLine.lease_id == lease.id, InvoiceLine.kind == RENT, InvoiceLine.covers_to > day
+        )
+    ).all()
     if not lines:
         return 0
     steps = stored_steps(session, lease.id)
     credit = sum(round_half_up(rent_for(steps, max(a, day), b)) for a, b in lines)
     if credit:
-        session.add(CreditEntry(lease_id=lease.parent_id or lease.id, booked_on=today,
-                                kind="refund", ref=f"{lease.id}@{day.isoformat()}",
-                                cents=credit))
+        session.add(
+            CreditEntry(
+                lease_id=lease.parent_id or lease.id,
+                booked_on=today,
+                kind="refund",
+                ref=f"{lease.id}@{day.isoformat()}",
+                cents=credit,
+            )
+        )
         session.flush()
     return credit

@@ -29,9 +29,13 @@ def _fail(message: str) -> typer.Exit:
 
 def cloud_bill(
     period: Annotated[str, typer.Option(help="billing period YYYY-MM (local calendar)")],
-    day: Annotated[str | None, typer.Option(
-        "--date", help="day of the run, YYYY-MM-DD (default: today in Asia/Shanghai); "
-                       "invoices are issued on the later of it and the period's first day")
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--date",
+            help="day of the run, YYYY-MM-DD (default: today in Asia/Shanghai); "
+            "invoices are issued on the later of it and the period's first day",
+        ),
     ] = None,
 ) -> None:
     """Bill a period: one invoice per billing lease with rent, posted utilities, late fees
@@ -47,39 +51,61 @@ def cloud_bill(
     except ValueError:
         raise _fail(f"--date {day!r}: expected YYYY-MM-DD") from None
     try:
-        report = run_monthly_billing(registry(Settings()), BillingPeriod.parse(period),
-                                     today=today)
+        report = run_monthly_billing(registry(Settings()), BillingPeriod.parse(period), today=today)
     except LeaseError as exc:
         raise _fail(str(exc)) from None
     for lease_id, reason in report.held:
         typer.echo(f"held {lease_id}: {reason}", err=True)
     for charge in report.unmatched:
-        typer.echo(f"no lease for utilities of {charge.party} in {charge.unit_id} "
-                   f"(run {charge.run_id}, {charge.cents} cents)", err=True)
-    typer.echo(json.dumps({
-        "period": report.period, "invoices": report.invoices, "lines": report.lines,
-        "rent_cents": report.rent_cents, "utility_cents": report.utility_cents,
-        "fee_cents": report.fee_cents, "credit_cents": report.credit_cents,
-        "total_cents": report.total_cents, "already_billed": report.already_billed,
-        "held": len(report.held), "unmatched_utilities": len(report.unmatched)}))
+        typer.echo(
+            f"no lease for utilities of {charge.party} in {charge.unit_id} "
+            f"(run {charge.run_id}, {charge.cents} cents)",
+            err=True,
+        )
+    typer.echo(
+        json.dumps(
+            {
+                "period": report.period,
+                "invoices": report.invoices,
+                "lines": report.lines,
+                "rent_cents": report.rent_cents,
+                "utility_cents": report.utility_cents,
+                "fee_cents": report.fee_cents,
+                "credit_cents": report.credit_cents,
+                "total_cents": report.total_cents,
+                "already_billed": report.already_billed,
+                "held": len(report.held),
+                "unmatched_utilities": len(report.unmatched),
+            }
+        )
+    )
 
 
 def cloud_daily(
-    day: Annotated[str | None, typer.Option(
-        "--date", help="local day to run for, YYYY-MM-DD (default: today in Asia/Shanghai)")
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--date", help="local day to run for, YYYY-MM-DD (default: today in Asia/Shanghai)"
+        ),
     ] = None,
     smtp_host: Annotated[str | None, typer.Option(help="SMTP server for e-mail")] = None,
     smtp_port: Annotated[int, typer.Option(help="SMTP port")] = 25,
     smtp_starttls: Annotated[bool, typer.Option(help="upgrade with STARTTLS")] = False,
     smtp_user: Annotated[str | None, typer.Option(help="SMTP login")] = None,
-    smtp_password: Annotated[str | None, typer.Option(
-        envvar="MF_SMTP_PASSWORD", help="SMTP password (prefer the environment variable)")
+    smtp_password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MF_SMTP_PASSWORD", help="SMTP password (prefer the environment variable)"
+        ),
     ] = None,
     mail_from: Annotated[str, typer.Option(help="sender address")] = "meterflow@localhost",
-    webhook: Annotated[list[str] | None, typer.Option(
-        help="NAME=URL of a webhook gateway (repeatable), e.g. sms=https://gw/sms")] = None,
-    webhook_secret: Annotated[str | None, typer.Option(
-        envvar="MF_WEBHOOK_SECRET", help="HMAC-SHA256 key of the webhooks")] = None,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=URL of a webhook gateway (repeatable), e.g. sms=https://gw/sms"),
+    ] = None,
+    webhook_secret: Annotated[
+        str | None, typer.Option(envvar="MF_WEBHOOK_SECRET", help="HMAC-SHA256 key of the webhooks")
+    ] = None,
 ) -> None:
     """Daily run: expiries and auto-renewals, renewal reminders and escalations, the
     collections ladder, deposit SLA checks, then deliver the outbox. Prints one JSON line."""
@@ -95,9 +121,14 @@ def cloud_daily(
         raise _fail(f"--date {day!r}: expected YYYY-MM-DD") from None
     channels: dict[str, Channel] = {}
     if smtp_host:
-        channels["email"] = SmtpChannel(smtp_host, smtp_port, sender=mail_from,
-                                        username=smtp_user, password=smtp_password,
-                                        starttls=smtp_starttls)
+        channels["email"] = SmtpChannel(
+            smtp_host,
+            smtp_port,
+            sender=mail_from,
+            username=smtp_user,
+            password=smtp_password,
+            starttls=smtp_starttls,
+        )
     for item in webhook or []:
         name, sep, url = item.partition("=")
         if not sep or not name or not url:
@@ -107,11 +138,23 @@ def cloud_daily(
         channels[name] = WebhookChannel(url, webhook_secret.encode())
     report = run_daily(registry(Settings()), today, channels=channels)
     e = report.expiries
-    typer.echo(json.dumps({
-        "day": today.isoformat(), "started": len(e.started), "expiring": len(e.expiring),
-        "auto_renewed": len(e.auto_renewed), "open_ended": len(e.open_ended),
-        "renewal_blocked": len(e.blocked), "reminders": report.reminders,
-        "escalations": report.escalations, "collection_events": report.collection_events,
-        "sla_flags": report.sla_flags, "delivered": report.delivery.delivered,
-        "retrying": report.delivery.retrying, "failed": report.delivery.failed,
-        "channels": sorted(channels)}))
+    typer.echo(
+        json.dumps(
+            {
+                "day": today.isoformat(),
+                "started": len(e.started),
+                "expiring": len(e.expiring),
+                "auto_renewed": len(e.auto_renewed),
+                "open_ended": len(e.open_ended),
+                "renewal_blocked": len(e.blocked),
+                "reminders": report.reminders,
+                "escalations": report.escalations,
+                "collection_events": report.collection_events,
+                "sla_flags": report.sla_flags,
+                "delivered": report.delivery.delivered,
+                "retrying": report.delivery.retrying,
+                "failed": report.delivery.failed,
+                "channels": sorted(channels),
+            }
+        )
+    )

@@ -39,10 +39,18 @@ from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
 
 STATES = ("requested", "inspected", "settled", "approved", "paid")
-WAITING_FOR = {"requested": "inspection", "inspected": "settlement", "settled": "approval",
-               "approved": "payment"}
-_SINCE = {"requested": "requested_at", "inspected": "inspected_at", "settled": "settled_at",
-          "approved": "approved_at"}
+WAITING_FOR = {
+    "requested": "inspection",
+    "inspected": "settlement",
+    "settled": "approval",
+    "approved": "payment",
+}
+_SINCE = {
+    "requested": "requested_at",
+    "inspected": "inspected_at",
+    "settled": "settled_at",
+    "approved": "approved_at",
+}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -71,12 +79,16 @@ def _refund(session: Session, refund_id: int) -> DepositRefund:
 
 def _step(refund: DepositRefund, expected: str, to: str, at: datetime, by: str) -> None:
     if refund.state != expected:
-        raise DepositError(f"deposit refund {refund.id} (lease {refund.lease_id}) is "
-                           f"{refund.state}; only a {expected} refund can become {to}")
+        raise DepositError(
+            f"deposit refund {refund.id} (lease {refund.lease_id}) is "
+            f"{refund.state}; only a {expected} refund can become {to}"
+        )
     since = as_utc(getattr(refund, _SINCE[expected]))
     if as_utc(at) < since:
-        raise DepositError(f"deposit refund {refund.id}: {to} at {at.isoformat()} is before "
-                           f"the {expected} step at {since.isoformat()}")
+        raise DepositError(
+            f"deposit refund {refund.id}: {to} at {at.isoformat()} is before "
+            f"the {expected} step at {since.isoformat()}"
+        )
     refund.state = to
     setattr(refund, f"{to}_at", as_utc(at))
     setattr(refund, f"{to}_by", by)
@@ -86,43 +98,62 @@ def request_refund(session: Session, lease_id: str, *, by: str, at: datetime) ->
     """Open the refund of a terminated lease's deposit."""
     lease = get_lease(session, lease_id)
     if lease.status != LeaseStatus.TERMINATED:
-        raise DepositError(f"lease {lease.id!r} is {lease.status}; a deposit is refunded "
-                           "after termination")
-    if session.scalars(select(DepositRefund.id).where(DepositRefund.lease_id == lease.id)
-                       ).first() is not None:
+        raise DepositError(
+            f"lease {lease.id!r} is {lease.status}; a deposit is refunded after termination"
+        )
+    if (
+        session.scalars(select(DepositRefund.id).where(DepositRefund.lease_id == lease.id)).first()
+        is not None
+    ):
         raise DepositError(f"lease {lease.id!r}: the deposit refund is requested already")
-    refund = DepositRefund(lease_id=lease.id, state="requested",
-                           deposit_cents=lease.deposit_cents, requested_at=as_utc(at),
-                           requested_by=by, deductions_cents=0, shortfall_cents=0)
+    refund = DepositRefund(
+        lease_id=lease.id,
+        state="requested",
+        deposit_cents=lease.deposit_cents,
+        requested_at=as_utc(at),
+        requested_by=by,
+        deductions_cents=0,
+        shortfall_cents=0,
+    )
     session.add(refund)
     session.flush()
     return refund
 
 
-def add_deduction(session: Session, refund_id: int, deduction: Deduction, *, by: str,
-                  at: datetime) -> DepositDeduction:
+def add_deduction(
+    session: Session, refund_id: int, deduction: Deduction, *, by: str, at: datetime
+) -> DepositDeduction:
     """Add a deduction before the settlement; refused without evidence."""
     refund = _refund(session, refund_id)
     if refund.state not in ("requested", "inspected"):
-        raise DepositError(f"deposit refund {refund.id} is {refund.state}; deductions are "
-                           "added before the settlement")
+        raise DepositError(
+            f"deposit refund {refund.id} is {refund.state}; deductions are "
+            "added before the settlement"
+        )
     if not deduction.evidence_uri or not _SHA256.match(deduction.evidence_sha256 or ""):
         raise EvidenceMissing(
             f"deposit refund {refund.id}: deduction {deduction.reason!r} of "
             f"{deduction.cents} cents needs its evidence (an attachment URI and its SHA-256 "
             f"as 64 hex digits), got uri={deduction.evidence_uri!r} "
-            f"sha256={deduction.evidence_sha256!r}")
-    row = DepositDeduction(refund_id=refund.id, reason=deduction.reason, cents=deduction.cents,
-                           evidence_uri=deduction.evidence_uri,
-                           evidence_sha256=deduction.evidence_sha256, added_at=as_utc(at),
-                           added_by=by)
+            f"sha256={deduction.evidence_sha256!r}"
+        )
+    row = DepositDeduction(
+        refund_id=refund.id,
+        reason=deduction.reason,
+        cents=deduction.cents,
+        evidence_uri=deduction.evidence_uri,
+        evidence_sha256=deduction.evidence_sha256,
+        added_at=as_utc(at),
+        added_by=by,
+    )
     session.add(row)
     session.flush()
     return row
 
 
-def inspect_unit(session: Session, refund_id: int, *, by: str, at: datetime,
-                 deductions: Sequence[Deduction] = ()) -> DepositRefund:
+def inspect_unit(
+    session: Session, refund_id: int, *, by: str, at: datetime, deductions: Sequence[Deduction] = ()
+) -> DepositRefund:
     """requested → inspected, with the deductions the inspection found."""
     refund = _refund(session, refund_id)
     for d in deductions:
@@ -136,8 +167,13 @@ def settle(session: Session, refund_id: int, *, by: str, at: datetime) -> Deposi
     """inspected → settled: refund = deposit − deductions [cents], the excess a shortfall."""
     refund = _refund(session, refund_id)
     _step(refund, "inspected", "settled", at, by)
-    total = int(session.scalar(select(func.coalesce(func.sum(DepositDeduction.cents), 0))
-                               .where(DepositDeduction.refund_id == refund.id)))
+    total = int(
+        session.scalar(
+            select(func.coalesce(func.sum(DepositDeduction.cents), 0)).where(
+                DepositDeduction.refund_id == refund.id
+            )
+        )
+    )
     refund.deductions_cents = total
     refund.refund_cents = max(refund.deposit_cents - total, 0)
     refund.shortfall_cents = max(total - refund.deposit_cents, 0)
@@ -172,16 +208,19 @@ class SlaBreach:
     sla_hours: int
 
 
-def check_slas(session: Session, now: datetime,
-               rules: Mapping[str | None, LeasePolicy] | None = None) -> list[SlaBreach]:
+def check_slas(
+    session: Session, now: datetime, rules: Mapping[str | None, LeasePolicy] | None = None
+) -> list[SlaBreach]:
     """Flag (once per refund and step) every step waiting past its SLA at ``now``, open a
     task and notify the supervisor; return the new flags."""
     rules = rules or policies(session)
     at = as_utc(now)
-    rows = session.execute(select(DepositRefund, Lease).join(Lease, Lease.id ==
-                                                             DepositRefund.lease_id)
-                           .where(DepositRefund.state != "paid")
-                           .order_by(DepositRefund.id)).all()
+    rows = session.execute(
+        select(DepositRefund, Lease)
+        .join(Lease, Lease.id == DepositRefund.lease_id)
+        .where(DepositRefund.state != "paid")
+        .order_by(DepositRefund.id)
+    ).all()
     flagged = set(session.execute(select(DepositSlaFlag.refund_id, DepositSlaFlag.step)))
     staff = {s.id: s for s in session.scalars(select(Staff))}
     out, messages = [], []
@@ -192,21 +231,42 @@ def check_slas(session: Session, now: datetime,
         if waited <= timedelta(hours=sla) or (refund.id, step) in flagged:
             continue
         hours = int(waited.total_seconds() // 3600)
-        session.add(DepositSlaFlag(refund_id=refund.id, step=step, flagged_at=at,
-                                   waited_hours=hours, sla_hours=sla))
+        session.add(
+            DepositSlaFlag(
+                refund_id=refund.id, step=step, flagged_at=at, waited_hours=hours, sla_hours=sla
+            )
+        )
         manager = staff[lease.manager_id]
         boss = staff.get(manager.supervisor_id or "", manager)
         key = f"deposit-sla:{refund.id}:{step}"
-        what = (f"deposit refund {refund.id} of lease {lease.id}: {step} has waited {hours} h, "
-                f"the SLA is {sla} h")
+        what = (
+            f"deposit refund {refund.id} of lease {lease.id}: {step} has waited {hours} h, "
+            f"the SLA is {sla} h"
+        )
         day = at.astimezone(LOCAL_TZ).date()
-        session.add(LeaseTask(key=key, kind="deposit_sla", lease_id=lease.id,
-                              assignee_id=boss.id, opened_on=day,
-                              due_on=day + timedelta(days=1), note=what))
-        messages.append((boss.channel, Notification(key, boss.address,
-                                                    f"Deposit refund overdue: {lease.id}", what,
-                                                    {"refund": refund.id, "step": step,
-                                                     "waited_hours": hours})))
+        session.add(
+            LeaseTask(
+                key=key,
+                kind="deposit_sla",
+                lease_id=lease.id,
+                assignee_id=boss.id,
+                opened_on=day,
+                due_on=day + timedelta(days=1),
+                note=what,
+            )
+        )
+        messages.append(
+            (
+                boss.channel,
+                Notification(
+                    key,
+                    boss.address,
+                    f"Deposit refund overdue: {lease.id}",
+                    what,
+                    {"refund": refund.id, "step": step, "waited_hours": hours},
+                ),
+            )
+        )
         out.append(SlaBreach(refund.id, lease.id, step, hours, sla))
     enqueue(session, messages, now=at)
     session.flush()

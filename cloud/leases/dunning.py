@@ -31,8 +31,14 @@ from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
 
 
-def late_fee(base_cents: int, due_on: date, payments: Sequence[tuple[date, int]], *,
-             through: date, policy: LateFeePolicy) -> int:
+def late_fee(
+    base_cents: int,
+    due_on: date,
+    payments: Sequence[tuple[date, int]],
+    *,
+    through: date,
+    policy: LateFeePolicy,
+) -> int:
     """Late fee [cents] accrued on an invoice for the days before ``through``.
 
     ``payments`` are (day, cents) settled on the invoice; a payment counts for its own day.
@@ -66,8 +72,12 @@ class LadderStep:
     action: str
 
 
-LADDER = (LadderStep(1, "reminder"), LadderStep(3, "internal_task"), LadderStep(7, "call_task"),
-          LadderStep(15, "escalation"))
+LADDER = (
+    LadderStep(1, "reminder"),
+    LadderStep(3, "internal_task"),
+    LadderStep(7, "call_task"),
+    LadderStep(15, "escalation"),
+)
 
 
 def run_collections(session: Session, today: date, *, at: datetime) -> int:
@@ -80,8 +90,11 @@ def run_collections(session: Session, today: date, *, at: datetime) -> int:
         .join(Lease, Lease.id == Invoice.lease_id)
         .join(Tenant, Tenant.id == Lease.tenant_id)
         .join(manager, manager.id == Lease.manager_id)
-        .where(Invoice.status == "open", Invoice.total_cents > Invoice.paid_cents,
-               Invoice.due_on <= today - timedelta(days=first_step))
+        .where(
+            Invoice.status == "open",
+            Invoice.total_cents > Invoice.paid_cents,
+            Invoice.due_on <= today - timedelta(days=first_step),
+        )
         .order_by(Invoice.due_on, Invoice.id)
     ).all()
     if not rows:
@@ -89,8 +102,13 @@ def run_collections(session: Session, today: date, *, at: datetime) -> int:
     ids = [r[0].id for r in rows]
     done: set[tuple[str, int]] = set()
     for i in range(0, len(ids), 500):
-        done.update(session.execute(select(CollectionEvent.invoice_id, CollectionEvent.step)
-                                    .where(CollectionEvent.invoice_id.in_(ids[i:i + 500]))))
+        done.update(
+            session.execute(
+                select(CollectionEvent.invoice_id, CollectionEvent.step).where(
+                    CollectionEvent.invoice_id.in_(ids[i : i + 500])
+                )
+            )
+        )
     supervisors = {s.id: s for s in session.scalars(select(Staff))}
     messages: list[tuple[str, Notification]] = []
     created = 0
@@ -101,42 +119,68 @@ def run_collections(session: Session, today: date, *, at: datetime) -> int:
             if due > today or (invoice.id, step.days) in done:
                 continue
             key = f"collections:{invoice.id}:{step.days}"
-            what = (f"invoice {invoice.id} ({lease.unit_id}, {tenant.name}): {cny(owed)} CNY "
-                    f"owed, due {invoice.due_on}")
+            what = (
+                f"invoice {invoice.id} ({lease.unit_id}, {tenant.name}): {cny(owed)} CNY "
+                f"owed, due {invoice.due_on}"
+            )
             channel, recipient, outcome, note = "task", mgr.id, "task_opened", None
             if step.action == "reminder":
                 channel, recipient, outcome = tenant.channel, tenant.address, "queued"
-                note = Notification(key, tenant.address, f"Payment reminder: {invoice.id}",
-                                    f"Dear {tenant.name}, {cny(owed)} CNY of invoice "
-                                    f"{invoice.id} was due on {invoice.due_on}. Please pay "
-                                    "at your earliest convenience.",
-                                    {"invoice": invoice.id, "owed_cents": owed,
-                                     "due_on": invoice.due_on.isoformat()})
+                note = Notification(
+                    key,
+                    tenant.address,
+                    f"Payment reminder: {invoice.id}",
+                    f"Dear {tenant.name}, {cny(owed)} CNY of invoice "
+                    f"{invoice.id} was due on {invoice.due_on}. Please pay "
+                    "at your earliest convenience.",
+                    {
+                        "invoice": invoice.id,
+                        "owed_cents": owed,
+                        "due_on": invoice.due_on.isoformat(),
+                    },
+                )
             elif step.action == "escalation":
                 boss = supervisors.get(mgr.supervisor_id or "", mgr)
                 channel, recipient, outcome = boss.channel, boss.address, "queued"
-                note = Notification(key, boss.address, f"Escalation: {invoice.id} unpaid "
-                                    f"{step.days} days", f"Escalated to you: {what}. "
-                                    "Consider legal steps.",
-                                    {"invoice": invoice.id, "owed_cents": owed,
-                                     "lease": lease.id})
+                note = Notification(
+                    key,
+                    boss.address,
+                    f"Escalation: {invoice.id} unpaid {step.days} days",
+                    f"Escalated to you: {what}. Consider legal steps.",
+                    {"invoice": invoice.id, "owed_cents": owed, "lease": lease.id},
+                )
                 session.add(_task(key, "escalation", lease.id, boss.id, today, what))
             else:
                 kind = "collections" if step.action == "internal_task" else "call"
                 session.add(_task(key, kind, lease.id, mgr.id, today, what))
             if note is not None:
                 messages.append((channel, note))
-            session.add(CollectionEvent(invoice_id=invoice.id, step=step.days,
-                                        action=step.action, due_on=due, happened_on=today,
-                                        channel=channel, recipient=recipient, outcome=outcome,
-                                        notification_key=note.key if note else None))
+            session.add(
+                CollectionEvent(
+                    invoice_id=invoice.id,
+                    step=step.days,
+                    action=step.action,
+                    due_on=due,
+                    happened_on=today,
+                    channel=channel,
+                    recipient=recipient,
+                    outcome=outcome,
+                    notification_key=note.key if note else None,
+                )
+            )
             created += 1
     enqueue(session, messages, now=at)
     session.flush()
     return created
 
 
-def _task(key: str, kind: str, lease_id: str, assignee: str, today: date, note: str
-          ) -> LeaseTask:
-    return LeaseTask(key=key, kind=kind, lease_id=lease_id, assignee_id=assignee,
-                     opened_on=today, due_on=today + timedelta(days=1), note=note)
+def _task(key: str, kind: str, lease_id: str, assignee: str, today: date, note: str) -> LeaseTask:
+    return LeaseTask(
+        key=key,
+        kind=kind,
+        lease_id=lease_id,
+        assignee_id=assignee,
+        opened_on=today,
+        due_on=today + timedelta(days=1),
+        note=note,
+    )

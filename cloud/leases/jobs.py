@@ -52,24 +52,39 @@ class DailyReport:
     @property
     def changed_anything(self) -> bool:
         e = self.expiries
-        return bool(e.started or e.expiring or e.auto_renewed or e.open_ended or self.reminders
-                    or self.escalations or self.collection_events or self.sla_flags
-                    or self.delivery.delivered or self.delivery.retrying
-                    or self.delivery.failed)
+        return bool(
+            e.started
+            or e.expiring
+            or e.auto_renewed
+            or e.open_ended
+            or self.reminders
+            or self.escalations
+            or self.collection_events
+            or self.sla_flags
+            or self.delivery.delivered
+            or self.delivery.retrying
+            or self.delivery.failed
+        )
 
 
-def run_monthly_billing(sessions: sessionmaker[Session], period: BillingPeriod, *,
-                        today: date | None = None,
-                        utilities: UtilityChargeSource | None = None) -> BillingReport:
+def run_monthly_billing(
+    sessions: sessionmaker[Session],
+    period: BillingPeriod,
+    *,
+    today: date | None = None,
+    utilities: UtilityChargeSource | None = None,
+) -> BillingReport:
     """Bill ``period`` in one transaction (utilities from posted apportionment runs);
     ``today`` is the day of the run (invoices made after the period began are issued then)."""
     with sessions.begin() as session:
-        return run_billing(session, period, utilities=utilities or PostedApportionment(),
-                           today=today)
+        return run_billing(
+            session, period, utilities=utilities or PostedApportionment(), today=today
+        )
 
 
-def run_daily(sessions: sessionmaker[Session], today: date, *,
-              channels: Mapping[str, Channel]) -> DailyReport:
+def run_daily(
+    sessions: sessionmaker[Session], today: date, *, channels: Mapping[str, Channel]
+) -> DailyReport:
     """The daily run for local day ``today`` (see the module doc)."""
     at = end_of_day(today)
     with sessions.begin() as session:
@@ -92,11 +107,20 @@ def record_outcomes(session: Session) -> None:
     """Copy the outbox's final state (delivered / failed) onto the events that queued it."""
     for model in (CollectionEvent, RenewalReminder):
         table = model.__table__
-        status = (select(NotificationRow.status)
-                  .where(NotificationRow.key == table.c.notification_key)
-                  .scalar_subquery())
-        session.execute(update(table)
-                        .where(table.c.outcome == "queued", table.c.notification_key.in_(
-                            select(NotificationRow.key)
-                            .where(NotificationRow.status.in_([DELIVERED, FAILED]))))
-                        .values(outcome=status))
+        status = (
+            select(NotificationRow.status)
+            .where(NotificationRow.key == table.c.notification_key)
+            .scalar_subquery()
+        )
+        session.execute(
+            update(table)
+            .where(
+                table.c.outcome == "queued",
+                table.c.notification_key.in_(
+                    select(NotificationRow.key).where(
+                        NotificationRow.status.in_([DELIVERED, FAILED])
+                    )
+                ),
+            )
+            .values(outcome=status)
+        )

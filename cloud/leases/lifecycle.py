@@ -74,8 +74,19 @@ ALLOWED: dict[str, frozenset[str]] = {
     S.TERMINATED: frozenset(),
 }
 RUNNING = (S.ACTIVE, S.EXPIRING, S.OPEN_ENDED)
-_AUDITED = ("status", "signed_on", "start_on", "end_on", "handover_on", "rent_from",
-            "ended_on", "renewed_from_id", "parent_id", "deposit_cents", "plan_known_until")
+_AUDITED = (
+    "status",
+    "signed_on",
+    "start_on",
+    "end_on",
+    "handover_on",
+    "rent_from",
+    "ended_on",
+    "renewed_from_id",
+    "parent_id",
+    "deposit_cents",
+    "plan_known_until",
+)
 
 
 def _snapshot(lease: Lease) -> dict[str, Any]:
@@ -93,34 +104,56 @@ def get_lease(session: Session, lease_id: str) -> Lease:
     return lease
 
 
-def transition(session: Session, lease: Lease, to: LeaseStatus, *, by: str, on: date,
-               reason: str = "", changes: dict[str, Any] | None = None,
-               clock: Clock = _utc_now) -> LeaseTransition:
+def transition(
+    session: Session,
+    lease: Lease,
+    to: LeaseStatus,
+    *,
+    by: str,
+    on: date,
+    reason: str = "",
+    changes: dict[str, Any] | None = None,
+    clock: Clock = _utc_now,
+) -> LeaseTransition:
     """Move ``lease`` to ``to`` (applying ``changes`` to its fields), audited; raises
     IllegalTransition when its state does not lead there."""
     allowed = ALLOWED[lease.status]
     if to not in allowed:
         raise IllegalTransition(
             f"lease {lease.id!r} is {lease.status}; it can become "
-            f"{', '.join(sorted(allowed)) or 'nothing (final state)'}, not {to.value}")
+            f"{', '.join(sorted(allowed)) or 'nothing (final state)'}, not {to.value}"
+        )
     before = _snapshot(lease)
     for name, value in (changes or {}).items():
         setattr(lease, name, value)
     lease.status = to.value
-    record = LeaseTransition(lease_id=lease.id, from_status=before["status"], to_status=to.value,
-                             day=on, at=clock(), by=by, reason=reason, before=before,
-                             after=_snapshot(lease), effects=[])
+    record = LeaseTransition(
+        lease_id=lease.id,
+        from_status=before["status"],
+        to_status=to.value,
+        day=on,
+        at=clock(),
+        by=by,
+        reason=reason,
+        before=before,
+        after=_snapshot(lease),
+        effects=[],
+    )
     session.add(record)
     session.flush()
     return record
 
 
-def create_lease(session: Session, terms: LeaseTerms, *, by: str, today: date,
-                 clock: Clock = _utc_now) -> Lease:
+def create_lease(
+    session: Session, terms: LeaseTerms, *, by: str, today: date, clock: Clock = _utc_now
+) -> Lease:
     """A new lease in ``draft`` from validated terms; the deposit in months is taken of the
     first month's rent [cents]."""
-    for model, key, what in ((Tenant, terms.tenant_id, "tenant"), (Unit, terms.unit_id, "unit"),
-                             (Staff, terms.manager_id, "manager")):
+    for model, key, what in (
+        (Tenant, terms.tenant_id, "tenant"),
+        (Unit, terms.unit_id, "unit"),
+        (Staff, terms.manager_id, "manager"),
+    ):
         if session.get(model, key) is None:
             raise UnknownRecord(f"lease {terms.id!r}: {what} {key!r} is not registered")
     if session.get(Lease, terms.id) is not None:
@@ -128,113 +161,222 @@ def create_lease(session: Session, terms: LeaseTerms, *, by: str, today: date,
     if terms.parent_id is not None:
         parent = get_lease(session, terms.parent_id)
         if parent.parent_id is not None:
-            raise TermsError(f"lease {terms.id!r}: parent {parent.id!r} is itself a child of "
-                             f"{parent.parent_id!r}; sub-accounts are one level deep")
+            raise TermsError(
+                f"lease {terms.id!r}: parent {parent.id!r} is itself a child of "
+                f"{parent.parent_id!r}; sub-accounts are one level deep"
+            )
     policy_for(session, terms.policy_id)
     if terms.deposit.cents is not None:
         deposit = terms.deposit.cents
     else:
         first = compile_plan(terms.rent, [], start=terms.start_on, end=terms.end_on).steps
-        deposit = round_half_up(Decimal(first[0].monthly_cents) * (terms.deposit.months
-                                                                  or Decimal(0)))
-    lease = Lease(id=terms.id, tenant_id=terms.tenant_id, unit_id=terms.unit_id,
-                  manager_id=terms.manager_id, parent_id=terms.parent_id,
-                  policy_id=terms.policy_id, kind=terms.kind, status=S.DRAFT.value,
-                  start_on=terms.start_on, end_on=terms.end_on, cycle_months=terms.cycle_months,
-                  due_days=terms.due_days, auto_renew=terms.auto_renew,
-                  renewal_term_months=terms.renewal_term_months, deposit_cents=deposit,
-                  schedule=schedule_doc(terms.rent, terms.free_rent), created_at=clock())
+        deposit = round_half_up(
+            Decimal(first[0].monthly_cents) * (terms.deposit.months or Decimal(0))
+        )
+    lease = Lease(
+        id=terms.id,
+        tenant_id=terms.tenant_id,
+        unit_id=terms.unit_id,
+        manager_id=terms.manager_id,
+        parent_id=terms.parent_id,
+        policy_id=terms.policy_id,
+        kind=terms.kind,
+        status=S.DRAFT.value,
+        start_on=terms.start_on,
+        end_on=terms.end_on,
+        cycle_months=terms.cycle_months,
+        due_days=terms.due_days,
+        auto_renew=terms.auto_renew,
+        renewal_term_months=terms.renewal_term_months,
+        deposit_cents=deposit,
+        schedule=schedule_doc(terms.rent, terms.free_rent),
+        created_at=clock(),
+    )
     session.add(lease)
     session.flush()
-    session.add(LeaseTransition(lease_id=lease.id, from_status="", to_status=S.DRAFT.value,
-                                day=today, at=clock(), by=by, reason="created", before={},
-                                after=_snapshot(lease), effects=[]))
+    session.add(
+        LeaseTransition(
+            lease_id=lease.id,
+            from_status="",
+            to_status=S.DRAFT.value,
+            day=today,
+            at=clock(),
+            by=by,
+            reason="created",
+            before={},
+            after=_snapshot(lease),
+            effects=[],
+        )
+    )
     session.flush()
     return lease
 
 
-def sign(session: Session, lease_id: str, *, on: date, by: str,
-         clock: Clock = _utc_now) -> Lease:
+def sign(session: Session, lease_id: str, *, on: date, by: str, clock: Clock = _utc_now) -> Lease:
     """draft → signed on ``on``."""
     lease = get_lease(session, lease_id)
-    transition(session, lease, S.SIGNED, by=by, on=on, reason="signed",
-               changes={"signed_on": on}, clock=clock)
+    transition(
+        session,
+        lease,
+        S.SIGNED,
+        by=by,
+        on=on,
+        reason="signed",
+        changes={"signed_on": on},
+        clock=clock,
+    )
     return lease
 
 
-def hand_over(session: Session, lease_id: str, *, on: date, by: str,
-              clock: Clock = _utc_now) -> Lease:
+def hand_over(
+    session: Session, lease_id: str, *, on: date, by: str, clock: Clock = _utc_now
+) -> Lease:
     """signed → active: the keys are handed over on ``on``; rent is due from the later of
     the start and the handover. Compiles the rent plan, binds the unit's meters to the
     tenant and grants statement access."""
     lease = get_lease(session, lease_id)
-    record = transition(session, lease, S.ACTIVE, by=by, on=on, reason="handover",
-                        changes={"handover_on": on, "rent_from": max(on, lease.start_on)},
-                        clock=clock)
+    record = transition(
+        session,
+        lease,
+        S.ACTIVE,
+        by=by,
+        on=on,
+        reason="handover",
+        changes={"handover_on": on, "rent_from": max(on, lease.start_on)},
+        clock=clock,
+    )
     plan = store_plan(session, lease)
-    record.effects = [f"rent plan: {len(plan.steps)} step(s)",
-                      *_bind_meters(session, lease, lease.rent_from or on),
-                      _grant_access(session, lease, on)]
+    record.effects = [
+        f"rent plan: {len(plan.steps)} step(s)",
+        *_bind_meters(session, lease, lease.rent_from or on),
+        _grant_access(session, lease, on),
+    ]
     record.after = _snapshot(lease)
     session.flush()
     return lease
 
 
-def mark_expiring(session: Session, lease: Lease, *, today: date, by: str = "daily",
-                  clock: Clock = _utc_now) -> None:
+def mark_expiring(
+    session: Session, lease: Lease, *, today: date, by: str = "daily", clock: Clock = _utc_now
+) -> None:
     """active → expiring (the first renewal reminder's offset before the end has come)."""
-    transition(session, lease, S.EXPIRING, by=by, on=today,
-               reason=f"contract ends on {lease.end_on}", clock=clock)
+    transition(
+        session,
+        lease,
+        S.EXPIRING,
+        by=by,
+        on=today,
+        reason=f"contract ends on {lease.end_on}",
+        clock=clock,
+    )
 
 
-def mark_open_ended(session: Session, lease: Lease, *, today: date, expiry: date,
-                    by: str = "daily", clock: Clock = _utc_now) -> None:
+def mark_open_ended(
+    session: Session,
+    lease: Lease,
+    *,
+    today: date,
+    expiry: date,
+    by: str = "daily",
+    clock: Clock = _utc_now,
+) -> None:
     """expiring → open_ended: expired on ``expiry`` (contract end or paid-through, the later)
     and the tenant stays."""
-    transition(session, lease, S.OPEN_ENDED, by=by, on=today,
-               reason=f"expired on {expiry} (contract end {lease.end_on}); tenant stays",
-               clock=clock)
+    transition(
+        session,
+        lease,
+        S.OPEN_ENDED,
+        by=by,
+        on=today,
+        reason=f"expired on {expiry} (contract end {lease.end_on}); tenant stays",
+        clock=clock,
+    )
 
 
-def renew(session: Session, lease_id: str, *, monthly_cents: int | None, today: date,
-          by: str, term_months: int | None = None, start_on: date | None = None,
-          reason: str = "renewed", clock: Clock = _utc_now) -> Lease:
+def renew(
+    session: Session,
+    lease_id: str,
+    *,
+    monthly_cents: int | None,
+    today: date,
+    by: str,
+    term_months: int | None = None,
+    start_on: date | None = None,
+    reason: str = "renewed",
+    clock: Clock = _utc_now,
+) -> Lease:
     """expiring | open_ended → renewed, with a successor lease from ``start_on`` (default:
     the contract end, or today for an open-ended lease) at ``monthly_cents`` (default: the
     rent in force). Refused while the account's arrears are above the policy's threshold."""
     old = get_lease(session, lease_id)
     if old.status not in (S.EXPIRING, S.OPEN_ENDED):
-        raise IllegalTransition(f"lease {old.id!r} is {old.status}; only an expiring or "
-                                f"open-ended lease is renewed")
+        raise IllegalTransition(
+            f"lease {old.id!r} is {old.status}; only an expiring or open-ended lease is renewed"
+        )
     policy = policy_for(session, old.policy_id)
     owed = arrears(session, account_of(session, old.id).id, today)
     if owed > policy.arrears_block_cents:
-        raise RenewalBlocked(f"lease {old.id!r}: arrears {owed} cents are above the "
-                             f"{policy.arrears_block_cents} cents that block a renewal")
+        raise RenewalBlocked(
+            f"lease {old.id!r}: arrears {owed} cents are above the "
+            f"{policy.arrears_block_cents} cents that block a renewal"
+        )
     begin = start_on or (old.end_on if old.status == S.EXPIRING else today)
     months = term_months or old.renewal_term_months
     if monthly_cents is None:
         monthly_cents = rent_in_force(stored_steps(session, old.id), begin)
     successor = Lease(
-        id=_successor_id(session, old), tenant_id=old.tenant_id, unit_id=old.unit_id,
-        manager_id=old.manager_id, parent_id=old.parent_id, renewed_from_id=old.id,
-        policy_id=old.policy_id, kind=old.kind, status=S.SIGNED.value, signed_on=today,
-        start_on=begin, end_on=add_months(begin, months), cycle_months=old.cycle_months,
-        due_days=old.due_days, auto_renew=old.auto_renew, renewal_term_months=months,
+        id=_successor_id(session, old),
+        tenant_id=old.tenant_id,
+        unit_id=old.unit_id,
+        manager_id=old.manager_id,
+        parent_id=old.parent_id,
+        renewed_from_id=old.id,
+        policy_id=old.policy_id,
+        kind=old.kind,
+        status=S.SIGNED.value,
+        signed_on=today,
+        start_on=begin,
+        end_on=add_months(begin, months),
+        cycle_months=old.cycle_months,
+        due_days=old.due_days,
+        auto_renew=old.auto_renew,
+        renewal_term_months=months,
         deposit_cents=old.deposit_cents,
-        schedule=schedule_doc(FixedRent(monthly_cents=monthly_cents), []), created_at=clock())
+        schedule=schedule_doc(FixedRent(monthly_cents=monthly_cents), []),
+        created_at=clock(),
+    )
     session.add(successor)
     session.flush()
-    session.add(LeaseTransition(lease_id=successor.id, from_status="",
-                                to_status=S.SIGNED.value, day=today, at=clock(), by=by,
-                                reason=f"renewal of {old.id}", before={},
-                                after=_snapshot(successor), effects=[]))
-    record = transition(session, old, S.RENEWED, by=by, on=today, reason=reason,
-                        changes={"ended_on": begin}, clock=clock)
+    session.add(
+        LeaseTransition(
+            lease_id=successor.id,
+            from_status="",
+            to_status=S.SIGNED.value,
+            day=today,
+            at=clock(),
+            by=by,
+            reason=f"renewal of {old.id}",
+            before={},
+            after=_snapshot(successor),
+            effects=[],
+        )
+    )
+    record = transition(
+        session,
+        old,
+        S.RENEWED,
+        by=by,
+        on=today,
+        reason=reason,
+        changes={"ended_on": begin},
+        clock=clock,
+    )
     credited = credit_rent_after(session, old, begin, today)
-    record.effects = [f"successor {successor.id} from {begin} at {monthly_cents} cents/month",
-                      f"billing stops on {begin}"
-                      + (f"; {credited} cents billed beyond it credited" if credited else "")]
+    record.effects = [
+        f"successor {successor.id} from {begin} at {monthly_cents} cents/month",
+        f"billing stops on {begin}"
+        + (f"; {credited} cents billed beyond it credited" if credited else ""),
+    ]
     if begin <= today:
         activate_successor(session, successor, today=today, by=by, clock=clock)
     session.flush()
@@ -249,38 +391,69 @@ def _successor_id(session: Session, old: Lease) -> str:
     return f"{base}~r{n}"
 
 
-def activate_successor(session: Session, successor: Lease, *, today: date, by: str = "daily",
-                       clock: Clock = _utc_now) -> None:
+def activate_successor(
+    session: Session, successor: Lease, *, today: date, by: str = "daily", clock: Clock = _utc_now
+) -> None:
     """signed renewal → active on its start (the tenant is in the unit already)."""
-    record = transition(session, successor, S.ACTIVE, by=by, on=today,
-                        reason=f"renewal of {successor.renewed_from_id} starts",
-                        changes={"handover_on": successor.start_on,
-                                 "rent_from": successor.start_on}, clock=clock)
+    record = transition(
+        session,
+        successor,
+        S.ACTIVE,
+        by=by,
+        on=today,
+        reason=f"renewal of {successor.renewed_from_id} starts",
+        changes={"handover_on": successor.start_on, "rent_from": successor.start_on},
+        clock=clock,
+    )
     plan = store_plan(session, successor)
     record.effects = [f"rent plan: {len(plan.steps)} step(s)"]
     record.after = _snapshot(successor)
 
 
-def terminate(session: Session, lease_id: str, *, on: date, today: date, by: str,
-              reason: str, clock: Clock = _utc_now) -> Lease:
+def terminate(
+    session: Session,
+    lease_id: str,
+    *,
+    on: date,
+    today: date,
+    by: str,
+    reason: str,
+    clock: Clock = _utc_now,
+) -> Lease:
     """signed | active | expiring | open_ended → terminated; ``on`` is the move-out day
     (the first day not billed). Billing stops, meters are unbound from the tenant, the
     tenant's statement access is revoked."""
     lease = get_lease(session, lease_id)
     if not reason.strip():
         raise TermsError(f"lease {lease.id!r}: terminating needs a reason")
-    children = session.scalars(select(Lease.id).where(
-        Lease.parent_id == lease.id,
-        Lease.status.in_([S.SIGNED, S.ACTIVE, S.EXPIRING, S.OPEN_ENDED]))).all()
+    children = session.scalars(
+        select(Lease.id).where(
+            Lease.parent_id == lease.id,
+            Lease.status.in_([S.SIGNED, S.ACTIVE, S.EXPIRING, S.OPEN_ENDED]),
+        )
+    ).all()
     if children:
-        raise IllegalTransition(f"lease {lease.id!r} has running sub-account leases "
-                                f"{', '.join(children)}; terminate them first")
-    record = transition(session, lease, S.TERMINATED, by=by, on=today, reason=reason,
-                        changes={"ended_on": on}, clock=clock)
+        raise IllegalTransition(
+            f"lease {lease.id!r} has running sub-account leases "
+            f"{', '.join(children)}; terminate them first"
+        )
+    record = transition(
+        session,
+        lease,
+        S.TERMINATED,
+        by=by,
+        on=today,
+        reason=reason,
+        changes={"ended_on": on},
+        clock=clock,
+    )
     credited = credit_rent_after(session, lease, on, today)
-    record.effects = [f"billing stops on {on}"
-                      + (f"; {credited} cents billed beyond it credited" if credited else ""),
-                      *_unbind_meters(session, lease, on), _revoke_access(session, lease, on)]
+    record.effects = [
+        f"billing stops on {on}"
+        + (f"; {credited} cents billed beyond it credited" if credited else ""),
+        *_unbind_meters(session, lease, on),
+        _revoke_access(session, lease, on),
+    ]
     session.flush()
     return lease
 
@@ -292,9 +465,13 @@ def _unit_nodes(session: Session, unit_id: str) -> list[str]:
 def _bind_meters(session: Session, lease: Lease, on: date) -> list[str]:
     out = []
     for node in _unit_nodes(session, lease.unit_id):
-        open_ = session.scalars(select(OccupancySegment).where(
-            OccupancySegment.node_id == node, OccupancySegment.tenant == lease.tenant_id,
-            (OccupancySegment.to.is_(None)) | (OccupancySegment.to > on))).first()
+        open_ = session.scalars(
+            select(OccupancySegment).where(
+                OccupancySegment.node_id == node,
+                OccupancySegment.tenant == lease.tenant_id,
+                (OccupancySegment.to.is_(None)) | (OccupancySegment.to > on),
+            )
+        ).first()
         if open_ is None:
             session.add(OccupancySegment(node_id=node, tenant=lease.tenant_id, from_=on, to=None))
             out.append(f"meters of node {node} bound to {lease.tenant_id} from {on}")
@@ -304,9 +481,13 @@ def _bind_meters(session: Session, lease: Lease, on: date) -> list[str]:
 def _unbind_meters(session: Session, lease: Lease, on: date) -> list[str]:
     out = []
     for node in _unit_nodes(session, lease.unit_id):
-        for seg in session.scalars(select(OccupancySegment).where(
-                OccupancySegment.node_id == node, OccupancySegment.tenant == lease.tenant_id,
-                (OccupancySegment.to.is_(None)) | (OccupancySegment.to > on))):
+        for seg in session.scalars(
+            select(OccupancySegment).where(
+                OccupancySegment.node_id == node,
+                OccupancySegment.tenant == lease.tenant_id,
+                (OccupancySegment.to.is_(None)) | (OccupancySegment.to > on),
+            )
+        ):
             if seg.from_ >= on:
                 session.delete(seg)
             else:
@@ -316,27 +497,44 @@ def _unbind_meters(session: Session, lease: Lease, on: date) -> list[str]:
 
 
 def _grant_access(session: Session, lease: Lease, on: date) -> str:
-    held = session.scalars(select(StatementAccess).where(
-        StatementAccess.tenant_id == lease.tenant_id, StatementAccess.unit_id == lease.unit_id,
-        StatementAccess.revoked_on.is_(None))).first()
+    held = session.scalars(
+        select(StatementAccess).where(
+            StatementAccess.tenant_id == lease.tenant_id,
+            StatementAccess.unit_id == lease.unit_id,
+            StatementAccess.revoked_on.is_(None),
+        )
+    ).first()
     if held is None:
-        session.add(StatementAccess(tenant_id=lease.tenant_id, unit_id=lease.unit_id,
-                                    lease_id=lease.id, granted_on=on))
+        session.add(
+            StatementAccess(
+                tenant_id=lease.tenant_id, unit_id=lease.unit_id, lease_id=lease.id, granted_on=on
+            )
+        )
     return f"statement access of {lease.tenant_id} to {lease.unit_id} from {on}"
 
 
 def _revoke_access(session: Session, lease: Lease, on: date) -> str:
-    for grant in session.scalars(select(StatementAccess).where(
+    for grant in session.scalars(
+        select(StatementAccess).where(
             StatementAccess.tenant_id == lease.tenant_id,
-            StatementAccess.unit_id == lease.unit_id, StatementAccess.revoked_on.is_(None))):
+            StatementAccess.unit_id == lease.unit_id,
+            StatementAccess.revoked_on.is_(None),
+        )
+    ):
         grant.revoked_on = on
     return f"statement access of {lease.tenant_id} to {lease.unit_id} revoked on {on}"
 
 
 def has_statement_access(session: Session, tenant_id: str, unit_id: str, day: date) -> bool:
     """Whether the tenant may see the unit's statements on ``day``."""
-    return session.scalars(select(StatementAccess.id).where(
-        StatementAccess.tenant_id == tenant_id, StatementAccess.unit_id == unit_id,
-        StatementAccess.granted_on <= day,
-        (StatementAccess.revoked_on.is_(None)) | (StatementAccess.revoked_on > day))).first() \
+    return (
+        session.scalars(
+            select(StatementAccess.id).where(
+                StatementAccess.tenant_id == tenant_id,
+                StatementAccess.unit_id == unit_id,
+                StatementAccess.granted_on <= day,
+                (StatementAccess.revoked_on.is_(None)) | (StatementAccess.revoked_on > day),
+            )
+        ).first()
         is not None
+    )

@@ -176,8 +176,9 @@ class Invoice(Base):
     """
 
     __tablename__ = "invoices"
-    __table_args__ = (UniqueConstraint("lease_id", "period_start",
-                                       name="uq_invoices_lease_period"),)
+    __table_args__ = (
+        UniqueConstraint("lease_id", "period_start", name="uq_invoices_lease_period"),
+    )
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"))
@@ -201,8 +202,9 @@ class InvoiceLine(Base):
     is billed once: unique (lease, kind, covers_from)."""
 
     __tablename__ = "invoice_lines"
-    __table_args__ = (UniqueConstraint("lease_id", "kind", "covers_from",
-                                       name="uq_invoice_lines_once"),)
+    __table_args__ = (
+        UniqueConstraint("lease_id", "kind", "covers_from", name="uq_invoice_lines_once"),
+    )
 
     invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -251,8 +253,7 @@ class PaymentAllocation(Base):
     __tablename__ = "payment_allocations"
 
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), primary_key=True)
-    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), primary_key=True,
-                                            index=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), primary_key=True, index=True)
     cents: Mapped[int] = mapped_column(BigInteger)
     allocated_on: Mapped[date] = mapped_column(Date)
 
@@ -430,8 +431,9 @@ class StatementAccess(Base):
 
 
 @event.listens_for(Lease, "before_update")
-def _status_moves_only_along_the_state_machine(_mapper: Any, _connection: Any,
-                                               target: Lease) -> None:
+def _status_moves_only_along_the_state_machine(
+    _mapper: Any, _connection: Any, target: Lease
+) -> None:
     """A status assigned outside :mod:`cloud.leases.lifecycle` is still checked: an illegal
     move is an error, never a silent change."""
     from cloud.leases.lifecycle import ALLOWED  # lifecycle imports this module
@@ -441,6 +443,8 @@ def _status_moves_only_along_the_state_machine(_mapper: Any, _connection: Any,
         return
     before, after = history.deleted[0], target.status
     if after not in ALLOWED.get(before, frozenset()):
-        raise IllegalTransition(f"lease {target.id!r}: {before} → {after} is not a transition; "
-                                f"from {before} a lease can become "
-                                f"{', '.join(sorted(ALLOWED.get(before, ()))) or 'nothing'}")
+        raise IllegalTransition(
+            f"lease {target.id!r}: {before} → {after} is not a transition; "
+            f"from {before} a lease can become "
+            f"{', '.join(sorted(ALLOWED.get(before, ()))) or 'nothing'}"
+        )

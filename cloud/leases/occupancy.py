@@ -57,39 +57,53 @@ def _rate(part: Decimal | int, whole: Decimal | int) -> Decimal:
 def occupancy(session: Session, day: date, *, site_id: str | None = None) -> OccupancyReport:
     """Unit-count, area-weighted and economic occupancy on ``day`` (see the module doc)."""
     q = select(Unit.id, Unit.area_m2, UnitProfile.rentable, UnitProfile.asking_cents).outerjoin(
-        UnitProfile, UnitProfile.unit_id == Unit.id)
+        UnitProfile, UnitProfile.unit_id == Unit.id
+    )
     if site_id is not None:
         q = q.where(Unit.site_id == site_id)
-    units = {u: (Decimal(a), r is not False, int(c or 0))
-             for u, a, r, c in session.execute(q)}
+    units = {u: (Decimal(a), r is not False, int(c or 0)) for u, a, r, c in session.execute(q)}
     covering = session.execute(
-        select(Lease.id, Lease.unit_id, Lease.kind)
-        .where(Lease.unit_id.in_(units), Lease.status.in_(SIGNED_OR_LATER),
-               Lease.rent_from.is_not(None), Lease.rent_from <= day,
-               (Lease.ended_on.is_(None)) | (Lease.ended_on > day))).all()
+        select(Lease.id, Lease.unit_id, Lease.kind).where(
+            Lease.unit_id.in_(units),
+            Lease.status.in_(SIGNED_OR_LATER),
+            Lease.rent_from.is_not(None),
+            Lease.rent_from <= day,
+            (Lease.ended_on.is_(None)) | (Lease.ended_on > day),
+        )
+    ).all()
     internal = {u for _, u, k in covering if k == "internal"}
     rentable = {u for u, (_, ok, _) in units.items() if ok and u not in internal}
-    standard = {lease: unit for lease, unit, kind in covering
-                if kind == "standard" and unit in rentable}
+    standard = {
+        lease: unit for lease, unit, kind in covering if kind == "standard" and unit in rentable
+    }
     paid = first_rent_paid(session, list(standard))
     occupying = {lease: unit for lease, unit in standard.items() if lease in paid}
     occupied = set(occupying.values())
     steps: dict[str, list[RentStep]] = defaultdict(list)
     for lease_id, starts_on, cents, free in session.execute(
-            select(RentStepRow.lease_id, RentStepRow.starts_on, RentStepRow.monthly_cents,
-                   RentStepRow.free)
-            .where(RentStepRow.lease_id.in_(list(occupying)), RentStepRow.starts_on <= day)
-            .order_by(RentStepRow.lease_id, RentStepRow.starts_on)):
+        select(
+            RentStepRow.lease_id, RentStepRow.starts_on, RentStepRow.monthly_cents, RentStepRow.free
+        )
+        .where(RentStepRow.lease_id.in_(list(occupying)), RentStepRow.starts_on <= day)
+        .order_by(RentStepRow.lease_id, RentStepRow.starts_on)
+    ):
         steps[lease_id].append(RentStep(starts_on, cents, free))
     earning = sum(0 if not s or s[-1].free else s[-1].monthly_cents for s in steps.values())
     area = sum((units[u][0] for u in rentable), Decimal(0))
     occupied_area = sum((units[u][0] for u in occupied), Decimal(0))
     potential = sum(units[u][2] for u in rentable)
-    return OccupancyReport(day=day, rentable_units=len(rentable), occupied_units=len(occupied),
-                           unit_rate=_rate(len(occupied), len(rentable)),
-                           rentable_area_m2=area, occupied_area_m2=occupied_area,
-                           area_rate=_rate(occupied_area, area), potential_rent_cents=potential,
-                           occupied_rent_cents=earning, economic_rate=_rate(earning, potential))
+    return OccupancyReport(
+        day=day,
+        rentable_units=len(rentable),
+        occupied_units=len(occupied),
+        unit_rate=_rate(len(occupied), len(rentable)),
+        rentable_area_m2=area,
+        occupied_area_m2=occupied_area,
+        area_rate=_rate(occupied_area, area),
+        potential_rent_cents=potential,
+        occupied_rent_cents=earning,
+        economic_rate=_rate(earning, potential),
+    )
 
 
 class ExpiringRow(BaseModel):
@@ -108,16 +122,28 @@ def expiring_report(session: Session, today: date) -> list[ExpiringRow]:
     """Running leases expired or expiring within 30 days, by risk then expiry."""
     rows = []
     names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
-    for lease in session.scalars(select(Lease).where(  # expiry is never before the end
-            Lease.status.in_(RUNNING), Lease.end_on <= today + timedelta(days=30))
-                                 .order_by(Lease.id)):
+    for lease in session.scalars(
+        select(Lease)
+        .where(  # expiry is never before the end
+            Lease.status.in_(RUNNING), Lease.end_on <= today + timedelta(days=30)
+        )
+        .order_by(Lease.id)
+    ):
         expiry = effective_expiry(session, lease)
         left = (expiry - today).days
         if left > 30:
             continue
         risk = "high" if left <= 0 else "medium" if left <= 7 else "low"
-        rows.append(ExpiringRow(lease_id=lease.id, tenant=names.get(lease.tenant_id, ""),
-                                unit_id=lease.unit_id, end_on=lease.end_on, expiry=expiry,
-                                days_left=left, risk=risk))
+        rows.append(
+            ExpiringRow(
+                lease_id=lease.id,
+                tenant=names.get(lease.tenant_id, ""),
+                unit_id=lease.unit_id,
+                end_on=lease.end_on,
+                expiry=expiry,
+                days_left=left,
+                risk=risk,
+            )
+        )
     order = {"high": 0, "medium": 1, "low": 2}
     return sorted(rows, key=lambda r: (order[r.risk], r.expiry, r.lease_id))

@@ -18,27 +18,37 @@ from cloud.leases.models import CpiIndex, LeasePolicyRow, Staff, Tenant, UnitPro
 from cloud.leases.terms import DEFAULT_POLICY, LeasePolicy
 
 
-def add_tenant(session: Session, tenant_id: str, name: str, *, channel: str = "email",
-               address: str = "") -> Tenant:
+def add_tenant(
+    session: Session, tenant_id: str, name: str, *, channel: str = "email", address: str = ""
+) -> Tenant:
     """Register a tenant; ``channel``/``address`` say where notices go."""
     tenant = Tenant(id=tenant_id, name=name, channel=channel, address=address)
     session.add(tenant)
     return tenant
 
 
-def add_staff(session: Session, staff_id: str, name: str, *, channel: str = "email",
-              address: str = "", supervisor_id: str | None = None) -> Staff:
+def add_staff(
+    session: Session,
+    staff_id: str,
+    name: str,
+    *,
+    channel: str = "email",
+    address: str = "",
+    supervisor_id: str | None = None,
+) -> Staff:
     """Register a manager or supervisor."""
     if supervisor_id is not None and session.get(Staff, supervisor_id) is None:
         raise UnknownRecord(f"staff {staff_id!r}: supervisor {supervisor_id!r} is not registered")
-    person = Staff(id=staff_id, name=name, channel=channel, address=address,
-                   supervisor_id=supervisor_id)
+    person = Staff(
+        id=staff_id, name=name, channel=channel, address=address, supervisor_id=supervisor_id
+    )
     session.add(person)
     return person
 
 
-def set_unit_profile(session: Session, unit_id: str, unit_type: str, *, rentable: bool = True,
-                     asking_cents: int = 0) -> UnitProfile:
+def set_unit_profile(
+    session: Session, unit_id: str, unit_type: str, *, rentable: bool = True, asking_cents: int = 0
+) -> UnitProfile:
     """A unit's type, whether it is rentable, and its asking rent [cents per month]."""
     if session.get(Unit, unit_id) is None:
         raise UnknownRecord(f"unit {unit_id!r} is not registered")
@@ -73,8 +83,9 @@ def policy_for(session: Session, policy_id: str | None) -> LeasePolicy:
     return LeasePolicy.model_validate(row.doc)
 
 
-def publish_cpi(session: Session, levels: Mapping[date, Decimal] | Iterable[tuple[date, Decimal]]
-                ) -> None:
+def publish_cpi(
+    session: Session, levels: Mapping[date, Decimal] | Iterable[tuple[date, Decimal]]
+) -> None:
     """Store CPI levels by month (the first day of each month; any day is moved there)."""
     items = levels.items() if isinstance(levels, Mapping) else levels
     for month, level in items:

@@ -92,31 +92,39 @@ class ExpiryReport:
     blocked: tuple[str, ...] = ()
 
 
-def process_expiries(session: Session, today: date, *, by: str = "daily",
-                     rules: Mapping[str | None, LeasePolicy] | None = None) -> ExpiryReport:
+def process_expiries(
+    session: Session,
+    today: date,
+    *,
+    by: str = "daily",
+    rules: Mapping[str | None, LeasePolicy] | None = None,
+) -> ExpiryReport:
     """Start due renewal successors, mark leases expiring, auto-renew or open-end expired
     ones (see the module doc). ``rules``: the policies, if loaded already."""
     rules = rules or policies(session)
     started = []
-    for lease in session.scalars(select(Lease).where(Lease.status == S.SIGNED,
-                                                     Lease.renewed_from_id.is_not(None),
-                                                     Lease.start_on <= today)
-                                 .order_by(Lease.id)):
+    for lease in session.scalars(
+        select(Lease)
+        .where(
+            Lease.status == S.SIGNED, Lease.renewed_from_id.is_not(None), Lease.start_on <= today
+        )
+        .order_by(Lease.id)
+    ):
         activate_successor(session, lease, today=today, by=by)
         started.append(lease.id)
     expiring = []
     horizon = today + timedelta(days=max(max(p.reminder_offsets_days) for p in rules.values()))
-    for lease in session.scalars(select(Lease).where(Lease.status == S.ACTIVE,
-                                                     Lease.end_on <= horizon)
-                                 .order_by(Lease.id)):
+    for lease in session.scalars(
+        select(Lease).where(Lease.status == S.ACTIVE, Lease.end_on <= horizon).order_by(Lease.id)
+    ):
         policy = rules.get(lease.policy_id, rules[None])
         if lease.end_on - timedelta(days=policy.expiring_window_days) <= today:
             mark_expiring(session, lease, today=today, by=by)
             expiring.append(lease.id)
     renewed, open_ended, blocked = [], [], []
-    for lease in session.scalars(select(Lease).where(Lease.status == S.EXPIRING,
-                                                     Lease.end_on <= today)
-                                 .order_by(Lease.id)):
+    for lease in session.scalars(
+        select(Lease).where(Lease.status == S.EXPIRING, Lease.end_on <= today).order_by(Lease.id)
+    ):
         policy = rules.get(lease.policy_id, rules[None])
         if lease.auto_renew:
             window = lease.end_on - timedelta(days=policy.auto_renew_window_days)
@@ -124,9 +132,15 @@ def process_expiries(session: Session, today: date, *, by: str = "daily",
             if paid_on is not None:
                 owed = arrears(session, account_of(session, lease.id).id, today)
                 if owed <= policy.arrears_block_cents:
-                    renew(session, lease.id, monthly_cents=None, today=today, by=by,
-                          start_on=lease.end_on,
-                          reason=f"auto-renewed: contract clause, covering payment on {paid_on}")
+                    renew(
+                        session,
+                        lease.id,
+                        monthly_cents=None,
+                        today=today,
+                        by=by,
+                        start_on=lease.end_on,
+                        reason=f"auto-renewed: contract clause, covering payment on {paid_on}",
+                    )
                     renewed.append(lease.id)
                     continue
                 blocked.append(lease.id)
@@ -135,12 +149,12 @@ def process_expiries(session: Session, today: date, *, by: str = "daily",
             mark_open_ended(session, lease, today=today, expiry=expiry, by=by)
             open_ended.append(lease.id)
     session.flush()
-    return ExpiryReport(tuple(started), tuple(expiring), tuple(renewed), tuple(open_ended),
-                        tuple(blocked))
+    return ExpiryReport(
+        tuple(started), tuple(expiring), tuple(renewed), tuple(open_ended), tuple(blocked)
+    )
 
 
-def poor_history(session: Session, tenant_ids: Iterable[str], today: date
-                 ) -> dict[str, list[str]]:
+def poor_history(session: Session, tenant_ids: Iterable[str], today: date) -> dict[str, list[str]]:
     """Why each tenant's renewal needs a review first: late payments in the last 365 days
     (paid after the due date, or unpaid past it) and open repair complaints."""
     tenants = sorted(set(tenant_ids))
@@ -149,14 +163,20 @@ def poor_history(session: Session, tenant_ids: Iterable[str], today: date
         return {}
     since = today - LATE_HISTORY
     for i in range(0, len(tenants), 500):
-        chunk = tenants[i:i + 500]
+        chunk = tenants[i : i + 500]
         late = session.scalars(
             select(Lease.tenant_id)
             .join(Invoice, Invoice.lease_id == Lease.id)
-            .where(Lease.tenant_id.in_(chunk), Invoice.due_on >= since, Invoice.due_on < today,
-                   Invoice.total_cents > 0,
-                   or_(Invoice.paid_on > Invoice.due_on,
-                       (Invoice.status == "open") & (Invoice.paid_cents < Invoice.total_cents)))
+            .where(
+                Lease.tenant_id.in_(chunk),
+                Invoice.due_on >= since,
+                Invoice.due_on < today,
+                Invoice.total_cents > 0,
+                or_(
+                    Invoice.paid_on > Invoice.due_on,
+                    (Invoice.status == "open") & (Invoice.paid_cents < Invoice.total_cents),
+                ),
+            )
         ).all()
         counts: dict[str, int] = defaultdict(int)
         for tenant in late:
@@ -164,47 +184,67 @@ def poor_history(session: Session, tenant_ids: Iterable[str], today: date
         for tenant, n in counts.items():
             out[tenant].append(f"{n} late payment(s) in the last 365 days")
         for tenant in session.scalars(
-                select(RepairComplaint.tenant_id).distinct()
-                .where(RepairComplaint.tenant_id.in_(chunk),
-                       RepairComplaint.resolved_on.is_(None))):
+            select(RepairComplaint.tenant_id)
+            .distinct()
+            .where(RepairComplaint.tenant_id.in_(chunk), RepairComplaint.resolved_on.is_(None))
+        ):
             out[tenant].append("open repair complaint(s)")
     return dict(out)
 
 
-def send_renewal_reminders(session: Session, today: date, *, at: datetime,
-                           rules: Mapping[str | None, LeasePolicy] | None = None) -> int:
+def send_renewal_reminders(
+    session: Session,
+    today: date,
+    *,
+    at: datetime,
+    rules: Mapping[str | None, LeasePolicy] | None = None,
+) -> int:
     """Record and queue the reminders due by ``today``; return how many were sent."""
     rules = rules or policies(session)
-    horizon = today + timedelta(days=max(max(p.reminder_offsets_days) + p.risk_lead_days
-                                         for p in rules.values()))
-    leases = session.scalars(select(Lease).where(Lease.status.in_([S.ACTIVE, S.EXPIRING]),
-                                                 Lease.end_on <= horizon, Lease.end_on > today)
-                             .order_by(Lease.id)).all()
+    horizon = today + timedelta(
+        days=max(max(p.reminder_offsets_days) + p.risk_lead_days for p in rules.values())
+    )
+    leases = session.scalars(
+        select(Lease)
+        .where(
+            Lease.status.in_([S.ACTIVE, S.EXPIRING]), Lease.end_on <= horizon, Lease.end_on > today
+        )
+        .order_by(Lease.id)
+    ).all()
     if not leases:
         return 0
     ids = [lease.id for lease in leases]
     known: set[tuple[str, str, int]] = set()
     for i in range(0, len(ids), 500):
-        known.update(session.execute(
-            select(RenewalReminder.lease_id, RenewalReminder.kind, RenewalReminder.offset_days)
-            .where(RenewalReminder.lease_id.in_(ids[i:i + 500]),
-                   RenewalReminder.kind.in_(["reminder", "risk"]))))
-    risky = high_risk_leases(session, ids,
-                             threshold=min(p.risk_threshold for p in rules.values()))
+        known.update(
+            session.execute(
+                select(
+                    RenewalReminder.lease_id, RenewalReminder.kind, RenewalReminder.offset_days
+                ).where(
+                    RenewalReminder.lease_id.in_(ids[i : i + 500]),
+                    RenewalReminder.kind.in_(["reminder", "risk"]),
+                )
+            )
+        )
+    risky = high_risk_leases(session, ids, threshold=min(p.risk_threshold for p in rules.values()))
     due_by_lease = {}
     risk_due: dict[str, int] = {}
     for lease in leases:
         policy = rules.get(lease.policy_id, rules[None])
-        due = sorted(o for o in policy.reminder_offsets_days
-                     if lease.end_on - timedelta(days=o) <= today
-                     and (lease.id, "reminder", o) not in known)
+        due = sorted(
+            o
+            for o in policy.reminder_offsets_days
+            if lease.end_on - timedelta(days=o) <= today and (lease.id, "reminder", o) not in known
+        )
         hit = risky.get(lease.id)
         if hit is not None and hit[0] < policy.risk_threshold:
             risky.pop(lease.id)
         elif hit is not None:
             early = max(policy.reminder_offsets_days) + policy.risk_lead_days
-            if lease.end_on - timedelta(days=early) <= today and \
-                    (lease.id, "risk", early) not in known:
+            if (
+                lease.end_on - timedelta(days=early) <= today
+                and (lease.id, "risk", early) not in known
+            ):
                 risk_due[lease.id] = early
         if due:
             due_by_lease[lease.id] = due
@@ -212,8 +252,12 @@ def send_renewal_reminders(session: Session, today: date, *, at: datetime,
         return 0
     leases = [lease for lease in leases if lease.id in due_by_lease or lease.id in risk_due]
     staff = {s.id: s for s in session.scalars(select(Staff))}
-    tenants = {t.id: t for t in session.scalars(select(Tenant).where(
-        Tenant.id.in_({lease.tenant_id for lease in leases})))}
+    tenants = {
+        t.id: t
+        for t in session.scalars(
+            select(Tenant).where(Tenant.id.in_({lease.tenant_id for lease in leases}))
+        )
+    }
     flagged = poor_history(session, tenants, today)
     messages: list[tuple[str, Notification]] = []
     sent = 0
@@ -229,42 +273,89 @@ def send_renewal_reminders(session: Session, today: date, *, at: datetime,
             senior = staff.get(manager.supervisor_id or "", manager)
             key = f"renewal:{lease.id}:risk:{offset}"
             tenant = tenants[lease.tenant_id]
-            messages.append((senior.channel, Notification(
-                key, senior.address,
-                f"[move-out risk] Lease {lease.id} ends on {lease.end_on}",
-                f"Lease {lease.id} of {tenant.name} for unit {lease.unit_id} ends on "
-                f"{lease.end_on} ({(lease.end_on - today).days} days) and is at high risk of "
-                f"moving out: {'; '.join(reasons)}. {manager.name} manages it; please plan the "
-                "retention now.",
-                {"lease": lease.id, "end_on": lease.end_on.isoformat(), "offset_days": offset,
-                 "priority": True, "manager": manager.id})))
-            session.add(RenewalReminder(lease_id=lease.id, kind="risk", offset_days=offset,
-                                        sent_on=today, recipient_id=senior.id,
-                                        outcome="queued", priority=True,
-                                        notification_key=key))
+            messages.append(
+                (
+                    senior.channel,
+                    Notification(
+                        key,
+                        senior.address,
+                        f"[move-out risk] Lease {lease.id} ends on {lease.end_on}",
+                        f"Lease {lease.id} of {tenant.name} for unit {lease.unit_id} ends on "
+                        f"{lease.end_on} ({(lease.end_on - today).days} days) and is at high risk "
+                        f"of moving out: {'; '.join(reasons)}. {manager.name} manages it; please "
+                        "plan the retention now.",
+                        {
+                            "lease": lease.id,
+                            "end_on": lease.end_on.isoformat(),
+                            "offset_days": offset,
+                            "priority": True,
+                            "manager": manager.id,
+                        },
+                    ),
+                )
+            )
+            session.add(
+                RenewalReminder(
+                    lease_id=lease.id,
+                    kind="risk",
+                    offset_days=offset,
+                    sent_on=today,
+                    recipient_id=senior.id,
+                    outcome="queued",
+                    priority=True,
+                    notification_key=key,
+                )
+            )
             sent += 1
         for offset in due:
             if offset != due[0]:
-                session.add(RenewalReminder(lease_id=lease.id, kind="reminder",
-                                            offset_days=offset, sent_on=today,
-                                            recipient_id=manager.id, outcome="superseded",
-                                            priority=bool(reasons)))
+                session.add(
+                    RenewalReminder(
+                        lease_id=lease.id,
+                        kind="reminder",
+                        offset_days=offset,
+                        sent_on=today,
+                        recipient_id=manager.id,
+                        outcome="superseded",
+                        priority=bool(reasons),
+                    )
+                )
                 continue
             key = f"renewal:{lease.id}:reminder:{offset}"
             tenant = tenants[lease.tenant_id]
             flag = f" PRIORITY REVIEW: {'; '.join(reasons)}." if reasons else ""
-            messages.append((manager.channel, Notification(
-                key, manager.address,
-                f"{'[priority] ' if reasons else ''}Lease {lease.id} ends on {lease.end_on}",
-                f"Lease {lease.id} of {tenant.name} for unit {lease.unit_id} ends on "
-                f"{lease.end_on} ({(lease.end_on - today).days} days). Please prepare the "
-                f"renewal and acknowledge this reminder.{flag}",
-                {"lease": lease.id, "end_on": lease.end_on.isoformat(), "offset_days": offset,
-                 "priority": bool(reasons)})))
-            session.add(RenewalReminder(lease_id=lease.id, kind="reminder", offset_days=offset,
-                                        sent_on=today, recipient_id=manager.id,
-                                        outcome="queued", priority=bool(reasons),
-                                        notification_key=key))
+            messages.append(
+                (
+                    manager.channel,
+                    Notification(
+                        key,
+                        manager.address,
+                        ("[priority] " if reasons else "")
+                        + f"Lease {lease.id} ends on {lease.end_on}",
+                        f"Lease {lease.id} of {tenant.name} for unit {lease.unit_id} ends on "
+                        f"{lease.end_on} ({(lease.end_on - today).days} days). Please prepare the "
+                        f"renewal and acknowledge this reminder.{flag}",
+                        {
+                            "lease": lease.id,
+                            "end_on": lease.end_on.isoformat(),
+                            "offset_days": offset,
+                            "priority": bool(reasons),
+                        },
+                    ),
+                )
+            )
+            session.add(
+                RenewalReminder(
+                    lease_id=lease.id,
+                    kind="reminder",
+                    offset_days=offset,
+                    sent_on=today,
+                    recipient_id=manager.id,
+                    outcome="queued",
+                    priority=bool(reasons),
+                    notification_key=key,
+                )
+            )
             sent += 1
         if reasons:
             _open_review_task(session, lease, today, reasons)
@@ -276,32 +367,57 @@ def send_renewal_reminders(session: Session, today: date, *, at: datetime,
 def _open_review_task(session: Session, lease: Lease, today: date, reasons: list[str]) -> None:
     key = f"renewal-review:{lease.id}:{lease.end_on.isoformat()}"
     if session.scalars(select(LeaseTask.id).where(LeaseTask.key == key)).first() is None:
-        session.add(LeaseTask(key=key, kind="renewal_review", lease_id=lease.id,
-                              assignee_id=lease.manager_id, opened_on=today,
-                              due_on=today + timedelta(days=7), note="; ".join(reasons)))
+        session.add(
+            LeaseTask(
+                key=key,
+                kind="renewal_review",
+                lease_id=lease.id,
+                assignee_id=lease.manager_id,
+                opened_on=today,
+                due_on=today + timedelta(days=7),
+                note="; ".join(reasons),
+            )
+        )
 
 
-def escalate_unacknowledged(session: Session, today: date, *, at: datetime,
-                            rules: Mapping[str | None, LeasePolicy] | None = None) -> int:
+def escalate_unacknowledged(
+    session: Session,
+    today: date,
+    *,
+    at: datetime,
+    rules: Mapping[str | None, LeasePolicy] | None = None,
+) -> int:
     """Escalate reminders not acknowledged in time to the manager's supervisor, once per
     (lease, offset); return how many were escalated."""
     rules = rules or policies(session)
     rows = session.execute(
         select(RenewalReminder, Lease)
         .join(Lease, Lease.id == RenewalReminder.lease_id)
-        .where(RenewalReminder.kind == "reminder", RenewalReminder.outcome != "superseded",
-               RenewalReminder.acknowledged_at.is_(None),
-               Lease.status.in_([S.ACTIVE, S.EXPIRING, S.OPEN_ENDED]))
-        .order_by(RenewalReminder.lease_id, RenewalReminder.offset_days)).all()
-    due = [(r, lease) for r, lease in rows
-           if r.sent_on + timedelta(days=rules.get(lease.policy_id, rules[None])
-                                    .acknowledge_within_days) <= today]
+        .where(
+            RenewalReminder.kind == "reminder",
+            RenewalReminder.outcome != "superseded",
+            RenewalReminder.acknowledged_at.is_(None),
+            Lease.status.in_([S.ACTIVE, S.EXPIRING, S.OPEN_ENDED]),
+        )
+        .order_by(RenewalReminder.lease_id, RenewalReminder.offset_days)
+    ).all()
+    due = [
+        (r, lease)
+        for r, lease in rows
+        if r.sent_on
+        + timedelta(days=rules.get(lease.policy_id, rules[None]).acknowledge_within_days)
+        <= today
+    ]
     if not due:
         return 0
-    done = set(session.execute(
-        select(RenewalReminder.lease_id, RenewalReminder.offset_days)
-        .where(RenewalReminder.kind == "escalation",
-               RenewalReminder.lease_id.in_({lease.id for _, lease in due}))))
+    done = set(
+        session.execute(
+            select(RenewalReminder.lease_id, RenewalReminder.offset_days).where(
+                RenewalReminder.kind == "escalation",
+                RenewalReminder.lease_id.in_({lease.id for _, lease in due}),
+            )
+        )
+    )
     staff = {s.id: s for s in session.scalars(select(Staff))}
     messages = []
     for reminder, lease in due:
@@ -310,16 +426,32 @@ def escalate_unacknowledged(session: Session, today: date, *, at: datetime,
         manager = staff[lease.manager_id]
         boss = staff.get(manager.supervisor_id or "", manager)
         key = f"renewal:{lease.id}:escalation:{reminder.offset_days}"
-        messages.append((boss.channel, Notification(
-            key, boss.address, f"Escalation: renewal of lease {lease.id} not acknowledged",
-            f"{manager.name} has not acknowledged the {reminder.offset_days}-day renewal "
-            f"reminder of lease {lease.id} (unit {lease.unit_id}, ends {lease.end_on}) sent "
-            f"on {reminder.sent_on}.",
-            {"lease": lease.id, "offset_days": reminder.offset_days, "manager": manager.id})))
-        session.add(RenewalReminder(lease_id=lease.id, kind="escalation",
-                                    offset_days=reminder.offset_days, sent_on=today,
-                                    recipient_id=boss.id, outcome="queued",
-                                    priority=reminder.priority, notification_key=key))
+        messages.append(
+            (
+                boss.channel,
+                Notification(
+                    key,
+                    boss.address,
+                    f"Escalation: renewal of lease {lease.id} not acknowledged",
+                    f"{manager.name} has not acknowledged the {reminder.offset_days}-day renewal "
+                    f"reminder of lease {lease.id} (unit {lease.unit_id}, ends {lease.end_on}) "
+                    f"sent on {reminder.sent_on}.",
+                    {"lease": lease.id, "offset_days": reminder.offset_days, "manager": manager.id},
+                ),
+            )
+        )
+        session.add(
+            RenewalReminder(
+                lease_id=lease.id,
+                kind="escalation",
+                offset_days=reminder.offset_days,
+                sent_on=today,
+                recipient_id=boss.id,
+                outcome="queued",
+                priority=reminder.priority,
+                notification_key=key,
+            )
+        )
     enqueue(session, messages, now=at)
     session.flush()
     return len(messages)
@@ -327,9 +459,13 @@ def escalate_unacknowledged(session: Session, today: date, *, at: datetime,
 
 def acknowledge_reminders(session: Session, lease_id: str, *, by: str, at: datetime) -> int:
     """The manager acts on the lease's renewal: every open reminder is acknowledged."""
-    rows = session.scalars(select(RenewalReminder).where(
-        RenewalReminder.lease_id == lease_id, RenewalReminder.kind == "reminder",
-        RenewalReminder.acknowledged_at.is_(None))).all()
+    rows = session.scalars(
+        select(RenewalReminder).where(
+            RenewalReminder.lease_id == lease_id,
+            RenewalReminder.kind == "reminder",
+            RenewalReminder.acknowledged_at.is_(None),
+        )
+    ).all()
     for r in rows:
         r.acknowledged_at, r.acknowledged_by = at, by
     session.flush()
@@ -351,32 +487,43 @@ class PriceSuggestion:
     band_high_cents: int
 
 
-def suggest_prices(session: Session, today: date,
-                   lease_ids: Iterable[str] | None = None) -> dict[str, PriceSuggestion]:
+def suggest_prices(
+    session: Session, today: date, lease_ids: Iterable[str] | None = None
+) -> dict[str, PriceSuggestion]:
     """Suggestions for running standard leases (all, or those of ``lease_ids``), each from
     its comparable group (same site, building, unit type); see the module doc."""
     rows = session.execute(
-        select(Lease.id, Lease.policy_id, Unit.site_id, Unit.building, UnitProfile.unit_type,
-               Unit.area_m2)
+        select(
+            Lease.id,
+            Lease.policy_id,
+            Unit.site_id,
+            Unit.building,
+            UnitProfile.unit_type,
+            Unit.area_m2,
+        )
         .join(Unit, Unit.id == Lease.unit_id)
         .join(UnitProfile, UnitProfile.unit_id == Lease.unit_id)
-        .where(Lease.kind == "standard",
-               Lease.status.in_([S.ACTIVE, S.EXPIRING, S.OPEN_ENDED]))).all()
+        .where(Lease.kind == "standard", Lease.status.in_([S.ACTIVE, S.EXPIRING, S.OPEN_ENDED]))
+    ).all()
     steps: dict[str, list[RentStep]] = defaultdict(list)
     for lease_id, starts_on, cents, free in session.execute(
-            select(RentStepRow.lease_id, RentStepRow.starts_on, RentStepRow.monthly_cents,
-                   RentStepRow.free)
-            .where(RentStepRow.lease_id.in_([r[0] for r in rows]))
-            .order_by(RentStepRow.lease_id, RentStepRow.starts_on)):
+        select(
+            RentStepRow.lease_id, RentStepRow.starts_on, RentStepRow.monthly_cents, RentStepRow.free
+        )
+        .where(RentStepRow.lease_id.in_([r[0] for r in rows]))
+        .order_by(RentStepRow.lease_id, RentStepRow.starts_on)
+    ):
         steps[lease_id].append(RentStep(starts_on, cents, free))
     rules = policies(session)
-    groups: dict[tuple[str, str, str], list[tuple[str, Decimal, int, LeasePolicy]]] = \
-        defaultdict(list)
+    groups: dict[tuple[str, str, str], list[tuple[str, Decimal, int, LeasePolicy]]] = defaultdict(
+        list
+    )
     for lease_id, policy_id, site, building, unit_type, area in rows:
         current = rent_in_force(steps[lease_id], today)
         if current > 0 and area > 0:
             groups[(site, building, unit_type)].append(
-                (lease_id, Decimal(area), current, rules.get(policy_id, rules[None])))
+                (lease_id, Decimal(area), current, rules.get(policy_id, rules[None]))
+            )
     wanted = set(lease_ids) if lease_ids is not None else None
     out = {}
     for group, members in groups.items():
@@ -388,38 +535,58 @@ def suggest_prices(session: Session, today: date,
             target = median * (1 + (low + high) / 2)
             band_low, band_high = scale_cents(current, 1 + low), scale_cents(current, 1 + high)
             suggested = min(max(round_half_up(target * area), band_low), band_high)
-            out[lease_id] = PriceSuggestion(lease_id, group, area, current, target, suggested,
-                                            band_low, band_high)
+            out[lease_id] = PriceSuggestion(
+                lease_id, group, area, current, target, suggested, band_low, band_high
+            )
     return out
 
 
-def make_offer(session: Session, lease_id: str, offered_cents: int, *, by: str, today: date,
-               at: datetime) -> RenewalOffer:
+def make_offer(
+    session: Session, lease_id: str, offered_cents: int, *, by: str, today: date, at: datetime
+) -> RenewalOffer:
     """Record a renewal offer at ``offered_cents`` per month, flagged when outside the band;
     refused while arrears block the renewal. Acts on (acknowledges) the reminders."""
     lease = get_lease(session, lease_id)
     if lease.status not in (S.ACTIVE, S.EXPIRING, S.OPEN_ENDED):
-        raise IllegalTransition(f"lease {lease.id!r} is {lease.status}; offers are made for "
-                                "running leases")
+        raise IllegalTransition(
+            f"lease {lease.id!r} is {lease.status}; offers are made for running leases"
+        )
     policy = policy_for(session, lease.policy_id)
     owed = arrears(session, account_of(session, lease.id).id, today)
     if owed > policy.arrears_block_cents:
-        raise RenewalBlocked(f"lease {lease.id!r}: arrears {owed} cents are above the "
-                             f"{policy.arrears_block_cents} cents that block a renewal")
+        raise RenewalBlocked(
+            f"lease {lease.id!r}: arrears {owed} cents are above the "
+            f"{policy.arrears_block_cents} cents that block a renewal"
+        )
     suggestion = suggest_prices(session, today, [lease.id]).get(lease.id)
     if suggestion is None:
-        raise UnknownRecord(f"lease {lease.id!r}: no price suggestion (a standard lease with "
-                            "a unit profile, an area and a rent in force is needed)")
+        raise UnknownRecord(
+            f"lease {lease.id!r}: no price suggestion (a standard lease with "
+            "a unit profile, an area and a rent in force is needed)"
+        )
     flagged = not suggestion.band_low_cents <= offered_cents <= suggestion.band_high_cents
-    reason = (f"offered {cny(offered_cents)} is outside the band {cny(suggestion.band_low_cents)}"
-              f" … {cny(suggestion.band_high_cents)} (current {cny(suggestion.current_cents)}, "
-              f"suggested {cny(suggestion.suggested_cents)})") if flagged else ""
-    offer = RenewalOffer(lease_id=lease.id, made_on=today, by=by,
-                         current_cents=suggestion.current_cents,
-                         suggested_cents=suggestion.suggested_cents,
-                         band_low_cents=suggestion.band_low_cents,
-                         band_high_cents=suggestion.band_high_cents, offered_cents=offered_cents,
-                         flagged=flagged, flag_reason=reason, status="open")
+    reason = (
+        (
+            f"offered {cny(offered_cents)} is outside the band {cny(suggestion.band_low_cents)}"
+            f" … {cny(suggestion.band_high_cents)} (current {cny(suggestion.current_cents)}, "
+            f"suggested {cny(suggestion.suggested_cents)})"
+        )
+        if flagged
+        else ""
+    )
+    offer = RenewalOffer(
+        lease_id=lease.id,
+        made_on=today,
+        by=by,
+        current_cents=suggestion.current_cents,
+        suggested_cents=suggestion.suggested_cents,
+        band_low_cents=suggestion.band_low_cents,
+        band_high_cents=suggestion.band_high_cents,
+        offered_cents=offered_cents,
+        flagged=flagged,
+        flag_reason=reason,
+        status="open",
+    )
     session.add(offer)
     acknowledge_reminders(session, lease.id, by=by, at=at)
     session.flush()
@@ -431,8 +598,14 @@ def accept_offer(session: Session, offer_id: int, *, by: str, today: date) -> Le
     offer = session.get(RenewalOffer, offer_id)
     if offer is None or offer.status != "open":
         raise UnknownRecord(f"renewal offer {offer_id} does not exist or is not open")
-    successor = renew(session, offer.lease_id, monthly_cents=offer.offered_cents, today=today,
-                      by=by, reason=f"offer {offer.id} accepted")
+    successor = renew(
+        session,
+        offer.lease_id,
+        monthly_cents=offer.offered_cents,
+        today=today,
+        by=by,
+        reason=f"offer {offer.id} accepted",
+    )
     offer.status, offer.successor_id = "accepted", successor.id
     session.flush()
     return successor
@@ -451,10 +624,18 @@ class ReviewItem:
 
 def review_queue(session: Session, today: date) -> list[ReviewItem]:
     """Expiring and open-ended leases, tenants with poor history first, then by end date."""
-    leases = session.scalars(select(Lease).where(
-        Lease.status.in_([S.EXPIRING, S.OPEN_ENDED]))).all()
+    leases = session.scalars(
+        select(Lease).where(Lease.status.in_([S.EXPIRING, S.OPEN_ENDED]))
+    ).all()
     flagged = poor_history(session, [lease.tenant_id for lease in leases], today)
-    items = [ReviewItem(lease.id, lease.tenant_id, lease.end_on,
-                        bool(flagged.get(lease.tenant_id)),
-                        tuple(flagged.get(lease.tenant_id, ()))) for lease in leases]
+    items = [
+        ReviewItem(
+            lease.id,
+            lease.tenant_id,
+            lease.end_on,
+            bool(flagged.get(lease.tenant_id)),
+            tuple(flagged.get(lease.tenant_id, ())),
+        )
+        for lease in leases
+    ]
     return sorted(items, key=lambda i: (not i.priority, i.end_on, i.lease_id))

@@ -56,8 +56,9 @@ def cpi_rise(cpi: Mapping[date, Decimal], adjustment: date, lag_months: int) -> 
     return now / year_before - 1
 
 
-def rate_changes(rent: RentSchedule, start: date, end: date,
-                 cpi: Mapping[date, Decimal]) -> tuple[list[RentStep], date | None]:
+def rate_changes(
+    rent: RentSchedule, start: date, end: date, cpi: Mapping[date, Decimal]
+) -> tuple[list[RentStep], date | None]:
     """The schedule's rents [cents per month] from ``start`` to ``end`` (exclusive), without
     free rent, and the date rents are known until (None: all)."""
     if isinstance(rent, FixedRent):
@@ -73,16 +74,19 @@ def rate_changes(rent: RentSchedule, start: date, end: date,
                 if found is None:
                     return steps, on
                 rise, source = min(max(found, rent.floor), rent.cap), "cpi"
-            steps.append(RentStep(on, scale_cents(steps[-1].monthly_cents, 1 + rise), False,
-                                  source))
+            steps.append(
+                RentStep(on, scale_cents(steps[-1].monthly_cents, 1 + rise), False, source)
+            )
             k += 1
         return steps, None
-    return [RentStep(s.from_, s.monthly_cents, False, "step") for s in rent.steps
-            if s.from_ < end], None
+    return [
+        RentStep(s.from_, s.monthly_cents, False, "step") for s in rent.steps if s.from_ < end
+    ], None
 
 
-def free_windows(free_rent: Iterable[FreeRent], *, start: date, signed_on: date | None,
-                 handover_on: date | None) -> list[tuple[date, date]]:
+def free_windows(
+    free_rent: Iterable[FreeRent], *, start: date, signed_on: date | None, handover_on: date | None
+) -> list[tuple[date, date]]:
     """Each free-rent window as [from, to) from its anchor (start, signing or handover)."""
     anchors = {"start": start, "signing": signed_on or start, "handover": handover_on or start}
     out = []
@@ -92,14 +96,26 @@ def free_windows(free_rent: Iterable[FreeRent], *, start: date, signed_on: date 
     return out
 
 
-def compile_plan(rent: RentSchedule, free_rent: Iterable[FreeRent], *, start: date, end: date,
-                 signed_on: date | None = None, handover_on: date | None = None,
-                 cpi: Mapping[date, Decimal] | None = None) -> RentPlan:
+def compile_plan(
+    rent: RentSchedule,
+    free_rent: Iterable[FreeRent],
+    *,
+    start: date,
+    end: date,
+    signed_on: date | None = None,
+    handover_on: date | None = None,
+    cpi: Mapping[date, Decimal] | None = None,
+) -> RentPlan:
     """The rent plan of a lease running [``start``, ``end``): rate steps with the free
     windows laid over them; consecutive equal steps merged."""
     rates, known_until = rate_changes(rent, start, end, cpi or {})
-    windows = [(max(a, start), b) for a, b in free_windows(
-        free_rent, start=start, signed_on=signed_on, handover_on=handover_on) if b > start]
+    windows = [
+        (max(a, start), b)
+        for a, b in free_windows(
+            free_rent, start=start, signed_on=signed_on, handover_on=handover_on
+        )
+        if b > start
+    ]
     cuts = sorted({s.starts_on for s in rates} | {d for w in windows for d in w if d >= start})
     steps: list[RentStep] = []
     for day in cuts:

@@ -82,8 +82,9 @@ class CpiLinked(_Strict):
         return self
 
 
-RentSchedule = Annotated[FixedRent | SteppedRent | PercentRise | CpiLinked,
-                         Field(discriminator="kind")]
+RentSchedule = Annotated[
+    FixedRent | SteppedRent | PercentRise | CpiLinked, Field(discriminator="kind")
+]
 
 
 class FreeRent(_Strict):
@@ -139,8 +140,10 @@ class LeaseTerms(_Strict):
         if self.end_on <= self.start_on:
             raise ValueError(f"end_on {self.end_on} must be after start_on {self.start_on}")
         if isinstance(self.rent, SteppedRent) and self.rent.steps[0].from_ != self.start_on:
-            raise ValueError(f"rent.steps: the first step starts on {self.rent.steps[0].from_}, "
-                             f"the lease on {self.start_on}")
+            raise ValueError(
+                f"rent.steps: the first step starts on {self.rent.steps[0].from_}, "
+                f"the lease on {self.start_on}"
+            )
         return self
 
 
@@ -170,8 +173,8 @@ class LeasePolicy(_Strict):
     arrears_block_cents: int = Field(100_000, ge=0)
     late_fee: LateFeePolicy = LateFeePolicy()
     deposit_sla_hours: dict[str, int] = Field(
-        default_factory=lambda: {"inspection": 24, "settlement": 48, "approval": 24,
-                                 "payment": 24})
+        default_factory=lambda: {"inspection": 24, "settlement": 48, "approval": 24, "payment": 24}
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> LeasePolicy:
@@ -182,8 +185,10 @@ class LeasePolicy(_Strict):
         if low > high:
             raise ValueError(f"price_band: low {low} is above high {high}")
         if set(self.deposit_sla_hours) != set(DEPOSIT_STEPS):
-            raise ValueError(f"deposit_sla_hours: expected the steps {DEPOSIT_STEPS}, got "
-                             f"{sorted(self.deposit_sla_hours)}")
+            raise ValueError(
+                f"deposit_sla_hours: expected the steps {DEPOSIT_STEPS}, got "
+                f"{sorted(self.deposit_sla_hours)}"
+            )
         return self
 
     @property

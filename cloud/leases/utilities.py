@@ -55,20 +55,39 @@ class PostedApportionment:
 
     def unbilled_charges(self, session: Session, *, through: date) -> list[UtilityCharge]:
         unit = func.coalesce(TreeNode.unit_id, ApportionLine.unit)
-        billed = exists().where(and_(UtilityBilling.run_id == ApportionRun.id,
-                                     UtilityBilling.unit_id == unit,
-                                     UtilityBilling.party == ApportionLine.party))
+        billed = exists().where(
+            and_(
+                UtilityBilling.run_id == ApportionRun.id,
+                UtilityBilling.unit_id == unit,
+                UtilityBilling.party == ApportionLine.party,
+            )
+        )
         rows = session.execute(
-            select(ApportionRun.id, unit, ApportionLine.party, ApportionRun.period_start,
-                   ApportionRun.period_end, func.max(ApportionLine.to),
-                   func.sum(ApportionLine.cents))
+            select(
+                ApportionRun.id,
+                unit,
+                ApportionLine.party,
+                ApportionRun.period_start,
+                ApportionRun.period_end,
+                func.max(ApportionLine.to),
+                func.sum(ApportionLine.cents),
+            )
             .join(ApportionLine, ApportionLine.run_id == ApportionRun.id)
             .join(Tenant, Tenant.id == ApportionLine.party)
             .outerjoin(TreeNode, TreeNode.id == ApportionLine.unit)
-            .where(ApportionRun.status == POSTED, ApportionRun.period_end <= through,
-                   ApportionLine.unit != "", ~billed)
-            .group_by(ApportionRun.id, unit, ApportionLine.party, ApportionRun.period_start,
-                      ApportionRun.period_end)
+            .where(
+                ApportionRun.status == POSTED,
+                ApportionRun.period_end <= through,
+                ApportionLine.unit != "",
+                ~billed,
+            )
+            .group_by(
+                ApportionRun.id,
+                unit,
+                ApportionLine.party,
+                ApportionRun.period_start,
+                ApportionRun.period_end,
+            )
             .order_by(ApportionRun.id, unit, ApportionLine.party)
         ).all()
         out = []

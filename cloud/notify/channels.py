@@ -67,10 +67,18 @@ class SmtpChannel:
     """E-mail over SMTP. ``starttls`` upgrades the connection before login (with
     ``ssl_context``, default: the system's trust store); ``username`` enables login."""
 
-    def __init__(self, host: str, port: int = 25, *, sender: str,
-                 username: str | None = None, password: str | None = None,
-                 starttls: bool = False, ssl_context: ssl.SSLContext | None = None,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.host, self.port, self.sender = host, port, sender
         self.username, self.password = username, password
         self.starttls, self.ssl_context, self.timeout_s = starttls, ssl_context, timeout_s
@@ -96,14 +104,21 @@ class SmtpChannel:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(self.email(message))
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"SMTP {self.host}:{self.port} could not take the message "
-                                f"{message.key!r} for {message.recipient}: {exc}") from exc
+            raise DeliveryError(
+                f"SMTP {self.host}:{self.port} could not take the message "
+                f"{message.key!r} for {message.recipient}: {exc}"
+            ) from exc
 
 
 def canonical_body(message: Notification) -> bytes:
     """The JSON a webhook carries (sorted keys, no whitespace, UTF-8)."""
-    doc = {"key": message.key, "recipient": message.recipient, "subject": message.subject,
-           "body": message.body, "data": dict(message.data)}
+    doc = {
+        "key": message.key,
+        "recipient": message.recipient,
+        "subject": message.subject,
+        "body": message.body,
+        "data": dict(message.data),
+    }
     return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -113,8 +128,14 @@ def sign_webhook(secret: bytes, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def verify_webhook(secret: bytes, body: bytes, header: str | None, *, now: float,
-                   tolerance_s: int = SIGNATURE_TOLERANCE_S) -> int:
+def verify_webhook(
+    secret: bytes,
+    body: bytes,
+    header: str | None,
+    *,
+    now: float,
+    tolerance_s: int = SIGNATURE_TOLERANCE_S,
+) -> int:
     """Check a signature header against the exact body bytes; return its timestamp.
 
     Raises SignatureError when it is missing, malformed, more than ``tolerance_s`` seconds
@@ -124,12 +145,15 @@ def verify_webhook(secret: bytes, body: bytes, header: str | None, *, now: float
         raise SignatureError(f"no {SIGNATURE_HEADER} header")
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
     if "t" not in parts or "v1" not in parts or not parts["t"].isdigit():
-        raise SignatureError(f"{SIGNATURE_HEADER}: expected t=<unix seconds>,v1=<hex>, got "
-                             f"{header!r}")
+        raise SignatureError(
+            f"{SIGNATURE_HEADER}: expected t=<unix seconds>,v1=<hex>, got {header!r}"
+        )
     timestamp = int(parts["t"])
     if abs(now - timestamp) > tolerance_s:
-        raise SignatureError(f"{SIGNATURE_HEADER}: timestamp {timestamp} is "
-                             f"{abs(now - timestamp):.0f} s off, at most {tolerance_s} s allowed")
+        raise SignatureError(
+            f"{SIGNATURE_HEADER}: timestamp {timestamp} is "
+            f"{abs(now - timestamp):.0f} s off, at most {tolerance_s} s allowed"
+        )
     expected = sign_webhook(secret, body, timestamp).split("v1=", 1)[1]
     if not hmac.compare_digest(expected, parts["v1"]):
         raise SignatureError(f"{SIGNATURE_HEADER}: signature does not match the body")
@@ -139,24 +163,34 @@ def verify_webhook(secret: bytes, body: bytes, header: str | None, *, now: float
 class WebhookChannel:
     """HTTP POST of the notification as signed JSON to ``url``; any 2xx is delivered."""
 
-    def __init__(self, url: str, secret: bytes, *, timeout_s: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: bytes,
+        *,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not secret:
             raise ValueError("a webhook channel needs a non-empty secret")
         self.url, self.secret, self.clock = url, secret, clock
-        self.http = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout_s),
-                                        retries=False)
+        self.http = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout_s), retries=False)
 
     def send(self, message: Notification) -> None:
         body = canonical_body(message)
-        headers = {"Content-Type": "application/json",
-                   DELIVERY_HEADER: message.key,
-                   SIGNATURE_HEADER: sign_webhook(self.secret, body, int(self.clock()))}
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_HEADER: message.key,
+            SIGNATURE_HEADER: sign_webhook(self.secret, body, int(self.clock())),
+        }
         try:
             response = self.http.request("POST", self.url, body=body, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
-            raise DeliveryError(f"webhook {self.url} unreachable for {message.key!r}: "
-                                f"{exc}") from exc
+            raise DeliveryError(
+                f"webhook {self.url} unreachable for {message.key!r}: {exc}"
+            ) from exc
         if not 200 <= response.status < 300:
-            raise DeliveryError(f"webhook {self.url} answered HTTP {response.status} for "
-                                f"{message.key!r}: {response.data[:200]!r}")
+            raise DeliveryError(
+                f"webhook {self.url} answered HTTP {response.status} for "
+                f"{message.key!r}: {response.data[:200]!r}"
+            )

@@ -53,8 +53,9 @@ class NotificationRow(Base):
         return Notification(self.key, self.recipient, self.subject, self.body, self.data)
 
 
-def enqueue(session: Session, messages: Iterable[tuple[str, Notification]], *,
-            now: datetime) -> int:
+def enqueue(
+    session: Session, messages: Iterable[tuple[str, Notification]], *, now: datetime
+) -> int:
     """Record (channel, message) pairs whose keys are new; return how many were new."""
     pending = {m.key: (channel, m) for channel, m in messages}
     if not pending:
@@ -62,13 +63,28 @@ def enqueue(session: Session, messages: Iterable[tuple[str, Notification]], *,
     known: set[str] = set()
     keys = list(pending)
     for i in range(0, len(keys), 500):
-        known.update(session.scalars(select(NotificationRow.key)
-                                     .where(NotificationRow.key.in_(keys[i:i + 500]))))
+        known.update(
+            session.scalars(
+                select(NotificationRow.key).where(NotificationRow.key.in_(keys[i : i + 500]))
+            )
+        )
     at = now.astimezone(UTC)
-    rows = [NotificationRow(key=m.key, channel=channel, recipient=m.recipient,
-                            subject=m.subject, body=m.body, data=dict(m.data), status=PENDING,
-                            attempts=0, created_at=at, next_attempt_at=at)
-            for key, (channel, m) in pending.items() if key not in known]
+    rows = [
+        NotificationRow(
+            key=m.key,
+            channel=channel,
+            recipient=m.recipient,
+            subject=m.subject,
+            body=m.body,
+            data=dict(m.data),
+            status=PENDING,
+            attempts=0,
+            created_at=at,
+            next_attempt_at=at,
+        )
+        for key, (channel, m) in pending.items()
+        if key not in known
+    ]
     session.add_all(rows)
     session.flush()
     return len(rows)
@@ -83,8 +99,13 @@ class DeliveryReport:
     failed: int = 0
 
 
-def deliver(sessions: sessionmaker[Session], channels: Mapping[str, Channel], *,
-            now: datetime, max_attempts: int = 6) -> DeliveryReport:
+def deliver(
+    sessions: sessionmaker[Session],
+    channels: Mapping[str, Channel],
+    *,
+    now: datetime,
+    max_attempts: int = 6,
+) -> DeliveryReport:
     """Send every pending message due at ``now`` whose channel is configured, one per
     transaction. Messages for channels not in ``channels`` wait."""
     at = now.astimezone(UTC)
@@ -94,9 +115,14 @@ def deliver(sessions: sessionmaker[Session], channels: Mapping[str, Channel], *,
         with sessions.begin() as session:
             row = session.scalars(
                 select(NotificationRow)
-                .where(NotificationRow.status == PENDING, NotificationRow.next_attempt_at <= at,
-                       NotificationRow.channel.in_(names))
-                .order_by(NotificationRow.id).limit(1).with_for_update(skip_locked=True)
+                .where(
+                    NotificationRow.status == PENDING,
+                    NotificationRow.next_attempt_at <= at,
+                    NotificationRow.channel.in_(names),
+                )
+                .order_by(NotificationRow.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
             ).first()
             if row is None:
                 break

@@ -86,6 +86,7 @@ class DeadLetter(Base):
     detail: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
+
 # The other packages' tables join Base.metadata (Alembic compares against it).
 from cloud.leases import models as lease_models  # noqa: E402, F401
 from cloud.registry import models_provisioning, models_web  # noqa: E402, F401

@@ -13,11 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-risk_app = typer.Typer(help="Move-out risk, tenant health score, vacancy forecast.",
-                       no_args_is_help=True)
+risk_app = typer.Typer(
+    help="Move-out risk, tenant health score, vacancy forecast.", no_args_is_help=True
+)
 
-DateOpt = Annotated[str | None, typer.Option(
-    "--as-of", help="cutoff YYYY-MM-DD: the first day not seen (default: today)")]
+DateOpt = Annotated[
+    str | None,
+    typer.Option("--as-of", help="cutoff YYYY-MM-DD: the first day not seen (default: today)"),
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -55,8 +58,12 @@ def risk_train(as_of: DateOpt = None) -> None:
     try:
         with sessions.begin() as session:
             row = train_job(session, store, day)
-            out = {"version": row.version, "as_of": day.isoformat(), "examples": row.examples,
-                   "metrics": row.metrics}
+            out = {
+                "version": row.version,
+                "as_of": day.isoformat(),
+                "examples": row.examples,
+                "metrics": row.metrics,
+            }
     except ValueError as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -65,8 +72,9 @@ def risk_train(as_of: DateOpt = None) -> None:
 
 
 @risk_app.command("score")
-def risk_score(as_of: DateOpt = None,
-               site: Annotated[str | None, typer.Option(help="only this site")] = None) -> None:
+def risk_score(
+    as_of: DateOpt = None, site: Annotated[str | None, typer.Option(help="only this site")] = None
+) -> None:
     """Score every running lease as of --as-of with the newest model and store the scores
     (the risk list and the renewal reminders read them)."""
     from cloud.risk.jobs import score, store_scores
@@ -80,16 +88,24 @@ def risk_score(as_of: DateOpt = None,
     finally:
         store.close()
     high = int((scores.probability >= 0.5).sum()) if written else 0
-    typer.echo(json.dumps({"as_of": day.isoformat(), "model_version": scores.model_version,
-                           "leases": written, "high_risk": high,
-                           "bands": {b: int((scores.band == b).sum())
-                                     for b in ("green", "yellow", "red")}}))
+    typer.echo(
+        json.dumps(
+            {
+                "as_of": day.isoformat(),
+                "model_version": scores.model_version,
+                "leases": written,
+                "high_risk": high,
+                "bands": {b: int((scores.band == b).sum()) for b in ("green", "yellow", "red")},
+            }
+        )
+    )
 
 
 @risk_app.command("list")
 def risk_list_command(
-        site: Annotated[str | None, typer.Option(help="only this site")] = None,
-        limit: Annotated[int, typer.Option(min=1, max=100_000)] = 20) -> None:
+    site: Annotated[str | None, typer.Option(help="only this site")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 20,
+) -> None:
     """The managers' risk list from the latest scores: highest move-out probability first,
     with reasons and the health score."""
     from cloud.risk.jobs import risk_list
@@ -101,9 +117,11 @@ def risk_list_command(
 
 
 @risk_app.command("forecast")
-def risk_forecast(site: Annotated[str, typer.Option(help="site id")],
-                  as_of: DateOpt = None,
-                  months: Annotated[int, typer.Option(min=1, max=24)] = 6) -> None:
+def risk_forecast(
+    site: Annotated[str, typer.Option(help="site id")],
+    as_of: DateOpt = None,
+    months: Annotated[int, typer.Option(min=1, max=24)] = 6,
+) -> None:
     """Expected vacant units per building at each of the next months' ends, with a 90 %
     interval."""
     from cloud.risk.jobs import NoModel, vacancy_forecast
@@ -117,17 +135,32 @@ def risk_forecast(site: Annotated[str, typer.Option(help="site id")],
         raise _fail(str(exc)) from None
     finally:
         store.close()
-    typer.echo(json.dumps([{"building": r.building, "month": r.month.isoformat()[:7],
-                            "on": r.on.isoformat(), "vacant_now": r.current,
-                            "expected": r.expected, "low": r.low, "high": r.high,
-                            "expected_move_outs": r.move_outs} for r in rows], indent=1))
+    typer.echo(
+        json.dumps(
+            [
+                {
+                    "building": r.building,
+                    "month": r.month.isoformat()[:7],
+                    "on": r.on.isoformat(),
+                    "vacant_now": r.current,
+                    "expected": r.expected,
+                    "low": r.low,
+                    "high": r.high,
+                    "expected_move_outs": r.move_outs,
+                }
+                for r in rows
+            ],
+            indent=1,
+        )
+    )
 
 
 @risk_app.command("backtest")
-def risk_backtest(split: Annotated[str, typer.Option(help="train on outcomes known by this "
-                                                          "day, test after it")],
-                  history_from: Annotated[str, typer.Option(help="first day of history")],
-                  history_to: Annotated[str, typer.Option(help="last day of history")]) -> None:
+def risk_backtest(
+    split: Annotated[str, typer.Option(help="train on outcomes known by this day, test after it")],
+    history_from: Annotated[str, typer.Option(help="first day of history")],
+    history_to: Annotated[str, typer.Option(help="last day of history")],
+) -> None:
     """Time-split backtest: ROC AUC and precision at the top 10 % for the model and the
     health-score baseline."""
     from cloud.risk.training import backtest
@@ -135,9 +168,13 @@ def risk_backtest(split: Annotated[str, typer.Option(help="train on outcomes kno
     sessions, store = _services()
     try:
         with sessions() as session:
-            out = backtest(session, store, history_from=_day(history_from, "--history-from"),
-                           split=_day(split, "--split"),
-                           history_to=_day(history_to, "--history-to"))
+            out = backtest(
+                session,
+                store,
+                history_from=_day(history_from, "--history-from"),
+                split=_day(split, "--split"),
+                history_to=_day(history_to, "--history-to"),
+            )
     except ValueError as exc:
         raise _fail(str(exc)) from None
     finally:

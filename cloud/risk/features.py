@@ -26,21 +26,21 @@ ACTIVITY_WINDOW_DAYS = 180
 NEVER = np.iinfo(np.int32).max  # a day that never comes (unpaid, unresolved)
 
 FEATURES: tuple[str, ...] = (
-    "use_ratio",            # log(recent mean ÷ baseline mean) of the unit's own use
-    "peer_ratio",           # use_ratio − the median use_ratio of comparable units
-    "use_slope",            # least-squares slope of the recent days ÷ baseline mean, × 30
-    "zero_streak",          # longest run of near-zero days in the window [days]
-    "late_share",           # share of invoices due in the last 365 days paid late / unpaid
-    "days_late",            # mean days late of those invoices (each capped at 60)
-    "collections_stage",    # highest collections step reached by an invoice unpaid now
-    "open_tickets",         # repair tickets open at the cutoff
-    "recent_tickets",       # repair tickets opened in the last 90 days
-    "days_to_expiry",       # contract end − cutoff [days]
+    "use_ratio",  # log(recent mean ÷ baseline mean) of the unit's own use
+    "peer_ratio",  # use_ratio − the median use_ratio of comparable units
+    "use_slope",  # least-squares slope of the recent days ÷ baseline mean, × 30
+    "zero_streak",  # longest run of near-zero days in the window [days]
+    "late_share",  # share of invoices due in the last 365 days paid late / unpaid
+    "days_late",  # mean days late of those invoices (each capped at 60)
+    "collections_stage",  # highest collections step reached by an invoice unpaid now
+    "open_tickets",  # repair tickets open at the cutoff
+    "recent_tickets",  # repair tickets opened in the last 90 days
+    "days_to_expiry",  # contract end − cutoff [days]
     "days_to_paid_through",  # paid-through date − cutoff [days]
-    "rent_ratio",           # log(rent per m² ÷ the comparable units' median rent per m²)
-    "tenure_years",         # years since the tenant's first lease of the unit began
-    "nps",                  # the latest survey score 0–10 (7 when never answered)
-    "activities",           # community activities joined in the last 180 days
+    "rent_ratio",  # log(rent per m² ÷ the comparable units' median rent per m²)
+    "tenure_years",  # years since the tenant's first lease of the unit began
+    "nps",  # the latest survey score 0–10 (7 when never answered)
+    "activities",  # community activities joined in the last 180 days
 )
 
 
@@ -128,7 +128,7 @@ def usage_features(daily: np.ndarray, group: np.ndarray) -> dict[str, np.ndarray
     matrix of daily use [kWh] (NaN unknown); NaN where the baseline is unknown or empty."""
     _n, d = daily.shape
     recent_n = min(RECENT_DAYS, d)
-    base, recent = daily[:, : d - recent_n], daily[:, d - recent_n:]
+    base, recent = daily[:, : d - recent_n], daily[:, d - recent_n :]
     with np.errstate(invalid="ignore", divide="ignore"):
         base_mean = _nanmean(base)
         recent_mean = _nanmean(recent)
@@ -197,15 +197,15 @@ def contract_features(facts: LeaseFacts, as_of: int) -> dict[str, np.ndarray]:
         rent_ratio = np.log(rent / group_median(rent, facts.group))
     return {
         "days_to_expiry": np.clip(facts.end_day - as_of, -90, 800).astype(np.float64),
-        "days_to_paid_through": np.clip(facts.paid_through_day - as_of, -365, 800)
-        .astype(np.float64),
+        "days_to_paid_through": np.clip(facts.paid_through_day - as_of, -365, 800).astype(
+            np.float64
+        ),
         "rent_ratio": rent_ratio,
         "tenure_years": np.maximum(as_of - facts.tenure_start_day, 0) / 365.25,
     }
 
 
-def feature_matrix(daily: np.ndarray, ledger: Ledger, facts: LeaseFacts,
-                   as_of: int) -> np.ndarray:
+def feature_matrix(daily: np.ndarray, ledger: Ledger, facts: LeaseFacts, as_of: int) -> np.ndarray:
     """The leases × :data:`FEATURES` matrix (float64, NaN where unknown)."""
     n = len(facts.end_day)
     cols = usage_features(daily, facts.group)
@@ -214,14 +214,12 @@ def feature_matrix(daily: np.ndarray, ledger: Ledger, facts: LeaseFacts,
     comps = health_components(ledger, n, as_of)
     cols["nps"] = comps["nps"] / 10
     cols["activities"] = comps["activity"] * EXPECTED_ACTIVITIES / 100
-    return np.column_stack([cols[name] for name in FEATURES]) if n else \
-        np.zeros((0, len(FEATURES)))
+    return np.column_stack([cols[name] for name in FEATURES]) if n else np.zeros((0, len(FEATURES)))
 
 
 # --- the health score of DOMAIN.md §5 ------------------------------------------------------
 
-HEALTH_WEIGHTS = {"payment": 0.30, "repair": 0.25, "activity": 0.20, "deviation": 0.15,
-                  "nps": 0.10}
+HEALTH_WEIGHTS = {"payment": 0.30, "repair": 0.25, "activity": 0.20, "deviation": 0.15, "nps": 0.10}
 GREEN, YELLOW = 85.0, 70.0
 NPS_UNKNOWN = 7  # no survey answer: scored as a passive (7 of 10)
 EXPECTED_ACTIVITIES = 3  # participations in 180 days that earn the full activity score
@@ -244,21 +242,34 @@ def health_components(ledger: Ledger, n: int, as_of: int) -> dict[str, np.ndarra
     repair = 100 - 20 * led["open_tickets"] - 10 * led["recent_tickets"]
     seen = (ledger.act_day < as_of) & (ledger.act_day >= as_of - ACTIVITY_WINDOW_DAYS)
     activity = 100 * np.bincount(ledger.act_lease[seen], minlength=n) / EXPECTED_ACTIVITIES
-    called = (ledger.col_step >= 3) & (ledger.col_day < as_of) & \
-        (ledger.col_day >= as_of - LATE_WINDOW_DAYS)
+    called = (
+        (ledger.col_step >= 3)
+        & (ledger.col_day < as_of)
+        & (ledger.col_day >= as_of - LATE_WINDOW_DAYS)
+    )
     deviation = 100 - 25 * np.bincount(ledger.col_lease[called], minlength=n)
     nps = np.full(n, float(NPS_UNKNOWN))
     answered = ledger.nps_day < as_of
     if answered.any():
-        lease, day, score = (ledger.nps_lease[answered], ledger.nps_day[answered],
-                             ledger.nps_score[answered])
+        lease, day, score = (
+            ledger.nps_lease[answered],
+            ledger.nps_day[answered],
+            ledger.nps_score[answered],
+        )
         order = np.lexsort((day, lease))  # per lease by day
         lease, score = lease[order], score[order]
         last = np.r_[lease[1:] != lease[:-1], True]
         nps[lease[last]] = score[last]
-    return {name: np.clip(values, 0, 100).astype(np.float64) for name, values in
-            (("payment", payment), ("repair", repair), ("activity", activity),
-             ("deviation", deviation), ("nps", 10 * nps))}
+    return {
+        name: np.clip(values, 0, 100).astype(np.float64)
+        for name, values in (
+            ("payment", payment),
+            ("repair", repair),
+            ("activity", activity),
+            ("deviation", deviation),
+            ("nps", 10 * nps),
+        )
+    }
 
 
 def health_score(components: dict[str, np.ndarray]) -> np.ndarray:

@@ -63,7 +63,7 @@ def poisson_binomial(p: np.ndarray) -> np.ndarray:
     dist = np.zeros(len(p) + 1)
     dist[0] = 1.0
     for i, q in enumerate(np.clip(p, 0.0, 1.0)):
-        dist[1:i + 2] = dist[1:i + 2] * (1 - q) + dist[: i + 1] * q
+        dist[1 : i + 2] = dist[1 : i + 2] * (1 - q) + dist[: i + 1] * q
         dist[0] *= 1 - q
     return dist
 
@@ -101,8 +101,9 @@ def calendar_offset(first: np.ndarray, last: np.ndarray | int) -> np.ndarray:
     day ordinals: 31 per calendar month, 1 per day within one; increasing in ``last``."""
     first = np.asarray(first, dtype=np.int64)
     last = np.broadcast_to(np.asarray(last, dtype=np.int64), first.shape)
-    return 31 * (_month_index(last) - _month_index(first)) + _day_of_month(last) - \
-        _day_of_month(first)
+    return (
+        31 * (_month_index(last) - _month_index(first)) + _day_of_month(last) - _day_of_month(first)
+    )
 
 
 def _day_of_month(days: np.ndarray) -> np.ndarray:
@@ -116,10 +117,19 @@ def month_ends(as_of: date, months: int = 6) -> list[date]:
     return [add_months(first, k + 1) - timedelta(days=1) for k in range(months)]
 
 
-def forecast(as_of: date, *, vacant_building: list[str], vacant_since: np.ndarray,
-             vacant_until: np.ndarray, lease_building: list[str], lease_end: np.ndarray,
-             lease_p: np.ndarray, survival: np.ndarray, buildings: list[str],
-             months: int = 6) -> list[MonthForecast]:
+def forecast(
+    as_of: date,
+    *,
+    vacant_building: list[str],
+    vacant_since: np.ndarray,
+    vacant_until: np.ndarray,
+    lease_building: list[str],
+    lease_end: np.ndarray,
+    lease_p: np.ndarray,
+    survival: np.ndarray,
+    buildings: list[str],
+    months: int = 6,
+) -> list[MonthForecast]:
     """The forecast of the module doc. Days are ordinals; ``vacant_until`` is the start of
     an already signed lease (a large number when none)."""
     horizon = len(survival) - 1
@@ -134,23 +144,33 @@ def forecast(as_of: date, *, vacant_building: list[str], vacant_since: np.ndarra
         last = end_day.toordinal()
         with np.errstate(invalid="ignore", divide="ignore"):
             base = s(calendar_offset(vacant_since, as_of.toordinal()))
-            q_vac = np.where(base > 0, s(calendar_offset(vacant_since, last))
-                             / np.where(base > 0, base, 1), 1.0)
-        q_vac = np.where(vacant_until <= last, 0.0, np.where(vacant_until < 2**31 - 1, 1.0,
-                                                             q_vac))
+            q_vac = np.where(
+                base > 0, s(calendar_offset(vacant_since, last)) / np.where(base > 0, base, 1), 1.0
+            )
+        q_vac = np.where(vacant_until <= last, 0.0, np.where(vacant_until < 2**31 - 1, 1.0, q_vac))
         ended = lease_end <= last
         q_lease = np.where(ended, lease_p * s(calendar_offset(lease_end, last)), 0.0)
         for b in buildings:
             qv, ql = q_vac[vb == b], q_lease[lb == b]
             probs = np.concatenate([qv, ql[ql > 0]])
             low, high = interval(probs)
-            out.append(MonthForecast(b, end_day.replace(day=1), end_day, int((vb == b).sum()),
-                                     round(float(probs.sum()), 3), low, high,
-                                     round(float(ql.sum()), 3)))
+            out.append(
+                MonthForecast(
+                    b,
+                    end_day.replace(day=1),
+                    end_day,
+                    int((vb == b).sum()),
+                    round(float(probs.sum()), 3),
+                    low,
+                    high,
+                    round(float(ql.sum()), 3),
+                )
+            )
     return out
 
 
 # --- from the registry ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Occupancy:
@@ -165,36 +185,57 @@ class Occupancy:
 def load_occupancy(session: Session, site_id: str) -> Occupancy:
     """Rentable units of a site (units without a profile count as rentable) and their
     standard leases' spans."""
-    units = dict(session.execute(
-        select(Unit.id, Unit.building).outerjoin(UnitProfile, UnitProfile.unit_id == Unit.id)
-        .where(Unit.site_id == site_id,
-               (UnitProfile.rentable.is_(None)) | (UnitProfile.rentable.is_(True)))).all())
+    units = dict(
+        session.execute(
+            select(Unit.id, Unit.building)
+            .outerjoin(UnitProfile, UnitProfile.unit_id == Unit.id)
+            .where(
+                Unit.site_id == site_id,
+                (UnitProfile.rentable.is_(None)) | (UnitProfile.rentable.is_(True)),
+            )
+        ).all()
+    )
     rows = session.execute(
-        select(Lease.id, Lease.unit_id, Lease.start_on, Lease.ended_on, Lease.signed_on,
-               Lease.renewed_from_id)
+        select(
+            Lease.id,
+            Lease.unit_id,
+            Lease.start_on,
+            Lease.ended_on,
+            Lease.signed_on,
+            Lease.renewed_from_id,
+        )
         .join(Unit, Unit.id == Lease.unit_id)
-        .where(Unit.site_id == site_id, Lease.kind == "standard",
-               Lease.parent_id.is_(None), Lease.signed_on.is_not(None))
-        .order_by(Lease.unit_id, Lease.start_on)).all()
+        .where(
+            Unit.site_id == site_id,
+            Lease.kind == "standard",
+            Lease.parent_id.is_(None),
+            Lease.signed_on.is_not(None),
+        )
+        .order_by(Lease.unit_id, Lease.start_on)
+    ).all()
     position = {r[0]: i for i, r in enumerate(rows)}
     renewals = {position[r[5]]: (i, r[4]) for i, r in enumerate(rows) if r[5] in position}
-    return Occupancy(units, [(u, s, e, g) for _, u, s, e, g, _ in rows],
-                     {k: (v[0], v[1]) for k, v in renewals.items()})
+    return Occupancy(
+        units,
+        [(u, s, e, g) for _, u, s, e, g, _ in rows],
+        {k: (v[0], v[1]) for k, v in renewals.items()},
+    )
 
 
-def vacancy_state(occ: Occupancy, as_of: date) -> tuple[dict[str, int], dict[str, int],
-                                                        np.ndarray, np.ndarray]:
+def vacancy_state(
+    occ: Occupancy, as_of: date
+) -> tuple[dict[str, int], dict[str, int], np.ndarray, np.ndarray]:
     """As known on ``as_of`` (leases signed before it, ends before it): per vacant unit its
     first vacant day and the start of a lease signed for it; and the history's vacancy
     durations (:func:`calendar_offset`) with their observed flags, for :func:`kaplan_meier`."""
-    by_unit: dict[str, list[tuple[date, date | None, bool]]] = \
-        {u: [] for u in occ.unit_building}
+    by_unit: dict[str, list[tuple[date, date | None, bool]]] = {u: [] for u in occ.unit_building}
     for k, (unit, start, ended, signed) in enumerate(occ.spans):
         if unit in by_unit and signed is not None and signed < as_of:
             renewal = occ.renewals.get(k)
             renewed = renewal is not None and renewal[1] < as_of
-            by_unit[unit].append((start, ended if ended is not None and ended <= as_of
-                                  else None, renewed))
+            by_unit[unit].append(
+                (start, ended if ended is not None and ended <= as_of else None, renewed)
+            )
     since: dict[str, int] = {}
     until: dict[str, int] = {}
     durations, observed = [], []
@@ -205,7 +246,7 @@ def vacancy_state(occ: Occupancy, as_of: date) -> tuple[dict[str, int], dict[str
         for k, (_s, e, renewed) in enumerate(spans):
             if e is None or e < floor or renewed:  # a renewal is no vacancy
                 continue
-            nxt = [s2 for s2, _, _ in spans[k + 1:] if s2 >= e]
+            nxt = [s2 for s2, _, _ in spans[k + 1 :] if s2 >= e]
             if nxt and nxt[0] <= as_of:  # vacant until the next lease starts
                 durations.append(_offset(e, nxt[0]))
                 observed.append(True)

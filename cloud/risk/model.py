@@ -55,22 +55,37 @@ class RiskModel:
         return self._z(x) * self.coef
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "logistic+platt", "features": list(self.features),
-                "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                "coef": self.coef.tolist(), "intercept": self.intercept,
-                "platt_a": self.platt_a, "platt_b": self.platt_b,
-                "lo": self.lo.tolist(), "hi": self.hi.tolist()}
+        return {
+            "kind": "logistic+platt",
+            "features": list(self.features),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "platt_a": self.platt_a,
+            "platt_b": self.platt_b,
+            "lo": self.lo.tolist(),
+            "hi": self.hi.tolist(),
+        }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> RiskModel:
         features = tuple(doc["features"])
         if features != FEATURES:
-            raise ValueError(f"model features {features} are not this version's {FEATURES}; "
-                             "retrain the model")
-        return cls(features, np.asarray(doc["mean"], float), np.asarray(doc["scale"], float),
-                   np.asarray(doc["coef"], float), float(doc["intercept"]),
-                   float(doc["platt_a"]), float(doc["platt_b"]),
-                   np.asarray(doc["lo"], float), np.asarray(doc["hi"], float))
+            raise ValueError(
+                f"model features {features} are not this version's {FEATURES}; retrain the model"
+            )
+        return cls(
+            features,
+            np.asarray(doc["mean"], float),
+            np.asarray(doc["scale"], float),
+            np.asarray(doc["coef"], float),
+            float(doc["intercept"]),
+            float(doc["platt_a"]),
+            float(doc["platt_b"]),
+            np.asarray(doc["lo"], float),
+            np.asarray(doc["hi"], float),
+        )
 
 
 def fit(x: np.ndarray, y: np.ndarray, *, c: float = 1.0, seed: int = 0) -> RiskModel:
@@ -81,8 +96,10 @@ def fit(x: np.ndarray, y: np.ndarray, *, c: float = 1.0, seed: int = 0) -> RiskM
 
     y = np.asarray(y, dtype=int)
     if len(np.unique(y)) < 2:
-        raise ValueError(f"training needs both outcomes; got {len(y)} examples all "
-                         f"{'left' if len(y) and y[0] else 'stayed'}")
+        raise ValueError(
+            f"training needs both outcomes; got {len(y)} examples all "
+            f"{'left' if len(y) and y[0] else 'stayed'}"
+        )
     unknown = np.isnan(x).all(axis=0)  # a column never known: imputed 0, never clipped
     x = np.where(unknown, 0.0, x)
     mean = np.nanmean(x, axis=0)
@@ -92,17 +109,30 @@ def fit(x: np.ndarray, y: np.ndarray, *, c: float = 1.0, seed: int = 0) -> RiskM
     scale = np.where(scale > 1e-12, scale, 1.0)
     z = (filled - mean) / scale
     folds = max(2, min(5, int(np.bincount(y).min())))
-    clf = CalibratedClassifierCV(LogisticRegression(C=c, max_iter=2000), method="sigmoid",
-                                 cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                 ensemble=False)
+    clf = CalibratedClassifierCV(
+        LogisticRegression(C=c, max_iter=2000),
+        method="sigmoid",
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        ensemble=False,
+    )
     clf.fit(z, y)
     calibrated = clf.calibrated_classifiers_[0]
     lr, platt = calibrated.estimator, calibrated.calibrators[0]
-    return RiskModel(FEATURES, mean, scale, lr.coef_[0].copy(), float(lr.intercept_[0]),
-                     float(platt.a_), float(platt.b_), lo, hi)
+    return RiskModel(
+        FEATURES,
+        mean,
+        scale,
+        lr.coef_[0].copy(),
+        float(lr.intercept_[0]),
+        float(platt.a_),
+        float(platt.b_),
+        lo,
+        hi,
+    )
 
 
 # --- metrics ---------------------------------------------------------------------------
+
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve (ties counted half), NaN without both outcomes."""
@@ -134,21 +164,31 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict[
     out = []
     for part in np.array_split(order, bins):
         if len(part):
-            out.append({"n": len(part), "predicted": round(float(p[part].mean()), 4),
-                        "observed": round(float(np.asarray(y)[part].mean()), 4)})
+            out.append(
+                {
+                    "n": len(part),
+                    "predicted": round(float(p[part].mean()), 4),
+                    "observed": round(float(np.asarray(y)[part].mean()), 4),
+                }
+            )
     return out
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     """ROC AUC, precision at the top 10 %, Brier score, base rate and calibration bins."""
     y = np.asarray(y, dtype=float)
-    return {"n": len(y), "base_rate": round(float(y.mean()), 4) if len(y) else None,
-            "roc_auc": round(roc_auc(y, p), 4), "precision_top10": round(precision_at(y, p), 4),
-            "brier": round(float(np.mean((p - y) ** 2)), 4) if len(y) else None,
-            "calibration": calibration_table(y, p)}
+    return {
+        "n": len(y),
+        "base_rate": round(float(y.mean()), 4) if len(y) else None,
+        "roc_auc": round(roc_auc(y, p), 4),
+        "precision_top10": round(precision_at(y, p), 4),
+        "brier": round(float(np.mean((p - y) ** 2)), 4) if len(y) else None,
+        "calibration": calibration_table(y, p),
+    }
 
 
 # --- reasons ---------------------------------------------------------------------------
+
 
 def _fmt(name: str, v: float) -> str:
     if name == "use_ratio":
@@ -190,6 +230,11 @@ def reasons(model: RiskModel, x: np.ndarray, top: int = 3) -> list[list[str]]:
     order = np.argsort(-contrib, axis=1)[:, :top]
     out = []
     for i, row in enumerate(order):
-        out.append([_fmt(model.features[j], float(x[i, j])) for j in row
-                    if contrib[i, j] > 0.05 and not np.isnan(x[i, j])])
+        out.append(
+            [
+                _fmt(model.features[j], float(x[i, j]))
+                for j in row
+                if contrib[i, j] > 0.05 and not np.isnan(x[i, j])
+            ]
+        )
     return out

@@ -83,17 +83,31 @@ class SeriesStore(Protocol):
     def read(self, meter: str, quantity: str, start: datetime, end: datetime) -> SeriesFrame:
         """Points of one meter and quantity with start <= time < end, ordered by time."""
 
-    def latest(self, meters: list[str], quantity: str,
-               before_ns: int) -> dict[str, tuple[int, float]]:
+    def latest(
+        self, meters: list[str], quantity: str, before_ns: int
+    ) -> dict[str, tuple[int, float]]:
         """Per meter, (time_ns, value) of the newest point with a value before ``before_ns``."""
 
-    def register_matrix(self, meters: list[str], quantity: str, start: datetime,
-                        end: datetime, step: str, tz: str = DEFAULT_TZ) -> RegisterMatrix:
+    def register_matrix(
+        self,
+        meters: list[str],
+        quantity: str,
+        start: datetime,
+        end: datetime,
+        step: str,
+        tz: str = DEFAULT_TZ,
+    ) -> RegisterMatrix:
         """Meters × intervals of the last register value per interval (see matrix.py)."""
 
-    def consumption_matrix(self, meters: list[str], quantity: str, start: datetime,
-                           end: datetime, step: str,
-                           tz: str = DEFAULT_TZ) -> ConsumptionMatrix:
+    def consumption_matrix(
+        self,
+        meters: list[str],
+        quantity: str,
+        start: datetime,
+        end: datetime,
+        step: str,
+        tz: str = DEFAULT_TZ,
+    ) -> ConsumptionMatrix:
         """Use per interval of [start, end), from interval-end registers."""
 
     def close(self) -> None: ...
@@ -103,22 +117,37 @@ class MatrixQueries:
     """register_matrix and consumption_matrix on top of a store's ``raw_points``; a store
     with server-side aggregation overrides ``register_matrix``."""
 
-    def raw_points(self, meters: list[str], quantity: str, start_ns: int,
-                   end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def raw_points(
+        self, meters: list[str], quantity: str, start_ns: int, end_ns: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(meter index, time ns, value, quality code) of points with a value."""
         raise NotImplementedError
 
-    def register_matrix(self, meters: list[str], quantity: str, start: datetime,
-                        end: datetime, step: str, tz: str = DEFAULT_TZ) -> RegisterMatrix:
+    def register_matrix(
+        self,
+        meters: list[str],
+        quantity: str,
+        start: datetime,
+        end: datetime,
+        step: str,
+        tz: str = DEFAULT_TZ,
+    ) -> RegisterMatrix:
         edges = interval_edges(start, end, step, tz)
-        idx, times, values, quality = self.raw_points(meters, quantity, int(edges[0]),
-                                                      int(edges[-1]))
+        idx, times, values, quality = self.raw_points(
+            meters, quantity, int(edges[0]), int(edges[-1])
+        )
         grid_v, grid_q = last_per_interval(idx, times, values, quality, len(meters), edges)
         return RegisterMatrix(tuple(meters), edges, grid_v, grid_q)
 
-    def consumption_matrix(self, meters: list[str], quantity: str, start: datetime,
-                           end: datetime, step: str,
-                           tz: str = DEFAULT_TZ) -> ConsumptionMatrix:
+    def consumption_matrix(
+        self,
+        meters: list[str],
+        quantity: str,
+        start: datetime,
+        end: datetime,
+        step: str,
+        tz: str = DEFAULT_TZ,
+    ) -> ConsumptionMatrix:
         first = interval_edges(start, end, step, tz)
         before = previous_edge(start, step, tz)
         registers = self.register_matrix(meters, quantity, before, end, step, tz)

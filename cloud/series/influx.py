@@ -59,8 +59,7 @@ def influxql_identifier(text: str) -> str:
 # values , = and space (and control whitespace) take a backslash; in string field values
 # " and \ do. Same tables as influxdb-client's Point, which the tests compare against; ours
 # runs about 20 times faster, which matters at ingest rates.
-_TAG = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\t": "\\t",
-                      "\r": "\\r"})
+_TAG = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
 _STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
 
 
@@ -77,15 +76,19 @@ def _float(value: float) -> str:
 def line_protocol(point: SeriesPoint) -> str:
     """One point as a line of InfluxDB line protocol (fields sorted by key, ns time)."""
     measurement = MEASUREMENT if point.value is not None else FAILURES
-    fields = (f'flags="{point.flags.translate(_STRING)}",'
-              f'gateway="{point.gateway.translate(_STRING)}",'
-              f'quality="{point.quality.translate(_STRING)}",'
-              f'round="{point.round.translate(_STRING)}",'
-              f'unit="{point.unit.translate(_STRING)}"')
+    fields = (
+        f'flags="{point.flags.translate(_STRING)}",'
+        f'gateway="{point.gateway.translate(_STRING)}",'
+        f'quality="{point.quality.translate(_STRING)}",'
+        f'round="{point.round.translate(_STRING)}",'
+        f'unit="{point.unit.translate(_STRING)}"'
+    )
     if point.value is not None:
         fields += f",value={_float(point.value)}"
-    return (f"{measurement},meter={_tag(point.meter)},quantity={_tag(point.quantity)},"
-            f"site={_tag(point.site)} {fields} {point.time_ns}")
+    return (
+        f"{measurement},meter={_tag(point.meter)},quantity={_tag(point.quantity)},"
+        f"site={_tag(point.site)} {fields} {point.time_ns}"
+    )
 
 
 class InfluxSeriesStore(MatrixQueries):
@@ -96,9 +99,18 @@ class InfluxSeriesStore(MatrixQueries):
     (on 1.8+ the token is ``user:password`` and the bucket ``database/retention``).
     """
 
-    def __init__(self, url: str, database: str, *, username: str | None = None,
-                 password: str | None = None, token: str | None = None, org: str = "-",
-                 write_path: Literal["v1", "v2"] = "v1", timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        org: str = "-",
+        write_path: Literal["v1", "v2"] = "v1",
+        timeout_s: float = 30.0,
+    ) -> None:
         self.url = url.rstrip("/")
         self.database = database
         self.org = org
@@ -110,21 +122,25 @@ class InfluxSeriesStore(MatrixQueries):
         self._http = urllib3.PoolManager(
             headers=headers,
             timeout=urllib3.Timeout(total=timeout_s),
-            retries=urllib3.Retry(total=3, backoff_factor=0.2, allowed_methods=None,
-                                  status_forcelist=(502, 503, 504)),
+            retries=urllib3.Retry(
+                total=3, backoff_factor=0.2, allowed_methods=None, status_forcelist=(502, 503, 504)
+            ),
         )
         self._client: InfluxDBClient | None = None
         if write_path == "v2":
-            self._client = InfluxDBClient(url=self.url, token=token or "", org=org,
-                                          timeout=int(timeout_s * 1000))
+            self._client = InfluxDBClient(
+                url=self.url, token=token or "", org=org, timeout=int(timeout_s * 1000)
+            )
             self._v2_write = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def _post(self, path: str, body: bytes | str, content_type: str,
-              params: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+    def _post(
+        self, path: str, body: bytes | str, content_type: str, params: dict[str, str] | None = None
+    ) -> urllib3.BaseHTTPResponse:
         url = f"{self.url}{path}" + (f"?{urlencode(params)}" if params else "")
         try:
-            resp = self._http.request("POST", url, body=body, headers={
-                **self._http.headers, "Content-Type": content_type})
+            resp = self._http.request(
+                "POST", url, body=body, headers={**self._http.headers, "Content-Type": content_type}
+            )
         except urllib3.exceptions.HTTPError as exc:
             raise SeriesStoreError(f"POST {url}: {exc}") from exc
         if resp.status >= 300:
@@ -133,9 +149,11 @@ class InfluxSeriesStore(MatrixQueries):
 
     def query(self, influxql: str) -> list[dict]:
         """Run InfluxQL (sent in the POST body, so it may be long); an error raises."""
-        resp = self._post("/query", urlencode({"db": self.database, "q": influxql,
-                                               "epoch": "ns"}),
-                          "application/x-www-form-urlencoded")
+        resp = self._post(
+            "/query",
+            urlencode({"db": self.database, "q": influxql, "epoch": "ns"}),
+            "application/x-www-form-urlencoded",
+        )
         results = json.loads(resp.data).get("results", [])
         for result in results:
             if "error" in result:
@@ -151,23 +169,36 @@ class InfluxSeriesStore(MatrixQueries):
         lines = [line_protocol(p) for p in points]
         if self._client is not None:
             try:
-                self._v2_write.write(bucket=self.database, org=self.org, record=lines,
-                                     write_precision=WritePrecision.NS)
+                self._v2_write.write(
+                    bucket=self.database,
+                    org=self.org,
+                    record=lines,
+                    write_precision=WritePrecision.NS,
+                )
             except Exception as exc:  # the client raises its own ApiException and urllib3's
                 raise SeriesStoreError(
                     f"POST {self.url}/api/v2/write: {len(lines)} points: {exc}"
                 ) from exc
             return
-        self._post("/write", "\n".join(lines).encode(), "text/plain; charset=utf-8",
-                   {"db": self.database, "precision": "ns"})
+        self._post(
+            "/write",
+            "\n".join(lines).encode(),
+            "text/plain; charset=utf-8",
+            {"db": self.database, "precision": "ns"},
+        )
 
     def _series_rows(self, influxql: str) -> list[tuple[dict[str, str], list[str], list[list]]]:
-        return [(series.get("tags", {}), series["columns"], series["values"])
-                for result in self.query(influxql) for series in result.get("series", [])]
+        return [
+            (series.get("tags", {}), series["columns"], series["values"])
+            for result in self.query(influxql)
+            for series in result.get("series", [])
+        ]
 
     def read(self, meter: str, quantity: str, start: datetime, end: datetime) -> SeriesFrame:
-        where = (f" WHERE meter = {influxql_string(meter)} AND quantity = "
-                 f"{influxql_string(quantity)} AND time >= {to_ns(start)} AND time < {to_ns(end)}")
+        where = (
+            f" WHERE meter = {influxql_string(meter)} AND quantity = "
+            f"{influxql_string(quantity)} AND time >= {to_ns(start)} AND time < {to_ns(end)}"
+        )
         rows: list[tuple[int, float | None, str]] = []
         for measurement in (MEASUREMENT, FAILURES):
             value = "value" if measurement == MEASUREMENT else "quality"  # a field must exist
@@ -179,19 +210,24 @@ class InfluxSeriesStore(MatrixQueries):
         rows.sort(key=lambda r: r[0])
         return frame_from_rows(rows)
 
-    def latest(self, meters: list[str], quantity: str,
-               before_ns: int) -> dict[str, tuple[int, float]]:
+    def latest(
+        self, meters: list[str], quantity: str, before_ns: int
+    ) -> dict[str, tuple[int, float]]:
         if not meters:
             return {}
-        q = (f"SELECT last(value) FROM {influxql_identifier(MEASUREMENT)}"
-             f" WHERE quantity = {influxql_string(quantity)} AND time < {before_ns}"
-             f"{self._meter_filter(meters)} GROUP BY meter")
+        q = (
+            f"SELECT last(value) FROM {influxql_identifier(MEASUREMENT)}"
+            f" WHERE quantity = {influxql_string(quantity)} AND time < {before_ns}"
+            f"{self._meter_filter(meters)} GROUP BY meter"
+        )
         wanted = set(meters)
         found = {}
         for tags, cols, values in self._series_rows(q):
             if tags.get("meter") in wanted and values:
-                found[tags["meter"]] = (values[0][cols.index("time")],
-                                        values[0][cols.index("last")])
+                found[tags["meter"]] = (
+                    values[0][cols.index("time")],
+                    values[0][cols.index("last")],
+                )
         return found
 
     @staticmethod
@@ -200,15 +236,19 @@ class InfluxSeriesStore(MatrixQueries):
             return ""
         return " AND (" + " OR ".join(f"meter = {influxql_string(m)}" for m in meters) + ")"
 
-    def raw_points(self, meters: list[str], quantity: str, start_ns: int,
-                   end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        q = (f"SELECT value, quality FROM {influxql_identifier(MEASUREMENT)}"
-             f" WHERE quantity = {influxql_string(quantity)} AND time >= {start_ns}"
-             f" AND time < {end_ns}{self._meter_filter(meters)} GROUP BY meter")
+    def raw_points(
+        self, meters: list[str], quantity: str, start_ns: int, end_ns: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        q = (
+            f"SELECT value, quality FROM {influxql_identifier(MEASUREMENT)}"
+            f" WHERE quantity = {influxql_string(quantity)} AND time >= {start_ns}"
+            f" AND time < {end_ns}{self._meter_filter(meters)} GROUP BY meter"
+        )
         return self._grouped_points(meters, q)
 
-    def _grouped_points(self, meters: list[str], influxql: str
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _grouped_points(
+        self, meters: list[str], influxql: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         index = {m: i for i, m in enumerate(meters)}
         parts = []
         for tags, cols, values in self._series_rows(influxql):
@@ -217,19 +257,28 @@ class InfluxSeriesStore(MatrixQueries):
                 continue
             it, iv, iq = cols.index("time"), cols.index("value"), cols.index("quality")
             rows = [r for r in values if r[iv] is not None]
-            parts.append((
-                np.full(len(rows), i, dtype=np.int64),
-                np.fromiter((r[it] for r in rows), dtype=np.int64, count=len(rows)),
-                np.fromiter((r[iv] for r in rows), dtype=np.float64, count=len(rows)),
-                quality_codes([r[iq] for r in rows]),
-            ))
+            parts.append(
+                (
+                    np.full(len(rows), i, dtype=np.int64),
+                    np.fromiter((r[it] for r in rows), dtype=np.int64, count=len(rows)),
+                    np.fromiter((r[iv] for r in rows), dtype=np.float64, count=len(rows)),
+                    quality_codes([r[iq] for r in rows]),
+                )
+            )
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0), np.zeros(0, dtype=np.uint8)
         return tuple(np.concatenate(col) for col in zip(*parts, strict=True))  # type: ignore[return-value]
 
-    def register_matrix(self, meters: list[str], quantity: str, start: datetime,
-                        end: datetime, step: str, tz: str = DEFAULT_TZ) -> RegisterMatrix:
+    def register_matrix(
+        self,
+        meters: list[str],
+        quantity: str,
+        start: datetime,
+        end: datetime,
+        step: str,
+        tz: str = DEFAULT_TZ,
+    ) -> RegisterMatrix:
         """Server-side ``last()`` per ``GROUP BY time()`` bucket when the intervals are of one
         length (always, unless a day step crosses a daylight-saving change), else raw."""
         edges = interval_edges(start, end, step, tz)
@@ -238,11 +287,13 @@ class InfluxSeriesStore(MatrixQueries):
             return super().register_matrix(meters, quantity, start, end, step, tz)
         width = int(widths[0])
         offset = int(edges[0]) % width
-        q = (f"SELECT last(value) AS value, last(quality) AS quality"
-             f" FROM {influxql_identifier(MEASUREMENT)}"
-             f" WHERE quantity = {influxql_string(quantity)} AND time >= {int(edges[0])}"
-             f" AND time < {int(edges[-1])}{self._meter_filter(meters)}"
-             f" GROUP BY time({width}ns, {offset}ns), meter fill(none)")
+        q = (
+            f"SELECT last(value) AS value, last(quality) AS quality"
+            f" FROM {influxql_identifier(MEASUREMENT)}"
+            f" WHERE quantity = {influxql_string(quantity)} AND time >= {int(edges[0])}"
+            f" AND time < {int(edges[-1])}{self._meter_filter(meters)}"
+            f" GROUP BY time({width}ns, {offset}ns), meter fill(none)"
+        )
         idx, times, values, quality = self._grouped_points(meters, q)
         # Bucket times are bucket starts: the interval edges themselves.
         grid_v, grid_q = last_per_interval(idx, times, values, quality, len(meters), edges)

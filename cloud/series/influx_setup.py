@@ -36,16 +36,28 @@ def server_version(url: str, timeout_s: float = 10.0) -> str:
     return version
 
 
-def influx_setup(url: str, database: str, *, token: str | None = None, org: str = "-",
-                 username: str | None = None, password: str | None = None) -> SetupReport:
+def influx_setup(
+    url: str,
+    database: str,
+    *,
+    token: str | None = None,
+    org: str = "-",
+    username: str | None = None,
+    password: str | None = None,
+) -> SetupReport:
     """Make ``database`` ready for writes and InfluxQL reads; safe to run again."""
     version = server_version(url)
     if version.lstrip("v").startswith("1."):
         InfluxSeriesStore(url, database, username=username, password=password).create_database()
         return SetupReport(version, [f"database {database!r} present"])
     if not version.lstrip("v").startswith("2."):
-        return SetupReport(version, [f"InfluxDB {version}: create database {database!r} with "
-                                     "the server's own tools; nothing done"])
+        return SetupReport(
+            version,
+            [
+                f"InfluxDB {version}: create database {database!r} with "
+                "the server's own tools; nothing done"
+            ],
+        )
     with InfluxDBClient(url=url, token=token or "", org=org) as client:
         buckets = client.buckets_api()
         bucket = buckets.find_bucket_by_name(database)
@@ -56,7 +68,14 @@ def influx_setup(url: str, database: str, *, token: str | None = None, org: str 
         service = DBRPsService(client.api_client)
         existing = service.get_dbrps(org=org, bucket_id=bucket.id).content or []
         if not any(m.database == database for m in existing):
-            service.post_dbrp(DBRPCreate(org=org, bucket_id=bucket.id, database=database,
-                                         retention_policy="autogen", default=True))
+            service.post_dbrp(
+                DBRPCreate(
+                    org=org,
+                    bucket_id=bucket.id,
+                    database=database,
+                    retention_policy="autogen",
+                    default=True,
+                )
+            )
             actions.append(f"DBRP mapping {database}/autogen → bucket {database!r} created")
         return SetupReport(version, actions or ["bucket and DBRP mapping present"])

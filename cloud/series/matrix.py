@@ -21,6 +21,7 @@ NO_READING = 0
 USABLE_CODES = (QUALITY_CODES["good"], QUALITY_CODES["estimated"])
 DEFAULT_TZ = "Asia/Shanghai"
 
+
 def to_ns(moment: datetime) -> int:
     """UTC nanoseconds of an aware datetime (microsecond resolution, exact)."""
     if moment.tzinfo is None:
@@ -41,16 +42,15 @@ def parse_step(step: str | timedelta) -> timedelta:
         if not m:
             raise ValueError(f"step {step!r}: expected e.g. '15min', '1h' or '1d'")
         n, unit = int(m.group(1)), m.group(2)
-        delta = {"min": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[
-            unit
-        ]
+        delta = {"min": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
     if delta <= timedelta(0):
         raise ValueError(f"step must be positive, got {step!r}")
     return delta
 
 
-def interval_edges(start: datetime, end: datetime, step: str | timedelta,
-                   tz: str = DEFAULT_TZ) -> np.ndarray:
+def interval_edges(
+    start: datetime, end: datetime, step: str | timedelta, tz: str = DEFAULT_TZ
+) -> np.ndarray:
     """Edges (UTC ns, int64) of the intervals covering [start, end).
 
     Whole-day steps advance the local wall clock of ``tz`` (calendar days); shorter steps
@@ -109,9 +109,14 @@ class ConsumptionMatrix:
     mask: np.ndarray
 
 
-def last_per_interval(meter_index: np.ndarray, times_ns: np.ndarray, values: np.ndarray,
-                      quality: np.ndarray, n_meters: int,
-                      edges_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def last_per_interval(
+    meter_index: np.ndarray,
+    times_ns: np.ndarray,
+    values: np.ndarray,
+    quality: np.ndarray,
+    n_meters: int,
+    edges_ns: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Place raw points into a meters × intervals grid, keeping the latest point per cell.
 
     ``meter_index`` (int), ``times_ns`` (int64), ``values`` (float64, NaN = no value) and
@@ -145,5 +150,6 @@ def consumption_from_registers(registers: RegisterMatrix) -> ConsumptionMatrix:
 def quality_codes(names: np.ndarray | list[str]) -> np.ndarray:
     """uint8 codes of quality names (unknown names count as suspect)."""
     suspect = QUALITY_CODES["suspect"]
-    return np.fromiter((QUALITY_CODES.get(n, suspect) for n in names), dtype=np.uint8,
-                       count=len(names))
+    return np.fromiter(
+        (QUALITY_CODES.get(n, suspect) for n in names), dtype=np.uint8, count=len(names)
+    )

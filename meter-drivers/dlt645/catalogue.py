@@ -103,15 +103,31 @@ _ITEMS_2007: tuple[DataItem, ...] = (
     *_with_tariffs("00000000", "combined active energy", "energy_combined", ENERGY_SIGNED, "kWh"),
     *_with_tariffs("00010000", "forward active energy", "energy_import", ENERGY, "kWh"),
     *_with_tariffs("00020000", "reverse active energy", "energy_export", ENERGY, "kWh"),
-    _item("00030000", "combined reactive 1 energy, total", "reactive_combined_1",
-          ENERGY_SIGNED, "kvarh"),
-    _item("00040000", "combined reactive 2 energy, total", "reactive_combined_2",
-          ENERGY_SIGNED, "kvarh"),
+    _item(
+        "00030000",
+        "combined reactive 1 energy, total",
+        "reactive_combined_1",
+        ENERGY_SIGNED,
+        "kvarh",
+    ),
+    _item(
+        "00040000",
+        "combined reactive 2 energy, total",
+        "reactive_combined_2",
+        ENERGY_SIGNED,
+        "kvarh",
+    ),
     # 2007 最大需量及发生时间 (maximum demand) table: XX.XXXX kW then YYMMDDhhmm, 8 bytes.
-    DataItem("01010000", "forward active maximum demand, total", (
-        Field("max_demand_import", DEMAND, "kW"), Field("max_demand_import_time", STAMP))),
-    DataItem("01020000", "reverse active maximum demand, total", (
-        Field("max_demand_export", DEMAND, "kW"), Field("max_demand_export_time", STAMP))),
+    DataItem(
+        "01010000",
+        "forward active maximum demand, total",
+        (Field("max_demand_import", DEMAND, "kW"), Field("max_demand_import_time", STAMP)),
+    ),
+    DataItem(
+        "01020000",
+        "reverse active maximum demand, total",
+        (Field("max_demand_export", DEMAND, "kW"), Field("max_demand_export_time", STAMP)),
+    ),
     # 2007 变量 (instantaneous values) table; 02010100 confirmed by the legend capture.
     *_phases("02010100", "voltage", "voltage", VOLTAGE, "V"),
     *_phases("02020100", "current", "current", CURRENT, "A"),
@@ -132,21 +148,41 @@ _ITEMS_2007: tuple[DataItem, ...] = (
     # 2007 冻结 (frozen data) table, last (上1次) instant freeze (瞬时冻结, 0503xxxx), taken
     # by a freeze command whose time fields are all 99: time, then total + T1..T4.
     _item("05030001", "instant freeze time, last", "frozen_instant_time", STAMP),
-    DataItem("05030101", "instant frozen forward active energy, last", tuple(
-        Field(f"frozen_instant_energy_import{s}", ENERGY, "kWh")
-        for s in ("", "_t1", "_t2", "_t3", "_t4"))),
-    DataItem("05030201", "instant frozen reverse active energy, last", tuple(
-        Field(f"frozen_instant_energy_export{s}", ENERGY, "kWh")
-        for s in ("", "_t1", "_t2", "_t3", "_t4"))),
+    DataItem(
+        "05030101",
+        "instant frozen forward active energy, last",
+        tuple(
+            Field(f"frozen_instant_energy_import{s}", ENERGY, "kWh")
+            for s in ("", "_t1", "_t2", "_t3", "_t4")
+        ),
+    ),
+    DataItem(
+        "05030201",
+        "instant frozen reverse active energy, last",
+        tuple(
+            Field(f"frozen_instant_energy_export{s}", ENERGY, "kWh")
+            for s in ("", "_t1", "_t2", "_t3", "_t4")
+        ),
+    ),
     # Last (上1次) daily freeze (日冻结, 0506xxxx): time, then total + T1..T4
     # in one item (a meter with fewer tariffs sends fewer; this catalogue assumes four).
     _item("05060001", "daily freeze time, last", "frozen_daily_time", STAMP),
-    DataItem("05060101", "daily frozen forward active energy, last", tuple(
-        Field(f"frozen_daily_energy_import{s}", ENERGY, "kWh")
-        for s in ("", "_t1", "_t2", "_t3", "_t4"))),
-    DataItem("05060201", "daily frozen reverse active energy, last", tuple(
-        Field(f"frozen_daily_energy_export{s}", ENERGY, "kWh")
-        for s in ("", "_t1", "_t2", "_t3", "_t4"))),
+    DataItem(
+        "05060101",
+        "daily frozen forward active energy, last",
+        tuple(
+            Field(f"frozen_daily_energy_import{s}", ENERGY, "kWh")
+            for s in ("", "_t1", "_t2", "_t3", "_t4")
+        ),
+    ),
+    DataItem(
+        "05060201",
+        "daily frozen reverse active energy, last",
+        tuple(
+            Field(f"frozen_daily_energy_export{s}", ENERGY, "kWh")
+            for s in ("", "_t1", "_t2", "_t3", "_t4")
+        ),
+    ),
 )
 
 _ITEMS_1997: tuple[DataItem, ...] = (
@@ -229,9 +265,7 @@ def items_for(di: str, version: Version = Version.V2007) -> tuple[DataItem, ...]
     return None if item is None else (item,)
 
 
-def decode_values(
-    items: Sequence[DataItem], raw: bytes, offset: int = 0
-) -> tuple[Reading, ...]:
+def decode_values(items: Sequence[DataItem], raw: bytes, offset: int = 0) -> tuple[Reading, ...]:
     """Readings of the value bytes of a reply; ``offset`` is where ``raw`` starts in the frame."""
     expected = sum(item.length for item in items)
     if len(raw) != expected:

@@ -32,8 +32,9 @@ def di_for_quantity(quantity: str, version: Version = Version.V2007) -> str:
     for di, item in CATALOGUE[version].items():
         if len(item.fields) == 1 and item.fields[0].quantity == quantity:
             return di
-    known = sorted({i.fields[0].quantity for i in CATALOGUE[version].values()
-                    if len(i.fields) == 1})
+    known = sorted(
+        {i.fields[0].quantity for i in CATALOGUE[version].values() if len(i.fields) == 1}
+    )
     raise DriverError(
         f"quantity {quantity!r}: no DL/T645-{version.value} data identifier; "
         f"expected one of {', '.join(known)}"
@@ -58,8 +59,15 @@ class Dlt645Master:
     """Reads meters on one line. ``timeout_s`` is per attempt; ``pause_s`` is the quiet time
     kept between the end of one transaction and the next request."""
 
-    def __init__(self, transport: Transport, *, timeout_s: float = 1.0, retries: int = 1,
-                 pause_s: float = 0.02, preamble: int = 4) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        timeout_s: float = 1.0,
+        retries: int = 1,
+        pause_s: float = 0.02,
+        preamble: int = 4,
+    ) -> None:
         self.transport = transport
         self.timeout_s = timeout_s
         self.retries = retries
@@ -68,8 +76,15 @@ class Dlt645Master:
         self._lock = asyncio.Lock()
         self._last_done = 0.0
 
-    async def read(self, address: str, di: str, version: Version = Version.V2007, *,
-                   timeout_s: float | None = None, retries: int | None = None) -> ReadReply:
+    async def read(
+        self,
+        address: str,
+        di: str,
+        version: Version = Version.V2007,
+        *,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+    ) -> ReadReply:
         """Read ``di`` from the meter at ``address``; raise ReadTimeout or MeterErrorReply.
 
         ``timeout_s`` and ``retries`` override the line's defaults for this meter.
@@ -82,8 +97,11 @@ class Dlt645Master:
         problem = "no reply"
         async with self._lock:
             for _attempt in range(attempts):
-                heard = await self._exchange(request, timeout_s, lambda f: (
-                    f.is_reply and f.function == function and f.address == address))
+                heard = await self._exchange(
+                    request,
+                    timeout_s,
+                    lambda f: f.is_reply and f.function == function and f.address == address,
+                )
                 if heard.frame is None:
                     continue
                 try:
@@ -98,8 +116,14 @@ class Dlt645Master:
             f"{timeout_s} s, {attempts} attempt(s)"
         )
 
-    async def read_value(self, address: str, di: str, version: Version = Version.V2007, *,
-                         timeout_s: float | None = None) -> Reading:
+    async def read_value(
+        self,
+        address: str,
+        di: str,
+        version: Version = Version.V2007,
+        *,
+        timeout_s: float | None = None,
+    ) -> Reading:
         """Read a DI that holds exactly one value and return it with its unit."""
         reply = await self.read(address, di, version, timeout_s=timeout_s)
         if len(reply.readings) != 1:
@@ -116,9 +140,11 @@ class Dlt645Master:
         function = DIALECTS[Version.V2007].read
         async with self._lock:
             heard = await self._exchange(
-                request, self.timeout_s if timeout_s is None else timeout_s,
-                lambda f: (f.is_reply and f.function == function
-                           and address_matches(pattern, f.address)),
+                request,
+                self.timeout_s if timeout_s is None else timeout_s,
+                lambda f: (
+                    f.is_reply and f.function == function and address_matches(pattern, f.address)
+                ),
             )
         if heard.frame is not None and not heard.noise:
             return Probe(ProbeOutcome.FOUND, heard.frame.address)
@@ -137,8 +163,9 @@ class Dlt645Master:
             await self.transport.send(request)
             self._last_done = time.monotonic() + settle_s
 
-    async def _exchange(self, request: bytes, timeout_s: float,
-                        wanted: Callable[[Frame], bool]) -> _Heard:
+    async def _exchange(
+        self, request: bytes, timeout_s: float, wanted: Callable[[Frame], bool]
+    ) -> _Heard:
         """Send ``request`` and listen until a wanted frame arrives or ``timeout_s`` passes.
 
         Our own echo (half-duplex converters) and other meters' frames are skipped; a
@@ -157,8 +184,7 @@ class Dlt645Master:
                 for frame in parser:
                     if wanted(frame):
                         return _Heard(frame, parser.garbage_bytes + parser.checksum_errors > 0)
-            return _Heard(None, parser.garbage_bytes + parser.checksum_errors
-                          + parser.buffered > 0)
+            return _Heard(None, parser.garbage_bytes + parser.checksum_errors + parser.buffered > 0)
         finally:
             self._last_done = time.monotonic()
 

@@ -58,9 +58,7 @@ class ReadReply:
 
     def _single(self) -> Reading:
         if len(self.readings) != 1:
-            raise ValueError(
-                f"DI {self.di} carries {len(self.readings)} readings; use .readings"
-            )
+            raise ValueError(f"DI {self.di} carries {len(self.readings)} readings; use .readings")
         return self.readings[0]
 
 
@@ -199,8 +197,7 @@ def decode_reply(frame: Frame, version: Version = Version.V2007) -> Reply:
         if function == dialect.read_follow_up and version is Version.V2007:
             if not data:
                 raise FrameError(
-                    f"expected DI, data and sequence number at offset {HEADER_LENGTH}, "
-                    "got no data",
+                    f"expected DI, data and sequence number at offset {HEADER_LENGTH}, got no data",
                     HEADER_LENGTH,
                 )
             data, seq = data[:-1], data[-1]

@@ -145,9 +145,7 @@ def build_write(
     else:
         items = items_for(di, version)
         if items is None:
-            raise InvalidValueError(
-                f"no catalogue format for DI {di}; pass the value as raw bytes"
-            )
+            raise InvalidValueError(f"no catalogue format for DI {di}; pass the value as raw bytes")
         payload = encode_values(items, value)
     data = di_to_wire(di, version) + bytes(password) + bytes(operator or b"") + payload
     return Frame(address, dialect.write, data)
@@ -275,4 +273,3 @@ def decode_request(frame: Frame, version: Version = Version.V2007) -> Request:
         f"expected one of {', '.join(f'0x{c:02X}' for c in known)}",
         8,
     )
-

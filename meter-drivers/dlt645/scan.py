@@ -18,8 +18,9 @@ from .master import Dlt645Master, ProbeOutcome
 Progress = Callable[[int, int, int], None]
 
 
-async def scan_line(master: Dlt645Master, *, timeout_s: float = 0.3,
-                    progress: Progress | None = None) -> list[str]:
+async def scan_line(
+    master: Dlt645Master, *, timeout_s: float = 0.3, progress: Progress | None = None
+) -> list[str]:
     """Addresses of every meter that answers on ``master``'s line, sorted.
 
     Costs one probe when the line holds one meter, about 100 per collided byte otherwise;
