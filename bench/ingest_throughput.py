@@ -36,9 +36,9 @@ import urllib3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
+from cloud.ingest.models import SeenEnvelope
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway
-from cloud.registry.models import SeenEnvelope
+from cloud.registry.service import register_gateway
 from cloud.series.base import SeriesPoint, to_ns
 from cloud.series.influx import InfluxSeriesStore, line_protocol
 from edge.keys import GatewayIdentity

@@ -1,7 +1,7 @@
 """Move-out features and scores for 100,000 leases × 90 days of daily use, against the
 time to read the same series from the store, in one run.
 
-Setup (not timed): a simulated portfolio (simulators/portfolio.py) of 100 buildings × 1,070
+Setup (not timed): a simulated portfolio (meterflow/scenarios/portfolio.py) of 100 buildings × 1,070
 units (≈ 100,000 running leases) with 120 days of daily register readings in the SQLite
 series store and its ledger in a SQLite registry; a model trained on a small two-year
 portfolio (the scoring cost does not depend on what the model learned).
@@ -41,7 +41,7 @@ from cloud.risk.loader import WINDOW_DAYS, load_inputs  # noqa: E402
 from cloud.risk.models import RiskModelRow  # noqa: E402
 from cloud.risk.training import train  # noqa: E402
 from cloud.series.sqlite import SqliteSeriesStore  # noqa: E402
-from simulators.portfolio import PortfolioSpec, generate_portfolio  # noqa: E402
+from meterflow.scenarios.portfolio import PortfolioSpec, generate_portfolio  # noqa: E402
 
 
 def main() -> None:

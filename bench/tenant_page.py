@@ -50,9 +50,9 @@ def seed(work: Path) -> str:
 
     from cloud.apportion.case import case_from_data
     from cloud.apportion.runs import approve_run, create_run, post_run, review_run
-    from cloud.provisioning import CloudSigner
+    from cloud.gateways.provisioning import CloudSigner
     from cloud.registry.db import open_registry
-    from cloud.tenant_links import StatementKey, TenantLinkService, WebSecret
+    from cloud.statements.links import StatementKey, TenantLinkService, WebSecret
 
     signer = CloudSigner.load_or_create(work / "cloud.key")
     key = serialization.load_pem_private_key((work / "cloud.key").read_bytes(), None)
@@ -96,11 +96,11 @@ def serve(work: Path, port: int) -> None:
     import uvicorn
     from cryptography.hazmat.primitives import serialization
 
-    from cloud.api.app import create_app
-    from cloud.api.deps import ApiServices, WebServices
-    from cloud.provisioning import CloudSigner, ProvisioningService
+    from cloud.gateways.provisioning import CloudSigner, ProvisioningService
     from cloud.registry.db import open_registry
-    from cloud.tenant_links import WebSecret
+    from cloud.statements.links import WebSecret
+    from cloud.web.app import create_app
+    from cloud.web.deps import ApiServices, WebServices
 
     signer = CloudSigner.load_or_create(work / "cloud.key")
     key = serialization.load_pem_private_key((work / "cloud.key").read_bytes(), None)

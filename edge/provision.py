@@ -51,7 +51,7 @@ class ProvisionError(Exception):
 
 
 class _Reply(BaseModel):
-    """The cloud's answer (``cloud.api.provision.ProvisionResponse``), as the gateway reads it."""
+    """The cloud's answer (``cloud.web.provision.ProvisionResponse``), as the gateway reads it."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 

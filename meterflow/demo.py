@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cloud.ingest import IngestService
-from cloud.ingest_worker import IngestWorker
+from cloud.ingest.service import IngestService
+from cloud.ingest.worker import IngestWorker
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway, register_meter
+from cloud.registry.service import register_gateway, register_meter
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.agent import GatewayAgent
 from edge.config import GroupConfig, LineConfig, MeterConfig, SiteConfig

@@ -27,15 +27,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.accounts import AccountService, Role
-from cloud.api.app import create_app
-from cloud.api.deps import ApiServices, WebServices
 from cloud.apportion.case import case_from_data
 from cloud.apportion.runs import approve_run, create_run, post_run, review_run
-from cloud.provisioning import BrokerGrant, CloudSigner, ProvisioningService
+from cloud.gateways.provisioning import BrokerGrant, CloudSigner, ProvisioningService
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway
-from cloud.tenant_links import StatementKey, WebSecret
+from cloud.registry.service import register_gateway
+from cloud.staff.accounts import AccountService, Role
+from cloud.statements.links import StatementKey, WebSecret
+from cloud.web.app import create_app
+from cloud.web.deps import ApiServices, WebServices
 from tests.servers import missing_server
 
 CASES = Path(__file__).parent / "cases"

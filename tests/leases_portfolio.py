@@ -55,7 +55,7 @@ from cloud.leases.terms import (
 )
 from cloud.notify.channels import Notification
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import ensure_site
+from cloud.registry.service import ensure_site
 from tests import servers
 from tests.servers import PostgresServer
 
@@ -288,7 +288,7 @@ def invoice_kinds(session: Session, invoice_id: str) -> dict[str, int]:
 
 def table_counts(session: Session) -> dict[str, int]:
     """Rows per lease table (and the outbox): equal before and after an idempotent rerun."""
-    from cloud.registry.models import Base
+    from cloud.registry.base import Base
 
     names = [
         t

@@ -14,8 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from cloud.apportion.case import case_from_data, load_case, parse_case
-from cloud.apportion.cli import apportion_command
 from cloud.apportion.errors import CaseError
+from meterflow.cli.apportion import apportion_command
 
 CASES = Path(__file__).parent / "cases"
 

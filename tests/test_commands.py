@@ -18,8 +18,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.commands import Ack as CloudAck
-from cloud.commands import (
+from cloud.gateways.commands import Ack as CloudAck
+from cloud.gateways.commands import (
     AckRejected,
     CommandError,
     ack_topic,
@@ -27,9 +27,9 @@ from cloud.commands import (
     issue_command,
     verify_ack,
 )
-from cloud.provisioning import CloudSigner
+from cloud.gateways.provisioning import CloudSigner
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway, revoke_key
+from cloud.registry.service import register_gateway, revoke_key
 from edge.commands import (
     Ack,
     AckStatus,

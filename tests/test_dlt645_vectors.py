@@ -1,4 +1,4 @@
-"""The DL/T645 codec against published frames (shared/data/dlt645_vectors.json).
+"""The DL/T645 codec against published frames (tests/data/dlt645_vectors.json).
 
 Vectors with ``valid: true`` must decode to their stated value and unit and be rebuilt byte
 for byte; the others are published mistakes, and each test below pins the mistake its note
@@ -34,14 +34,13 @@ from meter_drivers.dlt645 import (
     encode_frame,
 )
 
-VECTORS_PATH = Path(__file__).parents[1].parent / "shared" / "data" / "dlt645_vectors.json"
+VECTORS_PATH = Path(__file__).parent / "data" / "dlt645_vectors.json"
 
 
 def _load_vectors() -> list[dict[str, Any]]:
     if not VECTORS_PATH.is_file():
         pytest.fail(
-            f"DL/T645 test vectors missing: expected {VECTORS_PATH} "
-            "(CI clones the shared/ repository beside the main checkout)",
+            f"DL/T645 test vectors missing: expected {VECTORS_PATH} (tests/data/README.md)",
             pytrace=False,
         )
     return json.loads(VECTORS_PATH.read_text(encoding="utf-8"))

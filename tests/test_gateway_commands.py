@@ -7,8 +7,8 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
-from cloud.commands import ack_topic, command_topic, issue_command, verify_ack
-from cloud.provisioning import CloudSigner
+from cloud.gateways.commands import ack_topic, command_topic, issue_command, verify_ack
+from cloud.gateways.provisioning import CloudSigner
 from edge.wire import HealthPayload, Topics, parse_compact
 from meterflow.cli import app
 from tests.test_gateway_faults import (

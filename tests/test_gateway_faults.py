@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cloud.ingest import IngestService
-from cloud.ingest_worker import IngestWorker
+from cloud.ingest.models import SeenEnvelope
+from cloud.ingest.service import IngestService
+from cloud.ingest.worker import IngestWorker
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway
-from cloud.registry.models import SeenEnvelope
+from cloud.registry.service import register_gateway
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
 from meter_drivers.dlt645.frame import Frame

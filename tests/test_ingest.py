@@ -6,10 +6,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
-from cloud.ingest import IngestService, Outcome, RejectReason, payload_points
+from cloud.ingest.models import DeadLetter
+from cloud.ingest.service import IngestService, Outcome, RejectReason, payload_points
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway, revoke_key
-from cloud.registry.models import DeadLetter
+from cloud.registry.service import register_gateway, revoke_key
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
 from edge.wire import open_envelope

@@ -10,11 +10,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from cloud.ingest import IngestService
-from cloud.ingest_worker import IngestWorker
+from cloud.ingest.models import DeadLetter
+from cloud.ingest.service import IngestService
+from cloud.ingest.worker import IngestWorker
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway
-from cloud.registry.models import DeadLetter
+from cloud.registry.service import register_gateway
 from cloud.series.influx import InfluxSeriesStore
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity

@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cloud.leases.cli import cloud_bill, cloud_daily
 from cloud.registry.db import open_registry
+from meterflow.cli.leases import cloud_bill, cloud_daily
 from tests.leases_portfolio import UnitSpec, running_lease, seed_site, terms
 from tests.smtp_http_receivers import (  # noqa: F401  (fixtures)
     WEBHOOK_SECRET,

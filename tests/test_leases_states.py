@@ -14,8 +14,7 @@ from cloud.apportion.models import OccupancySegment, TreeNode
 from cloud.leases import lifecycle
 from cloud.leases.billing import run_billing
 from cloud.leases.errors import IllegalTransition, TermsError
-from cloud.leases.lifecycle import ALLOWED, LeaseStatus
-from cloud.leases.models import CreditEntry, Lease, LeaseTransition
+from cloud.leases.models import ALLOWED, CreditEntry, Lease, LeaseStatus, LeaseTransition
 from cloud.leases.periods import BillingPeriod
 from cloud.leases.utilities import PostedApportionment
 from tests.leases_portfolio import (  # noqa: F401  (fixtures)

@@ -1,4 +1,4 @@
-"""The simulated lease portfolio (simulators/portfolio.py, docs/vacancy.md "Simulated
+"""The simulated lease portfolio (meterflow/scenarios/portfolio.py, docs/vacancy.md "Simulated
 portfolio"): written into a real registry and a real SQLite series store, checked only
 through what production would see — lease rows, the ledger and the meter readings."""
 
@@ -32,10 +32,11 @@ from cloud.leases.occupancy import occupancy
 from cloud.leases.payments import paid_through
 from cloud.leases.periods import add_months
 from cloud.leases.plans import plan_for
+from cloud.registry.base import Base
 from cloud.registry.db import open_registry
-from cloud.registry.models import Base, Meter
+from cloud.registry.models import Meter
 from cloud.series.sqlite import SqliteSeriesStore
-from simulators.portfolio import PortfolioSpec, PortfolioSummary, generate_portfolio
+from meterflow.scenarios.portfolio import PortfolioSpec, PortfolioSummary, generate_portfolio
 
 SMALL = PortfolioSpec(buildings=2, units_per_building=30, days=400, seed=11)
 

@@ -25,10 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from cloud.api.app import create_app
-from cloud.api.cli import cloud_claim_token
-from cloud.api.deps import ApiServices
-from cloud.provisioning import (
+from cloud.gateways.models import ClaimToken
+from cloud.gateways.provisioning import (
     BrokerGrant,
     CloudKeyError,
     CloudSigner,
@@ -36,12 +34,15 @@ from cloud.provisioning import (
     ProvisioningService,
     token_sha256,
 )
+from cloud.registry.base import Base
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import find_key
-from cloud.registry.models import Base, Gateway
-from cloud.registry.models_provisioning import ClaimToken
+from cloud.registry.models import Gateway
+from cloud.registry.service import find_key
+from cloud.web.app import create_app
+from cloud.web.deps import ApiServices
 from edge.keys import GatewayIdentity, key_id, load_public_key_b64, public_key_b64
 from edge.provision import ProvisionError, edge_provision, load_cloud_key, provision
+from meterflow.cli.web import cloud_claim_token
 from tests import servers
 
 SITE_TOML = """\
@@ -359,7 +360,7 @@ def test_api_command_serves_the_api_until_stopped(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import typer; from cloud.api.cli import cloud_api; typer.run(cloud_api)",
+            "import typer; from meterflow.cli.web import cloud_api; typer.run(cloud_api)",
             "--port",
             str(port),
         ],

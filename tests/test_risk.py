@@ -1,4 +1,4 @@
-"""Move-out risk on a simulated two-year portfolio (simulators/portfolio.py) written into a
+"""Move-out risk on a simulated two-year portfolio (meterflow/scenarios/portfolio.py) written into a
 real registry and series store: the time-split backtest against the health-score baseline,
 the leakage test, the six-month vacancy forecast against what happened, the score job, the
 risk list, the reminders it feeds and the command line.
@@ -35,7 +35,7 @@ from cloud.risk.models import TenantSurvey
 from cloud.risk.training import FORECAST_LEAD_DAYS, backtest, backtest_examples, train
 from cloud.series.base import SeriesPoint
 from cloud.series.sqlite import SqliteSeriesStore
-from simulators.portfolio import PortfolioSpec, generate_portfolio
+from meterflow.scenarios.portfolio import PortfolioSpec, generate_portfolio
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 SPEC = PortfolioSpec()

@@ -13,10 +13,10 @@ from decimal import Decimal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.ingest import IngestService
-from cloud.ingest_worker import IngestWorker
+from cloud.ingest.service import IngestService
+from cloud.ingest.worker import IngestWorker
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway
+from cloud.registry.service import register_gateway
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.agent import GatewayAgent
 from edge.config import LineConfig, MeterConfig, SiteConfig

@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.ingest import IngestService, Outcome
+from cloud.ingest.service import IngestService, Outcome
+from cloud.ingest.validation import NS_PER_DAY, SeriesState, VeeRules, validate
 from cloud.registry.db import open_registry
-from cloud.registry.gateways import register_gateway
+from cloud.registry.service import register_gateway
 from cloud.series.base import SeriesPoint
 from cloud.series.sqlite import SqliteSeriesStore
-from cloud.validation import NS_PER_DAY, SeriesState, VeeRules, validate
 from edge.keys import GatewayIdentity
 from tests.factories import T0, envelope, reading
 

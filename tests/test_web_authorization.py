@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
-from cloud.accounts import SessionKind
-from cloud.api.authz import POLICIES, Access
-from cloud.tenant_links import StatementKey
+from cloud.staff.accounts import SessionKind
+from cloud.statements.links import StatementKey
+from cloud.web.authz import POLICIES, Access
 from edge.wire import key_id, public_key_b64
 from tests.browser import PASSWORD, WebRig, make_rig, serve
 

@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import select
 
 from cloud.apportion.models import ApportionLine, ApportionRun
-from cloud.gateway_feed import GatewayFeed
-from cloud.registry.gateways import register_gateway
-from cloud.registry.models_web import StatementConfirmation
-from cloud.tenant_links import StatementKey, TenantLinkService
+from cloud.gateways.feed import GatewayFeed
+from cloud.registry.service import register_gateway
+from cloud.statements.links import StatementKey, TenantLinkService
+from cloud.statements.models import StatementConfirmation
 from edge.keys import GatewayIdentity
 from simulators.dlt645_meter import Dlt645Line, SimulatedMeter, serve_in_thread
 from simulators.load import LoadModel, SystemClock

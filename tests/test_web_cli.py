@@ -13,7 +13,7 @@ import httpx
 import typer
 from typer.testing import CliRunner
 
-from cloud.api.cli import cloud_web_account
+from meterflow.cli.web import cloud_web_account
 from tests import servers
 
 
@@ -42,7 +42,7 @@ def test_web_account_then_sign_in_on_the_served_pages(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import typer; from cloud.api.cli import cloud_api; typer.run(cloud_api)",
+            "import typer; from meterflow.cli.web import cloud_api; typer.run(cloud_api)",
             "--port",
             str(port),
         ],

@@ -13,10 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.accounts import Principal, Role
-from cloud.command_dispatch import DispatchError, UnknownGatewayTarget
-from cloud.gateway_feed import GatewayFeed
-from cloud.gateway_health import HealthRejected, UnknownGateway
+from cloud.gateways.dispatch import DispatchError, UnknownGatewayTarget
+from cloud.gateways.feed import GatewayFeed
+from cloud.gateways.health import HealthRejected, UnknownGateway
+from cloud.staff.accounts import Principal, Role
 from edge.wire import (
     ClockState,
     HealthPayload,

@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from cloud.tenant_links import StatementKey
+from cloud.statements.links import StatementKey
 from tests.browser import WebRig, make_rig, serve
 
 #: examples per operation and variant (bounded: the whole run takes seconds)

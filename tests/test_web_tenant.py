@@ -14,18 +14,19 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from cloud.api.qr import qr_svg
 from cloud.apportion.models import ApportionLine, ApportionStatement, Unit
 from cloud.apportion.runs import void_run
 from cloud.leases.models import Lease, Staff, StatementAccess, Tenant
-from cloud.registry.models_web import AuditEntry, StatementConfirmation
-from cloud.tenant_links import (
+from cloud.staff.models import AuditEntry
+from cloud.statements.links import (
     LinkRefused,
     RefusalReason,
     StatementKey,
     TenantLinkService,
     revoke_unit_links,
 )
+from cloud.statements.models import StatementConfirmation
+from cloud.web.qr import qr_svg
 from tests.browser import MONTHS, WebRig, make_rig, serve
 
 
@@ -135,7 +136,7 @@ def test_expired_and_revoked_links_are_refused_with_the_reason(
 
 
 def test_a_link_without_statement_is_not_issued(rig: WebRig) -> None:
-    from cloud.tenant_links import NoStatement
+    from cloud.statements.links import NoStatement
 
     with pytest.raises(NoStatement):
         rig.web.links.link_for(StatementKey(rig.seeded.draft, "A101", "ACME"))
@@ -204,7 +205,7 @@ def test_confirm_once_and_dispute_for_finance(rig: WebRig, client: httpx.Client)
 
 
 def _admin(rig: WebRig):  # type: ignore[no-untyped-def]
-    from cloud.accounts import Principal, Role
+    from cloud.staff.accounts import Principal, Role
 
     return Principal("admin", Role.ADMIN, frozenset())
 

@@ -24,16 +24,16 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from cloud.accounts import Principal, Role
-from cloud.api.app import create_app
-from cloud.api.deps import ApiServices, WebServices
 from cloud.apportion.models import TreeNode, Unit
 from cloud.apportion.runs import void_run
+from cloud.gateways.provisioning import ProvisioningService
 from cloud.leases.models import Lease, Staff, StatementAccess, Tenant
-from cloud.provisioning import ProvisioningService
 from cloud.registry.db import open_registry
 from cloud.registry.models import Site
-from cloud.tenant_links import StatementKey, revoke_unit_links
+from cloud.staff.accounts import Principal, Role
+from cloud.statements.links import StatementKey, revoke_unit_links
+from cloud.web.app import create_app
+from cloud.web.deps import ApiServices, WebServices
 from tests.browser import MONTHS, WebRig, make_rig, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_a_link_revoked_by_another_process_is_refused_on_the_next_request(rig: C
         rig.url,
         """
         from datetime import date
-        from cloud.tenant_links import revoke_unit_links
+        from cloud.statements.links import revoke_unit_links
         with sessions.begin() as s:
             assert revoke_unit_links(s, "A101", date(2020, 1, 1)) >= 1
     """,

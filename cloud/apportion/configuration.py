@@ -30,8 +30,8 @@ from cloud.apportion.models import (
     Unit,
 )
 from cloud.apportion.money import DEMAND, to_cents
-from cloud.registry.gateways import ensure_site
 from cloud.registry.models import Meter, Site
+from cloud.registry.service import ensure_site
 
 #: The date a multiplier given without dates is stored from.
 ALWAYS = date(1970, 1, 1)

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.apportion.errors import RunStateError
-from cloud.registry.models import Base
+from cloud.registry.base import Base
 
 
 class Unit(Base):

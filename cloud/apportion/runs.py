@@ -33,7 +33,7 @@ from cloud.apportion.engine import EngineResult, apportion
 from cloud.apportion.errors import RerunMismatchError, RunHeldError, RunStateError
 from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
 from cloud.apportion.statement import build_statements, line_rows, sign_statement
-from cloud.registry.gateways import ensure_site
+from cloud.registry.service import ensure_site
 
 Clock = Callable[[], datetime]
 

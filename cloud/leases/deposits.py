@@ -23,12 +23,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud.leases.errors import DepositError, EvidenceMissing, UnknownRecord
-from cloud.leases.lifecycle import LeaseStatus, get_lease
+from cloud.leases.lifecycle import get_lease
 from cloud.leases.models import (
     DepositDeduction,
     DepositRefund,
     DepositSlaFlag,
     Lease,
+    LeaseStatus,
     LeaseTask,
     Staff,
 )

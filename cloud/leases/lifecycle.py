@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -37,7 +36,16 @@ from sqlalchemy.orm import Session
 from cloud.apportion.models import OccupancySegment, TreeNode, Unit
 from cloud.leases.billing import credit_rent_after
 from cloud.leases.errors import IllegalTransition, RenewalBlocked, TermsError, UnknownRecord
-from cloud.leases.models import Lease, LeaseTransition, Staff, StatementAccess, Tenant
+from cloud.leases.models import (
+    ALLOWED,
+    Lease,
+    LeaseStatus,
+    LeaseTransition,
+    Staff,
+    StatementAccess,
+    Tenant,
+)
+from cloud.leases.models import LeaseStatus as S
 from cloud.leases.money import round_half_up
 from cloud.leases.payments import account_of, arrears
 from cloud.leases.periods import add_months
@@ -53,26 +61,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class LeaseStatus(StrEnum):
-    DRAFT = "draft"
-    SIGNED = "signed"
-    ACTIVE = "active"
-    EXPIRING = "expiring"
-    OPEN_ENDED = "open_ended"
-    RENEWED = "renewed"
-    TERMINATED = "terminated"
-
-
-S = LeaseStatus
-ALLOWED: dict[str, frozenset[str]] = {
-    S.DRAFT: frozenset({S.SIGNED}),
-    S.SIGNED: frozenset({S.ACTIVE, S.TERMINATED}),
-    S.ACTIVE: frozenset({S.EXPIRING, S.TERMINATED}),
-    S.EXPIRING: frozenset({S.RENEWED, S.TERMINATED, S.OPEN_ENDED}),
-    S.OPEN_ENDED: frozenset({S.RENEWED, S.TERMINATED}),
-    S.RENEWED: frozenset(),
-    S.TERMINATED: frozenset(),
-}
 RUNNING = (S.ACTIVE, S.EXPIRING, S.OPEN_ENDED)
 _AUDITED = (
     "status",

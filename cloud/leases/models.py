@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -38,7 +39,29 @@ from sqlalchemy.orm import Mapped, mapped_column
 import cloud.apportion.models
 import cloud.notify.outbox  # noqa: F401
 from cloud.leases.errors import IllegalTransition
-from cloud.registry.models import Base
+from cloud.registry.base import Base
+
+
+class LeaseStatus(StrEnum):
+    DRAFT = "draft"
+    SIGNED = "signed"
+    ACTIVE = "active"
+    EXPIRING = "expiring"
+    OPEN_ENDED = "open_ended"
+    RENEWED = "renewed"
+    TERMINATED = "terminated"
+
+
+S = LeaseStatus
+ALLOWED: dict[str, frozenset[str]] = {
+    S.DRAFT: frozenset({S.SIGNED}),
+    S.SIGNED: frozenset({S.ACTIVE, S.TERMINATED}),
+    S.ACTIVE: frozenset({S.EXPIRING, S.TERMINATED}),
+    S.EXPIRING: frozenset({S.RENEWED, S.TERMINATED, S.OPEN_ENDED}),
+    S.OPEN_ENDED: frozenset({S.RENEWED, S.TERMINATED}),
+    S.RENEWED: frozenset(),
+    S.TERMINATED: frozenset(),
+}
 
 
 class Tenant(Base):
@@ -436,8 +459,6 @@ def _status_moves_only_along_the_state_machine(
 ) -> None:
     """A status assigned outside :mod:`cloud.leases.lifecycle` is still checked: an illegal
     move is an error, never a silent change."""
-    from cloud.leases.lifecycle import ALLOWED  # lifecycle imports this module
-
     history = inspect(target).attrs.status.history
     if not history.has_changes() or not history.deleted:
         return

@@ -42,7 +42,6 @@ from sqlalchemy.orm import Session
 from cloud.apportion.models import Unit
 from cloud.leases.errors import IllegalTransition, RenewalBlocked, UnknownRecord
 from cloud.leases.lifecycle import (
-    LeaseStatus,
     activate_successor,
     get_lease,
     mark_expiring,
@@ -52,6 +51,7 @@ from cloud.leases.lifecycle import (
 from cloud.leases.models import (
     Invoice,
     Lease,
+    LeaseStatus,
     LeaseTask,
     RenewalOffer,
     RenewalReminder,

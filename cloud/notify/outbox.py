@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from cloud.notify.channels import Channel, Notification
 from cloud.notify.errors import DeliveryError
-from cloud.registry.models import Base
+from cloud.registry.base import Base
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 RETRY_BASE = timedelta(minutes=5)

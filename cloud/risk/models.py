@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud.registry.models import Base
+from cloud.registry.base import Base
 
 
 class TenantSurvey(Base):

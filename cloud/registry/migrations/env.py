@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import cloud.apportion.models  # noqa: F401  (adds the apportionment tables to Base.metadata)
-from cloud.registry.models import Base
+from cloud.registry.base import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,0 +1,557 @@
+"""Finance's work on apportionment runs: lists by site and period, a run's meter tree with
+each node's balance, the review → approve → post (and void) actions with their audit trail,
+the tenants' disputes, and exports (CSV, Excel) of a run's statement lines.
+
+Every call takes the acting :class:`~cloud.staff.accounts.Principal`; a run, statement or dispute of
+a site outside the principal's scope is reported as not found. The state machine itself is
+:mod:`cloud.apportion.runs`; this module adds who may call it and the audit entries.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.apportion.allocation import NodeKind
+from cloud.apportion.case import Case
+from cloud.apportion.engine import EngineResult
+from cloud.apportion.errors import ApportionError, SignatureError
+from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
+from cloud.apportion.runs import approve_run, post_run, rerun, review_run, void_run
+from cloud.apportion.statement import (
+    CSV_COLUMNS,
+    LANDLORD_PARTY,
+    SignedStatement,
+    build_statements,
+    statement_csv,
+    verify_statement,
+)
+from cloud.staff.accounts import Principal
+from cloud.staff.audit import AuditRecord, entries_for, record
+from cloud.statements.models import StatementConfirmation, StatementDispute
+
+Clock = Callable[[], datetime]
+_TREE_CACHE = 32
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ReviewError(Exception):
+    """Base of the errors of finance's actions."""
+
+
+class NotFound(ReviewError):
+    """No such run, statement or dispute in the principal's scope."""
+
+
+class ActionRefused(ReviewError):
+    """The run's state does not allow the action (or a holding flag stops it)."""
+
+
+class RunAction(StrEnum):
+    """What finance does to a run."""
+
+    REVIEW = "review"
+    APPROVE = "approve"
+    POST = "post"
+    VOID = "void"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run in a list: site, period, state, hold, totals."""
+
+    id: str
+    site: str
+    period_start: date
+    period_end: date
+    status: str
+    held: bool
+    flags: int
+    total_cents: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NodeBalance:
+    """A meter-tree node in a run: its kWh, Σ of its children's kWh, the residual, the loss
+    rate λ (main and branch nodes), and the flags naming it."""
+
+    id: str
+    kind: str
+    parent: str | None
+    depth: int
+    kwh: float
+    children_kwh: float | None
+    residual_kwh: float | None
+    loss_rate: float | None
+    flags: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StatementTotal:
+    """One statement of a run: unit node (empty for the landlord's), party, total [cents],
+    the tenant's answer."""
+
+    unit: str
+    party: str
+    cents: int
+    confirmed_at: datetime | None
+    disputed: bool
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """A run for its review page."""
+
+    summary: RunSummary
+    input_hash: str
+    result_hash: str
+    flags: list[dict[str, Any]]
+    nodes: list[NodeBalance]
+    statements: list[StatementTotal]
+    trail: list[AuditRecord]
+    recompute_error: str = ""
+
+
+@dataclass(frozen=True)
+class DisputeItem:
+    """An entry of the disputes queue."""
+
+    id: int
+    run_id: str
+    site: str
+    period_start: date
+    unit: str
+    party: str
+    comment: str
+    opened_at: datetime
+    status: str
+    resolved_by: str | None
+    resolution: str | None
+
+
+class RunReviewService:
+    """Finance's services over runs, statements and disputes."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        signing_key: Ed25519PrivateKey | None,
+        public_key: Ed25519PublicKey,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.sessions = sessions
+        self.signing_key = signing_key
+        self.public_key = public_key
+        self.clock = clock
+        self._computed: OrderedDict[tuple[str, str], tuple[Case, EngineResult]] = OrderedDict()
+        self._lock = threading.Lock()  # the cache is shared by the server's threads
+
+    # ------------------------------------------------------------------ reading
+
+    def _run(self, session: Session, who: Principal, run_id: str) -> ApportionRun:
+        run = session.get(ApportionRun, run_id)
+        if run is None or not who.may_act_on(run.site_id):
+            raise NotFound(f"no run {run_id!r}")
+        return run
+
+    def list_runs(
+        self, who: Principal, *, site: str | None = None, period: str | None = None
+    ) -> list[RunSummary]:
+        """Runs in scope, held ones first, then newest period first; ``period`` is
+        ``YYYY-MM`` (the month the period starts in)."""
+        sites = who.site_filter()
+        totals = (
+            select(ApportionLine.run_id, func.sum(ApportionLine.cents).label("cents"))
+            .group_by(ApportionLine.run_id)
+            .subquery()
+        )
+        query = select(ApportionRun, func.coalesce(totals.c.cents, 0)).outerjoin(
+            totals, totals.c.run_id == ApportionRun.id
+        )
+        if sites is not None:
+            query = query.where(ApportionRun.site_id.in_(sorted(sites)))
+        if site:
+            query = query.where(ApportionRun.site_id == site)
+        if period:
+            try:
+                first = date.fromisoformat(f"{period}-01")
+            except ValueError:
+                raise NotFound(f"period {period!r}: expected YYYY-MM") from None
+            nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            query = query.where(ApportionRun.period_start >= first, ApportionRun.period_start < nxt)
+        with self.sessions() as session:
+            rows = session.execute(query).all()
+        out = [self._summary(run, int(cents)) for run, cents in rows]
+        out.sort(
+            key=lambda r: (
+                not (r.held and r.status not in ("posted", "void")),
+                -r.period_start.toordinal(),
+                r.site,
+                r.id,
+            )
+        )
+        return out
+
+    @staticmethod
+    def _summary(run: ApportionRun, cents: int) -> RunSummary:
+        return RunSummary(
+            run.id,
+            run.site_id,
+            run.period_start,
+            run.period_end,
+            run.status,
+            bool(run.held),
+            len(run.flags or []),
+            cents,
+            _as_utc(run.created_at) or run.created_at,
+        )
+
+    def _compute(self, session: Session, run: ApportionRun) -> tuple[Case, EngineResult]:
+        key = (run.id, run.input_hash)
+        found = self._computed.get(key)
+        if found is None:
+            found = rerun(session, run.id)
+            with self._lock:
+                self._computed[key] = found
+                while len(self._computed) > _TREE_CACHE:
+                    self._computed.popitem(last=False)
+        return found
+
+    def run_detail(self, who: Principal, run_id: str) -> RunDetail:
+        """The run with its tree balances, statements, and audit trail."""
+        with self.sessions() as session:
+            run = self._run(session, who, run_id)
+            cents = (
+                session.scalar(
+                    select(func.coalesce(func.sum(ApportionLine.cents), 0)).where(
+                        ApportionLine.run_id == run_id
+                    )
+                )
+                or 0
+            )
+            nodes: list[NodeBalance] = []
+            error = ""
+            try:
+                _, result = self._compute(session, run)
+                nodes = _balances(result)
+            except ApportionError as exc:
+                error = str(exc)
+            statements = self._statement_totals(session, run)
+            trail = _run_trail(run) + entries_for(session, [f"run:{run.id}"])
+            trail.sort(key=lambda e: e.at)
+            return RunDetail(
+                self._summary(run, int(cents)),
+                run.input_hash,
+                run.result_hash,
+                list(run.flags or []),
+                nodes,
+                statements,
+                trail,
+                error,
+            )
+
+    @staticmethod
+    def _statement_totals(session: Session, run: ApportionRun) -> list[StatementTotal]:
+        # one statement per (unit, tenant) and one for the landlord, as the run posts them
+        unit = case((ApportionLine.party == LANDLORD_PARTY, ""), else_=ApportionLine.unit)
+        rows = session.execute(
+            select(unit, ApportionLine.party, func.sum(ApportionLine.cents))
+            .where(ApportionLine.run_id == run.id)
+            .group_by(unit, ApportionLine.party)
+            .order_by(unit, ApportionLine.party)
+        ).all()
+        confirmed = {
+            (c.unit, c.party): _as_utc(c.confirmed_at)
+            for c in session.scalars(
+                select(StatementConfirmation).where(StatementConfirmation.run_id == run.id)
+            )
+        }
+        disputed = set(
+            session.execute(
+                select(StatementDispute.unit, StatementDispute.party).where(
+                    StatementDispute.run_id == run.id, StatementDispute.status == "open"
+                )
+            ).all()
+        )
+        return [
+            StatementTotal(
+                unit, party, int(c), confirmed.get((unit, party)), (unit, party) in disputed
+            )
+            for unit, party, c in rows
+        ]
+
+    def statement(
+        self, who: Principal, run_id: str, unit: str, party: str
+    ) -> tuple[dict[str, Any], dict[str, str] | None]:
+        """A statement document of the run and, when posted, its signed form (verified).
+
+        Before posting the document is computed from the run's stored inputs (unsigned).
+        """
+        with self.sessions() as session:
+            run = self._run(session, who, run_id)
+            stored = session.get(ApportionStatement, (run_id, unit, party))
+            if stored is not None:
+                signed = SignedStatement(stored.payload, stored.kid, stored.signature)
+                try:
+                    return verify_statement(signed, self.public_key), signed.as_dict()
+                except SignatureError as exc:
+                    raise ActionRefused(f"the stored statement does not verify: {exc}") from None
+            case, result = self._compute(session, run)
+        for document in build_statements(case, result, run_id=run_id):
+            node = document["unit"]["node"] if document["unit"] else ""
+            if (node, document["party"]) == (unit, party):
+                return document, None
+        raise NotFound(f"run {run_id!r} has no statement for unit {unit!r}, party {party!r}")
+
+    def _documents(self, session: Session, run: ApportionRun) -> list[dict[str, Any]]:
+        case, result = self._compute(session, run)
+        return build_statements(case, result, run_id=run.id)
+
+    # ------------------------------------------------------------------ exports
+
+    def export_csv(self, who: Principal, run_id: str) -> str:
+        """Every statement line of the run as CSV (the statement module's columns)."""
+        with self.sessions() as session:
+            documents = self._documents(session, self._run(session, who, run_id))
+        parts = [statement_csv(d).splitlines(keepends=True) for d in documents]
+        return "".join([",".join(CSV_COLUMNS) + "\n"] + [row for p in parts for row in p[1:]])
+
+    def export_xlsx(self, who: Principal, run_id: str) -> bytes:
+        """The run as an Excel workbook: lines, statement totals, and the tree's balances."""
+        from openpyxl import Workbook
+
+        detail = self.run_detail(who, run_id)
+        with self.sessions() as session:
+            documents = self._documents(session, self._run(session, who, run_id))
+        book = Workbook()
+        lines = book.active
+        lines.title = "lines"
+        lines.append([*CSV_COLUMNS, "explanation"])
+        for d in documents:
+            for x in d["lines"]:
+                lines.append(
+                    [
+                        x["unit"],
+                        x["party"],
+                        x["from"],
+                        x["to"],
+                        x["component"],
+                        x["origin"],
+                        x["register"],
+                        x["tariff"],
+                        Decimal(x["kwh"]),
+                        x["unit_price"],
+                        Decimal(x["amount_cny"]),
+                        int(x["cents"]),
+                        x["explanation"],
+                    ]
+                )
+        totals = book.create_sheet("statements")
+        totals.append(["unit", "party", "amount_cny", "cents", "confirmed_at", "disputed"])
+        for s in detail.statements:
+            totals.append(
+                [
+                    s.unit,
+                    s.party,
+                    Decimal(s.cents) / 100,
+                    s.cents,
+                    s.confirmed_at.isoformat() if s.confirmed_at else "",
+                    s.disputed,
+                ]
+            )
+        tree = book.create_sheet("tree")
+        tree.append(["node", "kind", "parent", "kwh", "children_kwh", "residual_kwh", "loss_rate"])
+        for n in detail.nodes:
+            tree.append(
+                [
+                    n.id,
+                    n.kind,
+                    n.parent or "",
+                    round(n.kwh, 6),
+                    n.children_kwh,
+                    n.residual_kwh,
+                    n.loss_rate,
+                ]
+            )
+        out = io.BytesIO()
+        book.save(out)
+        return out.getvalue()
+
+    # ------------------------------------------------------------------ actions
+
+    def act(self, who: Principal, run_id: str, action: RunAction, reason: str = "") -> str:
+        """Move the run (review, approve, post, void); return its new status.
+
+        ActionRefused when the state machine refuses (wrong state, held run, no reason).
+        """
+        now = self.clock()
+        clock = self._fixed(now)
+        try:
+            with self.sessions.begin() as session:
+                run = self._run(session, who, run_id)
+                if action is RunAction.REVIEW:
+                    review_run(session, run_id, by=who.username, clock=clock)
+                elif action is RunAction.APPROVE:
+                    approve_run(session, run_id, by=who.username, clock=clock)
+                elif action is RunAction.POST:
+                    if self.signing_key is None:
+                        raise ActionRefused(
+                            "this server has no statement signing key; runs cannot be posted here"
+                        )
+                    post_run(session, run_id, by=who.username, key=self.signing_key, clock=clock)
+                else:
+                    void_run(session, run_id, by=who.username, reason=reason, clock=clock)
+                record(
+                    session,
+                    at=now,
+                    actor=who.username,
+                    action=action.value,
+                    subject=f"run:{run_id}",
+                    detail=reason,
+                )
+                return run.status
+        except ApportionError as exc:
+            raise ActionRefused(str(exc)) from None
+
+    @staticmethod
+    def _fixed(now: datetime) -> Clock:
+        return lambda: now
+
+    # ------------------------------------------------------------------ disputes
+
+    def disputes(self, who: Principal, status: str | None = "open") -> list[DisputeItem]:
+        """The disputes queue in scope, oldest first (all statuses when ``status`` is None)."""
+        sites = who.site_filter()
+        query = (
+            select(StatementDispute, ApportionRun.period_start)
+            .join(ApportionRun, ApportionRun.id == StatementDispute.run_id)
+            .order_by(StatementDispute.opened_at, StatementDispute.id)
+        )
+        if sites is not None:
+            query = query.where(StatementDispute.site_id.in_(sorted(sites)))
+        if status:
+            query = query.where(StatementDispute.status == status)
+        with self.sessions() as session:
+            rows = session.execute(query).all()
+        return [
+            DisputeItem(
+                d.id,
+                d.run_id,
+                d.site_id,
+                start,
+                d.unit,
+                d.party,
+                d.comment,
+                _as_utc(d.opened_at) or d.opened_at,
+                d.status,
+                d.resolved_by,
+                d.resolution,
+            )
+            for d, start in rows
+        ]
+
+    def resolve_dispute(self, who: Principal, dispute_id: int, resolution: str) -> None:
+        """Close an open dispute with finance's answer (shown to the tenant)."""
+        text = resolution.strip()
+        if not text:
+            raise ActionRefused("resolving a dispute needs an answer for the tenant")
+        now = self.clock()
+        with self.sessions.begin() as session:
+            dispute = session.get(StatementDispute, dispute_id)
+            if dispute is None or not who.may_act_on(dispute.site_id):
+                raise NotFound(f"no dispute {dispute_id}")
+            if dispute.status != "open":
+                raise ActionRefused(f"dispute {dispute_id} is {dispute.status} already")
+            dispute.status, dispute.resolved_by = "resolved", who.username
+            dispute.resolved_at, dispute.resolution = now, text[:2000]
+            record(
+                session,
+                at=now,
+                actor=who.username,
+                action="resolve",
+                subject=f"run:{dispute.run_id}",
+                detail=f"dispute {dispute_id} of unit {dispute.unit}: {text[:200]}",
+            )
+
+
+def _run_trail(run: ApportionRun) -> list[AuditRecord]:
+    """The run's own who-did-what-when fields as audit entries."""
+    out = []
+    for action, by, at in (
+        ("create", run.created_by, run.created_at),
+        ("reviewed", run.reviewed_by, run.reviewed_at),
+        ("approved", run.approved_by, run.approved_at),
+        ("posted", run.posted_by, run.posted_at),
+        ("voided", run.voided_by, run.voided_at),
+    ):
+        when = _as_utc(at)
+        if by and when is not None:
+            detail = (run.void_reason or "") if action == "voided" else ""
+            out.append(AuditRecord(when, by, action, f"run:{run.id}", detail))
+    return out
+
+
+def _balances(result: EngineResult) -> list[NodeBalance]:
+    """Per node: kWh (all slices and registers), Σ children, residual and λ; depth-first."""
+    tree, shape = result.inputs.tree, result.shape
+    energy = result.node_kwh.sum(axis=(1, 2))
+    children = shape.sum_children(energy)
+    residual = result.residual_kwh.sum(axis=1)
+    kids: dict[int, list[int]] = {}
+    for i, p in enumerate(tree.parent.tolist()):
+        kids.setdefault(p, []).append(i)
+    flags: dict[str, list[dict[str, Any]]] = {}
+    for f in result.flags:
+        if f.subject.startswith("node "):
+            flags.setdefault(f.subject.removeprefix("node "), []).append(
+                {"code": f.code, "holds": f.holds, "message": f.message}
+            )
+    out: list[NodeBalance] = []
+
+    def visit(i: int, depth: int) -> None:
+        inner = NodeKind(int(tree.kind[i])) in (NodeKind.MAIN, NodeKind.BRANCH)
+        parent = int(tree.parent[i])
+        out.append(
+            NodeBalance(
+                id=tree.ids[i],
+                kind=NodeKind(int(tree.kind[i])).name.lower(),
+                parent=tree.ids[parent] if parent >= 0 else None,
+                depth=depth,
+                kwh=float(energy[i]),
+                children_kwh=float(children[i]) if inner else None,
+                residual_kwh=float(residual[i]) if inner else None,
+                loss_rate=float(result.loss_rate[i]) if inner else None,
+                flags=flags.get(tree.ids[i], []),
+            )
+        )
+        for k in sorted(kids.get(i, []), key=lambda j: (int(tree.kind[j]), tree.ids[j])):
+            visit(k, depth + 1)
+
+    for root in np.flatnonzero(tree.parent < 0).tolist():
+        visit(int(root), 0)
+    return out

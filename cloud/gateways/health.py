@@ -1,0 +1,341 @@
+"""Gateways' health as the engineer pages show it: ingest of the health and state topics into
+``gateway_status``, and the read side (gateways with online/offline, last seen, outbox depth
+and the age of its oldest item, per-meter health).
+
+Health (``{prefix}/{site}/{gateway}/up/health``) is a JWS envelope signed with the gateway's
+key, like its readings: it is verified with the registered key (known, not revoked, the
+payload naming the key's gateway, the topic naming the key's site and gateway) before
+anything of it is stored. State (``.../state``) is the retained ``online`` birth message or
+the ``offline`` last will the broker publishes when the gateway's connection is lost; a will
+cannot be signed (the broker sends it), so the broker's ACL (a gateway writes only its own
+topics, deploy/mosquitto/meterflow.acl) is what makes it trustworthy; it is accepted only for
+registered gateways of the site in the topic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.gateways.models import GatewayCommandRecord, GatewayStatus
+from cloud.registry.models import Gateway
+from cloud.registry.service import find_key
+from cloud.staff.accounts import Principal
+from edge.wire import DEFAULT_TOPIC_PREFIX, HealthPayload, MalformedEnvelope, parse_compact
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+#: A gateway whose last health report is older than this is shown as stale.
+STALE_AFTER = timedelta(minutes=5)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class HealthRejected(Exception):
+    """A health or state message that is not authentic or breaks the contract."""
+
+
+class UnknownGateway(Exception):
+    """No such gateway in the principal's scope."""
+
+
+@dataclass(frozen=True)
+class MeterState:
+    """One meter as its gateway last reported it."""
+
+    meter: str
+    line: str
+    reads: int
+    failures: int
+    consecutive_failures: int
+    sidelined: bool
+    last_good: datetime | None
+
+    @property
+    def state(self) -> str:
+        if self.sidelined:
+            return "sidelined"
+        return "failing" if self.consecutive_failures else "ok"
+
+
+@dataclass(frozen=True)
+class GatewayView:
+    """A gateway for the engineer pages; ``state`` is online, offline, stale or unknown."""
+
+    id: str
+    site: str
+    state: str
+    last_seen: datetime | None
+    state_at: datetime | None
+    health_sent_at: datetime | None
+    outbox_depth: int | None
+    pending_readings: int | None
+    unacked_envelopes: int | None
+    oldest_age_s: float | None
+    outbox_alarm: bool
+    evicted_readings: int | None
+    uptime_s: float | None
+    clock: str | None
+    meters: list[MeterState] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CommandView:
+    """A command sent to a gateway and its answer so far."""
+
+    cmd_id: str
+    command: str
+    issued_by: str
+    issued_at: datetime
+    status: str
+    detail: str
+
+
+@dataclass
+class HealthStats:
+    """Counters since start: accepted health and state messages, rejections by reason."""
+
+    health: int = 0
+    states: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+def _topic_parts(prefix: str, topic: str, suffix: tuple[str, ...]) -> tuple[str, str]:
+    head = f"{prefix}/"
+    parts = topic[len(head) :].split("/") if topic.startswith(head) else []
+    if len(parts) != 2 + len(suffix) or tuple(parts[2:]) != suffix or not all(parts[:2]):
+        raise HealthRejected(
+            f"topic {topic!r}: expected {prefix}/{{site}}/{{gateway}}/" + "/".join(suffix)
+        )
+    return parts[0], parts[1]
+
+
+def _status_row(session: Session, site: str, gateway: str) -> GatewayStatus:
+    row = session.get(GatewayStatus, gateway)
+    if row is None:
+        row = GatewayStatus(gateway_id=gateway, site_id=site, meters=[], lines=[])
+        session.add(row)
+    return row
+
+
+class GatewayHealthService:
+    """Stores verified health and state messages; lists gateways with their status."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock = utc_now,
+        prefix: str = DEFAULT_TOPIC_PREFIX,
+        stale_after: timedelta = STALE_AFTER,
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.prefix = prefix
+        self.stale_after = stale_after
+        self.stats = HealthStats()
+
+    # ------------------------------------------------------------------ ingest
+
+    def take_health(self, topic: str, envelope: bytes) -> HealthPayload:
+        """Verify and store a health report; HealthRejected (counted) otherwise."""
+        try:
+            return self._take_health(topic, envelope)
+        except HealthRejected as exc:
+            self.stats.rejected[str(exc).split(":", 1)[0]] += 1
+            raise
+
+    def _take_health(self, topic: str, envelope: bytes) -> HealthPayload:
+        site, gateway = _topic_parts(self.prefix, topic, ("up", "health"))
+        try:
+            compact = parse_compact(envelope)
+        except MalformedEnvelope as exc:
+            raise HealthRejected(f"malformed: {exc}") from None
+        kid = str(compact.header["kid"])
+        now = self.clock()
+        with self.sessions.begin() as session:
+            known = find_key(session, kid)
+            if known is None:
+                raise HealthRejected(f"unknown_key: key {kid!r} is not registered")
+            if known.revoked:
+                raise HealthRejected(f"revoked_key: key {kid!r} is revoked")
+            try:
+                known.public_key.verify(compact.signature, compact.signing_input)
+            except InvalidSignature:
+                raise HealthRejected(
+                    f"bad_signature: health on {topic!r} does not verify with key {kid!r}"
+                ) from None
+            try:
+                health = HealthPayload.model_validate_json(compact.payload)
+            except ValidationError as exc:
+                raise HealthRejected(f"malformed: payload breaks mf.health/1: {exc}") from None
+            if (health.gateway, health.kid) != (known.gateway_id, kid) or (site, gateway) != (
+                known.site_id,
+                known.gateway_id,
+            ):
+                raise HealthRejected(
+                    f"wrong_gateway: health of {health.gateway!r} on {topic!r} signed by key "
+                    f"{kid!r} of gateway {known.gateway_id!r} at site {known.site_id!r}"
+                )
+            row = _status_row(session, site, gateway)
+            o = health.outbox
+            row.last_seen, row.health_sent_at, row.kid = now, health.sent_at, kid
+            row.epoch, row.clock, row.uptime_s = health.epoch, health.clock.value, health.uptime_s
+            row.pending_readings, row.unacked_envelopes = o.pending_readings, o.unacked_envelopes
+            row.oldest_age_s, row.outbox_alarm = o.oldest_age_s, o.alarm
+            row.evicted_readings = o.evicted_readings
+            row.meters = [m.model_dump(mode="json") for m in health.meters]
+            row.lines = [x.model_dump(mode="json") for x in health.lines]
+            if row.online is None:
+                row.online = True
+        self.stats.health += 1
+        return health
+
+    def take_state(self, topic: str, payload: bytes) -> bool:
+        """Store a gateway's ``online``/``offline`` state; return whether it is online."""
+        try:
+            site, gateway = _topic_parts(self.prefix, topic, ("state",))
+            if payload not in (b"online", b"offline"):
+                raise HealthRejected(
+                    f"malformed: state {payload[:20]!r}: expected online or offline"
+                )
+            online = payload == b"online"
+            now = self.clock()
+            with self.sessions.begin() as session:
+                registered = session.get(Gateway, gateway)
+                if registered is None or registered.site_id != site:
+                    raise HealthRejected(f"unknown_gateway: {site}/{gateway} is not registered")
+                row = _status_row(session, site, gateway)
+                row.online, row.state_at = online, now
+                if online:
+                    row.last_seen = now
+        except HealthRejected as exc:
+            self.stats.rejected[str(exc).split(":", 1)[0]] += 1
+            raise
+        self.stats.states += 1
+        return online
+
+    # ------------------------------------------------------------------ read side
+
+    def _view(self, gateway: Gateway, row: GatewayStatus | None, now: datetime) -> GatewayView:
+        if row is None:
+            return GatewayView(
+                gateway.id,
+                gateway.site_id,
+                "unknown",
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                False,
+                None,
+                None,
+                None,
+            )
+        seen = _as_utc(row.last_seen)
+        if row.online is False:
+            state = "offline"
+        elif row.online is None:
+            state = "unknown"
+        elif seen is None or now - seen > self.stale_after:
+            state = "stale"
+        else:
+            state = "online"
+        depth = (
+            None
+            if row.pending_readings is None
+            else row.pending_readings + (row.unacked_envelopes or 0)
+        )
+        meters = [
+            MeterState(
+                m["meter"],
+                m["line"],
+                m["reads"],
+                m["failures"],
+                m["consecutive_failures"],
+                m["sidelined"],
+                datetime.fromisoformat(m["last_good"].replace("Z", "+00:00"))
+                if m.get("last_good")
+                else None,
+            )
+            for m in row.meters or []
+        ]
+        return GatewayView(
+            gateway.id,
+            gateway.site_id,
+            state,
+            seen,
+            _as_utc(row.state_at),
+            _as_utc(row.health_sent_at),
+            depth,
+            row.pending_readings,
+            row.unacked_envelopes,
+            row.oldest_age_s,
+            bool(row.outbox_alarm),
+            row.evicted_readings,
+            row.uptime_s,
+            row.clock,
+            meters,
+            list(row.lines or []),
+        )
+
+    def gateways(self, who: Principal, site: str | None = None) -> list[GatewayView]:
+        """Registered gateways in scope with their status, by site and id."""
+        sites = who.site_filter()
+        query = (
+            select(Gateway, GatewayStatus)
+            .outerjoin(GatewayStatus, GatewayStatus.gateway_id == Gateway.id)
+            .order_by(Gateway.site_id, Gateway.id)
+        )
+        if sites is not None:
+            query = query.where(Gateway.site_id.in_(sorted(sites)))
+        if site:
+            query = query.where(Gateway.site_id == site)
+        now = self.clock()
+        with self.sessions() as session:
+            return [self._view(g, s, now) for g, s in session.execute(query).all()]
+
+    def gateway(self, who: Principal, gateway_id: str) -> tuple[GatewayView, list[CommandView]]:
+        """One gateway in scope with its latest commands; UnknownGateway otherwise."""
+        with self.sessions() as session:
+            gateway = session.get(Gateway, gateway_id)
+            if gateway is None or not who.may_act_on(gateway.site_id):
+                raise UnknownGateway(f"no gateway {gateway_id!r}")
+            view = self._view(gateway, session.get(GatewayStatus, gateway_id), self.clock())
+            commands = session.scalars(
+                select(GatewayCommandRecord)
+                .where(GatewayCommandRecord.gateway_id == gateway_id)
+                .order_by(GatewayCommandRecord.issued_at.desc())
+                .limit(20)
+            ).all()
+            return view, [
+                CommandView(
+                    c.cmd_id,
+                    c.command,
+                    c.issued_by,
+                    _as_utc(c.issued_at) or c.issued_at,
+                    c.status,
+                    c.detail,
+                )
+                for c in commands
+            ]

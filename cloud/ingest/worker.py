@@ -1,0 +1,196 @@
+"""The MQTT side of ingest: subscribe, hand messages to IngestService in batches, then ack.
+
+Acknowledgement is manual: the broker hears PUBACK for a message only after its outcome is
+durable, so a worker killed mid-batch leaves the message with the broker, which delivers it
+again when the worker's persistent session comes back. With ``share_group`` set, several
+workers split one shared subscription. paho's network thread only queues messages; a
+preparing thread drains the queue in batches (up to ``max_batch`` messages or ``max_wait_s``
+seconds) and verifies them while a committing thread writes the previous batch, so a slow
+store never blocks keep-alives and CPU and I/O overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from cloud.ingest.service import IngestService, PreparedBatch
+from edge.wire import BrokerAddress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class IngestWorker:
+    """One MQTT session feeding an IngestService."""
+
+    def __init__(
+        self,
+        service: IngestService,
+        broker_url: str,
+        *,
+        client_id: str,
+        share_group: str | None = None,
+        max_batch: int = 200,
+        max_wait_s: float = 0.02,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.service = service
+        self.broker = BrokerAddress.parse(broker_url)
+        topic = service.topics.readings_filter()
+        self.subscription = f"$share/{share_group}/{topic}" if share_group else topic
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.retry_s = retry_s
+        self.subscribed = threading.Event()
+        self._stopping = threading.Event()
+        self._inbox: queue.Queue[_Message] = queue.Queue()
+        # One batch may be prepared while the previous one is written: two threads, and a
+        # hand-over queue of one so that memory stays bounded.
+        self._prepared: queue.Queue[tuple[list[_Message], PreparedBatch]] = queue.Queue(1)
+        self._threads = [
+            threading.Thread(target=self._process, name="ingest-prepare", daemon=True),
+            threading.Thread(target=self._commit, name="ingest-commit", daemon=True),
+        ]
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            manual_ack=True,
+        )
+        if self.broker.username:
+            self._client.username_pw_set(self.broker.username, self.broker.password)
+        if self.broker.tls:
+            self._client.tls_set()
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            log.warning("ingest: broker refused connection: %s", reason_code)
+            return
+        client.subscribe(self.subscription, qos=1)
+
+    def _on_subscribe(self, _client, _userdata, _mid, _codes, _props) -> None:  # type: ignore[no-untyped-def]
+        log.info("ingest: subscribed to %s", self.subscription)
+        self.subscribed.set()
+
+    def _on_message(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        self._inbox.put(_Message(msg.topic, msg.payload, msg.mid, msg.qos))
+
+    def _next_batch(self) -> list[_Message]:
+        try:
+            batch = [self._inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(
+                    self._inbox.get(timeout=max(remaining, 0))
+                    if remaining > 0
+                    else self._inbox.get_nowait()
+                )
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self) -> None:
+        """Prepare batches (verify, validate: CPU) and hand them to the committer."""
+        while not self._stopping.is_set():
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                prepared = self.service.prepare([(m.topic, m.payload) for m in batch])
+            except Exception:
+                # The registry is unreachable: nothing was acknowledged; retry the batch.
+                log.exception(
+                    "ingest: batch of %d not verified; retrying in %.1f s", len(batch), self.retry_s
+                )
+                for m in batch:
+                    self._inbox.put(m)
+                self._stopping.wait(self.retry_s)
+                continue
+            while not self._stopping.is_set():
+                try:
+                    self._prepared.put((batch, prepared), timeout=0.2)
+                    break
+                except queue.Full:
+                    pass
+
+    def _commit(self) -> None:
+        """Write prepared batches in order (I/O, overlapping the next preparation), then
+        acknowledge their messages."""
+        while not self._stopping.is_set():
+            try:
+                batch, prepared = self._prepared.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            while not self._stopping.is_set():
+                try:
+                    results = self.service.commit(prepared)
+                    break
+                except Exception:
+                    # Store or ledger down: keep the batch, retry; nothing was acknowledged.
+                    log.exception(
+                        "ingest: batch of %d not stored; retrying in %.1f s",
+                        len(batch),
+                        self.retry_s,
+                    )
+                    self._stopping.wait(self.retry_s)
+            else:
+                return
+            for m, result in zip(batch, results, strict=True):
+                if result.reason is not None:
+                    log.warning(
+                        "ingest: rejected %s: %s: %s", m.topic, result.reason, result.detail
+                    )
+                self._client.ack(m.mid, m.qos)
+
+    def start(self, wait_s: float = 10.0) -> None:
+        """Connect in the background and wait until the subscription is in place."""
+        for thread in self._threads:
+            thread.start()
+        self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self._client.loop_start()
+        if not self.subscribed.wait(wait_s):
+            self.stop()
+            raise TimeoutError(
+                f"no subscription to {self.subscription} on {self.broker.host}:"
+                f"{self.broker.port} within {wait_s} s"
+            )
+
+    def run_forever(self) -> None:
+        """Run until interrupted (the ``meterflow cloud ingest`` command)."""
+        self.start(wait_s=60)
+        try:
+            while not self._stopping.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(5)
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,463 @@
+"""What a tenant sees through a statement link, and the tenant's answer to it.
+
+The statement shown is the signed one the run posted (:mod:`cloud.apportion.statement`): its
+signature is verified over the stored payload bytes with the cloud's public key and only then
+is the payload parsed, so every number on the page is the signed number. The page adds a
+12-month history of the same unit and tenant (earlier posted statements, verified alike).
+
+A tenant answers once: **confirm** (the statement is accepted; recorded with the link it came
+through — issuing the invoice itself is the billing run's, :mod:`cloud.leases.billing`, which
+puts posted amounts on invoices) or **dispute** with a comment (an open dispute in the finance
+queue; a statement with an open dispute cannot be confirmed until finance resolves it).
+Verified documents are cached by the SHA-256 of payload, key id and signature: statements
+are immutable, and a changed current statement has another digest, so it is verified again
+(and refused). The history is cached by the runs and signatures of the tenant's posted
+statements up to this one. The page reads, in one registry round trip per request, the
+link's facts, the current statement's payload and signature, the tenant's answer and those
+history signatures (:meth:`TenantStatementService.open_statement`); only what cannot change
+under the same facts is cached, so revocation, expiry, voids and answers show at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, Row, Select, and_, bindparam, func, literal_column, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from cloud.apportion.errors import SignatureError
+from cloud.apportion.models import ApportionRun, ApportionStatement
+from cloud.apportion.statement import SignedStatement, verify_statement
+from cloud.staff.audit import record
+from cloud.statements.links import (
+    LINK_QUERY,
+    OpenedLink,
+    StatementKey,
+    TenantLinkService,
+    parse_token,
+)
+from cloud.statements.models import StatementConfirmation, StatementDispute, TenantLink
+
+Clock = Callable[[], datetime]
+HISTORY_MONTHS = 12
+MAX_COMMENT_CHARS = 2000
+_CACHE_SIZE = 4096
+OWN_COMPONENTS = frozenset({"own_use"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AnswerError(Exception):
+    """A tenant's answer cannot be taken (already confirmed, dispute open, empty comment)."""
+
+
+class NotGenuine(Exception):
+    """The stored statement's signature does not verify: nothing of it is shown."""
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One month of the history chart: the period's first day, amount [cents], own use [kWh]."""
+
+    period_start: date
+    cents: int
+    own_kwh: Decimal
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The tenant's answer so far: confirmation time, and the open dispute if any."""
+
+    confirmed_at: datetime | None = None
+    dispute_id: int | None = None
+    dispute_comment: str = ""
+    dispute_status: str = ""
+    dispute_resolution: str = ""
+
+
+@dataclass(frozen=True)
+class TenantStatement:
+    """A verified statement document with its signature facts, history and the answer."""
+
+    key: StatementKey
+    document: dict[str, Any]
+    kid: str
+    signature: str
+    history: list[HistoryPoint]
+    answer: Answer = field(default_factory=Answer)
+
+    @property
+    def own_lines(self) -> list[dict[str, Any]]:
+        return [x for x in self.document["lines"] if x["component"] in OWN_COMPONENTS]
+
+    @property
+    def shared_lines(self) -> list[dict[str, Any]]:
+        return [x for x in self.document["lines"] if x["component"] not in OWN_COMPONENTS]
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def own_kwh(document: dict[str, Any]) -> Decimal:
+    """The statement's own metered use [kWh]: Σ own-use lines (as printed, 3 decimals)."""
+    return sum(
+        (Decimal(x["kwh"]) for x in document["lines"] if x["component"] in OWN_COMPONENTS),
+        Decimal(0),
+    )
+
+
+class TenantStatementService:
+    """Reads verified statements for tenant links and records tenants' answers."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], public_key: Ed25519PublicKey, clock: Clock = utc_now
+    ) -> None:
+        self.sessions = sessions
+        self.public_key = public_key
+        self.clock = clock
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._history: OrderedDict[tuple[Any, ...], list[HistoryPoint]] = OrderedDict()
+        self._lock = threading.Lock()  # the caches are shared by the server's threads
+
+    def _verify(self, payload: str, kid: str, signature: str) -> dict[str, Any]:
+        digest = hashlib.sha256("\x00".join((payload, kid, signature)).encode()).hexdigest()
+        document = self._verified.get(digest)
+        if document is None:
+            try:
+                document = verify_statement(
+                    SignedStatement(payload, kid, signature), self.public_key
+                )
+            except SignatureError as exc:
+                raise NotGenuine(str(exc)) from None
+            with self._lock:
+                self._verified[digest] = document
+                while len(self._verified) > _CACHE_SIZE:
+                    self._verified.popitem(last=False)
+        return document
+
+    def open_statement(
+        self, links: TenantLinkService, unit: str, token: str
+    ) -> tuple[OpenedLink, TenantStatement]:
+        """Open the link ``/t/{unit}/{token}`` with ``links`` and read its statement (as
+        :meth:`statement`) in one registry round trip: the tenant page's path.
+
+        LinkRefused when the link does not open it, NotGenuine when it does not verify.
+        """
+        parsed = parse_token(token)
+        now = links.clock()
+        with self.sessions.kw["bind"].connect() as conn:
+            row = conn.execute(_LINKED_STATEMENT, parsed.params(now)).first()
+            opened = links.check(row, unit, parsed, now)
+            return opened, self._statement(conn, opened, row)
+
+    def statement(self, opened: OpenedLink) -> TenantStatement:
+        """The link's statement, verified, with its history and the tenant's answer.
+
+        NotGenuine when the stored signature does not verify.
+        """
+        key = opened.statement
+        with self.sessions.kw["bind"].connect() as conn:
+            current = conn.execute(
+                _CURRENT, {"run": key.run_id, "unit": key.unit, "party": key.party}
+            ).first()
+            return self._statement(conn, opened, current)
+
+    def _statement(
+        self, conn: Connection, opened: OpenedLink, current: Row[Any] | None
+    ) -> TenantStatement:
+        """The statement from ``current`` (the columns of :func:`_with_statement`); the
+        history is read on ``conn`` only when its signatures are new."""
+        key = opened.statement
+        if current is None or current.payload is None:
+            raise NotGenuine(
+                f"run {key.run_id!r} has no posted statement for {key.unit}/{key.party}"
+            )
+        document = self._verify(current.payload, current.kid, current.signature)
+        signed = (opened.site, key.unit, key.party, current.period_start, current.history)
+        history = self._history.get(signed)
+        if history is None:
+            history = self._verified_history(
+                conn.execute(
+                    _HISTORY,
+                    {
+                        "unit": key.unit,
+                        "party": key.party,
+                        "site": opened.site,
+                        "since": current.period_start - timedelta(days=366),
+                        "until": current.period_start,
+                    },
+                ).all()
+            )
+            with self._lock:
+                self._history[signed] = history
+                while len(self._history) > _CACHE_SIZE:
+                    self._history.popitem(last=False)
+        answer = Answer(
+            confirmed_at=_as_utc(current.confirmed_at),
+            dispute_id=current.dispute_id,
+            dispute_comment=current.dispute_comment or "",
+            dispute_status=current.dispute_status or "",
+            dispute_resolution=current.dispute_resolution or "",
+        )
+        return TenantStatement(key, document, current.kid, current.signature, history, answer)
+
+    def _verified_history(self, rows: list[Row[Any]]) -> list[HistoryPoint]:
+        """Points of the statements in ``rows`` that verify (one that does not is left
+        out, never shown), the last :data:`HISTORY_MONTHS`."""
+        history = []
+        for r in rows:
+            try:
+                doc = self._verify(r.payload, r.kid, r.signature)
+            except NotGenuine:
+                continue
+            history.append(HistoryPoint(r.period_start, int(doc["total"]["cents"]), own_kwh(doc)))
+        return history[-HISTORY_MONTHS:]
+
+    def signed_export(self, opened: OpenedLink) -> dict[str, str]:
+        """The signed form of the link's statement (payload, key id, signature) for anyone
+        who wants to verify it independently."""
+        key = opened.statement
+        with self.sessions() as session:
+            row = session.get(ApportionStatement, (key.run_id, key.unit, key.party))
+        if row is None:
+            raise NotGenuine(f"run {key.run_id!r} has no statement for {key.unit}/{key.party}")
+        return SignedStatement(row.payload, row.kid, row.signature).as_dict()
+
+    def confirm(self, opened: OpenedLink) -> datetime:
+        """Record the tenant's confirmation of the statement; AnswerError when it was
+        confirmed already or a dispute of it is open."""
+        key = opened.statement
+        now = self.clock()
+        statement = self.statement(opened)
+        try:
+            with self.sessions.begin() as session:
+                if statement.answer.dispute_status == "open":
+                    raise AnswerError(
+                        "a dispute of this statement is open; finance answers it first"
+                    )
+                session.add(
+                    StatementConfirmation(
+                        run_id=key.run_id,
+                        unit=key.unit,
+                        party=key.party,
+                        link_nonce=opened.nonce,
+                        confirmed_at=now,
+                        total_cents=int(statement.document["total"]["cents"]),
+                    )
+                )
+                record(
+                    session,
+                    at=now,
+                    actor=f"tenant:{key.party}",
+                    action="confirm",
+                    subject=f"statement:{key.run_id}/{key.unit}/{key.party}",
+                    detail=f"confirmed {statement.document['total']['amount_cny']} CNY",
+                )
+                record(
+                    session,
+                    at=now,
+                    actor=f"tenant:{key.party}",
+                    action="confirm",
+                    subject=f"run:{key.run_id}",
+                    detail=f"unit {key.unit}",
+                )
+        except IntegrityError:
+            raise AnswerError("this statement was confirmed already") from None
+        return now
+
+    def dispute(self, opened: OpenedLink, comment: str) -> int:
+        """Open a dispute of the statement with the tenant's comment; its id."""
+        key = opened.statement
+        text = comment.strip()
+        if not text:
+            raise AnswerError("a dispute needs a comment saying what is wrong")
+        if len(text) > MAX_COMMENT_CHARS:
+            raise AnswerError(
+                f"a comment has at most {MAX_COMMENT_CHARS} characters, got {len(text)}"
+            )
+        now = self.clock()
+        params = {"run": key.run_id, "unit": key.unit, "party": key.party}
+        with self.sessions.begin() as session:
+            conn = session.connection()
+            answer = _answer(
+                conn.execute(_CONFIRMED, params).first(),
+                conn.execute(_LAST_DISPUTE, params).first(),
+            )
+            if answer.confirmed_at is not None:
+                raise AnswerError("this statement was confirmed already")
+            if answer.dispute_status == "open":
+                raise AnswerError("a dispute of this statement is open already")
+            dispute = StatementDispute(
+                run_id=key.run_id,
+                site_id=opened.site,
+                unit=key.unit,
+                party=key.party,
+                link_nonce=opened.nonce,
+                comment=text,
+                opened_at=now,
+                status="open",
+            )
+            session.add(dispute)
+            session.flush()
+            record(
+                session,
+                at=now,
+                actor=f"tenant:{key.party}",
+                action="dispute",
+                subject=f"run:{key.run_id}",
+                detail=f"unit {key.unit}: {text[:200]}",
+            )
+            return int(dispute.id)
+
+
+def _answer(confirmed: Row[Any] | None, dispute: Row[Any] | None) -> Answer:
+    return Answer(
+        confirmed_at=_as_utc(confirmed.confirmed_at) if confirmed else None,
+        dispute_id=dispute.id if dispute else None,
+        dispute_comment=dispute.comment if dispute else "",
+        dispute_status=dispute.status if dispute else "",
+        dispute_resolution=(dispute.resolution or "") if dispute else "",
+    )
+
+
+# The queries of a statement page, built once: the page is opened often.
+_EARLIER = aliased(StatementDispute)
+_LATEST_DISPUTE = (
+    select(func.max(_EARLIER.id))
+    .where(
+        _EARLIER.run_id == ApportionStatement.run_id,
+        _EARLIER.unit == ApportionStatement.unit,
+        _EARLIER.party == ApportionStatement.party,
+    )
+    .correlate(ApportionStatement)
+    .scalar_subquery()
+)
+# The history is computed from verified payloads once per set of (run, signature) of the
+# tenant's posted statements up to this one (a superset of the 12-month window, so that the
+# set is read in the same round trip without date arithmetic in SQL): a new posting or a void
+# changes the set, a changed signature too. A history payload changed in the database under
+# its old signature shows once the cache lets it go. The set is only a cache key: an order
+# the database changed would cost a recomputation, never a wrong history.
+_SIGNED = aliased(ApportionStatement)
+_SIGNED_RUN = aliased(ApportionRun)
+# written into the SQL: a plain string separator is rendered anew on every execution
+_COMMA: Any = literal_column("','")
+_HISTORY_SIGNED = (
+    select(func.aggregate_strings(_SIGNED.run_id + " " + _SIGNED.signature, _COMMA))
+    .join_from(_SIGNED, _SIGNED_RUN, _SIGNED_RUN.id == _SIGNED.run_id)
+    .where(
+        _SIGNED.unit == ApportionStatement.unit,
+        _SIGNED.party == ApportionStatement.party,
+        _SIGNED_RUN.site_id == ApportionRun.site_id,
+        _SIGNED_RUN.status == "posted",
+        _SIGNED_RUN.period_start <= ApportionRun.period_start,
+    )
+    .correlate(ApportionStatement, ApportionRun)
+    .scalar_subquery()
+)
+
+
+def _with_statement(query: Select[Any]) -> Select[Any]:
+    """``query`` (over ``apportion_statements`` joined to its run) with what the page shows
+    that can change: the signed statement, the tenant's confirmation, the latest dispute,
+    and the history's signatures (``history``)."""
+    return (
+        query.add_columns(
+            ApportionStatement.payload,
+            ApportionStatement.kid,
+            ApportionStatement.signature,
+            ApportionRun.period_start,
+            StatementConfirmation.confirmed_at,
+            StatementDispute.id.label("dispute_id"),
+            StatementDispute.comment.label("dispute_comment"),
+            StatementDispute.status.label("dispute_status"),
+            StatementDispute.resolution.label("dispute_resolution"),
+            _HISTORY_SIGNED.label("history"),
+        )
+        .outerjoin(
+            StatementConfirmation,
+            and_(
+                StatementConfirmation.run_id == ApportionStatement.run_id,
+                StatementConfirmation.unit == ApportionStatement.unit,
+                StatementConfirmation.party == ApportionStatement.party,
+            ),
+        )
+        .outerjoin(StatementDispute, StatementDispute.id == _LATEST_DISPUTE)
+    )
+
+
+_CURRENT = _with_statement(
+    select()
+    .select_from(ApportionStatement)
+    .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
+    .where(
+        ApportionStatement.run_id == bindparam("run"),
+        ApportionStatement.unit == bindparam("unit"),
+        ApportionStatement.party == bindparam("party"),
+        ApportionRun.status == "posted",
+    )
+)
+# The link's facts and its statement in one row; a link without its statement row gets
+# NULL statement columns (refused as not genuine once the link itself is good).
+_LINKED_STATEMENT = _with_statement(
+    LINK_QUERY.outerjoin(
+        ApportionStatement,
+        and_(
+            ApportionStatement.run_id == TenantLink.run_id,
+            ApportionStatement.unit == TenantLink.unit,
+            ApportionStatement.party == TenantLink.party,
+        ),
+    )
+)
+_HISTORY = (
+    select(
+        ApportionStatement.payload,
+        ApportionStatement.kid,
+        ApportionStatement.signature,
+        ApportionRun.period_start,
+    )
+    .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
+    .where(
+        ApportionStatement.unit == bindparam("unit"),
+        ApportionStatement.party == bindparam("party"),
+        ApportionRun.site_id == bindparam("site"),
+        ApportionRun.status == "posted",
+        ApportionRun.period_start > bindparam("since"),
+        ApportionRun.period_start <= bindparam("until"),
+    )
+    .order_by(ApportionRun.period_start)
+)
+_CONFIRMED = select(StatementConfirmation.confirmed_at).where(
+    StatementConfirmation.run_id == bindparam("run"),
+    StatementConfirmation.unit == bindparam("unit"),
+    StatementConfirmation.party == bindparam("party"),
+)
+_LAST_DISPUTE = (
+    select(
+        StatementDispute.id,
+        StatementDispute.comment,
+        StatementDispute.status,
+        StatementDispute.resolution,
+    )
+    .where(
+        StatementDispute.run_id == bindparam("run"),
+        StatementDispute.unit == bindparam("unit"),
+        StatementDispute.party == bindparam("party"),
+    )
+    .order_by(StatementDispute.id.desc())
+    .limit(1)
+)

@@ -1,0 +1,159 @@
+"""Who may call which route: the one table of access policies, and the check that applies it
+to every request.
+
+Each route of the app is named in :data:`POLICIES`; a route without a policy is refused to
+everybody (and fails the authorization matrix test). Staff sign in with a browser session
+cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) or an API bearer token; a browser
+session's unsafe requests carry its CSRF token (form field ``csrf`` or header
+``X-CSRF-Token``), which the registry keeps with the session. Site scope (a finance or
+engineer account acts on its own sites) is checked by the services on each record they
+touch, and a record out of scope is reported as not found.
+"""
+
+from __future__ import annotations
+
+import hmac
+from enum import StrEnum
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from cloud.staff.accounts import Principal, Role, SessionKind
+
+SESSION_COOKIE = "mf_session"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Access(StrEnum):
+    """The kinds of access a route grants."""
+
+    PUBLIC = "public"  # anybody (health check, OpenAPI, sign-in, provisioning by claim token)
+    TENANT_LINK = "tenant_link"  # whoever holds the statement link in the path
+    STAFF = "staff"  # any signed-in staff member
+    FINANCE = "finance"  # admin, finance
+    ENGINEER = "engineer"  # admin, engineer
+    ADMIN = "admin"  # admin
+
+
+#: The roles each staff access admits.
+ROLES: dict[Access, frozenset[Role]] = {
+    Access.STAFF: frozenset(Role),
+    Access.FINANCE: frozenset({Role.ADMIN, Role.FINANCE}),
+    Access.ENGINEER: frozenset({Role.ADMIN, Role.ENGINEER}),
+    Access.ADMIN: frozenset({Role.ADMIN}),
+}
+
+#: Route name → access. Route names are the handlers' function names.
+POLICIES: dict[str, Access] = {
+    # public
+    "healthz": Access.PUBLIC,
+    "openapi": Access.PUBLIC,
+    "static": Access.PUBLIC,
+    "provision": Access.PUBLIC,
+    "login_page": Access.PUBLIC,
+    "login_form": Access.PUBLIC,
+    "api_sign_in": Access.PUBLIC,
+    # tenants, by statement link
+    "tenant_page": Access.TENANT_LINK,
+    "tenant_confirm_form": Access.TENANT_LINK,
+    "tenant_dispute_form": Access.TENANT_LINK,
+    "api_tenant_statement": Access.TENANT_LINK,
+    "api_tenant_confirm": Access.TENANT_LINK,
+    "api_tenant_dispute": Access.TENANT_LINK,
+    # any staff member
+    "home": Access.STAFF,
+    "logout_form": Access.STAFF,
+    "api_sign_out": Access.STAFF,
+    "api_me": Access.STAFF,
+    # finance
+    "runs_page": Access.FINANCE,
+    "run_page": Access.FINANCE,
+    "run_action_form": Access.FINANCE,
+    "statement_print_page": Access.FINANCE,
+    "disputes_page": Access.FINANCE,
+    "dispute_resolve_form": Access.FINANCE,
+    "api_runs": Access.FINANCE,
+    "api_run": Access.FINANCE,
+    "api_run_action": Access.FINANCE,
+    "api_run_statement": Access.FINANCE,
+    "api_run_lines_csv": Access.FINANCE,
+    "api_run_lines_xlsx": Access.FINANCE,
+    "api_disputes": Access.FINANCE,
+    "api_dispute_resolve": Access.FINANCE,
+    "risk_page": Access.FINANCE,
+    "api_risk_leases": Access.FINANCE,
+    # engineers
+    "gateways_page": Access.ENGINEER,
+    "gateway_page": Access.ENGINEER,
+    "gateway_command_form": Access.ENGINEER,
+    "claim_token_page": Access.ENGINEER,
+    "claim_token_form": Access.ENGINEER,
+    "api_gateways": Access.ENGINEER,
+    "api_gateway": Access.ENGINEER,
+    "api_gateway_command": Access.ENGINEER,
+    "api_claim_token": Access.ENGINEER,
+    # admin
+    "accounts_page": Access.ADMIN,
+    "account_form": Access.ADMIN,
+    "api_accounts": Access.ADMIN,
+    "api_account_create": Access.ADMIN,
+}
+
+
+class NotSignedIn(Exception):
+    """No valid session or token (401; a page redirects to the sign-in form)."""
+
+
+class Forbidden(Exception):
+    """Signed in, but the role does not admit the route, or the CSRF token is missing (403)."""
+
+
+def is_api(request: Request) -> bool:
+    """Whether the request is for the JSON API (else a page)."""
+    return request.url.path.startswith("/api/")
+
+
+def route_access(request: Request) -> Access | None:
+    """The policy of the route the request matched (None when it has none)."""
+    route = request.scope.get("route")
+    return POLICIES.get(getattr(route, "name", ""))
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def authorize(request: Request) -> None:
+    """App-wide dependency: apply the route's policy; the principal goes to request.state."""
+    request.state.principal = None
+    access = route_access(request)
+    if access is None:
+        raise Forbidden("this route has no access policy")
+    if access in (Access.PUBLIC, Access.TENANT_LINK):
+        return
+    accounts = request.app.state.web.accounts
+    bearer = bearer_token(request)
+    who: Principal | None
+    if bearer is not None:
+        who = await run_in_threadpool(accounts.principal, bearer, SessionKind.API)
+    else:
+        who = await run_in_threadpool(
+            accounts.principal, request.cookies.get(SESSION_COOKIE, ""), SessionKind.COOKIE
+        )
+    if who is None:
+        raise NotSignedIn("sign in first")
+    if who.role not in ROLES[access]:
+        raise Forbidden(f"the {who.role.value} role may not use this")
+    if who.via is SessionKind.COOKIE and request.method not in _SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        ):
+            sent = str((await request.form()).get(CSRF_FIELD, ""))
+        if not sent or not hmac.compare_digest(sent, who.csrf):
+            raise Forbidden("the form's CSRF token is missing or stale; reload the page")
+    request.state.principal = who

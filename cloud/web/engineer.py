@@ -1,0 +1,287 @@
+"""Engineers' pages and JSON API: gateways with online/offline, last seen, outbox depth and
+oldest item, per-meter health; claim tokens for provisioning; commands (push a configuration
+= ``reload_config``, ``sync_time``, ``read_meter``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field, JsonValue
+
+from cloud.gateways.dispatch import DispatchError, UnknownGatewayTarget
+from cloud.gateways.health import GatewayView, UnknownGateway
+from cloud.gateways.provisioning import IssuedClaim, ProvisioningError, ProvisioningService
+from cloud.staff.accounts import Principal
+from cloud.web.deps import ApiServices, WebServices, api_services, principal, web_services
+from cloud.web.rendering import language, render
+
+router = APIRouter(tags=["engineer"])
+Web = Annotated[WebServices, Depends(web_services)]
+Api = Annotated[ApiServices, Depends(api_services)]
+Who = Annotated[Principal, Depends(principal)]
+GatewayId = Annotated[str, Path(min_length=1, max_length=64)]
+SiteQ = Annotated[str | None, Query(max_length=64)]
+CommandName = Literal["reload_config", "sync_time", "read_meter"]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found in your sites"}}
+
+
+class MeterOut(BaseModel):
+    meter: str
+    line: str
+    state: str
+    reads: int
+    failures: int
+    consecutive_failures: int
+    sidelined: bool
+    last_good: datetime | None
+
+
+class GatewayOut(BaseModel):
+    """A gateway's status: ``state`` online, offline, stale or unknown."""
+
+    id: str
+    site: str
+    state: str
+    last_seen: datetime | None
+    state_at: datetime | None
+    health_sent_at: datetime | None
+    outbox_depth: int | None
+    pending_readings: int | None
+    unacked_envelopes: int | None
+    oldest_age_s: float | None
+    outbox_alarm: bool
+    evicted_readings: int | None
+    uptime_s: float | None
+    clock: str | None
+    meters: list[MeterOut]
+
+
+class CommandOut(BaseModel):
+    cmd_id: str
+    command: str
+    issued_by: str
+    issued_at: datetime
+    status: str
+    detail: str
+
+
+class GatewayDetailOut(BaseModel):
+    gateway: GatewayOut
+    commands: list[CommandOut]
+
+
+class CommandIn(BaseModel):
+    command: CommandName
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    ttl_s: float = Field(default=300, gt=0, le=24 * 3600)
+
+
+class SentOut(BaseModel):
+    cmd_id: str
+    gateway: str
+    command: str
+    status: str
+
+
+class ClaimIn(BaseModel):
+    site: str = Field(min_length=1, max_length=64)
+    gateway: str = Field(min_length=1, max_length=64)
+    site_config: str = Field(
+        min_length=1, max_length=256 * 1024, description="the gateway's site configuration (TOML)"
+    )
+    ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+
+
+class ClaimOut(BaseModel):
+    """A single-use claim token; shown only in this answer."""
+
+    token: str
+    site: str
+    gateway: str
+    expires_at: datetime
+
+
+def _gateway_out(g: GatewayView) -> GatewayOut:
+    fields = asdict(g)
+    fields.pop("lines")
+    fields["meters"] = [MeterOut(state=m.state, **asdict(m)) for m in g.meters]
+    return GatewayOut(**fields)
+
+
+class OutOfScope(Exception):
+    """The site is not one of the engineer's."""
+
+
+def _claim(
+    provisioning: ProvisioningService,
+    web: WebServices,
+    who: Principal,
+    site: str,
+    gateway: str,
+    site_config: str,
+    hours: int,
+) -> IssuedClaim:
+    if not who.may_act_on(site):
+        raise OutOfScope(f"site {site!r} is not one of yours")
+    return provisioning.create_claim(
+        site, gateway, site_config, web.claim_broker, ttl=timedelta(hours=hours)
+    )
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+@router.get("/engineer/gateways", response_class=HTMLResponse)
+def gateways_page(request: Request, web: Web, who: Who, site: SiteQ = None) -> HTMLResponse:
+    """Gateways of your sites with their state (the page refreshes itself every 5 s)."""
+    return render(
+        request,
+        "engineer_gateways.html",
+        {"gateways": web.gateways.gateways(who, site), "site": site or ""},
+    )
+
+
+@router.get("/engineer/gateways/{gateway_id}", response_class=HTMLResponse)
+def gateway_page(request: Request, gateway_id: GatewayId, web: Web, who: Who) -> HTMLResponse:
+    """A gateway: outbox, lines, per-meter health, commands (refreshes itself every 5 s)."""
+    try:
+        gateway, commands = web.gateways.gateway(who, gateway_id)
+    except UnknownGateway:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    return render(
+        request,
+        "engineer_gateway.html",
+        {
+            "g": gateway,
+            "commands": commands,
+            "error": request.query_params.get("error", ""),
+            "done": request.query_params.get("done", ""),
+        },
+    )
+
+
+@router.post("/engineer/gateways/{gateway_id}/commands", response_class=HTMLResponse)
+def gateway_command_form(
+    request: Request,
+    gateway_id: GatewayId,
+    web: Web,
+    who: Who,
+    command: Annotated[CommandName, Form()] = "reload_config",
+    meter: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Send a command (``reload_config`` pushes the configuration); back to the gateway."""
+    query = {"lang": language(request)}
+    try:
+        sent = web.commands.send(
+            who, gateway_id, command, {"meter": meter} if command == "read_meter" else None
+        )
+        query["done"] = f"{sent.command} {sent.cmd_id}"
+    except UnknownGatewayTarget:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    except DispatchError as exc:
+        query["error"] = str(exc)
+    return RedirectResponse(f"/engineer/gateways/{quote(gateway_id)}?{urlencode(query)}", 303)
+
+
+@router.get("/engineer/claim-tokens", response_class=HTMLResponse)
+def claim_token_page(request: Request, who: Who) -> HTMLResponse:
+    """The form for a gateway's claim token."""
+    return render(request, "engineer_claim.html", {"sites": sorted(who.sites)})
+
+
+@router.post("/engineer/claim-tokens", response_class=HTMLResponse)
+def claim_token_form(
+    request: Request,
+    api: Api,
+    web: Web,
+    who: Who,
+    site: Annotated[str, Form(max_length=64)] = "",
+    gateway: Annotated[str, Form(max_length=64)] = "",
+    site_config: Annotated[str, Form(max_length=256 * 1024)] = "",
+    expires_h: Annotated[int, Form(ge=1, le=24 * 30)] = 24,
+) -> HTMLResponse:
+    """Issue a claim token; it is shown once, on the page this answers with."""
+    try:
+        claim = _claim(api.provisioning, web, who, site, gateway, site_config, expires_h)
+    except (ProvisioningError, OutOfScope) as exc:
+        return render(
+            request,
+            "engineer_claim.html",
+            {
+                "sites": sorted(who.sites),
+                "error": str(exc),
+                "site": site,
+                "gateway": gateway,
+                "site_config": site_config,
+            },
+            status_code=403 if isinstance(exc, OutOfScope) else 400,
+        )
+    return render(request, "engineer_claim.html", {"sites": sorted(who.sites), "claim": claim})
+
+
+# ----------------------------------------------------------------------------- JSON API
+
+
+@router.get("/api/v1/gateways", response_model=list[GatewayOut])
+def api_gateways(web: Web, who: Who, site: SiteQ = None) -> list[GatewayOut]:
+    """Gateways of your sites with their state, outbox and meters."""
+    return [_gateway_out(g) for g in web.gateways.gateways(who, site)]
+
+
+@router.get("/api/v1/gateways/{gateway_id}", response_model=GatewayDetailOut, responses=_NOT_FOUND)
+def api_gateway(gateway_id: GatewayId, web: Web, who: Who) -> GatewayDetailOut:
+    """A gateway with its latest commands."""
+    try:
+        gateway, commands = web.gateways.gateway(who, gateway_id)
+    except UnknownGateway as exc:
+        raise HTTPException(404, str(exc)) from None
+    return GatewayDetailOut(
+        gateway=_gateway_out(gateway), commands=[CommandOut(**asdict(c)) for c in commands]
+    )
+
+
+@router.post(
+    "/api/v1/gateways/{gateway_id}/commands",
+    response_model=SentOut,
+    responses={**_NOT_FOUND, 502: {"description": "the broker is not reachable"}},
+)
+def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: Who) -> SentOut:
+    """Sign and send a command to the gateway (``reload_config`` pushes its configuration)."""
+    try:
+        sent = web.commands.send(who, gateway_id, body.command, body.args, body.ttl_s)
+    except UnknownGatewayTarget as exc:
+        raise HTTPException(404, str(exc)) from None
+    except DispatchError as exc:
+        raise HTTPException(502, str(exc)) from None
+    return SentOut(
+        cmd_id=sent.cmd_id, gateway=sent.gateway, command=sent.command, status=sent.status
+    )
+
+
+@router.post(
+    "/api/v1/claim-tokens",
+    response_model=ClaimOut,
+    status_code=201,
+    responses={
+        400: {"description": "the claim is inconsistent"},
+        403: {"description": "the site is not one of yours"},
+    },
+)
+def api_claim_token(body: ClaimIn, api: Api, web: Web, who: Who) -> ClaimOut:
+    """Issue a single-use claim token for a gateway of one of your sites."""
+    try:
+        claim = _claim(
+            api.provisioning, web, who, body.site, body.gateway, body.site_config, body.ttl_hours
+        )
+    except OutOfScope as exc:
+        raise HTTPException(403, str(exc)) from None
+    except ProvisioningError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return ClaimOut(
+        token=claim.token, site=claim.site, gateway=claim.gateway, expires_at=claim.expires_at
+    )

@@ -1,0 +1,395 @@
+"""Finance's pages and JSON API: runs by period and site, a run's tree with balances and flags,
+review → approve → post (and void) with the audit trail, the disputes queue, exports (CSV,
+Excel) and the printable statement with the tenant's QR code."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date, datetime
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from cloud.apportion.review import ActionRefused, NotFound, RunAction
+from cloud.staff.accounts import Principal
+from cloud.statements.links import IssuedLink, NoStatement, StatementKey
+from cloud.web.deps import WebServices, principal, web_services
+from cloud.web.qr import qr_svg
+from cloud.web.rendering import language, render
+
+router = APIRouter(tags=["finance"])
+Web = Annotated[WebServices, Depends(web_services)]
+Who = Annotated[Principal, Depends(principal)]
+RunId = Annotated[str, Path(min_length=1, max_length=36)]
+Name = Annotated[str, Path(min_length=1, max_length=64)]
+SiteQ = Annotated[str | None, Query(max_length=64)]
+PeriodQ = Annotated[str | None, Query(pattern=r"^[1-9]\d{3}-(0[1-9]|1[0-2])$")]
+DisputeId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found in your sites"}}
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class RunOut(BaseModel):
+    id: str
+    site: str
+    period_start: date
+    period_end: date
+    status: str
+    held: bool
+    flags: int
+    total_cents: int
+    created_at: datetime
+
+
+class NodeOut(BaseModel):
+    id: str
+    kind: str
+    parent: str | None
+    depth: int
+    kwh: float
+    children_kwh: float | None
+    residual_kwh: float | None
+    loss_rate: float | None
+    flags: list[dict[str, Any]]
+
+
+class StatementTotalOut(BaseModel):
+    unit: str
+    party: str
+    cents: int
+    confirmed_at: datetime | None
+    disputed: bool
+
+
+class AuditOut(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    detail: str
+
+
+class RunDetailOut(BaseModel):
+    run: RunOut
+    input_hash: str
+    result_hash: str
+    flags: list[dict[str, Any]]
+    nodes: list[NodeOut]
+    statements: list[StatementTotalOut]
+    trail: list[AuditOut]
+    recompute_error: str
+
+
+class ActionIn(BaseModel):
+    reason: str = Field(default="", max_length=2000)
+
+
+class ActionOut(BaseModel):
+    id: str
+    status: str
+
+
+class LinkOut(BaseModel):
+    url: str
+    expires_at: datetime
+
+
+class RunStatementOut(BaseModel):
+    """A statement of the run; ``signed`` and ``link`` once the run is posted."""
+
+    statement: dict[str, Any]
+    signed: dict[str, str] | None
+    link: LinkOut | None
+
+
+class DisputeOut(BaseModel):
+    id: int
+    run_id: str
+    site: str
+    period_start: date
+    unit: str
+    party: str
+    comment: str
+    opened_at: datetime
+    status: str
+    resolved_by: str | None
+    resolution: str | None
+
+
+class ResolveIn(BaseModel):
+    resolution: str = Field(min_length=1, max_length=2000)
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def _not_found(exc: NotFound) -> HTTPException:
+    return HTTPException(404, str(exc))
+
+
+def _link(request: Request, web: WebServices, key: StatementKey) -> IssuedLink | None:
+    try:
+        return web.links.link_for(key)
+    except NoStatement:
+        return None
+
+
+def _link_url(request: Request, web: WebServices, link: IssuedLink) -> str:
+    base = web.public_url or str(request.base_url).rstrip("/")
+    return base + link.path()
+
+
+def _detail_out(web: WebServices, who: Principal, run_id: str) -> RunDetailOut:
+    d = web.runs.run_detail(who, run_id)
+    return RunDetailOut(
+        run=RunOut(**asdict(d.summary)),
+        input_hash=d.input_hash,
+        result_hash=d.result_hash,
+        flags=d.flags,
+        nodes=[NodeOut(**asdict(n)) for n in d.nodes],
+        statements=[StatementTotalOut(**asdict(s)) for s in d.statements],
+        trail=[AuditOut(**asdict(e)) for e in d.trail],
+        recompute_error=d.recompute_error,
+    )
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+@router.get("/finance/runs", response_class=HTMLResponse)
+def runs_page(
+    request: Request, web: Web, who: Who, site: SiteQ = None, period: PeriodQ = None
+) -> HTMLResponse:
+    """Runs by period and site, held runs on top."""
+    runs = web.runs.list_runs(who, site=site, period=period)
+    return render(
+        request, "finance_runs.html", {"runs": runs, "site": site or "", "period": period or ""}
+    )
+
+
+@router.get("/finance/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLResponse:
+    """A run: tree view with balances and flags, statements, actions, audit trail."""
+    try:
+        detail = web.runs.run_detail(who, run_id)
+    except NotFound:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    return render(
+        request,
+        "finance_run.html",
+        {
+            "d": detail,
+            "run": detail.summary,
+            "error": request.query_params.get("error", ""),
+            "done": request.query_params.get("done", ""),
+        },
+    )
+
+
+@router.post("/finance/runs/{run_id}/{action}", response_class=HTMLResponse)
+def run_action_form(
+    request: Request,
+    run_id: RunId,
+    action: RunAction,
+    web: Web,
+    who: Who,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Review, approve, post or void the run; back to its page."""
+    query = {"lang": language(request)}
+    try:
+        status = web.runs.act(who, run_id, action, reason)
+        query["done"] = status
+    except NotFound:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    except ActionRefused as exc:
+        query["error"] = str(exc)
+    return RedirectResponse(f"/finance/runs/{quote(run_id)}?{urlencode(query)}", 303)
+
+
+@router.get("/finance/runs/{run_id}/statements/{unit}/{party}", response_class=HTMLResponse)
+def statement_print_page(
+    request: Request, run_id: RunId, unit: Name, party: Name, web: Web, who: Who
+) -> HTMLResponse:
+    """The printable statement (print stylesheet) with the QR code of the tenant's link."""
+    try:
+        document, signed = web.runs.statement(who, run_id, unit, party)
+    except NotFound:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    link = _link(request, web, StatementKey(run_id, unit, party)) if signed else None
+    url = _link_url(request, web, link) if link else ""
+    return render(
+        request,
+        "statement_print.html",
+        {
+            "doc": document,
+            "signed": signed,
+            "link": link,
+            "url": url,
+            "qr": qr_svg(url) if url else "",
+        },
+    )
+
+
+@router.get("/finance/disputes", response_class=HTMLResponse)
+def disputes_page(
+    request: Request,
+    web: Web,
+    who: Who,
+    status: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open",
+) -> HTMLResponse:
+    """The disputes queue (open ones by default)."""
+    items = web.runs.disputes(who, None if status == "all" else status)
+    return render(
+        request,
+        "finance_disputes.html",
+        {"items": items, "status": status, "error": request.query_params.get("error", "")},
+    )
+
+
+@router.post("/finance/disputes/{dispute_id}/resolve", response_class=HTMLResponse)
+def dispute_resolve_form(
+    request: Request,
+    dispute_id: DisputeId,
+    web: Web,
+    who: Who,
+    resolution: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Answer a dispute and close it."""
+    query = {"lang": language(request)}
+    try:
+        web.runs.resolve_dispute(who, dispute_id, resolution)
+    except NotFound:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    except ActionRefused as exc:
+        query["error"] = str(exc)
+    return RedirectResponse(f"/finance/disputes?{urlencode(query)}", 303)
+
+
+# ----------------------------------------------------------------------------- JSON API
+
+
+@router.get("/api/v1/runs", response_model=list[RunOut])
+def api_runs(web: Web, who: Who, site: SiteQ = None, period: PeriodQ = None) -> list[RunOut]:
+    """Runs in your sites (``period``: YYYY-MM of the period's start), held runs first."""
+    return [RunOut(**asdict(r)) for r in web.runs.list_runs(who, site=site, period=period)]
+
+
+@router.get("/api/v1/runs/{run_id}", response_model=RunDetailOut, responses=_NOT_FOUND)
+def api_run(run_id: RunId, web: Web, who: Who) -> RunDetailOut:
+    """A run with its tree balances, statements and audit trail."""
+    try:
+        return _detail_out(web, who, run_id)
+    except NotFound as exc:
+        raise _not_found(exc) from None
+
+
+@router.post(
+    "/api/v1/runs/{run_id}/{action}",
+    response_model=ActionOut,
+    responses={**_NOT_FOUND, 409: {"description": "the run's state refuses it"}},
+)
+def api_run_action(
+    run_id: RunId, action: RunAction, web: Web, who: Who, body: ActionIn | None = None
+) -> ActionOut:
+    """Review, approve, post or void a run (void needs a reason)."""
+    try:
+        status = web.runs.act(who, run_id, action, body.reason if body else "")
+    except NotFound as exc:
+        raise _not_found(exc) from None
+    except ActionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return ActionOut(id=run_id, status=status)
+
+
+@router.get(
+    "/api/v1/runs/{run_id}/statements/{unit}/{party}",
+    response_model=RunStatementOut,
+    responses=_NOT_FOUND,
+)
+def api_run_statement(
+    request: Request, run_id: RunId, unit: Name, party: Name, web: Web, who: Who
+) -> RunStatementOut:
+    """A statement of the run; once posted, its signed form and the tenant's link."""
+    try:
+        document, signed = web.runs.statement(who, run_id, unit, party)
+    except NotFound as exc:
+        raise _not_found(exc) from None
+    link = _link(request, web, StatementKey(run_id, unit, party)) if signed else None
+    return RunStatementOut(
+        statement=document,
+        signed=signed,
+        link=LinkOut(url=_link_url(request, web, link), expires_at=link.expires_at)
+        if link
+        else None,
+    )
+
+
+@router.get(
+    "/api/v1/runs/{run_id}/lines.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **_NOT_FOUND},
+)
+def api_run_lines_csv(run_id: RunId, web: Web, who: Who) -> Response:
+    """Every statement line of the run as CSV."""
+    try:
+        text = web.runs.export_csv(who, run_id)
+    except NotFound as exc:
+        raise _not_found(exc) from None
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}.csv"'},
+    )
+
+
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get(
+    "/api/v1/runs/{run_id}/lines.xlsx",
+    response_class=Response,
+    responses={200: {"content": {_XLSX: {}}}, **_NOT_FOUND},
+)
+def api_run_lines_xlsx(run_id: RunId, web: Web, who: Who) -> Response:
+    """The run as an Excel workbook (lines, statements, tree)."""
+    try:
+        data = web.runs.export_xlsx(who, run_id)
+    except NotFound as exc:
+        raise _not_found(exc) from None
+    return Response(
+        data,
+        media_type=_XLSX,
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}.xlsx"'},
+    )
+
+
+@router.get("/api/v1/disputes", response_model=list[DisputeOut])
+def api_disputes(
+    web: Web, who: Who, status: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open"
+) -> list[DisputeOut]:
+    """The disputes queue of your sites."""
+    return [
+        DisputeOut(**asdict(d)) for d in web.runs.disputes(who, None if status == "all" else status)
+    ]
+
+
+@router.post(
+    "/api/v1/disputes/{dispute_id}/resolve",
+    status_code=204,
+    responses={**_NOT_FOUND, 409: {"description": "resolved already"}},
+)
+def api_dispute_resolve(dispute_id: DisputeId, body: ResolveIn, web: Web, who: Who) -> Response:
+    """Answer a dispute and close it."""
+    try:
+        web.runs.resolve_dispute(who, dispute_id, body.resolution)
+    except NotFound as exc:
+        raise _not_found(exc) from None
+    except ActionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return Response(status_code=204)

@@ -1,0 +1,165 @@
+"""Signing staff in and out: the sign-in page (browser session cookie) and the API's bearer
+tokens, the home page, and ``/api/v1/me``.
+
+The sign-in form itself is protected by a double-submit token: the page sets a random
+``mf_login_csrf`` cookie and puts the same value in the form; the post must carry both.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from cloud.staff.accounts import Principal, Role, SessionKind, SignInFailed
+from cloud.web.authz import SESSION_COOKIE, bearer_token
+from cloud.web.deps import WebServices, principal, web_services
+from cloud.web.rendering import render
+
+router = APIRouter(tags=["accounts"])
+Web = Annotated[WebServices, Depends(web_services)]
+Who = Annotated[Principal, Depends(principal)]
+LOGIN_CSRF_COOKIE = "mf_login_csrf"
+#: where each role lands after signing in
+_LANDING = {Role.ADMIN: "/", Role.FINANCE: "/finance/runs", Role.ENGINEER: "/engineer/gateways"}
+
+
+def _secure(request: Request, web: WebServices) -> bool:
+    return web.cookie_secure if web.cookie_secure is not None else request.url.scheme == "https"
+
+
+def _safe_next(target: str) -> str:
+    """Only same-site paths are followed after signing in (no open redirect)."""
+    return target if target.startswith("/") and not target.startswith("//") else ""
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, web: Web, next: str = "") -> HTMLResponse:
+    """The sign-in form."""
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", {"csrf": token, "next": _safe_next(next)})
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request, web),
+        path="/login",
+    )
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login_form(
+    request: Request,
+    web: Web,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    """Check the password, open a browser session, go on."""
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not csrf or not cookie or not hmac.compare_digest(csrf, cookie):
+        return render(
+            request, "login.html", {"error": "stale", "csrf": "", "next": next}, status_code=403
+        )
+    try:
+        issued = web.accounts.sign_in(username, password, SessionKind.COOKIE)
+    except SignInFailed:
+        return render(
+            request,
+            "login.html",
+            {"error": "failed", "csrf": cookie, "next": _safe_next(next)},
+            status_code=401,
+        )
+    target = _safe_next(next) or _LANDING[issued.principal.role]
+    response = RedirectResponse(target, 303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        issued.token,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request, web),
+        max_age=int(web.accounts.session_ttl.total_seconds()),
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout_form(request: Request, web: Web, _who: Who) -> RedirectResponse:
+    """End the browser session."""
+    web.accounts.sign_out(request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, who: Who) -> HTMLResponse:
+    """The staff start page: links to what the role may use."""
+    return render(request, "home.html", {"who": who})
+
+
+class SignInIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class TokenOut(BaseModel):
+    """A bearer token for ``Authorization: Bearer …``; shown once."""
+
+    token: str
+    expires_at: datetime
+    username: str
+    role: str
+    sites: list[str]
+
+
+class MeOut(BaseModel):
+    username: str
+    role: str
+    sites: list[str]
+    via: str
+
+
+@router.post(
+    "/api/v1/session",
+    response_model=TokenOut,
+    responses={401: {"description": "wrong user name or password"}},
+)
+def api_sign_in(body: SignInIn, web: Web) -> TokenOut:
+    """Sign in for the JSON API: a bearer token (no cookie, so no CSRF token needed)."""
+    try:
+        issued = web.accounts.sign_in(body.username, body.password, SessionKind.API)
+    except SignInFailed as exc:
+        raise HTTPException(401, str(exc)) from None
+    p = issued.principal
+    return TokenOut(
+        token=issued.token,
+        expires_at=issued.expires_at,
+        username=p.username,
+        role=p.role.value,
+        sites=sorted(p.sites),
+    )
+
+
+@router.delete("/api/v1/session", status_code=204)
+def api_sign_out(request: Request, web: Web, _who: Who) -> Response:
+    """End the session or token the request came with."""
+    web.accounts.sign_out(bearer_token(request) or request.cookies.get(SESSION_COOKIE, ""))
+    return Response(status_code=204)
+
+
+@router.get("/api/v1/me", response_model=MeOut)
+def api_me(who: Who) -> MeOut:
+    """Who the caller is signed in as."""
+    return MeOut(
+        username=who.username, role=who.role.value, sites=sorted(who.sites), via=who.via.value
+    )

@@ -1,0 +1,183 @@
+"""Cloud commands of provisioning and the web: ``meterflow cloud claim-token``,
+``meterflow cloud api`` (API, pages and the gateway feed) and ``meterflow cloud web-account``.
+
+Only typer is imported here at module level; the services, FastAPI and SQLAlchemy are
+imported when a command runs, so ``meterflow/cli.py`` can register these functions and a
+gateway with only ``meterflow[edge]`` installed still starts the ``meterflow`` command.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+def cloud_claim_token(
+    site: Annotated[str, typer.Option(help="site id")],
+    gateway: Annotated[str, typer.Option(help="gateway id")],
+    config: Annotated[Path, typer.Option(help="the gateway's site configuration (TOML)")],
+    expires_h: Annotated[
+        int, typer.Option(min=1, max=24 * 30, help="hours the token stays redeemable")
+    ] = 24,
+    mqtt_url: Annotated[
+        str | None, typer.Option(help="broker URL as the gateway reaches it (default: MF_MQTT_URL)")
+    ] = None,
+    mqtt_username: Annotated[str | None, typer.Option(help="the gateway's broker user")] = None,
+    mqtt_password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MF_CLAIM_MQTT_PASSWORD",
+            help="the gateway's broker password (prefer the environment variable)",
+        ),
+    ] = None,
+) -> None:
+    """Issue a single-use claim token for one gateway; the token is printed once, here."""
+    from cloud.gateways.provisioning import (
+        BrokerGrant,
+        CloudSigner,
+        ProvisioningError,
+        ProvisioningService,
+    )
+    from meterflow.assembly import registry
+    from meterflow.settings import Settings
+
+    settings = Settings()
+    try:
+        site_config = config.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{config}: cannot read: {exc.strerror}") from None
+    try:
+        service = ProvisioningService(
+            registry(settings), CloudSigner.load_or_create(settings.data_dir / "cloud.key")
+        )
+        claim = service.create_claim(
+            site,
+            gateway,
+            site_config,
+            BrokerGrant(
+                mqtt_url or settings.mqtt_url, mqtt_username, mqtt_password, settings.topic_prefix
+            ),
+            ttl=timedelta(hours=expires_h),
+        )
+    except ProvisioningError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(
+        f"claim token for gateway {claim.gateway!r} at site {claim.site!r}, valid until "
+        f"{claim.expires_at.isoformat(timespec='seconds')}; single use, shown only now:",
+        err=True,
+    )
+    typer.echo(claim.token)
+
+
+def cloud_api(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8000,
+    gateway_feed: Annotated[
+        bool,
+        typer.Option(
+            help="subscribe to gateways' health, state and answers and send commands (MF_MQTT_URL)"
+        ),
+    ] = True,
+) -> None:
+    """Serve the cloud API and web pages (OpenAPI at /openapi.json) until stopped."""
+    import logging
+
+    import uvicorn
+    from cryptography.hazmat.primitives import serialization
+
+    from cloud.gateways.feed import GatewayFeed
+    from cloud.gateways.provisioning import (
+        BrokerGrant,
+        CloudKeyError,
+        CloudSigner,
+        ProvisioningService,
+    )
+    from cloud.statements.links import SecretError, WebSecret
+    from cloud.web.app import create_app
+    from cloud.web.deps import ApiServices, WebServices
+    from cloud.web.settings import WebSettings
+    from meterflow.assembly import registry
+    from meterflow.settings import Settings
+
+    settings, web_settings = Settings(), WebSettings()
+    key_path = settings.data_dir / "cloud.key"
+    try:
+        signer = CloudSigner.load_or_create(key_path)
+        secret = WebSecret.load_or_create(
+            web_settings.secret_file or settings.data_dir / "web.secret"
+        )
+    except (CloudKeyError, SecretError) as exc:
+        raise _fail(str(exc)) from None
+    # CloudSigner checked the file (mode, type); statements are signed with the same key.
+    signing_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    provisioning = ProvisioningService(registry(settings), signer)
+    web = WebServices.build(
+        provisioning,
+        signing_key=signing_key,
+        secret=secret,  # type: ignore[arg-type]
+        claim_broker=BrokerGrant(
+            web_settings.gateway_mqtt_url or settings.mqtt_url, topic_prefix=settings.topic_prefix
+        ),
+        public_url=web_settings.public_url,
+        cookie_secure=web_settings.cookie_secure,
+        link_ttl=timedelta(days=web_settings.link_days),
+        session_ttl=timedelta(hours=web_settings.session_hours),
+        topic_prefix=settings.topic_prefix,
+    )
+    feed = None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if gateway_feed:
+        feed = GatewayFeed(
+            web.gateways,
+            settings.broker_url,
+            client_id=f"mf-cloud-api-{port}",
+            dispatch=web.commands,
+        )
+        web.commands.publish = feed.publish  # the feed needs the services, they its link
+        feed.start(wait_s=0)
+    try:
+        uvicorn.run(
+            create_app(ApiServices(provisioning=provisioning, web=web)),
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=True,
+        )
+    finally:
+        if feed is not None:
+            feed.stop()
+
+
+def cloud_web_account(
+    username: Annotated[str, typer.Argument(help="the staff member's user name")],
+    role: Annotated[str, typer.Option(help="admin, finance or engineer")],
+    site: Annotated[
+        list[str] | None, typer.Option(help="a site the account acts on (repeat; not for admin)")
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MF_WEB_ACCOUNT_PASSWORD",
+            help="the password (prefer the environment variable; asked for when not given)",
+        ),
+    ] = None,
+) -> None:
+    """Create a staff account of the web pages, or reset its password, role and sites."""
+    from cloud.staff.accounts import AccountService, InvalidAccount
+    from meterflow.assembly import registry
+    from meterflow.settings import Settings
+
+    secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        AccountService(registry(Settings())).create_account(username, secret, role, site or [])
+    except InvalidAccount as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"account {username!r} ({role}) saved", err=True)
