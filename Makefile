@@ -8,11 +8,11 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	bash deploy/local/bootstrap-venv.sh "$(PYTHON)" $(VENV)
 
-$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.demo-installed: pyproject.toml hatch_build.py | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[edge,cloud,demo]'
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml hatch_build.py | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.demo-installed
 

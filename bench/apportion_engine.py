@@ -39,15 +39,11 @@ from decimal import Decimal
 
 import numpy as np
 
-from cloud.apportion.allocation import Basis, CommonType, NodeKind, Rule
-from cloud.apportion.engine import (
-    EngineInputs,
-    MeterInputs,
-    Period,
-    TreeInputs,
-    apportion,
-)
+from cloud.apportion.engine import apportion
+from cloud.apportion.engine_inputs import EngineInputs, MeterInputs, Period, TreeInputs
+from cloud.apportion.keys import Basis, CommonType, Rule
 from cloud.apportion.money import Bill, TariffKind, TariffVersion
+from cloud.apportion.tree import NodeKind
 
 DAYS = 31
 REGISTERS = ("T1", "T2", "T3", "T4")

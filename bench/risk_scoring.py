@@ -41,7 +41,8 @@ from cloud.risk.loader import WINDOW_DAYS, load_inputs  # noqa: E402
 from cloud.risk.models import RiskModelRow  # noqa: E402
 from cloud.risk.training import train  # noqa: E402
 from cloud.series.sqlite import SqliteSeriesStore  # noqa: E402
-from meterflow.scenarios.portfolio import PortfolioSpec, generate_portfolio  # noqa: E402
+from meterflow.scenarios.portfolio import generate_portfolio  # noqa: E402
+from meterflow.scenarios.portfolio_plan import PortfolioSpec  # noqa: E402
 
 
 def main() -> None:

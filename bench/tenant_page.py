@@ -48,7 +48,7 @@ def seed(work: Path) -> str:
     import yaml
     from cryptography.hazmat.primitives import serialization
 
-    from cloud.apportion.case import case_from_data
+    from cloud.apportion.case.loading import case_from_data
     from cloud.apportion.runs import approve_run, create_run, post_run, review_run
     from cloud.gateways.provisioning import CloudSigner
     from cloud.registry.db import open_registry

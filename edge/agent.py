@@ -36,6 +36,7 @@ from edge.wire import (
     Reading,
     ReadingsPayload,
     seal,
+    utc_now,
 )
 from meter_drivers.errors import DriverError, MeterErrorReply, ModbusExceptionReply
 from meter_drivers.sideline import LineAvailability, SidelinePolicy
@@ -44,10 +45,6 @@ log = logging.getLogger(__name__)
 
 #: how many envelopes may wait for PUBACK at once (live and backlog together)
 MAX_IN_FLIGHT = 50
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def tree_order(meters: list[MeterConfig]) -> list[MeterConfig]:

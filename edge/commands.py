@@ -1,9 +1,9 @@
 """Cloud-signed commands to a gateway (``down/cmd``) and the gateway's signed answers (``up/ack``).
 
-The formats are owned here, by the receiving side: a command is an ``mf.command/1`` payload in
-a JWS compact envelope (EdDSA) signed with the cloud's key; an answer is an ``mf.ack/1``
-payload signed with the gateway's key. The cloud builds its commands as plain JSON of the same
-shape (it imports only ``edge.wire``); a round-trip test holds the two sides together.
+The formats live in :mod:`edge.wire` with the rest of the contract: a command is an
+``mf.command/1`` payload in a JWS compact envelope (EdDSA) signed with the cloud's key; an
+answer is an ``mf.ack/1`` payload signed with the gateway's key. The cloud builds and checks
+them with the same models.
 
 :class:`CommandReceiver` checks a command and runs it at most once:
 
@@ -25,97 +25,32 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
 from uuid import UUID
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
+from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from edge.keys import GatewayIdentity, key_id
 from edge.wire import (
+    ACK_DETAIL_MAX,
+    MAX_COMMAND_TTL,
+    SCHEMA_COMMAND,
+    Ack,
+    AckStatus,
+    BadSignature,
+    Command,
+    CommandName,
     MalformedEnvelope,
     Topics,
-    UtcDatetime,
-    _Identifier,
     parse_compact,
     sign_compact,
+    utc_now,
+    verify_signature,
 )
 
 log = logging.getLogger(__name__)
-
-SCHEMA_COMMAND = "mf.command/1"
-SCHEMA_ACK = "mf.ack/1"
-#: A command may not live longer than this (issued_at → expires_at); it bounds the replay log.
-MAX_COMMAND_TTL = timedelta(days=1)
-_DETAIL_MAX = 2000
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def command_topic(topics: Topics, site: str, gateway: str) -> str:
-    """``{prefix}/{site}/{gateway}/down/cmd``: commands to one gateway (QoS 1)."""
-    return f"{topics.prefix}/{site}/{gateway}/down/cmd"
-
-
-def ack_topic(topics: Topics, site: str, gateway: str) -> str:
-    """``{prefix}/{site}/{gateway}/up/ack``: one gateway's answers to commands (QoS 1)."""
-    return f"{topics.prefix}/{site}/{gateway}/up/ack"
-
-
-class CommandName(StrEnum):
-    """The commands a gateway understands."""
-
-    RELOAD_CONFIG = "reload_config"
-    READ_METER = "read_meter"
-    SYNC_TIME = "sync_time"
-
-
-class AckStatus(StrEnum):
-    """How a command ended: ran fine, ran and failed, or was not run at all."""
-
-    OK = "ok"
-    ERROR = "error"
-    REFUSED = "refused"
-
-
-class Command(BaseModel):
-    """The signed body of one ``down/cmd`` message."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    schema_: Literal["mf.command/1"] = Field(default=SCHEMA_COMMAND, alias="schema")
-    cmd_id: UUID
-    site: _Identifier
-    gateway: _Identifier
-    command: CommandName
-    args: dict[str, JsonValue] = Field(default_factory=dict)
-    issued_at: UtcDatetime
-    expires_at: UtcDatetime
-
-
-class Ack(BaseModel):
-    """The signed body of one ``up/ack`` message: the gateway's answer to one command."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    schema_: Literal["mf.ack/1"] = Field(default=SCHEMA_ACK, alias="schema")
-    cmd_id: str = Field(min_length=1, max_length=64)
-    site: _Identifier
-    gateway: _Identifier
-    status: AckStatus
-    detail: str = Field(default="", max_length=_DETAIL_MAX)
-    result: dict[str, JsonValue] | None = None
-    finished_at: UtcDatetime
-
-    def to_bytes(self) -> bytes:
-        """Serialise compactly; these bytes are what gets signed."""
-        return self.model_dump_json(by_alias=True).encode()
 
 
 @dataclass(frozen=True)
@@ -228,8 +163,8 @@ class CommandReceiver:
         self.cloud_key = cloud_key
         self.cloud_kid = key_id(cloud_key)
         self.topics = topics or Topics()
-        self.command_topic = command_topic(self.topics, site, gateway)
-        self.ack_topic = ack_topic(self.topics, site, gateway)
+        self.command_topic = self.topics.command(site, gateway)
+        self.ack_topic = self.topics.ack(site, gateway)
         self._publish = publish
         self._log = command_log
         self._clock = clock
@@ -255,8 +190,8 @@ class CommandReceiver:
                 f"key {self.cloud_kid!r}"
             )
         try:
-            self.cloud_key.verify(compact.signature, compact.signing_input)
-        except InvalidSignature:
+            verify_signature(compact, self.cloud_key)
+        except BadSignature:
             return self._drop(f"signature does not verify with the cloud key {kid!r}")
         try:
             command = Command.model_validate_json(compact.payload)
@@ -337,7 +272,7 @@ class CommandReceiver:
             site=self.site,
             gateway=self.gateway,
             status=status,
-            detail=detail[:_DETAIL_MAX],
+            detail=detail[:ACK_DETAIL_MAX],
             result=result,
             finished_at=self._clock(),
         )

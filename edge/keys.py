@@ -6,17 +6,22 @@ from the registered public key and nobody has to invent ids.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
 from edge.wire import key_id, load_public_key_b64, public_key_b64, public_key_raw
+from edge.wire.files import (
+    PrivateFileError,
+    load_private_key_pem,
+    private_key_pem,
+    read_private_file,
+    write_private_file,
+)
 
 __all__ = [
     "GatewayIdentity",
@@ -54,18 +59,8 @@ class GatewayIdentity:
         deliberate rotation, not a side effect.
         """
         key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise KeyFileError(f"{path}: a key already exists; refusing to replace it") from None
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
+        if not write_private_file(path, private_key_pem(key)):
+            raise KeyFileError(f"{path}: a key already exists; refusing to replace it")
         return cls(key)
 
     @classmethod
@@ -73,19 +68,9 @@ class GatewayIdentity:
         """Read the private key written by :meth:`create`; the file must not be group/world
         readable."""
         try:
-            mode = path.stat().st_mode & 0o777
-            data = path.read_bytes()
-        except OSError as exc:
-            raise KeyFileError(f"{path}: cannot read the gateway key: {exc.strerror}") from None
-        if mode & 0o077:
-            raise KeyFileError(f"{path}: mode {mode:o} lets others read the key; expected 600")
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except ValueError as exc:
-            raise KeyFileError(f"{path}: not a PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise KeyFileError(f"{path}: expected an Ed25519 key, got {type(key).__name__}")
-        return cls(key)
+            return cls(load_private_key_pem(read_private_file(path, "gateway key"), path))
+        except PrivateFileError as exc:
+            raise KeyFileError(str(exc)) from None
 
     @classmethod
     def load_or_create(cls, path: Path) -> GatewayIdentity:

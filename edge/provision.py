@@ -26,16 +26,16 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import urlsplit
 
-import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from edge.config import SiteConfig
 from edge.keys import GatewayIdentity, key_id, load_public_key_b64, public_key_b64
+from edge.wire import ProvisionReply
+from edge.wire.files import write_private_file
 
 GATEWAY_KEY = "gateway.key"
 SITE_CONFIG = "site.toml"
@@ -48,23 +48,6 @@ PROVISION_PATH = "/api/v1/provision"
 
 class ProvisionError(Exception):
     """Provisioning failed; the message says at which step and what came back."""
-
-
-class _Reply(BaseModel):
-    """The cloud's answer (``cloud.web.provision.ProvisionResponse``), as the gateway reads it."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    site: str
-    gateway: str
-    kid: str
-    site_config: str
-    mqtt_url: str
-    mqtt_username: str | None = None
-    mqtt_password: str | None = None
-    topic_prefix: str
-    cloud_public_key: str
-    cloud_kid: str
 
 
 @dataclass(frozen=True)
@@ -99,7 +82,7 @@ def _check_transport(cloud_url: str, allow_http: bool) -> str:
     return cloud_url.rstrip("/") + PROVISION_PATH
 
 
-def _post_claim(url: str, body: dict[str, str], timeout_s: float) -> _Reply:
+def _post_claim(url: str, body: dict[str, str], timeout_s: float) -> ProvisionReply:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
@@ -123,15 +106,9 @@ def _post_claim(url: str, body: dict[str, str], timeout_s: float) -> _Reply:
     if len(raw) > _MAX_REPLY_BYTES:
         raise ProvisionError(f"the cloud's answer exceeds {_MAX_REPLY_BYTES} bytes")
     try:
-        return _Reply.model_validate_json(raw)
+        return ProvisionReply.model_validate_json(raw)
     except ValidationError as exc:
         raise ProvisionError(f"the cloud's answer is not a provisioning reply: {exc}") from None
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
 
 
 def _config_problem(site_config: str, site: str, gateway: str) -> str | None:
@@ -197,7 +174,7 @@ def provision(
                 f"thumbprint of its public key, {key_id(cloud_key)!r}"
             )
         (staging / SITE_CONFIG).write_text(reply.site_config, encoding="utf-8")
-        _write_private(
+        if not write_private_file(
             staging / BROKER_FILE,
             json.dumps(
                 {
@@ -208,7 +185,8 @@ def provision(
                 },
                 indent=2,
             ).encode(),
-        )
+        ):
+            raise ProvisionError(f"{staging / BROKER_FILE}: exists already in a new staging folder")
         (staging / CLOUD_KEY).write_bytes(
             cloud_key.public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -252,38 +230,3 @@ def load_cloud_key(data_dir: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ProvisionError(f"{path}: expected an Ed25519 key, got {type(key).__name__}")
     return key
-
-
-def edge_provision(
-    cloud: Annotated[str, typer.Argument(help="the cloud's base URL, e.g. https://cloud:8000")],
-    claim_token: Annotated[str, typer.Argument(help="the single-use claim token")],
-    data_dir: Annotated[Path, typer.Option(help="where the gateway keeps its files")] = Path("var"),
-    force: Annotated[
-        bool, typer.Option(help="replace an existing provisioning (old files are moved aside)")
-    ] = False,
-    allow_http: Annotated[
-        bool, typer.Option(help="allow plain http to a non-loopback cloud (trusted networks only)")
-    ] = False,
-) -> None:
-    """Provision this gateway: make its key pair, redeem the claim token, store the config."""
-    try:
-        result = provision(cloud, claim_token, data_dir, force=force, allow_http=allow_http)
-    except ProvisionError as exc:
-        typer.secho(f"error: {exc}", err=True, fg="red")
-        raise typer.Exit(2) from None
-    if result.replaced_dir is not None:
-        typer.echo(f"previous files moved to {result.replaced_dir}")
-    typer.echo(
-        json.dumps(
-            {
-                "site": result.site,
-                "gateway": result.gateway,
-                "kid": result.kid,
-                "cloud_kid": result.cloud_kid,
-                "data_dir": str(data_dir),
-            }
-        )
-    )
-    if result.config_problem is not None:
-        typer.secho(f"error: provisioned, but {result.config_problem}", err=True, fg="red")
-        raise typer.Exit(1)

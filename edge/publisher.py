@@ -10,23 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-
-import paho.mqtt.client as mqtt
 
 from edge.outbox import SealedEnvelope
-from edge.wire import BrokerAddress, Topics
+from edge.wire import Topics
+from edge.wire.mqtt import BrokerAddress, TlsFiles, mqtt_client
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """CA bundle and optional client certificate/key (PEM paths) for ``mqtts://``."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
 
 
 class MqttPublisher:
@@ -55,22 +44,17 @@ class MqttPublisher:
         self._early: set[int] = set()
         self.connected = threading.Event()
         state = self.topics.state(site, gateway)
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"gw-{site}-{gateway}",
+        self._client = mqtt_client(
+            self.broker,
+            f"gw-{site}-{gateway}",
             clean_session=False,
+            tls=tls,
+            will=(state, b"offline"),
         )
         self._client.max_inflight_messages_set(max_inflight)
         # The agent publishes only while connected and keeps at most MAX_IN_FLIGHT
         # envelopes with paho; the outbox, not paho's memory, holds the backlog.
         self._client.max_queued_messages_set(1000)
-        self._client.will_set(state, b"offline", qos=1, retain=True)
-        if self.broker.username:
-            self._client.username_pw_set(self.broker.username, self.broker.password)
-        if self.broker.tls or tls:
-            tls = tls or TlsFiles()
-            self._client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish

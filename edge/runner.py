@@ -17,8 +17,9 @@ from edge.health import serve_metrics, write_status
 from edge.keys import GatewayIdentity
 from edge.outbox import OutboxStore
 from edge.provision import CLOUD_KEY, load_cloud_key
-from edge.publisher import MqttPublisher, TlsFiles
+from edge.publisher import MqttPublisher
 from edge.wire import Topics, seal_health
+from edge.wire.mqtt import TlsFiles
 
 log = logging.getLogger(__name__)
 

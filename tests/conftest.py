@@ -1,4 +1,4 @@
-"""Shared fixtures: real mosquitto / InfluxDB / PostgreSQL servers (see tests/servers.py).
+"""Shared fixtures: real mosquitto / InfluxDB / PostgreSQL servers (see tests/support/servers.py).
 
 Each server starts lazily, the first time a test asks for its fixture, and is stopped at the
 end of the session. Missing server binaries skip those tests (fail when ``CI=true``);
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
-from tests.servers import (
+from tests.support import servers
+from tests.support.servers import (
     InfluxDatabase,
     InfluxServer,
     MosquittoServer,

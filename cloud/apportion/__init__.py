@@ -2,13 +2,17 @@
 
 Layers, one direction only:
 
-- ``consumption``, ``estimation``, ``allocation``, ``money``, ``rounding``: pure numpy
-  functions over meters × day boundaries × registers (no database, no I/O);
+- ``consumption``, ``estimation``, ``money``, ``rounding``, ``tree``, ``keys``, ``lines``,
+  ``allocation``: pure numpy functions over meters × day boundaries × registers (no
+  database, no I/O);
+- ``engine_inputs`` / ``engine_result``: the engine's input and result records;
+  ``checks``: the run's flags (tariffs, bill, node balances);
 - ``engine``: the whole computation on arrays (:func:`engine.apportion`);
-- ``case``: the YAML case file, validated, turned into engine inputs;
+- ``case``: the YAML case file (a subpackage: schema, validation, conversion to engine
+  inputs, loading);
 - ``statement``: per-unit statements, signed (JWS EdDSA), JSON and CSV;
 - ``models`` / ``runs``: registry tables and the run lifecycle (draft → posted → void);
 - ``cli``: ``meterflow cloud apportion CASE.yaml``.
 
-See DOMAIN.md §4 for the rules and docs/apportionment.md for the case file format.
+See docs/domain.md §4 for the rules and docs/apportionment.md for the case file format.
 """

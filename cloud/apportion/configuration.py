@@ -17,11 +17,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.apportion.case import Case, case_from_data
+from cloud.apportion.case.document import Case
+from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.models import (
     AllocationRule,
     MeterInstallation,
-    MultiplierStep,
+    MultiplierStepRow,
     OccupancySegment,
     SourceBill,
     SourceBillAmount,
@@ -95,7 +96,7 @@ def save_configuration(session: Session, case: Case) -> None:
                 else [(ALWAYS, installation.multiplier)]
             ):
                 session.add(
-                    MultiplierStep(
+                    MultiplierStepRow(
                         installation_id=installation.id, effective_from=step_from, multiplier=value
                     )
                 )
@@ -263,9 +264,9 @@ def load_configuration(
     meters = []
     for i in installations:
         steps = session.scalars(
-            select(MultiplierStep)
-            .where(MultiplierStep.installation_id == i.id)
-            .order_by(MultiplierStep.effective_from)
+            select(MultiplierStepRow)
+            .where(MultiplierStepRow.installation_id == i.id)
+            .order_by(MultiplierStepRow.effective_from)
         ).all()
         multiplier: Any = (
             _number(steps[0].multiplier)

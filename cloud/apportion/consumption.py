@@ -1,4 +1,4 @@
-"""Consumption from cumulative register readings at day boundaries (DOMAIN.md §4, usage Δ).
+"""Consumption from cumulative register readings at day boundaries (docs/domain.md §4, usage Δ).
 
 Registers are the meters' cumulative counters (kWh, m³ ...) frozen at local midnight: an
 array ``registers[meter, boundary, register]`` with boundary ``k`` = the start of day ``k``
@@ -68,7 +68,7 @@ def fast_slice_energy(
         True where ``registers[:, k + 1] >= registers[:, k]`` everywhere (NaN compares
         false, so one comparison finds gaps and drops alike).
     kwh : float64 array (meters, slices, registers)
-        Consumption per slice [kWh] (DOMAIN.md §4), valid where ``ok``; a view of a
+        Consumption per slice [kWh] (docs/domain.md §4), valid where ``ok``; a view of a
         register-major array.
     """
     meters, boundaries, nreg = registers.shape
@@ -152,7 +152,7 @@ def unwrap_registers(
     register_names: Sequence[str],
     first_day: date,
 ) -> Unwrapped:
-    """Make registers continuous: rollovers, decreases, gaps (DOMAIN.md §4).
+    """Make registers continuous: rollovers, decreases, gaps (docs/domain.md §4).
 
     Parameters
     ----------
@@ -266,7 +266,7 @@ def slice_energy(at_breakpoints: np.ndarray, multiplier: np.ndarray) -> np.ndarr
     Returns
     -------
     float64 array (meters, slices, registers)
-        Consumption [kWh] (DOMAIN.md §4: Δ = (current − previous) × multiplier).
+        Consumption [kWh] (docs/domain.md §4: Δ = (current − previous) × multiplier).
     """
     return np.diff(at_breakpoints, axis=1) * multiplier[:, :, None]
 

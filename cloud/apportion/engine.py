@@ -1,7 +1,8 @@
-"""The apportionment engine: register arrays in, cent lines out (DOMAIN.md §4).
+"""The apportionment engine: register arrays in, cent lines out (docs/domain.md §4).
 
-:func:`apportion` is a pure function of :class:`EngineInputs` (numpy arrays and small
-frozen dataclasses; no database, no I/O):
+:func:`apportion` is a pure function of :class:`~cloud.apportion.engine_inputs.EngineInputs`
+(numpy arrays and small frozen dataclasses; no database, no I/O) that returns an
+:class:`~cloud.apportion.engine_result.EngineResult`:
 
 1. consumption per meter and slice — multipliers, rollover, replacement (each installation
    is its own row with its own multiplier), gaps (:mod:`~cloud.apportion.consumption`);
@@ -12,7 +13,8 @@ frozen dataclasses; no database, no I/O):
 6. largest-remainder rounding once per pot (:mod:`~cloud.apportion.rounding`), with
    conservation checked at every node and per pot to the cent;
 7. flags: which hold the run (negative residual, estimates over the limit, implausible
-   rollover, negative usage, a markup on resold power) and which are shown only.
+   rollover, negative usage, a markup on resold power) and which are shown only
+   (:mod:`~cloud.apportion.checks`).
 
 The period is cut into *slices* at every date where something changes (tariff version,
 occupancy, installation, multiplier); everything inside a slice is uniform.
@@ -23,29 +25,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import date, timedelta
-from decimal import Decimal
-from functools import cached_property, partial
+from functools import partial
 
 import numpy as np
 
-from cloud.apportion.allocation import (
-    LANDLORD,
-    VACANT,
-    Basis,
-    Component,
-    KeyWeights,
-    LineBlock,
-    NodeKind,
-    PotAllocation,
-    Rule,
-    Segments,
-    Step,
-    TreeShape,
-    allocate_pot,
-    of_kind,
-    rows,
+from cloud.apportion.allocation import allocate_pot
+from cloud.apportion.checks import (
+    Balances,
+    node_balances,
+    node_flags,
+    pot_flags,
+    tariff_flags,
 )
 from cloud.apportion.consumption import (
     Unwrapped,
@@ -54,212 +44,15 @@ from cloud.apportion.consumption import (
     slice_energy,
     unwrap_registers,
 )
+from cloud.apportion.engine_inputs import EngineInputs
+from cloud.apportion.engine_result import EngineResult, Flag, Lines
 from cloud.apportion.errors import ApportionError, CaseError
 from cloud.apportion.estimation import Method, estimation_rates
-from cloud.apportion.money import DEMAND, Bill, Pot, TariffKind, TariffVersion, make_pots
+from cloud.apportion.keys import Basis, KeyWeights, Rule
+from cloud.apportion.lines import LANDLORD, Component, PotAllocation, Segments
+from cloud.apportion.money import DEMAND, Pot, make_pots
 from cloud.apportion.rounding import largest_remainder_parts
-
-
-@dataclass(frozen=True)
-class Period:
-    """Billing period in the site's local calendar: ``days`` days from ``first_day``
-    (half-open), cut into slices at ``breakpoints`` (day indices, first 0, last ``days``)."""
-
-    first_day: date
-    days: int
-    breakpoints: np.ndarray
-
-    @property
-    def slice_days(self) -> np.ndarray:
-        return np.diff(self.breakpoints)
-
-    def day(self, index: int) -> date:
-        return self.first_day + timedelta(days=int(index))
-
-
-@dataclass(frozen=True)
-class MeterInputs:
-    """Meter installations (one row each; a replacement is a second row on the same node).
-
-    ``registers`` (meters, days + 1, registers): readings at local midnights [register
-    unit], NaN where none; ``multiplier`` (meters, slices) [kWh per register unit];
-    ``capacity`` (meters,) rollover value, NaN = none; ``active_from`` / ``active_to``
-    installed boundaries; ``history_kwh_per_day`` (meters, registers) comparable-period
-    average [kWh/day], NaN = none.
-    """
-
-    ids: tuple[str, ...]
-    node: np.ndarray
-    registers: np.ndarray
-    multiplier: np.ndarray
-    capacity: np.ndarray
-    bidirectional: np.ndarray
-    active_from: np.ndarray
-    active_to: np.ndarray
-    history_kwh_per_day: np.ndarray
-
-
-@dataclass(frozen=True)
-class TreeInputs:
-    """Meter tree nodes: ``kind`` (:class:`NodeKind`), ``parent`` (−1 at the main),
-    ``rules`` (main, branch, common), ``area`` [m²] of units (and landlord premises),
-    ``building`` group index (−1 none)."""
-
-    ids: tuple[str, ...]
-    kind: np.ndarray
-    parent: np.ndarray
-    rules: tuple[Rule | None, ...]
-    area: np.ndarray
-    building: np.ndarray
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Site-wide settings of a run.
-
-    ``rollover_plausibility``: a wrap may be at most this many times the average daily
-    use × days; ``markup_cap`` [CNY/kWh] over catalog (0 in China); ``demand_basis``:
-    ``area`` (a fixed part, by area × days) or ``usage`` (down the tree like energy);
-    ``tou_min_ratio``: peak (T2) ÷ valley (T4) price below this is flagged;
-    ``catalog_tolerance``: relative bill-vs-catalog difference above which it is flagged.
-    """
-
-    rollover_plausibility: float = 3.0
-    markup_cap: Decimal = Decimal(0)
-    demand_basis: str = "area"
-    tou_min_ratio: float = 3.0
-    catalog_tolerance: float = 0.01
-
-
-@dataclass(frozen=True)
-class EngineInputs:
-    """Everything a run computes from, as arrays."""
-
-    period: Period
-    registers: tuple[str, ...]
-    meters: MeterInputs
-    tree: TreeInputs
-    tenants: tuple[str, ...]
-    occupant: np.ndarray
-    tariffs: tuple[TariffVersion, ...]
-    bill: Bill
-    drivers: Mapping[str, np.ndarray] = field(default_factory=dict)
-    policy: Policy = field(default_factory=Policy)
-
-
-@dataclass(frozen=True)
-class Flag:
-    """Something a reviewer must see; ``holds`` keeps the run from being approved."""
-
-    code: str
-    subject: str
-    message: str
-    holds: bool
-
-
-@dataclass(frozen=True)
-class Lines:
-    """Rounded lines, in pot order then each pot's stable line order (the tie-break key).
-
-    Held as the allocation's blocks (one pot, one origin, one component each) so that a
-    million-line run is never copied; the flat per-line columns are joined on first use:
-    ``pot``, ``segment`` (index into :class:`Segments`, −1 for a landlord line of
-    ``origin``), ``component``, ``origin`` (allocating node, −1 for own use), ``kwh`` (the
-    energy the line stands for), ``weight`` (its key weight), ``ideal`` (full-precision
-    cents) and ``cents``.
-    """
-
-    blocks: tuple[LineBlock, ...]
-
-    def __len__(self) -> int:
-        return sum(len(b) for b in self.blocks)
-
-    def _join(self, column: str) -> np.ndarray:
-        return np.concatenate([getattr(b, column) for b in self.blocks])
-
-    def _spread(self, values: list[int], dtype: type) -> np.ndarray:
-        return np.repeat(np.array(values, dtype=dtype), [len(b) for b in self.blocks])
-
-    @cached_property
-    def pot(self) -> np.ndarray:
-        return self._spread([b.pot for b in self.blocks], np.int64)
-
-    @cached_property
-    def origin(self) -> np.ndarray:
-        return self._spread([b.origin for b in self.blocks], np.int64)
-
-    @cached_property
-    def component(self) -> np.ndarray:
-        return np.concatenate(
-            [
-                np.full(len(b), b.component, dtype=np.int8)
-                if isinstance(b.component, int)
-                else b.component
-                for b in self.blocks
-            ]
-        )
-
-    @cached_property
-    def segment(self) -> np.ndarray:
-        return self._join("segment")
-
-    @cached_property
-    def kwh(self) -> np.ndarray:
-        return np.concatenate([b.energy for b in self.blocks])
-
-    @cached_property
-    def weight(self) -> np.ndarray:
-        return self._join("weight")
-
-    @cached_property
-    def ideal(self) -> np.ndarray:
-        return self._join("ideal")
-
-    @cached_property
-    def cents(self) -> np.ndarray:
-        return self._join("cents")
-
-    def pot_cents(self, pots: int) -> list[int]:
-        """Σ cents per pot, straight from the blocks."""
-        totals = [0] * pots
-        for b in self.blocks:
-            assert b.cents is not None
-            totals[b.pot] += int(b.cents.sum())
-        return totals
-
-
-@dataclass(frozen=True)
-class EngineResult:
-    """A computed run: pots, lines, the energies behind them and the flags."""
-
-    inputs: EngineInputs
-    shape: TreeShape
-    segments: Segments
-    pots: tuple[Pot, ...]
-    lines: Lines
-    steps: tuple[Step, ...]
-    node_amount: tuple[np.ndarray, ...]
-    node_kwh: np.ndarray
-    measured_kwh: np.ndarray
-    estimated_kwh: np.ndarray
-    estimation_method: np.ndarray
-    residual_kwh: np.ndarray
-    loss_rate: np.ndarray
-    estimated_share: np.ndarray
-    flags: tuple[Flag, ...]
-
-    @property
-    def held(self) -> bool:
-        return any(f.holds for f in self.flags)
-
-    def party(self) -> np.ndarray:
-        """Per line: tenant index, or −1 for the landlord."""
-        occupant = np.where(
-            self.lines.segment >= 0,
-            self.segments.occupant[np.maximum(self.lines.segment, 0)],
-            LANDLORD,
-        )
-        return np.where(occupant >= 0, occupant, -1)
+from cloud.apportion.tree import NodeKind, TreeShape, of_kind, rows
 
 
 def _meter_consumption(
@@ -480,7 +273,7 @@ def _effective_basis(
     inputs: EngineInputs, shape: TreeShape, estimated_share: np.ndarray
 ) -> tuple[dict[int, Basis], list[Flag]]:
     """Each allocating node's key, falling back to area when estimates pass the limit and
-    the rule says so; otherwise a holding flag (DOMAIN.md §4, missing readings)."""
+    the rule says so; otherwise a holding flag (docs/domain.md §4, missing readings)."""
     flags: list[Flag] = []
     basis: dict[int, Basis] = {}
     for n in _ruled(shape):
@@ -537,56 +330,6 @@ def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     for column in range(flat.shape[1]):
         out[:, column] = np.bincount(index, weights=flat[:, column], minlength=size)
     return out.reshape((size, *values.shape[1:]))
-
-
-def _tariff_flags(inputs: EngineInputs) -> list[Flag]:
-    """China resale rule (no markup) and the peak:valley ratio check (DOMAIN.md §4)."""
-    flags = []
-    policy = inputs.policy
-    for v in inputs.tariffs:
-        if v.markup > policy.markup_cap:
-            flags.append(
-                Flag(
-                    "markup_over_cap",
-                    f"tariff {v.id}",
-                    f"markup {v.markup} CNY/kWh over catalog exceeds the cap "
-                    f"{policy.markup_cap}; resold grid power is billed at the "
-                    "catalog price",
-                    True,
-                )
-            )
-        if v.kind in (TariffKind.TOU, TariffKind.TWO_PART) and {"T2", "T4"} <= set(v.prices):
-            valley = v.prices["T4"]
-            if valley > 0 and float(v.prices["T2"] / valley) < policy.tou_min_ratio:
-                flags.append(
-                    Flag(
-                        "tou_ratio_low",
-                        f"tariff {v.id}",
-                        f"peak:valley {float(v.prices['T2'] / valley):.2f}:1 is "
-                        f"below {policy.tou_min_ratio:g}:1; check the prices",
-                        False,
-                    )
-                )
-    return flags
-
-
-def _pot_flags(pots: list[Pot], policy: Policy) -> list[Flag]:
-    flags = []
-    for pot in pots:
-        if pot.catalog_cents is None:
-            continue
-        gap = pot.cents - pot.catalog_cents
-        if abs(gap) > policy.catalog_tolerance * max(pot.catalog_cents, 1):
-            flags.append(
-                Flag(
-                    "bill_differs_from_catalog",
-                    f"pot {pot.register}/{pot.version}",
-                    f"bill {pot.cents / 100:.2f} CNY, catalog price of the main "
-                    f"meter's use {pot.catalog_cents / 100:.2f} CNY",
-                    False,
-                )
-            )
-    return flags
 
 
 def _round_pot(pot: Pot, allocation: PotAllocation, cents: list[np.ndarray] | None = None) -> None:
@@ -729,7 +472,7 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     allocations, (residual, loss_rate, usage_flags) = _allocate_and_round(
         allocate,
         pots,
-        partial(_balances, inputs, shape, node_kwh),
+        partial(node_balances, inputs, shape, node_kwh),
         pipelined=shape.participant.size * len(pots) >= PARALLEL_LINES,
     )
     lines = Lines(tuple(b for a in allocations for b in a.blocks))
@@ -738,8 +481,8 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     for a in allocations:
         negative |= a.negative_residual
         over_cap |= a.over_cap
-    flags += _node_flags(inputs, negative, over_cap, loss_rate, residual)
-    flags += _tariff_flags(inputs) + _pot_flags(pots, inputs.policy) + usage_flags
+    flags += node_flags(inputs, negative, over_cap, loss_rate, residual)
+    flags += tariff_flags(inputs) + pot_flags(pots, inputs.policy) + usage_flags
     return EngineResult(
         inputs=inputs,
         shape=shape,
@@ -759,91 +502,4 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     )
 
 
-#: Residual [kWh] (nodes, registers), loss rate (nodes,) and negative-usage flags.
-Balances = tuple[np.ndarray, np.ndarray, list[Flag]]
-
-
-def _balances(inputs: EngineInputs, shape: TreeShape, node_kwh: np.ndarray) -> Balances:
-    """Each main and branch node against its children over the period: residual [kWh] per
-    register, loss rate (residual ÷ the node's energy), and a holding flag for each
-    participant whose net consumption is negative (DOMAIN.md §4)."""
-    tree = inputs.tree
-    energy = node_kwh[:, 0, :] if node_kwh.shape[1] == 1 else node_kwh.sum(axis=1)
-    inner = np.flatnonzero(of_kind(shape.kind, NodeKind.MAIN, NodeKind.BRANCH))
-    residual = np.zeros(energy.shape)
-    residual[inner] = energy[inner] - shape.sum_children_of(energy, inner)
-    loss_rate = np.zeros(len(tree.ids))
-    total = energy[inner].sum(axis=1)
-    loss_rate[inner] = np.divide(
-        residual[inner].sum(axis=1), total, out=np.zeros_like(total), where=total > 0
-    )
-    part_kwh = (
-        rows(energy, shape.participant).sum(axis=1) if _any_below_zero(energy) else energy[:0]
-    )
-    flags = [
-        Flag(
-            "negative_usage",
-            f"node {tree.ids[shape.participant[p]]}",
-            f"net consumption {part_kwh[p]:.2f} kWh is negative (export)",
-            True,
-        )
-        for p in np.flatnonzero(part_kwh < 0)
-    ]
-    return residual, loss_rate, flags
-
-
-def _any_below_zero(values: np.ndarray) -> bool:
-    """``(values < 0).any()`` in one reduction, without a mask as large as ``values``."""
-    if not values.size:
-        return False
-    lowest = values.min()
-    return bool(lowest < 0) if not np.isnan(lowest) else bool((values < 0).any())
-
-
-def _node_flags(
-    inputs: EngineInputs,
-    negative: np.ndarray,
-    over_cap: np.ndarray,
-    loss_rate: np.ndarray,
-    residual: np.ndarray,
-) -> list[Flag]:
-    flags = []
-    for n in np.flatnonzero(negative):
-        flags.append(
-            Flag(
-                "negative_residual",
-                f"node {inputs.tree.ids[n]}",
-                f"children measure more than the node ({residual[n].sum():.2f} kWh, "
-                f"λ = {loss_rate[n]:.2%}); never passed on silently",
-                True,
-            )
-        )
-    for n in np.flatnonzero(over_cap):
-        rule = inputs.tree.rules[n]
-        cap = rule.loss_cap if rule is not None and rule.loss_cap is not None else 0.0
-        flags.append(
-            Flag(
-                "loss_over_cap",
-                f"node {inputs.tree.ids[n]}",
-                f"loss rate λ = {loss_rate[n]:.2%} is above the cap {cap:.2%}; "
-                "the excess is the landlord's",
-                False,
-            )
-        )
-    return flags
-
-
-__all__ = [
-    "LANDLORD",
-    "VACANT",
-    "Component",
-    "EngineInputs",
-    "EngineResult",
-    "Flag",
-    "Lines",
-    "MeterInputs",
-    "Period",
-    "Policy",
-    "TreeInputs",
-    "apportion",
-]
+__all__ = ["PARALLEL_LINES", "apportion"]

@@ -1,4 +1,4 @@
-"""Estimating days without readings, in DOMAIN.md §4's fixed order.
+"""Estimating days without readings, in docs/domain.md §4's fixed order.
 
 1. ``history``: the same meter's comparable period (its known average daily use);
 2. ``comparable_units``: units under the same parent node with complete readings — their

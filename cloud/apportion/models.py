@@ -77,7 +77,7 @@ class MeterInstallation(Base):
     replaced_by_id: Mapped[str | None] = mapped_column(ForeignKey("meter_installations.id"))
 
 
-class MultiplierStep(Base):
+class MultiplierStepRow(Base):
     """An installation's multiplier (CT × PT) in force from a local date."""
 
     __tablename__ = "multiplier_steps"
@@ -267,3 +267,35 @@ def _issued_runs_are_immutable(_mapper: Any, _connection: Any, target: Apportion
             f"run {target.id!r} is {was}; issued runs are immutable "
             f"(tried to change {sorted(changed)})"
         )
+
+
+class StatementConfirmation(Base):
+    """A tenant confirmed a statement through a link (once per statement)."""
+
+    __tablename__ = "statement_confirmations"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("apportion_runs.id"), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    party: Mapped[str] = mapped_column(String(64), primary_key=True)
+    link_nonce: Mapped[str] = mapped_column(String(32))
+    confirmed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatementDispute(Base):
+    """A tenant disputed a statement with a comment; finance resolves it."""
+
+    __tablename__ = "statement_disputes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("apportion_runs.id"), index=True)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    unit: Mapped[str] = mapped_column(String(64))
+    party: Mapped[str] = mapped_column(String(64))
+    link_nonce: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(Text)

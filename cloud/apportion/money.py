@@ -1,4 +1,4 @@
-"""Tariffs, catalog prices and the pots of a bill (DOMAIN.md §4, Money; China resale rule).
+"""Tariffs, catalog prices and the pots of a bill (docs/domain.md §4, Money; China resale rule).
 
 The money to split is the utility's invoice (the source bill): an amount per register
 (T1–T4 尖峰平谷, or ``total``) and, for a two-part tariff, a demand charge. Tariff versions
@@ -28,6 +28,13 @@ CENT = Decimal("0.01")
 ENERGY_QUANTUM = Decimal("0.000001")
 #: Name of the pot holding a two-part tariff's demand charge.
 DEMAND = "demand"
+
+
+def cny(cents: int) -> str:
+    """Integer cents as yuan with two decimals, the one way amounts are written as text:
+    ``123456`` → ``"1234.56"``, ``-5`` → ``"-0.05"``."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 class TariffKind(StrEnum):

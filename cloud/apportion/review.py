@@ -12,9 +12,8 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -27,11 +26,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.apportion.allocation import NodeKind
-from cloud.apportion.case import Case
-from cloud.apportion.engine import EngineResult
+from cloud.apportion.case.document import Case
+from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError, SignatureError
-from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
+from cloud.apportion.models import (
+    ApportionLine,
+    ApportionRun,
+    ApportionStatement,
+    StatementConfirmation,
+    StatementDispute,
+)
 from cloud.apportion.runs import approve_run, post_run, rerun, review_run, void_run
 from cloud.apportion.statement import (
     CSV_COLUMNS,
@@ -41,22 +45,13 @@ from cloud.apportion.statement import (
     statement_csv,
     verify_statement,
 )
+from cloud.apportion.tree import NodeKind
+from cloud.registry.base import as_utc
 from cloud.staff.accounts import Principal
 from cloud.staff.audit import AuditRecord, entries_for, record
-from cloud.statements.models import StatementConfirmation, StatementDispute
+from edge.wire import Clock, utc_now
 
-Clock = Callable[[], datetime]
 _TREE_CACHE = 32
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class ReviewError(Exception):
@@ -228,7 +223,7 @@ class RunReviewService:
             bool(run.held),
             len(run.flags or []),
             cents,
-            _as_utc(run.created_at) or run.created_at,
+            as_utc(run.created_at) or run.created_at,
         )
 
     def _compute(self, session: Session, run: ApportionRun) -> tuple[Case, EngineResult]:
@@ -286,7 +281,7 @@ class RunReviewService:
             .order_by(unit, ApportionLine.party)
         ).all()
         confirmed = {
-            (c.unit, c.party): _as_utc(c.confirmed_at)
+            (c.unit, c.party): as_utc(c.confirmed_at)
             for c in session.scalars(
                 select(StatementConfirmation).where(StatementConfirmation.run_id == run.id)
             )
@@ -467,7 +462,7 @@ class RunReviewService:
                 d.unit,
                 d.party,
                 d.comment,
-                _as_utc(d.opened_at) or d.opened_at,
+                as_utc(d.opened_at) or d.opened_at,
                 d.status,
                 d.resolved_by,
                 d.resolution,
@@ -509,7 +504,7 @@ def _run_trail(run: ApportionRun) -> list[AuditRecord]:
         ("posted", run.posted_by, run.posted_at),
         ("voided", run.voided_by, run.voided_at),
     ):
-        when = _as_utc(at)
+        when = as_utc(at)
         if by and when is not None:
             detail = (run.void_reason or "") if action == "voided" else ""
             out.append(AuditRecord(when, by, action, f"run:{run.id}", detail))

@@ -1,4 +1,4 @@
-"""Largest-remainder rounding of one pot into integer cents (DOMAIN.md §4, Money).
+"""Largest-remainder rounding of one pot into integer cents (docs/domain.md §4, Money).
 
 Each pot (a bill amount per register and tariff version) is rounded once: every line's
 ideal share is floored, and the cents left over go one each to the lines with the largest

@@ -17,9 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -28,18 +27,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.apportion.case import Case, canonical_json, case_from_data
-from cloud.apportion.engine import EngineResult, apportion
+from cloud.apportion.case.canonical import canonical_json
+from cloud.apportion.case.document import Case
+from cloud.apportion.case.loading import case_from_data
+from cloud.apportion.engine import apportion
+from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import RerunMismatchError, RunHeldError, RunStateError
 from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
 from cloud.apportion.statement import build_statements, line_rows, sign_statement
 from cloud.registry.service import ensure_site
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+from edge.wire import Clock, utc_now
 
 
 class RunStatus(StrEnum):
@@ -160,7 +157,7 @@ def create_run(
     *,
     by: str,
     adjustments: Iterable[LineRecord] = (),
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
 ) -> ApportionRun:
     """Compute ``case`` and store it as a draft run (with any adjustment lines of earlier
     posted runs appended after its own lines)."""
@@ -224,7 +221,7 @@ def _advance(run: ApportionRun, expected: RunStatus, to: RunStatus) -> None:
     run.status = to.value
 
 
-def review_run(session: Session, run_id: str, *, by: str, clock: Clock = _utc_now) -> ApportionRun:
+def review_run(session: Session, run_id: str, *, by: str, clock: Clock = utc_now) -> ApportionRun:
     """draft → reviewed."""
     run = _get(session, run_id)
     _advance(run, RunStatus.DRAFT, RunStatus.REVIEWED)
@@ -233,7 +230,7 @@ def review_run(session: Session, run_id: str, *, by: str, clock: Clock = _utc_no
     return run
 
 
-def approve_run(session: Session, run_id: str, *, by: str, clock: Clock = _utc_now) -> ApportionRun:
+def approve_run(session: Session, run_id: str, *, by: str, clock: Clock = utc_now) -> ApportionRun:
     """reviewed → approved; refused while the run carries holding flags."""
     run = _get(session, run_id)
     if run.held:
@@ -246,7 +243,7 @@ def approve_run(session: Session, run_id: str, *, by: str, clock: Clock = _utc_n
 
 
 def post_run(
-    session: Session, run_id: str, *, by: str, key: Ed25519PrivateKey, clock: Clock = _utc_now
+    session: Session, run_id: str, *, by: str, key: Ed25519PrivateKey, clock: Clock = utc_now
 ) -> ApportionRun:
     """approved → posted: recompute from the stored inputs (it must reproduce the run),
     sign every statement with the cloud's key and store them."""
@@ -274,7 +271,7 @@ def post_run(
 
 
 def void_run(
-    session: Session, run_id: str, *, by: str, reason: str, clock: Clock = _utc_now
+    session: Session, run_id: str, *, by: str, reason: str, clock: Clock = utc_now
 ) -> ApportionRun:
     """Any state but void → void, with who, when and why."""
     run = _get(session, run_id)

@@ -24,7 +24,6 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,12 +34,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from cloud.apportion.allocation import Component, Step
-from cloud.apportion.case import Case, canonical_json
-from cloud.apportion.engine import EngineResult
+from cloud.apportion.case.canonical import canonical_json
+from cloud.apportion.case.document import Case
+from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import SignatureError
 from cloud.apportion.estimation import Method
-from cloud.apportion.money import DEMAND, TariffKind
+from cloud.apportion.lines import Component, Step
+from cloud.apportion.money import DEMAND, TariffKind, cny
 from edge.wire import key_id
 
 SCHEMA_STATEMENT = "mf.statement/1"
@@ -105,13 +105,9 @@ class LineRow:
             "tariff": self.tariff,
             "kwh": f"{self.kwh:.3f}",
             "cents": self.cents,
-            "amount_cny": _cny(self.cents),
+            "amount_cny": cny(self.cents),
             "explanation": self.explanation,
         }
-
-
-def _cny(cents: int) -> str:
-    return f"{Decimal(cents) / 100:.2f}"
 
 
 def line_rows(result: EngineResult) -> list[LineRow]:
@@ -347,7 +343,7 @@ def build_statements(case: Case, result: EngineResult, run_id: str = "") -> list
                     "loss_cap": None
                     if rule is None or rule.loss_cap is None
                     else f"{rule.loss_cap:g}",
-                    "landlord_part": _cny(landlord_by_origin.get(ids[cursor], 0)),
+                    "landlord_part": cny(landlord_by_origin.get(ids[cursor], 0)),
                 }
             )
             cursor = int(inputs.tree.parent[cursor])
@@ -371,8 +367,8 @@ def build_statements(case: Case, result: EngineResult, run_id: str = "") -> list
                     for r in mine
                 ],
                 "nodes": ancestors,
-                "landlord_part": {o: _cny(c) for o, c in sorted(landlord_by_origin.items())},
-                "total": {"cents": total, "amount_cny": _cny(total)},
+                "landlord_part": {o: cny(c) for o, c in sorted(landlord_by_origin.items())},
+                "total": {"cents": total, "amount_cny": cny(total)},
             }
         )
     landlord = [r for r in rows if r.party == LANDLORD_PARTY]
@@ -389,8 +385,8 @@ def build_statements(case: Case, result: EngineResult, run_id: str = "") -> list
                 for r in landlord
             ],
             "nodes": [],
-            "landlord_part": {o: _cny(c) for o, c in sorted(landlord_by_origin.items())},
-            "total": {"cents": total, "amount_cny": _cny(total)},
+            "landlord_part": {o: cny(c) for o, c in sorted(landlord_by_origin.items())},
+            "total": {"cents": total, "amount_cny": cny(total)},
         }
     )
     return statements

@@ -1,31 +1,35 @@
 """Commands to gateways: the cloud signs them, and checks the gateways' signed answers.
 
-The formats (``mf.command/1``, ``mf.ack/1``) are owned by ``edge.commands``; the cloud imports
-only ``edge.wire`` of ``edge``, so it builds commands as plain JSON of that shape and reads
-answers into its own model. The round-trip tests hold both sides to one contract.
+The formats (``mf.command/1``, ``mf.ack/1``) are part of the wire contract in :mod:`edge.wire`;
+the cloud builds :class:`~edge.wire.Command` and reads :class:`~edge.wire.Ack` with the same
+models the gateway uses.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import datetime, timedelta
 
-from cryptography.exceptions import InvalidSignature
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import JsonValue, ValidationError
 from sqlalchemy.orm import Session
 
-from cloud.gateways.provisioning import Clock, CloudSigner, utc_now
+from cloud.gateways.provisioning import CloudSigner
 from cloud.registry.service import find_key
-from edge.wire import DEFAULT_TOPIC_PREFIX, MalformedEnvelope, UtcDatetime, parse_compact
+from edge.wire import (
+    MAX_COMMAND_TTL,
+    Ack,
+    BadSignature,
+    Clock,
+    Command,
+    CommandName,
+    MalformedEnvelope,
+    open_compact,
+    parse_compact,
+    utc_now,
+)
 
-SCHEMA_COMMAND = "mf.command/1"
-SCHEMA_ACK = "mf.ack/1"
-COMMANDS = frozenset({"reload_config", "read_meter", "sync_time"})
-#: Gateways refuse commands that live longer than this (``edge.commands.MAX_COMMAND_TTL``).
-MAX_TTL_S = 24 * 3600
+COMMANDS = frozenset(CommandName)
 
 
 class CommandError(Exception):
@@ -34,16 +38,6 @@ class CommandError(Exception):
 
 class AckRejected(CommandError):
     """An answer that is not authentic or breaks ``mf.ack/1``; the message says why."""
-
-
-def command_topic(site: str, gateway: str, prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
-    """Where a gateway listens for commands (QoS 1)."""
-    return f"{prefix}/{site}/{gateway}/down/cmd"
-
-
-def ack_topic(site: str, gateway: str, prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
-    """Where a gateway answers (QoS 1)."""
-    return f"{prefix}/{site}/{gateway}/up/ack"
 
 
 @dataclass(frozen=True)
@@ -55,25 +49,6 @@ class SignedCommand:
     gateway: str
     expires_at: datetime
     envelope: bytes
-
-
-class Ack(BaseModel):
-    """A gateway's verified answer to one command."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    schema_: Literal["mf.ack/1"] = Field(alias="schema")
-    cmd_id: str = Field(min_length=1, max_length=64)
-    site: str
-    gateway: str
-    status: Literal["ok", "error", "refused"]
-    detail: str
-    result: dict[str, JsonValue] | None
-    finished_at: UtcDatetime
-
-
-def _utc(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def issue_command(
@@ -89,23 +64,25 @@ def issue_command(
     """Sign ``command`` with ``args`` for ``gateway`` at ``site``; it expires after ``ttl_s``."""
     if command not in COMMANDS:
         raise CommandError(f"unknown command {command!r}; expected one of {sorted(COMMANDS)}")
-    if not 0 < ttl_s <= MAX_TTL_S:
-        raise CommandError(f"ttl_s {ttl_s}: expected more than 0 and at most {MAX_TTL_S}")
+    max_ttl_s = MAX_COMMAND_TTL.total_seconds()
+    if not 0 < ttl_s <= max_ttl_s:
+        raise CommandError(f"ttl_s {ttl_s}: expected more than 0 and at most {max_ttl_s:.0f}")
     issued_at = now()
     expires_at = issued_at + timedelta(seconds=ttl_s)
-    cmd_id = str(uuid.uuid4())
-    payload = {
-        "schema": SCHEMA_COMMAND,
-        "cmd_id": cmd_id,
-        "site": site,
-        "gateway": gateway,
-        "command": command,
-        "args": args or {},
-        "issued_at": _utc(issued_at),
-        "expires_at": _utc(expires_at),
-    }
-    envelope = signer.sign(json.dumps(payload, separators=(",", ":")).encode())
-    return SignedCommand(cmd_id, site, gateway, expires_at, envelope)
+    try:
+        body = Command(
+            cmd_id=uuid.uuid4(),
+            site=site,
+            gateway=gateway,
+            command=CommandName(command),
+            args=args or {},
+            issued_at=issued_at,
+            expires_at=expires_at,
+        )
+    except ValidationError as exc:
+        raise CommandError(f"command for {site}/{gateway} breaks mf.command/1: {exc}") from None
+    envelope = signer.sign(body.to_bytes())
+    return SignedCommand(str(body.cmd_id), site, gateway, expires_at, envelope)
 
 
 def verify_ack(session: Session, envelope: bytes) -> Ack:
@@ -125,13 +102,9 @@ def verify_ack(session: Session, envelope: bytes) -> Ack:
     if known.revoked:
         raise AckRejected(f"key {kid!r} of gateway {known.gateway_id!r} is revoked")
     try:
-        known.public_key.verify(compact.signature, compact.signing_input)
-    except InvalidSignature:
-        raise AckRejected(f"signature does not verify with key {kid!r}") from None
-    try:
-        ack = Ack.model_validate_json(compact.payload)
-    except ValidationError as exc:
-        raise AckRejected(f"payload breaks schema {SCHEMA_ACK}: {exc}") from None
+        ack = open_compact(compact, known.public_key, Ack)
+    except (BadSignature, MalformedEnvelope) as exc:
+        raise AckRejected(str(exc)) from None
     if (ack.site, ack.gateway) != (known.site_id, known.gateway_id):
         raise AckRejected(
             f"answer names gateway {ack.gateway!r} at site {ack.site!r}, but key "

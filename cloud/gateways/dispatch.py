@@ -15,25 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from pydantic import JsonValue
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.gateways.commands import Ack, CommandError, command_topic, issue_command, verify_ack
+from cloud.gateways.commands import CommandError, issue_command, verify_ack
 from cloud.gateways.models import GatewayCommandRecord
 from cloud.gateways.provisioning import CloudSigner
 from cloud.registry.models import Gateway
 from cloud.staff.accounts import Principal
 from cloud.staff.audit import record
-from edge.wire import DEFAULT_TOPIC_PREFIX
+from edge.wire import DEFAULT_TOPIC_PREFIX, Ack, Clock, Topics, utc_now
 
-Clock = Callable[[], datetime]
 Publish = Callable[[str, bytes], None]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class DispatchError(Exception):
@@ -92,7 +86,7 @@ class CommandDispatch:
             )
         except CommandError as exc:
             raise DispatchError(str(exc)) from None
-        topic = command_topic(site, gateway_id, self.prefix)
+        topic = Topics(self.prefix).command(site, gateway_id)
         try:
             self.publish(topic, signed.envelope)
             status, detail = "sent", ""

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from cloud.gateways.commands import CommandError
 from cloud.gateways.dispatch import CommandDispatch
 from cloud.gateways.health import GatewayHealthService, HealthRejected
-from edge.wire import BrokerAddress
+from edge.wire.mqtt import BrokerAddress, mqtt_client
 
 log = logging.getLogger(__name__)
 _QUEUE_BOUND = 10_000
@@ -46,14 +46,7 @@ class GatewayFeed:
         self._stopping = threading.Event()
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(_QUEUE_BOUND)
         self._worker = threading.Thread(target=self._work, name="gateway-feed", daemon=True)
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
-        )
-        if self.broker.username:
-            self._client.username_pw_set(self.broker.username, self.broker.password)
-        if self.broker.tls:
-            self._client.tls_set()
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client = mqtt_client(self.broker, client_id, clean_session=True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

@@ -16,36 +16,32 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.gateways.models import GatewayCommandRecord, GatewayStatus
+from cloud.registry.base import as_utc
 from cloud.registry.models import Gateway
 from cloud.registry.service import find_key
 from cloud.staff.accounts import Principal
-from edge.wire import DEFAULT_TOPIC_PREFIX, HealthPayload, MalformedEnvelope, parse_compact
+from edge.wire import (
+    DEFAULT_TOPIC_PREFIX,
+    BadSignature,
+    Clock,
+    HealthPayload,
+    MalformedEnvelope,
+    open_compact,
+    parse_compact,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 #: A gateway whose last health report is older than this is shown as stale.
 STALE_AFTER = timedelta(minutes=5)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class HealthRejected(Exception):
@@ -67,17 +63,18 @@ class MeterState:
     consecutive_failures: int
     sidelined: bool
     last_good: datetime | None
+    #: ``sidelined``, ``failing`` (consecutive failures) or ``ok``; derived from the above.
+    state: str = field(init=False)
 
-    @property
-    def state(self) -> str:
-        if self.sidelined:
-            return "sidelined"
-        return "failing" if self.consecutive_failures else "ok"
+    def __post_init__(self) -> None:
+        ok = "failing" if self.consecutive_failures else "ok"
+        object.__setattr__(self, "state", "sidelined" if self.sidelined else ok)
 
 
 @dataclass(frozen=True)
 class GatewayView:
-    """A gateway for the engineer pages; ``state`` is online, offline, stale or unknown."""
+    """A gateway for the engineer pages and API; ``state`` is online, offline, stale or
+    unknown; ``lines`` are the gateway's reported line health."""
 
     id: str
     site: str
@@ -177,15 +174,13 @@ class GatewayHealthService:
             if known.revoked:
                 raise HealthRejected(f"revoked_key: key {kid!r} is revoked")
             try:
-                known.public_key.verify(compact.signature, compact.signing_input)
-            except InvalidSignature:
+                health = open_compact(compact, known.public_key, HealthPayload)
+            except BadSignature:
                 raise HealthRejected(
                     f"bad_signature: health on {topic!r} does not verify with key {kid!r}"
                 ) from None
-            try:
-                health = HealthPayload.model_validate_json(compact.payload)
-            except ValidationError as exc:
-                raise HealthRejected(f"malformed: payload breaks mf.health/1: {exc}") from None
+            except MalformedEnvelope as exc:
+                raise HealthRejected(f"malformed: {exc}") from None
             if (health.gateway, health.kid) != (known.gateway_id, kid) or (site, gateway) != (
                 known.site_id,
                 known.gateway_id,
@@ -252,7 +247,7 @@ class GatewayHealthService:
                 None,
                 None,
             )
-        seen = _as_utc(row.last_seen)
+        seen = as_utc(row.last_seen)
         if row.online is False:
             state = "offline"
         elif row.online is None:
@@ -285,8 +280,8 @@ class GatewayHealthService:
             gateway.site_id,
             state,
             seen,
-            _as_utc(row.state_at),
-            _as_utc(row.health_sent_at),
+            as_utc(row.state_at),
+            as_utc(row.health_sent_at),
             depth,
             row.pending_readings,
             row.unacked_envelopes,
@@ -333,7 +328,7 @@ class GatewayHealthService:
                     c.cmd_id,
                     c.command,
                     c.issued_by,
-                    _as_utc(c.issued_at) or c.issued_at,
+                    as_utc(c.issued_at) or c.issued_at,
                     c.status,
                     c.detail,
                 )

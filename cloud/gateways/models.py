@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-import cloud.registry.models  # noqa: F401  (sites and gateways, which these refer to)
 from cloud.registry.base import Base
+from cloud.registry.models import Gateway, Site
 
 
 class ClaimToken(Base):
@@ -25,6 +25,8 @@ class ClaimToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
     gateway_id: Mapped[str] = mapped_column(String(64), index=True)
+    # Declared so that one flush inserts the site before the token (decision 0011).
+    site: Mapped[Site] = relationship(lazy="raise")
     site_config: Mapped[str] = mapped_column(Text)
     mqtt_url: Mapped[str] = mapped_column(String(300))
     mqtt_username: Mapped[str | None] = mapped_column(String(200))
@@ -43,6 +45,8 @@ class GatewayStatus(Base):
 
     gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), primary_key=True)
     site_id: Mapped[str] = mapped_column(String(64), index=True)
+    # Declared so that one flush inserts the gateway before its status (decision 0011).
+    gateway: Mapped[Gateway] = relationship(lazy="raise")
     online: Mapped[bool | None] = mapped_column(Boolean)
     state_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -15,16 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import re
 import secrets
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -33,25 +30,22 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.gateways.models import ClaimToken
+from cloud.registry.base import as_utc
 from cloud.registry.service import RegistryError, ensure_site, register_gateway
 from edge import wire
-from edge.wire import (
-    DEFAULT_TOPIC_PREFIX,
-    BrokerAddress,
-    public_key_b64,
-    sign_compact,
+from edge.wire import DEFAULT_TOPIC_PREFIX, Clock, public_key_b64, sign_compact, utc_now
+from edge.wire.files import (
+    PrivateFileError,
+    load_or_create_private_file,
+    load_private_key_pem,
+    private_key_pem,
 )
+from edge.wire.mqtt import BrokerAddress
 
 #: How long a claim token stays redeemable unless the admin says otherwise.
 DEFAULT_CLAIM_TTL = timedelta(hours=24)
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _MAX_SITE_CONFIG_CHARS = 256 * 1024
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ProvisioningError(Exception):
@@ -134,35 +128,13 @@ class CloudSigner:
 
         A key file that others may read is refused rather than used.
         """
-        if not path.exists():
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
+        try:
+            pem = load_or_create_private_file(
+                path, "cloud key", lambda: private_key_pem(Ed25519PrivateKey.generate())
             )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                return cls.load_or_create(path)  # made by a concurrent process: use theirs
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-            return cls(key)
-        try:
-            mode = path.stat().st_mode & 0o777
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CloudKeyError(f"{path}: cannot read the cloud key: {exc.strerror}") from None
-        if mode & 0o077:
-            raise CloudKeyError(f"{path}: mode {mode:o} lets others read the key; expected 600")
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except ValueError as exc:
-            raise CloudKeyError(f"{path}: not a PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise CloudKeyError(f"{path}: expected an Ed25519 key, got {type(key).__name__}")
-        return cls(key)
+            return cls(load_private_key_pem(pem, path))
+        except PrivateFileError as exc:
+            raise CloudKeyError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- claims
@@ -188,30 +160,9 @@ class IssuedClaim:
     expires_at: datetime
 
 
-@dataclass(frozen=True)
-class Provisioned:
-    """Everything a gateway receives when it redeems its claim token."""
-
-    site: str
-    gateway: str
-    kid: str
-    site_config: str
-    mqtt_url: str
-    mqtt_username: str | None
-    mqtt_password: str | None
-    topic_prefix: str
-    cloud_public_key: str
-    cloud_kid: str
-
-
 def token_sha256(token: str) -> str:
     """The hex SHA-256 of a claim token's text: the only form the registry stores."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes for DateTime(timezone=True); they were stored as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def check_site_config(site_config: str, site: str, gateway: str) -> None:
@@ -286,7 +237,7 @@ class ProvisioningService:
             )
         return IssuedClaim(token, site, gateway, now + ttl)
 
-    def redeem(self, claim_token: str, public_key: str, key_id: str) -> Provisioned:
+    def redeem(self, claim_token: str, public_key: str, key_id: str) -> wire.ProvisionReply:
         """Register ``public_key`` (base64url) for the token's gateway and hand out its claim.
 
         ``key_id`` must be the key's RFC 7638 thumbprint. Raises BadClaimRequest,
@@ -309,14 +260,14 @@ class ProvisioningService:
             if claim.used_at is not None:
                 raise ClaimTokenUsed(
                     f"claim token for gateway {claim.gateway_id!r} was already used at "
-                    f"{_as_utc(claim.used_at).isoformat()}; ask for a new one"
+                    f"{as_utc(claim.used_at).isoformat()}; ask for a new one"
                 )
-            if _as_utc(claim.expires_at) <= now:
+            if as_utc(claim.expires_at) <= now:
                 raise ClaimTokenExpired(
                     f"claim token for gateway {claim.gateway_id!r} expired at "
-                    f"{_as_utc(claim.expires_at).isoformat()}; ask for a new one"
+                    f"{as_utc(claim.expires_at).isoformat()}; ask for a new one"
                 )
-            provisioned = Provisioned(
+            provisioned = wire.ProvisionReply(
                 site=claim.site_id,
                 gateway=claim.gateway_id,
                 kid=kid,

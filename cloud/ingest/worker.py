@@ -17,10 +17,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
-
 from cloud.ingest.service import IngestService, PreparedBatch
-from edge.wire import BrokerAddress
+from edge.wire.mqtt import BrokerAddress, mqtt_client
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +62,7 @@ class IngestWorker:
             threading.Thread(target=self._process, name="ingest-prepare", daemon=True),
             threading.Thread(target=self._commit, name="ingest-commit", daemon=True),
         ]
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            manual_ack=True,
-        )
-        if self.broker.username:
-            self._client.username_pw_set(self.broker.username, self.broker.password)
-        if self.broker.tls:
-            self._client.tls_set()
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client = mqtt_client(self.broker, client_id, clean_session=False, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

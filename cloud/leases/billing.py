@@ -1,5 +1,7 @@
-"""The billing run of a period: one invoice per billing lease with rent, utility, late-fee
-and credit lines, written in bulk.
+"""The billing run of a period: the rent, utility and late-fee lines each account owes.
+
+One invoice per billing lease with rent, utility, late-fee and credit lines; the credit
+line, the totals and writing the rows in bulk are :mod:`cloud.leases.invoicing`'s.
 
 Rent is billed in advance, per payment cycle: cycles of ``cycle_months`` calendar months
 run from the month rent starts (``rent_from``), and the invoice of the period a cycle starts
@@ -13,13 +15,11 @@ Utility lines: every posted apportionment amount not billed yet (see
 :mod:`cloud.leases.utilities`), put on the invoice of the lease of that tenant and unit that
 held the unit on the tenant's last day in the run. Late-fee lines: what accrued on the
 account's overdue invoices (:func:`cloud.leases.dunning.late_fee`) before the period's first
-day, less what was billed before. A credit line applies the account's credit, at most the
-rest of the invoice. Total = rent + utilities + fees − credits, the exact sum of the lines.
+day, less what was billed before.
 
 Each line is rounded once, half up, to the cent (:mod:`cloud.leases.money`). The run makes
 an invoice only for an account that has none for the period yet, so running it again
 inserts nothing; on PostgreSQL it holds an advisory lock so two runs never interleave.
-Rows go in with COPY on PostgreSQL and executemany elsewhere; no query per lease.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, text, tuple_, update
+from sqlalchemy import and_, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from cloud.leases.dunning import late_fee
 from cloud.leases.errors import ScheduleIncomplete
+from cloud.leases.invoicing import LATE_FEE, RENT, UTILITY, Draft, write_invoices
 from cloud.leases.models import (
     CreditEntry,
     Invoice,
@@ -42,16 +43,14 @@ from cloud.leases.models import (
     Lease,
     PaymentAllocation,
     RentStepRow,
-    UtilityBilling,
 )
-from cloud.leases.money import cny, round_half_up
+from cloud.leases.money import round_half_up
 from cloud.leases.periods import BillingPeriod, add_months, month_start, months_between
 from cloud.leases.plans import store_plan, stored_steps
 from cloud.leases.reference import cpi_series, policies
 from cloud.leases.schedule import RentStep, rent_for
 from cloud.leases.utilities import UtilityCharge, UtilityChargeSource
 
-RENT, UTILITY, LATE_FEE, CREDIT = "rent", "utility", "late_fee", "credit"
 LATE_PAYMENT_LOOKBACK = timedelta(days=92)
 """Invoices paid late within this long before a period still get their final fee billed."""
 _LOCK_KEY = 7_240_417  # pg_advisory_xact_lock key of the billing run
@@ -73,18 +72,6 @@ class BillingReport:
     already_billed: int = 0
     held: tuple[tuple[str, str], ...] = ()
     unmatched: tuple[UtilityCharge, ...] = field(default=())
-
-
-@dataclass
-class _Draft:
-    """An invoice being put together for one account."""
-
-    account: str
-    lines: list[tuple[str, str, date | None, date | None, int, str | None, str]] = field(
-        default_factory=list
-    )  # (lease, kind, from, to, cents, ref, description)
-    utilities: list[UtilityCharge] = field(default_factory=list)
-    fees: list[tuple[str, int]] = field(default_factory=list)  # (overdue invoice, cents)
 
 
 @dataclass(frozen=True)
@@ -178,7 +165,7 @@ def run_billing(
     ):
         steps[lease_id].append(RentStep(starts_on, cents, free, source))
 
-    drafts: dict[str, _Draft] = {}
+    drafts: dict[str, Draft] = {}
     held: dict[str, str] = {}
     already = {lease.account for lease in leases if lease.account in billed}
     spans: list[tuple[_LeaseRow, tuple[date, date]]] = []
@@ -215,7 +202,7 @@ def run_billing(
         session, drafts, billed, utilities.unbilled_charges(session, through=period.end), leases
     )
     _add_late_fees(session, drafts, billed, period)
-    report = _write(
+    report = write_invoices(
         session, drafts, period, issued_on, {lease.id: lease.due_days for lease in leases}
     )
     return BillingReport(
@@ -244,7 +231,7 @@ def _extended_steps(
 
 
 def _add_rent(
-    drafts: dict[str, _Draft], lease: _LeaseRow, span: tuple[date, date], steps: Sequence[RentStep]
+    drafts: dict[str, Draft], lease: _LeaseRow, span: tuple[date, date], steps: Sequence[RentStep]
 ) -> None:
     a, b = span
     cents = round_half_up(rent_for(steps, a, b))
@@ -252,7 +239,7 @@ def _add_rent(
         return
     draft = drafts.get(lease.account)
     if draft is None:
-        draft = drafts[lease.account] = _Draft(lease.account)
+        draft = drafts[lease.account] = Draft(lease.account)
     draft.lines.append(
         (lease.id, RENT, a, b, cents, None, f"rent {lease.id} {a.isoformat()} … {b.isoformat()}")
     )
@@ -275,7 +262,7 @@ def _rent_lines_billed(session: Session, keys: list[tuple[str, date]]) -> set[tu
 
 def _add_utilities(
     session: Session,
-    drafts: dict[str, _Draft],
+    drafts: dict[str, Draft],
     billed: set[str],
     charges: list[UtilityCharge],
     known: list[_LeaseRow],
@@ -332,7 +319,7 @@ def _add_utilities(
             continue  # the account's invoice for this period exists: the next one takes it
         draft = drafts.get(account)
         if draft is None:
-            draft = drafts[account] = _Draft(account)
+            draft = drafts[account] = Draft(account)
         draft.lines.append(
             (
                 lease_id,
@@ -362,7 +349,7 @@ def _holding(
 
 
 def _add_late_fees(
-    session: Session, drafts: dict[str, _Draft], billed: set[str], period: BillingPeriod
+    session: Session, drafts: dict[str, Draft], billed: set[str], period: BillingPeriod
 ) -> None:
     overdue = session.execute(
         select(
@@ -413,7 +400,7 @@ def _add_late_fees(
             continue
         draft = drafts.get(account)
         if draft is None:
-            draft = drafts[account] = _Draft(account)
+            draft = drafts[account] = Draft(account)
         draft.lines.append(
             (
                 account,
@@ -427,176 +414,6 @@ def _add_late_fees(
             )
         )
         draft.fees.append((invoice_id, owed))
-
-
-def _write(
-    session: Session,
-    drafts: dict[str, _Draft],
-    period: BillingPeriod,
-    issued_on: date,
-    due_days_known: dict[str, int],
-) -> dict[str, int]:
-    accounts = sorted(drafts)
-    due_days = _due_days(session, due_days_known, accounts)
-    credits = _credit_balances(session)
-    invoices, lines, utility_rows, credit_rows, fee_updates = [], [], [], [], []
-    totals = {"rent_cents": 0, "utility_cents": 0, "fee_cents": 0, "credit_cents": 0}
-    total_of = {
-        RENT: "rent_cents",
-        UTILITY: "utility_cents",
-        LATE_FEE: "fee_cents",
-        CREDIT: "credit_cents",
-    }
-    suffix = f"/{period.label}"
-    for account in accounts:
-        draft = drafts[account]
-        invoice_id = account + suffix
-        gross = sum(line[4] for line in draft.lines)
-        credit = min(credits.get(account, 0), gross) if gross > 0 else 0
-        rows = list(draft.lines)
-        if credit > 0:
-            rows.append(
-                (account, CREDIT, None, None, -credit, None, f"credit applied ({cny(credit)} CNY)")
-            )
-            credit_rows.append((account, issued_on, "applied", invoice_id, -credit))
-        total = gross - credit
-        fee_total = 0
-        for n, (lease_id, kind, a, b, cents, ref, description) in enumerate(rows):
-            lines.append((invoice_id, n, lease_id, kind, a, b, cents, ref, description))
-            totals[total_of[kind]] += -cents if kind == CREDIT else cents
-            if kind == LATE_FEE:
-                fee_total += cents
-        if total < 0:  # corrections larger than the charges: the rest is credit
-            credit_rows.append((account, issued_on, "negative_invoice", invoice_id, -total))
-        status, paid_on = ("paid", issued_on) if total <= 0 else ("open", None)
-        invoices.append(
-            (
-                invoice_id,
-                account,
-                period.start,
-                period.end,
-                issued_on,
-                issued_on + timedelta(days=due_days.get(account, 10)),
-                total,
-                0,
-                status,
-                paid_on,
-                fee_total,
-                0,
-            )
-        )
-        utility_rows.extend(
-            (c.run_id, c.unit_id, c.party, invoice_id, c.cents) for c in draft.utilities
-        )
-        fee_updates.extend(draft.fees)
-    _bulk_insert(
-        session,
-        Invoice.__table__,
-        (
-            "id",
-            "lease_id",
-            "period_start",
-            "period_end",
-            "issued_on",
-            "due_on",
-            "total_cents",
-            "paid_cents",
-            "status",
-            "paid_on",
-            "fee_cents",
-            "fee_billed_cents",
-        ),
-        invoices,
-    )
-    _bulk_insert(
-        session,
-        InvoiceLine.__table__,
-        (
-            "invoice_id",
-            "line_no",
-            "lease_id",
-            "kind",
-            "covers_from",
-            "covers_to",
-            "cents",
-            "ref",
-            "description",
-        ),
-        lines,
-    )
-    _bulk_insert(
-        session,
-        UtilityBilling.__table__,
-        ("run_id", "unit_id", "party", "invoice_id", "cents"),
-        utility_rows,
-    )
-    _bulk_insert(
-        session,
-        CreditEntry.__table__,
-        ("lease_id", "booked_on", "kind", "ref", "cents"),
-        credit_rows,
-    )
-    if fee_updates:
-        table = Invoice.__table__
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("invoice"))
-            .values(fee_billed_cents=table.c.fee_billed_cents + bindparam("cents")),
-            [{"invoice": i, "cents": c} for i, c in fee_updates],
-        )
-    session.flush()
-    return {
-        "invoices": len(invoices),
-        "lines": len(lines),
-        "total_cents": sum(row[6] for row in invoices),
-        **totals,
-    }
-
-
-def _due_days(session: Session, known: dict[str, int], accounts: list[str]) -> dict[str, int]:
-    missing = [a for a in accounts if a not in known]
-    out = dict(known)
-    for i in range(0, len(missing), 500):
-        out.update(
-            session.execute(
-                select(Lease.id, Lease.due_days).where(Lease.id.in_(missing[i : i + 500]))
-            ).all()
-        )
-    return out
-
-
-def _credit_balances(session: Session) -> dict[str, int]:
-    return {
-        lease_id: int(cents)
-        for lease_id, cents in session.execute(
-            select(CreditEntry.lease_id, func.sum(CreditEntry.cents))
-            .group_by(CreditEntry.lease_id)
-            .having(func.sum(CreditEntry.cents) > 0)
-        )
-    }
-
-
-def _bulk_insert(
-    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[object]]
-) -> None:
-    """Insert ``rows`` in one go: COPY on PostgreSQL, executemany elsewhere."""
-    rows = list(rows)
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        names = ", ".join(f'"{c}"' for c in columns)
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(  # type: ignore[union-attr]
-                f'COPY "{table.name}" ({names}) FROM STDIN'
-            ) as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-        return
-    session.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def credit_rent_after(session: Session, lease: Lease, day: date, today: date) -> int:

@@ -1,4 +1,4 @@
-"""Deposit refunds (DOMAIN.md §5): request → inspection → settlement → approval → payment.
+"""Deposit refunds (docs/domain.md §5): request → inspection → settlement → approval → payment.
 
 Each step has an SLA [hours] counted from the step before it (policy defaults: inspection
 24 h after the request, settlement 48 h after the inspection, approval 24 h after the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
@@ -38,6 +38,7 @@ from cloud.leases.reference import policies
 from cloud.leases.terms import LeasePolicy
 from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
+from cloud.registry.base import as_utc
 
 STATES = ("requested", "inspected", "settled", "approved", "paid")
 WAITING_FOR = {
@@ -53,11 +54,6 @@ _SINCE = {
     "approved": "approved_at",
 }
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def as_utc(instant: datetime) -> datetime:
-    """Instants are stored in UTC; SQLite hands them back without a zone."""
-    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
 
 
 class Deduction(BaseModel):

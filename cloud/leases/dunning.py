@@ -1,4 +1,4 @@
-"""Late fees and the collections ladder (DOMAIN.md §5).
+"""Late fees and the collections ladder (docs/domain.md §5).
 
 Late fee on an invoice (pure, :func:`late_fee`): every day d after the grace period
 (d > due + grace days) costs ``daily_rate`` × the part of the invoice's base still unpaid at
@@ -24,8 +24,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from cloud.apportion.money import cny
 from cloud.leases.models import CollectionEvent, Invoice, Lease, LeaseTask, Staff, Tenant
-from cloud.leases.money import cny, round_half_up
+from cloud.leases.money import round_half_up
 from cloud.leases.terms import LateFeePolicy
 from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue

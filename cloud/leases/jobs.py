@@ -24,12 +24,8 @@ from cloud.leases.dunning import run_collections
 from cloud.leases.models import CollectionEvent, RenewalReminder
 from cloud.leases.periods import BillingPeriod, end_of_day
 from cloud.leases.reference import policies
-from cloud.leases.renewals import (
-    ExpiryReport,
-    escalate_unacknowledged,
-    process_expiries,
-    send_renewal_reminders,
-)
+from cloud.leases.reminders import escalate_unacknowledged, send_renewal_reminders
+from cloud.leases.renewals import ExpiryReport, process_expiries
 from cloud.leases.utilities import PostedApportionment, UtilityChargeSource
 from cloud.notify.channels import Channel
 from cloud.notify.outbox import DELIVERED, FAILED, DeliveryReport, NotificationRow, deliver

@@ -1,6 +1,6 @@
 """The lease state machine, its audit, and what each change does elsewhere.
 
-States (DOMAIN.md §5)::
+States (docs/domain.md §5)::
 
     draft → signed → active → expiring → renewed | terminated
                        │          └────→ open_ended → renewed | terminated
@@ -25,8 +25,7 @@ Effects (event rules):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -53,13 +52,7 @@ from cloud.leases.plans import schedule_doc, store_plan, stored_steps
 from cloud.leases.reference import policy_for
 from cloud.leases.schedule import compile_plan, rent_in_force
 from cloud.leases.terms import FixedRent, LeaseTerms
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
+from edge.wire import Clock, utc_now
 
 RUNNING = (S.ACTIVE, S.EXPIRING, S.OPEN_ENDED)
 _AUDITED = (
@@ -101,7 +94,7 @@ def transition(
     on: date,
     reason: str = "",
     changes: dict[str, Any] | None = None,
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
 ) -> LeaseTransition:
     """Move ``lease`` to ``to`` (applying ``changes`` to its fields), audited; raises
     IllegalTransition when its state does not lead there."""
@@ -133,7 +126,7 @@ def transition(
 
 
 def create_lease(
-    session: Session, terms: LeaseTerms, *, by: str, today: date, clock: Clock = _utc_now
+    session: Session, terms: LeaseTerms, *, by: str, today: date, clock: Clock = utc_now
 ) -> Lease:
     """A new lease in ``draft`` from validated terms; the deposit in months is taken of the
     first month's rent [cents]."""
@@ -200,7 +193,7 @@ def create_lease(
     return lease
 
 
-def sign(session: Session, lease_id: str, *, on: date, by: str, clock: Clock = _utc_now) -> Lease:
+def sign(session: Session, lease_id: str, *, on: date, by: str, clock: Clock = utc_now) -> Lease:
     """draft → signed on ``on``."""
     lease = get_lease(session, lease_id)
     transition(
@@ -217,7 +210,7 @@ def sign(session: Session, lease_id: str, *, on: date, by: str, clock: Clock = _
 
 
 def hand_over(
-    session: Session, lease_id: str, *, on: date, by: str, clock: Clock = _utc_now
+    session: Session, lease_id: str, *, on: date, by: str, clock: Clock = utc_now
 ) -> Lease:
     """signed → active: the keys are handed over on ``on``; rent is due from the later of
     the start and the handover. Compiles the rent plan, binds the unit's meters to the
@@ -245,7 +238,7 @@ def hand_over(
 
 
 def mark_expiring(
-    session: Session, lease: Lease, *, today: date, by: str = "daily", clock: Clock = _utc_now
+    session: Session, lease: Lease, *, today: date, by: str = "daily", clock: Clock = utc_now
 ) -> None:
     """active → expiring (the first renewal reminder's offset before the end has come)."""
     transition(
@@ -266,7 +259,7 @@ def mark_open_ended(
     today: date,
     expiry: date,
     by: str = "daily",
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
 ) -> None:
     """expiring → open_ended: expired on ``expiry`` (contract end or paid-through, the later)
     and the tenant stays."""
@@ -291,7 +284,7 @@ def renew(
     term_months: int | None = None,
     start_on: date | None = None,
     reason: str = "renewed",
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
 ) -> Lease:
     """expiring | open_ended → renewed, with a successor lease from ``start_on`` (default:
     the contract end, or today for an open-ended lease) at ``monthly_cents`` (default: the
@@ -380,7 +373,7 @@ def _successor_id(session: Session, old: Lease) -> str:
 
 
 def activate_successor(
-    session: Session, successor: Lease, *, today: date, by: str = "daily", clock: Clock = _utc_now
+    session: Session, successor: Lease, *, today: date, by: str = "daily", clock: Clock = utc_now
 ) -> None:
     """signed renewal → active on its start (the tenant is in the unit already)."""
     record = transition(
@@ -406,7 +399,7 @@ def terminate(
     today: date,
     by: str,
     reason: str,
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
 ) -> Lease:
     """signed | active | expiring | open_ended → terminated; ``on`` is the move-out day
     (the first day not billed). Billing stops, meters are unbound from the tenant, the

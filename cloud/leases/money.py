@@ -28,9 +28,3 @@ def scale_cents(cents: int, rate: Decimal) -> int:
     """``cents`` × ``rate`` rounded half up [cents], e.g. a rent after a rise of
     ``rate`` = 1.035."""
     return round_half_up(Decimal(cents) * rate)
-
-
-def cny(cents: int) -> str:
-    """``123456`` → ``"1234.56"`` (for messages and descriptions)."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"

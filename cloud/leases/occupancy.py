@@ -1,4 +1,4 @@
-"""Occupancy (DOMAIN.md §5, one definition) and the monthly expiring report.
+"""Occupancy (docs/domain.md §5, one definition) and the monthly expiring report.
 
 Occupancy on a day:
 - rentable units: units whose profile says rentable (a unit without profile is), less

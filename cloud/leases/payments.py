@@ -6,7 +6,7 @@ oldest first (by due date); what remains is carried as credit (``overpayment``),
 next invoice applies as a credit line. Recording the same (account, reference) again
 changes nothing.
 
-Paid-through (DOMAIN.md §5): the day of the last *covering* payment — one at least as large
+Paid-through (docs/domain.md §5): the day of the last *covering* payment — one at least as large
 as a cycle's rent (monthly rent in force × cycle months) — plus the payment cycle. A
 quarterly payer who paid in February is paid through May even if the contract ended in March.
 Expiry counts the payments made up to the contract end only: what a tenant pays after it,

@@ -217,7 +217,7 @@ def feature_matrix(daily: np.ndarray, ledger: Ledger, facts: LeaseFacts, as_of: 
     return np.column_stack([cols[name] for name in FEATURES]) if n else np.zeros((0, len(FEATURES)))
 
 
-# --- the health score of DOMAIN.md §5 ------------------------------------------------------
+# --- the health score of docs/domain.md §5 ------------------------------------------------------
 
 HEALTH_WEIGHTS = {"payment": 0.30, "repair": 0.25, "activity": 0.20, "deviation": 0.15, "nps": 0.10}
 GREEN, YELLOW = 85.0, 70.0

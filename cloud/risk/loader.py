@@ -5,7 +5,7 @@ dated before it (invoices issued, payments made, collection steps taken, tickets
 resolved, activities, survey answers: ``< as_of``; series points: before local midnight of
 ``as_of``); a state that changed later is seen as it was (an invoice paid after the cutoff
 is unpaid, a ticket resolved after it is open). Contract facts known at signing (the end of
-the lease, its rent plan) are used as they are. tests/test_risk.py shifts everything after a
+the lease, its rent plan) are used as they are. tests/risk/test_risk.py shifts everything after a
 cutoff and checks that nothing computed here changes.
 
 Scored leases: standard leases without parent, signed, started by ``as_of`` and not ended

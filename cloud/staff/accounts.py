@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from argon2 import PasswordHasher
@@ -24,9 +24,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.registry.base import as_utc
 from cloud.staff.models import WebAccount, WebSession
-
-Clock = Callable[[], datetime]
+from edge.wire import Clock, utc_now
 
 #: How long a browser session or an API token lives without signing in again.
 SESSION_TTL = timedelta(hours=12)
@@ -37,15 +37,6 @@ _SITE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # sign-in independent of whether the name is known.
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not a password of anybody")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite gives DateTime(timezone=True) values back naive; they were stored as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def token_sha256(token: str) -> str:
@@ -236,7 +227,7 @@ class AccountService:
             web_session.kind != kind.value
             or web_session.ended_at is not None
             or account.disabled_at is not None
-            or _as_utc(web_session.expires_at) <= self.clock()
+            or as_utc(web_session.expires_at) <= self.clock()
         ):
             return None
         return Principal(

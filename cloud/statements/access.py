@@ -23,9 +23,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,8 +34,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from cloud.apportion.errors import SignatureError
-from cloud.apportion.models import ApportionRun, ApportionStatement
+from cloud.apportion.models import (
+    ApportionRun,
+    ApportionStatement,
+    StatementConfirmation,
+    StatementDispute,
+)
 from cloud.apportion.statement import SignedStatement, verify_statement
+from cloud.registry.base import as_utc
 from cloud.staff.audit import record
 from cloud.statements.links import (
     LINK_QUERY,
@@ -45,17 +50,13 @@ from cloud.statements.links import (
     TenantLinkService,
     parse_token,
 )
-from cloud.statements.models import StatementConfirmation, StatementDispute, TenantLink
+from cloud.statements.models import TenantLink
+from edge.wire import Clock, utc_now
 
-Clock = Callable[[], datetime]
 HISTORY_MONTHS = 12
 MAX_COMMENT_CHARS = 2000
 _CACHE_SIZE = 4096
 OWN_COMPONENTS = frozenset({"own_use"})
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class AnswerError(Exception):
@@ -104,12 +105,6 @@ class TenantStatement:
     @property
     def shared_lines(self) -> list[dict[str, Any]]:
         return [x for x in self.document["lines"] if x["component"] not in OWN_COMPONENTS]
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def own_kwh(document: dict[str, Any]) -> Decimal:
@@ -207,7 +202,7 @@ class TenantStatementService:
                 while len(self._history) > _CACHE_SIZE:
                     self._history.popitem(last=False)
         answer = Answer(
-            confirmed_at=_as_utc(current.confirmed_at),
+            confirmed_at=as_utc(current.confirmed_at),
             dispute_id=current.dispute_id,
             dispute_comment=current.dispute_comment or "",
             dispute_status=current.dispute_status or "",
@@ -326,7 +321,7 @@ class TenantStatementService:
 
 def _answer(confirmed: Row[Any] | None, dispute: Row[Any] | None) -> Answer:
     return Answer(
-        confirmed_at=_as_utc(confirmed.confirmed_at) if confirmed else None,
+        confirmed_at=as_utc(confirmed.confirmed_at) if confirmed else None,
         dispute_id=dispute.id if dispute else None,
         dispute_comment=dispute.comment if dispute else "",
         dispute_status=dispute.status if dispute else "",

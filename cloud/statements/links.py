@@ -24,10 +24,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -40,10 +38,11 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from cloud.apportion.models import ApportionRun, ApportionStatement, TreeNode
 from cloud.leases.models import StatementAccess
+from cloud.registry.base import as_utc
 from cloud.registry.models import Site
 from cloud.statements.models import TenantLink
-
-Clock = Callable[[], datetime]
+from edge.wire import Clock, utc_now
+from edge.wire.files import PrivateFileError, load_or_create_private_file
 
 #: How long a statement link opens its statement unless said otherwise.
 DEFAULT_LINK_TTL = timedelta(days=120)
@@ -52,14 +51,6 @@ _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _DOMAIN = b"mf.tenant-link/1\x00"
 _ONE_DAY = timedelta(days=1)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _b64(data: bytes) -> str:
@@ -116,23 +107,12 @@ class WebSecret:
     def load_or_create(cls, path: Path) -> WebSecret:
         """Load the secret at ``path`` or make one there (mode 0600); a file others may read
         is refused."""
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            key = secrets.token_bytes(_SECRET_BYTES)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                return cls.load_or_create(path)
-            with os.fdopen(fd, "wb") as out:
-                out.write(key)
-            return cls(key)
         try:
-            mode = path.stat().st_mode & 0o777
-            key = path.read_bytes()
-        except OSError as exc:
-            raise SecretError(f"{path}: cannot read the web secret: {exc.strerror}") from None
-        if mode & 0o077:
-            raise SecretError(f"{path}: mode {mode:o} lets others read the secret; expected 600")
+            key = load_or_create_private_file(
+                path, "web secret", lambda: secrets.token_bytes(_SECRET_BYTES)
+            )
+        except PrivateFileError as exc:
+            raise SecretError(str(exc)) from None
         if len(key) != _SECRET_BYTES:
             raise SecretError(f"{path}: expected {_SECRET_BYTES} bytes, got {len(key)}")
         return cls(key)
@@ -290,10 +270,10 @@ class TenantLinkService:
                     TenantLink.revoked_on.is_(None),
                 )
             ).all()
-            live = [r for r in rows if _as_utc(r.expires_at) > now + renew_within]
+            live = [r for r in rows if as_utc(r.expires_at) > now + renew_within]
             if live:
-                row = max(live, key=lambda r: _as_utc(r.expires_at))
-                nonce, expires = bytes.fromhex(row.nonce), _as_utc(row.expires_at)
+                row = max(live, key=lambda r: as_utc(r.expires_at))
+                nonce, expires = bytes.fromhex(row.nonce), as_utc(row.expires_at)
             else:
                 nonce = secrets.token_bytes(_NONCE_BYTES)
                 expires = (now + self.ttl).replace(microsecond=0)
@@ -326,7 +306,7 @@ class TenantLinkService:
         if row is None:
             raise LinkRefused(RefusalReason.UNKNOWN, "this link was never issued")
         key = StatementKey(row.run_id, row.unit, row.party)
-        expires = _as_utc(row.expires_at)
+        expires = as_utc(row.expires_at)
         if int(expires.timestamp()) != token.expiry or not hmac.compare_digest(
             token.tag, _tag(self.secret, token.body, key)
         ):

@@ -1,4 +1,5 @@
-"""Statement-access tables: tenant statement links, tenants' confirmations and disputes.
+"""Statement-access table: the tenant statement links (tenants' answers to a statement are
+``cloud.apportion.models.StatementConfirmation`` and ``StatementDispute``).
 
 Changed only through Alembic migrations (revision 0005). A link's token is never stored, only
 its hash. Instants are UTC.
@@ -9,14 +10,11 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import (
-    BigInteger,
     Date,
     DateTime,
     ForeignKey,
     Index,
-    Integer,
     String,
-    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,35 +36,3 @@ class TenantLink(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_on: Mapped[date | None] = mapped_column(Date)
-
-
-class StatementConfirmation(Base):
-    """A tenant confirmed a statement through a link (once per statement)."""
-
-    __tablename__ = "statement_confirmations"
-
-    run_id: Mapped[str] = mapped_column(ForeignKey("apportion_runs.id"), primary_key=True)
-    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
-    party: Mapped[str] = mapped_column(String(64), primary_key=True)
-    link_nonce: Mapped[str] = mapped_column(String(32))
-    confirmed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    total_cents: Mapped[int] = mapped_column(BigInteger)
-
-
-class StatementDispute(Base):
-    """A tenant disputed a statement with a comment; finance resolves it."""
-
-    __tablename__ = "statement_disputes"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("apportion_runs.id"), index=True)
-    site_id: Mapped[str] = mapped_column(String(64), index=True)
-    unit: Mapped[str] = mapped_column(String(64))
-    party: Mapped[str] = mapped_column(String(64))
-    link_nonce: Mapped[str] = mapped_column(String(32))
-    comment: Mapped[str] = mapped_column(Text)
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    resolved_by: Mapped[str | None] = mapped_column(String(64))
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    resolution: Mapped[str | None] = mapped_column(Text)

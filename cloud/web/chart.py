@@ -4,11 +4,11 @@ JavaScript, no chart library), one bar per month with its amount."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from html import escape
 
 from markupsafe import Markup
 
+from cloud.apportion.money import cny
 from cloud.statements.access import HistoryPoint
 
 WIDTH, HEIGHT = 360, 180
@@ -35,7 +35,7 @@ def history_svg(points: Sequence[HistoryPoint], title: str, current: str) -> Mar
         h = max(p.cents / top * plot, 1.0)
         x = _LEFT + i * slot + (slot - bar) / 2
         y = HEIGHT - _BOTTOM - h
-        amount = f"{Decimal(p.cents) / 100:.2f}"
+        amount = cny(p.cents)
         css = "bar current" if p.period_start.isoformat() == current else "bar"
         parts.append(
             f'<g class="{css}"><title>{p.period_start:%Y-%m}: {amount} CNY, '

@@ -4,9 +4,8 @@ oldest item, per-meter health; claim tokens for provisioning; commands (push a c
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
@@ -14,11 +13,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, JsonValue
 
 from cloud.gateways.dispatch import DispatchError, UnknownGatewayTarget
-from cloud.gateways.health import GatewayView, UnknownGateway
+from cloud.gateways.health import CommandView, GatewayView, UnknownGateway
 from cloud.gateways.provisioning import IssuedClaim, ProvisioningError, ProvisioningService
 from cloud.staff.accounts import Principal
 from cloud.web.deps import ApiServices, WebServices, api_services, principal, web_services
 from cloud.web.rendering import language, render
+from edge.wire import CommandName
 
 router = APIRouter(tags=["engineer"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -26,53 +26,12 @@ Api = Annotated[ApiServices, Depends(api_services)]
 Who = Annotated[Principal, Depends(principal)]
 GatewayId = Annotated[str, Path(min_length=1, max_length=64)]
 SiteQ = Annotated[str | None, Query(max_length=64)]
-CommandName = Literal["reload_config", "sync_time", "read_meter"]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found in your sites"}}
 
 
-class MeterOut(BaseModel):
-    meter: str
-    line: str
-    state: str
-    reads: int
-    failures: int
-    consecutive_failures: int
-    sidelined: bool
-    last_good: datetime | None
-
-
-class GatewayOut(BaseModel):
-    """A gateway's status: ``state`` online, offline, stale or unknown."""
-
-    id: str
-    site: str
-    state: str
-    last_seen: datetime | None
-    state_at: datetime | None
-    health_sent_at: datetime | None
-    outbox_depth: int | None
-    pending_readings: int | None
-    unacked_envelopes: int | None
-    oldest_age_s: float | None
-    outbox_alarm: bool
-    evicted_readings: int | None
-    uptime_s: float | None
-    clock: str | None
-    meters: list[MeterOut]
-
-
-class CommandOut(BaseModel):
-    cmd_id: str
-    command: str
-    issued_by: str
-    issued_at: datetime
-    status: str
-    detail: str
-
-
 class GatewayDetailOut(BaseModel):
-    gateway: GatewayOut
-    commands: list[CommandOut]
+    gateway: GatewayView
+    commands: list[CommandView]
 
 
 class CommandIn(BaseModel):
@@ -104,13 +63,6 @@ class ClaimOut(BaseModel):
     site: str
     gateway: str
     expires_at: datetime
-
-
-def _gateway_out(g: GatewayView) -> GatewayOut:
-    fields = asdict(g)
-    fields.pop("lines")
-    fields["meters"] = [MeterOut(state=m.state, **asdict(m)) for m in g.meters]
-    return GatewayOut(**fields)
 
 
 class OutOfScope(Exception):
@@ -227,10 +179,10 @@ def claim_token_form(
 # ----------------------------------------------------------------------------- JSON API
 
 
-@router.get("/api/v1/gateways", response_model=list[GatewayOut])
-def api_gateways(web: Web, who: Who, site: SiteQ = None) -> list[GatewayOut]:
+@router.get("/api/v1/gateways", response_model=list[GatewayView])
+def api_gateways(web: Web, who: Who, site: SiteQ = None) -> list[GatewayView]:
     """Gateways of your sites with their state, outbox and meters."""
-    return [_gateway_out(g) for g in web.gateways.gateways(who, site)]
+    return web.gateways.gateways(who, site)
 
 
 @router.get("/api/v1/gateways/{gateway_id}", response_model=GatewayDetailOut, responses=_NOT_FOUND)
@@ -240,9 +192,7 @@ def api_gateway(gateway_id: GatewayId, web: Web, who: Who) -> GatewayDetailOut:
         gateway, commands = web.gateways.gateway(who, gateway_id)
     except UnknownGateway as exc:
         raise HTTPException(404, str(exc)) from None
-    return GatewayDetailOut(
-        gateway=_gateway_out(gateway), commands=[CommandOut(**asdict(c)) for c in commands]
-    )
+    return GatewayDetailOut(gateway=gateway, commands=commands)
 
 
 @router.post(

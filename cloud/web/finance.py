@@ -4,8 +4,7 @@ Excel) and the printable statement with the tenant's QR code."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -13,8 +12,17 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from cloud.apportion.review import ActionRefused, NotFound, RunAction
+from cloud.apportion.review import (
+    ActionRefused,
+    DisputeItem,
+    NodeBalance,
+    NotFound,
+    RunAction,
+    RunSummary,
+    StatementTotal,
+)
 from cloud.staff.accounts import Principal
+from cloud.staff.audit import AuditRecord
 from cloud.statements.links import IssuedLink, NoStatement, StatementKey
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.qr import qr_svg
@@ -34,54 +42,14 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found i
 # ----------------------------------------------------------------------------- models
 
 
-class RunOut(BaseModel):
-    id: str
-    site: str
-    period_start: date
-    period_end: date
-    status: str
-    held: bool
-    flags: int
-    total_cents: int
-    created_at: datetime
-
-
-class NodeOut(BaseModel):
-    id: str
-    kind: str
-    parent: str | None
-    depth: int
-    kwh: float
-    children_kwh: float | None
-    residual_kwh: float | None
-    loss_rate: float | None
-    flags: list[dict[str, Any]]
-
-
-class StatementTotalOut(BaseModel):
-    unit: str
-    party: str
-    cents: int
-    confirmed_at: datetime | None
-    disputed: bool
-
-
-class AuditOut(BaseModel):
-    at: datetime
-    actor: str
-    action: str
-    subject: str
-    detail: str
-
-
 class RunDetailOut(BaseModel):
-    run: RunOut
+    run: RunSummary
     input_hash: str
     result_hash: str
     flags: list[dict[str, Any]]
-    nodes: list[NodeOut]
-    statements: list[StatementTotalOut]
-    trail: list[AuditOut]
+    nodes: list[NodeBalance]
+    statements: list[StatementTotal]
+    trail: list[AuditRecord]
     recompute_error: str
 
 
@@ -105,20 +73,6 @@ class RunStatementOut(BaseModel):
     statement: dict[str, Any]
     signed: dict[str, str] | None
     link: LinkOut | None
-
-
-class DisputeOut(BaseModel):
-    id: int
-    run_id: str
-    site: str
-    period_start: date
-    unit: str
-    party: str
-    comment: str
-    opened_at: datetime
-    status: str
-    resolved_by: str | None
-    resolution: str | None
 
 
 class ResolveIn(BaseModel):
@@ -147,13 +101,13 @@ def _link_url(request: Request, web: WebServices, link: IssuedLink) -> str:
 def _detail_out(web: WebServices, who: Principal, run_id: str) -> RunDetailOut:
     d = web.runs.run_detail(who, run_id)
     return RunDetailOut(
-        run=RunOut(**asdict(d.summary)),
+        run=d.summary,
         input_hash=d.input_hash,
         result_hash=d.result_hash,
         flags=d.flags,
-        nodes=[NodeOut(**asdict(n)) for n in d.nodes],
-        statements=[StatementTotalOut(**asdict(s)) for s in d.statements],
-        trail=[AuditOut(**asdict(e)) for e in d.trail],
+        nodes=d.nodes,
+        statements=d.statements,
+        trail=d.trail,
         recompute_error=d.recompute_error,
     )
 
@@ -274,10 +228,10 @@ def dispute_resolve_form(
 # ----------------------------------------------------------------------------- JSON API
 
 
-@router.get("/api/v1/runs", response_model=list[RunOut])
-def api_runs(web: Web, who: Who, site: SiteQ = None, period: PeriodQ = None) -> list[RunOut]:
+@router.get("/api/v1/runs", response_model=list[RunSummary])
+def api_runs(web: Web, who: Who, site: SiteQ = None, period: PeriodQ = None) -> list[RunSummary]:
     """Runs in your sites (``period``: YYYY-MM of the period's start), held runs first."""
-    return [RunOut(**asdict(r)) for r in web.runs.list_runs(who, site=site, period=period)]
+    return web.runs.list_runs(who, site=site, period=period)
 
 
 @router.get("/api/v1/runs/{run_id}", response_model=RunDetailOut, responses=_NOT_FOUND)
@@ -369,14 +323,12 @@ def api_run_lines_xlsx(run_id: RunId, web: Web, who: Who) -> Response:
     )
 
 
-@router.get("/api/v1/disputes", response_model=list[DisputeOut])
+@router.get("/api/v1/disputes", response_model=list[DisputeItem])
 def api_disputes(
     web: Web, who: Who, status: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open"
-) -> list[DisputeOut]:
+) -> list[DisputeItem]:
     """The disputes queue of your sites."""
-    return [
-        DisputeOut(**asdict(d)) for d in web.runs.disputes(who, None if status == "all" else status)
-    ]
+    return web.runs.disputes(who, None if status == "all" else status)
 
 
 @router.post(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -17,6 +16,7 @@ from cloud.gateways.provisioning import (
     UnknownClaimToken,
 )
 from cloud.web.deps import ApiServices, api_services
+from edge.wire import ProvisionReply
 
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
 
@@ -44,36 +44,21 @@ class ProvisionRequest(BaseModel):
     )
 
 
-class ProvisionResponse(BaseModel):
-    """What the gateway stores: its configuration, broker access and the cloud's key."""
-
-    site: str
-    gateway: str
-    kid: str
-    site_config: str = Field(description="TOML text, verbatim as the admin gave it")
-    mqtt_url: str
-    mqtt_username: str | None
-    mqtt_password: str | None
-    topic_prefix: str
-    cloud_public_key: str = Field(description="base64url Ed25519 key that signs commands")
-    cloud_kid: str
-
-
 class ErrorBody(BaseModel):
     detail: str
 
 
 @router.post(
     "/provision",
-    response_model=ProvisionResponse,
+    response_model=ProvisionReply,
     responses={status: {"model": ErrorBody} for status in (400, 403, 409, 410)},
 )
 def provision(
     body: ProvisionRequest, services: Annotated[ApiServices, Depends(api_services)]
-) -> ProvisionResponse:
+) -> ProvisionReply:
     """Redeem a single-use claim token: register the gateway's key, return its settings."""
     try:
         result = services.provisioning.redeem(body.claim_token, body.public_key, body.key_id)
     except ProvisioningError as exc:
         raise HTTPException(_STATUS.get(type(exc), 400), str(exc)) from None
-    return ProvisionResponse(**asdict(result))
+    return result

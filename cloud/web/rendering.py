@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+
+from cloud.apportion.money import cny
 
 HERE = Path(__file__).parent
 LANGUAGES = ("zh-CN", "en")
@@ -39,7 +40,7 @@ def language(request: Request) -> str:
 
 def yuan(cents: int | str) -> str:
     """Integer cents as yuan with two decimals (``25740`` → ``257.40``)."""
-    return f"{Decimal(int(cents)) / 100:.2f}"
+    return cny(int(cents))
 
 
 def local_time(value: datetime | str | None, zone: str = DISPLAY_ZONE) -> str:

@@ -80,7 +80,7 @@ def _phases(di: str, name: str, quantity: str, fmt: Format, unit: str) -> tuple[
     )
 
 
-# Formats from the DL/T645-2007 appendix A data-identifier tables (DOMAIN.md §1).
+# Formats from the DL/T645-2007 appendix A data-identifier tables (docs/domain.md §1).
 ENERGY = NumberFormat("XXXXXX.XX")
 ENERGY_SIGNED = NumberFormat("XXXXXX.XX", signed=True)  # 组合 (combined) registers
 DEMAND = NumberFormat("XX.XXXX")

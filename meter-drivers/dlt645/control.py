@@ -137,9 +137,9 @@ DIALECTS: dict[Version, Dialect] = {
     ),
 }
 
-# DL/T645-2007 更改通信速率: the baud-rate feature word Z, one bit per rate (DOMAIN.md §1).
+# DL/T645-2007 更改通信速率: the baud-rate feature word Z, one bit per rate (docs/domain.md §1).
 # The standard's word also has bits for 600, 1200 and 19200 bit/s; only the three rates
-# DOMAIN.md lists are accepted. Another rate is one more row here.
+# docs/domain.md lists are accepted. Another rate is one more row here.
 BAUD_CODES: dict[int, int] = {2400: 0x08, 4800: 0x10, 9600: 0x20}
 BAUD_BY_CODE: dict[int, int] = {code: baud for baud, code in BAUD_CODES.items()}
 

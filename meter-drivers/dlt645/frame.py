@@ -2,7 +2,7 @@
 
 Sans-I/O: bytes in, frames out. DATA goes on the wire with 0x33 added to every byte; a
 ``Frame`` holds it with the offset removed. CS is the sum mod 256 of the bytes from the
-first 68 through the last DATA byte as transmitted (DL/T645-2007 §4.1, DOMAIN.md §1).
+first 68 through the last DATA byte as transmitted (DL/T645-2007 §4.1, docs/domain.md §1).
 """
 
 from __future__ import annotations

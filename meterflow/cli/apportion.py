@@ -1,7 +1,7 @@
 """``meterflow cloud apportion CASE.yaml [--json]``: compute a case file, print its lines.
 
 For finance "what-if" checks, for support and for tests. Nothing is stored. Registered in
-``meterflow/cli.py`` with ``cloud_app.command("apportion")(apportion_command)``; like the
+``meterflow/cli/cloud.py`` with ``cloud_app.command("apportion")(apportion_command)``; like the
 other commands it imports the cloud's dependencies (numpy, pydantic, PyYAML) only when it
 runs, so importing this module costs nothing on a gateway.
 """
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from cloud.apportion.engine import EngineResult
+    from cloud.apportion.engine_result import EngineResult
     from cloud.apportion.statement import LineRow
 
 
@@ -75,7 +75,7 @@ def apportion_command(
 
     Exit status 2 with a message naming the item when the case is malformed.
     """
-    from cloud.apportion.case import load_case
+    from cloud.apportion.case.loading import load_case
     from cloud.apportion.engine import apportion
     from cloud.apportion.errors import ApportionError
     from cloud.apportion.statement import LANDLORD_PARTY, line_rows

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from meterflow.cli.common import fail
+
 frame_app = typer.Typer(
     help="Decode and build DL/T645 frames (no line needed).", no_args_is_help=True
 )
@@ -25,11 +27,6 @@ class Protocol(StrEnum):
 class Edition(StrEnum):
     v2007 = "2007"
     v1997 = "1997"
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
 
 
 @frame_app.command("decode")
@@ -53,7 +50,7 @@ def frame_decode(
     try:
         report = explain(hex_text, Version(version.value) if version else None)
     except DriverError as exc:
-        raise _fail(f"not a valid DL/T645 frame: {exc}") from None
+        raise fail(f"not a valid DL/T645 frame: {exc}") from None
     if as_json:
         typer.echo(json.dumps(report.as_json(), ensure_ascii=False))
         return
@@ -83,17 +80,17 @@ def frame_build_read(
     try:
         frame = build_read(address, di, Version(version.value))
     except DriverError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(encode_frame(frame, 0 if no_preamble else 4).hex(" ").upper())
 
 
 def _endpoint(tcp: str | None, serial: str | None) -> tuple[str, int] | str:
     if (tcp is None) == (serial is None):
-        raise _fail("give exactly one of --tcp HOST:PORT or --serial DEVICE")
+        raise fail("give exactly one of --tcp HOST:PORT or --serial DEVICE")
     if tcp is not None:
         host, _, port = tcp.rpartition(":")
         if not host or not port.isdigit():
-            raise _fail(f"--tcp {tcp!r}: expected HOST:PORT")
+            raise fail(f"--tcp {tcp!r}: expected HOST:PORT")
         return host, int(port)
     assert serial is not None
     return serial
@@ -163,7 +160,7 @@ def read_command(
     try:
         if protocol is Protocol.dlt645:
             if di is None:
-                raise _fail("--protocol dlt645 needs --di")
+                raise fail("--protocol dlt645 needs --di")
             values = asyncio.run(
                 _read_dlt645(
                     _transport(tcp, serial, baud, parity), address, di, version.value, timeout
@@ -171,13 +168,13 @@ def read_command(
             )
         else:
             if profile is None:
-                raise _fail("--protocol modbus needs --profile")
+                raise fail("--protocol modbus needs --profile")
             if not address.isdigit() or not 1 <= int(address) <= 247:
-                raise _fail(f"--address {address!r}: a Modbus unit id is 1..247")
+                raise fail(f"--address {address!r}: a Modbus unit id is 1..247")
             master = _modbus_master(tcp, serial, baud, parity, framing, timeout)
             values = asyncio.run(_read_modbus(master, int(address), profile))
     except DriverError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(
             json.dumps(
@@ -271,7 +268,7 @@ def scan_command(
                     )
                 )
         except DriverError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps({"protocol": protocol.value, "found": found}))
     else:

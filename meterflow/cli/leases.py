@@ -1,7 +1,7 @@
 """Lease jobs on the command line: ``meterflow cloud bill`` and ``meterflow cloud daily``.
 
 Only typer is imported at module level; the services are imported when a command runs.
-Registered in ``meterflow/cli.py``::
+Registered in ``meterflow/cli/cloud.py``::
 
     from meterflow.cli.leases import cloud_bill, cloud_daily
     cloud_app.command("bill")(cloud_bill)
@@ -21,10 +21,7 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
+from meterflow.cli.common import fail
 
 
 def cloud_bill(
@@ -49,11 +46,11 @@ def cloud_bill(
     try:
         today = date.fromisoformat(day) if day else local_today()
     except ValueError:
-        raise _fail(f"--date {day!r}: expected YYYY-MM-DD") from None
+        raise fail(f"--date {day!r}: expected YYYY-MM-DD") from None
     try:
         report = run_monthly_billing(registry(Settings()), BillingPeriod.parse(period), today=today)
     except LeaseError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for lease_id, reason in report.held:
         typer.echo(f"held {lease_id}: {reason}", err=True)
     for charge in report.unmatched:
@@ -118,7 +115,7 @@ def cloud_daily(
     try:
         today = date.fromisoformat(day) if day else local_today()
     except ValueError:
-        raise _fail(f"--date {day!r}: expected YYYY-MM-DD") from None
+        raise fail(f"--date {day!r}: expected YYYY-MM-DD") from None
     channels: dict[str, Channel] = {}
     if smtp_host:
         channels["email"] = SmtpChannel(
@@ -132,9 +129,9 @@ def cloud_daily(
     for item in webhook or []:
         name, sep, url = item.partition("=")
         if not sep or not name or not url:
-            raise _fail(f"--webhook {item!r}: expected NAME=URL")
+            raise fail(f"--webhook {item!r}: expected NAME=URL")
         if not webhook_secret:
-            raise _fail("--webhook needs a secret: set MF_WEBHOOK_SECRET")
+            raise fail("--webhook needs a secret: set MF_WEBHOOK_SECRET")
         channels[name] = WebhookChannel(url, webhook_secret.encode())
     report = run_daily(registry(Settings()), today, channels=channels)
     e = report.expiries

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from meterflow.cli.common import fail
+
 risk_app = typer.Typer(
     help="Move-out risk, tenant health score, vacancy forecast.", no_args_is_help=True
 )
@@ -23,11 +25,6 @@ DateOpt = Annotated[
 ]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
-
-
 def _day(text: str | None, option: str) -> date:
     from cloud.leases.periods import local_today
 
@@ -36,7 +33,7 @@ def _day(text: str | None, option: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise _fail(f"{option} {text!r}: expected YYYY-MM-DD") from None
+        raise fail(f"{option} {text!r}: expected YYYY-MM-DD") from None
 
 
 def _services() -> tuple[Any, Any]:
@@ -65,7 +62,7 @@ def risk_train(as_of: DateOpt = None) -> None:
                 "metrics": row.metrics,
             }
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.close()
     typer.echo(json.dumps(out, default=str))
@@ -132,7 +129,7 @@ def risk_forecast(
         with sessions() as session:
             rows = vacancy_forecast(session, store, site, day, months=months)
     except NoModel as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.close()
     typer.echo(
@@ -176,7 +173,7 @@ def risk_backtest(
                 history_to=_day(history_to, "--history-to"),
             )
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.close()
     out.pop("model_params", None)

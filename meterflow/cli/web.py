@@ -2,7 +2,7 @@
 ``meterflow cloud api`` (API, pages and the gateway feed) and ``meterflow cloud web-account``.
 
 Only typer is imported here at module level; the services, FastAPI and SQLAlchemy are
-imported when a command runs, so ``meterflow/cli.py`` can register these functions and a
+imported when a command runs, so ``meterflow/cli/cloud.py`` can register these functions and a
 gateway with only ``meterflow[edge]`` installed still starts the ``meterflow`` command.
 """
 
@@ -14,10 +14,7 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
+from meterflow.cli.common import fail
 
 
 def cloud_claim_token(
@@ -53,7 +50,7 @@ def cloud_claim_token(
     try:
         site_config = config.read_text(encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"{config}: cannot read: {exc.strerror}") from None
+        raise fail(f"{config}: cannot read: {exc.strerror}") from None
     try:
         service = ProvisioningService(
             registry(settings), CloudSigner.load_or_create(settings.data_dir / "cloud.key")
@@ -68,7 +65,7 @@ def cloud_claim_token(
             ttl=timedelta(hours=expires_h),
         )
     except ProvisioningError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(
         f"claim token for gateway {claim.gateway!r} at site {claim.site!r}, valid until "
         f"{claim.expires_at.isoformat(timespec='seconds')}; single use, shown only now:",
@@ -115,7 +112,7 @@ def cloud_api(
             web_settings.secret_file or settings.data_dir / "web.secret"
         )
     except (CloudKeyError, SecretError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     # CloudSigner checked the file (mode, type); statements are signed with the same key.
     signing_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     provisioning = ProvisioningService(registry(settings), signer)
@@ -179,5 +176,5 @@ def cloud_web_account(
     try:
         AccountService(registry(Settings())).create_account(username, secret, role, site or [])
     except InvalidAccount as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"account {username!r} ({role}) saved", err=True)

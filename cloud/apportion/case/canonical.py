@@ -1,0 +1,36 @@
+"""Canonical JSON: the bytes a run's inputs are hashed over and a statement is signed over.
+
+Sorted keys, no whitespace, UTF-8; decimals as normalised strings, dates ISO, enums by
+value (:func:`plain` turns a value into such plain JSON values).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys and no whitespace, UTF-8 — the bytes hashed and signed."""
+    return json.dumps(
+        plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "") else text
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(plain(k)): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value

@@ -1,0 +1,65 @@
+"""The Case: a whole case file with its checks, canonical form, input hash and engine inputs.
+
+:meth:`Case.validate_case` runs the cross-field checks, :meth:`Case.to_engine_inputs` turns
+a valid case into :class:`~cloud.apportion.engine_inputs.EngineInputs` (canonical order:
+everything sorted by id, so the input order of the file never matters), and
+:meth:`Case.canonical_json` gives the bytes the run's input hash is computed over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from cloud.apportion.case.canonical import canonical_json, plain
+from cloud.apportion.case.conversion import build_engine_inputs
+from cloud.apportion.case.schema import CaseSchema
+from cloud.apportion.case.validation import check_case
+from cloud.apportion.engine_inputs import EngineInputs
+
+
+class Case(CaseSchema):
+    """A whole apportionment problem (see module docstring)."""
+
+    # ------------------------------------------------------------------ validation
+
+    def validate_case(self) -> None:
+        """Cross-field checks; raises CaseError naming the first item at fault."""
+        check_case(self)
+
+    # ------------------------------------------------------------------ canonical form
+
+    def canonical(self) -> dict[str, Any]:
+        """The case as plain JSON values in a canonical order (lists sorted by id, dates
+        ISO, decimals normalised) — the same for any order of the file's items."""
+        data = self.model_dump(mode="python", by_alias=True)
+        data["units"] = sorted(data["units"], key=lambda u: u["id"])
+        data["meters"] = sorted(data["meters"], key=lambda m: m["id"])
+        data["tree"] = sorted(data["tree"], key=lambda n: n["id"])
+        data["tariffs"] = sorted(data["tariffs"], key=lambda t: (t["from"], t["id"]))
+        data["occupancy"] = {
+            u: sorted(s, key=lambda o: o["from"]) for u, s in data["occupancy"].items()
+        }
+        data["readings"] = {
+            m: {self.reading_day(m, at).isoformat(): r for at, r in series.items()}
+            for m, series in data["readings"].items()
+        }
+        for node in data["tree"]:
+            if node["rule"] is not None:
+                node["rule"]["shared_by"] = sorted(node["rule"]["shared_by"])
+        return plain(data)
+
+    def canonical_json(self) -> bytes:
+        """Canonical JSON bytes: sorted keys, no whitespace, UTF-8, decimals as strings."""
+        return canonical_json(self.canonical())
+
+    def input_hash(self) -> str:
+        """SHA-256 (hex) of :meth:`canonical_json`: the run's input hash."""
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    # ------------------------------------------------------------------ engine inputs
+
+    def to_engine_inputs(self) -> EngineInputs:
+        """Arrays for :func:`cloud.apportion.engine.apportion` (validates first)."""
+        self.validate_case()
+        return build_engine_inputs(self)

@@ -1,0 +1,234 @@
+"""The meter tree as arrays: node kinds and the shape a run walks, built once per run.
+
+:class:`TreeShape` holds the tree's levels (top-down), its allocating nodes, its
+participants (unit and landlord nodes) and, per node, the participants below it; it sums
+values over children and scales amounts down the levels. :func:`rows` takes rows of an
+array through a view when the index is a contiguous run (the bulk case). Pure numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cached_property
+
+import numpy as np
+
+
+class NodeKind(IntEnum):
+    """Kinds of meter tree nodes."""
+
+    MAIN = 0
+    BRANCH = 1
+    UNIT = 2
+    COMMON = 3
+    LANDLORD = 4
+
+
+def of_kind(kind: np.ndarray, *kinds: NodeKind) -> np.ndarray:
+    """Mask of the nodes whose ``kind`` is one of ``kinds``.
+
+    The kinds are compared as plain ints: numpy takes an ``IntEnum`` for an int64 and
+    would compare a copy of the int8 ``kind`` array.
+    """
+    mask = kind == int(kinds[0])
+    for k in kinds[1:]:
+        mask |= kind == int(k)
+    return mask
+
+
+@dataclass(frozen=True)
+class TreeShape:
+    """The tree as arrays, built once per run.
+
+    ``participant`` lists the unit and landlord nodes (ascending node index);
+    ``participant_of`` maps a node to its participant index or −1; ``members`` gives, per
+    node, the participants strictly below it (ascending).
+    """
+
+    kind: np.ndarray
+    parent: np.ndarray
+    levels: tuple[np.ndarray, ...]
+    level_parent: tuple[np.ndarray | int, ...]
+    root: int
+    allocating: np.ndarray
+    participant: np.ndarray
+    participant_of: np.ndarray
+    member_index: np.ndarray
+    member_start: np.ndarray
+    area: np.ndarray
+
+    @classmethod
+    def build(cls, kind: np.ndarray, parent: np.ndarray, node_area: np.ndarray) -> TreeShape:
+        """Arrays for ``kind`` / ``parent`` (−1 at the root) / node floor area [m²]."""
+        nodes = kind.size
+        # levels top-down: the children of one level are the next; the extra last slot of
+        # ``in_level`` is where a root's parent (−1) looks
+        levels_found = []
+        in_level = np.zeros(nodes + 1, dtype=bool)
+        level = roots = np.flatnonzero(parent < 0)
+        in_level[level] = True
+        placed = level.size
+        while placed < nodes:  # (a node under a cycle is never placed: an empty level ends)
+            below = np.flatnonzero(in_level[parent])
+            if not below.size:
+                break
+            _assign(in_level, level, False)
+            _assign(in_level, below, True)
+            levels_found.append(below)
+            level = below
+            placed += below.size
+        levels = tuple(levels_found)
+        # a level whose nodes all hang under one parent is summed and scaled with scalars
+        level_parent = tuple(
+            int(parent[level[0]])
+            if (rows(parent, level) == parent[level[0]]).all()
+            else parent[level]
+            for level in levels
+        )
+        allocating = np.flatnonzero(of_kind(kind, NodeKind.MAIN, NodeKind.BRANCH, NodeKind.COMMON))
+        participant = np.flatnonzero(of_kind(kind, NodeKind.UNIT, NodeKind.LANDLORD))
+        run = _run(participant)
+        if run is None:
+            participant_of = np.full(nodes, -1, dtype=np.int64)
+            participant_of[participant] = np.arange(participant.size)
+        else:  # the participants are a block of nodes: their indices count from its start
+            participant_of = np.arange(-run.start, nodes - run.start)
+            participant_of[: run.start] = -1
+            participant_of[run.stop :] = -1
+        ancestors, members = [], []
+        has_parent = parent >= 0
+        who = np.arange(participant.size)
+        up = rows(parent, participant)
+        keep = up >= 0
+        while True:
+            if not keep.all():
+                who, up = who[keep], up[keep]
+            if not who.size:
+                break
+            ancestors.append(up)
+            members.append(who)
+            keep = has_parent[up]
+            if not keep.any():
+                break
+            up = parent[up]
+        if len(ancestors) > 1:
+            anc, mem = np.concatenate(ancestors), np.concatenate(members)
+            key = anc * max(participant.size, 1) + mem  # by ancestor, then participant
+            ordered = bool((key[1:] >= key[:-1]).all())
+        else:
+            anc, mem = (
+                (ancestors[0], members[0])
+                if ancestors
+                else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+            )
+            # one generation: participants ascend, so the order is the ancestors'
+            ordered = bool((anc[1:] >= anc[:-1]).all())
+        if not ordered:
+            order = np.argsort(anc * max(participant.size, 1) + mem, kind="stable")
+            anc, mem = anc[order], mem[order]
+        # member_start[n] = members of the nodes before n: a step at each ancestor, up by
+        # its number of members (the runs of one ancestor in the sorted list)
+        last = (
+            np.append(np.flatnonzero(anc[1:] != anc[:-1]), anc.size - 1)
+            if anc.size
+            else (np.zeros(0, dtype=np.int64))
+        )
+        steps = np.concatenate(([0], anc[last] + 1, [nodes + 1]))
+        member_start = np.repeat(np.concatenate(([0], last + 1)), np.diff(steps))
+        return cls(
+            kind,
+            parent,
+            levels,
+            level_parent,
+            int(roots[0]),
+            allocating,
+            participant,
+            participant_of,
+            mem,
+            member_start,
+            rows(node_area, participant),
+        )
+
+    def members(self, node: int) -> np.ndarray:
+        """Participant indices strictly below ``node`` (ascending)."""
+        return self.member_index[self.member_start[node] : self.member_start[node + 1]]
+
+    @cached_property
+    def inner(self) -> np.ndarray:
+        """Main and branch nodes and any other node with children (ascending): the nodes
+        whose energy is compared with their children's."""
+        mask = of_kind(self.kind, NodeKind.MAIN, NodeKind.BRANCH)
+        for up in self.level_parent:
+            mask[up] = True
+        return np.flatnonzero(mask)
+
+    def sum_children(self, values: np.ndarray) -> np.ndarray:
+        """Σ of ``values`` (nodes, ...) over each node's children."""
+        out = np.zeros(values.shape)
+        for level, up in zip(self.levels, self.level_parent, strict=True):
+            if isinstance(up, int):
+                out[up] += _column_sums(rows(values, level))
+            elif values.ndim == 1:
+                out += np.bincount(up, weights=rows(values, level), minlength=out.size)
+            else:
+                np.add.at(out, up, rows(values, level))
+        return out
+
+    def sum_children_of(self, values: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Σ of ``values`` (nodes, ...) over the children of each of ``nodes`` (an array
+        of len(nodes), ...): :meth:`sum_children` at those nodes, without an array as
+        large as the tree when every level hangs under one parent (the bulk case)."""
+        if not all(isinstance(up, int) for up in self.level_parent):
+            return self.sum_children(values)[nodes]
+        position = {int(n): i for i, n in enumerate(nodes)}
+        out = np.zeros((len(nodes), *values.shape[1:]))
+        for level, up in zip(self.levels, self.level_parent, strict=True):
+            i = position.get(up) if isinstance(up, int) else None
+            if i is not None:
+                out[i] += _column_sums(rows(values, level))
+        return out
+
+    def scale_down(self, amount: np.ndarray, energy: np.ndarray, denominator: np.ndarray) -> None:
+        """Top-down, in place: each node's amount = its parent's × its energy ÷ the parent's
+        denominator (0 when that is 0)."""
+        for level, up in zip(self.levels, self.level_parent, strict=True):
+            if isinstance(up, int):
+                price = amount[up] / denominator[up] if denominator[up] > 0 else 0.0
+                run = _run(level)
+                if run is None:
+                    amount[level] = energy[level] * price
+                else:
+                    np.multiply(energy[run], price, out=amount[run])
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                factor = np.where(denominator[up] > 0, energy[level] / denominator[up], 0.0)
+            amount[level] = amount[up] * factor
+
+
+def _column_sums(below: np.ndarray) -> np.ndarray | float:
+    """Σ over the rows of ``below``. Over rows of several columns, einsum adds row after
+    row as ``sum(axis=0)`` does (the same floats), without a loop call per row."""
+    if below.ndim == 2 and below.shape[1] > 1:
+        return np.einsum("ij->j", below)
+    return below.sum(axis=0)
+
+
+def _run(index: np.ndarray) -> slice | None:
+    """The slice an ascending unique ``index`` covers when it is a contiguous run."""
+    if index.size and int(index[-1]) - int(index[0]) + 1 == index.size:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return None
+
+
+def _assign(array: np.ndarray, index: np.ndarray, values: np.ndarray | int) -> None:
+    """``array[index] = values`` through a slice when ``index`` is a contiguous run."""
+    run = _run(index)
+    array[index if run is None else run] = values
+
+
+def rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array[index]`` for ascending unique ``index``; a view when it is a contiguous run
+    (the common case: every participant, or a branch's units), a copy otherwise."""
+    run = _run(index)
+    return array[index if run is None else run]

@@ -1,0 +1,205 @@
+"""Writing a billing run's drafted invoices: the credit line, totals, the rows in bulk.
+
+The billing run (:mod:`cloud.leases.billing`) drafts one invoice per account with its rent,
+utility and late-fee lines. A credit line applies the account's credit, at most the rest of
+the invoice. Total = rent + utilities + fees − credits, the exact sum of the lines. Rows go
+in with COPY on PostgreSQL and executemany elsewhere; no query per lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from cloud.apportion.money import cny
+from cloud.leases.models import CreditEntry, Invoice, InvoiceLine, Lease, UtilityBilling
+from cloud.leases.periods import BillingPeriod
+from cloud.leases.utilities import UtilityCharge
+
+RENT, UTILITY, LATE_FEE, CREDIT = "rent", "utility", "late_fee", "credit"
+
+
+@dataclass
+class Draft:
+    """An invoice being put together for one account."""
+
+    account: str
+    lines: list[tuple[str, str, date | None, date | None, int, str | None, str]] = field(
+        default_factory=list
+    )  # (lease, kind, from, to, cents, ref, description)
+    utilities: list[UtilityCharge] = field(default_factory=list)
+    fees: list[tuple[str, int]] = field(default_factory=list)  # (overdue invoice, cents)
+
+
+def write_invoices(
+    session: Session,
+    drafts: dict[str, Draft],
+    period: BillingPeriod,
+    issued_on: date,
+    due_days_known: dict[str, int],
+) -> dict[str, int]:
+    accounts = sorted(drafts)
+    due_days = _due_days(session, due_days_known, accounts)
+    credits = _credit_balances(session)
+    invoices, lines, utility_rows, credit_rows, fee_updates = [], [], [], [], []
+    totals = {"rent_cents": 0, "utility_cents": 0, "fee_cents": 0, "credit_cents": 0}
+    total_of = {
+        RENT: "rent_cents",
+        UTILITY: "utility_cents",
+        LATE_FEE: "fee_cents",
+        CREDIT: "credit_cents",
+    }
+    suffix = f"/{period.label}"
+    for account in accounts:
+        draft = drafts[account]
+        invoice_id = account + suffix
+        gross = sum(line[4] for line in draft.lines)
+        credit = min(credits.get(account, 0), gross) if gross > 0 else 0
+        rows = list(draft.lines)
+        if credit > 0:
+            rows.append(
+                (account, CREDIT, None, None, -credit, None, f"credit applied ({cny(credit)} CNY)")
+            )
+            credit_rows.append((account, issued_on, "applied", invoice_id, -credit))
+        total = gross - credit
+        fee_total = 0
+        for n, (lease_id, kind, a, b, cents, ref, description) in enumerate(rows):
+            lines.append((invoice_id, n, lease_id, kind, a, b, cents, ref, description))
+            totals[total_of[kind]] += -cents if kind == CREDIT else cents
+            if kind == LATE_FEE:
+                fee_total += cents
+        if total < 0:  # corrections larger than the charges: the rest is credit
+            credit_rows.append((account, issued_on, "negative_invoice", invoice_id, -total))
+        status, paid_on = ("paid", issued_on) if total <= 0 else ("open", None)
+        invoices.append(
+            (
+                invoice_id,
+                account,
+                period.start,
+                period.end,
+                issued_on,
+                issued_on + timedelta(days=due_days.get(account, 10)),
+                total,
+                0,
+                status,
+                paid_on,
+                fee_total,
+                0,
+            )
+        )
+        utility_rows.extend(
+            (c.run_id, c.unit_id, c.party, invoice_id, c.cents) for c in draft.utilities
+        )
+        fee_updates.extend(draft.fees)
+    _bulk_insert(
+        session,
+        Invoice.__table__,
+        (
+            "id",
+            "lease_id",
+            "period_start",
+            "period_end",
+            "issued_on",
+            "due_on",
+            "total_cents",
+            "paid_cents",
+            "status",
+            "paid_on",
+            "fee_cents",
+            "fee_billed_cents",
+        ),
+        invoices,
+    )
+    _bulk_insert(
+        session,
+        InvoiceLine.__table__,
+        (
+            "invoice_id",
+            "line_no",
+            "lease_id",
+            "kind",
+            "covers_from",
+            "covers_to",
+            "cents",
+            "ref",
+            "description",
+        ),
+        lines,
+    )
+    _bulk_insert(
+        session,
+        UtilityBilling.__table__,
+        ("run_id", "unit_id", "party", "invoice_id", "cents"),
+        utility_rows,
+    )
+    _bulk_insert(
+        session,
+        CreditEntry.__table__,
+        ("lease_id", "booked_on", "kind", "ref", "cents"),
+        credit_rows,
+    )
+    if fee_updates:
+        table = Invoice.__table__
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("invoice"))
+            .values(fee_billed_cents=table.c.fee_billed_cents + bindparam("cents")),
+            [{"invoice": i, "cents": c} for i, c in fee_updates],
+        )
+    session.flush()
+    return {
+        "invoices": len(invoices),
+        "lines": len(lines),
+        "total_cents": sum(row[6] for row in invoices),
+        **totals,
+    }
+
+
+def _due_days(session: Session, known: dict[str, int], accounts: list[str]) -> dict[str, int]:
+    missing = [a for a in accounts if a not in known]
+    out = dict(known)
+    for i in range(0, len(missing), 500):
+        out.update(
+            session.execute(
+                select(Lease.id, Lease.due_days).where(Lease.id.in_(missing[i : i + 500]))
+            ).all()
+        )
+    return out
+
+
+def _credit_balances(session: Session) -> dict[str, int]:
+    return {
+        lease_id: int(cents)
+        for lease_id, cents in session.execute(
+            select(CreditEntry.lease_id, func.sum(CreditEntry.cents))
+            .group_by(CreditEntry.lease_id)
+            .having(func.sum(CreditEntry.cents) > 0)
+        )
+    }
+
+
+def _bulk_insert(
+    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[object]]
+) -> None:
+    """Insert ``rows`` in one go: COPY on PostgreSQL, executemany elsewhere."""
+    rows = list(rows)
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        names = ", ".join(f'"{c}"' for c in columns)
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(  # type: ignore[union-attr]
+                f'COPY "{table.name}" ({names}) FROM STDIN'
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    session.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])

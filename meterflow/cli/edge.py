@@ -1,0 +1,144 @@
+"""``meterflow edge``: the gateway's commands (keys, polling, status, configuration check,
+provisioning) and the field engineer's frame, read and scan commands (:mod:`.field`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meterflow.cli.common import fail, load_settings
+from meterflow.cli.field import frame_app, read_command, scan_command
+
+edge_app = typer.Typer(help="Gateway: keys, polling, store-and-forward.", no_args_is_help=True)
+edge_app.add_typer(frame_app, name="frame")
+edge_app.command("read")(read_command)
+edge_app.command("scan")(scan_command)
+
+
+@edge_app.command("keygen")
+def edge_keygen(
+    key_file: Annotated[Path, typer.Option(help="private key file (mode 0600)")] = Path(
+        "var/gateway.key"
+    ),
+) -> None:
+    """Make the gateway's Ed25519 key pair; print the public key and key id for the cloud."""
+    from edge.keys import GatewayIdentity, KeyFileError, public_key_b64
+
+    try:
+        identity = GatewayIdentity.create(key_file)
+    except KeyFileError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(json.dumps({"kid": identity.kid, "public_key": public_key_b64(identity.public_key)}))
+
+
+@edge_app.command("run")
+def edge_run(
+    config: Annotated[Path, typer.Argument(help="site configuration (TOML)")],
+    key_file: Annotated[
+        Path | None, typer.Option(help="the gateway's private key (default: DATA_DIR/gateway.key)")
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="stop after this many rounds (0: run on)")] = 0,
+) -> None:
+    """Poll the site's meters and publish signed readings until stopped (SIGTERM/Ctrl-C)."""
+    from edge.config import ConfigError, SiteConfig
+    from edge.keys import GatewayIdentity, KeyFileError
+    from edge.runner import run_gateway
+
+    settings = load_settings()
+    try:
+        site = SiteConfig.load(config)
+        identity = GatewayIdentity.load(key_file or settings.data_dir / "gateway.key")
+    except (ConfigError, KeyFileError) as exc:
+        raise fail(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    asyncio.run(
+        run_gateway(
+            site,
+            identity,
+            settings.data_dir,
+            settings.broker_url,
+            rounds=rounds or None,
+            stop=stop,
+            config_path=config,
+        )
+    )
+
+
+@edge_app.command("status")
+def edge_status(
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw status")] = False,
+) -> None:
+    """Summarise the running (or last) gateway: outbox, lines, meters."""
+    from edge.health import format_status, read_status
+
+    path = load_settings().data_dir / "status.json"
+    if not path.exists():
+        raise fail(f"{path}: no status yet; is `meterflow edge run` running here?")
+    health = read_status(path)
+    typer.echo(
+        health.model_dump_json(by_alias=True, indent=1) if as_json else format_status(health)
+    )
+
+
+@edge_app.command("check")
+def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (TOML)")]) -> None:
+    """Validate a site configuration and its polling plan without touching any line."""
+    from edge.config import ConfigError, SiteConfig
+
+    try:
+        site = SiteConfig.load(config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    meters = sum(len(line.meters) for line in site.lines)
+    typer.echo(
+        f"{config}: site {site.site}, gateway {site.gateway}, {len(site.lines)} "
+        f"line(s), {meters} meter(s), {len(site.groups)} group(s)"
+    )
+
+
+@edge_app.command("provision")
+def edge_provision(
+    cloud: Annotated[str, typer.Argument(help="the cloud's base URL, e.g. https://cloud:8000")],
+    claim_token: Annotated[str, typer.Argument(help="the single-use claim token")],
+    data_dir: Annotated[Path, typer.Option(help="where the gateway keeps its files")] = Path("var"),
+    force: Annotated[
+        bool, typer.Option(help="replace an existing provisioning (old files are moved aside)")
+    ] = False,
+    allow_http: Annotated[
+        bool, typer.Option(help="allow plain http to a non-loopback cloud (trusted networks only)")
+    ] = False,
+) -> None:
+    """Provision this gateway: make its key pair, redeem the claim token, store the config."""
+    from edge.provision import ProvisionError, provision
+
+    try:
+        result = provision(cloud, claim_token, data_dir, force=force, allow_http=allow_http)
+    except ProvisionError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    if result.replaced_dir is not None:
+        typer.echo(f"previous files moved to {result.replaced_dir}")
+    typer.echo(
+        json.dumps(
+            {
+                "site": result.site,
+                "gateway": result.gateway,
+                "kid": result.kid,
+                "cloud_kid": result.cloud_kid,
+                "data_dir": str(data_dir),
+            }
+        )
+    )
+    if result.config_problem is not None:
+        typer.secho(f"error: provisioned, but {result.config_problem}", err=True, fg="red")
+        raise typer.Exit(1)

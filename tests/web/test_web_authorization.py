@@ -1,0 +1,391 @@
+"""The authorization matrix: every route of the app × every caller (no login, each role, each
+role of another site, a tenant link) is allowed or refused as the policy table says, and no
+tenant link reads another unit's data."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import Mount, Route
+
+from cloud.staff.accounts import SessionKind
+from cloud.statements.links import StatementKey
+from cloud.web.authz import POLICIES, Access
+from edge.wire import key_id, public_key_b64
+from tests.support.browser import PASSWORD, WebRig, make_rig, serve
+
+SITE_TOML = 'site = "park-a"\ngateway = "{gw}"\n'
+
+
+def all_routes(app: FastAPI) -> Iterator[tuple[str, str, frozenset[str]]]:
+    """(name, path, methods) of every route, routers included (FastAPI ≥ 0.16x keeps
+    included routers as their own route objects)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+
+        contexts = list(iter_route_contexts(app.routes))
+        routes = [c.original_route for c in contexts]
+    except ImportError:  # older FastAPI: the routers' routes are the app's
+        routes = list(app.routes)
+    for route in routes:
+        if isinstance(route, APIRoute | Route):
+            yield route.name, route.path, frozenset(route.methods or ())
+        elif isinstance(route, Mount):
+            yield route.name or "", route.path + "/{path}", frozenset({"GET"})
+        else:
+            raise AssertionError(f"a route of an unknown kind: {route!r}")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls: a role of a site, an admin, nobody; with an API token and a browser
+    session (cookie + CSRF token)."""
+
+    name: str
+    role: str | None
+    site: str | None
+    token: str = ""
+    cookie: str = ""
+    csrf: str = ""
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
+    rig = make_rig(tmp_path_factory.mktemp("authz"))
+    yield rig
+    rig.sessions.kw["bind"].dispose()
+
+
+@pytest.fixture(scope="module")
+def base_url(rig: WebRig) -> Iterator[str]:
+    with serve(rig.app) as url:
+        yield url
+
+
+def sign_in(rig: WebRig, username: str) -> tuple[str, str, str]:
+    api = rig.web.accounts.sign_in(username, PASSWORD, SessionKind.API)
+    browser = rig.web.accounts.sign_in(username, PASSWORD, SessionKind.COOKIE)
+    return api.token, browser.token, browser.csrf
+
+
+@pytest.fixture(scope="module")
+def callers(rig: WebRig) -> list[Caller]:
+    out = [Caller("anonymous", None, None)]
+    for username, role, site in (
+        ("admin", "admin", None),
+        ("fin-a", "finance", "park-a"),
+        ("eng-a", "engineer", "park-a"),
+        ("fin-b", "finance", "park-b"),
+        ("eng-b", "engineer", "park-b"),
+    ):
+        token, cookie, csrf = sign_in(rig, username)
+        out.append(Caller(username, role, site, token, cookie, csrf))
+    return out
+
+
+#: which roles each access admits (the specification the matrix checks the app against)
+ADMITS = {
+    Access.STAFF: {"admin", "finance", "engineer"},
+    Access.FINANCE: {"admin", "finance"},
+    Access.ENGINEER: {"admin", "engineer"},
+    Access.ADMIN: {"admin"},
+}
+#: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
+SITE_SCOPED = {
+    "run_page",
+    "run_action_form",
+    "statement_print_page",
+    "dispute_resolve_form",
+    "api_run",
+    "api_run_action",
+    "api_run_statement",
+    "api_run_lines_csv",
+    "api_run_lines_xlsx",
+    "api_dispute_resolve",
+    "gateway_page",
+    "gateway_command_form",
+    "claim_token_form",
+    "api_gateway",
+    "api_gateway_command",
+    "api_claim_token",
+}
+
+
+class Samples:
+    """Concrete path parameters and bodies for every route."""
+
+    def __init__(self, rig: WebRig) -> None:
+        self.rig = rig
+        run = rig.seeded.latest
+        self.link = rig.web.links.link_for(StatementKey(run, "A101", "ACME"))
+        dispute = rig.web.statements.dispute(
+            rig.web.links.open(
+                "A102", rig.web.links.link_for(StatementKey(run, "A102", "BETA")).token
+            ),
+            "the lift share looks high",
+        )
+        self.params = {
+            "run_id": run,
+            "unit": "A101",
+            "party": "ACME",
+            "token": self.link.token,
+            "action": "review",
+            "gateway_id": "gw-a",
+            "dispute_id": str(dispute),
+            "path": "meterflow.css",
+        }
+
+    def path(self, template: str) -> str:
+        return template.format(**self.params)
+
+    def body(self, name: str) -> dict[str, Any]:
+        """``json`` or ``data`` (form) keyword arguments of a valid request."""
+        if name == "provision":
+            provisioning = self.rig.app.state.services.provisioning
+            gateway = f"gw-{uuid.uuid4().hex[:8]}"
+            claim = provisioning.create_claim(
+                "park-a", gateway, SITE_TOML.format(gw=gateway), self.rig.web.claim_broker
+            )
+            key = Ed25519PrivateKey.generate().public_key()
+            return {
+                "json": {
+                    "claim_token": claim.token,
+                    "public_key": public_key_b64(key),
+                    "key_id": key_id(key),
+                }
+            }
+        gateway = f"gw-{uuid.uuid4().hex[:8]}"
+        return {
+            "api_sign_in": {"json": {"username": "fin-a", "password": PASSWORD}},
+            "login_form": {
+                "data": {"username": "fin-a", "password": PASSWORD, "csrf": "double-submit"}
+            },
+            "api_tenant_dispute": {"json": {"comment": "reading looks wrong"}},
+            "tenant_dispute_form": {"data": {"comment": "reading looks wrong"}},
+            "api_run_action": {"json": {"reason": ""}},
+            "api_dispute_resolve": {"json": {"resolution": "checked: the reading is right"}},
+            "dispute_resolve_form": {"data": {"resolution": "checked"}},
+            "api_gateway_command": {"json": {"command": "sync_time"}},
+            "gateway_command_form": {"data": {"command": "sync_time"}},
+            "api_claim_token": {
+                "json": {
+                    "site": "park-a",
+                    "gateway": gateway,
+                    "site_config": SITE_TOML.format(gw=gateway),
+                }
+            },
+            "claim_token_form": {
+                "data": {
+                    "site": "park-a",
+                    "gateway": gateway,
+                    "site_config": SITE_TOML.format(gw=gateway),
+                }
+            },
+            "api_account_create": {
+                "json": {
+                    "username": "matrix-user",
+                    "password": PASSWORD,
+                    "role": "finance",
+                    "sites": ["park-a"],
+                }
+            },
+            "account_form": {
+                "data": {
+                    "username": "matrix-user",
+                    "password": PASSWORD,
+                    "role": "finance",
+                    "sites": "park-a",
+                }
+            },
+        }.get(name, {})
+
+
+def call(
+    client: httpx.Client,
+    rig: WebRig,
+    caller: Caller,
+    name: str,
+    method: str,
+    path: str,
+    samples: Samples,
+) -> httpx.Response:
+    kwargs = samples.body(name)
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    token, cookie, csrf = caller.token, caller.cookie, caller.csrf
+    if caller.role and name in ("api_sign_out", "logout_form"):
+        token, cookie, csrf = sign_in(rig, caller.name)  # these end the session they use
+    if caller.role and path.startswith("/api/"):
+        headers["Authorization"] = f"Bearer {token}"
+    elif caller.role:
+        cookies.append(f"mf_session={cookie}")
+        if "data" in kwargs or method != "GET":
+            kwargs.setdefault("data", {})["csrf"] = csrf
+    if name == "login_form":
+        cookies.append("mf_login_csrf=double-submit")
+        kwargs["data"]["csrf"] = "double-submit"
+    if cookies:
+        headers["Cookie"] = "; ".join(cookies)
+    client.cookies.clear()  # what an earlier caller was given (a sign-in) is not this one's
+    return client.request(method, path, headers=headers, **kwargs)
+
+
+def expected(name: str, caller: Caller) -> str:
+    """``allowed``, ``unauthenticated``, ``forbidden`` or ``out_of_scope``."""
+    access = POLICIES[name]
+    if access in (Access.PUBLIC, Access.TENANT_LINK):
+        return "allowed"
+    if caller.role is None:
+        return "unauthenticated"
+    if caller.role not in ADMITS[access]:
+        return "forbidden"
+    if name in SITE_SCOPED and caller.role != "admin" and caller.site != "park-a":
+        return "out_of_scope"
+    return "allowed"
+
+
+def outcome(reply: httpx.Response) -> str:
+    if reply.status_code == 401 or (
+        reply.status_code == 303 and reply.headers["location"].startswith("/login?next=")
+    ):
+        return "unauthenticated"
+    if reply.status_code == 403:
+        return "forbidden"
+    if reply.status_code == 404:
+        return "not_found"
+    return "allowed"
+
+
+def test_every_route_declares_an_access_policy(rig: WebRig) -> None:
+    names = [name for name, _, _ in all_routes(rig.app)]
+    assert len(names) == len(set(names)), "route names must be unique (they key the policies)"
+    assert sorted(set(names) - POLICIES.keys()) == [], "routes without a policy"
+    assert sorted(POLICIES.keys() - set(names)) == [], "policies of routes that do not exist"
+
+
+def test_authorization_matrix(rig: WebRig, callers: list[Caller], base_url: str) -> None:
+    samples = Samples(rig)
+    mismatches = []
+    checked = 0
+    with httpx.Client(base_url=base_url, follow_redirects=False, timeout=30) as client:
+        for name, template, methods in sorted(all_routes(rig.app)):
+            for method in sorted(methods - {"HEAD"}):
+                path = samples.path(template)
+                for caller in callers:
+                    reply = call(client, rig, caller, name, method, path, samples)
+                    want, got = expected(name, caller), outcome(reply)
+                    if want == "out_of_scope":
+                        ok = got in ("not_found", "forbidden")
+                    else:
+                        ok = got == want
+                    assert reply.status_code < 500, (name, caller.name, reply.text[:500])
+                    checked += 1
+                    if not ok:
+                        mismatches.append(
+                            f"{method} {template} as {caller.name}: expected "
+                            f"{want}, got {reply.status_code} {reply.text[:120]}"
+                        )
+    assert not mismatches, "\n".join(mismatches)
+    pairs = sum(len(m - {"HEAD"}) for _, _, m in all_routes(rig.app))
+    assert pairs >= 44 and checked == pairs * len(callers)
+
+
+def test_lists_show_only_the_callers_sites(
+    rig: WebRig, callers: list[Caller], base_url: str
+) -> None:
+    by_name = {c.name: c for c in callers}
+    with httpx.Client(base_url=base_url) as c:
+        for who, site in (("fin-a", "park-a"), ("fin-b", "park-b")):
+            auth = {"Authorization": f"Bearer {by_name[who].token}"}
+            runs = c.get("/api/v1/runs", headers=auth).json()
+            assert runs and {r["site"] for r in runs} == {site}
+            disputes = c.get("/api/v1/disputes?status=all", headers=auth).json()
+            assert {d["site"] for d in disputes} <= {site}
+        for who, site, gateway, other in (
+            ("eng-a", "park-a", "gw-a", "gw-b"),
+            ("eng-b", "park-b", "gw-b", "gw-a"),
+        ):
+            auth = {"Authorization": f"Bearer {by_name[who].token}"}
+            gateways = c.get("/api/v1/gateways", headers=auth).json()
+            assert {g["site"] for g in gateways} == {site}
+            ids = {g["id"] for g in gateways}
+            assert gateway in ids and other not in ids
+        admin = {"Authorization": f"Bearer {by_name['admin'].token}"}
+        assert {r["site"] for r in c.get("/api/v1/runs", headers=admin).json()} == {
+            "park-a",
+            "park-b",
+        }
+
+
+def test_a_browser_session_needs_its_csrf_token_to_change_anything(
+    rig: WebRig, callers: list[Caller], base_url: str
+) -> None:
+    fin = next(c for c in callers if c.name == "fin-a")
+    with httpx.Client(base_url=base_url, follow_redirects=False) as client:
+        for csrf in ("", "not-the-token"):
+            reply = client.post(
+                f"/finance/runs/{rig.seeded.draft}/review",
+                data={"csrf": csrf},
+                headers={"Cookie": f"mf_session={fin.cookie}"},
+            )
+            assert reply.status_code == 403
+        reply = client.post(
+            f"/api/v1/runs/{rig.seeded.draft}/review",
+            headers={"Cookie": f"mf_session={fin.cookie}"},
+        )
+        assert reply.status_code == 403, "a cookie alone does not authorize an API change"
+        # a bearer token is not sent by browsers on their own: no CSRF token needed
+        assert (
+            client.get(
+                f"/api/v1/runs/{rig.seeded.draft}", headers={"Authorization": f"Bearer {fin.token}"}
+            ).status_code
+            == 200
+        )
+
+
+def tenant_paths(unit: str, token: str) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        ("GET", f"/t/{unit}/{token}", {}),
+        ("GET", f"/api/v1/tenant/{unit}/{token}", {}),
+        ("POST", f"/t/{unit}/{token}/confirm", {}),
+        ("POST", f"/t/{unit}/{token}/dispute", {"data": {"comment": "x"}}),
+        ("POST", f"/api/v1/tenant/{unit}/{token}/confirm", {}),
+        ("POST", f"/api/v1/tenant/{unit}/{token}/dispute", {"json": {"comment": "x"}}),
+    ]
+
+
+def test_no_tenant_link_reads_another_units_data(rig: WebRig, base_url: str) -> None:
+    run = rig.seeded.posted[min(rig.seeded.posted)]
+    acme = rig.web.links.link_for(StatementKey(run, "A101", "ACME"))
+    body, tag = acme.token.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(body + "=="))
+    raw[0] ^= 1  # another nonce: a guessed link
+    guessed = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode() + "." + tag
+    forged = f"{body}.{tag[:5]}{'B' if tag[5] == 'A' else 'A'}{tag[6:]}"
+    with httpx.Client(base_url=base_url, follow_redirects=False) as client:
+        for unit, token, reason in (
+            ("A102", acme.token, "wrong_unit"),
+            ("A103", acme.token, "wrong_unit"),
+            ("A101", guessed, "unknown"),
+            ("A101", forged, "forged"),
+            ("A101", "garbage", "malformed"),
+        ):
+            for method, path, kwargs in tenant_paths(unit, token):
+                reply = client.request(method, path, **kwargs)
+                assert reply.status_code == 403, (path, reply.status_code)
+                assert reason in reply.text
+                assert "BETA" not in reply.text and "ACME" not in reply.text
+        # the same unit name at another site is another statement: a park-b link opens
+        # park-b's, never park-a's
+        other = rig.web.links.link_for(StatementKey(rig.seeded.other_site_posted, "A101", "ACME"))
+        seen = client.get(f"/api/v1/tenant/A101/{other.token}").json()["statement"]
+        assert (seen["site"], seen["run"]["id"]) == ("park-b", rig.seeded.other_site_posted)

@@ -1,0 +1,130 @@
+"""Finance's API and pages: runs by site and period with held runs on top, the tree with
+each node's balance, review → approve → post with the audit trail, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from cloud.apportion.models import ApportionLine, ApportionStatement
+from tests.support.browser import WebRig, make_rig, serve
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
+    rig = make_rig(tmp_path_factory.mktemp("finance"), months=2)
+    yield rig
+    rig.sessions.kw["bind"].dispose()
+
+
+@pytest.fixture(scope="module")
+def client(rig: WebRig) -> Iterator[httpx.Client]:
+    with serve(rig.app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        client.headers["Authorization"] = f"Bearer {rig.token(client, 'admin')}"
+        yield client
+
+
+def run_cents(rig: WebRig, run: str) -> int:
+    with rig.sessions() as s:
+        return int(
+            s.scalar(select(func.sum(ApportionLine.cents)).where(ApportionLine.run_id == run)) or 0
+        )
+
+
+def test_held_runs_come_first_then_newest_period(rig: WebRig, client: httpx.Client) -> None:
+    runs = client.get("/api/v1/runs").json()
+    assert runs[0]["id"] == rig.seeded.held and runs[0]["held"]
+    starts = [r["period_start"] for r in runs[1:]]
+    assert starts == sorted(starts, reverse=True)
+    assert [r["site"] for r in client.get("/api/v1/runs?site=park-b").json()] == ["park-b"] * 2
+    april = client.get("/api/v1/runs?period=2026-04&site=park-a").json()
+    assert [r["id"] for r in april] == [rig.seeded.latest]
+    assert april[0]["total_cents"] == run_cents(rig, rig.seeded.latest) == 89280
+
+
+def test_tree_shows_each_nodes_balance(rig: WebRig, client: httpx.Client) -> None:
+    detail = client.get(f"/api/v1/runs/{rig.seeded.latest}").json()
+    nodes = {n["id"]: n for n in detail["nodes"]}
+    main = nodes["MAIN"]
+    children = sum(n["kwh"] for n in detail["nodes"] if n["parent"] == "MAIN")
+    assert main["children_kwh"] == pytest.approx(children)
+    assert main["residual_kwh"] == pytest.approx(main["kwh"] - children)
+    assert main["loss_rate"] == pytest.approx(main["residual_kwh"] / main["kwh"])
+    assert [f["code"] for f in main["flags"]] == ["loss_over_cap"]
+    held = client.get(f"/api/v1/runs/{rig.seeded.held}").json()
+    root = held["nodes"][0]
+    assert root["residual_kwh"] < 0 and any(f["holds"] for f in root["flags"])
+    assert [(s["unit"], s["party"]) for s in detail["statements"]] == [
+        ("", "landlord"),
+        ("A101", "ACME"),
+        ("A102", "BETA"),
+    ]
+    assert sum(s["cents"] for s in detail["statements"]) == run_cents(rig, rig.seeded.latest)
+
+
+def test_review_approve_post_with_the_audit_trail(rig: WebRig, client: httpx.Client) -> None:
+    run = rig.seeded.draft
+    assert client.post(f"/api/v1/runs/{run}/approve").status_code == 409  # not reviewed
+    for action, status in (("review", "reviewed"), ("approve", "approved"), ("post", "posted")):
+        reply = client.post(f"/api/v1/runs/{run}/{action}")
+        assert reply.json() == {"id": run, "status": status}
+    detail = client.get(f"/api/v1/runs/{run}").json()
+    trail = [(e["actor"], e["action"]) for e in detail["trail"]]
+    assert trail[0] == ("seed", "create")
+    assert {
+        ("admin", "reviewed"),
+        ("admin", "approved"),
+        ("admin", "posted"),
+        ("admin", "review"),
+        ("admin", "approve"),
+        ("admin", "post"),
+    } <= set(trail)
+    with rig.sessions() as s:
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(ApportionStatement)
+                .where(ApportionStatement.run_id == run)
+            )
+            == 3
+        )
+    reply = client.post(f"/api/v1/runs/{rig.seeded.held}/review")
+    assert reply.status_code == 200
+    reply = client.post(f"/api/v1/runs/{rig.seeded.held}/approve")
+    assert reply.status_code == 409 and "negative_residual" in reply.json()["detail"]
+    assert client.post(f"/api/v1/runs/{rig.seeded.held}/void").status_code == 409  # no reason
+    reply = client.post(f"/api/v1/runs/{rig.seeded.held}/void", json={"reason": "meter UB misread"})
+    assert reply.json()["status"] == "void"
+
+
+def test_csv_and_excel_exports_carry_every_line(rig: WebRig, client: httpx.Client) -> None:
+    run = rig.seeded.latest
+    text = client.get(f"/api/v1/runs/{run}/lines.csv").text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sum(int(r["cents"]) for r in rows) == run_cents(rig, run)
+    assert all(Decimal(r["amount_cny"]) * 100 == int(r["cents"]) for r in rows)
+    reply = client.get(f"/api/v1/runs/{run}/lines.xlsx")
+    assert reply.headers["content-type"].startswith("application/vnd.openxmlformats")
+    book = load_workbook(io.BytesIO(reply.content))
+    assert book.sheetnames == ["lines", "statements", "tree"]
+    lines = list(book["lines"].iter_rows(min_row=2, values_only=True))
+    assert len(lines) == len(rows) and sum(r[11] for r in lines) == run_cents(rig, run)
+    assert next(book["tree"].iter_rows(min_row=2, values_only=True))[0] == "MAIN"
+
+
+def test_finance_pages_render(rig: WebRig, client: httpx.Client) -> None:
+    session = rig.web.accounts.sign_in("fin-a", "correct horse battery")
+    cookie = {"Cookie": f"mf_session={session.token}", "Authorization": ""}
+    page = client.get("/finance/runs?lang=en", headers=cookie)
+    assert page.status_code == 200 and rig.seeded.latest in page.text
+    page = client.get(f"/finance/runs/{rig.seeded.latest}", headers=cookie)
+    assert page.status_code == 200 and 'data-node="MAIN"' in page.text
+    assert "lines.xlsx" in page.text and "lines.csv" in page.text
+    assert client.get("/finance/disputes", headers=cookie).status_code == 200
