@@ -122,7 +122,7 @@ class StatementTotal:
 class RunDetail:
     """A run for its review page."""
 
-    summary: RunSummary
+    run: RunSummary
     input_hash: str
     result_hash: str
     flags: list[dict[str, Any]]

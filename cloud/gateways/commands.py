@@ -15,17 +15,13 @@ from pydantic import JsonValue, ValidationError
 from sqlalchemy.orm import Session
 
 from cloud.gateways.provisioning import CloudSigner
-from cloud.registry.service import find_key
+from cloud.registry.service import EnvelopeRefused, find_key, open_gateway_envelope
 from edge.wire import (
     MAX_COMMAND_TTL,
     Ack,
-    BadSignature,
     Clock,
     Command,
     CommandName,
-    MalformedEnvelope,
-    open_compact,
-    parse_compact,
     utc_now,
 )
 
@@ -92,22 +88,12 @@ def verify_ack(session: Session, envelope: bytes) -> Ack:
     answers naming another gateway or site than the key's.
     """
     try:
-        compact = parse_compact(envelope)
-    except MalformedEnvelope as exc:
-        raise AckRejected(str(exc)) from None
-    kid = str(compact.header["kid"])
-    known = find_key(session, kid)
-    if known is None:
-        raise AckRejected(f"key {kid!r} is not registered")
-    if known.revoked:
-        raise AckRejected(f"key {kid!r} of gateway {known.gateway_id!r} is revoked")
-    try:
-        ack = open_compact(compact, known.public_key, Ack)
-    except (BadSignature, MalformedEnvelope) as exc:
+        known, ack = open_gateway_envelope(envelope, Ack, lambda kid: find_key(session, kid))
+    except EnvelopeRefused as exc:
         raise AckRejected(str(exc)) from None
     if (ack.site, ack.gateway) != (known.site_id, known.gateway_id):
         raise AckRejected(
             f"answer names gateway {ack.gateway!r} at site {ack.site!r}, but key "
-            f"{kid!r} is gateway {known.gateway_id!r} at {known.site_id!r}"
+            f"{known.kid!r} is gateway {known.gateway_id!r} at {known.site_id!r}"
         )
     return ack

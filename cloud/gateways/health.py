@@ -26,16 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.gateways.models import GatewayCommandRecord, GatewayStatus
 from cloud.registry.base import as_utc
 from cloud.registry.models import Gateway
-from cloud.registry.service import find_key
+from cloud.registry.service import EnvelopeRefused, find_key, open_gateway_envelope
 from cloud.staff.accounts import Principal
 from edge.wire import (
     DEFAULT_TOPIC_PREFIX,
-    BadSignature,
     Clock,
     HealthPayload,
-    MalformedEnvelope,
-    open_compact,
-    parse_compact,
     utc_now,
 )
 
@@ -161,26 +157,15 @@ class GatewayHealthService:
 
     def _take_health(self, topic: str, envelope: bytes) -> HealthPayload:
         site, gateway = _topic_parts(self.prefix, topic, ("up", "health"))
-        try:
-            compact = parse_compact(envelope)
-        except MalformedEnvelope as exc:
-            raise HealthRejected(f"malformed: {exc}") from None
-        kid = str(compact.header["kid"])
         now = self.clock()
         with self.sessions.begin() as session:
-            known = find_key(session, kid)
-            if known is None:
-                raise HealthRejected(f"unknown_key: key {kid!r} is not registered")
-            if known.revoked:
-                raise HealthRejected(f"revoked_key: key {kid!r} is revoked")
             try:
-                health = open_compact(compact, known.public_key, HealthPayload)
-            except BadSignature:
-                raise HealthRejected(
-                    f"bad_signature: health on {topic!r} does not verify with key {kid!r}"
-                ) from None
-            except MalformedEnvelope as exc:
-                raise HealthRejected(f"malformed: {exc}") from None
+                known, health = open_gateway_envelope(
+                    envelope, HealthPayload, lambda kid: find_key(session, kid)
+                )
+            except EnvelopeRefused as exc:
+                raise HealthRejected(f"{exc.reason}: health on {topic!r}: {exc}") from None
+            kid = known.kid
             if (health.gateway, health.kid) != (known.gateway_id, kid) or (site, gateway) != (
                 known.site_id,
                 known.gateway_id,

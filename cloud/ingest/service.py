@@ -23,17 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.ingest.models import DeadLetter, SeenEnvelope
 from cloud.ingest.validation import SeriesState, VeeRules, is_cumulative, validate
-from cloud.registry.service import KnownKey, find_key
+from cloud.registry.service import EnvelopeRefused, KnownKey, find_key, open_gateway_envelope
 from cloud.series.base import SeriesPoint, SeriesStore, to_ns
 from edge.wire import (
     MAX_ENVELOPE_BYTES,
-    BadSignature,
     ClockState,
     MalformedEnvelope,
     ReadingsPayload,
     Topics,
-    envelope_kid,
-    open_envelope,
 )
 
 
@@ -244,27 +241,19 @@ class IngestService:
                 f"{len(body)} bytes; at most {MAX_ENVELOPE_BYTES} are accepted",
             )
         try:
-            kid = envelope_kid(body)
-        except MalformedEnvelope as exc:
-            raise _Rejected(RejectReason.MALFORMED, str(exc)) from None
-        key = self._known_key(kid)
-        if key is None:
-            raise _Rejected(RejectReason.UNKNOWN_KEY, f"key {kid!r} is not registered")
-        if key.revoked:
+            key, payload = open_gateway_envelope(body, ReadingsPayload, self._known_key)
+        except EnvelopeRefused as exc:
+            raise _Rejected(RejectReason(exc.reason), str(exc)) from None
+        if payload.kid != key.kid:
             raise _Rejected(
-                RejectReason.REVOKED_KEY, f"key {kid!r} of gateway {key.gateway_id!r} was revoked"
+                RejectReason.MALFORMED,
+                f"payload kid {payload.kid!r} differs from header kid {key.kid!r}",
             )
-        try:
-            payload = open_envelope(body, key.public_key)
-        except BadSignature as exc:
-            raise _Rejected(RejectReason.BAD_SIGNATURE, str(exc)) from None
-        except MalformedEnvelope as exc:
-            raise _Rejected(RejectReason.MALFORMED, str(exc)) from None
         if not (payload.gateway == key.gateway_id == gateway and key.site_id == site):
             raise _Rejected(
                 RejectReason.WRONG_GATEWAY,
                 f"topic names {site}/{gateway}, payload gateway {payload.gateway!r}, key "
-                f"{kid!r} belongs to {key.site_id}/{key.gateway_id}",
+                f"{key.kid!r} belongs to {key.site_id}/{key.gateway_id}",
             )
         return site, payload
 

@@ -1,16 +1,28 @@
-"""Registering sites, gateways, their public keys and meters; finding a key by its id."""
+"""Registering sites, gateways, their public keys and meters; finding a key by its id and
+opening an envelope a gateway signed with it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.registry.models import Gateway, GatewayKey, Meter, Site
-from edge.wire import key_id, load_public_key_b64, public_key_b64
+from edge.wire import (
+    BadSignature,
+    MalformedEnvelope,
+    key_id,
+    load_public_key_b64,
+    open_compact,
+    parse_compact,
+    public_key_b64,
+)
 
 
 class RegistryError(Exception):
@@ -94,6 +106,45 @@ def find_key(session: Session, kid: str) -> KnownKey | None:
         public_key=load_public_key_b64(key.public_key),
         revoked=key.revoked_at is not None,
     )
+
+
+_Payload = TypeVar("_Payload", bound=BaseModel)
+
+
+class EnvelopeRefused(Exception):
+    """A gateway envelope that cannot be trusted; ``reason`` is ``malformed``,
+    ``unknown_key``, ``revoked_key`` or ``bad_signature`` and the message says what came."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def open_gateway_envelope(
+    envelope: bytes, model: type[_Payload], lookup: Callable[[str], KnownKey | None]
+) -> tuple[KnownKey, _Payload]:
+    """Open an envelope signed by a gateway: find the key its header names (``lookup``, e.g.
+    :func:`find_key` on a session), refuse unknown and revoked keys, then verify and parse
+    the payload as ``model`` (:func:`edge.wire.open_compact`). Whether the payload's gateway
+    and site are the key's is the caller's check: each payload names them its own way."""
+    try:
+        compact = parse_compact(envelope)
+    except MalformedEnvelope as exc:
+        raise EnvelopeRefused("malformed", str(exc)) from None
+    kid = str(compact.header["kid"])
+    known = lookup(kid)
+    if known is None:
+        raise EnvelopeRefused("unknown_key", f"key {kid!r} is not registered")
+    if known.revoked:
+        raise EnvelopeRefused(
+            "revoked_key", f"key {kid!r} of gateway {known.gateway_id!r} is revoked"
+        )
+    try:
+        return known, open_compact(compact, known.public_key, model)
+    except BadSignature as exc:
+        raise EnvelopeRefused("bad_signature", str(exc)) from None
+    except MalformedEnvelope as exc:
+        raise EnvelopeRefused("malformed", str(exc)) from None
 
 
 def register_meter(

@@ -15,14 +15,12 @@ from pydantic import BaseModel, Field
 from cloud.apportion.review import (
     ActionRefused,
     DisputeItem,
-    NodeBalance,
     NotFound,
     RunAction,
+    RunDetail,
     RunSummary,
-    StatementTotal,
 )
 from cloud.staff.accounts import Principal
-from cloud.staff.audit import AuditRecord
 from cloud.statements.links import IssuedLink, NoStatement, StatementKey
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.qr import qr_svg
@@ -40,17 +38,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found i
 
 
 # ----------------------------------------------------------------------------- models
-
-
-class RunDetailOut(BaseModel):
-    run: RunSummary
-    input_hash: str
-    result_hash: str
-    flags: list[dict[str, Any]]
-    nodes: list[NodeBalance]
-    statements: list[StatementTotal]
-    trail: list[AuditRecord]
-    recompute_error: str
 
 
 class ActionIn(BaseModel):
@@ -98,20 +85,6 @@ def _link_url(request: Request, web: WebServices, link: IssuedLink) -> str:
     return base + link.path()
 
 
-def _detail_out(web: WebServices, who: Principal, run_id: str) -> RunDetailOut:
-    d = web.runs.run_detail(who, run_id)
-    return RunDetailOut(
-        run=d.summary,
-        input_hash=d.input_hash,
-        result_hash=d.result_hash,
-        flags=d.flags,
-        nodes=d.nodes,
-        statements=d.statements,
-        trail=d.trail,
-        recompute_error=d.recompute_error,
-    )
-
-
 # ----------------------------------------------------------------------------- pages
 
 
@@ -138,7 +111,7 @@ def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLRespons
         "finance_run.html",
         {
             "d": detail,
-            "run": detail.summary,
+            "run": detail.run,
             "error": request.query_params.get("error", ""),
             "done": request.query_params.get("done", ""),
         },
@@ -234,11 +207,11 @@ def api_runs(web: Web, who: Who, site: SiteQ = None, period: PeriodQ = None) -> 
     return web.runs.list_runs(who, site=site, period=period)
 
 
-@router.get("/api/v1/runs/{run_id}", response_model=RunDetailOut, responses=_NOT_FOUND)
-def api_run(run_id: RunId, web: Web, who: Who) -> RunDetailOut:
+@router.get("/api/v1/runs/{run_id}", response_model=RunDetail, responses=_NOT_FOUND)
+def api_run(run_id: RunId, web: Web, who: Who) -> RunDetail:
     """A run with its tree balances, statements and audit trail."""
     try:
-        return _detail_out(web, who, run_id)
+        return web.runs.run_detail(who, run_id)
     except NotFound as exc:
         raise _not_found(exc) from None
 

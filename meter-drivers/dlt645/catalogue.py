@@ -39,7 +39,7 @@ class DataItem:
 
 
 @dataclass(frozen=True)
-class Reading:
+class DecodedValue:
     """One decoded value: the DI it came from, the quantity, the value and its unit."""
 
     di: str
@@ -265,7 +265,9 @@ def items_for(di: str, version: Version = Version.V2007) -> tuple[DataItem, ...]
     return None if item is None else (item,)
 
 
-def decode_values(items: Sequence[DataItem], raw: bytes, offset: int = 0) -> tuple[Reading, ...]:
+def decode_values(
+    items: Sequence[DataItem], raw: bytes, offset: int = 0
+) -> tuple[DecodedValue, ...]:
     """Readings of the value bytes of a reply; ``offset`` is where ``raw`` starts in the frame."""
     expected = sum(item.length for item in items)
     if len(raw) != expected:
@@ -280,7 +282,7 @@ def decode_values(items: Sequence[DataItem], raw: bytes, offset: int = 0) -> tup
         for f in item.fields:
             size = f.format.length
             value = f.format.decode(raw[position : position + size], offset + position)
-            readings.append(Reading(item.di, f.quantity, value, f.unit))
+            readings.append(DecodedValue(item.di, f.quantity, value, f.unit))
             position += size
     return tuple(readings)
 

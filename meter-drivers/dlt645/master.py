@@ -16,7 +16,7 @@ from enum import Enum
 from ..errors import DriverError, FrameError, ReadTimeout
 from ..transport import Transport
 from .address import address_matches, parse_address
-from .catalogue import CATALOGUE, Reading
+from .catalogue import CATALOGUE, DecodedValue
 from .control import DIALECTS, Version
 from .frame import Frame, encode_frame
 from .parser import FrameParser
@@ -123,7 +123,7 @@ class Dlt645Master:
         version: Version = Version.V2007,
         *,
         timeout_s: float | None = None,
-    ) -> Reading:
+    ) -> DecodedValue:
         """Read a DI that holds exactly one value and return it with its unit."""
         reply = await self.read(address, di, version, timeout_s=timeout_s)
         if len(reply.readings) != 1:

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from ..errors import FrameError, InvalidValueError, MeterErrorReply
 from .address import address_from_wire, address_to_wire
-from .catalogue import Reading, decode_values, di_from_wire, di_to_wire, encode_values, items_for
+from .catalogue import (
+    DecodedValue,
+    decode_values,
+    di_from_wire,
+    di_to_wire,
+    encode_values,
+    items_for,
+)
 from .control import (
     BAUD_BY_CODE,
     BAUD_CODES,
@@ -41,7 +48,7 @@ class ReadReply:
 
     address: str
     di: str
-    readings: tuple[Reading, ...]
+    readings: tuple[DecodedValue, ...]
     payload: bytes
     more_follows: bool = False
     seq: int | None = None
@@ -56,7 +63,7 @@ class ReadReply:
         """The unit of a single-value reply, e.g. "kWh"."""
         return self._single().unit
 
-    def _single(self) -> Reading:
+    def _single(self) -> DecodedValue:
         if len(self.readings) != 1:
             raise ValueError(f"DI {self.di} carries {len(self.readings)} readings; use .readings")
         return self.readings[0]
