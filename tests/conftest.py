@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.keys import GatewayIdentity
 from tests.support import servers
 from tests.support.servers import (
     InfluxDatabase,
@@ -115,3 +117,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if servers.STARTUP_TIMES:
         parts = ", ".join(f"{name} {secs:.2f}s" for name, secs in servers.STARTUP_TIMES.items())
         terminalreporter.write_line(f"real servers started: {parts}")
+
+
+@pytest.fixture()
+def identity() -> GatewayIdentity:
+    """A gateway's signing identity, new for each test (kept in memory, no key file)."""
+    return GatewayIdentity(Ed25519PrivateKey.generate())

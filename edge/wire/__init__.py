@@ -2,7 +2,7 @@
 payloads, the command and answer payloads, and their signed envelopes.
 
 Owned by the gateway side (it produces readings and receives commands); the cloud imports this
-module and nothing else of ``edge``, so both sides build and check the same models.
+package and nothing else of ``edge``, so both sides build and check the same models.
 Beside it, :mod:`edge.wire.mqtt` sets up the MQTT client both sides use and
 :mod:`edge.wire.files` keeps keys and secrets in private (0600) files.
 

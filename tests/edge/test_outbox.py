@@ -1,15 +1,8 @@
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.keys import GatewayIdentity
 from edge.outbox import OutboxStore
 from edge.wire import ClockState, ReadingsPayload, open_envelope, seal
 from tests.support.factories import T0, reading
-
-
-@pytest.fixture()
-def identity() -> GatewayIdentity:
-    return GatewayIdentity(Ed25519PrivateKey.generate())
 
 
 def sealer(identity):

@@ -20,11 +20,6 @@ from edge.wire.mqtt import BrokerAddress
 from tests.support.factories import envelope, payload, reading
 
 
-@pytest.fixture()
-def identity() -> GatewayIdentity:
-    return GatewayIdentity(Ed25519PrivateKey.generate())
-
-
 def _b64(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 

@@ -19,11 +19,6 @@ TOPIC = "mf/v1/s1/gw1/up/readings"
 
 
 @pytest.fixture()
-def identity() -> GatewayIdentity:
-    return GatewayIdentity(Ed25519PrivateKey.generate())
-
-
-@pytest.fixture()
 def service(tmp_path, identity) -> IngestService:
     registry = open_registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     with registry.begin() as session:
