@@ -184,3 +184,89 @@ def test_command_shows_a_held_run() -> None:
     result = CliRunner().invoke(_cli(), [str(CASES / "negative_residual.yaml")])
     assert result.exit_code == 0
     assert "HOLD negative_residual node MAIN" in result.output
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def _basic_text() -> str:
+    return (CASES / "basic.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("{total: 720.00}", "{total: 720.00, total: 7200.00}", r"key 'total' appears twice"),
+        (
+            "U1: {2026-04-01: 500.00,",
+            "U1: {2026-04-01: 500.00, 2026-04-01: 1.00,",
+            r"appears twice in one mapping",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_overwritten(old: str, new: str, message: str) -> None:
+    text = _basic_text()
+    assert old in text
+    with pytest.raises(CaseError, match=message):
+        parse_case(text.replace(old, new), "case.yaml")
+
+
+def test_a_second_section_of_the_same_name_is_refused_with_both_lines() -> None:
+    text = _basic_text() + "\nbill:\n  invoice: X\n"
+    with pytest.raises(CaseError, match=r"line \d+: key 'bill' appears twice .*first on line \d+"):
+        parse_case(text, "case.yaml")
+
+
+def test_deep_nesting_is_refused_quickly_without_a_recursion_error() -> None:
+    for text in ("a: " + "[" * 500 + "]" * 500, "".join("  " * i + f"k{i}:\n" for i in range(500))):
+        assert len(text) < 300_000
+        with pytest.raises(CaseError, match="nested deeper than 32 levels"):
+            parse_case(text, "deep.yaml")
+
+
+def test_aliases_are_refused_and_the_error_stays_short() -> None:
+    lines = ["a0: &a0 [" + ", ".join(["x"] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    text = "\n".join(lines) + "\n" + "# padding\n" * 10_000
+    assert len(text) > 100_000
+    with pytest.raises(CaseError, match=r"YAML aliases \(\*a0\) are not accepted") as caught:
+        parse_case(text, "bomb.yaml")
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("{total: 720.00}", "{total: 1e17}", "bill.amounts.total"),
+        ("{total: 720.00}", "{total: 1.0e+17}", "line 39"),
+        ("area: 60,", "area: 1e400,", r"units\[0\] \(A101\).area"),
+        ("area: 60,", "area: 1.0e+400,", "line"),
+        ("{total: 720.00}", "{total: .inf}", "line 39"),
+        ("{total: 720.00}", "{total: " + "9" * 50_000 + "}", "a number of 50000 characters"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_naming_the_item(old: str, new: str, where: str) -> None:
+    text = _basic_text()
+    assert old in text
+    with pytest.raises(CaseError, match=where) as caught:
+        parse_case(text.replace(old, new), "case.yaml")
+    assert len(str(caught.value)) < 1100
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    from cloud.apportion.case.loading import MAX_CASE_BYTES
+
+    path = tmp_path / "big.yaml"
+    path.write_text(_basic_text() + "#" * MAX_CASE_BYTES, encoding="utf-8")
+    with pytest.raises(CaseError, match=f"at most {MAX_CASE_BYTES} bytes"):
+        load_case(path)
+
+
+def test_command_answers_a_hostile_file_with_a_message_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 500 + "]" * 500, encoding="utf-8")
+    result = CliRunner().invoke(_cli(), [str(path)])
+    assert result.exit_code == 2
+    assert "nested deeper than 32 levels" in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -25,9 +25,12 @@ from cloud.apportion.keys import Basis, CommonType, VacantPolicy
 from cloud.apportion.money import TariffKind
 
 _Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-_Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-_NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-_Finite = Annotated[Decimal, Field(allow_inf_nan=False)]
+#: Largest magnitude of any number in a case (kWh, m², CNY, multipliers ...): 10^15. Larger
+#: ones are typos or attacks, and would overflow the engine's int64 cents.
+MAX_MAGNITUDE = Decimal(10) ** 15
+_Positive = Annotated[Decimal, Field(gt=0, lt=MAX_MAGNITUDE, allow_inf_nan=False)]
+_NonNegative = Annotated[Decimal, Field(ge=0, lt=MAX_MAGNITUDE, allow_inf_nan=False)]
+_Finite = Annotated[Decimal, Field(gt=-MAX_MAGNITUDE, lt=MAX_MAGNITUDE, allow_inf_nan=False)]
 _Fraction = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
 _Day = datetime | date
 
