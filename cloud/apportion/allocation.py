@@ -38,7 +38,7 @@ from cloud.apportion.keys import (
     exclusive_weights,
 )
 from cloud.apportion.lines import VACANT, Component, LineBlock, PotAllocation, Segments, Step
-from cloud.apportion.tree import NodeKind, TreeShape, rows
+from cloud.apportion.tree import NodeKind, TreeShape, node_residual, rows
 
 
 def _by_segment(segment: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -352,7 +352,7 @@ def allocate_pot(
                 )
                 run.allocate(node, Component.COMMON, members, amount[node], energy[node], rule)
             continue
-        residual = energy[node] - children[node]
+        residual = float(node_residual(energy[node], children[node]))
         negative[node] = residual < 0
         if denominator[node] > 0:
             residual_kwh = max(residual, 0.0)

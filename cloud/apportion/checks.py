@@ -13,7 +13,7 @@ import numpy as np
 from cloud.apportion.engine_inputs import EngineInputs, Policy
 from cloud.apportion.engine_result import Flag
 from cloud.apportion.money import Pot, TariffKind
-from cloud.apportion.tree import NodeKind, TreeShape, of_kind, rows
+from cloud.apportion.tree import NodeKind, TreeShape, node_residual, of_kind, rows
 
 
 def tariff_flags(inputs: EngineInputs) -> list[Flag]:
@@ -78,7 +78,7 @@ def node_balances(inputs: EngineInputs, shape: TreeShape, node_kwh: np.ndarray) 
     energy = node_kwh[:, 0, :] if node_kwh.shape[1] == 1 else node_kwh.sum(axis=1)
     inner = np.flatnonzero(of_kind(shape.kind, NodeKind.MAIN, NodeKind.BRANCH))
     residual = np.zeros(energy.shape)
-    residual[inner] = energy[inner] - shape.sum_children_of(energy, inner)
+    residual[inner] = node_residual(energy[inner], shape.sum_children_of(energy, inner))
     loss_rate = np.zeros(len(tree.ids))
     total = energy[inner].sum(axis=1)
     loss_rate[inner] = np.divide(

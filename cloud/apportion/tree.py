@@ -25,6 +25,24 @@ class NodeKind(IntEnum):
     LANDLORD = 4
 
 
+#: A residual smaller than this is no energy at all [kWh]: one watt-hour, ten times finer than
+#: a two-decimal register, far coarser than the float error of summing children.
+RESIDUAL_RESOLUTION_KWH = 0.001
+
+
+def node_residual(energy: np.ndarray | float, children: np.ndarray | float) -> np.ndarray:
+    """A node's energy minus its children's [kWh], exactly 0 where the two agree within
+    :data:`RESIDUAL_RESOLUTION_KWH` (docs/domain.md §4).
+
+    Both sides are sums of register differences × multipliers in floating point, so a branch
+    whose one sub-meter measures the same load, or a meterless branch (its energy is its
+    children's), comes out as ±1e-13 kWh rather than 0; the sign of such a residual means
+    nothing and must never hold a run as ``negative_residual``.
+    """
+    residual = np.asarray(energy, dtype=np.float64) - np.asarray(children, dtype=np.float64)
+    return np.where(np.abs(residual) < RESIDUAL_RESOLUTION_KWH, 0.0, residual)
+
+
 def of_kind(kind: np.ndarray, *kinds: NodeKind) -> np.ndarray:
     """Mask of the nodes whose ``kind`` is one of ``kinds``.
 

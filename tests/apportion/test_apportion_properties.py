@@ -5,6 +5,7 @@ changes the output."""
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -217,3 +218,61 @@ def test_largest_remainder_is_exact_and_within_a_cent(total: int, weights: list[
     assert int(cents.sum()) == total
     assert (np.abs(cents - ideal) < 1.0 + 1e-6).all()
     assert (cents >= 0).all()
+
+
+@st.composite
+def balanced_trees(draw: st.DrawFn) -> dict[str, Any]:
+    """MAIN → BR (metered or not) → units whose readings add up to the branch's and the main
+    meter's exactly, as two-decimal registers do; the period split or not by a move-in and a
+    tariff change."""
+    units = draw(st.integers(1, 6))
+    cents = st.integers(0, 9_999_999)
+    use = [draw(cents) for _ in range(units)]
+
+    def reading(used: int) -> dict[str, Decimal]:
+        start = draw(cents)
+        return {START: Decimal(start) / 100, END: Decimal(start + used) / 100}
+
+    branch: dict[str, Any] = {"id": "BR", "kind": "branch", "parent": "MAIN"}
+    branch["rule"] = {"basis": draw(st.sampled_from(BASES[:3]))}
+    readings = {f"M-U{i}": reading(u) for i, u in enumerate(use)}
+    readings["M-MAIN"] = reading(sum(use))
+    meters = [{"id": m} for m in readings]
+    if draw(st.booleans()):
+        branch["meter"] = "M-BR"
+        readings["M-BR"] = reading(sum(use))
+        meters.append({"id": "M-BR"})
+    cut = draw(st.one_of(st.none(), st.integers(1, DAYS - 1)))
+    tariffs: list[dict[str, Any]] = [{"id": "v1", "kind": "flat", "from": "2026-01-01"}]
+    tariffs[0]["price"] = Decimal("0.6")
+    occupancy = {}
+    if cut is not None:
+        occupancy["U0"] = [{"tenant": "T0", "from": day(cut)}]
+        if draw(st.booleans()):
+            tariffs[0]["to"] = day(cut)
+            tariffs.append({"id": "v2", "kind": "flat", "from": day(cut), "price": Decimal("0.7")})
+    return {
+        "period": {"start": START, "end": END},
+        "units": [{"id": f"U{i}", "area": 10 + i} for i in range(units)],
+        "meters": meters,
+        "tree": [
+            {"id": "MAIN", "kind": "main", "meter": "M-MAIN", "rule": {"basis": "usage"}},
+            branch,
+            *(
+                {"id": f"U{i}", "kind": "unit", "parent": "BR", "meter": f"M-U{i}"}
+                for i in range(units)
+            ),
+        ],
+        "occupancy": occupancy,
+        "readings": readings,
+        "tariffs": tariffs,
+        "bill": {"invoice": "INV", "amounts": {"total": Decimal("1234.56")}},
+        "policy": {"catalog_tolerance": 1000},
+    }
+
+
+@SETTINGS
+@given(balanced_trees())
+def test_an_exactly_zero_residual_never_holds_a_run(data: dict[str, Any]) -> None:
+    result = apportion(case_from_data(data).to_engine_inputs())
+    assert [f for f in result.flags if f.code == "negative_residual"] == []
