@@ -103,8 +103,7 @@ class _PotAllocator:
         def compute() -> tuple[np.ndarray, float]:
             w = weights()
             if vacant is VacantPolicy.REDISTRIBUTE:
-                occupant = self.segments.occupant[rows(self.seg_of, members)]
-                w = np.where(occupant == VACANT, 0.0, w)
+                w = np.where(self.vacant(members), 0.0, w)
             return w, float(w.sum())
 
         if not fixed or self.key_weights is None:
@@ -112,6 +111,10 @@ class _PotAllocator:
         return self.key_weights.get(
             (origin, int(component), tuple(int(j) for j in self.slices)), compute
         )
+
+    def vacant(self, members: np.ndarray) -> np.ndarray:
+        """Which of ``members``' slices are vacant (members, slices)."""
+        return self.segments.occupant[rows(self.seg_of, members)] == VACANT
 
     def spread(
         self,
@@ -205,6 +208,7 @@ class _PotAllocator:
                 self.usage,
                 self.slice_days,
                 self.formula_kwh.get(node),
+                self.vacant(members) if rule.vacant is VacantPolicy.REDISTRIBUTE else None,
             ),
             rule.vacant,
             fixed=basis in FIXED_BASES,

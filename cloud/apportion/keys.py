@@ -95,6 +95,7 @@ def basis_weights(
     usage: np.ndarray,
     slice_days: np.ndarray,
     formula_kwh: np.ndarray | None,
+    vacant: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weights (members, slices) of one allocation key.
 
@@ -107,6 +108,10 @@ def basis_weights(
         tenant who moves in mid-period carries its days only.
     formula_kwh : float64 (slices,) or None
         Σ over the slice's days of difference × daily factor [kWh] (formula key).
+    vacant : bool (members, slices) or None
+        Vacant days that leave the key (the ``redistribute`` policy). A blend is taken over
+        the remaining members only, so that among them the mix stays
+        p × usage share + (1 − p) × area share; other keys are masked by the caller.
 
     Returns weights [m²·d, kWh, unit·d ...] whose scale does not matter, only ratios.
     """
@@ -129,6 +134,9 @@ def basis_weights(
         return area * np.maximum(formula_kwh, 0.0)[None, :]
     area = area * days
     use = np.maximum(rows(usage, members), 0.0)
+    if vacant is not None:
+        area = np.where(vacant, 0.0, area)
+        use = np.where(vacant, 0.0, use)
     area_total, use_total = area.sum(), use.sum()
     if use_total <= 0:
         return area

@@ -276,3 +276,65 @@ def balanced_trees(draw: st.DrawFn) -> dict[str, Any]:
 def test_an_exactly_zero_residual_never_holds_a_run(data: dict[str, Any]) -> None:
     result = apportion(case_from_data(data).to_engine_inputs())
     assert [f for f in result.flags if f.code == "negative_residual"] == []
+
+
+@st.composite
+def blends_with_vacancy(draw: st.DrawFn) -> tuple[dict[str, Any], float]:
+    """A common meter split by ``blend`` with ``vacant: redistribute`` over units some of
+    which are vacant all period; the main meter measures exactly the units and the common."""
+    p = draw(st.sampled_from([0.3, 0.5, 0.7]))
+    count = draw(st.integers(3, 7))
+    occupied = draw(st.lists(st.booleans(), min_size=count, max_size=count))
+    occupied[0], occupied[-1] = True, False  # at least one of each
+    use = [draw(st.integers(1, 900_000)) for _ in range(count)]
+    lift = draw(st.integers(100, 900_000))
+    readings = {f"M-U{i}": {START: Decimal(0), END: Decimal(u) / 100} for i, u in enumerate(use)}
+    readings["M-LIFT"] = {START: Decimal(0), END: Decimal(lift) / 100}
+    readings["M-MAIN"] = {START: Decimal(0), END: Decimal(sum(use) + lift) / 100}
+    data = {
+        "period": {"start": START, "end": END},
+        "units": [{"id": f"U{i}", "area": draw(st.integers(10, 300))} for i in range(count)],
+        "meters": [{"id": m} for m in readings],
+        "tree": [
+            {"id": "MAIN", "kind": "main", "meter": "M-MAIN", "rule": {"basis": "area"}},
+            {
+                "id": "LIFT",
+                "kind": "common",
+                "parent": "MAIN",
+                "meter": "M-LIFT",
+                "rule": {"basis": "blend", "p": p, "vacant": "redistribute"},
+            },
+            *(
+                {"id": f"U{i}", "kind": "unit", "parent": "MAIN", "meter": f"M-U{i}"}
+                for i in range(count)
+            ),
+        ],
+        "occupancy": {
+            f"U{i}": [{"tenant": f"T{i}", "from": START}] for i in range(count) if occupied[i]
+        },
+        "readings": readings,
+        "tariffs": [{"id": "v1", "kind": "flat", "from": "2026-01-01", "price": Decimal("0.6")}],
+        "bill": {"invoice": "INV", "amounts": {"total": Decimal("98765.43")}},
+        "policy": {"catalog_tolerance": 1000},
+    }
+    return data, p
+
+
+@SETTINGS
+@given(blends_with_vacancy())
+def test_blend_with_redistribute_mixes_over_the_remaining_members(
+    case: tuple[dict[str, Any], float],
+) -> None:
+    data, p = case
+    result = apportion(case_from_data(data).to_engine_inputs())
+    common = {r.unit: r.ideal_cents for r in line_rows(result) if r.origin == "LIFT" and r.unit}
+    occupied = {o for o in data["occupancy"]}
+    assert set(common) == occupied  # vacant units carry none of it
+    area = {u["id"]: u["area"] for u in data["units"] if u["id"] in occupied}
+    use = {u: float(data["readings"][f"M-{u}"][END]) for u in occupied}
+    expected = {
+        u: p * use[u] / sum(use.values()) + (1 - p) * area[u] / sum(area.values()) for u in occupied
+    }
+    total = sum(common.values())
+    for u in occupied:
+        assert abs(common[u] / total - expected[u]) < 1e-9
