@@ -12,7 +12,7 @@ import numpy as np
 
 from cloud.apportion.engine_inputs import EngineInputs, Policy
 from cloud.apportion.engine_result import Flag
-from cloud.apportion.money import Pot, TariffKind
+from cloud.apportion.money import Pot, TariffKind, cny
 from cloud.apportion.tree import NodeKind, TreeShape, node_residual, of_kind, rows
 
 
@@ -58,8 +58,8 @@ def pot_flags(pots: list[Pot], policy: Policy) -> list[Flag]:
                 Flag(
                     "bill_differs_from_catalog",
                     f"pot {pot.register}/{pot.version}",
-                    f"bill {pot.cents / 100:.2f} CNY, catalog price of the main "
-                    f"meter's use {pot.catalog_cents / 100:.2f} CNY",
+                    f"bill {cny(pot.cents)} CNY, catalog price of the main "
+                    f"meter's use {cny(pot.catalog_cents)} CNY",
                     False,
                 )
             )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from meterflow.cli.common import fail
+
 if TYPE_CHECKING:
     from cloud.apportion.engine_result import EngineResult
     from cloud.apportion.statement import LineRow
@@ -78,35 +80,33 @@ def apportion_command(
     from cloud.apportion.case.loading import load_case
     from cloud.apportion.engine import apportion
     from cloud.apportion.errors import ApportionError
+    from cloud.apportion.money import cny
     from cloud.apportion.statement import LANDLORD_PARTY, line_rows
 
     try:
         loaded = load_case(case)
         result = apportion(loaded.to_engine_inputs())
     except ApportionError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     doc = report(result, loaded.input_hash())
     if as_json:
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
     typer.echo(
         f"{loaded.site} {doc['period']['start']} … {doc['period']['end']} (exclusive), "
-        f"bill {result.inputs.bill.invoice}: {doc['bill_cents'] / 100:.2f} CNY"
+        f"bill {result.inputs.bill.invoice}: {cny(doc['bill_cents'])} CNY"
     )
     typer.echo(f"input hash {doc['input_hash']}")
     for pot in doc["pots"]:
         catalog = (
-            f", catalog {pot['catalog_cents'] / 100:.2f}"
-            if pot["catalog_cents"] is not None
-            else ""
+            f", catalog {cny(pot['catalog_cents'])}" if pot["catalog_cents"] is not None else ""
         )
-        typer.echo(f"pot {pot['register']}/{pot['tariff']}: {pot['cents'] / 100:.2f} CNY{catalog}")
+        typer.echo(f"pot {pot['register']}/{pot['tariff']}: {cny(pot['cents'])} CNY{catalog}")
     for line in _table(line_rows(result)):
         typer.echo(line)
     for party, cents in doc["totals"].items():
         label = "landlord" if party == LANDLORD_PARTY else f"tenant {party}"
-        typer.echo(f"total {label}: {cents / 100:.2f} CNY")
+        typer.echo(f"total {label}: {cny(cents)} CNY")
     for flag in result.flags:
         typer.echo(f"{'HOLD' if flag.holds else 'note'} {flag.code} {flag.subject}: {flag.message}")
     if result.held:

@@ -124,8 +124,7 @@ def edge_provision(
     try:
         result = provision(cloud, claim_token, data_dir, force=force, allow_http=allow_http)
     except ProvisionError as exc:
-        typer.secho(f"error: {exc}", err=True, fg="red")
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     if result.replaced_dir is not None:
         typer.echo(f"previous files moved to {result.replaced_dir}")
     typer.echo(
