@@ -1,15 +1,23 @@
-"""A site's apportionment configuration in the registry: write a case's, read one back.
+"""A site's apportionment set-up in the registry: import a site file, export it back.
 
-:func:`save_configuration` stores what a case says about the site — units, the meter tree,
-meter installations and their multipliers, occupancy, allocation rules, tariff versions —
-and its source bill. :func:`load_configuration` reads them back as a :class:`Case` for one
-period, with the period's readings, history and drivers handed in (they live in the series
-store and the weather feed, not in the registry). Registers are the bill's, in name order.
+:func:`import_site` stores what a site file says — units, meters and their installations
+and multiplier steps, the tree and its rules, occupancy, tariff versions, registers and
+policy — item by item: an item the registry lacks is created, one that differs is updated,
+one that is equal is left alone, so importing the same file twice changes nothing. Nothing
+is deleted: a meter leaves the tree with a ``removed`` date, a tenant with an occupancy
+``to`` date, a tariff with its ``to`` date (the dates are what makes the set-up effective-
+dated; posted runs keep the snapshot they were computed from). Items stored but missing from
+the file are reported. Any error refuses the whole file and names every item at fault.
+
+:func:`site_sections` reads a site back in the site file's form: the export, and the
+site half of every close (:func:`cloud.apportion.site.case_data` adds the period's half).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -17,234 +25,485 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.apportion.case.document import Case
-from cloud.apportion.case.loading import case_from_data
+from cloud.apportion.case.canonical import canonical_json, plain
 from cloud.apportion.models import (
     AllocationRule,
     MeterInstallation,
     MultiplierStepRow,
     OccupancySegment,
-    SourceBill,
-    SourceBillAmount,
+    SiteSettings,
     TariffVersionRow,
     TreeNode,
     Unit,
 )
-from cloud.apportion.money import DEMAND, to_cents
+from cloud.apportion.site import DEFAULT_QUANTITIES, SiteFile, SiteFileError, site_from_data
 from cloud.registry.models import Meter, Site
-from cloud.registry.service import ensure_site
+from cloud.staff.audit import record
+from edge.wire import Clock, utc_now
 
 #: The date a multiplier given without dates is stored from.
 ALWAYS = date(1970, 1, 1)
 
 
-def save_configuration(session: Session, case: Case) -> None:
-    """Write ``case``'s units, tree, installations, occupancy, rules, tariffs and bill.
+@dataclass
+class ImportReport:
+    """What an import did (or, in a dry run, would do), per kind of item."""
 
-    Meters the registry does not know yet are registered without protocol or address.
+    site: str
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    not_in_file: dict[str, list[str]] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def count(self, kind: str, outcome: str) -> None:
+        table = {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
+        table[outcome][kind] = table[outcome].get(kind, 0) + 1
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "dry_run": self.dry_run,
+            "changed": self.changed,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "not_in_file": self.not_in_file,
+        }
+
+
+def _number(value: Decimal | None) -> Decimal | None:
+    return None if value is None else Decimal(value).normalize()
+
+
+def _put(
+    session: Session, report: ImportReport, kind: str, row: Any | None, new: Any, values: dict
+) -> Any:
+    """Create ``new`` (a row with ``values``) when ``row`` is None, else update ``row`` where
+    a value differs; count the outcome."""
+    if row is None:
+        for name, value in values.items():
+            setattr(new, name, value)
+        session.add(new)
+        report.count(kind, "created")
+        return new
+    differs = {n: v for n, v in values.items() if _norm(getattr(row, n)) != _norm(v)}
+    for name, value in differs.items():
+        setattr(row, name, value)
+    report.count(kind, "updated" if differs else "unchanged")
+    return row
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return value.normalize()
+    if isinstance(value, dict | list):
+        return canonical_json(value)
+    return value
+
+
+def import_site(
+    session: Session, site: SiteFile, *, by: str, clock: Clock = utc_now
+) -> ImportReport:
+    """Store ``site`` (see the module docstring); SiteFileError refuses it whole.
+
+    The caller owns the transaction: a dry run rolls it back after reading the report.
     """
-    ensure_site(session, case.site, timezone=case.timezone)
+    s = site.schema
+    report = ImportReport(s.site)
+    _refuse_foreign_items(session, site)
+    site_row = session.get(Site, s.site)
+    _put(
+        session,
+        report,
+        "site",
+        site_row,
+        Site(id=s.site),
+        {"name": s.name or (site_row.name if site_row else s.site), "timezone": s.timezone},
+    )
     session.flush()
-    for meter in case.meters:
+    sha = hashlib.sha256(canonical_json(site.sections)).hexdigest()
+    settings = session.get(SiteSettings, s.site)
+    policy = plain(s.policy.model_dump(mode="python"))
+    quantities = {r: s.quantity(r) for r in s.registers}
+    if settings is None or (settings.registers, settings.quantities, settings.policy) != (
+        s.registers,
+        quantities,
+        policy,
+    ):
+        _put(
+            session,
+            report,
+            "settings",
+            settings,
+            SiteSettings(site_id=s.site),
+            {
+                "registers": list(s.registers),
+                "quantities": quantities,
+                "policy": policy,
+                "file_sha256": sha,
+                "imported_by": by,
+                "imported_at": clock(),
+            },
+        )
+    else:
+        report.count("settings", "unchanged")
+    for meter in s.meters:
         if session.get(Meter, meter.id) is None:
-            session.add(Meter(id=meter.id, site_id=case.site, protocol="", address=""))
-    for unit in case.units:
-        session.add(
-            Unit(
-                id=unit.id,
-                site_id=case.site,
-                area_m2=unit.area,
-                building=unit.building,
-                floor=unit.floor,
-            )
+            session.add(Meter(id=meter.id, site_id=s.site, protocol="", address=""))
+            report.count("meter", "created")
+    for unit in s.units:
+        _put(
+            session,
+            report,
+            "unit",
+            session.get(Unit, unit.id),
+            Unit(id=unit.id, site_id=s.site),
+            {
+                "area_m2": unit.area,
+                "building": unit.building,
+                "floor": unit.floor,
+                "name": unit.name,
+            },
         )
     session.flush()
-    for node in _parents_first(case):
-        session.add(
-            TreeNode(
-                id=node.id,
-                site_id=case.site,
-                kind=node.kind,
-                parent_id=node.parent,
-                unit_id=(node.unit or node.id) if node.kind == "unit" else None,
-                landlord_area_m2=node.area,
-            )
-        )
-        session.flush()
-    for node in case.tree:
-        if node.meter is None:
-            continue
-        chain = case.chain(node.meter)
-        for installation in reversed(chain):  # the replacement first: it is referred to
-            session.add(
-                MeterInstallation(
-                    id=installation.id,
-                    meter_id=installation.id,
-                    node_id=node.id,
-                    installed_on=installation.installed,
-                    removed_on=installation.removed,
-                    capacity=installation.capacity,
-                    bidirectional=installation.bidirectional,
-                    replaced_by_id=installation.replaced_by,
-                )
-            )
-            session.flush()
-            steps = installation.multiplier if isinstance(installation.multiplier, list) else None
-            for step_from, value in (
-                [(s.from_, s.value) for s in steps]
-                if steps
-                else [(ALWAYS, installation.multiplier)]
-            ):
-                session.add(
-                    MultiplierStepRow(
-                        installation_id=installation.id, effective_from=step_from, multiplier=value
-                    )
-                )
-    for unit_node, stays in case.occupancy.items():
-        for stay in stays:
-            session.add(
-                OccupancySegment(
-                    node_id=unit_node, tenant=stay.tenant, from_=stay.from_, to=stay.to
-                )
-            )
-    for node in case.tree:
-        if node.rule is None:
-            continue
-        r = node.rule
-        session.add(
-            AllocationRule(
-                node_id=node.id,
-                basis=r.basis.value,
-                blend_p=r.p,
-                coefficients={k: str(v) for k, v in r.coefficients.items()},
-                formula_driver=r.formula.driver if r.formula else None,
-                formula_base=r.formula.base if r.formula else None,
-                formula_span=r.formula.span if r.formula else None,
-                loss_cap=r.loss_cap,
-                vacant=r.vacant.value,
-                estimate_limit=r.estimate_limit,
-                on_estimate_excess=r.on_estimate_excess,
-                common_type=r.common_type.value if r.common_type else None,
-                exclusive_to=r.exclusive_to,
-                shared_by=list(r.shared_by),
-            )
-        )
-    for t in case.tariffs:
-        session.add(
-            TariffVersionRow(
-                id=t.id,
-                site_id=case.site,
-                kind=t.kind.value,
-                effective_from=t.from_,
-                effective_to=t.to,
-                prices={k: str(v) for k, v in t.prices.items()}
+    _import_tree(session, site, report)
+    _import_occupancy(session, site, report)
+    for t in s.tariffs:
+        _put(
+            session,
+            report,
+            "tariff",
+            session.get(TariffVersionRow, t.id),
+            TariffVersionRow(id=t.id, site_id=s.site),
+            {
+                "kind": t.kind.value,
+                "effective_from": t.from_,
+                "effective_to": t.to,
+                "prices": {k: str(v) for k, v in t.prices.items()}
                 if t.prices
                 else ({"*": str(t.price)} if t.price is not None else {}),
-                tiers=[
+                "tiers": [
                     {"upto": None if x.upto is None else str(x.upto), "price": str(x.price)}
                     for x in t.tiers
                 ],
-                demand_price=t.demand_price,
-                markup=t.markup,
-            )
+                "demand_price": t.demand_price,
+                "markup": t.markup,
+            },
         )
-    bill = SourceBill(
-        site_id=case.site,
-        invoice=case.bill.invoice,
-        period_start=case.period.start,
-        period_end=case.period.end,
-        demand_kw=case.bill.demand_kw,
+    session.flush()
+    _report_missing(session, site, report)
+    if report.changed:
+        record(
+            session,
+            at=clock(),
+            actor=by,
+            action="site.import",
+            subject=f"site:{s.site}",
+            detail=f"sha256 {sha}; created {report.created}; updated {report.updated}",
+        )
+        session.flush()
+    return report
+
+
+def _refuse_foreign_items(session: Session, site: SiteFile) -> None:
+    """Ids are global: a unit, node, meter or tariff of another site is refused by name."""
+    s = site.schema
+    errors: list[str] = []
+    checks: Iterable[tuple[str, type, list[str]]] = (
+        ("units", Unit, [u.id for u in s.units]),
+        ("tree", TreeNode, [n.id for n in s.tree]),
+        ("meters", Meter, [m.id for m in s.meters]),
+        ("tariffs", TariffVersionRow, [t.id for t in s.tariffs]),
     )
-    session.add(bill)
-    session.flush()
-    for register, amount in case.bill.amounts.items():
-        session.add(SourceBillAmount(bill_id=bill.id, register=register, cents=to_cents(amount)))
-    if case.bill.demand is not None:
-        session.add(
-            SourceBillAmount(bill_id=bill.id, register=DEMAND, cents=to_cents(case.bill.demand))
-        )
-    session.flush()
+    for section, model, ids in checks:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row_id, owner in session.execute(
+                select(model.id, model.site_id).where(model.id.in_(chunk))
+            ):
+                if owner != s.site:
+                    errors.append(f"{section}: {row_id!r} belongs to site {owner!r}")
+    if errors:
+        raise SiteFileError(f"site {s.site}", sorted(errors))
 
 
-def _parents_first(case: Case) -> list[Any]:
-    nodes = {n.id: n for n in case.tree}
+def _parents_first(site: SiteFile) -> list[Any]:
+    nodes = {n.id: n for n in site.schema.tree}
     ordered: list[Any] = []
     seen: set[str] = set()
-
-    def visit(node_id: str) -> None:
-        if node_id in seen:
-            return
-        parent = nodes[node_id].parent
-        if parent is not None:
-            visit(parent)
-        seen.add(node_id)
-        ordered.append(nodes[node_id])
-
     for node_id in sorted(nodes):
-        visit(node_id)
+        path = []
+        cursor: str | None = node_id
+        while cursor is not None and cursor not in seen:
+            path.append(cursor)
+            seen.add(cursor)
+            cursor = nodes[cursor].parent
+        ordered.extend(nodes[n] for n in reversed(path))
     return ordered
 
 
-def _number(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f")
-
-
-def load_configuration(
-    session: Session,
-    site_id: str,
-    invoice: str,
-    *,
-    readings: Mapping[str, Any],
-    history: Mapping[str, Any] | None = None,
-    drivers: Mapping[str, Any] | None = None,
-    policy: Mapping[str, Any] | None = None,
-) -> Case:
-    """The case of ``site_id``'s bill ``invoice``: configuration from the registry, the
-    period's ``readings`` (meter → {date: values}), ``history`` and ``drivers`` as given.
-
-    Raises CaseError (from validation) when the stored configuration is incomplete for the
-    period, e.g. a tariff version is missing.
-    """
-    bill = session.scalars(
-        select(SourceBill).where(SourceBill.site_id == site_id, SourceBill.invoice == invoice)
-    ).one()
-    amounts = {
-        a.register: a.cents
-        for a in session.scalars(
-            select(SourceBillAmount).where(SourceBillAmount.bill_id == bill.id)
+def _import_tree(session: Session, site: SiteFile, report: ImportReport) -> None:
+    s = site.schema
+    for node in _parents_first(site):
+        _put(
+            session,
+            report,
+            "node",
+            session.get(TreeNode, node.id),
+            TreeNode(id=node.id, site_id=s.site),
+            {
+                "kind": node.kind,
+                "parent_id": node.parent,
+                "unit_id": (node.unit or node.id) if node.kind == "unit" else None,
+                "landlord_area_m2": node.area,
+                "name": node.name,
+            },
         )
+    session.flush()
+    meters = {m.id: m for m in s.meters}
+    installations: list[tuple[str, Any]] = []
+    for node in s.tree:
+        cursor = node.meter
+        chain = []
+        while cursor is not None:
+            chain.append(meters[cursor])
+            cursor = meters[cursor].replaced_by
+        installations += [(node.id, m) for m in reversed(chain)]  # replacements first
+    for node_id, m in installations:
+        _put(
+            session,
+            report,
+            "installation",
+            session.get(MeterInstallation, m.id),
+            MeterInstallation(id=m.id, meter_id=m.id),
+            {
+                "node_id": node_id,
+                "installed_on": m.installed,
+                "removed_on": m.removed,
+                "capacity": m.capacity,
+                "bidirectional": m.bidirectional,
+                "replaced_by_id": m.replaced_by,
+            },
+        )
+        session.flush()
+        steps = (
+            {x.from_: x.value for x in m.multiplier}
+            if isinstance(m.multiplier, list)
+            else {ALWAYS: m.multiplier}
+        )
+        stored = {
+            r.effective_from: r
+            for r in session.scalars(
+                select(MultiplierStepRow).where(MultiplierStepRow.installation_id == m.id)
+            )
+        }
+        for gone in stored.keys() - steps.keys():
+            session.delete(stored[gone])
+        for day, value in steps.items():
+            _put(
+                session,
+                report,
+                "multiplier",
+                stored.get(day),
+                MultiplierStepRow(installation_id=m.id, effective_from=day),
+                {"multiplier": value},
+            )
+    for node in s.tree:
+        rule = session.get(AllocationRule, node.id)
+        if node.rule is None:
+            if rule is not None:
+                session.delete(rule)
+                report.count("rule", "updated")
+            continue
+        r = node.rule
+        _put(
+            session,
+            report,
+            "rule",
+            rule,
+            AllocationRule(node_id=node.id),
+            {
+                "basis": r.basis.value,
+                "blend_p": r.p,
+                "coefficients": {k: str(v) for k, v in r.coefficients.items()},
+                "formula_driver": r.formula.driver if r.formula else None,
+                "formula_base": r.formula.base if r.formula else None,
+                "formula_span": r.formula.span if r.formula else None,
+                "loss_cap": r.loss_cap,
+                "vacant": r.vacant.value,
+                "estimate_limit": r.estimate_limit,
+                "on_estimate_excess": r.on_estimate_excess,
+                "common_type": r.common_type.value if r.common_type else None,
+                "exclusive_to": r.exclusive_to,
+                "shared_by": list(r.shared_by),
+            },
+        )
+    session.flush()
+
+
+def _import_occupancy(session: Session, site: SiteFile, report: ImportReport) -> None:
+    """Stays keyed by (unit node, tenant, from); a stay overlapping one stored for the same
+    unit (e.g. from the lease ledger) is refused by name."""
+    errors = []
+    for node_id, stays in site.schema.occupancy.items():
+        stored = list(
+            session.scalars(select(OccupancySegment).where(OccupancySegment.node_id == node_id))
+        )
+        by_key = {(o.tenant, o.from_): o for o in stored}
+        for stay in stays:
+            row = by_key.get((stay.tenant, stay.from_))
+            for other in stored:
+                if other is row:
+                    continue
+                if stay.from_ < (other.to or date.max) and other.from_ < (stay.to or date.max):
+                    errors.append(
+                        f"occupancy: {node_id} {stay.tenant} from {stay.from_} overlaps the "
+                        f"stored stay of {other.tenant} {other.from_} … {other.to or 'open'}"
+                    )
+            _put(
+                session,
+                report,
+                "occupancy",
+                row,
+                OccupancySegment(node_id=node_id, tenant=stay.tenant, from_=stay.from_),
+                {"to": stay.to},
+            )
+    if errors:
+        raise SiteFileError(f"site {site.schema.site}", errors)
+    session.flush()
+
+
+def _report_missing(session: Session, site: SiteFile, report: ImportReport) -> None:
+    s = site.schema
+    in_file = {
+        "units": {u.id for u in s.units},
+        "tree": {n.id for n in s.tree},
+        "tariffs": {t.id for t in s.tariffs},
     }
-    registers = sorted(r for r in amounts if r != DEMAND)
+    stored = {
+        "units": set(session.scalars(select(Unit.id).where(Unit.site_id == s.site))),
+        "tree": set(session.scalars(select(TreeNode.id).where(TreeNode.site_id == s.site))),
+        "tariffs": set(
+            session.scalars(select(TariffVersionRow.id).where(TariffVersionRow.site_id == s.site))
+        ),
+    }
+    for section, ids in stored.items():
+        missing = sorted(ids - in_file[section])
+        if missing:
+            report.not_in_file[section] = missing
+
+
+def site_sections(session: Session, site_id: str) -> dict[str, Any]:
+    """The site's stored set-up in the site file's form (plain values: Decimals, dates).
+
+    Raises LookupError when the site has no imported set-up.
+    """
     site = session.get(Site, site_id)
-    nodes = session.scalars(select(TreeNode).where(TreeNode.site_id == site_id)).all()
-    node_ids = [n.id for n in nodes]
-    installations = session.scalars(
-        select(MeterInstallation).where(MeterInstallation.node_id.in_(node_ids))
-    ).all()
-    replaced = {i.replaced_by_id for i in installations if i.replaced_by_id}
-    first = {i.node_id: i.id for i in installations if i.id not in replaced}
+    settings = session.get(SiteSettings, site_id)
+    if site is None or settings is None:
+        raise LookupError(f"site {site_id!r} has no site file imported")
+    nodes = list(
+        session.scalars(select(TreeNode).where(TreeNode.site_id == site_id).order_by(TreeNode.id))
+    )
+    installations = list(
+        session.scalars(
+            select(MeterInstallation)
+            .join(TreeNode, MeterInstallation.node_id == TreeNode.id)
+            .where(TreeNode.site_id == site_id)
+            .order_by(MeterInstallation.id)
+        )
+    )
+    steps: dict[str, list[MultiplierStepRow]] = {}
+    for row in session.scalars(
+        select(MultiplierStepRow)
+        .join(MeterInstallation, MultiplierStepRow.installation_id == MeterInstallation.id)
+        .join(TreeNode, MeterInstallation.node_id == TreeNode.id)
+        .where(TreeNode.site_id == site_id)
+        .order_by(MultiplierStepRow.installation_id, MultiplierStepRow.effective_from)
+    ):
+        steps.setdefault(row.installation_id, []).append(row)
     rules = {
         r.node_id: r
-        for r in session.scalars(select(AllocationRule).where(AllocationRule.node_id.in_(node_ids)))
+        for r in session.scalars(
+            select(AllocationRule)
+            .join(TreeNode, AllocationRule.node_id == TreeNode.id)
+            .where(TreeNode.site_id == site_id)
+        )
     }
-    tree = []
-    for n in nodes:
-        node: dict[str, Any] = {
-            "id": n.id,
-            "kind": n.kind,
-            "parent": n.parent_id,
-            "meter": first.get(n.id),
-        }
-        if n.kind == "unit" and n.unit_id != n.id:
-            node["unit"] = n.unit_id
-        if n.landlord_area_m2 is not None:
-            node["area"] = _number(n.landlord_area_m2)
-        if n.id in rules:
-            r = rules[n.id]
-            node["rule"] = {
+    replaced = {i.replaced_by_id for i in installations if i.replaced_by_id}
+    first = {i.node_id: i.id for i in installations if i.id not in replaced}
+    tree = [_node(n, first.get(n.id), rules.get(n.id)) for n in nodes]
+    meters = [_meter(i, steps.get(i.id, [])) for i in installations]
+    units = [
+        _drop_empty(
+            {
+                "id": u.id,
+                "area": _number(u.area_m2),
+                "building": u.building,
+                "floor": u.floor,
+                "name": u.name,
+            }
+        )
+        for u in session.scalars(select(Unit).where(Unit.site_id == site_id).order_by(Unit.id))
+    ]
+    occupancy: dict[str, list[dict[str, Any]]] = {}
+    for o in session.scalars(
+        select(OccupancySegment)
+        .join(TreeNode, OccupancySegment.node_id == TreeNode.id)
+        .where(TreeNode.site_id == site_id)
+        .order_by(OccupancySegment.node_id, OccupancySegment.from_)
+    ):
+        occupancy.setdefault(o.node_id, []).append(
+            _drop_empty({"tenant": o.tenant, "from": o.from_, "to": o.to})
+        )
+    tariffs = [
+        _tariff(t)
+        for t in session.scalars(
+            select(TariffVersionRow)
+            .where(TariffVersionRow.site_id == site_id)
+            .order_by(TariffVersionRow.effective_from, TariffVersionRow.id)
+        )
+    ]
+    quantities = {
+        r: q for r, q in settings.quantities.items() if DEFAULT_QUANTITIES.get(r) != q
+    }
+    out: dict[str, Any] = {"site": site_id, "name": site.name, "timezone": site.timezone}
+    out["registers"] = list(settings.registers)
+    if quantities:
+        out["quantities"] = quantities
+    out.update(units=units, meters=meters, tree=tree, occupancy=occupancy, tariffs=tariffs)
+    out["policy"] = {k: _maybe_number(v) for k, v in settings.policy.items()}
+    return out
+
+
+def _maybe_number(value: Any) -> Any:
+    try:
+        return Decimal(value) if isinstance(value, str) else value
+    except ArithmeticError:
+        return value
+
+
+def _drop_empty(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if v not in (None, "", [], {})}
+
+
+def _node(n: TreeNode, meter: str | None, r: AllocationRule | None) -> dict[str, Any]:
+    node: dict[str, Any] = {"id": n.id, "kind": n.kind, "parent": n.parent_id, "meter": meter}
+    if n.kind == "unit" and n.unit_id != n.id:
+        node["unit"] = n.unit_id
+    node["area"] = _number(n.landlord_area_m2)
+    node["name"] = n.name
+    if r is not None:
+        node["rule"] = _drop_empty(
+            {
                 "basis": r.basis,
                 "p": _number(r.blend_p),
-                "coefficients": r.coefficients,
+                "coefficients": {k: Decimal(v) for k, v in r.coefficients.items()},
                 "formula": None
                 if r.formula_driver is None
                 else {
@@ -260,80 +519,51 @@ def load_configuration(
                 "exclusive_to": r.exclusive_to,
                 "shared_by": r.shared_by,
             }
-        tree.append(node)
-    meters = []
-    for i in installations:
-        steps = session.scalars(
-            select(MultiplierStepRow)
-            .where(MultiplierStepRow.installation_id == i.id)
-            .order_by(MultiplierStepRow.effective_from)
-        ).all()
-        multiplier: Any = (
-            _number(steps[0].multiplier)
-            if len(steps) == 1 and steps[0].effective_from == ALWAYS
-            else [{"from": s.effective_from, "value": _number(s.multiplier)} for s in steps]
         )
-        meters.append(
-            {
-                "id": i.id,
-                "multiplier": multiplier,
-                "capacity": _number(i.capacity),
-                "bidirectional": i.bidirectional,
-                "installed": i.installed_on,
-                "removed": i.removed_on,
-                "replaced_by": i.replaced_by_id,
-            }
-        )
-    units = [
-        {"id": u.id, "area": _number(u.area_m2), "building": u.building, "floor": u.floor}
-        for u in session.scalars(select(Unit).where(Unit.site_id == site_id))
-    ]
-    occupancy: dict[str, list[dict[str, Any]]] = {}
-    for o in session.scalars(
-        select(OccupancySegment).where(OccupancySegment.node_id.in_(node_ids))
-    ):
-        occupancy.setdefault(o.node_id, []).append(
-            {"tenant": o.tenant, "from": o.from_, "to": o.to}
-        )
-    tariffs = []
-    for t in session.scalars(select(TariffVersionRow).where(TariffVersionRow.site_id == site_id)):
-        if t.effective_from >= bill.period_end or (
-            t.effective_to is not None and t.effective_to <= bill.period_start
-        ):
-            continue
-        tariff: dict[str, Any] = {
-            "id": t.id,
-            "kind": t.kind,
-            "from": t.effective_from,
-            "to": t.effective_to,
-            "markup": _number(t.markup),
-            "demand_price": _number(t.demand_price),
+    return _drop_empty(node)
+
+
+def _meter(i: MeterInstallation, steps: list[MultiplierStepRow]) -> dict[str, Any]:
+    multiplier: Any = (
+        _number(steps[0].multiplier)
+        if len(steps) == 1 and steps[0].effective_from == ALWAYS
+        else [{"from": s.effective_from, "value": _number(s.multiplier)} for s in steps]
+    )
+    return _drop_empty(
+        {
+            "id": i.id,
+            "multiplier": multiplier,
+            "capacity": _number(i.capacity),
+            "bidirectional": i.bidirectional or None,
+            "installed": i.installed_on,
+            "removed": i.removed_on,
+            "replaced_by": i.replaced_by_id,
         }
-        if "*" in t.prices:
-            tariff["price"] = t.prices["*"]
-        else:
-            tariff["prices"] = t.prices
-        tariff["tiers"] = t.tiers
-        tariffs.append(tariff)
-    data: dict[str, Any] = {
-        "site": site_id,
-        "timezone": site.timezone if site else "Asia/Shanghai",
-        "period": {"start": bill.period_start, "end": bill.period_end},
-        "registers": registers,
-        "units": units,
-        "meters": meters,
-        "tree": tree,
-        "occupancy": occupancy,
-        "readings": dict(readings),
-        "history": dict(history or {}),
-        "drivers": dict(drivers or {}),
-        "tariffs": tariffs,
-        "bill": {
-            "invoice": bill.invoice,
-            "amounts": {r: str(Decimal(amounts[r]) / 100) for r in registers},
-            "demand": str(Decimal(amounts[DEMAND]) / 100) if DEMAND in amounts else None,
-            "demand_kw": _number(bill.demand_kw),
-        },
-        "policy": dict(policy or {}),
+    )
+
+
+def _tariff(t: TariffVersionRow) -> dict[str, Any]:
+    tariff: dict[str, Any] = {
+        "id": t.id,
+        "kind": t.kind,
+        "from": t.effective_from,
+        "to": t.effective_to,
+        "markup": _number(t.markup) or None,
+        "demand_price": _number(t.demand_price),
     }
-    return case_from_data(data, f"site {site_id} bill {invoice}")
+    if "*" in t.prices:
+        tariff["price"] = Decimal(t.prices["*"])
+    else:
+        tariff["prices"] = {k: Decimal(v) for k, v in t.prices.items()}
+    tariff["tiers"] = [
+        _drop_empty(
+            {"upto": None if x["upto"] is None else Decimal(x["upto"]), "price": Decimal(x["price"])}
+        )
+        for x in t.tiers
+    ]
+    return _drop_empty(tariff)
+
+
+def stored_site(session: Session, site_id: str) -> SiteFile:
+    """The site's stored set-up, checked like a site file (LookupError when none)."""
+    return site_from_data(site_sections(session, site_id), f"site {site_id}")

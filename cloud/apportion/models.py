@@ -46,6 +46,7 @@ class Unit(Base):
     area_m2: Mapped[Decimal] = mapped_column(Numeric(14, 4))
     building: Mapped[str] = mapped_column(String(64), default="")
     floor: Mapped[str] = mapped_column(String(32), default="")
+    name: Mapped[str] = mapped_column(String(100), default="")
 
 
 class TreeNode(Base):
@@ -59,6 +60,7 @@ class TreeNode(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("meter_tree_nodes.id"), index=True)
     unit_id: Mapped[str | None] = mapped_column(ForeignKey("units.id"), unique=True)
     landlord_area_m2: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    name: Mapped[str] = mapped_column(String(100), default="")
 
 
 class MeterInstallation(Base):
@@ -184,6 +186,9 @@ class ApportionRun(Base):
     inputs: Mapped[str] = mapped_column(Text)
     flags: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     held: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The held or void run of the same site and period this one was closed again for.
+    supersedes_id: Mapped[str | None] = mapped_column(ForeignKey("apportion_runs.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reviewed_by: Mapped[str | None] = mapped_column(String(64))
@@ -299,3 +304,18 @@ class StatementDispute(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolution: Mapped[str | None] = mapped_column(Text)
+
+
+class SiteSettings(Base):
+    """A site's apportionment settings from its site file: registers, the wire quantity
+    each register is read from, and the site policy (see cloud.apportion.site)."""
+
+    __tablename__ = "site_settings"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    registers: Mapped[list[str]] = mapped_column(JSON)
+    quantities: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    imported_by: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -15,7 +15,6 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.case.loading import case_from_data, load_case
-from cloud.apportion.configuration import load_configuration, save_configuration
 from cloud.apportion.errors import RunHeldError, RunStateError, SignatureError
 from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
 from cloud.apportion.runs import (
@@ -216,24 +215,3 @@ def test_tampered_statement_fails_verification(sqlite_sessions) -> None:  # type
             verify_statement(forged, key.public_key())
         with pytest.raises(SignatureError, match="signed with key"):
             verify_statement(signed, Ed25519PrivateKey.generate().public_key())
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["basic", "replacement", "two_part", "move_in", "tiered", "formula", "blend", "coefficients"],
-)
-def test_configuration_round_trips_through_the_registry(sqlite_sessions, name: str) -> None:  # type: ignore[no-untyped-def]
-    case = load_case(CASES / f"{name}.yaml")
-    with sqlite_sessions.begin() as s:
-        save_configuration(s, case)
-    with sqlite_sessions() as s:
-        again = load_configuration(
-            s,
-            case.site,
-            case.bill.invoice,
-            readings={m: {at: r.values for at, r in v.items()} for m, v in case.readings.items()},
-            history=case.history,
-            drivers=case.drivers,
-            policy=case.policy.model_dump(),
-        )
-    assert again.input_hash() == case.input_hash()

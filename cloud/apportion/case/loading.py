@@ -124,13 +124,15 @@ _CaseLoader.add_constructor("tag:yaml.org,2002:float", _decimal_scalar)
 _CaseLoader.add_constructor("tag:yaml.org,2002:int", _int_scalar)
 
 
-def parse_case(text: str, source: str = "case") -> Case:
-    """Parse and validate a case from YAML (or JSON) text; CaseError names the item."""
+def read_sections(text: str, source: str, kind: str = "case file") -> Mapping[str, Any]:
+    """Parse bounded YAML (or JSON) text into its mapping of sections, before validation.
+
+    Every bound of the module docstring applies (size, depth, aliases, duplicate keys,
+    numbers); ``kind`` names the document in messages ("case file", "site file", "bill").
+    """
     size = len(text.encode("utf-8"))
     if size > MAX_CASE_BYTES:
-        raise CaseError(
-            f"{source}: {size} bytes; a case file may have at most {MAX_CASE_BYTES} bytes"
-        )
+        raise CaseError(f"{source}: {size} bytes; a {kind} may have at most {MAX_CASE_BYTES} bytes")
     try:
         raw = yaml.load(text, Loader=_CaseLoader)
     except CaseError as exc:
@@ -138,8 +140,28 @@ def parse_case(text: str, source: str = "case") -> Case:
     except yaml.YAMLError as exc:
         raise CaseError(f"{source}: not valid YAML: {_bounded_text(str(exc))}") from None
     if not isinstance(raw, Mapping):
-        raise CaseError(f"{source}: a case file is a mapping of sections (period, meters ...)")
-    return case_from_data(raw, source)
+        raise CaseError(f"{source}: a {kind} is a mapping of sections")
+    return raw
+
+
+def read_text(path: Path, kind: str = "case file") -> str:
+    """The UTF-8 text of ``path``, at most :data:`MAX_CASE_BYTES` read; CaseError otherwise."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CASE_BYTES + 1)
+    except OSError as exc:
+        raise CaseError(f"{path}: cannot read the {kind}: {exc.strerror}") from None
+    if len(data) > MAX_CASE_BYTES:
+        raise CaseError(f"{path}: a {kind} may have at most {MAX_CASE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CaseError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def parse_case(text: str, source: str = "case") -> Case:
+    """Parse and validate a case from YAML (or JSON) text; CaseError names the item."""
+    return case_from_data(read_sections(text, source), source)
 
 
 def case_from_data(raw: Mapping[str, Any], source: str = "case") -> Case:
@@ -160,18 +182,17 @@ def case_from_data(raw: Mapping[str, Any], source: str = "case") -> Case:
 
 def load_case(path: Path) -> Case:
     """Read, parse and validate the case file at ``path`` (at most :data:`MAX_CASE_BYTES`)."""
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CASE_BYTES + 1)
-    except OSError as exc:
-        raise CaseError(f"{path}: cannot read the case file: {exc.strerror}") from None
-    if len(data) > MAX_CASE_BYTES:
-        raise CaseError(f"{path}: a case file may have at most {MAX_CASE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CaseError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    return parse_case(text, str(path))
+    return parse_case(read_text(path), str(path))
+
+
+def describe_errors(exc: ValidationError, raw: Any) -> list[str]:
+    """One bounded line per field error, naming its item (``units[2] (A103).area``)."""
+    out = []
+    for error in exc.errors():
+        got = error.get("input")
+        shown = f", got {_shown(got)}" if not isinstance(got, Mapping | list) else ""
+        out.append(_bounded_text(f"{_describe(error['loc'], raw)}: {error['msg']}{shown}"))
+    return out
 
 
 def _bounded_text(text: str, limit: int = 1000) -> str:

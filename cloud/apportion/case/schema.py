@@ -39,6 +39,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+#: For other documents made of the same sections (the site file): the base record and the id.
+Model = _Model
+SiteId = _Id
+
+
 class PeriodSpec(_Model):
     """``start`` (first day) and ``end`` (first day after), local dates, half-open."""
 
@@ -46,13 +51,18 @@ class PeriodSpec(_Model):
     end: date
 
 
+#: A display name (unit, node, site): what people read instead of the id.
+_Name = Annotated[str, Field(max_length=100)]
+
+
 class UnitSpec(_Model):
-    """A unit (leasable space): floor area [m²], building and floor."""
+    """A unit (leasable space): floor area [m²], building, floor and display name."""
 
     id: _Id
     area: _Positive
-    building: str = ""
-    floor: str = ""
+    building: Annotated[str, Field(max_length=64)] = ""
+    floor: Annotated[str, Field(max_length=32)] = ""
+    name: _Name = ""
 
     @field_validator("floor", mode="before")
     @classmethod
@@ -116,6 +126,7 @@ class NodeSpec(_Model):
     unit: _Id | None = None
     area: _NonNegative | None = None
     rule: RuleSpec | None = None
+    name: _Name = ""
 
 
 class OccupancySpec(_Model):
