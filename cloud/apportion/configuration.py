@@ -469,9 +469,7 @@ def site_sections(session: Session, site_id: str) -> dict[str, Any]:
             .order_by(TariffVersionRow.effective_from, TariffVersionRow.id)
         )
     ]
-    quantities = {
-        r: q for r, q in settings.quantities.items() if DEFAULT_QUANTITIES.get(r) != q
-    }
+    quantities = {r: q for r, q in settings.quantities.items() if DEFAULT_QUANTITIES.get(r) != q}
     out: dict[str, Any] = {"site": site_id, "name": site.name, "timezone": site.timezone}
     out["registers"] = list(settings.registers)
     if quantities:
@@ -557,7 +555,10 @@ def _tariff(t: TariffVersionRow) -> dict[str, Any]:
         tariff["prices"] = {k: Decimal(v) for k, v in t.prices.items()}
     tariff["tiers"] = [
         _drop_empty(
-            {"upto": None if x["upto"] is None else Decimal(x["upto"]), "price": Decimal(x["price"])}
+            {
+                "upto": None if x["upto"] is None else Decimal(x["upto"]),
+                "price": Decimal(x["price"]),
+            }
         )
         for x in t.tiers
     ]

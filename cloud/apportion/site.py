@@ -25,8 +25,8 @@ from pydantic import Field, ValidationError
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data, describe_errors, read_sections
 from cloud.apportion.case.schema import (
-    Model,
     MeterSpec,
+    Model,
     NodeSpec,
     OccupancySpec,
     PolicySpec,
@@ -169,7 +169,9 @@ def case_data(
         readings=dict(readings or {}),
         history=dict(history or {}),
         drivers=dict(drivers),
-        bill=dict(bill) if bill is not None else {
+        bill=dict(bill)
+        if bill is not None
+        else {
             "invoice": "site-check",
             "amounts": {r: 0 for r in registers},
         },

@@ -178,10 +178,12 @@ class PolicySpec(_Model):
 
 
 class MeterReading(_Model):
-    """Register values at one local midnight, with the reading's quality."""
+    """Register values at one local midnight, with the reading's quality; ``method``
+    ``interpolated`` marks a value the close interpolated between the points around it."""
 
     values: dict[str, _NonNegative]
-    quality: str = "good"
+    quality: Annotated[str, Field(max_length=16)] = "good"
+    method: Literal["interpolated"] | None = None
 
 
 #: Key standing for "the one register" in a shorthand given with several registers.
@@ -194,7 +196,8 @@ def _reading(value: Any, single: str) -> Any:
     if isinstance(value, Mapping):
         data = dict(value)
         quality = data.pop("quality", "good")
-        return {"values": data, "quality": quality}
+        method = data.pop("method", None)
+        return {"values": data, "quality": quality, "method": method}
     return {"values": {single: value}}
 
 

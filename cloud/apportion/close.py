@@ -1,0 +1,261 @@
+"""The monthly close: from the registry's site set-up and the series store's readings to a
+stored draft run (docs/monthly-close.md).
+
+:func:`close_period` builds the engine's case for one site and period [start, end) of the
+site's calendar:
+
+- the site half from the registry (:func:`cloud.apportion.configuration.stored_site`);
+- the utility company's bill as given (the case file's ``bill`` section);
+- the readings at the days the engine cuts the period at (its start and end, and every
+  tariff, occupancy, installation and multiplier date inside it). A meter's register at
+  such a day is the point stamped exactly at the day's local midnight (a freeze snapshot or
+  a manual read); otherwise it is interpolated linearly in time between the nearest points
+  within :data:`INTERPOLATION_WINDOW` on either side and marked ``estimated`` with method
+  ``interpolated``; otherwise it is missing and the case's estimation rules apply;
+- register ``r`` is read from the wire quantity the site file maps it to (``total`` from
+  ``energy_import``, ``T1``…``T4`` from ``energy_import_t1``…``_t4``);
+- the formula drivers' daily values from the registry (``meterflow cloud drivers import``).
+
+It runs the engine once and stores a draft run with its input snapshot and hashes. Closing
+the same site and period again (after a manual reading, a corrected site file or an accepted
+estimate) stores a new version linked to the one it supersedes, which is voided with that
+reason; a posted period is never closed again (corrections are adjustment lines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.apportion.case.document import Case
+from cloud.apportion.case.loading import case_from_data
+from cloud.apportion.configuration import stored_site
+from cloud.apportion.engine_result import EngineResult
+from cloud.apportion.errors import ApportionError
+from cloud.apportion.models import ApportionRun
+from cloud.apportion.runs import RunStatus, create_run, void_run
+from cloud.apportion.site import SiteFile, case_data
+from cloud.series.base import SeriesStore
+from cloud.staff.audit import record
+from edge.wire import Clock, utc_now
+
+#: How far from a boundary a point may lie to be interpolated from (each side).
+INTERPOLATION_WINDOW = timedelta(days=3)
+#: Longest period one close covers [days].
+MAX_PERIOD_DAYS = 366
+
+
+class CloseRefused(ApportionError):
+    """The close cannot run: bad period, no site file, bad bill, posted period ..."""
+
+
+@dataclass(frozen=True)
+class ClosedRun:
+    """A stored draft run, with the case and the engine's result it was computed from."""
+
+    run: ApportionRun
+    case: Case
+    result: EngineResult
+    superseded: str | None
+    interpolated: int
+    missing: list[tuple[str, str]]  # (meter, day) with no reading to use
+
+
+def boundary_days(site: SiteFile, start: date, end: date) -> list[date]:
+    """The days the engine cuts [start, end) at: where readings are needed."""
+    s = site.schema
+    days = {start, end}
+    dated: list[date | None] = []
+    for t in s.tariffs:
+        dated += [t.from_, t.to]
+    for stays in s.occupancy.values():
+        for stay in stays:
+            dated += [stay.from_, stay.to]
+    for m in s.meters:
+        dated += [m.installed, m.removed]
+        if isinstance(m.multiplier, list):
+            dated += [x.from_ for x in m.multiplier]
+    days |= {d for d in dated if d is not None and start < d < end}
+    return sorted(days)
+
+
+def _midnight_ns(day: date, zone: ZoneInfo) -> int:
+    local = datetime(day.year, day.month, day.day, tzinfo=zone)
+    return int(local.astimezone(UTC).timestamp()) * 1_000_000_000
+
+
+def boundary_readings(
+    store: SeriesStore,
+    site: SiteFile,
+    days: Sequence[date],
+    window: timedelta = INTERPOLATION_WINDOW,
+) -> tuple[dict[str, dict[date, dict[str, Any]]], int, list[tuple[str, str]]]:
+    """Per meter, the reading at each boundary day in the case file's form.
+
+    Returns (readings, how many readings were interpolated, (meter, day) pairs missing).
+    Reads only the points within ``window`` of each boundary, one query per day and
+    register (the store chunks by meters).
+    """
+    s = site.schema
+    zone = ZoneInfo(s.timezone)
+    meters = sorted(m.id for m in s.meters)
+    span = int(window.total_seconds()) * 1_000_000_000
+    out: dict[str, dict[date, dict[str, Any]]] = {}
+    interpolated = 0
+    missing: list[tuple[str, str]] = []
+    for day in days:
+        at = _midnight_ns(day, zone)
+        values = np.full((len(meters), len(s.registers)), np.nan)
+        exact = np.ones((len(meters), len(s.registers)), dtype=bool)
+        for j, register in enumerate(s.registers):
+            idx, times, vals, _quality = store.raw_points(
+                meters, s.quantity(register), at - span, at + span + 1
+            )
+            values[:, j], exact[:, j] = _at_instant(len(meters), idx, times, vals, at)
+        for i, meter in enumerate(meters):
+            row = values[i]
+            if np.isnan(row).any():
+                missing.append((meter, day.isoformat()))
+                continue
+            reading: dict[str, Any] = {
+                "values": {r: _decimal_text(v) for r, v in zip(s.registers, row, strict=True)}
+            }
+            if not exact[i].all():
+                reading.update(quality="estimated", method="interpolated")
+                interpolated += 1
+            out.setdefault(meter, {})[day] = reading
+    return out, interpolated, missing
+
+
+def _decimal_text(value: float) -> str:
+    """A register value as text with at most 6 decimals (the registers' own resolution is
+    2-3 decimals; interpolated values are rounded to 1e-6)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def _at_instant(
+    count: int, idx: np.ndarray, times: np.ndarray, values: np.ndarray, at: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per meter: the value at ``at`` (exact point, else linear between the nearest points
+    before and after) and whether it was exact. NaN where neither exists."""
+    out = np.full(count, np.nan)
+    exact = np.zeros(count, dtype=bool)
+    if idx.size == 0:
+        return out, exact
+    order = np.lexsort((times, idx))
+    idx, times, values = idx[order], times[order], values[order]
+    hit = times == at
+    out[idx[hit]] = values[hit]
+    exact[idx[hit]] = True
+    before = times < at
+    after = times > at
+    # last point before ``at`` and first after, per meter (points are sorted by meter, time)
+    last_before = np.full(count, -1)
+    first_after = np.full(count, -1)
+    positions = np.arange(idx.size)
+    last_before[idx[before]] = positions[before]  # later positions overwrite earlier ones
+    rev = positions[after][::-1]
+    first_after[idx[after][::-1]] = rev
+    need = ~exact & (last_before >= 0) & (first_after >= 0)
+    b, a = last_before[need], first_after[need]
+    t0, t1 = times[b].astype(np.float64), times[a].astype(np.float64)
+    v0, v1 = values[b], values[a]
+    out[need] = v0 + (v1 - v0) * (at - t0) / (t1 - t0)
+    return out, exact
+
+
+def _previous_runs(session: Session, site_id: str, start: date, end: date) -> list[ApportionRun]:
+    return list(
+        session.scalars(
+            select(ApportionRun)
+            .where(
+                ApportionRun.site_id == site_id,
+                ApportionRun.period_start == start,
+                ApportionRun.period_end == end,
+            )
+            .order_by(ApportionRun.created_at)
+        )
+    )
+
+
+def close_period(
+    session: Session,
+    store: SeriesStore,
+    *,
+    site_id: str,
+    start: date,
+    end: date,
+    bill: Mapping[str, Any],
+    by: str,
+    drivers: Mapping[str, Mapping[date, Any]] | None = None,
+    clock: Clock = utc_now,
+) -> ClosedRun:
+    """Close ``site_id`` over [start, end) against ``bill``; store and return a draft run.
+
+    Raises CloseRefused (period, site, a posted period) or CaseError (bill, readings, site
+    data), naming the item; nothing is stored then.
+    """
+    if not start < end:
+        raise CloseRefused(f"period: --to {end} must be after --from {start}")
+    if (end - start).days > MAX_PERIOD_DAYS:
+        raise CloseRefused(f"period: {(end - start).days} days; one close covers at most 366")
+    try:
+        site = stored_site(session, site_id)
+    except LookupError as exc:
+        raise CloseRefused(f"{exc}; import one with: meterflow cloud site import") from None
+    earlier = _previous_runs(session, site_id, start, end)
+    posted = [r for r in earlier if r.status == RunStatus.POSTED.value]
+    if posted:
+        raise CloseRefused(
+            f"site {site_id} {start} … {end} is posted already (run {posted[0].id}); "
+            "a correction is carried by a later run as adjustment lines"
+        )
+    days = boundary_days(site, start, end)
+    readings, interpolated, missing = boundary_readings(store, site, days)
+    data = case_data(site.sections, start, end, readings=readings, bill=bill, drivers=drivers)
+    case = case_from_data(data, f"close of site {site_id}")
+    superseded = next((r for r in reversed(earlier) if r.status != RunStatus.VOID.value), None) or (
+        earlier[-1] if earlier else None
+    )
+    run = create_run(session, case, by=by, clock=clock)
+    run.version = (max((r.version for r in earlier), default=0)) + 1
+    run.supersedes_id = superseded.id if superseded is not None else None
+    for old in earlier:
+        if old.status != RunStatus.VOID.value:
+            void_run(
+                session,
+                old.id,
+                by=by,
+                reason=f"superseded by run {run.id} (version {run.version})",
+                clock=clock,
+            )
+    record(
+        session,
+        at=clock(),
+        actor=by,
+        action="run.close",
+        subject=f"run:{run.id}",
+        detail=(
+            f"site {site_id} {start} … {end} version {run.version}"
+            + (f", supersedes {run.supersedes_id}" if run.supersedes_id else "")
+            + f"; {interpolated} interpolated, {len(missing)} missing boundary readings"
+        ),
+    )
+    session.flush()
+    from cloud.apportion.engine import apportion
+
+    return ClosedRun(
+        run,
+        case,
+        apportion(case.to_engine_inputs()),
+        run.supersedes_id,
+        interpolated,
+        missing,
+    )

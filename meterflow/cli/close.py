@@ -1,0 +1,274 @@
+"""``meterflow cloud site import|export|check`` and ``meterflow cloud close``: a site's set-up
+as data and the monthly close, without code (docs/monthly-close.md).
+
+Exit status: 0 done (``close``: a draft run that can be reviewed), 3 (``close`` only) the run
+was stored but is held — its flags say why and what fixes it, 2 the input was refused (the
+message names every item at fault; nothing was stored).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from meterflow.cli.common import fail, load_settings
+
+site_app = typer.Typer(help="A site's set-up as data: import, export, check.", no_args_is_help=True)
+
+#: ``close``'s exit status when the run was stored but is held.
+EXIT_HELD = 3
+
+AsAccount = Annotated[
+    str | None, typer.Option("--as", help="who does this (staff account); default: OS user")
+]
+Json = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+
+
+def _actor(account: str | None) -> str:
+    return account or getpass.getuser()
+
+
+@site_app.command("import")
+def site_import(
+    path: Annotated[Path, typer.Argument(help="site file (YAML), see docs/monthly-close.md")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check and report, store nothing")] = False,
+    as_json: Json = False,
+    account: AsAccount = None,
+) -> None:
+    """Import a site file (or an Excel workbook from ``site template``): create or update
+    each item; the same file twice changes nothing. Any error refuses the whole file."""
+    from cloud.apportion.configuration import import_site
+    from cloud.apportion.errors import CaseError
+    from cloud.apportion.site import parse_site
+    from cloud.apportion.site_workbook import is_workbook, read_workbook
+    from meterflow.assembly import registry
+
+    try:
+        site = read_workbook(path) if is_workbook(path) else _parse(path, parse_site)
+    except CaseError as exc:
+        raise fail(str(exc)) from None
+    sessions = registry(load_settings())
+    session = sessions()
+    try:
+        report = import_site(session, site, by=_actor(account))
+        report.dry_run = dry_run
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    except CaseError as exc:
+        session.rollback()
+        raise fail(str(exc)) from None
+    finally:
+        session.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), ensure_ascii=False))
+        return
+    verb = "would be" if dry_run else "were"
+    typer.echo(f"site {report.site}: {'no changes' if not report.changed else 'changes'}")
+    for outcome, counts in (("created", report.created), ("updated", report.updated)):
+        for kind, n in sorted(counts.items()):
+            typer.echo(f"  {n} {kind} item(s) {verb} {outcome}")
+    for section, ids in report.not_in_file.items():
+        shown = ", ".join(ids[:10]) + (" …" if len(ids) > 10 else "")
+        typer.echo(f"  stored but not in the file ({section}, kept): {shown}")
+
+
+def _parse(path: Path, parse: Any) -> Any:
+    from cloud.apportion.case.loading import read_text
+
+    return parse(read_text(path, "site file"), str(path))
+
+
+@site_app.command("export")
+def site_export(
+    site: Annotated[str, typer.Argument(help="site id")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write here (.yaml or .xlsx)")
+    ] = None,
+) -> None:
+    """Print (or write) the site's stored set-up as a site file; ``.xlsx`` writes the
+    units-and-meters workbook."""
+    from cloud.apportion.configuration import site_sections
+    from cloud.apportion.site import dump_site
+    from cloud.apportion.site_workbook import write_workbook
+    from meterflow.assembly import registry
+
+    with registry(load_settings())() as session:
+        try:
+            sections = site_sections(session, site)
+        except LookupError as exc:
+            raise fail(str(exc)) from None
+    if output is not None and output.suffix.lower() == ".xlsx":
+        write_workbook(sections, output)
+        typer.echo(f"wrote {output}")
+        return
+    text = dump_site(sections)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+
+
+@site_app.command("check")
+def site_check(
+    site: Annotated[str, typer.Argument(help="site id")],
+    as_json: Json = False,
+) -> None:
+    """List tree meters no gateway reads and meters gateways read that are not in the tree
+    (ids as in the gateways' site.toml). Exit 0 when both lists are empty, else 1."""
+    from cloud.apportion.configuration import site_sections
+    from cloud.gateways.health import meters_reported
+    from meterflow.assembly import registry
+
+    with registry(load_settings())() as session:
+        try:
+            sections = site_sections(session, site)
+        except LookupError as exc:
+            raise fail(str(exc)) from None
+        read = meters_reported(session, site)
+    in_tree = {m["id"] for m in sections["meters"]}
+    unread = sorted(in_tree - read.keys())
+    stray = sorted(read.keys() - in_tree)
+    doc = {
+        "site": site,
+        "tree_meters": len(in_tree),
+        "not_read": unread,
+        "not_in_tree": [{"meter": m, "gateway": read[m]} for m in stray],
+    }
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+    else:
+        typer.echo(f"site {site}: {len(in_tree)} meters in the tree, {len(read)} read")
+        for m in unread:
+            typer.echo(f"  in the tree, read by no gateway: {m}")
+        for m in stray:
+            typer.echo(f"  read by gateway {read[m]}, not in the tree: {m}")
+        if not unread and not stray:
+            typer.echo("  every tree meter is read, and every meter read is in the tree")
+    if unread or stray:
+        raise typer.Exit(1)
+
+
+def close_command(
+    site: Annotated[str, typer.Option("--site", help="site id")],
+    start: Annotated[str, typer.Option("--from", help="first day (YYYY-MM-DD, site calendar)")],
+    end: Annotated[str, typer.Option("--to", help="first day after the period (exclusive)")],
+    bill: Annotated[Path, typer.Option("--bill", help="BILL.yaml: the case file's bill section")],
+    accept: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-estimates",
+            help="accept the estimates over the limit of this node (repeatable); needs --reason",
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="why the estimates are accepted")] = "",
+    as_json: Json = False,
+    account: AsAccount = None,
+) -> None:
+    """Close a site's period [--from, --to) against the utility bill: build the case from
+    the registry and the stored readings, compute it, store a draft run.
+
+    Exit 0: a draft run to review; 3: stored but held (see its flags); 2: refused.
+    """
+    from cloud.apportion.case.loading import read_sections, read_text
+    from cloud.apportion.close import CloseRefused, close_period
+    from cloud.apportion.errors import CaseError
+    from meterflow.assembly import registry, series_store
+
+    try:
+        period = (date.fromisoformat(start), date.fromisoformat(end))
+    except ValueError as exc:
+        raise fail(f"--from/--to: {exc} (expected YYYY-MM-DD)") from None
+    if accept and not reason.strip():
+        raise fail("--accept-estimates needs --reason (it is kept with the run)")
+    try:
+        raw = read_sections(read_text(bill, "bill file"), str(bill), "bill file")
+    except CaseError as exc:
+        raise fail(str(exc)) from None
+    bill_section = raw["bill"] if set(raw) == {"bill"} else raw
+    settings = load_settings()
+    store = series_store(settings)
+    sessions = registry(settings)
+    try:
+        with sessions.begin() as session:
+            closed = close_period(
+                session,
+                store,
+                site_id=site,
+                start=period[0],
+                end=period[1],
+                bill=bill_section,
+                by=_actor(account),
+                accept=[(node, reason) for node in accept or []],
+            )
+            doc = close_report(closed)
+    except (CloseRefused, CaseError) as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+    else:
+        _print_close(doc)
+    if doc["held"]:
+        raise typer.Exit(EXIT_HELD)
+
+
+def close_report(closed: Any) -> dict[str, Any]:
+    """The JSON document of a close: the run, its state and the apportion report's parts."""
+    from meterflow.cli.apportion import report
+
+    run = closed.run
+    doc = report(closed.result, run.input_hash)
+    doc.pop("lines")
+    return {
+        "run": run.id,
+        "site": run.site_id,
+        "version": run.version,
+        "supersedes": run.supersedes_id,
+        "status": run.status,
+        "held": run.held,
+        "flags": run.flags,
+        "interpolated_readings": closed.interpolated,
+        "missing_readings": [{"meter": m, "day": d} for m, d in closed.missing],
+        **{k: v for k, v in doc.items() if k not in ("held", "flags")},
+        "lines_cents": sum(doc["totals"].values()),
+    }
+
+
+def _print_close(doc: dict[str, Any]) -> None:
+    from cloud.apportion.money import cny
+
+    period = doc["period"]
+    typer.echo(
+        f"run {doc['run']} (version {doc['version']}) site {doc['site']} "
+        f"{period['start']} … {period['end']} (exclusive): "
+        + ("HELD" if doc["held"] else "draft, ready for review")
+    )
+    if doc["supersedes"]:
+        typer.echo(f"  supersedes run {doc['supersedes']} (now void)")
+    typer.echo(f"  bill {cny(doc['bill_cents'])} CNY, lines {cny(doc['lines_cents'])} CNY")
+    for pot in doc["pots"]:
+        typer.echo(f"  pot {pot['register']}/{pot['tariff']}: {cny(pot['cents'])} CNY")
+    for party, cents in doc["totals"].items():
+        typer.echo(f"  total {party}: {cny(cents)} CNY")
+    if doc["interpolated_readings"]:
+        typer.echo(f"  {doc['interpolated_readings']} boundary reading(s) interpolated")
+    for gap in doc["missing_readings"][:20]:
+        typer.echo(f"  no reading for {gap['meter']} at {gap['day']} (estimated by the rules)")
+    for flag in doc["flags"]:
+        kind = "HOLD" if flag["holds"] else "note"
+        typer.echo(f"  {kind} {flag['code']} {flag['subject']}: {flag['message']}")
+    if doc["held"]:
+        typer.echo(
+            "  to resolve: import a manual reading (meterflow cloud readings import), correct "
+            "the site file (meterflow cloud site import) or accept the estimates "
+            "(--accept-estimates NODE --reason ...), then close again: a new version"
+        )
