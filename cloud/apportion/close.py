@@ -171,6 +171,32 @@ def _at_instant(
     return out, exact
 
 
+#: The one holding flag a person may accept at close: estimates over a node's limit.
+ACCEPTABLE = "estimates_over_limit"
+
+
+def _accept_estimates(run: ApportionRun, accept: Sequence[tuple[str, str]], by: str) -> None:
+    reasons = dict(accept)
+    flags = [dict(f) for f in run.flags]
+    used = set()
+    for flag in flags:
+        node = str(flag["subject"]).removeprefix("node ")
+        if flag["code"] == ACCEPTABLE and node in reasons:
+            flag.update(holds=False, accepted_by=by, accepted_reason=reasons[node])
+            used.add(node)
+    unknown = sorted(reasons.keys() - used)
+    if unknown:
+        held = sorted(
+            str(f["subject"]).removeprefix("node ") for f in run.flags if f["code"] == ACCEPTABLE
+        )
+        raise CloseRefused(
+            f"--accept-estimates: no estimates over the limit at {', '.join(unknown)} "
+            f"(the run has them at: {', '.join(held) or 'none'})"
+        )
+    run.flags = flags
+    run.held = any(f["holds"] for f in flags)
+
+
 def _previous_runs(session: Session, site_id: str, start: date, end: date) -> list[ApportionRun]:
     return list(
         session.scalars(
@@ -195,9 +221,13 @@ def close_period(
     bill: Mapping[str, Any],
     by: str,
     drivers: Mapping[str, Mapping[date, Any]] | None = None,
+    accept: Sequence[tuple[str, str]] = (),
     clock: Clock = utc_now,
 ) -> ClosedRun:
     """Close ``site_id`` over [start, end) against ``bill``; store and return a draft run.
+
+    ``accept`` lists (node, reason): that node's estimates over the limit are accepted, so
+    its ``estimates_over_limit`` flag no longer holds the run (kept with who and why).
 
     Raises CloseRefused (period, site, a posted period) or CaseError (bill, readings, site
     data), naming the item; nothing is stored then.
@@ -225,6 +255,8 @@ def close_period(
         earlier[-1] if earlier else None
     )
     run = create_run(session, case, by=by, clock=clock)
+    if accept:
+        _accept_estimates(run, accept, by)
     run.version = (max((r.version for r in earlier), default=0)) + 1
     run.supersedes_id = superseded.id if superseded is not None else None
     for old in earlier:

@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
+import yaml
 from pydantic import Field, ValidationError
 
 from cloud.apportion.case.document import Case
@@ -177,6 +179,30 @@ def case_data(
         },
     )
     return data
+
+
+class _SiteDumper(yaml.SafeDumper):
+    """Writes Decimals as plain YAML numbers (read back exactly by the case loader)."""
+
+
+def _decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.Node:
+    text = format(value.normalize(), "f")
+    tag = (
+        "tag:yaml.org,2002:int" if value == value.to_integral_value() else "tag:yaml.org,2002:float"
+    )
+    return dumper.represent_scalar(tag, text if tag.endswith("float") else str(int(value)))
+
+
+_SiteDumper.add_representer(Decimal, _decimal)
+
+
+def dump_site(sections: Mapping[str, Any]) -> str:
+    """A site file's YAML text for ``sections`` (section order as in the docs)."""
+    order = ["site", "name", "timezone", "registers", "quantities", "units", "meters", "tree"]
+    order += ["occupancy", "tariffs", "policy"]
+    ordered = {k: sections[k] for k in order if k in sections}
+    ordered.update({k: v for k, v in sections.items() if k not in ordered})
+    return yaml.dump(ordered, Dumper=_SiteDumper, allow_unicode=True, sort_keys=False, width=100)
 
 
 def load_case_for(site: SiteFile, start: date, end: date, **period_data: Any) -> Case:

@@ -319,3 +319,17 @@ class GatewayHealthService:
                 )
                 for c in commands
             ]
+
+
+def meters_reported(session: Session, site_id: str) -> dict[str, str]:
+    """Meter id (as in the gateways' site.toml) → the gateway whose latest signed health
+    report lists it, for every gateway of ``site_id``."""
+    out: dict[str, str] = {}
+    for gateway_id, meters in session.execute(
+        select(GatewayStatus.gateway_id, GatewayStatus.meters)
+        .where(GatewayStatus.site_id == site_id)
+        .order_by(GatewayStatus.gateway_id)
+    ):
+        for m in meters or []:
+            out.setdefault(str(m.get("meter")), gateway_id)
+    return out

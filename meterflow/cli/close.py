@@ -36,7 +36,9 @@ def _actor(account: str | None) -> str:
 @site_app.command("import")
 def site_import(
     path: Annotated[Path, typer.Argument(help="site file (YAML), see docs/monthly-close.md")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="check and report, store nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check and report, store nothing")
+    ] = False,
     as_json: Json = False,
     account: AsAccount = None,
 ) -> None:
@@ -121,20 +123,23 @@ def site_check(
     site: Annotated[str, typer.Argument(help="site id")],
     as_json: Json = False,
 ) -> None:
-    """List tree meters no gateway reads and meters gateways read that are not in the tree
-    (ids as in the gateways' site.toml). Exit 0 when both lists are empty, else 1."""
+    """List tree meters no gateway reads (no health report lists them and no point came in
+    the last 35 days) and meters gateways report that are not in the tree (ids as in the
+    gateways' site.toml). Exit 0 when both lists are empty, else 1."""
     from cloud.apportion.configuration import site_sections
     from cloud.gateways.health import meters_reported
     from meterflow.assembly import registry
 
-    with registry(load_settings())() as session:
+    settings = load_settings()
+    with registry(settings)() as session:
         try:
             sections = site_sections(session, site)
         except LookupError as exc:
             raise fail(str(exc)) from None
         read = meters_reported(session, site)
     in_tree = {m["id"] for m in sections["meters"]}
-    unread = sorted(in_tree - read.keys())
+    stored = _meters_with_points(settings, sorted(in_tree), sections)
+    unread = sorted(in_tree - read.keys() - stored)
     stray = sorted(read.keys() - in_tree)
     doc = {
         "site": site,
@@ -154,6 +159,27 @@ def site_check(
             typer.echo("  every tree meter is read, and every meter read is in the tree")
     if unread or stray:
         raise typer.Exit(1)
+
+
+def _meters_with_points(settings: Any, meters: list[str], sections: dict[str, Any]) -> set[str]:
+    """Tree meters with a point of any register in the last 35 days (a gateway reads them
+    even if its health report has not arrived)."""
+    import time
+
+    from cloud.apportion.site import site_from_data
+    from meterflow.assembly import series_store
+
+    schema = site_from_data(sections).schema
+    store = series_store(settings)
+    since = time.time_ns() - 35 * 86_400 * 1_000_000_000
+    try:
+        found: set[str] = set()
+        for register in schema.registers:
+            latest = store.latest(meters, schema.quantity(register), time.time_ns() + 1)
+            found |= {m for m, (at, _v) in latest.items() if at >= since}
+        return found
+    finally:
+        store.close()
 
 
 def close_command(

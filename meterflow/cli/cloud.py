@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from meterflow.cli.apportion import apportion_command
+from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
 from meterflow.cli.leases import cloud_bill, cloud_daily
 from meterflow.cli.risk import risk_app
@@ -20,6 +21,8 @@ cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_i
 cloud_app.add_typer(risk_app, name="risk")
 cloud_app.command("claim-token")(cloud_claim_token)
 cloud_app.command("apportion")(apportion_command)
+cloud_app.add_typer(site_app, name="site")
+cloud_app.command("close")(close_command)
 cloud_app.command("bill")(cloud_bill)
 cloud_app.command("daily")(cloud_daily)
 cloud_app.command("web-account")(cloud_web_account)
