@@ -118,10 +118,10 @@ def test_the_close_computes_the_same_case_as_the_case_file(
 def test_a_boundary_between_two_points_is_interpolated_and_marked(
     sessions: sessionmaker[Session], store: SqliteSeriesStore
 ) -> None:
-    site, raw = setup(sessions, store, "basic")
+    _site, raw = setup(sessions, store, "basic")
     start = raw["period"]["start"]
     # move M0's start reading off midnight: 100 kWh at 23:00 the day before, 110 at 01:00
-    with store._lock:  # noqa: SLF001 - the test rewrites one stored point in place
+    with store._lock:  # the test rewrites one stored point in place
         store._db.execute(
             "DELETE FROM points WHERE meter = 'M0' AND time_ns = ?", (ns(midnight(start)),)
         )
@@ -188,10 +188,10 @@ def test_bad_close_input_is_refused_naming_the_item_and_stores_nothing(
 def test_a_held_run_fixed_by_a_manual_reading_closes_again_as_a_new_version(
     sessions: sessionmaker[Session], store: SqliteSeriesStore
 ) -> None:
-    site, raw = setup(sessions, store, "basic")
+    _site, raw = setup(sessions, store, "basic")
     start, end = raw["period"]["start"], raw["period"]["end"]
     # U2's end reading never arrived: its month is estimated, over the node's limit → held
-    with store._lock:  # noqa: SLF001
+    with store._lock:
         store._db.execute(
             "DELETE FROM points WHERE meter = 'U2' AND time_ns = ?", (ns(midnight(end)),)
         )
@@ -225,7 +225,7 @@ def test_a_posted_period_is_not_closed_again(
 
     from cloud.apportion.runs import approve_run
 
-    site, raw = setup(sessions, store, "basic")
+    _site, raw = setup(sessions, store, "basic")
     args: dict[str, Any] = {
         "site_id": "park-a",
         "start": raw["period"]["start"],
