@@ -24,7 +24,7 @@ reason; a posted period is never closed again (corrections are adjustment lines)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -32,17 +32,19 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.configuration import stored_site
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError
-from cloud.apportion.models import ApportionRun
+from cloud.apportion.models import ApportionRun, SiteSettings, TariffVersionRow
 from cloud.apportion.runs import RunStatus, create_run, void_run
 from cloud.apportion.site import SiteFile, case_data
+from cloud.registry.models import Site
 from cloud.series.base import SeriesStore
+from cloud.staff.accounts import Principal
 from cloud.staff.audit import record
 from edge.wire import Clock, utc_now
 
@@ -291,3 +293,80 @@ def close_period(
         interpolated,
         missing,
     )
+
+
+@dataclass(frozen=True)
+class ClosableSite:
+    """A site with an imported site file: id, display name, registers."""
+
+    id: str
+    name: str
+    registers: list[str]
+    demand: bool
+
+
+class CloseService:
+    """The close for the pages and the API: scope checks over :func:`close_period`.
+
+    ``series`` opens the configured series store for one close (None: this server has
+    none, and closing is refused with that reason).
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        series: Callable[[], SeriesStore] | None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.sessions = sessions
+        self.series = series
+        self.clock = clock
+
+    def sites(self, who: Principal) -> list[ClosableSite]:
+        """Sites in scope with an imported site file, by id."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Site.id, Site.name, SiteSettings.registers)
+                .join(SiteSettings, SiteSettings.site_id == Site.id)
+                .order_by(Site.id)
+            ).all()
+            two_part = set(
+                session.scalars(
+                    select(TariffVersionRow.site_id).where(TariffVersionRow.kind == "two_part")
+                )
+            )
+        return [
+            ClosableSite(i, n or i, list(r), i in two_part) for i, n, r in rows if who.may_act_on(i)
+        ]
+
+    def close(
+        self,
+        who: Principal,
+        *,
+        site_id: str,
+        start: date,
+        end: date,
+        bill: Mapping[str, Any],
+        accept: Sequence[tuple[str, str]] = (),
+    ) -> ClosedRun:
+        """Close as ``who`` (CloseRefused outside their sites or without a series store)."""
+        if not who.may_act_on(site_id):
+            raise CloseRefused(f"site {site_id!r} is not one of your sites")
+        if self.series is None:
+            raise CloseRefused("this server has no series store configured; it cannot close")
+        store = self.series()
+        try:
+            with self.sessions.begin() as session:
+                return close_period(
+                    session,
+                    store,
+                    site_id=site_id,
+                    start=start,
+                    end=end,
+                    bill=bill,
+                    by=who.username,
+                    accept=accept,
+                    clock=self.clock,
+                )
+        finally:
+            store.close()

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from cloud.web import admin, engineer, finance, provision, risk, signin, tenant
+from cloud.web import admin, close, engineer, finance, provision, risk, signin, tenant
 from cloud.web.authz import Forbidden, NotSignedIn, authorize, is_api
 from cloud.web.deps import ApiServices, WebServices
 from cloud.web.rendering import render
@@ -82,7 +82,7 @@ def create_app(services: ApiServices) -> FastAPI:
         """Liveness: the process answers (no registry round trip)."""
         return Health(status="ok")
 
-    for module in (provision, signin, tenant, finance, risk, engineer, admin):
+    for module in (provision, signin, tenant, finance, close, risk, engineer, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

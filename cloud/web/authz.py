@@ -82,6 +82,9 @@ POLICIES: dict[str, Access] = {
     "api_run_lines_xlsx": Access.FINANCE,
     "api_disputes": Access.FINANCE,
     "api_dispute_resolve": Access.FINANCE,
+    "close_page": Access.FINANCE,
+    "close_form": Access.FINANCE,
+    "api_close": Access.FINANCE,
     "risk_page": Access.FINANCE,
     "api_risk_leases": Access.FINANCE,
     # engineers

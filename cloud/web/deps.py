@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Request
 
+from cloud.apportion.close import CloseService
 from cloud.apportion.review import RunReviewService
 from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
 from cloud.risk.jobs import RiskListService
+from cloud.series.base import SeriesStore
 from cloud.staff.accounts import AccountService, Principal
 from cloud.statements.access import TenantStatementService
 from cloud.statements.links import DEFAULT_LINK_TTL, TenantLinkService, WebSecret
@@ -40,6 +43,7 @@ class WebServices:
     commands: CommandDispatch
     claim_broker: BrokerGrant
     risk: RiskListService
+    closing: CloseService
     public_url: str = ""
     cookie_secure: bool | None = None
 
@@ -57,11 +61,13 @@ class WebServices:
         link_ttl: timedelta = DEFAULT_LINK_TTL,
         session_ttl: timedelta = timedelta(hours=12),
         topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        series: Callable[[], SeriesStore] | None = None,
     ) -> WebServices:
         """Services over the provisioning service's registry and cloud key.
 
         Without ``signing_key`` runs cannot be posted (statements are signed with it);
-        without ``secret`` a random one is made, so links die with the process.
+        without ``secret`` a random one is made, so links die with the process; without
+        ``series`` (what opens the series store) months cannot be closed here.
         """
         sessions, signer = provisioning.sessions, provisioning.signer
         clock = provisioning.clock
@@ -76,6 +82,7 @@ class WebServices:
             commands=CommandDispatch(sessions, signer, publish, clock=clock, prefix=topic_prefix),
             claim_broker=claim_broker or BrokerGrant("mqtt://127.0.0.1:1883"),
             risk=RiskListService(sessions),
+            closing=CloseService(sessions, series, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
         )

@@ -101,7 +101,7 @@ def cloud_api(
     from cloud.web.app import create_app
     from cloud.web.deps import ApiServices, WebServices
     from cloud.web.settings import WebSettings
-    from meterflow.assembly import registry
+    from meterflow.assembly import registry, series_store
     from meterflow.settings import Settings
 
     settings, web_settings = Settings(), WebSettings()
@@ -128,6 +128,7 @@ def cloud_api(
         link_ttl=timedelta(days=web_settings.link_days),
         session_ttl=timedelta(hours=web_settings.session_hours),
         topic_prefix=settings.topic_prefix,
+        series=lambda: series_store(settings),
     )
     feed = None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
