@@ -106,6 +106,7 @@ def close_out(closed: ClosedRun) -> CloseOut:
     status_code=201,
     responses={
         403: {"description": "not one of your sites"},
+        400: {"description": "malformed request (names the field)"},
         422: {"description": "refused input (period, bill, site data, readings)"},
     },
 )
