@@ -6,14 +6,18 @@ site's calendar:
 
 - the site half from the registry (:func:`cloud.apportion.configuration.stored_site`);
 - the utility company's bill as given (the case file's ``bill`` section);
-- the readings at the days the engine cuts the period at (its start and end, and every
-  tariff, occupancy, installation and multiplier date inside it). A meter's register at
-  such a day is the point stamped exactly at the day's local midnight (a freeze snapshot or
-  a manual read); otherwise it is interpolated linearly in time between the nearest points
-  within :data:`INTERPOLATION_WINDOW` on either side and marked ``estimated`` with method
-  ``interpolated``; otherwise it is missing and the case's estimation rules apply;
+- the readings: every point stamped exactly at a local midnight of the period (a freeze
+  snapshot or a manual read). At the days the engine cuts the period at (its start and
+  end, and every tariff, occupancy, installation and multiplier date inside it) a meter
+  without such a point gets a value interpolated linearly in time between its nearest
+  points within :data:`INTERPOLATION_WINDOW` on either side, marked ``estimated`` with
+  method ``interpolated``; otherwise it is missing there and the case's estimation rules
+  apply (between readings the engine prorates by days);
 - register ``r`` is read from the wire quantity the site file maps it to (``total`` from
-  ``energy_import``, ``T1``…``T4`` from ``energy_import_t1``…``_t4``);
+  ``energy_import``, ``T1``…``T4`` from ``energy_import_t1``…``_t4``). Stored values are
+  primary-side — the gateway multiplies by its CT × PT, and a manual read is entered the
+  same way — so each is divided by the site file's multiplier in force that day to give the
+  register the case file holds (the engine multiplies again);
 - the formula drivers' daily values from the registry (``meterflow cloud drivers import``).
 
 It runs the engine once and stores a draft run with its input snapshot and hashes. Closing
@@ -27,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
+from cloud.apportion.case.schema import MeterSpec
 from cloud.apportion.configuration import stored_site
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError
@@ -49,7 +55,7 @@ from cloud.staff.audit import record
 from edge.wire import Clock, utc_now
 
 #: How far from a boundary a point may lie to be interpolated from (each side).
-INTERPOLATION_WINDOW = timedelta(days=3)
+INTERPOLATION_WINDOW = timedelta(days=1)
 #: Longest period one close covers [days].
 MAX_PERIOD_DAYS = 366
 
@@ -96,44 +102,82 @@ def _midnight_ns(day: date, zone: ZoneInfo) -> int:
 def boundary_readings(
     store: SeriesStore,
     site: SiteFile,
-    days: Sequence[date],
+    start: date,
+    end: date,
     window: timedelta = INTERPOLATION_WINDOW,
 ) -> tuple[dict[str, dict[date, dict[str, Any]]], int, list[tuple[str, str]]]:
-    """Per meter, the reading at each boundary day in the case file's form.
+    """Per meter, its readings at the local midnights of [start, end] in the case file's form.
+
+    Every day's point stamped exactly at midnight is taken (daily freeze snapshots give
+    the engine day-by-day registers for rollover and gap checks). At the days the engine
+    cuts the period at (:func:`boundary_days`) a meter without such a point gets a value
+    interpolated between its nearest points within ``window`` on either side, marked
+    ``estimated`` / ``interpolated``; failing that the (meter, day) is returned as missing.
+    Only a meter's installed part of the period is read.
 
     Returns (readings, how many readings were interpolated, (meter, day) pairs missing).
-    Reads only the points within ``window`` of each boundary, one query per day and
-    register (the store chunks by meters).
+    Queries: one per day and register for the midnight points, and at each cut day one
+    window query over the meters still lacking a value (the store chunks by meters).
     """
     s = site.schema
     zone = ZoneInfo(s.timezone)
     meters = sorted(m.id for m in s.meters)
+    by_id = {m.id: m for m in s.meters}
+    cuts = set(boundary_days(site, start, end))
     span = int(window.total_seconds()) * 1_000_000_000
     out: dict[str, dict[date, dict[str, Any]]] = {}
     interpolated = 0
     missing: list[tuple[str, str]] = []
-    for day in days:
+    for offset in range((end - start).days + 1):
+        day = start + timedelta(days=offset)
+        active = [m for m in meters if _installed_on(by_id[m], day, start, end)]
+        if not active:
+            continue
         at = _midnight_ns(day, zone)
-        values = np.full((len(meters), len(s.registers)), np.nan)
-        exact = np.ones((len(meters), len(s.registers)), dtype=bool)
+        values = np.full((len(active), len(s.registers)), np.nan)
         for j, register in enumerate(s.registers):
-            idx, times, vals, _quality = store.raw_points(
-                meters, s.quantity(register), at - span, at + span + 1
-            )
-            values[:, j], exact[:, j] = _at_instant(len(meters), idx, times, vals, at)
-        for i, meter in enumerate(meters):
-            row = values[i]
-            if np.isnan(row).any():
-                missing.append((meter, day.isoformat()))
+            idx, _times, vals, _quality = store.raw_points(active, s.quantity(register), at, at + 1)
+            values[idx, j] = vals
+        exact = ~np.isnan(values)
+        lacking = np.flatnonzero(~exact.all(axis=1))
+        if day in cuts and lacking.size:
+            names = [active[i] for i in lacking]
+            for j, register in enumerate(s.registers):
+                idx, times, vals, _quality = store.raw_points(
+                    names, s.quantity(register), at - span, at + span + 1
+                )
+                guess, _ = _at_instant(len(names), idx, times, vals, at)
+                column = values[lacking, j]
+                values[lacking, j] = np.where(np.isnan(column), guess, column)
+        multiplier = np.array([float(_multiplier(by_id[m], day)) for m in active])
+        values /= multiplier[:, None]  # stored values are primary-side (× CT × PT)
+        complete = ~np.isnan(values).any(axis=1)
+        for i, meter in enumerate(active):
+            if not complete[i]:
+                if day in cuts:
+                    missing.append((meter, day.isoformat()))
                 continue
             reading: dict[str, Any] = {
-                "values": {r: _decimal_text(v) for r, v in zip(s.registers, row, strict=True)}
+                "values": dict(zip(s.registers, map(_decimal_text, values[i]), strict=True))
             }
             if not exact[i].all():
                 reading.update(quality="estimated", method="interpolated")
                 interpolated += 1
             out.setdefault(meter, {})[day] = reading
     return out, interpolated, missing
+
+
+def _installed_on(meter: MeterSpec, day: date, start: date, end: date) -> bool:
+    """Whether a reading of ``meter`` on ``day`` belongs to the case (its installed part)."""
+    return max(start, meter.installed or start) <= day <= min(end, meter.removed or end)
+
+
+def _multiplier(meter: MeterSpec, day: date) -> Decimal:
+    """The site file's multiplier of ``meter`` in force on ``day``."""
+    if not isinstance(meter.multiplier, list):
+        return meter.multiplier
+    steps = [x.value for x in sorted(meter.multiplier, key=lambda x: x.from_) if x.from_ <= day]
+    return steps[-1] if steps else meter.multiplier[0].value
 
 
 def _decimal_text(value: float) -> str:
@@ -249,8 +293,7 @@ def close_period(
             f"site {site_id} {start} … {end} is posted already (run {posted[0].id}); "
             "a correction is carried by a later run as adjustment lines"
         )
-    days = boundary_days(site, start, end)
-    readings, interpolated, missing = boundary_readings(store, site, days)
+    readings, interpolated, missing = boundary_readings(store, site, start, end)
     data = case_data(site.sections, start, end, readings=readings, bill=bill, drivers=drivers)
     case = case_from_data(data, f"close of site {site_id}")
     superseded = next((r for r in reversed(earlier) if r.status != RunStatus.VOID.value), None) or (

@@ -67,6 +67,7 @@ def setup(
     with sessions.begin() as s:
         import_site(s, parse_site(yaml.safe_dump(site)), by="ops", clock=clock)
     registers = site.get("registers") or ["total"]
+    multiplier = {m["id"]: m.get("multiplier", 1) for m in site["meters"]}
     points = []
     for meter, series in raw["readings"].items():
         for day, value in series.items():
@@ -80,7 +81,7 @@ def setup(
                         meter,
                         DEFAULT_QUANTITIES[register],
                         ns(midnight(day)),
-                        float(v),
+                        float(v) * _in_force(multiplier[meter], day),
                         "good",
                         "kWh",
                     )
@@ -89,7 +90,17 @@ def setup(
     return site, raw
 
 
-@pytest.mark.parametrize("name", ["basic", "move_in", "replacement", "negative_residual"])
+def _in_force(multiplier: Any, day: date) -> float:
+    """The multiplier on ``day``: stored points are primary-side, as gateways send them."""
+    if isinstance(multiplier, list):
+        steps = [x["value"] for x in multiplier if x["from"] <= day]
+        return float(steps[-1] if steps else multiplier[0]["value"])
+    return float(multiplier)
+
+
+@pytest.mark.parametrize(
+    "name", ["basic", "move_in", "replacement", "negative_residual", "rollover"]
+)
 def test_the_close_computes_the_same_case_as_the_case_file(
     sessions: sessionmaker[Session], store: SqliteSeriesStore, name: str
 ) -> None:
@@ -120,7 +131,7 @@ def test_a_boundary_between_two_points_is_interpolated_and_marked(
 ) -> None:
     _site, raw = setup(sessions, store, "basic")
     start = raw["period"]["start"]
-    # move M0's start reading off midnight: 100 kWh at 23:00 the day before, 110 at 01:00
+    # move M0 (× 10) off midnight: 9990 kWh at 23:00 the day before, 10010 at 01:00
     with store._lock:  # the test rewrites one stored point in place
         store._db.execute(
             "DELETE FROM points WHERE meter = 'M0' AND time_ns = ?", (ns(midnight(start)),)
@@ -129,8 +140,8 @@ def test_a_boundary_between_two_points_is_interpolated_and_marked(
     before, after = midnight(start) - timedelta(hours=1), midnight(start) + timedelta(hours=1)
     store.write(
         [
-            SeriesPoint("park-a", "M0", "energy_import", ns(before), 990.0, "good", "kWh"),
-            SeriesPoint("park-a", "M0", "energy_import", ns(after), 1010.0, "good", "kWh"),
+            SeriesPoint("park-a", "M0", "energy_import", ns(before), 9990.0, "good", "kWh"),
+            SeriesPoint("park-a", "M0", "energy_import", ns(after), 10010.0, "good", "kWh"),
         ]
     )
     with sessions.begin() as s:
