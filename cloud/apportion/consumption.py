@@ -35,6 +35,17 @@ from cloud.apportion.errors import ConsumptionError
 
 #: Rows per block in :func:`fast_slice_energy`: 2048 × 32 × 4 float64 is 2 MiB (an L2 cache).
 SCREEN_BLOCK_ROWS = 2048
+#: Threads :func:`fast_slice_energy` screens a large array on, each over its own rows.
+SCREEN_THREADS = 2
+
+
+def screen_threads(meters: int, block_rows: int = SCREEN_BLOCK_ROWS) -> int:
+    """How many threads :func:`fast_slice_energy` screens ``meters`` rows on:
+    :data:`SCREEN_THREADS` from 64 blocks of ``block_rows`` up on a machine with more
+    than one CPU, else one."""
+    if meters >= 64 * block_rows and (os.cpu_count() or 1) > 1:
+        return SCREEN_THREADS
+    return 1
 
 
 def fast_slice_energy(
@@ -49,7 +60,7 @@ def fast_slice_energy(
     A row needs no repair when every boundary is read and its registers never decrease;
     the other rows' energies are left unset here and come from :func:`unwrap_registers`.
     Blocks of rows are compared and differenced while they sit in cache; large arrays are
-    screened on two threads, each over its own half of the rows.
+    screened on :func:`screen_threads` threads, each over its own share of the rows.
 
     Parameters
     ----------
@@ -112,12 +123,13 @@ def fast_slice_energy(
             if not (factor == 1.0).all():  # × 1 changes no value: spared on most blocks
                 out *= factor[None, :, :]
 
-    halves = 2 if meters >= 64 * block_rows and (os.cpu_count() or 1) > 1 else 1
-    if halves == 1:
+    threads = screen_threads(meters, block_rows)
+    if threads == 1:
         screen(0, meters)
     else:
-        with ThreadPoolExecutor(max_workers=halves) as pool:
-            list(pool.map(screen, [0, meters // 2], [meters // 2, meters]))
+        bounds = [meters * i // threads for i in range(threads + 1)]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(screen, bounds[:-1], bounds[1:]))
     return ok, kwh
 
 
