@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 import random
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 DEFAULT_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -238,3 +239,46 @@ class LoadModel:
     def _minute_of_day(self, t: datetime) -> float:
         local = _aware(t).astimezone(self.tz)
         return local.hour * 60 + local.minute + local.second / 60
+
+
+class FeederLoad(LoadModel):
+    """A meter upstream of others (a main or branch meter): the loads below it × (1 +
+    ``loss``) plus a load of its own (``base_kw``, kW; 0 for none), so that its register
+    grows by what its sub-meters measure plus the line loss — a consistent meter tree."""
+
+    def __init__(
+        self, below: Sequence[LoadModel], loss: float, base_kw: float, seed: int, **kw: Any
+    ) -> None:
+        super().__init__(base_kw, seed, **kw)
+        if not 0 <= loss < 1:
+            raise ValueError(f"loss must be a fraction in [0, 1), got {loss}")
+        self.below = tuple(below)
+        self.loss = loss
+
+    def _since_epoch_ws(self, t: datetime) -> tuple[int, ...]:
+        own = super()._since_epoch_ws(t)
+        below = [b._since_epoch_ws(t) for b in self.below]
+        factor = 1 + self.loss
+        return tuple(o + round(factor * sum(b[i] for b in below)) for i, o in enumerate(own))
+
+    def power_kw(self, t: datetime) -> Decimal:
+        factor = Decimal(str(1 + self.loss))
+        return super().power_kw(t) + factor * sum((b.power_kw(t) for b in self.below), Decimal(0))
+
+
+class SecondaryLoad(LoadModel):
+    """What a meter behind a current transformer of ``ratio`` : 1 measures: the ``primary``
+    load ÷ ``ratio`` (its registers count secondary kWh; × ratio gives the primary)."""
+
+    def __init__(self, primary: LoadModel, ratio: int) -> None:
+        super().__init__(0, primary.seed, epoch=primary.epoch, tz=primary.tz)
+        if ratio < 1:
+            raise ValueError(f"a CT ratio is at least 1, got {ratio}")
+        self.primary = primary
+        self.ratio = ratio
+
+    def _since_epoch_ws(self, t: datetime) -> tuple[int, ...]:
+        return tuple(v // self.ratio for v in self.primary._since_epoch_ws(t))
+
+    def power_kw(self, t: datetime) -> Decimal:
+        return self.primary.power_kw(t) / self.ratio
