@@ -155,3 +155,20 @@ def test_a_missing_file_is_one_clear_line(cloud, tmp_path):
     )
     assert out.exit_code == 2 and "cannot read the file" in out.stderr
     assert "Traceback" not in out.output
+
+
+def test_import_reimport_and_conflict_on_postgresql(fresh_postgres_url, tmp_path):
+    env = {"MF_DATA_DIR": str(tmp_path / "cloud"), "MF_DB_URL": fresh_postgres_url}
+    sessions = open_registry(fresh_postgres_url)
+    with sessions.begin() as session:
+        ensure_site(session, "s1")
+        ensure_site(session, "s2")
+    assert run(env, tmp_path, GOOD).exit_code == 0
+    assert "0 values stored, 3 already stored unchanged" in run(env, tmp_path, GOOD).stdout
+    out = run(env, tmp_path, GOOD.replace("-2.25", "-2.5"))
+    assert out.exit_code == 2 and "line 3, column value: conflict" in out.stderr
+    with sessions() as session:
+        assert load_drivers(session, "s1", date(2026, 3, 1), date(2026, 3, 3)) == {
+            "lobby_tmax": {date(2026, 3, 1): Decimal("31.5"), date(2026, 3, 2): Decimal("-2.25")}
+        }
+    sessions.kw["bind"].dispose()
