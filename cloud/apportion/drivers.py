@@ -85,6 +85,8 @@ def parse_drivers(data: bytes, source: str, today: date) -> tuple[list[DriverRow
         elif value != value.quantize(Decimal(1).scaleb(-_PLACES)):
             problems.add(line, f"{row['value']!r} has more than {_PLACES} decimals", "value")
         if len(problems.found) > before or day is None or isinstance(value, str):
+            if _ID.match(row["site"]):
+                problems.left_out.append((line, row["site"]))
             continue
         key = (row["site"], row["driver"], day)
         if key in first_line:
@@ -141,8 +143,13 @@ def import_drivers(
     """
     rows = list(rows)
     problems = problems if problems is not None else Problems("drivers")
-    sites = {r.site for r in rows}
-    known = set(session.scalars(select(Site.id).where(Site.id.in_(sorted(sites)))))
+    sites = sorted({r.site for r in rows} | {site for _, site in problems.left_out})
+    known: set[str] = set()
+    for i in range(0, len(sites), 500):
+        known.update(session.scalars(select(Site.id).where(Site.id.in_(sites[i : i + 500]))))
+    for line, site in problems.left_out:
+        if site not in known:
+            problems.add(line, f"unknown site {site!r} (not in the registry)", "site")
     report = DriversReport(rows=len(rows))
     in_sites = [r for r in rows if r.site in known]
     for r in rows:

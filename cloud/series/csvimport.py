@@ -49,6 +49,9 @@ class Problems:
 
     source: str
     found: list[tuple[int, str]] = field(default_factory=list)
+    #: (line, id) of rows left out for another problem whose registry id (meter, site) must
+    #: still be looked up, so that every problem of the file is listed at once
+    left_out: list[tuple[int, str]] = field(default_factory=list)
 
     def add(self, line: int, message: str, column: str | None = None) -> None:
         where = f"line {line}" + (f", column {column}" if column else "")

@@ -133,6 +133,8 @@ def parse_readings(data: bytes, source: str, now: datetime) -> tuple[list[Manual
         if has_control(note) or len(note) > _NOTE_CHARS:
             problems.add(line, f"one line of at most {_NOTE_CHARS} characters expected", "note")
         if len(problems.found) > before or moment is None or isinstance(value, str):
+            if _ID.match(meter):
+                problems.left_out.append((line, meter))
             continue
         time_ns = to_ns(moment)
         key = (meter, quantity, time_ns)
@@ -221,7 +223,10 @@ def import_readings(
     importing the file again completes it, they then count as unchanged)."""
     source = str(path)
     reads, problems = parse_readings(read_bytes(path), source, now or datetime.now(UTC))
-    sites = _meter_sites(session, {r.meter for r in reads})
+    sites = _meter_sites(session, {r.meter for r in reads} | {m for _, m in problems.left_out})
+    for line, meter in problems.left_out:
+        if meter not in sites:
+            problems.add(line, f"unknown meter {meter!r} (not in the registry)", "meter")
     by_series: dict[tuple[str, str], list[ManualRead]] = defaultdict(list)
     for r in reads:
         if r.meter not in sites:

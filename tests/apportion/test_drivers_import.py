@@ -134,6 +134,16 @@ def test_a_bad_row_is_named_and_nothing_is_stored(cloud, tmp_path, row, column, 
     assert stored(cloud) == []
 
 
+def test_a_row_with_several_problems_lists_them_all(cloud, tmp_path):
+    out = run(cloud, tmp_path, GOOD + "s9,lobby_tmax,2026-13-01,x\n", "--json")
+    assert json.loads(out.stdout)["problems"] == [
+        "line 5, column date: '2026-13-01' is not a date YYYY-MM-DD",
+        "line 5, column value: 'x' is not a finite decimal number (e.g. 1234.56)",
+        "line 5, column site: unknown site 's9' (not in the registry)",
+    ]
+    assert out.exit_code == 2 and stored(cloud) == []
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

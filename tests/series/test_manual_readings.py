@@ -163,6 +163,17 @@ def test_a_bad_row_is_named_and_nothing_is_stored(cloud, tmp_path, row, column, 
     assert stored(cloud) == []
 
 
+def test_a_row_with_several_problems_lists_them_all(cloud, tmp_path):
+    out = run(cloud, tmp_path, GOOD + "M9,energy_import,2026-03-01T08:00,-1,,\n", "--json")
+    assert json.loads(out.stdout)["problems"] == [
+        "line 5, column read_at: '2026-03-01T08:00' has no UTC offset; write it like"
+        " 2026-03-01T08:00:00+08:00",
+        "line 5, column value: '-1' is negative; registers are >= 0",
+        "line 5, column meter: unknown meter 'M9' (not in the registry)",
+    ]
+    assert out.exit_code == 2 and stored(cloud) == []
+
+
 def test_the_same_key_twice_in_the_file_is_refused(cloud, tmp_path):
     text = GOOD + "M1,energy_import,2026-03-01T00:00:00Z,1234.5,,\n"  # line 2's instant in UTC
     out = run(cloud, tmp_path, text)
