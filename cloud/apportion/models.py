@@ -166,6 +166,22 @@ class SourceBillAmount(Base):
     cents: Mapped[int] = mapped_column(BigInteger)
 
 
+class DriverValue(Base):
+    """One day's value of a site's driver (e.g. ``lobby_tmax``, the lobby's daily maximum
+    temperature in °C) for formula keys; ``day`` is a date of the site's local calendar.
+    Imported with ``meterflow cloud drivers import`` by ``imported_by`` at ``imported_at``
+    (UTC); a stored value is never changed by an import."""
+
+    __tablename__ = "driver_values"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    driver: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    value: Mapped[Decimal] = mapped_column(Numeric(24, 6))
+    imported_by: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ApportionRun(Base):
     """One apportionment of a site's period: state, inputs snapshot, hashes, flags, audit.
 

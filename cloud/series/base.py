@@ -46,6 +46,9 @@ class SeriesPoint:
     gateway: str = ""
     round: str = ""
     flags: str = ""  # validation findings, comma-separated (e.g. "decrease,spike")
+    source: str = ""  # "" from a gateway, "manual" from an import (meterflow cloud readings)
+    note: str = ""  # free text of a manual reading (one line)
+    imported_by: str = ""  # the account that imported a manual reading
 
 
 @dataclass(frozen=True)

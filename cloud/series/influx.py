@@ -7,7 +7,9 @@ DBRP mapping and by 3.x. Writes go either to ``/write`` (1.x, including servers 
 Layout: one database (bucket); measurement ``reading`` holds points with a value,
 ``read_failure`` the failed reads (so that ``last(value)`` and ``last(quality)`` of an
 interval always come from the same point); tags site, meter and quantity only, to bound
-series cardinality; everything else is a field.
+series cardinality; everything else is a field. ``source``, ``note`` and ``imported_by`` (of
+manual readings) are fields too, and only written when not empty: a tag would make a manual
+point and a gateway point at the same (meter, quantity, time) two points instead of one.
 """
 
 from __future__ import annotations
@@ -74,14 +76,18 @@ def _float(value: float) -> str:
 
 
 def line_protocol(point: SeriesPoint) -> str:
-    """One point as a line of InfluxDB line protocol (fields sorted by key, ns time)."""
+    """One point as a line of InfluxDB line protocol (fields sorted by key, ns time; the
+    manual-reading fields only when set, so gateway lines stay as short as before)."""
     measurement = MEASUREMENT if point.value is not None else FAILURES
     fields = (
         f'flags="{point.flags.translate(_STRING)}",'
         f'gateway="{point.gateway.translate(_STRING)}",'
-        f'quality="{point.quality.translate(_STRING)}",'
+        + (f'imported_by="{point.imported_by.translate(_STRING)}",' if point.imported_by else "")
+        + (f'note="{point.note.translate(_STRING)}",' if point.note else "")
+        + f'quality="{point.quality.translate(_STRING)}",'
         f'round="{point.round.translate(_STRING)}",'
-        f'unit="{point.unit.translate(_STRING)}"'
+        + (f'source="{point.source.translate(_STRING)}",' if point.source else "")
+        + f'unit="{point.unit.translate(_STRING)}"'
     )
     if point.value is not None:
         fields += f",value={_float(point.value)}"

@@ -33,9 +33,18 @@ CREATE TABLE IF NOT EXISTS points (
     gateway  TEXT NOT NULL,
     round    TEXT NOT NULL,
     flags    TEXT NOT NULL DEFAULT '',
+    source   TEXT NOT NULL DEFAULT '',
+    note     TEXT NOT NULL DEFAULT '',
+    imported_by TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (meter, quantity, time_ns)
 ) WITHOUT ROWID
 """
+#: columns added after the first release: a points table without them gets them on open
+_ADDED_COLUMNS = ("source", "note", "imported_by")
+_COLUMNS = (
+    "meter, quantity, time_ns, value, quality, unit, site, gateway, round, flags,"
+    " source, note, imported_by"
+)
 
 
 class SqliteSeriesStore(MatrixQueries):
@@ -50,6 +59,24 @@ class SqliteSeriesStore(MatrixQueries):
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
         self._db.commit()
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns a points table of an older release lacks (ALTER TABLE ADD COLUMN,
+        in place), under the write lock so that two processes opening it do not race."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                have = {row[1] for row in self._db.execute("PRAGMA table_info(points)")}
+                for column in _ADDED_COLUMNS:
+                    if column not in have:
+                        self._db.execute(
+                            f"ALTER TABLE points ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+                        )
+                self._db.commit()
+            except BaseException:
+                self._db.rollback()
+                raise
 
     def write(self, points: list[SeriesPoint]) -> None:
         rows = [
@@ -64,13 +91,17 @@ class SqliteSeriesStore(MatrixQueries):
                 p.gateway,
                 p.round,
                 p.flags,
+                p.source,
+                p.note,
+                p.imported_by,
             )
             for p in points
         ]
         try:
             with self._lock, self._db:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    f"INSERT OR REPLACE INTO points ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                    rows,
                 )
         except sqlite3.Error as exc:
             raise SeriesStoreError(

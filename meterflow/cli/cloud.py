@@ -14,11 +14,14 @@ from meterflow.cli.apportion import apportion_command
 from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
 from meterflow.cli.leases import cloud_bill, cloud_daily
+from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
 from meterflow.cli.web import cloud_api, cloud_claim_token, cloud_web_account
 
 cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_is_help=True)
 cloud_app.add_typer(risk_app, name="risk")
+cloud_app.add_typer(readings_app, name="readings")
+cloud_app.add_typer(drivers_app, name="drivers")
 cloud_app.command("claim-token")(cloud_claim_token)
 cloud_app.command("apportion")(apportion_command)
 cloud_app.add_typer(site_app, name="site")
