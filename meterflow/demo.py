@@ -253,9 +253,8 @@ def _close_month(
         echo(f"site     {park.SITE}: site file imported ({sum(report.created.values())} items)")
         bill = _bill(data_dir, start, end)
         (data_dir / "bill.yaml").write_text(yaml.safe_dump({"bill": bill}), encoding="utf-8")
-        echo(
-            f"bill     {bill['invoice']}: {bill['amounts']['total']} CNY (main meter × {park.PRICE})"
-        )
+        total = bill["amounts"]["total"]
+        echo(f"bill     {bill['invoice']}: {total} CNY (the main meter's month × {park.PRICE})")
         accounts = AccountService(sessions)
         passwords = {name: secrets.token_urlsafe(12) for name in (REVIEWER, APPROVER)}
         for name, password in passwords.items():
