@@ -43,6 +43,7 @@ from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.case.schema import MeterSpec
 from cloud.apportion.configuration import stored_site
+from cloud.apportion.drivers import load_drivers
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError
 from cloud.apportion.models import ApportionRun, SiteSettings, TariffVersionRow
@@ -272,8 +273,10 @@ def close_period(
 ) -> ClosedRun:
     """Close ``site_id`` over [start, end) against ``bill``; store and return a draft run.
 
-    ``accept`` lists (node, reason): that node's estimates over the limit are accepted, so
-    its ``estimates_over_limit`` flag no longer holds the run (kept with who and why).
+    ``drivers`` default to the formula drivers' values imported for the site
+    (``meterflow cloud drivers import``). ``accept`` lists (node, reason): that node's
+    estimates over the limit are accepted, so its ``estimates_over_limit`` flag no longer
+    holds the run (kept with who and why).
 
     Raises CloseRefused (period, site, a posted period) or CaseError (bill, readings, site
     data), naming the item; nothing is stored then.
@@ -294,6 +297,10 @@ def close_period(
             "a correction is carried by a later run as adjustment lines"
         )
     readings, interpolated, missing = boundary_readings(store, site, start, end)
+    if drivers is None:
+        used = {n.rule.formula.driver for n in site.schema.tree if n.rule and n.rule.formula}
+        stored = load_drivers(session, site_id, start, end)
+        drivers = {d: stored.get(d, {}) for d in sorted(used)}
     data = case_data(site.sections, start, end, readings=readings, bill=bill, drivers=drivers)
     case = case_from_data(data, f"close of site {site_id}")
     superseded = next((r for r in reversed(earlier) if r.status != RunStatus.VOID.value), None) or (
