@@ -44,17 +44,29 @@ def site_import(
 ) -> None:
     """Import a site file (or an Excel workbook from ``site template``): create or update
     each item; the same file twice changes nothing. Any error refuses the whole file."""
-    from cloud.apportion.configuration import import_site
+    from cloud.apportion.configuration import import_site, site_sections
     from cloud.apportion.errors import CaseError
     from cloud.apportion.site import parse_site
-    from cloud.apportion.site_workbook import is_workbook, read_workbook
+    from cloud.apportion.site_workbook import is_workbook, read_workbook, workbook_site_id
     from meterflow.assembly import registry
 
+    sessions = registry(load_settings())
     try:
-        site = read_workbook(path) if is_workbook(path) else _parse(path, parse_site)
+        if is_workbook(path):
+            site_id = workbook_site_id(path)
+            with sessions() as session:
+                try:
+                    base = site_sections(session, site_id)
+                except LookupError:
+                    raise fail(
+                        f"site {site_id!r}: import the site file (YAML) first: the workbook "
+                        "holds units and meters only"
+                    ) from None
+            site = read_workbook(path, base)
+        else:
+            site = _parse(path, parse_site)
     except CaseError as exc:
         raise fail(str(exc)) from None
-    sessions = registry(load_settings())
     session = sessions()
     try:
         report = import_site(session, site, by=_actor(account))
@@ -97,7 +109,6 @@ def site_export(
     """Print (or write) the site's stored set-up as a site file; ``.xlsx`` writes the
     units-and-meters workbook."""
     from cloud.apportion.configuration import site_sections
-    from cloud.apportion.site import dump_site
     from cloud.apportion.site_workbook import write_workbook
     from meterflow.assembly import registry
 
@@ -110,6 +121,8 @@ def site_export(
         write_workbook(sections, output)
         typer.echo(f"wrote {output}")
         return
+    from cloud.apportion.site import dump_site
+
     text = dump_site(sections)
     if output is None:
         typer.echo(text, nl=False)
