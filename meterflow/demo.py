@@ -24,11 +24,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import yaml
+from sqlalchemy import func, select
 
 from cloud.apportion.case.canonical import plain
 from cloud.apportion.close import CloseService
 from cloud.apportion.configuration import import_site
-from cloud.apportion.models import ApportionStatement
+from cloud.apportion.models import ApportionLine, ApportionStatement
 from cloud.apportion.review import RunAction, RunReviewService
 from cloud.apportion.site import dump_site, parse_site
 from cloud.gateways.provisioning import CloudSigner
@@ -284,9 +285,14 @@ def _close_month(
         links = TenantLinkService(sessions, WebSecret.load_or_create(data_dir / "web.secret"))
         with sessions() as session:
             statements = list(
-                session.query(ApportionStatement).filter(ApportionStatement.run_id == run)
+                session.scalars(select(ApportionStatement).where(ApportionStatement.run_id == run))
             )
-            lines_cents = sum(json.loads(s.payload).get("total_cents", 0) for s in statements)
+            lines_cents = int(
+                session.scalar(
+                    select(func.sum(ApportionLine.cents)).where(ApportionLine.run_id == run)
+                )
+                or 0
+            )
         for s in statements:
             if s.unit:
                 path = links.link_for(StatementKey(run, s.unit, s.party)).path()

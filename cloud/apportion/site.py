@@ -182,7 +182,11 @@ def case_data(
 
 
 class _SiteDumper(yaml.SafeDumper):
-    """Writes Decimals as plain YAML numbers (read back exactly by the case loader)."""
+    """Writes Decimals as plain YAML numbers (read back exactly by the case loader) and
+    never an alias (the loader refuses them)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.Node:

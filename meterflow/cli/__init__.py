@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from meterflow.cli.cloud import cloud_app
+from meterflow.cli.common import fail
 from meterflow.cli.edge import edge_app
 from meterflow.cli.sim import sim_app
 
@@ -29,26 +30,49 @@ app.add_typer(sim_app, name="sim")
 
 @app.command("demo")
 def demo(
-    meters: Annotated[int, typer.Option(min=1, max=64, help="simulated meters on one line")] = 8,
-    rounds: Annotated[int, typer.Option(min=1, max=1000, help="polling rounds to run")] = 6,
-    interval_min: Annotated[int, typer.Option(min=1, help="simulated minutes between rounds")] = 15,
+    days: Annotated[int, typer.Option(min=1, max=30, help="days of meter time (from 11-01)")] = 30,
+    interval_h: Annotated[
+        int, typer.Option(min=1, max=24, help="hours between polling rounds (divides 24)")
+    ] = 6,
     data_dir: Annotated[Path, typer.Option(help="where the demo keeps its files (wiped first)")] = (
         Path("var/demo")
     ),
+    serve: Annotated[
+        bool, typer.Option("--serve", help="serve the demo's pages on 127.0.0.1 afterwards")
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port of --serve")] = 8765,
 ) -> None:
-    """Run the whole path on embedded defaults: simulated DL/T645 meters → gateway → signed
-    envelopes → in-process MQTT broker → cloud ingest → SQLite series store.
+    """Run the product's main job on embedded defaults: simulated DL/T645 meters of a small
+    park → gateway → signed envelopes → in-process MQTT broker → cloud ingest → SQLite; then
+    the monthly close (site file, utility bill, close, review by fin-a, approval and posting
+    by fin-b) and the tenants' statement links.
 
     Needs no root and no servers. Prints progress, then one JSON line with the counts.
+    ``--serve`` then serves the pages (finance review, tenant statements) until stopped,
+    reusing a finished demo in ``--data-dir`` if there is one.
     """
-    from meterflow.demo import run_demo
+    from meterflow.demo import SUMMARY, run_demo, serve_demo
 
-    summary = run_demo(
-        meters=meters, rounds=rounds, interval_min=interval_min, data_dir=data_dir, echo=typer.echo
-    )
+    if serve and (data_dir / SUMMARY).exists():
+        serve_demo(data_dir, port, typer.echo)
+        return
+    try:
+        summary = run_demo(
+            days=days, interval_h=interval_h, data_dir=data_dir, echo=typer.echo, port=port
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     typer.echo(json.dumps(summary))
-    if summary["rejected"] or not summary["readings_stored"]:
+    ok = (
+        not summary["rejected"]
+        and summary["readings_stored"] > 0
+        and summary["statements"] > 0
+        and summary["lines_cents"] == summary["bill_cents"] > 0
+    )
+    if not ok:
         raise typer.Exit(1)
+    if serve:
+        serve_demo(data_dir, port, typer.echo)
 
 
 def main() -> None:
