@@ -70,6 +70,7 @@ POLICIES: dict[str, Access] = {
     # finance
     "runs_page": Access.FINANCE,
     "run_page": Access.FINANCE,
+    "run_confirm_page": Access.FINANCE,
     "run_action_form": Access.FINANCE,
     "statement_print_page": Access.FINANCE,
     "disputes_page": Access.FINANCE,
