@@ -81,8 +81,8 @@ def seed(work: Path) -> str:
                 "amounts": {"total": round(720.0 * factor, 2)},
             }
             run = create_run(s, case_from_data(data), by="bench")
-            review_run(s, run.id, by="bench")
-            approve_run(s, run.id, by="bench")
+            review_run(s, run.id, by="bench-reviewer")
+            approve_run(s, run.id, by="bench-approver")  # four eyes: not who made or reviewed
             post_run(s, run.id, by="bench", key=key)  # type: ignore[arg-type]
             last = run.id
     del signer

@@ -35,6 +35,10 @@ class RunHeldError(RunStateError):
     """A run carries flags that hold it (negative residual, too many estimates ...)."""
 
 
+class FourEyesError(RunStateError):
+    """The account approving a run created or reviewed it; somebody else must approve."""
+
+
 class RerunMismatchError(ApportionError):
     """Recomputing a stored run from its inputs did not reproduce it."""
 

@@ -47,7 +47,7 @@ from cloud.apportion.statement import (
 )
 from cloud.apportion.tree import NodeKind
 from cloud.registry.base import as_utc
-from cloud.staff.accounts import Principal
+from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import AuditRecord, entries_for, record
 from edge.wire import Clock, utc_now
 
@@ -402,8 +402,14 @@ class RunReviewService:
     def act(self, who: Principal, run_id: str, action: RunAction, reason: str = "") -> str:
         """Move the run (review, approve, post, void); return its new status.
 
-        ActionRefused when the state machine refuses (wrong state, held run, no reason).
+        ActionRefused when the role may not act on runs, or the state machine refuses
+        (wrong state, held run, four eyes, no reason); NotFound outside the principal's sites.
         """
+        if who.role not in FINANCE_ROLES:
+            raise ActionRefused(
+                f"{who.username!r} has the {who.role.value} role; "
+                f"to {action.value} a run takes an admin or finance account"
+            )
         now = self.clock()
         clock = self._fixed(now)
         try:

@@ -32,7 +32,12 @@ from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.engine import apportion
 from cloud.apportion.engine_result import EngineResult
-from cloud.apportion.errors import RerunMismatchError, RunHeldError, RunStateError
+from cloud.apportion.errors import (
+    FourEyesError,
+    RerunMismatchError,
+    RunHeldError,
+    RunStateError,
+)
 from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
 from cloud.apportion.statement import build_statements, line_rows, sign_statement
 from cloud.registry.service import ensure_site
@@ -231,11 +236,18 @@ def review_run(session: Session, run_id: str, *, by: str, clock: Clock = utc_now
 
 
 def approve_run(session: Session, run_id: str, *, by: str, clock: Clock = utc_now) -> ApportionRun:
-    """reviewed → approved; refused while the run carries holding flags."""
+    """reviewed → approved; refused while the run carries holding flags, and refused to
+    whoever created or reviewed the run (four eyes: FourEyesError)."""
     run = _get(session, run_id)
     if run.held:
         holding = [f"{f['code']} ({f['subject']})" for f in run.flags if f["holds"]]
         raise RunHeldError(f"run {run.id!r} is held by: {', '.join(holding)}")
+    if run.status == RunStatus.REVIEWED.value and by in (run.created_by, run.reviewed_by):
+        did = "created" if by == run.created_by else "reviewed"
+        raise FourEyesError(
+            f"run {run.id!r}: {by!r} {did} it and so cannot approve it; "
+            "expected an account that neither created nor reviewed the run (four eyes)"
+        )
     _advance(run, RunStatus.REVIEWED, RunStatus.APPROVED)
     run.approved_by, run.approved_at = by, clock()
     session.flush()

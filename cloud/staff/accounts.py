@@ -57,6 +57,13 @@ class SessionKind(StrEnum):
     API = "api"
 
 
+#: The roles that do finance's work: runs (review, approve, post, void), statements,
+#: disputes, exports. The web's route policies and the run services both apply it.
+FINANCE_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.FINANCE})
+#: The roles that do engineers' work: gateways, claim tokens, commands.
+ENGINEER_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.ENGINEER})
+
+
 class AccountError(Exception):
     """Base of the errors of accounts and sign-in."""
 
@@ -174,6 +181,22 @@ class AccountService:
         with self.sessions() as session:
             rows = session.scalars(select(WebAccount).order_by(WebAccount.username)).all()
             return [(a.username, Role(a.role), list(a.sites), a.disabled_at is None) for a in rows]
+
+    def acting(self, username: str) -> Principal:
+        """The principal of an existing, enabled account that acts without signing in (the
+        command line's ``--as``, run on the cloud's own host); InvalidAccount otherwise.
+
+        What it may do is then decided as for a web session: its role and its sites.
+        """
+        with self.sessions() as session:
+            account = session.get(WebAccount, username)
+        if account is None:
+            raise InvalidAccount(f"no staff account {username!r}; expected an existing account")
+        if account.disabled_at is not None:
+            raise InvalidAccount(f"staff account {username!r} is disabled")
+        return Principal(
+            account.username, Role(account.role), frozenset(account.sites), "", SessionKind.API
+        )
 
     def sign_in(
         self, username: str, password: str, kind: SessionKind = SessionKind.COOKIE

@@ -18,7 +18,7 @@ from enum import StrEnum
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from cloud.staff.accounts import Principal, Role, SessionKind
+from cloud.staff.accounts import ENGINEER_ROLES, FINANCE_ROLES, Principal, Role, SessionKind
 
 SESSION_COOKIE = "mf_session"
 CSRF_FIELD = "csrf"
@@ -40,8 +40,8 @@ class Access(StrEnum):
 #: The roles each staff access admits.
 ROLES: dict[Access, frozenset[Role]] = {
     Access.STAFF: frozenset(Role),
-    Access.FINANCE: frozenset({Role.ADMIN, Role.FINANCE}),
-    Access.ENGINEER: frozenset({Role.ADMIN, Role.ENGINEER}),
+    Access.FINANCE: FINANCE_ROLES,
+    Access.ENGINEER: ENGINEER_ROLES,
     Access.ADMIN: frozenset({Role.ADMIN}),
 }
 
@@ -70,6 +70,7 @@ POLICIES: dict[str, Access] = {
     # finance
     "runs_page": Access.FINANCE,
     "run_page": Access.FINANCE,
+    "run_confirm_page": Access.FINANCE,
     "run_action_form": Access.FINANCE,
     "statement_print_page": Access.FINANCE,
     "disputes_page": Access.FINANCE,

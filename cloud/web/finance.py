@@ -118,6 +118,47 @@ def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLRespons
     )
 
 
+#: The actions the pages ask to confirm first (on a page of their own: no JavaScript needed).
+CONFIRMED_ACTIONS = frozenset({RunAction.POST, RunAction.VOID})
+#: The value of the ``confirm`` field of a confirmation page's form.
+CONFIRM_VALUE = "yes"
+
+
+@router.get("/finance/runs/{run_id}/{action}", response_class=HTMLResponse)
+def run_confirm_page(
+    request: Request,
+    run_id: RunId,
+    action: RunAction,
+    web: Web,
+    who: Who,
+    reason: Annotated[str, Query(max_length=2000)] = "",
+) -> Response:
+    """Post or void, asked first: the run's site, period, total, statements and who did
+    what, a confirm form and a cancel link (review and approve: back to the run's page)."""
+    lang = language(request)
+    try:
+        detail = web.runs.run_detail(who, run_id)
+    except NotFound:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    if action not in CONFIRMED_ACTIONS:
+        return RedirectResponse(f"/finance/runs/{quote(run_id)}?{urlencode({'lang': lang})}", 303)
+    steps = {
+        e.action: e.actor for e in detail.trail if e.action in ("create", "reviewed", "approved")
+    }
+    return render(
+        request,
+        "finance_confirm.html",
+        {
+            "d": detail,
+            "run": detail.run,
+            "action": action.value,
+            "steps": steps,
+            "reason": reason,
+            "confirm_value": CONFIRM_VALUE,
+        },
+    )
+
+
 @router.post("/finance/runs/{run_id}/{action}", response_class=HTMLResponse)
 def run_action_form(
     request: Request,
@@ -126,9 +167,18 @@ def run_action_form(
     web: Web,
     who: Who,
     reason: Annotated[str, Form(max_length=2000)] = "",
+    confirm: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
-    """Review, approve, post or void the run; back to its page."""
+    """Review, approve, post or void the run; back to its page. Post and void are done
+    only from their confirmation page (its ``confirm`` field); without it, nothing changes
+    and the browser is sent to that page."""
     query = {"lang": language(request)}
+    if action in CONFIRMED_ACTIONS and confirm != CONFIRM_VALUE:
+        if reason:
+            query["reason"] = reason
+        return RedirectResponse(
+            f"/finance/runs/{quote(run_id)}/{action.value}?{urlencode(query)}", 303
+        )
     try:
         status = web.runs.act(who, run_id, action, reason)
         query["done"] = status

@@ -9,6 +9,7 @@ runs, so importing this module costs nothing on a gateway.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +20,13 @@ from meterflow.cli.common import fail
 if TYPE_CHECKING:
     from cloud.apportion.engine_result import EngineResult
     from cloud.apportion.statement import LineRow
+
+
+def lines_json(rows: Iterable[LineRow]) -> list[dict[str, Any]]:
+    """Statement lines in the one JSON form of the commands' ``--json`` (this command's and
+    ``meterflow cloud run show``'s): key, dates, ``kwh`` (3 decimals, text), ``cents``,
+    ``amount_cny`` and the explanation."""
+    return [r.as_dict() for r in rows]
 
 
 def report(result: EngineResult, input_hash: str) -> dict[str, Any]:
@@ -47,13 +55,14 @@ def report(result: EngineResult, input_hash: str) -> dict[str, Any]:
             }
             for p in result.pots
         ],
-        "lines": [r.as_dict() for r in rows],
+        "lines": lines_json(rows),
         "totals": dict(sorted(totals.items())),
         "bill_cents": sum(p.cents for p in result.pots),
     }
 
 
-def _table(rows: list[LineRow]) -> list[str]:
+def line_table(rows: Iterable[LineRow]) -> list[str]:
+    """The lines as a text table (kWh, CNY), each followed by its explanation."""
     header = (
         f"{'unit':<10} {'party':<10} {'from':<10} {'to':<10} {'component':<17} "
         f"{'origin':<8} {'reg':<6} {'tariff':<10} {'kWh':>12} {'CNY':>12}"
@@ -102,7 +111,7 @@ def apportion_command(
             f", catalog {cny(pot['catalog_cents'])}" if pot["catalog_cents"] is not None else ""
         )
         typer.echo(f"pot {pot['register']}/{pot['tariff']}: {cny(pot['cents'])} CNY{catalog}")
-    for line in _table(line_rows(result)):
+    for line in line_table(line_rows(result)):
         typer.echo(line)
     for party, cents in doc["totals"].items():
         label = "landlord" if party == LANDLORD_PARTY else f"tenant {party}"

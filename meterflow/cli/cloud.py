@@ -1,6 +1,6 @@
 """``meterflow cloud``: the registry, ingest and series store commands, with the web
-(:mod:`.web`), apportionment (:mod:`.apportion`), lease (:mod:`.leases`) and risk (:mod:`.risk`)
-commands registered under the same group."""
+(:mod:`.web`), apportionment (:mod:`.apportion`), run (:mod:`.runs`), lease (:mod:`.leases`)
+and risk (:mod:`.risk`) commands registered under the same group."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from meterflow.cli.common import fail, load_settings
 from meterflow.cli.leases import cloud_bill, cloud_daily
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
+from meterflow.cli.runs import run_app
 from meterflow.cli.web import cloud_api, cloud_claim_token, cloud_web_account
 
 cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_is_help=True)
 cloud_app.add_typer(risk_app, name="risk")
 cloud_app.add_typer(readings_app, name="readings")
 cloud_app.add_typer(drivers_app, name="drivers")
+cloud_app.add_typer(run_app, name="run")
 cloud_app.command("claim-token")(cloud_claim_token)
 cloud_app.command("apportion")(apportion_command)
 cloud_app.add_typer(site_app, name="site")

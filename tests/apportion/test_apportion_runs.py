@@ -15,7 +15,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.case.loading import case_from_data, load_case
-from cloud.apportion.errors import RunHeldError, RunStateError, SignatureError
+from cloud.apportion.errors import FourEyesError, RunHeldError, RunStateError, SignatureError
 from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
 from cloud.apportion.runs import (
     approve_run,
@@ -149,6 +149,27 @@ def test_held_run_cannot_be_approved(sqlite_sessions) -> None:  # type: ignore[n
         review_run(s, run.id, by="finance-2", clock=clock)
         with pytest.raises(RunHeldError, match="negative_residual"):
             approve_run(s, run.id, by="controller", clock=clock)
+
+
+def test_four_eyes_whoever_created_or_reviewed_a_run_cannot_approve_it(
+    sqlite_sessions: sessionmaker[Session],
+) -> None:
+    with sqlite_sessions.begin() as s:
+        run = create_run(s, load_case(CASES / "basic.yaml"), by="finance-1", clock=clock)
+        review_run(s, run.id, by="finance-2", clock=clock)
+        with pytest.raises(FourEyesError, match="'finance-1' created it"):
+            approve_run(s, run.id, by="finance-1", clock=clock)
+        with pytest.raises(FourEyesError, match="'finance-2' reviewed it"):
+            approve_run(s, run.id, by="finance-2", clock=clock)
+        assert (run.status, run.approved_by) == ("reviewed", None)
+        approve_run(s, run.id, by="controller", clock=clock)
+        assert (run.status, run.approved_by) == ("approved", "controller")
+    with sqlite_sessions.begin() as s:
+        # the one who made it may review it, and still not approve it
+        run = create_run(s, load_case(CASES / "basic.yaml"), by="finance-1", clock=clock)
+        review_run(s, run.id, by="finance-1", clock=clock)
+        with pytest.raises(FourEyesError, match="four eyes"):
+            approve_run(s, run.id, by="finance-1", clock=clock)
 
 
 def test_states_cannot_be_skipped(sqlite_sessions) -> None:  # type: ignore[no-untyped-def]

@@ -123,13 +123,14 @@ class Seeded:
 
 def seed(sessions: sessionmaker[Session], key: Ed25519PrivateKey, months: int = 12) -> Seeded:
     """The last ``months`` of :data:`MONTHS` posted at park-a, a draft of May 2026, and
-    park-b with a held run and a posted one."""
+    park-b with a held run and a posted one (created by ``seed``, reviewed by
+    ``seed-reviewer``, approved by ``seed-approver``: four eyes)."""
     out = Seeded()
     with sessions.begin() as s:
         for i, month in list(enumerate(MONTHS))[-months:]:
             run = create_run(s, case_from_data(month_case(month, 0.8 + 0.04 * i)), by="seed")
-            review_run(s, run.id, by="seed")
-            approve_run(s, run.id, by="seed")
+            review_run(s, run.id, by="seed-reviewer")
+            approve_run(s, run.id, by="seed-approver")
             post_run(s, run.id, by="seed", key=key)
             out.posted[month] = run.id
         out.draft = create_run(s, case_from_data(month_case(date(2026, 5, 1), 1.1)), by="seed").id
@@ -138,8 +139,8 @@ def seed(sessions: sessionmaker[Session], key: Ed25519PrivateKey, months: int = 
         other = create_run(
             s, case_from_data(month_case(date(2026, 4, 1), 1.0, "park-b")), by="seed"
         )
-        review_run(s, other.id, by="seed")
-        approve_run(s, other.id, by="seed")
+        review_run(s, other.id, by="seed-reviewer")
+        approve_run(s, other.id, by="seed-approver")
         post_run(s, other.id, by="seed", key=key)
         out.other_site_posted = other.id
     return out
@@ -174,6 +175,7 @@ def serve(app: FastAPI) -> Iterator[str]:
 ACCOUNTS = [
     ("admin", Role.ADMIN, []),
     ("fin-a", Role.FINANCE, ["park-a"]),
+    ("fin-a2", Role.FINANCE, ["park-a"]),  # a second pair of eyes at park-a (four eyes)
     ("eng-a", Role.ENGINEER, ["park-a"]),
     ("fin-b", Role.FINANCE, ["park-b"]),
     ("eng-b", Role.ENGINEER, ["park-b"]),

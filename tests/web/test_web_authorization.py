@@ -102,6 +102,7 @@ ADMITS = {
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
     "run_page",
+    "run_confirm_page",
     "run_action_form",
     "statement_print_page",
     "dispute_resolve_form",

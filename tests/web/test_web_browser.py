@@ -1,7 +1,8 @@
 """The pages in a real browser (Debian Chromium, headless, under Playwright): a tenant on a
 phone opens the QR link, sees the run's numbers and confirms; wrong-unit and expired links
-get a refusal page; finance approves a run; an engineer sees a gateway go offline when its
-process dies. Screenshots go to ``test-artifacts/web/``."""
+get a refusal page; finance reviews a run and may not approve it too (four eyes), a second
+account approves it and posts it through the confirmation page; an engineer sees a gateway go
+offline when its process dies. Screenshots go to ``test-artifacts/web/``."""
 
 from __future__ import annotations
 
@@ -151,20 +152,49 @@ def test_changed_unit_and_expired_links_get_a_clear_refusal(
     context.close()
 
 
-def test_finance_reviews_and_approves_a_run(rig: WebRig, base_url: str, browser: Any) -> None:
+def test_finance_reviews_approves_with_four_eyes_and_confirms_posting(
+    rig: WebRig, base_url: str, browser: Any
+) -> None:
     context = desktop(browser)
     page = context.new_page()
     sign_in(page, base_url, "fin-a", "/finance/runs")
     page.click(f"tr[data-run='{rig.seeded.draft}'] a")
     page.get_by_test_id("action-review").click()
+    assert page.get_by_test_id("run-status").inner_text() == "已复核"
+    page.get_by_test_id("action-approve").click()  # fin-a reviewed it: four eyes refuse
+    assert "four eyes" in page.get_by_test_id("action-error").inner_text()
+    assert page.get_by_test_id("run-status").inner_text() == "已复核"
+    screenshot(page, "finance-run-four-eyes")
+    context.close()
+    context = desktop(browser)
+    page = context.new_page()
+    sign_in(page, base_url, "fin-a2", f"/finance/runs/{rig.seeded.draft}")
     page.get_by_test_id("action-approve").click()
     assert page.get_by_test_id("run-status").inner_text() == "已批准"
     trail = page.get_by_test_id("trail").inner_text()
-    assert "fin-a approved" in trail and "fin-a reviewed" in trail
+    assert "fin-a2 approved" in trail and "fin-a reviewed" in trail
     screenshot(page, "finance-run-approved")
+    page.get_by_test_id("action-post").click()  # asked first, on a page of its own
+    page.get_by_test_id("confirm-post").wait_for()
+    assert page.get_by_test_id("confirm-site").inner_text() == "park-a"
+    assert page.get_by_test_id("confirm-statements").inner_text() == "3"
+    assert page.get_by_test_id("confirm-reviewed-by").inner_text() == "fin-a"
+    assert page.get_by_test_id("confirm-approved-by").inner_text() == "fin-a2"
+    screenshot(page, "finance-run-confirm-post")
+    page.get_by_test_id("cancel").click()  # cancelling changes nothing
+    assert page.get_by_test_id("run-status").inner_text() == "已批准"
+    page.get_by_test_id("action-post").click()
+    page.get_by_test_id("confirm").click()
+    assert page.get_by_test_id("run-status").inner_text() == "已过账"
     with rig.sessions() as s:
         run = s.get(ApportionRun, rig.seeded.draft)
-        assert run is not None and (run.status, run.approved_by) == ("approved", "fin-a")
+        assert run is not None
+        assert (run.status, run.reviewed_by, run.approved_by, run.posted_by) == (
+            "posted",
+            "fin-a",
+            "fin-a2",
+            "fin-a2",
+        )
     page.goto(f"{base_url}/finance/runs?lang=en")
     screenshot(page, "finance-runs")
     context.close()

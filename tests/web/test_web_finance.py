@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 
 import httpx
@@ -13,8 +14,11 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from cloud.apportion.models import ApportionLine, ApportionStatement
-from tests.support.browser import WebRig, make_rig, serve
+from cloud.apportion.case.loading import case_from_data
+from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
+from cloud.apportion.runs import create_run
+from cloud.staff.models import AuditEntry
+from tests.support.browser import PASSWORD, WebRig, make_rig, month_case, serve
 
 
 @pytest.fixture(scope="module")
@@ -72,20 +76,25 @@ def test_tree_shows_each_nodes_balance(rig: WebRig, client: httpx.Client) -> Non
 def test_review_approve_post_with_the_audit_trail(rig: WebRig, client: httpx.Client) -> None:
     run = rig.seeded.draft
     assert client.post(f"/api/v1/runs/{run}/approve").status_code == 409  # not reviewed
-    for action, status in (("review", "reviewed"), ("approve", "approved"), ("post", "posted")):
-        reply = client.post(f"/api/v1/runs/{run}/{action}")
-        assert reply.json() == {"id": run, "status": status}
+    assert client.post(f"/api/v1/runs/{run}/review").json() == {"id": run, "status": "reviewed"}
+    reply = client.post(f"/api/v1/runs/{run}/approve")  # four eyes: admin reviewed it
+    assert reply.status_code == 409 and "four eyes" in reply.json()["detail"]
+    fin_a = {"Authorization": f"Bearer {rig.token(client, 'fin-a')}"}
+    reply = client.post(f"/api/v1/runs/{run}/approve", headers=fin_a)
+    assert reply.json() == {"id": run, "status": "approved"}
+    assert client.post(f"/api/v1/runs/{run}/post").json() == {"id": run, "status": "posted"}
     detail = client.get(f"/api/v1/runs/{run}").json()
     trail = [(e["actor"], e["action"]) for e in detail["trail"]]
     assert trail[0] == ("seed", "create")
     assert {
         ("admin", "reviewed"),
-        ("admin", "approved"),
+        ("fin-a", "approved"),
         ("admin", "posted"),
         ("admin", "review"),
-        ("admin", "approve"),
+        ("fin-a", "approve"),
         ("admin", "post"),
     } <= set(trail)
+    assert [a for _, a in trail].count("approve") == 1  # the refused approval left no entry
     with rig.sessions() as s:
         assert (
             s.scalar(
@@ -128,3 +137,79 @@ def test_finance_pages_render(rig: WebRig, client: httpx.Client) -> None:
     assert page.status_code == 200 and 'data-node="MAIN"' in page.text
     assert "lines.xlsx" in page.text and "lines.csv" in page.text
     assert client.get("/finance/disputes", headers=cookie).status_code == 200
+
+
+def test_pages_refuse_four_eyes_and_ask_before_post_and_void(
+    rig: WebRig, client: httpx.Client
+) -> None:
+    with rig.sessions.begin() as s:
+        run = create_run(s, case_from_data(month_case(date(2026, 6, 1), 1.0)), by="seed").id
+
+    def as_(username: str) -> tuple[dict[str, str], str]:
+        session = rig.web.accounts.sign_in(username, PASSWORD)
+        return {"Cookie": f"mf_session={session.token}", "Authorization": ""}, session.csrf
+
+    def status() -> str:
+        with rig.sessions() as s:
+            found = s.get(ApportionRun, run)
+            assert found is not None
+            return found.status
+
+    fin_a, csrf_a = as_("fin-a")
+    fin_a2, csrf_a2 = as_("fin-a2")
+    page = f"/finance/runs/{run}"
+    reply = client.post(f"{page}/review", data={"csrf": csrf_a}, headers=fin_a)
+    assert reply.status_code == 303 and "done=reviewed" in reply.headers["location"]
+    reply = client.post(f"{page}/approve", data={"csrf": csrf_a}, headers=fin_a)
+    assert "error=" in reply.headers["location"] and status() == "reviewed"
+    shown = client.get(reply.headers["location"], headers=fin_a).text
+    assert "four eyes" in shown and "&#39;fin-a&#39; reviewed it" in shown
+    reply = client.post(f"{page}/approve", data={"csrf": csrf_a2}, headers=fin_a2)
+    assert "done=approved" in reply.headers["location"] and status() == "approved"
+    # the run's page links to the confirmation; posting without it changes nothing
+    assert (
+        f'href="{page}/post?lang=zh-CN" data-testid="action-post"'
+        in client.get(page, headers=fin_a).text
+    )
+    reply = client.post(f"{page}/post", data={"csrf": csrf_a}, headers=fin_a)
+    assert reply.status_code == 303 and reply.headers["location"] == f"{page}/post?lang=zh-CN"
+    assert status() == "approved"
+    confirm = client.get(f"{page}/post", headers=fin_a)
+    assert confirm.status_code == 200 and "确认过账并签名" in confirm.text
+    for shown in ("park-a", f"¥{run_cents(rig, run) / 100:.2f}", "<dd>seed</dd>"):
+        assert shown in confirm.text, shown
+    assert 'data-testid="confirm-statements">3<' in confirm.text
+    assert 'data-testid="confirm-reviewed-by">fin-a<' in confirm.text
+    assert 'data-testid="confirm-approved-by">fin-a2<' in confirm.text
+    assert (
+        f'name="csrf" value="{csrf_a}"' in confirm.text
+        and f'href="{page}?lang=zh-CN"' in confirm.text
+    )
+    english = client.get(f"{page}/post?lang=en", headers=fin_a).text
+    assert "Yes, post and sign" in english and "Reviewed by" in english
+    assert client.get(f"{page}/review", headers=fin_a).headers["location"] == f"{page}?lang=zh-CN"
+    assert client.get(f"{page}/post", headers=as_("fin-b")[0]).status_code == 404
+    reply = client.post(f"{page}/post", data={"csrf": csrf_a, "confirm": "yes"}, headers=fin_a)
+    assert "done=posted" in reply.headers["location"] and status() == "posted"
+    # void: the reason is asked on the confirmation page, and kept when the form skipped it
+    reply = client.post(
+        f"{page}/void", data={"csrf": csrf_a, "reason": "wrong bill"}, headers=fin_a
+    )
+    assert reply.headers["location"] == f"{page}/void?lang=zh-CN&reason=wrong+bill"
+    assert status() == "posted"
+    confirm = client.get(reply.headers["location"], headers=fin_a).text
+    assert "确认作废" in confirm and ">wrong bill</textarea>" in confirm
+    reply = client.post(
+        f"{page}/void",
+        data={"csrf": csrf_a, "confirm": "yes", "reason": "wrong bill"},
+        headers=fin_a,
+    )
+    assert "done=void" in reply.headers["location"] and status() == "void"
+    with rig.sessions() as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.subject == f"run:{run}"))
+        assert [(e.actor, e.action) for e in entries] == [
+            ("fin-a", "review"),
+            ("fin-a2", "approve"),
+            ("fin-a", "post"),
+            ("fin-a", "void"),
+        ]
