@@ -51,7 +51,7 @@ from cloud.apportion.runs import RunStatus, create_run, void_run
 from cloud.apportion.site import SiteFile, case_data
 from cloud.registry.models import Site
 from cloud.series.base import SeriesStore
-from cloud.staff.accounts import Principal
+from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import record
 from edge.wire import Clock, utc_now
 
@@ -399,7 +399,13 @@ class CloseService:
         bill: Mapping[str, Any],
         accept: Sequence[tuple[str, str]] = (),
     ) -> ClosedRun:
-        """Close as ``who`` (CloseRefused outside their sites or without a series store)."""
+        """Close as ``who`` (CloseRefused for a role other than admin or finance, outside
+        their sites, or without a series store)."""
+        if who.role not in FINANCE_ROLES:
+            raise CloseRefused(
+                f"{who.username!r} has the {who.role.value} role; closing a month takes an "
+                "admin or finance account"
+            )
         if not who.may_act_on(site_id):
             raise CloseRefused(f"site {site_id!r} is not one of your sites")
         if self.series is None:

@@ -209,7 +209,9 @@ def close_command(
     ] = None,
     reason: Annotated[str, typer.Option(help="why the estimates are accepted")] = "",
     as_json: Json = False,
-    account: AsAccount = None,
+    account: Annotated[
+        str, typer.Option("--as", help="the finance (or admin) staff account closing")
+    ] = ...,  # type: ignore[assignment]
 ) -> None:
     """Close a site's period [--from, --to) against the utility bill: build the case from
     the registry and the stored readings, compute it, store a draft run.
@@ -217,8 +219,9 @@ def close_command(
     Exit 0: a draft run to review; 3: stored but held (see its flags); 2: refused.
     """
     from cloud.apportion.case.loading import read_sections, read_text
-    from cloud.apportion.close import CloseRefused, close_period
+    from cloud.apportion.close import CloseRefused, CloseService
     from cloud.apportion.errors import CaseError
+    from cloud.staff.accounts import AccountService, InvalidAccount
     from meterflow.assembly import registry, series_store
 
     try:
@@ -233,25 +236,24 @@ def close_command(
         raise fail(str(exc)) from None
     bill_section = raw["bill"] if set(raw) == {"bill"} else raw
     settings = load_settings()
-    store = series_store(settings)
     sessions = registry(settings)
     try:
-        with sessions.begin() as session:
-            closed = close_period(
-                session,
-                store,
-                site_id=site,
-                start=period[0],
-                end=period[1],
-                bill=bill_section,
-                by=_actor(account),
-                accept=[(node, reason) for node in accept or []],
-            )
-            doc = close_report(closed)
+        who = AccountService(sessions).acting(account)
+    except InvalidAccount as exc:
+        raise fail(f"--as: {exc}") from None
+    closing = CloseService(sessions, lambda: series_store(settings))
+    try:
+        closed = closing.close(
+            who,
+            site_id=site,
+            start=period[0],
+            end=period[1],
+            bill=bill_section,
+            accept=[(node, reason) for node in accept or []],
+        )
     except (CloseRefused, CaseError) as exc:
         raise fail(str(exc)) from None
-    finally:
-        store.close()
+    doc = close_report(closed)
     if as_json:
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
