@@ -21,10 +21,12 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.case.canonical import plain
 from cloud.apportion.close import CloseService
@@ -37,7 +39,7 @@ from cloud.ingest.service import IngestService
 from cloud.ingest.worker import IngestWorker
 from cloud.registry.db import open_registry
 from cloud.registry.service import register_gateway, register_meter
-from cloud.series.base import to_ns
+from cloud.series.base import SeriesStore, to_ns
 from cloud.series.sqlite import SqliteSeriesStore
 from cloud.staff.accounts import AccountService, Principal, Role, SessionKind
 from cloud.statements.links import StatementKey, TenantLinkService, WebSecret
@@ -98,7 +100,19 @@ def run_demo(
     data_dir.mkdir(parents=True)
     start = _midnight(FIRST_DAY)
     clock = SimClock(start.astimezone(UTC))
-    stored, rejected = _meter_month(data_dir, clock, days, interval_h, echo)
+    broker = EmbeddedBroker()
+    broker.start()
+    echo(f"broker   embedded MQTT broker on {broker.url}")
+    registry = open_registry(f"sqlite:///{data_dir / 'registry.sqlite'}")
+    store = SqliteSeriesStore(data_dir / "series.sqlite")
+    try:
+        stored, rejected = meter_month(
+            broker.url, registry, store, clock, days, interval_h, data_dir, echo
+        )
+    finally:
+        broker.stop()
+        store.close()
+        registry.kw["bind"].dispose()
     summary = _close_month(data_dir, FIRST_DAY, FIRST_DAY + timedelta(days=days), echo, port)
     out = {
         "meters": len(park.METERS),
@@ -110,13 +124,19 @@ def run_demo(
     return out
 
 
-def _meter_month(
-    data_dir: Path, clock: SimClock, days: int, interval_h: int, echo: Callable[[str], None]
+def meter_month(
+    broker_url: str,
+    registry: sessionmaker[Session],
+    store: SeriesStore,
+    clock: SimClock,
+    days: int,
+    interval_h: int,
+    work_dir: Path,
+    echo: Callable[[str], None],
 ) -> tuple[int, int]:
-    """Meters → gateway → broker → ingest → series store; (readings stored, rejected)."""
-    broker = EmbeddedBroker()
-    broker.start()
-    echo(f"broker   embedded MQTT broker on {broker.url}")
+    """The park's meters → gateway (keys and outbox in ``work_dir``) → the broker at
+    ``broker_url`` → ingest into ``registry`` and ``store``, for ``days`` of meter time from
+    the clock's now, a round every ``interval_h`` hours; (readings stored, rejected)."""
     loads = park.loads(clock.now() - timedelta(days=365))
     line = Dlt645Line([SimulatedMeter(m.address, loads[m.id], clock=clock) for m in park.METERS])
     sim_port, stop_sim = serve_in_thread(line)
@@ -124,8 +144,7 @@ def _meter_month(
         f"meters   {len(park.METERS)} simulated DL/T645-2007 meters on tcp://127.0.0.1:{sim_port}"
         f" (main → branch → units, a lift, a vacant unit, a 20:1 CT meter)"
     )
-    identity = GatewayIdentity.create(data_dir / "gateway.key")
-    registry = open_registry(f"sqlite:///{data_dir / 'registry.sqlite'}")
+    identity = GatewayIdentity.create(work_dir / "gateway.key")
     with registry.begin() as session:
         kid = register_gateway(session, park.SITE, park.GATEWAY, identity.public_key)
         for m in park.METERS:
@@ -134,9 +153,8 @@ def _meter_month(
                 gateway_id=park.GATEWAY,
             )  # fmt: skip
     echo(f"registry gateway {park.GATEWAY} registered with key {kid}")
-    store = SqliteSeriesStore(data_dir / "series.sqlite")
     service = IngestService(registry, store)
-    worker = IngestWorker(service, broker.url, client_id="demo-ingest")
+    worker = IngestWorker(service, broker_url, client_id="demo-ingest")
     worker.start()
     by_node = {m.id: m for m in park.METERS}
     config = SiteConfig(
@@ -164,13 +182,13 @@ def _meter_month(
             )
         ],
     )
-    outbox = OutboxStore(data_dir / "outbox.sqlite")
+    outbox = OutboxStore(work_dir / "outbox.sqlite")
     publisher = MqttPublisher(
-        broker.url, site=park.SITE, gateway=park.GATEWAY, on_acked=outbox.acknowledge
+        broker_url, site=park.SITE, gateway=park.GATEWAY, on_acked=outbox.acknowledge
     )
     publisher.start()
     if not publisher.connected.wait(10):
-        raise RuntimeError(f"the gateway could not connect to {broker.url}")
+        raise RuntimeError(f"the gateway could not connect to {broker_url}")
     agent = GatewayAgent(config, identity, outbox, publisher, now=clock.now)
     rounds = days * 24 // interval_h + 1
 
@@ -209,10 +227,7 @@ def _meter_month(
         publisher.stop()
         worker.stop()
         stop_sim()
-        broker.stop()
         outbox.close()
-        store.close()
-        registry.kw["bind"].dispose()
     return stats.readings_stored, stats.rejected
 
 
@@ -220,21 +235,18 @@ def _meter_of(node: str) -> str:
     return next(m.id for m in park.METERS if m.node == node)
 
 
-def _bill(data_dir: Path, start: date, end: date) -> dict[str, str]:
-    """The utility company's bill: the main meter's month × the catalogue price."""
-    store = SqliteSeriesStore(data_dir / "series.sqlite")
-    try:
-        values = []
-        for day in (start, end):
-            at = to_ns(_midnight(day))
-            frame = store.read(
-                "M01", "energy_import", _midnight(day), _midnight(day) + timedelta(seconds=1)
-            )
-            if not len(frame) or int(frame.times_ns[0]) != at:
-                raise RuntimeError(f"the main meter has no reading at {day} 00:00")
-            values.append(Decimal(str(frame.values[0])))
-    finally:
-        store.close()
+def utility_bill(store: SeriesStore, start: date, end: date) -> dict[str, Any]:
+    """The utility company's bill: the main meter's use over [start, end) × the catalogue
+    price, from the stored readings at the two local midnights."""
+    values = []
+    for day in (start, end):
+        at = to_ns(_midnight(day))
+        frame = store.read(
+            "M01", "energy_import", _midnight(day), _midnight(day) + timedelta(seconds=1)
+        )
+        if not len(frame) or int(frame.times_ns[0]) != at:
+            raise RuntimeError(f"the main meter has no reading at {day} 00:00")
+        values.append(Decimal(str(frame.values[0])))
     amount = ((values[1] - values[0]) * Decimal(park.PRICE)).quantize(
         Decimal("0.01"), ROUND_HALF_UP
     )
@@ -252,7 +264,11 @@ def _close_month(
         with sessions.begin() as session:
             report = import_site(session, parse_site(site_text, "site.yaml"), by="demo")
         echo(f"site     {park.SITE}: site file imported ({sum(report.created.values())} items)")
-        bill = _bill(data_dir, start, end)
+        store = SqliteSeriesStore(data_dir / "series.sqlite")
+        try:
+            bill = utility_bill(store, start, end)
+        finally:
+            store.close()
         (data_dir / "bill.yaml").write_text(yaml.safe_dump({"bill": bill}), encoding="utf-8")
         total = bill["amounts"]["total"]
         echo(f"bill     {bill['invoice']}: {total} CNY (the main meter's month × {park.PRICE})")
