@@ -470,7 +470,10 @@ def site_sections(session: Session, site_id: str) -> dict[str, Any]:
         )
     ]
     quantities = {r: q for r, q in settings.quantities.items() if DEFAULT_QUANTITIES.get(r) != q}
-    out: dict[str, Any] = {"site": site_id, "name": site.name, "timezone": site.timezone}
+    out: dict[str, Any] = {"site": site_id}
+    if site.name and site.name != site_id:  # a site without a display name shows its id
+        out["name"] = site.name
+    out["timezone"] = site.timezone
     out["registers"] = list(settings.registers)
     if quantities:
         out["quantities"] = quantities

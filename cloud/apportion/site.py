@@ -154,7 +154,7 @@ def case_data(
     Without a ``bill`` a zero bill stands in, and without ``drivers`` every formula
     driver reads 0 every day (both for checking a site file on its own).
     """
-    data = {k: v for k, v in site.items() if k not in ("name", "quantities")}
+    data = dict(site)
     registers = list(site.get("registers") or ["total"])
     if drivers is None:
         days = [start + timedelta(days=d) for d in range((end - start).days)]

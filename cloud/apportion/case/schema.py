@@ -205,6 +205,13 @@ class CaseSchema(_Model):
     """A whole case file's fields and their derived views (see module docstring)."""
 
     site: _Id = "site"
+    #: The site's display name, and the wire quantity each register is read from (the
+    #: site file's own sections; a case file may carry them too).
+    name: Annotated[str, Field(max_length=200)] = ""
+    quantities: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,16}$")],
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+    ] = Field(default_factory=dict)
     timezone: str = "Asia/Shanghai"
     period: PeriodSpec
     registers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")]] = Field(
