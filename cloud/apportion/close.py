@@ -28,6 +28,7 @@ reason; a posted period is never closed again (corrections are adjustment lines)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -57,6 +58,8 @@ from edge.wire import Clock, utc_now
 
 #: How far from a boundary a point may lie to be interpolated from (each side).
 INTERPOLATION_WINDOW = timedelta(days=1)
+#: Largest register value entered by hand [register unit] (meters show at most 8 digits).
+MAX_DISPLAY = Decimal(10) ** 10
 #: Longest period one close covers [days].
 MAX_PERIOD_DAYS = 366
 
@@ -179,6 +182,12 @@ def _multiplier(meter: MeterSpec, day: date) -> Decimal:
         return meter.multiplier
     steps = [x.value for x in sorted(meter.multiplier, key=lambda x: x.from_) if x.from_ <= day]
     return steps[-1] if steps else meter.multiplier[0].value
+
+
+def _csv_text(text: str) -> str:
+    """A free-text CSV field: one line, bounded, quoted."""
+    flat = " ".join(text.split())[:200]
+    return '"' + flat.replace('"', '""') + '"'
 
 
 def _decimal_text(value: float) -> str:
@@ -330,6 +339,7 @@ def close_period(
             f"site {site_id} {start} … {end} version {run.version}"
             + (f", supersedes {run.supersedes_id}" if run.supersedes_id else "")
             + f"; {interpolated} interpolated, {len(missing)} missing boundary readings"
+            + "".join(f"; estimates at {node} accepted: {why}" for node, why in accept)
         ),
     )
     session.flush()
@@ -426,3 +436,122 @@ class CloseService:
                 )
         finally:
             store.close()
+
+    def _run(self, session: Session, who: Principal, run_id: str) -> ApportionRun:
+        run = session.get(ApportionRun, run_id)
+        if run is None or not who.may_act_on(run.site_id):
+            raise CloseRefused(f"no run {run_id!r} in your sites")
+        return run
+
+    def remedies(self, who: Principal, run_id: str) -> Remedies:
+        """What fixes the held run ``run_id`` (see :class:`Remedies`)."""
+        with self.sessions() as session:
+            return remedies(session, self._run(session, who, run_id))
+
+    def enter_reading(
+        self, who: Principal, run_id: str, meter: str, day: date, display: str, note: str = ""
+    ) -> Decimal:
+        """Store a manual read (人工抄表) of ``meter`` at ``day``'s local midnight, as read on
+        its display (``display`` [register unit]); stored × the meter's multiplier, source
+        ``manual``, by ``who``. Returns the stored (primary-side) value.
+
+        CloseRefused for a meter or day the run did not lack, or a bad number; the store's
+        own checks (conflicting value, bounds) refuse with ImportRefused.
+        """
+        from cloud.series.manual import import_readings_data
+
+        if who.role not in FINANCE_ROLES:
+            raise CloseRefused(f"the {who.role.value} role may not enter readings")
+        if self.series is None:
+            raise CloseRefused("this server has no series store configured")
+        with self.sessions() as session:
+            found = remedies(session, self._run(session, who, run_id))
+            site = stored_site(session, found.site)
+        lacking = {(m.meter, m.day): m for m in found.missing}
+        if (meter, day) not in lacking:
+            raise CloseRefused(f"run {run_id} does not lack a reading of {meter!r} on {day}")
+        try:
+            value = Decimal(display.strip())
+        except ArithmeticError:
+            raise CloseRefused(f"reading: {display[:40]!r} is not a number") from None
+        if not value.is_finite() or not 0 <= value < MAX_DISPLAY:
+            raise CloseRefused(f"reading: expected a number from 0 to {MAX_DISPLAY}")
+        primary = value * lacking[(meter, day)].multiplier
+        at = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(site.schema.timezone))
+        quantity = site.schema.quantity(site.schema.registers[0])
+        text = "meter,quantity,read_at,value,note\r\n" + ",".join(
+            [meter, quantity, at.isoformat(), format(primary, "f"), _csv_text(note)]
+        )
+        store = self.series()
+        try:
+            with self.sessions.begin() as session:
+                import_readings_data(
+                    store, session, text.encode(), f"run {run_id}", who.username, self.clock()
+                )
+                record(
+                    session,
+                    at=self.clock(),
+                    actor=who.username,
+                    action="reading.manual",
+                    subject=f"run:{run_id}",
+                    detail=f"{meter} {day} display {value} × {lacking[(meter, day)].multiplier}",
+                )
+        finally:
+            store.close()
+        return primary
+
+    def close_again(
+        self, who: Principal, run_id: str, accept: Sequence[tuple[str, str]] = ()
+    ) -> ClosedRun:
+        """Close the run's site and period again with its own bill: a new version."""
+        with self.sessions() as session:
+            run = self._run(session, who, run_id)
+            bill = json.loads(run.inputs)["bill"]
+            site_id, start, end = run.site_id, run.period_start, run.period_end
+        bill = {k: v for k, v in bill.items() if v is not None}
+        return self.close(who, site_id=site_id, start=start, end=end, bill=bill, accept=accept)
+
+
+@dataclass(frozen=True)
+class MissingReading:
+    """A boundary reading a held run lacked: meter, local day, its multiplier (CT × PT)."""
+
+    meter: str
+    day: date
+    multiplier: Decimal
+
+
+@dataclass(frozen=True)
+class Remedies:
+    """What fixes a held run: the readings it lacked at the engine's cut days (enter them by
+    hand), the nodes whose estimates over the limit may be accepted with a reason, and
+    closing again (with the run's own period and bill) as a new version."""
+
+    run_id: str
+    site: str
+    start: date
+    end: date
+    missing: list[MissingReading]
+    acceptable: list[str]
+
+
+def remedies(session: Session, run: ApportionRun) -> Remedies:
+    """The remedies of ``run`` (from its stored inputs and the site's current set-up)."""
+    inputs = json.loads(run.inputs)
+    start, end = run.period_start, run.period_end
+    site = stored_site(session, run.site_id)
+    by_id = {m.id: m for m in site.schema.meters}
+    have = {m: set(series) for m, series in inputs.get("readings", {}).items()}
+    missing = [
+        MissingReading(meter, day, _multiplier(by_id[meter], day))
+        for day in boundary_days(site, start, end)
+        for meter in sorted(by_id)
+        if _installed_on(by_id[meter], day, start, end)
+        and day.isoformat() not in have.get(meter, set())
+    ]
+    acceptable = sorted(
+        str(f["subject"]).removeprefix("node ")
+        for f in run.flags
+        if f["code"] == ACCEPTABLE and f["holds"]
+    )
+    return Remedies(run.id, run.site_id, start, end, missing, acceptable)

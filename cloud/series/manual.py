@@ -221,8 +221,20 @@ def import_readings(
     imported by ``by``. Raises ImportRefused (nothing stored) on any problem, and
     SeriesStoreError when the store fails while writing (points already written stay;
     importing the file again completes it, they then count as unchanged)."""
-    source = str(path)
-    reads, problems = parse_readings(read_bytes(path), source, now or datetime.now(UTC))
+    return import_readings_data(store, session, read_bytes(path), str(path), by, now)
+
+
+def import_readings_data(
+    store: SeriesStore,
+    session: Session,
+    data: bytes,
+    source: str,
+    by: str,
+    now: datetime | None = None,
+) -> ReadingsReport:
+    """:func:`import_readings` of CSV ``data`` (at most the file bound) named ``source``:
+    the same checks for a file and for a reading entered on a page."""
+    reads, problems = parse_readings(data, source, now or datetime.now(UTC))
     sites = _meter_sites(session, {r.meter for r in reads} | {m for _, m in problems.left_out})
     for line, meter in problems.left_out:
         if meter not in sites:
@@ -292,4 +304,10 @@ def _utc(time_ns: int) -> str:
     return (_EPOCH + timedelta(microseconds=time_ns // 1000)).isoformat().replace("+00:00", "Z")
 
 
-__all__ = ["ImportRefused", "ReadingsReport", "import_readings", "parse_readings"]
+__all__ = [
+    "ImportRefused",
+    "ReadingsReport",
+    "import_readings",
+    "import_readings_data",
+    "parse_readings",
+]

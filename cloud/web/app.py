@@ -82,7 +82,8 @@ def create_app(services: ApiServices) -> FastAPI:
         """Liveness: the process answers (no registry round trip)."""
         return Health(status="ok")
 
-    for module in (provision, signin, tenant, finance, close, risk, engineer, admin):
+    # close before finance: its /finance/runs/{id}/manual-reading must win over {action}
+    for module in (provision, signin, tenant, close, finance, risk, engineer, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

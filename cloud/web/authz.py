@@ -86,6 +86,9 @@ POLICIES: dict[str, Access] = {
     "close_page": Access.FINANCE,
     "close_form": Access.FINANCE,
     "api_close": Access.FINANCE,
+    "manual_reading_form": Access.FINANCE,
+    "close_again_form": Access.FINANCE,
+    "api_close_again": Access.FINANCE,
     "risk_page": Access.FINANCE,
     "api_risk_leases": Access.FINANCE,
     # engineers

@@ -10,12 +10,14 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.apportion.close import ClosedRun, CloseRefused
 from cloud.apportion.errors import ApportionError
 from cloud.apportion.statement import line_rows
+from cloud.series.csvimport import ImportRefused
 from cloud.staff.accounts import Principal
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.rendering import language, render
@@ -186,3 +188,77 @@ async def close_form(request: Request, web: Web, who: Who) -> Response:
         )
     query = {"lang": language(request), "done": "held" if closed.run.held else "draft"}
     return RedirectResponse(f"/finance/runs/{quote(closed.run.id)}?{urlencode(query)}", 303)
+
+
+# ----------------------------------------------------------------------------- held runs
+
+RunId = Annotated[str, PathParam(min_length=1, max_length=36)]
+
+
+def _back(request: Request, run_id: str, **query: str) -> RedirectResponse:
+    query["lang"] = language(request)
+    return RedirectResponse(f"/finance/runs/{quote(run_id)}?{urlencode(query)}", 303)
+
+
+@router.post("/finance/runs/{run_id}/manual-reading", response_class=HTMLResponse)
+async def manual_reading_form(request: Request, run_id: RunId, web: Web, who: Who) -> Response:
+    """A held run's remedy: enter a reading it lacked, as read on the meter's display."""
+    form = await request.form(max_fields=_MAX_FIELDS, max_files=0)
+    values = {k: str(v)[:200] for k, v in form.items() if isinstance(v, str)}
+    try:
+        day = date.fromisoformat(values.get("day", ""))
+        web.closing.enter_reading(
+            who,
+            run_id,
+            values.get("meter", ""),
+            day,
+            values.get("value", ""),
+            values.get("note", ""),
+        )
+    except ValueError:
+        return _back(request, run_id, error="day: expected YYYY-MM-DD")
+    except (ApportionError, ImportRefused) as exc:
+        return _back(request, run_id, error=str(exc)[:1000])
+    return _back(request, run_id, done="reading")
+
+
+@router.post("/finance/runs/{run_id}/close-again", response_class=HTMLResponse)
+async def close_again_form(request: Request, run_id: RunId, web: Web, who: Who) -> Response:
+    """A held run's remedy: close its period again (a new version), accepting the estimates
+    of the nodes ticked, with the reason given."""
+    form = await request.form(max_fields=_MAX_FIELDS, max_files=0)
+    reason = str(form.get("reason", ""))[:500].strip()
+    nodes = [str(v)[:64] for k, v in form.multi_items() if k == "accept"]
+    if nodes and not reason:
+        return _back(request, run_id, error="accepting estimates needs a reason")
+    try:
+        closed = web.closing.close_again(who, run_id, [(n, reason) for n in nodes])
+    except ApportionError as exc:
+        return _back(request, run_id, error=str(exc)[:1000])
+    return _back(request, closed.run.id, done="held" if closed.run.held else "draft")
+
+
+class CloseAgainIn(BaseModel):
+    """Accept the estimates over the limit of these nodes (node → reason)."""
+
+    accept_estimates: dict[Annotated[str, Field(max_length=64)], str] = Field(
+        default_factory=dict, max_length=50
+    )
+
+
+@router.post(
+    "/api/v1/runs/{run_id}/close-again",
+    response_model=CloseOut,
+    status_code=201,
+    responses={422: {"description": "refused (names the reason)"}},
+)
+def api_close_again(
+    run_id: RunId, web: Web, who: Who, body: CloseAgainIn | None = None
+) -> CloseOut:
+    """Close a run's site and period again with its own bill: a new version that supersedes
+    it (after a manual reading, a corrected site file, or accepting estimates)."""
+    accept = sorted((body.accept_estimates if body else {}).items())
+    try:
+        return close_out(web.closing.close_again(who, run_id, accept))
+    except ApportionError as exc:
+        raise HTTPException(422, str(exc)) from None

@@ -106,12 +106,14 @@ def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLRespons
         detail = web.runs.run_detail(who, run_id)
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    held = detail.run.held and detail.run.status not in ("void", "posted")
     return render(
         request,
         "finance_run.html",
         {
             "d": detail,
             "run": detail.run,
+            "remedies": web.closing.remedies(who, run_id) if held else None,
             "error": request.query_params.get("error", ""),
             "done": request.query_params.get("done", ""),
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from cloud.series.sqlite import SqliteSeriesStore
 from cloud.staff.accounts import AccountService, Role
 from cloud.web.app import create_app
 from cloud.web.deps import ApiServices, WebServices
-from tests.apportion.test_close import setup
+from tests.apportion.test_close import midnight, ns, setup
 from tests.support.browser import serve
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
@@ -41,12 +42,20 @@ class CloseRig:
     raw: dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloseRig]:
-    work = tmp_path_factory.mktemp("close")
+@contextlib.contextmanager
+def close_rig(work: Path, drop: tuple[str, str] | None = None) -> Iterator[CloseRig]:
+    """park-a (basic.yaml) imported with its readings, but ``drop`` = (meter, day); park-z
+    imported too (no readings); fin-a and eng-a on park-a; the app served."""
     sessions = open_registry(f"sqlite:///{work / 'registry.sqlite'}")
     store = SqliteSeriesStore(work / "series.sqlite")
     _site, raw = setup(sessions, store, "basic")  # park-a
+    if drop is not None:
+        with store._lock:  # the reading that never arrived
+            store._db.execute(
+                "DELETE FROM points WHERE meter = ? AND time_ns = ?",
+                (drop[0], ns(midnight(date.fromisoformat(drop[1])))),
+            )
+            store._db.commit()
     other = yaml.safe_load((CASES / "basic.yaml").read_text())
     other = {k: v for k, v in other.items() if k not in CASE_ONLY}
     other["site"] = "park-z"
@@ -71,10 +80,18 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloseRig]:
     accounts = AccountService(sessions)
     accounts.create_account("fin-a", PASSWORD, Role.FINANCE, ["park-a"])
     accounts.create_account("eng-a", PASSWORD, Role.ENGINEER, ["park-a"])
-    with serve(create_app(ApiServices(provisioning=provisioning, web=web))) as url:
-        yield CloseRig(sessions, url, raw)
-    store.close()
-    sessions.kw["bind"].dispose()
+    try:
+        with serve(create_app(ApiServices(provisioning=provisioning, web=web))) as url:
+            yield CloseRig(sessions, url, raw)
+    finally:
+        store.close()
+        sessions.kw["bind"].dispose()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloseRig]:
+    with close_rig(tmp_path_factory.mktemp("close")) as made:
+        yield made
 
 
 @contextlib.contextmanager
@@ -160,3 +177,59 @@ def test_the_finance_page_closes_from_the_form(rig: CloseRig) -> None:
         )
         assert bad.status_code == 422 and "must be after" in bad.text
         assert 'value="X"' in bad.text  # what was typed is kept
+
+
+def test_a_held_run_is_fixed_on_its_page_by_a_manual_reading_and_closed_again(
+    tmp_path: Path,
+) -> None:
+    with close_rig(tmp_path, drop=("U2", "2026-05-01")) as rig, client_for(rig, "fin-a") as client:
+        held = client.post("/api/v1/close", json=body(rig)).json()
+        assert held["held"] and {"meter": "U2", "day": "2026-05-01"} in held["missing_readings"]
+        page = client.get(f"/finance/runs/{held['run']}").text
+        assert 'data-testid="remedies"' in page and 'data-testid="manual-U2"' in page
+        wrong = client.post(
+            f"/finance/runs/{held['run']}/manual-reading",
+            data={"meter": "U1", "day": "2026-05-01", "value": "1"},
+        )
+        assert wrong.status_code == 303, wrong.text
+        assert "does not lack a reading" in client.get(wrong.headers["location"]).text
+        saved = client.post(
+            f"/finance/runs/{held['run']}/manual-reading",
+            data={"meter": "U2", "day": "2026-05-01", "value": "450.00", "note": "人工抄表"},
+        )
+        assert "error" not in saved.headers["location"]
+        again = client.post(f"/finance/runs/{held['run']}/close-again", data={})
+        assert again.status_code == 303
+        new_id = again.headers["location"].split("/finance/runs/")[1].split("?")[0]
+        new = client.get(f"/api/v1/runs/{new_id}").json()
+        assert not new["run"]["held"] and new["run"]["status"] == "draft"
+        old = client.get(f"/api/v1/runs/{held['run']}").json()
+        assert old["run"]["status"] == "void"
+        trail = {(e["actor"], e["action"]) for e in new["trail"] + old["trail"]}
+        assert {("fin-a", "reading.manual"), ("fin-a", "run.close")} <= trail
+
+
+def test_accepting_estimates_with_a_reason_closes_again_unheld(tmp_path: Path) -> None:
+    with close_rig(tmp_path, drop=("U2", "2026-05-01")) as rig, client_for(rig, "fin-a") as client:
+        held = client.post("/api/v1/close", json=body(rig)).json()
+        held_nodes = [f["subject"] for f in held["flags"] if f["code"] == "estimates_over_limit"]
+        assert held_nodes == ["node LIFT", "node MAIN"]
+        no_reason = client.post(f"/finance/runs/{held['run']}/close-again", data={"accept": "MAIN"})
+        assert "needs a reason" in client.get(no_reason.headers["location"]).text
+        reply = client.post(
+            f"/api/v1/runs/{held['run']}/close-again",
+            json={
+                "accept_estimates": {
+                    node: "U2 display broken; estimate agreed with the tenant"
+                    for node in ("LIFT", "MAIN")
+                }
+            },
+        )
+        assert reply.status_code == 201, reply.text
+        out = reply.json()
+        assert not out["held"] and out["version"] == 2 and out["supersedes"] == held["run"]
+        accepted = [f for f in out["flags"] if f["code"] == "estimates_over_limit"]
+        assert (
+            accepted[0]["accepted_by"] == "fin-a"
+            and "display broken" in accepted[0]["accepted_reason"]
+        )
