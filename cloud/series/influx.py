@@ -10,11 +10,20 @@ interval always come from the same point); tags site, meter and quantity only, t
 series cardinality; everything else is a field. ``source``, ``note`` and ``imported_by`` (of
 manual readings) are fields too, and only written when not empty: a tag would make a manual
 point and a gateway point at the same (meter, quantity, time) two points instead of one.
+
+Reads are cut into chunks of meters, each one query with a deadline from its expected size
+(``cloud.series.influx_budget``). A query that times out or fails while its answer is awaited
+is never re-sent: it raises SeriesStoreError naming the chunk and the deadline. Only a
+connection that could not be made (the query was never sent) is tried again. Writes do
+re-send (up to 3 times, also after a read timeout): a point written twice replaces itself,
+so a repeated write stores nothing twice.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 from urllib.parse import urlencode
@@ -32,6 +41,7 @@ from cloud.series.base import (
     frame_from_rows,
     to_ns,
 )
+from cloud.series.influx_budget import Chunk, QueryBudget, meter_filter
 from cloud.series.matrix import (
     DEFAULT_TZ,
     RegisterMatrix,
@@ -42,9 +52,8 @@ from cloud.series.matrix import (
 
 MEASUREMENT = "reading"
 FAILURES = "read_failure"
-#: above this many meters a matrix query selects the whole quantity and filters locally,
-#: rather than sending an OR-list of meter ids
-_MAX_LISTED_METERS = 200
+_FORM = "application/x-www-form-urlencoded"
+_Points = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def influxql_string(text: str) -> str:
@@ -103,6 +112,9 @@ class InfluxSeriesStore(MatrixQueries):
     ``write_path="v1"`` posts line protocol to ``/write``; ``"v2"`` writes through
     influxdb-client's synchronous write API to ``/api/v2/write`` with ``token`` and ``org``
     (on 1.8+ the token is ``user:password`` and the bucket ``database/retention``).
+
+    ``timeout_s`` (seconds) bounds each write request and a query sent through ``query()``;
+    reads are cut and timed by ``budget`` (see ``QueryBudget``).
     """
 
     def __init__(
@@ -116,21 +128,37 @@ class InfluxSeriesStore(MatrixQueries):
         org: str = "-",
         write_path: Literal["v1", "v2"] = "v1",
         timeout_s: float = 30.0,
+        budget: QueryBudget | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.database = database
         self.org = org
+        self.timeout_s = timeout_s
+        self.budget = budget or QueryBudget()
         headers = {}
         if token:
             headers["Authorization"] = f"Token {token}"
         elif username:
             headers.update(urllib3.make_headers(basic_auth=f"{username}:{password or ''}"))
+        # Writes are idempotent per key: re-sent on 502/503/504 and after a timeout.
         self._http = urllib3.PoolManager(
             headers=headers,
             timeout=urllib3.Timeout(total=timeout_s),
             retries=urllib3.Retry(
                 total=3, backoff_factor=0.2, allowed_methods=None, status_forcelist=(502, 503, 504)
             ),
+        )
+        # Queries: only a connection never made is tried again; a read error is raised as is.
+        self._query_retries = urllib3.Retry(
+            total=None,
+            connect=self.budget.connect_retries,
+            read=False,
+            redirect=False,
+            status=0,
+            other=0,
+            backoff_factor=0.2,
+            allowed_methods=None,
+            raise_on_status=False,
         )
         self._client: InfluxDBClient | None = None
         if write_path == "v2":
@@ -142,6 +170,7 @@ class InfluxSeriesStore(MatrixQueries):
     def _post(
         self, path: str, body: bytes | str, content_type: str, params: dict[str, str] | None = None
     ) -> urllib3.BaseHTTPResponse:
+        """A write request: up to 3 re-sends (idempotent), ``timeout_s`` seconds each."""
         url = f"{self.url}{path}" + (f"?{urlencode(params)}" if params else "")
         try:
             resp = self._http.request(
@@ -153,17 +182,93 @@ class InfluxSeriesStore(MatrixQueries):
             raise SeriesStoreError(f"POST {url}: HTTP {resp.status}: {resp.data[:300]!r}")
         return resp
 
-    def query(self, influxql: str) -> list[dict]:
-        """Run InfluxQL (sent in the POST body, so it may be long); an error raises."""
-        resp = self._post(
-            "/query",
-            urlencode({"db": self.database, "q": influxql, "epoch": "ns"}),
-            "application/x-www-form-urlencoded",
-        )
-        results = json.loads(resp.data).get("results", [])
+    def query(
+        self, influxql: str, *, deadline_s: float | None = None, what: str = ""
+    ) -> list[dict]:
+        """Run InfluxQL (sent in the POST body, so it may be long) once; an error raises.
+
+        ``deadline_s`` (seconds, default ``timeout_s``) covers connecting, the server's work
+        and reading the answer. The query is sent at most once: a timeout, a connection
+        lost while waiting and an HTTP error raise SeriesStoreError (``what`` names the
+        query in the message); only a connection that could not be made is tried again.
+        """
+        deadline = self.timeout_s if deadline_s is None else deadline_s
+        what = what or f"InfluxQL {influxql[:200]!r}"
+        url = f"{self.url}/query"
+        never = "not re-sent"
+        started = time.monotonic()
+        try:
+            resp = self._http.request(
+                "POST",
+                url,
+                body=urlencode({"db": self.database, "q": influxql, "epoch": "ns"}),
+                headers={**self._http.headers, "Content-Type": _FORM},
+                timeout=urllib3.Timeout(
+                    total=deadline, connect=min(deadline, self.budget.connect_timeout_s)
+                ),
+                retries=self._query_retries,
+                preload_content=False,
+            )
+        except urllib3.exceptions.MaxRetryError as exc:  # only connection errors are retried
+            if not isinstance(exc.reason, urllib3.exceptions.ConnectTimeoutError):
+                raise SeriesStoreError(f"{what}: POST {url} failed: {exc.reason}; {never}") from exc
+            raise SeriesStoreError(
+                f"{what}: cannot connect to {url} ({self.budget.connect_retries + 1} attempts"
+                f" of {self.budget.connect_timeout_s:g} s): {exc.reason}"
+            ) from exc
+        except urllib3.exceptions.ConnectTimeoutError as exc:  # deadline before connect
+            raise SeriesStoreError(
+                f"{what}: cannot connect to {url} within the {deadline:.1f} s deadline: {exc}"
+            ) from exc
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise SeriesStoreError(
+                f"{what}: no answer from {url} within the {deadline:.1f} s deadline; {never}"
+            ) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise SeriesStoreError(f"{what}: POST {url} failed: {exc}; {never}") from exc
+        complete, body = False, list[bytes]()
+        try:
+            while True:  # read1: one recv at a time, so the deadline is checked between them
+                left = deadline - (time.monotonic() - started)
+                if left <= 0:
+                    raise SeriesStoreError(
+                        f"{what}: answer from {url} not read within the {deadline:.1f} s "
+                        f"deadline; {never}"
+                    )
+                sock = getattr(resp.connection, "sock", None)
+                if sock is not None:
+                    sock.settimeout(left)
+                part = resp.read1(1 << 16)
+                if not part:
+                    break
+                body.append(part)
+            data = b"".join(body)
+            complete = True
+        except urllib3.exceptions.HTTPError as exc:
+            if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(exc):
+                raise SeriesStoreError(
+                    f"{what}: answer from {url} not read within the {deadline:.1f} s deadline;"
+                    f" {never}"
+                ) from exc
+            raise SeriesStoreError(
+                f"{what}: answer from {url} broken off after {sum(map(len, body))} bytes:"
+                f" {exc}; {never}"
+            ) from exc
+        finally:
+            if not complete:  # drop the connection: influxd then cancels the query
+                resp.close()
+            resp.release_conn()
+        if resp.status >= 300:
+            raise SeriesStoreError(f"{what}: POST {url}: HTTP {resp.status}: {data[:300]!r}")
+        try:
+            results = json.loads(data).get("results", [])
+        except (ValueError, AttributeError) as exc:
+            raise SeriesStoreError(
+                f"{what}: POST {url}: not InfluxDB's JSON: {data[:200]!r}"
+            ) from exc
         for result in results:
             if "error" in result:
-                raise SeriesStoreError(f"InfluxQL {influxql[:200]!r}: {result['error']}")
+                raise SeriesStoreError(f"{what}: InfluxQL error: {result['error']}")
         return results
 
     def create_database(self) -> None:
@@ -193,23 +298,30 @@ class InfluxSeriesStore(MatrixQueries):
             {"db": self.database, "precision": "ns"},
         )
 
-    def _series_rows(self, influxql: str) -> list[tuple[dict[str, str], list[str], list[list]]]:
+    def _series_rows(
+        self, influxql: str, deadline_s: float, what: str
+    ) -> list[tuple[dict[str, str], list[str], list[list]]]:
         return [
             (series.get("tags", {}), series["columns"], series["values"])
-            for result in self.query(influxql)
+            for result in self.query(influxql, deadline_s=deadline_s, what=what)
             for series in result.get("series", [])
         ]
 
     def read(self, meter: str, quantity: str, start: datetime, end: datetime) -> SeriesFrame:
+        """One meter's points; each of the two queries (values, failed reads) gets a
+        deadline from the window's expected points (``budget.reading_interval_s``)."""
+        start_ns, end_ns = to_ns(start), to_ns(end)
+        (chunk,) = self.budget.chunks([meter], self.budget.points_per_meter(start_ns, end_ns))
         where = (
             f" WHERE meter = {influxql_string(meter)} AND quantity = "
-            f"{influxql_string(quantity)} AND time >= {to_ns(start)} AND time < {to_ns(end)}"
+            f"{influxql_string(quantity)} AND time >= {start_ns} AND time < {end_ns}"
         )
         rows: list[tuple[int, float | None, str]] = []
         for measurement in (MEASUREMENT, FAILURES):
             value = "value" if measurement == MEASUREMENT else "quality"  # a field must exist
             q = f"SELECT {value}, quality FROM {influxql_identifier(measurement)}{where}"
-            for _tags, cols, values in self._series_rows(q):
+            what = f"read of {measurement} " + chunk.describe(quantity, start_ns, end_ns)
+            for _tags, cols, values in self._series_rows(q, chunk.deadline_s, what):
                 it, iq = cols.index("time"), cols.index("quality")
                 iv = cols.index("value") if measurement == MEASUREMENT else None
                 rows.extend((r[it], None if iv is None else r[iv], r[iq]) for r in values)
@@ -219,45 +331,77 @@ class InfluxSeriesStore(MatrixQueries):
     def latest(
         self, meters: list[str], quantity: str, before_ns: int
     ) -> dict[str, tuple[int, float]]:
-        if not meters:
-            return {}
-        q = (
-            f"SELECT last(value) FROM {influxql_identifier(MEASUREMENT)}"
-            f" WHERE quantity = {influxql_string(quantity)} AND time < {before_ns}"
-            f"{self._meter_filter(meters)} GROUP BY meter"
-        )
-        wanted = set(meters)
+        """Per chunk of meters one ``last(value)`` query; its cost is taken as one returned
+        point per meter plus one day of scanned points (the server reads the newest block of
+        each series)."""
+        day = self.budget.points_per_meter(0, 86_400 * 10**9)
         found = {}
-        for tags, cols, values in self._series_rows(q):
-            if tags.get("meter") in wanted and values:
-                found[tags["meter"]] = (
-                    values[0][cols.index("time")],
-                    values[0][cols.index("last")],
-                )
+        for chunk in self.budget.chunks(meters, 1 + self.budget.scan_weight * day):
+            q = (
+                f"SELECT last(value) FROM {influxql_identifier(MEASUREMENT)}"
+                f" WHERE quantity = {influxql_string(quantity)} AND time < {before_ns}"
+                f"{meter_filter(chunk.meters, influxql_string)} GROUP BY meter"
+            )
+            what = "latest " + chunk.describe(quantity, None, before_ns)
+            wanted = set(chunk.meters)
+            for tags, cols, values in self._series_rows(q, chunk.deadline_s, what):
+                if tags.get("meter") in wanted and values:
+                    found[tags["meter"]] = (
+                        values[0][cols.index("time")],
+                        values[0][cols.index("last")],
+                    )
         return found
 
-    @staticmethod
-    def _meter_filter(meters: list[str]) -> str:
-        if len(meters) > _MAX_LISTED_METERS:
-            return ""
-        return " AND (" + " OR ".join(f"meter = {influxql_string(m)}" for m in meters) + ")"
-
-    def raw_points(
-        self, meters: list[str], quantity: str, start_ns: int, end_ns: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        q = (
+    def raw_points(self, meters: list[str], quantity: str, start_ns: int, end_ns: int) -> _Points:
+        """(meter index, time ns, value, quality code) of points with a value, meters in
+        chunks of expected size ``points_per_meter × meters ≤ budget.chunk_points``; only the
+        listed meters' points in [start_ns, end_ns) are read. Order: by chunk, then meter."""
+        per_meter = self.budget.points_per_meter(start_ns, end_ns) * (1 + self.budget.scan_weight)
+        select = (
             f"SELECT value, quality FROM {influxql_identifier(MEASUREMENT)}"
             f" WHERE quantity = {influxql_string(quantity)} AND time >= {start_ns}"
-            f" AND time < {end_ns}{self._meter_filter(meters)} GROUP BY meter"
+            f" AND time < {end_ns}"
         )
-        return self._grouped_points(meters, q)
+        return self._chunked_points(
+            meters,
+            per_meter,
+            lambda where: f"{select}{where} GROUP BY meter",
+            lambda chunk: "raw_points " + chunk.describe(quantity, start_ns, end_ns),
+        )
 
-    def _grouped_points(
-        self, meters: list[str], influxql: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _chunked_points(
+        self,
+        meters: list[str],
+        cost_per_meter: float,
+        query: Callable[[str], str],
+        what: Callable[[Chunk], str],
+    ) -> _Points:
         index = {m: i for i, m in enumerate(meters)}
+        parts = [
+            self._grouped_points(
+                index,
+                self._series_rows(
+                    query(meter_filter(chunk.meters, influxql_string)),
+                    chunk.deadline_s,
+                    what(chunk),
+                ),
+            )
+            for chunk in self.budget.chunks(meters, cost_per_meter)
+        ]
+        parts = [p for p in parts if len(p[0])]
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0), np.zeros(0, dtype=np.uint8)
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(col) for col in zip(*parts, strict=True))  # type: ignore[return-value]
+
+    @staticmethod
+    def _grouped_points(
+        index: dict[str, int], series: list[tuple[dict[str, str], list[str], list[list]]]
+    ) -> _Points:
         parts = []
-        for tags, cols, values in self._series_rows(influxql):
+        for tags, cols, values in series:
             i = index.get(tags.get("meter", ""))
             if i is None or not values:
                 continue
@@ -286,21 +430,30 @@ class InfluxSeriesStore(MatrixQueries):
         tz: str = DEFAULT_TZ,
     ) -> RegisterMatrix:
         """Server-side ``last()`` per ``GROUP BY time()`` bucket when the intervals are of one
-        length (always, unless a day step crosses a daylight-saving change), else raw."""
+        length (always, unless a day step crosses a daylight-saving change), else raw; in
+        chunks of meters, a chunk's cost being its buckets (returned) plus its raw points
+        times ``budget.scan_weight`` (scanned)."""
         edges = interval_edges(start, end, step, tz)
         widths = np.diff(edges)
         if not (widths == widths[0]).all():
             return super().register_matrix(meters, quantity, start, end, step, tz)
         width = int(widths[0])
         offset = int(edges[0]) % width
-        q = (
+        first, last = int(edges[0]), int(edges[-1])
+        scanned = self.budget.points_per_meter(first, last)
+        per_meter = min(len(widths), scanned) + self.budget.scan_weight * scanned
+        select = (
             f"SELECT last(value) AS value, last(quality) AS quality"
             f" FROM {influxql_identifier(MEASUREMENT)}"
-            f" WHERE quantity = {influxql_string(quantity)} AND time >= {int(edges[0])}"
-            f" AND time < {int(edges[-1])}{self._meter_filter(meters)}"
-            f" GROUP BY time({width}ns, {offset}ns), meter fill(none)"
+            f" WHERE quantity = {influxql_string(quantity)} AND time >= {first}"
+            f" AND time < {last}"
         )
-        idx, times, values, quality = self._grouped_points(meters, q)
+        idx, times, values, quality = self._chunked_points(
+            meters,
+            per_meter,
+            lambda where: f"{select}{where} GROUP BY time({width}ns, {offset}ns), meter fill(none)",
+            lambda chunk: f"register_matrix ({step}) " + chunk.describe(quantity, first, last),
+        )
         # Bucket times are bucket starts: the interval edges themselves.
         grid_v, grid_q = last_per_interval(idx, times, values, quality, len(meters), edges)
         return RegisterMatrix(tuple(meters), edges, grid_v, grid_q)
