@@ -71,10 +71,11 @@ def save_configuration(session: Session, case: Case) -> None:
             )
         )
         session.flush()
+    meters = case.meter_index()
     for node in case.tree:
         if node.meter is None:
             continue
-        chain = case.chain(node.meter)
+        chain = case.chain(node.meter, meters)
         for installation in reversed(chain):  # the replacement first: it is referred to
             session.add(
                 MeterInstallation(

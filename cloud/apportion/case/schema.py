@@ -254,9 +254,15 @@ class CaseSchema(_Model):
             )
         return local.date()
 
-    def chain(self, first: str) -> list[MeterSpec]:
-        """The installation ``first`` and the meters that replaced it, in order."""
-        by_id = {m.id: m for m in self.meters}
+    def meter_index(self) -> dict[str, MeterSpec]:
+        """The meters by id (build it once and pass it to :meth:`chain` in a loop)."""
+        return {m.id: m for m in self.meters}
+
+    def chain(self, first: str, by_id: Mapping[str, MeterSpec] | None = None) -> list[MeterSpec]:
+        """The installation ``first`` and the meters that replaced it, in order; ``by_id``
+        is :meth:`meter_index`, given by callers that follow many chains."""
+        if by_id is None:
+            by_id = self.meter_index()
         out = [by_id[first]]
         while out[-1].replaced_by is not None:
             out.append(by_id[out[-1].replaced_by])
