@@ -443,9 +443,14 @@ class SignedStatement:
 
 def sign_statement(statement: dict[str, Any], key: Ed25519PrivateKey) -> SignedStatement:
     """Sign the statement's canonical JSON bytes with the cloud's Ed25519 key."""
-    payload = canonical_json(statement)
-    signature = base64.urlsafe_b64encode(key.sign(payload)).rstrip(b"=").decode("ascii")
-    return SignedStatement(payload.decode(), key_id(key.public_key()), signature)
+    return sign_payload(canonical_json(statement).decode(), key)
+
+
+def sign_payload(payload: str, key: Ed25519PrivateKey, kid: str | None = None) -> SignedStatement:
+    """Sign a statement already in canonical JSON (e.g. a run's stored draft) as it is;
+    ``kid`` is the key's id when the caller signs many."""
+    signature = base64.urlsafe_b64encode(key.sign(payload.encode())).rstrip(b"=").decode("ascii")
+    return SignedStatement(payload, kid or key_id(key.public_key()), signature)
 
 
 def verify_statement(

@@ -31,10 +31,13 @@ def plain(value: Any) -> Any:
     kind = type(value)
     if kind in _ATOMS:
         return value
-    if kind is dict:
-        return {str(plain(k)): plain(v) for k, v in value.items()}
+    if kind is dict:  # the common cases inline: str keys, atoms as values
+        return {
+            k if type(k) is str else str(plain(k)): v if type(v) in _ATOMS else plain(v)
+            for k, v in value.items()
+        }
     if kind is list:
-        return [plain(v) for v in value]
+        return [v if type(v) in _ATOMS else plain(v) for v in value]
     if isinstance(value, Decimal):
         text = format(value.normalize(), "f")
         return "0" if text in ("-0", "") else text

@@ -175,9 +175,12 @@ class MeterReading(_Model):
 
 #: Key standing for "the one register" in a shorthand given with several registers.
 SINGLE = "__single__"
+_NUMBERS = frozenset({Decimal, int, float})
 
 
 def _reading(value: Any, single: str) -> Any:
+    if type(value) in _NUMBERS:  # the usual bare number, without the slower Mapping checks
+        return {"values": {single: value}}
     if isinstance(value, Mapping) and isinstance(value.get("values"), Mapping):
         return value
     if isinstance(value, Mapping):
