@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from cloud.apportion.balances import balances_json, tree_balances
 from cloud.apportion.case.canonical import canonical_json
+from cloud.apportion.case.conversion import build_engine_inputs
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.engine import apportion
@@ -185,8 +186,8 @@ def create_run(
     input_hash = hashlib.sha256(canonical).hexdigest()
     # computed from the inputs as stored (decimals normalised: a price of 0.50 reads 0.5),
     # exactly as rerun() recomputes it, so the statements are those rerun() would give
-    stored = case_from_data(json.loads(canonical), "run inputs")
-    result = apportion(stored.to_engine_inputs())
+    stored = case_from_data(json.loads(canonical), "run inputs")  # validated here
+    result = apportion(build_engine_inputs(stored))
     charges = line_records(result)
     run_id = str(uuid.uuid4())
     documents = build_statements(stored, result, run_id=run_id, input_hash=input_hash)
