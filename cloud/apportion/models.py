@@ -1,12 +1,13 @@
 """Registry tables of apportionment: configuration, source bills, runs and their lines.
 
-Changed only through Alembic migrations (revision 0002). Calendar dates (occupancy,
+Changed only through Alembic migrations (revisions 0002 and 0009). Calendar dates (occupancy,
 tariff versions, installations, periods) are dates of the site's local calendar, because a
 lease or a tariff starts on a date, not at an instant; instants (approvals, postings) are
 UTC. Money is integer cents; areas, multipliers, prices and energies are exact decimals.
 
-Issued runs are immutable, enforced here for every ORM session: lines and signed
-statements are insert-only, a posted run may only move to ``void``, a void run not at all.
+Issued runs are immutable, enforced here for every ORM session: lines, statement drafts
+and signed statements are insert-only, a posted run may only move to ``void``, a void run
+not at all.
 """
 
 from __future__ import annotations
@@ -216,6 +217,9 @@ class ApportionRun(Base):
     voided_by: Mapped[str | None] = mapped_column(String(64))
     voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     void_reason: Mapped[str | None] = mapped_column(Text)
+    #: The meter tree's balances as computed when the run was created (JSON text, see
+    #: :mod:`cloud.apportion.balances`); None for runs created before revision 0009.
+    balances: Mapped[str | None] = mapped_column(Text)
 
 
 class ApportionLine(Base):
@@ -254,6 +258,21 @@ class ApportionStatement(Base):
     signature: Mapped[str] = mapped_column(String(128))
 
 
+class ApportionDraft(Base):
+    """A run's statement for one unit and party as computed when the run was created: the
+    canonical JSON text (unsigned) that posting signs as it is, its place in the run's
+    order of statements and its total [cents]."""
+
+    __tablename__ = "apportion_statement_drafts"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("apportion_runs.id"), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    party: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    cents: Mapped[int] = mapped_column(BigInteger)
+
+
 _FROZEN_STATES = ("posted", "void")
 _VOID_FIELDS = frozenset({"status", "voided_by", "voided_at", "void_reason"})
 
@@ -262,6 +281,8 @@ _VOID_FIELDS = frozenset({"status", "voided_by", "voided_at", "void_reason"})
 @event.listens_for(ApportionLine, "before_delete")
 @event.listens_for(ApportionStatement, "before_update")
 @event.listens_for(ApportionStatement, "before_delete")
+@event.listens_for(ApportionDraft, "before_update")
+@event.listens_for(ApportionDraft, "before_delete")
 def _lines_are_immutable(_mapper: Any, _connection: Any, target: Any) -> None:
     """Lines and signed statements are written once: a correction is an adjustment line in
     a later run, never an edit."""

@@ -10,6 +10,7 @@ a site outside the principal's scope is reported as not found. The state machine
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -26,17 +26,26 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.apportion.balances import NodeBalance, balances_from_json, tree_balances
 from cloud.apportion.case.document import Case
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError, SignatureError
 from cloud.apportion.models import (
+    ApportionDraft,
     ApportionLine,
     ApportionRun,
     ApportionStatement,
     StatementConfirmation,
     StatementDispute,
 )
-from cloud.apportion.runs import approve_run, post_run, rerun, review_run, void_run
+from cloud.apportion.runs import (
+    approve_run,
+    post_run,
+    rerun,
+    review_run,
+    statement_drafts,
+    void_run,
+)
 from cloud.apportion.statement import (
     CSV_COLUMNS,
     LANDLORD_PARTY,
@@ -45,7 +54,6 @@ from cloud.apportion.statement import (
     statement_csv,
     verify_statement,
 )
-from cloud.apportion.tree import NodeKind
 from cloud.registry.base import as_utc
 from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import AuditRecord, entries_for, record
@@ -88,22 +96,6 @@ class RunSummary:
     flags: int
     total_cents: int
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class NodeBalance:
-    """A meter-tree node in a run: its kWh, Σ of its children's kWh, the residual, the loss
-    rate λ (main and branch nodes), and the flags naming it."""
-
-    id: str
-    kind: str
-    parent: str | None
-    depth: int
-    kwh: float
-    children_kwh: float | None
-    residual_kwh: float | None
-    loss_rate: float | None
-    flags: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -227,6 +219,8 @@ class RunReviewService:
         )
 
     def _compute(self, session: Session, run: ApportionRun) -> tuple[Case, EngineResult]:
+        """A run created before it stored its statements and balances (revision 0009),
+        recomputed from its stored inputs (cached)."""
         key = (run.id, run.input_hash)
         found = self._computed.get(key)
         if found is None:
@@ -251,11 +245,14 @@ class RunReviewService:
             )
             nodes: list[NodeBalance] = []
             error = ""
-            try:
-                _, result = self._compute(session, run)
-                nodes = _balances(result)
-            except ApportionError as exc:
-                error = str(exc)
+            if run.balances is not None:  # stored when the run was created
+                nodes = balances_from_json(run.balances)
+            else:
+                try:
+                    _, result = self._compute(session, run)
+                    nodes = tree_balances(result)
+                except ApportionError as exc:
+                    error = str(exc)
             statements = self._statement_totals(session, run)
             trail = _run_trail(run) + entries_for(session, [f"run:{run.id}"])
             trail.sort(key=lambda e: e.at)
@@ -305,7 +302,7 @@ class RunReviewService:
     ) -> tuple[dict[str, Any], dict[str, str] | None]:
         """A statement document of the run and, when posted, its signed form (verified).
 
-        Before posting the document is computed from the run's stored inputs (unsigned).
+        Before posting it is the unsigned document the run stored when it was created.
         """
         with self.sessions() as session:
             run = self._run(session, who, run_id)
@@ -316,6 +313,13 @@ class RunReviewService:
                     return verify_statement(signed, self.public_key), signed.as_dict()
                 except SignatureError as exc:
                     raise ActionRefused(f"the stored statement does not verify: {exc}") from None
+            draft = session.get(ApportionDraft, (run_id, unit, party))
+            if draft is not None:
+                return json.loads(draft.payload), None
+            if run.balances is not None:  # the run stored its statements: not one of them
+                raise NotFound(
+                    f"run {run_id!r} has no statement for unit {unit!r}, party {party!r}"
+                )
             case, result = self._compute(session, run)
         for document in build_statements(case, result, run_id=run_id):
             node = document["unit"]["node"] if document["unit"] else ""
@@ -324,6 +328,10 @@ class RunReviewService:
         raise NotFound(f"run {run_id!r} has no statement for unit {unit!r}, party {party!r}")
 
     def _documents(self, session: Session, run: ApportionRun) -> list[dict[str, Any]]:
+        """The run's statements in its order: stored when it was created (recomputed for a
+        run from before revision 0009)."""
+        if run.balances is not None:
+            return [json.loads(payload) for _, _, payload in statement_drafts(session, run.id)]
         case, result = self._compute(session, run)
         return build_statements(case, result, run_id=run.id)
 
@@ -514,45 +522,4 @@ def _run_trail(run: ApportionRun) -> list[AuditRecord]:
         if by and when is not None:
             detail = (run.void_reason or "") if action == "voided" else ""
             out.append(AuditRecord(when, by, action, f"run:{run.id}", detail))
-    return out
-
-
-def _balances(result: EngineResult) -> list[NodeBalance]:
-    """Per node: kWh (all slices and registers), Σ children, residual and λ; depth-first."""
-    tree, shape = result.inputs.tree, result.shape
-    energy = result.node_kwh.sum(axis=(1, 2))
-    children = shape.sum_children(energy)
-    residual = result.residual_kwh.sum(axis=1)
-    kids: dict[int, list[int]] = {}
-    for i, p in enumerate(tree.parent.tolist()):
-        kids.setdefault(p, []).append(i)
-    flags: dict[str, list[dict[str, Any]]] = {}
-    for f in result.flags:
-        if f.subject.startswith("node "):
-            flags.setdefault(f.subject.removeprefix("node "), []).append(
-                {"code": f.code, "holds": f.holds, "message": f.message}
-            )
-    out: list[NodeBalance] = []
-
-    def visit(i: int, depth: int) -> None:
-        inner = NodeKind(int(tree.kind[i])) in (NodeKind.MAIN, NodeKind.BRANCH)
-        parent = int(tree.parent[i])
-        out.append(
-            NodeBalance(
-                id=tree.ids[i],
-                kind=NodeKind(int(tree.kind[i])).name.lower(),
-                parent=tree.ids[parent] if parent >= 0 else None,
-                depth=depth,
-                kwh=float(energy[i]),
-                children_kwh=float(children[i]) if inner else None,
-                residual_kwh=float(residual[i]) if inner else None,
-                loss_rate=float(result.loss_rate[i]) if inner else None,
-                flags=flags.get(tree.ids[i], []),
-            )
-        )
-        for k in sorted(kids.get(i, []), key=lambda j: (int(tree.kind[j]), tree.ids[j])):
-            visit(k, depth + 1)
-
-    for root in np.flatnonzero(tree.parent < 0).tolist():
-        visit(int(root), 0)
     return out

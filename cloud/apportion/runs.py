@@ -3,13 +3,16 @@
 A run goes draft → reviewed → approved → posted, and any of them → void. It stores the
 canonical JSON of all its inputs (rules and tariff snapshot, readings, bill — the whole
 case), their SHA-256 (the input hash), the rounded lines and their SHA-256 (the result
-hash), the flags and who did what when. A run with holding flags (negative residual,
-estimates over the limit ...) cannot be approved. Posted runs are immutable (see
-:mod:`cloud.apportion.models`); a correction is a set of adjustment lines — corrected
-minus posted, per line — carried by a later run.
+hash), the flags and who did what when; it also stores what it computed for people to read —
+each statement as unsigned canonical JSON and the meter tree's balances — so posting signs
+the stored statements and finance's pages read them, without recomputing the run. A run
+with holding flags (negative residual, estimates over the limit ...) cannot be approved.
+Posted runs are immutable (see :mod:`cloud.apportion.models`); a correction is a set of
+adjustment lines — corrected minus posted, per line — carried by a later run.
 
 :func:`rerun` recomputes a stored run from its stored inputs and checks that it reproduces
-the input hash, the result hash and every line to the cent.
+the input hash, the result hash and every line to the cent (an explicit audit; nothing on
+the way to posting calls it for a run that stored its statements).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from cloud.apportion.balances import balances_json, tree_balances
 from cloud.apportion.case.canonical import canonical_json
+from cloud.apportion.case.conversion import build_engine_inputs
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.engine import apportion
@@ -38,10 +43,15 @@ from cloud.apportion.errors import (
     RunHeldError,
     RunStateError,
 )
-from cloud.apportion.models import ApportionLine, ApportionRun, ApportionStatement
-from cloud.apportion.statement import build_statements, line_rows, sign_statement
+from cloud.apportion.models import (
+    ApportionDraft,
+    ApportionLine,
+    ApportionRun,
+    ApportionStatement,
+)
+from cloud.apportion.statement import build_statements, line_rows, sign_payload
 from cloud.registry.service import ensure_site
-from edge.wire import Clock, utc_now
+from edge.wire import Clock, key_id, utc_now
 
 
 class RunStatus(StrEnum):
@@ -165,26 +175,38 @@ def create_run(
     clock: Clock = utc_now,
 ) -> ApportionRun:
     """Compute ``case`` and store it as a draft run (with any adjustment lines of earlier
-    posted runs appended after its own lines)."""
-    result = apportion(case.to_engine_inputs())
-    charges = line_records(result)
+    posted runs appended after its own lines).
+
+    The run is computed here once: its lines, its statements (unsigned canonical JSON, see
+    :func:`statement_drafts`) and its meter tree's balances are stored with it, so posting
+    and finance's pages never recompute it.
+    """
     extra = list(adjustments)
     for a in extra:
         if a.kind != "adjustment" or a.adjusts is None:
             raise RunStateError(
                 "only adjustment lines naming the run they correct can be carried by a later run"
             )
+    canonical = case.canonical_json()
+    input_hash = hashlib.sha256(canonical).hexdigest()
+    # computed from the inputs as stored (decimals normalised: a price of 0.50 reads 0.5),
+    # exactly as rerun() recomputes it, so the statements are those rerun() would give
+    stored = case_from_data(json.loads(canonical), "run inputs")  # validated here
+    result = apportion(build_engine_inputs(stored))
+    charges = line_records(result)
+    run_id = str(uuid.uuid4())
+    documents = build_statements(stored, result, run_id=run_id, input_hash=input_hash)
     ensure_site(session, case.site)
     session.flush()  # the site row first: runs refer to it
     run = ApportionRun(
-        id=str(uuid.uuid4()),
+        id=run_id,
         site_id=case.site,
         period_start=case.period.start,
         period_end=case.period.end,
         status=RunStatus.DRAFT.value,
-        input_hash=case.input_hash(),
+        input_hash=input_hash,
         result_hash=result_hash(charges + extra),
-        inputs=case.canonical_json().decode(),
+        inputs=canonical.decode(),
         flags=[
             {"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
             for f in result.flags
@@ -192,30 +214,99 @@ def create_run(
         held=result.held,
         created_by=by,
         created_at=clock(),
+        balances=balances_json(tree_balances(result)),
     )
     session.add(run)
     session.flush()
-    session.add_all(
-        ApportionLine(
-            run_id=run.id,
-            line_no=n,
-            kind=r.kind,
-            adjusts_run_id=r.adjusts,
-            register=r.register,
-            tariff=r.tariff,
-            unit=r.unit,
-            party=r.party,
-            from_=r.start,
-            to=r.end,
-            component=r.component,
-            origin=r.origin,
-            kwh=r.kwh,
-            cents=r.cents,
-        )
+    lines = [
+        {
+            "run_id": run_id,
+            "line_no": n,
+            "kind": r.kind,
+            "adjusts_run_id": r.adjusts,
+            "register": r.register,
+            "tariff": r.tariff,
+            "unit": r.unit,
+            "party": r.party,
+            "from_": r.start,
+            "to": r.end,
+            "component": r.component,
+            "origin": r.origin,
+            "kwh": r.kwh,
+            "cents": r.cents,
+        }
         for n, r in enumerate(charges + extra)
+    ]
+    if lines:
+        session.execute(insert(ApportionLine), lines)
+    session.execute(
+        insert(ApportionDraft),
+        [
+            {
+                "run_id": run_id,
+                "unit": _statement_unit(d),
+                "party": d["party"],
+                "position": n,
+                "payload": canonical_json(d).decode(),
+                "cents": d["total"]["cents"],
+            }
+            for n, d in enumerate(documents)
+        ],
     )
     session.flush()
     return run
+
+
+def _statement_unit(statement: dict[str, Any]) -> str:
+    """The unit node a statement is for; empty for the landlord's."""
+    return statement["unit"]["node"] if statement["unit"] else ""
+
+
+def statement_drafts(session: Session, run_id: str) -> list[tuple[str, str, str]]:
+    """The run's statements as (unit node, party, canonical JSON text), in the run's order.
+
+    Stored when the run was created; a run created before they were stored (revision 0009)
+    is recomputed from its stored inputs (:func:`rerun`, which checks it reproduces).
+    """
+    stored = _stored_drafts(session, run_id)
+    return stored if stored is not None else _recomputed_drafts(session, run_id)
+
+
+def _stored_drafts(session: Session, run_id: str) -> list[tuple[str, str, str]] | None:
+    rows = session.execute(
+        select(ApportionDraft.unit, ApportionDraft.party, ApportionDraft.payload)
+        .where(ApportionDraft.run_id == run_id)
+        .order_by(ApportionDraft.position)
+    ).all()
+    # a run always has the landlord's statement at least: none means none were stored
+    return [(unit, party, payload) for unit, party, payload in rows] if rows else None
+
+
+def _recomputed_drafts(session: Session, run_id: str) -> list[tuple[str, str, str]]:
+    case, result = rerun(session, run_id)
+    return [
+        (_statement_unit(d), d["party"], canonical_json(d).decode())
+        for d in build_statements(case, result, run_id=run_id)
+    ]
+
+
+def _check_drafts(session: Session, run: ApportionRun) -> None:
+    """The stored statements add up to the stored charge lines, to the cent (a cheap
+    consistency check before signing; :func:`rerun` is the full one)."""
+    drafts = session.scalar(
+        select(func.coalesce(func.sum(ApportionDraft.cents), 0)).where(
+            ApportionDraft.run_id == run.id
+        )
+    )
+    lines = session.scalar(
+        select(func.coalesce(func.sum(ApportionLine.cents), 0)).where(
+            ApportionLine.run_id == run.id, ApportionLine.kind == "charge"
+        )
+    )
+    if int(drafts or 0) != int(lines or 0):
+        raise RerunMismatchError(
+            f"run {run.id!r}: its statements total {drafts} cents, its charge lines {lines}"
+        )
 
 
 def _advance(run: ApportionRun, expected: RunStatus, to: RunStatus) -> None:
@@ -257,25 +348,36 @@ def approve_run(session: Session, run_id: str, *, by: str, clock: Clock = utc_no
 def post_run(
     session: Session, run_id: str, *, by: str, key: Ed25519PrivateKey, clock: Clock = utc_now
 ) -> ApportionRun:
-    """approved → posted: recompute from the stored inputs (it must reproduce the run),
-    sign every statement with the cloud's key and store them."""
+    """approved → posted: sign every statement the run stored when it was created (the
+    exact canonical bytes, nothing recomputed) with the cloud's key and store them.
+
+    A run created before statements were stored is recomputed from its stored inputs
+    instead (it must reproduce the run; see :func:`statement_drafts`).
+    """
     run = _get(session, run_id)
     if run.status != RunStatus.APPROVED.value:
         raise RunStateError(f"run {run.id!r} is {run.status}; only an approved run is posted")
-    case, result = rerun(session, run_id)
-    for statement in build_statements(case, result, run_id=run.id):
-        signed = sign_statement(statement, key)
-        unit = statement["unit"]["node"] if statement["unit"] else ""
-        session.add(
-            ApportionStatement(
-                run_id=run.id,
-                unit=unit,
-                party=statement["party"],
-                payload=signed.payload,
-                kid=signed.kid,
-                signature=signed.signature,
-            )
-        )
+    drafts = _stored_drafts(session, run.id)
+    if drafts is None:
+        drafts = _recomputed_drafts(session, run.id)
+    else:
+        _check_drafts(session, run)
+    kid = key_id(key.public_key())
+    signed = [(unit, party, sign_payload(payload, key, kid)) for unit, party, payload in drafts]
+    session.execute(
+        insert(ApportionStatement),
+        [
+            {
+                "run_id": run.id,
+                "unit": unit,
+                "party": party,
+                "payload": s.payload,
+                "kid": s.kid,
+                "signature": s.signature,
+            }
+            for unit, party, s in signed
+        ],
+    )
     run.status = RunStatus.POSTED.value
     run.posted_by, run.posted_at = by, clock()
     session.flush()

@@ -21,7 +21,23 @@ def canonical_json(value: Any) -> bytes:
     ).encode()
 
 
+#: Types that are plain JSON values already (exact types: a StrEnum is a str subclass).
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
 def plain(value: Any) -> Any:
+    """``value`` as plain JSON values (decimals as normalised strings, dates ISO, enums by
+    value); linear in its size."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:  # the common cases inline: str keys, atoms as values
+        return {
+            k if type(k) is str else str(plain(k)): v if type(v) in _ATOMS else plain(v)
+            for k, v in value.items()
+        }
+    if kind is list:
+        return [v if type(v) in _ATOMS else plain(v) for v in value]
     if isinstance(value, Decimal):
         text = format(value.normalize(), "f")
         return "0" if text in ("-0", "") else text

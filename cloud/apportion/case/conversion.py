@@ -34,9 +34,10 @@ def build_engine_inputs(case: CaseSchema) -> EngineInputs:
     nodes = sorted(case.tree, key=lambda n: n.id)
     node_index = {n.id: i for i, n in enumerate(nodes)}
     meter_node: dict[str, int] = {}
+    by_id = case.meter_index()
     for n in nodes:
         if n.meter is not None:
-            for installation in case.chain(n.meter):
+            for installation in case.chain(n.meter, by_id):
                 meter_node[installation.id] = node_index[n.id]
     meters = sorted(case.meters, key=lambda m: m.id)
 
@@ -57,6 +58,7 @@ def build_engine_inputs(case: CaseSchema) -> EngineInputs:
     values = np.full((count, days + 1, nreg), np.nan)
     multiplier = np.ones((count, breakpoints.size - 1))
     history = np.full((count, nreg), np.nan)
+    register_index = {name: k for k, name in enumerate(registers)}
     for i, m in enumerate(meters):
         for at, reading in case.readings.get(m.id, {}).items():
             if reading.quality not in GOOD_QUALITIES:
@@ -70,10 +72,10 @@ def build_engine_inputs(case: CaseSchema) -> EngineInputs:
         else:
             multiplier[i] = float(m.multiplier)
         for name, rate in case.history.get(m.id, {}).items():
-            history[i, registers.index(name)] = float(rate)
+            history[i, register_index[name]] = float(rate)
 
     units = {u.id: u for u in case.units}
-    buildings = sorted({u.building for u in case.units})
+    buildings = {b: k for k, b in enumerate(sorted({u.building for u in case.units}))}
     kind_code = {
         "main": NodeKind.MAIN,
         "branch": NodeKind.BRANCH,
@@ -87,16 +89,17 @@ def build_engine_inputs(case: CaseSchema) -> EngineInputs:
         if n.kind == "unit":
             unit = units[n.unit or n.id]
             area[i] = float(unit.area)
-            building[i] = buildings.index(unit.building)
+            building[i] = buildings[unit.building]
         elif n.kind == "landlord" and n.area is not None:
             area[i] = float(n.area)
     tenants = tuple(sorted({s.tenant for stays in case.occupancy.values() for s in stays}))
+    tenant_index = {t: k for k, t in enumerate(tenants)}
     occupant = np.full((len(nodes), breakpoints.size - 1), VACANT, dtype=np.int64)
     for unit_node, stays in case.occupancy.items():
         for s in stays:
             lo, hi = clip(s.from_, 0), clip(s.to, days)
             covered = (breakpoints[:-1] >= lo) & (breakpoints[:-1] < hi)
-            occupant[node_index[unit_node], covered] = tenants.index(s.tenant)
+            occupant[node_index[unit_node], covered] = tenant_index[s.tenant]
     for i, n in enumerate(nodes):
         if n.kind == "landlord":
             occupant[i] = LANDLORD

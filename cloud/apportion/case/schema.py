@@ -188,9 +188,12 @@ class MeterReading(_Model):
 
 #: Key standing for "the one register" in a shorthand given with several registers.
 SINGLE = "__single__"
+_NUMBERS = frozenset({Decimal, int, float})
 
 
 def _reading(value: Any, single: str) -> Any:
+    if type(value) in _NUMBERS:  # the usual bare number, without the slower Mapping checks
+        return {"values": {single: value}}
     if isinstance(value, Mapping) and isinstance(value.get("values"), Mapping):
         return value
     if isinstance(value, Mapping):
@@ -275,9 +278,15 @@ class CaseSchema(_Model):
             )
         return local.date()
 
-    def chain(self, first: str) -> list[MeterSpec]:
-        """The installation ``first`` and the meters that replaced it, in order."""
-        by_id = {m.id: m for m in self.meters}
+    def meter_index(self) -> dict[str, MeterSpec]:
+        """The meters by id (build it once and pass it to :meth:`chain` in a loop)."""
+        return {m.id: m for m in self.meters}
+
+    def chain(self, first: str, by_id: Mapping[str, MeterSpec] | None = None) -> list[MeterSpec]:
+        """The installation ``first`` and the meters that replaced it, in order; ``by_id``
+        is :meth:`meter_index`, given by callers that follow many chains."""
+        if by_id is None:
+            by_id = self.meter_index()
         out = [by_id[first]]
         while out[-1].replaced_by is not None:
             out.append(by_id[out[-1].replaced_by])

@@ -88,7 +88,7 @@ def check_case(case: CaseSchema) -> None:
         if n.meter is not None:
             if n.meter not in meters:
                 raise CaseError(f"tree: node {n.id!r} meter {n.meter!r} is not in meters")
-            for installation in case.chain(n.meter):
+            for installation in case.chain(n.meter, meters):
                 if installation.id in used_meters:
                     raise CaseError(
                         f"tree: meter {installation.id!r} is on nodes "
