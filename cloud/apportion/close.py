@@ -48,7 +48,7 @@ from cloud.apportion.drivers import load_drivers
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError
 from cloud.apportion.models import ApportionRun, SiteSettings, TariffVersionRow
-from cloud.apportion.runs import RunStatus, create_run, void_run
+from cloud.apportion.runs import RunStatus, store_run, void_run
 from cloud.apportion.site import SiteFile, case_data
 from cloud.registry.models import Site
 from cloud.series.base import SeriesStore
@@ -315,7 +315,7 @@ def close_period(
     superseded = next((r for r in reversed(earlier) if r.status != RunStatus.VOID.value), None) or (
         earlier[-1] if earlier else None
     )
-    run = create_run(session, case, by=by, clock=clock)
+    run, result = store_run(session, case, by=by, clock=clock)
     if accept:
         _accept_estimates(run, accept, by)
     run.version = (max((r.version for r in earlier), default=0)) + 1
@@ -343,16 +343,7 @@ def close_period(
         ),
     )
     session.flush()
-    from cloud.apportion.engine import apportion
-
-    return ClosedRun(
-        run,
-        case,
-        apportion(case.to_engine_inputs()),
-        run.supersedes_id,
-        interpolated,
-        missing,
-    )
+    return ClosedRun(run, case, result, run.supersedes_id, interpolated, missing)
 
 
 @dataclass(frozen=True)

@@ -174,8 +174,20 @@ def create_run(
     adjustments: Iterable[LineRecord] = (),
     clock: Clock = utc_now,
 ) -> ApportionRun:
+    """Compute ``case`` and store it as a draft run (see :func:`store_run`)."""
+    return store_run(session, case, by=by, adjustments=adjustments, clock=clock)[0]
+
+
+def store_run(
+    session: Session,
+    case: Case,
+    *,
+    by: str,
+    adjustments: Iterable[LineRecord] = (),
+    clock: Clock = utc_now,
+) -> tuple[ApportionRun, EngineResult]:
     """Compute ``case`` and store it as a draft run (with any adjustment lines of earlier
-    posted runs appended after its own lines).
+    posted runs appended after its own lines); the run and the engine's result.
 
     The run is computed here once: its lines, its statements (unsigned canonical JSON, see
     :func:`statement_drafts`) and its meter tree's balances are stored with it, so posting
@@ -254,7 +266,7 @@ def create_run(
         ],
     )
     session.flush()
-    return run
+    return run, result
 
 
 def _statement_unit(statement: dict[str, Any]) -> str:
