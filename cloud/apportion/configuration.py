@@ -106,6 +106,22 @@ def _norm(value: Any) -> Any:
     return value
 
 
+_CHUNK = 500  # ids per IN (...) list
+
+
+def _existing(session: Session, column: Any, ids: Iterable[str]) -> dict[Any, Any]:
+    """Rows whose ``column`` is one of ``ids``, by that column's value (one query per
+    :data:`_CHUNK` ids): the import looks items up in memory, not one query each."""
+    wanted = sorted(set(ids))
+    entity = column.class_
+    out: dict[Any, Any] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        for row in session.scalars(select(entity).where(column.in_(chunk))):
+            out[getattr(row, column.key)] = row
+    return out
+
+
 def import_site(
     session: Session, site: SiteFile, *, by: str, clock: Clock = utc_now
 ) -> ImportReport:
@@ -152,16 +168,18 @@ def import_site(
         )
     else:
         report.count("settings", "unchanged")
+    known_meters = _existing(session, Meter.id, (m.id for m in s.meters))
     for meter in s.meters:
-        if session.get(Meter, meter.id) is None:
+        if meter.id not in known_meters:
             session.add(Meter(id=meter.id, site_id=s.site, protocol="", address=""))
             report.count("meter", "created")
+    units = _existing(session, Unit.id, (u.id for u in s.units))
     for unit in s.units:
         _put(
             session,
             report,
             "unit",
-            session.get(Unit, unit.id),
+            units.get(unit.id),
             Unit(id=unit.id, site_id=s.site),
             {
                 "area_m2": unit.area,
@@ -173,12 +191,13 @@ def import_site(
     session.flush()
     _import_tree(session, site, report)
     _import_occupancy(session, site, report)
+    tariffs = _existing(session, TariffVersionRow.id, (t.id for t in s.tariffs))
     for t in s.tariffs:
         _put(
             session,
             report,
             "tariff",
-            session.get(TariffVersionRow, t.id),
+            tariffs.get(t.id),
             TariffVersionRow(id=t.id, site_id=s.site),
             {
                 "kind": t.kind.value,
@@ -249,12 +268,13 @@ def _parents_first(site: SiteFile) -> list[Any]:
 
 def _import_tree(session: Session, site: SiteFile, report: ImportReport) -> None:
     s = site.schema
-    for node in _parents_first(site):
+    nodes = _existing(session, TreeNode.id, (n.id for n in s.tree))
+    for node in _parents_first(site):  # one flush inserts them in this order
         _put(
             session,
             report,
             "node",
-            session.get(TreeNode, node.id),
+            nodes.get(node.id),
             TreeNode(id=node.id, site_id=s.site),
             {
                 "kind": node.kind,
@@ -274,12 +294,22 @@ def _import_tree(session: Session, site: SiteFile, report: ImportReport) -> None
             chain.append(meters[cursor])
             cursor = meters[cursor].replaced_by
         installations += [(node.id, m) for m in reversed(chain)]  # replacements first
+    known = _existing(session, MeterInstallation.id, (m.id for _, m in installations))
+    steps_of: dict[str, dict[date, MultiplierStepRow]] = {}
+    for ids in [
+        [m.id for _, m in installations][i : i + _CHUNK]
+        for i in range(0, len(installations), _CHUNK)
+    ]:
+        for row in session.scalars(
+            select(MultiplierStepRow).where(MultiplierStepRow.installation_id.in_(ids))
+        ):
+            steps_of.setdefault(row.installation_id, {})[row.effective_from] = row
     for node_id, m in installations:
         _put(
             session,
             report,
             "installation",
-            session.get(MeterInstallation, m.id),
+            known.get(m.id),
             MeterInstallation(id=m.id, meter_id=m.id),
             {
                 "node_id": node_id,
@@ -290,18 +320,14 @@ def _import_tree(session: Session, site: SiteFile, report: ImportReport) -> None
                 "replaced_by_id": m.replaced_by,
             },
         )
-        session.flush()
+    session.flush()  # replacements were added first: they are referred to
+    for _node_id, m in installations:
         steps = (
             {x.from_: x.value for x in m.multiplier}
             if isinstance(m.multiplier, list)
             else {ALWAYS: m.multiplier}
         )
-        stored = {
-            r.effective_from: r
-            for r in session.scalars(
-                select(MultiplierStepRow).where(MultiplierStepRow.installation_id == m.id)
-            )
-        }
+        stored = steps_of.get(m.id, {})
         for gone in stored.keys() - steps.keys():
             session.delete(stored[gone])
         for day, value in steps.items():
@@ -313,8 +339,9 @@ def _import_tree(session: Session, site: SiteFile, report: ImportReport) -> None
                 MultiplierStepRow(installation_id=m.id, effective_from=day),
                 {"multiplier": value},
             )
+    rules = _existing(session, AllocationRule.node_id, (n.id for n in s.tree))
     for node in s.tree:
-        rule = session.get(AllocationRule, node.id)
+        rule = rules.get(node.id)
         if node.rule is None:
             if rule is not None:
                 session.delete(rule)
@@ -350,10 +377,16 @@ def _import_occupancy(session: Session, site: SiteFile, report: ImportReport) ->
     """Stays keyed by (unit node, tenant, from); a stay overlapping one stored for the same
     unit (e.g. from the lease ledger) is refused by name."""
     errors = []
+    segments: dict[str, list[OccupancySegment]] = {}
+    units = sorted(site.schema.occupancy)
+    for start in range(0, len(units), _CHUNK):
+        chunk = units[start : start + _CHUNK]
+        for row in session.scalars(
+            select(OccupancySegment).where(OccupancySegment.node_id.in_(chunk))
+        ):
+            segments.setdefault(row.node_id, []).append(row)
     for node_id, stays in site.schema.occupancy.items():
-        stored = list(
-            session.scalars(select(OccupancySegment).where(OccupancySegment.node_id == node_id))
-        )
+        stored = segments.get(node_id, [])
         by_key = {(o.tenant, o.from_): o for o in stored}
         for stay in stays:
             row = by_key.get((stay.tenant, stay.from_))
