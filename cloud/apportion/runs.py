@@ -169,6 +169,7 @@ def create_run(
             raise RunStateError(
                 "only adjustment lines naming the run they correct can be carried by a later run"
             )
+    inputs = case.canonical_json()
     ensure_site(session, case.site)
     session.flush()  # the site row first: runs refer to it
     run = ApportionRun(
@@ -177,9 +178,9 @@ def create_run(
         period_start=case.period.start,
         period_end=case.period.end,
         status=RunStatus.DRAFT.value,
-        input_hash=case.input_hash(),
+        input_hash=hashlib.sha256(inputs).hexdigest(),  # = case.input_hash(), built once
         result_hash=result_hash(charges + extra),
-        inputs=case.canonical_json().decode(),
+        inputs=inputs.decode(),
         flags=[
             {"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
             for f in result.flags

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -268,9 +269,14 @@ class CaseSchema(_Model):
             )
         return local.date()
 
+    @cached_property
+    def meters_by_id(self) -> dict[str, MeterSpec]:
+        """The meter installations by id (built once: the case is frozen)."""
+        return {m.id: m for m in self.meters}
+
     def chain(self, first: str) -> list[MeterSpec]:
         """The installation ``first`` and the meters that replaced it, in order."""
-        by_id = {m.id: m for m in self.meters}
+        by_id = self.meters_by_id
         out = [by_id[first]]
         while out[-1].replaced_by is not None:
             out.append(by_id[out[-1].replaced_by])
