@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -338,6 +339,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--stores", default="sqlite,influx")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on a kill too
     sizes = (250, 1_000) if args.quick else (2_500, 10_000)
     rounds = args.rounds or (2 if args.quick else 3)
     backends = args.stores.split(",")
