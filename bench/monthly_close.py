@@ -18,9 +18,10 @@ Timed, alternating in each round (medians over the rounds; the machine is shared
   transaction: ``site`` (``stored_site`` + ``load_drivers``), ``read``
   (``boundary_readings``), ``inputs`` (``case_data`` + ``case_from_data`` +
   ``to_engine_inputs``), ``engine`` (``apportion``), ``statements`` (``build_statements``;
-  ``statements_in_close`` says whether the close stored any), ``create_run`` (it runs the
-  engine again, then hashes and inserts the run and lines), ``commit``; ``store_s`` is
-  ``create_run`` − ``engine``;
+  ``statements_in_close`` says whether the close stored any), ``create_run`` (it builds the
+  engine's inputs and runs the engine again, then the line records, the canonical JSON and
+  hashes, and inserts the run and lines), ``commit``; ``store`` is ``create_run`` −
+  ``engine``;
 - ``floor_s``: fetching the same points (one ``raw_points`` over the period's midnights for
   every meter: the store's smallest query set returning exactly the points the close read)
   + the engine on the close's own inputs + a COPY of the close's lines into a scratch table
