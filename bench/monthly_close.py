@@ -28,8 +28,10 @@ Timed, alternating in each round (medians over the rounds; the machine is shared
   with the columns and indexes of ``apportion_lines`` (no foreign keys), committed.
 
 Between timings the site's runs and lines are deleted (untimed), so every close is a first
-close of the period. Goals, per store: ``ratio`` = close ÷ floor at the larger size ≤ 2,
-``scale`` = close at the larger size ÷ close at the smaller ≤ 5 (4 × the units).
+close of the period, and nothing of the previous timing is kept alive (``gc.collect()``
+before each: a live earlier close's objects made the next one's garbage collections slower).
+Goals, per store: ``ratio`` = close ÷ floor at the larger size ≤ 2, ``scale`` = close at
+the larger size ÷ close at the smaller ≤ 5 (4 × the units).
 ``pass`` covers every goal; the exit status is 0 when it holds, else 1. ``load_avg_start``
 / ``load_avg_end`` are ``os.getloadavg()`` before the first site and after the last timing.
 
@@ -41,6 +43,7 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -298,6 +301,7 @@ def bench_size(
     engine_inputs = rows = phase_run = None
     statements_in_close = 0
     for r in range(rounds):
+        gc.collect()  # each timing starts from the same heap: nothing of the last one alive
         dt, (closed, statements) = timed(lambda: close_once(sessions, store, site_id, bill))
         close_times.append(dt)
         clean(sessions, site_id)
@@ -305,8 +309,12 @@ def bench_size(
             statements_in_close = statements
             engine_inputs = closed.case.to_engine_inputs()
             rows = floor.rows(closed.result)
+        del closed
+        if r == 0:
+            gc.collect()
             phase_run = phases(sessions, store, site_id, bill)  # once: the split is informative
             clean(sessions, site_id)
+        gc.collect()
         f = floor.run(store, meters, engine_inputs, rows)
         assert f["points"] == len(points), (f["points"], len(points))
         floor_parts.append(f["times"])
