@@ -29,7 +29,7 @@ Timed, alternating in each round (medians over the rounds; the machine is shared
 
 Between timings the site's runs and lines are deleted (untimed), so every close is a first
 close of the period, and nothing of the previous timing is kept alive (``gc.collect()``
-before each: a live earlier close's objects made the next one's garbage collections slower).
+before each: with the previous close still alive, later rounds ran up to 40 % slower).
 Goals, per store: ``ratio`` = close ÷ floor at the larger size ≤ 2, ``scale`` = close at
 the larger size ÷ close at the smaller ≤ 5 (4 × the units).
 ``pass`` covers every goal; the exit status is 0 when it holds, else 1. ``load_avg_start``
