@@ -16,9 +16,12 @@ from typing import Any
 
 def canonical_json(value: Any) -> bytes:
     """JSON with sorted keys and no whitespace, UTF-8 — the bytes hashed and signed."""
-    return json.dumps(
-        plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return plain_json(plain(value))
+
+
+def plain_json(value: Any) -> bytes:
+    """:func:`canonical_json` of a value :func:`plain` returned already (no second pass)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 #: Types that are plain JSON values already (exact types: a StrEnum is a str subclass).

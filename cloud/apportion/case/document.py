@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from cloud.apportion.case.canonical import canonical_json, plain
+from cloud.apportion.case.canonical import plain, plain_json
 from cloud.apportion.case.conversion import build_engine_inputs
 from cloud.apportion.case.schema import CaseSchema
 from cloud.apportion.case.validation import check_case
@@ -51,7 +51,7 @@ class Case(CaseSchema):
 
     def canonical_json(self) -> bytes:
         """Canonical JSON bytes: sorted keys, no whitespace, UTF-8, decimals as strings."""
-        return canonical_json(self.canonical())
+        return plain_json(self.canonical())  # canonical() is plain already
 
     def input_hash(self) -> str:
         """SHA-256 (hex) of :meth:`canonical_json`: the run's input hash."""
