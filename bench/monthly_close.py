@@ -66,12 +66,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.se
 
 from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.close import _midnight_ns, boundary_readings, close_period
-from cloud.apportion.configuration import import_site, stored_site
+from cloud.apportion.configuration import import_site
 from cloud.apportion.drivers import load_drivers
 from cloud.apportion.engine import apportion
 from cloud.apportion.models import ApportionStatement
 from cloud.apportion.runs import create_run, line_records
 from cloud.apportion.site import case_data, site_from_data
+from cloud.apportion.site_export import stored_site
 from cloud.apportion.statement import build_statements
 from cloud.registry.db import open_registry
 from cloud.series.base import SeriesPoint, SeriesStore

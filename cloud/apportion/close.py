@@ -43,13 +43,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.case.schema import MeterSpec
-from cloud.apportion.configuration import stored_site
 from cloud.apportion.drivers import load_drivers
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError
 from cloud.apportion.models import ApportionRun, SiteSettings, TariffVersionRow
 from cloud.apportion.runs import RunStatus, store_run, void_run
 from cloud.apportion.site import SiteFile, case_data
+from cloud.apportion.site_export import stored_site
 from cloud.registry.models import Site
 from cloud.series.base import SeriesStore
 from cloud.staff.accounts import FINANCE_ROLES, Principal

@@ -44,9 +44,10 @@ def site_import(
 ) -> None:
     """Import a site file (or an Excel workbook from ``site template``): create or update
     each item; the same file twice changes nothing. Any error refuses the whole file."""
-    from cloud.apportion.configuration import import_site, site_sections
+    from cloud.apportion.configuration import import_site
     from cloud.apportion.errors import CaseError
     from cloud.apportion.site import parse_site
+    from cloud.apportion.site_export import site_sections
     from cloud.apportion.site_workbook import is_workbook, read_workbook, workbook_site_id
     from meterflow.assembly import registry
 
@@ -108,7 +109,7 @@ def site_export(
 ) -> None:
     """Print (or write) the site's stored set-up as a site file; ``.xlsx`` writes the
     units-and-meters workbook."""
-    from cloud.apportion.configuration import site_sections
+    from cloud.apportion.site_export import site_sections
     from cloud.apportion.site_workbook import write_workbook
     from meterflow.assembly import registry
 
@@ -139,7 +140,7 @@ def site_check(
     """List tree meters no gateway reads (no health report lists them and no point came in
     the last 35 days) and meters gateways report that are not in the tree (ids as in the
     gateways' site.toml). Exit 0 when both lists are empty, else 1."""
-    from cloud.apportion.configuration import site_sections
+    from cloud.apportion.site_export import site_sections
     from cloud.gateways.health import meters_reported
     from meterflow.assembly import registry
 

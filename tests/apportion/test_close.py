@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.case.loading import load_case
 from cloud.apportion.close import CloseRefused, boundary_days, close_period
-from cloud.apportion.configuration import import_site, stored_site
+from cloud.apportion.configuration import import_site
 from cloud.apportion.engine import apportion
 from cloud.apportion.errors import CaseError
 from cloud.apportion.models import ApportionRun
 from cloud.apportion.runs import line_records, post_run, review_run
 from cloud.apportion.site import CASE_ONLY, DEFAULT_QUANTITIES, parse_site
+from cloud.apportion.site_export import stored_site
 from cloud.registry.db import open_registry
 from cloud.series.base import SeriesPoint
 from cloud.series.sqlite import SqliteSeriesStore

@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.case.loading import case_from_data, load_case
-from cloud.apportion.configuration import import_site, site_sections, stored_site
+from cloud.apportion.configuration import import_site
 from cloud.apportion.models import OccupancySegment, TreeNode, Unit
 from cloud.apportion.site import CASE_ONLY, SiteFileError, case_data, parse_site
+from cloud.apportion.site_export import site_sections, stored_site
 from cloud.registry.db import open_registry
 
 CASES = Path(__file__).resolve().parents[1] / "cases"

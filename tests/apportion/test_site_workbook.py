@@ -18,9 +18,9 @@ from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from cloud.apportion.configuration import site_sections
 from cloud.apportion.models import MeterInstallation, MultiplierStepRow, TreeNode, Unit
 from cloud.apportion.site import SiteFileError
+from cloud.apportion.site_export import site_sections
 from cloud.apportion.site_workbook import read_workbook
 from cloud.registry.db import open_registry
 from meterflow.cli.close import site_app
