@@ -168,6 +168,10 @@ def clean(sessions: sessionmaker[Session], site_id: str) -> None:
             text(f"DELETE FROM apportion_statements WHERE run_id IN ({runs})"), {"s": site_id}
         )
         s.execute(text(f"DELETE FROM apportion_lines WHERE run_id IN ({runs})"), {"s": site_id})
+        s.execute(
+            text(f"DELETE FROM apportion_statement_drafts WHERE run_id IN ({runs})"),
+            {"s": site_id},
+        )
         s.execute(text("DELETE FROM apportion_runs WHERE site_id = :s"), {"s": site_id})
 
 
