@@ -120,8 +120,9 @@ def boundary_readings(
     Only a meter's installed part of the period is read.
 
     Returns (readings, how many readings were interpolated, (meter, day) pairs missing).
-    Queries: one per day and register for the midnight points, and at each cut day one
-    window query over the meters still lacking a value (the store chunks by meters).
+    Queries: the midnight points of every day per register (:meth:`points_at`), and at
+    each cut day one window query over the meters still lacking a value (the store chunks
+    by meters).
     """
     s = site.schema
     zone = ZoneInfo(s.timezone)
@@ -132,16 +133,27 @@ def boundary_readings(
     out: dict[str, dict[date, dict[str, Any]]] = {}
     interpolated = 0
     missing: list[tuple[str, str]] = []
-    for offset in range((end - start).days + 1):
-        day = start + timedelta(days=offset)
-        active = [m for m in meters if _installed_on(by_id[m], day, start, end)]
+    days = [start + timedelta(days=d) for d in range((end - start).days + 1)]
+    instants = [_midnight_ns(day, zone) for day in days]
+    day_of = {at: k for k, at in enumerate(instants)}
+    position = {m: i for i, m in enumerate(meters)}
+    midnights = np.full((len(meters), len(days), len(s.registers)), np.nan)
+    for j, register in enumerate(s.registers):
+        idx, times, vals, _quality = store.points_at(meters, s.quantity(register), instants)
+        midnights[idx, [day_of[int(t)] for t in times], j] = vals
+    installed = {
+        m: (max(start, by_id[m].installed or start), min(end, by_id[m].removed or end))
+        for m in meters
+    }
+    constant = {
+        m: float(by_id[m].multiplier) for m in meters if not isinstance(by_id[m].multiplier, list)
+    }
+    for k, day in enumerate(days):
+        active = [m for m in meters if installed[m][0] <= day <= installed[m][1]]
         if not active:
             continue
-        at = _midnight_ns(day, zone)
-        values = np.full((len(active), len(s.registers)), np.nan)
-        for j, register in enumerate(s.registers):
-            idx, _times, vals, _quality = store.raw_points(active, s.quantity(register), at, at + 1)
-            values[idx, j] = vals
+        at = instants[k]
+        values = midnights[[position[m] for m in active], k, :].copy()
         exact = ~np.isnan(values)
         lacking = np.flatnonzero(~exact.all(axis=1))
         if day in cuts and lacking.size:
@@ -153,7 +165,9 @@ def boundary_readings(
                 guess, _ = _at_instant(len(names), idx, times, vals, at)
                 column = values[lacking, j]
                 values[lacking, j] = np.where(np.isnan(column), guess, column)
-        multiplier = np.array([float(_multiplier(by_id[m], day)) for m in active])
+        multiplier = np.array(
+            [constant[m] if m in constant else float(_multiplier(by_id[m], day)) for m in active]
+        )
         values /= multiplier[:, None]  # stored values are primary-side (× CT × PT)
         complete = ~np.isnan(values).any(axis=1)
         for i, meter in enumerate(active):

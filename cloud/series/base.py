@@ -91,6 +91,18 @@ class SeriesStore(Protocol):
     ) -> dict[str, tuple[int, float]]:
         """Per meter, (time_ns, value) of the newest point with a value before ``before_ns``."""
 
+    def raw_points(
+        self, meters: list[str], quantity: str, start_ns: int, end_ns: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(meter index, time ns, value, quality code) of points with a value in
+        [start_ns, end_ns)."""
+
+    def points_at(
+        self, meters: list[str], quantity: str, times_ns: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`raw_points`, but only the points stamped exactly at one of
+        ``times_ns`` (e.g. the local midnights of a billing period)."""
+
     def register_matrix(
         self,
         meters: list[str],
@@ -125,6 +137,17 @@ class MatrixQueries:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(meter index, time ns, value, quality code) of points with a value."""
         raise NotImplementedError
+
+    def points_at(
+        self, meters: list[str], quantity: str, times_ns: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Points stamped exactly at one of ``times_ns``: one :meth:`raw_points` per
+        instant here; a store overrides it with one query."""
+        parts = [self.raw_points(meters, quantity, t, t + 1) for t in sorted(set(times_ns))]
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0), np.zeros(0, dtype=np.uint8)
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value]
 
     def register_matrix(
         self,

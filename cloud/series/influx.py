@@ -369,6 +369,10 @@ class InfluxSeriesStore(MatrixQueries):
             lambda chunk: "raw_points " + chunk.describe(quantity, start_ns, end_ns),
         )
 
+    # points_at: the inherited one window per instant. InfluxQL 1.x has no OR between time
+    # conditions (``time = a OR time = b`` selects nothing), and one range over the period
+    # would read every point between the instants.
+
     def _chunked_points(
         self,
         meters: list[str],

@@ -20,6 +20,7 @@ from cloud.series.base import (
 from cloud.series.matrix import quality_codes
 
 _IN_CHUNK = 500  # meters per IN (...) list, well under SQLite's bound-parameter limit
+_MAX_INSTANTS = 1000  # instants per points_at (with 500 meters: 1,501 parameters)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -146,6 +147,32 @@ class SqliteSeriesStore(MatrixQueries):
                     f" AND meter IN ({', '.join('?' * len(part))})"
                     f" AND time_ns >= ? AND time_ns < ? AND value IS NOT NULL",
                     (quantity, *part, start_ns, end_ns),
+                ).fetchall()
+        return (
+            np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows)),
+            quality_codes([r[3] for r in rows]),
+        )
+
+    def points_at(
+        self, meters: list[str], quantity: str, times_ns: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Points stamped exactly at one of ``times_ns`` (at most 1,000 instants), one
+        query per chunk of meters."""
+        instants = sorted(set(times_ns))
+        if len(instants) > _MAX_INSTANTS:
+            raise SeriesStoreError(f"points_at: {len(instants)} instants, at most {_MAX_INSTANTS}")
+        index = {m: i for i, m in enumerate(meters)}
+        rows: list[tuple[str, int, float, str]] = []
+        with self._lock:
+            for chunk in range(0, len(meters), _IN_CHUNK):
+                part = meters[chunk : chunk + _IN_CHUNK]
+                rows += self._db.execute(
+                    f"SELECT meter, time_ns, value, quality FROM points WHERE quantity = ?"
+                    f" AND meter IN ({', '.join('?' * len(part))})"
+                    f" AND time_ns IN ({', '.join('?' * len(instants))}) AND value IS NOT NULL",
+                    (quantity, *part, *instants),
                 ).fetchall()
         return (
             np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows)),

@@ -222,3 +222,24 @@ def test_a_refused_connection_is_tried_again_then_raised():
     store = InfluxSeriesStore(f"http://127.0.0.1:{port}", "db", budget=QueryBudget())
     with pytest.raises(SeriesStoreError, match=r"latest meters M1 .*cannot connect.*3 attempts"):
         store.latest(["M1"], "energy_import", to_ns(T0))
+
+
+def test_points_at_instants_answer_like_sqlite_and_like_one_window_per_instant(
+    fresh_influx_db, tmp_path
+):
+    base_url, db = fresh_influx_db
+    sqlite = SqliteSeriesStore(tmp_path / "s.sqlite")
+    sqlite.write(points())
+    influx = InfluxSeriesStore(base_url, db, budget=QueryBudget(chunk_meters=4))
+    influx.write(points())
+    stamps = sorted({p.time_ns for p in points()})
+    instants = [stamps[0], stamps[7], stamps[30], stamps[-1], stamps[-1] + 1]  # the last: none
+    asked = list(METERS[:9])
+    want = sqlite.points_at(asked, "energy_import", instants)
+    assert 0 < len(want[0]) <= 4 * len(asked)
+    windows = [sqlite.raw_points(asked, "energy_import", t, t + 1) for t in instants]
+    by_window = tuple(np.concatenate([w[i] for w in windows]) for i in range(4))
+    assert sort_points(want) == sort_points(by_window)
+    assert sort_points(influx.points_at(asked, "energy_import", instants)) == sort_points(want)
+    assert influx.points_at(asked, "energy_import", [])[0].size == 0
+    sqlite.close()
