@@ -18,10 +18,10 @@ Timed, alternating in each round (medians over the rounds; the machine is shared
   transaction: ``site`` (``stored_site`` + ``load_drivers``), ``read``
   (``boundary_readings``), ``inputs`` (``case_data`` + ``case_from_data`` +
   ``to_engine_inputs``), ``engine`` (``apportion``), ``statements`` (``build_statements``;
-  ``statements_in_close`` says whether the close stored any), ``create_run`` (it builds the
-  engine's inputs and runs the engine again, then the line records, the canonical JSON and
-  hashes, and inserts the run and lines), ``commit``; ``store`` is ``create_run`` −
-  ``engine``;
+  ``statements_in_close`` counts the statement drafts the close stored), ``create_run`` (the
+  canonical JSON and hashes, the stored inputs read back, the engine again, the line
+  records, the statements and the tree's balances, and the inserts), ``commit``; ``store``
+  is ``create_run`` − ``engine``;
 - ``floor_s``: fetching the same points (one ``raw_points`` over the period's midnights for
   every meter: the store's smallest query set returning exactly the points the close read)
   + the engine on the close's own inputs + a COPY of the close's lines into a scratch table
@@ -69,7 +69,7 @@ from cloud.apportion.close import _midnight_ns, boundary_readings, close_period
 from cloud.apportion.configuration import import_site
 from cloud.apportion.drivers import load_drivers
 from cloud.apportion.engine import apportion
-from cloud.apportion.models import ApportionStatement
+from cloud.apportion.models import ApportionDraft
 from cloud.apportion.runs import create_run, line_records
 from cloud.apportion.site import case_data, site_from_data
 from cloud.apportion.site_export import stored_site
@@ -180,7 +180,7 @@ def close_once(sessions: sessionmaker[Session], store: SeriesStore, site_id: str
         closed = close_period(
             s, store, site_id=site_id, start=START, end=END, bill=bill, by="bench"
         )
-        statements = s.query(ApportionStatement).filter_by(run_id=closed.run.id).count()
+        statements = s.query(ApportionDraft).filter_by(run_id=closed.run.id).count()
     return closed, statements
 
 
