@@ -42,8 +42,9 @@ def site_import(
     as_json: Json = False,
     account: AsAccount = None,
 ) -> None:
-    """Import a site file (or an Excel workbook from ``site template``): create or update
-    each item; the same file twice changes nothing. Any error refuses the whole file."""
+    """Import a site file (or the workbook ``site export SITE -o FILE.xlsx`` wrote): create
+    or update each item; the same file twice changes nothing. Any error refuses the whole
+    file."""
     from cloud.apportion.configuration import import_site
     from cloud.apportion.errors import CaseError
     from cloud.apportion.site import parse_site
