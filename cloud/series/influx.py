@@ -369,9 +369,45 @@ class InfluxSeriesStore(MatrixQueries):
             lambda chunk: "raw_points " + chunk.describe(quantity, start_ns, end_ns),
         )
 
-    # points_at: the inherited one window per instant. InfluxQL 1.x has no OR between time
-    # conditions (``time = a OR time = b`` selects nothing), and one range over the period
-    # would read every point between the instants.
+    def points_at(self, meters: list[str], quantity: str, times_ns: list[int]) -> _Points:
+        """Points stamped exactly at one of ``times_ns``: per instant and chunk of meters one
+        query for ``[t, t + 1 ns)``, the meter selected as a column rather than grouped by
+        (one series per answer: a third of the time of ``GROUP BY meter`` for thousands of
+        meters, measured on influxd 1.6). InfluxQL 1.x has no OR between time conditions
+        (``time = a OR time = b`` selects nothing), and one range over the period would read
+        every point between the instants."""
+        index = {m: i for i, m in enumerate(meters)}
+        idx: list[int] = []
+        times: list[int] = []
+        values: list[float] = []
+        quality: list[str] = []
+        for at in sorted(set(times_ns)):
+            select = (
+                f"SELECT value, quality, meter FROM {influxql_identifier(MEASUREMENT)}"
+                f" WHERE quantity = {influxql_string(quantity)} AND time >= {at}"
+                f" AND time < {at + 1}"
+            )
+            for chunk in self.budget.chunks(meters, 1.0):
+                where = meter_filter(chunk.meters, influxql_string)
+                for _tags, cols, rows in self._series_rows(
+                    select + where,
+                    chunk.deadline_s,
+                    "points_at " + chunk.describe(quantity, at, at + 1),
+                ):
+                    it, iv, iq, im = (cols.index(c) for c in ("time", "value", "quality", "meter"))
+                    for r in rows:
+                        i = index.get(r[im])
+                        if i is not None and r[iv] is not None:
+                            idx.append(i)
+                            times.append(r[it])
+                            values.append(r[iv])
+                            quality.append(r[iq])
+        return (
+            np.array(idx, dtype=np.int64),
+            np.array(times, dtype=np.int64),
+            np.array(values, dtype=np.float64),
+            quality_codes(quality),
+        )
 
     def _chunked_points(
         self,
