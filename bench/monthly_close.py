@@ -65,7 +65,8 @@ from sqlalchemy.orm import Session, sessionmaker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.servers
 
 from cloud.apportion.case.loading import case_from_data
-from cloud.apportion.close import _midnight_ns, boundary_readings, close_period
+from cloud.apportion.close import close_period
+from cloud.apportion.close_readings import boundary_readings, midnight_ns
 from cloud.apportion.configuration import import_site
 from cloud.apportion.drivers import load_drivers
 from cloud.apportion.engine import apportion
@@ -142,7 +143,7 @@ def readings(n: int, seed: int = 11) -> tuple[list[SeriesPoint], dict[str, Any]]
     main_daily = daily.sum(axis=0) * 1.03 + common_daily
     common = np.concatenate([[100.0], 100.0 + np.cumsum(common_daily)])
     main = np.concatenate([[100_000.0], 100_000.0 + np.cumsum(main_daily)]).round(0)
-    stamps = [_midnight_ns(START + timedelta(days=d), ZoneInfo(ZONE)) for d in range(days + 1)]
+    stamps = [midnight_ns(START + timedelta(days=d), ZoneInfo(ZONE)) for d in range(days + 1)]
     series = {f"{s}-M0": main, f"{s}-C1": common}
     series.update({f"{s}-E{i:05d}": units[i] for i in range(n)})
     points = [
@@ -255,8 +256,8 @@ class Floor:
         with self.conn.cursor() as cur:
             cur.execute("TRUNCATE bench_lines")
         self.conn.commit()
-        first = _midnight_ns(START, ZoneInfo(ZONE))
-        last = _midnight_ns(END, ZoneInfo(ZONE))
+        first = midnight_ns(START, ZoneInfo(ZONE))
+        last = midnight_ns(END, ZoneInfo(ZONE))
         t: dict[str, float] = {}
         t["fetch"], got = timed(lambda: store.raw_points(meters, QUANTITY, first, last + 1))
         t["engine"], _ = timed(lambda: apportion(engine_inputs))

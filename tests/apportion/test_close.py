@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.case.loading import load_case
-from cloud.apportion.close import CloseRefused, boundary_days, close_period
+from cloud.apportion.close import CloseRefused, close_period
+from cloud.apportion.close_readings import boundary_days
 from cloud.apportion.configuration import import_site
 from cloud.apportion.engine import apportion
 from cloud.apportion.errors import CaseError
@@ -261,3 +263,25 @@ def test_boundary_days_are_the_engine_cuts_inside_the_period(
         site = stored_site(s, "site")
     days = boundary_days(site, date(2026, 4, 1), date(2026, 5, 1))
     assert days == [date(2026, 4, 1), date(2026, 4, 11), date(2026, 4, 16), date(2026, 5, 1)]
+
+
+def test_a_meter_missing_a_reading_takes_its_history_from_the_days_before_the_period(
+    sessions: sessionmaker[Session], store: SqliteSeriesStore
+) -> None:
+    _site, raw = setup(sessions, store, "basic")
+    start, end = raw["period"]["start"], raw["period"]["end"]
+    with store._lock:  # U2's end reading never arrived
+        store._db.execute(
+            "DELETE FROM points WHERE meter = 'U2' AND time_ns = ?", (ns(midnight(end)),)
+        )
+        store._db.commit()
+    # 28 days before the period U2 read 60 kWh, at its start 200: (200 − 60) ÷ 28 = 5 kWh/day
+    before = midnight(start - timedelta(days=28))
+    store.write([SeriesPoint("park-a", "U2", "energy_import", ns(before), 60.0, "good", "kWh")])
+    with sessions.begin() as s:
+        closed = close_period(
+            s, store, site_id="park-a", start=start, end=end, bill=raw["bill"], by="fin-a",
+            clock=clock,
+        )  # fmt: skip
+    assert closed.case.history == {"U2": {"total": Decimal(5)}}
+    assert set(closed.case.history) == {m for m, _day in closed.missing}
