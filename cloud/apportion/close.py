@@ -94,20 +94,23 @@ def _csv_text(text: str) -> str:
 ACCEPTABLE = "estimates_over_limit"
 
 
+def _flag_node(flag: Mapping[str, Any]) -> str:
+    """The node a stored flag is about (its subject reads ``node N``)."""
+    return str(flag["subject"]).removeprefix("node ")
+
+
 def _accept_estimates(run: ApportionRun, accept: Sequence[tuple[str, str]], by: str) -> None:
     reasons = dict(accept)
     flags = [dict(f) for f in run.flags]
     used = set()
     for flag in flags:
-        node = str(flag["subject"]).removeprefix("node ")
+        node = _flag_node(flag)
         if flag["code"] == ACCEPTABLE and node in reasons:
             flag.update(holds=False, accepted_by=by, accepted_reason=reasons[node])
             used.add(node)
     unknown = sorted(reasons.keys() - used)
     if unknown:
-        held = sorted(
-            str(f["subject"]).removeprefix("node ") for f in run.flags if f["code"] == ACCEPTABLE
-        )
+        held = sorted(_flag_node(f) for f in run.flags if f["code"] == ACCEPTABLE)
         raise CloseRefused(
             f"--accept-estimates: no estimates over the limit at {', '.join(unknown)} "
             f"(the run has them at: {', '.join(held) or 'none'})"
@@ -412,9 +415,5 @@ def remedies(session: Session, run: ApportionRun) -> Remedies:
         if installed_on(by_id[meter], day, start, end)
         and day.isoformat() not in have.get(meter, set())
     ]
-    acceptable = sorted(
-        str(f["subject"]).removeprefix("node ")
-        for f in run.flags
-        if f["code"] == ACCEPTABLE and f["holds"]
-    )
+    acceptable = sorted(_flag_node(f) for f in run.flags if f["code"] == ACCEPTABLE and f["holds"])
     return Remedies(run.id, run.site_id, start, end, missing, acceptable)

@@ -137,23 +137,7 @@ class SqliteSeriesStore(MatrixQueries):
     def raw_points(
         self, meters: list[str], quantity: str, start_ns: int, end_ns: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        index = {m: i for i, m in enumerate(meters)}
-        rows: list[tuple[str, int, float, str]] = []
-        with self._lock:
-            for chunk in range(0, len(meters), _IN_CHUNK):
-                part = meters[chunk : chunk + _IN_CHUNK]
-                rows += self._db.execute(
-                    f"SELECT meter, time_ns, value, quality FROM points WHERE quantity = ?"
-                    f" AND meter IN ({', '.join('?' * len(part))})"
-                    f" AND time_ns >= ? AND time_ns < ? AND value IS NOT NULL",
-                    (quantity, *part, start_ns, end_ns),
-                ).fetchall()
-        return (
-            np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows)),
-            np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
-            np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows)),
-            quality_codes([r[3] for r in rows]),
-        )
+        return self._points(meters, quantity, "time_ns >= ? AND time_ns < ?", [start_ns, end_ns])
 
     def points_at(
         self, meters: list[str], quantity: str, times_ns: list[int]
@@ -163,6 +147,15 @@ class SqliteSeriesStore(MatrixQueries):
         instants = sorted(set(times_ns))
         if len(instants) > _MAX_INSTANTS:
             raise SeriesStoreError(f"points_at: {len(instants)} instants, at most {_MAX_INSTANTS}")
+        return self._points(
+            meters, quantity, f"time_ns IN ({', '.join('?' * len(instants))})", instants
+        )
+
+    def _points(
+        self, meters: list[str], quantity: str, when: str, params: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(meter index, time ns, value, quality code) of the points with a value whose time
+        matches ``when`` (an SQL condition on ``time_ns`` with ``params``), by meter chunks."""
         index = {m: i for i, m in enumerate(meters)}
         rows: list[tuple[str, int, float, str]] = []
         with self._lock:
@@ -171,8 +164,8 @@ class SqliteSeriesStore(MatrixQueries):
                 rows += self._db.execute(
                     f"SELECT meter, time_ns, value, quality FROM points WHERE quantity = ?"
                     f" AND meter IN ({', '.join('?' * len(part))})"
-                    f" AND time_ns IN ({', '.join('?' * len(instants))}) AND value IS NOT NULL",
-                    (quantity, *part, *instants),
+                    f" AND {when} AND value IS NOT NULL",
+                    (quantity, *part, *params),
                 ).fetchall()
         return (
             np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows)),
