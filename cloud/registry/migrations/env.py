@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import cloud.apportion.models  # noqa: F401  (adds the apportionment tables to Base.metadata)
+import cloud.ingest.models  # noqa: F401  (adds the ingest ledger tables to Base.metadata)
 from cloud.registry.base import Base
 
 config = context.config
