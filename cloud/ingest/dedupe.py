@@ -12,10 +12,16 @@ backlog has not drained yet (decision 0014):
   raised over it) when the range above it was started more than ``max_age_s`` ago: every
   envelope in the hole was sealed before that, so its readings are older than the ingest's
   time window and would be refused as ``too_old`` anyway; or when a stream holds more than
-  ``max_ranges`` ranges (the oldest hole first). Closed seqs are counted in ``closed``.
+  ``max_ranges`` ranges (the oldest hole first; logged, and counted in ``closed``).
 
-State per stream: one row of at most ``max_ranges`` (64) ranges of three integers, about 2 KB
-of JSON at most, whatever the number of envelopes. Two workers settle races optimistically:
+Holes come from a gateway's outages (one each, until its backlog drains) and from envelopes
+in flight between the broker and the workers: with a shared subscription, consecutive seqs go
+to different workers, and a worker killed with N messages unacknowledged leaves up to N holes
+until they are redelivered. So ``max_ranges`` (2048) must exceed the broker's
+``max_inflight_messages`` (200 in deploy/mosquitto) times the number of workers, plus the
+outages of one window. State per stream: one row of at most 2048 ranges of three integers
+(at most about 70 KB of JSON; a few bytes when nothing is missing), whatever the number of
+envelopes. Two workers settle races optimistically:
 each update of a stream row names the ``version`` it read; an update that finds another
 version (or an insert that finds the row) is retried on the fresh state.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,7 +41,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.ingest.models import IngestStream
 
-DEFAULT_MAX_RANGES = 64
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RANGES = 2048
 DEFAULT_MAX_AGE_S = 33 * 86_400.0  # the time window's 32 days plus its 6 h ahead, rounded up
 _MAX_TRIES = 100
 
@@ -88,6 +97,11 @@ class StreamState:
             self.ranges[0][2] < now_s - max_age_s or len(self.ranges) > max_ranges
         ):
             first, last, _ = self.ranges.pop(0)
+            log.warning(
+                "duplicate filter: seqs %d..%d given up (not received; too old or too many holes)",
+                self.floor,
+                first - 1,
+            )
             self.closed += first - self.floor
             self.floor = last + 1
             self._settle()
