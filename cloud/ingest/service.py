@@ -198,6 +198,21 @@ class IngestService:
         first = self._prepare_isolating(messages[:half], received_at)
         return _joined(first, self._prepare_isolating(messages[half:], received_at), half)
 
+    def refuse_all(self, messages: list[tuple[str, bytes]], detail: str) -> PreparedBatch:
+        """A batch that dead-letters every message as ``store_failed`` (the worker could not
+        prepare them within its attempts); commit it like any other."""
+        received_at, reason = self._now(), RejectReason.STORE_FAILED
+        return PreparedBatch(
+            [IngestResult(Outcome.REJECTED, reason=reason, detail=detail)] * len(messages),
+            [],
+            [],
+            [
+                make_letter(self.topics, t, reason.value, detail, b, received_at)
+                for t, b in messages
+            ],
+            received_at,
+        )
+
     def _prepare(self, messages: list[tuple[str, bytes]], received_at: datetime) -> PreparedBatch:
         results: list[IngestResult | None] = [None] * len(messages)
         accepted: list[_Accepted] = []

@@ -32,12 +32,13 @@ from edge.wire.mqtt import BrokerAddress, mqtt_client
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Message:
     topic: str
     payload: bytes
     mid: int
     qos: int
+    attempts: int = 0  # failed preparations so far
 
 
 class IngestWorker:
@@ -131,7 +132,8 @@ class IngestWorker:
                 failures = 0
             except Exception as exc:
                 # The registry or store is unreachable (data faults are dead-lettered by
-                # the service): nothing was acknowledged; retry the batch after a while.
+                # the service): nothing was acknowledged; retry the batch after a while,
+                # but give up on messages that had their last attempt.
                 failures += 1
                 delay = self._backoff(failures)
                 log.warning(
@@ -140,16 +142,30 @@ class IngestWorker:
                     error_line(exc),
                     delay,
                 )
+                spent = []
                 for m in batch:
-                    self._inbox.put(m)
+                    m.attempts += 1
+                    if m.attempts >= self.max_attempts:
+                        spent.append(m)
+                    else:
+                        self._inbox.put(m)
+                if spent:
+                    detail = f"not verified after the worker's last attempt: {error_line(exc)}"
+                    self._hand_over(
+                        spent,
+                        self.service.refuse_all([(m.topic, m.payload) for m in spent], detail),
+                    )
                 self._stopping.wait(delay)
                 continue
-            while not self._stopping.is_set():
-                try:
-                    self._prepared.put((batch, prepared), timeout=0.2)
-                    break
-                except queue.Full:
-                    pass
+            self._hand_over(batch, prepared)
+
+    def _hand_over(self, batch: list[_Message], prepared: PreparedBatch) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._prepared.put((batch, prepared), timeout=0.2)
+                return
+            except queue.Full:
+                pass
 
     def _commit(self) -> None:
         """Write prepared batches in order (I/O, overlapping the next preparation), then
