@@ -53,6 +53,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("digest", sa.String(length=64), nullable=True))
         batch.create_index(op.f("ix_dead_letters_gateway_id"), ["gateway_id"], unique=False)
         batch.create_unique_constraint("uq_dead_letters_digest", ["digest"])
+    op.execute("UPDATE dead_letters SET size = length(payload)")
 
 
 def downgrade() -> None:
