@@ -254,13 +254,14 @@ class IngestService:
         """:meth:`commit`, but a failure the data causes dead-letters the message at fault
         (found by halving the batch) and commits the rest; an outage raises
         StoreUnavailable."""
+        letters = list(batch.letters)
         try:
-            return self.commit(batch)
+            written = self._write(batch.fresh, batch.points_of, batch.received_at)
+            outs = dict(zip((a.index for a in batch.fresh), written, strict=True))
         except Exception as exc:
             self._outage_check(exc)
-        outs: dict[int, IngestResult] = {}
-        letters = list(batch.letters)
-        self._isolate(batch.fresh, batch.points_of, batch.received_at, outs, letters)
+            outs = {}
+            self._isolate(batch.fresh, batch.points_of, batch.received_at, outs, letters)
         return self._finish(batch, outs, self._keep_isolating(letters))
 
     def give_up(self, batch: PreparedBatch, why: str) -> list[IngestResult]:
