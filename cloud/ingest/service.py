@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ from edge.wire import (
 )
 
 log = logging.getLogger(__name__)
+_KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class _Rejected(Exception):
@@ -439,6 +441,8 @@ class IngestService:
     # -- the steps ------------------------------------------------------------------------
 
     def _known_key(self, kid: str) -> KnownKey | None:
+        if not _KID.fullmatch(kid):  # not a key id (RFC 7638 thumbprint): never registered
+            return None
         now = self._clock()
         cached = self._keys.get(kid)
         if cached is not None and now - cached[0] < self.key_cache_s:

@@ -18,6 +18,7 @@ from cloud.registry.db import open_registry
 from cloud.registry.service import register_gateway
 from cloud.series.influx import InfluxSeriesStore
 from cloud.series.sqlite import SqliteSeriesStore
+from edge.wire import sign_compact
 from tests.support.factories import envelope, reading, received
 from tests.support.mqtt_clients import publish_raw
 
@@ -144,3 +145,22 @@ def test_the_worker_gives_up_after_its_last_attempt_and_a_restart_does_not_stall
             worker.stop()
     assert service.stats.rejected == 1 and service.stats.duplicates == 0
     assert sorted(r for r, _ in letters(registry)) == ["store_failed", "store_refused"]
+
+
+def test_a_nul_in_the_key_id_on_postgres_is_one_dead_letter_not_a_stall(
+    tmp_path, fresh_postgres_url, identity
+):
+    registry = open_registry(fresh_postgres_url)
+    with registry.begin() as session:
+        register_gateway(session, "s1", "gw1", identity.public_key)
+    service = IngestService(registry, SqliteSeriesStore(tmp_path / "s.sqlite"), now=received)
+    forged = sign_compact(
+        {"alg": "EdDSA", "kid": "evil\x00kid"}, b'{"schema":"mf.readings/1"}', identity.private_key
+    )
+    results = service.handle_batch(
+        [(TOPIC, envelope(identity, 0)), (TOPIC, forged), (TOPIC, envelope(identity, 1))]
+    )
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.REJECTED, Outcome.STORED]
+    assert results[1].reason == "unknown_key"  # not even looked up
+    ((reason, detail),) = letters(registry)
+    assert reason == results[1].reason and "\x00" not in detail

@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import cloud.apportion.models  # noqa: F401  (adds the apportionment tables to Base.metadata)
-import cloud.ingest.models  # noqa: F401  (adds the ingest ledger tables to Base.metadata)
+from cloud.ingest import models as _ingest_models  # noqa: F401  (the ingest ledger tables)
 from cloud.registry.base import Base
 
 config = context.config
