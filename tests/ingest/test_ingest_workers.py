@@ -131,7 +131,12 @@ def test_two_workers_share_the_stream_and_a_killed_one_loses_nothing(
             with registry() as s:
                 return s.scalar(select(func.coalesce(func.sum(IngestStream.floor), 0)))
 
-        wait_for(lambda: seen() == envelopes, 60, "every envelope recorded")
+        try:
+            wait_for(lambda: seen() == envelopes, 60, "every envelope recorded")
+        except AssertionError:
+            with registry() as s:
+                state = s.execute(select(IngestStream.floor, IngestStream.ranges)).all()
+            raise AssertionError(f"not every envelope recorded within 60 s: {state}") from None
     finally:
         for w in workers:
             w.stop()
