@@ -31,6 +31,8 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,13 +158,16 @@ class Deduper:
         by_stream: dict[StreamKey, list[int]] = defaultdict(list)
         for g, k, s in items:
             by_stream[(g, k)].append(s)
-        for _ in range(_MAX_TRIES):
+        for attempt in range(_MAX_TRIES):
             try:
                 fresh = self._record_once(by_stream, now_s, received_at)
             except (IntegrityError, _Conflict):
-                continue  # another worker changed one of the streams: again on fresh state
+                # Another worker changed one of the streams: again on fresh state, after a
+                # short random pause so that two workers do not collide in step.
+                time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
+                continue
             return self._mark(items, fresh)
-        raise RuntimeError(f"duplicate filter: {_MAX_TRIES} conflicting updates in a row")
+        raise FilterContention(f"duplicate filter: {_MAX_TRIES} conflicting updates in a row")
 
     @staticmethod
     def _mark(items: list[tuple[str, str, int]], fresh: set[tuple[str, str, int]]) -> list[bool]:
@@ -208,6 +213,11 @@ class Deduper:
                     raise _Conflict
             session.flush()
         return fresh
+
+
+class FilterContention(Exception):
+    """Other workers kept changing the same streams: try the batch again later (an outage,
+    not the data's fault)."""
 
 
 class _Conflict(Exception):

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
+from cloud.ingest.dedupe import FilterContention
 from cloud.series.base import SeriesStoreError
 
 
@@ -102,6 +103,7 @@ _DATA_FAULTS: tuple[type[BaseException], ...] = (
 )
 #: Failures of the store itself (down, unreachable, full, locked).
 _OUTAGES: tuple[type[BaseException], ...] = (
+    FilterContention,
     OSError,
     OperationalError,
     InterfaceError,

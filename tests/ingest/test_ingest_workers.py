@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.api_jws import PyJWS
 from sqlalchemy import func, select
@@ -22,6 +24,7 @@ from cloud.registry.service import register_gateway
 from cloud.series.influx import InfluxSeriesStore
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
+from edge.wire.mqtt import BrokerAddress
 from tests.support.factories import envelope, reading, received
 from tests.support.mqtt_clients import publish_raw
 
@@ -38,8 +41,11 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no
 class WorkerProcess:
     """``meterflow cloud ingest`` in its own process, its log in a file."""
 
-    def __init__(self, client_id: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, client_id: str, env: dict[str, str], log_dir: Path, share_group: str = "ingest"
+    ) -> None:
         self.client_id = client_id
+        self.share_group = share_group
         self.env = env
         self.log = log_dir / f"{client_id}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,7 +60,7 @@ class WorkerProcess:
                 "cloud",
                 "ingest",
                 "--share-group",
-                "ingest",
+                self.share_group,
                 "--client-id",
                 self.client_id,
             ],
@@ -85,6 +91,22 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+    def forget_session(self) -> None:
+        """End the worker's persistent session at the broker: an offline session keeps its
+        share of a shared subscription, and the broker would go on queueing messages for
+        it (later tests on the same broker would miss them)."""
+        broker = BrokerAddress.parse(self.env["MF_MQTT_URL"])
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
+        )
+        connected = threading.Event()
+        client.on_connect = lambda *_args: connected.set()
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        assert connected.wait(10), f"{self.client_id}: no CONNACK"
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_two_workers_share_the_stream_and_a_killed_one_loses_nothing(
@@ -140,6 +162,7 @@ def test_two_workers_share_the_stream_and_a_killed_one_loses_nothing(
     finally:
         for w in workers:
             w.stop()
+            w.forget_session()
 
     logs = {w.client_id: w.log.read_text() for w in workers}
     with registry() as s:
