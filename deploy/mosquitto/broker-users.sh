@@ -16,7 +16,7 @@ Usage: $PROG [--passwd FILE] [--acl FILE] [--prefix PREFIX] COMMAND ...
 
   gateway SITE GATEWAY   add (or renew) gateway GATEWAY of site SITE: a new random password in
                          the password file (printed once on stdout) and its ACL block: write
-                         PREFIX/SITE/GATEWAY/up/# and PREFIX/SITE/GATEWAY/state, read
+                         PREFIX/SITE/GATEWAY/up/{readings,health,ack} and .../state, read
                          PREFIX/SITE/GATEWAY/down/cmd. Any earlier block of GATEWAY is replaced.
   cloud USER             add (or renew) a cloud identity (mf-ingest or mf-api) with a new random
                          password, printed once on stdout; its ACL lines are in meterflow.acl.
@@ -114,7 +114,9 @@ add_acl_block() {
     {
         printf '# begin gateway %s (site %s)\n' "$gateway" "$site"
         printf 'user %s\n' "$gateway"
-        printf 'topic write %s/up/#\n' "$base"
+        printf 'topic write %s/up/readings\n' "$base"
+        printf 'topic write %s/up/health\n' "$base"
+        printf 'topic write %s/up/ack\n' "$base"
         printf 'topic write %s/state\n' "$base"
         printf 'topic read %s/down/cmd\n' "$base"
         printf '# end gateway %s\n' "$gateway"
