@@ -4,6 +4,7 @@ broker can vouch for it (decision 0016)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from cloud.series.sqlite import SqliteSeriesStore
 from cloud.staff.accounts import Principal, Role
 from edge.keys import GatewayIdentity
 from edge.outbox import SealedEnvelope
+from edge.provision import ProvisionError, load_broker_url
 from edge.publisher import MqttPublisher
 from edge.wire import (
     ClockState,
@@ -37,6 +39,9 @@ from edge.wire import (
     seal_health,
 )
 from edge.wire.mqtt import BrokerAddress
+from simulators.dlt645_meter import SimulatedMeter, serve_in_thread
+from simulators.load import LoadModel, SystemClock
+from tests.support.gateway_rig import METERS, CountingLine, Gateway
 from tests.support.secured_broker import BrokerClient, SecuredMosquittoServer
 
 pytestmark = pytest.mark.mosquitto
@@ -205,3 +210,66 @@ def test_state_is_ignored_on_a_broker_that_admits_anonymous_clients(
     finally:
         anybody.close()
         feed.stop()
+
+
+def test_edge_run_connects_with_the_broker_user_provisioning_stored(
+    broker: SecuredMosquittoServer, tmp_path: Path
+) -> None:
+    """`meterflow edge run` without MF_MQTT_URL takes broker.json (as `edge provision` wrote
+    it): its readings reach the ingest through the ACL under its own broker user."""
+    broker.add_gateway("s1", "gw1")
+    broker.reload()
+    line = CountingLine(
+        [
+            SimulatedMeter(a, LoadModel(5.0, seed=i), clock=SystemClock())
+            for i, a in enumerate(METERS)
+        ]
+    )
+    sim_port, stop_sim = serve_in_thread(line)
+    gateway = Gateway(tmp_path, broker.url, sim_port)
+    del gateway.env["MF_MQTT_URL"]
+    (tmp_path / "data" / "broker.json").write_text(
+        json.dumps(
+            {
+                "mqtt_url": broker.url,
+                "mqtt_username": "gw1",
+                "mqtt_password": broker.passwords["gw1"],
+                "topic_prefix": "mf/v1",
+            }
+        )
+    )
+    registry = open_registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    with registry.begin() as session:
+        register_gateway(session, "s1", "gw1", gateway.identity.public_key)
+    store = SqliteSeriesStore(tmp_path / "series.sqlite")
+    service = IngestService(registry, store)
+    worker = IngestWorker(service, broker.url_as("mf-ingest"), client_id="edge-run-ingest")
+    worker.start()
+    gateway.start()
+    try:
+        wait_for("2 envelopes from edge run", lambda: service.stats.stored >= 2, timeout_s=30)
+        assert service.stats.rejected == 0
+    finally:
+        gateway.stop()
+        worker.stop()
+        stop_sim()
+        store.close()
+        registry.kw["bind"].dispose()
+        broker.users("remove", "gw1")
+        broker.reload()
+    assert "Not authorized" not in gateway.log.read_text()
+
+
+def test_broker_json_gives_the_url_with_the_gateways_user(tmp_path: Path) -> None:
+    assert load_broker_url(tmp_path) is None
+    stored = {"mqtt_url": "mqtts://broker.example", "mqtt_username": "gw-1", "topic_prefix": "x"}
+    (tmp_path / "broker.json").write_text(json.dumps({**stored, "mqtt_password": "p@ss:/w"}))
+    url = load_broker_url(tmp_path)
+    assert url == "mqtts://gw-1:p%40ss%3A%2Fw@broker.example:8883"
+    assert BrokerAddress.parse(url) == BrokerAddress(
+        "broker.example", 8883, True, "gw-1", "p@ss:/w"
+    )
+    for bad in ("{", '{"mqtt_url": 5}', '{"mqtt_url": "http://x"}', "[]"):
+        (tmp_path / "broker.json").write_text(bad)
+        with pytest.raises(ProvisionError, match=r"broker\.json"):
+            load_broker_url(tmp_path)
