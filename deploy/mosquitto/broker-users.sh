@@ -79,7 +79,11 @@ set_password() {
     local user=$1 secret=$2 tool
     tool=$(find_passwd_tool)
     if [[ ! -e $PASSWD_FILE ]]; then
+        # mosquitto re-reads it as user mosquitto on SIGHUP: group mosquitto may read it
         (umask 077 && : >"$PASSWD_FILE") || die "cannot create $PASSWD_FILE"
+        if [[ $(id -u) -eq 0 ]] && getent group mosquitto >/dev/null; then
+            chgrp mosquitto -- "$PASSWD_FILE" && chmod 0640 -- "$PASSWD_FILE"
+        fi
     fi
     printf '%s\n%s\n' "$secret" "$secret" | "$tool" "$PASSWD_FILE" "$user" >/dev/null 2>&1 ||
         die "mosquitto_passwd could not write $user into $PASSWD_FILE"

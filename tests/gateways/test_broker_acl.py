@@ -10,13 +10,28 @@ the broker let through would be in too.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import subprocess
+import threading
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from edge.wire.mqtt import BrokerAddress, TlsFiles, mqtt_client
 from tests.support import servers
+from tests.support.servers import HOST
 
 pytestmark = pytest.mark.mosquitto
+SHIPPED_CONF = servers.REPO_ROOT / "deploy" / "mosquitto" / "meterflow.conf"
 
 
 def up(site: str, gateway: str, kind: str = "readings") -> str:
@@ -149,11 +164,114 @@ def test_a_gateway_added_later_gets_in_after_a_reload(connect, broker) -> None: 
     assert connect("gw-c1", password).reason == "Not authorized"
 
 
-def test_the_production_config_refuses_anonymous_clients_and_uses_the_acl() -> None:
-    conf = Path(servers.REPO_ROOT / "deploy" / "mosquitto" / "meterflow.conf").read_text()
-    lines = {
-        line.split()[0]: line.split()[1:] for line in conf.splitlines() if line and line[0] != "#"
-    }
-    assert lines["allow_anonymous"] == ["false"]
-    assert lines["password_file"] and lines["acl_file"] == ["/etc/mosquitto/meterflow.acl"]
-    assert lines["listener"] == ["8883"] and lines["certfile"] and lines["keyfile"]
+def _tls_files(directory: Path) -> Path:
+    """A CA and the broker's certificate for 127.0.0.1 in ``directory`` (ca.crt,
+    broker.crt, broker.key); returns the CA file."""
+    now = dt.datetime.now(dt.UTC)
+
+    def issue(subject: str, signer: ec.EllipticCurvePrivateKey | None, issuer: x509.Name | None):  # type: ignore[no-untyped-def]
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=signer is None, path_length=None), True)
+        )
+        if signer is not None:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))])
+            builder = builder.add_extension(san, critical=False)
+        return key, builder.sign(signer or key, hashes.SHA256())
+
+    ca_key, ca_cert = issue("meterflow test CA", None, None)
+    key, cert = issue(HOST, ca_key, ca_cert.subject)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
+    (directory / "broker.crt").write_bytes(cert.public_bytes(pem))
+    (directory / "broker.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory / "ca.crt"
+
+
+def test_the_production_config_as_shipped_serves_tls_to_users_only(  # type: ignore[no-untyped-def]
+    broker, tmp_path_factory
+) -> None:
+    """deploy/mosquitto/meterflow.conf with only its paths and port changed: over TLS an
+    anonymous client is refused, a user of the password file gets in; plain MQTT is not
+    served."""
+    tmp_path = tmp_path_factory.mktemp("production-conf")
+    base = tmp_path_factory.getbasetemp()
+    top = base.parent if base.parent.name.startswith("pytest-of-") else base
+    servers.make_traversable(tmp_path, top)
+    for sub in ("certs", "data", "etc"):
+        (tmp_path / sub).mkdir()
+    ca = _tls_files(tmp_path / "certs")
+    shutil.copyfile(broker.password_file, tmp_path / "etc" / "meterflow.passwd")
+    shutil.copyfile(broker.acl_file, tmp_path / "etc" / "meterflow.acl")
+    port = servers.free_port()
+    conf = SHIPPED_CONF.read_text()
+    for shipped, local in (
+        ("/etc/mosquitto/certs/", f"{tmp_path}/certs/"),
+        ("/etc/mosquitto/", f"{tmp_path}/etc/"),
+        ("/var/lib/mosquitto/", f"{tmp_path}/data/"),
+        ("listener 8883", f"listener {port} {HOST}"),
+    ):
+        assert shipped in conf
+        conf = conf.replace(shipped, local)
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+        if os.geteuid() == 0:
+            shutil.chown(path, "mosquitto")  # it drops to user mosquitto
+    log = (tmp_path / "mosquitto.log").open("wb")
+    mosquitto = subprocess.Popen(
+        [
+            servers.require(servers.find_mosquitto, "mosquitto", "mosquitto"),
+            "-c",
+            str(tmp_path / "mosquitto.conf"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not servers.port_open(port):
+            assert mosquitto.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "mosquitto.log"
+            ).read_text()
+            time.sleep(0.05)
+        url = f"mqtts://127.0.0.1:{port}"
+        tls = TlsFiles(str(ca))
+        assert tls_connack(url, tls) == "Not authorized"  # anonymous
+        secret = quote(broker.passwords["mf-api"], safe="")
+        assert tls_connack(f"mqtts://mf-api:{secret}@{HOST}:{port}", tls) == "Success"
+        assert tls_connack(f"mqtts://mf-api:wrong@{HOST}:{port}", tls) == "Not authorized"
+        with pytest.raises(OSError):
+            tls_connack(f"mqtt://{HOST}:{port}", None, timeout_s=3)
+    finally:
+        mosquitto.terminate()
+        mosquitto.wait(15)
+        log.close()
+
+
+def tls_connack(url: str, tls: TlsFiles | None, timeout_s: float = 10) -> str:
+    """The CONNACK's reason for a client of ``url``; OSError when none comes."""
+    broker = BrokerAddress.parse(url)
+    answered = threading.Event()
+    reason: list[str] = []
+    client = mqtt_client(broker, f"tls-probe-{time.monotonic_ns()}", clean_session=True, tls=tls)
+    client.on_connect = lambda _c, _u, _f, rc, _p: (reason.append(str(rc)), answered.set())
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        if not answered.wait(timeout_s):
+            raise OSError(f"no CONNACK from {broker.host}:{broker.port} in {timeout_s} s")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reason[0]
