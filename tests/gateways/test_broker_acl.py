@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -275,3 +276,17 @@ def tls_connack(url: str, tls: TlsFiles | None, timeout_s: float = 10) -> str:
         client.disconnect()
         client.loop_stop()
     return reason[0]
+
+
+def test_broker_users_refuses_ids_that_cannot_be_broker_users(broker) -> None:  # type: ignore[no-untyped-def]
+    before = (broker.password_file.read_text(), broker.acl_file.read_text())
+    for args, says in (
+        (("gateway", "site-a", "gw:1"), "':' cannot be a broker user"),
+        (("gateway", "site/a", "gw-9"), "site id 'site/a'"),
+        (("gateway", "site-a", "mf-api"), "is a cloud identity's user name"),
+        (("cloud", "gw-a1"), "expected one of mf-ingest mf-api"),
+    ):
+        with pytest.raises(servers.ServerError, match=re.escape(says)):
+            broker.users(*args)
+    assert (broker.password_file.read_text(), broker.acl_file.read_text()) == before
+    assert "gw-a1\tgateway of site site-a" in broker.users("list")
