@@ -89,6 +89,7 @@ def cloud_api(
 
     import uvicorn
     from cryptography.hazmat.primitives import serialization
+    from pydantic import ValidationError
 
     from cloud.gateways.feed import GatewayFeed
     from cloud.gateways.provisioning import (
@@ -104,7 +105,15 @@ def cloud_api(
     from meterflow.assembly import registry, series_store
     from meterflow.settings import Settings
 
-    settings, web_settings = Settings(), WebSettings()
+    try:
+        settings, web_settings = Settings(), WebSettings()
+    except ValidationError as exc:
+        msgs = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise fail("; ".join(msgs)) from None
+    problem = web_settings.public_url_problem()
+    if problem:
+        raise fail(problem)
+    settings.ensure_data_dir()
     key_path = settings.data_dir / "cloud.key"
     try:
         signer = CloudSigner.load_or_create(key_path)
