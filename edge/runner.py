@@ -147,9 +147,17 @@ async def run_gateway(
         stopping.set()
         halt.set()
 
-    watcher = threading.Thread(
-        target=lambda: (stop.wait(), loop.call_soon_threadsafe(_stopped)), daemon=True
-    )
+    # ``stop`` is a threading.Event (set by a signal handler or another thread); a watcher
+    # thread carries it into the loop. It is joined before this coroutine returns, so it
+    # never calls into the loop after asyncio.run has closed it.
+    finished = threading.Event()
+
+    def watch() -> None:
+        stop.wait()
+        if not finished.is_set():
+            loop.call_soon_threadsafe(_stopped)
+
+    watcher = threading.Thread(target=watch, name="gateway-stop-watcher", daemon=True)
     watcher.start()
     try:
         while True:
@@ -168,8 +176,14 @@ async def run_gateway(
             agent.pump()
             await asyncio.sleep(0.05)
     finally:
-        write_status(status_path, agent.health())
-        await agent.close()
-        publisher.stop()
-        outbox.close()
-        stop.set()
+        try:
+            write_status(status_path, agent.health())
+            await agent.close()
+        finally:
+            # paho's thread (which hands commands to the loop) and the watcher end here,
+            # while the loop still runs.
+            publisher.stop()
+            outbox.close()
+            finished.set()
+            stop.set()
+            watcher.join()
