@@ -28,7 +28,13 @@ from pydantic import (
     model_validator,
 )
 
-from edge.config_check import DEFAULT_GROUP, STANDARD_BAUDS, Problem, site_problems
+from edge.config_check import (
+    DEFAULT_GROUP,
+    STANDARD_BAUDS,
+    Problem,
+    format_path,
+    site_problems,
+)
 
 _Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 _Strict = ConfigDict(extra="forbid", frozen=True)
@@ -266,13 +272,6 @@ def _message(error: Any) -> str:
     if error["type"] == "value_error":
         return str(error["ctx"]["error"])
     return str(error["msg"])
-
-
-def format_path(loc: tuple[object, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")

@@ -154,7 +154,7 @@ def _meter_problems(
                     Problem(
                         (*where, "id"),
                         f"meter id {meter_id!r} is already used at "
-                        f"{_path(seen_ids[meter_id])}; meter ids must be unique",
+                        f"{format_path(seen_ids[meter_id])}; meter ids must be unique",
                     )
                 )
             else:
@@ -168,7 +168,7 @@ def _meter_problems(
                 problems.append(
                     Problem(
                         (*where, "address"),
-                        f"meter {other!r} ({_path(other_loc)}) has "
+                        f"meter {other!r} ({format_path(other_loc)}) has "
                         f"address {meter.get('address')} on this line already; one meter "
                         "per address per line",
                     )
@@ -229,7 +229,8 @@ def _readable(
     return None, ""
 
 
-def _path(loc: Loc) -> str:
+def format_path(loc: Loc | tuple[object, ...]) -> str:
+    """``("lines", 0, "meters", 2, "address")`` → ``lines[0].meters[2].address``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
