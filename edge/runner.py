@@ -24,6 +24,10 @@ from edge.wire.mqtt import TlsFiles
 log = logging.getLogger(__name__)
 
 
+class StartError(Exception):
+    """The gateway cannot start here (e.g. its metrics port is taken); one line saying why."""
+
+
 def _command_receiver(
     site: SiteConfig,
     identity: GatewayIdentity,
@@ -77,7 +81,15 @@ async def run_gateway(
     )
     agent = GatewayAgent(site, identity, outbox, publisher)
     if metrics and site.metrics_port:
-        serve_metrics(lambda: agent.health(), site.metrics_port)
+        try:
+            serve_metrics(lambda: agent.health(), site.metrics_port)
+        except OSError as exc:
+            await agent.close()
+            outbox.close()
+            raise StartError(
+                f"metrics_port = {site.metrics_port}: cannot listen on 127.0.0.1:"
+                f"{site.metrics_port} ({exc.strerror}); expected a free port, or 0 for no metrics"
+            ) from None
         log.info("metrics on http://127.0.0.1:%d/metrics", site.metrics_port)
     loop = asyncio.get_running_loop()
     reload = asyncio.Event()  # a reload_config command was accepted

@@ -66,7 +66,7 @@ def edge_run(
     ``edge provision``) unless MF_MQTT_URL is set."""
     from edge.keys import GatewayIdentity, KeyFileError
     from edge.provision import ProvisionError, load_broker_url
-    from edge.runner import run_gateway
+    from edge.runner import StartError, run_gateway
 
     settings = load_settings()
     site = _load_site(config)  # the same check as `edge check`
@@ -81,17 +81,20 @@ def edge_run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    asyncio.run(
-        run_gateway(
-            site,
-            identity,
-            settings.data_dir,
-            provisioned or settings.broker_url,
-            rounds=rounds or None,
-            stop=stop,
-            config_path=config,
+    try:
+        asyncio.run(
+            run_gateway(
+                site,
+                identity,
+                settings.data_dir,
+                provisioned or settings.broker_url,
+                rounds=rounds or None,
+                stop=stop,
+                config_path=config,
+            )
         )
-    )
+    except StartError as exc:
+        raise fail(str(exc)) from None
 
 
 @edge_app.command("status")

@@ -7,6 +7,7 @@ Each case edits a valid site file; the line that the error must name carries ``#
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -391,3 +392,26 @@ def test_without_groups_the_default_group_must_be_readable(tmp_path):
         "'energy_import' every 60 s: no meter of group 'default' can read 'energy_import' "
         "(not in profile tuf2000); add a [[groups]] table"
     ]
+
+
+def test_run_refuses_a_metrics_port_in_use_in_one_line(tmp_path):
+    from edge.keys import GatewayIdentity
+
+    GatewayIdentity.create(tmp_path / "data" / "gateway.key")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "site.toml"
+        path.write_text(BASE.replace("metrics_port = 0", f"metrics_port = {port}"))
+        assert cli(["edge", "check", str(path)], tmp_path).exit_code == 0
+        run = CliRunner().invoke(
+            app,
+            ["edge", "run", str(path), "--rounds", "1"],
+            env={"MF_DATA_DIR": str(tmp_path / "data"), "MF_MQTT_URL": "mqtt://127.0.0.1:1"},
+        )
+    assert run.exit_code == 2
+    assert run.stderr.strip() == (
+        f"error: metrics_port = {port}: cannot listen on 127.0.0.1:{port} (Address already in "
+        "use); expected a free port, or 0 for no metrics"
+    )
