@@ -415,3 +415,18 @@ def test_run_refuses_a_metrics_port_in_use_in_one_line(tmp_path):
         f"error: metrics_port = {port}: cannot listen on 127.0.0.1:{port} (Address already in "
         "use); expected a free port, or 0 for no metrics"
     )
+
+
+def test_a_configuration_built_in_code_gets_the_same_rules(tmp_path):
+    # provisioning and the demo build SiteConfig from data, without a file: same rules, with
+    # the field paths in the message.
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from edge.config import SiteConfig
+
+    data = tomllib.loads(BASE.replace('address = "000000000101"', 'address = "12"'))
+    with pytest.raises(ValidationError, match=r"lines\[0\]\.meters\[1\]\.address: '12': expected"):
+        SiteConfig.model_validate(data)
+    assert SiteConfig.model_validate(tomllib.loads(BASE)).gateway == "gw1"
