@@ -80,12 +80,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def production_broker_limits() -> str:
+    """The shipped broker's in-flight and queue limits (deploy/mosquitto/meterflow.conf):
+    ingest acknowledges after storing, so mosquitto's default of 20 messages in flight would
+    cap its batches at 20 envelopes and starve the prepare/commit pipeline."""
+    conf = (ROOT / "deploy" / "mosquitto" / "meterflow.conf").read_text().splitlines()
+    limits = [x for x in conf if x.startswith(("max_inflight_messages", "max_queued_messages"))]
+    assert len(limits) == 2, "meterflow.conf no longer sets both limits"
+    return "\n".join(limits) + "\n"
+
+
 class Server:
-    def __init__(self, script: str, data_dir: Path) -> None:
+    def __init__(self, script: str, data_dir: Path, conf: str = "") -> None:
         self.script, self.dir, self.port = DEPLOY / script, data_dir, free_port()
         data_dir.mkdir(parents=True)
         if os.geteuid() == 0:
             data_dir.chmod(0o777)  # mosquitto drops to its own user
+        if conf:  # mosquitto.sh includes DATADIR/conf.d/*.conf
+            (data_dir / "conf.d").mkdir()
+            (data_dir / "conf.d" / "bench.conf").write_text(conf)
+            for path in (data_dir / "conf.d", data_dir / "conf.d" / "bench.conf"):
+                path.chmod(0o755 if path.is_dir() else 0o644)
         subprocess.run(
             ["bash", str(self.script), "start", str(data_dir), str(self.port)],
             check=True,
@@ -409,7 +424,7 @@ def main() -> int:
     load_start = load_avg()
     work = Path(tempfile.mkdtemp(prefix="mf-bench-ingest-"))
     os.chmod(work, 0o755)
-    mosquitto = Server("mosquitto.sh", work / "mosquitto")
+    mosquitto = Server("mosquitto.sh", work / "mosquitto", production_broker_limits())
     influx = Server("influxdb.sh", work / "influxdb")
     broker_url = f"mqtt://127.0.0.1:{mosquitto.port}"
     influx_url = f"http://127.0.0.1:{influx.port}"
