@@ -19,9 +19,10 @@
 
     python bench/ingest_throughput.py [--quick] [--rounds N]
 
-The servers are started with deploy/local/*.sh on free ports and stopped at the end. The last
-line printed is one JSON object with the figures, the load average before and after, and
-``pass`` (every goal met); the exit status is 0 when it holds, else 1.
+The servers are started with deploy/local/*.sh on free ports and stopped at the end, the
+broker with the shipped config's in-flight and queue limits. The last line printed is one
+JSON object with the figures, the load average before and after, and ``pass`` (every goal
+met); the exit status is 0 when it holds, else 1.
 """
 
 from __future__ import annotations
