@@ -290,7 +290,7 @@ def test_a_manual_point_round_trips_with_its_source_on_influxdb(fresh_influx_db,
         (1200, None, None, None),
         (1234.5, "manual", 'say "hi", \\ 抄表', "alice"),
     ]
-    frame = store.read("M1", "energy_import", datetime(2026, 2, 28, tzinfo=UTC), now)
+    frame = store.read("M1", "energy_import", datetime(2026, 2, 28, tzinfo=UTC), now, site="s1")
     assert frame.values.tolist() == [1200.0, 1234.5]
     store.close()
 
