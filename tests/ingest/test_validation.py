@@ -80,7 +80,7 @@ def test_free_running_gateway_clock_is_noted():
 
 
 def test_late_older_reading_is_not_judged_against_a_newer_baseline():
-    state = {("M1", "energy_import"): SeriesState(int(5 * HOUR), 110.0, 24.0)}
+    state = {("s", "M1", "energy_import"): SeriesState(int(5 * HOUR), 110.0, 24.0)}
     flags, state = run([pt(3, 105.0)], state)
     assert flags == [("good", "")]
     assert state[("s", "M1", "energy_import")].time_ns == 5 * HOUR
