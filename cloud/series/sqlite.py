@@ -87,6 +87,12 @@ class SqliteSeriesStore(MatrixQueries):
                 if info and key != _KEY:
                     self._rekey_by_site()
                 self._db.commit()
+            except sqlite3.Error as exc:
+                self._db.rollback()
+                raise SeriesStoreError(
+                    f"{self.path}: not a series file this release can open or convert"
+                    f" (expected a points table with a site column): {exc}"
+                ) from exc
             except BaseException:
                 self._db.rollback()
                 raise

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud.series.base import SeriesPoint, SeriesStore, to_ns
+from cloud.series.base import SeriesPoint, SeriesStore, SeriesStoreError, to_ns
 from cloud.series.influx import InfluxSeriesStore
 from cloud.series.sqlite import SqliteSeriesStore
 from tests.support.factories import T0
@@ -117,3 +117,17 @@ def test_a_series_file_of_the_old_layout_is_rekeyed_in_place(tmp_path: Path) -> 
     db.close()
     assert sorted(pk) == sorted(["site", "meter", "quantity", "time_ns"])
     SqliteSeriesStore(path).close()  # opening again changes nothing
+
+
+def test_a_points_table_without_sites_is_refused_whole_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as db:  # some other program's table of the same name
+        db.execute("CREATE TABLE points (meter TEXT, t INTEGER, PRIMARY KEY (meter, t))")
+        db.execute("INSERT INTO points VALUES ('M1', 1)")
+    db.close()
+    with pytest.raises(SeriesStoreError, match=r"other\.sqlite: not a series file") as caught:
+        SqliteSeriesStore(path)
+    assert "\n" not in str(caught.value)
+    with sqlite3.connect(path) as db:  # left as it was
+        assert db.execute("SELECT * FROM points").fetchall() == [("M1", 1)]
+    db.close()
