@@ -380,17 +380,17 @@ def matrix_figures(influx_url: str, db: str, meters: int, days: int) -> dict[str
     http = urllib3.PoolManager()
     edges_q = (
         f'SELECT last(value) AS value, last(quality) AS quality FROM "reading"'
-        f" WHERE quantity = 'energy_import' AND time >= {to_ns(start)}"
+        f" WHERE site = 's' AND quantity = 'energy_import' AND time >= {to_ns(start)}"
         f" AND time < {to_ns(end)} GROUP BY time(86400000000000ns,"
         f" {to_ns(start) % 86400000000000}ns), meter fill(none)"
     )
     naive_q = (
-        f"SELECT value, quality FROM \"reading\" WHERE quantity = 'energy_import'"
+        f"SELECT value, quality FROM \"reading\" WHERE site = 's' AND quantity = 'energy_import'"
         f" AND time >= {to_ns(start)} AND time < {to_ns(end)} GROUP BY meter"
     )
     for _ in range(3):
         t = time.perf_counter()
-        matrix = store.register_matrix(ids, "energy_import", start, end, "1d")
+        matrix = store.register_matrix(ids, "energy_import", start, end, "1d", site="s")
         ours.append(time.perf_counter() - t)
         for q, sink in ((edges_q, raw), (naive_q, naive)):
             t = time.perf_counter()

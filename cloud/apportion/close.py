@@ -352,7 +352,13 @@ class CloseService:
         try:
             with self.sessions.begin() as session:
                 import_readings_data(
-                    store, session, text.encode(), f"run {run_id}", who.username, self.clock()
+                    store,
+                    session,
+                    text.encode(),
+                    f"run {run_id}",
+                    who.username,
+                    self.clock(),
+                    site=found.site,
                 )
                 record(
                     session,

@@ -1,8 +1,9 @@
 """Ingest: verify a gateway's envelope, drop duplicates, store its readings, or dead-letter it.
 
 Order of work for one message, chosen so that a crash at any point loses nothing and stores
-nothing twice: verify → duplicate check → write points (idempotent per meter, quantity,
-time) → record (gateway, seq) → the caller acknowledges the message to the broker.
+nothing twice: verify (signature, then the site owns every meter) → duplicate check → write
+points (idempotent per site, meter, quantity, time) → record (gateway, seq) → the caller
+acknowledges the message to the broker.
 A crash after the write but before the record makes the broker redeliver; the rewrite
 replaces the same points.
 """
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.ingest.models import DeadLetter, SeenEnvelope
+from cloud.ingest.ownership import MeterOwnership
 from cloud.ingest.validation import SeriesState, VeeRules, is_cumulative, validate
 from cloud.registry.service import EnvelopeRefused, KnownKey, find_key, open_gateway_envelope
 from cloud.series.base import SeriesPoint, SeriesStore, to_ns
@@ -49,6 +51,7 @@ class RejectReason(StrEnum):
     REVOKED_KEY = "revoked_key"
     BAD_SIGNATURE = "bad_signature"
     WRONG_GATEWAY = "wrong_gateway"
+    METER_NOT_OWNED = "meter_not_owned"  # a reading of a meter the gateway's site does not own
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ class IngestService:
 
     Messages are handled in batches: one store write and one ledger transaction per batch,
     which is what lets one worker keep up with many gateways. Registered keys are cached
-    for ``key_cache_s`` seconds, so a revocation takes effect within that time.
+    for ``key_cache_s`` seconds, so a revocation takes effect within that time; so are the
+    sites' meters (``cloud.ingest.ownership``).
     """
 
     def __init__(
@@ -151,7 +155,8 @@ class IngestService:
         self._lock = threading.Lock()  # one batch prepared at a time: validation state
         self._stats_lock = threading.Lock()
         self._keys: dict[str, tuple[float, KnownKey | None]] = {}
-        self._series: dict[tuple[str, str], SeriesState] = {}
+        self.ownership = MeterOwnership(registry, cache_s=key_cache_s, clock=clock)
+        self._series: dict[tuple[str, str, str], SeriesState] = {}  # (site, meter, quantity)
 
     def handle(self, topic: str, body: bytes) -> IngestResult:
         """Process one message; returns only when its outcome is durable."""
@@ -255,6 +260,14 @@ class IngestService:
                 f"topic names {site}/{gateway}, payload gateway {payload.gateway!r}, key "
                 f"{key.kid!r} belongs to {key.site_id}/{key.gateway_id}",
             )
+        stray = self.ownership.not_owned(site, (r.meter for r in payload.readings))
+        if stray:
+            raise _Rejected(
+                RejectReason.METER_NOT_OWNED,
+                f"site {site} has no meter {', '.join(map(repr, stray[:10]))}"
+                + (f" (and {len(stray) - 10} more)" if len(stray) > 10 else "")
+                + f"; gateway {gateway} may report only its site's meters",
+            )
         return site, payload
 
     def _drop_duplicates(
@@ -301,16 +314,17 @@ class IngestService:
 
     def _load_series_state(self, points: list[SeriesPoint]) -> None:
         """Fetch the last stored value of series this worker has not seen yet."""
-        missing: dict[str, dict[str, int]] = {}
+        missing: dict[tuple[str, str], dict[str, int]] = {}  # (site, quantity) → meter → ns
         for p in points:
-            if (p.meter, p.quantity) not in self._series and is_cumulative(p.quantity):
-                first = missing.setdefault(p.quantity, {})
+            if (p.site, p.meter, p.quantity) not in self._series and is_cumulative(p.quantity):
+                first = missing.setdefault((p.site, p.quantity), {})
                 first[p.meter] = min(first.get(p.meter, p.time_ns), p.time_ns)
-        for quantity, meters in missing.items():
+        for (site, quantity), meters in missing.items():
             before = max(meters.values())
-            for meter, (t, v) in self.store.latest(sorted(meters), quantity, before).items():
+            latest = self.store.latest(sorted(meters), quantity, before, site=site)
+            for meter, (t, v) in latest.items():
                 if t < meters[meter]:
-                    self._series[(meter, quantity)] = SeriesState(t, v)
+                    self._series[(site, meter, quantity)] = SeriesState(t, v)
 
     def _record(self, fresh: list[_Accepted], received_at: datetime) -> list[bool]:
         """Record (gateway, seq) of stored envelopes; False where another worker did first."""
