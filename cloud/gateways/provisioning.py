@@ -99,7 +99,9 @@ class CloudKeyError(ProvisioningError):
 
 class CommandKeys(Protocol):
     """Which command key new gateways get, and recording that a gateway trusts one
-    (:class:`cloud.gateways.command_keys.CommandKeyRing`)."""
+    (:class:`cloud.gateways.command_keys.CommandKeyRing`); ``base`` is the cloud's own key."""
+
+    base: CloudSigner
 
     def current(self, session: Session) -> CloudSigner: ...
 
@@ -112,10 +114,10 @@ class _BaseKeyOnly:
     """Command keys of a cloud that never rotated: its own key, nothing recorded."""
 
     def __init__(self, signer: CloudSigner) -> None:
-        self.signer = signer
+        self.base = signer
 
     def current(self, session: Session) -> CloudSigner:
-        return self.signer
+        return self.base
 
     def confirm(self, session: Session, gateway_id: str, kid: str, *, only: bool = False) -> None:
         return None

@@ -348,8 +348,14 @@ def test_claim_token_command_and_provision_command_work_together(
     signer = CloudSigner.load_or_create(tmp_path / "cloud" / "cloud.key")
     app = create_app(ApiServices(provisioning=ProvisioningService(sessions, signer)))
     with serve(app) as url:
-        done = runner.invoke(cli, ["provision", url, token, "--data-dir", str(tmp_path / "gw")])
-        again = runner.invoke(cli, ["provision", url, token, "--data-dir", str(tmp_path / "gw2")])
+        done = runner.invoke(
+            cli, ["provision", url, "--data-dir", str(tmp_path / "gw")], input=token + "\n"
+        )
+        again = runner.invoke(
+            cli,
+            ["provision", url, "--data-dir", str(tmp_path / "gw2")],
+            env={"MF_CLAIM_TOKEN": token},
+        )
 
     assert done.exit_code == 0, done.output
     assert '"gateway": "gw1"' in done.stdout
