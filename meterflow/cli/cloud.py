@@ -13,6 +13,12 @@ import typer
 from meterflow.cli.apportion import apportion_command
 from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
+from meterflow.cli.gateways import (
+    command_keys,
+    purge_claim_tokens,
+    replacement_app,
+    rotate_command_key,
+)
 from meterflow.cli.leases import cloud_bill, cloud_daily
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
@@ -32,6 +38,10 @@ cloud_app.command("bill")(cloud_bill)
 cloud_app.command("daily")(cloud_daily)
 cloud_app.command("web-account")(cloud_web_account)
 cloud_app.command("api")(cloud_api)
+cloud_app.command("rotate-command-key")(rotate_command_key)
+cloud_app.command("command-keys")(command_keys)
+cloud_app.command("purge-claim-tokens")(purge_claim_tokens)
+cloud_app.add_typer(replacement_app, name="replacement")
 
 
 @cloud_app.command("migrate")
