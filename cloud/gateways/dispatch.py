@@ -57,6 +57,10 @@ class CommandNotAllowed(DispatchError):
     """A command the engineer pages may not send (``trust_cloud_key``)."""
 
 
+class NoTrustedKey(DispatchError):
+    """The gateway trusts none of the live command keys (it missed a rotation)."""
+
+
 #: The principal that sends the rotation's ``trust_cloud_key`` commands.
 KEY_ROTATION = Principal("rotate-command-key", Role.ADMIN, frozenset())
 
@@ -114,7 +118,7 @@ class CommandDispatch:
             try:
                 signer = self.keys.signer_for(session, gateway_id)
             except CommandKeyError as exc:
-                raise DispatchError(str(exc)) from None
+                raise NoTrustedKey(str(exc)) from None
         try:
             signed = issue_command(signer, site, gateway_id, command, args, ttl_s, now=self.clock)
         except CommandError as exc:

@@ -13,7 +13,12 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, JsonValue
 
-from cloud.gateways.dispatch import DispatchError, UnknownGatewayTarget
+from cloud.gateways.dispatch import (
+    CommandNotAllowed,
+    DispatchError,
+    NoTrustedKey,
+    UnknownGatewayTarget,
+)
 from cloud.gateways.health import CommandView, GatewayView, UnknownGateway
 from cloud.gateways.provisioning import IssuedClaim, ProvisioningError, ProvisioningService
 from cloud.staff.accounts import Principal, Role
@@ -224,7 +229,12 @@ def api_gateway(gateway_id: GatewayId, web: Web, who: Who) -> GatewayDetailOut:
 @router.post(
     "/api/v1/gateways/{gateway_id}/commands",
     response_model=SentOut,
-    responses={**_NOT_FOUND, 502: {"description": "the broker is not reachable"}},
+    responses={
+        **_NOT_FOUND,
+        400: {"description": "a command the engineer pages may not send"},
+        409: {"description": "the gateway trusts no live command key: re-provision it"},
+        502: {"description": "the broker is not reachable"},
+    },
 )
 def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: Who) -> SentOut:
     """Sign and send a command to the gateway (``reload_config`` pushes its configuration)."""
@@ -232,6 +242,10 @@ def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: W
         sent = web.commands.send(who, gateway_id, body.command, body.args, body.ttl_s)
     except UnknownGatewayTarget as exc:
         raise HTTPException(404, str(exc)) from None
+    except CommandNotAllowed as exc:
+        raise HTTPException(400, str(exc)) from None
+    except NoTrustedKey as exc:
+        raise HTTPException(409, str(exc)) from None
     except DispatchError as exc:
         raise HTTPException(502, str(exc)) from None
     return SentOut(
