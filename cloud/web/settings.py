@@ -4,6 +4,7 @@ deployment's :class:`meterflow.settings.Settings`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,4 +28,9 @@ class WebSettings(BaseSettings):
     )
     gateway_mqtt_url: str = Field(
         "", description="broker URL handed out with claim tokens (default: MF_MQTT_URL)"
+    )
+    gateway_state: Literal["auto", "broker", "ignore"] = Field(
+        "auto",
+        description="trust gateways' unsigned online/offline state: broker (its ACL vouches), "
+        "ignore, or auto (only when the broker refuses anonymous clients); docs/broker.md",
     )

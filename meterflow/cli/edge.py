@@ -46,16 +46,23 @@ def edge_run(
     ] = None,
     rounds: Annotated[int, typer.Option(help="stop after this many rounds (0: run on)")] = 0,
 ) -> None:
-    """Poll the site's meters and publish signed readings until stopped (SIGTERM/Ctrl-C)."""
+    """Poll the site's meters and publish signed readings until stopped (SIGTERM/Ctrl-C).
+
+    The broker and the gateway's broker user come from DATA_DIR/broker.json (written by
+    ``edge provision``) unless MF_MQTT_URL is set."""
     from edge.config import ConfigError, SiteConfig
     from edge.keys import GatewayIdentity, KeyFileError
+    from edge.provision import ProvisionError, load_broker_url
     from edge.runner import run_gateway
 
     settings = load_settings()
     try:
         site = SiteConfig.load(config)
         identity = GatewayIdentity.load(key_file or settings.data_dir / "gateway.key")
-    except (ConfigError, KeyFileError) as exc:
+        provisioned = None
+        if "mqtt_url" not in settings.model_fields_set:
+            provisioned = load_broker_url(settings.data_dir)
+    except (ConfigError, KeyFileError, ProvisionError) as exc:
         raise fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
@@ -66,7 +73,7 @@ def edge_run(
             site,
             identity,
             settings.data_dir,
-            settings.broker_url,
+            provisioned or settings.broker_url,
             rounds=rounds or None,
             stop=stop,
             config_path=config,

@@ -156,6 +156,7 @@ def cloud_api(
             settings.broker_url,
             client_id=f"mf-cloud-api-{port}",
             dispatch=web.commands,
+            state_trust=web_settings.gateway_state,
         )
         web.commands.publish = feed.publish  # the feed needs the services, they its link
         feed.start(wait_s=0)
