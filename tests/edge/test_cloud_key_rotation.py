@@ -168,3 +168,56 @@ def test_rotation_rules_and_retirement_of_the_private_files(tmp_path: Path) -> N
     dispatch = CommandDispatch(sessions, ring, lambda *_: None)
     with pytest.raises(CommandNotAllowed):
         dispatch.send(ENGINEER, "gw1", "trust_cloud_key", {})
+
+
+def test_gateway_refuses_a_bad_key_announcement_and_keeps_a_good_one_across_reopening(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from edge.commands import CloudKeyStore, CommandLog, CommandReceiver
+    from edge.keys import GatewayIdentity
+    from edge.wire import AckStatus
+
+    base = CloudSigner.load_or_create(tmp_path / "cloud.key")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cloud.pub").write_bytes(
+        base.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    receiver = CommandReceiver(
+        site="s1",
+        gateway="gw1",
+        identity=GatewayIdentity.create(data / "gateway.key"),
+        cloud_keys=CloudKeyStore.open(data),
+        publish=lambda *_: None,
+        command_log=CommandLog(data / "commands.sqlite"),
+    )
+    new = CloudSigner(Ed25519PrivateKey.generate())
+    soon = datetime.now(UTC) + timedelta(days=1)
+
+    def announce(**args: object) -> Ack:
+        full = {"kid": new.kid, "public_key": new.public_key_b64, "retire_old_at": soon}
+        full.update(args)
+        body = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in full.items()}
+        signed = issue_command(base, "s1", "gw1", "trust_cloud_key", body)  # type: ignore[arg-type]
+        answer = asyncio.run(receiver.handle(signed.envelope))
+        assert isinstance(answer, Ack)
+        return answer
+
+    wrong_kid = announce(kid=base.kid)
+    too_late = announce(retire_old_at=datetime.now(UTC) + timedelta(days=91))
+    naive = announce(retire_old_at=soon.replace(tzinfo=None))
+    assert not (data / "cloud-keys.json").exists()
+    good = announce()
+
+    assert [a.status for a in (wrong_kid, too_late, naive)] == [AckStatus.ERROR] * 3
+    assert "is not the key's thumbprint" in wrong_kid.detail
+    assert "at most 90 days later" in too_late.detail and "zoned instant" in naive.detail
+    assert good.status is AckStatus.OK
+    reopened = CloudKeyStore.open(data)
+    assert reopened.kids == sorted([base.kid, new.kid])
+    assert reopened.get(base.kid).not_after == soon  # type: ignore[union-attr]
+    assert reopened.get(new.kid).not_after is None  # type: ignore[union-attr]
