@@ -66,6 +66,25 @@ def test_replacement_and_claim_purge_commands(
     assert purged.exit_code == 0 and "3 claim token(s) deleted" in purged.stderr
 
 
+def test_register_gateway_adds_a_second_key_only_as_a_replacement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MF_DATA_DIR", str(tmp_path))
+    first, second = (public_key_b64(Ed25519PrivateKey.generate().public_key()) for _ in "12")
+    register = ["cloud", "register-gateway", "--site", "s1", "--gateway", "gw1", "--public-key"]
+    runner = CliRunner()
+
+    registered = runner.invoke(app, [*register, first])
+    again = runner.invoke(app, [*register, first])
+    silent = runner.invoke(app, [*register, second])
+    replaced = runner.invoke(app, [*register, second, "--replace"])
+
+    assert registered.exit_code == 0 and again.exit_code == 0, "the same key again is a no-op"
+    assert silent.exit_code == 2 and "add --replace" in silent.stderr
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(replaced.stdout)["revoked"] == [json.loads(registered.stdout)["kid"]]
+
+
 def test_rotate_command_key_sends_the_new_key_signed_with_the_old(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
