@@ -8,6 +8,14 @@ cloud (``POST /api/v1/provision``). In return the gateway stores, in its data di
 ``broker.json``   broker URL, credentials and topic prefix (mode 0600)
 ``cloud.pub``     the cloud's public key (PEM), which signs commands
 
+(``cloud-keys.json``, the keys trusted after a rotation of the cloud's key, is written by
+:mod:`edge.commands`; a new provisioning moves it aside with the rest.)
+
+The claim token is a secret: the CLI reads it from stdin or ``MF_CLAIM_TOKEN``, never from
+its arguments (which every user of the machine sees in ``ps``). When the gateway replaces
+hardware of a provisioned gateway and no admin approved that in advance, the reply says
+``awaiting_approval``: the cloud refuses this gateway's envelopes until an admin approves.
+
 Everything is prepared in a staging directory and moved into place only once the cloud has
 answered and the answer checks out, so a failed attempt leaves the gateway as it was. Only
 the standard library speaks HTTP here: a gateway installs ``meterflow[edge]`` alone.
@@ -42,6 +50,8 @@ SITE_CONFIG = "site.toml"
 BROKER_FILE = "broker.json"
 CLOUD_KEY = "cloud.pub"
 _FILES = (GATEWAY_KEY, SITE_CONFIG, BROKER_FILE, CLOUD_KEY)
+#: Files of an earlier provisioning that are moved aside but not written anew.
+_STALE = ("cloud-keys.json",)
 _BROKER_KEYS = ("mqtt_url", "mqtt_username", "mqtt_password")
 _MAX_REPLY_BYTES = 1024 * 1024
 PROVISION_PATH = "/api/v1/provision"
@@ -63,6 +73,7 @@ class ProvisionResult:
     data_dir: Path
     replaced_dir: Path | None
     config_problem: str | None
+    awaiting_approval: bool = False
 
 
 def _check_transport(cloud_url: str, allow_http: bool) -> str:
@@ -193,7 +204,7 @@ def provision(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        replaced = _move_aside(data_dir, existing)
+        replaced = _move_aside(data_dir, existing + [n for n in _STALE if (data_dir / n).exists()])
         for name in _FILES:
             os.replace(staging / name, data_dir / name)
     finally:
@@ -206,6 +217,7 @@ def provision(
         data_dir=data_dir,
         replaced_dir=replaced,
         config_problem=_config_problem(reply.site_config, reply.site, reply.gateway),
+        awaiting_approval=reply.awaiting_approval,
     )
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from pydantic import JsonValue
 
 from edge.agent import GatewayAgent, RoundReport
-from edge.commands import Command, CommandLog, CommandReceiver
+from edge.commands import CloudKeyStore, Command, CommandLog, CommandReceiver
 from edge.config import SiteConfig
 from edge.health import serve_metrics, write_status
 from edge.keys import GatewayIdentity
 from edge.outbox import OutboxStore
-from edge.provision import CLOUD_KEY, load_cloud_key
+from edge.provision import CLOUD_KEY
 from edge.publisher import MqttPublisher
 from edge.wire import Topics, seal_health
 from edge.wire.mqtt import TlsFiles
@@ -43,7 +43,7 @@ def _command_receiver(
         site=site.site,
         gateway=site.gateway,
         identity=identity,
-        cloud_key=load_cloud_key(data_dir),
+        cloud_keys=CloudKeyStore.open(data_dir),
         publish=publisher.publish_message,
         command_log=CommandLog(data_dir / "commands.sqlite"),
         topics=topics,

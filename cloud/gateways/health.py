@@ -90,6 +90,8 @@ class GatewayView:
     clock: str | None
     meters: list[MeterState] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
+    #: New hardware for this gateway awaits an admin's approval (its key is not accepted).
+    replacement_pending: bool = False
 
 
 @dataclass(frozen=True)

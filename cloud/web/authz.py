@@ -106,6 +106,10 @@ POLICIES: dict[str, Access] = {
     "account_form": Access.ADMIN,
     "api_accounts": Access.ADMIN,
     "api_account_create": Access.ADMIN,
+    "replacements_page": Access.ADMIN,
+    "replacement_form": Access.ADMIN,
+    "api_replacements": Access.ADMIN,
+    "api_replacement_decide": Access.ADMIN,
 }
 
 

@@ -14,6 +14,7 @@ from cloud.apportion.review import RunReviewService
 from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
+from cloud.gateways.replacement import ReplacementService
 from cloud.risk.jobs import RiskListService
 from cloud.series.base import SeriesStore
 from cloud.staff.accounts import AccountService, Principal
@@ -44,6 +45,7 @@ class WebServices:
     claim_broker: BrokerGrant
     risk: RiskListService
     closing: CloseService
+    replacements: ReplacementService
     public_url: str = ""
     cookie_secure: bool | None = None
 
@@ -79,10 +81,13 @@ class WebServices:
             statements=TenantStatementService(sessions, signer.public_key, clock=clock),
             runs=RunReviewService(sessions, signing_key, signer.public_key, clock=clock),
             gateways=GatewayHealthService(sessions, clock=clock, prefix=topic_prefix),
-            commands=CommandDispatch(sessions, signer, publish, clock=clock, prefix=topic_prefix),
+            commands=CommandDispatch(
+                sessions, provisioning.command_keys, publish, clock=clock, prefix=topic_prefix
+            ),
             claim_broker=claim_broker or BrokerGrant("mqtt://127.0.0.1:1883"),
             risk=RiskListService(sessions),
             closing=CloseService(sessions, series, clock=clock),
+            replacements=ReplacementService(sessions, provisioning.command_keys, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
         )

@@ -125,10 +125,34 @@ def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (
     )
 
 
+#: Where ``edge provision`` takes the claim token from when stdin is not used.
+CLAIM_TOKEN_ENV = "MF_CLAIM_TOKEN"
+
+
+def _claim_token_from_stdin_or_env() -> str:
+    """The claim token: ``MF_CLAIM_TOKEN``, else stdin (asked for, unechoed, on a terminal)."""
+    import os
+    import sys
+
+    token = os.environ.get(CLAIM_TOKEN_ENV, "").strip()
+    if not token:
+        if sys.stdin is None:
+            raise fail(f"no claim token: set {CLAIM_TOKEN_ENV} or pipe it on stdin")
+        if sys.stdin.isatty():
+            token = typer.prompt("claim token", hide_input=True).strip()
+        else:
+            token = sys.stdin.readline(1024).strip()
+    if not token:
+        raise fail(f"no claim token: expected it on stdin or in {CLAIM_TOKEN_ENV}, got nothing")
+    return token
+
+
 @edge_app.command("provision")
 def edge_provision(
     cloud: Annotated[str, typer.Argument(help="the cloud's base URL, e.g. https://cloud:8000")],
-    claim_token: Annotated[str, typer.Argument(help="the single-use claim token")],
+    token_argument: Annotated[
+        str | None, typer.Argument(hidden=True, metavar="", show_default=False)
+    ] = None,
     data_dir: Annotated[Path, typer.Option(help="where the gateway keeps its files")] = Path("var"),
     force: Annotated[
         bool, typer.Option(help="replace an existing provisioning (old files are moved aside)")
@@ -137,9 +161,20 @@ def edge_provision(
         bool, typer.Option(help="allow plain http to a non-loopback cloud (trusted networks only)")
     ] = False,
 ) -> None:
-    """Provision this gateway: make its key pair, redeem the claim token, store the config."""
+    """Provision this gateway: make its key pair, redeem the claim token, store the config.
+
+    The single-use claim token is read from stdin (asked for on a terminal) or from the
+    MF_CLAIM_TOKEN environment variable, never from the command line.
+    """
     from edge.provision import ProvisionError, provision
 
+    if token_argument is not None:
+        raise fail(
+            "the claim token must not be given as an argument (every user of this machine "
+            f"sees arguments in ps): pipe it on stdin or set {CLAIM_TOKEN_ENV}, and ask for "
+            "a new token, this one may be seen"
+        )
+    claim_token = _claim_token_from_stdin_or_env()
     try:
         result = provision(cloud, claim_token, data_dir, force=force, allow_http=allow_http)
     except ProvisionError as exc:
@@ -154,9 +189,17 @@ def edge_provision(
                 "kid": result.kid,
                 "cloud_kid": result.cloud_kid,
                 "data_dir": str(data_dir),
+                "awaiting_approval": result.awaiting_approval,
             }
         )
     )
+    if result.awaiting_approval:
+        typer.secho(
+            f"note: this replaces gateway {result.gateway!r}; the cloud refuses its readings "
+            f"until an admin approves the replacement (等待管理员批准更换后云端才接收读数)",
+            err=True,
+            fg="yellow",
+        )
     if result.config_problem is not None:
         typer.secho(f"error: provisioned, but {result.config_problem}", err=True, fg="red")
         raise typer.Exit(1)

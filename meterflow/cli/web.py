@@ -35,8 +35,19 @@ def cloud_claim_token(
             help="the gateway's broker password (prefer the environment variable)",
         ),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            help="new hardware for a provisioned gateway: its old keys are revoked when redeemed"
+        ),
+    ] = False,
 ) -> None:
-    """Issue a single-use claim token for one gateway; the token is printed once, here."""
+    """Issue a single-use claim token for one gateway; the token is printed once, here.
+
+    Whoever runs this holds the registry, so a replacement issued here is approved in advance.
+    """
+    import getpass
+
     from cloud.gateways.provisioning import (
         BrokerGrant,
         CloudSigner,
@@ -63,6 +74,9 @@ def cloud_claim_token(
                 mqtt_url or settings.mqtt_url, mqtt_username, mqtt_password, settings.topic_prefix
             ),
             ttl=timedelta(hours=expires_h),
+            replace=replace,
+            issued_by=f"cli:{getpass.getuser()}",
+            approved_by=f"cli:{getpass.getuser()}" if replace else None,
         )
     except ProvisioningError as exc:
         raise fail(str(exc)) from None
@@ -91,6 +105,7 @@ def cloud_api(
     from cryptography.hazmat.primitives import serialization
     from pydantic import ValidationError
 
+    from cloud.gateways.command_keys import CommandKeyRing
     from cloud.gateways.feed import GatewayFeed
     from cloud.gateways.provisioning import (
         BrokerGrant,
@@ -124,7 +139,10 @@ def cloud_api(
         raise fail(str(exc)) from None
     # CloudSigner checked the file (mode, type); statements are signed with the same key.
     signing_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    provisioning = ProvisioningService(registry(settings), signer)
+    sessions = registry(settings)
+    provisioning = ProvisioningService(
+        sessions, signer, command_keys=CommandKeyRing(sessions, signer, settings.data_dir)
+    )
     web = WebServices.build(
         provisioning,
         signing_key=signing_key,

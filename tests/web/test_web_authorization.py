@@ -143,6 +143,7 @@ class Samples:
             "gateway_id": "gw-a",
             "dispute_id": str(dispute),
             "path": "meterflow.css",
+            "replacement_id": "999999",  # none: a decision on it is a 409, past the policy
         }
 
     def path(self, template: str) -> str:
@@ -191,6 +192,8 @@ class Samples:
                     "site_config": SITE_TOML.format(gw=gateway),
                 }
             },
+            "api_replacement_decide": {"json": {"decision": "reject"}},
+            "replacement_form": {"data": {"decision": "reject"}},
             "api_account_create": {
                 "json": {
                     "username": "matrix-user",

@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import cloud.apportion.models  # noqa: F401  (adds the apportionment tables to Base.metadata)
+from cloud.gateways import models as _gateway_models  # noqa: F401  (revisions 0003, 0005, 0012)
 from cloud.registry.base import Base
 
 config = context.config
