@@ -106,6 +106,15 @@ POLICIES: dict[str, Access] = {
     "account_form": Access.ADMIN,
     "api_accounts": Access.ADMIN,
     "api_account_create": Access.ADMIN,
+    "account_disable_form": Access.ADMIN,
+    "account_enable_form": Access.ADMIN,
+    "account_unlock_form": Access.ADMIN,
+    "source_unlock_form": Access.ADMIN,
+    "api_account_disable": Access.ADMIN,
+    "api_account_enable": Access.ADMIN,
+    "api_account_unlock": Access.ADMIN,
+    "api_sign_in_locks": Access.ADMIN,
+    "api_source_unlock": Access.ADMIN,
 }
 
 

@@ -3,6 +3,9 @@ tokens, the home page, and ``/api/v1/me``.
 
 The sign-in form itself is protected by a double-submit token: the page sets a random
 ``mf_login_csrf`` cookie and puts the same value in the form; the post must carry both.
+Failed sign-ins are throttled per account and per client address (decision 0017): an attempt
+refused before its password is checked answers 429 with ``Retry-After`` (seconds), a locked
+account 403; so does a sign-in that finds too many password checks already running.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from cloud.staff.accounts import Principal, Role, SessionKind, SignInFailed
+from cloud.staff.accounts import (
+    AccountLocked,
+    Principal,
+    Role,
+    SessionKind,
+    SignInFailed,
+    TryLater,
+)
 from cloud.web.authz import SESSION_COOKIE, bearer_token
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.rendering import render
@@ -31,6 +41,11 @@ _LANDING = {Role.ADMIN: "/", Role.FINANCE: "/finance/runs", Role.ENGINEER: "/eng
 
 def _secure(request: Request, web: WebServices) -> bool:
     return web.cookie_secure if web.cookie_secure is not None else request.url.scheme == "https"
+
+
+def _source(request: Request) -> str | None:
+    """The client's address as the server sees it (behind a trusted proxy: the forwarded one)."""
+    return request.client.host if request.client is not None else None
 
 
 def _safe_next(target: str) -> str:
@@ -69,15 +84,22 @@ def login_form(
         return render(
             request, "login.html", {"error": "stale", "csrf": "", "next": next}, status_code=403
         )
+    again = {"csrf": cookie, "next": _safe_next(next)}
     try:
-        issued = web.accounts.sign_in(username, password, SessionKind.COOKIE)
+        issued = web.accounts.sign_in(username, password, SessionKind.COOKIE, _source(request))
     except SignInFailed:
-        return render(
+        return render(request, "login.html", {"error": "failed", **again}, status_code=401)
+    except AccountLocked:
+        return render(request, "login.html", {"error": "locked", **again}, status_code=403)
+    except TryLater as exc:
+        response = render(
             request,
             "login.html",
-            {"error": "failed", "csrf": cookie, "next": _safe_next(next)},
-            status_code=401,
+            {"error": "wait", "retry_after": exc.retry_after_s, **again},
+            status_code=429,
         )
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     target = _safe_next(next) or _LANDING[issued.principal.role]
     response = RedirectResponse(target, 303)
     response.set_cookie(
@@ -132,14 +154,26 @@ class MeOut(BaseModel):
 @router.post(
     "/api/v1/session",
     response_model=TokenOut,
-    responses={401: {"description": "wrong user name or password"}},
+    responses={
+        401: {"description": "wrong user name or password"},
+        403: {"description": "the account is locked after too many failed sign-ins"},
+        429: {"description": "too many failed sign-ins or sign-ins at once; see Retry-After"},
+    },
 )
-def api_sign_in(body: SignInIn, web: Web) -> TokenOut:
+def api_sign_in(body: SignInIn, request: Request, web: Web) -> TokenOut:
     """Sign in for the JSON API: a bearer token (no cookie, so no CSRF token needed)."""
     try:
-        issued = web.accounts.sign_in(body.username, body.password, SessionKind.API)
+        issued = web.accounts.sign_in(
+            body.username, body.password, SessionKind.API, _source(request)
+        )
     except SignInFailed as exc:
         raise HTTPException(401, str(exc)) from None
+    except AccountLocked as exc:
+        raise HTTPException(403, str(exc)) from None
+    except TryLater as exc:
+        raise HTTPException(
+            429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        ) from None
     p = issued.principal
     return TokenOut(
         token=issued.token,

@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import cloud.apportion.models  # noqa: F401  (adds the apportionment tables to Base.metadata)
+import cloud.staff.models  # noqa: F401  (the staff tables, sign-in throttle included)
 from cloud.registry.base import Base
 
 config = context.config
