@@ -143,6 +143,8 @@ class Samples:
             "gateway_id": "gw-a",
             "dispute_id": str(dispute),
             "path": "meterflow.css",
+            "username": "fin-a2",  # disabled, enabled and unlocked by the admin routes
+            "source": "192.0.2.1",
         }
 
     def path(self, template: str) -> str:
@@ -170,6 +172,7 @@ class Samples:
             "login_form": {
                 "data": {"username": "fin-a", "password": PASSWORD, "csrf": "double-submit"}
             },
+            "source_unlock_form": {"data": {"source": "192.0.2.1"}},
             "api_tenant_dispute": {"json": {"comment": "reading looks wrong"}},
             "tenant_dispute_form": {"data": {"comment": "reading looks wrong"}},
             "api_run_action": {"json": {"reason": ""}},

@@ -4,8 +4,8 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import cloud.apportion.models  # noqa: F401  (adds the apportionment tables to Base.metadata)
-import cloud.staff.models  # noqa: F401  (the staff tables, sign-in throttle included)
 from cloud.registry.base import Base
+from cloud.staff import models as _staff_models  # noqa: F401  (the staff tables, throttle too)
 
 config = context.config
 target_metadata = Base.metadata
