@@ -133,6 +133,7 @@ def cloud_api(
         session_ttl=timedelta(hours=web_settings.session_hours),
         topic_prefix=settings.topic_prefix,
         series=lambda: series_store(settings),
+        hash_slots=web_settings.hash_slots,
     )
     feed = None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
