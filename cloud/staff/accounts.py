@@ -339,7 +339,12 @@ class AccountService:
         self.throttle.succeeded(username)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         expires = now + self.session_ttl
+        rehashed = self.hasher.hash(password) if self.hasher.needs_rehash(stored) else None
         with self.sessions.begin() as session:
+            # a reset or a disable that landed while the password was checked wins
+            fresh = session.get(WebAccount, username)
+            if fresh is None or fresh.password_hash != stored or fresh.disabled_at is not None:
+                raise SignInFailed("wrong user name or password")
             session.add(
                 WebSession(
                     token_sha256=token_sha256(token),
@@ -350,10 +355,8 @@ class AccountService:
                     expires_at=expires,
                 )
             )
-            if self.hasher.needs_rehash(stored):
-                fresh = session.get(WebAccount, username)
-                if fresh is not None:
-                    fresh.password_hash = self.hasher.hash(password)
+            if rehashed is not None:
+                fresh.password_hash = rehashed
         principal = Principal(username, Role(account.role), frozenset(account.sites), csrf, kind)
         return IssuedSession(token, csrf, principal, expires)
 

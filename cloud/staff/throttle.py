@@ -59,9 +59,8 @@ class Throttled(Exception):
     """Too soon after failed sign-ins (or the source is blocked); retry after ``retry_after_s``."""
 
     def __init__(self, retry_after_s: int, what: str) -> None:
-        super().__init__(
-            f"too many failed sign-ins from this {what}; try again in {retry_after_s} s"
-        )
+        where = "for this account" if what == "account" else "from this address"
+        super().__init__(f"too many failed sign-ins {where}; try again in {retry_after_s} s")
         self.retry_after_s = retry_after_s
         self.what = what
 

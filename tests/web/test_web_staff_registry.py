@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import typer
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
+from sqlalchemy import MetaData, inspect
 from typer.testing import CliRunner
 
-from cloud.registry.db import open_registry
+from cloud.registry.db import open_registry, upgrade
 from cloud.staff.accounts import (
     AccountLocked,
     AccountService,
@@ -22,6 +25,7 @@ from cloud.staff.accounts import (
     SignInFailed,
     TryLater,
 )
+from cloud.staff.models import SignInCounter
 from cloud.staff.passwords import (
     COMMON_PASSWORDS,
     BoundedHasher,
@@ -178,3 +182,21 @@ def test_account_commands_act_on_the_registry(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "expected an IP address" in bad.output
     reset = invoke("web-account", "erin", "--role", "admin", password="a brand new secret")
     assert reset.exit_code == 0 and "sessions and API tokens have ended" in reset.output
+
+
+def test_revision_0013_builds_the_throttle_table_as_the_model_says(registry_url: str) -> None:
+    sessions = open_registry(registry_url)
+    engine = sessions.kw["bind"]
+    only_the_throttle = MetaData()
+    SignInCounter.__table__.to_metadata(only_the_throttle)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn)
+        diffs = [
+            d
+            for d in compare_metadata(context, only_the_throttle)
+            if "web_signin_throttle" in repr(d)
+        ]
+        assert "web_signin_throttle" in inspect(conn).get_table_names()
+    assert diffs == []
+    upgrade(engine, "0013")  # idempotent at its own revision
+    engine.dispose()
