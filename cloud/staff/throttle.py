@@ -31,7 +31,8 @@ from cloud.staff.models import SignInCounter
 
 ACCOUNT = "account:"
 SOURCE = "source:"
-#: Rows without a lock are deleted this long after their last failure.
+#: Rows without a lock in force are deleted this long after their last failure (an account's
+#: lock stays until an admin lifts it).
 FORGET_AFTER = timedelta(days=1)
 
 
@@ -137,10 +138,15 @@ class SignInThrottle:
         with self.sessions.begin() as session:
             for key, limit in (p for p in pairs if p is not None):
                 self._count(session, key[:120], limit, now)
+            stale = now - FORGET_AFTER
             session.execute(
                 delete(SignInCounter).where(
-                    SignInCounter.locked_at.is_(None),
-                    SignInCounter.last_failure_at < now - FORGET_AFTER,
+                    SignInCounter.last_failure_at < stale,
+                    SignInCounter.locked_at.is_(None)
+                    | (
+                        SignInCounter.key.startswith(SOURCE)
+                        & (SignInCounter.locked_at < stale - self.policy.source_block)
+                    ),
                 )
             )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import typer
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, inspect, select
 from typer.testing import CliRunner
 
 from cloud.registry.db import open_registry, upgrade
@@ -200,3 +201,29 @@ def test_revision_0013_builds_the_throttle_table_as_the_model_says(registry_url:
     assert diffs == []
     upgrade(engine, "0013")  # idempotent at its own revision
     engine.dispose()
+
+
+def test_old_counters_are_forgotten_but_an_account_lock_stays(tmp_path: Path) -> None:
+    sessions = open_registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    now = [datetime(2026, 12, 7, 8, 0, tzinfo=UTC)]
+    policy = ThrottlePolicy(lock_account_after=2, block_source_after=2, free_failures=10)
+    accounts = AccountService(
+        sessions, clock=lambda: now[0], hasher=BoundedHasher(hasher=CHEAP), throttle=policy
+    )
+    accounts.create_account("gail", PASSWORD, "admin")
+    for name, source in (("gail", "192.0.2.1"), ("gail", "192.0.2.1"), ("nobody", "192.0.2.2")):
+        with pytest.raises(SignInFailed):
+            accounts.sign_in(name, "wrong password", source=source)
+    assert {(lk.kind, lk.subject) for lk in accounts.locks()} == {
+        ("account", "gail"),
+        ("source", "192.0.2.1"),
+    }
+    now[0] += timedelta(days=2)
+    with pytest.raises(SignInFailed):  # any failure purges what is stale
+        accounts.sign_in("someone", "wrong password", source="192.0.2.3")
+    with sessions() as s:
+        keys = sorted(s.scalars(select(SignInCounter.key)))
+    assert keys == ["account:gail", "account:someone", "source:192.0.2.3"]
+    with pytest.raises(AccountLocked):
+        accounts.sign_in("gail", PASSWORD)
+    sessions.kw["bind"].dispose()
