@@ -85,6 +85,10 @@ class SignInFailed(AccountError):
     """Wrong user name or password, or a disabled account (one message for all three)."""
 
 
+class WrongPassword(AccountError):
+    """The current password given to change it is wrong (counts as a failed sign-in)."""
+
+
 class TryLater(AccountError):
     """A sign-in refused before its password was checked: too soon after failures, the source
     blocked, or too many sign-ins at once; the client may try again after ``retry_after_s``."""
@@ -225,6 +229,53 @@ class AccountService:
                 detail=f"role {role.value}; {ended} sessions and tokens ended",
             )
             return False
+
+    def change_password(
+        self, username: str, current: str, new: str, keep_token: str | None = None
+    ) -> int:
+        """A signed-in staff member changes their own password, giving the current one; every
+        other session and API token of the account ends (``keep_token`` is the one the
+        change is made with); how many ended. WrongPassword (counted as a failed sign-in of
+        the account), InvalidAccount for a new password that breaks the rule, TryLater or
+        AccountLocked as for a sign-in."""
+        now = self.clock()
+        try:
+            self.throttle.check(username, None, now)
+        except Throttled as exc:
+            raise TryLater(str(exc), exc.retry_after_s) from None
+        except Locked as exc:
+            raise AccountLocked(str(exc)) from None
+        with self.sessions() as session:
+            stored = self._account(session, username).password_hash
+        try:
+            matches = self.hasher.verify(stored, current)
+        except HashingBusy as exc:
+            raise TryLater(str(exc), exc.retry_after_s) from None
+        if not matches:
+            self.throttle.failed(username, None, now)
+            raise WrongPassword("the current password is wrong")
+        problem = password_problem(new, username)
+        if problem is None and new == current:
+            problem = "the new password is the current one"
+        if problem is not None:
+            raise InvalidAccount(problem)
+        digest = self.hasher.hash(new)
+        with self.sessions.begin() as session:
+            account = self._account(session, username)
+            if account.password_hash != stored:
+                raise WrongPassword("the password was changed meanwhile; sign in again")
+            account.password_hash = digest
+            ended = _end_sessions(session, username, now, keep_token)
+            audit.record(
+                session,
+                at=now,
+                actor=username,
+                action="password_changed",
+                subject=f"account:{username}",
+                detail=f"{ended} other sessions and tokens ended",
+            )
+        self.throttle.succeeded(username)
+        return ended
 
     def _account(self, session: Session, username: str) -> WebAccount:
         account = session.get(WebAccount, username) if _USERNAME.fullmatch(username) else None

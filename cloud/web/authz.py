@@ -67,6 +67,9 @@ POLICIES: dict[str, Access] = {
     "logout_form": Access.STAFF,
     "api_sign_out": Access.STAFF,
     "api_me": Access.STAFF,
+    "password_page": Access.STAFF,
+    "password_form": Access.STAFF,
+    "api_password_change": Access.STAFF,
     # finance
     "runs_page": Access.FINANCE,
     "run_page": Access.FINANCE,

@@ -1,5 +1,6 @@
 """Signing staff in and out: the sign-in page (browser session cookie) and the API's bearer
-tokens, the home page, and ``/api/v1/me``.
+tokens, the home page, ``/api/v1/me``, and changing one's own password (page and API; every
+other session and token of the account ends).
 
 The sign-in form itself is protected by a double-submit token: the page sets a random
 ``mf_login_csrf`` cookie and puts the same value in the form; the post must carry both.
@@ -21,11 +22,14 @@ from pydantic import BaseModel, Field
 
 from cloud.staff.accounts import (
     AccountLocked,
+    AccountService,
+    InvalidAccount,
     Principal,
     Role,
     SessionKind,
     SignInFailed,
     TryLater,
+    WrongPassword,
 )
 from cloud.web.authz import SESSION_COOKIE, bearer_token
 from cloud.web.deps import WebServices, principal, web_services
@@ -197,3 +201,79 @@ def api_me(who: Who) -> MeOut:
     return MeOut(
         username=who.username, role=who.role.value, sites=sorted(who.sites), via=who.via.value
     )
+
+
+def _change(
+    accounts: AccountService, who: Principal, current: str, new: str, token: str | None
+) -> int:
+    """Change the signed-in member's password; HTTPException with the status of a refusal."""
+    try:
+        return accounts.change_password(who.username, current, new, keep_token=token)
+    except (WrongPassword, InvalidAccount, AccountLocked, TryLater) as exc:
+        if isinstance(exc, TryLater):
+            raise HTTPException(
+                429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+            ) from None
+        raise HTTPException(403 if isinstance(exc, AccountLocked) else 400, str(exc)) from None
+
+
+@router.get("/account/password", response_class=HTMLResponse)
+def password_page(request: Request, who: Who) -> HTMLResponse:
+    """The form to change one's own password."""
+    return render(request, "account_password.html", {"who": who})
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+def password_form(
+    request: Request,
+    web: Web,
+    who: Who,
+    current_password: Annotated[str, Form(max_length=200)] = "",
+    new_password: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Change one's own password; the other sessions and tokens of the account end."""
+    try:
+        ended = _change(
+            web.accounts,
+            who,
+            current_password,
+            new_password,
+            request.cookies.get(SESSION_COOKIE),
+        )
+    except HTTPException as exc:
+        response = render(
+            request,
+            "account_password.html",
+            {"who": who, "error": exc.detail},
+            status_code=exc.status_code,
+        )
+        response.headers.update(exc.headers or {})
+        return response
+    return render(request, "account_password.html", {"who": who, "ended": ended, "done": True})
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
+
+class PasswordChangedOut(BaseModel):
+    ended: int = Field(description="other sessions and API tokens of the account that ended")
+
+
+@router.post(
+    "/api/v1/me/password",
+    response_model=PasswordChangedOut,
+    responses={
+        400: {"description": "the current password is wrong, or the new one breaks the rule"},
+        403: {"description": "the account is locked after too many failed sign-ins"},
+        429: {"description": "too many failed attempts or sign-ins at once; see Retry-After"},
+    },
+)
+def api_password_change(
+    body: PasswordChangeIn, request: Request, web: Web, who: Who
+) -> PasswordChangedOut:
+    """Change the caller's own password; every other session and token of the account ends."""
+    token = bearer_token(request) or request.cookies.get(SESSION_COOKIE)
+    ended = _change(web.accounts, who, body.current_password, body.new_password, token)
+    return PasswordChangedOut(ended=ended)

@@ -173,6 +173,13 @@ class Samples:
                 "data": {"username": "fin-a", "password": PASSWORD, "csrf": "double-submit"}
             },
             "source_unlock_form": {"data": {"source": "192.0.2.1"}},
+            # a wrong current password: answered (400), nothing changes
+            "password_form": {
+                "data": {"current_password": "not it", "new_password": "a new long secret"}
+            },
+            "api_password_change": {
+                "json": {"current_password": "not it", "new_password": "a new long secret"}
+            },
             "api_tenant_dispute": {"json": {"comment": "reading looks wrong"}},
             "tenant_dispute_form": {"data": {"comment": "reading looks wrong"}},
             "api_run_action": {"json": {"reason": ""}},

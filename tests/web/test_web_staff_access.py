@@ -377,3 +377,61 @@ def test_the_password_rule_refuses_common_and_weak_passwords(staff: Staff) -> No
         assert "list of common passwords" in shown.text
         listed = c.get("/api/v1/accounts", headers=bearer(admin)).json()
         assert "dora" not in {a["username"] for a in listed}
+
+
+def test_changing_ones_own_password_ends_every_other_session_and_token(staff: Staff) -> None:
+    with staff.client() as c:
+        cookie, csrf = browser_session(c, "alice")
+        other_cookie, _ = browser_session(c, "alice")
+        alice = token(c, "alice")
+        page = c.get("/account/password?lang=en", headers=as_browser(cookie))
+        assert page.status_code == 200 and "Change my password" in page.text
+        for current, new, status, says in (
+            ("not the password", "a fresh long secret", 400, "current password is wrong"),
+            (PASSWORD, "password1234", 400, "list of common passwords"),
+            (PASSWORD, PASSWORD, 400, "is the current one"),
+        ):
+            refused = c.post(
+                "/account/password?lang=en",
+                data={"csrf": csrf, "current_password": current, "new_password": new},
+                headers=as_browser(cookie),
+            )
+            assert refused.status_code == status and says in refused.text, refused.text
+        assert cookie_works(c, other_cookie) and token_works(c, alice)
+        done = c.post(
+            "/account/password?lang=en",
+            data={
+                "csrf": csrf,
+                "current_password": PASSWORD,
+                "new_password": "a fresh long secret",
+            },
+            headers=as_browser(cookie),
+        )
+        assert done.status_code == 200 and "2 other sessions and API tokens" in done.text
+        assert cookie_works(c, cookie)
+        assert not cookie_works(c, other_cookie) and not token_works(c, alice)
+        # the same through the API, with a token: the token it is made with keeps working
+        fresh = token(c, "alice", "a fresh long secret")
+        changed = c.post(
+            "/api/v1/me/password",
+            headers=bearer(fresh),
+            json={"current_password": "a fresh long secret", "new_password": "yet another secret"},
+        )
+        assert changed.status_code == 200 and changed.json() == {"ended": 1}
+        assert token_works(c, fresh) and not cookie_works(c, cookie)
+        assert api_sign_in(c, "alice", "a fresh long secret").status_code == 401
+        assert api_sign_in(c, "alice", "yet another secret").status_code == 200
+        # wrong current passwords count against the account like failed sign-ins
+        for _ in range(3):
+            wrong = c.post(
+                "/api/v1/me/password",
+                headers=bearer(fresh),
+                json={"current_password": "nope nope", "new_password": "whatever else 1"},
+            )
+            assert wrong.status_code == 400
+        later = c.post(
+            "/api/v1/me/password",
+            headers=bearer(fresh),
+            json={"current_password": "yet another secret", "new_password": "whatever else 1"},
+        )
+        assert later.status_code == 429 and later.headers["Retry-After"] == "1"
