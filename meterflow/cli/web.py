@@ -173,7 +173,8 @@ def cloud_web_account(
         ),
     ] = None,
 ) -> None:
-    """Create a staff account of the web pages, or reset its password, role and sites."""
+    """Create a staff account of the web pages, or reset its password, role and sites (which
+    ends its sessions and API tokens)."""
     from cloud.staff.accounts import AccountService, InvalidAccount
     from meterflow.assembly import registry
     from meterflow.settings import Settings
