@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -42,6 +42,7 @@ SITE_CONFIG = "site.toml"
 BROKER_FILE = "broker.json"
 CLOUD_KEY = "cloud.pub"
 _FILES = (GATEWAY_KEY, SITE_CONFIG, BROKER_FILE, CLOUD_KEY)
+_BROKER_KEYS = ("mqtt_url", "mqtt_username", "mqtt_password")
 _MAX_REPLY_BYTES = 1024 * 1024
 PROVISION_PATH = "/api/v1/provision"
 
@@ -230,3 +231,30 @@ def load_cloud_key(data_dir: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ProvisionError(f"{path}: expected an Ed25519 key, got {type(key).__name__}")
     return key
+
+
+def load_broker_url(data_dir: Path) -> str | None:
+    """The broker URL, with the gateway's own user and password folded in, from the
+    ``broker.json`` that :func:`provision` stored; None when there is none. ProvisionError
+    when it is unreadable or malformed."""
+    path = data_dir / BROKER_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ProvisionError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ProvisionError(f"{path}: not JSON: {exc}") from None
+    url, user, secret = (data.get(k) if isinstance(data, dict) else None for k in _BROKER_KEYS)
+    if not isinstance(url, str) or not all(v is None or isinstance(v, str) for v in (user, secret)):
+        raise ProvisionError(f"{path}: expected mqtt_url and optional mqtt_username/mqtt_password")
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ProvisionError(f"{path}: mqtt_url {url!r}: expected mqtt://host[:port] or mqtts://")
+    if not user:
+        return url
+    auth = quote(user, safe="") + (":" + quote(secret, safe="") if secret else "")
+    port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return urlunsplit(parts._replace(netloc=f"{auth}@{host}:{port}"))

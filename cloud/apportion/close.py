@@ -399,13 +399,19 @@ class Remedies:
     end: date
     missing: list[MissingReading]
     acceptable: list[str]
+    #: False for a run of a site without an imported site file (a run made from a case
+    #: file): nothing here applies; the case is corrected and run again, or the run voided
+    closable: bool = True
 
 
 def remedies(session: Session, run: ApportionRun) -> Remedies:
     """The remedies of ``run`` (from its stored inputs and the site's current set-up)."""
     inputs = json.loads(run.inputs)
     start, end = run.period_start, run.period_end
-    site = stored_site(session, run.site_id)
+    try:
+        site = stored_site(session, run.site_id)
+    except LookupError:
+        return Remedies(run.id, run.site_id, start, end, [], [], closable=False)
     by_id = {m.id: m for m in site.schema.meters}
     have = {m: set(series) for m, series in inputs.get("readings", {}).items()}
     missing = [

@@ -9,17 +9,31 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from meterflow.cli.common import fail, load_settings
 from meterflow.cli.field import frame_app, read_command, scan_command
 
+if TYPE_CHECKING:
+    from edge.config import SiteConfig
+
 edge_app = typer.Typer(help="Gateway: keys, polling, store-and-forward.", no_args_is_help=True)
 edge_app.add_typer(frame_app, name="frame")
 edge_app.command("read")(read_command)
 edge_app.command("scan")(scan_command)
+
+
+def _load_site(config: Path) -> SiteConfig:
+    """The site file as `edge check` and `edge run` both load it; exit 2 listing every
+    problem (one ``error:`` line each) when it does not validate."""
+    from edge.config import ConfigError, SiteConfig
+
+    try:
+        return SiteConfig.load(config)
+    except ConfigError as exc:
+        raise fail(str(exc).replace("\n", "\nerror: ")) from None
 
 
 @edge_app.command("keygen")
@@ -46,32 +60,41 @@ def edge_run(
     ] = None,
     rounds: Annotated[int, typer.Option(help="stop after this many rounds (0: run on)")] = 0,
 ) -> None:
-    """Poll the site's meters and publish signed readings until stopped (SIGTERM/Ctrl-C)."""
-    from edge.config import ConfigError, SiteConfig
+    """Poll the site's meters and publish signed readings until stopped (SIGTERM/Ctrl-C).
+
+    The broker and the gateway's broker user come from DATA_DIR/broker.json (written by
+    ``edge provision``) unless MF_MQTT_URL is set."""
     from edge.keys import GatewayIdentity, KeyFileError
-    from edge.runner import run_gateway
+    from edge.provision import ProvisionError, load_broker_url
+    from edge.runner import StartError, run_gateway
 
     settings = load_settings()
+    site = _load_site(config)  # the same check as `edge check`
     try:
-        site = SiteConfig.load(config)
         identity = GatewayIdentity.load(key_file or settings.data_dir / "gateway.key")
-    except (ConfigError, KeyFileError) as exc:
+        provisioned = None
+        if "mqtt_url" not in settings.model_fields_set:
+            provisioned = load_broker_url(settings.data_dir)
+    except (KeyFileError, ProvisionError) as exc:
         raise fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    asyncio.run(
-        run_gateway(
-            site,
-            identity,
-            settings.data_dir,
-            settings.broker_url,
-            rounds=rounds or None,
-            stop=stop,
-            config_path=config,
+    try:
+        asyncio.run(
+            run_gateway(
+                site,
+                identity,
+                settings.data_dir,
+                provisioned or settings.broker_url,
+                rounds=rounds or None,
+                stop=stop,
+                config_path=config,
+            )
         )
-    )
+    except StartError as exc:
+        raise fail(str(exc)) from None
 
 
 @edge_app.command("status")
@@ -92,13 +115,9 @@ def edge_status(
 
 @edge_app.command("check")
 def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (TOML)")]) -> None:
-    """Validate a site configuration and its polling plan without touching any line."""
-    from edge.config import ConfigError, SiteConfig
-
-    try:
-        site = SiteConfig.load(config)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
+    """Validate a site configuration without touching any line: everything `edge run`
+    needs; every problem is listed with its file:line and field."""
+    site = _load_site(config)
     meters = sum(len(line.meters) for line in site.lines)
     typer.echo(
         f"{config}: site {site.site}, gateway {site.gateway}, {len(site.lines)} "

@@ -93,6 +93,7 @@ def cloud_api(
 
     import uvicorn
     from cryptography.hazmat.primitives import serialization
+    from pydantic import ValidationError
 
     from cloud.gateways.feed import GatewayFeed
     from cloud.gateways.provisioning import (
@@ -108,7 +109,15 @@ def cloud_api(
     from meterflow.assembly import registry, series_store
     from meterflow.settings import Settings
 
-    settings, web_settings = Settings(), WebSettings()
+    try:
+        settings, web_settings = Settings(), WebSettings()
+    except ValidationError as exc:
+        msgs = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise fail("; ".join(msgs)) from None
+    problem = web_settings.public_url_problem()
+    if problem:
+        raise fail(problem)
+    settings.ensure_data_dir()
     key_path = settings.data_dir / "cloud.key"
     try:
         signer = CloudSigner.load_or_create(key_path)
@@ -143,6 +152,7 @@ def cloud_api(
             settings.broker_url,
             client_id=f"mf-cloud-api-{port}",
             dispatch=web.commands,
+            state_trust=web_settings.gateway_state,
         )
         web.commands.publish = feed.publish  # the feed needs the services, they its link
         feed.start(wait_s=0)

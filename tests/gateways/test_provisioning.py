@@ -356,7 +356,7 @@ def test_claim_token_command_and_provision_command_work_together(
 
 def test_api_command_serves_the_api_until_stopped(tmp_path: Path) -> None:
     port = servers.free_port()
-    env = dict(os.environ, MF_DATA_DIR=str(tmp_path / "cloud"))
+    env = dict(os.environ, MF_DATA_DIR=str(tmp_path / "cloud"), MF_WEB_DEV="1")
     proc = subprocess.Popen(
         [
             sys.executable,
