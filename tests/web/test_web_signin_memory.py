@@ -53,6 +53,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         "MF_DATA_DIR": str(tmp_path / "cloud"),
         "MF_MQTT_URL": f"mqtt://127.0.0.1:{servers.free_port()}",  # nobody listens there
         "MF_WEB_HASH_SLOTS": str(SLOTS),
+        "MF_WEB_PUBLIC_URL": "https://meter.example.com",
     }
     cli = typer.Typer()
     cli.command()(cloud_web_account)
