@@ -18,6 +18,7 @@ from cloud.gateways.replacement import ReplacementService
 from cloud.risk.jobs import RiskListService
 from cloud.series.base import SeriesStore
 from cloud.staff.accounts import AccountService, Principal
+from cloud.staff.passwords import BoundedHasher
 from cloud.statements.access import TenantStatementService
 from cloud.statements.links import DEFAULT_LINK_TTL, TenantLinkService, WebSecret
 from edge.wire import DEFAULT_TOPIC_PREFIX
@@ -64,17 +65,24 @@ class WebServices:
         session_ttl: timedelta = timedelta(hours=12),
         topic_prefix: str = DEFAULT_TOPIC_PREFIX,
         series: Callable[[], SeriesStore] | None = None,
+        hash_slots: int = 0,
     ) -> WebServices:
         """Services over the provisioning service's registry and cloud key.
 
         Without ``signing_key`` runs cannot be posted (statements are signed with it);
         without ``secret`` a random one is made, so links die with the process; without
-        ``series`` (what opens the series store) months cannot be closed here.
+        ``series`` (what opens the series store) months cannot be closed here;
+        ``hash_slots`` bounds the password hashes at once (0: the CPU count, at most 4).
         """
         sessions, signer = provisioning.sessions, provisioning.signer
         clock = provisioning.clock
         return cls(
-            accounts=AccountService(sessions, clock=clock, session_ttl=session_ttl),
+            accounts=AccountService(
+                sessions,
+                clock=clock,
+                session_ttl=session_ttl,
+                hasher=BoundedHasher(hash_slots) if hash_slots else None,
+            ),
             links=TenantLinkService(
                 sessions, secret or WebSecret.generate(), clock=clock, ttl=link_ttl
             ),

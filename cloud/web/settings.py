@@ -34,6 +34,13 @@ class WebSettings(BaseSettings):
     cookie_secure: bool | None = Field(
         None, description="force the cookies' Secure flag (default: when served over HTTPS)"
     )
+    hash_slots: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="password hashes computed at once per process, 64 MiB each "
+        "(0: the CPU count, at most 4)",
+    )
     gateway_mqtt_url: str = Field(
         "", description="broker URL handed out with claim tokens (default: MF_MQTT_URL)"
     )

@@ -23,7 +23,14 @@ from meterflow.cli.leases import cloud_bill, cloud_daily
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
 from meterflow.cli.runs import run_app
-from meterflow.cli.web import cloud_api, cloud_claim_token, cloud_web_account
+from meterflow.cli.web import (
+    cloud_api,
+    cloud_claim_token,
+    cloud_web_account,
+    cloud_web_account_disable,
+    cloud_web_account_enable,
+    cloud_web_account_unlock,
+)
 
 cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_is_help=True)
 cloud_app.add_typer(risk_app, name="risk")
@@ -37,6 +44,9 @@ cloud_app.command("close")(close_command)
 cloud_app.command("bill")(cloud_bill)
 cloud_app.command("daily")(cloud_daily)
 cloud_app.command("web-account")(cloud_web_account)
+cloud_app.command("web-account-disable")(cloud_web_account_disable)
+cloud_app.command("web-account-enable")(cloud_web_account_enable)
+cloud_app.command("web-account-unlock")(cloud_web_account_unlock)
 cloud_app.command("api")(cloud_api)
 cloud_app.command("rotate-command-key")(rotate_command_key)
 cloud_app.command("command-keys")(command_keys)

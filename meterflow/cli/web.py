@@ -1,5 +1,6 @@
 """Cloud commands of provisioning and the web: ``meterflow cloud claim-token``,
-``meterflow cloud api`` (API, pages and the gateway feed) and ``meterflow cloud web-account``.
+``meterflow cloud api`` (API, pages and the gateway feed), ``meterflow cloud web-account`` and
+``web-account-disable``, ``-enable`` and ``-unlock``.
 
 Only typer is imported here at module level; the services, FastAPI and SQLAlchemy are
 imported when a command runs, so ``meterflow/cli/cloud.py`` can register these functions and a
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from meterflow.cli.common import fail
+
+if TYPE_CHECKING:
+    from cloud.staff.accounts import AccountService
 
 
 def cloud_claim_token(
@@ -156,6 +160,7 @@ def cloud_api(
         session_ttl=timedelta(hours=web_settings.session_hours),
         topic_prefix=settings.topic_prefix,
         series=lambda: series_store(settings),
+        hash_slots=web_settings.hash_slots,
     )
     feed = None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -196,14 +201,92 @@ def cloud_web_account(
         ),
     ] = None,
 ) -> None:
-    """Create a staff account of the web pages, or reset its password, role and sites."""
+    """Create a staff account of the web pages, or reset its password, role and sites (which
+    ends its sessions and API tokens)."""
     from cloud.staff.accounts import AccountService, InvalidAccount
     from meterflow.assembly import registry
     from meterflow.settings import Settings
 
     secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
-        AccountService(registry(Settings())).create_account(username, secret, role, site or [])
+        created = AccountService(registry(Settings())).create_account(
+            username, secret, role, site or [], by="cli"
+        )
     except InvalidAccount as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"account {username!r} ({role}) saved", err=True)
+    if created:
+        typer.echo(f"account {username!r} ({role}) created", err=True)
+    else:
+        typer.echo(
+            f"account {username!r} ({role}) saved; its password is reset and its sessions and "
+            "API tokens have ended",
+            err=True,
+        )
+
+
+def _accounts() -> AccountService:
+    from cloud.staff.accounts import AccountService
+    from meterflow.assembly import registry
+    from meterflow.settings import Settings
+
+    return AccountService(registry(Settings()))
+
+
+def cloud_web_account_disable(
+    username: Annotated[str, typer.Argument(help="the staff member's user name")],
+) -> None:
+    """Disable a staff account: its sessions and API tokens end at once."""
+    from cloud.staff.accounts import InvalidAccount
+
+    try:
+        ended = _accounts().disable_account(username, by="cli")
+    except InvalidAccount as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"account {username!r} disabled; {ended} sessions and API tokens ended", err=True)
+
+
+def cloud_web_account_enable(
+    username: Annotated[str, typer.Argument(help="the staff member's user name")],
+) -> None:
+    """Enable a disabled staff account again (it signs in anew)."""
+    from cloud.staff.accounts import InvalidAccount
+
+    try:
+        _accounts().enable_account(username, by="cli")
+    except InvalidAccount as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"account {username!r} enabled", err=True)
+
+
+def cloud_web_account_unlock(
+    username: Annotated[
+        str | None, typer.Argument(help="the account to unlock (or give --source)")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="a blocked client address to unlock instead")
+    ] = None,
+    show: Annotated[
+        bool, typer.Option("--list", help="list the locked accounts and blocked addresses")
+    ] = False,
+) -> None:
+    """Lift a sign-in lock (an account's, or a source address's with --source) and forget its
+    failed sign-ins; --list shows what is locked."""
+    from cloud.staff.accounts import InvalidAccount
+
+    accounts = _accounts()
+    if show:
+        for lock in accounts.locks():
+            until = lock.until.isoformat(timespec="seconds") if lock.until else "admin unlocks"
+            typer.echo(
+                f"{lock.kind}\t{lock.subject}\t{lock.failures} failures\t"
+                f"since {lock.locked_at.isoformat(timespec='seconds')}\tuntil {until}"
+            )
+        return
+    if (username is None) == (source is None):
+        raise fail("web-account-unlock: expected an account name or --source ADDRESS (one)")
+    try:
+        had = accounts.unlock(account=username, source=source, by="cli")
+    except InvalidAccount as exc:
+        raise fail(str(exc)) from None
+    what = f"account {username!r}" if username is not None else f"address {source!r}"
+    typer.echo(f"{what} unlocked" + ("" if had else " (it had no failed sign-ins)"), err=True)
