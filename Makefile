@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean audit
 
 $(BIN)/python:
 	bash deploy/local/bootstrap-venv.sh "$(PYTHON)" $(VENV)
@@ -26,6 +26,13 @@ test: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Known advisories (PyPI's advisory data, which needs pypi.org itself) against the resolved
+# environment; --strict fails when a package could not be looked up. Not part of lint or test:
+# see docs/decisions/0020-dependency-advisories.md.
+audit: $(VENV)/.dev-installed
+	$(BIN)/pip install --quiet --disable-pip-version-check 'pip-audit>=2.10,<3'
+	$(BIN)/pip-audit --strict --skip-editable --vulnerability-service pypi --desc on
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis .ruff_cache

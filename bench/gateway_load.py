@@ -7,6 +7,12 @@ Measured from /proc: the agent's resident memory (peak) and its CPU time ÷ wall
 (share of one core). Alongside, the floor: a bare interpreter that imports the same modules
 and idles, so the agent's own cost is visible. Goals: RSS ≤ 80 MB, CPU ≤ 10 %.
 
+A subscriber on the same broker receives every envelope the agent publishes; ``pass`` also
+needs every meter read in every round (in the agent's status: reads = rounds, no failures,
+no overrun; on the broker: every round's good reading of every quantity of every meter) and
+every sealed envelope received by the broker (every seq from 0 to the outbox's last one,
+none left unacknowledged). The exit status is 0 when ``pass`` holds, else 1.
+
     python bench/gateway_load.py [--quick]
 
 The last line printed is one JSON object with the figures.
@@ -15,17 +21,22 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from edge.keys import GatewayIdentity
+from edge.wire import Topics
+from edge.wire.mqtt import BrokerAddress, mqtt_client
 from simulators.dlt645_meter import Dlt645Line, SimulatedMeter, serve_in_thread
 from simulators.load import LoadModel, SystemClock
 
@@ -37,6 +48,21 @@ FLOOR_IMPORTS = (
     "import edge.agent, edge.runner, meter_drivers.dlt645.master;"
     "import time; time.sleep({s})"
 )
+
+
+QUANTITIES = [
+    "energy_import",
+    "energy_import_t1",
+    "energy_import_t2",
+    "energy_import_t3",
+    "energy_import_t4",
+    "voltage_a",
+]
+
+
+def load_avg() -> list[float]:
+    """The 1-, 5- and 15-minute load averages (runnable processes), rounded."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def free_port() -> int:
@@ -72,13 +98,56 @@ def watch(proc: subprocess.Popen[bytes], seconds: float, warmup: float) -> dict[
     }
 
 
+class Received:
+    """Every readings envelope the broker delivers to a subscriber of the gateway's topic:
+    seqs, and the good (round, meter, quantity) it carried (payload decoded, not verified)."""
+
+    def __init__(self, broker_url: str, site: str, gateway: str) -> None:
+        self.seqs: set[tuple[int, int]] = set()  # (epoch, seq)
+        self.good: set[tuple[str, str, str]] = set()
+        self.messages = 0
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        broker = BrokerAddress.parse(broker_url)
+        self.client = mqtt_client(broker, "bench-received", clean_session=True)
+        topic = Topics().readings(site, gateway)
+        self.client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.on_message = lambda _c, _u, msg: self._take(msg.payload)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert subscribed.wait(30), f"no subscription to {topic}"
+
+    def _take(self, body: bytes) -> None:
+        part = body.split(b".")[1]
+        payload = json.loads(base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4)))
+        with self._lock:
+            self.messages += 1
+            self.seqs.add((payload["epoch"], payload["seq"]))
+            for r in payload["readings"]:
+                if r["quality"] == "good":
+                    self.good.add((r["round"], r["meter"], r["quantity"]))
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def outbox_state(path: Path) -> tuple[int, int, int]:
+    """(envelopes sealed, envelopes not acknowledged, readings not sealed) of an outbox."""
+    with sqlite3.connect(path) as db:
+        sealed = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0]
+        unacked = db.execute("SELECT count(*) FROM envelopes").fetchone()[0]
+        pending = db.execute("SELECT count(*) FROM pending").fetchone()[0]
+    return sealed, unacked, pending
+
+
 def site_toml(ports: list[int], per_line: int, interval_s: int) -> str:
     out = [
         f'site = "bench"\ngateway = "gw1"\nmetrics_port = {free_port()}\n'
         f"health_interval_s = 60\ntime_sync_interval_s = 0\n",
         f'[[groups]]\nname = "billing"\ninterval_s = {interval_s}\nquantities = '
-        '["energy_import", "energy_import_t1", "energy_import_t2", "energy_import_t3", '
-        '"energy_import_t4", "voltage_a"]\n',
+        f"{json.dumps(QUANTITIES)}\n",
     ]
     n = 0
     for i, port in enumerate(ports):
@@ -89,12 +158,13 @@ def site_toml(ports: list[int], per_line: int, interval_s: int) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 meters, 20 s")
     args = parser.parse_args()
     lines, per_line, seconds = (2, 16, 20) if args.quick else (8, 32, 120)
     interval_s = 10
+    load_start = load_avg()
 
     work = Path(tempfile.mkdtemp(prefix="mf-bench-gw-"))
     os.chmod(work, 0o755)
@@ -108,8 +178,11 @@ def main() -> None:
         capture_output=True,
         timeout=60,
     )
+    broker_url = f"mqtt://127.0.0.1:{broker_port}"
     servers = []
+    received = None
     try:
+        received = Received(broker_url, "bench", "gw1")
         n = 0
         for _ in range(lines):
             meters = []
@@ -125,7 +198,7 @@ def main() -> None:
         env = {
             **os.environ,
             "MF_DATA_DIR": str(work / "data"),
-            "MF_MQTT_URL": f"mqtt://127.0.0.1:{broker_port}",
+            "MF_MQTT_URL": broker_url,
         }
         agent = subprocess.Popen(
             [sys.executable, "-m", "meterflow", "edge", "run", str(config)],
@@ -144,7 +217,11 @@ def main() -> None:
             agent.wait(30)
             floor.kill()
         status = json.loads((work / "data" / "status.json").read_text())
+        time.sleep(1.0)  # deliveries still on their way to the subscriber
+        sealed, unacked, pending = outbox_state(work / "data" / "outbox.sqlite")
     finally:
+        if received is not None:
+            received.stop()
         for _, stop in servers:
             stop()
         subprocess.run(
@@ -156,6 +233,28 @@ def main() -> None:
     meters = lines * per_line
     reads = sum(m["reads"] for m in status["meters"])
     failures = sum(m["failures"] for m in status["meters"])
+    rounds = status["rounds"]
+    round_ids = sorted({r for r, _, _ in received.good})
+    # Every meter read every round: the agent's own count, and the broker's view of it.
+    short_meters = [m["meter"] for m in status["meters"] if m["reads"] != rounds or m["failures"]]
+    missing = sum(
+        (r, m["meter"], q) not in received.good
+        for r in round_ids
+        for m in status["meters"]
+        for q in QUANTITIES
+    )
+    every_round = (
+        rounds > 0
+        and not short_meters
+        and not status["overruns"]
+        and len(round_ids) == rounds
+        and missing == 0
+        and len(status["meters"]) == lines * per_line
+    )
+    # Every envelope sealed reached the broker (seen by the subscriber), none unacknowledged.
+    epoch = status["epoch"]
+    lost = sorted(set(range(sealed)) - {s for e, s in received.seqs if e == epoch})
+    every_envelope = sealed > 0 and not lost and unacked == 0
     mb = 2**20
     print(
         f"{meters} meters on {lines} lines, every {interval_s} s for {seconds} s: "
@@ -168,6 +267,21 @@ def main() -> None:
         f"{base['rss_peak'] / mb:.1f} MB"
     )
     print(f"agent CPU {ours['cpu_share']:.1%} of one core (goal ≤ 10 %); RSS goal ≤ 80 MB")
+    print(
+        f"every meter read every round: {every_round} ({len(round_ids)} rounds on the broker, "
+        f"{len(short_meters)} meters short, {missing} readings missing); every envelope at "
+        f"the broker: {every_envelope} ({sealed} sealed, {len(lost)} not received, {unacked} "
+        f"unacknowledged, {pending} readings not sealed)"
+    )
+    passed = (
+        ours["rss_peak"] <= 80 * mb
+        and ours["cpu_share"] <= 0.10
+        and not failures
+        and every_round
+        and every_envelope
+    )
+    load_end = load_avg()
+    print(f"load average (1, 5, 15 min): {load_start} before, {load_end} after; pass: {passed}")
     print(
         json.dumps(
             {
@@ -185,11 +299,24 @@ def main() -> None:
                 "rss_over_floor": round(ours["rss_peak"] / base["rss_peak"], 2),
                 "cpu_share": round(ours["cpu_share"], 4),
                 "goals": {"rss_mb": 80, "cpu_share": 0.10},
-                "pass": ours["rss_peak"] <= 80 * mb and ours["cpu_share"] <= 0.10 and not failures,
+                "every_meter_every_round": every_round,
+                "rounds_on_broker": len(round_ids),
+                "meters_short": len(short_meters),
+                "readings_missing_on_broker": missing,
+                "envelopes_sealed": sealed,
+                "envelopes_received": len(received.seqs),
+                "envelopes_not_received": len(lost),
+                "envelopes_unacked": unacked,
+                "readings_not_sealed": pending,
+                "every_envelope_at_broker": every_envelope,
+                "load_avg_start": load_start,
+                "load_avg_end": load_end,
+                "pass": passed,
             }
         )
     )
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

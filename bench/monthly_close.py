@@ -252,14 +252,16 @@ class Floor:
             out.append(tuple(row[c] for c in self.columns))
         return out
 
-    def run(self, store: SeriesStore, meters: list[str], engine_inputs, rows) -> dict:
+    def run(self, store: SeriesStore, site: str, meters: list[str], engine_inputs, rows) -> dict:
         with self.conn.cursor() as cur:
             cur.execute("TRUNCATE bench_lines")
         self.conn.commit()
         first = midnight_ns(START, ZoneInfo(ZONE))
         last = midnight_ns(END, ZoneInfo(ZONE))
         t: dict[str, float] = {}
-        t["fetch"], got = timed(lambda: store.raw_points(meters, QUANTITY, first, last + 1))
+        t["fetch"], got = timed(
+            lambda: store.raw_points(meters, QUANTITY, first, last + 1, site=site)
+        )
         t["engine"], _ = timed(lambda: apportion(engine_inputs))
 
         def copy() -> None:
@@ -321,7 +323,7 @@ def bench_size(
             phase_run = phases(sessions, store, site_id, bill)  # once: the split is informative
             clean(sessions, site_id)
         gc.collect()
-        f = floor.run(store, meters, engine_inputs, rows)
+        f = floor.run(store, site_id, meters, engine_inputs, rows)
         assert f["points"] == len(points), (f["points"], len(points))
         floor_parts.append(f["times"])
         floor_times.append(sum(f["times"].values()))

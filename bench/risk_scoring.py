@@ -103,7 +103,9 @@ def main() -> None:
         scores = None
         for _ in range(args.rounds):
             t = time.perf_counter()
-            cm = store.consumption_matrix(meters, spec.quantity, start, end, "1d", spec.tz)
+            cm = store.consumption_matrix(
+                meters, spec.quantity, start, end, "1d", spec.tz, site=spec.site_id
+            )
             floors.append(time.perf_counter() - t)
             t = time.perf_counter()
             with sessions() as session:

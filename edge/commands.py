@@ -15,13 +15,21 @@ them with the same models.
 
 Received command ids are kept in a small SQLite file until a day past their expiry: a command
 is refused once expired, so older ids need not be remembered, and the file stays bounded.
+
+The cloud keys a gateway trusts (:class:`CloudKeyStore`) start as the one it was provisioned
+with (``cloud.pub``). The receiver itself handles ``trust_cloud_key`` (rotation, decision
+0018): a command signed by a trusted key that names a new key and when the signing key
+retires; both keys are trusted until then, only the new one afterwards. The set is kept in
+``cloud-keys.json`` next to ``cloud.pub``, replaced atomically.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +40,8 @@ from uuid import UUID
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
-from edge.keys import GatewayIdentity, key_id
+from edge.keys import GatewayIdentity, key_id, load_public_key_b64, public_key_b64
+from edge.provision import load_cloud_key
 from edge.wire import (
     ACK_DETAIL_MAX,
     MAX_COMMAND_TTL,
@@ -51,6 +60,85 @@ from edge.wire import (
 )
 
 log = logging.getLogger(__name__)
+CLOUD_KEYS_FILE = "cloud-keys.json"
+#: The key id that signed the command being run (each handler runs in a task of its own).
+_SIGNED_BY: contextvars.ContextVar[str] = contextvars.ContextVar("signed_by")
+#: The longest overlap a ``trust_cloud_key`` command may set for the key that signs it.
+MAX_KEY_OVERLAP = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A cloud key this gateway verifies commands with, until ``not_after`` (None: no end)."""
+
+    kid: str
+    public_key: Ed25519PublicKey
+    not_after: datetime | None = None
+
+
+class CloudKeyStore:
+    """The cloud keys a gateway trusts; persisted in ``path`` when one is given."""
+
+    def __init__(self, keys: list[TrustedKey], path: Path | None = None) -> None:
+        self._keys = {k.kid: k for k in keys}
+        self.path = path
+
+    @classmethod
+    def single(cls, key: Ed25519PublicKey) -> CloudKeyStore:
+        """One key, kept in memory only (no rotation survives a restart)."""
+        return cls([TrustedKey(key_id(key), key)])
+
+    @classmethod
+    def open(cls, data_dir: Path) -> CloudKeyStore:
+        """The keys in ``data_dir``: ``cloud-keys.json`` once a rotation came, else
+        ``cloud.pub`` as provisioned. ValueError/OSError name the file when it is damaged."""
+        path = data_dir / CLOUD_KEYS_FILE
+        if not path.exists():
+            return cls([TrustedKey(key_id(k), k) for k in [load_cloud_key(data_dir)]], path)
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))["keys"]
+            keys = [
+                TrustedKey(
+                    r["kid"],
+                    load_public_key_b64(r["public_key"]),
+                    None if r["not_after"] is None else datetime.fromisoformat(r["not_after"]),
+                )
+                for r in rows
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a cloud key list: {exc}") from None
+        for k in keys:
+            if key_id(k.public_key) != k.kid:
+                raise ValueError(f"{path}: key id {k.kid} is not its key's thumbprint")
+        return cls(keys, path)
+
+    @property
+    def kids(self) -> list[str]:
+        return sorted(self._keys)
+
+    def get(self, kid: str) -> TrustedKey | None:
+        return self._keys.get(kid)
+
+    def trust(self, new: Ed25519PublicKey, retiring: str, retire_at: datetime) -> None:
+        """Trust ``new`` from now on and ``retiring`` until ``retire_at``; persist."""
+        old = self._keys[retiring]
+        until = retire_at if old.not_after is None else min(old.not_after, retire_at)
+        self._keys[retiring] = TrustedKey(old.kid, old.public_key, until)
+        self._keys[key_id(new)] = TrustedKey(key_id(new), new)
+        if self.path is not None:
+            body = {
+                "keys": [
+                    {
+                        "kid": k.kid,
+                        "public_key": public_key_b64(k.public_key),
+                        "not_after": None if k.not_after is None else k.not_after.isoformat(),
+                    }
+                    for k in self._keys.values()
+                ]
+            }
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(body, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
 
 
 @dataclass(frozen=True)
@@ -149,7 +237,8 @@ class CommandReceiver:
         site: str,
         gateway: str,
         identity: GatewayIdentity,
-        cloud_key: Ed25519PublicKey,
+        cloud_key: Ed25519PublicKey | None = None,
+        cloud_keys: CloudKeyStore | None = None,
         publish: Publish,
         command_log: CommandLog,
         topics: Topics | None = None,
@@ -160,8 +249,13 @@ class CommandReceiver:
         self.site = site
         self.gateway = gateway
         self.identity = identity
-        self.cloud_key = cloud_key
-        self.cloud_kid = key_id(cloud_key)
+        if cloud_keys is None:
+            if cloud_key is None:
+                raise ValueError(
+                    "a command receiver needs the cloud's key (cloud_key or cloud_keys)"
+                )
+            cloud_keys = CloudKeyStore.single(cloud_key)
+        self.cloud_keys = cloud_keys
         self.topics = topics or Topics()
         self.command_topic = self.topics.command(site, gateway)
         self.ack_topic = self.topics.ack(site, gateway)
@@ -170,7 +264,9 @@ class CommandReceiver:
         self._clock = clock
         self._timeout_s = handler_timeout_s
         self._max_ttl = max_ttl
-        self._handlers: dict[CommandName, CommandHandler] = {}
+        self._handlers: dict[CommandName, CommandHandler] = {
+            CommandName.TRUST_CLOUD_KEY: self._trust_cloud_key
+        }
 
     def register(self, command: CommandName | str, handler: CommandHandler) -> None:
         """Run ``handler`` for ``command``; ValueError for a command no gateway knows."""
@@ -183,14 +279,20 @@ class CommandReceiver:
             compact = parse_compact(envelope)
         except MalformedEnvelope as exc:
             return self._drop(f"not a command envelope: {exc}")
-        kid = compact.header["kid"]
-        if kid != self.cloud_kid:
+        kid = str(compact.header["kid"])
+        trusted = self.cloud_keys.get(kid)
+        if trusted is None:
             return self._drop(
                 f"signed with key {kid!r}; this gateway trusts only the cloud "
-                f"key {self.cloud_kid!r}"
+                f"key{'s' if len(self.cloud_keys.kids) > 1 else ''} "
+                f"{', '.join(repr(k) for k in self.cloud_keys.kids)}"
+            )
+        if trusted.not_after is not None and trusted.not_after <= self._clock():
+            return self._drop(
+                f"signed with cloud key {kid!r}, retired at {trusted.not_after.isoformat()}"
             )
         try:
-            verify_signature(compact, self.cloud_key)
+            verify_signature(compact, trusted.public_key)
         except BadSignature:
             return self._drop(f"signature does not verify with the cloud key {kid!r}")
         try:
@@ -215,6 +317,7 @@ class CommandReceiver:
                 )
         if refusal is not None:
             return self._answer(cmd_id, AckStatus.REFUSED, refusal)
+        _SIGNED_BY.set(kid)
         status, detail, result = await self._run(command)
         self._log.finish(cmd_id, status)
         return self._answer(cmd_id, status, detail, result)
@@ -257,6 +360,29 @@ class CommandReceiver:
                 f"the handler's result is not a JSON object: {_schema_problems(exc)}",
                 None,
             )
+
+    async def _trust_cloud_key(self, command: Command) -> dict[str, JsonValue]:
+        """Trust the key in ``args.public_key`` (id ``args.kid``); the signing key retires at
+        ``args.retire_old_at`` (ISO 8601 with a zone, within 90 days of the command)."""
+        args = command.args
+        try:
+            new = load_public_key_b64(str(args["public_key"]))
+            retire_at = datetime.fromisoformat(str(args["retire_old_at"]))
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"args: expected public_key and retire_old_at: {exc}") from None
+        if key_id(new) != args.get("kid"):
+            raise ValueError(f"args.kid {args.get('kid')!r} is not the key's thumbprint")
+        if retire_at.tzinfo is None or not (
+            command.issued_at < retire_at <= command.issued_at + MAX_KEY_OVERLAP
+        ):
+            raise ValueError(
+                f"retire_old_at {retire_at.isoformat()}: expected a zoned instant after "
+                f"issued_at and at most {MAX_KEY_OVERLAP.days} days later"
+            )
+        signed_by = _SIGNED_BY.get()
+        self.cloud_keys.trust(new, signed_by, retire_at)
+        log.info("cloud key %s trusted; %s retires at %s", key_id(new), signed_by, retire_at)
+        return {"trusted": list(self.cloud_keys.kids), "retire_old_at": retire_at.isoformat()}
 
     def _answer(
         self,

@@ -1,18 +1,40 @@
 """Site configuration of a gateway: identity, lines, meters (a tree), polling groups, outbox.
 
-Loaded from TOML and validated with pydantic. An error names the file, the line in it and
-the field path, e.g. ``site.toml:23: lines[0].meters[2].adress: unknown field``.
+Loaded from TOML (UTF-8) and validated in one pass by :func:`SiteConfig.parse_toml`: the
+models check each field (types, ranges, baud rate, port, time zone), :mod:`edge.config_check`
+what ``edge run`` needs beyond that (addresses, profiles, quantities, the tree). Every problem
+is listed, each with the file, the line in it and the field path, e.g.
+``site.toml:23: lines[0].meters[2].adress: Extra inputs are not permitted``. ``edge check``,
+``edge run`` and the ``reload_config`` command all load through it.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from edge.config_check import (
+    DEFAULT_GROUP,
+    STANDARD_BAUDS,
+    Problem,
+    format_path,
+    site_problems,
+)
 
 _Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 _Strict = ConfigDict(extra="forbid", frozen=True)
@@ -20,8 +42,14 @@ _Strict = ConfigDict(extra="forbid", frozen=True)
 BITS_PER_CHARACTER = {"N": 10, "E": 11, "O": 11}  # start + 8 data (+ parity) + stop
 
 
+#: validation context of a file load: the rules of edge.config_check run on the raw data
+#: (with line numbers) instead of in SiteConfig's model validator
+_FROM_FILE = "site_file"
+
+
 class ConfigError(Exception):
-    """The site configuration is malformed; the message names file, line and field."""
+    """The site configuration is malformed; the message has one line per problem, each
+    naming file, line and field."""
 
 
 class GroupConfig(BaseModel):
@@ -45,7 +73,9 @@ class MeterConfig(BaseModel):
 
     id: str = _Id
     address: str = Field(
-        min_length=1, max_length=12, description="DL/T645 address or Modbus unit id"
+        min_length=1,
+        max_length=12,
+        description="DL/T645: the 12-digit nameplate address; Modbus: the unit id 1..247",
     )
     version: Literal["2007", "1997"] = "2007"
     profile: str | None = Field(None, description="Modbus device profile name")
@@ -55,6 +85,13 @@ class MeterConfig(BaseModel):
     role: Literal["main", "branch", "unit", "common", "landlord"] = "unit"
     groups: list[str] | None = Field(None, description="polling groups; default all")
     timeout_s: float | None = Field(None, gt=0, le=30, description="overrides the line's")
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _unit_id_as_text(cls, value: Any) -> Any:
+        # ``address = 5`` for a Modbus unit; a DL/T645 address given as a number loses its
+        # leading zeros and is then refused for not having 12 digits.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @property
     def multiplier(self) -> Decimal:
@@ -68,7 +105,7 @@ class LineConfig(BaseModel):
 
     name: str = _Id
     protocol: Literal["dlt645", "modbus"] = "dlt645"
-    tcp: str | None = Field(None, pattern=r"^[^:\s]+:\d{1,5}$")
+    tcp: str | None = Field(None, description="host:port of a TCP serial server or Modbus TCP")
     serial: str | None = None
     modbus_framing: Literal["tcp", "rtu"] = Field(
         "tcp", description="over tcp: Modbus TCP, or RTU through a transparent serial server"
@@ -80,16 +117,27 @@ class LineConfig(BaseModel):
     pause_s: float = Field(0.02, ge=0, le=5, description="quiet time between requests")
     meters: list[MeterConfig] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _one_endpoint(self) -> LineConfig:
-        if (self.tcp is None) == (self.serial is None):
-            raise ValueError('give exactly one of tcp = "host:port" or serial = "/dev/..."')
-        for m in self.meters:
-            if self.protocol == "modbus" and m.profile is None:
-                raise ValueError(f"meter {m.id!r}: a Modbus meter needs a profile")
-            if self.protocol == "modbus" and not m.address.isdigit():
-                raise ValueError(f"meter {m.id!r}: a Modbus address is a unit id 1..247")
-        return self
+    @field_validator("tcp")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or any(c.isspace() for c in value) or not port.isdigit():
+            raise ValueError(f"{value!r}: expected host:port, e.g. 192.168.1.50:8899")
+        if not 1 <= int(port) <= 65_535:
+            raise ValueError(f"{value!r}: port {int(port)} is outside 1..65535")
+        return value
+
+    @field_validator("baud")
+    @classmethod
+    def _standard_baud(cls, value: int) -> int:
+        if value not in STANDARD_BAUDS:
+            raise ValueError(
+                f"{value} bit/s is not a standard rate; expected one of "
+                f"{', '.join(map(str, STANDARD_BAUDS))}"
+            )
+        return value
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -128,97 +176,127 @@ class SiteConfig(BaseModel):
     metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus on 127.0.0.1; 0 = off")
     health_interval_s: int = Field(60, ge=1)
     groups: list[GroupConfig] = Field(
-        default_factory=lambda: [
-            GroupConfig(name="default", interval_s=60, quantities=["energy_import"])
-        ]
+        default_factory=lambda: [GroupConfig.model_validate(DEFAULT_GROUP)]
     )
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     lines: list[LineConfig] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> SiteConfig:
-        ids = [m.id for line in self.lines for m in line.meters]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"meter ids must be unique; repeated: {', '.join(dupes)}")
-        names = [line.name for line in self.lines]
-        if len(set(names)) != len(names):
-            raise ValueError("line names must be unique")
-        groups = {g.name for g in self.groups}
-        if len(groups) != len(self.groups):
-            raise ValueError("group names must be unique")
-        known = set(ids)
-        for line in self.lines:
-            for m in line.meters:
-                if m.parent is not None and m.parent not in known:
-                    raise ValueError(f"meter {m.id!r}: parent {m.parent!r} is not a meter here")
-                unknown = set(m.groups or ()) - groups
-                if unknown:
-                    raise ValueError(f"meter {m.id!r}: unknown group(s) {sorted(unknown)}")
-        self._check_tree_has_no_cycle()
-        return self
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"{value!r} is not a known time zone; expected an IANA name such as Asia/Shanghai"
+            ) from None
+        return value
 
-    def _check_tree_has_no_cycle(self) -> None:
-        parent = {m.id: m.parent for line in self.lines for m in line.meters}
-        for start in parent:
-            seen, node = {start}, parent[start]
-            while node is not None:
-                if node in seen:
-                    raise ValueError(f"meter {start!r}: the parent chain loops back to {node!r}")
-                seen.add(node)
-                node = parent[node]
+    @model_validator(mode="after")
+    def _runnable(self, info: ValidationInfo) -> SiteConfig:
+        if not (info.context or {}).get(_FROM_FILE):
+            problems = site_problems(self.model_dump())
+            if problems:
+                raise ValueError("; ".join(f"{format_path(p.loc)}: {p.message}" for p in problems))
+        return self
 
     def meter_groups(self, meter: MeterConfig) -> list[GroupConfig]:
         return [g for g in self.groups if meter.groups is None or g.name in meter.groups]
 
     @classmethod
     def load(cls, path: Path) -> SiteConfig:
+        """Read and validate a site file (UTF-8, a byte-order mark allowed); ConfigError
+        lists every problem."""
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise ConfigError(
+                f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                f"{column}); save the file as UTF-8"
+            ) from None
         return cls.parse_toml(text, str(path))
 
     @classmethod
     def parse_toml(cls, text: str, source: str = "<config>") -> SiteConfig:
+        """Validate TOML text; ``source`` names it in the messages."""
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+            message = str(exc)
+            at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+            if at is None:
+                raise ConfigError(f"{source}: not valid TOML: {message}") from None
+            raise ConfigError(
+                f"{source}:{at.group(1)}: not valid TOML: {message[: at.start()]} "
+                f"(column {at.group(2)})"
+            ) from None
+        return cls.validate_data(data, source, TomlLocator(text))
+
+    @classmethod
+    def validate_data(
+        cls, data: Mapping[str, Any], source: str, locate: TomlLocator | None = None
+    ) -> SiteConfig:
+        """The one validation of a site configuration (``edge check`` and ``edge run``):
+        field checks of the models and the rules of :mod:`edge.config_check`, every problem
+        in one ConfigError, in the order of the file."""
+        problems: list[Problem] = []
+        config = None
         try:
-            return cls.model_validate(data)
+            config = cls.model_validate(data, context={_FROM_FILE: True})
         except ValidationError as exc:
-            locate = TomlLocator(text)
-            problems = []
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                line = locate(loc)
-                where = f"{source}:{line}" if line else source
-                problems.append(f"{where}: {format_path(loc) or '(top)'}: {err['msg']}")
-            raise ConfigError("\n".join(problems)) from None
+            problems += [Problem(tuple(e["loc"]), _message(e)) for e in exc.errors()]
+        problems += site_problems(data)
+        if not problems:
+            assert config is not None
+            return config
+        lines = [(locate(p.loc) if locate else None, p) for p in problems]
+        lines.sort(key=lambda item: item[0] or 0)
+        raise ConfigError(
+            "\n".join(
+                f"{source}:{line}: {format_path(p.loc) or '(top)'}: {p.message}"
+                if line
+                else f"{source}: {format_path(p.loc) or '(top)'}: {p.message}"
+                for line, p in lines
+            )
+        )
 
 
-def format_path(loc: tuple[object, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+def _message(error: Any) -> str:
+    """pydantic's message, without the "Value error, " of our own validators."""
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+_PART = r"(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')"
+_KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
 
 
 class TomlLocator:
     """Finds the line of a field path in TOML text written with ordinary tables and arrays
-    of tables (``[outbox]``, ``[[lines]]``, ``[[lines.meters]]``, ``key = value``); returns
-    the closest enclosing table's line when the key itself is absent."""
+    of tables (``[outbox]``, ``[[lines]]``, ``[[lines.meters]]``, ``key = value``, dotted
+    keys); returns the closest enclosing table's or key's line when the path goes deeper
+    (a key absent, an element of an array or inline table)."""
 
     def __init__(self, text: str) -> None:
         self.keys: dict[tuple[object, ...], int] = {}
         counters: dict[tuple[object, ...], int] = {}
         table: tuple[object, ...] = ()
-        for number, raw in enumerate(text.splitlines(), start=1):
+        in_string = False
+        # TOML's newline is LF (or CRLF); str.splitlines() would also split on \f, \x1c...
+        for number, raw in enumerate(text.split("\n"), start=1):
+            was_in_string = in_string
+            if (raw.count('"""') + raw.count("'''")) % 2:
+                in_string = not in_string  # a multi-line string opens or closes here
+            if was_in_string:
+                continue
             header = _HEADER.match(raw)
             if header:
                 names = [n.strip().strip("\"'") for n in header.group(2).split(".")]
@@ -239,7 +317,8 @@ class TomlLocator:
                 continue
             key = _KEY.match(raw)
             if key:
-                self.keys.setdefault((*table, key.group(1)), number)
+                parts = re.findall(_PART, key.group(1))
+                self.keys.setdefault((*table, *(k.strip("\"'") for k in parts)), number)
 
     def __call__(self, loc: tuple[object, ...]) -> int | None:
         for end in range(len(loc), -1, -1):

@@ -8,6 +8,14 @@ cloud (``POST /api/v1/provision``). In return the gateway stores, in its data di
 ``broker.json``   broker URL, credentials and topic prefix (mode 0600)
 ``cloud.pub``     the cloud's public key (PEM), which signs commands
 
+(``cloud-keys.json``, the keys trusted after a rotation of the cloud's key, is written by
+:mod:`edge.commands`; a new provisioning moves it aside with the rest.)
+
+The claim token is a secret: the CLI reads it from stdin or ``MF_CLAIM_TOKEN``, never from
+its arguments (which every user of the machine sees in ``ps``). When the gateway replaces
+hardware of a provisioned gateway and no admin approved that in advance, the reply says
+``awaiting_approval``: the cloud refuses this gateway's envelopes until an admin approves.
+
 Everything is prepared in a staging directory and moved into place only once the cloud has
 answered and the answer checks out, so a failed attempt leaves the gateway as it was. Only
 the standard library speaks HTTP here: a gateway installs ``meterflow[edge]`` alone.
@@ -26,7 +34,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -42,6 +50,9 @@ SITE_CONFIG = "site.toml"
 BROKER_FILE = "broker.json"
 CLOUD_KEY = "cloud.pub"
 _FILES = (GATEWAY_KEY, SITE_CONFIG, BROKER_FILE, CLOUD_KEY)
+#: Files of an earlier provisioning that are moved aside but not written anew.
+_STALE = ("cloud-keys.json",)
+_BROKER_KEYS = ("mqtt_url", "mqtt_username", "mqtt_password")
 _MAX_REPLY_BYTES = 1024 * 1024
 PROVISION_PATH = "/api/v1/provision"
 
@@ -62,6 +73,7 @@ class ProvisionResult:
     data_dir: Path
     replaced_dir: Path | None
     config_problem: str | None
+    awaiting_approval: bool = False
 
 
 def _check_transport(cloud_url: str, allow_http: bool) -> str:
@@ -192,7 +204,7 @@ def provision(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        replaced = _move_aside(data_dir, existing)
+        replaced = _move_aside(data_dir, existing + [n for n in _STALE if (data_dir / n).exists()])
         for name in _FILES:
             os.replace(staging / name, data_dir / name)
     finally:
@@ -205,6 +217,7 @@ def provision(
         data_dir=data_dir,
         replaced_dir=replaced,
         config_problem=_config_problem(reply.site_config, reply.site, reply.gateway),
+        awaiting_approval=reply.awaiting_approval,
     )
 
 
@@ -230,3 +243,30 @@ def load_cloud_key(data_dir: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ProvisionError(f"{path}: expected an Ed25519 key, got {type(key).__name__}")
     return key
+
+
+def load_broker_url(data_dir: Path) -> str | None:
+    """The broker URL, with the gateway's own user and password folded in, from the
+    ``broker.json`` that :func:`provision` stored; None when there is none. ProvisionError
+    when it is unreadable or malformed."""
+    path = data_dir / BROKER_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ProvisionError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ProvisionError(f"{path}: not JSON: {exc}") from None
+    url, user, secret = (data.get(k) if isinstance(data, dict) else None for k in _BROKER_KEYS)
+    if not isinstance(url, str) or not all(v is None or isinstance(v, str) for v in (user, secret)):
+        raise ProvisionError(f"{path}: expected mqtt_url and optional mqtt_username/mqtt_password")
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ProvisionError(f"{path}: mqtt_url {url!r}: expected mqtt://host[:port] or mqtts://")
+    if not user:
+        return url
+    auth = quote(user, safe="") + (":" + quote(secret, safe="") if secret else "")
+    port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return urlunsplit(parts._replace(netloc=f"{auth}@{host}:{port}"))

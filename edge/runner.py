@@ -11,17 +11,21 @@ from pathlib import Path
 from pydantic import JsonValue
 
 from edge.agent import GatewayAgent, RoundReport
-from edge.commands import Command, CommandLog, CommandReceiver
+from edge.commands import CloudKeyStore, Command, CommandLog, CommandReceiver
 from edge.config import SiteConfig
 from edge.health import serve_metrics, write_status
 from edge.keys import GatewayIdentity
 from edge.outbox import OutboxStore
-from edge.provision import CLOUD_KEY, load_cloud_key
+from edge.provision import CLOUD_KEY
 from edge.publisher import MqttPublisher
 from edge.wire import Topics, seal_health
 from edge.wire.mqtt import TlsFiles
 
 log = logging.getLogger(__name__)
+
+
+class StartError(Exception):
+    """The gateway cannot start here (e.g. its metrics port is taken); one line saying why."""
 
 
 def _command_receiver(
@@ -39,7 +43,7 @@ def _command_receiver(
         site=site.site,
         gateway=site.gateway,
         identity=identity,
-        cloud_key=load_cloud_key(data_dir),
+        cloud_keys=CloudKeyStore.open(data_dir),
         publish=publisher.publish_message,
         command_log=CommandLog(data_dir / "commands.sqlite"),
         topics=topics,
@@ -77,7 +81,15 @@ async def run_gateway(
     )
     agent = GatewayAgent(site, identity, outbox, publisher)
     if metrics and site.metrics_port:
-        serve_metrics(lambda: agent.health(), site.metrics_port)
+        try:
+            serve_metrics(lambda: agent.health(), site.metrics_port)
+        except OSError as exc:
+            await agent.close()
+            outbox.close()
+            raise StartError(
+                f"metrics_port = {site.metrics_port}: cannot listen on 127.0.0.1:"
+                f"{site.metrics_port} ({exc.strerror}); expected a free port, or 0 for no metrics"
+            ) from None
         log.info("metrics on http://127.0.0.1:%d/metrics", site.metrics_port)
     loop = asyncio.get_running_loop()
     reload = asyncio.Event()  # a reload_config command was accepted
@@ -147,9 +159,17 @@ async def run_gateway(
         stopping.set()
         halt.set()
 
-    watcher = threading.Thread(
-        target=lambda: (stop.wait(), loop.call_soon_threadsafe(_stopped)), daemon=True
-    )
+    # ``stop`` is a threading.Event (set by a signal handler or another thread); a watcher
+    # thread carries it into the loop. It is joined before this coroutine returns, so it
+    # never calls into the loop after asyncio.run has closed it.
+    finished = threading.Event()
+
+    def watch() -> None:
+        stop.wait()
+        if not finished.is_set():
+            loop.call_soon_threadsafe(_stopped)
+
+    watcher = threading.Thread(target=watch, name="gateway-stop-watcher", daemon=True)
     watcher.start()
     try:
         while True:
@@ -168,8 +188,14 @@ async def run_gateway(
             agent.pump()
             await asyncio.sleep(0.05)
     finally:
-        write_status(status_path, agent.health())
-        await agent.close()
-        publisher.stop()
-        outbox.close()
-        stop.set()
+        try:
+            write_status(status_path, agent.health())
+            await agent.close()
+        finally:
+            # paho's thread (which hands commands to the loop) and the watcher end here,
+            # while the loop still runs.
+            publisher.stop()
+            outbox.close()
+            finished.set()
+            stop.set()
+            watcher.join()

@@ -242,7 +242,11 @@ def utility_bill(store: SeriesStore, start: date, end: date) -> dict[str, Any]:
     for day in (start, end):
         at = to_ns(_midnight(day))
         frame = store.read(
-            "M01", "energy_import", _midnight(day), _midnight(day) + timedelta(seconds=1)
+            "M01",
+            "energy_import",
+            _midnight(day),
+            _midnight(day) + timedelta(seconds=1),
+            site=park.SITE,
         )
         if not len(frame) or int(frame.times_ns[0]) != at:
             raise RuntimeError(f"the main meter has no reading at {day} 00:00")

@@ -20,6 +20,20 @@ from pydantic_settings import (
 )
 
 
+def ensure_private_dir(path: Path) -> Path:
+    """``path`` and its missing parents created with mode 0700 (not widened by the umask
+    only: set explicitly); an existing directory is not changed."""
+    missing = []
+    here = path
+    while not here.exists():
+        missing.append(here)
+        here = here.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)
+    return path
+
+
 class Settings(BaseSettings):
     """Settings of the gateway agent and the cloud services."""
 
@@ -64,6 +78,14 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"MF_CONFIG_FILE={config_file}: no such file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data directory (mode 0700) if it is missing; return it.
+
+        It holds the registry (password hashes, broker passwords of claims), the cloud's key
+        and the web secret. An existing directory is left as it is.
+        """
+        return ensure_private_dir(self.data_dir)
 
     @property
     def registry_url(self) -> str:

@@ -352,7 +352,13 @@ class CloseService:
         try:
             with self.sessions.begin() as session:
                 import_readings_data(
-                    store, session, text.encode(), f"run {run_id}", who.username, self.clock()
+                    store,
+                    session,
+                    text.encode(),
+                    f"run {run_id}",
+                    who.username,
+                    self.clock(),
+                    site=found.site,
                 )
                 record(
                     session,
@@ -399,13 +405,19 @@ class Remedies:
     end: date
     missing: list[MissingReading]
     acceptable: list[str]
+    #: False for a run of a site without an imported site file (a run made from a case
+    #: file): nothing here applies; the case is corrected and run again, or the run voided
+    closable: bool = True
 
 
 def remedies(session: Session, run: ApportionRun) -> Remedies:
     """The remedies of ``run`` (from its stored inputs and the site's current set-up)."""
     inputs = json.loads(run.inputs)
     start, end = run.period_start, run.period_end
-    site = stored_site(session, run.site_id)
+    try:
+        site = stored_site(session, run.site_id)
+    except LookupError:
+        return Remedies(run.id, run.site_id, start, end, [], [], closable=False)
     by_id = {m.id: m for m in site.schema.meters}
     have = {m: set(series) for m, series in inputs.get("readings", {}).items()}
     missing = [

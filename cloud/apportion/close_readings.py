@@ -85,7 +85,9 @@ def boundary_readings(
     position = {m: i for i, m in enumerate(meters)}
     midnights = np.full((len(meters), len(days), len(s.registers)), np.nan)
     for j, register in enumerate(s.registers):
-        idx, times, vals, _quality = store.points_at(meters, s.quantity(register), instants)
+        idx, times, vals, _quality = store.points_at(
+            meters, s.quantity(register), instants, site=s.site
+        )
         midnights[idx, [day_of[int(t)] for t in times], j] = vals
     installed = {
         m: (max(start, by_id[m].installed or start), min(end, by_id[m].removed or end))
@@ -106,7 +108,7 @@ def boundary_readings(
             names = [active[i] for i in lacking]
             for j, register in enumerate(s.registers):
                 idx, times, vals, _quality = store.raw_points(
-                    names, s.quantity(register), at - span, at + span + 1
+                    names, s.quantity(register), at - span, at + span + 1, site=s.site
                 )
                 guess, _ = _at_instant(len(names), idx, times, vals, at)
                 column = values[lacking, j]
@@ -152,7 +154,9 @@ def meter_history(
     last = midnight_ns(start, zone)
     use = np.full((len(names), len(s.registers)), np.nan)
     for j, register in enumerate(s.registers):
-        idx, times, vals, _quality = store.points_at(names, s.quantity(register), [first, last])
+        idx, times, vals, _quality = store.points_at(
+            names, s.quantity(register), [first, last], site=s.site
+        )
         ends = np.full((len(names), 2), np.nan)
         ends[idx, (times == last).astype(np.int64)] = vals
         use[:, j] = (ends[:, 1] - ends[:, 0]) / HISTORY_DAYS

@@ -163,7 +163,7 @@ def import_site(
         )
     else:
         report.count("settings", "unchanged")
-    known_meters = _existing(session, Meter.id, (m.id for m in s.meters))
+    known_meters = set(session.scalars(select(Meter.id).where(Meter.site_id == s.site)))
     for meter in s.meters:
         if meter.id not in known_meters:
             session.add(Meter(id=meter.id, site_id=s.site, protocol="", address=""))

@@ -71,7 +71,8 @@ class MeterInstallation(Base):
     __tablename__ = "meter_installations"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    meter_id: Mapped[str] = mapped_column(ForeignKey("meters.id"), index=True)
+    #: a meter of the node's site; no foreign key, a meter id being unique per site only
+    meter_id: Mapped[str] = mapped_column(String(64), index=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("meter_tree_nodes.id"), index=True)
     installed_on: Mapped[date | None] = mapped_column(Date)
     removed_on: Mapped[date | None] = mapped_column(Date)

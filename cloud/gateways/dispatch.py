@@ -6,6 +6,11 @@ Publishing goes through a callable ``publish(topic, envelope)`` (the MQTT link o
 ``sent`` once published (``unsent`` when the broker could not be reached) and ``ok``,
 ``error`` or ``refused`` when the gateway's signed answer arrives on ``up/ack``.
 
+Each command is signed with the newest live command key its gateway trusts
+(:mod:`cloud.gateways.command_keys`); ``trust_cloud_key`` is sent only by
+:meth:`CommandDispatch.send_new_key` (``meterflow cloud rotate-command-key``), never from the
+engineer pages, and a gateway's ``ok`` answer to it records that it trusts the new key.
+
 Pushing a configuration is the ``reload_config`` command: the gateway re-reads its site
 configuration file and restarts polling with it when it is valid and names the same site
 and gateway (``edge.runner``); the command set has no way to carry the file's content.
@@ -17,15 +22,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import JsonValue
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.gateways.command_keys import CommandKeyError, CommandKeyRing, Rotation
 from cloud.gateways.commands import CommandError, issue_command, verify_ack
-from cloud.gateways.models import GatewayCommandRecord
-from cloud.gateways.provisioning import CloudSigner
-from cloud.registry.models import Gateway
-from cloud.staff.accounts import Principal
+from cloud.gateways.models import GatewayCommandRecord, GatewayCommandTrust
+from cloud.gateways.provisioning import CloudSigner, CommandKeys
+from cloud.registry.models import Gateway, GatewayKey
+from cloud.staff.accounts import Principal, Role
 from cloud.staff.audit import record
-from edge.wire import DEFAULT_TOPIC_PREFIX, Ack, Clock, Topics, utc_now
+from edge.wire import (
+    DEFAULT_TOPIC_PREFIX,
+    MAX_COMMAND_TTL,
+    Ack,
+    Clock,
+    CommandName,
+    Topics,
+    utc_now,
+)
 
 Publish = Callable[[str, bytes], None]
 
@@ -36,6 +51,18 @@ class DispatchError(Exception):
 
 class UnknownGatewayTarget(DispatchError):
     """No such gateway in the principal's scope."""
+
+
+class CommandNotAllowed(DispatchError):
+    """A command the engineer pages may not send (``trust_cloud_key``)."""
+
+
+class NoTrustedKey(DispatchError):
+    """The gateway trusts none of the live command keys (it missed a rotation)."""
+
+
+#: The principal that sends the rotation's ``trust_cloud_key`` commands.
+KEY_ROTATION = Principal("rotate-command-key", Role.ADMIN, frozenset())
 
 
 @dataclass(frozen=True)
@@ -55,13 +82,17 @@ class CommandDispatch:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        signer: CloudSigner,
+        signer: CloudSigner | CommandKeys,
         publish: Publish,
         clock: Clock = utc_now,
         prefix: str = DEFAULT_TOPIC_PREFIX,
     ) -> None:
         self.sessions = sessions
-        self.signer = signer
+        if isinstance(signer, CommandKeyRing):
+            self.keys = signer
+        else:  # a cloud key alone, or provisioning's stand-in for a cloud that never rotated
+            base = signer if isinstance(signer, CloudSigner) else signer.base
+            self.keys = CommandKeyRing(sessions, base, clock=clock)
         self.publish = publish
         self.clock = clock
         self.prefix = prefix
@@ -75,15 +106,21 @@ class CommandDispatch:
         ttl_s: float = 300,
     ) -> SentCommand:
         """Send ``command`` to a gateway in the principal's scope."""
+        if command == CommandName.TRUST_CLOUD_KEY and who is not KEY_ROTATION:
+            raise CommandNotAllowed(
+                "trust_cloud_key is sent only by meterflow cloud rotate-command-key"
+            )
         with self.sessions() as session:
             gateway = session.get(Gateway, gateway_id)
             if gateway is None or not who.may_act_on(gateway.site_id):
                 raise UnknownGatewayTarget(f"no gateway {gateway_id!r}")
             site = gateway.site_id
+            try:
+                signer = self.keys.signer_for(session, gateway_id)
+            except CommandKeyError as exc:
+                raise NoTrustedKey(str(exc)) from None
         try:
-            signed = issue_command(
-                self.signer, site, gateway_id, command, args, ttl_s, now=self.clock
-            )
+            signed = issue_command(signer, site, gateway_id, command, args, ttl_s, now=self.clock)
         except CommandError as exc:
             raise DispatchError(str(exc)) from None
         topic = Topics(self.prefix).command(site, gateway_id)
@@ -121,11 +158,54 @@ class CommandDispatch:
         return SentCommand(signed.cmd_id, gateway_id, command, status, topic)
 
     def take_ack(self, envelope: bytes) -> Ack:
-        """Verify a gateway's answer and record it on its command (CommandError if forged)."""
+        """Verify a gateway's answer and record it on its command (CommandError if forged);
+        an ``ok`` to ``trust_cloud_key`` records that the gateway trusts the new key."""
         with self.sessions.begin() as session:
             ack = verify_ack(session, envelope)
             row = session.get(GatewayCommandRecord, ack.cmd_id)
             if row is not None and row.gateway_id == ack.gateway:
                 row.status, row.detail = ack.status, ack.detail[:2000]
                 row.answered_at = ack.finished_at
+                if row.command == CommandName.TRUST_CLOUD_KEY and ack.status == "ok":
+                    self.keys.confirm(session, row.gateway_id, str(row.args["kid"]))
         return ack
+
+    def send_new_key(self, rotation: Rotation, *, only_unconfirmed: bool = True) -> dict[str, str]:
+        """Send ``trust_cloud_key`` for ``rotation.new`` to every gateway holding a live key
+        (``only_unconfirmed``: that has not confirmed it yet), each signed with a key it
+        trusts; return gateway → command id, or why it could not be sent."""
+        with self.sessions() as session:
+            gateways = sorted(
+                set(
+                    session.scalars(
+                        select(GatewayKey.gateway_id).where(GatewayKey.revoked_at.is_(None))
+                    )
+                )
+            )
+            confirmed = set(
+                session.scalars(
+                    select(GatewayCommandTrust.gateway_id).where(
+                        GatewayCommandTrust.kid == rotation.new.kid
+                    )
+                )
+            )
+        sent: dict[str, str] = {}
+        ttl_s = min(
+            MAX_COMMAND_TTL.total_seconds(),
+            max(1.0, (rotation.retires_at - self.clock()).total_seconds()),
+        )
+        args: dict[str, JsonValue] = {
+            "kid": rotation.new.kid,
+            "public_key": rotation.new.public_key_b64,
+            "retire_old_at": rotation.retires_at.isoformat(),
+        }
+        for gateway in gateways:
+            if only_unconfirmed and gateway in confirmed:
+                continue
+            try:
+                sent[gateway] = self.send(
+                    KEY_ROTATION, gateway, CommandName.TRUST_CLOUD_KEY, args, ttl_s
+                ).cmd_id
+            except DispatchError as exc:
+                sent[gateway] = f"not sent: {exc}"
+        return sent

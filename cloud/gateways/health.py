@@ -7,9 +7,11 @@ key, like its readings: it is verified with the registered key (known, not revok
 payload naming the key's gateway, the topic naming the key's site and gateway) before
 anything of it is stored. State (``.../state``) is the retained ``online`` birth message or
 the ``offline`` last will the broker publishes when the gateway's connection is lost; a will
-cannot be signed (the broker sends it), so the broker's ACL (a gateway writes only its own
-topics, deploy/mosquitto/meterflow.acl) is what makes it trustworthy; it is accepted only for
-registered gateways of the site in the topic.
+cannot be signed (the broker sends it), so the broker's ACL (only the gateway's own broker
+user writes ``{prefix}/{site}/{gateway}/state``, deploy/mosquitto/meterflow.acl) is what makes
+it trustworthy; it is accepted only for registered gateways of the site in the topic, and
+only when the broker can vouch for it: :class:`cloud.gateways.feed.GatewayFeed` does not
+subscribe to state on a broker that admits anonymous clients (decision 0016).
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class GatewayView:
     clock: str | None
     meters: list[MeterState] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
+    #: New hardware for this gateway awaits an admin's approval (its key is not accepted).
+    replacement_pending: bool = False
 
 
 @dataclass(frozen=True)

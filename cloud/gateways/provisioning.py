@@ -15,22 +15,29 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
 import secrets
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import update
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.gateways.models import ClaimToken
+from cloud.gateways.models import ClaimToken, GatewayReplacement
 from cloud.registry.base import as_utc
+from cloud.registry.models import Gateway, GatewayKey
 from cloud.registry.service import RegistryError, ensure_site, register_gateway
 from edge import wire
 from edge.wire import DEFAULT_TOPIC_PREFIX, Clock, public_key_b64, sign_compact, utc_now
@@ -39,11 +46,17 @@ from edge.wire.files import (
     load_or_create_private_file,
     load_private_key_pem,
     private_key_pem,
+    read_private_file,
 )
 from edge.wire.mqtt import BrokerAddress
 
 #: How long a claim token stays redeemable unless the admin says otherwise.
 DEFAULT_CLAIM_TTL = timedelta(hours=24)
+#: How long used and expired claim tokens are kept (so a second use is told "already used").
+CLAIM_RETENTION = timedelta(days=7)
+#: Longest broker password a claim hands out, in UTF-8 bytes (it is stored encrypted).
+MAX_BROKER_PASSWORD_BYTES = 100
+_SEALED = "enc1:"
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _MAX_SITE_CONFIG_CHARS = 256 * 1024
 
@@ -82,6 +95,32 @@ class InvalidClaim(ProvisioningError):
 
 class CloudKeyError(ProvisioningError):
     """The cloud's key file is unreadable, too open, or not an Ed25519 private key."""
+
+
+class CommandKeys(Protocol):
+    """Which command key new gateways get, and recording that a gateway trusts one
+    (:class:`cloud.gateways.command_keys.CommandKeyRing`); ``base`` is the cloud's own key."""
+
+    base: CloudSigner
+
+    def current(self, session: Session) -> CloudSigner: ...
+
+    def confirm(
+        self, session: Session, gateway_id: str, kid: str, *, only: bool = False
+    ) -> None: ...
+
+
+class _BaseKeyOnly:
+    """Command keys of a cloud that never rotated: its own key, nothing recorded."""
+
+    def __init__(self, signer: CloudSigner) -> None:
+        self.base = signer
+
+    def current(self, session: Session) -> CloudSigner:
+        return self.base
+
+    def confirm(self, session: Session, gateway_id: str, kid: str, *, only: bool = False) -> None:
+        return None
 
 
 # ----------------------------------------------------------------------------- keys
@@ -136,6 +175,14 @@ class CloudSigner:
         except PrivateFileError as exc:
             raise CloudKeyError(str(exc)) from None
 
+    @classmethod
+    def load(cls, path: Path) -> CloudSigner:
+        """Load the key at ``path`` (mode 0600); CloudKeyError if it is missing or too open."""
+        try:
+            return cls(load_private_key_pem(read_private_file(path, "cloud key"), path))
+        except PrivateFileError as exc:
+            raise CloudKeyError(str(exc)) from None
+
 
 # ----------------------------------------------------------------------------- claims
 
@@ -165,6 +212,33 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _token_cipher(token: str) -> AESGCM:
+    key = HKDF(hashes.SHA256(), 32, salt=None, info=b"meterflow claim broker password").derive(
+        token.encode()
+    )
+    return AESGCM(key)
+
+
+def seal_password(token: str, password: str) -> str:
+    """``password`` encrypted (AES-256-GCM) with a key derived from the claim token's text."""
+    nonce = os.urandom(12)
+    sealed = _token_cipher(token).encrypt(nonce, password.encode(), token_sha256(token).encode())
+    return _SEALED + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def open_password(token: str, stored: str | None) -> str | None:
+    """The broker password sealed by :func:`seal_password` (a row from before revision 0012
+    holds it in clear and is handed out as it is)."""
+    if stored is None or not stored.startswith(_SEALED):
+        return stored
+    raw = base64.urlsafe_b64decode(stored.removeprefix(_SEALED))
+    try:
+        plain = _token_cipher(token).decrypt(raw[:12], raw[12:], token_sha256(token).encode())
+    except InvalidTag:
+        raise ProvisioningConflict("the claim's broker password does not open") from None
+    return plain.decode()
+
+
 def check_site_config(site_config: str, site: str, gateway: str) -> None:
     """Check that ``site_config`` is TOML naming ``site`` and ``gateway``; InvalidClaim if not.
 
@@ -187,15 +261,79 @@ def check_site_config(site_config: str, site: str, gateway: str) -> None:
             )
 
 
+@dataclass(frozen=True)
+class _LiveState:
+    """What the registry holds of a gateway when a claim for it is issued or redeemed."""
+
+    site: str | None
+    live_kids: list[str]
+
+
+def _gateway_state(session: Session, gateway: str) -> _LiveState:
+    row = session.get(Gateway, gateway)
+    if row is None:
+        return _LiveState(None, [])
+    kids = session.scalars(
+        select(GatewayKey.kid).where(
+            GatewayKey.gateway_id == gateway, GatewayKey.revoked_at.is_(None)
+        )
+    )
+    return _LiveState(row.site_id, sorted(kids))
+
+
+def revoke_other_keys(session: Session, gateway: str, keep: str, now: datetime) -> list[str]:
+    """Revoke every live key of ``gateway`` but ``keep``; return the revoked key ids."""
+    revoked = list(
+        session.scalars(
+            select(GatewayKey).where(
+                GatewayKey.gateway_id == gateway,
+                GatewayKey.revoked_at.is_(None),
+                GatewayKey.kid != keep,
+            )
+        )
+    )
+    for key in revoked:
+        key.revoked_at = now
+    return sorted(k.kid for k in revoked)
+
+
 class ProvisioningService:
-    """Issues claim tokens and redeems them; each call is one registry transaction."""
+    """Issues claim tokens and redeems them; each call is one registry transaction.
+
+    ``signer`` is the cloud's own key; ``command_keys`` says which key signs commands (the
+    cloud's own key when not given, :mod:`cloud.gateways.command_keys`).
+    """
 
     def __init__(
-        self, sessions: sessionmaker[Session], signer: CloudSigner, clock: Clock = utc_now
+        self,
+        sessions: sessionmaker[Session],
+        signer: CloudSigner,
+        clock: Clock = utc_now,
+        *,
+        command_keys: CommandKeys | None = None,
+        claim_retention: timedelta = CLAIM_RETENTION,
     ) -> None:
         self.sessions = sessions
         self.signer = signer
         self.clock = clock
+        self.command_keys: CommandKeys = command_keys or _BaseKeyOnly(signer)
+        self.claim_retention = claim_retention
+
+    def purge_claims(
+        self, session: Session | None = None, older_than: timedelta | None = None
+    ) -> int:
+        """Delete claim tokens used or expired more than ``older_than`` (default
+        ``claim_retention``) ago; return how many."""
+        cutoff = self.clock() - (self.claim_retention if older_than is None else older_than)
+        stale = (
+            delete(ClaimToken)
+            .where(or_(ClaimToken.used_at < cutoff, ClaimToken.expires_at < cutoff))
+            .execution_options(synchronize_session=False)
+        )
+        if session is not None:
+            return session.execute(stale).rowcount or 0
+        with self.sessions.begin() as own:
+            return own.execute(stale).rowcount or 0
 
     def create_claim(
         self,
@@ -204,9 +342,17 @@ class ProvisioningService:
         site_config: str,
         broker: BrokerGrant,
         ttl: timedelta = DEFAULT_CLAIM_TTL,
+        *,
+        replace: bool = False,
+        issued_by: str | None = None,
+        approved_by: str | None = None,
     ) -> IssuedClaim:
         """Issue a claim token for ``gateway`` at ``site`` handing out ``site_config`` (TOML
-        text, kept verbatim) and ``broker``; it expires after ``ttl``."""
+        text, kept verbatim) and ``broker``; it expires after ``ttl``.
+
+        A gateway that holds a live key needs ``replace``; ``approved_by`` (an admin's name)
+        approves the replacement in advance, else it waits for an admin once redeemed.
+        """
         for what, value in (("site", site), ("gateway", gateway)):
             if not _IDENTIFIER.fullmatch(value):
                 raise InvalidClaim(f"{what} id {value!r}: expected 1-64 of A-Z a-z 0-9 _ . : -")
@@ -217,9 +363,32 @@ class ProvisioningService:
             BrokerAddress.parse(broker.mqtt_url)
         except ValueError as exc:
             raise InvalidClaim(str(exc)) from None
+        if broker.password is not None and (
+            len(broker.password.encode()) > MAX_BROKER_PASSWORD_BYTES
+        ):
+            raise InvalidClaim(
+                f"broker password: at most {MAX_BROKER_PASSWORD_BYTES} bytes are accepted"
+            )
         token = secrets.token_urlsafe(32)
         now = self.clock()
         with self.sessions.begin() as session:
+            state = _gateway_state(session, gateway)
+            if state.site is not None and state.site != site:
+                raise InvalidClaim(
+                    f"gateway {gateway!r} belongs to site {state.site!r}, not {site!r}"
+                )
+            if state.live_kids and not replace:
+                raise InvalidClaim(
+                    f"gateway {gateway!r} is provisioned already (key {state.live_kids[0]}); "
+                    f"new hardware for it is a replacement: ask for one explicitly "
+                    f"(--replace), an admin approves it"
+                )
+            if replace and not state.live_kids:
+                raise InvalidClaim(
+                    f"gateway {gateway!r} holds no live key: there is nothing to replace; "
+                    f"issue a claim without --replace"
+                )
+            self.purge_claims(session)
             ensure_site(session, site)
             session.add(
                 ClaimToken(
@@ -229,10 +398,15 @@ class ProvisioningService:
                     site_config=site_config,
                     mqtt_url=broker.mqtt_url,
                     mqtt_username=broker.username,
-                    mqtt_password=broker.password,
+                    mqtt_password=(
+                        None if broker.password is None else seal_password(token, broker.password)
+                    ),
                     topic_prefix=broker.topic_prefix,
                     created_at=now,
                     expires_at=now + ttl,
+                    replace=replace,
+                    issued_by=issued_by,
+                    approved_by=approved_by if replace else None,
                 )
             )
         return IssuedClaim(token, site, gateway, now + ttl)
@@ -242,7 +416,9 @@ class ProvisioningService:
 
         ``key_id`` must be the key's RFC 7638 thumbprint. Raises BadClaimRequest,
         UnknownClaimToken, ClaimTokenUsed, ClaimTokenExpired or ProvisioningConflict; on any
-        error nothing changes (the token stays redeemable unless it was used or expired).
+        error nothing changes (the token stays redeemable unless it was used or expired). A
+        replacement not approved in advance registers nothing yet: the reply says
+        ``awaiting_approval``.
         """
         key = parse_public_key(public_key)
         kid = wire.key_id(key)
@@ -267,6 +443,20 @@ class ProvisioningService:
                     f"claim token for gateway {claim.gateway_id!r} expired at "
                     f"{as_utc(claim.expires_at).isoformat()}; ask for a new one"
                 )
+            command_key = self.command_keys.current(session)
+            state = _gateway_state(session, claim.gateway_id)
+            if state.site is not None and state.site != claim.site_id:
+                raise ProvisioningConflict(
+                    f"gateway {claim.gateway_id!r} belongs to site {state.site!r}, "
+                    f"not {claim.site_id!r}"
+                )
+            replacing = bool(state.live_kids) and kid not in state.live_kids
+            if replacing and not claim.replace:
+                raise ProvisioningConflict(
+                    f"gateway {claim.gateway_id!r} was provisioned after this token was "
+                    f"issued; new hardware for it needs a replacement claim"
+                )
+            waits = replacing and claim.approved_by is None
             provisioned = wire.ProvisionReply(
                 site=claim.site_id,
                 gateway=claim.gateway_id,
@@ -274,10 +464,11 @@ class ProvisioningService:
                 site_config=claim.site_config,
                 mqtt_url=claim.mqtt_url,
                 mqtt_username=claim.mqtt_username,
-                mqtt_password=claim.mqtt_password,
+                mqtt_password=open_password(claim_token, claim.mqtt_password),
                 topic_prefix=claim.topic_prefix,
-                cloud_public_key=self.signer.public_key_b64,
-                cloud_kid=self.signer.kid,
+                cloud_public_key=command_key.public_key_b64,
+                cloud_kid=command_key.kid,
+                awaiting_approval=waits,
             )
             # The guarded UPDATE makes single use hold under concurrent redemptions: only one
             # transaction finds used_at still empty. The password is not kept once handed out.
@@ -292,8 +483,43 @@ class ProvisioningService:
                     f"claim token for gateway {claim.gateway_id!r} was "
                     f"just used by another request; ask for a new one"
                 )
-            try:
-                register_gateway(session, claim.site_id, claim.gateway_id, key)
-            except RegistryError as exc:
-                raise ProvisioningConflict(str(exc)) from None
+            if replacing:
+                self._replacement(session, claim, key, command_key.kid, now)
+            if not waits:
+                try:
+                    register_gateway(session, claim.site_id, claim.gateway_id, key)
+                except RegistryError as exc:
+                    raise ProvisioningConflict(str(exc)) from None
+                if replacing:
+                    revoke_other_keys(session, claim.gateway_id, kid, now)
+                self.command_keys.confirm(session, claim.gateway_id, command_key.kid, only=True)
+            self.purge_claims(session)
         return provisioned
+
+    def _replacement(
+        self,
+        session: Session,
+        claim: ClaimToken,
+        key: Ed25519PublicKey,
+        command_kid: str,
+        now: datetime,
+    ) -> None:
+        kid = wire.key_id(key)
+        if session.get(GatewayKey, kid) is not None or session.scalar(
+            select(GatewayReplacement.id).where(GatewayReplacement.kid == kid)
+        ):
+            raise ProvisioningConflict(f"key {kid} is registered already")
+        session.add(
+            GatewayReplacement(
+                gateway_id=claim.gateway_id,
+                site_id=claim.site_id,
+                kid=kid,
+                public_key=public_key_b64(key),
+                command_kid=command_kid,
+                requested_by=claim.issued_by,
+                requested_at=now,
+                status="pending" if claim.approved_by is None else "approved",
+                decided_by=claim.approved_by,
+                decided_at=None if claim.approved_by is None else now,
+            )
+        )

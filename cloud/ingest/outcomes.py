@@ -30,6 +30,7 @@ class RejectReason(StrEnum):
     REVOKED_KEY = "revoked_key"
     BAD_SIGNATURE = "bad_signature"
     WRONG_GATEWAY = "wrong_gateway"
+    METER_NOT_OWNED = "meter_not_owned"  # a reading of a meter the gateway's site does not own
     TOO_OLD = "too_old"  # a time before the window (cloud.ingest.bounds)
     TOO_NEW = "too_new"  # a time after the window
     NEGATIVE_REGISTER = "negative_register"  # a cumulative register below 0

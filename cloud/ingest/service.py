@@ -1,9 +1,10 @@
 """Ingest: verify a gateway's envelope, drop duplicates, store its readings, or dead-letter it.
 
 Order of work for one message, chosen so that a crash at any point loses nothing and stores
-nothing twice: verify → bounds (cloud.ingest.bounds) → duplicate check → write points
-(idempotent per meter, quantity, time) → record (gateway, kid, seq) in the bounded duplicate
-filter (cloud.ingest.dedupe) → the caller acknowledges the message to the broker.
+nothing twice: verify (signature, then the site owns every meter) → bounds
+(cloud.ingest.bounds) → duplicate check → write points (idempotent per site, meter,
+quantity, time) → record (gateway, kid, seq) in the bounded duplicate filter
+(cloud.ingest.dedupe) → the caller acknowledges the message to the broker.
 A crash after the write but before the record makes the broker redeliver; the rewrite
 replaces the same points.
 
@@ -42,6 +43,7 @@ from cloud.ingest.outcomes import (
     StoreUnavailable,
     is_outage,
 )
+from cloud.ingest.ownership import MeterOwnership
 from cloud.ingest.validation import SeriesState, VeeRules, is_cumulative, validate
 from cloud.registry.service import EnvelopeRefused, KnownKey, find_key, open_gateway_envelope
 from cloud.series.base import SeriesPoint, SeriesStore, to_ns
@@ -115,8 +117,9 @@ class IngestService:
 
     Messages are handled in batches: one store write and one ledger transaction per batch,
     which is what lets one worker keep up with many gateways. Registered keys are cached
-    for ``key_cache_s`` seconds, so a revocation takes effect within that time. ``now`` is
-    the receipt clock (UTC) the time window is measured from.
+    for ``key_cache_s`` seconds, so a revocation takes effect within that time; so are the
+    sites' meters (``cloud.ingest.ownership``). ``now`` is the receipt clock (UTC) the time
+    window is measured from.
     """
 
     def __init__(
@@ -149,7 +152,8 @@ class IngestService:
         self._lock = threading.Lock()  # one batch prepared at a time: validation state
         self._stats_lock = threading.Lock()
         self._keys: dict[str, tuple[float, KnownKey | None]] = {}
-        self._series: dict[tuple[str, str], SeriesState] = {}
+        self.ownership = MeterOwnership(registry, cache_s=key_cache_s, clock=clock)
+        self._series: dict[tuple[str, str, str], SeriesState] = {}  # (site, meter, quantity)
 
     def handle(self, topic: str, body: bytes) -> IngestResult:
         """Process one message; returns only when its outcome is durable."""
@@ -391,7 +395,7 @@ class IngestService:
         received_at: datetime,
     ) -> IngestResult:
         letters.append(make_letter(self.topics, a.topic, reason.value, detail, a.body, received_at))
-        self._forget_series(a.payload)
+        self._forget_series(a.site, a.payload)
         return IngestResult(Outcome.REJECTED, reason=reason, detail=detail)
 
     # -- health and upkeep ----------------------------------------------------------------
@@ -404,7 +408,7 @@ class IngestService:
         except Exception as exc:
             return f"registry: {error_line(exc)}"
         try:
-            self.store.latest(["_probe_"], "energy_import", 1)
+            self.store.latest(["_probe_"], "energy_import", 1, site="_probe_")
         except Exception as exc:
             return f"series store: {error_line(exc)}"
         return None
@@ -433,10 +437,10 @@ class IngestService:
         with self._stats_lock:
             self.stats.isolations += 1
 
-    def _forget_series(self, payload: ReadingsPayload) -> None:
+    def _forget_series(self, site: str, payload: ReadingsPayload) -> None:
         with self._lock:
             for r in payload.readings:
-                self._series.pop((r.meter, r.quantity), None)
+                self._series.pop((site, r.meter, r.quantity), None)
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -476,6 +480,14 @@ class IngestService:
                 RejectReason.WRONG_GATEWAY,
                 f"topic names {site}/{gateway}, payload gateway {payload.gateway!r}, key "
                 f"{key.kid!r} belongs to {key.site_id}/{key.gateway_id}",
+            )
+        stray = self.ownership.not_owned(site, (r.meter for r in payload.readings))
+        if stray:
+            raise _Rejected(
+                RejectReason.METER_NOT_OWNED,
+                f"site {site} has no meter {', '.join(map(repr, stray[:10]))}"
+                + (f" (and {len(stray) - 10} more)" if len(stray) > 10 else "")
+                + f"; gateway {gateway} may report only its site's meters",
             )
         return site, payload
 
@@ -521,16 +533,17 @@ class IngestService:
 
     def _load_series_state(self, points: list[SeriesPoint]) -> None:
         """Fetch the last stored value of series this worker has not seen yet."""
-        missing: dict[str, dict[str, int]] = {}
+        missing: dict[tuple[str, str], dict[str, int]] = {}  # (site, quantity) → meter → ns
         for p in points:
-            if (p.meter, p.quantity) not in self._series and is_cumulative(p.quantity):
-                first = missing.setdefault(p.quantity, {})
+            if (p.site, p.meter, p.quantity) not in self._series and is_cumulative(p.quantity):
+                first = missing.setdefault((p.site, p.quantity), {})
                 first[p.meter] = min(first.get(p.meter, p.time_ns), p.time_ns)
-        for quantity, meters in missing.items():
+        for (site, quantity), meters in missing.items():
             before = max(meters.values())
-            for meter, (t, v) in self.store.latest(sorted(meters), quantity, before).items():
+            latest = self.store.latest(sorted(meters), quantity, before, site=site)
+            for meter, (t, v) in latest.items():
                 if t < meters[meter]:
-                    self._series[(meter, quantity)] = SeriesState(t, v)
+                    self._series[(site, meter, quantity)] = SeriesState(t, v)
 
 
 def error_line(exc: BaseException) -> str:

@@ -61,14 +61,15 @@ def capacity_of(quantity: str) -> float | None:
 
 def validate(
     points: list[SeriesPoint],
-    state: dict[tuple[str, str], SeriesState],
+    state: dict[tuple[str, str, str], SeriesState],
     received_ns: int,
     *,
     clock_synced: bool = True,
     rules: VeeRules = VeeRules(),
 ) -> list[SeriesPoint]:
     """Return ``points`` with flags (and quality ``suspect`` where untrusted) and update
-    ``state`` in place. ``points`` of one series must come in time order."""
+    ``state`` (keyed by site, meter, quantity) in place. ``points`` of one series must come
+    in time order."""
     checked = []
     for p in points:
         flags: list[str] = []
@@ -76,7 +77,7 @@ def validate(
             flags.append("clock_skew")
         if not clock_synced:
             flags.append("clock_free_running")
-        key = (p.meter, p.quantity)
+        key = (p.site, p.meter, p.quantity)
         prev = state.get(key)
         if p.value is not None and is_cumulative(p.quantity):
             flags += _register_checks(p, prev, rules)

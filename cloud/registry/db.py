@@ -1,12 +1,19 @@
-"""Registry database: engine creation and schema upgrades through Alembic."""
+"""Registry database: engine creation and schema upgrades through Alembic.
+
+An SQLite registry holds password hashes and claims' broker passwords: its file (and SQLite's
+``-wal``/``-shm`` files beside it, which take the database file's mode) is created 0600 in a
+directory created 0700, and an existing registry file others may read is narrowed to 0600.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -44,10 +51,36 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def _private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700; leave existing ones alone."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Make the SQLite file at ``path`` private before SQLite opens it: created empty with
+    mode 0600 (in a 0700 directory when that is missing), or narrowed to 0600 if others may
+    read it (its ``-wal`` and ``-shm`` files too)."""
+    _private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
+
+
 def open_registry(url: str) -> sessionmaker[Session]:
     """Engine + upgraded schema + session factory, in one call for services and the CLI."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    parsed = make_url(url)
+    database = parsed.database or ""
+    on_disk = database not in ("", ":memory:") and not database.startswith("file:")
+    if parsed.get_backend_name() == "sqlite" and on_disk:
+        private_sqlite_file(Path(database))
     engine = make_engine(url)
     upgrade(engine)
     return sessionmaker(engine, expire_on_commit=False)

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import (
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     String,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -46,11 +47,18 @@ class GatewayKey(Base):
 
 
 class Meter(Base):
-    __tablename__ = "meters"
+    """A meter of a site. Its id is unique within the site only (two sites may both have a
+    ``MAIN``); the rows of a site are the meters its gateways may report (see
+    ``cloud.ingest.ownership``). ``parent_id`` names a meter of the same site."""
 
+    __tablename__ = "meters"
+    __table_args__ = (
+        ForeignKeyConstraint(["site_id", "parent_id"], ["meters.site_id", "meters.id"]),
+    )
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True, index=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
     gateway_id: Mapped[str | None] = mapped_column(ForeignKey("gateways.id"), index=True)
     protocol: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(String(32))
-    parent_id: Mapped[str | None] = mapped_column(ForeignKey("meters.id"))
+    parent_id: Mapped[str | None] = mapped_column(String(64))

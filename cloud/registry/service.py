@@ -157,7 +157,7 @@ def register_meter(
     gateway_id: str | None = None,
     parent_id: str | None = None,
 ) -> Meter:
-    meter = session.get(Meter, meter_id)
+    meter = session.get(Meter, (site_id, meter_id))
     if meter is None:
         meter = Meter(
             id=meter_id,

@@ -295,7 +295,7 @@ def load_inputs(
         end = datetime.combine(as_of, time(0), zone).astimezone(UTC)
         start = datetime.combine(as_of - timedelta(days=window_days), time(0), zone).astimezone(UTC)
         ids = [meters[rows[i][2]] for i in members]
-        cm = store.consumption_matrix(ids, quantity, start, end, "1d", tz)
+        cm = store.consumption_matrix(ids, quantity, start, end, "1d", tz, site=site)
         daily[members] = np.where(cm.mask, cm.usage, np.nan)
     return RiskInputs(
         as_of,

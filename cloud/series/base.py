@@ -1,7 +1,9 @@
 """The series store interface: points in, numpy arrays out.
 
-A point is keyed by (meter, quantity, time); writing the same key again replaces the point,
-so a redelivered envelope can be written twice without storing a reading twice.
+A point is keyed by (site, meter, quantity, time); writing the same key again replaces the
+point, so a redelivered envelope can be written twice without storing a reading twice. Meter
+ids are unique within a site only (two sites may both have a ``MAIN``), so every read names
+its site (the required keyword ``site=``) and sees that site's points only.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class SeriesPoint:
 
 @dataclass(frozen=True)
 class SeriesFrame:
-    """Points of one (meter, quantity) ordered by time.
+    """Points of one (site, meter, quantity) ordered by time.
 
     ``times_ns`` int64 UTC nanoseconds; ``values`` float64 (NaN where no value);
     ``quality`` object array of quality names.
@@ -83,22 +85,24 @@ class SeriesStore(Protocol):
     def write(self, points: list[SeriesPoint]) -> None:
         """Store ``points`` durably before returning (idempotent per key)."""
 
-    def read(self, meter: str, quantity: str, start: datetime, end: datetime) -> SeriesFrame:
-        """Points of one meter and quantity with start <= time < end, ordered by time."""
+    def read(
+        self, meter: str, quantity: str, start: datetime, end: datetime, *, site: str
+    ) -> SeriesFrame:
+        """Points of one meter of ``site`` and quantity with start <= time < end, by time."""
 
     def latest(
-        self, meters: list[str], quantity: str, before_ns: int
+        self, meters: list[str], quantity: str, before_ns: int, *, site: str
     ) -> dict[str, tuple[int, float]]:
         """Per meter, (time_ns, value) of the newest point with a value before ``before_ns``."""
 
     def raw_points(
-        self, meters: list[str], quantity: str, start_ns: int, end_ns: int
+        self, meters: list[str], quantity: str, start_ns: int, end_ns: int, *, site: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(meter index, time ns, value, quality code) of points with a value in
         [start_ns, end_ns)."""
 
     def points_at(
-        self, meters: list[str], quantity: str, times_ns: list[int]
+        self, meters: list[str], quantity: str, times_ns: list[int], *, site: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Like :meth:`raw_points`, but only the points stamped exactly at one of
         ``times_ns`` (e.g. the local midnights of a billing period)."""
@@ -111,6 +115,8 @@ class SeriesStore(Protocol):
         end: datetime,
         step: str,
         tz: str = DEFAULT_TZ,
+        *,
+        site: str,
     ) -> RegisterMatrix:
         """Meters × intervals of the last register value per interval (see matrix.py)."""
 
@@ -122,6 +128,8 @@ class SeriesStore(Protocol):
         end: datetime,
         step: str,
         tz: str = DEFAULT_TZ,
+        *,
+        site: str,
     ) -> ConsumptionMatrix:
         """Use per interval of [start, end), from interval-end registers."""
 
@@ -133,17 +141,19 @@ class MatrixQueries:
     with server-side aggregation overrides ``register_matrix``."""
 
     def raw_points(
-        self, meters: list[str], quantity: str, start_ns: int, end_ns: int
+        self, meters: list[str], quantity: str, start_ns: int, end_ns: int, *, site: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(meter index, time ns, value, quality code) of points with a value."""
         raise NotImplementedError
 
     def points_at(
-        self, meters: list[str], quantity: str, times_ns: list[int]
+        self, meters: list[str], quantity: str, times_ns: list[int], *, site: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Points stamped exactly at one of ``times_ns``: one :meth:`raw_points` per
         instant here; a store overrides it with one query."""
-        parts = [self.raw_points(meters, quantity, t, t + 1) for t in sorted(set(times_ns))]
+        parts = [
+            self.raw_points(meters, quantity, t, t + 1, site=site) for t in sorted(set(times_ns))
+        ]
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0), np.zeros(0, dtype=np.uint8)
@@ -157,10 +167,12 @@ class MatrixQueries:
         end: datetime,
         step: str,
         tz: str = DEFAULT_TZ,
+        *,
+        site: str,
     ) -> RegisterMatrix:
         edges = interval_edges(start, end, step, tz)
         idx, times, values, quality = self.raw_points(
-            meters, quantity, int(edges[0]), int(edges[-1])
+            meters, quantity, int(edges[0]), int(edges[-1]), site=site
         )
         grid_v, grid_q = last_per_interval(idx, times, values, quality, len(meters), edges)
         return RegisterMatrix(tuple(meters), edges, grid_v, grid_q)
@@ -173,10 +185,12 @@ class MatrixQueries:
         end: datetime,
         step: str,
         tz: str = DEFAULT_TZ,
+        *,
+        site: str,
     ) -> ConsumptionMatrix:
         first = interval_edges(start, end, step, tz)
         before = previous_edge(start, step, tz)
-        registers = self.register_matrix(meters, quantity, before, end, step, tz)
+        registers = self.register_matrix(meters, quantity, before, end, step, tz, site=site)
         assert np.array_equal(registers.edges_ns[1:], first)
         return consumption_from_registers(registers)
 

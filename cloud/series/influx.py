@@ -7,7 +7,9 @@ DBRP mapping and by 3.x. Writes go either to ``/write`` (1.x, including servers 
 Layout: one database (bucket); measurement ``reading`` holds points with a value,
 ``read_failure`` the failed reads (so that ``last(value)`` and ``last(quality)`` of an
 interval always come from the same point); tags site, meter and quantity only, to bound
-series cardinality; everything else is a field. ``source``, ``note`` and ``imported_by`` (of
+series cardinality; everything else is a field. A point is keyed by (site, meter, quantity,
+time) — the tags and the time — and every query filters on ``site``, so two sites' meters with
+equal ids never mix. ``source``, ``note`` and ``imported_by`` (of
 manual readings) are fields too, and only written when not empty: a tag would make a manual
 point and a gateway point at the same (meter, quantity, time) two points instead of one.
 
@@ -307,14 +309,17 @@ class InfluxSeriesStore(MatrixQueries):
             for series in result.get("series", [])
         ]
 
-    def read(self, meter: str, quantity: str, start: datetime, end: datetime) -> SeriesFrame:
+    def read(
+        self, meter: str, quantity: str, start: datetime, end: datetime, *, site: str
+    ) -> SeriesFrame:
         """One meter's points; each of the two queries (values, failed reads) gets a
         deadline from the window's expected points (``budget.reading_interval_s``)."""
         start_ns, end_ns = to_ns(start), to_ns(end)
         (chunk,) = self.budget.chunks([meter], self.budget.points_per_meter(start_ns, end_ns))
         where = (
-            f" WHERE meter = {influxql_string(meter)} AND quantity = "
-            f"{influxql_string(quantity)} AND time >= {start_ns} AND time < {end_ns}"
+            f" WHERE site = {influxql_string(site)} AND meter = {influxql_string(meter)}"
+            f" AND quantity = {influxql_string(quantity)} AND time >= {start_ns}"
+            f" AND time < {end_ns}"
         )
         rows: list[tuple[int, float | None, str]] = []
         for measurement in (MEASUREMENT, FAILURES):
@@ -329,7 +334,7 @@ class InfluxSeriesStore(MatrixQueries):
         return frame_from_rows(rows)
 
     def latest(
-        self, meters: list[str], quantity: str, before_ns: int
+        self, meters: list[str], quantity: str, before_ns: int, *, site: str
     ) -> dict[str, tuple[int, float]]:
         """Per chunk of meters one ``last(value)`` query; its cost is taken as one returned
         point per meter plus one day of scanned points (the server reads the newest block of
@@ -339,7 +344,8 @@ class InfluxSeriesStore(MatrixQueries):
         for chunk in self.budget.chunks(meters, 1 + self.budget.scan_weight * day):
             q = (
                 f"SELECT last(value) FROM {influxql_identifier(MEASUREMENT)}"
-                f" WHERE quantity = {influxql_string(quantity)} AND time < {before_ns}"
+                f" WHERE site = {influxql_string(site)} AND quantity = {influxql_string(quantity)}"
+                f" AND time < {before_ns}"
                 f"{meter_filter(chunk.meters, influxql_string)} GROUP BY meter"
             )
             what = "latest " + chunk.describe(quantity, None, before_ns)
@@ -352,15 +358,17 @@ class InfluxSeriesStore(MatrixQueries):
                     )
         return found
 
-    def raw_points(self, meters: list[str], quantity: str, start_ns: int, end_ns: int) -> _Points:
+    def raw_points(
+        self, meters: list[str], quantity: str, start_ns: int, end_ns: int, *, site: str
+    ) -> _Points:
         """(meter index, time ns, value, quality code) of points with a value, meters in
         chunks of expected size ``points_per_meter × meters ≤ budget.chunk_points``; only the
         listed meters' points in [start_ns, end_ns) are read. Order: by chunk, then meter."""
         per_meter = self.budget.points_per_meter(start_ns, end_ns) * (1 + self.budget.scan_weight)
         select = (
             f"SELECT value, quality FROM {influxql_identifier(MEASUREMENT)}"
-            f" WHERE quantity = {influxql_string(quantity)} AND time >= {start_ns}"
-            f" AND time < {end_ns}"
+            f" WHERE site = {influxql_string(site)} AND quantity = {influxql_string(quantity)}"
+            f" AND time >= {start_ns} AND time < {end_ns}"
         )
         return self._chunked_points(
             meters,
@@ -369,7 +377,9 @@ class InfluxSeriesStore(MatrixQueries):
             lambda chunk: "raw_points " + chunk.describe(quantity, start_ns, end_ns),
         )
 
-    def points_at(self, meters: list[str], quantity: str, times_ns: list[int]) -> _Points:
+    def points_at(
+        self, meters: list[str], quantity: str, times_ns: list[int], *, site: str
+    ) -> _Points:
         """Points stamped exactly at one of ``times_ns``: per instant and chunk of meters one
         query for ``[t, t + 1 ns)``, the meter selected as a column rather than grouped by
         (one series per answer: a third of the time of ``GROUP BY meter`` for thousands of
@@ -384,8 +394,8 @@ class InfluxSeriesStore(MatrixQueries):
         for at in sorted(set(times_ns)):
             select = (
                 f"SELECT value, quality, meter FROM {influxql_identifier(MEASUREMENT)}"
-                f" WHERE quantity = {influxql_string(quantity)} AND time >= {at}"
-                f" AND time < {at + 1}"
+                f" WHERE site = {influxql_string(site)} AND quantity = {influxql_string(quantity)}"
+                f" AND time >= {at} AND time < {at + 1}"
             )
             for chunk in self.budget.chunks(meters, 1.0):
                 where = meter_filter(chunk.meters, influxql_string)
@@ -468,6 +478,8 @@ class InfluxSeriesStore(MatrixQueries):
         end: datetime,
         step: str,
         tz: str = DEFAULT_TZ,
+        *,
+        site: str,
     ) -> RegisterMatrix:
         """Server-side ``last()`` per ``GROUP BY time()`` bucket when the intervals are of one
         length (always, unless a day step crosses a daylight-saving change), else raw; in
@@ -476,7 +488,7 @@ class InfluxSeriesStore(MatrixQueries):
         edges = interval_edges(start, end, step, tz)
         widths = np.diff(edges)
         if not (widths == widths[0]).all():
-            return super().register_matrix(meters, quantity, start, end, step, tz)
+            return super().register_matrix(meters, quantity, start, end, step, tz, site=site)
         width = int(widths[0])
         offset = int(edges[0]) % width
         first, last = int(edges[0]), int(edges[-1])
@@ -485,8 +497,8 @@ class InfluxSeriesStore(MatrixQueries):
         select = (
             f"SELECT last(value) AS value, last(quality) AS quality"
             f" FROM {influxql_identifier(MEASUREMENT)}"
-            f" WHERE quantity = {influxql_string(quantity)} AND time >= {first}"
-            f" AND time < {last}"
+            f" WHERE site = {influxql_string(site)} AND quantity = {influxql_string(quantity)}"
+            f" AND time >= {first} AND time < {last}"
         )
         idx, times, values, quality = self._chunked_points(
             meters,

@@ -3,7 +3,8 @@
 A CSV file with the columns ``meter,quantity,read_at,value`` and optionally ``quality,note``
 (any order) brings in what no gateway read: a walk-round read, a replaced meter's final read,
 history from before the gateway. Each row becomes a series point with source ``manual`` and
-the importing account, at the meter's site.
+the importing account, at the meter's site. Meter ids are unique within a site only: an
+import names its site (``--site``), or else each meter id must be registered in one site.
 
 The whole file is checked before anything is stored (see :mod:`cloud.series.csvimport`):
 unknown meter or quantity, a ``read_at`` without a UTC offset or in the future, a value that
@@ -177,20 +178,34 @@ def _read_at(text: str, line: int, problems: Problems, latest: datetime) -> date
     return moment
 
 
-def _meter_sites(session: Session, meters: set[str]) -> dict[str, str]:
+def _meter_sites(session: Session, meters: set[str], site: str | None) -> dict[str, list[str]]:
+    """Meter id → the sites (sorted) that have a meter of that id (only ``site`` if given)."""
     ids = sorted(meters)
-    found: dict[str, str] = {}
+    found: dict[str, list[str]] = defaultdict(list)
     for i in range(0, len(ids), 500):
-        found.update(
-            (row[0], row[1])
-            for row in session.execute(
-                select(Meter.id, Meter.site_id).where(Meter.id.in_(ids[i : i + 500]))
-            )
-        )
+        query = select(Meter.id, Meter.site_id).where(Meter.id.in_(ids[i : i + 500]))
+        if site is not None:
+            query = query.where(Meter.site_id == site)
+        for meter, site_id in session.execute(query.order_by(Meter.site_id)):
+            found[meter].append(site_id)
     return found
 
 
-def _stored_at(store: SeriesStore, meter: str, quantity: str, times: list[int]) -> dict[int, float]:
+def _meter_problem(meter: str, sites: dict[str, list[str]], site: str | None) -> str | None:
+    """Why ``meter`` cannot be imported (unknown, or in several sites), or None."""
+    where = sites.get(meter, [])
+    if not where:
+        return f"unknown meter {meter!r} (not in the registry" + (
+            f" for site {site!r})" if site else ")"
+        )
+    if len(where) > 1:
+        return f"meter {meter!r} is in sites {', '.join(where)}: name the site (--site)"
+    return None
+
+
+def _stored_at(
+    store: SeriesStore, site: str, meter: str, quantity: str, times: list[int]
+) -> dict[int, float]:
     """Stored values (NaN for a failed read) at ``times`` of one series, read in windows."""
     found: dict[int, float] = {}
     times = sorted(times)
@@ -201,7 +216,7 @@ def _stored_at(store: SeriesStore, meter: str, quantity: str, times: list[int]) 
             j += 1
         start = _EPOCH + timedelta(microseconds=times[i] // 1000)
         end = _EPOCH + timedelta(microseconds=times[j] // 1000 + 1)
-        frame = store.read(meter, quantity, start, end)
+        frame = store.read(meter, quantity, start, end, site=site)
         wanted = set(times[i : j + 1])
         for t, v in zip(frame.times_ns.tolist(), frame.values.tolist(), strict=True):
             if t in wanted:
@@ -216,12 +231,15 @@ def import_readings(
     path: Path,
     by: str,
     now: datetime | None = None,
+    *,
+    site: str | None = None,
 ) -> ReadingsReport:
     """Check the file at ``path`` whole, then store its new points as source ``manual``
-    imported by ``by``. Raises ImportRefused (nothing stored) on any problem, and
-    SeriesStoreError when the store fails while writing (points already written stay;
-    importing the file again completes it, they then count as unchanged)."""
-    return import_readings_data(store, session, read_bytes(path), str(path), by, now)
+    imported by ``by``, at the meters of ``site`` (default: each meter id's one site).
+    Raises ImportRefused (nothing stored) on any problem, and SeriesStoreError when the
+    store fails while writing (points already written stay; importing the file again
+    completes it, they then count as unchanged)."""
+    return import_readings_data(store, session, read_bytes(path), str(path), by, now, site=site)
 
 
 def import_readings_data(
@@ -231,24 +249,28 @@ def import_readings_data(
     source: str,
     by: str,
     now: datetime | None = None,
+    *,
+    site: str | None = None,
 ) -> ReadingsReport:
     """:func:`import_readings` of CSV ``data`` (at most the file bound) named ``source``:
     the same checks for a file and for a reading entered on a page."""
     reads, problems = parse_readings(data, source, now or datetime.now(UTC))
-    sites = _meter_sites(session, {r.meter for r in reads} | {m for _, m in problems.left_out})
+    sites = _meter_sites(
+        session, {r.meter for r in reads} | {m for _, m in problems.left_out}, site
+    )
     for line, meter in problems.left_out:
-        if meter not in sites:
-            problems.add(line, f"unknown meter {meter!r} (not in the registry)", "meter")
+        if (problem := _meter_problem(meter, sites, site)) is not None:
+            problems.add(line, problem, "meter")
     by_series: dict[tuple[str, str], list[ManualRead]] = defaultdict(list)
     for r in reads:
-        if r.meter not in sites:
-            problems.add(r.line, f"unknown meter {r.meter!r} (not in the registry)", "meter")
+        if (problem := _meter_problem(r.meter, sites, site)) is not None:
+            problems.add(r.line, problem, "meter")
         else:
             by_series[(r.meter, r.quantity)].append(r)
     report = ReadingsReport(rows=len(reads))
     new: list[ManualRead] = []
     for (meter, quantity), series in by_series.items():
-        stored = _stored_at(store, meter, quantity, [r.time_ns for r in series])
+        stored = _stored_at(store, sites[meter][0], meter, quantity, [r.time_ns for r in series])
         counts = report.per_meter.setdefault(meter, {"stored": 0, "unchanged": 0})
         for r in series:
             if r.time_ns not in stored:
@@ -270,7 +292,7 @@ def import_readings_data(
         raise problems.refuse()
     points = [
         SeriesPoint(
-            site=sites[r.meter],
+            site=sites[r.meter][0],
             meter=r.meter,
             quantity=r.quantity,
             time_ns=r.time_ns,

@@ -1,4 +1,9 @@
-"""Series store in one SQLite file: the embedded default for the demo and small sites."""
+"""Series store in one SQLite file: the embedded default for the demo and small sites.
+
+Points are keyed by (site, meter, quantity, time). A file of the older layout, keyed by
+(meter, quantity, time) alone, is converted in place when opened (every point already
+carries its site, so nothing is lost; see docs/decisions/0015-meter-ownership.md).
+"""
 
 from __future__ import annotations
 
@@ -22,8 +27,8 @@ from cloud.series.matrix import quality_codes
 _IN_CHUNK = 500  # meters per IN (...) list, well under SQLite's bound-parameter limit
 _MAX_INSTANTS = 1000  # instants per points_at (with 500 meters: 1,501 parameters)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS points (
+_TABLE = """
+CREATE TABLE {name} (
     meter    TEXT NOT NULL,
     quantity TEXT NOT NULL,
     time_ns  INTEGER NOT NULL,
@@ -37,9 +42,10 @@ CREATE TABLE IF NOT EXISTS points (
     source   TEXT NOT NULL DEFAULT '',
     note     TEXT NOT NULL DEFAULT '',
     imported_by TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (meter, quantity, time_ns)
+    PRIMARY KEY (site, meter, quantity, time_ns)
 ) WITHOUT ROWID
 """
+_KEY = ("site", "meter", "quantity", "time_ns")
 #: columns added after the first release: a points table without them gets them on open
 _ADDED_COLUMNS = ("source", "note", "imported_by")
 _COLUMNS = (
@@ -49,7 +55,7 @@ _COLUMNS = (
 
 
 class SqliteSeriesStore(MatrixQueries):
-    """Points keyed by (meter, quantity, time); a rewrite of a key replaces the point."""
+    """Points keyed by (site, meter, quantity, time); a rewrite of a key replaces the point."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -58,26 +64,47 @@ class SqliteSeriesStore(MatrixQueries):
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
         self._upgrade()
 
     def _upgrade(self) -> None:
-        """Add the columns a points table of an older release lacks (ALTER TABLE ADD COLUMN,
-        in place), under the write lock so that two processes opening it do not race."""
+        """Create the points table, or bring one of an older release up to date in place:
+        add the columns it lacks (ALTER TABLE ADD COLUMN) and, if it is keyed without the
+        site, copy it into a table keyed by site (one transaction). Under SQLite's write lock,
+        so that two processes opening the file do not race."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                have = {row[1] for row in self._db.execute("PRAGMA table_info(points)")}
+                info = self._db.execute("PRAGMA table_info(points)").fetchall()
+                if not info:
+                    self._db.execute(_TABLE.format(name="points"))
+                have = {row[1] for row in info}
                 for column in _ADDED_COLUMNS:
-                    if column not in have:
+                    if info and column not in have:
                         self._db.execute(
                             f"ALTER TABLE points ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
                         )
+                key = tuple(row[1] for row in sorted(info, key=lambda r: r[5]) if row[5])
+                if info and key != _KEY:
+                    self._rekey_by_site()
                 self._db.commit()
+            except sqlite3.Error as exc:
+                self._db.rollback()
+                raise SeriesStoreError(
+                    f"{self.path}: not a series file this release can open or convert"
+                    f" (expected a points table with a site column): {exc}"
+                ) from exc
             except BaseException:
                 self._db.rollback()
                 raise
+
+    def _rekey_by_site(self) -> None:
+        """Copy a points table keyed by (meter, quantity, time) into one keyed by (site,
+        meter, quantity, time): lossless, since the old key is a part of the new one."""
+        self._db.execute("DROP TABLE IF EXISTS points_by_site")
+        self._db.execute(_TABLE.format(name="points_by_site"))
+        self._db.execute(f"INSERT INTO points_by_site ({_COLUMNS}) SELECT {_COLUMNS} FROM points")
+        self._db.execute("DROP TABLE points")
+        self._db.execute("ALTER TABLE points_by_site RENAME TO points")
 
     def write(self, points: list[SeriesPoint]) -> None:
         rows = [
@@ -109,38 +136,42 @@ class SqliteSeriesStore(MatrixQueries):
                 f"{self.path}: write of {len(rows)} points failed: {exc}"
             ) from exc
 
-    def read(self, meter: str, quantity: str, start: datetime, end: datetime) -> SeriesFrame:
+    def read(
+        self, meter: str, quantity: str, start: datetime, end: datetime, *, site: str
+    ) -> SeriesFrame:
         with self._lock:
             rows = self._db.execute(
-                "SELECT time_ns, value, quality FROM points"
-                " WHERE meter = ? AND quantity = ? AND time_ns >= ? AND time_ns < ?"
-                " ORDER BY time_ns",
-                (meter, quantity, to_ns(start), to_ns(end)),
+                "SELECT time_ns, value, quality FROM points WHERE site = ? AND meter = ?"
+                " AND quantity = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns",
+                (site, meter, quantity, to_ns(start), to_ns(end)),
             ).fetchall()
         return frame_from_rows(rows)
 
     def latest(
-        self, meters: list[str], quantity: str, before_ns: int
+        self, meters: list[str], quantity: str, before_ns: int, *, site: str
     ) -> dict[str, tuple[int, float]]:
         found = {}
         with self._lock:
             for meter in meters:
                 row = self._db.execute(
-                    "SELECT time_ns, value FROM points WHERE meter = ? AND quantity = ?"
-                    " AND time_ns < ? AND value IS NOT NULL ORDER BY time_ns DESC LIMIT 1",
-                    (meter, quantity, before_ns),
+                    "SELECT time_ns, value FROM points WHERE site = ? AND meter = ?"
+                    " AND quantity = ? AND time_ns < ? AND value IS NOT NULL"
+                    " ORDER BY time_ns DESC LIMIT 1",
+                    (site, meter, quantity, before_ns),
                 ).fetchone()
                 if row is not None:
                     found[meter] = (row[0], row[1])
         return found
 
     def raw_points(
-        self, meters: list[str], quantity: str, start_ns: int, end_ns: int
+        self, meters: list[str], quantity: str, start_ns: int, end_ns: int, *, site: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return self._points(meters, quantity, "time_ns >= ? AND time_ns < ?", [start_ns, end_ns])
+        return self._points(
+            site, meters, quantity, "time_ns >= ? AND time_ns < ?", [start_ns, end_ns]
+        )
 
     def points_at(
-        self, meters: list[str], quantity: str, times_ns: list[int]
+        self, meters: list[str], quantity: str, times_ns: list[int], *, site: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Points stamped exactly at one of ``times_ns`` (at most 1,000 instants), one
         query per chunk of meters."""
@@ -148,11 +179,11 @@ class SqliteSeriesStore(MatrixQueries):
         if len(instants) > _MAX_INSTANTS:
             raise SeriesStoreError(f"points_at: {len(instants)} instants, at most {_MAX_INSTANTS}")
         return self._points(
-            meters, quantity, f"time_ns IN ({', '.join('?' * len(instants))})", instants
+            site, meters, quantity, f"time_ns IN ({', '.join('?' * len(instants))})", instants
         )
 
     def _points(
-        self, meters: list[str], quantity: str, when: str, params: list[int]
+        self, site: str, meters: list[str], quantity: str, when: str, params: list[int]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(meter index, time ns, value, quality code) of the points with a value whose time
         matches ``when`` (an SQL condition on ``time_ns`` with ``params``), by meter chunks."""
@@ -162,10 +193,10 @@ class SqliteSeriesStore(MatrixQueries):
             for chunk in range(0, len(meters), _IN_CHUNK):
                 part = meters[chunk : chunk + _IN_CHUNK]
                 rows += self._db.execute(
-                    f"SELECT meter, time_ns, value, quality FROM points WHERE quantity = ?"
-                    f" AND meter IN ({', '.join('?' * len(part))})"
+                    f"SELECT meter, time_ns, value, quality FROM points WHERE site = ?"
+                    f" AND quantity = ? AND meter IN ({', '.join('?' * len(part))})"
                     f" AND {when} AND value IS NOT NULL",
-                    (quantity, *part, *params),
+                    (site, quantity, *part, *params),
                 ).fetchall()
         return (
             np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows)),

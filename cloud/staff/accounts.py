@@ -2,7 +2,11 @@
 
 Roles (issue #8): ``admin`` acts on everything; ``finance`` on runs, statements, disputes and
 exports of its sites; ``engineer`` on gateways, claim tokens and commands of its sites.
-Passwords are hashed with Argon2id (argon2-cffi). A sign-in makes a random session token
+Passwords follow the rule of :mod:`cloud.staff.passwords` and are hashed with Argon2id
+(argon2-cffi), a bounded number at once. Failed sign-ins are throttled per account and per
+source address (:mod:`cloud.staff.throttle`); an account can be locked, unlocked, disabled
+and enabled again, and disabling it or resetting its password ends its sessions and API
+tokens at once (decision 0017). A sign-in makes a random session token
 (256 bits) of one of two kinds: ``cookie`` (a browser session, with a double-submit CSRF
 token for its forms) or ``api`` (a bearer token for the JSON API). The registry keeps only
 the SHA-256 of a token, so a copy of the database signs nobody in. Sessions expire and end
@@ -20,23 +24,24 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.registry.base import as_utc
+from cloud.staff import audit
 from cloud.staff.models import WebAccount, WebSession
+from cloud.staff.passwords import BoundedHasher, HashingBusy, password_problem
+from cloud.staff.throttle import Lock, Locked, SignInThrottle, Throttled, ThrottlePolicy
 from edge.wire import Clock, utc_now
 
 #: How long a browser session or an API token lives without signing in again.
 SESSION_TTL = timedelta(hours=12)
-MIN_PASSWORD_CHARS = 10
 _USERNAME = re.compile(r"^[a-z0-9_.-]{2,64}$")
+_SOURCE = re.compile(r"^[0-9A-Za-z.:%_-]{1,100}$")
 _SITE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # Verifying against this hash when the user does not exist keeps the timing of a failed
 # sign-in independent of whether the name is known.
-_HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("not a password of anybody")
+_DUMMY_HASH = PasswordHasher().hash("not a password of anybody")
 
 
 def token_sha256(token: str) -> str:
@@ -72,8 +77,29 @@ class InvalidAccount(AccountError):
     """An account's name, role, sites or password breaks the rules."""
 
 
+class NoSuchAccount(InvalidAccount):
+    """No account of that name."""
+
+
 class SignInFailed(AccountError):
     """Wrong user name or password, or a disabled account (one message for all three)."""
+
+
+class WrongPassword(AccountError):
+    """The current password given to change it is wrong (counts as a failed sign-in)."""
+
+
+class TryLater(AccountError):
+    """A sign-in refused before its password was checked: too soon after failures, the source
+    blocked, or too many sign-ins at once; the client may try again after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class AccountLocked(AccountError):
+    """The account is locked after too many failed sign-ins; an admin unlocks it."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +131,19 @@ class IssuedSession:
     expires_at: datetime
 
 
+_SHARED_HASHER = BoundedHasher()
+
+
+def _end_sessions(
+    session: Session, username: str, now: datetime, keep_token: str | None = None
+) -> int:
+    """End every live session and API token of ``username`` but ``keep_token``'s; how many."""
+    query = update(WebSession).where(WebSession.username == username, WebSession.ended_at.is_(None))
+    if keep_token:
+        query = query.where(WebSession.token_sha256 != token_sha256(keep_token))
+    return int(session.execute(query.values(ended_at=now)).rowcount)  # type: ignore[attr-defined]
+
+
 def _check_sites(sites: Iterable[str]) -> list[str]:
     out = sorted(set(sites))
     for site in out:
@@ -121,21 +160,37 @@ class AccountService:
         sessions: sessionmaker[Session],
         clock: Clock = utc_now,
         session_ttl: timedelta = SESSION_TTL,
+        hasher: BoundedHasher | None = None,
+        throttle: ThrottlePolicy | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.session_ttl = session_ttl
+        self.hasher = hasher or _SHARED_HASHER
+        self.throttle = SignInThrottle(sessions, throttle)
 
     def create_account(
-        self, username: str, password: str, role: Role | str, sites: Iterable[str] = ()
-    ) -> None:
-        """Create (or replace the password, role and sites of) a staff account."""
+        self,
+        username: str,
+        password: str,
+        role: Role | str,
+        sites: Iterable[str] = (),
+        *,
+        by: str = "cli",
+        keep_token: str | None = None,
+    ) -> bool:
+        """Create a staff account, or reset the password, role and sites of an existing one;
+        True when it was created.
+
+        A reset ends every session and API token of the account except ``keep_token`` (the
+        caller's own, when an admin resets their own password) and forgets its failed
+        sign-ins; a disabled account stays disabled. ``by`` is written to the audit log.
+        """
         if not _USERNAME.fullmatch(username):
             raise InvalidAccount(f"user name {username!r}: expected 2-64 of a-z 0-9 _ . -")
-        if len(password) < MIN_PASSWORD_CHARS:
-            raise InvalidAccount(
-                f"a password needs at least {MIN_PASSWORD_CHARS} characters, got {len(password)}"
-            )
+        problem = password_problem(password, username)
+        if problem is not None:
+            raise InvalidAccount(problem)
         try:
             role = Role(role)
         except ValueError:
@@ -145,7 +200,9 @@ class AccountService:
         site_list = _check_sites(sites)
         if role is not Role.ADMIN and not site_list:
             raise InvalidAccount(f"a {role.value} account needs at least one site")
-        digest = _HASHER.hash(password)
+        digest = self.hasher.hash(password)
+        now = self.clock()
+        subject = f"account:{username}"
         with self.sessions.begin() as session:
             account = session.get(WebAccount, username)
             if account is None:
@@ -155,26 +212,128 @@ class AccountService:
                         password_hash=digest,
                         role=role.value,
                         sites=site_list,
-                        created_at=self.clock(),
+                        created_at=now,
                     )
                 )
-            else:
-                account.password_hash, account.role, account.sites = digest, role.value, site_list
-                account.disabled_at = None
+                audit.record(session, at=now, actor=by, action="account_created", subject=subject)
+                return True
+            account.password_hash, account.role, account.sites = digest, role.value, site_list
+            ended = _end_sessions(session, username, now, keep_token)
+            self.throttle.unlock(session, account=username)
+            audit.record(
+                session,
+                at=now,
+                actor=by,
+                action="password_reset",
+                subject=subject,
+                detail=f"role {role.value}; {ended} sessions and tokens ended",
+            )
+            return False
 
-    def disable_account(self, username: str) -> None:
-        """Disable an account and end its sessions."""
+    def change_password(
+        self, username: str, current: str, new: str, keep_token: str | None = None
+    ) -> int:
+        """A signed-in staff member changes their own password, giving the current one; every
+        other session and API token of the account ends (``keep_token`` is the one the
+        change is made with); how many ended. WrongPassword (counted as a failed sign-in of
+        the account), InvalidAccount for a new password that breaks the rule, TryLater or
+        AccountLocked as for a sign-in."""
+        now = self.clock()
+        try:
+            self.throttle.check(username, None, now)
+        except Throttled as exc:
+            raise TryLater(str(exc), exc.retry_after_s) from None
+        except Locked as exc:
+            raise AccountLocked(str(exc)) from None
+        with self.sessions() as session:
+            stored = self._account(session, username).password_hash
+        try:
+            matches = self.hasher.verify(stored, current)
+        except HashingBusy as exc:
+            raise TryLater(str(exc), exc.retry_after_s) from None
+        if not matches:
+            self.throttle.failed(username, None, now)
+            raise WrongPassword("the current password is wrong")
+        problem = password_problem(new, username)
+        if problem is None and new == current:
+            problem = "the new password is the current one"
+        if problem is not None:
+            raise InvalidAccount(problem)
+        digest = self.hasher.hash(new)
+        with self.sessions.begin() as session:
+            account = self._account(session, username)
+            if account.password_hash != stored:
+                raise WrongPassword("the password was changed meanwhile; sign in again")
+            account.password_hash = digest
+            ended = _end_sessions(session, username, now, keep_token)
+            audit.record(
+                session,
+                at=now,
+                actor=username,
+                action="password_changed",
+                subject=f"account:{username}",
+                detail=f"{ended} other sessions and tokens ended",
+            )
+        self.throttle.succeeded(username)
+        return ended
+
+    def _account(self, session: Session, username: str) -> WebAccount:
+        account = session.get(WebAccount, username) if _USERNAME.fullmatch(username) else None
+        if account is None:
+            raise NoSuchAccount(f"no staff account {username!r}")
+        return account
+
+    def disable_account(self, username: str, *, by: str = "cli") -> int:
+        """Disable an account and end its sessions and API tokens at once; how many ended.
+        An account cannot disable itself (``by`` is the acting user name)."""
+        if by == username:
+            raise InvalidAccount("an account cannot disable itself; ask another admin")
         now = self.clock()
         with self.sessions.begin() as session:
-            account = session.get(WebAccount, username)
-            if account is None:
-                raise InvalidAccount(f"no account {username!r}")
+            account = self._account(session, username)
             account.disabled_at = account.disabled_at or now
-            session.execute(
-                update(WebSession)
-                .where(WebSession.username == username, WebSession.ended_at.is_(None))
-                .values(ended_at=now)
+            ended = _end_sessions(session, username, now)
+            audit.record(
+                session,
+                at=now,
+                actor=by,
+                action="account_disabled",
+                subject=f"account:{username}",
+                detail=f"{ended} sessions and tokens ended",
             )
+        return ended
+
+    def enable_account(self, username: str, *, by: str = "cli") -> None:
+        """Enable a disabled account again (it signs in anew; old sessions stay ended)."""
+        now = self.clock()
+        with self.sessions.begin() as session:
+            account = self._account(session, username)
+            account.disabled_at = None
+            audit.record(
+                session, at=now, actor=by, action="account_enabled", subject=f"account:{username}"
+            )
+
+    def unlock(
+        self, *, account: str | None = None, source: str | None = None, by: str = "cli"
+    ) -> bool:
+        """Forget the failed sign-ins of an account (it must exist) or of a source address,
+        lifting a lock; whether there were any."""
+        if (account is None) == (source is None):
+            raise InvalidAccount("unlock: expected an account or a source address")
+        if source is not None and not _SOURCE.fullmatch(source):
+            raise InvalidAccount(f"source address {source[:100]!r}: expected an IP address")
+        now = self.clock()
+        with self.sessions.begin() as session:
+            if account is not None:
+                self._account(session, account)
+            subject = f"account:{account}" if account is not None else f"source:{source}"
+            had = self.throttle.unlock(session, account=account, source=source)
+            audit.record(session, at=now, actor=by, action="sign_in_unlocked", subject=subject)
+        return had
+
+    def locks(self) -> list[Lock]:
+        """Locked accounts and blocked source addresses in force now."""
+        return self.throttle.locks(self.clock())
 
     def list_accounts(self) -> list[tuple[str, Role, list[str], bool]]:
         """(user name, role, sites, active) of every account, by name."""
@@ -199,22 +358,44 @@ class AccountService:
         )
 
     def sign_in(
-        self, username: str, password: str, kind: SessionKind = SessionKind.COOKIE
+        self,
+        username: str,
+        password: str,
+        kind: SessionKind = SessionKind.COOKIE,
+        source: str | None = None,
     ) -> IssuedSession:
-        """Check the password and open a session; SignInFailed otherwise."""
-        with self.sessions() as session:
-            account = session.get(WebAccount, username)
-            stored = account.password_hash if account is not None else _DUMMY_HASH
-        try:
-            _HASHER.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            raise SignInFailed("wrong user name or password") from None
-        if account is None or account.disabled_at is not None:
-            raise SignInFailed("wrong user name or password")
-        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        """Check the password and open a session. SignInFailed for a wrong name or password
+        or a disabled account; TryLater or AccountLocked when the throttle refuses the
+        attempt before its password is checked (``source``: the client's address)."""
         now = self.clock()
+        valid_name = _USERNAME.fullmatch(username) is not None
+        try:
+            self.throttle.check(username if valid_name else None, source, now)
+        except Throttled as exc:
+            raise TryLater(str(exc), exc.retry_after_s) from None
+        except Locked as exc:
+            raise AccountLocked(str(exc)) from None
+        account = None
+        if valid_name:
+            with self.sessions() as session:
+                account = session.get(WebAccount, username)
+        stored = account.password_hash if account is not None else _DUMMY_HASH
+        try:
+            matches = valid_name and self.hasher.verify(stored, password)
+        except HashingBusy as exc:
+            raise TryLater(str(exc), exc.retry_after_s) from None
+        if not matches or account is None or account.disabled_at is not None:
+            self.throttle.failed(username if valid_name else None, source, now)
+            raise SignInFailed("wrong user name or password")
+        self.throttle.succeeded(username)
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         expires = now + self.session_ttl
+        rehashed = self.hasher.hash(password) if self.hasher.needs_rehash(stored) else None
         with self.sessions.begin() as session:
+            # a reset or a disable that landed while the password was checked wins
+            fresh = session.get(WebAccount, username)
+            if fresh is None or fresh.password_hash != stored or fresh.disabled_at is not None:
+                raise SignInFailed("wrong user name or password")
             session.add(
                 WebSession(
                     token_sha256=token_sha256(token),
@@ -225,10 +406,8 @@ class AccountService:
                     expires_at=expires,
                 )
             )
-            if _HASHER.check_needs_rehash(stored):
-                fresh = session.get(WebAccount, username)
-                if fresh is not None:
-                    fresh.password_hash = _HASHER.hash(password)
+            if rehashed is not None:
+                fresh.password_hash = rehashed
         principal = Principal(username, Role(account.role), frozenset(account.sites), csrf, kind)
         return IssuedSession(token, csrf, principal, expires)
 

@@ -1,7 +1,7 @@
 """Staff tables: web accounts, their sessions and API tokens, and the audit log of what people
 did on the pages.
 
-Changed only through Alembic migrations (revision 0005). Secrets are never stored: a
+Changed only through Alembic migrations (revisions 0005 and 0013). Secrets are never stored: a
 session or API token is kept as the SHA-256 of its text, a password as its Argon2id hash.
 Instants are UTC.
 """
@@ -63,3 +63,18 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(String(200), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class SignInCounter(Base):
+    """Failed sign-ins of one account (``key`` ``account:<name>``) or one source address
+    (``source:<address>``) since ``first_failure_at``; ``locked_at`` set when the account
+    was locked (until an admin unlocks it) or the source blocked (for a while). Revision 0013.
+    """
+
+    __tablename__ = "web_signin_throttle"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

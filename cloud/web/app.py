@@ -5,7 +5,9 @@ in ``meterflow.cli.web``) and the benchmarks build the same app on whatever regi
 One app serves the JSON API (OpenAPI at ``/openapi.json``), the staff pages, the tenants'
 statement pages and the vendored static files. Every route passes the access check of
 :mod:`cloud.web.authz`. Malformed requests answer 400 with a ``detail`` naming the offending
-fields (FastAPI's default would be 422 with a list).
+fields (FastAPI's default would be 422 with a list). Around every route: security headers
+(:mod:`cloud.web.headers`), body size bounds and refusal of invalid text
+(:mod:`cloud.web.guard`); tenant link tokens are redacted from every log (:mod:`cloud.web.logs`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from pydantic import BaseModel
 from cloud.web import admin, close, engineer, finance, provision, risk, signin, tenant
 from cloud.web.authz import Forbidden, NotSignedIn, authorize, is_api
 from cloud.web.deps import ApiServices, WebServices
+from cloud.web.guard import RequestGuard
+from cloud.web.headers import SecurityHeaders
+from cloud.web.logs import install_redaction
 from cloud.web.rendering import render
 
 STATIC = Path(__file__).with_name("static")
@@ -86,4 +91,7 @@ def create_app(services: ApiServices) -> FastAPI:
     for module in (provision, signin, tenant, close, finance, risk, engineer, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(RequestGuard)  # inside the headers: its refusals get them too
+    app.add_middleware(SecurityHeaders, always_tls=app.state.web.public_url.startswith("https://"))
+    install_redaction()
     return app

@@ -67,6 +67,9 @@ POLICIES: dict[str, Access] = {
     "logout_form": Access.STAFF,
     "api_sign_out": Access.STAFF,
     "api_me": Access.STAFF,
+    "password_page": Access.STAFF,
+    "password_form": Access.STAFF,
+    "api_password_change": Access.STAFF,
     # finance
     "runs_page": Access.FINANCE,
     "run_page": Access.FINANCE,
@@ -106,6 +109,19 @@ POLICIES: dict[str, Access] = {
     "account_form": Access.ADMIN,
     "api_accounts": Access.ADMIN,
     "api_account_create": Access.ADMIN,
+    "replacements_page": Access.ADMIN,
+    "replacement_form": Access.ADMIN,
+    "api_replacements": Access.ADMIN,
+    "api_replacement_decide": Access.ADMIN,
+    "account_disable_form": Access.ADMIN,
+    "account_enable_form": Access.ADMIN,
+    "account_unlock_form": Access.ADMIN,
+    "source_unlock_form": Access.ADMIN,
+    "api_account_disable": Access.ADMIN,
+    "api_account_enable": Access.ADMIN,
+    "api_account_unlock": Access.ADMIN,
+    "api_sign_in_locks": Access.ADMIN,
+    "api_source_unlock": Access.ADMIN,
 }
 
 

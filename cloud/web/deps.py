@@ -14,9 +14,11 @@ from cloud.apportion.review import RunReviewService
 from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
+from cloud.gateways.replacement import ReplacementService
 from cloud.risk.jobs import RiskListService
 from cloud.series.base import SeriesStore
 from cloud.staff.accounts import AccountService, Principal
+from cloud.staff.passwords import BoundedHasher
 from cloud.statements.access import TenantStatementService
 from cloud.statements.links import DEFAULT_LINK_TTL, TenantLinkService, WebSecret
 from edge.wire import DEFAULT_TOPIC_PREFIX
@@ -44,6 +46,7 @@ class WebServices:
     claim_broker: BrokerGrant
     risk: RiskListService
     closing: CloseService
+    replacements: ReplacementService
     public_url: str = ""
     cookie_secure: bool | None = None
 
@@ -62,27 +65,37 @@ class WebServices:
         session_ttl: timedelta = timedelta(hours=12),
         topic_prefix: str = DEFAULT_TOPIC_PREFIX,
         series: Callable[[], SeriesStore] | None = None,
+        hash_slots: int = 0,
     ) -> WebServices:
         """Services over the provisioning service's registry and cloud key.
 
         Without ``signing_key`` runs cannot be posted (statements are signed with it);
         without ``secret`` a random one is made, so links die with the process; without
-        ``series`` (what opens the series store) months cannot be closed here.
+        ``series`` (what opens the series store) months cannot be closed here;
+        ``hash_slots`` bounds the password hashes at once (0: the CPU count, at most 4).
         """
         sessions, signer = provisioning.sessions, provisioning.signer
         clock = provisioning.clock
         return cls(
-            accounts=AccountService(sessions, clock=clock, session_ttl=session_ttl),
+            accounts=AccountService(
+                sessions,
+                clock=clock,
+                session_ttl=session_ttl,
+                hasher=BoundedHasher(hash_slots) if hash_slots else None,
+            ),
             links=TenantLinkService(
                 sessions, secret or WebSecret.generate(), clock=clock, ttl=link_ttl
             ),
             statements=TenantStatementService(sessions, signer.public_key, clock=clock),
             runs=RunReviewService(sessions, signing_key, signer.public_key, clock=clock),
             gateways=GatewayHealthService(sessions, clock=clock, prefix=topic_prefix),
-            commands=CommandDispatch(sessions, signer, publish, clock=clock, prefix=topic_prefix),
+            commands=CommandDispatch(
+                sessions, provisioning.command_keys, publish, clock=clock, prefix=topic_prefix
+            ),
             claim_broker=claim_broker or BrokerGrant("mqtt://127.0.0.1:1883"),
             risk=RiskListService(sessions),
             closing=CloseService(sessions, series, clock=clock),
+            replacements=ReplacementService(sessions, provisioning.command_keys, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
         )

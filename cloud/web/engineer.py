@@ -4,6 +4,7 @@ oldest item, per-meter health; claim tokens for provisioning; commands (push a c
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -12,10 +13,15 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, JsonValue
 
-from cloud.gateways.dispatch import DispatchError, UnknownGatewayTarget
+from cloud.gateways.dispatch import (
+    CommandNotAllowed,
+    DispatchError,
+    NoTrustedKey,
+    UnknownGatewayTarget,
+)
 from cloud.gateways.health import CommandView, GatewayView, UnknownGateway
 from cloud.gateways.provisioning import IssuedClaim, ProvisioningError, ProvisioningService
-from cloud.staff.accounts import Principal
+from cloud.staff.accounts import Principal, Role
 from cloud.web.deps import ApiServices, WebServices, api_services, principal, web_services
 from cloud.web.rendering import language, render
 from edge.wire import CommandName
@@ -54,6 +60,10 @@ class ClaimIn(BaseModel):
         min_length=1, max_length=256 * 1024, description="the gateway's site configuration (TOML)"
     )
     ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    replace: bool = Field(
+        default=False,
+        description="new hardware for a provisioned gateway (an engineer's waits for an admin)",
+    )
 
 
 class ClaimOut(BaseModel):
@@ -77,12 +87,26 @@ def _claim(
     gateway: str,
     site_config: str,
     hours: int,
+    replace: bool = False,
 ) -> IssuedClaim:
     if not who.may_act_on(site):
         raise OutOfScope(f"site {site!r} is not one of yours")
     return provisioning.create_claim(
-        site, gateway, site_config, web.claim_broker, ttl=timedelta(hours=hours)
+        site,
+        gateway,
+        site_config,
+        web.claim_broker,
+        ttl=timedelta(hours=hours),
+        replace=replace,
+        issued_by=who.username,
+        approved_by=who.username if who.role is Role.ADMIN else None,
     )
+
+
+def _flagged(web: WebServices, who: Principal, views: list[GatewayView]) -> list[GatewayView]:
+    """``views`` with the gateways whose replacement awaits an admin flagged."""
+    pending = web.replacements.pending_gateways(who.site_filter())
+    return [dataclasses.replace(v, replacement_pending=v.id in pending) for v in views]
 
 
 # ----------------------------------------------------------------------------- pages
@@ -94,7 +118,7 @@ def gateways_page(request: Request, web: Web, who: Who, site: SiteQ = None) -> H
     return render(
         request,
         "engineer_gateways.html",
-        {"gateways": web.gateways.gateways(who, site), "site": site or ""},
+        {"gateways": _flagged(web, who, web.gateways.gateways(who, site)), "site": site or ""},
     )
 
 
@@ -105,6 +129,7 @@ def gateway_page(request: Request, gateway_id: GatewayId, web: Web, who: Who) ->
         gateway, commands = web.gateways.gateway(who, gateway_id)
     except UnknownGateway:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    (gateway,) = _flagged(web, who, [gateway])
     return render(
         request,
         "engineer_gateway.html",
@@ -156,10 +181,11 @@ def claim_token_form(
     gateway: Annotated[str, Form(max_length=64)] = "",
     site_config: Annotated[str, Form(max_length=256 * 1024)] = "",
     expires_h: Annotated[int, Form(ge=1, le=24 * 30)] = 24,
+    replace: Annotated[bool, Form()] = False,
 ) -> HTMLResponse:
     """Issue a claim token; it is shown once, on the page this answers with."""
     try:
-        claim = _claim(api.provisioning, web, who, site, gateway, site_config, expires_h)
+        claim = _claim(api.provisioning, web, who, site, gateway, site_config, expires_h, replace)
     except (ProvisioningError, OutOfScope) as exc:
         return render(
             request,
@@ -173,7 +199,11 @@ def claim_token_form(
             },
             status_code=403 if isinstance(exc, OutOfScope) else 400,
         )
-    return render(request, "engineer_claim.html", {"sites": sorted(who.sites), "claim": claim})
+    return render(
+        request,
+        "engineer_claim.html",
+        {"sites": sorted(who.sites), "claim": claim, "replace": replace},
+    )
 
 
 # ----------------------------------------------------------------------------- JSON API
@@ -182,7 +212,7 @@ def claim_token_form(
 @router.get("/api/v1/gateways", response_model=list[GatewayView])
 def api_gateways(web: Web, who: Who, site: SiteQ = None) -> list[GatewayView]:
     """Gateways of your sites with their state, outbox and meters."""
-    return web.gateways.gateways(who, site)
+    return _flagged(web, who, web.gateways.gateways(who, site))
 
 
 @router.get("/api/v1/gateways/{gateway_id}", response_model=GatewayDetailOut, responses=_NOT_FOUND)
@@ -192,13 +222,19 @@ def api_gateway(gateway_id: GatewayId, web: Web, who: Who) -> GatewayDetailOut:
         gateway, commands = web.gateways.gateway(who, gateway_id)
     except UnknownGateway as exc:
         raise HTTPException(404, str(exc)) from None
+    (gateway,) = _flagged(web, who, [gateway])
     return GatewayDetailOut(gateway=gateway, commands=commands)
 
 
 @router.post(
     "/api/v1/gateways/{gateway_id}/commands",
     response_model=SentOut,
-    responses={**_NOT_FOUND, 502: {"description": "the broker is not reachable"}},
+    responses={
+        **_NOT_FOUND,
+        400: {"description": "a command the engineer pages may not send"},
+        409: {"description": "the gateway trusts no live command key: re-provision it"},
+        502: {"description": "the broker is not reachable"},
+    },
 )
 def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: Who) -> SentOut:
     """Sign and send a command to the gateway (``reload_config`` pushes its configuration)."""
@@ -206,6 +242,10 @@ def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: W
         sent = web.commands.send(who, gateway_id, body.command, body.args, body.ttl_s)
     except UnknownGatewayTarget as exc:
         raise HTTPException(404, str(exc)) from None
+    except CommandNotAllowed as exc:
+        raise HTTPException(400, str(exc)) from None
+    except NoTrustedKey as exc:
+        raise HTTPException(409, str(exc)) from None
     except DispatchError as exc:
         raise HTTPException(502, str(exc)) from None
     return SentOut(
@@ -226,7 +266,14 @@ def api_claim_token(body: ClaimIn, api: Api, web: Web, who: Who) -> ClaimOut:
     """Issue a single-use claim token for a gateway of one of your sites."""
     try:
         claim = _claim(
-            api.provisioning, web, who, body.site, body.gateway, body.site_config, body.ttl_hours
+            api.provisioning,
+            web,
+            who,
+            body.site,
+            body.gateway,
+            body.site_config,
+            body.ttl_hours,
+            body.replace,
         )
     except OutOfScope as exc:
         raise HTTPException(403, str(exc)) from None

@@ -265,6 +265,8 @@ class CommandName(StrEnum):
     RELOAD_CONFIG = "reload_config"
     READ_METER = "read_meter"
     SYNC_TIME = "sync_time"
+    #: Trust another cloud key (rotation); sent only by ``meterflow cloud rotate-command-key``.
+    TRUST_CLOUD_KEY = "trust_cloud_key"
 
 
 class AckStatus(StrEnum):
@@ -331,6 +333,11 @@ class ProvisionReply(BaseModel):
     topic_prefix: str
     cloud_public_key: str = Field(description="base64url Ed25519 key that signs commands")
     cloud_kid: str
+    awaiting_approval: bool = Field(
+        default=False,
+        description="new hardware for a provisioned gateway: its key is accepted once an "
+        "admin approves the replacement",
+    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ class PrivateFileError(Exception):
 def write_private_file(path: Path, data: bytes) -> bool:
     """Create ``path`` with mode 0600 holding ``data``; False if it exists already (never
     replaced: a concurrent process may have made it first)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)  # the directory of a key or secret: its owner's only
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

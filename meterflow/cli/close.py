@@ -140,9 +140,11 @@ def site_check(
 ) -> None:
     """List tree meters no gateway reads (no health report lists them and no point came in
     the last 35 days) and meters gateways report that are not in the tree (ids as in the
-    gateways' site.toml). Exit 0 when both lists are empty, else 1."""
+    gateways' site.toml), and whether ingest checks the site's meter ownership (not while
+    no meter of the site is registered). Exit 0 when both lists are empty, else 1."""
     from cloud.apportion.site_export import site_sections
     from cloud.gateways.health import meters_reported
+    from cloud.ingest.ownership import site_meters
     from meterflow.assembly import registry
 
     settings = load_settings()
@@ -152,8 +154,9 @@ def site_check(
         except LookupError as exc:
             raise fail(str(exc)) from None
         read = meters_reported(session, site)
+        registered = site_meters(session, site)
     in_tree = {m["id"] for m in sections["meters"]}
-    stored = _meters_with_points(settings, sorted(in_tree), sections)
+    stored = _meters_with_points(settings, site, sorted(in_tree), sections)
     unread = sorted(in_tree - read.keys() - stored)
     stray = sorted(read.keys() - in_tree)
     doc = {
@@ -161,11 +164,21 @@ def site_check(
         "tree_meters": len(in_tree),
         "not_read": unread,
         "not_in_tree": [{"meter": m, "gateway": read[m]} for m in stray],
+        "registered_meters": len(registered),
+        "ownership_checked": bool(registered),
+        "refused_as_not_owned": sorted(read.keys() - registered) if registered else [],
     }
     if as_json:
         typer.echo(json.dumps(doc, ensure_ascii=False))
     else:
         typer.echo(f"site {site}: {len(in_tree)} meters in the tree, {len(read)} read")
+        if not registered:
+            typer.echo(
+                "  no meter of this site is registered: ingest accepts its gateways' readings"
+                " of any meter id (ownership is checked once the site file is imported)"
+            )
+        for m in doc["refused_as_not_owned"]:
+            typer.echo(f"  reported by gateway {read[m]}, not registered (meter_not_owned): {m}")
         for m in unread:
             typer.echo(f"  in the tree, read by no gateway: {m}")
         for m in stray:
@@ -176,7 +189,9 @@ def site_check(
         raise typer.Exit(1)
 
 
-def _meters_with_points(settings: Any, meters: list[str], sections: dict[str, Any]) -> set[str]:
+def _meters_with_points(
+    settings: Any, site: str, meters: list[str], sections: dict[str, Any]
+) -> set[str]:
     """Tree meters with a point of any register in the last 35 days (a gateway reads them
     even if its health report has not arrived)."""
     import time
@@ -190,7 +205,7 @@ def _meters_with_points(settings: Any, meters: list[str], sections: dict[str, An
     try:
         found: set[str] = set()
         for register in schema.registers:
-            latest = store.latest(meters, schema.quantity(register), time.time_ns() + 1)
+            latest = store.latest(meters, schema.quantity(register), time.time_ns() + 1, site=site)
             found |= {m for m, (at, _v) in latest.items() if at >= since}
         return found
     finally:

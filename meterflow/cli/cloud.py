@@ -14,11 +14,24 @@ from meterflow.cli.apportion import apportion_command
 from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
 from meterflow.cli.dead_letters import dead_letters_app, ingest_limits
+from meterflow.cli.gateways import (
+    command_keys,
+    purge_claim_tokens,
+    replacement_app,
+    rotate_command_key,
+)
 from meterflow.cli.leases import cloud_bill, cloud_daily
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
 from meterflow.cli.runs import run_app
-from meterflow.cli.web import cloud_api, cloud_claim_token, cloud_web_account
+from meterflow.cli.web import (
+    cloud_api,
+    cloud_claim_token,
+    cloud_web_account,
+    cloud_web_account_disable,
+    cloud_web_account_enable,
+    cloud_web_account_unlock,
+)
 
 cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_is_help=True)
 cloud_app.add_typer(risk_app, name="risk")
@@ -33,7 +46,14 @@ cloud_app.command("close")(close_command)
 cloud_app.command("bill")(cloud_bill)
 cloud_app.command("daily")(cloud_daily)
 cloud_app.command("web-account")(cloud_web_account)
+cloud_app.command("web-account-disable")(cloud_web_account_disable)
+cloud_app.command("web-account-enable")(cloud_web_account_enable)
+cloud_app.command("web-account-unlock")(cloud_web_account_unlock)
 cloud_app.command("api")(cloud_api)
+cloud_app.command("rotate-command-key")(rotate_command_key)
+cloud_app.command("command-keys")(command_keys)
+cloud_app.command("purge-claim-tokens")(purge_claim_tokens)
+cloud_app.add_typer(replacement_app, name="replacement")
 
 
 @cloud_app.command("migrate")
@@ -51,10 +71,23 @@ def cloud_register_gateway(
     site: Annotated[str, typer.Option(help="site id")],
     gateway: Annotated[str, typer.Option(help="gateway id")],
     public_key: Annotated[str, typer.Option(help="base64url Ed25519 public key (keygen)")],
+    replace: Annotated[
+        bool,
+        typer.Option(help="new hardware for a registered gateway: revoke its other keys"),
+    ] = False,
 ) -> None:
-    """Register a gateway's public key so that ingest accepts its envelopes."""
+    """Register a gateway's public key so that ingest accepts its envelopes.
+
+    A gateway that holds a live key gets another only with --replace, which revokes the old.
+    """
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from cloud.gateways.provisioning import revoke_other_keys
+    from cloud.registry.models import GatewayKey
     from cloud.registry.service import RegistryError, register_gateway
-    from edge.keys import load_public_key_b64
+    from edge.keys import key_id, load_public_key_b64
     from meterflow.assembly import registry
 
     try:
@@ -62,12 +95,25 @@ def cloud_register_gateway(
     except ValueError as exc:
         raise fail(f"--public-key: {exc}") from None
     sessions = registry(load_settings())
+    revoked: list[str] = []
     try:
         with sessions.begin() as session:
+            live = session.scalars(
+                select(GatewayKey.kid).where(
+                    GatewayKey.gateway_id == gateway, GatewayKey.revoked_at.is_(None)
+                )
+            ).all()
+            if live and key_id(key) not in live and not replace:
+                raise fail(
+                    f"gateway {gateway!r} holds live key {live[0]}; registering new hardware "
+                    f"for it is a replacement: add --replace (its other keys are revoked)"
+                )
             kid = register_gateway(session, site, gateway, key)
+            if replace:
+                revoked = revoke_other_keys(session, gateway, kid, datetime.now(UTC))
     except RegistryError as exc:
         raise fail(str(exc)) from None
-    typer.echo(json.dumps({"site": site, "gateway": gateway, "kid": kid}))
+    typer.echo(json.dumps({"site": site, "gateway": gateway, "kid": kid, "revoked": revoked}))
 
 
 @cloud_app.command("ingest")

@@ -73,11 +73,23 @@ def _summary(source: Path, doc: dict[str, Any], per: str, what: str) -> None:
 
 
 @readings_app.command("import")
-def readings_import(file: FileArg, as_json: JsonOpt = False, account: AsOpt = None) -> None:
+def readings_import(
+    file: FileArg,
+    as_json: JsonOpt = False,
+    account: AsOpt = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help="the site whose meters these are (needed when two sites share a meter id)",
+        ),
+    ] = None,
+) -> None:
     """Import manual readings: columns meter,quantity,read_at,value[,quality][,note];
     read_at ISO 8601 with offset (2026-03-01T08:00:00+08:00); value in kWh/kvarh/m³ after
-    the multiplier. Nothing is stored unless every row is right; a stored point with another
-    value is a conflict, never overwritten; re-importing a file changes nothing."""
+    the multiplier; meters of --site, or each meter id's one site. Nothing is stored unless
+    every row is right; a stored point with another value is a conflict, never overwritten;
+    re-importing a file changes nothing."""
     from cloud.series.base import SeriesStoreError
     from cloud.series.csvimport import ImportRefused
     from cloud.series.manual import import_readings
@@ -89,7 +101,7 @@ def readings_import(file: FileArg, as_json: JsonOpt = False, account: AsOpt = No
     store = series_store(settings)
     try:
         with sessions() as session:
-            report = import_readings(store, session, file, by)
+            report = import_readings(store, session, file, by, site=site)
     except ImportRefused as exc:
         raise _refused(exc, as_json) from None
     except SeriesStoreError as exc:

@@ -1,5 +1,6 @@
 """Cloud commands of provisioning and the web: ``meterflow cloud claim-token``,
-``meterflow cloud api`` (API, pages and the gateway feed) and ``meterflow cloud web-account``.
+``meterflow cloud api`` (API, pages and the gateway feed), ``meterflow cloud web-account`` and
+``web-account-disable``, ``-enable`` and ``-unlock``.
 
 Only typer is imported here at module level; the services, FastAPI and SQLAlchemy are
 imported when a command runs, so ``meterflow/cli/cloud.py`` can register these functions and a
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from meterflow.cli.common import fail
+
+if TYPE_CHECKING:
+    from cloud.staff.accounts import AccountService
 
 
 def cloud_claim_token(
@@ -35,8 +39,19 @@ def cloud_claim_token(
             help="the gateway's broker password (prefer the environment variable)",
         ),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            help="new hardware for a provisioned gateway: its old keys are revoked when redeemed"
+        ),
+    ] = False,
 ) -> None:
-    """Issue a single-use claim token for one gateway; the token is printed once, here."""
+    """Issue a single-use claim token for one gateway; the token is printed once, here.
+
+    Whoever runs this holds the registry, so a replacement issued here is approved in advance.
+    """
+    import getpass
+
     from cloud.gateways.provisioning import (
         BrokerGrant,
         CloudSigner,
@@ -63,6 +78,9 @@ def cloud_claim_token(
                 mqtt_url or settings.mqtt_url, mqtt_username, mqtt_password, settings.topic_prefix
             ),
             ttl=timedelta(hours=expires_h),
+            replace=replace,
+            issued_by=f"cli:{getpass.getuser()}",
+            approved_by=f"cli:{getpass.getuser()}" if replace else None,
         )
     except ProvisioningError as exc:
         raise fail(str(exc)) from None
@@ -89,7 +107,9 @@ def cloud_api(
 
     import uvicorn
     from cryptography.hazmat.primitives import serialization
+    from pydantic import ValidationError
 
+    from cloud.gateways.command_keys import CommandKeyRing
     from cloud.gateways.feed import GatewayFeed
     from cloud.gateways.provisioning import (
         BrokerGrant,
@@ -104,7 +124,15 @@ def cloud_api(
     from meterflow.assembly import registry, series_store
     from meterflow.settings import Settings
 
-    settings, web_settings = Settings(), WebSettings()
+    try:
+        settings, web_settings = Settings(), WebSettings()
+    except ValidationError as exc:
+        msgs = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise fail("; ".join(msgs)) from None
+    problem = web_settings.public_url_problem()
+    if problem:
+        raise fail(problem)
+    settings.ensure_data_dir()
     key_path = settings.data_dir / "cloud.key"
     try:
         signer = CloudSigner.load_or_create(key_path)
@@ -115,7 +143,10 @@ def cloud_api(
         raise fail(str(exc)) from None
     # CloudSigner checked the file (mode, type); statements are signed with the same key.
     signing_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    provisioning = ProvisioningService(registry(settings), signer)
+    sessions = registry(settings)
+    provisioning = ProvisioningService(
+        sessions, signer, command_keys=CommandKeyRing(sessions, signer, settings.data_dir)
+    )
     web = WebServices.build(
         provisioning,
         signing_key=signing_key,
@@ -129,6 +160,7 @@ def cloud_api(
         session_ttl=timedelta(hours=web_settings.session_hours),
         topic_prefix=settings.topic_prefix,
         series=lambda: series_store(settings),
+        hash_slots=web_settings.hash_slots,
     )
     feed = None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -138,6 +170,7 @@ def cloud_api(
             settings.broker_url,
             client_id=f"mf-cloud-api-{port}",
             dispatch=web.commands,
+            state_trust=web_settings.gateway_state,
         )
         web.commands.publish = feed.publish  # the feed needs the services, they its link
         feed.start(wait_s=0)
@@ -168,14 +201,92 @@ def cloud_web_account(
         ),
     ] = None,
 ) -> None:
-    """Create a staff account of the web pages, or reset its password, role and sites."""
+    """Create a staff account of the web pages, or reset its password, role and sites (which
+    ends its sessions and API tokens)."""
     from cloud.staff.accounts import AccountService, InvalidAccount
     from meterflow.assembly import registry
     from meterflow.settings import Settings
 
     secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
-        AccountService(registry(Settings())).create_account(username, secret, role, site or [])
+        created = AccountService(registry(Settings())).create_account(
+            username, secret, role, site or [], by="cli"
+        )
     except InvalidAccount as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"account {username!r} ({role}) saved", err=True)
+    if created:
+        typer.echo(f"account {username!r} ({role}) created", err=True)
+    else:
+        typer.echo(
+            f"account {username!r} ({role}) saved; its password is reset and its sessions and "
+            "API tokens have ended",
+            err=True,
+        )
+
+
+def _accounts() -> AccountService:
+    from cloud.staff.accounts import AccountService
+    from meterflow.assembly import registry
+    from meterflow.settings import Settings
+
+    return AccountService(registry(Settings()))
+
+
+def cloud_web_account_disable(
+    username: Annotated[str, typer.Argument(help="the staff member's user name")],
+) -> None:
+    """Disable a staff account: its sessions and API tokens end at once."""
+    from cloud.staff.accounts import InvalidAccount
+
+    try:
+        ended = _accounts().disable_account(username, by="cli")
+    except InvalidAccount as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"account {username!r} disabled; {ended} sessions and API tokens ended", err=True)
+
+
+def cloud_web_account_enable(
+    username: Annotated[str, typer.Argument(help="the staff member's user name")],
+) -> None:
+    """Enable a disabled staff account again (it signs in anew)."""
+    from cloud.staff.accounts import InvalidAccount
+
+    try:
+        _accounts().enable_account(username, by="cli")
+    except InvalidAccount as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"account {username!r} enabled", err=True)
+
+
+def cloud_web_account_unlock(
+    username: Annotated[
+        str | None, typer.Argument(help="the account to unlock (or give --source)")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="a blocked client address to unlock instead")
+    ] = None,
+    show: Annotated[
+        bool, typer.Option("--list", help="list the locked accounts and blocked addresses")
+    ] = False,
+) -> None:
+    """Lift a sign-in lock (an account's, or a source address's with --source) and forget its
+    failed sign-ins; --list shows what is locked."""
+    from cloud.staff.accounts import InvalidAccount
+
+    accounts = _accounts()
+    if show:
+        for lock in accounts.locks():
+            until = lock.until.isoformat(timespec="seconds") if lock.until else "admin unlocks"
+            typer.echo(
+                f"{lock.kind}\t{lock.subject}\t{lock.failures} failures\t"
+                f"since {lock.locked_at.isoformat(timespec='seconds')}\tuntil {until}"
+            )
+        return
+    if (username is None) == (source is None):
+        raise fail("web-account-unlock: expected an account name or --source ADDRESS (one)")
+    try:
+        had = accounts.unlock(account=username, source=source, by="cli")
+    except InvalidAccount as exc:
+        raise fail(str(exc)) from None
+    what = f"account {username!r}" if username is not None else f"address {source!r}"
+    typer.echo(f"{what} unlocked" + ("" if had else " (it had no failed sign-ins)"), err=True)

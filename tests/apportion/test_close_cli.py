@@ -197,5 +197,9 @@ def test_site_check_names_unread_tree_meters_and_stray_meters(rig: Rig, tmp_path
     doc = json.loads(out.output)
     assert doc["not_read"] == ["L1"]
     assert doc["not_in_tree"] == [{"meter": "SPARE-9", "gateway": "gw-1"}]
+    # The imported site's meters are what ingest accepts: SPARE-9's readings are refused.
+    assert (doc["registered_meters"], doc["ownership_checked"]) == (6, True)
+    assert doc["refused_as_not_owned"] == ["SPARE-9"]
     text = rig.cli("site", "check", "park-a").output
     assert "read by gateway gw-1, not in the tree: SPARE-9" in text
+    assert "reported by gateway gw-1, not registered (meter_not_owned): SPARE-9" in text

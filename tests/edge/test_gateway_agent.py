@@ -177,8 +177,8 @@ def test_metrics_are_served_on_loopback(tmp_path):
     clock = SimClock(T0)
     agent, stop = make_agent(
         tmp_path,
-        Dlt645Line([SimulatedMeter("1", LoadModel(1.0, seed=1), clock=clock)]),
-        [MeterConfig(id="M1", address="1")],
+        Dlt645Line([SimulatedMeter("000000000001", LoadModel(1.0, seed=1), clock=clock)]),
+        [MeterConfig(id="M1", address="000000000001")],
         clock=clock,
     )
     try:
@@ -201,8 +201,8 @@ def test_snapshot_group_reads_frozen_registers_stamped_at_the_round_boundary(tmp
         tmp_path,
         Dlt645Line(meters),
         [
-            MeterConfig(id="M1", address="1", role="main"),
-            MeterConfig(id="M2", address="2", parent="M1"),
+            MeterConfig(id="M1", address="000000000001", role="main"),
+            MeterConfig(id="M2", address="000000000002", parent="M1"),
         ],
         groups=[
             GroupConfig(name="billing", interval_s=900, quantities=["energy_import"], snapshot=True)

@@ -66,7 +66,7 @@ def test_gateway_answers_signed_commands(rig, tmp_path, mosquitto_server):
         wait_for(lambda: "configuration reloaded" in gateway.log.read_text(), 15, "reload")
         # Polling goes on with the new configuration: voltages arrive.
         wait_for(
-            lambda: len(service.store.read("M1", "voltage_a", *_window())) > 0,
+            lambda: len(service.store.read("M1", "voltage_a", *_window(), site="s1")) > 0,
             20,
             "voltage readings after the reload",
         )

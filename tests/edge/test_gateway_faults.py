@@ -31,7 +31,9 @@ def account(
     assert service.stats.stored == outbox["next_seq"]
     stored = {}
     for i, address in enumerate(METERS):
-        frame = service.store.read(f"M{i}", "energy_import", _T0, _T0 + timedelta(days=36500))
+        frame = service.store.read(
+            f"M{i}", "energy_import", _T0, _T0 + timedelta(days=36500), site="s1"
+        )
         assert len(set(frame.times_ns.tolist())) == len(frame)
         assert set(frame.quality.tolist()) == {"good"}
         stored[address] = len(frame)

@@ -274,7 +274,9 @@ def test_existing_gateway_is_kept_unless_forced_then_moved_aside(
     data_dir = tmp_path / "gw"
     first = provision(cloud.url, cloud.claim("gw-force"), data_dir)
     old_key = (data_dir / "gateway.key").read_bytes()
-    token = cloud.claim("gw-force")
+    token = cloud.service.create_claim(
+        "s1", "gw-force", site_toml("gw-force"), BROKER, replace=True, approved_by="root"
+    ).token
 
     with pytest.raises(ProvisionError, match=r"holds a provisioned gateway already .*--force"):
         provision(cloud.url, token, data_dir)
@@ -286,8 +288,9 @@ def test_existing_gateway_is_kept_unless_forced_then_moved_aside(
     assert (second.replaced_dir / "gateway.key").read_bytes() == old_key
     assert GatewayIdentity.load(data_dir / "gateway.key").kid == second.kid
     with cloud.sessions() as session:
-        assert find_key(session, first.kid) is not None  # rotation: revoking is the admin's call
-        assert find_key(session, second.kid) is not None
+        old, new = find_key(session, first.kid), find_key(session, second.kid)
+        assert old is not None and old.revoked, "an approved replacement revokes the old key"
+        assert new is not None and not new.revoked
 
 
 def test_failed_forced_provisioning_keeps_the_old_identity(cloud: Cloud, tmp_path: Path) -> None:
@@ -345,8 +348,14 @@ def test_claim_token_command_and_provision_command_work_together(
     signer = CloudSigner.load_or_create(tmp_path / "cloud" / "cloud.key")
     app = create_app(ApiServices(provisioning=ProvisioningService(sessions, signer)))
     with serve(app) as url:
-        done = runner.invoke(cli, ["provision", url, token, "--data-dir", str(tmp_path / "gw")])
-        again = runner.invoke(cli, ["provision", url, token, "--data-dir", str(tmp_path / "gw2")])
+        done = runner.invoke(
+            cli, ["provision", url, "--data-dir", str(tmp_path / "gw")], input=token + "\n"
+        )
+        again = runner.invoke(
+            cli,
+            ["provision", url, "--data-dir", str(tmp_path / "gw2")],
+            env={"MF_CLAIM_TOKEN": token},
+        )
 
     assert done.exit_code == 0, done.output
     assert '"gateway": "gw1"' in done.stdout
@@ -356,7 +365,7 @@ def test_claim_token_command_and_provision_command_work_together(
 
 def test_api_command_serves_the_api_until_stopped(tmp_path: Path) -> None:
     port = servers.free_port()
-    env = dict(os.environ, MF_DATA_DIR=str(tmp_path / "cloud"))
+    env = dict(os.environ, MF_DATA_DIR=str(tmp_path / "cloud"), MF_WEB_DEV="1")
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -33,7 +33,7 @@ def service(tmp_path, identity) -> IngestService:
 
 
 def stored_values(service: IngestService, meter: str = "M1") -> list[float]:
-    frame = service.store.read(meter, "energy_import", T0, T0 + timedelta(days=1))
+    frame = service.store.read(meter, "energy_import", T0, T0 + timedelta(days=1), site="s1")
     return frame.values.tolist()
 
 

@@ -1,5 +1,6 @@
-"""Chaos on real mosquitto, PostgreSQL and influxd: three gateways on two sites send about
-10,000 good readings interleaved with every kind of bad envelope, replays among them, to two
+"""Chaos on real mosquitto, PostgreSQL and influxd: three gateways on two sites, with
+overlapping meter ids, send about 10,000 good readings interleaved with every kind of bad
+envelope (another site's meter too), replays among them, to two
 ``meterflow cloud ingest`` processes on one shared subscription; one process is SIGKILLed and
 restarted twice. Every good reading is stored exactly once under its site, every bad envelope
 is dead-lettered exactly once with its reason, nothing else is stored, and ingest never
@@ -19,26 +20,29 @@ from sqlalchemy import select
 
 from cloud.ingest.models import DeadLetter, IngestStream
 from cloud.registry.db import open_registry
-from cloud.registry.service import register_gateway
+from cloud.registry.service import register_gateway, register_meter
 from cloud.series.base import to_ns
 from cloud.series.influx import InfluxSeriesStore
 from edge.keys import GatewayIdentity
 from edge.wire import ClockState, Quality, Reading, ReadingsPayload, seal
-from tests.ingest.hostile import hostile_envelopes
+from tests.ingest.hostile import hostile_envelopes, raw_payload, signed_raw
 from tests.ingest.test_ingest_workers import WorkerProcess, wait_for
 from tests.support.mqtt_clients import publish_raw
 
-#: (site, gateway, meter id prefix). H2 (meter ownership, site-keyed series) adds gateways
-#: whose meter ids overlap another site's (e.g. both sites' "MAIN") once series are keyed by
-#: site; until then each gateway's meters carry its own prefix.
-GATEWAYS = [("s1", "gw1", "A"), ("s1", "gw2", "B"), ("s2", "gw3", "C")]
+#: (site, gateway, meter id prefix): gw1 of s1 and gw3 of s2 read meters of the same ids
+#: (M00..M19), kept apart by site in the store (decision 0015).
+GATEWAYS = [("s1", "gw1", "M"), ("s1", "gw2", "N"), ("s2", "gw3", "M")]
 ENVELOPES, METERS = 170, 20  # per gateway: 3 × 170 × 20 = 10,200 good readings
-#: Bad envelopes H2 adds to each gateway's list later, with their reasons:
-#: ("another site's meter", <a reading of s2's meter from gw1>, "meter_not_owned").
-LATER_CASES: list[tuple[str, bytes, str]] = []
+#: Each site also owns "M1" (the hostile envelopes' meter) and a meter only it has.
+OWN_METER = {"s1": "S1-ONLY", "s2": "S2-ONLY"}
 
 
-def good_envelopes(identity: GatewayIdentity, gateway: str, prefix: str, base: datetime):
+def value(site: str, k: int, seq: int) -> Decimal:
+    """Meter k's register at envelope seq: different per site, so a mix-up shows."""
+    return Decimal(1000 * k + seq) + (Decimal("0.25") if site == "s1" else Decimal("0.75"))
+
+
+def good_envelopes(identity: GatewayIdentity, site: str, gateway: str, prefix: str, base: datetime):  # type: ignore[no-untyped-def]
     """A gateway's good envelopes: each reads every meter's cumulative energy once."""
     out = []
     for seq in range(ENVELOPES):
@@ -47,7 +51,7 @@ def good_envelopes(identity: GatewayIdentity, gateway: str, prefix: str, base: d
             Reading(
                 meter=f"{prefix}{k:02d}",
                 quantity="energy_import",
-                value=Decimal(1000 * k + seq) + Decimal("0.25"),
+                value=value(site, k, seq),
                 unit="kWh",
                 read_at=at,
                 quality=Quality.GOOD,
@@ -86,15 +90,23 @@ def test_chaos_every_good_reading_once_every_bad_envelope_once(
         identities[gateway] = identity
         with registry.begin() as session:
             register_gateway(session, site, gateway, identity.public_key)
-        good = good_envelopes(identity, gateway, prefix, base)
+            for meter in [f"{prefix}{k:02d}" for k in range(METERS)] + ["M1", OWN_METER[site]]:
+                register_meter(session, site, meter, protocol="dlt645", address="000000000001")
+        good = good_envelopes(identity, site, gateway, prefix, base)
         for seq in range(ENVELOPES):
             for k in range(METERS):
                 at = to_ns(base + timedelta(seconds=20 * seq))
-                expected_points.add((site, f"{prefix}{k:02d}", at, 1000 * k + seq + 0.25))
+                expected_points.add((site, f"{prefix}{k:02d}", at, float(value(site, k, seq))))
         bad = hostile_envelopes(
             identity, stranger, good[0], 10_000, base + timedelta(hours=1), gateway
         )
-        bad += LATER_CASES
+        other = OWN_METER["s2" if site == "s1" else "s1"]  # the other site's meter
+        foreign = raw_payload(identity, 20_000, gateway)
+        foreign["readings"][0]["meter"] = other
+        foreign["readings"][0]["read_at"] = foreign["sent_at"] = (
+            (base + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+        )
+        bad.append(("another site's meter", signed_raw(identity, foreign), "meter_not_owned"))
         expected_letters.update((gateway, reason) for _, _, reason in bad)
         replays = [good[i] for i in rnd.sample(range(ENVELOPES), 15)]  # duplicates
         # The good ones in order; the bad and the replayed ones scattered among them.

@@ -18,7 +18,7 @@ def test_0011_folds_seen_envelopes_and_sizes_letters(database, tmp_path, request
         else request.getfixturevalue("fresh_postgres_url")
     )
     engine = make_engine(url)
-    upgrade(engine, "0009")
+    upgrade(engine, "0013")
     with engine.begin() as c:
         c.execute(text("INSERT INTO sites (id, name, timezone) VALUES ('s1', 's1', 'UTC')"))
         c.execute(
@@ -53,6 +53,6 @@ def test_0011_folds_seen_envelopes_and_sizes_letters(database, tmp_path, request
     cfg = alembic_config(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0009")
+        command.downgrade(cfg, "0013")
     upgrade(engine)
     engine.dispose()

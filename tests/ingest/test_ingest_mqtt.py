@@ -85,7 +85,7 @@ def test_forged_unknown_and_replayed_envelopes_never_reach_the_store(
     assert (stats.stored, stats.duplicates, stats.rejected) == (2, 1, 2)
     assert dict(stats.reasons) == {"bad_signature": 1, "unknown_key": 1}
     assert stats.readings_stored == 4
-    frame = service.store.read("M1", "energy_import", T0, T0 + timedelta(hours=1))
+    frame = service.store.read("M1", "energy_import", T0, T0 + timedelta(hours=1), site="s1")
     assert frame.values.tolist() == [100.5, 101.5, 102.5, 110.25]
     assert frame.quality.tolist() == ["good"] * 4
     with service.registry() as session:

@@ -77,7 +77,7 @@ def test_the_message_at_fault_is_found_and_dead_lettered_alone(tmp_path, registr
     assert service.stats.isolations >= 4  # 20 → 10 → 5 → 3/2 → 1 …
     ((reason, detail),) = letters(registry)
     assert reason == "store_refused" and "POISON" in detail
-    assert len(service.store.read("M1", "energy_import", *_span())) == 19
+    assert len(service.store.read("M1", "energy_import", *_span(), site="s1")) == 19
     # Seq 7 is not taken for seen: the filter's floor stops there.
     with registry() as s:
         row = s.get(IngestStream, ("gw1", identity.kid))

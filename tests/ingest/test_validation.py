@@ -39,13 +39,13 @@ def run(points, state=None, received_h: float = 1000, **kw):  # type: ignore[no-
 def test_steady_register_passes_untouched():
     flags, state = run([pt(0, 100.0), pt(1, 102.0), pt(2, 104.0), pt(3, 106.0)])
     assert flags == [("good", "")] * 4
-    assert state[("M1", "energy_import")].per_day == pytest.approx(48.0)
+    assert state[("s", "M1", "energy_import")].per_day == pytest.approx(48.0)
 
 
 def test_register_going_down_is_a_suspect_decrease():
     flags, state = run([pt(0, 100.0), pt(1, 102.0), pt(2, 50.0)])
     assert flags[2] == ("suspect", "decrease")
-    assert state[("M1", "energy_import")].value == 50.0  # the new baseline (e.g. replaced)
+    assert state[("s", "M1", "energy_import")].value == 50.0  # the new baseline (e.g. replaced)
 
 
 def test_wrap_at_capacity_with_plausible_use_is_a_rollover_not_a_fault():
@@ -61,7 +61,7 @@ def test_wrap_that_would_mean_implausible_use_is_a_decrease():
 def test_spike_far_above_average_use_is_flagged_and_not_the_new_average():
     flags, state = run([pt(0, 100.0), pt(1, 101.0), pt(2, 102.0), pt(3, 150.0)])
     assert flags[3] == ("suspect", "spike")
-    assert state[("M1", "energy_import")].per_day == pytest.approx(24.0)
+    assert state[("s", "M1", "energy_import")].per_day == pytest.approx(24.0)
 
 
 def test_reading_after_a_long_silence_is_marked_gap_but_trusted():
@@ -80,10 +80,10 @@ def test_free_running_gateway_clock_is_noted():
 
 
 def test_late_older_reading_is_not_judged_against_a_newer_baseline():
-    state = {("M1", "energy_import"): SeriesState(int(5 * HOUR), 110.0, 24.0)}
+    state = {("s", "M1", "energy_import"): SeriesState(int(5 * HOUR), 110.0, 24.0)}
     flags, state = run([pt(3, 105.0)], state)
     assert flags == [("good", "")]
-    assert state[("M1", "energy_import")].time_ns == 5 * HOUR
+    assert state[("s", "M1", "energy_import")].time_ns == 5 * HOUR
 
 
 def test_instantaneous_quantities_have_no_register_checks():
@@ -113,7 +113,7 @@ def test_flagged_readings_are_stored_with_their_flag(tmp_path):
         for seq, v in enumerate(values)
     ]
     assert [r.outcome for r in results] == [Outcome.STORED] * 4
-    frame = store.read("M1", "energy_import", T0, T0 + timedelta(days=1))
+    frame = store.read("M1", "energy_import", T0, T0 + timedelta(days=1), site="s1")
     assert frame.values.tolist() == [100.0, 101.0, 102.0, 90.0]
     assert frame.quality.tolist() == ["good", "good", "good", "suspect"]
     # A fresh worker (no cached state) judges the next reading against the stored history.
@@ -121,7 +121,10 @@ def test_flagged_readings_are_stored_with_their_flag(tmp_path):
     service2.handle(
         "mf/v1/s1/gw1/up/readings", envelope(gw, 4, [reading(minute=300, value="80.00")])
     )
-    assert store.read("M1", "energy_import", T0, T0 + timedelta(days=1)).quality[-1] == "suspect"
+    assert (
+        store.read("M1", "energy_import", T0, T0 + timedelta(days=1), site="s1").quality[-1]
+        == "suspect"
+    )
 
 
 def test_one_resolution_step_read_every_second_is_not_a_spike():

@@ -96,32 +96,32 @@ def test_chunked_reads_answer_like_sqlite_and_read_only_the_asked_meters(fresh_i
     with recording_relay(base_url) as (url, records):
         influx = InfluxSeriesStore(url, db, budget=budget)
 
-        got = influx.raw_points(asked, "energy_import", to_ns(start), to_ns(end))
-        want = sqlite.raw_points(asked, "energy_import", to_ns(start), to_ns(end))
+        got = influx.raw_points(asked, "energy_import", to_ns(start), to_ns(end), site="s1")
+        want = sqlite.raw_points(asked, "energy_import", to_ns(start), to_ns(end), site="s1")
         assert len(want[0]) > 500 and sort_points(got) == sort_points(want)
         assert len(records) == 5
         assert all(returned <= set(METERS) for _q, returned in records)
         assert set().union(*(returned for _q, returned in records)) == set(METERS[:-1])
 
         for step in ("1h", "1d"):
-            a = influx.consumption_matrix(asked, "energy_import", start, end, step)
-            b = sqlite.consumption_matrix(asked, "energy_import", start, end, step)
+            a = influx.consumption_matrix(asked, "energy_import", start, end, step, site="s1")
+            b = sqlite.consumption_matrix(asked, "energy_import", start, end, step, site="s1")
             np.testing.assert_array_equal(a.usage, b.usage)
             np.testing.assert_array_equal(a.mask, b.mask)
         before = to_ns(T0 + timedelta(days=2))
-        assert influx.latest(asked, "energy_import", before) == sqlite.latest(
-            asked, "energy_import", before
+        assert influx.latest(asked, "energy_import", before, site="s1") == sqlite.latest(
+            asked, "energy_import", before, site="s1"
         )
         for meter in METERS:
             a_frame, b_frame = (
-                influx.read(meter, "energy_import", start, end),
-                sqlite.read(meter, "energy_import", start, end),
+                influx.read(meter, "energy_import", start, end, site="s1"),
+                sqlite.read(meter, "energy_import", start, end, site="s1"),
             )
             np.testing.assert_array_equal(a_frame.times_ns, b_frame.times_ns)
             np.testing.assert_array_equal(a_frame.values, b_frame.values)
             assert a_frame.quality.tolist() == b_frame.quality.tolist()
     assert all("NOT-ASKED" not in returned for _q, returned in records)
-    assert influx.raw_points([], "energy_import", 0, to_ns(end))[0].size == 0
+    assert influx.raw_points([], "energy_import", 0, to_ns(end), site="s1")[0].size == 0
     sqlite.close()
 
 
@@ -205,7 +205,11 @@ def test_a_query_past_its_deadline_is_raised_and_not_sent_again(answer, expected
         started = time.monotonic()
         with pytest.raises(SeriesStoreError) as caught:
             store.raw_points(
-                [f"M{i:02d}" for i in range(10)], "energy_import", to_ns(T0), to_ns(T0) + 10**12
+                [f"M{i:02d}" for i in range(10)],
+                "energy_import",
+                to_ns(T0),
+                to_ns(T0) + 10**12,
+                site="s1",
             )
         elapsed = time.monotonic() - started
         time.sleep(1.0)  # room for a re-send, were there one
@@ -221,7 +225,7 @@ def test_a_refused_connection_is_tried_again_then_raised():
         port = probe.getsockname()[1]
     store = InfluxSeriesStore(f"http://127.0.0.1:{port}", "db", budget=QueryBudget())
     with pytest.raises(SeriesStoreError, match=r"latest meters M1 .*cannot connect.*3 attempts"):
-        store.latest(["M1"], "energy_import", to_ns(T0))
+        store.latest(["M1"], "energy_import", to_ns(T0), site="s1")
 
 
 def test_points_at_instants_answer_like_sqlite_and_like_one_window_per_instant(
@@ -235,11 +239,13 @@ def test_points_at_instants_answer_like_sqlite_and_like_one_window_per_instant(
     stamps = sorted({p.time_ns for p in points()})
     instants = [stamps[0], stamps[7], stamps[30], stamps[-1], stamps[-1] + 1]  # the last: none
     asked = list(METERS[:9])
-    want = sqlite.points_at(asked, "energy_import", instants)
+    want = sqlite.points_at(asked, "energy_import", instants, site="s1")
     assert 0 < len(want[0]) <= 4 * len(asked)
-    windows = [sqlite.raw_points(asked, "energy_import", t, t + 1) for t in instants]
+    windows = [sqlite.raw_points(asked, "energy_import", t, t + 1, site="s1") for t in instants]
     by_window = tuple(np.concatenate([w[i] for w in windows]) for i in range(4))
     assert sort_points(want) == sort_points(by_window)
-    assert sort_points(influx.points_at(asked, "energy_import", instants)) == sort_points(want)
-    assert influx.points_at(asked, "energy_import", [])[0].size == 0
+    assert sort_points(
+        influx.points_at(asked, "energy_import", instants, site="s1")
+    ) == sort_points(want)
+    assert influx.points_at(asked, "energy_import", [], site="s1")[0].size == 0
     sqlite.close()

@@ -290,7 +290,7 @@ def test_a_manual_point_round_trips_with_its_source_on_influxdb(fresh_influx_db,
         (1200, None, None, None),
         (1234.5, "manual", 'say "hi", \\ 抄表', "alice"),
     ]
-    frame = store.read("M1", "energy_import", datetime(2026, 2, 28, tzinfo=UTC), now)
+    frame = store.read("M1", "energy_import", datetime(2026, 2, 28, tzinfo=UTC), now, site="s1")
     assert frame.values.tolist() == [1200.0, 1234.5]
     store.close()
 
@@ -324,3 +324,23 @@ def test_a_future_read_within_the_skew_is_accepted(cloud, tmp_path):
     soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
     out = run(cloud, tmp_path, HEADER + f"M1,energy_import,{soon},1,,\n")
     assert out.exit_code == 0, out.output
+
+
+def test_a_meter_id_of_two_sites_needs_the_site_named(cloud, tmp_path):
+    sessions = open_registry(f"sqlite:///{Path(cloud['MF_DATA_DIR']) / 'registry.sqlite'}")
+    with sessions.begin() as session:
+        ensure_site(session, "s2")
+        register_meter(session, "s2", "M1", protocol="dlt645", address="1")
+    sessions.kw["bind"].dispose()
+    text = HEADER + "M1,energy_import,2026-03-01T08:00:00+08:00,10.5,,\n"
+    result = run(cloud, tmp_path, text)
+    assert result.exit_code == 2 and stored(cloud) == []
+    assert "meter 'M1' is in sites s1, s2: name the site (--site)" in result.output
+    assert run(cloud, tmp_path, text, "--site", "s2").exit_code == 0
+    assert run(cloud, tmp_path, text.replace("10.5", "11"), "--site", "s1").exit_code == 0
+    assert sorted((r[6], r[0], r[3]) for r in stored(cloud)) == [
+        ("s1", "M1", 11.0),
+        ("s2", "M1", 10.5),
+    ]
+    result = run(cloud, tmp_path, text, "--site", "s3")
+    assert "unknown meter 'M1' (not in the registry for site 's3')" in result.output

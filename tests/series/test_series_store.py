@@ -64,7 +64,11 @@ def point(
 
 def read(store: SeriesStore, meter: str = "M1", start: int = 0, end: int = 60):
     return store.read(
-        meter, "energy_import", T0 + timedelta(minutes=start), T0 + timedelta(minutes=end)
+        meter,
+        "energy_import",
+        T0 + timedelta(minutes=start),
+        T0 + timedelta(minutes=end),
+        site="s1",
     )
 
 
@@ -113,7 +117,9 @@ def test_latest_gives_the_newest_valued_point_before_a_time(store):
             point(30, 12.0),
         ]
     )
-    latest = store.latest(["M1", "M2", "M3"], "energy_import", to_ns(T0 + timedelta(minutes=10)))
+    latest = store.latest(
+        ["M1", "M2", "M3"], "energy_import", to_ns(T0 + timedelta(minutes=10)), site="s1"
+    )
     assert latest == {
         "M1": (to_ns(T0 + timedelta(minutes=5)), 11.0),
         "M2": (to_ns(T0 + timedelta(minutes=3)), 20.0),
@@ -135,7 +141,7 @@ def test_register_matrix_keeps_the_last_value_per_interval(store):
         ]
     )
     matrix = store.register_matrix(
-        ["M2", "M1", "M9"], "energy_import", T0, T0 + timedelta(hours=3), "1h"
+        ["M2", "M1", "M9"], "energy_import", T0, T0 + timedelta(hours=3), "1h", site="s1"
     )
     assert matrix.meters == ("M2", "M1", "M9")
     np.testing.assert_array_equal(
@@ -157,13 +163,16 @@ def test_daily_matrix_follows_the_local_calendar(store):
         day + timedelta(days=1),
         "1d",
         tz="Asia/Shanghai",
+        site="s1",
     )
     assert matrix.values.tolist() == [[1.0, 3.0]]
 
 
 def test_consumption_matrix_differences_interval_end_registers(store):
     store.write([point(-5, 100.0), point(55, 101.5), point(115, 101.0), point(175, 104.0)])
-    usage = store.consumption_matrix(["M1"], "energy_import", T0, T0 + timedelta(hours=3), "1h")
+    usage = store.consumption_matrix(
+        ["M1"], "energy_import", T0, T0 + timedelta(hours=3), "1h", site="s1"
+    )
     np.testing.assert_allclose(usage.usage, [[1.5, -0.5, 3.0]])
     assert usage.mask.tolist() == [[True, False, True]]  # a register going down is not usage
 

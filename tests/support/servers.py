@@ -9,6 +9,8 @@ this module wraps them for pytest. The fixtures themselves live in ``tests/conft
 ``fresh_postgres_url`` (test)    -> SQLAlchemy URL of a new empty database, dropped afterwards
 ``fresh_influx_db`` (test)       -> :class:`InfluxDatabase` ``(base_url, db_name)``, dropped after
 
+``tests/support/secured_broker.py`` runs mosquitto with the shipped ACL and a password file.
+
 A server starts only when a test asks for its fixture. When its binary is missing the test is
 skipped, naming the binary and the install command; with ``CI=true`` it fails instead.
 Every server started here is also watched by a small watchdog (``MF_SERVER_WATCH_PID``) so
@@ -217,10 +219,16 @@ class ScriptServer:
     script = ""  # overridden
     pid_file = ""  # relative to data_dir
 
+    @property
+    def start_args(self) -> tuple[str, ...]:
+        """Options after ``start DATADIR PORT`` (none unless a subclass needs some)."""
+        return ()
+
     def start(self) -> None:
         """Start (again) on the same port and data dir; returns once it answers."""
         t0 = time.monotonic()
-        _check(run_script(self.script, "start", self.data_dir, self.port), f"{self.script} start")
+        proc = run_script(self.script, "start", self.data_dir, self.port, *self.start_args)
+        _check(proc, f"{self.script} start")
         _RUNNING[self.data_dir] = self
         STARTUP_TIMES.setdefault(self.script.removesuffix(".sh"), time.monotonic() - t0)
 
@@ -362,7 +370,7 @@ def _start_on_free_port(make, data_dir: Path):
     for _ in range(START_ATTEMPTS):
         server = make(data_dir, free_port())
         t0 = time.monotonic()
-        proc = run_script(server.script, "start", data_dir, server.port)
+        proc = run_script(server.script, "start", data_dir, server.port, *server.start_args)
         if proc.returncode == 0:
             STARTUP_TIMES[server.script.removesuffix(".sh")] = time.monotonic() - t0
             _RUNNING[data_dir] = server

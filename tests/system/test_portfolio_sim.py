@@ -85,6 +85,7 @@ def _daily_use(p: Portfolio, meters: list[str]) -> np.ndarray:
         _local(spec.now + one, spec.tz),
         "1d",
         spec.tz,
+        site=spec.site_id,
     )
     assert matrix.mask.all()
     return matrix.usage
@@ -105,6 +106,7 @@ def _digest(p: Portfolio) -> dict[str, str]:
         _local(spec.now + timedelta(days=1), spec.tz),
         "1d",
         spec.tz,
+        site=spec.site_id,
     )
     out["series"] = hashlib.sha256(registers.values.tobytes()).hexdigest()
     return out
@@ -196,6 +198,7 @@ def test_registers_rise_once_a_day_for_every_meter(portfolio: Portfolio) -> None
         _local(spec.now + timedelta(days=1), spec.tz),
         "1d",
         spec.tz,
+        site=spec.site_id,
     )
     assert registers.values.shape == (len(meters), spec.days + 1)
     assert registers.mask.all()

@@ -96,7 +96,7 @@ def test_meter_register_reaches_the_store_exactly_as_the_meter_reported_it(
 
     assert (service.stats.stored, service.stats.rejected, service.stats.duplicates) == (2, 0, 0)
     for sim_meter, m in zip(line.meters, tree, strict=True):
-        frame = store.read(m.id, "energy_import", START, START + timedelta(hours=3))
+        frame = store.read(m.id, "energy_import", START, START + timedelta(hours=3), site="site-a")
         multiplier = 40 if m.role == "main" else 1
         expected = [
             float(sim_meter.load.energy_import_kwh(START + timedelta(hours=h)) * multiplier)

@@ -143,6 +143,9 @@ class Samples:
             "gateway_id": "gw-a",
             "dispute_id": str(dispute),
             "path": "meterflow.css",
+            "replacement_id": "999999",  # none: a decision on it is a 409, past the policy
+            "username": "fin-a2",  # disabled, enabled and unlocked by the admin routes
+            "source": "192.0.2.1",
         }
 
     def path(self, template: str) -> str:
@@ -170,6 +173,14 @@ class Samples:
             "login_form": {
                 "data": {"username": "fin-a", "password": PASSWORD, "csrf": "double-submit"}
             },
+            "source_unlock_form": {"data": {"source": "192.0.2.1"}},
+            # a wrong current password: answered (400), nothing changes
+            "password_form": {
+                "data": {"current_password": "not it", "new_password": "a new long secret"}
+            },
+            "api_password_change": {
+                "json": {"current_password": "not it", "new_password": "a new long secret"}
+            },
             "api_tenant_dispute": {"json": {"comment": "reading looks wrong"}},
             "tenant_dispute_form": {"data": {"comment": "reading looks wrong"}},
             "api_run_action": {"json": {"reason": ""}},
@@ -191,6 +202,8 @@ class Samples:
                     "site_config": SITE_TOML.format(gw=gateway),
                 }
             },
+            "api_replacement_decide": {"json": {"decision": "reject"}},
+            "replacement_form": {"data": {"decision": "reject"}},
             "api_account_create": {
                 "json": {
                     "username": "matrix-user",

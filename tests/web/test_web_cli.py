@@ -22,6 +22,7 @@ def test_web_account_then_sign_in_on_the_served_pages(tmp_path: Path) -> None:
         **os.environ,
         "MF_DATA_DIR": str(tmp_path / "cloud"),
         "MF_MQTT_URL": f"mqtt://127.0.0.1:{servers.free_port()}",
+        "MF_WEB_PUBLIC_URL": "https://meter.example.com",
     }  # nobody listens there
     cli = typer.Typer()
     cli.command()(cloud_web_account)

@@ -73,6 +73,18 @@ def test_tree_shows_each_nodes_balance(rig: WebRig, client: httpx.Client) -> Non
     assert sum(s["cents"] for s in detail["statements"]) == run_cents(rig, rig.seeded.latest)
 
 
+def test_a_held_run_of_a_site_without_a_site_file_says_what_to_do(
+    rig: WebRig, client: httpx.Client
+) -> None:
+    # park-b's runs come from case files: no site file to close again with, so the page
+    # says how to go on instead of offering remedies that cannot work
+    page = client.get(f"/finance/runs/{rig.seeded.held}?lang=en")
+    assert page.status_code == 200, page.text[:300]
+    assert 'data-testid="remedies-case-file"' in page.text
+    assert "meterflow cloud site import" in page.text
+    assert 'data-testid="close-again"' not in page.text
+
+
 def test_review_approve_post_with_the_audit_trail(rig: WebRig, client: httpx.Client) -> None:
     run = rig.seeded.draft
     assert client.post(f"/api/v1/runs/{run}/approve").status_code == 409  # not reviewed

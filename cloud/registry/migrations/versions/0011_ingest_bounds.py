@@ -9,7 +9,7 @@ gateway their topic names and their payload's size, for the quotas, and a digest
 one letter per distinct message (decision 0013).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0013 (written against 0009; linked after the revisions merged before it)
 Create Date: 2026-12-07 06:30:00.000000
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
