@@ -153,7 +153,7 @@ def meter_month(
                 gateway_id=park.GATEWAY,
             )  # fmt: skip
     echo(f"registry gateway {park.GATEWAY} registered with key {kid}")
-    service = IngestService(registry, store)
+    service = IngestService(registry, store, now=clock.now)
     worker = IngestWorker(service, broker_url, client_id="demo-ingest")
     worker.start()
     by_node = {m.id: m for m in park.METERS}

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     influx_bucket: str = Field("meterflow", description="database on 1.x, bucket on 2.x/3.x")
     influx_username: str | None = None
     influx_password: SecretStr | None = None
+    # Ingest bounds (docs/ingest.md): readings' times accepted around receipt, dead letters.
+    ingest_max_age_days: float = Field(32, gt=0, description="oldest read_at/sent_at accepted")
+    ingest_max_ahead_hours: float = Field(6, gt=0, description="furthest ahead of receipt")
+    dead_letters_max_rows: int = Field(100_000, ge=1)
+    dead_letters_max_mib: float = Field(256, gt=0)
+    dead_letters_gateway_rows: int = Field(10_000, ge=1)
+    dead_letters_gateway_mib: float = Field(32, gt=0)
+    dead_letters_max_age_days: float = Field(30, gt=0, description="purged when older")
 
     @classmethod
     def settings_customise_sources(

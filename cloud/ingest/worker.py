@@ -7,28 +7,38 @@ workers split one shared subscription. paho's network thread only queues message
 preparing thread drains the queue in batches (up to ``max_batch`` messages or ``max_wait_s``
 seconds) and verifies them while a committing thread writes the previous batch, so a slow
 store never blocks keep-alives and CPU and I/O overlap.
+
+Failures (decision 0013): a message the store refuses for its data is dead-lettered by the
+service and acknowledged. An outage (StoreUnavailable, or any failure while preparing) is
+retried with backoff doubling from ``retry_s`` up to ``max_retry_s``, acknowledging nothing;
+a batch not written after ``max_attempts`` attempts is dead-lettered as ``store_failed``
+(if the registry takes the letters; else it keeps being retried, as nothing can be made
+durable). Every ``maintain_every_s`` the worker purges old dead letters and idle
+duplicate-filter streams and logs its counters.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass
 
-from cloud.ingest.service import IngestService, PreparedBatch
+from cloud.ingest.service import IngestService, PreparedBatch, error_line
 from edge.wire.mqtt import BrokerAddress, mqtt_client
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Message:
     topic: str
     payload: bytes
     mid: int
     qos: int
+    attempts: int = 0  # failed preparations so far
 
 
 class IngestWorker:
@@ -44,6 +54,9 @@ class IngestWorker:
         max_batch: int = 200,
         max_wait_s: float = 0.02,
         retry_s: float = 1.0,
+        max_retry_s: float = 60.0,
+        max_attempts: int = 20,
+        maintain_every_s: float = 3600.0,
     ) -> None:
         self.service = service
         self.broker = BrokerAddress.parse(broker_url)
@@ -52,6 +65,10 @@ class IngestWorker:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.retry_s = retry_s
+        self.max_retry_s = max_retry_s
+        self.max_attempts = max_attempts
+        self.maintain_every_s = maintain_every_s
+        self._maintained_at = time.monotonic()
         self.subscribed = threading.Event()
         self._stopping = threading.Event()
         self._inbox: queue.Queue[_Message] = queue.Queue()
@@ -98,29 +115,57 @@ class IngestWorker:
                 break
         return batch
 
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait after the ``attempt``-th failure in a row (1, 2, 4 … capped)."""
+        return min(self.retry_s * 2 ** min(attempt - 1, 30), self.max_retry_s)
+
     def _process(self) -> None:
         """Prepare batches (verify, validate: CPU) and hand them to the committer."""
+        failures = 0
         while not self._stopping.is_set():
+            self._maintain()
             batch = self._next_batch()
             if not batch:
                 continue
             try:
                 prepared = self.service.prepare([(m.topic, m.payload) for m in batch])
-            except Exception:
-                # The registry is unreachable: nothing was acknowledged; retry the batch.
-                log.exception(
-                    "ingest: batch of %d not verified; retrying in %.1f s", len(batch), self.retry_s
+                failures = 0
+            except Exception as exc:
+                # The registry or store is unreachable (data faults are dead-lettered by
+                # the service): nothing was acknowledged; retry the batch after a while,
+                # but give up on messages that had their last attempt.
+                failures += 1
+                delay = self._backoff(failures)
+                log.warning(
+                    "ingest: batch of %d not verified (%s); retrying in %.1f s",
+                    len(batch),
+                    error_line(exc),
+                    delay,
                 )
+                spent = []
                 for m in batch:
-                    self._inbox.put(m)
-                self._stopping.wait(self.retry_s)
+                    m.attempts += 1
+                    if m.attempts >= self.max_attempts:
+                        spent.append(m)
+                    else:
+                        self._inbox.put(m)
+                if spent:
+                    detail = f"not verified after the worker's last attempt: {error_line(exc)}"
+                    self._hand_over(
+                        spent,
+                        self.service.refuse_all([(m.topic, m.payload) for m in spent], detail),
+                    )
+                self._stopping.wait(delay)
                 continue
-            while not self._stopping.is_set():
-                try:
-                    self._prepared.put((batch, prepared), timeout=0.2)
-                    break
-                except queue.Full:
-                    pass
+            self._hand_over(batch, prepared)
+
+    def _hand_over(self, batch: list[_Message], prepared: PreparedBatch) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._prepared.put((batch, prepared), timeout=0.2)
+                return
+            except queue.Full:
+                pass
 
     def _commit(self) -> None:
         """Write prepared batches in order (I/O, overlapping the next preparation), then
@@ -130,18 +175,28 @@ class IngestWorker:
                 batch, prepared = self._prepared.get(timeout=0.2)
             except queue.Empty:
                 continue
+            attempt, last = 0, ""
             while not self._stopping.is_set():
                 try:
-                    results = self.service.commit(prepared)
+                    if attempt >= self.max_attempts:
+                        results = self.service.give_up(prepared, last)
+                    else:
+                        results = self.service.commit_isolating(prepared)
                     break
-                except Exception:
+                except Exception as exc:
                     # Store or ledger down: keep the batch, retry; nothing was acknowledged.
-                    log.exception(
-                        "ingest: batch of %d not stored; retrying in %.1f s",
+                    attempt += 1
+                    last = error_line(exc)
+                    delay = self._backoff(attempt)
+                    log.warning(
+                        "ingest: batch of %d not stored, attempt %d of %d (%s); retrying in %.1f s",
                         len(batch),
-                        self.retry_s,
+                        attempt,
+                        self.max_attempts,
+                        last,
+                        delay,
                     )
-                    self._stopping.wait(self.retry_s)
+                    self._stopping.wait(delay)
             else:
                 return
             for m, result in zip(batch, results, strict=True):
@@ -150,6 +205,23 @@ class IngestWorker:
                         "ingest: rejected %s: %s: %s", m.topic, result.reason, result.detail
                     )
                 self._client.ack(m.mid, m.qos)
+
+    def _maintain(self) -> None:
+        if time.monotonic() - self._maintained_at < self.maintain_every_s:
+            return
+        self._maintained_at = time.monotonic()
+        try:
+            purged = self.service.maintain()
+        except Exception as exc:
+            log.warning(
+                "ingest: upkeep failed (%s); next in %.0f s", error_line(exc), self.maintain_every_s
+            )
+            return
+        log.info(
+            "ingest: purged %s; counters %s",
+            json.dumps(purged),
+            json.dumps(self.service.stats.as_dict()),
+        )
 
     def start(self, wait_s: float = 10.0) -> None:
         """Connect in the background and wait until the subscription is in place."""

@@ -54,7 +54,20 @@ ACK_DETAIL_MAX = 2000
 DEFAULT_TOPIC_PREFIX = "mf/v1"
 #: Largest envelope the cloud accepts, in bytes; a gateway splits batches to stay below it.
 MAX_ENVELOPE_BYTES = 256 * 1024
-SEQ_MAX = 2**64 - 1
+#: Largest envelope ``seq``: below 2^63, so that it fits a signed 64-bit column (SQLite
+#: INTEGER, PostgreSQL BIGINT) on every store.
+SEQ_MAX = 2**63 - 1
+#: Largest boot ``epoch``: below 2^31, the registry's Integer column on PostgreSQL.
+EPOCH_MAX = 2**31 - 1
+#: Times on the wire (``read_at``, ``sent_at``, health times) lie in [WIRE_TIME_MIN,
+#: WIRE_TIME_MAX): inside what nanosecond stores hold (1677..2262); ingest narrows this to a
+#: window around the receipt time (cloud.ingest.bounds).
+WIRE_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+WIRE_TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+#: A reading's value and multiplier: at most this many significant digits ...
+VALUE_MAX_DIGITS = 24
+#: ... and an absolute value below this (in the reading's unit): exact as a float64 integer.
+VALUE_MAX_ABS = Decimal(10) ** 15
 _JWS_ALGORITHM = "EdDSA"
 _B64URL = re.compile(rb"[A-Za-z0-9_-]*")
 
@@ -91,7 +104,31 @@ class ClockState(StrEnum):
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
         raise ValueError("time must carry the UTC offset (e.g. 2026-11-22T08:00:00Z)")
-    return value.astimezone(UTC)
+    value = value.astimezone(UTC)
+    if not WIRE_TIME_MIN <= value < WIRE_TIME_MAX:
+        raise ValueError(
+            f"time {value.isoformat()} is outside {WIRE_TIME_MIN.year}..{WIRE_TIME_MAX.year - 1}"
+        )
+    return value
+
+
+def _bounded_decimal(value: Decimal | None) -> Decimal | None:
+    """A finite decimal of at most VALUE_MAX_DIGITS significant digits, |value| < VALUE_MAX_ABS."""
+    if value is None:
+        return None
+    if not value.is_finite():
+        raise ValueError("value must be a finite decimal number")
+    digits = len(value.as_tuple().digits)
+    if digits > VALUE_MAX_DIGITS:
+        raise ValueError(
+            f"value has {digits} significant digits; at most {VALUE_MAX_DIGITS} are accepted"
+        )
+    if abs(value) >= VALUE_MAX_ABS:
+        raise ValueError(f"value {value:.3E} is out of range: |value| must be below 1E+15")
+    return value
+
+
+BoundedDecimal = Annotated[Decimal, AfterValidator(_bounded_decimal)]
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
@@ -120,12 +157,12 @@ class Reading(BaseModel):
 
     meter: _Identifier
     quantity: _Identifier
-    value: Decimal | None = Field(allow_inf_nan=False)
+    value: BoundedDecimal | None = Field(allow_inf_nan=False)
     unit: str = Field(max_length=16)
     read_at: UtcDatetime
     quality: Quality
     round: str = Field(min_length=1, max_length=64)
-    multiplier: Decimal = Field(default=Decimal(1), gt=0, allow_inf_nan=False)
+    multiplier: BoundedDecimal = Field(default=Decimal(1), gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _value_matches_quality(self) -> Reading:
@@ -138,8 +175,9 @@ class Reading(BaseModel):
 class ReadingsPayload(BaseModel):
     """The signed body of one ``up/readings`` message.
 
-    ``seq`` rises by one per envelope, is persisted before publishing and is never reset;
-    ``epoch`` counts the gateway's boots so that a restart is visible.
+    ``seq`` rises by one per envelope, is persisted before publishing and is never reset
+    (0 <= seq < 2^63); ``epoch`` counts the gateway's boots so that a restart is visible
+    (0 <= epoch < 2^31). Times lie in 1970..2199 (ingest narrows that to a window).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -148,7 +186,7 @@ class ReadingsPayload(BaseModel):
     gateway: _Identifier
     kid: _Identifier
     seq: int = Field(ge=0, le=SEQ_MAX)
-    epoch: int = Field(ge=0)
+    epoch: int = Field(ge=0, le=EPOCH_MAX)
     sent_at: UtcDatetime
     clock: ClockState
     readings: list[Reading] = Field(min_length=1, max_length=10_000)
@@ -203,7 +241,7 @@ class HealthPayload(BaseModel):
     gateway: _Identifier
     kid: _Identifier
     sent_at: UtcDatetime
-    epoch: int = Field(ge=0)
+    epoch: int = Field(ge=0, le=EPOCH_MAX)
     clock: ClockState
     uptime_s: float = Field(ge=0)
     rounds: int = Field(ge=0)

@@ -13,6 +13,7 @@ import typer
 from meterflow.cli.apportion import apportion_command
 from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
+from meterflow.cli.dead_letters import dead_letters_app, ingest_limits
 from meterflow.cli.gateways import (
     command_keys,
     purge_claim_tokens,
@@ -37,6 +38,7 @@ cloud_app.add_typer(risk_app, name="risk")
 cloud_app.add_typer(readings_app, name="readings")
 cloud_app.add_typer(drivers_app, name="drivers")
 cloud_app.add_typer(run_app, name="run")
+cloud_app.add_typer(dead_letters_app, name="dead-letters")
 cloud_app.command("claim-token")(cloud_claim_token)
 cloud_app.command("apportion")(apportion_command)
 cloud_app.add_typer(site_app, name="site")
@@ -127,8 +129,13 @@ def cloud_ingest(
 
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    window, quota = ingest_limits(settings)
     service = IngestService(
-        registry(settings), series_store(settings), Topics(settings.topic_prefix)
+        registry(settings),
+        series_store(settings),
+        Topics(settings.topic_prefix),
+        window=window,
+        quota=quota,
     )
     IngestWorker(
         service, settings.broker_url, client_id=client_id, share_group=share_group

@@ -3,10 +3,8 @@ real mosquitto, the ingest worker on a SQLite registry and series store, provisi
 tokens. An engineer's replacement waits for an admin; approval revokes the old key; the new
 hardware's readings are stored; the old hardware is refused afterwards.
 
-The new hardware starts at seq 0 while the old one got further: storing its readings needs the
-ingest's deduplication keyed by key or epoch as well as seq (helper H1's part of issue #16).
-That one assertion is in its own test, marked xfail(strict) until that work is merged: the lead
-removes the mark then (an unexpected pass fails the run, as a reminder)."""
+The new hardware starts at seq 0 while the old one got further: its readings are stored because
+the ingest's duplicate filter is kept per gateway key (decision 0014)."""
 
 from __future__ import annotations
 
@@ -138,11 +136,6 @@ def test_replacement_waits_for_approval_and_the_old_key_is_refused_afterwards(
     assert {r for r, _ in reasons} <= {"unknown_key", "revoked_key"}, reasons
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs H1's deduplication keyed by (gateway, key or epoch, seq): new hardware "
-    "starts at seq 0, under the old hardware's seq, and is dropped as duplicate today",
-)
 def test_replacement_hardwares_readings_are_stored(replaced: Outcome) -> None:
     assert replaced.duplicates_after_approval == 0
     assert replaced.stored_after_approval >= 5

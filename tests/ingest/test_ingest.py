@@ -7,13 +7,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
 from cloud.ingest.models import DeadLetter
-from cloud.ingest.service import IngestService, Outcome, RejectReason, payload_points
+from cloud.ingest.service import (
+    IngestService,
+    Outcome,
+    RejectReason,
+    StoreUnavailable,
+    payload_points,
+)
 from cloud.registry.db import open_registry
 from cloud.registry.service import register_gateway, revoke_key
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
 from edge.wire import open_envelope
-from tests.support.factories import T0, envelope, reading
+from tests.support.factories import T0, envelope, reading, received
 
 TOPIC = "mf/v1/s1/gw1/up/readings"
 
@@ -23,7 +29,7 @@ def service(tmp_path, identity) -> IngestService:
     registry = open_registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     with registry.begin() as session:
         register_gateway(session, "s1", "gw1", identity.public_key)
-    return IngestService(registry, SqliteSeriesStore(tmp_path / "series.sqlite"))
+    return IngestService(registry, SqliteSeriesStore(tmp_path / "series.sqlite"), now=received)
 
 
 def stored_values(service: IngestService, meter: str = "M1") -> list[float]:
@@ -74,8 +80,9 @@ def test_bad_topic_and_oversized_body_are_dead_lettered(service, identity):
 
 
 def test_storage_failure_raises_and_records_nothing(service, identity, mocker):
+    # Reads work but writes fail with the store's own error: an outage, not the data's fault.
     mocker.patch.object(service.store, "write", side_effect=OSError("disk full"))
-    with pytest.raises(OSError):
+    with pytest.raises(StoreUnavailable, match="disk full"):
         service.handle(TOPIC, envelope(identity, 1))
     mocker.stopall()
     # The message stays with the broker; its redelivery is stored, not taken for a duplicate.

@@ -18,7 +18,7 @@ from cloud.registry.service import register_gateway
 from cloud.series.influx import InfluxSeriesStore
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
-from tests.support.factories import T0, envelope, reading
+from tests.support.factories import T0, envelope, reading, received
 from tests.support.mqtt_clients import publish_raw
 
 TOPIC = "mf/v1/s1/gw1/up/readings"
@@ -37,7 +37,7 @@ def service(request, tmp_path) -> Iterator[IngestService]:
     else:
         store = SqliteSeriesStore(tmp_path / "series.sqlite")
     registry = open_registry(registry_url)
-    yield IngestService(registry, store)
+    yield IngestService(registry, store, now=received)
     store.close()
     registry.kw["bind"].dispose()
 

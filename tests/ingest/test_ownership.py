@@ -23,7 +23,7 @@ from cloud.series.influx import InfluxSeriesStore
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
 from tests.ingest.test_ingest_mqtt import wait_for
-from tests.support.factories import T0, envelope, reading
+from tests.support.factories import T0, envelope, reading, received
 from tests.support.mqtt_clients import publish_raw
 
 Q = "energy_import"
@@ -39,7 +39,7 @@ def service(request, tmp_path) -> Iterator[IngestService]:
     else:
         store = SqliteSeriesStore(tmp_path / "series.sqlite")
     registry = open_registry(registry_url)
-    yield IngestService(registry, store)
+    yield IngestService(registry, store, now=received)
     store.close()
     registry.kw["bind"].dispose()
 
@@ -109,7 +109,7 @@ def test_a_site_without_registered_meters_is_not_checked_until_one_is(tmp_path):
     with registry.begin() as session:
         register_gateway(session, "s1", "gw1", gw.public_key)
     clock = [0.0]
-    service = IngestService(registry, store, clock=lambda: clock[0])
+    service = IngestService(registry, store, clock=lambda: clock[0], now=received)
     topic = "mf/v1/s1/gw1/up/readings"
     # Commissioned before the site file: no meter of s1 is registered, any id is accepted.
     assert service.handle(topic, envelope(gw, 0, [reading("ANY", 0)])).outcome is Outcome.STORED

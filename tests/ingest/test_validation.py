@@ -14,7 +14,7 @@ from cloud.registry.service import register_gateway
 from cloud.series.base import SeriesPoint
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
-from tests.support.factories import T0, envelope, reading
+from tests.support.factories import T0, envelope, reading, received
 
 HOUR = NS_PER_DAY // 24
 
@@ -104,7 +104,7 @@ def test_flagged_readings_are_stored_with_their_flag(tmp_path):
     with registry.begin() as s:
         register_gateway(s, "s1", "gw1", gw.public_key)
     store = SqliteSeriesStore(tmp_path / "series.sqlite")
-    service = IngestService(registry, store)
+    service = IngestService(registry, store, now=received)
     values = ["100.00", "101.00", "102.00", "90.00"]  # the last one goes down
     results = [
         service.handle(
@@ -117,7 +117,7 @@ def test_flagged_readings_are_stored_with_their_flag(tmp_path):
     assert frame.values.tolist() == [100.0, 101.0, 102.0, 90.0]
     assert frame.quality.tolist() == ["good", "good", "good", "suspect"]
     # A fresh worker (no cached state) judges the next reading against the stored history.
-    service2 = IngestService(registry, store)
+    service2 = IngestService(registry, store, now=received)
     service2.handle(
         "mf/v1/s1/gw1/up/readings", envelope(gw, 4, [reading(minute=300, value="80.00")])
     )

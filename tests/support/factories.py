@@ -9,6 +9,13 @@ from edge.keys import GatewayIdentity
 from edge.wire import ClockState, Quality, Reading, ReadingsPayload, seal
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
+#: The receipt time ingest tests measure the time window from (IngestService ``now``).
+RECEIVED = T0 + timedelta(days=1)
+
+
+def received() -> datetime:
+    """A receipt clock standing still at RECEIVED, for ``IngestService(now=received)``."""
+    return RECEIVED
 
 
 def reading(

@@ -45,7 +45,7 @@ def test_meter_register_reaches_the_store_exactly_as_the_meter_reported_it(
     with registry.begin() as session:
         register_gateway(session, "site-a", "gw-a", identity.public_key)
     store = SqliteSeriesStore(tmp_path / "series.sqlite")
-    service = IngestService(registry, store)
+    service = IngestService(registry, store, now=clock.now)
     worker = IngestWorker(service, mosquitto_server.url, client_id="thin-path-ingest")
     worker.start()
     config = SiteConfig(

@@ -5,6 +5,7 @@ from sqlalchemy import create_engine
 
 import cloud.apportion.models  # noqa: F401  (adds the apportionment tables to Base.metadata)
 from cloud.gateways import models as _gateway_models  # noqa: F401  (revisions 0003, 0005, 0012)
+from cloud.ingest import models as _ingest_models  # noqa: F401  (the ingest ledger tables)
 from cloud.registry.base import Base
 from cloud.staff import models as _staff_models  # noqa: F401  (the staff tables, throttle too)
 
