@@ -1,6 +1,6 @@
 """The ingest ledger: the bounded duplicate filter (one row per gateway key) and dead letters.
 
-Changed only through Alembic migrations (revisions 0001, 0011).
+Changed only through Alembic migrations (revisions 0001, 0014).
 """
 
 from __future__ import annotations

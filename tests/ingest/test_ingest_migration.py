@@ -1,4 +1,4 @@
-"""Revision 0011 on both databases: the old per-envelope filter folds into one row per
+"""Revision 0014 on both databases: the old per-envelope filter folds into one row per
 gateway key, dead letters gain their size; downgrade and upgrade again."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from cloud.registry.db import alembic_config, make_engine, upgrade
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
-def test_0011_folds_seen_envelopes_and_sizes_letters(database, tmp_path, request):
+def test_0014_folds_seen_envelopes_and_sizes_letters(database, tmp_path, request):
     url = (
         f"sqlite:///{tmp_path / 'r.sqlite'}"
         if database == "sqlite"

@@ -8,8 +8,8 @@ counts as a duplicate; upgrade with the backlogs drained). Dead letters gain the
 gateway their topic names and their payload's size, for the quotas, and a digest that keeps
 one letter per distinct message (decision 0013).
 
-Revision ID: 0011
-Revises: 0013 (written against 0009; linked after the revisions merged before it)
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-07 06:30:00.000000
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
