@@ -36,6 +36,9 @@ class RejectReason(StrEnum):
     NEGATIVE_REGISTER = "negative_register"  # a cumulative register below 0
     STORE_REFUSED = "store_refused"  # the store or ledger refused this message's data
     STORE_FAILED = "store_failed"  # not written after the worker's last attempt
+    #: stored before (a replay, or the broker's redelivery after a crash): counted as a
+    #: duplicate and acknowledged; its letter keeps no payload (the readings are stored)
+    DUPLICATE = "duplicate"
 
 
 class StoreUnavailable(Exception):

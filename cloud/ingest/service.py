@@ -236,7 +236,7 @@ class IngestService:
                 )
                 continue
             accepted.append(_Accepted(i, site, payload, topic, body))
-        fresh = self._drop_duplicates(accepted, results)
+        fresh = self._drop_duplicates(accepted, results, letters, received_at)
         points_of = self._validated_points(fresh, received_at)
         return PreparedBatch(results, fresh, points_of, letters, received_at)
 
@@ -253,7 +253,7 @@ class IngestService:
                 strict=True,
             )
         )
-        kept = self._keep(batch.letters)
+        kept = self._keep(batch.letters + self._raced_letters(batch, outs))
         return self._finish(batch, outs, kept)
 
     def commit_isolating(self, batch: PreparedBatch) -> list[IngestResult]:
@@ -268,6 +268,7 @@ class IngestService:
             self._outage_check(exc)
             outs = {}
             self._isolate(batch.fresh, batch.points_of, batch.received_at, outs, letters)
+        letters += self._raced_letters(batch, outs)
         return self._finish(batch, outs, self._keep_isolating(letters))
 
     def give_up(self, batch: PreparedBatch, why: str) -> list[IngestResult]:
@@ -386,6 +387,31 @@ class IngestService:
             self._outage_check(exc)
             return Kept(dropped=1)
 
+    def _duplicate_letter(self, a: _Accepted, received_at: datetime) -> DeadLetter:
+        """The letter of an envelope stored before: who, which key and seq; no payload."""
+        p = a.payload
+        letter = make_letter(
+            self.topics,
+            a.topic,
+            RejectReason.DUPLICATE.value,
+            f"gateway {p.gateway} key {p.kid} seq {p.seq} was stored before (a replay, or a "
+            "redelivery after a crash); its readings are stored once",
+            a.body,
+            received_at,
+        )
+        letter.payload, letter.size = b"", 0
+        return letter
+
+    def _raced_letters(
+        self, batch: PreparedBatch, outs: dict[int, IngestResult]
+    ) -> list[DeadLetter]:
+        """``duplicate`` letters of fresh envelopes another worker recorded first."""
+        return [
+            self._duplicate_letter(a, batch.received_at)
+            for a in batch.fresh
+            if (out := outs.get(a.index)) is not None and out.outcome is Outcome.DUPLICATE
+        ]
+
     def _dead(
         self,
         a: _Accepted,
@@ -492,10 +518,14 @@ class IngestService:
         return site, payload
 
     def _drop_duplicates(
-        self, accepted: list[_Accepted], results: list[IngestResult | None]
+        self,
+        accepted: list[_Accepted],
+        results: list[IngestResult | None],
+        letters: list[DeadLetter],
+        received_at: datetime,
     ) -> list[_Accepted]:
         """Envelopes not seen before, in (gateway, kid, seq) order; marks the others
-        duplicate."""
+        duplicate (each with a ``duplicate`` letter)."""
         if not accepted:
             return []
         seen = self.dedupe.known(
@@ -506,6 +536,7 @@ class IngestService:
             key = (a.payload.gateway, a.payload.kid, a.payload.seq)
             if key in seen:
                 results[a.index] = IngestResult(Outcome.DUPLICATE)
+                letters.append(self._duplicate_letter(a, received_at))
             else:
                 seen.add(key)
                 fresh.append(a)

@@ -230,5 +230,11 @@ def test_bad_input_is_rejected_with_a_reason_and_the_worker_keeps_running(
     assert dict(service.stats.reasons) == {"malformed": 2, "oversized": 1, "bad_signature": 1}
     with registry() as s:
         letters = s.execute(select(DeadLetter.reason, DeadLetter.detail)).all()
-    assert sorted(r for r, _ in letters) == ["bad_signature", "malformed", "malformed", "oversized"]
+    assert sorted(r for r, _ in letters) == [
+        "bad_signature",
+        "duplicate",
+        "malformed",
+        "malformed",
+        "oversized",
+    ]
     assert all(detail for _, detail in letters)  # each says why
