@@ -27,6 +27,8 @@ from edge.lines import LineReader, MeterValue, close_all, open_line
 from edge.outbox import Eviction, OutboxStore
 from edge.publisher import MqttPublisher
 from edge.wire import (
+    VALUE_MAX_ABS,
+    VALUE_MAX_DIGITS,
     ClockState,
     HealthPayload,
     LineHealth,
@@ -42,6 +44,52 @@ from meter_drivers.errors import DriverError, MeterErrorReply, ModbusExceptionRe
 from meter_drivers.sideline import LineAvailability, SidelinePolicy
 
 log = logging.getLogger(__name__)
+
+
+def wire_reading(
+    meter: MeterConfig,
+    quantity: str,
+    value: MeterValue | None,
+    quality: Quality,
+    round_id: str,
+    read_at: datetime,
+) -> Reading:
+    """The reading of ``quantity`` as sent (value × the meter's CT/PT multiplier, in the
+    value's unit). A value the wire cannot carry — NaN or an infinity from a faulty float
+    register, more than VALUE_MAX_DIGITS digits, |value| ≥ VALUE_MAX_ABS — is sent as a
+    failed read (quality ``error``, no value) and logged: one bad register never stops a
+    round, and ingest never sees a value it would refuse."""
+    factor = multiplier_for(quantity, meter)
+    scaled = None if value is None else value.value * factor
+    if scaled is not None and not _sendable(scaled):
+        log.warning(
+            "meter %s %s: value %s cannot be sent (not a finite decimal of at most %d digits"
+            " below 1E+15); recorded as a failed read",
+            meter.id,
+            quantity,
+            str(value.value)[:40] if value is not None else "",
+            VALUE_MAX_DIGITS,
+        )
+        scaled, quality = None, Quality.ERROR
+    return Reading(
+        meter=meter.id,
+        quantity=quantity,
+        value=scaled,
+        unit=value.unit if scaled is not None and value is not None else "",
+        read_at=read_at,
+        quality=quality,
+        round=round_id,
+        multiplier=factor,
+    )
+
+
+def _sendable(value: Decimal) -> bool:
+    return (
+        value.is_finite()
+        and len(value.as_tuple().digits) <= VALUE_MAX_DIGITS
+        and abs(value) < VALUE_MAX_ABS
+    )
+
 
 #: how many envelopes may wait for PUBACK at once (live and backlog together)
 MAX_IN_FLIGHT = 50
@@ -202,17 +250,7 @@ class GatewayAgent:
         round_id: str,
         read_at: datetime,
     ) -> Reading:
-        factor = multiplier_for(quantity, meter)
-        return Reading(
-            meter=meter.id,
-            quantity=quantity,
-            value=None if value is None else value.value * factor,
-            unit="" if value is None else value.unit,
-            read_at=read_at,
-            quality=quality,
-            round=round_id,
-            multiplier=factor,
-        )
+        return wire_reading(meter, quantity, value, quality, round_id, read_at)
 
     async def _read_line(
         self, state: _LineState, groups: list[GroupConfig], round_id: str, boundary: datetime

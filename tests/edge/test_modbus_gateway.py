@@ -156,3 +156,63 @@ def test_read_and_scan_commands_speak_modbus():
         assert bad.exit_code == 2 and "1..247" in bad.output
     finally:
         stop()
+
+
+def test_a_float_register_reading_nan_or_infinity_is_a_failed_read_not_a_stopped_round(
+    tmp_path,
+):
+    # A faulty meter's float32 registers: NaN for the voltage, +infinity for the energy. The
+    # wire cannot carry either; the round goes on and both are sent as failed reads.
+    clock = SimClock(T0)
+    line = sim_line(clock)
+    sdm = line.meters[1]
+    sdm._written["voltage_a"] = [0x7FC0, 0x0000]  # float32 NaN, ABCD
+    sdm._written["energy_import"] = [0x7F80, 0x0000]  # float32 +inf
+    port, stop = serve_in_thread(line)
+    config = SiteConfig(
+        site="s1",
+        gateway="gw1",
+        metrics_port=0,
+        groups=[GroupConfig(name="g", interval_s=60, quantities=["energy_import", "voltage_a"])],
+        lines=[
+            LineConfig(
+                name="mb",
+                protocol="modbus",
+                tcp=f"127.0.0.1:{port}",
+                timeout_s=0.5,
+                meters=[
+                    MeterConfig(id="E1", address="1", profile="sdm630", ct=Decimal(20)),
+                    MeterConfig(id="E2", address="2", profile="dtsu666"),
+                ],
+            )
+        ],
+    )
+    box = OutboxStore(tmp_path / "outbox.sqlite")
+    publisher = MqttPublisher(
+        f"mqtt://127.0.0.1:{free_port()}", site="s1", gateway="gw1", on_acked=box.acknowledge
+    )
+    agent = GatewayAgent(
+        config, GatewayIdentity(Ed25519PrivateKey.generate()), box, publisher, now=clock.now
+    )
+
+    async def one_round():  # type: ignore[no-untyped-def]
+        try:
+            return await agent.poll_round()
+        finally:
+            await agent.close()
+
+    try:
+        report = asyncio.run(one_round())
+    finally:
+        stop()
+    env = box.seal_next(agent._seal, agent.epoch, 100)
+    got = {
+        (r.meter, r.quantity): r
+        for r in open_envelope(env.body, agent.identity.public_key).readings
+    }
+    for quantity in ("voltage_a", "energy_import"):
+        bad = got[("E1", quantity)]
+        assert (bad.value, bad.quality.value, bad.unit) == (None, "error", "")
+    dtsu = line.meters[2]
+    assert got[("E2", "energy_import")].value == dtsu.expected("energy_import")
+    assert (report.good, report.failed) == (2, 2)
