@@ -52,6 +52,7 @@ from edge.wire import (
     Clock,
     ClockState,
     MalformedEnvelope,
+    Quality,
     ReadingsPayload,
     Topics,
     utc_now,
@@ -69,21 +70,35 @@ class _Rejected(Exception):
 
 
 def payload_points(site: str, payload: ReadingsPayload) -> list[SeriesPoint]:
-    """The series points of a verified payload (values in their units, times in UTC ns)."""
-    return [
-        SeriesPoint(
-            site=site,
-            meter=r.meter,
-            quantity=r.quantity,
-            time_ns=to_ns(r.read_at),
-            value=None if r.value is None else float(r.value),
-            quality=r.quality.value,
-            unit=r.unit,
-            gateway=payload.gateway,
-            round=r.round,
+    """The series points of a verified payload (values in their units, times in UTC ns).
+
+    The hot path of ingest (one call per reading): a gateway stamps a round's readings with
+    few distinct times, so each is converted once."""
+    stamps: dict[datetime, int] = {}
+    gateway = payload.gateway
+    points = []
+    for r in payload.readings:
+        t = stamps.get(r.read_at)
+        if t is None:
+            t = stamps[r.read_at] = to_ns(r.read_at)
+        v = r.value
+        points.append(
+            SeriesPoint(
+                site,
+                r.meter,
+                r.quantity,
+                t,
+                None if v is None else float(v),
+                _QUALITY[r.quality],
+                r.unit,
+                gateway,
+                r.round,
+            )
         )
-        for r in payload.readings
-    ]
+    return points
+
+
+_QUALITY = {q: q.value for q in Quality}
 
 
 @dataclass(frozen=True)
