@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from pydantic import ValidationError
+
 from edge.config import GroupConfig, MeterConfig, SiteConfig
 from edge.keys import GatewayIdentity
 from edge.lines import LineReader, MeterValue, close_all, open_line
@@ -60,35 +62,31 @@ def wire_reading(
     failed read (quality ``error``, no value) and logged: one bad register never stops a
     round, and ingest never sees a value it would refuse."""
     factor = multiplier_for(quantity, meter)
-    scaled = None if value is None else value.value * factor
-    if scaled is not None and not _sendable(scaled):
+    fields = {
+        "meter": meter.id,
+        "quantity": quantity,
+        "read_at": read_at,
+        "round": round_id,
+        "multiplier": factor,
+    }
+    if value is None:
+        return Reading(value=None, unit="", quality=quality, **fields)
+    try:
+        return Reading(value=value.value * factor, unit=value.unit, quality=quality, **fields)
+    except ValidationError as exc:
+        if not any(e["loc"] == ("value",) for e in exc.errors()):
+            raise
         log.warning(
-            "meter %s %s: value %s cannot be sent (not a finite decimal of at most %d digits"
-            " below 1E+15); recorded as a failed read",
+            "meter %s %s: value %s × %s cannot be sent (expected a finite decimal of at most"
+            " %d digits below %s); recorded as a failed read",
             meter.id,
             quantity,
-            str(value.value)[:40] if value is not None else "",
+            str(value.value)[:40],
+            factor,
             VALUE_MAX_DIGITS,
+            VALUE_MAX_ABS,
         )
-        scaled, quality = None, Quality.ERROR
-    return Reading(
-        meter=meter.id,
-        quantity=quantity,
-        value=scaled,
-        unit=value.unit if scaled is not None and value is not None else "",
-        read_at=read_at,
-        quality=quality,
-        round=round_id,
-        multiplier=factor,
-    )
-
-
-def _sendable(value: Decimal) -> bool:
-    return (
-        value.is_finite()
-        and len(value.as_tuple().digits) <= VALUE_MAX_DIGITS
-        and abs(value) < VALUE_MAX_ABS
-    )
+        return Reading(value=None, unit="", quality=Quality.ERROR, **fields)
 
 
 #: how many envelopes may wait for PUBACK at once (live and backlog together)
