@@ -239,17 +239,6 @@ class GatewayAgent:
         )
         return seal(payload, self.identity.private_key)
 
-    def _reading(
-        self,
-        meter: MeterConfig,
-        quantity: str,
-        value: MeterValue | None,
-        quality: Quality,
-        round_id: str,
-        read_at: datetime,
-    ) -> Reading:
-        return wire_reading(meter, quantity, value, quality, round_id, read_at)
-
     async def _read_line(
         self, state: _LineState, groups: list[GroupConfig], round_id: str, boundary: datetime
     ) -> tuple[list[Reading], int]:
@@ -301,7 +290,7 @@ class GatewayAgent:
                     continue
                 if failed:
                     readings += [
-                        self._reading(meter, q, None, Quality.TIMEOUT, round_id, self.now())
+                        wire_reading(meter, q, None, Quality.TIMEOUT, round_id, self.now())
                         for q in quantities
                     ]
                     continue
@@ -316,7 +305,7 @@ class GatewayAgent:
                     values, quality, answered, failed = {}, Quality.TIMEOUT, False, True
                 read_at = stamp or self.now()
                 readings += [
-                    self._reading(
+                    wire_reading(
                         meter,
                         q,
                         values.get(q),

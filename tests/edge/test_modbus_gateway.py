@@ -35,31 +35,19 @@ def sim_line(clock: SimClock) -> ModbusLine:
     )
 
 
-def test_agent_reads_modbus_meters_through_their_profiles(tmp_path):
-    clock = SimClock(T0)
-    line = sim_line(clock)
+def one_round(tmp_path, line: ModbusLine, clock: SimClock, quantities, meters):  # type: ignore[no-untyped-def]
+    """One polling round of an agent over ``line`` (served on loopback, no broker): the
+    round's report and its readings by (meter, quantity), read back from the sealed
+    envelope."""
     port, stop = serve_in_thread(line)
     config = SiteConfig(
         site="s1",
         gateway="gw1",
         metrics_port=0,
-        groups=[
-            GroupConfig(
-                name="g", interval_s=60, quantities=["energy_import", "voltage_a", "water_volume"]
-            )
-        ],
+        groups=[GroupConfig(name="g", interval_s=60, quantities=quantities)],
         lines=[
             LineConfig(
-                name="mb",
-                protocol="modbus",
-                tcp=f"127.0.0.1:{port}",
-                timeout_s=0.5,
-                meters=[
-                    MeterConfig(id="E1", address="1", profile="sdm630", ct=Decimal(20)),
-                    MeterConfig(id="E2", address="2", profile="dtsu666"),
-                    MeterConfig(id="W1", address="3", profile="tuf2000"),
-                    MeterConfig(id="E9", address="9", profile="sdm630"),  # absent
-                ],
+                name="mb", protocol="modbus", tcp=f"127.0.0.1:{port}", timeout_s=0.5, meters=meters
             )
         ],
     )
@@ -71,14 +59,14 @@ def test_agent_reads_modbus_meters_through_their_profiles(tmp_path):
         config, GatewayIdentity(Ed25519PrivateKey.generate()), box, publisher, now=clock.now
     )
 
-    async def one_round():  # type: ignore[no-untyped-def]
+    async def poll():  # type: ignore[no-untyped-def]
         try:
             return await agent.poll_round()
         finally:
             await agent.close()
 
     try:
-        report = asyncio.run(one_round())
+        report = asyncio.run(poll())
     finally:
         stop()
     env = box.seal_next(agent._seal, agent.epoch, 100)
@@ -86,6 +74,24 @@ def test_agent_reads_modbus_meters_through_their_profiles(tmp_path):
         (r.meter, r.quantity): r
         for r in open_envelope(env.body, agent.identity.public_key).readings
     }
+    return report, got
+
+
+def test_agent_reads_modbus_meters_through_their_profiles(tmp_path):
+    clock = SimClock(T0)
+    line = sim_line(clock)
+    report, got = one_round(
+        tmp_path,
+        line,
+        clock,
+        ["energy_import", "voltage_a", "water_volume"],
+        [
+            MeterConfig(id="E1", address="1", profile="sdm630", ct=Decimal(20)),
+            MeterConfig(id="E2", address="2", profile="dtsu666"),
+            MeterConfig(id="W1", address="3", profile="tuf2000"),
+            MeterConfig(id="E9", address="9", profile="sdm630"),  # absent
+        ],
+    )
     sdm, dtsu, tuf = (line.meters[u] for u in (1, 2, 3))
     assert got[("E1", "energy_import")].value == sdm.expected("energy_import") * 20
     assert got[("E1", "energy_import")].multiplier == 20
@@ -168,48 +174,16 @@ def test_a_float_register_reading_nan_or_infinity_is_a_failed_read_not_a_stopped
     sdm = line.meters[1]
     sdm._written["voltage_a"] = [0x7FC0, 0x0000]  # float32 NaN, ABCD
     sdm._written["energy_import"] = [0x7F80, 0x0000]  # float32 +inf
-    port, stop = serve_in_thread(line)
-    config = SiteConfig(
-        site="s1",
-        gateway="gw1",
-        metrics_port=0,
-        groups=[GroupConfig(name="g", interval_s=60, quantities=["energy_import", "voltage_a"])],
-        lines=[
-            LineConfig(
-                name="mb",
-                protocol="modbus",
-                tcp=f"127.0.0.1:{port}",
-                timeout_s=0.5,
-                meters=[
-                    MeterConfig(id="E1", address="1", profile="sdm630", ct=Decimal(20)),
-                    MeterConfig(id="E2", address="2", profile="dtsu666"),
-                ],
-            )
+    report, got = one_round(
+        tmp_path,
+        line,
+        clock,
+        ["energy_import", "voltage_a"],
+        [
+            MeterConfig(id="E1", address="1", profile="sdm630", ct=Decimal(20)),
+            MeterConfig(id="E2", address="2", profile="dtsu666"),
         ],
     )
-    box = OutboxStore(tmp_path / "outbox.sqlite")
-    publisher = MqttPublisher(
-        f"mqtt://127.0.0.1:{free_port()}", site="s1", gateway="gw1", on_acked=box.acknowledge
-    )
-    agent = GatewayAgent(
-        config, GatewayIdentity(Ed25519PrivateKey.generate()), box, publisher, now=clock.now
-    )
-
-    async def one_round():  # type: ignore[no-untyped-def]
-        try:
-            return await agent.poll_round()
-        finally:
-            await agent.close()
-
-    try:
-        report = asyncio.run(one_round())
-    finally:
-        stop()
-    env = box.seal_next(agent._seal, agent.epoch, 100)
-    got = {
-        (r.meter, r.quantity): r
-        for r in open_envelope(env.body, agent.identity.public_key).readings
-    }
     for quantity in ("voltage_a", "energy_import"):
         bad = got[("E1", quantity)]
         assert (bad.value, bad.quality.value, bad.unit) == (None, "error", "")
