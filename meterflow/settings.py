@@ -19,19 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-
-def ensure_private_dir(path: Path) -> Path:
-    """``path`` and its missing parents created with mode 0700 (not widened by the umask
-    only: set explicitly); an existing directory is not changed."""
-    missing = []
-    here = path
-    while not here.exists():
-        missing.append(here)
-        here = here.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        directory.chmod(0o700)
-    return path
+from edge.wire.files import private_dir
 
 
 class Settings(BaseSettings):
@@ -85,7 +73,7 @@ class Settings(BaseSettings):
         It holds the registry (password hashes, broker passwords of claims), the cloud's key
         and the web secret. An existing directory is left as it is.
         """
-        return ensure_private_dir(self.data_dir)
+        return private_dir(self.data_dir)
 
     @property
     def registry_url(self) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from cloud.ingest.models import DeadLetter
-from edge.wire import MAX_ENVELOPE_BYTES, Topics
+from edge.wire import MAX_ENVELOPE_BYTES, ReadingsPayload, Topics
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,24 @@ def make_letter(
         size=len(payload),
         digest=digest,
     )
+
+
+def duplicate_letter(
+    topics: Topics, topic: str, body: bytes, payload: ReadingsPayload, received_at: datetime
+) -> DeadLetter:
+    """The letter of an envelope stored before (a replay, or the broker's redelivery after a
+    crash): the gateway, key and seq, and no payload (its readings are stored once)."""
+    letter = make_letter(
+        topics,
+        topic,
+        "duplicate",
+        f"gateway {payload.gateway} key {payload.kid} seq {payload.seq} was stored before (a "
+        "replay, or a redelivery after a crash); its readings are stored once",
+        body,
+        received_at,
+    )
+    letter.payload, letter.size = b"", 0
+    return letter
 
 
 def keep_letters(session: Session, letters: list[DeadLetter], quota: LetterQuota) -> Kept:

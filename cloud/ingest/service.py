@@ -33,7 +33,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.ingest.bounds import TimeWindow, check_payload
 from cloud.ingest.dedupe import Deduper
-from cloud.ingest.letters import Kept, LetterQuota, keep_letters, make_letter, purge_letters
+from cloud.ingest.letters import (
+    Kept,
+    LetterQuota,
+    duplicate_letter,
+    keep_letters,
+    make_letter,
+    purge_letters,
+)
 from cloud.ingest.models import DeadLetter, IngestStream
 from cloud.ingest.outcomes import (
     IngestResult,
@@ -44,6 +51,7 @@ from cloud.ingest.outcomes import (
     is_outage,
 )
 from cloud.ingest.ownership import MeterOwnership
+from cloud.ingest.points import payload_points
 from cloud.ingest.validation import SeriesState, VeeRules, is_cumulative, validate
 from cloud.registry.service import EnvelopeRefused, KnownKey, find_key, open_gateway_envelope
 from cloud.series.base import SeriesPoint, SeriesStore, to_ns
@@ -52,7 +60,6 @@ from edge.wire import (
     Clock,
     ClockState,
     MalformedEnvelope,
-    Quality,
     ReadingsPayload,
     Topics,
     utc_now,
@@ -67,38 +74,6 @@ class _Rejected(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def payload_points(site: str, payload: ReadingsPayload) -> list[SeriesPoint]:
-    """The series points of a verified payload (values in their units, times in UTC ns).
-
-    The hot path of ingest (one call per reading): a gateway stamps a round's readings with
-    few distinct times, so each is converted once."""
-    stamps: dict[datetime, int] = {}
-    gateway = payload.gateway
-    points = []
-    for r in payload.readings:
-        t = stamps.get(r.read_at)
-        if t is None:
-            t = stamps[r.read_at] = to_ns(r.read_at)
-        v = r.value
-        points.append(
-            SeriesPoint(
-                site,
-                r.meter,
-                r.quantity,
-                t,
-                None if v is None else float(v),
-                _QUALITY[r.quality],
-                r.unit,
-                gateway,
-                r.round,
-            )
-        )
-    return points
-
-
-_QUALITY = {q: q.value for q in Quality}
 
 
 @dataclass(frozen=True)
@@ -402,27 +377,12 @@ class IngestService:
             self._outage_check(exc)
             return Kept(dropped=1)
 
-    def _duplicate_letter(self, a: _Accepted, received_at: datetime) -> DeadLetter:
-        """The letter of an envelope stored before: who, which key and seq; no payload."""
-        p = a.payload
-        letter = make_letter(
-            self.topics,
-            a.topic,
-            RejectReason.DUPLICATE.value,
-            f"gateway {p.gateway} key {p.kid} seq {p.seq} was stored before (a replay, or a "
-            "redelivery after a crash); its readings are stored once",
-            a.body,
-            received_at,
-        )
-        letter.payload, letter.size = b"", 0
-        return letter
-
     def _raced_letters(
         self, batch: PreparedBatch, outs: dict[int, IngestResult]
     ) -> list[DeadLetter]:
         """``duplicate`` letters of fresh envelopes another worker recorded first."""
         return [
-            self._duplicate_letter(a, batch.received_at)
+            duplicate_letter(self.topics, a.topic, a.body, a.payload, batch.received_at)
             for a in batch.fresh
             if (out := outs.get(a.index)) is not None and out.outcome is Outcome.DUPLICATE
         ]
@@ -551,7 +511,9 @@ class IngestService:
             key = (a.payload.gateway, a.payload.kid, a.payload.seq)
             if key in seen:
                 results[a.index] = IngestResult(Outcome.DUPLICATE)
-                letters.append(self._duplicate_letter(a, received_at))
+                letters.append(
+                    duplicate_letter(self.topics, a.topic, a.body, a.payload, received_at)
+                )
             else:
                 seen.add(key)
                 fresh.append(a)

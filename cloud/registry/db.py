@@ -16,6 +16,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from edge.wire.files import private_dir
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -51,22 +53,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def _private_dir(path: Path) -> None:
-    """Create ``path`` and its missing parents with mode 0700; leave existing ones alone."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        directory.chmod(0o700)
-
-
 def private_sqlite_file(path: Path) -> None:
     """Make the SQLite file at ``path`` private before SQLite opens it: created empty with
     mode 0600 (in a 0700 directory when that is missing), or narrowed to 0600 if others may
     read it (its ``-wal`` and ``-shm`` files too)."""
-    _private_dir(path.parent)
+    private_dir(path.parent)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):

@@ -16,12 +16,25 @@ class PrivateFileError(Exception):
     be; the message names the file and what was expected."""
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` and its missing parents created with mode 0700 (set explicitly, whatever the
+    umask); a directory that exists already is left as it is (the operator chose it)."""
+    missing = []
+    here = path
+    while not here.exists():
+        missing.append(here)
+        here = here.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)
+    return path
+
+
 def write_private_file(path: Path, data: bytes) -> bool:
     """Create ``path`` with mode 0600 holding ``data``; False if it exists already (never
-    replaced: a concurrent process may have made it first)."""
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o700)  # the directory of a key or secret: its owner's only
+    replaced: a concurrent process may have made it first). Missing directories of a key or
+    secret are made its owner's only (:func:`private_dir`)."""
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -7,12 +7,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
 from cloud.ingest.models import DeadLetter
+from cloud.ingest.points import payload_points
 from cloud.ingest.service import (
     IngestService,
     Outcome,
     RejectReason,
     StoreUnavailable,
-    payload_points,
 )
 from cloud.registry.db import open_registry
 from cloud.registry.service import register_gateway, revoke_key
