@@ -28,7 +28,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.gateways.models import GatewayCommandRecord, GatewayStatus
 from cloud.registry.base import as_utc
 from cloud.registry.models import Gateway
-from cloud.registry.service import EnvelopeRefused, find_key, open_gateway_envelope
+from cloud.registry.service import (
+    EnvelopeRefused,
+    find_key,
+    open_gateway_envelope,
+    site_meters,
+)
 from cloud.staff.accounts import Principal
 from edge.wire import (
     DEFAULT_TOPIC_PREFIX,
@@ -298,6 +303,12 @@ class GatewayHealthService:
         now = self.clock()
         with self.sessions() as session:
             return [self._view(g, s, now) for g, s in session.execute(query).all()]
+
+    def registered_meters(self, site: str) -> frozenset[str]:
+        """The meters registered for ``site`` (its site file's); a gateway's readings of any
+        other meter are dead-lettered ``meter_not_owned`` — none when the set is empty."""
+        with self.sessions() as session:
+            return site_meters(session, site)
 
     def gateway(self, who: Principal, gateway_id: str) -> tuple[GatewayView, list[CommandView]]:
         """One gateway in scope with its latest commands; UnknownGateway otherwise."""

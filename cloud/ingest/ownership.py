@@ -20,15 +20,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.registry.models import Meter
-
-
-def site_meters(session: Session, site_id: str) -> frozenset[str]:
-    """The ids of the meters registered for ``site_id`` (empty: none configured)."""
-    return frozenset(session.scalars(select(Meter.id).where(Meter.site_id == site_id)))
+from cloud.registry.service import site_meters
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,9 @@ def register_meter(
         )
         session.add(meter)
     return meter
+
+
+def site_meters(session: Session, site_id: str) -> frozenset[str]:
+    """The ids of the meters registered for ``site_id`` (by ``site import``; empty: none
+    registered yet, and ingest then checks no ownership, decision 0015)."""
+    return frozenset(session.scalars(select(Meter.id).where(Meter.site_id == site_id)))

@@ -135,6 +135,7 @@ def gateway_page(request: Request, gateway_id: GatewayId, web: Web, who: Who) ->
         "engineer_gateway.html",
         {
             "g": gateway,
+            "registered": web.gateways.registered_meters(gateway.site),
             "commands": commands,
             "error": request.query_params.get("error", ""),
             "done": request.query_params.get("done", ""),

@@ -144,7 +144,7 @@ def site_check(
     no meter of the site is registered). Exit 0 when both lists are empty, else 1."""
     from cloud.apportion.site_export import site_sections
     from cloud.gateways.health import meters_reported
-    from cloud.ingest.ownership import site_meters
+    from cloud.registry.service import site_meters
     from meterflow.assembly import registry
 
     settings = load_settings()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cloud.gateways.dispatch import DispatchError, UnknownGatewayTarget
 from cloud.gateways.feed import GatewayFeed
 from cloud.gateways.health import HealthRejected, UnknownGateway
+from cloud.registry.service import register_meter
 from cloud.staff.accounts import Principal, Role
 from edge.wire import (
     ClockState,
@@ -28,7 +30,7 @@ from edge.wire import (
     seal_health,
     sign_compact,
 )
-from tests.support.browser import WebRig, make_rig
+from tests.support.browser import WebRig, make_rig, serve
 
 ENGINEER_A = Principal("eng-a", Role.ENGINEER, frozenset({"park-a"}))
 ENGINEER_B = Principal("eng-b", Role.ENGINEER, frozenset({"park-b"}))
@@ -98,6 +100,26 @@ def test_signed_health_is_stored_and_shown(rig: WebRig) -> None:
     assert view.state == "offline" and view.meters  # the last health stays on show
     with pytest.raises(UnknownGateway):
         rig.web.gateways.gateway(ENGINEER_B, "gw-a")
+
+
+def test_the_gateway_page_says_which_reported_meters_the_site_does_not_own(rig: WebRig) -> None:
+    key = rig.gateway_keys["gw-a"]
+    rig.web.gateways.take_health(TOPIC, seal_health(health(key), key))  # reports M1 and M2
+    with serve(rig.app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        client.headers["Authorization"] = f"Bearer {rig.token(client, 'eng-a')}"
+        before = client.get("/engineer/gateways/gw-a?lang=en")
+        with rig.sessions.begin() as s:  # park-a's site file lists M1 only
+            register_meter(s, "park-a", "M1", protocol="dlt645", address="000000000001")
+        after = client.get("/engineer/gateways/gw-a?lang=en")
+    assert before.status_code == after.status_code == 200
+    # nothing registered yet: every reading is taken, and the page says so
+    assert 'data-testid="ownership-unchecked"' in before.text
+    assert 'data-testid="not-owned"' not in before.text
+    # M2 is reported but not the site's: its readings are refused, and it is marked
+    assert 'data-testid="ownership-unchecked"' not in after.text
+    rows = {r.split("</td>")[0]: r for r in after.text.split("<tr><td>")[1:]}
+    assert 'data-testid="not-owned"' in next(r for k, r in rows.items() if k.startswith("M2"))
+    assert 'data-testid="not-owned"' not in next(r for k, r in rows.items() if k.startswith("M1"))
 
 
 @pytest.mark.parametrize(
