@@ -30,6 +30,8 @@ BODY_LIMITS: dict[str, int] = {
     "/engineer/claim-tokens": 2 * 1024 * 1024,
     "/api/v1/claim-tokens": 2 * 1024 * 1024,
 }
+#: Deepest nesting of arrays and objects in a JSON body (the API's bodies use 3 or fewer).
+MAX_JSON_DEPTH = 32
 _BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
 _WHERE_ZH = (
     ("the URL path", "网址路径"),
@@ -116,17 +118,32 @@ def check_encoded(encoded: bytes, kind: str) -> None:
         check_bytes(value, f"{kind} '{label}'")
 
 
-def check_json(value: Any, where: str = "body") -> None:
-    """Refuse a parsed JSON document with bad text in any key or string value."""
+def check_json(value: Any, where: str = "body", depth: int = 0) -> None:
+    """Refuse a parsed JSON document with bad text in any key or string value, or nested
+    deeper than :data:`MAX_JSON_DEPTH`."""
     if isinstance(value, str):
         check_text(value, where)
-    elif isinstance(value, list):
+        return
+    if not isinstance(value, list | dict):
+        return
+    if depth >= MAX_JSON_DEPTH:
+        raise _too_deep()
+    if isinstance(value, list):
         for i, item in enumerate(value):
-            check_json(item, f"{where}[{i}]")
-    elif isinstance(value, dict):
+            check_json(item, f"{where}[{i}]", depth + 1)
+    else:
         for key, item in value.items():
             check_text(key, f"{where} key")
-            check_json(item, f"{where}.{key[:64]}" if where != "body" else f"field '{key[:64]}'")
+            inner = f"{where}.{key[:64]}" if where != "body" else f"field '{key[:64]}'"
+            check_json(item, inner, depth + 1)
+
+
+def _too_deep() -> Refused:
+    return Refused(
+        400,
+        f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels",
+        f"JSON 内容嵌套超过 {MAX_JSON_DEPTH} 层",
+    )
 
 
 def check_multipart(body: bytes, content_type: str) -> None:
@@ -206,6 +223,8 @@ def check_body(body: bytes, content_type: str) -> None:
             raise _bad_text("the JSON body", "utf8") from None
         try:
             document = json.loads(text)
+        except RecursionError:  # thousands of levels: the parser itself gives up
+            raise _too_deep() from None
         except ValueError:
             return  # malformed JSON: the route answers 400 with its own message
         check_json(document)

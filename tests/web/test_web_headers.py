@@ -14,7 +14,7 @@ import pytest
 
 from cloud.web.app import create_app
 from cloud.web.deps import ApiServices
-from cloud.web.guard import DEFAULT_BODY_LIMIT, body_limit
+from cloud.web.guard import DEFAULT_BODY_LIMIT, MAX_JSON_DEPTH, body_limit
 from cloud.web.headers import CSP
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.web.test_web_authorization import Samples, all_routes
@@ -56,6 +56,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
 def base_url(rig: WebRig) -> Iterator[str]:
     with serve(rig.app) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def samples(rig: WebRig) -> Samples:
+    """Path parameters of every route (made once: they open a dispute, for one)."""
+    return Samples(rig)
 
 
 @dataclasses.dataclass
@@ -130,8 +136,9 @@ def test_csp_allows_no_inline_script_or_style_and_no_framing() -> None:
     assert "unsafe" not in CSP
 
 
-def test_every_route_answers_with_the_security_headers(rig: WebRig, base_url: str) -> None:
-    samples = Samples(rig)
+def test_every_route_answers_with_the_security_headers(
+    rig: WebRig, base_url: str, samples: Samples
+) -> None:
     seen: dict[str, int] = {}
     problems: list[str] = []
     with httpx.Client(base_url=base_url, follow_redirects=False, timeout=30) as client:
@@ -196,8 +203,9 @@ def _chunks(size: int) -> Iterator[bytes]:
         yield b"x" * part
 
 
-def test_every_route_refuses_a_body_over_its_bound(rig: WebRig, base_url: str) -> None:
-    samples = Samples(rig)
+def test_every_route_refuses_a_body_over_its_bound(
+    rig: WebRig, base_url: str, samples: Samples
+) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as client:
         admin = real_sign_in(client, "admin")
         for _name, template, methods in sorted(all_routes(rig.app)):
@@ -227,3 +235,29 @@ def test_a_site_configuration_within_its_bound_is_accepted(rig: WebRig, base_url
             headers={"Authorization": f"Bearer {token}"},
         )
         assert reply.status_code == 201, reply.text[:300]
+
+
+def test_every_route_refuses_json_nested_too_deeply(
+    rig: WebRig, base_url: str, samples: Samples
+) -> None:
+    # 60,000 levels make Python's own JSON parser give up (a RecursionError, once a 500);
+    # 33 levels are past the bound and would reach the handlers' models
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        admin = real_sign_in(client, "admin")
+        for _name, template, methods in sorted(all_routes(rig.app)):
+            path = samples.path(template)
+            auth = {"Authorization": f"Bearer {admin.token}"}
+            if not path.startswith("/api/"):
+                auth = {"Cookie": f"mf_session={admin.cookie}", "X-CSRF-Token": admin.csrf}
+            for method in sorted(methods - {"HEAD", "GET", "DELETE", "OPTIONS"}):
+                for body in (b"[" * 60_000, b'{"a": ' * 33 + b"1" + b"}" * 33):
+                    client.cookies.clear()
+                    reply = client.request(
+                        method,
+                        path,
+                        content=body,
+                        headers=auth | {"Content-Type": "application/json"},
+                    )
+                    assert reply.status_code == 400, (method, path, reply.status_code)
+                    text = reply.json()["detail"] if path.startswith("/api/") else reply.text
+                    assert f"nested deeper than {MAX_JSON_DEPTH} levels" in text, text
