@@ -166,7 +166,7 @@ def _cmd_id_of(payload: bytes) -> str | None:
     try:
         data = json.loads(payload)
         return str(UUID(data["cmd_id"])) if isinstance(data, dict) else None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 

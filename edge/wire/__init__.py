@@ -447,6 +447,8 @@ def parse_compact(envelope: bytes) -> Compact:
         header = json.loads(_b64url_decode(parts[0], "header"))
     except ValueError as exc:
         raise MalformedEnvelope(f"JWS header is not JSON: {exc}") from None
+    except RecursionError:  # thousands of nested arrays: the parser gives up
+        raise MalformedEnvelope("JWS header is not a JSON object: nested too deeply") from None
     kid = header.get("kid") if isinstance(header, dict) else None
     if (
         not isinstance(header, dict)

@@ -89,4 +89,10 @@ def hostile_envelopes(
         ("unknown key", unknown, "unknown_key"),
         ("oversized", b"x" * (300 * 1024), "oversized"),
         ("truncated", good[: len(good) // 2], "malformed"),
+        # a JWS header of 60,000 nested arrays: Python's JSON parser gives up (RecursionError)
+        (
+            "nested header",
+            base64.urlsafe_b64encode(b"[" * 60_000).rstrip(b"=") + b"." + middle + b"." + sig,
+            "malformed",
+        ),
     ]
