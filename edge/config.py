@@ -227,6 +227,8 @@ class SiteConfig(BaseModel):
         """Validate TOML text; ``source`` names it in the messages."""
         try:
             data = tomllib.loads(text)
+        except RecursionError:  # thousands of nested arrays or tables: the parser gives up
+            raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
         except tomllib.TOMLDecodeError as exc:
             message = str(exc)
             at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)

@@ -128,6 +128,8 @@ def _config_problem(site_config: str, site: str, gateway: str) -> str | None:
         config = SiteConfig.model_validate(tomllib.loads(site_config))
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         return f"{SITE_CONFIG} does not load: {exc}"
+    except RecursionError:
+        return f"{SITE_CONFIG} does not load: nested too deeply"
     if (config.site, config.gateway) != (site, gateway):
         return (
             f"{SITE_CONFIG} is for gateway {config.gateway!r} at site {config.site!r}, "

@@ -254,6 +254,8 @@ def check_site_config(site_config: str, site: str, gateway: str) -> None:
         data = tomllib.loads(site_config)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidClaim(f"site config is not valid TOML: {exc}") from None
+    except RecursionError:  # thousands of nested arrays or tables: the parser gives up
+        raise InvalidClaim("site config is not valid TOML: nested too deeply") from None
     for key, expected in (("site", site), ("gateway", gateway)):
         if data.get(key) != expected:
             raise InvalidClaim(

@@ -136,6 +136,8 @@ def load_profile(path: str | Path) -> DeviceProfile:
         raise ProfileError(f"cannot read: {exc.strerror or exc}", path=source) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"not valid TOML: {exc}", path=source) from exc
+    except RecursionError:  # thousands of nested arrays or tables: the parser gives up
+        raise ProfileError("not valid TOML: nested too deeply", path=source) from None
     return parse_profile(data, source)
 
 

@@ -368,6 +368,12 @@ def test_not_utf8_nor_toml_is_refused_with_its_line_and_no_traceback(tmp_path):
     out = cli(["edge", "check", str(path)], tmp_path)
     assert out.exit_code == 2
     assert out.stderr.startswith(f"error: {path}:19: not valid TOML: ")
+    # 5,000 nested arrays (10 KB): Python's TOML parser gives up with a RecursionError
+    path.write_text(BASE + "\nx = " + "[" * 5000 + "]" * 5000 + "\n")
+    for command in ("check", "run"):
+        out = cli(["edge", command, str(path)], tmp_path)
+        assert out.exit_code == 2, out.output
+        assert out.stderr.strip() == f"error: {path}: not valid TOML: nested too deeply"
 
 
 def test_a_byte_order_mark_and_a_numeric_unit_id_are_accepted(tmp_path):

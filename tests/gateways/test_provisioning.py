@@ -405,6 +405,8 @@ def test_claim_whose_config_names_another_gateway_is_refused(tmp_path: Path) -> 
         service.create_claim("s1", "gw9", SITE_TOML, BROKER)
     with pytest.raises(InvalidClaim, match="not valid TOML"):
         service.create_claim("s1", "gw1", "site = ", BROKER)
+    with pytest.raises(InvalidClaim, match="not valid TOML: nested too deeply"):
+        service.create_claim("s1", "gw1", "x = " + "[" * 5000 + "]" * 5000, BROKER)
     with pytest.raises(InvalidClaim, match="broker URL"):
         service.create_claim("s1", "gw1", SITE_TOML, BrokerGrant("http://broker:1883"))
 
