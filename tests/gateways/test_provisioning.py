@@ -7,10 +7,7 @@ import base64
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -364,30 +361,9 @@ def test_claim_token_command_and_provision_command_work_together(
 
 
 def test_api_command_serves_the_api_until_stopped(tmp_path: Path) -> None:
-    port = servers.free_port()
     env = dict(os.environ, MF_DATA_DIR=str(tmp_path / "cloud"), MF_WEB_DEV="1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import typer; from meterflow.cli.web import cloud_api; typer.run(cloud_api)",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not servers.port_open(port):
-            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "meterflow cloud api did not listen within 20 s"
-            time.sleep(0.05)
-        reply = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=10)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with servers.cloud_api(env, tmp_path / "api.log") as (_proc, url):
+        reply = httpx.get(f"{url}/openapi.json", timeout=10)
 
     assert reply.status_code == 200 and "/api/v1/provision" in reply.json()["paths"]
     assert (tmp_path / "cloud" / "cloud.key").stat().st_mode & 0o777 == 0o600

@@ -28,6 +28,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -138,6 +139,37 @@ def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def cloud_api(
+    env: dict[str, str], log: Path, *args: str, wait_s: float = 30.0
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``meterflow cloud api`` (the real command) on a free 127.0.0.1 port with ``env`` and
+    ``args``, its output in ``log``; yields (process, base URL) once it listens, and stops it
+    (SIGTERM, then SIGKILL) at the end."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meterflow", "cloud", "api", "--port", str(port), *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + wait_s
+        while not port_open(port):
+            assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+            assert time.monotonic() < deadline, f"meterflow cloud api did not listen in {wait_s} s"
+            time.sleep(0.05)
+        yield proc, f"http://{HOST}:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,9 +4,6 @@ on ``meterflow cloud api``'s pages, served with the gateway feed waiting for its
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -38,28 +35,8 @@ def test_web_account_then_sign_in_on_the_served_pages(tmp_path: Path) -> None:
         env={**env, "MF_WEB_ACCOUNT_PASSWORD": "a long password"},
     )
     assert refused.exit_code == 2 and "at least one site" in refused.output
-    port = servers.free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import typer; from meterflow.cli.web import cloud_api; typer.run(cloud_api)",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not servers.port_open(port):
-            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "meterflow cloud api did not listen in 20 s"
-            time.sleep(0.05)
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", timeout=10, follow_redirects=True
-        ) as client:
+    with servers.cloud_api(env, tmp_path / "api.log") as (_proc, url):
+        with httpx.Client(base_url=url, timeout=10, follow_redirects=True) as client:
             assert client.get("/healthz").json() == {"status": "ok"}
             login = client.get("/login")
             csrf = login.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
@@ -72,6 +49,3 @@ def test_web_account_then_sign_in_on_the_served_pages(tmp_path: Path) -> None:
                 == 401
             )
         assert (tmp_path / "cloud" / "web.secret").stat().st_mode & 0o777 == 0o600
-    finally:
-        proc.terminate()
-        proc.wait(15)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,30 +59,8 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         cli, ["carol", "--role", "admin"], env={**env, "MF_WEB_ACCOUNT_PASSWORD": PASSWORD}
     )
     assert made.exit_code == 0, made.output
-    port = servers.free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import typer; from meterflow.cli.web import cloud_api; typer.run(cloud_api)",
-            "--port",
-            str(port),
-            "--no-gateway-feed",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not servers.port_open(port):
-            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "meterflow cloud api did not listen in 20 s"
-            time.sleep(0.05)
-        yield proc, f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    with servers.cloud_api(env, tmp_path / "api.log", "--no-gateway-feed") as served:
+        yield served
 
 
 def sign_in(base_url: str) -> httpx.Response:
