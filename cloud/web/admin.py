@@ -217,18 +217,7 @@ class DecisionIn(BaseModel):
 
 
 def _out(view: ReplacementView) -> ReplacementOut:
-    return ReplacementOut(
-        id=view.id,
-        site=view.site,
-        gateway=view.gateway,
-        kid=view.kid,
-        requested_by=view.requested_by,
-        requested_at=view.requested_at,
-        status=view.status,
-        decided_by=view.decided_by,
-        decided_at=view.decided_at,
-        revoked=list(view.revoked),
-    )
+    return ReplacementOut.model_validate(view, from_attributes=True)
 
 
 def _decide(
