@@ -21,6 +21,7 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.dev-installed
 	bash deploy/local/install-servers.sh --with-chromium
+	bash deploy/local/install-axe.sh
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev-installed

@@ -13,7 +13,8 @@ usage() {
 Usage: $(basename -- "$0") [--with-chromium] [--check]
 
 Checks for mosquitto, influxd (package influxdb) and the PostgreSQL server (package
-postgresql), plus chromium with --with-chromium. Run as root, it installs what is missing
+postgresql), plus chromium, pdftoppm (poppler-utils) and zbarimg (zbar-tools) with
+--with-chromium (the browser and print tests). Run as root, it installs what is missing
 with 'apt-get update' (once) and 'apt-get install -y --no-install-recommends', with a
 policy-rc.d in place so that no package starts its service (the tests start their own
 servers on 127.0.0.1; see deploy/local/{mosquitto,influxdb,postgres}.sh). Not run as root,
@@ -112,6 +113,14 @@ version_of() {
         path=$(find_chromium) || return 1
         version=$(timeout 20 "$path" --version 2>/dev/null | sed -n 's/^Chromium \([^ ]*\).*/\1/p' || true)
         ;;
+    pdftoppm)
+        path=$(first_executable "$(command -v pdftoppm || true)" /usr/bin/pdftoppm) || return 1
+        version=$("$path" -v 2>&1 | sed -n 's/^pdftoppm version \([^ ]*\).*/\1/p' | head -n 1)
+        ;;
+    zbarimg)
+        path=$(first_executable "$(command -v zbarimg || true)" /usr/bin/zbarimg) || return 1
+        version=$("$path" --version 2>/dev/null | head -n 1 || true)
+        ;;
     *) return 1 ;;
     esac
     printf '%s %s (%s)\n' "$name" "${version:-?}" "$path"
@@ -123,12 +132,14 @@ package_of() {
     influxd) echo influxdb ;;
     postgres) echo postgresql ;;
     chromium) echo chromium ;;
+    pdftoppm) echo poppler-utils ;;
+    zbarimg) echo zbar-tools ;;
     esac
 }
 
 wanted=(mosquitto influxd postgres)
 if $with_chromium; then
-    wanted+=(chromium)
+    wanted+=(chromium pdftoppm zbarimg)
 fi
 
 missing_programs() {
