@@ -47,7 +47,6 @@ from cloud.apportion.runs import (
     statement_drafts,
     void_run,
 )
-from cloud.apportion.trail import merge_trail
 from cloud.apportion.statement import (
     CSV_COLUMNS,
     LANDLORD_PARTY,
@@ -56,6 +55,7 @@ from cloud.apportion.statement import (
     statement_csv,
     verify_statement,
 )
+from cloud.apportion.trail import merge_trail
 from cloud.registry.base import as_utc
 from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import AuditRecord, entries_for, record

@@ -26,9 +26,7 @@ LOG_STEPS = {
 }
 
 
-def merge_trail(
-    steps: Iterable[AuditRecord], entries: Iterable[AuditRecord]
-) -> list[AuditRecord]:
+def merge_trail(steps: Iterable[AuditRecord], entries: Iterable[AuditRecord]) -> list[AuditRecord]:
     """The run's ``steps`` (from its fields; actions in :data:`RUN_STEPS`) and the audit
     log's ``entries`` about it as one list in time order, one record per event: a log entry
     of a step the run records (same step, same actor) is merged into it, keeping whichever

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from cloud.apportion.reconcile import total
 from cloud.apportion.review import (
     ActionRefused,
     DisputeItem,
@@ -21,7 +22,6 @@ from cloud.apportion.review import (
     RunSummary,
 )
 from cloud.staff.accounts import Principal
-from cloud.apportion.reconcile import total
 from cloud.statements.links import IssuedLink, NoStatement, StatementKey
 from cloud.statements.parties import tenant_names
 from cloud.web.deps import WebServices, principal, web_services

@@ -181,6 +181,4 @@ def trail_views(
 
 def trail_parties(trail: Iterable[AuditRecord]) -> set[str]:
     """The parties of the tenants who wrote entries of the trail."""
-    return {
-        e.actor.removeprefix(TENANT_ACTOR) for e in trail if e.actor.startswith(TENANT_ACTOR)
-    }
+    return {e.actor.removeprefix(TENANT_ACTOR) for e in trail if e.actor.startswith(TENANT_ACTOR)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +32,8 @@ from tests.support.browser import (
     screenshot,
     serve,
 )
+from tests.web.test_web_close import PASSWORD as CLOSE_PASSWORD
+from tests.web.test_web_close import body, client_for, close_rig
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -74,10 +77,12 @@ def context(browser: Any, kind: str) -> Any:
     return phone(browser) if kind == "phone" else desktop(browser)
 
 
-def sign_in(page: Any, base_url: str, username: str, lang: str = "zh-CN") -> None:
+def sign_in(
+    page: Any, base_url: str, username: str, lang: str = "zh-CN", password: str = PASSWORD
+) -> None:
     page.goto(f"{base_url}/login?lang={lang}")
     page.get_by_label(re.compile("用户名|User name|Username", re.I)).fill(username)
-    page.get_by_label(re.compile("^(密码|Password)", re.I)).fill(PASSWORD)
+    page.get_by_label(re.compile("^(密码|Password)", re.I)).fill(password)
     page.locator("form[action^='/login'] button[type=submit]").click()
     page.wait_for_url(lambda url: "/login" not in url)
 
@@ -289,7 +294,59 @@ def test_axe_finds_nothing_serious_on_the_staff_pages(
                 "e => (e.labels && e.labels.length ? e.labels[0].innerText : '')"
                 " || e.getAttribute('aria-label') || ''"
             )
-            assert label.strip(), f"{name}: an input without a label: {field.evaluate('e => e.outerHTML')}"
+            assert label.strip(), (
+                f"{name}: an input without a label: {field.evaluate('e => e.outerHTML')}"
+            )
         assert_accessible(page, f"{name}-{kind}-{lang}")
         screenshot(page, f"{name}-{kind}-{lang}")
     ctx.close()
+
+
+def test_a_held_runs_remedies_are_labelled_and_leave_a_translated_trail(
+    tmp_path: Path, browser: Any
+) -> None:
+    """A run held for a missing reading (park-a with its site file): the remedies' inputs
+    have labels, axe passes on phone and desktop in both languages; the reading entered
+    and the close again show once each in the trail, in words."""
+    with close_rig(tmp_path, drop=("U2", "2026-05-01")) as rig:
+        with client_for(rig, "fin-a") as client:
+            held = client.post("/api/v1/close", json=body(rig)).json()
+        assert held["held"]
+        ctx = context(browser, "desktop")
+        page = ctx.new_page()
+        sign_in(page, rig.url, "fin-a", password=CLOSE_PASSWORD)
+        for kind in ("desktop", "phone"):
+            if kind == "phone":
+                ctx.close()
+                ctx = context(browser, "phone")
+                page = ctx.new_page()
+                sign_in(page, rig.url, "fin-a", password=CLOSE_PASSWORD)
+            for lang in ("zh-CN", "en"):
+                page.goto(f"{rig.url}/finance/runs/{held['run']}?lang={lang}")
+                assert page.get_by_test_id("remedies").is_visible()
+                assert_accessible(page, f"run-remedies-{kind}-{lang}")
+                screenshot(page, f"run-remedies-{kind}-{lang}")
+        page.goto(f"{rig.url}/finance/runs/{held['run']}")
+        page.get_by_label("表盘读数 U2").fill("450.00")
+        note = page.get_by_label("备注（如：人工抄表）")
+        assert note.is_visible() and note.get_attribute("placeholder") is None
+        note.fill("人工抄表")
+        page.get_by_role("button", name="保存读数").click()
+        page.wait_for_url(re.compile(r".*done=reading.*"))
+        page.get_by_test_id("close-again-submit").click()
+        page.wait_for_url(lambda url: held["run"] not in url)
+        new_run = page.url.split("/finance/runs/")[1].split("?")[0]
+        items = page.get_by_test_id("trail").locator("li").all_inner_texts()
+        actions = [re.sub(r"^\S+ \S+ · ", "", i) for i in items]
+        assert len(actions) == 1, actions  # the close is one event, not "create" + "run.close"
+        assert actions[0].startswith(
+            "fin-a 创建结算批次 — 项目 park-a，2026-04-01 … 2026-05-01，第 2 版"
+        )
+        assert f"；取代批次 {held['run']}" in actions[0]
+        page.goto(f"{rig.url}/finance/runs/{held['run']}")
+        trail = page.get_by_test_id("trail").inner_text()
+        assert "补录读数 — 电表 U2 2026-05-01：表显示数 450.00 × 倍率 1" in trail
+        assert f"作废 — 被批次 {new_run}（第 2 版）取代" in trail
+        assert trail.count("创建结算批次") == 1
+        screenshot(page, "run-superseded-trail-desktop-zh")
+        ctx.close()
