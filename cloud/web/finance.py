@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from cloud.apportion.reconcile import total
 from cloud.apportion.review import (
     ActionRefused,
     DisputeItem,
@@ -22,9 +23,11 @@ from cloud.apportion.review import (
 )
 from cloud.staff.accounts import Principal
 from cloud.statements.links import IssuedLink, NoStatement, StatementKey
+from cloud.statements.parties import tenant_names
 from cloud.web.deps import WebServices, principal, web_services
+from cloud.web.finance_view import flag_views, trail_parties, trail_views
 from cloud.web.qr import qr_svg
-from cloud.web.rendering import language, render
+from cloud.web.rendering import language, render, translations
 
 router = APIRouter(tags=["finance"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -107,12 +110,22 @@ def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLRespons
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
     held = detail.run.held and detail.run.status not in ("void", "posted")
+    t = translations(language(request))
+    names = tenant_names(
+        web.runs.sessions, {s.party for s in detail.statements} | trail_parties(detail.trail)
+    )
+    recon = detail.reconciliation
     return render(
         request,
         "finance_run.html",
         {
             "d": detail,
             "run": detail.run,
+            "flags": flag_views(detail.flags, t),
+            "trail": trail_views(detail.trail, names, t),
+            "names": names,
+            "recon": recon,
+            "recon_total": total(recon) if len(recon) > 1 else None,
             "remedies": web.closing.remedies(who, run_id) if held else None,
             "error": request.query_params.get("error", ""),
             "done": request.query_params.get("done", ""),
