@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse
 
-from cloud.apportion.review import NotFound
+from cloud.apportion.review import ActionRefused, NotFound
 from cloud.staff.accounts import Principal
 from cloud.statements.links import NoStatement, StatementKey
 from cloud.statements.printing import Slip, StatementPrintService
@@ -38,6 +38,12 @@ def _sheet(request: Request, web: WebServices, run_id: str, slip: Slip) -> dict[
     return {"slip": slip, "link": link, "url": url, "qr": qr_svg(url) if url else ""}
 
 
+def _refused(request: Request, exc: ActionRefused) -> HTMLResponse:
+    return render(
+        request, "error.html", {"message": "print_refused", "detail": str(exc)}, status_code=409
+    )
+
+
 @router.get("/finance/runs/{run_id}/statements/{unit}/{party}", response_class=HTMLResponse)
 def statement_print_page(
     request: Request, run_id: RunId, unit: Name, party: Name, web: Web, who: Who
@@ -47,6 +53,8 @@ def statement_print_page(
         slip = StatementPrintService(web.runs).slip(who, run_id, unit, party)
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    except ActionRefused as exc:  # the stored statement does not verify: print nothing
+        return _refused(request, exc)
     return render(
         request,
         "statement_print.html",
@@ -61,6 +69,8 @@ def run_print_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLR
         slips = StatementPrintService(web.runs).run_slips(who, run_id)
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    except ActionRefused as exc:
+        return _refused(request, exc)
     return render(
         request,
         "statement_print.html",

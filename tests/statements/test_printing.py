@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -24,7 +25,7 @@ from cloud.statements.printing import (
     signature_fingerprint,
 )
 from meterflow.cli.web import cloud_web_account
-from tests.support.browser import PASSWORD, WebRig, make_rig
+from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 
 
 def test_due_date_is_the_local_posting_day_plus_due_days() -> None:
@@ -116,3 +117,27 @@ def test_web_account_sets_the_display_name(tmp_path: Path, monkeypatch: pytest.M
     too_long = runner.invoke(cli, [*args, "--display-name", "x" * 101])
     assert too_long.exit_code == 2 and "at most 100" in too_long.output
     sessions.kw["bind"].dispose()
+
+
+def test_a_statement_that_does_not_verify_is_refused_not_printed(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from cloud.apportion.models import ApportionStatement
+
+    rig = make_rig(tmp_path, months=1)
+    with rig.sessions.begin() as s:  # tampered behind the application's back
+        stored = s.get(ApportionStatement, (rig.seeded.latest, "A101", "ACME"))
+        assert stored is not None
+        s.execute(
+            text(
+                "UPDATE apportion_statements SET payload = :p WHERE run_id = :r AND unit = 'A101'"
+            ),
+            {"p": stored.payload.replace('"ACME"', '"ACNE"', 1), "r": rig.seeded.latest},
+        )
+    cookie = {"Cookie": f"mf_session={rig.web.accounts.sign_in('fin-a', PASSWORD).token}"}
+    with serve(rig.app) as url, httpx.Client(base_url=url, headers=cookie) as client:
+        for path in ("statements/A101/ACME", "print"):
+            page = client.get(f"/finance/runs/{rig.seeded.latest}/{path}")
+            assert page.status_code == 409 and "签名校验未通过" in page.text, path
+            assert 'data-testid="sheet"' not in page.text
+    rig.sessions.kw["bind"].dispose()
