@@ -1,6 +1,6 @@
 """Finance's pages and JSON API: runs by period and site, a run's tree with balances and flags,
-review → approve → post (and void) with the audit trail, the disputes queue, exports (CSV,
-Excel) and the printable statement with the tenant's QR code."""
+review → approve → post (and void) with the audit trail, the disputes queue and exports (CSV,
+Excel). The printable statements are :mod:`cloud.web.printing`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from cloud.statements.links import IssuedLink, NoStatement, StatementKey
 from cloud.statements.parties import tenant_names
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.finance_view import flag_views, trail_parties, trail_views
-from cloud.web.qr import qr_svg
 from cloud.web.rendering import language, render, translations
 
 router = APIRouter(tags=["finance"])
@@ -202,30 +201,6 @@ def run_action_form(
     except ActionRefused as exc:
         query["error"] = str(exc)
     return RedirectResponse(f"/finance/runs/{quote(run_id)}?{urlencode(query)}", 303)
-
-
-@router.get("/finance/runs/{run_id}/statements/{unit}/{party}", response_class=HTMLResponse)
-def statement_print_page(
-    request: Request, run_id: RunId, unit: Name, party: Name, web: Web, who: Who
-) -> HTMLResponse:
-    """The printable statement (print stylesheet) with the QR code of the tenant's link."""
-    try:
-        document, signed = web.runs.statement(who, run_id, unit, party)
-    except NotFound:
-        return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    link = _link(request, web, StatementKey(run_id, unit, party)) if signed else None
-    url = _link_url(request, web, link) if link else ""
-    return render(
-        request,
-        "statement_print.html",
-        {
-            "doc": document,
-            "signed": signed,
-            "link": link,
-            "url": url,
-            "qr": qr_svg(url) if url else "",
-        },
-    )
 
 
 @router.get("/finance/disputes", response_class=HTMLResponse)
