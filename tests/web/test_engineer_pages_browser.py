@@ -62,6 +62,7 @@ TOPIC = "mf/v1/park-a/gw-a/up/health"
 TEXTS = {
     "zh-CN": {
         "reported": "最后上报 3 分钟前",
+        "ago": "3 分钟前",
         "stale": "数据已过时",
         "offline": "离线",
         "sidelined": "已暂停轮询",
@@ -75,6 +76,7 @@ TEXTS = {
     },
     "en": {
         "reported": "Last report 3 min ago",
+        "ago": "3 min ago",
         "stale": "out of date",
         "offline": "offline",
         "sidelined": "sidelined",
@@ -245,7 +247,9 @@ def test_engineer_pages_tell_the_truth_on_phone_and_desktop(
         # the list: the offline gateway's last report with its age, marked out of date
         assert page.locator("meta[http-equiv=refresh]").count() == 0
         report = page.locator("[data-testid=report-gw-a]")
-        assert texts["reported"] in report.inner_text()
+        column = page.locator("[data-testid=gateways] th").nth(3).text_content()
+        assert f"{column} {texts['ago']}" == texts["reported"]
+        assert report.inner_text().startswith(texts["ago"])
         assert page.locator("[data-testid=stale-gw-a]").inner_text() == texts["stale"]
         assert page.locator("[data-testid=state-gw-a]").inner_text() == texts["offline"]
         chip = page.locator("[data-testid=chip-gw-a-FAULTY-METER-LIFT-B2]")
