@@ -73,16 +73,22 @@ def validate(
     ``state`` (keyed by site, meter, quantity) in place. ``points`` of one series must come
     in time order."""
     checked = []
+    skew_limit_ns = received_ns + rules.skew_s * 1e9
+    cumulative: dict[str, bool] = {}
     for p in points:
         flags: list[str] = []
-        if p.time_ns > received_ns + rules.skew_s * 1e9:
+        if p.time_ns > skew_limit_ns:
             flags.append("clock_skew")
         if not clock_synced:
             flags.append("clock_free_running")
-        key = (p.site, p.meter, p.quantity)
-        prev = state.get(key)
-        if p.value is not None and is_cumulative(p.quantity):
-            flags += _register_checks(p, prev, rules)
+        counts = cumulative.get(p.quantity)
+        if counts is None:
+            counts = cumulative[p.quantity] = is_cumulative(p.quantity)
+        if p.value is not None and counts:
+            key = (p.site, p.meter, p.quantity)
+            prev = state.get(key)
+            if prev is not None and p.time_ns > prev.time_ns:
+                flags += _register_checks(p, prev, rules)
             if prev is None or p.time_ns > prev.time_ns:
                 state[key] = _next_state(p, prev, flags, rules)
         if flags:
