@@ -46,6 +46,7 @@ LINE_COLUMNS = (
     "unit",
     "unit_name",
     "party",
+    "party_name",
     "from",
     "to",
     "component",
@@ -79,6 +80,7 @@ class ExportLine:
     unit: str
     unit_name: str
     party: str
+    party_name: str
     first_day: date | None
     last_day: date | None
     component: str
@@ -165,9 +167,13 @@ def _inclusive_end(end: str) -> date | None:
     return date.fromisoformat(end) - timedelta(days=1) if end else None
 
 
-def export_lines(lines: Iterable[StoredLine], names: SiteNames) -> list[ExportLine]:
-    """The run's lines for finance, in the run's order, with names, inclusive days and the
-    applied unit price of each (register, tariff) (per run a line adjusts)."""
+def export_lines(
+    lines: Iterable[StoredLine], names: SiteNames, tenants: Mapping[str, str] | None = None
+) -> list[ExportLine]:
+    """The run's lines for finance, in the run's order, with names (``tenants``: party →
+    the tenant's display name), inclusive days and the applied unit price of each
+    (register, tariff) (per run a line adjusts)."""
+    tenants = tenants or {}
     rows = list(lines)
     totals: dict[tuple[str | None, str, str], tuple[int, Decimal]] = {}
     for r in rows:
@@ -188,6 +194,7 @@ def export_lines(lines: Iterable[StoredLine], names: SiteNames) -> list[ExportLi
                 unit=r.unit,
                 unit_name=names.nodes.get(r.unit, "") if r.unit else "",
                 party=r.party,
+                party_name=tenants.get(r.party, ""),
                 first_day=date.fromisoformat(r.start) if r.start else None,
                 last_day=_inclusive_end(r.end),
                 component=r.component,
@@ -231,6 +238,7 @@ def _cells(line: ExportLine, labels: Mapping[str, str]) -> dict[str, Any]:
         "unit": line.unit,
         "unit_name": line.unit_name,
         "party": label(labels, "party", line.party) if line.party == _LANDLORD else line.party,
+        "party_name": line.party_name,
         "from": line.first_day,
         "to": line.last_day,
         "component": label(labels, "component", line.component),
@@ -383,10 +391,12 @@ def run_workbook(
     run: RunFacts,
     names: SiteNames,
     labels: Mapping[str, str],
+    tenants: Mapping[str, str] | None = None,
 ) -> bytes:
     """The run as an .xlsx: sheets of lines (with a totals row), statements (with a totals
     row), the meter tree's balances, and the run (site, period, state, who did what when,
-    in the site's local time)."""
+    in the site's local time); ``tenants``: party → the tenant's display name."""
+    tenants = tenants or {}
     from openpyxl import Workbook
 
     book = Workbook()
@@ -423,6 +433,7 @@ def run_workbook(
             s.unit,
             names.nodes.get(s.unit, "") if s.unit else "",
             label(labels, "party", s.party) if s.party == _LANDLORD else s.party,
+            tenants.get(s.party, ""),
             (Decimal(s.cents) / 100).quantize(CENT),
             local_naive(s.confirmed_at, zone),
             yes if s.disputed else no,
@@ -435,11 +446,25 @@ def run_workbook(
         t("export_sheet_statements", "statements"),
         [
             t(f"export_col_{c}", c)
-            for c in ("unit", "unit_name", "party", "amount", "confirmed_at", "disputed")
+            for c in (
+                "unit",
+                "unit_name",
+                "party",
+                "party_name",
+                "amount",
+                "confirmed_at",
+                "disputed",
+            )
         ],
         statement_rows,
-        {3: FORMAT_MONEY, 4: FORMAT_TIME},
-        [t("export_total", "Total"), None, None, (Decimal(statement_total) / 100).quantize(CENT)],
+        {4: FORMAT_MONEY, 5: FORMAT_TIME},
+        [
+            t("export_total", "Total"),
+            None,
+            None,
+            None,
+            (Decimal(statement_total) / 100).quantize(CENT),
+        ],
     )
 
     _sheet(

@@ -67,6 +67,7 @@ from cloud.apportion.trail import merge_trail
 from cloud.registry.base import as_utc
 from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import AuditRecord, entries_for, record
+from cloud.statements.parties import tenant_names
 from edge.wire import Clock, utc_now
 
 _TREE_CACHE = 32
@@ -373,8 +374,10 @@ class RunReviewService:
 
     def _export_lines(
         self, session: Session, run: ApportionRun
-    ) -> tuple[list[ExportLine], SiteNames]:
+    ) -> tuple[list[ExportLine], SiteNames, dict[str, str]]:
         names = SiteNames.from_inputs(run.inputs)
+        parties = select(ApportionLine.party).where(ApportionLine.run_id == run.id).distinct()
+        tenants = tenant_names(self.sessions, set(session.scalars(parties)))
         stored = session.scalars(
             select(ApportionLine)
             .where(ApportionLine.run_id == run.id)
@@ -400,15 +403,16 @@ class RunReviewService:
                 for r in stored
             ),
             names,
+            tenants,
         )
-        return lines, names
+        return lines, names, tenants
 
     def export_csv(self, who: Principal, run_id: str, labels: Mapping[str, str]) -> bytes:
         """Every stored line of the run (adjustments included: they sum to the run's total)
         as CSV in UTF-8 with a BOM, headers and names in the ``labels``' language
         (:func:`cloud.apportion.exports.lines_csv`)."""
         with self.sessions() as session:
-            lines, _ = self._export_lines(session, self._run(session, who, run_id))
+            lines, _, _ = self._export_lines(session, self._run(session, who, run_id))
         return lines_csv(lines, labels)
 
     def export_xlsx(self, who: Principal, run_id: str, labels: Mapping[str, str]) -> bytes:
@@ -418,7 +422,7 @@ class RunReviewService:
         detail = self.run_detail(who, run_id)
         with self.sessions() as session:
             run = self._run(session, who, run_id)
-            lines, names = self._export_lines(session, run)
+            lines, names, tenants = self._export_lines(session, run)
             facts = RunFacts(
                 run.id,
                 run.status,
@@ -448,6 +452,7 @@ class RunReviewService:
             facts,
             names,
             labels,
+            tenants,
         )
 
     # ------------------------------------------------------------------ actions

@@ -99,4 +99,4 @@ def test_csv_bom_and_labels_in_both_languages() -> None:
         assert register in first and unit in first
         assert "40.500000" in first and "48.60" in first and "1.200000" in first
         assert "2026-04-30" in first and "2026-05-01" not in first
-        assert len(cells) == 19
+        assert len(cells) == 20

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from cloud.apportion.case.loading import case_from_data
 from cloud.apportion.models import ApportionLine, ApportionRun
 from cloud.apportion.runs import approve_run, create_run, post_run, review_run
+from cloud.leases.models import Tenant
 from cloud.registry.base import as_utc
 from tests.support.axe import assert_accessible
 from tests.support.browser import WebRig, chromium, desktop, make_rig, month_case, screenshot, serve
@@ -33,6 +34,7 @@ ZH_HEADERS = [
     "单元",
     "单元名称",
     "租户",
+    "租户名称",
     "起始日",
     "截止日（含）",
     "费用项目",
@@ -54,6 +56,7 @@ EN_HEADERS = [
     "Unit",
     "Unit name",
     "Tenant",
+    "Tenant name",
     "From",
     "To (inclusive)",
     "Item",
@@ -95,6 +98,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
 
 @pytest.fixture(scope="module")
 def run_id(rig: WebRig) -> str:
+    with rig.sessions.begin() as s:
+        s.add(Tenant(id="ACME", name="星辰科技有限公司"))
     with rig.sessions.begin() as s:
         run = create_run(s, case_from_data(named_case()), by="seed")
         review_run(s, run.id, by="seed-reviewer")
@@ -138,6 +143,8 @@ def test_csv_is_utf8_with_bom_and_chinese_headers_by_default(
     assert len(lines) == stored
     own = next(x for x in lines if x["单元"] == "A101" and x["费用项目"] == "自用电量")
     assert own["单元名称"] == "星辰科技 101" and own["租户"] == "ACME" and own["时段"] == "总"
+    assert own["租户名称"] == "星辰科技有限公司"
+    assert {x["租户名称"] for x in lines if x["租户"] == "BETA"} == {""}  # no tenant record
     assert own["类型"] == "本期"
     # numbers as numbers, price and unit apart: the applied price (bill ÷ kWh), not the catalogue
     assert own["单位"] == "元/kWh" and own["目录电价"] == "0.6"
@@ -221,8 +228,10 @@ def test_xlsx_formats_totals_local_times_no_float_noise(
 
     statements = book["账单"]
     rows = list(statements.iter_rows(min_row=2, values_only=True))
-    assert rows[-1][0] == "合计" and Decimal(str(rows[-1][3])) == Decimal(cents) / 100
-    assert statements.freeze_panes == "A2" and statements["D2"].number_format == "#,##0.00"
+    assert rows[-1][0] == "合计" and Decimal(str(rows[-1][4])) == Decimal(cents) / 100
+    assert statements.freeze_panes == "A2" and statements["E2"].number_format == "#,##0.00"
+    acme = next(r for r in rows if r[2] == "ACME")
+    assert acme[3] == "星辰科技有限公司" and acme[1] == "星辰科技 101"
 
     tree = book["电表树"]
     main = next(r for r in tree.iter_rows(min_row=2) if r[0].value == "MAIN")

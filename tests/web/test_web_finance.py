@@ -134,7 +134,7 @@ def test_csv_and_excel_exports_carry_every_line(rig: WebRig, client: httpx.Clien
     book = load_workbook(io.BytesIO(reply.content))
     assert book.sheetnames == ["Lines", "Statements", "Meter tree", "Run"]
     lines = list(book["Lines"].iter_rows(min_row=2, values_only=True))[:-1]  # - totals row
-    assert len(lines) == len(rows) and sum(r[17] for r in lines) == run_cents(rig, run)
+    assert len(lines) == len(rows) and sum(r[18] for r in lines) == run_cents(rig, run)
     assert next(book["Meter tree"].iter_rows(min_row=2, values_only=True))[0] == "MAIN"
 
 
