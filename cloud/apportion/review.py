@@ -9,10 +9,10 @@ a site outside the principal's scope is reported as not found. The state machine
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -30,6 +30,17 @@ from cloud.apportion.balances import NodeBalance, balances_from_json, tree_balan
 from cloud.apportion.case.document import Case
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError, SignatureError
+from cloud.apportion.exports import (
+    ExportLine,
+    NodeRow,
+    RunFacts,
+    SiteNames,
+    StatementRow,
+    StoredLine,
+    export_lines,
+    lines_csv,
+    run_workbook,
+)
 from cloud.apportion.models import (
     ApportionDraft,
     ApportionLine,
@@ -44,21 +55,19 @@ from cloud.apportion.runs import (
     post_run,
     rerun,
     review_run,
-    statement_drafts,
     void_run,
 )
 from cloud.apportion.statement import (
-    CSV_COLUMNS,
     LANDLORD_PARTY,
     SignedStatement,
     build_statements,
-    statement_csv,
     verify_statement,
 )
 from cloud.apportion.trail import merge_trail
 from cloud.registry.base import as_utc
 from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import AuditRecord, entries_for, record
+from cloud.statements.parties import tenant_names
 from edge.wire import Clock, utc_now
 
 _TREE_CACHE = 32
@@ -361,83 +370,90 @@ class RunReviewService:
                 return document, None
         raise NotFound(f"run {run_id!r} has no statement for unit {unit!r}, party {party!r}")
 
-    def _documents(self, session: Session, run: ApportionRun) -> list[dict[str, Any]]:
-        """The run's statements in its order: stored when it was created (recomputed for a
-        run from before revision 0009)."""
-        if run.balances is not None:
-            return [json.loads(payload) for _, _, payload in statement_drafts(session, run.id)]
-        case, result = self._compute(session, run)
-        return build_statements(case, result, run_id=run.id)
-
     # ------------------------------------------------------------------ exports
 
-    def export_csv(self, who: Principal, run_id: str) -> str:
-        """Every statement line of the run as CSV (the statement module's columns)."""
+    def _export_lines(
+        self, session: Session, run: ApportionRun
+    ) -> tuple[list[ExportLine], SiteNames, dict[str, str]]:
+        names = SiteNames.from_inputs(run.inputs)
+        parties = select(ApportionLine.party).where(ApportionLine.run_id == run.id).distinct()
+        tenants = tenant_names(self.sessions, set(session.scalars(parties)))
+        stored = session.scalars(
+            select(ApportionLine)
+            .where(ApportionLine.run_id == run.id)
+            .order_by(ApportionLine.line_no)
+        )
+        lines = export_lines(
+            (
+                StoredLine(
+                    r.line_no,
+                    r.kind,
+                    r.adjusts_run_id,
+                    r.register,
+                    r.tariff,
+                    r.unit,
+                    r.party,
+                    r.from_,
+                    r.to,
+                    r.component,
+                    r.origin,
+                    Decimal(r.kwh),
+                    int(r.cents),
+                )
+                for r in stored
+            ),
+            names,
+            tenants,
+        )
+        return lines, names, tenants
+
+    def export_csv(self, who: Principal, run_id: str, labels: Mapping[str, str]) -> bytes:
+        """Every stored line of the run (adjustments included: they sum to the run's total)
+        as CSV in UTF-8 with a BOM, headers and names in the ``labels``' language
+        (:func:`cloud.apportion.exports.lines_csv`)."""
         with self.sessions() as session:
-            documents = self._documents(session, self._run(session, who, run_id))
-        parts = [statement_csv(d).splitlines(keepends=True) for d in documents]
-        return "".join([",".join(CSV_COLUMNS) + "\n"] + [row for p in parts for row in p[1:]])
+            lines, _, _ = self._export_lines(session, self._run(session, who, run_id))
+        return lines_csv(lines, labels)
 
-    def export_xlsx(self, who: Principal, run_id: str) -> bytes:
-        """The run as an Excel workbook: lines, statement totals, and the tree's balances."""
-        from openpyxl import Workbook
-
+    def export_xlsx(self, who: Principal, run_id: str, labels: Mapping[str, str]) -> bytes:
+        """The run as an Excel workbook: lines and statements with totals rows, the tree's
+        balances, the run's facts in the site's local time
+        (:func:`cloud.apportion.exports.run_workbook`)."""
         detail = self.run_detail(who, run_id)
         with self.sessions() as session:
-            documents = self._documents(session, self._run(session, who, run_id))
-        book = Workbook()
-        lines = book.active
-        lines.title = "lines"
-        lines.append([*CSV_COLUMNS, "explanation"])
-        for d in documents:
-            for x in d["lines"]:
-                lines.append(
-                    [
-                        x["unit"],
-                        x["party"],
-                        x["from"],
-                        x["to"],
-                        x["component"],
-                        x["origin"],
-                        x["register"],
-                        x["tariff"],
-                        Decimal(x["kwh"]),
-                        x["unit_price"],
-                        Decimal(x["amount_cny"]),
-                        int(x["cents"]),
-                        x["explanation"],
-                    ]
-                )
-        totals = book.create_sheet("statements")
-        totals.append(["unit", "party", "amount_cny", "cents", "confirmed_at", "disputed"])
-        for s in detail.statements:
-            totals.append(
-                [
-                    s.unit,
-                    s.party,
-                    Decimal(s.cents) / 100,
-                    s.cents,
-                    s.confirmed_at.isoformat() if s.confirmed_at else "",
-                    s.disputed,
-                ]
+            run = self._run(session, who, run_id)
+            lines, names, tenants = self._export_lines(session, run)
+            facts = RunFacts(
+                run.id,
+                run.status,
+                run.period_start,
+                run.period_end,
+                run.input_hash,
+                [(e.action, e.actor, e.at) for e in _run_trail(run)],
             )
-        tree = book.create_sheet("tree")
-        tree.append(["node", "kind", "parent", "kwh", "children_kwh", "residual_kwh", "loss_rate"])
-        for n in detail.nodes:
-            tree.append(
-                [
+        return run_workbook(
+            lines,
+            [
+                StatementRow(s.unit, s.party, s.cents, s.confirmed_at, s.disputed)
+                for s in detail.statements
+            ],
+            [
+                NodeRow(
                     n.id,
                     n.kind,
                     n.parent or "",
-                    round(n.kwh, 6),
+                    n.kwh,
                     n.children_kwh,
                     n.residual_kwh,
                     n.loss_rate,
-                ]
-            )
-        out = io.BytesIO()
-        book.save(out)
-        return out.getvalue()
+                )
+                for n in detail.nodes
+            ],
+            facts,
+            names,
+            labels,
+            tenants,
+        )
 
     # ------------------------------------------------------------------ actions
 

@@ -49,6 +49,7 @@ class WebServices:
     replacements: ReplacementService
     public_url: str = ""
     cookie_secure: bool | None = None
+    page_cache: bool = True
 
     @classmethod
     def build(
@@ -66,13 +67,15 @@ class WebServices:
         topic_prefix: str = DEFAULT_TOPIC_PREFIX,
         series: Callable[[], SeriesStore] | None = None,
         hash_slots: int = 0,
+        page_cache: bool = True,
     ) -> WebServices:
         """Services over the provisioning service's registry and cloud key.
 
         Without ``signing_key`` runs cannot be posted (statements are signed with it);
         without ``secret`` a random one is made, so links die with the process; without
         ``series`` (what opens the series store) months cannot be closed here;
-        ``hash_slots`` bounds the password hashes at once (0: the CPU count, at most 4).
+        ``hash_slots`` bounds the password hashes at once (0: the CPU count, at most 4);
+        ``page_cache`` keeps rendered tenant pages (off: each request renders its page).
         """
         sessions, signer = provisioning.sessions, provisioning.signer
         clock = provisioning.clock
@@ -98,6 +101,7 @@ class WebServices:
             replacements=ReplacementService(sessions, provisioning.command_keys, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
+            page_cache=page_cache,
         )
 
 

@@ -302,16 +302,21 @@ def api_run_statement(
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}, **_NOT_FOUND},
 )
-def api_run_lines_csv(run_id: RunId, web: Web, who: Who) -> Response:
-    """Every statement line of the run as CSV."""
+def api_run_lines_csv(request: Request, run_id: RunId, web: Web, who: Who) -> Response:
+    """Every line of the run as CSV: UTF-8 with a BOM, headers in the chosen language
+    (Chinese; ``?lang=en``), numbers as numbers, days inclusive."""
+    lang = language(request)
     try:
-        text = web.runs.export_csv(who, run_id)
+        data = web.runs.export_csv(who, run_id, translations(lang))
     except NotFound as exc:
         raise _not_found(exc) from None
     return Response(
-        text,
+        data,
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="run-{run_id}.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="run-{run_id}.csv"',
+            "Content-Language": lang,
+        },
     )
 
 
@@ -323,16 +328,21 @@ _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     response_class=Response,
     responses={200: {"content": {_XLSX: {}}}, **_NOT_FOUND},
 )
-def api_run_lines_xlsx(run_id: RunId, web: Web, who: Who) -> Response:
-    """The run as an Excel workbook (lines, statements, tree)."""
+def api_run_lines_xlsx(request: Request, run_id: RunId, web: Web, who: Who) -> Response:
+    """The run as an Excel workbook (lines and statements with totals, the meter tree, the
+    run in the site's local time), in the chosen language (Chinese; ``?lang=en``)."""
+    lang = language(request)
     try:
-        data = web.runs.export_xlsx(who, run_id)
+        data = web.runs.export_xlsx(who, run_id, translations(lang))
     except NotFound as exc:
         raise _not_found(exc) from None
     return Response(
         data,
         media_type=_XLSX,
-        headers={"Content-Disposition": f'attachment; filename="run-{run_id}.xlsx"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="run-{run_id}.xlsx"',
+            "Content-Language": lang,
+        },
     )
 
 

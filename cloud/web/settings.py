@@ -50,6 +50,12 @@ class WebSettings(BaseSettings):
         "ignore, or auto (only when the broker refuses anonymous clients); docs/broker.md",
     )
 
+    page_cache: bool = Field(
+        True,
+        description="keep rendered tenant statement pages in the process (off: render every"
+        " request; for measuring the page's cost, bench/tenant_page.py)",
+    )
+
     @field_validator("public_url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:

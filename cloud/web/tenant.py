@@ -153,7 +153,7 @@ def _page(
         done,
         error,
     )
-    html = _PAGES.get(key)
+    html = _PAGES.get(key) if web.page_cache else None
     if html is None:
         chart = history_svg(
             statement.history, translations(lang)["history"], statement.document["period"]["start"]
@@ -172,7 +172,8 @@ def _page(
                 "base": f"/t/{unit}/{token}",
             },
         )
-        _PAGES.put(key, html)
+        if web.page_cache:
+            _PAGES.put(key, html)
     return html_response(request, html, status_code)
 
 

@@ -161,6 +161,7 @@ def cloud_api(
         topic_prefix=settings.topic_prefix,
         series=lambda: series_store(settings),
         hash_slots=web_settings.hash_slots,
+        page_cache=web_settings.page_cache,
     )
     feed = None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

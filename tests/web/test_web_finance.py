@@ -123,18 +123,19 @@ def test_review_approve_post_with_the_audit_trail(rig: WebRig, client: httpx.Cli
 
 
 def test_csv_and_excel_exports_carry_every_line(rig: WebRig, client: httpx.Client) -> None:
+    # the formats themselves: tests/web/test_exports.py
     run = rig.seeded.latest
-    text = client.get(f"/api/v1/runs/{run}/lines.csv").text
+    text = client.get(f"/api/v1/runs/{run}/lines.csv?lang=en").content.decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert sum(int(r["cents"]) for r in rows) == run_cents(rig, run)
-    assert all(Decimal(r["amount_cny"]) * 100 == int(r["cents"]) for r in rows)
-    reply = client.get(f"/api/v1/runs/{run}/lines.xlsx")
+    assert sum(int(r["Amount (fen)"]) for r in rows) == run_cents(rig, run)
+    assert all(Decimal(r["Amount (CNY)"]) * 100 == int(r["Amount (fen)"]) for r in rows)
+    reply = client.get(f"/api/v1/runs/{run}/lines.xlsx?lang=en")
     assert reply.headers["content-type"].startswith("application/vnd.openxmlformats")
     book = load_workbook(io.BytesIO(reply.content))
-    assert book.sheetnames == ["lines", "statements", "tree"]
-    lines = list(book["lines"].iter_rows(min_row=2, values_only=True))
-    assert len(lines) == len(rows) and sum(r[11] for r in lines) == run_cents(rig, run)
-    assert next(book["tree"].iter_rows(min_row=2, values_only=True))[0] == "MAIN"
+    assert book.sheetnames == ["Lines", "Statements", "Meter tree", "Run"]
+    lines = list(book["Lines"].iter_rows(min_row=2, values_only=True))[:-1]  # - totals row
+    assert len(lines) == len(rows) and sum(r[18] for r in lines) == run_cents(rig, run)
+    assert next(book["Meter tree"].iter_rows(min_row=2, values_only=True))[0] == "MAIN"
 
 
 def test_finance_pages_render(rig: WebRig, client: httpx.Client) -> None:
