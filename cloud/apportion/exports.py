@@ -26,6 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cloud.apportion.money import DEMAND
+from cloud.apportion.runs import LineRecord
 
 #: Stored precision of energies [kWh] and of the derived unit prices [CNY/kWh].
 KWH_PLACES = Decimal("0.000001")
@@ -102,25 +103,6 @@ class ExportLine:
 
 
 @dataclass(frozen=True)
-class StoredLine:
-    """A stored line as the registry holds it (``to`` exclusive)."""
-
-    line_no: int
-    kind: str
-    adjusts: str | None
-    register: str
-    tariff: str
-    unit: str
-    party: str
-    start: str
-    end: str
-    component: str
-    origin: str
-    kwh: Decimal
-    cents: int
-
-
-@dataclass(frozen=True)
 class SiteNames:
     """Display names from a run's stored inputs (the site file's or case file's)."""
 
@@ -168,7 +150,7 @@ def _inclusive_end(end: str) -> date | None:
 
 
 def export_lines(
-    lines: Iterable[StoredLine], names: SiteNames, tenants: Mapping[str, str] | None = None
+    lines: Iterable[LineRecord], names: SiteNames, tenants: Mapping[str, str] | None = None
 ) -> list[ExportLine]:
     """The run's lines for finance, in the run's order, with names (``tenants``: party →
     the tenant's display name), inclusive days and the applied unit price of each
@@ -181,7 +163,7 @@ def export_lines(
         cents, kwh = totals.get(key, (0, Decimal(0)))
         totals[key] = (cents + r.cents, kwh + r.kwh)
     out = []
-    for r in rows:
+    for line_no, r in enumerate(rows, start=1):
         cents, kwh = totals[(r.adjusts, r.register, r.tariff)]
         demand = r.register == DEMAND
         price = None
@@ -189,7 +171,7 @@ def export_lines(
             price = (Decimal(cents) / 100 / kwh).quantize(PRICE_PLACES)
         out.append(
             ExportLine(
-                line_no=r.line_no + 1,
+                line_no=line_no,
                 kind=r.kind,
                 unit=r.unit,
                 unit_name=names.nodes.get(r.unit, "") if r.unit else "",
@@ -290,8 +272,9 @@ def lines_csv(lines: Sequence[ExportLine], labels: Mapping[str, str]) -> bytes:
 
 
 @dataclass(frozen=True)
-class StatementRow:
-    """A statement of the run for the workbook (``confirmed_at`` UTC)."""
+class StatementTotal:
+    """One statement of a run: unit node (empty for the landlord's), party, total [cents],
+    the tenant's answer (``confirmed_at`` UTC)."""
 
     unit: str
     party: str
@@ -386,7 +369,7 @@ def _sheet(
 
 def run_workbook(
     lines: Sequence[ExportLine],
-    statements: Sequence[StatementRow],
+    statements: Sequence[StatementTotal],
     nodes: Sequence[NodeRow],
     run: RunFacts,
     names: SiteNames,

@@ -35,8 +35,7 @@ from cloud.apportion.exports import (
     NodeRow,
     RunFacts,
     SiteNames,
-    StatementRow,
-    StoredLine,
+    StatementTotal,
     export_lines,
     lines_csv,
     run_workbook,
@@ -55,6 +54,7 @@ from cloud.apportion.runs import (
     post_run,
     rerun,
     review_run,
+    stored_records,
     void_run,
 )
 from cloud.apportion.statement import (
@@ -107,18 +107,6 @@ class RunSummary:
     flags: int
     total_cents: int
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class StatementTotal:
-    """One statement of a run: unit node (empty for the landlord's), party, total [cents],
-    the tenant's answer."""
-
-    unit: str
-    party: str
-    cents: int
-    confirmed_at: datetime | None
-    disputed: bool
 
 
 @dataclass(frozen=True)
@@ -378,33 +366,7 @@ class RunReviewService:
         names = SiteNames.from_inputs(run.inputs)
         parties = select(ApportionLine.party).where(ApportionLine.run_id == run.id).distinct()
         tenants = tenant_names(self.sessions, set(session.scalars(parties)))
-        stored = session.scalars(
-            select(ApportionLine)
-            .where(ApportionLine.run_id == run.id)
-            .order_by(ApportionLine.line_no)
-        )
-        lines = export_lines(
-            (
-                StoredLine(
-                    r.line_no,
-                    r.kind,
-                    r.adjusts_run_id,
-                    r.register,
-                    r.tariff,
-                    r.unit,
-                    r.party,
-                    r.from_,
-                    r.to,
-                    r.component,
-                    r.origin,
-                    Decimal(r.kwh),
-                    int(r.cents),
-                )
-                for r in stored
-            ),
-            names,
-            tenants,
-        )
+        lines = export_lines(stored_records(session, run.id), names, tenants)
         return lines, names, tenants
 
     def export_csv(self, who: Principal, run_id: str, labels: Mapping[str, str]) -> bytes:
@@ -433,10 +395,7 @@ class RunReviewService:
             )
         return run_workbook(
             lines,
-            [
-                StatementRow(s.unit, s.party, s.cents, s.confirmed_at, s.disputed)
-                for s in detail.statements
-            ],
+            detail.statements,
             [
                 NodeRow(
                     n.id,

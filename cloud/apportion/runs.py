@@ -143,7 +143,8 @@ def _get(session: Session, run_id: str) -> ApportionRun:
     return run
 
 
-def _stored_records(session: Session, run_id: str) -> list[LineRecord]:
+def stored_records(session: Session, run_id: str) -> list[LineRecord]:
+    """The run's stored lines in their order (kWh at the stored 6 decimals)."""
     rows = session.scalars(
         select(ApportionLine).where(ApportionLine.run_id == run_id).order_by(ApportionLine.line_no)
     )
@@ -426,7 +427,7 @@ def rerun(session: Session, run_id: str) -> tuple[Case, EngineResult]:
         )
     result = apportion(case.to_engine_inputs())
     fresh = line_records(result)
-    stored = _stored_records(session, run.id)
+    stored = stored_records(session, run.id)
     charges = [r for r in stored if r.kind == "charge"]
     if len(fresh) != len(charges):
         raise RerunMismatchError(
@@ -459,7 +460,7 @@ def corrections(session: Session, posted_run_id: str, corrected: Case) -> list[L
             f"{corrected.period.end}, run {run.id!r} for {run.period_start} "
             f"… {run.period_end}"
         )
-    posted = {r.key: r for r in _stored_records(session, run.id) if r.kind == "charge"}
+    posted = {r.key: r for r in stored_records(session, run.id) if r.kind == "charge"}
     fresh = {r.key: r for r in line_records(apportion(corrected.to_engine_inputs()))}
     out = []
     for key in sorted(posted.keys() | fresh.keys()):

@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from cloud.apportion.case.loading import case_from_data
-from cloud.apportion.exports import SiteNames, StoredLine, export_lines, lines_csv
+from cloud.apportion.exports import SiteNames, export_lines, lines_csv
+from cloud.apportion.runs import LineRecord
 from cloud.web.rendering import translations
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -24,7 +25,7 @@ def names_of(case: str) -> SiteNames:
     return SiteNames.from_inputs(json.loads(data.canonical_json()))
 
 
-def line(n: int, register: str, tariff: str, kwh: str, cents: int, **kw: str) -> StoredLine:
+def line(register: str, tariff: str, kwh: str, cents: int, **kw: str) -> LineRecord:
     fields = {
         "kind": "charge",
         "adjusts": None,
@@ -36,10 +37,7 @@ def line(n: int, register: str, tariff: str, kwh: str, cents: int, **kw: str) ->
         "origin": "",
         **kw,
     }
-    return StoredLine(
-        n,
-        fields["kind"],
-        fields["adjusts"],
+    return LineRecord(
         register,
         tariff,
         fields["unit"],
@@ -50,6 +48,8 @@ def line(n: int, register: str, tariff: str, kwh: str, cents: int, **kw: str) ->
         fields["origin"],
         Decimal(kwh),
         cents,
+        fields["kind"],
+        fields["adjusts"],
     )
 
 
@@ -58,10 +58,10 @@ def test_applied_price_per_register_beside_the_catalogue() -> None:
     assert names.catalog[("T1", "tou-2026")] == Decimal("1.2")
     rows = export_lines(
         [
-            line(0, "T1", "tou-2026", "40", 4500),
-            line(1, "T1", "tou-2026", "80", 9000, unit="B", party="TB"),
-            line(2, "T4", "tou-2026", "100.000000", 3000),
-            line(3, "T1", "tou-2026", "10", 1000, kind="adjustment", adjusts="r0"),
+            line("T1", "tou-2026", "40", 4500),
+            line("T1", "tou-2026", "80", 9000, unit="B", party="TB"),
+            line("T4", "tou-2026", "100.000000", 3000),
+            line("T1", "tou-2026", "10", 1000, kind="adjustment", adjusts="r0"),
         ],
         names,
     )
@@ -82,7 +82,7 @@ def test_tiered_has_no_one_catalogue_price_and_demand_is_per_kw_month() -> None:
     two_part = names_of("two_part.yaml")
     assert two_part.catalog[("demand", "two-part")] == Decimal("40")
     rows = export_lines(
-        [line(0, "demand", "two-part", "0", 200000, component="demand", origin="MAIN")],
+        [line("demand", "two-part", "0", 200000, component="demand", origin="MAIN")],
         two_part,
     )
     assert rows[0].price is None and rows[0].price_unit == "kw_month"
@@ -90,7 +90,7 @@ def test_tiered_has_no_one_catalogue_price_and_demand_is_per_kw_month() -> None:
 
 
 def test_csv_bom_and_labels_in_both_languages() -> None:
-    rows = export_lines([line(0, "T1", "tou-2026", "40.5", 4860)], names_of("tou.yaml"))
+    rows = export_lines([line("T1", "tou-2026", "40.5", 4860)], names_of("tou.yaml"))
     for lang, register, unit in (("zh-CN", "尖", "元/kWh"), ("en", "Critical peak", "CNY/kWh")):
         data = lines_csv(rows, translations(lang))
         assert data.startswith(b"\xef\xbb\xbf")
