@@ -108,6 +108,8 @@ class StatementTotal:
     cents: int
     confirmed_at: datetime | None
     disputed: bool
+    #: the name the tenant typed when confirming (empty for older confirmations)
+    confirmed_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -277,8 +279,8 @@ class RunReviewService:
             .group_by(unit, ApportionLine.party)
             .order_by(unit, ApportionLine.party)
         ).all()
-        confirmed = {
-            (c.unit, c.party): as_utc(c.confirmed_at)
+        confirmations = {
+            (c.unit, c.party): c
             for c in session.scalars(
                 select(StatementConfirmation).where(StatementConfirmation.run_id == run.id)
             )
@@ -290,12 +292,20 @@ class RunReviewService:
                 )
             ).all()
         )
-        return [
-            StatementTotal(
-                unit, party, int(c), confirmed.get((unit, party)), (unit, party) in disputed
+        out = []
+        for unit, party, c in rows:
+            confirmation = confirmations.get((unit, party))
+            out.append(
+                StatementTotal(
+                    unit,
+                    party,
+                    int(c),
+                    as_utc(confirmation.confirmed_at) if confirmation else None,
+                    (unit, party) in disputed,
+                    confirmation.confirmed_name if confirmation else "",
+                )
             )
-            for unit, party, c in rows
-        ]
+        return out
 
     def statement(
         self, who: Principal, run_id: str, unit: str, party: str

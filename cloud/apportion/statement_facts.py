@@ -274,8 +274,9 @@ def meter_section(
 ) -> list[dict[str, Any]]:
     """The readings and energies of a stay's ``meters`` (installation indices) from
     ``start`` to ``end`` (ISO local days, ``end`` the day after the stay): the readings at
-    the stay's first and last midnight (an installation's own dates within it) (:func:`edge_reading`), the multiplier, and per
-    register the measured and estimated energy [kWh] and how it was estimated.
+    the stay's first and last midnight, or an installation's own dates within it
+    (:func:`edge_reading`), the multiplier, and per register the measured and estimated
+    energy [kWh] and how it was estimated.
     ``local_midnight(day)`` gives ``{"local", "utc"}`` of a day's midnight."""
     inputs = result.inputs
     specs = case.meter_index()

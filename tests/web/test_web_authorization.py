@@ -5,6 +5,7 @@ tenant link reads another unit's data."""
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -149,7 +150,8 @@ class Samples:
         }
 
     def path(self, template: str) -> str:
-        return template.format(**self.params)
+        # a converter ({path:path}) is not a format spec
+        return re.sub(r"\{(\w+):\w+\}", r"{\1}", template).format(**self.params)
 
     def body(self, name: str) -> dict[str, Any]:
         """``json`` or ``data`` (form) keyword arguments of a valid request."""
@@ -203,6 +205,8 @@ class Samples:
                 }
             },
             "api_replacement_decide": {"json": {"decision": "reject"}},
+            "api_tenant_confirm": {"json": {"name": "Li Na"}},
+            "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},
             "api_account_create": {
                 "json": {
@@ -370,9 +374,9 @@ def tenant_paths(unit: str, token: str) -> list[tuple[str, str, dict[str, Any]]]
     return [
         ("GET", f"/t/{unit}/{token}", {}),
         ("GET", f"/api/v1/tenant/{unit}/{token}", {}),
-        ("POST", f"/t/{unit}/{token}/confirm", {}),
+        ("POST", f"/t/{unit}/{token}/confirm", {"data": {"name": "x"}}),
         ("POST", f"/t/{unit}/{token}/dispute", {"data": {"comment": "x"}}),
-        ("POST", f"/api/v1/tenant/{unit}/{token}/confirm", {}),
+        ("POST", f"/api/v1/tenant/{unit}/{token}/confirm", {"json": {"name": "x"}}),
         ("POST", f"/api/v1/tenant/{unit}/{token}/dispute", {"json": {"comment": "x"}}),
     ]
 
