@@ -11,7 +11,8 @@ composition chart. A statement signed before (``mf.statement/1``) keeps its sign
 sentences: they are shown as they are.
 
 Pure functions, no I/O. Energies [kWh], areas [m²], amounts [CNY, yuan]; numbers are written
-with thousands separators (``1,234.00``), which both languages use.
+with thousands separators (``1,234.00``), which both languages use; register readings with
+two decimals whatever their stored form (``2`` and ``2.0`` are both ``2.00``).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "tier_rest": "其余 {price} 元",
         "usage": "(本期 − 上期) × 倍率 = 用量：({end} − {start}) × {mult} = {kwh} kWh",
         "usage_plain": "用量 {kwh} kWh",
-        "estimated": "其中估算 {kwh} kWh（{why}）",
+        "estimated": "其中 {kwh} kWh 为估算值（{why}）",
         "why_history": "缺少读数的天数按本表历史用量估算",
         "why_comparable_units": "缺少读数的天数按同类单元用量估算",
         "why_building_average": "缺少读数的天数按楼栋平均用量估算",
@@ -173,7 +174,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "tier_rest": "rest {price} CNY",
         "usage": "(current − previous) × multiplier = use: ({end} − {start}) × {mult} = {kwh} kWh",
         "usage_plain": "use {kwh} kWh",
-        "estimated": "of which estimated {kwh} kWh ({why})",
+        "estimated": "of which {kwh} kWh estimated ({why})",
         "why_history": "days without readings estimated from this meter's history",
         "why_comparable_units": "days without readings estimated from comparable units",
         "why_building_average": "days without readings estimated from the building average",
@@ -433,7 +434,7 @@ def _meter_view(meter: Mapping[str, Any], lang: str) -> MeterView:
         mult = meter.get("multiplier", "1")
         if a is not None and b is not None:
             usage = w["usage"].format(
-                end=group(b), start=group(a), mult=group(mult), kwh=group(f"{use:.3f}")
+                end=group(b, 2), start=group(a, 2), mult=group(mult), kwh=group(f"{use:.3f}")
             )
         else:
             usage = w["usage_plain"].format(kwh=group(f"{use:.3f}"))
@@ -441,8 +442,8 @@ def _meter_view(meter: Mapping[str, Any], lang: str) -> MeterView:
         rows.append(
             {
                 "register": register_name(reg, lang),
-                "start": group(a) if a is not None else "—",
-                "end": group(b) if b is not None else "—",
+                "start": group(a, 2) if a is not None else "—",
+                "end": group(b, 2) if b is not None else "—",
                 "usage": usage,
                 "estimated": w["estimated"].format(kwh=group(f"{estimated:.3f}"), why=why)
                 if estimated
