@@ -41,6 +41,7 @@ WEIGHT_UNIT = {
     "formula": "m2_kwh",
     "exclusive": "kwh",
 }
+_KWH_WEIGHTS = frozenset(k for k, unit in WEIGHT_UNIT.items() if unit == "kwh")
 
 
 def num(value: float | Decimal, places: int = 3) -> str:
@@ -119,8 +120,11 @@ def line_calc(
         "kind": "demand" if component is Component.DEMAND else "key",
         "basis": step.basis,
         "origin_kwh": num(step.kwh),
-        "weight": trim(weight, 6),
-        "weight_total": trim(step.weight_total, 6),
+        # energies with 3 decimals as everywhere; other weights to 6 significant decimals
+        "weight": num(weight) if step.basis in _KWH_WEIGHTS else trim(weight, 6),
+        "weight_total": (
+            num(step.weight_total) if step.basis in _KWH_WEIGHTS else trim(step.weight_total, 6)
+        ),
         "weight_unit": WEIGHT_UNIT.get(step.basis, ""),
         "kwh": num(kwh),
     }

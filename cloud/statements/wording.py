@@ -493,7 +493,12 @@ def statement_view(doc: Mapping[str, Any], lang: str) -> StatementView | None:
         own=own,
         shared=shared,
         nodes=[
-            {**n, "display": n.get("name") or n["node"], "rate": percent(n["loss_rate"])}
+            {
+                **n,
+                "display": n.get("name") or n["node"],
+                "rate": percent(n["loss_rate"]),
+                "cap": percent(n["loss_cap"]) if n.get("loss_cap") else "—",
+            }
             for n in doc.get("nodes", [])
         ],
         own_cents=own_cents,

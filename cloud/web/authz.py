@@ -57,7 +57,6 @@ POLICIES: dict[str, Access] = {
     "api_sign_in": Access.PUBLIC,
     # tenants, by statement link
     "tenant_page": Access.TENANT_LINK,
-    "tenant_page_malformed": Access.TENANT_LINK,
     "tenant_confirm_form": Access.TENANT_LINK,
     "tenant_dispute_form": Access.TENANT_LINK,
     "api_tenant_statement": Access.TENANT_LINK,

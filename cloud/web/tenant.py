@@ -320,8 +320,13 @@ def api_tenant_dispute(unit: Unit, token: Token, body: DisputeIn, web: Web) -> A
     return AnswerResult(status="disputed", dispute_id=dispute_id)
 
 
-@router.api_route("/t/{path:path}", methods=["GET", "POST"], response_class=HTMLResponse)
-async def tenant_page_malformed(request: Request, path: str) -> HTMLResponse:
-    """Anything else under ``/t/`` (a truncated or damaged link): the refusal page saying
-    the link is incomplete or damaged (400), never JSON."""
+def is_page_path(path: str) -> bool:
+    """A path under the tenant pages (``/t/…``), not the tenant API."""
+    return path == "/t" or path.startswith("/t/")
+
+
+def malformed_link_page(request: Request) -> HTMLResponse:
+    """The refusal page for an address under ``/t/`` that is no statement link (truncated,
+    damaged, with extra segments): 400 and the page saying the link is incomplete or
+    damaged, never JSON (registered in :func:`cloud.web.app.create_app` for 404 and 405)."""
     return render(request, "tenant_refused.html", {"reason": "malformed"}, status_code=400)

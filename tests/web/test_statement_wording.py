@@ -78,7 +78,7 @@ def test_loss_line_says_how_the_loss_came_about() -> None:
     assert line_formula(loss, "zh-CN", {"MAIN": "总配电室"}) == [
         "线损 = 总配电室 用量 − 下级表计之和 = 100.000 kWh，"
         "线损率 λ = 100.000 ÷ 1,200.000 kWh = 8.33%",
-        "线损分摊 = 租户承担线损 × 本户用量 ÷ 参与用量 = 60.000 kWh × 300.00 kWh ÷ 750.00 kWh "
+        "线损分摊 = 租户承担线损 × 本户用量 ÷ 参与用量 = 60.000 kWh × 300.000 kWh ÷ 750.000 kWh "
         "= 24.000 kWh",
     ]
     assert line_formula(loss, "en", {})[0] == (

@@ -5,7 +5,6 @@ tenant link reads another unit's data."""
 from __future__ import annotations
 
 import base64
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,8 +149,7 @@ class Samples:
         }
 
     def path(self, template: str) -> str:
-        # a converter ({path:path}) is not a format spec
-        return re.sub(r"\{(\w+):\w+\}", r"{\1}", template).format(**self.params)
+        return template.format(**self.params)
 
     def body(self, name: str) -> dict[str, Any]:
         """``json`` or ``data`` (form) keyword arguments of a valid request."""
