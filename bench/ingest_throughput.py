@@ -52,7 +52,7 @@ from cloud.ingest.models import IngestStream
 from cloud.registry.db import open_registry
 from cloud.registry.service import register_gateway
 from cloud.series.base import SeriesPoint, to_ns
-from cloud.series.influx import InfluxSeriesStore, line_protocol
+from cloud.series.influx import InfluxSeriesStore, line_protocol, line_protocol_lines
 from edge.keys import GatewayIdentity
 from edge.wire import ClockState, Quality, Reading, ReadingsPayload, Topics, seal
 from edge.wire.mqtt import BrokerAddress, mqtt_client
@@ -243,7 +243,7 @@ def bare_consumer(config: dict[str, str | int]) -> None:
                 batch.append(inbox.get(timeout=max(deadline - time.monotonic(), 0)))
             except queue.Empty:
                 break
-        lines = [line_protocol(p) for topic, body in batch for p in bare_points(topic, body)]
+        lines = line_protocol_lines([p for topic, body in batch for p in bare_points(topic, body)])
         resp = http.request("POST", url, body="\n".join(lines).encode())
         assert resp.status == 204, resp.data
         done += len(batch)

@@ -5,8 +5,12 @@ cloud (``POST /api/v1/provision``). In return the gateway stores, in its data di
 
 ``gateway.key``   its private key (mode 0600, never sent)
 ``site.toml``     its site configuration, verbatim
-``broker.json``   broker URL, credentials and topic prefix (mode 0600)
+``broker.json``   broker URL, credentials and topic prefix (mode 0600), and the name of the
+                  broker's CA file when one was given (``--broker-ca``: ``broker-ca.pem``)
 ``cloud.pub``     the cloud's public key (PEM), which signs commands
+
+``meterflow edge run`` (and ``edge check``) with no arguments use exactly these: the site file,
+the key, the broker's URL, user, password, topic prefix and CA (decision 0025).
 
 (``cloud-keys.json``, the keys trusted after a rotation of the cloud's key, is written by
 :mod:`edge.commands`; a new provisioning moves it aside with the rest.)
@@ -42,16 +46,17 @@ from pydantic import ValidationError
 
 from edge.config import SiteConfig
 from edge.keys import GatewayIdentity, key_id, load_public_key_b64, public_key_b64
-from edge.wire import ProvisionReply
+from edge.wire import DEFAULT_TOPIC_PREFIX, ProvisionReply
 from edge.wire.files import write_private_file
 
 GATEWAY_KEY = "gateway.key"
 SITE_CONFIG = "site.toml"
 BROKER_FILE = "broker.json"
 CLOUD_KEY = "cloud.pub"
+BROKER_CA = "broker-ca.pem"
 _FILES = (GATEWAY_KEY, SITE_CONFIG, BROKER_FILE, CLOUD_KEY)
 #: Files of an earlier provisioning that are moved aside but not written anew.
-_STALE = ("cloud-keys.json",)
+_STALE = ("cloud-keys.json", BROKER_CA)
 _BROKER_KEYS = ("mqtt_url", "mqtt_username", "mqtt_password")
 _MAX_REPLY_BYTES = 1024 * 1024
 PROVISION_PATH = "/api/v1/provision"
@@ -146,15 +151,19 @@ def provision(
     force: bool = False,
     allow_http: bool = False,
     timeout_s: float = 30.0,
+    broker_ca: Path | None = None,
 ) -> ProvisionResult:
     """Provision this gateway: new key pair, claim redeemed at ``cloud_url``, files stored.
 
     Refuses when ``data_dir`` holds a provisioned gateway already, unless ``force``: then the
     old files are moved to ``data_dir/replaced-<UTC time>/`` once the new ones are ready.
+    ``broker_ca`` (PEM) is copied beside them for a broker whose certificate a private CA
+    signed.
     Raises ProvisionError naming the failed step (network, HTTP status and the cloud's
     detail, an answer that does not match the request).
     """
     url = _check_transport(cloud_url, allow_http)
+    ca_pem = _read_ca(broker_ca) if broker_ca is not None else None
     existing = [name for name in _FILES if (data_dir / name).exists()]
     if existing and not force:
         raise ProvisionError(
@@ -196,6 +205,7 @@ def provision(
                     "mqtt_username": reply.mqtt_username,
                     "mqtt_password": reply.mqtt_password,
                     "topic_prefix": reply.topic_prefix,
+                    **({"ca_file": BROKER_CA} if ca_pem is not None else {}),
                 },
                 indent=2,
             ).encode(),
@@ -206,8 +216,10 @@ def provision(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
+        if ca_pem is not None:
+            (staging / BROKER_CA).write_bytes(ca_pem)
         replaced = _move_aside(data_dir, existing + [n for n in _STALE if (data_dir / n).exists()])
-        for name in _FILES:
+        for name in _FILES + ((BROKER_CA,) if ca_pem is not None else ()):
             os.replace(staging / name, data_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -221,6 +233,16 @@ def provision(
         config_problem=_config_problem(reply.site_config, reply.site, reply.gateway),
         awaiting_approval=reply.awaiting_approval,
     )
+
+
+def _read_ca(path: Path) -> bytes:
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ProvisionError(f"{path}: cannot read the broker's CA: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ProvisionError(f"{path}: expected the broker's CA certificate(s) in PEM")
+    return pem
 
 
 def _move_aside(data_dir: Path, names: list[str]) -> Path | None:
@@ -247,10 +269,34 @@ def load_cloud_key(data_dir: Path) -> Ed25519PublicKey:
     return key
 
 
-def load_broker_url(data_dir: Path) -> str | None:
-    """The broker URL, with the gateway's own user and password folded in, from the
-    ``broker.json`` that :func:`provision` stored; None when there is none. ProvisionError
-    when it is unreadable or malformed."""
+@dataclass(frozen=True)
+class StoredBroker:
+    """The broker settings ``broker.json`` holds: URL (no user in it), the gateway's broker
+    user and password, topic prefix, and the CA file (absolute) when one was stored."""
+
+    mqtt_url: str
+    username: str | None
+    password: str | None
+    topic_prefix: str
+    ca_file: Path | None = None
+
+    def url(self, username: str | None = None, password: str | None = None) -> str:
+        """The URL with ``username``/``password`` (default: the stored ones) folded in."""
+        user = self.username if username is None else username
+        secret = self.password if password is None else password
+        if not user:
+            return self.mqtt_url
+        parts = urlsplit(self.mqtt_url)
+        auth = quote(user, safe="") + (":" + quote(secret, safe="") if secret else "")
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return urlunsplit(parts._replace(netloc=f"{auth}@{host}:{port}"))
+
+
+def load_broker(data_dir: Path) -> StoredBroker | None:
+    """The ``broker.json`` that :func:`provision` stored in ``data_dir``; None when there is
+    none. ProvisionError when it is unreadable or malformed."""
     path = data_dir / BROKER_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -266,9 +312,18 @@ def load_broker_url(data_dir: Path) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ProvisionError(f"{path}: mqtt_url {url!r}: expected mqtt://host[:port] or mqtts://")
-    if not user:
-        return url
-    auth = quote(user, safe="") + (":" + quote(secret, safe="") if secret else "")
-    port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return urlunsplit(parts._replace(netloc=f"{auth}@{host}:{port}"))
+    prefix, ca = data.get("topic_prefix") or DEFAULT_TOPIC_PREFIX, data.get("ca_file")
+    if not isinstance(prefix, str) or not (ca is None or isinstance(ca, str)):
+        raise ProvisionError(f"{path}: topic_prefix and ca_file must be text")
+    ca_file = None if ca is None else data_dir / ca
+    if ca_file is not None and not ca_file.is_file():
+        raise ProvisionError(f"{path}: names the broker's CA {ca!r}, but {ca_file} is missing")
+    return StoredBroker(url, user or None, secret or None, prefix, ca_file)
+
+
+def load_broker_url(data_dir: Path) -> str | None:
+    """The broker URL, with the gateway's own user and password folded in, from the
+    ``broker.json`` that :func:`provision` stored; None when there is none. ProvisionError
+    when it is unreadable or malformed."""
+    stored = load_broker(data_dir)
+    return None if stored is None else stored.url()

@@ -32,12 +32,18 @@ class NodeBalance:
     residual_kwh: float | None
     loss_rate: float | None
     flags: list[dict[str, Any]]
+    #: a root's energy per register [kWh] (the utility's meter: the reconciliation's
+    #: side of the bill); None below the roots and in balances stored before it was kept
+    kwh_by_register: dict[str, float] | None = None
 
 
 def tree_balances(result: EngineResult) -> list[NodeBalance]:
-    """Per node: kWh (all slices and registers), Σ children, residual and λ; depth-first."""
+    """Per node: kWh (all slices and registers; a root's also per register), Σ children,
+    residual and λ; depth-first."""
     tree, shape = result.inputs.tree, result.shape
     energy = result.node_kwh.sum(axis=(1, 2))
+    per_register = result.node_kwh.sum(axis=1)
+    registers = result.inputs.registers
     children = shape.sum_children(energy)
     residual = result.residual_kwh.sum(axis=1)
     kinds = [NodeKind(k) for k in tree.kind.tolist()]
@@ -70,6 +76,9 @@ def tree_balances(result: EngineResult) -> list[NodeBalance]:
                 residual_kwh=float(residual[i]) if inner else None,
                 loss_rate=float(result.loss_rate[i]) if inner else None,
                 flags=flags.get(tree.ids[i], []),
+                kwh_by_register={r: float(per_register[i, k]) for k, r in enumerate(registers)}
+                if parent < 0
+                else None,
             )
         )
         ordered = sorted(kids.get(i, []), key=lambda j: (int(kinds[j]), tree.ids[j]))

@@ -141,11 +141,13 @@ def import_site(
     settings = session.get(SiteSettings, s.site)
     policy = plain(s.policy.model_dump(mode="python"))
     quantities = {r: s.quantity(r) for r in s.registers}
-    if settings is None or (settings.registers, settings.quantities, settings.policy) != (
-        s.registers,
-        quantities,
-        policy,
-    ):
+    landlord = s.property.model_dump(mode="json") if s.property is not None else None
+    if settings is None or (
+        settings.registers,
+        settings.quantities,
+        settings.policy,
+        settings.property,
+    ) != (s.registers, quantities, policy, landlord):
         _put(
             session,
             report,
@@ -156,6 +158,7 @@ def import_site(
                 "registers": list(s.registers),
                 "quantities": quantities,
                 "policy": policy,
+                "property": landlord,
                 "file_sha256": sha,
                 "imported_by": by,
                 "imported_at": clock(),

@@ -360,6 +360,8 @@ class SiteSettings(Base):
     registers: Mapped[list[str]] = mapped_column(JSON)
     quantities: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the site file's ``property`` section (company, address, phone, due_days); None: none
+    property: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     file_sha256: Mapped[str] = mapped_column(String(64))
     imported_by: Mapped[str] = mapped_column(String(64))
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -13,7 +13,7 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -38,6 +38,7 @@ from cloud.apportion.models import (
     StatementConfirmation,
     StatementDispute,
 )
+from cloud.apportion.reconcile import LineSum, RegisterReconciliation, bill_cents, reconcile
 from cloud.apportion.runs import (
     approve_run,
     post_run,
@@ -54,6 +55,7 @@ from cloud.apportion.statement import (
     statement_csv,
     verify_statement,
 )
+from cloud.apportion.trail import merge_trail
 from cloud.registry.base import as_utc
 from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import AuditRecord, entries_for, record
@@ -124,6 +126,8 @@ class RunDetail:
     statements: list[StatementTotal]
     trail: list[AuditRecord]
     recompute_error: str = ""
+    #: per register: the utility bill against Σ lines (own use, shared, loss)
+    reconciliation: list[RegisterReconciliation] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -256,8 +260,7 @@ class RunReviewService:
                 except ApportionError as exc:
                     error = str(exc)
             statements = self._statement_totals(session, run)
-            trail = _run_trail(run) + entries_for(session, [f"run:{run.id}"])
-            trail.sort(key=lambda e: e.at)
+            trail = merge_trail(_run_trail(run), entries_for(session, [f"run:{run.id}"]))
             return RunDetail(
                 self._summary(run, int(cents)),
                 run.input_hash,
@@ -267,7 +270,38 @@ class RunReviewService:
                 statements,
                 trail,
                 error,
+                self._reconciliation(session, run, nodes),
             )
+
+    def _reconciliation(
+        self, session: Session, run: ApportionRun, nodes: list[NodeBalance]
+    ) -> list[RegisterReconciliation]:
+        """Per register: the bill [cents] and the main meter's energy [kWh] against Σ the
+        run's charge lines (adjustments of earlier runs are not this bill's)."""
+        roots = [n for n in nodes if n.parent is None]
+        if any(n.kwh_by_register is None for n in roots):  # stored before it was kept
+            try:
+                roots = [n for n in tree_balances(self._compute(session, run)[1]) if not n.parent]
+            except ApportionError:
+                roots = []
+        meter: dict[str, Decimal] | None = None
+        if roots:
+            meter = {}
+            for n in roots:
+                for register, kwh in (n.kwh_by_register or {}).items():
+                    meter[register] = meter.get(register, Decimal(0)) + Decimal(repr(kwh))
+        sums = session.execute(
+            select(
+                ApportionLine.register,
+                ApportionLine.component,
+                func.sum(ApportionLine.kwh),
+                func.sum(ApportionLine.cents),
+            )
+            .where(ApportionLine.run_id == run.id, ApportionLine.kind == "charge")
+            .group_by(ApportionLine.register, ApportionLine.component)
+        ).all()
+        lines = [LineSum(r, c, Decimal(str(k or 0)), int(m or 0)) for r, c, k, m in sums]
+        return reconcile(bill_cents(json.loads(run.inputs).get("bill") or {}), meter, lines)
 
     @staticmethod
     def _statement_totals(session: Session, run: ApportionRun) -> list[StatementTotal]:

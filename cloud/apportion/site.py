@@ -2,8 +2,10 @@
 
 A site file has the case file's sections with the same names and forms — ``site``,
 ``timezone``, ``registers``, ``units``, ``meters``, ``tree``, ``occupancy``, ``tariffs``,
-``policy`` — and two of its own: ``name`` (the site's display name) and ``quantities``
-(register → the wire contract's quantity a gateway reports it as). A case file without
+``policy`` — and three of its own: ``name`` (the site's display name), ``quantities``
+(register → the wire contract's quantity a gateway reports it as) and the optional
+``property`` (the property company's name, address and phone, and ``due_days``, printed on
+the statements; not part of a case, so not of a run's input hash). A case file without
 ``period``, ``readings``, ``bill``, ``drivers`` and ``history`` is a valid site file.
 
 :func:`parse_site` reads and checks a site file: the same bounds as a case file (size, depth,
@@ -40,6 +42,10 @@ from cloud.apportion.errors import CaseError
 
 #: Sections only a case file has: what one period adds to a site.
 CASE_ONLY = ("period", "readings", "bill", "drivers", "history")
+#: Sections only a site file has that a case never sees (printing, not billing).
+SITE_ONLY = ("property",)
+#: Days from posting to the due date printed on a statement when the site file names none.
+DEFAULT_DUE_DAYS = 15
 #: The wire quantity each usual register is read from (edge.wire readings' ``quantity``).
 DEFAULT_QUANTITIES = {
     "total": "energy_import",
@@ -50,6 +56,16 @@ MAX_ERRORS = 50
 
 _Quantity = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 _Register = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,16}$")]
+
+
+class PropertySpec(Model):
+    """The property company that bills the tenants, as printed on each statement: name,
+    address, phone, and the days from a run's posting to the statements' due date."""
+
+    company: Annotated[str, Field(max_length=200)] = ""
+    address: Annotated[str, Field(max_length=300)] = ""
+    phone: Annotated[str, Field(max_length=64)] = ""
+    due_days: Annotated[int, Field(ge=0, le=366)] = DEFAULT_DUE_DAYS
 
 
 class SiteSchema(Model):
@@ -66,6 +82,7 @@ class SiteSchema(Model):
     occupancy: dict[SiteId, list[OccupancySpec]] = Field(default_factory=dict)
     tariffs: list[TariffSpec] = Field(min_length=1)
     policy: PolicySpec = Field(default_factory=PolicySpec)
+    property: PropertySpec | None = None
 
     def quantity(self, register: str) -> str:
         """The wire quantity ``register`` is read from."""
@@ -154,7 +171,7 @@ def case_data(
     Without a ``bill`` a zero bill stands in, and without ``drivers`` every formula
     driver reads 0 every day (both for checking a site file on its own).
     """
-    data = dict(site)
+    data = {k: v for k, v in site.items() if k not in SITE_ONLY}
     registers = list(site.get("registers") or ["total"])
     if drivers is None:
         days = [start + timedelta(days=d) for d in range((end - start).days)]
@@ -203,7 +220,7 @@ _SiteDumper.add_representer(Decimal, _decimal)
 def dump_site(sections: Mapping[str, Any]) -> str:
     """A site file's YAML text for ``sections`` (section order as in the docs)."""
     order = ["site", "name", "timezone", "registers", "quantities", "units", "meters", "tree"]
-    order += ["occupancy", "tariffs", "policy"]
+    order += ["occupancy", "tariffs", "policy", "property"]
     ordered = {k: sections[k] for k in order if k in sections}
     ordered.update({k: v for k, v in sections.items() if k not in ordered})
     return yaml.dump(ordered, Dumper=_SiteDumper, allow_unicode=True, sort_keys=False, width=100)

@@ -113,6 +113,8 @@ def site_sections(session: Session, site_id: str) -> dict[str, Any]:
         out["quantities"] = quantities
     out.update(units=units, meters=meters, tree=tree, occupancy=occupancy, tariffs=tariffs)
     out["policy"] = {k: _maybe_number(v) for k, v in settings.policy.items()}
+    if settings.property is not None:
+        out["property"] = dict(settings.property)
     return out
 
 

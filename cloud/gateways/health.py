@@ -43,7 +43,9 @@ from edge.wire import (
 )
 
 log = logging.getLogger(__name__)
-#: A gateway whose last health report is older than this is shown as stale.
+#: A gateway whose last health report is older than this is shown as stale (five missed
+#: reports at the gateway's default ``health_interval_s`` of 60 s); an offline gateway's
+#: health is stale at once (decision 0025).
 STALE_AFTER = timedelta(minutes=5)
 
 
@@ -68,6 +70,9 @@ class MeterState:
     last_good: datetime | None
     #: ``sidelined``, ``failing`` (consecutive failures) or ``ok``; derived from the above.
     state: str = field(init=False)
+    #: A sidelined meter: the send time of the first health report that showed it sidelined
+    #: (the gateway sidelines a meter after 3 failed rounds, for 10 minutes, then retries).
+    sidelined_since: datetime | None = None
 
     def __post_init__(self) -> None:
         ok = "failing" if self.consecutive_failures else "ok"
@@ -97,11 +102,31 @@ class GatewayView:
     lines: list[dict[str, Any]] = field(default_factory=list)
     #: New hardware for this gateway awaits an admin's approval (its key is not accepted).
     replacement_pending: bool = False
+    #: Seconds since the last health report arrived (None: never); ``health_stale``: the
+    #: report is not current (the gateway is offline, or it is older than STALE_AFTER).
+    health_age_s: float | None = None
+    health_stale: bool = False
+
+
+#: What a command's recorded status shows as: the gateway's answers ``ok`` → acknowledged,
+#: ``error``/``refused`` → failed.
+_COMMAND_STATES = {"ok": "acknowledged", "error": "failed", "refused": "failed"}
+
+
+def command_state(status: str, expires_at: datetime | None, now: datetime) -> str:
+    """``sent``, ``acknowledged``, ``failed``, ``timed_out`` or ``unsent``: a command still
+    ``sent`` after its expiry (its TTL, 300 s unless the API asked otherwise) has timed out,
+    because the gateway refuses an expired command; an answer that comes later still counts."""
+    if status == "sent":
+        return "timed_out" if expires_at is not None and now > expires_at else "sent"
+    return _COMMAND_STATES.get(status, status)
 
 
 @dataclass(frozen=True)
 class CommandView:
-    """A command sent to a gateway and its answer so far."""
+    """A command sent to a gateway and its answer so far. ``status`` is as recorded (sent,
+    unsent, or the gateway's answer: ok, error, refused); ``state`` is what it means now
+    (:func:`command_state`)."""
 
     cmd_id: str
     command: str
@@ -109,6 +134,9 @@ class CommandView:
     issued_at: datetime
     status: str
     detail: str
+    state: str = ""
+    expires_at: datetime | None = None
+    answered_at: datetime | None = None
 
 
 @dataclass
@@ -136,6 +164,27 @@ def _status_row(session: Session, site: str, gateway: str) -> GatewayStatus:
         row = GatewayStatus(gateway_id=gateway, site_id=site, meters=[], lines=[])
         session.add(row)
     return row
+
+
+def _with_sidelined_since(
+    before: list[dict[str, Any]], health: HealthPayload
+) -> list[dict[str, Any]]:
+    """The report's meters as stored, each sidelined one with ``sidelined_since``: carried over
+    from the previous report when it was sidelined there too, else this report's send time."""
+    earlier = {
+        m.get("meter"): m.get("sidelined_since") for m in before if m.get("sidelined") is True
+    }
+    out = []
+    for m in health.meters:
+        stored = m.model_dump(mode="json")
+        if m.sidelined:
+            stored["sidelined_since"] = earlier.get(m.meter) or health.sent_at.isoformat()
+        out.append(stored)
+    return out
+
+
+def _instant(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 class GatewayHealthService:
@@ -190,7 +239,7 @@ class GatewayHealthService:
             row.pending_readings, row.unacked_envelopes = o.pending_readings, o.unacked_envelopes
             row.oldest_age_s, row.outbox_alarm = o.oldest_age_s, o.alarm
             row.evicted_readings = o.evicted_readings
-            row.meters = [m.model_dump(mode="json") for m in health.meters]
+            row.meters = _with_sidelined_since(row.meters or [], health)
             row.lines = [x.model_dump(mode="json") for x in health.lines]
             if row.online is None:
                 row.online = True
@@ -263,12 +312,12 @@ class GatewayHealthService:
                 m["failures"],
                 m["consecutive_failures"],
                 m["sidelined"],
-                datetime.fromisoformat(m["last_good"].replace("Z", "+00:00"))
-                if m.get("last_good")
-                else None,
+                _instant(m.get("last_good")),
+                _instant(m.get("sidelined_since")) if m["sidelined"] else None,
             )
             for m in row.meters or []
         ]
+        health_age = None if seen is None else max((now - seen).total_seconds(), 0.0)
         return GatewayView(
             gateway.id,
             gateway.site_id,
@@ -286,6 +335,8 @@ class GatewayHealthService:
             row.clock,
             meters,
             list(row.lines or []),
+            health_age_s=health_age,
+            health_stale=state != "online" or health_age is None,
         )
 
     def gateways(self, who: Principal, site: str | None = None) -> list[GatewayView]:
@@ -316,7 +367,8 @@ class GatewayHealthService:
             gateway = session.get(Gateway, gateway_id)
             if gateway is None or not who.may_act_on(gateway.site_id):
                 raise UnknownGateway(f"no gateway {gateway_id!r}")
-            view = self._view(gateway, session.get(GatewayStatus, gateway_id), self.clock())
+            now = self.clock()
+            view = self._view(gateway, session.get(GatewayStatus, gateway_id), now)
             commands = session.scalars(
                 select(GatewayCommandRecord)
                 .where(GatewayCommandRecord.gateway_id == gateway_id)
@@ -331,6 +383,9 @@ class GatewayHealthService:
                     as_utc(c.issued_at) or c.issued_at,
                     c.status,
                     c.detail,
+                    command_state(c.status, as_utc(c.expires_at), now),
+                    as_utc(c.expires_at),
+                    as_utc(c.answered_at),
                 )
                 for c in commands
             ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cloud.ingest.validation import is_cumulative
+from cloud.series.base import SeriesPoint, to_ns
 from edge.wire import ReadingsPayload
 
 #: The gateway outbox's default age bound (edge.config OutboxConfig.max_age_days = 31 days)
@@ -41,9 +42,16 @@ class OutOfBounds:
 
 
 def check_payload(
-    payload: ReadingsPayload, received_at: datetime, window: TimeWindow
+    payload: ReadingsPayload,
+    points: list[SeriesPoint],
+    received_at: datetime,
+    window: TimeWindow,
 ) -> OutOfBounds | None:
-    """The first bound ``payload`` breaks (sent_at, then readings in order), or None."""
+    """The first bound ``payload`` breaks (sent_at, then readings in order), or None.
+
+    ``points`` are the payload's readings as series points, in the same order
+    (:func:`cloud.ingest.points.payload_points`): the readings are checked on their integer
+    times in one pass, and walked one by one only to name the first offender."""
     earliest, latest = received_at - window.max_age, received_at + window.max_ahead
     age_days = window.max_age / timedelta(days=1)
     ahead_h = window.max_ahead / timedelta(hours=1)
@@ -65,6 +73,16 @@ def check_payload(
 
     if (bad := when("sent_at", payload.sent_at)) is not None:
         return bad
+    earliest_ns, latest_ns = to_ns(earliest), to_ns(latest)
+    times = [p.time_ns for p in points]
+    if (
+        earliest_ns <= min(times)
+        and max(times) <= latest_ns
+        and not any(
+            p.value is not None and p.value < 0 and is_cumulative(p.quantity) for p in points
+        )
+    ):
+        return None
     for i, r in enumerate(payload.readings):
         if (bad := when(f"readings[{i}] ({r.meter}/{r.quantity}) read_at", r.read_at)) is not None:
             return bad

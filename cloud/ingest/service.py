@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import re
 import threading
 import time
@@ -81,6 +82,7 @@ class _Accepted:
     index: int
     site: str
     payload: ReadingsPayload
+    points: list[SeriesPoint]  # the payload's readings, in order
     topic: str
     body: bytes
 
@@ -216,7 +218,8 @@ class IngestService:
         for i, (topic, body) in enumerate(messages):
             try:
                 site, payload = self._verify(topic, body)
-                bad = check_payload(payload, received_at, self.window)
+                points = payload_points(site, payload)
+                bad = check_payload(payload, points, received_at, self.window)
                 if bad is not None:
                     raise _Rejected(RejectReason(bad.reason), bad.detail)
             except _Rejected as rej:
@@ -225,7 +228,7 @@ class IngestService:
                     make_letter(self.topics, topic, rej.reason.value, rej.detail, body, received_at)
                 )
                 continue
-            accepted.append(_Accepted(i, site, payload, topic, body))
+            accepted.append(_Accepted(i, site, payload, points, topic, body))
         fresh = self._drop_duplicates(accepted, results, letters, received_at)
         points_of = self._validated_points(fresh, received_at)
         return PreparedBatch(results, fresh, points_of, letters, received_at)
@@ -522,12 +525,11 @@ class IngestService:
     def _validated_points(
         self, fresh: list[_Accepted], received_at: datetime
     ) -> list[list[SeriesPoint]]:
-        per_envelope = [payload_points(a.site, a.payload) for a in fresh]
-        self._load_series_state([p for pts in per_envelope for p in pts])
+        self._load_series_state([p for a in fresh for p in a.points])
         received_ns = to_ns(received_at)
         points = []
-        for a, pts in zip(fresh, per_envelope, strict=True):
-            pts.sort(key=lambda p: p.time_ns)
+        for a in fresh:
+            pts = sorted(a.points, key=_time_ns)
             points.append(
                 validate(
                     pts,
@@ -552,6 +554,9 @@ class IngestService:
             for meter, (t, v) in latest.items():
                 if t < meters[meter]:
                     self._series[(site, meter, quantity)] = SeriesState(t, v)
+
+
+_time_ns = operator.attrgetter("time_ns")
 
 
 def error_line(exc: BaseException) -> str:

@@ -89,8 +89,42 @@ def _float(value: float) -> str:
 def line_protocol(point: SeriesPoint) -> str:
     """One point as a line of InfluxDB line protocol (fields sorted by key, ns time; the
     manual-reading fields only when set, so gateway lines stay as short as before)."""
-    measurement = MEASUREMENT if point.value is not None else FAILURES
-    fields = (
+    return line_protocol_lines([point])[0]
+
+
+def line_protocol_lines(points: list[SeriesPoint]) -> list[str]:
+    """Points as lines of line protocol, one per point, as :func:`line_protocol` writes them.
+
+    The hot path of every write (ingest encodes tens of thousands of points a second): the
+    escaped series key (measurement and tags) and the escaped string fields are built once
+    per distinct combination in the batch, since a gateway's batch repeats its gateway,
+    quality, unit and round on every point; per point only the value and time are formatted.
+    """
+    keys: dict[tuple[str, str, str, bool], str] = {}
+    texts: dict[tuple[str, ...], str] = {}
+    lines = []
+    for p in points:
+        valued = p.value is not None
+        key = (p.meter, p.quantity, p.site, valued)
+        head = keys.get(key)
+        if head is None:
+            head = keys[key] = (
+                f"{MEASUREMENT if valued else FAILURES},meter={_tag(p.meter)},"
+                f"quantity={_tag(p.quantity)},site={_tag(p.site)} "
+            )
+        strings = (p.flags, p.gateway, p.imported_by, p.note, p.quality, p.round, p.source, p.unit)
+        fields = texts.get(strings)
+        if fields is None:
+            fields = texts[strings] = _string_fields(p)
+        if valued:
+            lines.append(f"{head}{fields},value={_float(p.value)} {p.time_ns}")  # type: ignore[arg-type]
+        else:
+            lines.append(f"{head}{fields} {p.time_ns}")
+    return lines
+
+
+def _string_fields(point: SeriesPoint) -> str:
+    return (
         f'flags="{point.flags.translate(_STRING)}",'
         f'gateway="{point.gateway.translate(_STRING)}",'
         + (f'imported_by="{point.imported_by.translate(_STRING)}",' if point.imported_by else "")
@@ -99,12 +133,6 @@ def line_protocol(point: SeriesPoint) -> str:
         f'round="{point.round.translate(_STRING)}",'
         + (f'source="{point.source.translate(_STRING)}",' if point.source else "")
         + f'unit="{point.unit.translate(_STRING)}"'
-    )
-    if point.value is not None:
-        fields += f",value={_float(point.value)}"
-    return (
-        f"{measurement},meter={_tag(point.meter)},quantity={_tag(point.quantity)},"
-        f"site={_tag(point.site)} {fields} {point.time_ns}"
     )
 
 
@@ -279,7 +307,7 @@ class InfluxSeriesStore(MatrixQueries):
     def write(self, points: list[SeriesPoint]) -> None:
         if not points:
             return
-        lines = [line_protocol(p) for p in points]
+        lines = line_protocol_lines(points)
         if self._client is not None:
             try:
                 self._v2_write.write(

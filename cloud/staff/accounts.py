@@ -178,6 +178,7 @@ class AccountService:
         *,
         by: str = "cli",
         keep_token: str | None = None,
+        display_name: str | None = None,
     ) -> bool:
         """Create a staff account, or reset the password, role and sites of an existing one;
         True when it was created.
@@ -185,7 +186,11 @@ class AccountService:
         A reset ends every session and API token of the account except ``keep_token`` (the
         caller's own, when an admin resets their own password) and forgets its failed
         sign-ins; a disabled account stays disabled. ``by`` is written to the audit log.
+        ``display_name`` (at most 100 characters) is the name printed for the person; None
+        keeps the stored one, "" clears it.
         """
+        if display_name is not None and len(display_name.strip()) > 100:
+            raise InvalidAccount("display name: at most 100 characters")
         if not _USERNAME.fullmatch(username):
             raise InvalidAccount(f"user name {username!r}: expected 2-64 of a-z 0-9 _ . -")
         problem = password_problem(password, username)
@@ -213,11 +218,14 @@ class AccountService:
                         role=role.value,
                         sites=site_list,
                         created_at=now,
+                        display_name=(display_name or "").strip() or None,
                     )
                 )
                 audit.record(session, at=now, actor=by, action="account_created", subject=subject)
                 return True
             account.password_hash, account.role, account.sites = digest, role.value, site_list
+            if display_name is not None:
+                account.display_name = display_name.strip() or None
             ended = _end_sessions(session, username, now, keep_token)
             self.throttle.unlock(session, account=username)
             audit.record(
@@ -446,3 +454,17 @@ class AccountService:
                 )
                 .values(ended_at=self.clock())
             )
+
+
+def display_names(session: Session, usernames: Iterable[str]) -> dict[str, str]:
+    """Each user name → the name printed for the person: the account's display name, else
+    the user name itself (also for a name with no account, e.g. ``cli`` or ``seed``)."""
+    wanted = {u for u in usernames if u}
+    found = dict(
+        session.execute(
+            select(WebAccount.username, WebAccount.display_name).where(
+                WebAccount.username.in_(sorted(wanted))
+            )
+        ).all()
+    )
+    return {u: found.get(u) or u for u in wanted}

@@ -1,7 +1,7 @@
 """Staff tables: web accounts, their sessions and API tokens, and the audit log of what people
 did on the pages.
 
-Changed only through Alembic migrations (revisions 0005 and 0013). Secrets are never stored: a
+Changed only through Alembic migrations (revisions 0005, 0013 and 0016). Secrets are never stored: a
 session or API token is kept as the SHA-256 of its text, a password as its Argon2id hash.
 Instants are UTC.
 """
@@ -35,6 +35,8 @@ class WebAccount(Base):
     sites: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the name printed for the person (e.g. on statements they reviewed); None: the user name
+    display_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class WebSession(Base):

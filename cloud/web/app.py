@@ -23,7 +23,17 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud.web import admin, close, engineer, finance, provision, risk, signin, tenant
+from cloud.web import (
+    admin,
+    close,
+    engineer,
+    finance,
+    printing,
+    provision,
+    risk,
+    signin,
+    tenant,
+)
 from cloud.web.authz import Forbidden, NotSignedIn, authorize, is_api
 from cloud.web.deps import ApiServices, WebServices
 from cloud.web.guard import RequestGuard
@@ -99,8 +109,9 @@ def create_app(services: ApiServices) -> FastAPI:
         """Liveness: the process answers (no registry round trip)."""
         return Health(status="ok")
 
-    # close before finance: its /finance/runs/{id}/manual-reading must win over {action}
-    for module in (provision, signin, tenant, close, finance, risk, engineer, admin):
+    # close and printing before finance: their /finance/runs/{id}/manual-reading and
+    # /finance/runs/{id}/print must win over {action}
+    for module in (provision, signin, tenant, close, printing, finance, risk, engineer, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(RequestGuard)  # inside the headers: its refusals get them too

@@ -76,6 +76,7 @@ POLICIES: dict[str, Access] = {
     "run_confirm_page": Access.FINANCE,
     "run_action_form": Access.FINANCE,
     "statement_print_page": Access.FINANCE,
+    "run_print_page": Access.FINANCE,
     "disputes_page": Access.FINANCE,
     "dispute_resolve_form": Access.FINANCE,
     "api_runs": Access.FINANCE,

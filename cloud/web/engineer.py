@@ -23,7 +23,8 @@ from cloud.gateways.health import CommandView, GatewayView, UnknownGateway
 from cloud.gateways.provisioning import IssuedClaim, ProvisioningError, ProvisioningService
 from cloud.staff.accounts import Principal, Role
 from cloud.web.deps import ApiServices, WebServices, api_services, principal, web_services
-from cloud.web.rendering import language, render
+from cloud.web.provisioning_steps import ago, claim_broker, provisioning_steps
+from cloud.web.rendering import language, render, translations
 from edge.wire import CommandName
 
 router = APIRouter(tags=["engineer"])
@@ -64,15 +65,27 @@ class ClaimIn(BaseModel):
         default=False,
         description="new hardware for a provisioned gateway (an engineer's waits for an admin)",
     )
+    mqtt_username: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the gateway's broker user (default: the gateway id when a password is given)",
+    )
+    mqtt_password: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the gateway's broker password (deploy/mosquitto/broker-users.sh made it)",
+    )
 
 
 class ClaimOut(BaseModel):
-    """A single-use claim token; shown only in this answer."""
+    """A single-use claim token; shown only in this answer. ``steps`` are the commands to run
+    on the gateway, in order (the token is pasted at ``edge provision``'s prompt)."""
 
     token: str
     site: str
     gateway: str
     expires_at: datetime
+    steps: list[str] = Field(default_factory=list)
 
 
 class OutOfScope(Exception):
@@ -88,6 +101,8 @@ def _claim(
     site_config: str,
     hours: int,
     replace: bool = False,
+    broker_user: str = "",
+    broker_password: str = "",
 ) -> IssuedClaim:
     if not who.may_act_on(site):
         raise OutOfScope(f"site {site!r} is not one of yours")
@@ -95,12 +110,22 @@ def _claim(
         site,
         gateway,
         site_config,
-        web.claim_broker,
+        claim_broker(web.claim_broker, broker_user, broker_password, gateway),
         ttl=timedelta(hours=hours),
         replace=replace,
         issued_by=who.username,
         approved_by=who.username if who.role is Role.ADMIN else None,
     )
+
+
+def _cloud_url(request: Request, web: WebServices) -> str:
+    """The base URL gateways provision against: the public URL, else this request's."""
+    return web.public_url or str(request.base_url).rstrip("/")
+
+
+def _ago(request: Request) -> Any:
+    t = translations(language(request))
+    return lambda seconds: ago(seconds, t)
 
 
 def _flagged(web: WebServices, who: Principal, views: list[GatewayView]) -> list[GatewayView]:
@@ -118,7 +143,11 @@ def gateways_page(request: Request, web: Web, who: Who, site: SiteQ = None) -> H
     return render(
         request,
         "engineer_gateways.html",
-        {"gateways": _flagged(web, who, web.gateways.gateways(who, site)), "site": site or ""},
+        {
+            "gateways": _flagged(web, who, web.gateways.gateways(who, site)),
+            "site": site or "",
+            "ago": _ago(request),
+        },
     )
 
 
@@ -139,6 +168,7 @@ def gateway_page(request: Request, gateway_id: GatewayId, web: Web, who: Who) ->
             "commands": commands,
             "error": request.query_params.get("error", ""),
             "done": request.query_params.get("done", ""),
+            "ago": _ago(request),
         },
     )
 
@@ -183,10 +213,24 @@ def claim_token_form(
     site_config: Annotated[str, Form(max_length=256 * 1024)] = "",
     expires_h: Annotated[int, Form(ge=1, le=24 * 30)] = 24,
     replace: Annotated[bool, Form()] = False,
+    broker_username: Annotated[str, Form(max_length=200)] = "",
+    broker_password: Annotated[str, Form(max_length=200)] = "",
 ) -> HTMLResponse:
-    """Issue a claim token; it is shown once, on the page this answers with."""
+    """Issue a claim token; it is shown once, on the page this answers with, beside the
+    commands that provision the gateway with it."""
     try:
-        claim = _claim(api.provisioning, web, who, site, gateway, site_config, expires_h, replace)
+        claim = _claim(
+            api.provisioning,
+            web,
+            who,
+            site,
+            gateway,
+            site_config,
+            expires_h,
+            replace,
+            broker_username,
+            broker_password,
+        )
     except (ProvisioningError, OutOfScope) as exc:
         return render(
             request,
@@ -197,13 +241,19 @@ def claim_token_form(
                 "site": site,
                 "gateway": gateway,
                 "site_config": site_config,
+                "broker_username": broker_username,
             },
             status_code=403 if isinstance(exc, OutOfScope) else 400,
         )
     return render(
         request,
         "engineer_claim.html",
-        {"sites": sorted(who.sites), "claim": claim, "replace": replace},
+        {
+            "sites": sorted(who.sites),
+            "claim": claim,
+            "replace": replace,
+            "steps": provisioning_steps(_cloud_url(request, web)),
+        },
     )
 
 
@@ -263,8 +313,9 @@ def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: W
         403: {"description": "the site is not one of yours"},
     },
 )
-def api_claim_token(body: ClaimIn, api: Api, web: Web, who: Who) -> ClaimOut:
-    """Issue a single-use claim token for a gateway of one of your sites."""
+def api_claim_token(request: Request, body: ClaimIn, api: Api, web: Web, who: Who) -> ClaimOut:
+    """Issue a single-use claim token for a gateway of one of your sites, with the commands
+    that provision the gateway with it."""
     try:
         claim = _claim(
             api.provisioning,
@@ -275,11 +326,17 @@ def api_claim_token(body: ClaimIn, api: Api, web: Web, who: Who) -> ClaimOut:
             body.site_config,
             body.ttl_hours,
             body.replace,
+            body.mqtt_username or "",
+            body.mqtt_password or "",
         )
     except OutOfScope as exc:
         raise HTTPException(403, str(exc)) from None
     except ProvisioningError as exc:
         raise HTTPException(400, str(exc)) from None
     return ClaimOut(
-        token=claim.token, site=claim.site, gateway=claim.gateway, expires_at=claim.expires_at
+        token=claim.token,
+        site=claim.site,
+        gateway=claim.gateway,
+        expires_at=claim.expires_at,
+        steps=[s.command for s in provisioning_steps(_cloud_url(request, web)) if s.command],
     )

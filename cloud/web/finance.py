@@ -1,6 +1,6 @@
 """Finance's pages and JSON API: runs by period and site, a run's tree with balances and flags,
-review → approve → post (and void) with the audit trail, the disputes queue, exports (CSV,
-Excel) and the printable statement with the tenant's QR code."""
+review → approve → post (and void) with the audit trail, the disputes queue and exports (CSV,
+Excel). The printable statements are :mod:`cloud.web.printing`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from cloud.apportion.reconcile import total
 from cloud.apportion.review import (
     ActionRefused,
     DisputeItem,
@@ -22,9 +23,10 @@ from cloud.apportion.review import (
 )
 from cloud.staff.accounts import Principal
 from cloud.statements.links import IssuedLink, NoStatement, StatementKey
+from cloud.statements.parties import tenant_names
 from cloud.web.deps import WebServices, principal, web_services
-from cloud.web.qr import qr_svg
-from cloud.web.rendering import language, render
+from cloud.web.finance_view import flag_views, trail_parties, trail_views
+from cloud.web.rendering import language, render, translations
 
 router = APIRouter(tags=["finance"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -107,12 +109,22 @@ def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLRespons
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
     held = detail.run.held and detail.run.status not in ("void", "posted")
+    t = translations(language(request))
+    names = tenant_names(
+        web.runs.sessions, {s.party for s in detail.statements} | trail_parties(detail.trail)
+    )
+    recon = detail.reconciliation
     return render(
         request,
         "finance_run.html",
         {
             "d": detail,
             "run": detail.run,
+            "flags": flag_views(detail.flags, t),
+            "trail": trail_views(detail.trail, names, t),
+            "names": names,
+            "recon": recon,
+            "recon_total": total(recon) if len(recon) > 1 else None,
             "remedies": web.closing.remedies(who, run_id) if held else None,
             "error": request.query_params.get("error", ""),
             "done": request.query_params.get("done", ""),
@@ -189,30 +201,6 @@ def run_action_form(
     except ActionRefused as exc:
         query["error"] = str(exc)
     return RedirectResponse(f"/finance/runs/{quote(run_id)}?{urlencode(query)}", 303)
-
-
-@router.get("/finance/runs/{run_id}/statements/{unit}/{party}", response_class=HTMLResponse)
-def statement_print_page(
-    request: Request, run_id: RunId, unit: Name, party: Name, web: Web, who: Who
-) -> HTMLResponse:
-    """The printable statement (print stylesheet) with the QR code of the tenant's link."""
-    try:
-        document, signed = web.runs.statement(who, run_id, unit, party)
-    except NotFound:
-        return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    link = _link(request, web, StatementKey(run_id, unit, party)) if signed else None
-    url = _link_url(request, web, link) if link else ""
-    return render(
-        request,
-        "statement_print.html",
-        {
-            "doc": document,
-            "signed": signed,
-            "link": link,
-            "url": url,
-            "qr": qr_svg(url) if url else "",
-        },
-    )
 
 
 @router.get("/finance/disputes", response_class=HTMLResponse)

@@ -18,11 +18,27 @@ from meterflow.cli.field import frame_app, read_command, scan_command
 
 if TYPE_CHECKING:
     from edge.config import SiteConfig
+    from edge.wire import Topics
+    from edge.wire.mqtt import TlsFiles
+    from meterflow.settings import Settings
 
 edge_app = typer.Typer(help="Gateway: keys, polling, store-and-forward.", no_args_is_help=True)
 edge_app.add_typer(frame_app, name="frame")
 edge_app.command("read")(read_command)
 edge_app.command("scan")(scan_command)
+
+
+def _site_path(config: Path | None, data_dir: Path) -> Path:
+    """``config``, or the site file ``edge provision`` stored (``DATA_DIR/site.toml``)."""
+    if config is not None:
+        return config
+    path = data_dir / "site.toml"
+    if not path.is_file():
+        raise fail(
+            f"no site configuration: {path} does not exist (MF_DATA_DIR={data_dir}); "
+            f"provision this gateway (meterflow edge provision) or give the file's path"
+        )
+    return path
 
 
 def _load_site(config: Path) -> SiteConfig:
@@ -38,15 +54,16 @@ def _load_site(config: Path) -> SiteConfig:
 
 @edge_app.command("keygen")
 def edge_keygen(
-    key_file: Annotated[Path, typer.Option(help="private key file (mode 0600)")] = Path(
-        "var/gateway.key"
-    ),
+    key_file: Annotated[
+        Path | None,
+        typer.Option(help="private key file, mode 0600 (default: DATA_DIR/gateway.key)"),
+    ] = None,
 ) -> None:
     """Make the gateway's Ed25519 key pair; print the public key and key id for the cloud."""
     from edge.keys import GatewayIdentity, KeyFileError, public_key_b64
 
     try:
-        identity = GatewayIdentity.create(key_file)
+        identity = GatewayIdentity.create(key_file or load_settings().data_dir / "gateway.key")
     except KeyFileError as exc:
         raise fail(str(exc)) from None
     typer.echo(json.dumps({"kid": identity.kid, "public_key": public_key_b64(identity.public_key)}))
@@ -54,7 +71,10 @@ def edge_keygen(
 
 @edge_app.command("run")
 def edge_run(
-    config: Annotated[Path, typer.Argument(help="site configuration (TOML)")],
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="site configuration, TOML (default: DATA_DIR/site.toml)"),
+    ] = None,
     key_file: Annotated[
         Path | None, typer.Option(help="the gateway's private key (default: DATA_DIR/gateway.key)")
     ] = None,
@@ -62,19 +82,19 @@ def edge_run(
 ) -> None:
     """Poll the site's meters and publish signed readings until stopped (SIGTERM/Ctrl-C).
 
-    The broker and the gateway's broker user come from DATA_DIR/broker.json (written by
-    ``edge provision``) unless MF_MQTT_URL is set."""
+    After ``edge provision`` it needs no arguments: the site file, key, broker URL, broker
+    user and password, topic prefix and the broker's CA come from DATA_DIR (MF_DATA_DIR).
+    MF_MQTT_URL, MF_MQTT_USERNAME, MF_MQTT_PASSWORD and MF_TOPIC_PREFIX, when set, win."""
     from edge.keys import GatewayIdentity, KeyFileError
-    from edge.provision import ProvisionError, load_broker_url
+    from edge.provision import ProvisionError
     from edge.runner import StartError, run_gateway
 
     settings = load_settings()
+    config = _site_path(config, settings.data_dir)
     site = _load_site(config)  # the same check as `edge check`
     try:
         identity = GatewayIdentity.load(key_file or settings.data_dir / "gateway.key")
-        provisioned = None
-        if "mqtt_url" not in settings.model_fields_set:
-            provisioned = load_broker_url(settings.data_dir)
+        broker_url, topics, tls = _broker(settings)
     except (KeyFileError, ProvisionError) as exc:
         raise fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -87,7 +107,9 @@ def edge_run(
                 site,
                 identity,
                 settings.data_dir,
-                provisioned or settings.broker_url,
+                broker_url,
+                topics=topics,
+                tls=tls,
                 rounds=rounds or None,
                 stop=stop,
                 config_path=config,
@@ -95,6 +117,29 @@ def edge_run(
         )
     except StartError as exc:
         raise fail(str(exc)) from None
+
+
+def _broker(settings: Settings) -> tuple[str, Topics, TlsFiles | None]:
+    """Broker URL (user folded in), topics and TLS files of `edge run`: what ``edge provision``
+    stored in DATA_DIR/broker.json, each overridden by its MF_* setting when that is set
+    (MF_MQTT_URL alone replaces the stored broker, user included, as before)."""
+    from edge.provision import load_broker
+    from edge.wire import Topics
+    from edge.wire.mqtt import TlsFiles
+
+    explicit = settings.model_fields_set
+    prefix = settings.topic_prefix
+    stored = None if "mqtt_url" in explicit else load_broker(settings.data_dir)
+    if stored is None:
+        return settings.broker_url, Topics(prefix), None
+    secret = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    url = stored.url(
+        settings.mqtt_username if "mqtt_username" in explicit else None,
+        secret if "mqtt_password" in explicit else None,
+    )
+    topics = Topics(prefix if "topic_prefix" in explicit else stored.topic_prefix)
+    tls = TlsFiles(str(stored.ca_file)) if stored.ca_file is not None else None
+    return url, topics, tls
 
 
 @edge_app.command("status")
@@ -114,9 +159,15 @@ def edge_status(
 
 
 @edge_app.command("check")
-def edge_check(config: Annotated[Path, typer.Argument(help="site configuration (TOML)")]) -> None:
+def edge_check(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="site configuration, TOML (default: DATA_DIR/site.toml)"),
+    ] = None,
+) -> None:
     """Validate a site configuration without touching any line: everything `edge run`
     needs; every problem is listed with its file:line and field."""
+    config = _site_path(config, load_settings().data_dir)
     site = _load_site(config)
     meters = sum(len(line.meters) for line in site.lines)
     typer.echo(
@@ -153,7 +204,14 @@ def edge_provision(
     token_argument: Annotated[
         str | None, typer.Argument(hidden=True, metavar="", show_default=False)
     ] = None,
-    data_dir: Annotated[Path, typer.Option(help="where the gateway keeps its files")] = Path("var"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="where the gateway keeps its files (default: DATA_DIR, MF_DATA_DIR)"),
+    ] = None,
+    broker_ca: Annotated[
+        Path | None,
+        typer.Option(help="the broker's CA certificate (PEM), kept for mqtts:// to a private CA"),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="replace an existing provisioning (old files are moved aside)")
     ] = False,
@@ -174,9 +232,12 @@ def edge_provision(
             f"sees arguments in ps): pipe it on stdin or set {CLAIM_TOKEN_ENV}, and ask for "
             "a new token, this one may be seen"
         )
+    data_dir = data_dir or load_settings().data_dir
     claim_token = _claim_token_from_stdin_or_env()
     try:
-        result = provision(cloud, claim_token, data_dir, force=force, allow_http=allow_http)
+        result = provision(
+            cloud, claim_token, data_dir, force=force, allow_http=allow_http, broker_ca=broker_ca
+        )
     except ProvisionError as exc:
         raise fail(str(exc)) from None
     if result.replaced_dir is not None:

@@ -200,6 +200,10 @@ def cloud_web_account(
             help="the password (prefer the environment variable; asked for when not given)",
         ),
     ] = None,
+    display_name: Annotated[
+        str | None,
+        typer.Option(help="the person's name as printed on statements (kept when not given)"),
+    ] = None,
 ) -> None:
     """Create a staff account of the web pages, or reset its password, role and sites (which
     ends its sessions and API tokens)."""
@@ -210,7 +214,7 @@ def cloud_web_account(
     secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
         created = AccountService(registry(Settings())).create_account(
-            username, secret, role, site or [], by="cli"
+            username, secret, role, site or [], by="cli", display_name=display_name
         )
     except InvalidAccount as exc:
         raise fail(str(exc)) from None

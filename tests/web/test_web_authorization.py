@@ -105,6 +105,7 @@ SITE_SCOPED = {
     "run_confirm_page",
     "run_action_form",
     "statement_print_page",
+    "run_print_page",
     "dispute_resolve_form",
     "api_run",
     "api_run_action",

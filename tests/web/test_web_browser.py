@@ -173,7 +173,8 @@ def test_finance_reviews_approves_with_four_eyes_and_confirms_posting(
     page.get_by_test_id("action-approve").click()
     assert page.get_by_test_id("run-status").inner_text() == "已批准"
     trail = page.get_by_test_id("trail").inner_text()
-    assert "fin-a2 approved" in trail and "fin-a reviewed" in trail
+    assert "fin-a2 批准" in trail and "fin-a 复核" in trail
+    assert trail.count("批准") == 1 and trail.count("复核") == 1  # once per event
     screenshot(page, "finance-run-approved")
     page.get_by_test_id("action-post").click()  # asked first, on a page of its own
     page.get_by_test_id("confirm-post").wait_for()

@@ -93,6 +93,7 @@ def test_every_staff_page_loads_without_a_csp_violation(
         f"/finance/runs/{held}",
         f"/finance/runs/{draft}/review",
         f"/finance/runs/{run}/statements/A101/ACME",
+        f"/finance/runs/{run}/print",
         "/finance/disputes",
         "/finance/close",
         "/finance/risk",

@@ -33,6 +33,7 @@ PAGES = {
     "runs_page",
     "run_page",
     "statement_print_page",
+    "run_print_page",
     "disputes_page",
     "close_page",
     "risk_page",

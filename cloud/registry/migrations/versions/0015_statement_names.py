@@ -4,10 +4,11 @@ tenant types when confirming a statement
 ``meter_installations.name`` and ``occupancy_segments.tenant_name`` hold the optional display
 names of the site file (empty: the id is shown); ``statement_confirmations.confirmed_name``
 is the name the tenant typed (empty for confirmations recorded before it was asked for).
-Decision 0021.
+Decision 0021. It follows 0016 (the print settings, merged first), so that a registry
+already at 0016 upgrades through it.
 
 Revision ID: 0015
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-07 08:40:00.000000
 """
 
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0014"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
