@@ -8,13 +8,17 @@ meters. The cases are tests/support/statement_cases.py (tou, move_in and gaps wi
 
 from __future__ import annotations
 
+import html
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
-from cloud.apportion.models import StatementConfirmation
+from cloud.apportion.models import ApportionStatement, StatementConfirmation
+from cloud.apportion.statement import sign_statement
 from cloud.statements.links import StatementKey
 from tests.support.axe import assert_accessible
 from tests.support.browser import (
@@ -301,3 +305,47 @@ def test_tenant_json_holds_only_the_tenants_own_meters(
     ]
     for other in ("UB", "C1", "M0"):
         assert other not in data["signed"]["payload"]
+
+
+def _as_v1(doc: dict[str, Any]) -> dict[str, Any]:
+    """The statement in the form signed before decision 0021 (mf.statement/1)."""
+    old = {k: v for k, v in doc.items() if k not in ("site_name", "party_name", "subtotals")}
+    old["schema"] = "mf.statement/1"
+    old["meters"] = [
+        {
+            **{k: v for k, v in m.items() if k not in ("start", "end", "name")},
+            "previous": {k: v for k, v in m["start"].items() if k != "source"},
+            "current": {k: v for k, v in m["end"].items() if k != "source"},
+        }
+        for m in doc["meters"]
+    ]
+    old["lines"] = [
+        {k: v for k, v in x.items() if k not in ("calc", "price", "origin_name")}
+        for x in doc["lines"]
+    ]
+    return old
+
+
+def test_a_statement_signed_in_the_old_form_still_opens_and_verifies(
+    rig: WebRig, runs: dict[str, str], base_url: str
+) -> None:
+    run = runs["park-e"]
+    key = (ApportionStatement.run_id == run, ApportionStatement.unit == "B")
+    with rig.sessions.begin() as s:
+        payload = s.scalars(select(ApportionStatement.payload).where(*key)).one()
+        old = _as_v1(json.loads(payload))
+        signed = sign_statement(old, rig.key)
+        s.execute(  # past the ORM's guard: as an old registry holds it
+            update(ApportionStatement)
+            .where(*key)
+            .values(payload=signed.payload, kid=signed.kid, signature=signed.signature)
+        )
+    link = rig.web.links.link_for(StatementKey(run, "B", "TB")).path()
+    with httpx.Client(base_url=base_url) as client:
+        page = client.get(link)
+        data = client.get(link.replace("/t/", "/api/v1/tenant/", 1)).json()
+    assert page.status_code == 200 and 'data-testid="genuine"' in page.text
+    assert data["genuine"] and data["statement"]["schema"] == "mf.statement/1"
+    loss = next(x for x in old["lines"] if x["component"] == "loss")
+    assert html.escape(loss["explanation"], quote=False) in page.text  # as it was signed
+    assert f"¥{old['total']['amount_cny']}" in page.text
