@@ -316,6 +316,7 @@ def _import_tree(session: Session, site: SiteFile, report: ImportReport) -> None
                 "capacity": m.capacity,
                 "bidirectional": m.bidirectional,
                 "replaced_by_id": m.replaced_by,
+                "name": m.name,
             },
         )
     session.flush()  # replacements were added first: they are referred to
@@ -402,7 +403,7 @@ def _import_occupancy(session: Session, site: SiteFile, report: ImportReport) ->
                 "occupancy",
                 row,
                 OccupancySegment(node_id=node_id, tenant=stay.tenant, from_=stay.from_),
-                {"to": stay.to},
+                {"to": stay.to, "tenant_name": stay.name},
             )
     if errors:
         raise SiteFileError(f"site {site.schema.site}", errors)

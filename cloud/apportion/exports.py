@@ -281,6 +281,8 @@ class StatementTotal:
     cents: int
     confirmed_at: datetime | None
     disputed: bool
+    #: the name the tenant typed when confirming (empty for older confirmations)
+    confirmed_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ class MeterInstallation(Base):
     capacity: Mapped[Decimal | None] = mapped_column(Numeric(20, 4))
     bidirectional: Mapped[bool] = mapped_column(Boolean, default=False)
     replaced_by_id: Mapped[str | None] = mapped_column(ForeignKey("meter_installations.id"))
+    #: display name shown on statements (empty: the id)
+    name: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
 
 class MultiplierStepRow(Base):
@@ -103,6 +105,8 @@ class OccupancySegment(Base):
     tenant: Mapped[str] = mapped_column(String(64))
     from_: Mapped[date] = mapped_column("from_date", Date)
     to: Mapped[date | None] = mapped_column("to_date", Date)
+    #: the tenant's display name shown on statements (empty: the id)
+    tenant_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
 
 class AllocationRule(Base):
@@ -323,6 +327,8 @@ class StatementConfirmation(Base):
     link_nonce: Mapped[str] = mapped_column(String(32))
     confirmed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     total_cents: Mapped[int] = mapped_column(BigInteger)
+    #: the name the tenant typed when confirming (empty before revision 0017)
+    confirmed_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
 
 class StatementDispute(Base):

@@ -308,8 +308,8 @@ class RunReviewService:
             .group_by(unit, ApportionLine.party)
             .order_by(unit, ApportionLine.party)
         ).all()
-        confirmed = {
-            (c.unit, c.party): as_utc(c.confirmed_at)
+        confirmations = {
+            (c.unit, c.party): c
             for c in session.scalars(
                 select(StatementConfirmation).where(StatementConfirmation.run_id == run.id)
             )
@@ -321,12 +321,20 @@ class RunReviewService:
                 )
             ).all()
         )
-        return [
-            StatementTotal(
-                unit, party, int(c), confirmed.get((unit, party)), (unit, party) in disputed
+        out = []
+        for unit, party, c in rows:
+            confirmation = confirmations.get((unit, party))
+            out.append(
+                StatementTotal(
+                    unit,
+                    party,
+                    int(c),
+                    as_utc(confirmation.confirmed_at) if confirmation else None,
+                    (unit, party) in disputed,
+                    confirmation.confirmed_name if confirmation else "",
+                )
             )
-            for unit, party, c in rows
-        ]
+        return out
 
     def statement(
         self, who: Principal, run_id: str, unit: str, party: str

@@ -93,7 +93,7 @@ def site_sections(session: Session, site_id: str) -> dict[str, Any]:
         .order_by(OccupancySegment.node_id, OccupancySegment.from_)
     ):
         occupancy.setdefault(o.node_id, []).append(
-            _drop_empty({"tenant": o.tenant, "from": o.from_, "to": o.to})
+            _drop_empty({"tenant": o.tenant, "from": o.from_, "to": o.to, "name": o.tenant_name})
         )
     tariffs = [
         _tariff(t)
@@ -175,6 +175,7 @@ def _meter(i: MeterInstallation, steps: list[MultiplierStepRow]) -> dict[str, An
             "installed": i.installed_on,
             "removed": i.removed_on,
             "replaced_by": i.replaced_by_id,
+            "name": i.name,
         }
     )
 

@@ -22,8 +22,9 @@ import binascii
 import csv
 import io
 import json
-from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,12 +39,24 @@ from cloud.apportion.case.canonical import canonical_json
 from cloud.apportion.case.document import Case
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import SignatureError
-from cloud.apportion.estimation import Method
 from cloud.apportion.lines import Component, Step
 from cloud.apportion.money import DEMAND, TariffKind, cny
+from cloud.apportion.statement_facts import (
+    SCHEMA_STATEMENT_V2,
+    Names,
+    catalogue_price,
+    line_calc,
+    line_price,
+    meter_section,
+    tenant_flags,
+)
 from edge.wire import key_id
 
-SCHEMA_STATEMENT = "mf.statement/1"
+#: the schema statements are signed in now (structured, decision 0021)
+SCHEMA_STATEMENT = SCHEMA_STATEMENT_V2
+#: statements signed before: their lines carry English sentences, shown as they are
+SCHEMA_STATEMENT_V1 = "mf.statement/1"
+SCHEMAS = frozenset({SCHEMA_STATEMENT_V1, SCHEMA_STATEMENT_V2})
 LANDLORD_PARTY = "landlord"
 SIGNATURE_ALGORITHM = "Ed25519"
 _WEIGHT_UNIT = {
@@ -92,6 +105,8 @@ class LineRow:
     ideal_cents: float
     cents: int
     explanation: str
+    #: the line's arithmetic as data (:func:`cloud.apportion.statement_facts.line_calc`)
+    calc: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +122,7 @@ class LineRow:
             "cents": self.cents,
             "amount_cny": cny(self.cents),
             "explanation": self.explanation,
+            "calc": self.calc,
         }
 
 
@@ -159,6 +175,7 @@ def line_rows(result: EngineResult) -> list[LineRow]:
                 explanation=_explain(
                     result, component, origin, step, kwh, weight, ideal, pot.index
                 ),
+                calc=line_calc(result, component, origin, step, kwh, weight, ideal),
             )
         )
     return rows
@@ -247,69 +264,21 @@ def _local_midnight(case: Case, day_iso: str) -> dict[str, str]:
     return {"local": local.isoformat(), "utc": local.astimezone(UTC).isoformat()}
 
 
-def _meter_section(
-    case: Case,
-    result: EngineResult,
-    meters: list[int],
-    start: str,
-    end: str,
-    slices: np.ndarray,
-) -> list[dict[str, Any]]:
-    """The readings and energies of the node's ``meters`` (installation indices)."""
-    inputs = result.inputs
-    out = []
-    for m in meters:
-        meter = inputs.meters.ids[m]
-        series = {
-            case.reading_day(meter, at).isoformat(): r
-            for at, r in case.readings.get(meter, {}).items()
-        }
-        inside = sorted(d for d in series if start <= d <= end)
-        shown = []
-        for day in inside[:1] + inside[-1:] if len(inside) > 1 else inside:
-            reading = series[day]
-            shown.append(
-                {
-                    "at": _local_midnight(case, day),
-                    "values": {k: str(v) for k, v in reading.values.items()},
-                    "quality": reading.quality,
-                }
-            )
-        method = [Method(int(x)).label for x in result.estimation_method[m]]
-        out.append(
-            {
-                "meter": meter,
-                "multiplier": f"{float(inputs.meters.multiplier[m, slices].mean()):g}",
-                "previous": shown[0] if shown else None,
-                "current": shown[-1] if len(shown) > 1 else None,
-                "measured_kwh": {
-                    r: f"{float(result.measured_kwh[m, slices, i].sum()):.3f}"
-                    for i, r in enumerate(inputs.registers)
-                },
-                "estimated_kwh": {
-                    r: f"{float(result.estimated_kwh[m, slices, i].sum()):.3f}"
-                    for i, r in enumerate(inputs.registers)
-                },
-                "estimation": {
-                    r: method[i] for i, r in enumerate(inputs.registers) if method[i] != "none"
-                },
-            }
-        )
-    return out
-
-
 def build_statements(
     case: Case, result: EngineResult, run_id: str = "", input_hash: str | None = None
 ) -> list[dict[str, Any]]:
     """One statement document per (unit, tenant) and one for the landlord.
 
-    Plain JSON-ready dicts; amounts as strings of CNY and integer cents. ``input_hash`` is
-    the case's :meth:`~cloud.apportion.case.document.Case.input_hash` when the caller has it
-    already. Linear in lines, segments and meters: everything per unit is grouped once.
+    Plain JSON-ready dicts (schema ``mf.statement/2``): numbers, display names and the
+    rules' parameters, the words left to the page (decision 0021); amounts as strings of
+    CNY and integer cents. ``input_hash`` is the case's
+    :meth:`~cloud.apportion.case.document.Case.input_hash` when the caller has it already.
+    Linear in lines, segments and meters: everything per unit is grouped once.
     """
     rows = line_rows(result)
     inputs = result.inputs
     ids = inputs.tree.ids
+    names = Names.of_case(case)
     units = {u.id: u for u in case.units}
     nodes = {n.id: n for n in case.tree}
     node_index = {name: i for i, name in enumerate(ids)}
@@ -322,25 +291,46 @@ def build_statements(
         zip(result.segments.participant.tolist(), result.segments.occupant.tolist(), strict=True)
     ):
         segments_of.setdefault((p, o), []).append(s)
-    prices: dict[tuple[str, str], str] = {}
+    prices: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
-    def unit_price(register: str, tariff: str) -> str:
-        key = (register, tariff)
+    def line(r: LineRow) -> dict[str, Any]:
+        key = (r.register, r.tariff)
         if key not in prices:
-            prices[key] = _unit_price(result, register, tariff)
-        return prices[key]
+            prices[key] = (
+                _unit_price(result, r.register, r.tariff),
+                catalogue_price(result, r.register, r.tariff),
+            )
+        text, catalogue = prices[key]
+        return {
+            **r.as_dict(),
+            "calc": _with_days(r, area_of(r.unit)),
+            "unit_price": text,
+            "price": line_price(catalogue, r.kwh, r.ideal_cents),
+            "origin_name": names.nodes.get(r.origin, ""),
+        }
 
+    def area_of(node: str) -> Decimal | None:
+        spec = nodes.get(node)
+        if spec is None:
+            return None
+        if spec.kind == "unit":
+            unit = units.get(spec.unit or node)
+            return unit.area if unit else None
+        return spec.area
+
+    bill_cents = sum(r.cents for r in rows)
     header = {
         "schema": SCHEMA_STATEMENT,
         "site": case.site,
+        "site_name": names.site,
         "timezone": case.timezone,
         "period": {"start": case.period.start.isoformat(), "end": case.period.end.isoformat()},
         "run": {"id": run_id, "input_hash": input_hash or case.input_hash()},
-        "bill": {"invoice": inputs.bill.invoice},
-        "flags": [
-            {"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
-            for f in result.flags
-        ],
+        "bill": {
+            "invoice": inputs.bill.invoice,
+            "cents": bill_cents,
+            "amount_cny": cny(bill_cents),
+        },
     }
     landlord_by_origin: dict[str, int] = {}
     by_key: dict[tuple[str, str], list[LineRow]] = {}
@@ -365,7 +355,17 @@ def build_statements(
             start = inputs.period.day(int(inputs.period.breakpoints[sl[0]])).isoformat()
             end = inputs.period.day(int(inputs.period.breakpoints[sl[-1] + 1])).isoformat()
             stays.append({"from": start, "to": end})
-            meters += _meter_section(case, result, node_meters.get(node, []), start, end, sl)
+            meters += meter_section(
+                case,
+                result,
+                node_meters.get(node, []),
+                start,
+                end,
+                sl,
+                lambda day: _local_midnight(case, day),
+            )
+        for m in meters:
+            m["name"] = names.meters.get(m["meter"], "")
         ancestors = []
         cursor = int(inputs.tree.parent[node])
         while cursor >= 0:
@@ -373,6 +373,7 @@ def build_statements(
             ancestors.append(
                 {
                     "node": ids[cursor],
+                    "name": names.nodes.get(ids[cursor], ""),
                     "loss_rate": f"{result.loss_rate[cursor]:.6f}",
                     "loss_cap": None
                     if rule is None or rule.loss_cap is None
@@ -383,44 +384,79 @@ def build_statements(
             cursor = int(inputs.tree.parent[cursor])
         unit_spec = units[nodes[unit_node].unit or unit_node]
         total = sum(r.cents for r in mine)
+        own = sum(r.cents for r in mine if r.component == Component.OWN_USE.label)
         statements.append(
             {
                 **header,
+                "flags": tenant_flags(
+                    result.flags,
+                    {m["meter"] for m in meters},
+                    {unit_node, *(a["node"] for a in ancestors)},
+                ),
                 "unit": {
                     "node": unit_node,
                     "id": unit_spec.id,
+                    "name": unit_spec.name or names.nodes.get(unit_node, ""),
                     "area_m2": str(unit_spec.area),
                     "building": unit_spec.building,
                     "floor": unit_spec.floor,
                 },
                 "party": party,
+                "party_name": names.tenants.get(party, ""),
                 "stays": stays,
                 "meters": meters,
-                "lines": [
-                    {**r.as_dict(), "unit_price": unit_price(r.register, r.tariff)} for r in mine
-                ],
+                "lines": [line(r) for r in mine],
                 "nodes": ancestors,
                 "landlord_part": dict(landlord_part),
+                "subtotals": {"own_cents": own, "shared_cents": total - own},
+                "share_of_bill": f"{total / bill_cents:.6f}" if bill_cents else None,
                 "total": {"cents": total, "amount_cny": cny(total)},
             }
         )
     total = sum(r.cents for r in landlord)
+    own = sum(
+        r.cents
+        for r in landlord
+        if r.component in (Component.OWN_USE.label, Component.LANDLORD_LOAD.label)
+    )
     statements.append(
         {
             **header,
+            "flags": [
+                {"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
+                for f in result.flags
+            ],
             "unit": None,
             "party": LANDLORD_PARTY,
+            "party_name": "",
             "stays": [],
             "meters": [],
-            "lines": [
-                {**r.as_dict(), "unit_price": unit_price(r.register, r.tariff)} for r in landlord
-            ],
+            "lines": [line(r) for r in landlord],
             "nodes": [],
             "landlord_part": dict(landlord_part),
+            "subtotals": {"own_cents": own, "shared_cents": total - own},
+            "share_of_bill": f"{total / bill_cents:.6f}" if bill_cents else None,
             "total": {"cents": total, "amount_cny": cny(total)},
         }
     )
     return statements
+
+
+def _with_days(r: LineRow, area: Decimal | None) -> dict[str, Any]:
+    """A fixed key's line with the days it covers and the unit's area [m²] (area key) or
+    coefficient (coefficient key) its weight is made of, when the weight is exactly that."""
+    calc = r.calc
+    if calc.get("kind") not in ("key", "demand") or not (r.start and r.end):
+        return calc
+    days = (date.fromisoformat(r.end) - date.fromisoformat(r.start)).days
+    if days <= 0:
+        return calc
+    exact = area is not None and abs(float(area) * days - r.weight) <= 1e-6 * max(r.weight, 1)
+    if calc.get("basis") == "area" and exact:
+        return {**calc, "days": days, "area_m2": str(area)}
+    if calc.get("basis") == "coefficient":
+        return {**calc, "days": days, "coefficient": f"{r.weight / days:g}"}
+    return calc
 
 
 @dataclass(frozen=True)
@@ -483,7 +519,7 @@ def verify_statement(
         document = json.loads(payload)
     except ValueError as exc:
         raise SignatureError(f"signed payload is not JSON: {exc}") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA_STATEMENT:
+    if not isinstance(document, dict) or document.get("schema") not in SCHEMAS:
         raise SignatureError(f"signed payload is not a {SCHEMA_STATEMENT} statement")
     return document
 

@@ -55,6 +55,8 @@ from edge.wire import Clock, utc_now
 
 HISTORY_MONTHS = 12
 MAX_COMMENT_CHARS = 2000
+#: longest name a tenant may type when confirming [characters]
+MAX_NAME_CHARS = 100
 _CACHE_SIZE = 4096
 OWN_COMPONENTS = frozenset({"own_use"})
 
@@ -81,6 +83,7 @@ class Answer:
     """The tenant's answer so far: confirmation time, and the open dispute if any."""
 
     confirmed_at: datetime | None = None
+    confirmed_name: str = ""
     dispute_id: int | None = None
     dispute_comment: str = ""
     dispute_status: str = ""
@@ -203,6 +206,7 @@ class TenantStatementService:
                     self._history.popitem(last=False)
         answer = Answer(
             confirmed_at=as_utc(current.confirmed_at),
+            confirmed_name=current.confirmed_name or "",
             dispute_id=current.dispute_id,
             dispute_comment=current.dispute_comment or "",
             dispute_status=current.dispute_status or "",
@@ -232,10 +236,16 @@ class TenantStatementService:
             raise NotGenuine(f"run {key.run_id!r} has no statement for {key.unit}/{key.party}")
         return SignedStatement(row.payload, row.kid, row.signature).as_dict()
 
-    def confirm(self, opened: OpenedLink) -> datetime:
-        """Record the tenant's confirmation of the statement; AnswerError when it was
-        confirmed already or a dispute of it is open."""
+    def confirm(self, opened: OpenedLink, name: str) -> datetime:
+        """Record the tenant's confirmation of the statement with the ``name`` the tenant
+        typed (required, stored and shown to finance); AnswerError when the name is empty
+        or too long, it was confirmed already or a dispute of it is open."""
         key = opened.statement
+        typed = " ".join(name.split())
+        if not typed:
+            raise AnswerError("type your name to confirm the statement")
+        if len(typed) > MAX_NAME_CHARS:
+            raise AnswerError(f"a name has at most {MAX_NAME_CHARS} characters, got {len(typed)}")
         now = self.clock()
         statement = self.statement(opened)
         try:
@@ -252,6 +262,7 @@ class TenantStatementService:
                         link_nonce=opened.nonce,
                         confirmed_at=now,
                         total_cents=int(statement.document["total"]["cents"]),
+                        confirmed_name=typed,
                     )
                 )
                 record(
@@ -260,7 +271,7 @@ class TenantStatementService:
                     actor=f"tenant:{key.party}",
                     action="confirm",
                     subject=f"statement:{key.run_id}/{key.unit}/{key.party}",
-                    detail=f"confirmed {statement.document['total']['amount_cny']} CNY",
+                    detail=f"confirmed {statement.document['total']['amount_cny']} CNY as {typed}",
                 )
                 record(
                     session,
@@ -377,6 +388,7 @@ def _with_statement(query: Select[Any]) -> Select[Any]:
             ApportionStatement.signature,
             ApportionRun.period_start,
             StatementConfirmation.confirmed_at,
+            StatementConfirmation.confirmed_name,
             StatementDispute.id.label("dispute_id"),
             StatementDispute.comment.label("dispute_comment"),
             StatementDispute.status.label("dispute_status"),

@@ -16,10 +16,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.web import (
     admin,
@@ -46,9 +48,18 @@ def _field_path(loc: tuple[object, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "body"
 
 
-async def _malformed_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _malformed_request(request: Request, exc: RequestValidationError) -> Response:
+    if tenant.is_page_path(request.url.path):  # a tenant's page: a page, never JSON
+        return tenant.malformed_link_page(request)
     detail = "; ".join(f"{_field_path(tuple(err['loc']))}: {err['msg']}" for err in exc.errors())
     return JSONResponse(status_code=400, content={"detail": f"malformed request: {detail}"})
+
+
+async def _no_route(request: Request, exc: StarletteHTTPException) -> Response:
+    """A truncated or damaged tenant link gets the refusal page; the rest as FastAPI does."""
+    if exc.status_code in (404, 405) and tenant.is_page_path(request.url.path):
+        return tenant.malformed_link_page(request)
+    return await http_exception_handler(request, exc)
 
 
 async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
@@ -89,6 +100,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.state.services = services
     app.state.web = services.web or WebServices.build(services.provisioning)
     app.exception_handler(RequestValidationError)(_malformed_request)
+    app.exception_handler(StarletteHTTPException)(_no_route)
     app.exception_handler(NotSignedIn)(_not_signed_in)
     app.exception_handler(Forbidden)(_forbidden)
 

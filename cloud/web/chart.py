@@ -1,5 +1,8 @@
-"""The 12-month history chart of the tenant page: an inline SVG drawn on the server (no
-JavaScript, no chart library), one bar per month with its amount."""
+"""The charts of the tenant page, inline SVG drawn on the server (no JavaScript, no chart
+library; the CSP allows neither inline script nor style): the 12-month history, one bar per
+month with its amount [CNY], and the composition of this month's amount (own use, each
+shared part, line loss) as labelled horizontal bars [CNY]. Each carries its unit on the axis
+or the labels and a title; the page prints the same numbers in a table beside it."""
 
 from __future__ import annotations
 
@@ -11,40 +14,85 @@ from markupsafe import Markup
 from cloud.apportion.money import cny
 from cloud.statements.access import HistoryPoint
 
-WIDTH, HEIGHT = 360, 180
-_TOP, _BOTTOM, _LEFT, _RIGHT = 18, 28, 6, 6
+WIDTH, HEIGHT = 360, 190
+_TOP, _BOTTOM, _LEFT, _RIGHT = 22, 28, 34, 6
 
 
-def history_svg(points: Sequence[HistoryPoint], title: str, current: str) -> Markup:
+def history_svg(
+    points: Sequence[HistoryPoint], title: str, current: str, axis: str = "¥"
+) -> Markup:
     """Bars of the amounts [CNY] of ``points`` (oldest first); the bar of the period starting
-    ``current`` (ISO date) is highlighted. ``title`` is the chart's accessible name."""
+    ``current`` (ISO date) is highlighted. ``title`` is the chart's accessible name, ``axis``
+    the label of the value axis (its unit, e.g. ``金额 (¥)``)."""
     if not points:
         return Markup("")
     top = max(max(p.cents for p in points), 1)
     slot = (WIDTH - _LEFT - _RIGHT) / len(points)
     bar = slot * 0.7
     plot = HEIGHT - _TOP - _BOTTOM
+    base = HEIGHT - _BOTTOM
     parts = [
         f'<svg class="history" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
-        f'<line x1="{_LEFT}" y1="{HEIGHT - _BOTTOM}" x2="{WIDTH - _RIGHT}" '
-        f'y2="{HEIGHT - _BOTTOM}" class="axis"/>',
+        f'<text x="2" y="12" class="axis-label">{escape(axis)}</text>',
+        f'<text x="{_LEFT - 3}" y="{_TOP + 4}" class="tick" text-anchor="end">'
+        f"{top / 100:.0f}</text>",
+        f'<text x="{_LEFT - 3}" y="{base}" class="tick" text-anchor="end">0</text>',
+        f'<line x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{base}" class="axis"/>',
+        f'<line x1="{_LEFT}" y1="{base}" x2="{WIDTH - _RIGHT}" y2="{base}" class="axis"/>',
     ]
     for i, p in enumerate(points):
         h = max(p.cents / top * plot, 1.0)
         x = _LEFT + i * slot + (slot - bar) / 2
-        y = HEIGHT - _BOTTOM - h
+        y = base - h
         amount = cny(p.cents)
         css = "bar current" if p.period_start.isoformat() == current else "bar"
         parts.append(
-            f'<g class="{css}"><title>{p.period_start:%Y-%m}: {amount} CNY, '
+            f'<g class="{css}"><title>{p.period_start:%Y-%m}: ¥{amount}, '
             f"{p.own_kwh} kWh</title>"
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}"/>'
-            f'<text x="{x + bar / 2:.1f}" y="{HEIGHT - _BOTTOM + 12}" '
+            f'<text x="{x + bar / 2:.1f}" y="{base + 12}" '
             f'class="month">{p.period_start:%m}</text>'
             f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" class="value">'
             f"{p.cents / 100:.0f}</text></g>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+_ROW, _LABEL = 26, 150
+
+
+def composition_svg(parts: Sequence[tuple[str, int]], title: str, unit: str = "¥") -> Markup:
+    """Horizontal bars of the parts of one statement's amount: ``parts`` are (label,
+    cents), the bars scaled to the largest; each is labelled with its amount in ``unit``
+    (¥) and its share of the total. ``title`` is the accessible name."""
+    shown = [(label, cents) for label, cents in parts if cents > 0]
+    if not shown:
+        return Markup("")
+    total = sum(c for _, c in shown)
+    top = max(c for _, c in shown)
+    height = _ROW * len(shown) + 22
+    span = WIDTH - _LABEL - 110
+    out = [
+        f'<svg class="composition" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{_LABEL}" y="12" class="axis-label">{escape(unit)}</text>',
+    ]
+    for i, (label, cents) in enumerate(shown):
+        y = 20 + i * _ROW
+        w = max(cents / top * span, 1.0)
+        share = cents / total * 100
+        out.append(
+            f'<g class="part part-{i % 6}"><title>{escape(label)}: ¥{cny(cents)} '
+            f"({share:.1f}%)</title>"
+            f'<text x="{_LABEL - 4}" y="{y + 14}" class="label" text-anchor="end">'
+            f"{escape(label[:22])}</text>"
+            f'<rect x="{_LABEL}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 8}"/>'
+            f'<text x="{_LABEL + w + 4:.1f}" y="{y + 14}" class="value">¥{cny(cents)} · '
+            f"{share:.1f}%</text></g>"
+        )
+    out.append("</svg>")
+    return Markup("".join(out))

@@ -14,9 +14,10 @@ from cloud.apportion.review import ActionRefused, NotFound
 from cloud.staff.accounts import Principal
 from cloud.statements.links import NoStatement, StatementKey
 from cloud.statements.printing import Slip, StatementPrintService
+from cloud.statements.wording import statement_view
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.qr import qr_svg
-from cloud.web.rendering import render
+from cloud.web.rendering import language, render
 
 router = APIRouter(tags=["finance"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -35,7 +36,8 @@ def _sheet(request: Request, web: WebServices, run_id: str, slip: Slip) -> dict[
             link = None
     base = web.public_url or str(request.base_url).rstrip("/")
     url = base + link.path() if link else ""
-    return {"slip": slip, "link": link, "url": url, "qr": qr_svg(url) if url else ""}
+    view = statement_view(slip.document, language(request))  # None for a v1 statement
+    return {"slip": slip, "link": link, "url": url, "qr": qr_svg(url) if url else "", "view": view}
 
 
 def _refused(request: Request, exc: ActionRefused) -> HTMLResponse:

@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from cloud.statements.access import AnswerError, NotGenuine, TenantStatement
+from cloud.statements.access import MAX_NAME_CHARS, AnswerError, NotGenuine, TenantStatement
 from cloud.statements.links import LinkRefused, OpenedLink, RefusalReason
-from cloud.web.chart import history_svg
+from cloud.statements.wording import statement_view
+from cloud.web.chart import composition_svg, history_svg
 from cloud.web.deps import WebServices, web_services
 from cloud.web.rendering import html_response, language, render, render_html, translations
 
@@ -34,8 +35,11 @@ async def _web(request: Request) -> WebServices:
 
 
 Web = Annotated[WebServices, Depends(_web)]
-Unit = Annotated[str, Path(min_length=1, max_length=64)]
-Token = Annotated[str, Path(min_length=1, max_length=200)]
+MAX_UNIT, MAX_TOKEN = 64, 200
+Unit = Annotated[str, Path(min_length=1, max_length=MAX_UNIT)]
+Token = Annotated[str, Path(min_length=1, max_length=MAX_TOKEN)]
+#: the pages take any path segment and refuse a bad one with a page, never JSON
+PageSegment = Annotated[str, Path()]
 
 #: HTTP status of each refusal: a link that is not (or no longer) good is gone.
 _STATUS = {RefusalReason.EXPIRED: 410, RefusalReason.REVOKED: 410, RefusalReason.WITHDRAWN: 410}
@@ -71,6 +75,12 @@ class DisputeIn(BaseModel):
     comment: str = Field(min_length=1, max_length=2000)
 
 
+class ConfirmIn(BaseModel):
+    name: str = Field(
+        min_length=1, max_length=MAX_NAME_CHARS, description="the name the tenant types"
+    )
+
+
 class AnswerResult(BaseModel):
     status: str
     dispute_id: int | None = None
@@ -86,7 +96,14 @@ def _refusal_page(request: Request, refused: LinkRefused) -> HTMLResponse:
 
 
 def _open(web: WebServices, unit: str, token: str) -> OpenedLink:
+    _check_segments(unit, token)
     return web.links.open(unit, token)
+
+
+def _check_segments(unit: str, token: str) -> None:
+    """LinkRefused (malformed) for a unit or token longer than a link ever has."""
+    if not unit or not token or len(unit) > MAX_UNIT or len(token) > MAX_TOKEN:
+        raise LinkRefused(RefusalReason.MALFORMED, "the link is damaged")
 
 
 def _api_refusal(refused: LinkRefused) -> HTTPException:
@@ -136,6 +153,7 @@ def _page(
     status_code: int = 200,
 ) -> HTMLResponse:
     try:
+        _check_segments(unit, token)
         _, statement = web.statements.open_statement(web.links, unit, token)
     except LinkRefused as refused:
         return _refusal_page(request, refused)
@@ -155,8 +173,18 @@ def _page(
     )
     html = _PAGES.get(key) if web.page_cache else None
     if html is None:
+        t = translations(lang)
         chart = history_svg(
-            statement.history, translations(lang)["history"], statement.document["period"]["start"]
+            statement.history,
+            t["chart_history_title"],
+            statement.document["period"]["start"],
+            t["chart_axis_cny"],
+        )
+        view = statement_view(statement.document, lang)
+        composition = (
+            composition_svg(view.composition, t["chart_composition_title"], t["chart_axis_cny"])
+            if view is not None
+            else ""
         )
         html = render_html(
             request,
@@ -164,7 +192,9 @@ def _page(
             {
                 "st": statement,
                 "doc": statement.document,
+                "view": view,
                 "chart": chart,
+                "composition": composition,
                 "unit": unit,
                 "token": token,
                 "error": error,
@@ -178,16 +208,24 @@ def _page(
 
 
 @router.get("/t/{unit}/{token}", response_class=HTMLResponse)
-async def tenant_page(request: Request, unit: Unit, token: Token, web: Web) -> HTMLResponse:
+async def tenant_page(
+    request: Request, unit: PageSegment, token: PageSegment, web: Web
+) -> HTMLResponse:
     """The tenant's statement page (Chinese; ``?lang=en`` for English)."""
     return _page(request, web, unit, token)
 
 
 @router.post("/t/{unit}/{token}/confirm", response_class=HTMLResponse)
-def tenant_confirm_form(request: Request, unit: Unit, token: Token, web: Web) -> Response:
-    """The tenant confirms the statement."""
+def tenant_confirm_form(
+    request: Request,
+    unit: PageSegment,
+    token: PageSegment,
+    web: Web,
+    name: Annotated[str, Form()] = "",
+) -> Response:
+    """The tenant confirms the statement with the name they type (required)."""
     try:
-        web.statements.confirm(_open(web, unit, token))
+        web.statements.confirm(_open(web, unit, token), name)
     except LinkRefused as refused:
         return _refusal_page(request, refused)
     except (AnswerError, NotGenuine) as exc:
@@ -198,10 +236,10 @@ def tenant_confirm_form(request: Request, unit: Unit, token: Token, web: Web) ->
 @router.post("/t/{unit}/{token}/dispute", response_class=HTMLResponse)
 def tenant_dispute_form(
     request: Request,
-    unit: Unit,
-    token: Token,
+    unit: PageSegment,
+    token: PageSegment,
     web: Web,
-    comment: Annotated[str, Form(max_length=2000)] = "",
+    comment: Annotated[str, Form()] = "",
 ) -> Response:
     """The tenant disputes the statement with a comment (opens a dispute for finance)."""
     try:
@@ -258,10 +296,10 @@ def api_tenant_statement(unit: Unit, token: Token, web: Web) -> TenantStatementO
 @router.post(
     "/api/v1/tenant/{unit}/{token}/confirm", response_model=AnswerResult, responses=_REFUSALS
 )
-def api_tenant_confirm(unit: Unit, token: Token, web: Web) -> AnswerResult:
-    """Confirm the statement."""
+def api_tenant_confirm(unit: Unit, token: Token, body: ConfirmIn, web: Web) -> AnswerResult:
+    """Confirm the statement with the name the tenant typed (stored, shown to finance)."""
     try:
-        web.statements.confirm(_open(web, unit, token))
+        web.statements.confirm(_open(web, unit, token), body.name)
     except LinkRefused as refused:
         raise _api_refusal(refused) from None
     except (AnswerError, NotGenuine) as exc:
@@ -281,3 +319,15 @@ def api_tenant_dispute(unit: Unit, token: Token, body: DisputeIn, web: Web) -> A
     except (AnswerError, NotGenuine) as exc:
         raise HTTPException(409, str(exc)) from None
     return AnswerResult(status="disputed", dispute_id=dispute_id)
+
+
+def is_page_path(path: str) -> bool:
+    """A path under the tenant pages (``/t/…``), not the tenant API."""
+    return path == "/t" or path.startswith("/t/")
+
+
+def malformed_link_page(request: Request) -> HTMLResponse:
+    """The refusal page for an address under ``/t/`` that is no statement link (truncated,
+    damaged, with extra segments): 400 and the page saying the link is incomplete or
+    damaged, never JSON (registered in :func:`cloud.web.app.create_app` for 404 and 405)."""
+    return render(request, "tenant_refused.html", {"reason": "malformed"}, status_code=400)

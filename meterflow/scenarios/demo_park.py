@@ -102,6 +102,12 @@ def site_file(since: date) -> dict[str, Any]:
         node.setdefault("name", names.get(node["id"], ""))
         if node["id"] in rules:
             node["rule"] = rules[node["id"]]
+    # a meter is named after its node: 总表 stays 总表, A座101 has the A座101电表
+    meter_names = {
+        node["id"]: node["name"] if node["name"].endswith("表") else f"{node['name']}电表"
+        for node in tree
+        if node["name"]
+    }
     return {
         "site": SITE,
         "name": SITE_NAME,
@@ -111,11 +117,18 @@ def site_file(since: date) -> dict[str, Any]:
             {"id": u, "name": n, "building": b, "floor": f, "area": a}
             for u, (n, b, f, a, _t, _tn) in UNITS.items()
         ],
-        "meters": [{"id": m.id, **({"multiplier": m.ct} if m.ct != 1 else {})} for m in METERS],
+        "meters": [
+            {
+                "id": m.id,
+                "name": meter_names.get(m.node, ""),
+                **({"multiplier": m.ct} if m.ct != 1 else {}),
+            }
+            for m in METERS
+        ],
         "tree": tree,
         "occupancy": {
-            u: [{"tenant": t, "from": since}]
-            for u, (_n, _b, _f, _a, t, _tn) in UNITS.items()
+            u: [{"tenant": t, "name": tn, "from": since}]
+            for u, (_n, _b, _f, _a, t, tn) in UNITS.items()
             if t is not None
         },
         "tariffs": [{"id": "flat-2026", "kind": "flat", "from": date(2026, 1, 1), "price": PRICE}],

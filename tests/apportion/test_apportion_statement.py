@@ -39,20 +39,45 @@ def test_statement_shows_readings_use_lines_loss_rate_and_landlord_part() -> Non
     acme = of(statements("basic"), "ACME")
     meter = acme["meters"][0]
     assert meter["meter"] == "U1"
-    assert meter["previous"] == {
+    assert meter["start"] == {
         "at": {"local": "2026-04-01T00:00:00+08:00", "utc": "2026-03-31T16:00:00+00:00"},
         "values": {"total": "500.00"},
         "quality": "good",
+        "source": "read",
     }
-    assert meter["current"]["values"] == {"total": "800.00"}
+    assert meter["end"]["values"] == {"total": "800.00"}
     assert meter["measured_kwh"] == {"total": "300.000"}
     lines = {(line["component"], line["origin"]): line for line in acme["lines"]}
     assert lines[("common", "LIFT")]["explanation"] == (
         "LIFT 350.000 kWh × 1800 ÷ 6000 m²·d (area key) = 105.000 kWh, 63.0000 CNY"
     )
+    assert lines[("common", "LIFT")]["calc"] == {
+        "kind": "key",
+        "basis": "area",
+        "origin_kwh": "350.000",
+        "weight": "1800.00",
+        "weight_total": "6000.00",
+        "weight_unit": "m2_day",
+        "kwh": "105.000",
+        "days": 30,
+        "area_m2": "60",
+    }
+    assert lines[("own_use", "")]["price"] == {
+        "applied": "0.60",
+        "catalogue": {"kind": "flat", "price": "0.60"},
+        "ratio": None,
+    }
+    assert acme["subtotals"] == {"own_cents": 18000, "shared_cents": 7740}
+    assert acme["share_of_bill"] == "0.357500"  # 257.40 of the 720.00 bill
     assert lines[("own_use", "")]["unit_price"] == "0.60 CNY/kWh"
     assert acme["nodes"] == [
-        {"node": "MAIN", "loss_rate": "0.083333", "loss_cap": "0.05", "landlord_part": "33.60"}
+        {
+            "node": "MAIN",
+            "name": "",
+            "loss_rate": "0.083333",
+            "loss_cap": "0.05",
+            "landlord_part": "33.60",
+        }
     ]
     assert acme["total"] == {"cents": 25740, "amount_cny": "257.40"}
     landlord = of(statements("basic"), "landlord")
@@ -63,7 +88,8 @@ def test_replaced_meter_shows_both_installations_with_their_multipliers() -> Non
     ta = of(statements("replacement"), "TA")
     shown = {m["meter"]: m for m in ta["meters"]}
     assert shown["UA"]["multiplier"] == "1" and shown["UA2"]["multiplier"] == "2"
-    assert shown["UA"]["current"]["values"] == {"total": "250.0"}
+    assert shown["UA"]["end"]["values"] == {"total": "250.0"}  # removed 04-16
+    assert shown["UA2"]["start"]["values"] == {"total": "0.0"}  # installed 04-16
     assert shown["UA2"]["measured_kwh"] == {"total": "160.000"}
 
 
@@ -77,7 +103,7 @@ def test_estimated_use_is_marked_with_its_method() -> None:
 def test_tenant_who_moved_in_sees_only_its_days() -> None:
     y = of(statements("move_in"), "Y")
     assert y["stays"] == [{"from": "2026-04-16", "to": "2026-05-01"}]
-    assert y["meters"][0]["previous"]["values"] == {"total": "135.0"}
+    assert y["meters"][0]["start"]["values"] == {"total": "135.0"}
     assert y["meters"][0]["measured_kwh"] == {"total": "60.000"}
     assert y["total"]["cents"] == 4200
 

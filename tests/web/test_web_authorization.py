@@ -204,6 +204,8 @@ class Samples:
                 }
             },
             "api_replacement_decide": {"json": {"decision": "reject"}},
+            "api_tenant_confirm": {"json": {"name": "Li Na"}},
+            "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},
             "api_account_create": {
                 "json": {
@@ -371,9 +373,9 @@ def tenant_paths(unit: str, token: str) -> list[tuple[str, str, dict[str, Any]]]
     return [
         ("GET", f"/t/{unit}/{token}", {}),
         ("GET", f"/api/v1/tenant/{unit}/{token}", {}),
-        ("POST", f"/t/{unit}/{token}/confirm", {}),
+        ("POST", f"/t/{unit}/{token}/confirm", {"data": {"name": "x"}}),
         ("POST", f"/t/{unit}/{token}/dispute", {"data": {"comment": "x"}}),
-        ("POST", f"/api/v1/tenant/{unit}/{token}/confirm", {}),
+        ("POST", f"/api/v1/tenant/{unit}/{token}/confirm", {"json": {"name": "x"}}),
         ("POST", f"/api/v1/tenant/{unit}/{token}/dispute", {"json": {"comment": "x"}}),
     ]
 

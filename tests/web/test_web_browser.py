@@ -102,7 +102,7 @@ def test_tenant_opens_the_qr_link_on_a_phone_and_confirms(
     assert page.get_by_test_id("genuine").is_visible()
     shown = [
         int(c)
-        for c in page.locator("[data-testid=own-lines] tr[data-cents]").evaluate_all(
+        for c in page.locator("[data-testid=own-lines] li[data-cents]").evaluate_all(
             "rows => rows.map(r => r.dataset.cents)"
         )
     ]
@@ -118,6 +118,7 @@ def test_tenant_opens_the_qr_link_on_a_phone_and_confirms(
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width} px)"
     screenshot(page, "tenant-statement-phone")
+    page.get_by_test_id("confirm-name").fill("王 芳")
     page.get_by_test_id("confirm").click()
     page.get_by_test_id("confirmed").wait_for()
     screenshot(page, "tenant-confirmed-phone")

@@ -4,6 +4,7 @@ dispute are recorded once."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +26,7 @@ from cloud.statements.links import (
     TenantLinkService,
     revoke_unit_links,
 )
+from cloud.statements.wording import line_formula
 from cloud.web.qr import qr_svg
 from tests.support.browser import MONTHS, WebRig, make_rig, serve
 
@@ -73,20 +75,21 @@ def test_statement_page_shows_the_runs_numbers(rig: WebRig, client: httpx.Client
         assert Decimal(x["kwh"]) == Decimal(line.kwh).quantize(Decimal("0.001"))
         assert x["amount_cny"] == f"{Decimal(line.cents) / 100:.2f}"
         assert f"¥{x['amount_cny']}" in page.text
-        if x["component"] != "own_use":  # own use shows kWh × unit price in its columns
-            assert x["explanation"] in page.text
+        if x["component"] != "own_use":  # the formula in Chinese with its numbers
+            for text in line_formula(x, "zh-CN", {}):
+                assert html.escape(text, quote=False) in page.text
     total = sum(line.cents for line in lines)
     assert data["statement"]["total"]["cents"] == total
     assert f'data-cents="{total}">{Decimal(total) / 100:.2f}<' in page.text
     assert data["genuine"] and "真实账单" in page.text
     # readings with their read times (local) and quality
     meter = data["statement"]["meters"][0]
-    assert meter["meter"] == "U1" and meter["previous"]["quality"] == "good"
+    assert meter["meter"] == "U1" and meter["start"]["quality"] == "good"
     assert "2026-04-01 00:00" in page.text and "2026-05-01 00:00" in page.text
     assert "实抄" in page.text
     # loss rate and the landlord's part at the main node
     node = data["statement"]["nodes"][0]
-    assert node["node"] == "MAIN" and f"{float(node['loss_rate']) * 100:.2f} %" in page.text
+    assert node["node"] == "MAIN" and f"{float(node['loss_rate']) * 100:.2f}%" in page.text
     assert f"¥{node['landlord_part']}" in page.text
 
 
@@ -169,11 +172,15 @@ def test_a_changed_statement_is_not_shown(rig: WebRig, client: httpx.Client) -> 
 def test_confirm_once_and_dispute_for_finance(rig: WebRig, client: httpx.Client) -> None:
     run = rig.seeded.posted[MONTHS[2]]
     path = rig.link(run)
-    reply = client.post(f"{path}/confirm", follow_redirects=False)
+    missing = client.post(f"{path}/confirm", data={"name": "  "}, follow_redirects=False)
+    assert missing.status_code == 409 and "type your name" in missing.text  # a page, not JSON
+    assert missing.headers["content-type"].startswith("text/html")
+    reply = client.post(f"{path}/confirm", data={"name": "张 三"}, follow_redirects=False)
     assert reply.status_code == 303 and "done=confirmed" in reply.headers["location"]
     page = client.get(reply.headers["location"])
     assert 'data-testid="confirmed"' in page.text and 'data-testid="confirm"' not in page.text
-    assert client.post(f"{path}/confirm").status_code == 409
+    assert "确认人 张 三" in page.text
+    assert client.post(f"{path}/confirm", data={"name": "张三"}).status_code == 409
     api = path.replace("/t/", "/api/v1/tenant/", 1)
     assert client.post(f"{api}/dispute", json={"comment": "too late"}).status_code == 409
     with rig.sessions() as s:
@@ -181,6 +188,7 @@ def test_confirm_once_and_dispute_for_finance(rig: WebRig, client: httpx.Client)
         assert done is not None and done.total_cents == sum(
             x.cents for x in stored_lines(rig, run, "A101", "ACME")
         )
+        assert done.confirmed_name == "张 三"
         assert s.scalars(
             select(AuditEntry).where(
                 AuditEntry.subject == f"run:{run}", AuditEntry.action == "confirm"
@@ -193,14 +201,19 @@ def test_confirm_once_and_dispute_for_finance(rig: WebRig, client: httpx.Client)
     assert client.post(f"{beta}/dispute", data={"comment": "  "}).status_code == 409
     reply = client.post(f"{api}/dispute", json={"comment": "the lift share looks high"})
     assert reply.status_code == 200 and reply.json()["dispute_id"] > 0
-    assert client.post(f"{api}/confirm").status_code == 409  # finance answers first
+    assert client.post(f"{api}/confirm", json={"name": "Li"}).status_code == 409  # finance first
     assert "财务正在处理" in client.get(beta).text
     queue = rig.web.runs.disputes(_admin(rig))
     item = next(d for d in queue if d.run_id == run and d.unit == "A102")
     rig.web.runs.resolve_dispute(_admin(rig), item.id, "the lift meter was checked: right")
     page = client.get(beta).text
     assert "the lift meter was checked" in page and 'data-testid="confirm"' in page
-    assert client.post(f"{api}/confirm").json() == {"status": "confirmed", "dispute_id": None}
+    assert client.post(f"{api}/confirm").status_code == 400  # the name is required
+    reply = client.post(f"{api}/confirm", json={"name": "Li Na"})
+    assert reply.json() == {"status": "confirmed", "dispute_id": None}
+    detail = rig.web.runs.run_detail(_admin(rig), run)
+    shown = next(s for s in detail.statements if s.unit == "A102" and s.party == "BETA")
+    assert shown.confirmed_name == "Li Na"
 
 
 def _admin(rig: WebRig):  # type: ignore[no-untyped-def]
@@ -298,6 +311,7 @@ def test_tenant_and_finance_pages_on_postgres(tmp_path: Path, fresh_postgres_url
                 "cents": detail["statements"][0]["cents"],
                 "confirmed_at": None,
                 "disputed": False,
+                "confirmed_name": "",
             }
             assert [d["unit"] for d in client.get("/api/v1/disputes", headers=auth).json()] == [
                 "A101"

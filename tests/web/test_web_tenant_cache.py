@@ -257,7 +257,7 @@ def test_confirm_shows_at_once_and_so_do_answers_given_through_another_worker(
 ) -> None:
     path = rig.link(rig.base.seeded.latest)
     assert 'data-testid="confirm"' in rig.page(path).text
-    reply = rig.client.post(f"{path}/confirm", follow_redirects=False)
+    reply = rig.client.post(f"{path}/confirm", data={"name": "王五"}, follow_redirects=False)
     assert reply.status_code == 303
     page = rig.client.get(path)
     assert 'data-testid="confirmed"' in page.text and 'data-testid="confirm"' not in page.text
@@ -340,7 +340,7 @@ def test_revocation_and_answers_show_at_once_on_postgres(
     with _rig(tmp_path, url=fresh_postgres_url, months=2) as rig:
         path = rig.link(rig.base.seeded.latest)
         assert rig.page(path).text.count('<g class="bar') == 2
-        assert rig.client.post(f"{_api(path)}/confirm").status_code == 200
+        assert rig.client.post(f"{_api(path)}/confirm", json={"name": "王五"}).status_code == 200
         assert 'data-testid="confirmed"' in rig.client.get(path).text
         _add_lease(rig, "A101", "ACME", "L1")
         assert rig.page(path).status_code == 200

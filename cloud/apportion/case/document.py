@@ -44,6 +44,15 @@ class Case(CaseSchema):
             m: {self.reading_day(m, at).isoformat(): r for at, r in series.items()}
             for m, series in data["readings"].items()
         }
+        # display names added later (meters, tenants) enter the hash only when given, so
+        # the input hash of a case without them is what it was before they existed
+        for meter in data["meters"]:
+            if not meter["name"]:
+                del meter["name"]
+        for stays in data["occupancy"].values():
+            for stay in stays:
+                if not stay["name"]:
+                    del stay["name"]
         for node in data["tree"]:
             if node["rule"] is not None:
                 node["rule"]["shared_by"] = sorted(node["rule"]["shared_by"])

@@ -89,6 +89,8 @@ class MeterSpec(_Model):
     installed: date | None = None
     removed: date | None = None
     replaced_by: _Id | None = None
+    #: display name (e.g. 3号楼电表) shown on statements instead of the id; optional
+    name: _Name = ""
 
 
 class FormulaSpec(_Model):
@@ -135,6 +137,8 @@ class OccupancySpec(_Model):
     tenant: _Id
     from_: date = Field(alias="from")
     to: date | None = None
+    #: the tenant's display name (e.g. 星辰科技有限公司) shown on statements; optional
+    name: _Name = ""
 
 
 class TierSpec(_Model):
