@@ -178,7 +178,7 @@ def close_period(
         stored = load_drivers(session, site_id, start, end)
         drivers = {d: stored.get(d, {}) for d in sorted(used)}
     data = case_data(
-        site.sections,
+        site.case_sections(),
         start,
         end,
         readings=readings,

@@ -24,7 +24,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from cloud.apportion.case.schema import CaseSchema, MeterReading
+from cloud.apportion.case.schema import CaseSchema, MeterReading, MeterSpec
 from cloud.apportion.engine_result import EngineResult, Flag
 from cloud.apportion.estimation import Method
 from cloud.apportion.lines import Component, Step
@@ -275,15 +275,16 @@ def meter_section(
     end: str,
     slices: Any,
     local_midnight: Any,
+    specs: Mapping[str, MeterSpec],
 ) -> list[dict[str, Any]]:
     """The readings and energies of a stay's ``meters`` (installation indices) from
     ``start`` to ``end`` (ISO local days, ``end`` the day after the stay): the readings at
     the stay's first and last midnight, or an installation's own dates within it
     (:func:`edge_reading`), the multiplier, and per register the measured and estimated
     energy [kWh] and how it was estimated.
-    ``local_midnight(day)`` gives ``{"local", "utc"}`` of a day's midnight."""
+    ``local_midnight(day)`` gives ``{"local", "utc"}`` of a day's midnight; ``specs`` is
+    :meth:`~cloud.apportion.case.schema.CaseSchema.meter_index`, built once by the caller."""
     inputs = result.inputs
-    specs = case.meter_index()
     out = []
     for m in meters:
         meter = inputs.meters.ids[m]

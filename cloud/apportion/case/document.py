@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from cloud.apportion.case.canonical import plain, plain_json
+from cloud.apportion.case.canonical import decimal_text, plain, plain_json
 from cloud.apportion.case.conversion import build_engine_inputs
 from cloud.apportion.case.schema import CaseSchema
 from cloud.apportion.case.validation import check_case
@@ -32,17 +32,13 @@ class Case(CaseSchema):
     def canonical(self) -> dict[str, Any]:
         """The case as plain JSON values in a canonical order (lists sorted by id, dates
         ISO, decimals normalised) — the same for any order of the file's items."""
-        data = self.model_dump(mode="python", by_alias=True)
+        data = self.model_dump(mode="python", by_alias=True, exclude={"readings"})
         data["units"] = sorted(data["units"], key=lambda u: u["id"])
         data["meters"] = sorted(data["meters"], key=lambda m: m["id"])
         data["tree"] = sorted(data["tree"], key=lambda n: n["id"])
         data["tariffs"] = sorted(data["tariffs"], key=lambda t: (t["from"], t["id"]))
         data["occupancy"] = {
             u: sorted(s, key=lambda o: o["from"]) for u, s in data["occupancy"].items()
-        }
-        data["readings"] = {
-            m: {self.reading_day(m, at).isoformat(): r for at, r in series.items()}
-            for m, series in data["readings"].items()
         }
         # display names added later (meters, tenants) enter the hash only when given, so
         # the input hash of a case without them is what it was before they existed
@@ -56,7 +52,21 @@ class Case(CaseSchema):
         for node in data["tree"]:
             if node["rule"] is not None:
                 node["rule"]["shared_by"] = sorted(node["rule"]["shared_by"])
-        return plain(data)
+        out = plain(data)
+        # the bulk of a case (a reading per meter and day), written out as plain values in
+        # one pass (what model_dump + plain gave, without their walk over 300,000 readings)
+        out["readings"] = {
+            m: {
+                self.reading_day(m, at).isoformat(): {
+                    "method": r.method,
+                    "quality": r.quality,
+                    "values": {k: decimal_text(v) for k, v in r.values.items()},
+                }
+                for at, r in series.items()
+            }
+            for m, series in self.readings.items()
+        }
+        return out
 
     def canonical_json(self) -> bytes:
         """Canonical JSON bytes: sorted keys, no whitespace, UTF-8, decimals as strings."""
