@@ -81,14 +81,13 @@ def boundary_readings(
     missing: list[tuple[str, str]] = []
     days = [start + timedelta(days=d) for d in range((end - start).days + 1)]
     instants = [midnight_ns(day, zone) for day in days]
-    day_of = {at: k for k, at in enumerate(instants)}
     position = {m: i for i, m in enumerate(meters)}
     midnights = np.full((len(meters), len(days), len(s.registers)), np.nan)
     for j, register in enumerate(s.registers):
         idx, times, vals, _quality = store.points_at(
             meters, s.quantity(register), instants, site=s.site
         )
-        midnights[idx, [day_of[int(t)] for t in times], j] = vals
+        midnights[idx, np.searchsorted(np.asarray(instants), times), j] = vals  # exact hits
     installed = {
         m: (max(start, by_id[m].installed or start), min(end, by_id[m].removed or end))
         for m in meters

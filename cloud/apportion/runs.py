@@ -202,14 +202,13 @@ def store_run(
             raise RunStateError(
                 "only adjustment lines naming the run they correct can be carried by a later run"
             )
-    plain_case = case.canonical()
+    # computed from the inputs as stored (decimals normalised: a price of 0.50 reads 0.5),
+    # exactly as rerun() recomputes it, so the statements are those rerun() would give
+    # (the case's cross-field checks passed already: its canonical form changes no id,
+    # date or count)
+    plain_case, stored = case.canonical_and_stored()
     canonical = plain_json(plain_case)
     input_hash = hashlib.sha256(canonical).hexdigest()
-    # computed from the inputs as stored (decimals normalised: a price of 0.50 reads 0.5),
-    # exactly as rerun() recomputes it, so the statements are those rerun() would give; the
-    # plain values are what json.loads(canonical) gives, and the case's cross-field checks
-    # passed already (the canonical form changes no id, date or count)
-    stored = Case.model_validate(plain_case)
     result = apportion(build_engine_inputs(stored))
     rows = line_rows(result)
     charges = line_records(result, rows)

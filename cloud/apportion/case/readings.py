@@ -116,18 +116,21 @@ def _values(values: Mapping[Any, Any]) -> dict[str, Decimal]:
     return out
 
 
+_READING_KEYS = frozenset({"values", "quality", "method"})
+
+
 def _reading(value: Any, single: str) -> MeterReading:
     kind = type(value)
     if kind is Decimal or kind is int or kind is float or kind is str:
         return MeterReading({single: _number(value, single)})
     if kind is MeterReading:
         values, quality, method = value.values, value.quality, value.method
-    elif isinstance(value, Mapping):
-        if isinstance(value.get("values"), Mapping):
-            extra = sorted(str(k) for k in value if k not in ("values", "quality", "method"))
-            if extra:
+    elif kind is dict or isinstance(value, Mapping):
+        values = value.get("values")
+        if type(values) is dict or isinstance(values, Mapping):
+            if not value.keys() <= _READING_KEYS:
+                extra = sorted(str(k) for k in value if k not in _READING_KEYS)
                 raise _Refused(extra[0], "Extra inputs are not permitted")
-            values = value["values"]
             quality, method = value.get("quality", "good"), value.get("method")
         else:
             values = dict(value)
@@ -148,8 +151,12 @@ def parse_readings(raw: Any, single: str = SINGLE) -> Readings:
 
     A reading is a bare number (the value of ``single``, the one register), a mapping of
     register → value with optional ``quality`` and ``method``, the same under ``values``,
-    or a :class:`MeterReading` (checked too). Raises CaseError naming the item.
+    or a :class:`MeterReading` (checked too). :class:`Readings` are returned as they are:
+    only this function (and a case reading back its own canonical form) makes them.
+    Raises CaseError naming the item.
     """
+    if type(raw) is Readings:
+        return raw  # checked already: a case's own readings (see Case.canonical_and_stored)
     if not isinstance(raw, Mapping):
         raise CaseError("readings: Input should be a valid dictionary")
     out = Readings()
