@@ -131,8 +131,12 @@ def parse_site(text: str, source: str = "site file") -> SiteFile:
     return site_from_data(raw, source)
 
 
-def site_from_data(raw: Mapping[str, Any], source: str = "site file") -> SiteFile:
-    """Check already-parsed site sections (see :func:`parse_site`)."""
+def site_from_data(
+    raw: Mapping[str, Any], source: str = "site file", *, cross_checks: bool = True
+) -> SiteFile:
+    """Check already-parsed site sections (see :func:`parse_site`). ``cross_checks=False``
+    leaves out the case's cross-field checks, for a caller that runs them on the whole case
+    it builds from the site next (the close), rather than twice."""
     errors = [
         f"{name}: belongs to a case file (one period's data), not to a site file"
         for name in CASE_ONLY
@@ -156,6 +160,8 @@ def site_from_data(raw: Mapping[str, Any], source: str = "site file") -> SiteFil
     if errors:
         raise SiteFileError(source, errors)
     sections = dict(rest)
+    if not cross_checks:
+        return SiteFile(schema, sections)
     start, end = _tariff_span(schema)
     try:
         case_from_data(case_data(SiteFile(schema, sections).case_sections(), start, end), source)

@@ -218,6 +218,9 @@ def _tariff(t: Row) -> dict[str, Any]:
     return _drop_empty(tariff)
 
 
-def stored_site(session: Session, site_id: str) -> SiteFile:
-    """The site's stored set-up, checked like a site file (LookupError when none)."""
-    return site_from_data(site_sections(session, site_id), f"site {site_id}")
+def stored_site(session: Session, site_id: str, *, cross_checks: bool = True) -> SiteFile:
+    """The site's stored set-up, checked like a site file (LookupError when none);
+    ``cross_checks``: see :func:`cloud.apportion.site.site_from_data`."""
+    return site_from_data(
+        site_sections(session, site_id), f"site {site_id}", cross_checks=cross_checks
+    )

@@ -287,6 +287,13 @@ def build_statements(
     units = {u.id: u for u in case.units}
     nodes = {n.id: n for n in case.tree}
     specs = case.meter_index()
+    midnights: dict[str, dict[str, str]] = {}
+
+    def midnight(day: str) -> dict[str, str]:
+        if day not in midnights:
+            midnights[day] = _local_midnight(case, day)
+        return dict(midnights[day])
+
     node_index = {name: i for i, name in enumerate(ids)}
     tenant_index = {name: i for i, name in enumerate(inputs.tenants)}
     node_meters: dict[int, list[int]] = {}
@@ -368,7 +375,7 @@ def build_statements(
                 start,
                 end,
                 sl,
-                lambda day: _local_midnight(case, day),
+                midnight,
                 specs,
             )
         for m in meters:

@@ -267,6 +267,20 @@ def tenant_flags(
     return out
 
 
+def _series(case: CaseSchema, meter: str, days: Sequence[str]) -> dict[str, MeterReading]:
+    """``meter``'s readings by local day (ISO) for :func:`edge_reading` at ``days``: just
+    those days when each has a reading keyed by its date (a close's or a stored case), else
+    all of them (to interpolate between)."""
+    readings = case.readings.get(meter, {})
+    found = {}
+    for day in days:
+        reading = readings.get(date.fromisoformat(day))
+        if reading is None:
+            return {case.reading_day(meter, at).isoformat(): r for at, r in readings.items()}
+        found[day] = reading
+    return found
+
+
 def meter_section(
     case: CaseSchema,
     result: EngineResult,
@@ -288,10 +302,6 @@ def meter_section(
     out = []
     for m in meters:
         meter = inputs.meters.ids[m]
-        series = {
-            case.reading_day(meter, at).isoformat(): r
-            for at, r in case.readings.get(meter, {}).items()
-        }
         multiplier = float(inputs.meters.multiplier[m, slices].mean())
         measured = {
             r: float(result.measured_kwh[m, slices, i].sum())
@@ -308,6 +318,7 @@ def meter_section(
             first_day = max(first_day, spec.installed.isoformat())
         if spec is not None and spec.removed is not None:
             last_day = min(last_day, spec.removed.isoformat())
+        series = _series(case, meter, (first_day, last_day))
         first = edge_reading(series, first_day, multiplier)
         last = edge_reading(
             series,
