@@ -65,7 +65,7 @@ from sqlalchemy.orm import Session, sessionmaker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.servers
 
 from cloud.apportion.case.loading import case_from_data
-from cloud.apportion.close import close_period
+from cloud.apportion.close import close_period, cyclic_gc_paused
 from cloud.apportion.close_readings import boundary_readings, midnight_ns
 from cloud.apportion.configuration import import_site
 from cloud.apportion.drivers import load_drivers
@@ -188,17 +188,22 @@ def close_once(sessions: sessionmaker[Session], store: SeriesStore, site_id: str
 def phases(sessions: sessionmaker[Session], store: SeriesStore, site_id: str, bill) -> dict:
     """The close's pieces in sequence, each timed, in one committed transaction."""
     t: dict[str, float] = {}
-    with sessions() as s:
+    with sessions() as s, cyclic_gc_paused():  # as close_period runs
         with s.begin():
             t["site"], site = timed(
-                lambda: (stored_site(s, site_id), load_drivers(s, site_id, START, END))[0]
+                lambda: (
+                    stored_site(s, site_id, cross_checks=False),
+                    load_drivers(s, site_id, START, END),
+                )[0]
             )
             t["read"], (found, _interp, _missing) = timed(
                 lambda: boundary_readings(store, site, START, END)
             )
 
             def inputs():
-                data = case_data(site.sections, START, END, readings=found, bill=bill, drivers={})
+                data = case_data(
+                    site.case_sections(), START, END, readings=found, bill=bill, drivers={}
+                )
                 case = case_from_data(data, f"close of site {site_id}")
                 return case, case.to_engine_inputs()
 
