@@ -14,11 +14,9 @@ import pytest
 from tests.support.browser import (
     PASSWORD,
     WebRig,
-    chromium,
     desktop,
     make_rig,
     phone,
-    require_chromium,
     serve,
 )
 
@@ -32,13 +30,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
 window.__printed = 0;
 window.print = () => { window.__printed += 1; };
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")
