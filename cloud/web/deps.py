@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Request
@@ -15,6 +16,7 @@ from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
 from cloud.gateways.replacement import ReplacementService
+from cloud.leases.tenants import tenant_names
 from cloud.risk.jobs import RiskListService
 from cloud.series.base import SeriesStore
 from cloud.staff.accounts import AccountService, Principal
@@ -90,7 +92,13 @@ class WebServices:
                 sessions, secret or WebSecret.generate(), clock=clock, ttl=link_ttl
             ),
             statements=TenantStatementService(sessions, signer.public_key, clock=clock),
-            runs=RunReviewService(sessions, signing_key, signer.public_key, clock=clock),
+            runs=RunReviewService(
+                sessions,
+                signing_key,
+                signer.public_key,
+                clock=clock,
+                tenant_names=partial(tenant_names, sessions),
+            ),
             gateways=GatewayHealthService(sessions, clock=clock, prefix=topic_prefix),
             commands=CommandDispatch(
                 sessions, provisioning.command_keys, publish, clock=clock, prefix=topic_prefix
