@@ -205,7 +205,7 @@ def _check_buildings(role: Role, buildings: Iterable[str]) -> list[str]:
             )
     if out and role not in BUILDING_ROLES:
         raise InvalidAccount(
-            f"a {role.value} account acts on whole sites; buildings are for "
+            f"the {role.value} role acts on whole sites; buildings are for "
             + ", ".join(sorted(r.value for r in BUILDING_ROLES))
         )
     if role is Role.MANAGER and not out:
