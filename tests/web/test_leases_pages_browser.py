@@ -18,11 +18,9 @@ from tests.support.axe import assert_accessible
 from tests.support.browser import (
     PASSWORD,
     WebRig,
-    chromium,
     desktop,
     make_rig,
     phone,
-    require_chromium,
     screenshot,
     serve,
 )
@@ -30,13 +28,6 @@ from tests.support.lease_scope import seed_leases
 
 pytestmark = pytest.mark.timeout(300)
 LAYOUTS = [("phone", "zh-CN"), ("desktop", "en"), ("desktop", "zh-CN"), ("phone", "en")]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")
