@@ -63,6 +63,7 @@ def staff_pages(rig: WebRig) -> list[str]:
         "/finance/disputes",
         "/finance/close",
         "/finance/risk",
+        "/leases",
         "/engineer/gateways",
         "/engineer/gateways/gw-a",
         "/engineer/claim-tokens",
