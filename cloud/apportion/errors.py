@@ -31,12 +31,35 @@ class RunStateError(ApportionError):
     """A run was asked to do what its state forbids (edit a posted run, skip a state ...)."""
 
 
+class WrongStateError(RunStateError):
+    """A run was asked to move from a state it is not in: ``status`` (it is), ``expected``
+    (the state the move starts from), ``to`` (the state asked for)."""
+
+    def __init__(self, message: str, *, status: str, expected: str, to: str) -> None:
+        super().__init__(message)
+        self.status, self.expected, self.to = status, expected, to
+
+
+class MissingReasonError(RunStateError):
+    """A step that must say why (voiding a run) was asked without a reason."""
+
+
 class RunHeldError(RunStateError):
-    """A run carries flags that hold it (negative residual, too many estimates ...)."""
+    """A run carries flags that hold it (negative residual, too many estimates ...):
+    ``holding`` names them (code and subject)."""
+
+    def __init__(self, message: str, *, holding: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.holding = holding or []
 
 
 class FourEyesError(RunStateError):
-    """The account approving a run created or reviewed it; somebody else must approve."""
+    """The account approving a run created or reviewed it; somebody else must approve.
+    ``account`` is who asked, ``did`` what they did (``created`` or ``reviewed``)."""
+
+    def __init__(self, message: str, *, account: str = "", did: str = "") -> None:
+        super().__init__(message)
+        self.account, self.did = account, did
 
 
 class RerunMismatchError(ApportionError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -29,7 +29,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.apportion.balances import NodeBalance, balances_from_json, tree_balances
 from cloud.apportion.case.document import Case
 from cloud.apportion.engine_result import EngineResult
-from cloud.apportion.errors import ApportionError, SignatureError
+from cloud.apportion.errors import (
+    ApportionError,
+    FourEyesError,
+    MissingReasonError,
+    RunHeldError,
+    SignatureError,
+    WrongStateError,
+)
 from cloud.apportion.exports import (
     ExportLine,
     NodeRow,
@@ -67,7 +74,6 @@ from cloud.apportion.trail import merge_trail
 from cloud.registry.base import as_utc
 from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import AuditRecord, entries_for, record
-from cloud.statements.parties import tenant_names
 from edge.wire import Clock, utc_now
 
 _TREE_CACHE = 32
@@ -82,7 +88,28 @@ class NotFound(ReviewError):
 
 
 class ActionRefused(ReviewError):
-    """The run's state does not allow the action (or a holding flag stops it)."""
+    """The run's state does not allow the action (or a holding flag stops it). The message
+    is English; ``code`` and ``params`` say the same for a page to word in its language
+    (codes: ``role``, ``no_key``, ``four_eyes``, ``held``, ``state``, ``void_reason``,
+    ``dispute_answer``, ``dispute_done``, ``""`` for anything else)."""
+
+    def __init__(self, message: str, code: str = "", **params: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
+
+    @classmethod
+    def from_error(cls, exc: ApportionError) -> ActionRefused:
+        """The refusal for a run's own error (its state machine, its holding flags)."""
+        if isinstance(exc, FourEyesError):
+            return cls(str(exc), "four_eyes", account=exc.account, did=exc.did)
+        if isinstance(exc, RunHeldError):
+            return cls(str(exc), "held", holding=exc.holding)
+        if isinstance(exc, WrongStateError):
+            return cls(str(exc), "state", status=exc.status, expected=exc.expected, to=exc.to)
+        if isinstance(exc, MissingReasonError):
+            return cls(str(exc), "void_reason")
+        return cls(str(exc))
 
 
 class RunAction(StrEnum):
@@ -151,11 +178,15 @@ class RunReviewService:
         signing_key: Ed25519PrivateKey | None,
         public_key: Ed25519PublicKey,
         clock: Clock = utc_now,
+        tenant_names: Callable[[Iterable[str]], Mapping[str, str]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.signing_key = signing_key
         self.public_key = public_key
         self.clock = clock
+        #: parties → tenants' display names, from whoever keeps tenants (the leases; given
+        #: by the composition, since apportionment does not import leases); none by default
+        self.tenant_names = tenant_names or (lambda _parties: {})
         self._computed: OrderedDict[tuple[str, str], tuple[Case, EngineResult]] = OrderedDict()
         self._lock = threading.Lock()  # the cache is shared by the server's threads
 
@@ -373,7 +404,7 @@ class RunReviewService:
     ) -> tuple[list[ExportLine], SiteNames, dict[str, str]]:
         names = SiteNames.from_inputs(run.inputs)
         parties = select(ApportionLine.party).where(ApportionLine.run_id == run.id).distinct()
-        tenants = tenant_names(self.sessions, set(session.scalars(parties)))
+        tenants = dict(self.tenant_names(set(session.scalars(parties))))
         lines = export_lines(stored_records(session, run.id), names, tenants)
         return lines, names, tenants
 
@@ -433,7 +464,11 @@ class RunReviewService:
         if who.role not in FINANCE_ROLES:
             raise ActionRefused(
                 f"{who.username!r} has the {who.role.value} role; "
-                f"to {action.value} a run takes an admin or finance account"
+                f"to {action.value} a run takes an admin or finance account",
+                "role",
+                account=who.username,
+                role=who.role.value,
+                action=action.value,
             )
         now = self.clock()
         clock = self._fixed(now)
@@ -447,7 +482,8 @@ class RunReviewService:
                 elif action is RunAction.POST:
                     if self.signing_key is None:
                         raise ActionRefused(
-                            "this server has no statement signing key; runs cannot be posted here"
+                            "this server has no statement signing key; runs cannot be posted here",
+                            "no_key",
                         )
                     post_run(session, run_id, by=who.username, key=self.signing_key, clock=clock)
                 else:
@@ -462,7 +498,7 @@ class RunReviewService:
                 )
                 return run.status
         except ApportionError as exc:
-            raise ActionRefused(str(exc)) from None
+            raise ActionRefused.from_error(exc) from None
 
     @staticmethod
     def _fixed(now: datetime) -> Clock:
@@ -505,14 +541,20 @@ class RunReviewService:
         """Close an open dispute with finance's answer (shown to the tenant)."""
         text = resolution.strip()
         if not text:
-            raise ActionRefused("resolving a dispute needs an answer for the tenant")
+            raise ActionRefused(
+                "resolving a dispute needs an answer for the tenant", "dispute_answer"
+            )
         now = self.clock()
         with self.sessions.begin() as session:
             dispute = session.get(StatementDispute, dispute_id)
             if dispute is None or not who.may_act_on(dispute.site_id):
                 raise NotFound(f"no dispute {dispute_id}")
             if dispute.status != "open":
-                raise ActionRefused(f"dispute {dispute_id} is {dispute.status} already")
+                raise ActionRefused(
+                    f"dispute {dispute_id} is {dispute.status} already",
+                    "dispute_done",
+                    status=dispute.status,
+                )
             dispute.status, dispute.resolved_by = "resolved", who.username
             dispute.resolved_at, dispute.resolution = now, text[:2000]
             record(

@@ -39,9 +39,11 @@ from cloud.apportion.engine import apportion
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import (
     FourEyesError,
+    MissingReasonError,
     RerunMismatchError,
     RunHeldError,
     RunStateError,
+    WrongStateError,
 )
 from cloud.apportion.models import (
     ApportionDraft,
@@ -348,8 +350,11 @@ def _check_drafts(session: Session, run: ApportionRun) -> None:
 
 def _advance(run: ApportionRun, expected: RunStatus, to: RunStatus) -> None:
     if run.status != expected.value:
-        raise RunStateError(
-            f"run {run.id!r} is {run.status}; only a {expected.value} run can become {to.value}"
+        raise WrongStateError(
+            f"run {run.id!r} is {run.status}; only a {expected.value} run can become {to.value}",
+            status=run.status,
+            expected=expected.value,
+            to=to.value,
         )
     run.status = to.value
 
@@ -368,13 +373,18 @@ def approve_run(session: Session, run_id: str, *, by: str, clock: Clock = utc_no
     whoever created or reviewed the run (four eyes: FourEyesError)."""
     run = _get(session, run_id)
     if run.held:
-        holding = [f"{f['code']} ({f['subject']})" for f in run.flags if f["holds"]]
-        raise RunHeldError(f"run {run.id!r} is held by: {', '.join(holding)}")
+        holding = [(f["code"], f["subject"]) for f in run.flags if f["holds"]]
+        raise RunHeldError(
+            f"run {run.id!r} is held by: {', '.join(f'{c} ({s})' for c, s in holding)}",
+            holding=holding,
+        )
     if run.status == RunStatus.REVIEWED.value and by in (run.created_by, run.reviewed_by):
         did = "created" if by == run.created_by else "reviewed"
         raise FourEyesError(
             f"run {run.id!r}: {by!r} {did} it and so cannot approve it; "
-            "expected an account that neither created nor reviewed the run (four eyes)"
+            "expected an account that neither created nor reviewed the run (four eyes)",
+            account=by,
+            did=did,
         )
     _advance(run, RunStatus.REVIEWED, RunStatus.APPROVED)
     run.approved_by, run.approved_at = by, clock()
@@ -393,7 +403,12 @@ def post_run(
     """
     run = _get(session, run_id)
     if run.status != RunStatus.APPROVED.value:
-        raise RunStateError(f"run {run.id!r} is {run.status}; only an approved run is posted")
+        raise WrongStateError(
+            f"run {run.id!r} is {run.status}; only an approved run is posted",
+            status=run.status,
+            expected=RunStatus.APPROVED.value,
+            to=RunStatus.POSTED.value,
+        )
     drafts = _stored_drafts(session, run.id)
     if drafts is None:
         drafts = _recomputed_drafts(session, run.id)
@@ -427,9 +442,11 @@ def void_run(
     """Any state but void → void, with who, when and why."""
     run = _get(session, run_id)
     if run.status == RunStatus.VOID.value:
-        raise RunStateError(f"run {run.id!r} is void already")
+        raise WrongStateError(
+            f"run {run.id!r} is void already", status=run.status, expected="", to="void"
+        )
     if not reason.strip():
-        raise RunStateError("voiding a run needs a reason")
+        raise MissingReasonError("voiding a run needs a reason")
     run.status = RunStatus.VOID.value
     run.voided_by, run.voided_at, run.void_reason = by, clock(), reason
     session.flush()

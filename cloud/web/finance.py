@@ -21,11 +21,11 @@ from cloud.apportion.review import (
     RunDetail,
     RunSummary,
 )
+from cloud.leases.tenants import tenant_names
 from cloud.staff.accounts import Principal
 from cloud.statements.links import IssuedLink, NoStatement, StatementKey
-from cloud.statements.parties import tenant_names
 from cloud.web.deps import WebServices, principal, web_services
-from cloud.web.finance_view import flag_views, trail_parties, trail_views
+from cloud.web.finance_view import flag_views, refusal_text, trail_parties, trail_views
 from cloud.web.rendering import language, render, translations
 
 router = APIRouter(tags=["finance"])
@@ -199,7 +199,9 @@ def run_action_form(
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
     except ActionRefused as exc:
-        query["error"] = str(exc)
+        query["error"] = refusal_text(
+            exc.code, exc.params, str(exc), translations(language(request))
+        )
     return RedirectResponse(f"/finance/runs/{quote(run_id)}?{urlencode(query)}", 303)
 
 
@@ -234,7 +236,9 @@ def dispute_resolve_form(
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
     except ActionRefused as exc:
-        query["error"] = str(exc)
+        query["error"] = refusal_text(
+            exc.code, exc.params, str(exc), translations(language(request))
+        )
     return RedirectResponse(f"/finance/disputes?{urlencode(query)}", 303)
 
 

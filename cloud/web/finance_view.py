@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from cloud.staff.audit import AuditRecord
-from cloud.statements.parties import TENANT_ACTOR
+from cloud.statements.access import TENANT_ACTOR
 
 #: Every flag code the apportionment writes (cloud/apportion: engine, checks); each has a
 #: label and an explanation in every language (tests/web/test_finance_view.py checks).
@@ -182,3 +182,40 @@ def trail_views(
 def trail_parties(trail: Iterable[AuditRecord]) -> set[str]:
     """The parties of the tenants who wrote entries of the trail."""
     return {e.actor.removeprefix(TENANT_ACTOR) for e in trail if e.actor.startswith(TENANT_ACTOR)}
+
+
+def refusal_text(code: str, params: Mapping[str, Any], message: str, t: Mapping[str, str]) -> str:
+    """Why a run's step (or a dispute's answer) was refused, in the reader's language, from
+    the refusal's ``code`` and ``params`` (:class:`cloud.apportion.review.ActionRefused`);
+    the English ``message`` for a refusal without a code."""
+
+    def word(prefix: str, value: object) -> str:
+        return t.get(f"{prefix}{value}", str(value))
+
+    if code == "role":
+        return t["refused_role"].format(
+            account=params["account"],
+            role=word("role_", params["role"]),
+            action=word("action_", params["action"]),
+        )
+    if code == "four_eyes":
+        return t["refused_four_eyes"].format(
+            account=params["account"], did=word("did_", params["did"])
+        )
+    if code == "held":
+        flags = t["list_sep"].join(
+            f"{word('flag_', c)} ({subject_text(s, t)})" for c, s in params["holding"]
+        )
+        return t["refused_held"].format(flags=flags)
+    if code == "state":
+        key = "refused_state" if params["expected"] else "refused_state_final"
+        return t[key].format(
+            status=word("status_", params["status"]),
+            expected=word("status_", params["expected"]),
+            to=word("status_", params["to"]),
+        )
+    if code == "dispute_done":
+        return t["refused_dispute_done"].format(status=word("dispute_state_", params["status"]))
+    if code in ("no_key", "void_reason", "dispute_answer"):
+        return t[f"refused_{code}"]
+    return message

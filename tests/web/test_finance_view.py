@@ -17,6 +17,7 @@ from cloud.web.finance_view import (
     actor_text,
     detail_text,
     flag_view,
+    refusal_text,
     subject_text,
     trail_views,
 )
@@ -141,3 +142,40 @@ def test_contrast_of_every_coloured_text_on_its_background() -> None:
         assert contrast(var[pair[0]], pair[1]) >= 4.5, pair
     # the colours axe found under 4.5:1 (badge 4.43, .q-good, .st-unknown) are gone
     assert "#1b7f3b" not in css and "#b35c00" not in css
+
+
+REFUSALS = [
+    ("role", {"account": "li.gong", "role": "engineer", "action": "approve"}),
+    ("no_key", {}),
+    ("four_eyes", {"account": "fin-a", "did": "reviewed"}),
+    ("held", {"holding": [("negative_residual", "node MAIN")]}),
+    ("state", {"status": "posted", "expected": "reviewed", "to": "approved"}),
+    ("state", {"status": "void", "expected": "", "to": "void"}),
+    ("void_reason", {}),
+    ("dispute_answer", {}),
+    ("dispute_done", {"status": "resolved"}),
+]
+
+
+@pytest.mark.parametrize(("code", "params"), REFUSALS)
+def test_every_refusal_reads_in_both_languages_without_codes(code, params) -> None:
+    zh = refusal_text(code, params, "English text", translations("zh-CN"))
+    en = refusal_text(code, params, "English text", translations("en"))
+    assert zh != en and "English text" not in zh + en
+    assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
+    for raw in ("negative_residual", "reviewed", "posted", "engineer", "resolved"):
+        assert raw not in zh, (code, zh)  # codes are worded, in Chinese at least
+    assert "{" not in zh + en
+
+
+def test_the_refusals_carry_their_numbers_and_names() -> None:
+    t = translations("zh-CN")
+    assert refusal_text(*REFUSALS[2], "", t) == (
+        "fin-a 复核了本批次，不能再批准；请由既未创建也未复核本批次的账号批准（四眼原则）。"
+    )
+    assert refusal_text(*REFUSALS[4], "", t) == (
+        "本批次当前为“已过账”，只有“已复核”的批次可以变为“已批准”。"
+    )
+    held = refusal_text(*REFUSALS[3], "", translations("en"))
+    assert held.startswith("This run is held by: ") and "MAIN" in held
+    assert refusal_text("", {}, "run 'x' does not exist", t) == "run 'x' does not exist"

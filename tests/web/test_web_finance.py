@@ -173,7 +173,7 @@ def test_pages_refuse_four_eyes_and_ask_before_post_and_void(
     reply = client.post(f"{page}/approve", data={"csrf": csrf_a}, headers=fin_a)
     assert "error=" in reply.headers["location"] and status() == "reviewed"
     shown = client.get(reply.headers["location"], headers=fin_a).text
-    assert "four eyes" in shown and "&#39;fin-a&#39; reviewed it" in shown
+    assert "四眼原则" in shown and "fin-a 复核了本批次，不能再批准" in shown  # the page's language
     reply = client.post(f"{page}/approve", data={"csrf": csrf_a2}, headers=fin_a2)
     assert "done=approved" in reply.headers["location"] and status() == "approved"
     # the run's page links to the confirmation; posting without it changes nothing
