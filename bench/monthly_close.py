@@ -19,9 +19,10 @@ Timed, alternating in each round (medians over the rounds; the machine is shared
   (``boundary_readings``), ``inputs`` (``case_data`` + ``case_from_data`` +
   ``to_engine_inputs``), ``engine`` (``apportion``), ``statements`` (``build_statements``;
   ``statements_in_close`` counts the statement drafts the close stored), ``create_run`` (the
-  canonical JSON and hashes, the stored inputs read back, the engine again, the line
-  records, the statements and the tree's balances, and the inserts), ``commit``; ``store``
-  is ``create_run`` − ``engine``;
+  canonical form and the case as stored, the engine again, the line records, the statements
+  and the tree's balances, the run's insert and the COPY of lines and statement drafts),
+  ``commit``; ``store`` is ``create_run`` − ``engine``; with the cyclic garbage collector
+  paused, as in ``close_period``;
 - ``floor_s``: fetching the same points (one ``raw_points`` over the period's midnights for
   every meter: the store's smallest query set returning exactly the points the close read)
   + the engine on the close's own inputs + a COPY of the close's lines into a scratch table
