@@ -29,10 +29,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import and_, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from cloud.leases.bulk import fetch_all, on_postgres
 from cloud.leases.dunning import late_fee
 from cloud.leases.errors import ScheduleIncomplete
 from cloud.leases.invoicing import LATE_FEE, RENT, UTILITY, Draft, write_invoices
@@ -54,6 +56,7 @@ from cloud.leases.utilities import UtilityCharge, UtilityChargeSource
 LATE_PAYMENT_LOOKBACK = timedelta(days=92)
 """Invoices paid late within this long before a period still get their final fee billed."""
 _LOCK_KEY = 7_240_417  # pg_advisory_xact_lock key of the billing run
+_WORK_MEM = "64MB"  # the run's sorts (utility charges, late fees) stay in memory
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,7 @@ class BillingReport:
     unmatched: tuple[UtilityCharge, ...] = field(default=())
 
 
-@dataclass(frozen=True)
-class _LeaseRow:
+class _LeaseRow(NamedTuple):
     id: str
     account: str
     rent_from: date
@@ -124,11 +126,15 @@ def run_billing(
     """
     issued_on = max(period.start, today) if today else period.start
     session.flush()
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    billed = set(
-        session.scalars(select(Invoice.lease_id).where(Invoice.period_start == period.start))
-    )
+        session.execute(text(f"SET LOCAL work_mem = '{_WORK_MEM}'"))
+    billed = {
+        lease_id
+        for (lease_id,) in fetch_all(
+            session, select(Invoice.lease_id).where(Invoice.period_start == period.start)
+        )
+    }
     running = and_(
         Lease.rent_from.is_not(None),
         Lease.rent_from < period.end,
@@ -136,7 +142,8 @@ def run_billing(
     )
     leases = [
         _LeaseRow(i, p or i, r, e, c, k, d, u, t)
-        for i, p, r, e, c, k, d, u, t in session.execute(
+        for i, p, r, e, c, k, d, u, t in fetch_all(
+            session,
             select(
                 Lease.id,
                 Lease.parent_id,
@@ -147,11 +154,12 @@ def run_billing(
                 Lease.due_days,
                 Lease.unit_id,
                 Lease.tenant_id,
-            ).where(running)
+            ).where(running),
         )
     ]
     steps: dict[str, list[RentStep]] = defaultdict(list)
-    for lease_id, starts_on, cents, free, source in session.execute(
+    for lease_id, starts_on, cents, free, source in fetch_all(
+        session,
         select(
             RentStepRow.lease_id,
             RentStepRow.starts_on,
@@ -161,7 +169,7 @@ def run_billing(
         )
         .join(Lease, Lease.id == RentStepRow.lease_id)
         .where(running)
-        .order_by(RentStepRow.lease_id, RentStepRow.starts_on)
+        .order_by(RentStepRow.lease_id, RentStepRow.starts_on),
     ):
         steps[lease_id].append(RentStep(starts_on, cents, free, source))
 
@@ -246,6 +254,23 @@ def _add_rent(
 
 
 def _rent_lines_billed(session: Session, keys: list[tuple[str, date]]) -> set[tuple[str, date]]:
+    """Which of the (lease, first day) rent keys some invoice line carries already."""
+    if not keys:
+        return set()
+    if on_postgres(session):  # one round trip, the keys as two arrays
+        return set(
+            fetch_all(
+                session,
+                text(
+                    "SELECT l.lease_id, l.covers_from FROM invoice_lines AS l "
+                    "JOIN unnest(CAST(:leases AS text[]), CAST(:days AS date[])) "
+                    "AS k(lease_id, covers_from) "
+                    "ON l.lease_id = k.lease_id AND l.covers_from = k.covers_from "
+                    "WHERE l.kind = :kind"
+                ),
+                {"leases": [k[0] for k in keys], "days": [k[1] for k in keys], "kind": RENT},
+            )
+        )
     found: set[tuple[str, date]] = set()
     for i in range(0, len(keys), 500):
         chunk = keys[i : i + 500]
@@ -281,12 +306,9 @@ def _add_utilities(
                 lease.rent_from,
                 lease.ended_on,
             )
+    held_by = [_holding(found.get((c.unit_id, c.party), {}).values(), c.last_day) for c in charges]
     missing = sorted(
-        {
-            (c.unit_id, c.party)
-            for c in charges
-            if _holding(found.get((c.unit_id, c.party), {}).values(), c.last_day) is None
-        }
+        {(c.unit_id, c.party) for c, lease in zip(charges, held_by, strict=True) if lease is None}
     )
     for i in range(0, len(missing), 500):
         for lease_id, parent, unit, tenant, rent_from, ended_on in session.execute(
@@ -303,14 +325,17 @@ def _add_utilities(
             )
         ):
             found[(unit, tenant)][lease_id] = (lease_id, parent or lease_id, rent_from, ended_on)
+    looked_up = set(missing)
     unmatched = []
-    for charge in charges:
-        options = found.get((charge.unit_id, charge.party), {}).values()
-        chosen = _holding(options, charge.last_day) or max(
-            (c for c in options if c[2] <= charge.last_day),
-            key=lambda c: (c[2], c[0]),
-            default=None,
-        )
+    for charge, holder in zip(charges, held_by, strict=True):
+        chosen = holder
+        if (charge.unit_id, charge.party) in looked_up:  # judged again with all its leases
+            options = found.get((charge.unit_id, charge.party), {}).values()
+            chosen = _holding(options, charge.last_day) or max(
+                (c for c in options if c[2] <= charge.last_day),
+                key=lambda c: (c[2], c[0]),
+                default=None,
+            )
         if chosen is None:
             unmatched.append(charge)
             continue

@@ -8,14 +8,14 @@ in with COPY on PostgreSQL and executemany elsewhere; no query per lease.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from cloud.apportion.money import cny
+from cloud.leases.bulk import bulk_insert
 from cloud.leases.models import CreditEntry, Invoice, InvoiceLine, Lease, UtilityBilling
 from cloud.leases.periods import BillingPeriod
 from cloud.leases.utilities import UtilityCharge
@@ -95,7 +95,7 @@ def write_invoices(
             (c.run_id, c.unit_id, c.party, invoice_id, c.cents) for c in draft.utilities
         )
         fee_updates.extend(draft.fees)
-    _bulk_insert(
+    bulk_insert(
         session,
         Invoice.__table__,
         (
@@ -114,7 +114,7 @@ def write_invoices(
         ),
         invoices,
     )
-    _bulk_insert(
+    bulk_insert(
         session,
         InvoiceLine.__table__,
         (
@@ -130,13 +130,13 @@ def write_invoices(
         ),
         lines,
     )
-    _bulk_insert(
+    bulk_insert(
         session,
         UtilityBilling.__table__,
         ("run_id", "unit_id", "party", "invoice_id", "cents"),
         utility_rows,
     )
-    _bulk_insert(
+    bulk_insert(
         session,
         CreditEntry.__table__,
         ("lease_id", "booked_on", "kind", "ref", "cents"),
@@ -180,26 +180,3 @@ def _credit_balances(session: Session) -> dict[str, int]:
             .having(func.sum(CreditEntry.cents) > 0)
         )
     }
-
-
-def _bulk_insert(
-    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[object]]
-) -> None:
-    """Insert ``rows`` in one go: COPY on PostgreSQL, executemany elsewhere."""
-    rows = list(rows)
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        names = ", ".join(f'"{c}"' for c in columns)
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(  # type: ignore[union-attr]
-                f'COPY "{table.name}" ({names}) FROM STDIN'
-            ) as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-        return
-    session.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])

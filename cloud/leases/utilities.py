@@ -22,6 +22,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.models import ApportionLine, ApportionRun, TreeNode
+from cloud.leases.bulk import fetch_all
 from cloud.leases.models import Tenant, UtilityBilling
 
 POSTED = "posted"
@@ -62,7 +63,8 @@ class PostedApportionment:
                 UtilityBilling.party == ApportionLine.party,
             )
         )
-        rows = session.execute(
+        rows = fetch_all(
+            session,
             select(
                 ApportionRun.id,
                 unit,
@@ -88,8 +90,8 @@ class PostedApportionment:
                 ApportionRun.period_start,
                 ApportionRun.period_end,
             )
-            .order_by(ApportionRun.id, unit, ApportionLine.party)
-        ).all()
+            .order_by(ApportionRun.id, unit, ApportionLine.party),
+        )
         out = []
         for run_id, unit_id, party, start, end, last_to, cents in rows:
             last_day = (date.fromisoformat(last_to) if last_to else end) - timedelta(days=1)
