@@ -327,6 +327,7 @@ def _add_utilities(
             found[(unit, tenant)][lease_id] = (lease_id, parent or lease_id, rent_from, ended_on)
     looked_up = set(missing)
     unmatched = []
+    suffixes: dict[str, str] = {}
     for charge, holder in zip(charges, held_by, strict=True):
         chosen = holder
         if (charge.unit_id, charge.party) in looked_up:  # judged again with all its leases
@@ -345,6 +346,12 @@ def _add_utilities(
         draft = drafts.get(account)
         if draft is None:
             draft = drafts[account] = Draft(account)
+        suffix = suffixes.get(charge.run_id)
+        if suffix is None:  # the same for every charge of a run
+            suffix = suffixes[charge.run_id] = (
+                f" {charge.period_start.isoformat()} … {charge.period_end.isoformat()} "
+                f"(run {charge.run_id})"
+            )
         draft.lines.append(
             (
                 lease_id,
@@ -353,8 +360,7 @@ def _add_utilities(
                 None,
                 charge.cents,
                 charge.run_id,
-                f"utilities {charge.unit_id} {charge.period_start.isoformat()} … "
-                f"{charge.period_end.isoformat()} (run {charge.run_id})",
+                f"utilities {charge.unit_id}{suffix}",
             )
         )
         draft.utilities.append(charge)
@@ -366,11 +372,12 @@ def _holding(
 ) -> tuple[str, str, date, date | None] | None:
     """The lease (id, account, rent from, ended on) that held the unit on ``day``: the
     latest to start among those running that day."""
-    return max(
-        (c for c in options if c[2] <= day and (c[3] is None or day < c[3])),
-        key=lambda c: (c[2], c[0]),
-        default=None,
-    )
+    best = None
+    for c in options:
+        running = c[2] <= day and (c[3] is None or day < c[3])
+        if running and (best is None or (c[2], c[0]) > (best[2], best[0])):
+            best = c
+    return best
 
 
 def _add_late_fees(

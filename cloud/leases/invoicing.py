@@ -54,27 +54,34 @@ def write_invoices(
         CREDIT: "credit_cents",
     }
     suffix = f"/{period.label}"
+    due_on: dict[int, date] = {}  # due_days → due date
+    by_kind = dict.fromkeys(total_of, 0)
     for account in accounts:
         draft = drafts[account]
         invoice_id = account + suffix
-        gross = sum(line[4] for line in draft.lines)
+        rows = draft.lines
+        gross = sum(line[4] for line in rows)
         credit = min(credits.get(account, 0), gross) if gross > 0 else 0
-        rows = list(draft.lines)
         if credit > 0:
-            rows.append(
-                (account, CREDIT, None, None, -credit, None, f"credit applied ({cny(credit)} CNY)")
-            )
+            rows = [
+                *rows,
+                (account, CREDIT, None, None, -credit, None, f"credit applied ({cny(credit)} CNY)"),
+            ]
             credit_rows.append((account, issued_on, "applied", invoice_id, -credit))
         total = gross - credit
         fee_total = 0
         for n, (lease_id, kind, a, b, cents, ref, description) in enumerate(rows):
             lines.append((invoice_id, n, lease_id, kind, a, b, cents, ref, description))
-            totals[total_of[kind]] += -cents if kind == CREDIT else cents
+            by_kind[kind] += cents
             if kind == LATE_FEE:
                 fee_total += cents
         if total < 0:  # corrections larger than the charges: the rest is credit
             credit_rows.append((account, issued_on, "negative_invoice", invoice_id, -total))
         status, paid_on = ("paid", issued_on) if total <= 0 else ("open", None)
+        days = due_days.get(account, 10)
+        due = due_on.get(days)
+        if due is None:
+            due = due_on[days] = issued_on + timedelta(days=days)
         invoices.append(
             (
                 invoice_id,
@@ -82,7 +89,7 @@ def write_invoices(
                 period.start,
                 period.end,
                 issued_on,
-                issued_on + timedelta(days=due_days.get(account, 10)),
+                due,
                 total,
                 0,
                 status,
@@ -91,10 +98,11 @@ def write_invoices(
                 0,
             )
         )
-        utility_rows.extend(
-            (c.run_id, c.unit_id, c.party, invoice_id, c.cents) for c in draft.utilities
-        )
+        for c in draft.utilities:
+            utility_rows.append((c.run_id, c.unit_id, c.party, invoice_id, c.cents))
         fee_updates.extend(draft.fees)
+    for kind, cents in by_kind.items():
+        totals[total_of[kind]] += -cents if kind == CREDIT else cents
     bulk_insert(
         session,
         Invoice.__table__,

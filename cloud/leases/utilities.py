@@ -14,9 +14,8 @@ tenant ids (landlord lines, vacancy and excess loss, are never a tenant's).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
@@ -28,10 +27,10 @@ from cloud.leases.models import Tenant, UtilityBilling
 POSTED = "posted"
 
 
-@dataclass(frozen=True)
-class UtilityCharge:
+class UtilityCharge(NamedTuple):
     """A posted amount [cents] for one tenant and unit from one run; ``last_day`` is the
-    tenant's last day in the run's lines (which lease of the tenant it belongs to)."""
+    tenant's last day in the run's lines (which lease of the tenant it belongs to).
+    (A named tuple: a billing run makes one per tenant and unit, 100,000 at a time.)"""
 
     run_id: str
     unit_id: str
