@@ -196,6 +196,7 @@ def run_billing(
             if (lease_id, item[1][0]) not in done
         )
     cpi: dict[date, Decimal] | None = None
+    billable = []
     for lease, span in spans:
         if lease.known_until is not None and span[1] > lease.known_until:
             cpi = cpi_series(session) if cpi is None else cpi
@@ -204,7 +205,8 @@ def run_billing(
             except ScheduleIncomplete as exc:
                 held[lease.id] = str(exc)
                 continue
-        _add_rent(drafts, lease, span, steps[lease.id])
+        billable.append((lease, span))
+    _add_rents(drafts, billable, steps)
 
     unmatched = _add_utilities(
         session, drafts, billed, utilities.unbilled_charges(session, through=period.end), leases
@@ -238,19 +240,37 @@ def _extended_steps(
     return list(plan.steps)
 
 
-def _add_rent(
-    drafts: dict[str, Draft], lease: _LeaseRow, span: tuple[date, date], steps: Sequence[RentStep]
+def _add_rents(
+    drafts: dict[str, Draft],
+    spans: Iterable[tuple[_LeaseRow, tuple[date, date]]],
+    steps: Mapping[str, Sequence[RentStep]],
 ) -> None:
-    a, b = span
-    cents = round_half_up(rent_for(steps, a, b))
-    if cents == 0:
-        return
-    draft = drafts.get(lease.account)
-    if draft is None:
-        draft = drafts[lease.account] = Draft(lease.account)
-    draft.lines.append(
-        (lease.id, RENT, a, b, cents, None, f"rent {lease.id} {a.isoformat()} … {b.isoformat()}")
-    )
+    """A rent line for each (lease, [from, to)) on its account's draft, unless it is 0.
+
+    A span of whole months under one step (most leases, most months) is that step's rent ×
+    the months, which is what :func:`rent_for` would say; the rest go through it."""
+    wording: dict[tuple[date, date], str] = {}
+    for lease, (a, b) in spans:
+        plan = steps.get(lease.id, ())
+        if (
+            len(plan) == 1
+            and a.day == 1
+            and b.day == 1
+            and plan[0].starts_on <= a
+            and not plan[0].free
+        ):
+            cents = plan[0].monthly_cents * ((b.year - a.year) * 12 + b.month - a.month)
+        else:
+            cents = round_half_up(rent_for(plan, a, b))
+        if cents == 0:
+            continue
+        draft = drafts.get(lease.account)
+        if draft is None:
+            draft = drafts[lease.account] = Draft(lease.account)
+        span_text = wording.get((a, b))
+        if span_text is None:
+            span_text = wording[(a, b)] = f" {a.isoformat()} … {b.isoformat()}"
+        draft.lines.append((lease.id, RENT, a, b, cents, None, f"rent {lease.id}{span_text}"))
 
 
 def _rent_lines_billed(session: Session, keys: list[tuple[str, date]]) -> set[tuple[str, date]]:

@@ -23,7 +23,7 @@ from cloud.leases.utilities import UtilityCharge
 RENT, UTILITY, LATE_FEE, CREDIT = "rent", "utility", "late_fee", "credit"
 
 
-@dataclass
+@dataclass(slots=True)
 class Draft:
     """An invoice being put together for one account."""
 
