@@ -31,7 +31,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import and_, or_, select, text, tuple_
+from sqlalchemy import and_, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from cloud.leases.bulk import fetch_all, on_postgres
@@ -140,23 +140,25 @@ def run_billing(
         Lease.rent_from < period.end,
         or_(Lease.ended_on.is_(None), Lease.ended_on > add_months(period.start, -12)),
     )
-    leases = [
-        _LeaseRow(i, p or i, r, e, c, k, d, u, t)
-        for i, p, r, e, c, k, d, u, t in fetch_all(
-            session,
-            select(
-                Lease.id,
-                Lease.parent_id,
-                Lease.rent_from,
-                Lease.ended_on,
-                Lease.cycle_months,
-                Lease.plan_known_until,
-                Lease.due_days,
-                Lease.unit_id,
-                Lease.tenant_id,
-            ).where(running),
+    leases = list(
+        map(
+            _LeaseRow._make,
+            fetch_all(
+                session,
+                select(
+                    Lease.id,
+                    func.coalesce(func.nullif(Lease.parent_id, ""), Lease.id),
+                    Lease.rent_from,
+                    Lease.ended_on,
+                    Lease.cycle_months,
+                    Lease.plan_known_until,
+                    Lease.due_days,
+                    Lease.unit_id,
+                    Lease.tenant_id,
+                ).where(running),
+            ),
         )
-    ]
+    )
     steps: dict[str, list[RentStep]] = defaultdict(list)
     for lease_id, starts_on, cents, free, source in fetch_all(
         session,

@@ -92,7 +92,12 @@ class PostedApportionment:
             .order_by(ApportionRun.id, unit, ApportionLine.party),
         )
         out = []
+        days: dict[tuple[str | None, date], date] = {}  # most lines end with their run
         for run_id, unit_id, party, start, end, last_to, cents in rows:
-            last_day = (date.fromisoformat(last_to) if last_to else end) - timedelta(days=1)
+            last_day = days.get((last_to, end))
+            if last_day is None:
+                last_day = days[(last_to, end)] = (
+                    date.fromisoformat(last_to) if last_to else end
+                ) - timedelta(days=1)
             out.append(UtilityCharge(run_id, unit_id, party, start, end, last_day, int(cents)))
         return out
