@@ -180,8 +180,20 @@ def run_billing(
     already = {lease.account for lease in leases if lease.account in billed}
     spans: list[tuple[_LeaseRow, tuple[date, date]]] = []
     catch_ups: dict[str, tuple[_LeaseRow, tuple[date, date]]] = {}
+    whole_cycle: dict[int, tuple[date, date]] = {}  # cycle months → [period start, cycle end)
     for lease in leases:
         if lease.account in billed:
+            continue
+        since = months_between(lease.rent_from, period.start)
+        if since > lease.cycle_months and lease.ended_on is None:
+            # rent began before this cycle and runs on: a whole cycle if one starts now
+            # (what rent_segments says for it, without the catch-up's questions)
+            if since % lease.cycle_months == 0:
+                span = whole_cycle.get(lease.cycle_months)
+                if span is None:
+                    end = add_months(period.start, lease.cycle_months)
+                    span = whole_cycle[lease.cycle_months] = (period.start, end)
+                spans.append((lease, span))
             continue
         regular, catch_up = rent_segments(
             lease.rent_from, lease.ended_on, lease.cycle_months, period
