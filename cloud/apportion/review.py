@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -67,7 +67,6 @@ from cloud.apportion.trail import merge_trail
 from cloud.registry.base import as_utc
 from cloud.staff.accounts import FINANCE_ROLES, Principal
 from cloud.staff.audit import AuditRecord, entries_for, record
-from cloud.statements.parties import tenant_names
 from edge.wire import Clock, utc_now
 
 _TREE_CACHE = 32
@@ -151,11 +150,15 @@ class RunReviewService:
         signing_key: Ed25519PrivateKey | None,
         public_key: Ed25519PublicKey,
         clock: Clock = utc_now,
+        tenant_names: Callable[[Iterable[str]], Mapping[str, str]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.signing_key = signing_key
         self.public_key = public_key
         self.clock = clock
+        #: parties → tenants' display names, from whoever keeps tenants (the leases; given
+        #: by the composition, since apportionment does not import leases); none by default
+        self.tenant_names = tenant_names or (lambda _parties: {})
         self._computed: OrderedDict[tuple[str, str], tuple[Case, EngineResult]] = OrderedDict()
         self._lock = threading.Lock()  # the cache is shared by the server's threads
 
@@ -373,7 +376,7 @@ class RunReviewService:
     ) -> tuple[list[ExportLine], SiteNames, dict[str, str]]:
         names = SiteNames.from_inputs(run.inputs)
         parties = select(ApportionLine.party).where(ApportionLine.run_id == run.id).distinct()
-        tenants = tenant_names(self.sessions, set(session.scalars(parties)))
+        tenants = dict(self.tenant_names(set(session.scalars(parties))))
         lines = export_lines(stored_records(session, run.id), names, tenants)
         return lines, names, tenants
 

@@ -1,12 +1,13 @@
 """Registry tables of leases: tenants, staff, unit profiles, policies, leases and their audit,
 rent plans, invoices, payments, credits, collections, reminders, offers, deposits, tasks.
 
-Changed only through Alembic migrations (revision 0004). Dates are dates of the site's local
-calendar (a lease ends on a date, an invoice is due on a date); instants (audit, deposit
-steps, acknowledgements) are UTC. Money is integer cents. Every job writes rows with a
-natural key under a unique constraint — one invoice per lease and period, one rent line per
-lease and first billed day, one collections event per invoice and step, one reminder per
-lease, kind and offset — so that running a job twice inserts nothing the second time.
+Changed only through Alembic migrations (revision 0004; 0019 added tenants' ID numbers).
+Dates are dates of the site's local calendar (a lease ends on a date, an invoice is due on a
+date); instants (audit, deposit steps, acknowledgements) are UTC. Money is integer cents.
+Every job writes rows with a natural key under a unique constraint — one invoice per lease
+and period, one rent line per lease and first billed day, one collections event per invoice
+and step, one reminder per lease, kind and offset — so that running a job twice inserts
+nothing the second time.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 class Tenant(Base):
     """A tenant (person or company) and how to reach them: ``channel`` is ``email`` or the
     name of a webhook gateway (``sms``, ``wecom``, ``dingtalk``) and ``address`` what that
-    channel delivers to. The tenant's id is the party name of apportionment statements."""
+    channel delivers to. The tenant's id is the party name of apportionment statements.
+    ``id_number`` (revision 0019) is the person's ID number or the company's credit code,
+    shown in full only to the roles :mod:`cloud.staff.visibility` allows."""
 
     __tablename__ = "tenants"
 
@@ -75,6 +78,7 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(32), default="email")
     address: Mapped[str] = mapped_column(String(200), default="")
+    id_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Staff(Base):

@@ -19,10 +19,25 @@ from cloud.leases.terms import DEFAULT_POLICY, LeasePolicy
 
 
 def add_tenant(
-    session: Session, tenant_id: str, name: str, *, channel: str = "email", address: str = ""
+    session: Session,
+    tenant_id: str,
+    name: str,
+    *,
+    channel: str = "email",
+    address: str = "",
+    id_number: str | None = None,
 ) -> Tenant:
-    """Register a tenant; ``channel``/``address`` say where notices go."""
-    tenant = Tenant(id=tenant_id, name=name, channel=channel, address=address)
+    """Register a tenant; ``channel``/``address`` say where notices go; ``id_number`` is the
+    person's ID number or the company's credit code (kept as given, at most 32 characters)."""
+    if id_number is not None and not 1 <= len(id_number.strip()) <= 32:
+        raise ValueError(f"tenant {tenant_id!r}: an ID number has 1-32 characters")
+    tenant = Tenant(
+        id=tenant_id,
+        name=name,
+        channel=channel,
+        address=address,
+        id_number=id_number.strip() if id_number else None,
+    )
     session.add(tenant)
     return tenant
 

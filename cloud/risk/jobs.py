@@ -4,6 +4,7 @@ renewal reminders (:func:`high_risk_leases`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -310,13 +311,23 @@ class RiskListService:
         self.sessions = sessions
 
     def items(
-        self, sites: frozenset[str] | None, *, site: str | None = None, limit: int = 200
+        self,
+        sites: frozenset[str] | None,
+        *,
+        site: str | None = None,
+        limit: int = 200,
+        keep: Callable[[str, str], bool] | None = None,
     ) -> list[dict[str, Any]]:
-        """``sites``: the sites allowed (None: all); ``site``: one of them, or all allowed."""
+        """``sites``: the sites allowed (None: all); ``site``: one of them, or all allowed;
+        ``keep(site, building)``: whether a unit's building is in scope too (building scope of
+        a staff account, e.g. ``Principal.may_see_unit``)."""
         if site is not None and sites is not None and site not in sites:
             return []
+        narrowed = sites is not None or keep is not None
         with self.sessions() as session:
-            rows = risk_list(session, site_id=site, limit=limit if sites is None else 100_000)
+            rows = risk_list(session, site_id=site, limit=100_000 if narrowed else limit)
         if sites is not None:
-            rows = [r for r in rows if r["site_id"] in sites][:limit]
-        return rows
+            rows = [r for r in rows if r["site_id"] in sites]
+        if keep is not None:
+            rows = [r for r in rows if keep(r["site_id"], r["building"])]
+        return rows[:limit]

@@ -1,7 +1,11 @@
 """Staff accounts of the web application: roles, site scope, passwords, sessions and tokens.
 
 Roles (issue #8): ``admin`` acts on everything; ``finance`` on runs, statements, disputes and
-exports of its sites; ``engineer`` on gateways, claim tokens and commands of its sites.
+exports of its sites; ``engineer`` on gateways, claim tokens and commands of its sites. Lease
+operations (issue #18, decision 0028): ``manager`` (管家) works the leases of some buildings;
+``supervisor`` and ``legal`` those of their sites (or of some of their buildings). Building
+scope narrows what has a unit (leases, the risk list) within a site; what it may see of a
+lease is :mod:`cloud.staff.visibility`'s policy.
 Passwords follow the rule of :mod:`cloud.staff.passwords` and are hashed with Argon2id
 (argon2-cffi), a bounded number at once. Failed sign-ins are throttled per account and per
 source address (:mod:`cloud.staff.throttle`); an account can be locked, unlocked, disabled
@@ -39,6 +43,9 @@ SESSION_TTL = timedelta(hours=12)
 _USERNAME = re.compile(r"^[a-z0-9_.-]{2,64}$")
 _SOURCE = re.compile(r"^[0-9A-Za-z.:%_-]{1,100}$")
 _SITE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+#: a building of a site: ``SITE/BUILDING`` (the site id has no ``/``; the building is a unit's
+#: ``building`` as in the site file, e.g. ``A`` or ``1号楼``)
+_BUILDING = re.compile(r"^([A-Za-z0-9_.:-]{1,64})/([^\s,/]{1,64})$")
 # Verifying against this hash when the user does not exist keeps the timing of a failed
 # sign-in independent of whether the name is known.
 _DUMMY_HASH = PasswordHasher().hash("not a password of anybody")
@@ -55,6 +62,9 @@ class Role(StrEnum):
     ADMIN = "admin"
     FINANCE = "finance"
     ENGINEER = "engineer"
+    MANAGER = "manager"  # 管家: the leases of their buildings
+    SUPERVISOR = "supervisor"  # 主管: the leases of their sites, overdue items included
+    LEGAL = "legal"  # 法务: the leases of their sites, hand-over cases
 
 
 class SessionKind(StrEnum):
@@ -67,6 +77,21 @@ class SessionKind(StrEnum):
 FINANCE_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.FINANCE})
 #: The roles that do engineers' work: gateways, claim tokens, commands.
 ENGINEER_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.ENGINEER})
+#: The roles that work with leases: the lease list and a lease's details (what they see of
+#: one is :mod:`cloud.staff.visibility`'s business).
+LEASE_ROLES: frozenset[Role] = frozenset(
+    {Role.ADMIN, Role.FINANCE, Role.MANAGER, Role.SUPERVISOR, Role.LEGAL}
+)
+#: The roles that read the move-out risk list of running leases.
+RISK_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.FINANCE, Role.MANAGER, Role.SUPERVISOR})
+#: The roles an account of which may be limited to some buildings of its sites (a manager
+#: must be); the others act on whole sites.
+BUILDING_ROLES: frozenset[Role] = frozenset({Role.MANAGER, Role.SUPERVISOR, Role.LEGAL})
+
+
+def building_key(site: str, building: str) -> str:
+    """How a building of a site is named in an account's scope: ``SITE/BUILDING``."""
+    return f"{site}/{building}"
 
 
 class AccountError(Exception):
@@ -111,10 +136,28 @@ class Principal:
     sites: frozenset[str]
     csrf: str = ""
     via: SessionKind = SessionKind.COOKIE
+    #: ``SITE/BUILDING`` keys: within a site named here, only these buildings (empty: whole sites)
+    buildings: frozenset[str] = frozenset()
 
     def may_act_on(self, site: str) -> bool:
         """Whether the site is in this account's scope (an admin's scope is every site)."""
         return self.role is Role.ADMIN or site in self.sites
+
+    def buildings_of(self, site: str) -> frozenset[str] | None:
+        """The buildings of ``site`` this account is limited to; None: the whole site."""
+        prefix = f"{site}/"
+        found = frozenset(b[len(prefix) :] for b in self.buildings if b.startswith(prefix))
+        return found or None
+
+    def may_see_unit(self, site: str, building: str) -> bool:
+        """Whether a unit of ``building`` at ``site`` (a lease of it, its risk score) is in
+        this account's scope: its site, and its building when the site is limited to some."""
+        if self.role is Role.ADMIN:
+            return True
+        if site not in self.sites:
+            return False
+        limited = self.buildings_of(site)
+        return limited is None or building in limited
 
     def site_filter(self) -> frozenset[str] | None:
         """The sites a listing is restricted to; None means every site (admin)."""
@@ -152,6 +195,24 @@ def _check_sites(sites: Iterable[str]) -> list[str]:
     return out
 
 
+def _check_buildings(role: Role, buildings: Iterable[str]) -> list[str]:
+    out = sorted(set(buildings))
+    for building in out:
+        if not _BUILDING.fullmatch(building):
+            raise InvalidAccount(
+                f"building {building[:140]!r}: expected SITE/BUILDING, e.g. park-a/A "
+                "(the site id, a slash, the building as in the site file; no spaces or commas)"
+            )
+    if out and role not in BUILDING_ROLES:
+        raise InvalidAccount(
+            f"the {role.value} role acts on whole sites; buildings are for "
+            + ", ".join(sorted(r.value for r in BUILDING_ROLES))
+        )
+    if role is Role.MANAGER and not out:
+        raise InvalidAccount("a manager account needs at least one building (SITE/BUILDING)")
+    return out
+
+
 class AccountService:
     """Creates accounts, signs people in and finds the principal behind a token."""
 
@@ -179,9 +240,13 @@ class AccountService:
         by: str = "cli",
         keep_token: str | None = None,
         display_name: str | None = None,
+        buildings: Iterable[str] = (),
     ) -> bool:
-        """Create a staff account, or reset the password, role and sites of an existing one;
-        True when it was created.
+        """Create a staff account, or reset the password, role, sites and buildings of an
+        existing one; True when it was created.
+
+        ``buildings`` (``SITE/BUILDING``) limit a manager, supervisor or legal account to some
+        buildings of a site (a manager needs one); their sites join ``sites``.
 
         A reset ends every session and API token of the account except ``keep_token`` (the
         caller's own, when an admin resets their own password) and forgets its failed
@@ -202,7 +267,8 @@ class AccountService:
             raise InvalidAccount(
                 f"role {role!r}: expected one of {', '.join(r.value for r in Role)}"
             ) from None
-        site_list = _check_sites(sites)
+        building_list = _check_buildings(role, buildings)
+        site_list = _check_sites([*sites, *(b.split("/", 1)[0] for b in building_list)])
         if role is not Role.ADMIN and not site_list:
             raise InvalidAccount(f"a {role.value} account needs at least one site")
         digest = self.hasher.hash(password)
@@ -217,6 +283,7 @@ class AccountService:
                         password_hash=digest,
                         role=role.value,
                         sites=site_list,
+                        buildings=building_list,
                         created_at=now,
                         display_name=(display_name or "").strip() or None,
                     )
@@ -224,6 +291,7 @@ class AccountService:
                 audit.record(session, at=now, actor=by, action="account_created", subject=subject)
                 return True
             account.password_hash, account.role, account.sites = digest, role.value, site_list
+            account.buildings = building_list
             if display_name is not None:
                 account.display_name = display_name.strip() or None
             ended = _end_sessions(session, username, now, keep_token)
@@ -234,7 +302,9 @@ class AccountService:
                 actor=by,
                 action="password_reset",
                 subject=subject,
-                detail=f"role {role.value}; {ended} sessions and tokens ended",
+                detail=f"role {role.value}; sites {', '.join(site_list) or 'all'}"
+                + (f"; buildings {', '.join(building_list)}" if building_list else "")
+                + f"; {ended} sessions and tokens ended",
             )
             return False
 
@@ -349,6 +419,12 @@ class AccountService:
             rows = session.scalars(select(WebAccount).order_by(WebAccount.username)).all()
             return [(a.username, Role(a.role), list(a.sites), a.disabled_at is None) for a in rows]
 
+    def buildings(self) -> dict[str, list[str]]:
+        """User name → the ``SITE/BUILDING`` keys its account is limited to (when limited)."""
+        with self.sessions() as session:
+            rows = session.execute(select(WebAccount.username, WebAccount.buildings)).all()
+        return {name: sorted(found) for name, found in rows if found}
+
     def acting(self, username: str) -> Principal:
         """The principal of an existing, enabled account that acts without signing in (the
         command line's ``--as``, run on the cloud's own host); InvalidAccount otherwise.
@@ -361,9 +437,7 @@ class AccountService:
             raise InvalidAccount(f"no staff account {username!r}; expected an existing account")
         if account.disabled_at is not None:
             raise InvalidAccount(f"staff account {username!r} is disabled")
-        return Principal(
-            account.username, Role(account.role), frozenset(account.sites), "", SessionKind.API
-        )
+        return _principal(account, "", SessionKind.API)
 
     def sign_in(
         self,
@@ -416,7 +490,7 @@ class AccountService:
             )
             if rehashed is not None:
                 fresh.password_hash = rehashed
-        principal = Principal(username, Role(account.role), frozenset(account.sites), csrf, kind)
+        principal = _principal(account, csrf, kind)
         return IssuedSession(token, csrf, principal, expires)
 
     def principal(self, token: str, kind: SessionKind) -> Principal | None:
@@ -440,9 +514,7 @@ class AccountService:
             or as_utc(web_session.expires_at) <= self.clock()
         ):
             return None
-        return Principal(
-            account.username, Role(account.role), frozenset(account.sites), web_session.csrf, kind
-        )
+        return _principal(account, web_session.csrf, kind)
 
     def sign_out(self, token: str) -> None:
         """End the session of ``token`` (nothing happens for an unknown one)."""
@@ -454,6 +526,17 @@ class AccountService:
                 )
                 .values(ended_at=self.clock())
             )
+
+
+def _principal(account: WebAccount, csrf: str, kind: SessionKind) -> Principal:
+    return Principal(
+        account.username,
+        Role(account.role),
+        frozenset(account.sites),
+        csrf,
+        kind,
+        frozenset(account.buildings or ()),
+    )
 
 
 def display_names(session: Session, usernames: Iterable[str]) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """Staff tables: web accounts, their sessions and API tokens, and the audit log of what people
 did on the pages.
 
-Changed only through Alembic migrations (revisions 0005, 0013 and 0016). Secrets are never stored: a
-session or API token is kept as the SHA-256 of its text, a password as its Argon2id hash.
-Instants are UTC.
+Changed only through Alembic migrations (revisions 0005, 0013, 0016 and 0019). Secrets are
+never stored: a session or API token is kept as the SHA-256 of its text, a password as its
+Argon2id hash. Instants are UTC.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from cloud.registry.base import Base
 
 
 class WebAccount(Base):
-    """A staff account: ``role`` is ``admin``, ``finance`` or ``engineer``; ``sites`` the
-    site ids it may act on (an admin acts on every site)."""
+    """A staff account: ``role`` is ``admin``, ``finance``, ``engineer``, ``manager``,
+    ``supervisor`` or ``legal``; ``sites`` the site ids it may act on (an admin acts on every
+    site); ``buildings`` (``SITE/BUILDING``, revision 0019) the buildings it is limited to
+    within those sites (empty: whole sites)."""
 
     __tablename__ = "web_accounts"
 
@@ -37,6 +39,7 @@ class WebAccount(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: the name printed for the person (e.g. on statements they reviewed); None: the user name
     display_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    buildings: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class WebSession(Base):

@@ -59,6 +59,8 @@ MAX_COMMENT_CHARS = 2000
 MAX_NAME_CHARS = 100
 _CACHE_SIZE = 4096
 OWN_COMPONENTS = frozenset({"own_use"})
+#: A tenant's answer in the audit log is written by ``tenant:<party>``.
+TENANT_ACTOR = "tenant:"
 
 
 class AnswerError(Exception):
@@ -268,7 +270,7 @@ class TenantStatementService:
                 record(
                     session,
                     at=now,
-                    actor=f"tenant:{key.party}",
+                    actor=f"{TENANT_ACTOR}{key.party}",
                     action="confirm",
                     subject=f"statement:{key.run_id}/{key.unit}/{key.party}",
                     detail=f"confirmed {statement.document['total']['amount_cny']} CNY as {typed}",
@@ -276,7 +278,7 @@ class TenantStatementService:
                 record(
                     session,
                     at=now,
-                    actor=f"tenant:{key.party}",
+                    actor=f"{TENANT_ACTOR}{key.party}",
                     action="confirm",
                     subject=f"run:{key.run_id}",
                     detail=f"unit {key.unit}",
@@ -322,7 +324,7 @@ class TenantStatementService:
             record(
                 session,
                 at=now,
-                actor=f"tenant:{key.party}",
+                actor=f"{TENANT_ACTOR}{key.party}",
                 action="dispute",
                 subject=f"run:{key.run_id}",
                 detail=f"unit {key.unit}: {text[:200]}",

@@ -1,4 +1,4 @@
-"""The admin's pages and JSON API: staff accounts, their roles and sites, disabling and
+"""The admin's pages and JSON API: staff accounts, their roles, sites and buildings, disabling and
 enabling them, and unlocking sign-ins locked by the throttle (decision 0017); replacements
 of gateways' hardware awaiting approval (decision 0018)."""
 
@@ -32,6 +32,10 @@ class AccountOut(BaseModel):
     sites: list[str]
     active: bool
     locked: bool = Field(description="locked after too many failed sign-ins")
+    buildings: list[str] = Field(
+        default_factory=list,
+        description="SITE/BUILDING the account is limited to within its sites (empty: whole)",
+    )
 
 
 class AccountIn(BaseModel):
@@ -39,6 +43,11 @@ class AccountIn(BaseModel):
     password: str = Field(min_length=10, max_length=200)
     role: Role
     sites: list[str] = Field(default_factory=list, max_length=500)
+    buildings: list[str] = Field(
+        default_factory=list,
+        max_length=500,
+        description="SITE/BUILDING, e.g. park-a/A: a manager needs one; their sites are added",
+    )
 
 
 class LockOut(BaseModel):
@@ -53,8 +62,16 @@ class LockOut(BaseModel):
 
 def _accounts(web: WebServices) -> list[AccountOut]:
     locked = {lock.subject for lock in web.accounts.locks() if lock.kind == "account"}
+    buildings = web.accounts.buildings()
     return [
-        AccountOut(username=u, role=r.value, sites=s, active=a, locked=u in locked)
+        AccountOut(
+            username=u,
+            role=r.value,
+            sites=s,
+            active=a,
+            locked=u in locked,
+            buildings=buildings.get(u, []),
+        )
         for u, r, s, a in web.accounts.list_accounts()
     ]
 
@@ -109,8 +126,10 @@ def account_form(
     password: Annotated[str, Form(max_length=200)] = "",
     role: Annotated[str, Form(max_length=16)] = "",
     sites: Annotated[str, Form(max_length=4000)] = "",
+    buildings: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
-    """Create an account (or reset its password, role and sites, ending its sessions)."""
+    """Create an account (or reset its password, role, sites and buildings, ending its
+    sessions)."""
     try:
         web.accounts.create_account(
             username,
@@ -119,6 +138,7 @@ def account_form(
             [s for s in sites.replace(",", " ").split() if s],
             by=who.username,
             keep_token=request.cookies.get(SESSION_COOKIE),
+            buildings=[b for b in buildings.replace(",", " ").split() if b],
         )
     except InvalidAccount as exc:
         return _back(request, error=str(exc))
@@ -188,6 +208,7 @@ def api_account_create(body: AccountIn, request: Request, web: Web, who: Who) ->
             body.sites,
             by=who.username,
             keep_token=bearer_token(request),
+            buildings=body.buildings,
         )
     except InvalidAccount as exc:
         raise HTTPException(400, str(exc)) from None

@@ -28,6 +28,7 @@ from cloud.web import (
     close,
     engineer,
     finance,
+    leases,
     printing,
     provision,
     risk,
@@ -111,7 +112,18 @@ def create_app(services: ApiServices) -> FastAPI:
 
     # close and printing before finance: their /finance/runs/{id}/manual-reading and
     # /finance/runs/{id}/print must win over {action}
-    for module in (provision, signin, tenant, close, printing, finance, risk, engineer, admin):
+    for module in (
+        provision,
+        signin,
+        tenant,
+        close,
+        printing,
+        finance,
+        risk,
+        leases,
+        engineer,
+        admin,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(RequestGuard)  # inside the headers: its refusals get them too

@@ -6,8 +6,10 @@ everybody (and fails the authorization matrix test). Staff sign in with a browse
 cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) or an API bearer token; a browser
 session's unsafe requests carry its CSRF token (form field ``csrf`` or header
 ``X-CSRF-Token``), which the registry keeps with the session. Site scope (a finance or
-engineer account acts on its own sites) is checked by the services on each record they
-touch, and a record out of scope is reported as not found.
+engineer account acts on its own sites) and building scope (a manager acts on some buildings
+of a site) are checked by the services on each record they touch, and a record out of scope
+is reported as not found. Which fields of a lease a role sees is
+:mod:`cloud.staff.visibility`'s policy (docs/roles.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from enum import StrEnum
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from cloud.staff.accounts import ENGINEER_ROLES, FINANCE_ROLES, Principal, Role, SessionKind
+from cloud.staff.accounts import (
+    ENGINEER_ROLES,
+    FINANCE_ROLES,
+    LEASE_ROLES,
+    RISK_ROLES,
+    Principal,
+    Role,
+    SessionKind,
+)
 
 SESSION_COOKIE = "mf_session"
 CSRF_FIELD = "csrf"
@@ -35,6 +45,8 @@ class Access(StrEnum):
     FINANCE = "finance"  # admin, finance
     ENGINEER = "engineer"  # admin, engineer
     ADMIN = "admin"  # admin
+    LEASES = "leases"  # admin, finance, manager, supervisor, legal
+    RISK = "risk"  # admin, finance, manager, supervisor
 
 
 #: The roles each staff access admits.
@@ -43,6 +55,8 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.FINANCE: FINANCE_ROLES,
     Access.ENGINEER: ENGINEER_ROLES,
     Access.ADMIN: frozenset({Role.ADMIN}),
+    Access.LEASES: LEASE_ROLES,
+    Access.RISK: RISK_ROLES,
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -93,8 +107,14 @@ POLICIES: dict[str, Access] = {
     "manual_reading_form": Access.FINANCE,
     "close_again_form": Access.FINANCE,
     "api_close_again": Access.FINANCE,
-    "risk_page": Access.FINANCE,
-    "api_risk_leases": Access.FINANCE,
+    # the move-out risk list: finance, managers and supervisors
+    "risk_page": Access.RISK,
+    "api_risk_leases": Access.RISK,
+    # leases: finance, managers, supervisors, legal (fields per cloud/staff/visibility.py)
+    "leases_page": Access.LEASES,
+    "lease_page": Access.LEASES,
+    "api_leases": Access.LEASES,
+    "api_lease": Access.LEASES,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

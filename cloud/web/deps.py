@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Request
@@ -15,6 +16,8 @@ from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
 from cloud.gateways.replacement import ReplacementService
+from cloud.leases.roster import LeaseRoster
+from cloud.leases.tenants import tenant_names
 from cloud.risk.jobs import RiskListService
 from cloud.series.base import SeriesStore
 from cloud.staff.accounts import AccountService, Principal
@@ -47,6 +50,7 @@ class WebServices:
     risk: RiskListService
     closing: CloseService
     replacements: ReplacementService
+    leases: LeaseRoster
     public_url: str = ""
     cookie_secure: bool | None = None
     page_cache: bool = True
@@ -90,7 +94,13 @@ class WebServices:
                 sessions, secret or WebSecret.generate(), clock=clock, ttl=link_ttl
             ),
             statements=TenantStatementService(sessions, signer.public_key, clock=clock),
-            runs=RunReviewService(sessions, signing_key, signer.public_key, clock=clock),
+            runs=RunReviewService(
+                sessions,
+                signing_key,
+                signer.public_key,
+                clock=clock,
+                tenant_names=partial(tenant_names, sessions),
+            ),
             gateways=GatewayHealthService(sessions, clock=clock, prefix=topic_prefix),
             commands=CommandDispatch(
                 sessions, provisioning.command_keys, publish, clock=clock, prefix=topic_prefix
@@ -99,6 +109,7 @@ class WebServices:
             risk=RiskListService(sessions),
             closing=CloseService(sessions, series, clock=clock),
             replacements=ReplacementService(sessions, provisioning.command_keys, clock=clock),
+            leases=LeaseRoster(sessions, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
             page_cache=page_cache,

@@ -21,9 +21,9 @@ from cloud.apportion.review import (
     RunDetail,
     RunSummary,
 )
+from cloud.leases.tenants import tenant_names
 from cloud.staff.accounts import Principal
 from cloud.statements.links import IssuedLink, NoStatement, StatementKey
-from cloud.statements.parties import tenant_names
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.finance_view import flag_views, trail_parties, trail_views
 from cloud.web.rendering import language, render, translations

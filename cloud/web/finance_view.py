@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from cloud.staff.audit import AuditRecord
-from cloud.statements.parties import TENANT_ACTOR
+from cloud.statements.access import TENANT_ACTOR
 
 #: Every flag code the apportionment writes (cloud/apportion: engine, checks); each has a
 #: label and an explanation in every language (tests/web/test_finance_view.py checks).

@@ -1,5 +1,6 @@
-"""The managers' move-out risk list: a page and its JSON API (finance and admin, within
-their sites). Reads the scores stored by ``meterflow cloud risk score``."""
+"""The managers' move-out risk list: a page and its JSON API (admin, finance, managers and
+supervisors, within their sites and buildings). Reads the scores stored by ``meterflow cloud
+risk score``."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def risk_page(
     request: Request, web: Web, who: Who, site: SiteQ = None, limit: LimitQ = 200
 ) -> HTMLResponse:
     """Running leases, highest move-out probability first, with reasons and health."""
-    items = web.risk.items(who.site_filter(), site=site, limit=limit)
+    items = web.risk.items(who.site_filter(), site=site, limit=limit, keep=who.may_see_unit)
     return render(request, "finance_risk.html", {"items": items, "site": site or ""})
 
 
@@ -54,5 +55,6 @@ def api_risk_leases(
 ) -> list[RiskItemOut]:
     """The risk list as JSON (same order as the page)."""
     return [
-        RiskItemOut(**item) for item in web.risk.items(who.site_filter(), site=site, limit=limit)
+        RiskItemOut(**item)
+        for item in web.risk.items(who.site_filter(), site=site, limit=limit, keep=who.may_see_unit)
     ]

@@ -40,7 +40,14 @@ Web = Annotated[WebServices, Depends(web_services)]
 Who = Annotated[Principal, Depends(principal)]
 LOGIN_CSRF_COOKIE = "mf_login_csrf"
 #: where each role lands after signing in
-_LANDING = {Role.ADMIN: "/", Role.FINANCE: "/finance/runs", Role.ENGINEER: "/engineer/gateways"}
+_LANDING = {
+    Role.ADMIN: "/",
+    Role.FINANCE: "/finance/runs",
+    Role.ENGINEER: "/engineer/gateways",
+    Role.MANAGER: "/leases",
+    Role.SUPERVISOR: "/leases",
+    Role.LEGAL: "/leases",
+}
 
 
 def _secure(request: Request, web: WebServices) -> bool:
@@ -153,6 +160,9 @@ class MeOut(BaseModel):
     role: str
     sites: list[str]
     via: str
+    buildings: list[str] = Field(
+        default_factory=list, description="SITE/BUILDING the account is limited to (if any)"
+    )
 
 
 @router.post(
@@ -199,7 +209,11 @@ def api_sign_out(request: Request, web: Web, _who: Who) -> Response:
 def api_me(who: Who) -> MeOut:
     """Who the caller is signed in as."""
     return MeOut(
-        username=who.username, role=who.role.value, sites=sorted(who.sites), via=who.via.value
+        username=who.username,
+        role=who.role.value,
+        sites=sorted(who.sites),
+        via=who.via.value,
+        buildings=sorted(who.buildings),
     )
 
 

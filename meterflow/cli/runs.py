@@ -16,6 +16,7 @@ Only typer is imported at module level (see :mod:`meterflow.cli.web`).
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -62,6 +63,7 @@ class _Services:
 
         from cloud.apportion.review import RunReviewService
         from cloud.gateways.provisioning import CloudKeyError, CloudSigner
+        from cloud.leases.tenants import tenant_names
         from cloud.staff.accounts import AccountService
         from meterflow.assembly import registry
 
@@ -85,7 +87,9 @@ class _Services:
         # without a key nothing is posted and no stored statement is verified here
         public = (signing_key or Ed25519PrivateKey.generate()).public_key()
         self.sessions = registry(settings)
-        self.runs: RunReviewService = RunReviewService(self.sessions, signing_key, public)
+        self.runs: RunReviewService = RunReviewService(
+            self.sessions, signing_key, public, tenant_names=partial(tenant_names, self.sessions)
+        )
         self.accounts: AccountService = AccountService(self.sessions)
 
     def principal(self, account: str | None) -> Principal:

@@ -190,9 +190,18 @@ def cloud_api(
 
 def cloud_web_account(
     username: Annotated[str, typer.Argument(help="the staff member's user name")],
-    role: Annotated[str, typer.Option(help="admin, finance or engineer")],
+    role: Annotated[
+        str, typer.Option(help="admin, finance, engineer, manager, supervisor or legal")
+    ],
     site: Annotated[
         list[str] | None, typer.Option(help="a site the account acts on (repeat; not for admin)")
+    ] = None,
+    building: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SITE/BUILDING the account is limited to, e.g. park-a/A (repeat; a manager "
+            "needs one, a supervisor or legal may have some; its site is added)"
+        ),
     ] = None,
     password: Annotated[
         str | None,
@@ -206,8 +215,8 @@ def cloud_web_account(
         typer.Option(help="the person's name as printed on statements (kept when not given)"),
     ] = None,
 ) -> None:
-    """Create a staff account of the web pages, or reset its password, role and sites (which
-    ends its sessions and API tokens)."""
+    """Create a staff account of the web pages, or reset its password, role, sites and
+    buildings (which ends its sessions and API tokens)."""
     from cloud.staff.accounts import AccountService, InvalidAccount
     from meterflow.assembly import registry
     from meterflow.settings import Settings
@@ -215,16 +224,23 @@ def cloud_web_account(
     secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
         created = AccountService(registry(Settings())).create_account(
-            username, secret, role, site or [], by="cli", display_name=display_name
+            username,
+            secret,
+            role,
+            site or [],
+            by="cli",
+            display_name=display_name,
+            buildings=building or [],
         )
     except InvalidAccount as exc:
         raise fail(str(exc)) from None
+    scope = f" limited to {', '.join(sorted(set(building)))}" if building else ""
     if created:
-        typer.echo(f"account {username!r} ({role}) created", err=True)
+        typer.echo(f"account {username!r} ({role}){scope} created", err=True)
     else:
         typer.echo(
-            f"account {username!r} ({role}) saved; its password is reset and its sessions and "
-            "API tokens have ended",
+            f"account {username!r} ({role}){scope} saved; its password is reset and its "
+            "sessions and API tokens have ended",
             err=True,
         )
 

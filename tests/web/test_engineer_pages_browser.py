@@ -46,11 +46,9 @@ from tests.support.browser import (
     PASSWORD,
     PHONE,
     WebRig,
-    chromium,
     desktop,
     make_rig,
     phone,
-    require_chromium,
     screenshot,
     serve,
 )
@@ -150,13 +148,6 @@ def ack(key: Ed25519PrivateKey, cmd_id: str, status: str, detail: str) -> bytes:
     return sign_compact(
         {"alg": "EdDSA", "kid": key_id(key.public_key())}, json.dumps(payload).encode(), key
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    with chromium() as browser:
-        yield browser
 
 
 @dataclass

@@ -24,11 +24,9 @@ from tests.support.axe import assert_accessible
 from tests.support.browser import (
     PASSWORD,
     WebRig,
-    chromium,
     desktop,
     make_rig,
     phone,
-    require_chromium,
     screenshot,
     serve,
 )
@@ -39,13 +37,6 @@ pytestmark = pytest.mark.timeout(300)
 
 #: the display name of tenant ACME in the tenants' records
 ACME_NAME = "星辰科技有限公司"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")

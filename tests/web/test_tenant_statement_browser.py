@@ -23,11 +23,9 @@ from cloud.statements.links import StatementKey
 from tests.support.axe import assert_accessible
 from tests.support.browser import (
     WebRig,
-    chromium,
     desktop,
     make_rig,
     phone,
-    require_chromium,
     screenshot,
     serve,
 )
@@ -55,13 +53,6 @@ def runs(rig: WebRig) -> dict[str, str]:
 def base_url(rig: WebRig) -> Iterator[str]:
     with serve(rig.app) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    with chromium() as browser:
-        yield browser
 
 
 def _open(browser: Any, device: str, url: str) -> tuple[Any, Any]:

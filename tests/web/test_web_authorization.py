@@ -1,6 +1,8 @@
 """The authorization matrix: every route of the app × every caller (no login, each role, each
-role of another site, a tenant link) is allowed or refused as the policy table says, and no
-tenant link reads another unit's data."""
+role of another site or another building, a tenant link) is allowed or refused as the policy
+table says, on SQLite and PostgreSQL; building scope filters lists and hides other buildings'
+leases; each role sees a lease's sensitive fields as the visibility policy says; and no tenant
+link reads another unit's data."""
 
 from __future__ import annotations
 
@@ -8,20 +10,25 @@ import base64
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy import text
 from starlette.routing import Mount, Route
 
 from cloud.staff.accounts import SessionKind
 from cloud.statements.links import StatementKey
 from cloud.web.authz import POLICIES, Access
 from edge.wire import key_id, public_key_b64
+from tests.support import servers
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
+from tests.support.lease_scope import SEEDED, seed_leases
 
 SITE_TOML = 'site = "park-a"\ngateway = "{gw}"\n'
 
@@ -53,16 +60,31 @@ class Caller:
     name: str
     role: str | None
     site: str | None
+    building: str | None = None  # None: the whole site
     token: str = ""
     cookie: str = ""
     csrf: str = ""
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
-    rig = make_rig(tmp_path_factory.mktemp("authz"))
-    yield rig
-    rig.sessions.kw["bind"].dispose()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def rig(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[WebRig]:
+    """The seeded registry (runs, gateways, accounts, leases of tests/support/lease_scope.py)
+    on SQLite, then on PostgreSQL."""
+    work = tmp_path_factory.mktemp(f"authz-{request.param}")
+    if request.param == "sqlite":
+        rig = make_rig(work)
+        seed_leases(rig.sessions, PASSWORD)
+        yield rig
+        rig.sessions.kw["bind"].dispose()
+        return
+    server = request.getfixturevalue("postgres_server")
+    with servers.fresh_postgres_database(server, "authz") as url:
+        rig = make_rig(work, url=url)
+        seed_leases(rig.sessions, PASSWORD)
+        yield rig
+        rig.sessions.kw["bind"].dispose()
 
 
 @pytest.fixture(scope="module")
@@ -80,24 +102,31 @@ def sign_in(rig: WebRig, username: str) -> tuple[str, str, str]:
 @pytest.fixture(scope="module")
 def callers(rig: WebRig) -> list[Caller]:
     out = [Caller("anonymous", None, None)]
-    for username, role, site in (
-        ("admin", "admin", None),
-        ("fin-a", "finance", "park-a"),
-        ("eng-a", "engineer", "park-a"),
-        ("fin-b", "finance", "park-b"),
-        ("eng-b", "engineer", "park-b"),
+    for username, role, site, building in (
+        ("admin", "admin", None, None),
+        ("fin-a", "finance", "park-a", None),
+        ("eng-a", "engineer", "park-a", None),
+        ("fin-b", "finance", "park-b", None),
+        ("eng-b", "engineer", "park-b", None),
+        ("mgr-a", "manager", "park-a", "A"),
+        ("mgr-ab", "manager", "park-a", "B"),  # park-a, but another building
+        ("sup-a", "supervisor", "park-a", None),
+        ("legal-a", "legal", "park-a", None),
+        ("mgr-p", "manager", "park-b", "A"),  # building A, but of park-b
     ):
         token, cookie, csrf = sign_in(rig, username)
-        out.append(Caller(username, role, site, token, cookie, csrf))
+        out.append(Caller(username, role, site, building, token, cookie, csrf))
     return out
 
 
 #: which roles each access admits (the specification the matrix checks the app against)
 ADMITS = {
-    Access.STAFF: {"admin", "finance", "engineer"},
+    Access.STAFF: {"admin", "finance", "engineer", "manager", "supervisor", "legal"},
     Access.FINANCE: {"admin", "finance"},
     Access.ENGINEER: {"admin", "engineer"},
     Access.ADMIN: {"admin"},
+    Access.LEASES: {"admin", "finance", "manager", "supervisor", "legal"},
+    Access.RISK: {"admin", "finance", "manager", "supervisor"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
@@ -119,7 +148,11 @@ SITE_SCOPED = {
     "api_gateway",
     "api_gateway_command",
     "api_claim_token",
+    "lease_page",
+    "api_lease",
 }
+#: routes acting on one record of building A of park-a (lease L-A1)
+BUILDING_SCOPED = {"lease_page", "api_lease"}
 
 
 class Samples:
@@ -147,6 +180,7 @@ class Samples:
             "replacement_id": "999999",  # none: a decision on it is a 409, past the policy
             "username": "fin-a2",  # disabled, enabled and unlocked by the admin routes
             "source": "192.0.2.1",
+            "lease_id": "L-A1",  # park-a, building A
         }
 
     def path(self, template: str) -> str:
@@ -267,6 +301,8 @@ def expected(name: str, caller: Caller) -> str:
         return "forbidden"
     if name in SITE_SCOPED and caller.role != "admin" and caller.site != "park-a":
         return "out_of_scope"
+    if name in BUILDING_SCOPED and caller.building not in (None, "A"):
+        return "out_of_scope"
     return "allowed"
 
 
@@ -300,7 +336,9 @@ def test_authorization_matrix(rig: WebRig, callers: list[Caller], base_url: str)
                 for caller in callers:
                     reply = call(client, rig, caller, name, method, path, samples)
                     want, got = expected(name, caller), outcome(reply)
-                    if want == "out_of_scope":
+                    if want == "out_of_scope" and name in BUILDING_SCOPED:
+                        ok = got == "not_found"  # a lease out of scope does not exist
+                    elif want == "out_of_scope":
                         ok = got in ("not_found", "forbidden")
                     else:
                         ok = got == want
@@ -341,6 +379,126 @@ def test_lists_show_only_the_callers_sites(
             "park-a",
             "park-b",
         }
+
+
+#: the leases each lease-operation caller sees: its sites, and its buildings when limited
+SCOPE = {
+    "admin": {"L-A1", "L-A2", "L-B1", "L-P1"},
+    "fin-a": {"L-A1", "L-A2", "L-B1"},
+    "sup-a": {"L-A1", "L-A2", "L-B1"},
+    "legal-a": {"L-A1", "L-A2", "L-B1"},
+    "mgr-a": {"L-A1", "L-A2"},
+    "mgr-ab": {"L-B1"},
+    "mgr-p": {"L-P1"},
+    "fin-b": {"L-P1"},
+}
+
+
+def test_building_scope_filters_lists_and_hides_other_buildings_leases(
+    rig: WebRig, callers: list[Caller], base_url: str
+) -> None:
+    by_name = {c.name: c for c in callers}
+    with httpx.Client(base_url=base_url, follow_redirects=False) as c:
+        for who, wanted in SCOPE.items():
+            auth = {"Authorization": f"Bearer {by_name[who].token}"}
+            seen = c.get("/api/v1/leases", headers=auth).json()["leases"]
+            assert {row["id"] for row in seen} == wanted, who
+            for lease in SEEDED:
+                reply = c.get(f"/api/v1/leases/{lease.id}", headers=auth)
+                assert reply.status_code == (200 if lease.id in wanted else 404), (who, lease.id)
+            # a filter for another building or site gives nothing more
+            assert {
+                row["id"]
+                for row in c.get("/api/v1/leases?building=B", headers=auth).json()["leases"]
+            } == wanted & {"L-B1"}
+            page = c.get("/leases", headers={"Cookie": f"mf_session={by_name[who].cookie}"})
+            assert page.status_code == 200
+            for lease in SEEDED:
+                assert (f'data-lease="{lease.id}"' in page.text) == (lease.id in wanted)
+                assert (lease.tenant_name in page.text) == (lease.id in wanted)
+        # the risk list keeps to the same scope (no score stored: empty for everybody)
+        mgr = {"Authorization": f"Bearer {by_name['mgr-a'].token}"}
+        assert c.get("/api/v1/risk/leases", headers=mgr).json() == []
+        me = c.get("/api/v1/me", headers=mgr).json()
+        assert (me["role"], me["sites"], me["buildings"]) == ("manager", ["park-a"], ["park-a/A"])
+
+
+def _owed(rig: WebRig, lease_id: str) -> tuple[int, int]:
+    """(arrears, credit) [cents] of a lease, computed here in SQL: open invoices past due
+    (today in Shanghai) and the credit ledger's balance."""
+    with rig.sessions() as s:
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        arrears = s.execute(
+            text(
+                "SELECT COALESCE(SUM(total_cents - paid_cents), 0) FROM invoices "
+                "WHERE lease_id = :l AND status = 'open' AND due_on < :d"
+            ),
+            {"l": lease_id, "d": today},
+        ).scalar_one()
+        credit = s.execute(
+            text("SELECT COALESCE(SUM(cents), 0) FROM credit_entries WHERE lease_id = :l"),
+            {"l": lease_id},
+        ).scalar_one()
+    return int(arrears), int(credit)
+
+
+def test_each_role_sees_a_leases_sensitive_fields_as_the_policy_says(
+    rig: WebRig, callers: list[Caller], base_url: str
+) -> None:
+    by_name = {c.name: c for c in callers}
+    owed = {lease.id: _owed(rig, lease.id) for lease in SEEDED}
+    # the seeded month: L-A1 owes 8,000.00, L-A2 is paid, L-B1 has 200.00 credit
+    assert owed["L-A1"] == (800_000, 0) and owed["L-A2"] == (0, 0)
+    assert owed["L-B1"] == (0, 20_000) and owed["L-P1"] == (1_000_000, 0)
+    full = {lease.id: lease.id_number for lease in SEEDED}
+    # who sees arrears and credit, who sees the ID number in full
+    policy = {
+        "admin": (True, True),
+        "fin-a": (True, False),
+        "sup-a": (True, False),
+        "legal-a": (False, True),
+        "mgr-a": (False, False),
+        "mgr-ab": (False, False),
+    }
+    with httpx.Client(base_url=base_url) as c:
+        for who, (money, id_in_full) in policy.items():
+            auth = {"Authorization": f"Bearer {by_name[who].token}"}
+            body = c.get("/api/v1/leases", headers=auth).json()
+            withheld = set(body["withheld"])
+            assert ("arrears" in withheld, "credit_notes" in withheld) == (not money,) * 2, who
+            assert ("id_number" in withheld) == (not id_in_full), who
+            for row in body["leases"]:
+                arrears, credit = owed[row["id"]]
+                assert (row["arrears_cents"], row["credit_cents"]) == (
+                    (arrears, credit) if money else (None, None)
+                ), (who, row["id"])
+                number = full[row["id"]]
+                masked = number[:3] + "*" * 11 + number[-4:]
+                assert row["id_number"] == (number if id_in_full else masked), (who, row["id"])
+            # the same lease on its page: the same fields, masked or withheld alike
+            lease = "L-B1" if who == "mgr-ab" else "L-A1"
+            page = c.get(
+                f"/leases/{lease}?lang=en", headers={"Cookie": f"mf_session={by_name[who].cookie}"}
+            ).text
+            number = full[lease]
+            assert (number in page) == id_in_full, who
+            assert (number[:3] + "*" * 11 + number[-4:] in page) == (not id_in_full), who
+            assert ('class="arrears"' in page) == money, who
+            assert ("Not shown or masked for your role: arrears" in page) == (not money), who
+            if money and lease == "L-A1":
+                assert "¥8000.00" in page
+        one = c.get(
+            "/api/v1/leases/L-A1", headers={"Authorization": f"Bearer {by_name['mgr-a'].token}"}
+        ).json()["lease"]
+        assert one["id_number"] == "110***********1234" and one["arrears_cents"] is None
+        fin = c.get(
+            "/api/v1/leases/L-A1", headers={"Authorization": f"Bearer {by_name['fin-a'].token}"}
+        ).json()["lease"]
+        assert fin["arrears_cents"] == 800_000 and fin["id_number"] == "110***********1234"
+        legal = c.get(
+            "/api/v1/leases/L-A1", headers={"Authorization": f"Bearer {by_name['legal-a'].token}"}
+        ).json()["lease"]
+        assert legal["id_number"] == "110105199001011234" and legal["arrears_cents"] is None
 
 
 def test_a_browser_session_needs_its_csrf_token_to_change_anything(

@@ -30,23 +30,14 @@ from simulators.load import LoadModel, SystemClock
 from tests.support.browser import (
     PASSWORD,
     WebRig,
-    chromium,
     desktop,
     make_rig,
     phone,
-    require_chromium,
     screenshot,
     serve,
 )
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import pytest
 from cloud.apportion.models import Unit
 from cloud.leases.models import Lease, Staff, Tenant
 from cloud.risk.models import RiskScore
-from tests.support.browser import WebRig, make_rig, serve
+from cloud.staff.accounts import AccountService, Role
+from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,25 @@ def test_risk_page_shows_reasons_in_chinese_by_default(rig: WebRig, url: str) ->
         assert "L-park-b-0" not in page.text
         english = fin_a.get("/finance/risk?lang=en").text
         assert "Move-out risk" in english and "81 %" in english
+
+
+def test_managers_see_the_risk_of_their_buildings_only(rig: WebRig, url: str) -> None:
+    accounts = AccountService(rig.sessions)
+    accounts.create_account("risk-mgr-b", PASSWORD, Role.MANAGER, buildings=["park-a/B"])
+    accounts.create_account("risk-mgr-a", PASSWORD, Role.MANAGER, buildings=["park-a/A"])
+    accounts.create_account("risk-sup", PASSWORD, Role.SUPERVISOR, ["park-b"])
+    accounts.create_account("risk-legal", PASSWORD, Role.LEGAL, ["park-a"])
+    with (
+        client_as(rig, url, "risk-mgr-b") as mgr_b,
+        client_as(rig, url, "risk-mgr-a") as mgr_a,
+        client_as(rig, url, "risk-sup") as sup,
+        client_as(rig, url, "risk-legal") as legal,
+    ):
+        assert [i["lease_id"] for i in mgr_b.get("/api/v1/risk/leases").json()] == [
+            "L-park-a-0",
+            "L-park-a-1",
+        ]
+        assert mgr_a.get("/api/v1/risk/leases").json() == []
+        assert "L-park-a-0" not in mgr_a.get("/finance/risk").text
+        assert [i["lease_id"] for i in sup.get("/api/v1/risk/leases").json()] == ["L-park-b-0"]
+        assert legal.get("/api/v1/risk/leases").status_code == 403

@@ -1,5 +1,5 @@
-"""Display names of the parties of statements: a statement's party is the tenant's id
-(``ACME``); people read the tenant's name from the leases' tenant records."""
+"""Display names of tenants, for pages and exports that show a statement's party (the
+tenant's id, ``ACME``) by the name people know it by."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.leases.models import Tenant
-
-#: A tenant's answer in the audit log is written by ``tenant:<party>``.
-TENANT_ACTOR = "tenant:"
 
 
 def tenant_names(sessions: sessionmaker[Session], parties: Iterable[str]) -> dict[str, str]:

@@ -1,0 +1,153 @@
+"""Leases for the people who work them: a read-only list and a lease's page, with their JSON
+API (admin, finance, managers, supervisors, legal; decision 0028).
+
+Each caller sees the leases of their sites, and of their buildings when their account is
+limited to some; a lease out of scope is not found (404). The sensitive fields (arrears,
+credit notes, the tenant's ID number) are shown as :mod:`cloud.staff.visibility` decides for
+the caller's role: withheld fields are ``null`` in the API and absent from the page, and
+``withheld`` names them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from cloud.leases.errors import UnknownRecord
+from cloud.leases.models import LeaseStatus
+from cloud.leases.roster import MAX_LIST, LeaseRow
+from cloud.staff.accounts import Principal
+from cloud.staff.visibility import withheld
+from cloud.web.deps import WebServices, principal, web_services
+from cloud.web.rendering import render
+
+router = APIRouter(tags=["leases"])
+Web = Annotated[WebServices, Depends(web_services)]
+Who = Annotated[Principal, Depends(principal)]
+SiteQ = Annotated[str | None, Query(max_length=64)]
+BuildingQ = Annotated[str | None, Query(max_length=64)]
+StatusQ = Annotated[
+    str | None, Query(pattern="^(" + "|".join(s.value for s in LeaseStatus) + ")?$")
+]
+LimitQ = Annotated[int, Query(ge=1, le=MAX_LIST)]
+LeaseId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class LeaseOut(BaseModel):
+    """A lease as the caller's role may see it. Amounts in cents (None: withheld from the
+    role); ``id_number`` masked (``110***********1234``) unless the role sees it in full."""
+
+    id: str
+    status: str
+    kind: str
+    site_id: str
+    building: str
+    unit_id: str
+    unit_name: str
+    tenant_id: str
+    tenant_name: str
+    id_number: str | None
+    manager_id: str
+    manager_name: str
+    start_on: date
+    end_on: date
+    deposit_cents: int
+    arrears_cents: int | None = Field(description="owed on invoices past due; None: withheld")
+    credit_cents: int | None = Field(description="credit not yet applied; None: withheld")
+
+
+class LeaseListOut(BaseModel):
+    """The caller's leases and the sensitive fields their role does not see in full."""
+
+    withheld: list[str]
+    leases: list[LeaseOut]
+
+
+class LeaseOneOut(BaseModel):
+    withheld: list[str]
+    lease: LeaseOut
+
+
+def _blank(value: str | None) -> str | None:
+    return value or None
+
+
+def _list(
+    web: WebServices,
+    who: Principal,
+    site: str | None,
+    building: str | None,
+    status: str | None,
+    limit: int,
+) -> list[LeaseRow]:
+    return web.leases.leases(
+        who, site=_blank(site), building=_blank(building), status=_blank(status), limit=limit
+    )
+
+
+@router.get("/leases", response_class=HTMLResponse)
+def leases_page(
+    request: Request,
+    web: Web,
+    who: Who,
+    site: SiteQ = None,
+    building: BuildingQ = None,
+    status: StatusQ = None,
+    limit: LimitQ = 500,
+) -> HTMLResponse:
+    """The leases of the caller's sites and buildings, by site, building and unit."""
+    rows = _list(web, who, site, building, status, limit)
+    return render(
+        request,
+        "leases.html",
+        {
+            "rows": rows,
+            "withheld": withheld(who.role),
+            "statuses": [s.value for s in LeaseStatus],
+            "site": site or "",
+            "building": building or "",
+            "status": status or "",
+        },
+    )
+
+
+@router.get("/leases/{lease_id}", response_class=HTMLResponse)
+def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLResponse:
+    """One lease: its tenant, unit, manager, dates and (as the role allows) money."""
+    try:
+        row = web.leases.lease(who, lease_id)
+    except UnknownRecord:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    return render(request, "lease.html", {"r": row, "withheld": withheld(who.role)})
+
+
+@router.get("/api/v1/leases", response_model=LeaseListOut)
+def api_leases(
+    web: Web,
+    who: Who,
+    site: SiteQ = None,
+    building: BuildingQ = None,
+    status: StatusQ = None,
+    limit: LimitQ = 500,
+) -> LeaseListOut:
+    """The caller's leases (same order and scope as the page)."""
+    rows = _list(web, who, site, building, status, limit)
+    return LeaseListOut(withheld=withheld(who.role), leases=[LeaseOut(**r.as_dict()) for r in rows])
+
+
+@router.get(
+    "/api/v1/leases/{lease_id}",
+    response_model=LeaseOneOut,
+    responses={404: {"description": "no such lease in the caller's sites and buildings"}},
+)
+def api_lease(web: Web, who: Who, lease_id: LeaseId) -> LeaseOneOut:
+    """One lease as the caller's role may see it."""
+    try:
+        row = web.leases.lease(who, lease_id)
+    except UnknownRecord as exc:
+        raise HTTPException(404, str(exc)) from None
+    return LeaseOneOut(withheld=withheld(who.role), lease=LeaseOut(**row.as_dict()))
