@@ -225,6 +225,11 @@ class ApportionRun(Base):
     #: The meter tree's balances as computed when the run was created (JSON text, see
     #: :mod:`cloud.apportion.balances`); None for runs created before revision 0009.
     balances: Mapped[str | None] = mapped_column(Text)
+    #: The posted run's signed summary (:mod:`cloud.apportion.run_summary`): canonical
+    #: JSON, key id, signature; None before posting and for runs posted before revision 0020.
+    summary_payload: Mapped[str | None] = mapped_column(Text)
+    summary_kid: Mapped[str | None] = mapped_column(String(64))
+    summary_signature: Mapped[str | None] = mapped_column(String(128))
 
 
 class ApportionLine(Base):

@@ -51,6 +51,7 @@ from cloud.apportion.models import (
     ApportionRun,
     ApportionStatement,
 )
+from cloud.apportion.run_summary import summary_payload
 from cloud.apportion.statement import LineRow, build_statements, line_rows, sign_payload
 from cloud.registry.bulk import insert_rows
 from cloud.registry.service import ensure_site
@@ -396,7 +397,8 @@ def post_run(
     session: Session, run_id: str, *, by: str, key: Ed25519PrivateKey, clock: Clock = utc_now
 ) -> ApportionRun:
     """approved → posted: sign every statement the run stored when it was created (the
-    exact canonical bytes, nothing recomputed) with the cloud's key and store them.
+    exact canonical bytes, nothing recomputed) with the cloud's key and store them, and the
+    run's summary of them (:mod:`cloud.apportion.run_summary`).
 
     A run created before statements were stored is recomputed from its stored inputs
     instead (it must reproduce the run; see :func:`statement_drafts`).
@@ -429,6 +431,12 @@ def post_run(
             }
             for unit, party, s in signed
         ],
+    )
+    summary = sign_payload(summary_payload(run.id, run.site_id, drafts), key, kid)
+    run.summary_payload, run.summary_kid, run.summary_signature = (
+        summary.payload,
+        summary.kid,
+        summary.signature,
     )
     run.status = RunStatus.POSTED.value
     run.posted_by, run.posted_at = by, clock()

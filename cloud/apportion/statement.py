@@ -511,6 +511,15 @@ def verify_statement(
     Raises SignatureError when the key id differs, the signature does not verify over the
     payload bytes, or the payload is not a statement.
     """
+    return verify_signed(signed, key, SCHEMAS)
+
+
+def verify_signed(
+    signed: SignedStatement | dict[str, Any], key: Ed25519PublicKey, schemas: frozenset[str]
+) -> dict[str, Any]:
+    """Verify a document the cloud signed (a statement, a run's summary); return it.
+    SignatureError unless its key is ``key``, the signature verifies over the payload bytes
+    and the payload is a JSON object whose ``schema`` is one of ``schemas``."""
     data = signed.as_dict() if isinstance(signed, SignedStatement) else signed
     try:
         payload = str(data["payload"]).encode()
@@ -533,8 +542,8 @@ def verify_statement(
         document = json.loads(payload)
     except ValueError as exc:
         raise SignatureError(f"signed payload is not JSON: {exc}") from None
-    if not isinstance(document, dict) or document.get("schema") not in SCHEMAS:
-        raise SignatureError(f"signed payload is not a {SCHEMA_STATEMENT} statement")
+    if not isinstance(document, dict) or document.get("schema") not in schemas:
+        raise SignatureError(f"signed payload is not one of {sorted(schemas)}")
     return document
 
 

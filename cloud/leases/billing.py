@@ -29,10 +29,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
-from sqlalchemy import and_, or_, select, text, tuple_
+from sqlalchemy import and_, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from cloud.leases.bulk import fetch_all, on_postgres
 from cloud.leases.dunning import late_fee
 from cloud.leases.errors import ScheduleIncomplete
 from cloud.leases.invoicing import LATE_FEE, RENT, UTILITY, Draft, write_invoices
@@ -54,6 +56,7 @@ from cloud.leases.utilities import UtilityCharge, UtilityChargeSource
 LATE_PAYMENT_LOOKBACK = timedelta(days=92)
 """Invoices paid late within this long before a period still get their final fee billed."""
 _LOCK_KEY = 7_240_417  # pg_advisory_xact_lock key of the billing run
+_WORK_MEM = "64MB"  # the run's sorts (utility charges, late fees) stay in memory
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,7 @@ class BillingReport:
     unmatched: tuple[UtilityCharge, ...] = field(default=())
 
 
-@dataclass(frozen=True)
-class _LeaseRow:
+class _LeaseRow(NamedTuple):
     id: str
     account: str
     rent_from: date
@@ -124,34 +126,42 @@ def run_billing(
     """
     issued_on = max(period.start, today) if today else period.start
     session.flush()
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    billed = set(
-        session.scalars(select(Invoice.lease_id).where(Invoice.period_start == period.start))
-    )
+        session.execute(text(f"SET LOCAL work_mem = '{_WORK_MEM}'"))
+    billed = {
+        lease_id
+        for (lease_id,) in fetch_all(
+            session, select(Invoice.lease_id).where(Invoice.period_start == period.start)
+        )
+    }
     running = and_(
         Lease.rent_from.is_not(None),
         Lease.rent_from < period.end,
         or_(Lease.ended_on.is_(None), Lease.ended_on > add_months(period.start, -12)),
     )
-    leases = [
-        _LeaseRow(i, p or i, r, e, c, k, d, u, t)
-        for i, p, r, e, c, k, d, u, t in session.execute(
-            select(
-                Lease.id,
-                Lease.parent_id,
-                Lease.rent_from,
-                Lease.ended_on,
-                Lease.cycle_months,
-                Lease.plan_known_until,
-                Lease.due_days,
-                Lease.unit_id,
-                Lease.tenant_id,
-            ).where(running)
+    leases = list(
+        map(
+            _LeaseRow._make,
+            fetch_all(
+                session,
+                select(
+                    Lease.id,
+                    func.coalesce(func.nullif(Lease.parent_id, ""), Lease.id),
+                    Lease.rent_from,
+                    Lease.ended_on,
+                    Lease.cycle_months,
+                    Lease.plan_known_until,
+                    Lease.due_days,
+                    Lease.unit_id,
+                    Lease.tenant_id,
+                ).where(running),
+            ),
         )
-    ]
+    )
     steps: dict[str, list[RentStep]] = defaultdict(list)
-    for lease_id, starts_on, cents, free, source in session.execute(
+    for lease_id, starts_on, cents, free, source in fetch_all(
+        session,
         select(
             RentStepRow.lease_id,
             RentStepRow.starts_on,
@@ -161,7 +171,7 @@ def run_billing(
         )
         .join(Lease, Lease.id == RentStepRow.lease_id)
         .where(running)
-        .order_by(RentStepRow.lease_id, RentStepRow.starts_on)
+        .order_by(RentStepRow.lease_id, RentStepRow.starts_on),
     ):
         steps[lease_id].append(RentStep(starts_on, cents, free, source))
 
@@ -170,8 +180,20 @@ def run_billing(
     already = {lease.account for lease in leases if lease.account in billed}
     spans: list[tuple[_LeaseRow, tuple[date, date]]] = []
     catch_ups: dict[str, tuple[_LeaseRow, tuple[date, date]]] = {}
+    whole_cycle: dict[int, tuple[date, date]] = {}  # cycle months → [period start, cycle end)
     for lease in leases:
         if lease.account in billed:
+            continue
+        since = months_between(lease.rent_from, period.start)
+        if since > lease.cycle_months and lease.ended_on is None:
+            # rent began before this cycle and runs on: a whole cycle if one starts now
+            # (what rent_segments says for it, without the catch-up's questions)
+            if since % lease.cycle_months == 0:
+                span = whole_cycle.get(lease.cycle_months)
+                if span is None:
+                    end = add_months(period.start, lease.cycle_months)
+                    span = whole_cycle[lease.cycle_months] = (period.start, end)
+                spans.append((lease, span))
             continue
         regular, catch_up = rent_segments(
             lease.rent_from, lease.ended_on, lease.cycle_months, period
@@ -188,6 +210,7 @@ def run_billing(
             if (lease_id, item[1][0]) not in done
         )
     cpi: dict[date, Decimal] | None = None
+    billable = []
     for lease, span in spans:
         if lease.known_until is not None and span[1] > lease.known_until:
             cpi = cpi_series(session) if cpi is None else cpi
@@ -196,7 +219,8 @@ def run_billing(
             except ScheduleIncomplete as exc:
                 held[lease.id] = str(exc)
                 continue
-        _add_rent(drafts, lease, span, steps[lease.id])
+        billable.append((lease, span))
+    _add_rents(drafts, billable, steps)
 
     unmatched = _add_utilities(
         session, drafts, billed, utilities.unbilled_charges(session, through=period.end), leases
@@ -230,22 +254,57 @@ def _extended_steps(
     return list(plan.steps)
 
 
-def _add_rent(
-    drafts: dict[str, Draft], lease: _LeaseRow, span: tuple[date, date], steps: Sequence[RentStep]
+def _add_rents(
+    drafts: dict[str, Draft],
+    spans: Iterable[tuple[_LeaseRow, tuple[date, date]]],
+    steps: Mapping[str, Sequence[RentStep]],
 ) -> None:
-    a, b = span
-    cents = round_half_up(rent_for(steps, a, b))
-    if cents == 0:
-        return
-    draft = drafts.get(lease.account)
-    if draft is None:
-        draft = drafts[lease.account] = Draft(lease.account)
-    draft.lines.append(
-        (lease.id, RENT, a, b, cents, None, f"rent {lease.id} {a.isoformat()} … {b.isoformat()}")
-    )
+    """A rent line for each (lease, [from, to)) on its account's draft, unless it is 0.
+
+    A span of whole months under one step (most leases, most months) is that step's rent ×
+    the months, which is what :func:`rent_for` would say; the rest go through it."""
+    wording: dict[tuple[date, date], str] = {}
+    for lease, (a, b) in spans:
+        plan = steps.get(lease.id, ())
+        if (
+            len(plan) == 1
+            and a.day == 1
+            and b.day == 1
+            and plan[0].starts_on <= a
+            and not plan[0].free
+        ):
+            cents = plan[0].monthly_cents * ((b.year - a.year) * 12 + b.month - a.month)
+        else:
+            cents = round_half_up(rent_for(plan, a, b))
+        if cents == 0:
+            continue
+        draft = drafts.get(lease.account)
+        if draft is None:
+            draft = drafts[lease.account] = Draft(lease.account)
+        span_text = wording.get((a, b))
+        if span_text is None:
+            span_text = wording[(a, b)] = f" {a.isoformat()} … {b.isoformat()}"
+        draft.lines.append((lease.id, RENT, a, b, cents, None, f"rent {lease.id}{span_text}"))
 
 
 def _rent_lines_billed(session: Session, keys: list[tuple[str, date]]) -> set[tuple[str, date]]:
+    """Which of the (lease, first day) rent keys some invoice line carries already."""
+    if not keys:
+        return set()
+    if on_postgres(session):  # one round trip, the keys as two arrays
+        return set(
+            fetch_all(
+                session,
+                text(
+                    "SELECT l.lease_id, l.covers_from FROM invoice_lines AS l "
+                    "JOIN unnest(CAST(:leases AS text[]), CAST(:days AS date[])) "
+                    "AS k(lease_id, covers_from) "
+                    "ON l.lease_id = k.lease_id AND l.covers_from = k.covers_from "
+                    "WHERE l.kind = :kind"
+                ),
+                {"leases": [k[0] for k in keys], "days": [k[1] for k in keys], "kind": RENT},
+            )
+        )
     found: set[tuple[str, date]] = set()
     for i in range(0, len(keys), 500):
         chunk = keys[i : i + 500]
@@ -281,12 +340,9 @@ def _add_utilities(
                 lease.rent_from,
                 lease.ended_on,
             )
+    held_by = [_holding(found.get((c.unit_id, c.party), {}).values(), c.last_day) for c in charges]
     missing = sorted(
-        {
-            (c.unit_id, c.party)
-            for c in charges
-            if _holding(found.get((c.unit_id, c.party), {}).values(), c.last_day) is None
-        }
+        {(c.unit_id, c.party) for c, lease in zip(charges, held_by, strict=True) if lease is None}
     )
     for i in range(0, len(missing), 500):
         for lease_id, parent, unit, tenant, rent_from, ended_on in session.execute(
@@ -303,14 +359,18 @@ def _add_utilities(
             )
         ):
             found[(unit, tenant)][lease_id] = (lease_id, parent or lease_id, rent_from, ended_on)
+    looked_up = set(missing)
     unmatched = []
-    for charge in charges:
-        options = found.get((charge.unit_id, charge.party), {}).values()
-        chosen = _holding(options, charge.last_day) or max(
-            (c for c in options if c[2] <= charge.last_day),
-            key=lambda c: (c[2], c[0]),
-            default=None,
-        )
+    suffixes: dict[str, str] = {}
+    for charge, holder in zip(charges, held_by, strict=True):
+        chosen = holder
+        if (charge.unit_id, charge.party) in looked_up:  # judged again with all its leases
+            options = found.get((charge.unit_id, charge.party), {}).values()
+            chosen = _holding(options, charge.last_day) or max(
+                (c for c in options if c[2] <= charge.last_day),
+                key=lambda c: (c[2], c[0]),
+                default=None,
+            )
         if chosen is None:
             unmatched.append(charge)
             continue
@@ -320,6 +380,12 @@ def _add_utilities(
         draft = drafts.get(account)
         if draft is None:
             draft = drafts[account] = Draft(account)
+        suffix = suffixes.get(charge.run_id)
+        if suffix is None:  # the same for every charge of a run
+            suffix = suffixes[charge.run_id] = (
+                f" {charge.period_start.isoformat()} … {charge.period_end.isoformat()} "
+                f"(run {charge.run_id})"
+            )
         draft.lines.append(
             (
                 lease_id,
@@ -328,8 +394,7 @@ def _add_utilities(
                 None,
                 charge.cents,
                 charge.run_id,
-                f"utilities {charge.unit_id} {charge.period_start.isoformat()} … "
-                f"{charge.period_end.isoformat()} (run {charge.run_id})",
+                f"utilities {charge.unit_id}{suffix}",
             )
         )
         draft.utilities.append(charge)
@@ -341,11 +406,12 @@ def _holding(
 ) -> tuple[str, str, date, date | None] | None:
     """The lease (id, account, rent from, ended on) that held the unit on ``day``: the
     latest to start among those running that day."""
-    return max(
-        (c for c in options if c[2] <= day and (c[3] is None or day < c[3])),
-        key=lambda c: (c[2], c[0]),
-        default=None,
-    )
+    best = None
+    for c in options:
+        running = c[2] <= day and (c[3] is None or day < c[3])
+        if running and (best is None or (c[2], c[0]) > (best[2], best[0])):
+            best = c
+    return best
 
 
 def _add_late_fees(

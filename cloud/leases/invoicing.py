@@ -8,22 +8,36 @@ in with COPY on PostgreSQL and executemany elsewhere; no query per lease.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from cloud.apportion.money import cny
+from cloud.leases.bulk import bulk_insert, copy_into
 from cloud.leases.models import CreditEntry, Invoice, InvoiceLine, Lease, UtilityBilling
 from cloud.leases.periods import BillingPeriod
 from cloud.leases.utilities import UtilityCharge
 
 RENT, UTILITY, LATE_FEE, CREDIT = "rent", "utility", "late_fee", "credit"
+_INVOICE_COLUMNS = (
+    "id",
+    "lease_id",
+    "period_start",
+    "period_end",
+    "issued_on",
+    "due_on",
+    "total_cents",
+    "paid_cents",
+    "status",
+    "paid_on",
+    "fee_cents",
+    "fee_billed_cents",
+)
 
 
-@dataclass
+@dataclass(slots=True)
 class Draft:
     """An invoice being put together for one account."""
 
@@ -45,7 +59,8 @@ def write_invoices(
     accounts = sorted(drafts)
     due_days = _due_days(session, due_days_known, accounts)
     credits = _credit_balances(session)
-    invoices, lines, utility_rows, credit_rows, fee_updates = [], [], [], [], []
+    lines, utility_rows, credit_rows, fee_updates = [], [], [], []
+    invoice_count = invoice_cents = 0
     totals = {"rent_cents": 0, "utility_cents": 0, "fee_cents": 0, "credit_cents": 0}
     total_of = {
         RENT: "rent_cents",
@@ -54,67 +69,58 @@ def write_invoices(
         CREDIT: "credit_cents",
     }
     suffix = f"/{period.label}"
-    for account in accounts:
-        draft = drafts[account]
-        invoice_id = account + suffix
-        gross = sum(line[4] for line in draft.lines)
-        credit = min(credits.get(account, 0), gross) if gross > 0 else 0
-        rows = list(draft.lines)
-        if credit > 0:
-            rows.append(
-                (account, CREDIT, None, None, -credit, None, f"credit applied ({cny(credit)} CNY)")
+    due_on: dict[int, date] = {}  # due_days → due date
+    by_kind = dict.fromkeys(total_of, 0)
+    # the invoices go into their COPY as they are made: the server stores them meanwhile
+    with copy_into(session, Invoice.__table__, _INVOICE_COLUMNS) as put_invoice:
+        for account in accounts:
+            draft = drafts[account]
+            invoice_id = account + suffix
+            rows = draft.lines
+            gross = sum(line[4] for line in rows)
+            credit = min(credits.get(account, 0), gross) if gross > 0 else 0
+            if credit > 0:
+                applied = f"credit applied ({cny(credit)} CNY)"
+                rows = [*rows, (account, CREDIT, None, None, -credit, None, applied)]
+                credit_rows.append((account, issued_on, "applied", invoice_id, -credit))
+            total = gross - credit
+            fee_total = 0
+            for n, (lease_id, kind, a, b, cents, ref, description) in enumerate(rows):
+                lines.append((invoice_id, n, lease_id, kind, a, b, cents, ref, description))
+                by_kind[kind] += cents
+                if kind == LATE_FEE:
+                    fee_total += cents
+            if total < 0:  # corrections larger than the charges: the rest is credit
+                credit_rows.append((account, issued_on, "negative_invoice", invoice_id, -total))
+            status, paid_on = ("paid", issued_on) if total <= 0 else ("open", None)
+            days = due_days.get(account, 10)
+            due = due_on.get(days)
+            if due is None:
+                due = due_on[days] = issued_on + timedelta(days=days)
+            put_invoice(
+                (
+                    invoice_id,
+                    account,
+                    period.start,
+                    period.end,
+                    issued_on,
+                    due,
+                    total,
+                    0,
+                    status,
+                    paid_on,
+                    fee_total,
+                    0,
+                )
             )
-            credit_rows.append((account, issued_on, "applied", invoice_id, -credit))
-        total = gross - credit
-        fee_total = 0
-        for n, (lease_id, kind, a, b, cents, ref, description) in enumerate(rows):
-            lines.append((invoice_id, n, lease_id, kind, a, b, cents, ref, description))
-            totals[total_of[kind]] += -cents if kind == CREDIT else cents
-            if kind == LATE_FEE:
-                fee_total += cents
-        if total < 0:  # corrections larger than the charges: the rest is credit
-            credit_rows.append((account, issued_on, "negative_invoice", invoice_id, -total))
-        status, paid_on = ("paid", issued_on) if total <= 0 else ("open", None)
-        invoices.append(
-            (
-                invoice_id,
-                account,
-                period.start,
-                period.end,
-                issued_on,
-                issued_on + timedelta(days=due_days.get(account, 10)),
-                total,
-                0,
-                status,
-                paid_on,
-                fee_total,
-                0,
-            )
-        )
-        utility_rows.extend(
-            (c.run_id, c.unit_id, c.party, invoice_id, c.cents) for c in draft.utilities
-        )
-        fee_updates.extend(draft.fees)
-    _bulk_insert(
-        session,
-        Invoice.__table__,
-        (
-            "id",
-            "lease_id",
-            "period_start",
-            "period_end",
-            "issued_on",
-            "due_on",
-            "total_cents",
-            "paid_cents",
-            "status",
-            "paid_on",
-            "fee_cents",
-            "fee_billed_cents",
-        ),
-        invoices,
-    )
-    _bulk_insert(
+            invoice_count += 1
+            invoice_cents += total
+            for c in draft.utilities:
+                utility_rows.append((c.run_id, c.unit_id, c.party, invoice_id, c.cents))
+            fee_updates.extend(draft.fees)
+    for kind, cents in by_kind.items():
+        totals[total_of[kind]] += -cents if kind == CREDIT else cents
+    bulk_insert(
         session,
         InvoiceLine.__table__,
         (
@@ -130,13 +136,13 @@ def write_invoices(
         ),
         lines,
     )
-    _bulk_insert(
+    bulk_insert(
         session,
         UtilityBilling.__table__,
         ("run_id", "unit_id", "party", "invoice_id", "cents"),
         utility_rows,
     )
-    _bulk_insert(
+    bulk_insert(
         session,
         CreditEntry.__table__,
         ("lease_id", "booked_on", "kind", "ref", "cents"),
@@ -152,9 +158,9 @@ def write_invoices(
         )
     session.flush()
     return {
-        "invoices": len(invoices),
+        "invoices": invoice_count,
         "lines": len(lines),
-        "total_cents": sum(row[6] for row in invoices),
+        "total_cents": invoice_cents,
         **totals,
     }
 
@@ -180,26 +186,3 @@ def _credit_balances(session: Session) -> dict[str, int]:
             .having(func.sum(CreditEntry.cents) > 0)
         )
     }
-
-
-def _bulk_insert(
-    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[object]]
-) -> None:
-    """Insert ``rows`` in one go: COPY on PostgreSQL, executemany elsewhere."""
-    rows = list(rows)
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        names = ", ".join(f'"{c}"' for c in columns)
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(  # type: ignore[union-attr]
-                f'COPY "{table.name}" ({names}) FROM STDIN'
-            ) as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-        return
-    session.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])

@@ -23,7 +23,12 @@ _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 
 def days_in_month(day: date) -> int:
     """Days [d] of the calendar month ``day`` falls in."""
-    return calendar.monthrange(day.year, day.month)[1]
+    if day.month == 2:
+        return 29 if calendar.isleap(day.year) else 28
+    return _DAYS[day.month]
+
+
+_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def month_start(day: date) -> date:

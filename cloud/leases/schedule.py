@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from math import lcm
 
 from cloud.leases.money import scale_cents
 from cloud.leases.periods import add_months, days_in_month, month_start, months_between
@@ -157,15 +158,40 @@ def months_of(start: date, end: date) -> Fraction | int:
 
 def rent_for(steps: Sequence[RentStep], start: date, end: date) -> Fraction | int:
     """Rent [cents, exact] of the days [``start``, ``end``) under ``steps``; nothing before
-    the first step, nothing on free days."""
-    total: Fraction | int = 0
+    the first step, nothing on free days.
+
+    Whole months add whole rents; the parts of months are summed as one integer numerator
+    over the least common multiple of their months' lengths, so a single Fraction is made
+    at the end (the same value as adding ``monthly × months_of(…)`` up, much faster)."""
+    whole = 0  # cents
+    num, den = 0, 1  # the parts of months: num / den cents
+    last = len(steps) - 1
     for i, step in enumerate(steps):
-        seg_from = max(step.starts_on, start)
-        seg_to = min(steps[i + 1].starts_on, end) if i + 1 < len(steps) else end
-        if seg_from >= seg_to or step.free or step.monthly_cents == 0:
+        seg_from = step.starts_on if step.starts_on > start else start
+        seg_to = end
+        if i < last and steps[i + 1].starts_on < end:
+            seg_to = steps[i + 1].starts_on
+        cents = step.monthly_cents
+        if seg_from >= seg_to or step.free or cents == 0:
             continue
-        total += step.monthly_cents * months_of(seg_from, seg_to)
-    return total
+        if seg_from.day == 1 and seg_to.day == 1:
+            whole += cents * months_between(seg_from, seg_to)
+            continue
+        day = seg_from
+        while day < seg_to:
+            following = add_months(month_start(day), 1)
+            stop = following if following < seg_to else seg_to
+            days, dim = (stop - day).days, days_in_month(day)
+            if days == dim:
+                whole += cents
+            else:
+                common = lcm(den, dim)
+                num = num * (common // den) + cents * days * (common // dim)
+                den = common
+            day = stop
+    if num == 0:
+        return whole
+    return Fraction(whole * den + num, den)
 
 
 def rent_in_force(steps: Sequence[RentStep], day: date) -> int:

@@ -14,23 +14,23 @@ tenant ids (landlord lines, vacancy and excess loss, are never a tenant's).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.models import ApportionLine, ApportionRun, TreeNode
+from cloud.leases.bulk import fetch_all
 from cloud.leases.models import Tenant, UtilityBilling
 
 POSTED = "posted"
 
 
-@dataclass(frozen=True)
-class UtilityCharge:
+class UtilityCharge(NamedTuple):
     """A posted amount [cents] for one tenant and unit from one run; ``last_day`` is the
-    tenant's last day in the run's lines (which lease of the tenant it belongs to)."""
+    tenant's last day in the run's lines (which lease of the tenant it belongs to).
+    (A named tuple: a billing run makes one per tenant and unit, 100,000 at a time.)"""
 
     run_id: str
     unit_id: str
@@ -62,7 +62,8 @@ class PostedApportionment:
                 UtilityBilling.party == ApportionLine.party,
             )
         )
-        rows = session.execute(
+        rows = fetch_all(
+            session,
             select(
                 ApportionRun.id,
                 unit,
@@ -88,10 +89,15 @@ class PostedApportionment:
                 ApportionRun.period_start,
                 ApportionRun.period_end,
             )
-            .order_by(ApportionRun.id, unit, ApportionLine.party)
-        ).all()
+            .order_by(ApportionRun.id, unit, ApportionLine.party),
+        )
         out = []
+        days: dict[tuple[str | None, date], date] = {}  # most lines end with their run
         for run_id, unit_id, party, start, end, last_to, cents in rows:
-            last_day = (date.fromisoformat(last_to) if last_to else end) - timedelta(days=1)
+            last_day = days.get((last_to, end))
+            if last_day is None:
+                last_day = days[(last_to, end)] = (
+                    date.fromisoformat(last_to) if last_to else end
+                ) - timedelta(days=1)
             out.append(UtilityCharge(run_id, unit_id, party, start, end, last_day, int(cents)))
         return out

@@ -40,6 +40,7 @@ from cloud.apportion.models import (
     StatementConfirmation,
     StatementDispute,
 )
+from cloud.apportion.run_summary import OWN_COMPONENTS, StatementFacts, own_kwh, verify_summary
 from cloud.apportion.statement import SignedStatement, verify_statement
 from cloud.registry.base import as_utc
 from cloud.staff.audit import record
@@ -58,7 +59,8 @@ MAX_COMMENT_CHARS = 2000
 #: longest name a tenant may type when confirming [characters]
 MAX_NAME_CHARS = 100
 _CACHE_SIZE = 4096
-OWN_COMPONENTS = frozenset({"own_use"})
+#: verified run summaries kept (a year of monthly runs of a few dozen sites)
+_SUMMARY_CACHE_SIZE = 512
 #: A tenant's answer in the audit log is written by ``tenant:<party>``.
 TENANT_ACTOR = "tenant:"
 
@@ -112,14 +114,6 @@ class TenantStatement:
         return [x for x in self.document["lines"] if x["component"] not in OWN_COMPONENTS]
 
 
-def own_kwh(document: dict[str, Any]) -> Decimal:
-    """The statement's own metered use [kWh]: Σ own-use lines (as printed, 3 decimals)."""
-    return sum(
-        (Decimal(x["kwh"]) for x in document["lines"] if x["component"] in OWN_COMPONENTS),
-        Decimal(0),
-    )
-
-
 class TenantStatementService:
     """Reads verified statements for tenant links and records tenants' answers."""
 
@@ -131,6 +125,10 @@ class TenantStatementService:
         self.clock = clock
         self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._history: OrderedDict[tuple[Any, ...], list[HistoryPoint]] = OrderedDict()
+        #: (run, summary signature) → the run's verified summary (None: it does not verify)
+        self._summaries: OrderedDict[
+            tuple[str, str], dict[tuple[str, str], StatementFacts] | None
+        ] = OrderedDict()
         self._lock = threading.Lock()  # the caches are shared by the server's threads
 
     def _verify(self, payload: str, kid: str, signature: str) -> dict[str, Any]:
@@ -191,6 +189,9 @@ class TenantStatementService:
         history = self._history.get(signed)
         if history is None:
             history = self._verified_history(
+                conn,
+                key.unit,
+                key.party,
                 conn.execute(
                     _HISTORY,
                     {
@@ -200,7 +201,7 @@ class TenantStatementService:
                         "since": current.period_start - timedelta(days=366),
                         "until": current.period_start,
                     },
-                ).all()
+                ).all(),
             )
             with self._lock:
                 self._history[signed] = history
@@ -216,17 +217,51 @@ class TenantStatementService:
         )
         return TenantStatement(key, document, current.kid, current.signature, history, answer)
 
-    def _verified_history(self, rows: list[Row[Any]]) -> list[HistoryPoint]:
-        """Points of the statements in ``rows`` that verify (one that does not is left
-        out, never shown), the last :data:`HISTORY_MONTHS`."""
+    def _verified_history(
+        self, conn: Connection, unit: str, party: str, rows: list[Row[Any]]
+    ) -> list[HistoryPoint]:
+        """Points of ``unit``/``party``'s statements of the runs in ``rows`` that verify (one
+        that does not is left out, never shown), the last :data:`HISTORY_MONTHS`. A run's
+        point comes from its signed summary (one verification per run, kept); a run without
+        one, or whose summary does not verify, from its statement."""
         history = []
-        for r in rows:
-            try:
-                doc = self._verify(r.payload, r.kid, r.signature)
-            except NotGenuine:
-                continue
-            history.append(HistoryPoint(r.period_start, int(doc["total"]["cents"]), own_kwh(doc)))
-        return history[-HISTORY_MONTHS:]
+        for r in rows[-HISTORY_MONTHS:]:
+            facts = None
+            if r.summary_signature is not None:
+                summary = self._summary(conn, r.run_id, r.summary_kid, r.summary_signature)
+                facts = summary.get((unit, party)) if summary is not None else None
+            if facts is None:
+                statement = conn.execute(
+                    _HISTORY_STATEMENT, {"run": r.run_id, "unit": unit, "party": party}
+                ).first()
+                try:
+                    doc = self._verify(statement.payload, statement.kid, statement.signature)
+                except NotGenuine:
+                    continue
+                facts = StatementFacts(int(doc["total"]["cents"]), own_kwh(doc))
+            history.append(HistoryPoint(r.period_start, facts.cents, facts.own_kwh))
+        return history
+
+    def _summary(
+        self, conn: Connection, run_id: str, kid: str, signature: str
+    ) -> dict[tuple[str, str], StatementFacts] | None:
+        """Run ``run_id``'s verified summary (read and verified once), None when it does
+        not verify."""
+        key = (run_id, signature)
+        if key in self._summaries:
+            return self._summaries[key]
+        payload = conn.execute(_SUMMARY, {"run": run_id}).scalar_one()
+        try:
+            facts: dict[tuple[str, str], StatementFacts] | None = verify_summary(
+                SignedStatement(payload, kid, signature), self.public_key, run_id
+            )
+        except (SignatureError, KeyError, TypeError, ValueError):
+            facts = None
+        with self._lock:
+            self._summaries[key] = facts
+            while len(self._summaries) > _SUMMARY_CACHE_SIZE:
+                self._summaries.popitem(last=False)
+        return facts
 
     def signed_export(self, opened: OpenedLink) -> dict[str, str]:
         """The signed form of the link's statement (payload, key id, signature) for anyone
@@ -434,12 +469,12 @@ _LINKED_STATEMENT = _with_statement(
 )
 _HISTORY = (
     select(
-        ApportionStatement.payload,
-        ApportionStatement.kid,
-        ApportionStatement.signature,
+        ApportionRun.id.label("run_id"),
         ApportionRun.period_start,
+        ApportionRun.summary_kid,
+        ApportionRun.summary_signature,
     )
-    .join(ApportionRun, ApportionRun.id == ApportionStatement.run_id)
+    .join(ApportionStatement, ApportionStatement.run_id == ApportionRun.id)
     .where(
         ApportionStatement.unit == bindparam("unit"),
         ApportionStatement.party == bindparam("party"),
@@ -449,6 +484,14 @@ _HISTORY = (
         ApportionRun.period_start <= bindparam("until"),
     )
     .order_by(ApportionRun.period_start)
+)
+_SUMMARY = select(ApportionRun.summary_payload).where(ApportionRun.id == bindparam("run"))
+_HISTORY_STATEMENT = select(
+    ApportionStatement.payload, ApportionStatement.kid, ApportionStatement.signature
+).where(
+    ApportionStatement.run_id == bindparam("run"),
+    ApportionStatement.unit == bindparam("unit"),
+    ApportionStatement.party == bindparam("party"),
 )
 _CONFIRMED = select(StatementConfirmation.confirmed_at).where(
     StatementConfirmation.run_id == bindparam("run"),

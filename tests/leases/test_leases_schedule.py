@@ -171,6 +171,42 @@ def test_rent_of_adjacent_spans_adds_up_exactly(a: date, d1: int, d2: int, cents
     assert rent_for(steps, a, b) + rent_for(steps, b, c) == rent_for(steps, a, c)
 
 
+def _rent_by_definition(steps: list[RentStep], start: date, end: date) -> Fraction:
+    """Σ over each day of [start, end) of its step's monthly rent ÷ the days of its month
+    (nothing before the first step or on free days): the proration rule, day by day."""
+    total = Fraction(0)
+    day = start
+    while day < end:
+        in_force = [s for s in steps if s.starts_on <= day]
+        if in_force and not in_force[-1].free:
+            dim = (add_months(day.replace(day=1), 1) - day.replace(day=1)).days
+            total += Fraction(in_force[-1].monthly_cents, dim)
+        day += timedelta(days=1)
+    return total
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 900), st.integers(0, 3_000_000), st.booleans()),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda t: t[0],
+    ),
+    st.integers(-40, 950),
+    st.integers(0, 420),
+)
+def test_rent_for_equals_the_day_by_day_definition(
+    raw: list[tuple[int, int, bool]], offset: int, length: int
+) -> None:
+    base = date(2027, 11, 1)  # spans cross February of a leap year (2028)
+    steps = [RentStep(base + timedelta(days=d), cents, free) for d, cents, free in sorted(raw)]
+    a = base + timedelta(days=offset)
+    b = a + timedelta(days=length)
+    got = rent_for(steps, a, b)
+    assert got == _rent_by_definition(steps, a, b)
+    assert isinstance(got, int | Fraction)
+
+
 def test_monthly_cycle_bills_the_period_and_catches_up_a_late_start() -> None:
     march, april = BillingPeriod.parse("2026-03"), BillingPeriod.parse("2026-04")
     assert rent_segments(date(2026, 3, 20), None, 1, march) == (
