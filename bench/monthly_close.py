@@ -19,9 +19,10 @@ Timed, alternating in each round (medians over the rounds; the machine is shared
   (``boundary_readings``), ``inputs`` (``case_data`` + ``case_from_data`` +
   ``to_engine_inputs``), ``engine`` (``apportion``), ``statements`` (``build_statements``;
   ``statements_in_close`` counts the statement drafts the close stored), ``create_run`` (the
-  canonical JSON and hashes, the stored inputs read back, the engine again, the line
-  records, the statements and the tree's balances, and the inserts), ``commit``; ``store``
-  is ``create_run`` − ``engine``;
+  canonical form and the case as stored, the engine again, the line records, the statements
+  and the tree's balances, the run's insert and the COPY of lines and statement drafts),
+  ``commit``; ``store`` is ``create_run`` − ``engine``; with the cyclic garbage collector
+  paused, as in ``close_period``;
 - ``floor_s``: fetching the same points (one ``raw_points`` over the period's midnights for
   every meter: the store's smallest query set returning exactly the points the close read)
   + the engine on the close's own inputs + a COPY of the close's lines into a scratch table
@@ -65,7 +66,7 @@ from sqlalchemy.orm import Session, sessionmaker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.servers
 
 from cloud.apportion.case.loading import case_from_data
-from cloud.apportion.close import close_period
+from cloud.apportion.close import close_period, cyclic_gc_paused
 from cloud.apportion.close_readings import boundary_readings, midnight_ns
 from cloud.apportion.configuration import import_site
 from cloud.apportion.drivers import load_drivers
@@ -188,17 +189,22 @@ def close_once(sessions: sessionmaker[Session], store: SeriesStore, site_id: str
 def phases(sessions: sessionmaker[Session], store: SeriesStore, site_id: str, bill) -> dict:
     """The close's pieces in sequence, each timed, in one committed transaction."""
     t: dict[str, float] = {}
-    with sessions() as s:
+    with sessions() as s, cyclic_gc_paused():  # as close_period runs
         with s.begin():
             t["site"], site = timed(
-                lambda: (stored_site(s, site_id), load_drivers(s, site_id, START, END))[0]
+                lambda: (
+                    stored_site(s, site_id, cross_checks=False),
+                    load_drivers(s, site_id, START, END),
+                )[0]
             )
             t["read"], (found, _interp, _missing) = timed(
                 lambda: boundary_readings(store, site, START, END)
             )
 
             def inputs():
-                data = case_data(site.sections, START, END, readings=found, bill=bill, drivers={})
+                data = case_data(
+                    site.case_sections(), START, END, readings=found, bill=bill, drivers={}
+                )
                 case = case_from_data(data, f"close of site {site_id}")
                 return case, case.to_engine_inputs()
 

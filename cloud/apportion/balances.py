@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,7 +88,8 @@ def tree_balances(result: EngineResult) -> list[NodeBalance]:
 
 def balances_json(balances: list[NodeBalance]) -> str:
     """The balances as JSON text (floats round-trip exactly)."""
-    return json.dumps([asdict(b) for b in balances], separators=(",", ":"), ensure_ascii=False)
+    # vars(): the fields in order, as asdict() gives them without its deep copy per node
+    return json.dumps([vars(b) for b in balances], separators=(",", ":"), ensure_ascii=False)
 
 
 def balances_from_json(text: str) -> list[NodeBalance]:

@@ -31,7 +31,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.balances import balances_json, tree_balances
-from cloud.apportion.case.canonical import canonical_json
+from cloud.apportion.case.canonical import canonical_json, plain_json
 from cloud.apportion.case.conversion import build_engine_inputs
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
@@ -52,7 +52,8 @@ from cloud.apportion.models import (
     ApportionStatement,
 )
 from cloud.apportion.run_summary import summary_payload
-from cloud.apportion.statement import build_statements, line_rows, sign_payload
+from cloud.apportion.statement import LineRow, build_statements, line_rows, sign_payload
+from cloud.registry.bulk import insert_rows
 from cloud.registry.service import ensure_site
 from edge.wire import Clock, key_id, utc_now
 
@@ -115,8 +116,9 @@ class LineRecord:
         }
 
 
-def line_records(result: EngineResult) -> list[LineRecord]:
-    """The run's lines as records, in the run's order."""
+def line_records(result: EngineResult, rows: list[LineRow] | None = None) -> list[LineRecord]:
+    """The run's lines as records, in the run's order (``rows``: ``line_rows(result)``
+    when the caller has them already)."""
     return [
         LineRecord(
             r.register,
@@ -130,7 +132,7 @@ def line_records(result: EngineResult) -> list[LineRecord]:
             Decimal(f"{r.kwh:.6f}"),
             r.cents,
         )
-        for r in line_rows(result)
+        for r in (line_rows(result) if rows is None else rows)
     ]
 
 
@@ -203,15 +205,18 @@ def store_run(
             raise RunStateError(
                 "only adjustment lines naming the run they correct can be carried by a later run"
             )
-    canonical = case.canonical_json()
-    input_hash = hashlib.sha256(canonical).hexdigest()
     # computed from the inputs as stored (decimals normalised: a price of 0.50 reads 0.5),
     # exactly as rerun() recomputes it, so the statements are those rerun() would give
-    stored = case_from_data(json.loads(canonical), "run inputs")  # validated here
+    # (the case's cross-field checks passed already: its canonical form changes no id,
+    # date or count)
+    plain_case, stored = case.canonical_and_stored()
+    canonical = plain_json(plain_case)
+    input_hash = hashlib.sha256(canonical).hexdigest()
     result = apportion(build_engine_inputs(stored))
-    charges = line_records(result)
+    rows = line_rows(result)
+    charges = line_records(result, rows)
     run_id = str(uuid.uuid4())
-    documents = build_statements(stored, result, run_id=run_id, input_hash=input_hash)
+    documents = build_statements(stored, result, run_id=run_id, input_hash=input_hash, rows=rows)
     ensure_site(session, case.site)
     session.flush()  # the site row first: runs refer to it
     run = ApportionRun(
@@ -234,43 +239,62 @@ def store_run(
     )
     session.add(run)
     session.flush()
-    lines = [
-        {
-            "run_id": run_id,
-            "line_no": n,
-            "kind": r.kind,
-            "adjusts_run_id": r.adjusts,
-            "register": r.register,
-            "tariff": r.tariff,
-            "unit": r.unit,
-            "party": r.party,
-            "from_": r.start,
-            "to": r.end,
-            "component": r.component,
-            "origin": r.origin,
-            "kwh": r.kwh,
-            "cents": r.cents,
-        }
-        for n, r in enumerate(charges + extra)
-    ]
-    if lines:
-        session.execute(insert(ApportionLine), lines)
-    session.execute(
-        insert(ApportionDraft),
-        [
-            {
-                "run_id": run_id,
-                "unit": _statement_unit(d),
-                "party": d["party"],
-                "position": n,
-                "payload": canonical_json(d).decode(),
-                "cents": d["total"]["cents"],
-            }
+    insert_rows(
+        session,
+        ApportionLine.__table__,
+        LINE_COLUMNS,
+        (
+            (
+                run_id,
+                n,
+                r.kind,
+                r.adjusts,
+                r.register,
+                r.tariff,
+                r.unit,
+                r.party,
+                r.start,
+                r.end,
+                r.component,
+                r.origin,
+                r.kwh,
+                r.cents,
+            )
+            for n, r in enumerate(charges + extra)
+        ),
+    )
+    insert_rows(
+        session,
+        ApportionDraft.__table__,
+        DRAFT_COLUMNS,
+        (
+            (run_id, _statement_unit(d), d["party"], n, plain_json(d).decode(), d["total"]["cents"])
             for n, d in enumerate(documents)
-        ],
+        ),
     )
     session.flush()
     return run, result
+
+
+#: The columns of apportion_lines and apportion_statement_drafts as :func:`store_run` writes
+#: them (COPY on PostgreSQL).
+LINE_COLUMNS = (
+    "run_id",
+    "line_no",
+    "kind",
+    "adjusts_run_id",
+    "register",
+    "tariff",
+    "unit",
+    "party",
+    "from_date",
+    "to_date",
+    "component",
+    "origin",
+    "kwh",
+    "cents",
+)
+DRAFT_COLUMNS = ("run_id", "unit", "party", "position", "payload", "cents")
 
 
 def _statement_unit(statement: dict[str, Any]) -> str:

@@ -96,6 +96,21 @@ class SiteFile:
     schema: SiteSchema
     sections: dict[str, Any]
 
+    def case_sections(self) -> dict[str, Any]:
+        """The sections for :func:`case_data`, with the checked records in place of their
+        raw data: a case built from them takes the records as they are (pydantic does not
+        validate a model instance again), so a site's 10,000 units are validated once."""
+        s = self.schema
+        return {
+            **self.sections,
+            "units": s.units,
+            "meters": s.meters,
+            "tree": s.tree,
+            "occupancy": s.occupancy,
+            "tariffs": s.tariffs,
+            "policy": s.policy,
+        }
+
 
 class SiteFileError(CaseError):
     """A site file (or the site data it would store) is refused; ``errors`` names each item."""
@@ -116,8 +131,12 @@ def parse_site(text: str, source: str = "site file") -> SiteFile:
     return site_from_data(raw, source)
 
 
-def site_from_data(raw: Mapping[str, Any], source: str = "site file") -> SiteFile:
-    """Check already-parsed site sections (see :func:`parse_site`)."""
+def site_from_data(
+    raw: Mapping[str, Any], source: str = "site file", *, cross_checks: bool = True
+) -> SiteFile:
+    """Check already-parsed site sections (see :func:`parse_site`). ``cross_checks=False``
+    leaves out the case's cross-field checks, for a caller that runs them on the whole case
+    it builds from the site next (the close), rather than twice."""
     errors = [
         f"{name}: belongs to a case file (one period's data), not to a site file"
         for name in CASE_ONLY
@@ -141,9 +160,11 @@ def site_from_data(raw: Mapping[str, Any], source: str = "site file") -> SiteFil
     if errors:
         raise SiteFileError(source, errors)
     sections = dict(rest)
+    if not cross_checks:
+        return SiteFile(schema, sections)
     start, end = _tariff_span(schema)
     try:
-        case_from_data(case_data(sections, start, end), source)
+        case_from_data(case_data(SiteFile(schema, sections).case_sections(), start, end), source)
     except CaseError as exc:
         raise SiteFileError(source, [str(exc).removeprefix(f"{source}: ")]) from None
     return SiteFile(schema, sections)
@@ -175,14 +196,7 @@ def case_data(
     registers = list(site.get("registers") or ["total"])
     if drivers is None:
         days = [start + timedelta(days=d) for d in range((end - start).days)]
-        drivers = {
-            node["rule"]["formula"]["driver"]: dict.fromkeys(days, 0)
-            for node in site.get("tree", [])
-            if isinstance(node, Mapping)
-            and isinstance(node.get("rule"), Mapping)
-            and isinstance(node["rule"].get("formula"), Mapping)
-            and "driver" in node["rule"]["formula"]
-        }
+        drivers = {driver: dict.fromkeys(days, 0) for driver in _formula_drivers(site)}
     data.update(
         period={"start": start, "end": end},
         readings=dict(readings or {}),
@@ -196,6 +210,23 @@ def case_data(
         },
     )
     return data
+
+
+def _formula_drivers(site: Mapping[str, Any]) -> list[str]:
+    """The formula drivers the tree's rules name (raw sections or checked records)."""
+    out = []
+    for node in site.get("tree", []):
+        if isinstance(node, NodeSpec):
+            if node.rule is not None and node.rule.formula is not None:
+                out.append(node.rule.formula.driver)
+        elif (
+            isinstance(node, Mapping)
+            and isinstance(node.get("rule"), Mapping)
+            and isinstance(node["rule"].get("formula"), Mapping)
+            and "driver" in node["rule"]["formula"]
+        ):
+            out.append(node["rule"]["formula"]["driver"])
+    return out
 
 
 class _SiteDumper(yaml.SafeDumper):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.configuration import ALWAYS
@@ -41,32 +41,35 @@ def site_sections(session: Session, site_id: str) -> dict[str, Any]:
     settings = session.get(SiteSettings, site_id)
     if site is None or settings is None:
         raise LookupError(f"site {site_id!r} has no site file imported")
-    nodes = list(
-        session.scalars(select(TreeNode).where(TreeNode.site_id == site_id).order_by(TreeNode.id))
+    # Core selects: plain rows (attributes named as the columns), no ORM object per row
+    nodes = _rows(
+        session,
+        select(TreeNode.__table__).where(TreeNode.site_id == site_id).order_by(TreeNode.id),
     )
-    installations = list(
-        session.scalars(
-            select(MeterInstallation)
-            .join(TreeNode, MeterInstallation.node_id == TreeNode.id)
-            .where(TreeNode.site_id == site_id)
-            .order_by(MeterInstallation.id)
-        )
+    installations = _rows(
+        session,
+        select(MeterInstallation.__table__)
+        .join(TreeNode, MeterInstallation.node_id == TreeNode.id)
+        .where(TreeNode.site_id == site_id)
+        .order_by(MeterInstallation.id),
     )
-    steps: dict[str, list[MultiplierStepRow]] = {}
-    for row in session.scalars(
-        select(MultiplierStepRow)
+    steps: dict[str, list[Row]] = {}
+    for row in _rows(
+        session,
+        select(MultiplierStepRow.__table__)
         .join(MeterInstallation, MultiplierStepRow.installation_id == MeterInstallation.id)
         .join(TreeNode, MeterInstallation.node_id == TreeNode.id)
         .where(TreeNode.site_id == site_id)
-        .order_by(MultiplierStepRow.installation_id, MultiplierStepRow.effective_from)
+        .order_by(MultiplierStepRow.installation_id, MultiplierStepRow.effective_from),
     ):
         steps.setdefault(row.installation_id, []).append(row)
     rules = {
         r.node_id: r
-        for r in session.scalars(
-            select(AllocationRule)
+        for r in _rows(
+            session,
+            select(AllocationRule.__table__)
             .join(TreeNode, AllocationRule.node_id == TreeNode.id)
-            .where(TreeNode.site_id == site_id)
+            .where(TreeNode.site_id == site_id),
         )
     }
     replaced = {i.replaced_by_id for i in installations if i.replaced_by_id}
@@ -83,24 +86,30 @@ def site_sections(session: Session, site_id: str) -> dict[str, Any]:
                 "name": u.name,
             }
         )
-        for u in session.scalars(select(Unit).where(Unit.site_id == site_id).order_by(Unit.id))
+        for u in _rows(
+            session, select(Unit.__table__).where(Unit.site_id == site_id).order_by(Unit.id)
+        )
     ]
     occupancy: dict[str, list[dict[str, Any]]] = {}
-    for o in session.scalars(
-        select(OccupancySegment)
+    for o in _rows(
+        session,
+        select(OccupancySegment.__table__)
         .join(TreeNode, OccupancySegment.node_id == TreeNode.id)
         .where(TreeNode.site_id == site_id)
-        .order_by(OccupancySegment.node_id, OccupancySegment.from_)
+        .order_by(OccupancySegment.node_id, OccupancySegment.from_),
     ):
         occupancy.setdefault(o.node_id, []).append(
-            _drop_empty({"tenant": o.tenant, "from": o.from_, "to": o.to, "name": o.tenant_name})
+            _drop_empty(
+                {"tenant": o.tenant, "from": o.from_date, "to": o.to_date, "name": o.tenant_name}
+            )
         )
     tariffs = [
         _tariff(t)
-        for t in session.scalars(
-            select(TariffVersionRow)
+        for t in _rows(
+            session,
+            select(TariffVersionRow.__table__)
             .where(TariffVersionRow.site_id == site_id)
-            .order_by(TariffVersionRow.effective_from, TariffVersionRow.id)
+            .order_by(TariffVersionRow.effective_from, TariffVersionRow.id),
         )
     ]
     quantities = {r: q for r, q in settings.quantities.items() if DEFAULT_QUANTITIES.get(r) != q}
@@ -118,6 +127,10 @@ def site_sections(session: Session, site_id: str) -> dict[str, Any]:
     return out
 
 
+def _rows(session: Session, statement: Select[Any]) -> list[Row]:
+    return list(session.execute(statement).all())
+
+
 def _maybe_number(value: Any) -> Any:
     try:
         return Decimal(value) if isinstance(value, str) else value
@@ -129,7 +142,7 @@ def _drop_empty(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if v not in (None, "", [], {})}
 
 
-def _node(n: TreeNode, meter: str | None, r: AllocationRule | None) -> dict[str, Any]:
+def _node(n: Row, meter: str | None, r: Row | None) -> dict[str, Any]:
     node: dict[str, Any] = {"id": n.id, "kind": n.kind, "parent": n.parent_id, "meter": meter}
     if n.kind == "unit" and n.unit_id != n.id:
         node["unit"] = n.unit_id
@@ -160,7 +173,7 @@ def _node(n: TreeNode, meter: str | None, r: AllocationRule | None) -> dict[str,
     return _drop_empty(node)
 
 
-def _meter(i: MeterInstallation, steps: list[MultiplierStepRow]) -> dict[str, Any]:
+def _meter(i: Row, steps: list[Row]) -> dict[str, Any]:
     multiplier: Any = (
         _number(steps[0].multiplier)
         if len(steps) == 1 and steps[0].effective_from == ALWAYS
@@ -180,7 +193,7 @@ def _meter(i: MeterInstallation, steps: list[MultiplierStepRow]) -> dict[str, An
     )
 
 
-def _tariff(t: TariffVersionRow) -> dict[str, Any]:
+def _tariff(t: Row) -> dict[str, Any]:
     tariff: dict[str, Any] = {
         "id": t.id,
         "kind": t.kind,
@@ -205,6 +218,9 @@ def _tariff(t: TariffVersionRow) -> dict[str, Any]:
     return _drop_empty(tariff)
 
 
-def stored_site(session: Session, site_id: str) -> SiteFile:
-    """The site's stored set-up, checked like a site file (LookupError when none)."""
-    return site_from_data(site_sections(session, site_id), f"site {site_id}")
+def stored_site(session: Session, site_id: str, *, cross_checks: bool = True) -> SiteFile:
+    """The site's stored set-up, checked like a site file (LookupError when none);
+    ``cross_checks``: see :func:`cloud.apportion.site.site_from_data`."""
+    return site_from_data(
+        site_sections(session, site_id), f"site {site_id}", cross_checks=cross_checks
+    )

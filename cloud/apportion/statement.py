@@ -265,7 +265,11 @@ def _local_midnight(case: Case, day_iso: str) -> dict[str, str]:
 
 
 def build_statements(
-    case: Case, result: EngineResult, run_id: str = "", input_hash: str | None = None
+    case: Case,
+    result: EngineResult,
+    run_id: str = "",
+    input_hash: str | None = None,
+    rows: list[LineRow] | None = None,
 ) -> list[dict[str, Any]]:
     """One statement document per (unit, tenant) and one for the landlord.
 
@@ -273,14 +277,23 @@ def build_statements(
     rules' parameters, the words left to the page (decision 0021); amounts as strings of
     CNY and integer cents. ``input_hash`` is the case's
     :meth:`~cloud.apportion.case.document.Case.input_hash` when the caller has it already.
-    Linear in lines, segments and meters: everything per unit is grouped once.
+    Linear in lines, segments and meters: everything per unit is grouped once. ``rows`` is
+    ``line_rows(result)`` when the caller has them already.
     """
-    rows = line_rows(result)
+    rows = line_rows(result) if rows is None else rows
     inputs = result.inputs
     ids = inputs.tree.ids
     names = Names.of_case(case)
     units = {u.id: u for u in case.units}
     nodes = {n.id: n for n in case.tree}
+    specs = case.meter_index()
+    midnights: dict[str, dict[str, str]] = {}
+
+    def midnight(day: str) -> dict[str, str]:
+        if day not in midnights:
+            midnights[day] = _local_midnight(case, day)
+        return dict(midnights[day])
+
     node_index = {name: i for i, name in enumerate(ids)}
     tenant_index = {name: i for i, name in enumerate(inputs.tenants)}
     node_meters: dict[int, list[int]] = {}
@@ -362,7 +375,8 @@ def build_statements(
                 start,
                 end,
                 sl,
-                lambda day: _local_midnight(case, day),
+                midnight,
+                specs,
             )
         for m in meters:
             m["name"] = names.meters.get(m["meter"], "")

@@ -24,7 +24,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from cloud.apportion.case.schema import CaseSchema, MeterReading
+from cloud.apportion.case.schema import CaseSchema, MeterReading, MeterSpec
 from cloud.apportion.engine_result import EngineResult, Flag
 from cloud.apportion.estimation import Method
 from cloud.apportion.lines import Component, Step
@@ -267,6 +267,20 @@ def tenant_flags(
     return out
 
 
+def _series(case: CaseSchema, meter: str, days: Sequence[str]) -> dict[str, MeterReading]:
+    """``meter``'s readings by local day (ISO) for :func:`edge_reading` at ``days``: just
+    those days when each has a reading keyed by its date (a close's or a stored case), else
+    all of them (to interpolate between)."""
+    readings = case.readings.get(meter, {})
+    found = {}
+    for day in days:
+        reading = readings.get(date.fromisoformat(day))
+        if reading is None:
+            return {case.reading_day(meter, at).isoformat(): r for at, r in readings.items()}
+        found[day] = reading
+    return found
+
+
 def meter_section(
     case: CaseSchema,
     result: EngineResult,
@@ -275,22 +289,19 @@ def meter_section(
     end: str,
     slices: Any,
     local_midnight: Any,
+    specs: Mapping[str, MeterSpec],
 ) -> list[dict[str, Any]]:
     """The readings and energies of a stay's ``meters`` (installation indices) from
     ``start`` to ``end`` (ISO local days, ``end`` the day after the stay): the readings at
     the stay's first and last midnight, or an installation's own dates within it
     (:func:`edge_reading`), the multiplier, and per register the measured and estimated
     energy [kWh] and how it was estimated.
-    ``local_midnight(day)`` gives ``{"local", "utc"}`` of a day's midnight."""
+    ``local_midnight(day)`` gives ``{"local", "utc"}`` of a day's midnight; ``specs`` is
+    :meth:`~cloud.apportion.case.schema.CaseSchema.meter_index`, built once by the caller."""
     inputs = result.inputs
-    specs = case.meter_index()
     out = []
     for m in meters:
         meter = inputs.meters.ids[m]
-        series = {
-            case.reading_day(meter, at).isoformat(): r
-            for at, r in case.readings.get(meter, {}).items()
-        }
         multiplier = float(inputs.meters.multiplier[m, slices].mean())
         measured = {
             r: float(result.measured_kwh[m, slices, i].sum())
@@ -307,6 +318,7 @@ def meter_section(
             first_day = max(first_day, spec.installed.isoformat())
         if spec is not None and spec.removed is not None:
             last_day = min(last_day, spec.removed.isoformat())
+        series = _series(case, meter, (first_day, last_day))
         first = edge_reading(series, first_day, multiplier)
         last = edge_reading(
             series,

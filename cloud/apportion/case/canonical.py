@@ -28,6 +28,13 @@ def plain_json(value: Any) -> bytes:
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 
 
+def decimal_text(value: Decimal) -> str:
+    """A decimal's canonical text: normalised, positional (``0.50`` → ``0.5``, ``1E+2`` →
+    ``100``, ``-0`` → ``0``)."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
 def plain(value: Any) -> Any:
     """``value`` as plain JSON values (decimals as normalised strings, dates ISO, enums by
     value); linear in its size."""
@@ -42,8 +49,7 @@ def plain(value: Any) -> Any:
     if kind is list:
         return [v if type(v) in _ATOMS else plain(v) for v in value]
     if isinstance(value, Decimal):
-        text = format(value.normalize(), "f")
-        return "0" if text in ("-0", "") else text
+        return decimal_text(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, StrEnum):

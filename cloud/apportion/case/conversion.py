@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, timedelta
+from decimal import Decimal
 
 import numpy as np
 
@@ -59,12 +60,20 @@ def build_engine_inputs(case: CaseSchema) -> EngineInputs:
     multiplier = np.ones((count, breakpoints.size - 1))
     history = np.full((count, nreg), np.nan)
     register_index = {name: k for k, name in enumerate(registers)}
+    at_meter: list[int] = []  # the readings' (meter, day, values), set in one assignment
+    at_day: list[int] = []
+    read: list[Decimal] = []  # register by register
     for i, m in enumerate(meters):
         for at, reading in case.readings.get(m.id, {}).items():
             if reading.quality not in GOOD_QUALITIES:
                 continue
-            k = case.day_index(case.reading_day(m.id, at))
-            values[i, k] = [float(reading.values[r]) for r in registers]
+            at_meter.append(i)
+            at_day.append(case.day_index(case.reading_day(m.id, at)))
+            for r in registers:
+                read.append(reading.values[r])
+    if read:
+        values[at_meter, at_day] = np.array(read, dtype=np.float64).reshape(-1, nreg)
+    for i, m in enumerate(meters):
         if isinstance(m.multiplier, list):
             for j, day in enumerate(slice_start):
                 steps = [s.value for s in m.multiplier if s.from_ <= day]

@@ -168,6 +168,8 @@ def case_from_data(raw: Mapping[str, Any], source: str = "case") -> Case:
     """Validate already-parsed case data (e.g. a run's stored canonical inputs)."""
     try:
         case = Case.model_validate(raw)
+    except CaseError as exc:  # a reading refused (case.readings names it)
+        raise CaseError(f"{source}: {_bounded_text(str(exc))}") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         where = _describe(error["loc"], raw)

@@ -18,16 +18,27 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    field_validator,
+    model_validator,
+)
 
+from cloud.apportion.case.readings import (
+    MAX_MAGNITUDE,
+    SINGLE,
+    MeterReading,
+    Readings,
+    parse_readings,
+)
 from cloud.apportion.errors import CaseError
 from cloud.apportion.keys import Basis, CommonType, VacantPolicy
 from cloud.apportion.money import TariffKind
 
 _Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-#: Largest magnitude of any number in a case (kWh, m², CNY, multipliers ...): 10^15. Larger
-#: ones are typos or attacks, and would overflow the engine's int64 cents.
-MAX_MAGNITUDE = Decimal(10) ** 15
 _Positive = Annotated[Decimal, Field(gt=0, lt=MAX_MAGNITUDE, allow_inf_nan=False)]
 _NonNegative = Annotated[Decimal, Field(ge=0, lt=MAX_MAGNITUDE, allow_inf_nan=False)]
 _Finite = Annotated[Decimal, Field(gt=-MAX_MAGNITUDE, lt=MAX_MAGNITUDE, allow_inf_nan=False)]
@@ -181,31 +192,11 @@ class PolicySpec(_Model):
     catalog_tolerance: _NonNegative = Decimal("0.01")
 
 
-class MeterReading(_Model):
-    """Register values at one local midnight, with the reading's quality; ``method``
-    ``interpolated`` marks a value the close interpolated between the points around it."""
-
-    values: dict[str, _NonNegative]
-    quality: Annotated[str, Field(max_length=16)] = "good"
-    method: Literal["interpolated"] | None = None
-
-
-#: Key standing for "the one register" in a shorthand given with several registers.
-SINGLE = "__single__"
-_NUMBERS = frozenset({Decimal, int, float})
-
-
-def _reading(value: Any, single: str) -> Any:
-    if type(value) in _NUMBERS:  # the usual bare number, without the slower Mapping checks
-        return {"values": {single: value}}
-    if isinstance(value, Mapping) and isinstance(value.get("values"), Mapping):
-        return value
-    if isinstance(value, Mapping):
-        data = dict(value)
-        quality = data.pop("quality", "good")
-        method = data.pop("method", None)
-        return {"values": data, "quality": quality, "method": method}
-    return {"values": {single: value}}
+def _checked(value: Any) -> Any:
+    """The readings field: :meth:`CaseSchema._shorthands` checked them already."""
+    if type(value) is not Readings:
+        raise ValueError("readings: expected the checked readings")  # pragma: no cover
+    return value
 
 
 class CaseSchema(_Model):
@@ -228,7 +219,8 @@ class CaseSchema(_Model):
     meters: list[MeterSpec]
     tree: list[NodeSpec]
     occupancy: dict[_Id, list[OccupancySpec]] = Field(default_factory=dict)
-    readings: dict[_Id, dict[_Day, MeterReading]]
+    #: meter → day → reading, checked in one pass (:mod:`cloud.apportion.case.readings`)
+    readings: Annotated[dict[str, dict[_Day, MeterReading]], PlainValidator(_checked)]
     history: dict[_Id, dict[str, _NonNegative]] = Field(default_factory=dict)
     drivers: dict[_Id, dict[date, _Finite]] = Field(default_factory=dict)
     tariffs: list[TariffSpec] = Field(min_length=1)
@@ -238,22 +230,15 @@ class CaseSchema(_Model):
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, data: Any) -> Any:
-        """A bare number stands for the one register's value (readings, history)."""
+        """A bare number stands for the one register's value (readings, history); the
+        readings are checked here (:func:`~cloud.apportion.case.readings.parse_readings`)."""
         if not isinstance(data, Mapping):
             return data
         registers = data.get("registers") or ["total"]
         single = registers[0] if isinstance(registers, list) and len(registers) == 1 else SINGLE
         out = dict(data)
-        readings = data.get("readings")
-        if isinstance(readings, Mapping):
-            out["readings"] = {
-                meter: (
-                    {at: _reading(v, single) for at, v in series.items()}
-                    if isinstance(series, Mapping)
-                    else series
-                )
-                for meter, series in readings.items()
-            }
+        if "readings" in data:  # CaseError naming the reading at fault
+            out["readings"] = parse_readings(data["readings"], single)
         history = data.get("history")
         if isinstance(history, Mapping):
             out["history"] = {

@@ -125,6 +125,7 @@ def check_case(case: CaseSchema) -> None:
         if m.id not in used_meters:
             raise CaseError(f"meters: meter {m.id!r} is not in the tree")
 
+    registers = set(case.registers)
     for meter, series in case.readings.items():
         if meter not in used_meters:
             raise CaseError(f"readings: meter {meter!r} is not in the tree")
@@ -132,12 +133,14 @@ def check_case(case: CaseSchema) -> None:
         lo = max(start, spec.installed or start)
         hi = min(end, spec.removed or end)
         for at, reading in series.items():
-            day = case.reading_day(meter, at)
+            day = at if type(at) is date else case.reading_day(meter, at)
             if not lo <= day <= hi:
                 raise CaseError(
                     f"readings: meter {meter!r} reading on {day} is outside its "
                     f"installed part of the period ({lo} … {hi})"
                 )
+            if reading.values.keys() == registers:
+                continue  # the usual reading, without building a set per reading
             names = set(reading.values)
             if names == {SINGLE}:
                 raise CaseError(
