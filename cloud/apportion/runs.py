@@ -53,7 +53,7 @@ from cloud.apportion.models import (
 )
 from cloud.apportion.run_summary import summary_payload
 from cloud.apportion.statement import LineRow, build_statements, line_rows, sign_payload
-from cloud.registry.bulk import insert_rows
+from cloud.registry.bulk import bulk_insert
 from cloud.registry.service import ensure_site
 from edge.wire import Clock, key_id, utc_now
 
@@ -239,7 +239,7 @@ def store_run(
     )
     session.add(run)
     session.flush()
-    insert_rows(
+    bulk_insert(
         session,
         ApportionLine.__table__,
         LINE_COLUMNS,
@@ -263,7 +263,7 @@ def store_run(
             for n, r in enumerate(charges + extra)
         ),
     )
-    insert_rows(
+    bulk_insert(
         session,
         ApportionDraft.__table__,
         DRAFT_COLUMNS,

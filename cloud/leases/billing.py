@@ -34,7 +34,6 @@ from typing import NamedTuple
 from sqlalchemy import and_, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from cloud.leases.bulk import fetch_all, on_postgres
 from cloud.leases.dunning import late_fee
 from cloud.leases.errors import ScheduleIncomplete
 from cloud.leases.invoicing import LATE_FEE, RENT, UTILITY, Draft, write_invoices
@@ -52,6 +51,7 @@ from cloud.leases.plans import store_plan, stored_steps
 from cloud.leases.reference import cpi_series, policies
 from cloud.leases.schedule import RentStep, rent_for
 from cloud.leases.utilities import UtilityCharge, UtilityChargeSource
+from cloud.registry.bulk import fetch_all, on_postgres
 
 LATE_PAYMENT_LOOKBACK = timedelta(days=92)
 """Invoices paid late within this long before a period still get their final fee billed."""

@@ -15,10 +15,10 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from cloud.apportion.money import cny
-from cloud.leases.bulk import bulk_insert, copy_into
 from cloud.leases.models import CreditEntry, Invoice, InvoiceLine, Lease, UtilityBilling
 from cloud.leases.periods import BillingPeriod
 from cloud.leases.utilities import UtilityCharge
+from cloud.registry.bulk import bulk_insert, copy_into
 
 RENT, UTILITY, LATE_FEE, CREDIT = "rent", "utility", "late_fee", "credit"
 _INVOICE_COLUMNS = (

@@ -21,8 +21,8 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.models import ApportionLine, ApportionRun, TreeNode
-from cloud.leases.bulk import fetch_all
 from cloud.leases.models import Tenant, UtilityBilling
+from cloud.registry.bulk import fetch_all
 
 POSTED = "posted"
 
