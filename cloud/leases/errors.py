@@ -28,6 +28,10 @@ class PaymentError(LeaseError):
     """A payment that cannot be recorded (unknown account, non-positive amount ...)."""
 
 
+class PaymentConflict(PaymentError):
+    """A payment's reference is recorded already, with another amount or day."""
+
+
 class RenewalBlocked(LeaseError):
     """A renewal refused by a rule: arrears above the threshold, a lease in the wrong state."""
 

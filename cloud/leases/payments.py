@@ -21,7 +21,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.leases.errors import PaymentError, UnknownRecord
+from cloud.leases.errors import PaymentConflict, PaymentError, UnknownRecord
 from cloud.leases.models import (
     CreditEntry,
     Invoice,
@@ -76,7 +76,7 @@ def record_payment(
     ).first()
     if existing is not None:
         if (existing.cents, existing.received_on) != (cents, received_on):
-            raise PaymentError(
+            raise PaymentConflict(
                 f"payment {ref!r} of lease {account.id!r} is recorded as "
                 f"{existing.cents} cents on {existing.received_on}, now it "
                 f"comes as {cents} cents on {received_on}"

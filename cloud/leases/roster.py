@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from cloud.apportion.models import Unit
-from cloud.leases.errors import UnknownRecord
+from cloud.apportion.money import cny
+from cloud.leases.errors import PaymentError, UnknownRecord
 from cloud.leases.models import CreditEntry, Invoice, Lease, Staff, Tenant
-from cloud.leases.payments import OPEN
+from cloud.leases.payments import OPEN, PaymentReceipt, record_payment
 from cloud.leases.periods import LOCAL_TZ
 from cloud.staff.accounts import Principal, Role
+from cloud.staff.audit import record
 from cloud.staff.visibility import LeaseFields, visible
 from edge.wire import Clock, utc_now
 
@@ -184,3 +186,40 @@ class LeaseRoster:
         if not found:
             raise UnknownRecord(f"no lease {lease_id!r} in your sites and buildings")
         return found[0]
+
+    def record_payment(
+        self, who: Principal, lease_id: str, *, cents: int, received_on: date, ref: str
+    ) -> PaymentReceipt:
+        """Record ``cents`` the tenant of ``lease_id`` paid on ``received_on`` (bank
+        reference ``ref``), allocated to the billing account's oldest open invoices first,
+        the rest kept as credit (:func:`cloud.leases.payments.record_payment`); audited.
+
+        UnknownRecord outside ``who``'s sites and buildings; PaymentError for a day in the
+        future or more than a year back, a non-positive amount, or a reference already
+        recorded with another amount or day (the same payment again is answered with its
+        first receipt, ``duplicate`` set, and changes nothing)."""
+        self.lease(who, lease_id)
+        today = self.today()
+        if not today - timedelta(days=366) <= received_on <= today:
+            raise PaymentError(
+                f"received on {received_on}: expected a day from {today - timedelta(days=366)} "
+                f"to today ({today})"
+            )
+        with self.sessions.begin() as session:
+            receipt = record_payment(
+                session, lease_id, cents=cents, received_on=received_on, ref=ref
+            )
+            if not receipt.duplicate:
+                settled = ", ".join(f"{i} {cny(c)}" for i, c in receipt.allocations)
+                record(
+                    session,
+                    at=self.clock(),
+                    actor=who.username,
+                    action="payment",
+                    subject=f"lease:{receipt.account_id}",
+                    detail=(
+                        f"{ref}: {cny(cents)} received {received_on}; settled "
+                        f"{settled or 'nothing'}; credit {cny(receipt.credit_cents)}"
+                    ),
+                )
+        return receipt

@@ -84,6 +84,8 @@ LEASE_ROLES: frozenset[Role] = frozenset(
 )
 #: The roles that read the move-out risk list of running leases.
 RISK_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.FINANCE, Role.MANAGER, Role.SUPERVISOR})
+#: who records a tenant's payment by hand (legal reads leases, it does not take money)
+PAYMENT_ROLES: frozenset[Role] = RISK_ROLES
 #: The roles an account of which may be limited to some buildings of its sites (a manager
 #: must be); the others act on whole sites.
 BUILDING_ROLES: frozenset[Role] = frozenset({Role.MANAGER, Role.SUPERVISOR, Role.LEGAL})

@@ -24,6 +24,7 @@ from cloud.staff.accounts import (
     ENGINEER_ROLES,
     FINANCE_ROLES,
     LEASE_ROLES,
+    PAYMENT_ROLES,
     RISK_ROLES,
     Principal,
     Role,
@@ -47,6 +48,7 @@ class Access(StrEnum):
     ADMIN = "admin"  # admin
     LEASES = "leases"  # admin, finance, manager, supervisor, legal
     RISK = "risk"  # admin, finance, manager, supervisor
+    PAYMENTS = "payments"  # admin, finance, manager, supervisor
 
 
 #: The roles each staff access admits.
@@ -57,6 +59,7 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.ADMIN: frozenset({Role.ADMIN}),
     Access.LEASES: LEASE_ROLES,
     Access.RISK: RISK_ROLES,
+    Access.PAYMENTS: PAYMENT_ROLES,
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -115,6 +118,7 @@ POLICIES: dict[str, Access] = {
     "lease_page": Access.LEASES,
     "api_leases": Access.LEASES,
     "api_lease": Access.LEASES,
+    "api_lease_payment": Access.PAYMENTS,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

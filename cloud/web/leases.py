@@ -11,13 +11,14 @@ the caller's role: withheld fields are ``null`` in the API and absent from the p
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from cloud.leases.errors import UnknownRecord
+from cloud.leases.errors import PaymentConflict, PaymentError, UnknownRecord
 from cloud.leases.models import LeaseStatus
 from cloud.leases.roster import MAX_LIST, LeaseRow
 from cloud.staff.accounts import Principal
@@ -151,3 +152,63 @@ def api_lease(web: Web, who: Who, lease_id: LeaseId) -> LeaseOneOut:
     except UnknownRecord as exc:
         raise HTTPException(404, str(exc)) from None
     return LeaseOneOut(withheld=withheld(who.role), lease=LeaseOut(**row.as_dict()))
+
+
+class PaymentIn(BaseModel):
+    """A payment received: the amount in yuan (up to two decimals), the day, the bank's
+    reference (one reference is one payment: sent again, it is not counted twice)."""
+
+    amount_cny: str = Field(pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$", examples=["8000.00"])
+    received_on: date
+    ref: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")
+
+
+class AllocationOut(BaseModel):
+    invoice: str
+    cents: int
+
+
+class PaymentOut(BaseModel):
+    """Where the payment went: the billing account (a child lease pays into its parent's),
+    each invoice settled [cents], the credit left [cents]; ``duplicate``: recorded before."""
+
+    payment_id: int
+    account: str
+    allocations: list[AllocationOut]
+    credit_cents: int
+    duplicate: bool
+
+
+@router.post(
+    "/api/v1/leases/{lease_id}/payments",
+    response_model=PaymentOut,
+    status_code=201,
+    responses={
+        404: {"description": "no such lease in the caller's sites and buildings"},
+        409: {"description": "the reference is recorded with another amount or day"},
+        422: {"description": "amount or day not accepted"},
+    },
+)
+def api_lease_payment(web: Web, who: Who, lease_id: LeaseId, body: PaymentIn) -> PaymentOut:
+    """Record a payment by hand and allocate it to the lease's open invoices, oldest first;
+    what is left is credit. Admin, finance, managers (their buildings) and supervisors."""
+    cents = int(Decimal(body.amount_cny) * 100)
+    if cents <= 0:
+        raise HTTPException(422, "amount_cny: expected more than 0.00")
+    try:
+        receipt = web.leases.record_payment(
+            who, lease_id, cents=cents, received_on=body.received_on, ref=body.ref
+        )
+    except UnknownRecord as exc:
+        raise HTTPException(404, str(exc)) from None
+    except PaymentConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except PaymentError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return PaymentOut(
+        payment_id=receipt.payment_id,
+        account=receipt.account_id,
+        allocations=[AllocationOut(invoice=i, cents=c) for i, c in receipt.allocations],
+        credit_cents=receipt.credit_cents,
+        duplicate=receipt.duplicate,
+    )

@@ -20,7 +20,7 @@ from meterflow.cli.gateways import (
     replacement_app,
     rotate_command_key,
 )
-from meterflow.cli.leases import cloud_bill, cloud_daily
+from meterflow.cli.leases import cloud_bill, cloud_daily, cloud_payment
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
 from meterflow.cli.runs import run_app
@@ -45,6 +45,7 @@ cloud_app.add_typer(site_app, name="site")
 cloud_app.command("close")(close_command)
 cloud_app.command("bill")(cloud_bill)
 cloud_app.command("daily")(cloud_daily)
+cloud_app.command("payment")(cloud_payment)
 cloud_app.command("web-account")(cloud_web_account)
 cloud_app.command("web-account-disable")(cloud_web_account_disable)
 cloud_app.command("web-account-enable")(cloud_web_account_enable)

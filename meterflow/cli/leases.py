@@ -1,4 +1,5 @@
-"""Lease jobs on the command line: ``meterflow cloud bill`` and ``meterflow cloud daily``.
+"""Lease jobs on the command line: ``meterflow cloud bill``, ``meterflow cloud daily`` and
+``meterflow cloud payment`` (a payment received, entered by hand).
 
 Only typer is imported at module level; the services are imported when a command runs.
 Registered in ``meterflow/cli/cloud.py``::
@@ -152,6 +153,62 @@ def cloud_daily(
                 "retrying": report.delivery.retrying,
                 "failed": report.delivery.failed,
                 "channels": sorted(channels),
+            }
+        )
+    )
+
+
+def cloud_payment(
+    lease: Annotated[str, typer.Option(help="the lease the payment is for")],
+    amount: Annotated[str, typer.Option(help="amount received in yuan, e.g. 8000.00")],
+    received: Annotated[str, typer.Option("--date", help="day received, YYYY-MM-DD")],
+    ref: Annotated[str, typer.Option(help="the bank's reference of the payment")],
+    account: Annotated[
+        str | None,
+        typer.Option("--as", help="the staff account entering it (default: the host's operator)"),
+    ] = None,
+) -> None:
+    """Record a payment received and allocate it to the lease's open invoices, oldest
+    first; what is left is credit. The same reference again changes nothing. Prints one JSON
+    line: the account, each invoice settled [cents], the credit left [cents]. Exit status 0
+    recorded (or recorded before), 2 refused with one line on stderr."""
+    import re
+    from decimal import Decimal
+
+    from cloud.leases.errors import LeaseError
+    from cloud.leases.roster import LeaseRoster
+    from cloud.staff.accounts import AccountService, InvalidAccount, Principal, Role
+    from meterflow.assembly import registry
+    from meterflow.settings import Settings
+
+    if not re.fullmatch(r"[0-9]{1,10}(\.[0-9]{1,2})?", amount) or Decimal(amount) <= 0:
+        raise fail(f"--amount {amount!r}: expected yuan above 0 with at most two decimals")
+    try:
+        day = date.fromisoformat(received)
+    except ValueError:
+        raise fail(f"--date {received!r}: expected YYYY-MM-DD") from None
+    if not 1 <= len(ref) <= 64:
+        raise fail(f"--ref: expected 1 to 64 characters, got {len(ref)}")
+    sessions = registry(Settings())
+    try:
+        who = (
+            AccountService(sessions).acting(account)
+            if account
+            else Principal("cli", Role.ADMIN, frozenset())
+        )
+        receipt = LeaseRoster(sessions).record_payment(
+            who, lease, cents=int(Decimal(amount) * 100), received_on=day, ref=ref
+        )
+    except (LeaseError, InvalidAccount) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(
+        json.dumps(
+            {
+                "payment_id": receipt.payment_id,
+                "account": receipt.account_id,
+                "allocations": [{"invoice": i, "cents": c} for i, c in receipt.allocations],
+                "credit_cents": receipt.credit_cents,
+                "duplicate": receipt.duplicate,
             }
         )
     )

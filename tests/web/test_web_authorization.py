@@ -127,6 +127,7 @@ ADMITS = {
     Access.ADMIN: {"admin"},
     Access.LEASES: {"admin", "finance", "manager", "supervisor", "legal"},
     Access.RISK: {"admin", "finance", "manager", "supervisor"},
+    Access.PAYMENTS: {"admin", "finance", "manager", "supervisor"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
@@ -150,9 +151,10 @@ SITE_SCOPED = {
     "api_claim_token",
     "lease_page",
     "api_lease",
+    "api_lease_payment",
 }
 #: routes acting on one record of building A of park-a (lease L-A1)
-BUILDING_SCOPED = {"lease_page", "api_lease"}
+BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_payment"}
 
 
 class Samples:
@@ -238,6 +240,10 @@ class Samples:
                 }
             },
             "api_replacement_decide": {"json": {"decision": "reject"}},
+            # a day in the future: refused (422) past the policy and the scope, nothing paid
+            "api_lease_payment": {
+                "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
+            },
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},
