@@ -140,6 +140,9 @@ class Principal:
     via: SessionKind = SessionKind.COOKIE
     #: ``SITE/BUILDING`` keys: within a site named here, only these buildings (empty: whole sites)
     buildings: frozenset[str] = frozenset()
+    #: where the request came from, for the audit log: ``web 127.0.0.1``, ``api 10.0.0.5``,
+    #: ``cli`` (set by the web layer per request; empty when unknown)
+    origin: str = ""
 
     def may_act_on(self, site: str) -> bool:
         """Whether the site is in this account's scope (an admin's scope is every site)."""

@@ -7,8 +7,12 @@ never claims a change that was rolled back. Subjects are written ``kind:id``
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +39,52 @@ def record(
         AuditEntry(
             at=at, actor=actor[:100], action=action[:32], subject=subject[:200], detail=detail
         )
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (date, datetime, Decimal)):
+        return str(value)
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def record_change(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    origin: str,
+    action: str,
+    subject: str,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    note: str = "",
+) -> None:
+    """Add an entry for a change to a record (a lease, a payment, an offer, a policy): who
+    (``actor``), from where (``origin``: ``web 127.0.0.1``, ``api …``, ``cli``), and the
+    record's values before and after (None: created, or deleted). ``detail`` holds them as
+    one JSON object ``{"from", "before", "after", "note"}``; dates and Decimals as strings.
+
+    Only the fields that changed are kept, so an entry says what the change was."""
+    old = dict(before or {})
+    new = dict(after or {})
+    if before is not None and after is not None:
+        changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+        old = {k: v for k, v in old.items() if k in changed}
+        new = {k: v for k, v in new.items() if k in changed}
+    detail = {
+        "from": origin,
+        "before": old if before is not None else None,
+        "after": new if after is not None else None,
+        "note": note,
+    }
+    record(
+        session,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        detail=json.dumps(detail, ensure_ascii=False, sort_keys=True, default=_plain),
     )
 
 

@@ -15,6 +15,7 @@ is reported as not found. Which fields of a lease a role sees is
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 from enum import StrEnum
 
 from fastapi import Request
@@ -204,4 +205,6 @@ async def authorize(request: Request) -> None:
             sent = str((await request.form()).get(CSRF_FIELD, ""))
         if not sent or not hmac.compare_digest(sent, who.csrf):
             raise Forbidden("the form's CSRF token is missing or stale; reload the page")
-    request.state.principal = who
+    host = request.client.host if request.client else "unknown"
+    surface = "api" if who.via is SessionKind.API else "web"
+    request.state.principal = replace(who, origin=f"{surface} {host}")

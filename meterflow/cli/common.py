@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from cloud.staff.accounts import Principal
     from meterflow.settings import Settings
 
 
@@ -21,3 +24,19 @@ def fail(message: str) -> typer.Exit:
     """Print ``error: message`` in red on stderr; the command then exits with status 2."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(2)
+
+
+def acting_as(sessions: sessionmaker[Session], account: str | None) -> Principal:
+    """Who a command acts as: the staff account named by ``--as`` (its role, sites and
+    buildings, as for a web session), or (None) the host's operator, an admin of every site.
+    An unknown or disabled account fails the command. Audited with origin ``cli``."""
+    from dataclasses import replace
+
+    from cloud.staff.accounts import AccountService, InvalidAccount, Principal, Role
+
+    if account is None:
+        return Principal("cli", Role.ADMIN, frozenset(), origin="cli")
+    try:
+        return replace(AccountService(sessions).acting(account), origin="cli")
+    except InvalidAccount as exc:
+        raise fail(f"--as: {exc}") from None

@@ -22,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from meterflow.cli.common import fail
+from meterflow.cli.common import acting_as, fail
 
 
 def cloud_bill(
@@ -177,7 +177,6 @@ def cloud_payment(
 
     from cloud.leases.errors import LeaseError
     from cloud.leases.roster import LeaseRoster
-    from cloud.staff.accounts import AccountService, InvalidAccount, Principal, Role
     from meterflow.assembly import registry
     from meterflow.settings import Settings
 
@@ -190,16 +189,12 @@ def cloud_payment(
     if not 1 <= len(ref) <= 64:
         raise fail(f"--ref: expected 1 to 64 characters, got {len(ref)}")
     sessions = registry(Settings())
+    who = acting_as(sessions, account)
     try:
-        who = (
-            AccountService(sessions).acting(account)
-            if account
-            else Principal("cli", Role.ADMIN, frozenset())
-        )
         receipt = LeaseRoster(sessions).record_payment(
             who, lease, cents=int(Decimal(amount) * 100), received_on=day, ref=ref
         )
-    except (LeaseError, InvalidAccount) as exc:
+    except LeaseError as exc:
         raise fail(str(exc)) from None
     typer.echo(
         json.dumps(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from meterflow.cli.apportion import line_table, lines_json
-from meterflow.cli.common import fail, load_settings
+from meterflow.cli.common import acting_as, fail, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -94,14 +94,7 @@ class _Services:
 
     def principal(self, account: str | None) -> Principal:
         """The account's principal, or (None) the host's operator, who sees every site."""
-        from cloud.staff.accounts import InvalidAccount, Principal, Role
-
-        if account is None:
-            return Principal("cli", Role.ADMIN, frozenset())
-        try:
-            return self.accounts.acting(account)
-        except InvalidAccount as exc:
-            raise fail(f"--as: {exc}") from None
+        return acting_as(self.sessions, account)
 
 
 def _when(value: Any) -> str | None:

@@ -1,0 +1,50 @@
+"""The audit log's change entries: who, from where, and only the fields that changed."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from cloud.registry.db import open_registry
+from cloud.staff.audit import entries_for, record_change
+
+AT = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+
+
+def test_a_change_keeps_who_where_and_the_changed_fields_only(tmp_path: Path) -> None:
+    sessions = open_registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    with sessions.begin() as session:
+        record_change(
+            session,
+            at=AT,
+            actor="mgr-a",
+            origin="web 127.0.0.1",
+            action="lease.update",
+            subject="lease:L1",
+            before={"end_on": date(2027, 1, 1), "rent": Decimal("80.00"), "unit": "A-101"},
+            after={"end_on": date(2028, 1, 1), "rent": Decimal("80.00"), "unit": "A-101"},
+            note="提前续签",
+        )
+        record_change(
+            session,
+            at=AT,
+            actor="cli",
+            origin="cli",
+            action="policy.create",
+            subject="policy:park-a/office",
+            before=None,
+            after={"grace_days": 5},
+        )
+    with sessions() as session:
+        first, second = entries_for(session, ["lease:L1", "policy:park-a/office"])
+    assert (first.actor, first.action) == ("mgr-a", "lease.update")
+    assert json.loads(first.detail) == {
+        "from": "web 127.0.0.1",
+        "before": {"end_on": "2027-01-01"},
+        "after": {"end_on": "2028-01-01"},
+        "note": "提前续签",
+    }
+    assert json.loads(second.detail)["before"] is None
+    assert json.loads(second.detail)["after"] == {"grace_days": 5}
