@@ -1,9 +1,10 @@
 """Registry tables of leases: tenants, staff, unit profiles, policies, leases and their audit,
 rent plans, invoices, payments, credits, collections, reminders, offers, deposits, tasks.
 
-Changed only through Alembic migrations (revision 0004; 0019 added tenants' ID numbers).
-Dates are dates of the site's local calendar (a lease ends on a date, an invoice is due on a
-date); instants (audit, deposit steps, acknowledgements) are UTC. Money is integer cents.
+Changed only through Alembic migrations (revision 0004; 0019 added tenants' ID numbers,
+0021 units' property types). Dates are dates of the site's local calendar (a lease ends
+on a date, an invoice is due on a date); instants (audit, deposit steps,
+acknowledgements) are UTC. Money is integer cents.
 Every job writes rows with a natural key under a unique constraint — one invoice per lease
 and period, one rent line per lease and first billed day, one collections event per invoice
 and step, one reminder per lease, kind and offset — so that running a job twice inserts
@@ -41,6 +42,9 @@ import cloud.apportion.models
 import cloud.notify.outbox  # noqa: F401
 from cloud.leases.errors import IllegalTransition
 from cloud.registry.base import Base
+
+PROPERTY_TYPES = ("residential", "office", "retail", "parking")
+"""Property types of units (住宅, 办公, 商铺, 车位)."""
 
 
 class LeaseStatus(StrEnum):
@@ -95,12 +99,16 @@ class Staff(Base):
 
 class UnitProfile(Base):
     """What leasing needs to know of a unit: its type (comparable units share building and
-    type), whether it is rentable at all, and its asking rent [cents per month]."""
+    type), its property type (:data:`PROPERTY_TYPES`; policies and reports group by it,
+    revision 0021), whether it is rentable at all, and its asking rent [cents per month]."""
 
     __tablename__ = "unit_profiles"
 
     unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"), primary_key=True)
     unit_type: Mapped[str] = mapped_column(String(32))
+    property_type: Mapped[str] = mapped_column(
+        String(16), default="residential", server_default="residential"
+    )
     rentable: Mapped[bool] = mapped_column(Boolean, default=True)
     asking_cents: Mapped[int] = mapped_column(BigInteger, default=0)
 

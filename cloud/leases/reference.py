@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session
 
 from cloud.apportion.models import Unit
 from cloud.leases.errors import UnknownRecord
-from cloud.leases.models import CpiIndex, LeasePolicyRow, Staff, Tenant, UnitProfile
+from cloud.leases.models import (
+    PROPERTY_TYPES,
+    CpiIndex,
+    LeasePolicyRow,
+    Staff,
+    Tenant,
+    UnitProfile,
+)
 from cloud.leases.terms import DEFAULT_POLICY, LeasePolicy
 
 
@@ -62,13 +69,26 @@ def add_staff(
 
 
 def set_unit_profile(
-    session: Session, unit_id: str, unit_type: str, *, rentable: bool = True, asking_cents: int = 0
+    session: Session,
+    unit_id: str,
+    unit_type: str,
+    *,
+    rentable: bool = True,
+    asking_cents: int = 0,
+    property_type: str = "residential",
 ) -> UnitProfile:
-    """A unit's type, whether it is rentable, and its asking rent [cents per month]."""
+    """A unit's type, its property type (one of :data:`PROPERTY_TYPES`), whether it is
+    rentable, and its asking rent [cents per month]."""
     if session.get(Unit, unit_id) is None:
         raise UnknownRecord(f"unit {unit_id!r} is not registered")
+    if property_type not in PROPERTY_TYPES:
+        raise ValueError(
+            f"unit {unit_id!r}: property type {property_type!r}, expected one of "
+            f"{', '.join(PROPERTY_TYPES)}"
+        )
     profile = session.get(UnitProfile, unit_id) or UnitProfile(unit_id=unit_id)
     profile.unit_type, profile.rentable, profile.asking_cents = unit_type, rentable, asking_cents
+    profile.property_type = property_type
     session.add(profile)
     return profile
 
