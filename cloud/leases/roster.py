@@ -9,9 +9,10 @@ the local calendar day of the service's clock.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
@@ -20,16 +21,31 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from cloud.apportion.models import Unit
 from cloud.apportion.money import cny
 from cloud.leases.errors import PaymentError, UnknownRecord
-from cloud.leases.models import CreditEntry, Invoice, Lease, Staff, Tenant
+from cloud.leases.models import CreditEntry, Invoice, Lease, LeaseTransition, Staff, Tenant
 from cloud.leases.payments import OPEN, PaymentReceipt, record_payment
 from cloud.leases.periods import LOCAL_TZ
 from cloud.staff.accounts import Principal, Role
-from cloud.staff.audit import record
+from cloud.staff.audit import entries_for, record_change
 from cloud.staff.visibility import LeaseFields, visible
 from edge.wire import Clock, utc_now
 
 #: The most leases one listing returns.
 MAX_LIST = 2000
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change to a lease or its account, as its page shows it: when (UTC), who, from
+    where (``web 127.0.0.1``, ``api …``, ``cli``; empty for entries written before origins were
+    kept), what (``action``), the fields changed as (field, before, after) with None for a
+    value not there, and a note."""
+
+    at: datetime
+    actor: str
+    origin: str
+    action: str
+    changes: tuple[tuple[str, Any, Any], ...]
+    note: str
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,45 @@ class LeaseRoster:
             raise UnknownRecord(f"no lease {lease_id!r} in your sites and buildings")
         return found[0]
 
+    def history(self, who: Principal, lease_id: str, limit: int = 500) -> list[HistoryEntry]:
+        """Every recorded change to a lease, newest first (at most ``limit``): its state
+        changes (with the fields changed) and the audit log's entries about it (payments,
+        offers, policy overrides, edits), each with who and from where. UnknownRecord out of
+        ``who``'s scope."""
+        self.lease(who, lease_id)
+        with self.sessions() as session:
+            out = [
+                _audit_entry(e.at, e.actor, e.action, e.detail)
+                for e in entries_for(session, [f"lease:{lease_id}"], limit=limit)
+            ]
+            for t in session.scalars(
+                select(LeaseTransition)
+                .where(LeaseTransition.lease_id == lease_id)
+                .order_by(LeaseTransition.id)
+                .limit(limit)
+            ):
+                changed = {
+                    k for k in t.before.keys() | t.after.keys() if t.before.get(k) != t.after.get(k)
+                }
+                out.append(
+                    HistoryEntry(
+                        t.at if t.at.tzinfo else t.at.replace(tzinfo=UTC),
+                        t.by,
+                        "",
+                        "status",
+                        (
+                            ("status", t.from_status, t.to_status),
+                            *(
+                                (k, t.before.get(k), t.after.get(k))
+                                for k in sorted(changed - {"status"})
+                            ),
+                        ),
+                        t.reason,
+                    )
+                )
+        out.sort(key=lambda e: e.at, reverse=True)
+        return out[:limit]
+
     def record_payment(
         self, who: Principal, lease_id: str, *, cents: int, received_on: date, ref: str
     ) -> PaymentReceipt:
@@ -210,16 +265,43 @@ class LeaseRoster:
                 session, lease_id, cents=cents, received_on=received_on, ref=ref
             )
             if not receipt.duplicate:
-                settled = ", ".join(f"{i} {cny(c)}" for i, c in receipt.allocations)
-                record(
+                record_change(
                     session,
                     at=self.clock(),
                     actor=who.username,
+                    origin=who.origin,
                     action="payment",
                     subject=f"lease:{receipt.account_id}",
-                    detail=(
-                        f"{ref}: {cny(cents)} received {received_on}; settled "
-                        f"{settled or 'nothing'}; credit {cny(receipt.credit_cents)}"
-                    ),
+                    before=None,
+                    after={
+                        "ref": ref,
+                        "amount": cny(cents),
+                        "received_on": received_on,
+                        "settled": {i: cny(c) for i, c in receipt.allocations},
+                        "credit": cny(receipt.credit_cents),
+                    },
+                    note=f"payment {receipt.payment_id}",
                 )
         return receipt
+
+
+def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple:
+    old, new = before or {}, after or {}
+    return tuple((k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()))
+
+
+def _audit_entry(at: datetime, actor: str, action: str, detail: str) -> HistoryEntry:
+    try:
+        doc = json.loads(detail) if detail.startswith("{") else None
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or "from" not in doc:
+        return HistoryEntry(at, actor, "", action, (), detail)
+    return HistoryEntry(
+        at,
+        actor,
+        str(doc.get("from") or ""),
+        action,
+        _changes(doc.get("before"), doc.get("after")),
+        str(doc.get("note") or ""),
+    )

@@ -119,6 +119,7 @@ POLICIES: dict[str, Access] = {
     "lease_page": Access.LEASES,
     "api_leases": Access.LEASES,
     "api_lease": Access.LEASES,
+    "api_lease_history": Access.LEASES,
     "api_lease_payment": Access.PAYMENTS,
     # engineers
     "gateways_page": Access.ENGINEER,

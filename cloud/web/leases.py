@@ -10,9 +10,9 @@ the caller's role: withheld fields are ``null`` in the API and absent from the p
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -123,7 +123,10 @@ def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLR
         row = web.leases.lease(who, lease_id)
     except UnknownRecord:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    return render(request, "lease.html", {"r": row, "withheld": withheld(who.role)})
+    history = web.leases.history(who, lease_id, limit=200)
+    return render(
+        request, "lease.html", {"r": row, "withheld": withheld(who.role), "history": history}
+    )
 
 
 @router.get("/api/v1/leases", response_model=LeaseListOut)
@@ -152,6 +155,51 @@ def api_lease(web: Web, who: Who, lease_id: LeaseId) -> LeaseOneOut:
     except UnknownRecord as exc:
         raise HTTPException(404, str(exc)) from None
     return LeaseOneOut(withheld=withheld(who.role), lease=LeaseOut(**row.as_dict()))
+
+
+class ChangeOut(BaseModel):
+    """A field changed: its value before and after (None: not there)."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+class HistoryEntryOut(BaseModel):
+    """One change to the lease: when, who, from where (``web …``, ``api …``, ``cli``), what."""
+
+    at: datetime
+    actor: str
+    origin: str
+    action: str
+    changes: list[ChangeOut]
+    note: str
+
+
+@router.get(
+    "/api/v1/leases/{lease_id}/history",
+    response_model=list[HistoryEntryOut],
+    responses={404: {"description": "no such lease in the caller's sites and buildings"}},
+)
+def api_lease_history(web: Web, who: Who, lease_id: LeaseId) -> list[HistoryEntryOut]:
+    """Every recorded change to the lease, newest first: state changes, payments, offers,
+    policy overrides and edits, with who made them, from where, and the values before and
+    after."""
+    try:
+        entries = web.leases.history(who, lease_id)
+    except UnknownRecord as exc:
+        raise HTTPException(404, str(exc)) from None
+    return [
+        HistoryEntryOut(
+            at=e.at,
+            actor=e.actor,
+            origin=e.origin,
+            action=e.action,
+            changes=[ChangeOut(field=f, before=b, after=a) for f, b, a in e.changes],
+            note=e.note,
+        )
+        for e in entries
+    ]
 
 
 class PaymentIn(BaseModel):

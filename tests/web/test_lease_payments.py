@@ -74,6 +74,13 @@ def test_a_payment_settles_the_open_invoice_and_the_rest_is_credit(rig, client) 
     assert any(
         a.actor == "mgr-a" and a.subject == "lease:L-A1" and "8100.50" in a.detail for a in audit
     )
+    # the lease's history says who, from where, and what the payment did
+    history = client.get("/api/v1/leases/L-A1/history", headers=as_(client, rig, "fin-a"))
+    assert history.status_code == 200, history.text
+    paid = [e for e in history.json() if e["action"] == "payment"]
+    assert paid[0]["actor"] == "mgr-a" and paid[0]["origin"] == "api 127.0.0.1"
+    assert {c["field"]: c["after"] for c in paid[0]["changes"]}["amount"] == "8100.50"
+    assert {c["field"]: c["after"] for c in paid[0]["changes"]}["credit"] == "100.50"
     # the lease now shows no arrears to finance
     lease = client.get("/api/v1/leases/L-A1", headers=as_(client, rig, "fin-a")).json()["lease"]
     assert lease["arrears_cents"] == 0
@@ -142,6 +149,8 @@ def test_the_command_line_records_a_payment(rig, tmp_path) -> None:
     receipt = json.loads(done.stdout)
     assert receipt["credit_cents"] == 0 and receipt["allocations"][0]["cents"] == 1_000_000
     assert invoices(rig, "L-P1") == [("paid", 1_000_000, 1_000_000)]
+    entry = rig.web.leases.history(rig.web.accounts.acting("admin"), "L-P1")[0]
+    assert (entry.actor, entry.origin, entry.action) == ("admin", "cli", "payment")
     bad = payment("--lease", "L-P1", "--amount", "12,000", "--date", today(), "--ref", "CLI-2")
     assert bad.returncode == 2 and "--amount '12,000': expected yuan" in bad.stderr
     out = payment(

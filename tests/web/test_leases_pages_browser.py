@@ -116,6 +116,9 @@ def test_finance_sees_arrears_and_legal_the_id_number(
     facts = page.locator("[data-testid=lease]").inner_text()
     assert "110105199001011234" in facts and "张伟" in facts
     assert page.locator("[data-testid=lease] .arrears").count() == 0
+    history = page.locator("[data-testid=lease-history]").inner_text()
+    signed = "草拟 → 已签约" if lang == "zh-CN" else "Draft → Signed"
+    assert "seed" in history and signed in history, history
     assert_accessible(page, f"lease-legal-{kind}-{lang}")
     screenshot(page, f"lease-legal-{kind}-{lang}")
     ctx.close()

@@ -151,10 +151,11 @@ SITE_SCOPED = {
     "api_claim_token",
     "lease_page",
     "api_lease",
+    "api_lease_history",
     "api_lease_payment",
 }
 #: routes acting on one record of building A of park-a (lease L-A1)
-BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_payment"}
+BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_history", "api_lease_payment"}
 
 
 class Samples:
