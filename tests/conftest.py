@@ -48,8 +48,9 @@ _SESSION_SERVERS: list[servers.ScriptServer] = []
 def _server_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     data_dir = tmp_path_factory.mktemp(name)
     base = tmp_path_factory.getbasetemp()
-    # default basetemp is /tmp/pytest-of-USER/pytest-N: open the 0700 pytest-of-USER too
-    top = base.parent if base.parent.name.startswith("pytest-of-") else base
+    # default basetemp is /tmp/pytest-of-USER/pytest-N (under xdist …/pytest-N/popen-gwK):
+    # open the 0700 pytest-of-USER and what lies between too
+    top = next((p for p in base.parents if p.name.startswith("pytest-of-")), base)
     servers.make_traversable(data_dir, top)
     return data_dir
 
