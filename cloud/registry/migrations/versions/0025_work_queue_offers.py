@@ -33,10 +33,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE renewal_offers SET status = 'to_renew' WHERE status = 'open'")
     op.execute("UPDATE renewal_offers SET status = 'signed' WHERE status = 'accepted'")
-    op.execute("UPDATE renewal_offers SET approval = 'pending' WHERE flagged AND status = 'to_renew'")
-    op.create_index(
-        op.f("ix_renewal_offers_status"), "renewal_offers", ["status"], unique=False
+    op.execute(
+        "UPDATE renewal_offers SET approval = 'pending' WHERE flagged AND status = 'to_renew'"
     )
+    op.create_index(op.f("ix_renewal_offers_status"), "renewal_offers", ["status"], unique=False)
     op.create_table(
         "renewal_offer_steps",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
