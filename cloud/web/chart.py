@@ -96,3 +96,32 @@ def composition_svg(parts: Sequence[tuple[str, int]], title: str, unit: str = "Â
         )
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def funnel_svg(steps: Sequence[tuple[str, int]], title: str, unit: str) -> Markup:
+    """Horizontal bars of counts, one per step of a funnel in order (``steps`` are (label,
+    count)), scaled to the largest; each labelled with its count and ``unit`` (e.g. ä»½,
+    offers). ``title`` is the accessible name. Empty steps keep their row (a zero)."""
+    if not steps:
+        return Markup("")
+    top = max(max(n for _, n in steps), 1)
+    height = _ROW * len(steps) + 22
+    span = WIDTH - _LABEL - 70
+    out = [
+        f'<svg class="funnel" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{_LABEL}" y="12" class="axis-label">{escape(unit)}</text>',
+    ]
+    for i, (label, n) in enumerate(steps):
+        y = 20 + i * _ROW
+        w = max(n / top * span, 1.0)
+        out.append(
+            f'<g class="part part-{i % 6}"><title>{escape(label)}: {n} {escape(unit)}</title>'
+            f'<text x="{_LABEL - 4}" y="{y + 14}" class="label" text-anchor="end">'
+            f"{escape(label[:22])}</text>"
+            f'<rect x="{_LABEL}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 8}"/>'
+            f'<text x="{_LABEL + w + 4:.1f}" y="{y + 14}" class="value">{n}</text></g>'
+        )
+    out.append("</svg>")
+    return Markup("".join(out))
