@@ -149,10 +149,9 @@ class WorkQueue:
     def ack(self, who: Principal, item_id: str) -> int:
         """Acknowledge a reminder or an escalation: the lease's open reminders are
         acknowledged and stop escalating; how many were."""
-        kind = item_id.partition(":")[0]
-        if kind not in ("reminder", "escalation"):
-            raise QueueError(f"item {item_id[:120]!r}: only reminders are acknowledged")
         item = self._find(who, item_id)
+        if item.kind not in ("reminder", "escalation"):
+            raise QueueError(f"item {item_id[:120]!r}: only reminders are acknowledged")
         now = self.clock()
         with self.sessions.begin() as session:
             n = acknowledge_reminders(session, item.lease_id, by=who.username, at=now)
@@ -177,10 +176,10 @@ class WorkQueue:
 
     def done(self, who: Principal, item_id: str, *, today: date | None = None) -> None:
         """Close a task (one of ``who``'s, or any in scope for a supervisor or admin)."""
-        kind, _, key = item_id.partition(":")
-        if kind != "task":
-            raise QueueError(f"item {item_id[:120]!r}: only tasks are marked done")
         item = self._find(who, item_id)
+        if item.kind != "task":
+            raise QueueError(f"item {item_id[:120]!r}: only tasks are marked done")
+        key = item_id.partition(":")[2]
         now = self.clock()
         with self.sessions.begin() as session:
             task = session.get(LeaseTask, int(key))
@@ -205,10 +204,49 @@ class WorkQueue:
         with self.sessions() as session:
             staff = staff_id_of(session, who.username)
             found = _collect(session, who, staff, day, everybody=who.role in OVERSEER_ROLES)
-        for item in found:
-            if item.id == item_id:
-                return item
+            for item in found:
+                if item.id == item_id:
+                    return item
+            if _handled(session, who, staff, item_id):
+                raise QueueError(f"item {item_id[:120]!r} is handled already")
         raise UnknownRecord(f"no item {item_id[:120]!r} in your work queue")
+
+
+def _in_scope(session: Session, who: Principal, lease_id: str) -> bool:
+    query = select(Lease.id).join(Unit, Unit.id == Lease.unit_id).where(Lease.id == lease_id)
+    scope = scope_condition(who)
+    return session.scalar(query if scope is None else query.where(scope)) is not None
+
+
+def _handled(session: Session, who: Principal, staff: str | None, item_id: str) -> bool:
+    """Whether ``item_id`` was ``who``'s (or, for an overseer, anybody's in scope) and is
+    handled already: a task closed, a reminder acknowledged."""
+    kind, _, key = item_id.partition(":")
+    overseer = who.role in OVERSEER_ROLES
+    if kind == "task" and key.isdigit() and len(key) < 10:
+        task = session.get(LeaseTask, int(key))
+        return (
+            task is not None
+            and task.closed_on is not None
+            and _in_scope(session, who, task.lease_id)
+            and (
+                overseer
+                or task.assignee_id == staff
+                or (who.role is Role.LEGAL and task.kind == "legal_case")
+            )
+        )
+    if kind in ("reminder", "escalation"):
+        lease_id, _, offset = key.rpartition(":")
+        if not offset.isdigit() or len(offset) > 5:
+            return False
+        row = session.get(RenewalReminder, (lease_id, kind, int(offset)))
+        if row is None or not _in_scope(session, who, lease_id):
+            return False
+        if not (overseer or row.recipient_id == staff):
+            return False
+        reminder = session.get(RenewalReminder, (lease_id, "reminder", int(offset)))
+        return reminder is not None and reminder.acknowledged_at is not None
+    return False
 
 
 def _sorted(items: list[QueueItem]) -> list[QueueItem]:
