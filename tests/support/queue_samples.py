@@ -12,6 +12,34 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.leases import reference, renewals
 from cloud.leases.models import LeaseTask
 
+#: routes acting on the sample task (in building A of park-a)
+QUEUE_ITEM = {"api_queue_ack", "api_queue_done", "queue_ack_form", "queue_done_form"}
+#: routes acting on lease L-A1 or on the sample offer (both in building A of park-a)
+OFFER_RECORD = {
+    "api_offer_suggestion",
+    "api_offer_make",
+    "offer_form",
+    "api_offer_approve",
+    "api_offer_reject",
+    "api_offer_invite",
+    "api_offer_negotiate",
+    "api_offer_sign",
+    "api_offer_lose",
+    "offer_move_form",
+    "offer_decide_form",
+}
+#: who has the sample task (assigned to mgr-a's staff record) in their queue: its assignee
+#: and the overseers of its building; to anybody else it is not found
+QUEUE_ITEM_HOLDERS = {"admin", "mgr-a", "sup-a"}
+#: valid request bodies; L-A1 owes more than blocks a renewal, so an offer on it is refused
+#: (409) past the policy and the scope
+QUEUE_BODIES: dict[str, dict[str, dict[str, str]]] = {
+    "api_offer_make": {"json": {"rent_cny": "5100.00"}},
+    "offer_form": {"data": {"rent_cny": "5100.00"}},
+    "offer_move_form": {"data": {"action": "invite"}},
+    "offer_decide_form": {"data": {"action": "approve"}},
+}
+
 
 def seed_queue_samples(sessions: sessionmaker[Session]) -> tuple[str, int]:
     """(the task's item id, the offer's id)."""

@@ -29,7 +29,13 @@ from edge.wire import key_id, public_key_b64
 from tests.support import servers
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import SEEDED, seed_leases
-from tests.support.queue_samples import seed_queue_samples
+from tests.support.queue_samples import (
+    OFFER_RECORD,
+    QUEUE_BODIES,
+    QUEUE_ITEM,
+    QUEUE_ITEM_HOLDERS,
+    seed_queue_samples,
+)
 
 SITE_TOML = 'site = "park-a"\ngateway = "{gw}"\n'
 
@@ -160,28 +166,11 @@ SITE_SCOPED = {
     "lease_page",
     "api_lease",
     "api_lease_payment",
-    *(QUEUE_ITEM := {"api_queue_ack", "api_queue_done", "queue_ack_form", "queue_done_form"}),
-    *(
-        OFFER_RECORD := {
-            "api_offer_suggestion",
-            "api_offer_make",
-            "offer_form",
-            "api_offer_approve",
-            "api_offer_reject",
-            "api_offer_invite",
-            "api_offer_negotiate",
-            "api_offer_sign",
-            "api_offer_lose",
-            "offer_move_form",
-            "offer_decide_form",
-        }
-    ),
+    *QUEUE_ITEM,
+    *OFFER_RECORD,
 }
 #: routes acting on one record of building A of park-a (lease L-A1, its task; offer on L-A2)
 BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_payment", *QUEUE_ITEM, *OFFER_RECORD}
-#: who has the sample task (assigned to mgr-a's staff record) in their queue: its assignee
-#: and the overseers of its building; to anybody else it is not found
-QUEUE_ITEM_HOLDERS = {"admin", "mgr-a", "sup-a"}
 
 
 class Samples:
@@ -273,11 +262,7 @@ class Samples:
             "api_lease_payment": {
                 "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
             },
-            # L-A1 owes more than blocks a renewal: refused (409) past the policy and scope
-            "api_offer_make": {"json": {"rent_cny": "5100.00"}},
-            "offer_form": {"data": {"rent_cny": "5100.00"}},
-            "offer_move_form": {"data": {"action": "invite"}},
-            "offer_decide_form": {"data": {"action": "approve"}},
+            **QUEUE_BODIES,
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},
