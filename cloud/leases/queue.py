@@ -294,6 +294,30 @@ def _item(
     )
 
 
+def _tasks(session: Session, who: Principal, today: date, which: Any) -> list[QueueItem]:
+    """The open tasks in ``who``'s scope (``which``: a further condition, or None)."""
+    query = _base(who, Lease.id == LeaseTask.lease_id, LeaseTask).where(
+        LeaseTask.closed_on.is_(None)
+    )
+    if which is not None:
+        query = query.where(which)
+    return [
+        _item(
+            "task",
+            str(task.id),
+            lease,
+            unit,
+            tenant,
+            task.due_on,
+            today,
+            "done",
+            task.assignee_id,
+            f"{task.kind}: {task.note}",
+        )
+        for task, lease, unit, tenant in session.execute(query.limit(MAX_ITEMS))
+    ]
+
+
 def _collect(
     session: Session, who: Principal, staff: str | None, today: date, *, everybody: bool
 ) -> list[QueueItem]:
@@ -361,26 +385,9 @@ def _collect(
                 )
             )
         # open tasks
-        query = _base(who, Lease.id == LeaseTask.lease_id, LeaseTask).where(
-            LeaseTask.closed_on.is_(None)
+        out.extend(
+            _tasks(session, who, today, None if everybody else LeaseTask.assignee_id == staff)
         )
-        if not everybody:
-            query = query.where(LeaseTask.assignee_id == staff)
-        for task, lease, unit, tenant in session.execute(query.limit(MAX_ITEMS)):
-            out.append(
-                _item(
-                    "task",
-                    str(task.id),
-                    lease,
-                    unit,
-                    tenant,
-                    task.due_on,
-                    today,
-                    "done",
-                    task.assignee_id,
-                    f"{task.kind}: {task.note}",
-                )
-            )
         # deposit steps waiting, on leases they manage
         query = _base(who, Lease.id == DepositRefund.lease_id, DepositRefund)
         query = query.where(DepositRefund.state.in_(list(_WAITING_FOR)))
@@ -432,27 +439,9 @@ def _collect(
     # legal: cases handed over, and every open legal_case task in scope
     if who.role is Role.LEGAL or (everybody and who.role is Role.ADMIN):
         listed = {i.id for i in out}
-        cases: set[str] = set()
-        query = _base(who, Lease.id == LeaseTask.lease_id, LeaseTask).where(
-            LeaseTask.closed_on.is_(None), LeaseTask.kind == "legal_case"
-        )
-        for task, lease, unit, tenant in session.execute(query.limit(MAX_ITEMS)):
-            cases.add(lease.id)
-            if f"task:{task.id}" not in listed:
-                out.append(
-                    _item(
-                        "task",
-                        str(task.id),
-                        lease,
-                        unit,
-                        tenant,
-                        task.due_on,
-                        today,
-                        "done",
-                        task.assignee_id,
-                        f"{task.kind}: {task.note}",
-                    )
-                )
+        legal_cases = _tasks(session, who, today, LeaseTask.kind == "legal_case")
+        cases = {i.lease_id for i in legal_cases}
+        out.extend(i for i in legal_cases if i.id not in listed)
         query = (
             _base(who, Lease.id == Invoice.lease_id, Invoice, CollectionEvent)
             .join(CollectionEvent, CollectionEvent.invoice_id == Invoice.id)
