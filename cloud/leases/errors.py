@@ -36,6 +36,20 @@ class RenewalBlocked(LeaseError):
     """A renewal refused by a rule: arrears above the threshold, a lease in the wrong state."""
 
 
+class OfferAwaitsApproval(RenewalBlocked):
+    """A renewal offer outside its price band cannot be invited or signed before a supervisor
+    approves it (or after one rejected it)."""
+
+
+class OfferError(LeaseError):
+    """A renewal offer asked to move where its state does not lead, or approved by its maker."""
+
+
+class QueueError(LeaseError):
+    """A work-queue item asked for an action it does not have (a task is done, a reminder
+    acknowledged)."""
+
+
 class DepositError(LeaseError):
     """A deposit refund step out of order, or a settlement that does not add up."""
 

@@ -2,7 +2,8 @@
 rent plans, invoices, payments, credits, collections, reminders, offers, deposits, tasks.
 
 Changed only through Alembic migrations (revision 0004; 0019 added tenants' ID numbers,
-0021 units' property types). Dates are dates of the site's local calendar (a lease ends
+0021 units' property types,
+0025 offer states and approval). Dates are dates of the site's local calendar (a lease ends
 on a date, an invoice is due on a date); instants (audit, deposit steps,
 acknowledgements) are UTC. Money is integer cents.
 Every job writes rows with a natural key under a unique constraint — one invoice per lease
@@ -363,7 +364,12 @@ class RenewalReminder(Base):
 
 class RenewalOffer(Base):
     """A renewal offer: the suggested rent, the band around the current rent [cents per
-    month], the rent offered and whether it breaks the band."""
+    month], the rent offered and whether it breaks the band.
+
+    ``status`` (revision 0025): ``to_renew`` (待续签) → ``invited`` (已邀约) →
+    ``negotiating`` (协商中) → ``signed`` (已签约) or ``lost`` (已流失). ``approval``:
+    ``none`` (inside the band), ``pending`` (outside: waits for a supervisor), ``approved``
+    or ``rejected``, with who decided and when (UTC)."""
 
     __tablename__ = "renewal_offers"
 
@@ -378,8 +384,26 @@ class RenewalOffer(Base):
     offered_cents: Mapped[int] = mapped_column(BigInteger)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     flag_reason: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(12), default="open")
+    status: Mapped[str] = mapped_column(String(12), default="to_renew", index=True)
     successor_id: Mapped[str | None] = mapped_column(ForeignKey("leases.id"))
+    approval: Mapped[str] = mapped_column(String(12), default="none", server_default="none")
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RenewalOfferStep(Base):
+    """A renewal offer's move from one status (or approval) to another: who, when (UTC),
+    why. ``from_status`` is empty for the offer's making (revision 0025)."""
+
+    __tablename__ = "renewal_offer_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("renewal_offers.id"), index=True)
+    from_status: Mapped[str] = mapped_column(String(12))
+    to_status: Mapped[str] = mapped_column(String(12))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    by: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 class RepairComplaint(Base):

@@ -16,7 +16,10 @@ median current rent per m² raised by the middle of the band is the target; each
 suggestion is the target × its area, clamped into [current × (1 + low), current × (1 +
 high)], rounded half up to the cent. Identical units at the same rent get the same price,
 and a gap between identical units narrows at each renewal instead of being carried on.
-An offer outside its band is accepted but flagged with the reason.
+Each suggestion names the comparable leases it came from (unit, area, rent per m²).
+An offer outside its band is recorded, flagged with the reason, and waits for a supervisor's
+approval (``approval`` ``pending``) before it can be signed; offers move along the states of
+:mod:`cloud.leases.offers` (to_renew → invited → negotiating → signed / lost).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -33,7 +36,12 @@ from sqlalchemy.orm import Session
 
 from cloud.apportion.models import Unit
 from cloud.apportion.money import cny
-from cloud.leases.errors import IllegalTransition, RenewalBlocked, UnknownRecord
+from cloud.leases.errors import (
+    IllegalTransition,
+    OfferAwaitsApproval,
+    RenewalBlocked,
+    UnknownRecord,
+)
 from cloud.leases.lifecycle import (
     activate_successor,
     get_lease,
@@ -45,6 +53,7 @@ from cloud.leases.models import (
     Lease,
     LeaseStatus,
     RenewalOffer,
+    RenewalOfferStep,
     RenewalReminder,
     RentStepRow,
     UnitProfile,
@@ -155,9 +164,22 @@ def acknowledge_reminders(session: Session, lease_id: str, *, by: str, at: datet
 
 
 @dataclass(frozen=True)
+class Comparable:
+    """A lease of the comparable group: its unit, area [m²], current rent [cents per month]
+    and rent per m² [cents per m² per month]."""
+
+    lease_id: str
+    unit_id: str
+    unit_name: str
+    area_m2: Decimal
+    current_cents: int
+    per_m2_cents: Decimal
+
+
+@dataclass(frozen=True)
 class PriceSuggestion:
-    """A renewal price [cents per month] for a lease, with its band and the comparable
-    group's target [cents per m² per month]."""
+    """A renewal price [cents per month] for a lease, with its band, the comparable
+    group's target [cents per m² per month] and the comparable leases it came from."""
 
     lease_id: str
     group: tuple[str, str, str]
@@ -167,6 +189,7 @@ class PriceSuggestion:
     suggested_cents: int
     band_low_cents: int
     band_high_cents: int
+    comparables: tuple[Comparable, ...] = ()
 
 
 def suggest_prices(
@@ -182,6 +205,8 @@ def suggest_prices(
             Unit.building,
             UnitProfile.unit_type,
             Unit.area_m2,
+            Unit.name,
+            Lease.unit_id,
         )
         .join(Unit, Unit.id == Lease.unit_id)
         .join(UnitProfile, UnitProfile.unit_id == Lease.unit_id)
@@ -200,9 +225,11 @@ def suggest_prices(
     groups: dict[tuple[str, str, str], list[tuple[str, Decimal, int, LeasePolicy]]] = defaultdict(
         list
     )
-    for lease_id, policy_id, site, building, unit_type, area in rows:
+    units: dict[str, tuple[str, str]] = {}
+    for lease_id, policy_id, site, building, unit_type, area, unit_name, unit_id in rows:
         current = rent_in_force(steps[lease_id], today)
         if current > 0 and area > 0:
+            units[lease_id] = (unit_id, unit_name or unit_id)
             groups[(site, building, unit_type)].append(
                 (lease_id, Decimal(area), current, rules.get(policy_id, rules[None]))
             )
@@ -210,6 +237,10 @@ def suggest_prices(
     out = {}
     for group, members in groups.items():
         median = Decimal(statistics.median(Decimal(c) / a for _, a, c, _ in members))
+        comparables = tuple(
+            Comparable(i, *units[i], a, c, (Decimal(c) / a).quantize(Decimal("0.01")))
+            for i, a, c, _ in sorted(members, key=lambda m: m[0])
+        )
         for lease_id, area, current, policy in members:
             if wanted is not None and lease_id not in wanted:
                 continue
@@ -218,7 +249,15 @@ def suggest_prices(
             band_low, band_high = scale_cents(current, 1 + low), scale_cents(current, 1 + high)
             suggested = min(max(round_half_up(target * area), band_low), band_high)
             out[lease_id] = PriceSuggestion(
-                lease_id, group, area, current, target, suggested, band_low, band_high
+                lease_id,
+                group,
+                area,
+                current,
+                target,
+                suggested,
+                band_low,
+                band_high,
+                comparables,
             )
     return out
 
@@ -226,8 +265,9 @@ def suggest_prices(
 def make_offer(
     session: Session, lease_id: str, offered_cents: int, *, by: str, today: date, at: datetime
 ) -> RenewalOffer:
-    """Record a renewal offer at ``offered_cents`` per month, flagged when outside the band;
-    refused while arrears block the renewal. Acts on (acknowledges) the reminders."""
+    """Record a renewal offer at ``offered_cents`` per month (status ``to_renew``), flagged
+    and waiting for approval when outside the band; refused while arrears block the renewal.
+    Acts on (acknowledges) the reminders."""
     lease = get_lease(session, lease_id)
     if lease.status not in (S.ACTIVE, S.EXPIRING, S.OPEN_ENDED):
         raise IllegalTransition(
@@ -267,19 +307,39 @@ def make_offer(
         offered_cents=offered_cents,
         flagged=flagged,
         flag_reason=reason,
-        status="open",
+        status="to_renew",
+        approval="pending" if flagged else "none",
     )
     session.add(offer)
+    session.flush()
+    session.add(
+        RenewalOfferStep(
+            offer_id=offer.id, from_status="", to_status="to_renew", at=at, by=by, note=reason
+        )
+    )
     acknowledge_reminders(session, lease.id, by=by, at=at)
     session.flush()
     return offer
 
 
-def accept_offer(session: Session, offer_id: int, *, by: str, today: date) -> Lease:
-    """The tenant accepts: the lease is renewed at the offered rent; returns the successor."""
+#: the states of an offer still open (not signed, not lost)
+OPEN_OFFER_STATES = ("to_renew", "invited", "negotiating")
+
+
+def accept_offer(
+    session: Session, offer_id: int, *, by: str, today: date, at: datetime | None = None
+) -> Lease:
+    """The tenant accepts (signs): the lease is renewed at the offered rent; returns the
+    successor. An offer outside its band must be approved first (OfferAwaitsApproval)."""
     offer = session.get(RenewalOffer, offer_id)
-    if offer is None or offer.status != "open":
+    if offer is None or offer.status not in OPEN_OFFER_STATES:
         raise UnknownRecord(f"renewal offer {offer_id} does not exist or is not open")
+    if offer.approval not in ("none", "approved"):
+        raise OfferAwaitsApproval(
+            f"renewal offer {offer.id} is outside its price band and "
+            + ("was rejected" if offer.approval == "rejected" else "awaits a supervisor's approval")
+            + "; it cannot be signed"
+        )
     successor = renew(
         session,
         offer.lease_id,
@@ -288,7 +348,17 @@ def accept_offer(session: Session, offer_id: int, *, by: str, today: date) -> Le
         by=by,
         reason=f"offer {offer.id} accepted",
     )
-    offer.status, offer.successor_id = "accepted", successor.id
+    session.add(
+        RenewalOfferStep(
+            offer_id=offer.id,
+            from_status=offer.status,
+            to_status="signed",
+            at=at or datetime.now(UTC),
+            by=by,
+            note=f"renewed as {successor.id}",
+        )
+    )
+    offer.status, offer.successor_id = "signed", successor.id
     session.flush()
     return successor
 

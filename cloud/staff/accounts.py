@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from argon2 import PasswordHasher
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.registry.base import as_utc
@@ -218,6 +218,18 @@ def _check_buildings(role: Role, buildings: Iterable[str]) -> list[str]:
     return out
 
 
+def _check_staff(session: Session, staff_id: str) -> None:
+    """InvalidAccount unless ``staff_id`` names a staff record (read by SQL: the staff table
+    belongs to the lease tables, which this module does not import)."""
+    found = (
+        session.execute(text("SELECT id FROM staff WHERE id = :id"), {"id": staff_id[:64]}).first()
+        if len(staff_id) <= 64
+        else None
+    )
+    if found is None:
+        raise InvalidAccount(f"staff id {staff_id[:64]!r}: no such staff record")
+
+
 class AccountService:
     """Creates accounts, signs people in and finds the principal behind a token."""
 
@@ -246,6 +258,7 @@ class AccountService:
         keep_token: str | None = None,
         display_name: str | None = None,
         buildings: Iterable[str] = (),
+        staff_id: str | None = None,
     ) -> bool:
         """Create a staff account, or reset the password, role, sites and buildings of an
         existing one; True when it was created.
@@ -257,7 +270,9 @@ class AccountService:
         caller's own, when an admin resets their own password) and forgets its failed
         sign-ins; a disabled account stays disabled. ``by`` is written to the audit log.
         ``display_name`` (at most 100 characters) is the name printed for the person; None
-        keeps the stored one, "" clears it.
+        keeps the stored one, "" clears it. ``staff_id`` links the account to the person's
+        staff record (``staff.id``; their reminders and tasks make their work queue): None
+        keeps the stored link, "" clears it; an unknown staff id is refused.
         """
         if display_name is not None and len(display_name.strip()) > 100:
             raise InvalidAccount("display name: at most 100 characters")
@@ -280,6 +295,8 @@ class AccountService:
         now = self.clock()
         subject = f"account:{username}"
         with self.sessions.begin() as session:
+            if staff_id:
+                _check_staff(session, staff_id)
             account = session.get(WebAccount, username)
             if account is None:
                 session.add(
@@ -291,6 +308,7 @@ class AccountService:
                         buildings=building_list,
                         created_at=now,
                         display_name=(display_name or "").strip() or None,
+                        staff_id=staff_id or None,
                     )
                 )
                 audit.record(session, at=now, actor=by, action="account_created", subject=subject)
@@ -299,6 +317,8 @@ class AccountService:
             account.buildings = building_list
             if display_name is not None:
                 account.display_name = display_name.strip() or None
+            if staff_id is not None:
+                account.staff_id = staff_id or None
             ended = _end_sessions(session, username, now, keep_token)
             self.throttle.unlock(session, account=username)
             audit.record(
@@ -417,6 +437,16 @@ class AccountService:
     def locks(self) -> list[Lock]:
         """Locked accounts and blocked source addresses in force now."""
         return self.throttle.locks(self.clock())
+
+    def staff_links(self) -> dict[str, str]:
+        """User name → the staff id its account is linked to (only linked accounts)."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(WebAccount.username, WebAccount.staff_id).where(
+                    WebAccount.staff_id.is_not(None)
+                )
+            ).all()
+        return {name: staff for name, staff in rows}
 
     def list_accounts(self) -> list[tuple[str, Role, list[str], bool]]:
         """(user name, role, sites, active) of every account, by name."""

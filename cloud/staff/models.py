@@ -1,7 +1,7 @@
 """Staff tables: web accounts, their sessions and API tokens, and the audit log of what people
 did on the pages.
 
-Changed only through Alembic migrations (revisions 0005, 0013, 0016 and 0019). Secrets are
+Changed only through Alembic migrations (revisions 0005, 0013, 0016, 0019 and 0025). Secrets are
 never stored: a session or API token is kept as the SHA-256 of its text, a password as its
 Argon2id hash. Instants are UTC.
 """
@@ -40,6 +40,9 @@ class WebAccount(Base):
     #: the name printed for the person (e.g. on statements they reviewed); None: the user name
     display_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     buildings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: the person's staff record (``staff.id``, revision 0025): whose reminders and tasks are
+    #: theirs in the work queue; None: the staff record of the same id as the user name, if any
+    staff_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class WebSession(Base):

@@ -36,6 +36,9 @@ class AccountOut(BaseModel):
         default_factory=list,
         description="SITE/BUILDING the account is limited to within its sites (empty: whole)",
     )
+    staff_id: str | None = Field(
+        default=None, description="the linked staff record (whose work queue it is)"
+    )
 
 
 class AccountIn(BaseModel):
@@ -47,6 +50,12 @@ class AccountIn(BaseModel):
         default_factory=list,
         max_length=500,
         description="SITE/BUILDING, e.g. park-a/A: a manager needs one; their sites are added",
+    )
+    staff_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="link to this staff record (its reminders and tasks are the account's work "
+        "queue); None keeps the stored link, an empty string clears it",
     )
 
 
@@ -63,6 +72,7 @@ class LockOut(BaseModel):
 def _accounts(web: WebServices) -> list[AccountOut]:
     locked = {lock.subject for lock in web.accounts.locks() if lock.kind == "account"}
     buildings = web.accounts.buildings()
+    links = web.accounts.staff_links()
     return [
         AccountOut(
             username=u,
@@ -71,6 +81,7 @@ def _accounts(web: WebServices) -> list[AccountOut]:
             active=a,
             locked=u in locked,
             buildings=buildings.get(u, []),
+            staff_id=links.get(u),
         )
         for u, r, s, a in web.accounts.list_accounts()
     ]
@@ -127,6 +138,7 @@ def account_form(
     role: Annotated[str, Form(max_length=16)] = "",
     sites: Annotated[str, Form(max_length=4000)] = "",
     buildings: Annotated[str, Form(max_length=4000)] = "",
+    staff_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """Create an account (or reset its password, role, sites and buildings, ending its
     sessions)."""
@@ -139,6 +151,7 @@ def account_form(
             by=who.username,
             keep_token=request.cookies.get(SESSION_COOKIE),
             buildings=[b for b in buildings.replace(",", " ").split() if b],
+            staff_id=staff_id.strip() or None,
         )
     except InvalidAccount as exc:
         return _back(request, error=str(exc))
@@ -209,6 +222,7 @@ def api_account_create(body: AccountIn, request: Request, web: Web, who: Who) ->
             by=who.username,
             keep_token=bearer_token(request),
             buildings=body.buildings,
+            staff_id=body.staff_id,
         )
     except InvalidAccount as exc:
         raise HTTPException(400, str(exc)) from None

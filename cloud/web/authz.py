@@ -21,6 +21,8 @@ from enum import StrEnum
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from cloud.leases.offers import APPROVER_ROLES, OFFER_READ_ROLES, OFFER_ROLES
+from cloud.leases.queue import OVERSEER_ROLES, QUEUE_ROLES
 from cloud.staff.accounts import (
     ENGINEER_ROLES,
     FINANCE_ROLES,
@@ -50,6 +52,11 @@ class Access(StrEnum):
     LEASES = "leases"  # admin, finance, manager, supervisor, legal
     RISK = "risk"  # admin, finance, manager, supervisor
     PAYMENTS = "payments"  # admin, finance, manager, supervisor
+    QUEUE = "queue"  # admin, manager, supervisor, legal: their work queue
+    OVERSIGHT = "oversight"  # admin, supervisor: everybody's overdue items
+    OFFERS_READ = "offers_read"  # admin, finance, manager, supervisor
+    OFFERS = "offers"  # admin, manager, supervisor: make offers, move them along
+    APPROVALS = "approvals"  # admin, supervisor: approve or reject out-of-band offers
 
 
 #: The roles each staff access admits.
@@ -61,6 +68,11 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.LEASES: LEASE_ROLES,
     Access.RISK: RISK_ROLES,
     Access.PAYMENTS: PAYMENT_ROLES,
+    Access.QUEUE: QUEUE_ROLES,
+    Access.OVERSIGHT: OVERSEER_ROLES,
+    Access.OFFERS_READ: OFFER_READ_ROLES,
+    Access.OFFERS: OFFER_ROLES,
+    Access.APPROVALS: APPROVER_ROLES,
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -121,6 +133,29 @@ POLICIES: dict[str, Access] = {
     "api_lease": Access.LEASES,
     "api_lease_history": Access.LEASES,
     "api_lease_payment": Access.PAYMENTS,
+    # the work queue and renewal offers (decision 0034)
+    "queue_page": Access.QUEUE,
+    "queue_overdue_page": Access.OVERSIGHT,
+    "queue_ack_form": Access.QUEUE,
+    "queue_done_form": Access.QUEUE,
+    "api_queue": Access.QUEUE,
+    "api_queue_overdue": Access.OVERSIGHT,
+    "api_queue_ack": Access.QUEUE,
+    "api_queue_done": Access.QUEUE,
+    "offers_page": Access.OFFERS_READ,
+    "offer_form": Access.OFFERS,
+    "offer_move_form": Access.OFFERS,
+    "offer_decide_form": Access.APPROVALS,
+    "api_offer_suggestion": Access.OFFERS_READ,
+    "api_offer_make": Access.OFFERS,
+    "api_offers": Access.OFFERS_READ,
+    "api_offers_funnel": Access.OFFERS_READ,
+    "api_offer_approve": Access.APPROVALS,
+    "api_offer_reject": Access.APPROVALS,
+    "api_offer_invite": Access.OFFERS,
+    "api_offer_negotiate": Access.OFFERS,
+    "api_offer_sign": Access.OFFERS,
+    "api_offer_lose": Access.OFFERS,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

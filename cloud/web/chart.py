@@ -64,6 +64,33 @@ def history_svg(
 _ROW, _LABEL = 26, 150
 
 
+def _bars(
+    css: str, rows: Sequence[tuple[str, float, str, str]], title: str, unit: str, span: int
+) -> Markup:
+    """Labelled horizontal bars scaled to the largest: ``rows`` are (label, magnitude,
+    tooltip, value text)."""
+    top = max(max(m for _, m, _, _ in rows), 1)
+    height = _ROW * len(rows) + 22
+    out = [
+        f'<svg class="{css}" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{_LABEL}" y="12" class="axis-label">{escape(unit)}</text>',
+    ]
+    for i, (label, magnitude, tooltip, value) in enumerate(rows):
+        y = 20 + i * _ROW
+        w = max(magnitude / top * span, 1.0)
+        out.append(
+            f'<g class="part part-{i % 6}"><title>{escape(tooltip)}</title>'
+            f'<text x="{_LABEL - 4}" y="{y + 14}" class="label" text-anchor="end">'
+            f"{escape(label[:22])}</text>"
+            f'<rect x="{_LABEL}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 8}"/>'
+            f'<text x="{_LABEL + w + 4:.1f}" y="{y + 14}" class="value">{escape(value)}</text></g>'
+        )
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
 def composition_svg(parts: Sequence[tuple[str, int]], title: str, unit: str = "¥") -> Markup:
     """Horizontal bars of the parts of one statement's amount: ``parts`` are (label,
     cents), the bars scaled to the largest; each is labelled with its amount in ``unit``
@@ -72,27 +99,26 @@ def composition_svg(parts: Sequence[tuple[str, int]], title: str, unit: str = "�
     if not shown:
         return Markup("")
     total = sum(c for _, c in shown)
-    top = max(c for _, c in shown)
-    height = _ROW * len(shown) + 22
-    span = WIDTH - _LABEL - 110
-    out = [
-        f'<svg class="composition" viewBox="0 0 {WIDTH} {height}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="{_LABEL}" y="12" class="axis-label">{escape(unit)}</text>',
-    ]
-    for i, (label, cents) in enumerate(shown):
-        y = 20 + i * _ROW
-        w = max(cents / top * span, 1.0)
+    rows = []
+    for label, cents in shown:
         share = cents / total * 100
-        out.append(
-            f'<g class="part part-{i % 6}"><title>{escape(label)}: ¥{cny(cents)} '
-            f"({share:.1f}%)</title>"
-            f'<text x="{_LABEL - 4}" y="{y + 14}" class="label" text-anchor="end">'
-            f"{escape(label[:22])}</text>"
-            f'<rect x="{_LABEL}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 8}"/>'
-            f'<text x="{_LABEL + w + 4:.1f}" y="{y + 14}" class="value">¥{cny(cents)} · '
-            f"{share:.1f}%</text></g>"
+        rows.append(
+            (
+                label,
+                cents,
+                f"{label}: ¥{cny(cents)} ({share:.1f}%)",
+                f"¥{cny(cents)} · {share:.1f}%",
+            )
         )
-    out.append("</svg>")
-    return Markup("".join(out))
+    return _bars("composition", rows, title, unit, WIDTH - _LABEL - 110)
+
+
+def funnel_svg(steps: Sequence[tuple[str, int]], title: str, unit: str) -> Markup:
+    """Horizontal bars of counts, one per step of a funnel in order (``steps`` are (label,
+    count)), scaled to the largest; each labelled with its count; ``unit`` (e.g. 份,
+    offers) names what is counted. ``title`` is the accessible name. A step of none keeps
+    its row."""
+    if not steps:
+        return Markup("")
+    rows = [(label, n, f"{label}: {n} {unit}", str(n)) for label, n in steps]
+    return _bars("funnel", rows, title, unit, WIDTH - _LABEL - 70)

@@ -16,6 +16,8 @@ from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
 from cloud.gateways.replacement import ReplacementService
+from cloud.leases.offers import OfferDesk
+from cloud.leases.queue import WorkQueue
 from cloud.leases.roster import LeaseRoster
 from cloud.leases.tenants import tenant_names
 from cloud.risk.jobs import RiskListService
@@ -51,6 +53,8 @@ class WebServices:
     closing: CloseService
     replacements: ReplacementService
     leases: LeaseRoster
+    queue: WorkQueue
+    offers: OfferDesk
     public_url: str = ""
     cookie_secure: bool | None = None
     page_cache: bool = True
@@ -110,6 +114,8 @@ class WebServices:
             closing=CloseService(sessions, series, clock=clock),
             replacements=ReplacementService(sessions, provisioning.command_keys, clock=clock),
             leases=LeaseRoster(sessions, clock=clock),
+            queue=WorkQueue(sessions, clock=clock),
+            offers=OfferDesk(sessions, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
             page_cache=page_cache,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from cloud.leases.errors import PaymentConflict, PaymentError, UnknownRecord
 from cloud.leases.models import LeaseStatus
+from cloud.leases.offers import OFFER_READ_ROLES, OFFER_ROLES
 from cloud.leases.roster import MAX_LIST, LeaseRow
 from cloud.staff.accounts import Principal
 from cloud.staff.visibility import withheld
@@ -123,10 +124,34 @@ def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLR
         row = web.leases.lease(who, lease_id)
     except UnknownRecord:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    history = web.leases.history(who, lease_id, limit=200)
     return render(
-        request, "lease.html", {"r": row, "withheld": withheld(who.role), "history": history}
+        request,
+        "lease.html",
+        {
+            "r": row,
+            "withheld": withheld(who.role),
+            "history": web.leases.history(who, lease_id, limit=200),
+            **_offer_context(request, web, who, row.id),
+        },
     )
+
+
+def _offer_context(request: Request, web: WebServices, who: Principal, lease_id: str) -> dict:
+    """The lease page's renewal offers: the suggestion with its band and comparables, the
+    lease's offers, the offer form (roles that make offers; decision 0034)."""
+    if who.role not in OFFER_READ_ROLES:
+        return {}
+    try:
+        suggestion = web.offers.suggestion(who, lease_id)
+    except UnknownRecord:
+        suggestion = None
+    return {
+        "suggestion": suggestion,
+        "lease_offers": web.offers.offers(who, lease_id=lease_id, limit=20),
+        "may_offer": who.role in OFFER_ROLES and suggestion is not None,
+        "offer_error": request.query_params.get("error", "")[:300],
+        "offer_made": request.query_params.get("offer", "")[:20],
+    }
 
 
 @router.get("/api/v1/leases", response_model=LeaseListOut)

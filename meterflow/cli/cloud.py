@@ -21,6 +21,7 @@ from meterflow.cli.gateways import (
     rotate_command_key,
 )
 from meterflow.cli.leases import cloud_bill, cloud_daily, cloud_payment
+from meterflow.cli.queue import offer_app, queue_app
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
 from meterflow.cli.runs import run_app
@@ -46,6 +47,8 @@ cloud_app.command("close")(close_command)
 cloud_app.command("bill")(cloud_bill)
 cloud_app.command("daily")(cloud_daily)
 cloud_app.command("payment")(cloud_payment)
+cloud_app.add_typer(queue_app, name="queue")
+cloud_app.add_typer(offer_app, name="offer")
 cloud_app.command("web-account")(cloud_web_account)
 cloud_app.command("web-account-disable")(cloud_web_account_disable)
 cloud_app.command("web-account-enable")(cloud_web_account_enable)

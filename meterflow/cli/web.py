@@ -214,6 +214,15 @@ def cloud_web_account(
         str | None,
         typer.Option(help="the person's name as printed on statements (kept when not given)"),
     ] = None,
+    staff: Annotated[
+        str | None,
+        typer.Option(
+            "--staff",
+            help="the person's staff record id (their reminders and tasks make their work "
+            "queue; kept when not given, '' clears it; default: the staff record of the same "
+            "id as the user name)",
+        ),
+    ] = None,
 ) -> None:
     """Create a staff account of the web pages, or reset its password, role, sites and
     buildings (which ends its sessions and API tokens)."""
@@ -231,6 +240,7 @@ def cloud_web_account(
             by="cli",
             display_name=display_name,
             buildings=building or [],
+            staff_id=staff,
         )
     except InvalidAccount as exc:
         raise fail(str(exc)) from None

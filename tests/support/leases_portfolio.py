@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.models import ApportionLine, ApportionRun, Unit
-from cloud.leases import deposits, lifecycle, payments, reference, renewals
+from cloud.leases import deposits, lifecycle, offers, payments, reference, renewals
 from cloud.leases.billing import BillingReport
 from cloud.leases.errors import RenewalBlocked
 from cloud.leases.jobs import DailyReport, run_daily, run_monthly_billing
@@ -504,6 +504,8 @@ def _simulate_day(
                         offer = renewals.make_offer(
                             session, lease.id, price, by="m1", today=day, at=at
                         )
+                        if offer.flagged:  # outside the band: the supervisor approves
+                            offers.decide(session, offer.id, approve=True, by="boss", at=at)
                         renewals.accept_offer(session, offer.id, by="m1", today=day)
                         result.counters["renewed_by_offer"] += 1
                         result.counters["offers_flagged"] += offer.flagged

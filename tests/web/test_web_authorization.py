@@ -29,6 +29,13 @@ from edge.wire import key_id, public_key_b64
 from tests.support import servers
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import SEEDED, seed_leases
+from tests.support.queue_samples import (
+    OFFER_RECORD,
+    QUEUE_BODIES,
+    QUEUE_ITEM,
+    QUEUE_ITEM_HOLDERS,
+    seed_queue_samples,
+)
 
 SITE_TOML = 'site = "park-a"\ngateway = "{gw}"\n'
 
@@ -76,6 +83,7 @@ def rig(
     if request.param == "sqlite":
         rig = make_rig(work)
         seed_leases(rig.sessions, PASSWORD)
+        rig.queue_samples = seed_queue_samples(rig.sessions)  # type: ignore[attr-defined]
         yield rig
         rig.sessions.kw["bind"].dispose()
         return
@@ -83,6 +91,7 @@ def rig(
     with servers.fresh_postgres_database(server, "authz") as url:
         rig = make_rig(work, url=url)
         seed_leases(rig.sessions, PASSWORD)
+        rig.queue_samples = seed_queue_samples(rig.sessions)  # type: ignore[attr-defined]
         yield rig
         rig.sessions.kw["bind"].dispose()
 
@@ -128,6 +137,11 @@ ADMITS = {
     Access.LEASES: {"admin", "finance", "manager", "supervisor", "legal"},
     Access.RISK: {"admin", "finance", "manager", "supervisor"},
     Access.PAYMENTS: {"admin", "finance", "manager", "supervisor"},
+    Access.QUEUE: {"admin", "manager", "supervisor", "legal"},
+    Access.OVERSIGHT: {"admin", "supervisor"},
+    Access.OFFERS_READ: {"admin", "finance", "manager", "supervisor"},
+    Access.OFFERS: {"admin", "manager", "supervisor"},
+    Access.APPROVALS: {"admin", "supervisor"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
@@ -153,9 +167,18 @@ SITE_SCOPED = {
     "api_lease",
     "api_lease_history",
     "api_lease_payment",
+    *QUEUE_ITEM,
+    *OFFER_RECORD,
 }
-#: routes acting on one record of building A of park-a (lease L-A1)
-BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_history", "api_lease_payment"}
+#: routes acting on one record of building A of park-a (lease L-A1, its task; offer on L-A2)
+BUILDING_SCOPED = {
+    "lease_page",
+    "api_lease",
+    "api_lease_history",
+    "api_lease_payment",
+    *QUEUE_ITEM,
+    *OFFER_RECORD,
+}
 
 
 class Samples:
@@ -184,6 +207,8 @@ class Samples:
             "username": "fin-a2",  # disabled, enabled and unlocked by the admin routes
             "source": "192.0.2.1",
             "lease_id": "L-A1",  # park-a, building A
+            "item_id": rig.queue_samples[0],  # type: ignore[attr-defined]
+            "offer_id": str(rig.queue_samples[1]),  # type: ignore[attr-defined]
         }
 
     def path(self, template: str) -> str:
@@ -245,6 +270,7 @@ class Samples:
             "api_lease_payment": {
                 "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
             },
+            **QUEUE_BODIES,
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},
@@ -309,6 +335,8 @@ def expected(name: str, caller: Caller) -> str:
     if name in SITE_SCOPED and caller.role != "admin" and caller.site != "park-a":
         return "out_of_scope"
     if name in BUILDING_SCOPED and caller.building not in (None, "A"):
+        return "out_of_scope"
+    if name in QUEUE_ITEM and caller.name not in QUEUE_ITEM_HOLDERS:
         return "out_of_scope"
     return "allowed"
 
