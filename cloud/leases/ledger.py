@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.models import Unit
 from cloud.leases import lifecycle
-from cloud.leases.errors import LeaseError
+from cloud.leases.errors import LeaseError, NotPermitted, UnknownRecord
 from cloud.leases.ledger_sheets import (
     IMPORT_STATUSES,
     LEASES_SHEET,
@@ -45,7 +45,7 @@ from cloud.leases.plans import schedule_of
 from cloud.leases.reference import add_tenant, set_unit_profile
 from cloud.leases.roster import scope_condition
 from cloud.leases.terms import FixedRent, LeaseTerms, SteppedRent
-from cloud.staff.accounts import Principal
+from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.audit import record_change
 from cloud.staff.visibility import Sensitive, sees
 from edge.wire import Clock, utc_now
@@ -214,6 +214,8 @@ class LeaseLedger:
     ) -> LedgerReport:
         """Check (``dry_run``) or store the ledger file ``data``; nothing is stored when
         any issue is found."""
+        if who.role not in LEDGER_ROLES:
+            raise NotPermitted(f"the {who.role.value} role may not import leases")
         ledger = read_ledger(data, filename)
         report = LedgerReport(dry_run=dry_run)
         if ledger.issues:
@@ -452,6 +454,10 @@ class LeaseLedger:
         """The ledger of ``site`` within ``who``'s buildings, as ``xlsx`` or ``csv`` bytes
         (the template's form). Tenants' ID numbers are left blank for a role that does not
         see them in full (a blank ID number is kept as stored on import)."""
+        if who.role not in LEDGER_ROLES:
+            raise NotPermitted(f"the {who.role.value} role may not export the ledger")
+        if not who.may_act_on(site):
+            raise UnknownRecord(f"no site {site!r} among your sites")
         with self.sessions() as session:
             query = select(Lease, Unit).join(Unit, Unit.id == Lease.unit_id)
             query = query.where(Unit.site_id == site).order_by(

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.leases import lifecycle
-from cloud.leases.errors import LeaseError, TermsError
+from cloud.leases.errors import LeaseError, NotPermitted, TermsError
 from cloud.leases.models import Lease
 from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.roster import LeaseRoster
-from cloud.staff.accounts import Principal
+from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.audit import record_change
 from edge.wire import Clock, utc_now
 
@@ -54,6 +54,13 @@ class LeaseOperations:
     def today(self) -> date:
         return self.clock().astimezone(LOCAL_TZ).date()
 
+    def check(self, who: Principal, lease_id: str) -> None:
+        """The role may change leases and the lease is in ``who``'s scope (checked before
+        any value, so that a lease out of scope is not found whatever is asked of it)."""
+        if who.role not in LEDGER_ROLES:
+            raise NotPermitted(f"the {who.role.value} role may not change leases")
+        self.roster.lease(who, lease_id)  # UnknownRecord out of scope
+
     def _day(self, name: str, day: date | None) -> date:
         today = self.today()
         if day is None:
@@ -71,7 +78,6 @@ class LeaseOperations:
         change: Callable[[Session], Lease],
         note: str,
     ) -> Done:
-        self.roster.lease(who, lease_id)  # UnknownRecord out of scope
         with self.sessions.begin() as session:
             lease = lifecycle.get_lease(session, lease_id)
             before = lifecycle.snapshot(lease)
@@ -105,6 +111,7 @@ class LeaseOperations:
 
     def sign(self, who: Principal, lease_id: str, *, on: date | None, how: str) -> Done:
         """draft → signed on ``on`` (default today), ``how`` one of :data:`SIGN_METHODS`."""
+        self.check(who, lease_id)
         if how not in SIGN_METHODS:
             raise TermsError(f"how {how!r}: expected one of {', '.join(SIGN_METHODS)}")
         day = self._day("signed on", on)
@@ -120,6 +127,7 @@ class LeaseOperations:
 
     def hand_over(self, who: Principal, lease_id: str, *, on: date | None) -> Done:
         """signed → active: keys handed over on ``on`` (default today)."""
+        self.check(who, lease_id)
         day = self._day("handed over on", on)
         return self._run(
             who,
@@ -140,6 +148,7 @@ class LeaseOperations:
     ) -> Done:
         """expiring | open-ended → renewed, with a successor at ``monthly_cents`` (default:
         the rent in force) for ``term_months`` (default: the lease's renewal term)."""
+        self.check(who, lease_id)
         if monthly_cents is not None and not 0 < monthly_cents <= 10**12:
             raise TermsError(f"monthly rent {monthly_cents} cents: expected more than 0")
         if term_months is not None and not 1 <= term_months <= 120:
@@ -163,6 +172,7 @@ class LeaseOperations:
 
     def terminate(self, who: Principal, lease_id: str, *, on: date | None, reason: str) -> Done:
         """→ terminated; ``on`` is the move-out day (default today), ``reason`` required."""
+        self.check(who, lease_id)
         reason = " ".join(reason.split())
         if not reason or len(reason) > MAX_REASON:
             raise TermsError(f"reason: expected 1 to {MAX_REASON} characters")

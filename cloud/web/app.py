@@ -29,6 +29,7 @@ from cloud.web import (
     engineer,
     finance,
     leases,
+    ledger,
     printing,
     provision,
     risk,
@@ -120,6 +121,7 @@ def create_app(services: ApiServices) -> FastAPI:
         printing,
         finance,
         risk,
+        ledger,  # before leases: /leases/import must win over /leases/{lease_id}
         leases,
         engineer,
         admin,

@@ -25,6 +25,7 @@ from cloud.staff.accounts import (
     ENGINEER_ROLES,
     FINANCE_ROLES,
     LEASE_ROLES,
+    LEDGER_ROLES,
     PAYMENT_ROLES,
     RISK_ROLES,
     Principal,
@@ -50,6 +51,7 @@ class Access(StrEnum):
     LEASES = "leases"  # admin, finance, manager, supervisor, legal
     RISK = "risk"  # admin, finance, manager, supervisor
     PAYMENTS = "payments"  # admin, finance, manager, supervisor
+    LEDGER = "ledger"  # admin, manager, supervisor: change leases (import, sign ...)
 
 
 #: The roles each staff access admits.
@@ -61,6 +63,7 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.LEASES: LEASE_ROLES,
     Access.RISK: RISK_ROLES,
     Access.PAYMENTS: PAYMENT_ROLES,
+    Access.LEDGER: LEDGER_ROLES,
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -120,6 +123,20 @@ POLICIES: dict[str, Access] = {
     "api_leases": Access.LEASES,
     "api_lease": Access.LEASES,
     "api_lease_payment": Access.PAYMENTS,
+    # the lease ledger and lease operations: admin, managers, supervisors (decision 0032)
+    "api_ledger_template": Access.LEASES,
+    "api_ledger_export": Access.LEDGER,
+    "api_ledger_import": Access.LEDGER,
+    "ledger_import_page": Access.LEDGER,
+    "ledger_import_form": Access.LEDGER,
+    "api_lease_sign": Access.LEDGER,
+    "api_lease_handover": Access.LEDGER,
+    "api_lease_renew": Access.LEDGER,
+    "api_lease_terminate": Access.LEDGER,
+    "lease_sign_form": Access.LEDGER,
+    "lease_handover_form": Access.LEDGER,
+    "lease_renew_form": Access.LEDGER,
+    "lease_terminate_form": Access.LEDGER,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

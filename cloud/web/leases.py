@@ -24,6 +24,7 @@ from cloud.leases.roster import MAX_LIST, LeaseRow
 from cloud.staff.accounts import Principal
 from cloud.staff.visibility import withheld
 from cloud.web.deps import WebServices, principal, web_services
+from cloud.web.ledger import lease_page_context
 from cloud.web.rendering import render
 
 router = APIRouter(tags=["leases"])
@@ -123,7 +124,8 @@ def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLR
         row = web.leases.lease(who, lease_id)
     except UnknownRecord:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    return render(request, "lease.html", {"r": row, "withheld": withheld(who.role)})
+    done = request.query_params.get("done", "")
+    return render(request, "lease.html", lease_page_context(who, row, done))
 
 
 @router.get("/api/v1/leases", response_model=LeaseListOut)
