@@ -64,6 +64,7 @@ def ledger_import(
     """Import tenants, unit profiles and leases from the ledger. Every bad cell is reported
     by sheet, row and column, with the cross-row errors; nothing is stored unless the whole
     file is good. The same file again changes nothing ("unchanged N")."""
+    from cloud.leases.errors import LeaseError
     from cloud.leases.ledger import LeaseLedger
     from cloud.leases.ledger_sheets import MAX_LEDGER_BYTES
 
@@ -74,7 +75,10 @@ def ledger_import(
         raise fail(f"{file}: cannot read: {exc.strerror or exc}") from None
     sessions = _sessions()
     who = acting_as(sessions, account)
-    report = LeaseLedger(sessions).import_file(who, data, file.name, dry_run=dry_run)
+    try:
+        report = LeaseLedger(sessions).import_file(who, data, file.name, dry_run=dry_run)
+    except LeaseError as exc:
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
     if report.issues:
@@ -98,6 +102,7 @@ def ledger_export(
 ) -> None:
     """Write the site's ledger (within --as's buildings) in the template's form; importing it
     again changes nothing."""
+    from cloud.leases.errors import LeaseError
     from cloud.leases.ledger import LeaseLedger
 
     fmt = out.suffix.lower().lstrip(".")
@@ -105,9 +110,11 @@ def ledger_export(
         raise fail(f"--out {out}: expected a .xlsx or .csv file name")
     sessions = _sessions()
     who = acting_as(sessions, account)
-    if not who.may_act_on(site):
-        raise fail(f"--site {site!r}: not one of your sites")
-    out.write_bytes(LeaseLedger(sessions).export(who, site, fmt))
+    try:
+        data = LeaseLedger(sessions).export(who, site, fmt)
+    except LeaseError as exc:
+        raise fail(f"--site {site!r}: {exc}") from None
+    out.write_bytes(data)
     typer.echo(f"ledger of {site} written to {out}")
 
 
