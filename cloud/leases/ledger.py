@@ -218,16 +218,15 @@ class LeaseLedger:
             raise NotPermitted(f"the {who.role.value} role may not import leases")
         ledger = read_ledger(data, filename)
         report = LedgerReport(dry_run=dry_run)
-        if ledger.issues:
-            report.issues = ledger.issues
-            return report
+        # the rows that were read are checked against the registry and each other even
+        # when some cells are bad, so that one pass names every error
         with self.sessions() as session:
             raw: list[Any] = []
             for rec in (*ledger.tenants, *ledger.units, *ledger.leases):
                 if rec.at is not None:
                     rec.at.errors = raw
             self._apply(session, who, ledger, report)
-            report.issues = [i for i in raw if isinstance(i, Issue)]
+            report.issues = ledger.issues + [i for i in raw if isinstance(i, Issue)]
             if report.issues or dry_run:
                 session.rollback()
             else:
@@ -269,7 +268,7 @@ class LeaseLedger:
                     loc = [str(p) for p in err["loc"]]
                     key = next((_FIELD_KEYS[p] for p in loc if p in _FIELD_KEYS), None)
                     _fail(rec, key, f"{err['msg']}".removeprefix("Value error, "))
-        self._overlaps(session, ledger.leases)
+        self._overlaps(session, [rec for rec in ledger.leases if rec.unit in units])
         for rec in sorted(ledger.leases, key=lambda r: r.parent is not None):
             if rec.id not in terms or rec.unit not in units or (rec.at and rec.at.failed):
                 continue
@@ -341,8 +340,9 @@ class LeaseLedger:
         return 1
 
     def _overlaps(self, session: Session, leases: list[LeaseRec]) -> None:
-        """Leases of one unit whose terms overlap (the file's rows, and stored leases not in
-        the file that still hold the unit); a lease and its own parent may share a unit."""
+        """Leases of one unit whose terms overlap (the file's rows, of units in the caller's
+        scope, and stored leases not in the file that still hold the unit); a lease and its
+        own parent may share a unit."""
         in_file = {rec.id for rec in leases}
         units = sorted({rec.unit for rec in leases})
         spans: dict[str, list[tuple[date, date, str, str | None, LeaseRec | None]]] = {}

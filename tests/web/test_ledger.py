@@ -127,7 +127,8 @@ def test_a_manager_checks_then_imports_a_200_lease_workbook_and_again_changes_no
         assert stepped.schedule["rent"]["kind"] == "stepped" and stepped.status == "active"
         child = s.get(Lease, f"{SITE}-L-L0009")
         assert child.parent_id == f"{SITE}-L-L0008"
-        assert s.get(Lease, f"{SITE}-L-L0002").deposit_cents == 2 * 310_000
+        assert s.get(Lease, f"{SITE}-L-L0002").deposit_cents == 310_000  # given in yuan
+        assert s.get(Lease, f"{SITE}-L-L0003").deposit_cents == 2 * 315_000  # two months
         signed = s.scalars(
             select(LeaseTransition.reason).where(
                 LeaseTransition.lease_id == f"{SITE}-L-L0000", LeaseTransition.to_status == "signed"
@@ -187,7 +188,7 @@ def test_every_bad_cell_is_named_and_nothing_is_stored(rig, client, tmp_path) ->
             (7, "Start"): "2026-13-01",
             (8, "Unit id"): "NO-SUCH-UNIT",
             (9, "Parent lease"): "NO-SUCH-LEASE",
-            (10, "Lease id"): "park-a-M-L0001",  # the id of row 3
+            (10, "Lease id"): "park-a-M-L0000",  # the id of row 2
             (11, "Monthly rent (CNY)"): "12.345",
             (12, "Manager id"): "nobody",
             (13, "Unit id"): "PA-B201",  # building B: not mgr-m's
@@ -210,8 +211,8 @@ def test_every_bad_cell_is_named_and_nothing_is_stored(rig, client, tmp_path) ->
             "'NO-SUCH-UNIT'",
             "租约 Leases row 9, column 上级租约/parent: expected a lease of the file or "
             "registered, got 'NO-SUCH-LEASE'",
-            "租约 Leases row 10, column 租约编号/id: expected a unique id: 'park-a-M-L0001' is on "
-            "row 3 too",
+            "租约 Leases row 10, column 租约编号/id: expected a unique id: 'park-a-M-L0000' is on "
+            "row 2 too",
             "租约 Leases row 11, column 月租金（元）/rent: expected yuan ≥ 0 with at most two "
             "decimals, got '12.345'",
             "租约 Leases row 12, column 管家编号/manager: expected a registered staff id, got "
@@ -224,6 +225,7 @@ def test_every_bad_cell_is_named_and_nothing_is_stored(rig, client, tmp_path) ->
             assert expected in joined, f"{expected}\nnot in\n{joined}"
         assert all(i["sheet"] and i["message"] for i in body["issues"])
         assert {i["row"] for i in body["issues"]} >= {7, 8, 9, 10, 11, 12, 13, 22}
+        assert "L-B1" not in joined, "another building's lease is not named"
     assert (count(rig, Lease), count(rig, AuditEntry)) == before
     # the command line says the same, one cell a line, exit status 2
     path.write_bytes(data)
