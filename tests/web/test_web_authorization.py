@@ -128,6 +128,18 @@ ADMITS = {
     Access.LEASES: {"admin", "finance", "manager", "supervisor", "legal"},
     Access.RISK: {"admin", "finance", "manager", "supervisor"},
     Access.PAYMENTS: {"admin", "finance", "manager", "supervisor"},
+    Access.LEDGER: {"admin", "manager", "supervisor"},
+}
+#: the lease operations, each on lease L-A1 (park-a, building A)
+LEASE_OPERATIONS = {
+    "api_lease_sign",
+    "api_lease_handover",
+    "api_lease_renew",
+    "api_lease_terminate",
+    "lease_sign_form",
+    "lease_handover_form",
+    "lease_renew_form",
+    "lease_terminate_form",
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
@@ -152,9 +164,10 @@ SITE_SCOPED = {
     "lease_page",
     "api_lease",
     "api_lease_payment",
+    *LEASE_OPERATIONS,
 }
 #: routes acting on one record of building A of park-a (lease L-A1)
-BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_payment"}
+BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_payment", *LEASE_OPERATIONS}
 
 
 class Samples:
@@ -244,6 +257,16 @@ class Samples:
             "api_lease_payment": {
                 "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
             },
+            # L-A1 is active: signing, handing over and renewing it are refused (409) past
+            # the policy and the scope; a termination without its confirmation box, or a
+            # move-out day years away, is refused (422): nothing changes
+            "api_lease_sign": {"json": {"how": "paper"}},
+            "api_lease_handover": {"json": {}},
+            "api_lease_renew": {"json": {"term_months": 12}},
+            "api_lease_terminate": {"json": {"move_out_on": "2099-01-01", "reason": "matrix"}},
+            "lease_terminate_form": {"data": {"reason": "matrix"}},
+            # a ledger that is not one: checked (dry run, the default), refused (422)
+            "api_ledger_import": {"files": {"file": ("matrix.csv", b"nothing", "text/csv")}},
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},

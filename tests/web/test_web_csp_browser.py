@@ -64,6 +64,7 @@ def staff_pages(rig: WebRig) -> list[str]:
         "/finance/close",
         "/finance/risk",
         "/leases",
+        "/leases/import",
         "/engineer/gateways",
         "/engineer/gateways/gw-a",
         "/engineer/claim-tokens",
