@@ -11,12 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 from openpyxl import Workbook
-from openpyxl.styles import Alignment
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
-from cloud.apportion.site_workbook import _BOLD, _header, _set
+from cloud.apportion.site_workbook import _header, _set, write_notes
 from cloud.apportion.workbook_cells import Column
 from cloud.leases.ledger_sheets import (
     CHOICES,
@@ -187,29 +186,7 @@ def write_ledger_workbook(
             for day, cents in rec.steps
         ),
     )
-    notes = wb.create_sheet(NOTES_SHEET)
-    _header(
-        notes,
-        ["工作表 / 列\nSheet / column", "说明\n(中文)", "Explanation\n(English)"],
-        [30, 60, 70],
-    )
-    line = 2
-    for zh, en in _NOTES:
-        _set(notes, line, 2, zh)
-        _set(notes, line, 3, en)
-        line += 1
-    for sheet, columns in SHEETS:
-        line += 1
-        _set(notes, line, 1, sheet).font = _BOLD
-        line += 1
-        for column in columns:
-            _set(notes, line, 1, f"{column.zh} {column.en}")
-            _set(notes, line, 2, column.note_zh)
-            _set(notes, line, 3, column.note_en)
-            line += 1
-    for cells in notes.iter_rows(min_row=2, max_row=line):
-        for cell in cells:
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
+    write_notes(wb.create_sheet(NOTES_SHEET), _NOTES, SHEETS)
     wb.active = 2
     out = io.BytesIO()
     wb.save(out)

@@ -130,11 +130,8 @@ def transition(
     return record
 
 
-def create_lease(
-    session: Session, terms: LeaseTerms, *, by: str, today: date, clock: Clock = utc_now
-) -> Lease:
-    """A new lease in ``draft`` from validated terms; the deposit in months is taken of the
-    first month's rent [cents]."""
+def _require_references(session: Session, terms: LeaseTerms) -> None:
+    """The tenant, unit and manager ``terms`` name are registered (UnknownRecord if not)."""
     for model, key, what in (
         (Tenant, terms.tenant_id, "tenant"),
         (Unit, terms.unit_id, "unit"),
@@ -142,6 +139,14 @@ def create_lease(
     ):
         if session.get(model, key) is None:
             raise UnknownRecord(f"lease {terms.id!r}: {what} {key!r} is not registered")
+
+
+def create_lease(
+    session: Session, terms: LeaseTerms, *, by: str, today: date, clock: Clock = utc_now
+) -> Lease:
+    """A new lease in ``draft`` from validated terms; the deposit in months is taken of the
+    first month's rent [cents]."""
+    _require_references(session, terms)
     if session.get(Lease, terms.id) is not None:
         raise TermsError(f"lease {terms.id!r} exists already")
     if terms.parent_id is not None:
@@ -211,13 +216,7 @@ def update_draft(session: Session, terms: LeaseTerms) -> Lease:
             f"lease {lease.id!r} is {lease.status}; the terms of a signed contract change "
             "only by renewal or termination"
         )
-    for model, key, what in (
-        (Tenant, terms.tenant_id, "tenant"),
-        (Unit, terms.unit_id, "unit"),
-        (Staff, terms.manager_id, "manager"),
-    ):
-        if session.get(model, key) is None:
-            raise UnknownRecord(f"lease {terms.id!r}: {what} {key!r} is not registered")
+    _require_references(session, terms)
     policy_for(session, terms.policy_id)
     lease.tenant_id, lease.unit_id, lease.manager_id = (
         terms.tenant_id,

@@ -83,29 +83,23 @@ class LeaseOperations:
             before = lifecycle.snapshot(lease)
             result = change(session)
             after = lifecycle.snapshot(lease)
-            record_change(
-                session,
-                at=self.clock(),
-                actor=who.username,
-                origin=who.origin,
-                action=action,
-                subject=f"lease:{lease_id}",
-                before=before,
-                after=after,
-                note=note,
-            )
             successor = result.id if result.id != lease_id else None
-            if successor:
+            changes = [(lease_id, before, after, note)]
+            if successor:  # a renewal: its successor is created
+                changes.append(
+                    (successor, None, lifecycle.snapshot(result), f"renewal of {lease_id}")
+                )
+            for subject, old, new, why in changes:
                 record_change(
                     session,
                     at=self.clock(),
                     actor=who.username,
                     origin=who.origin,
                     action=action,
-                    subject=f"lease:{successor}",
-                    before=None,
-                    after=lifecycle.snapshot(result),
-                    note=f"renewal of {lease_id}",
+                    subject=f"lease:{subject}",
+                    before=old,
+                    after=new,
+                    note=why,
                 )
             return Done(lease_id, lease.status, successor)
 
