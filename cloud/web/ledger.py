@@ -210,7 +210,7 @@ async def ledger_import_form(
     the import of the same file; import stores it (all or nothing)."""
     data, name = b"", ""
     if file is not None and file.filename:
-        data, name = await _read(file), file.filename
+        data, name = await _read(file), file.filename[:200]
     elif carried:
         try:
             data, name = base64.b64decode(carried, validate=True), filename
