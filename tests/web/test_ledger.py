@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from cloud.leases import lifecycle
-from cloud.leases.ledger_sheets import LEASES_SHEET, STEPS_SHEET, LeaseRec
+from cloud.leases.ledger_sheets import LEASE_COLUMNS, LEASES_SHEET, STEPS_SHEET, LeaseRec
 from cloud.leases.models import Lease, LeaseTransition
 from cloud.leases.periods import LOCAL_TZ
 from cloud.staff.accounts import Role
@@ -452,3 +452,27 @@ def test_lease_commands_sign_in_batch_renew_and_terminate(rig, client, tmp_path)
         AuditEntry.action != "ledger import",
     )
     assert audited == 6  # CLI-26 signed, handed over, renewed; its successor; CLI-27 too
+
+
+def test_files_out_of_bounds_or_unreadable_are_refused_saying_what_was_expected(
+    rig, client
+) -> None:
+    mgr = auth(client, rig, "mgr-l")
+    header = "租约编号 Lease id,租户编号 Tenant id,Unit id\r\n"
+    for data, name, expected in (
+        (header.encode(), "x.csv", "missing column(s) 管家编号/manager"),
+        ("租约编号,bogus\r\n".encode(), "x.csv", "unknown column 'bogus'"),
+        ("租约编号".encode("gb18030"), "x.csv", "not UTF-8 text"),
+    ):
+        reply = upload(client, mgr, data, name, dry_run=True)
+        assert reply.status_code == 422, reply.text
+        assert expected in json.dumps(reply.json(), ensure_ascii=False), reply.text
+    full = ",".join(c.zh for c in LEASE_COLUMNS)
+    many = (full + "\r\n").encode() + b",,\r\n" * 20_001
+    reply = upload(client, mgr, many, "many.csv", dry_run=True)
+    assert reply.status_code == 422
+    assert "more than 20000 rows" in reply.text
+    big = upload(client, mgr, b"x" * (4 * 1024 * 1024 + 1), "big.csv", dry_run=True)
+    assert big.status_code == 413 and "larger than 4 MiB" in big.text
+    huge = upload(client, mgr, b"x" * (6 * 1024 * 1024), "huge.csv", dry_run=True)
+    assert huge.status_code == 413
