@@ -369,15 +369,25 @@ _NOTES_INTRO = (
 
 
 def _write_notes(ws: Worksheet) -> None:
+    write_notes(ws, _NOTES_INTRO, ((UNITS_SHEET, UNIT_COLUMNS), (METERS_SHEET, METER_COLUMNS)))
+
+
+def write_notes(
+    ws: Worksheet,
+    intro: Iterable[tuple[str, str]],
+    sheets: Iterable[tuple[str, Iterable[Column]]],
+) -> None:
+    """A workbook's 说明 Notes sheet: the intro lines (Chinese, English), then each sheet's
+    columns with their notes."""
     _header(
         ws, ["工作表 / 列\nSheet / column", "说明\n(中文)", "Explanation\n(English)"], [30, 60, 70]
     )
     row = 2
-    for zh, en in _NOTES_INTRO:
+    for zh, en in intro:
         _set(ws, row, 2, zh)
         _set(ws, row, 3, en)
         row += 1
-    for sheet, columns in ((UNITS_SHEET, UNIT_COLUMNS), (METERS_SHEET, METER_COLUMNS)):
+    for sheet, columns in sheets:
         row += 1
         _set(ws, row, 1, sheet).font = _BOLD
         row += 1

@@ -192,6 +192,11 @@ def open_workbook(path: Path, source: str) -> Workbook:
         raise SiteFileError(
             source, [f"the workbook is larger than {MAX_WORKBOOK_BYTES // (1024 * 1024)} MiB"]
         )
+    return workbook_from_bytes(data, source)
+
+
+def workbook_from_bytes(data: bytes, source: str) -> Workbook:
+    """The workbook in ``data`` (bounded by the caller), read-only with cached values."""
     try:
         return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
@@ -201,10 +206,17 @@ def open_workbook(path: Path, source: str) -> Workbook:
 
 
 def sheet_rows(
-    wb: Workbook, sheet: str, columns: Sequence[Column], errors: list[str]
+    wb: Workbook,
+    sheet: str,
+    columns: Sequence[Column],
+    errors: list[Any],
+    *,
+    max_rows: int = MAX_ROWS,
+    row_type: type[Row] = Row,
 ) -> Iterator[Row]:
-    """The sheet's non-blank data rows, its columns found by header; a missing sheet, an
-    unknown, repeated or missing header, too many rows or too long a text are errors."""
+    """The sheet's non-blank data rows (as ``row_type``), its columns found by header; a
+    missing sheet, an unknown, repeated or missing header, more than ``max_rows`` rows or
+    too long a text are errors."""
     if sheet not in wb.sheetnames:
         errors.append(f"{sheet}: the sheet is missing (sheets: {', '.join(wb.sheetnames)})")
         return
@@ -237,15 +249,15 @@ def sheet_rows(
     if bad_header or missing:
         return
     for line, values in enumerate(rows, start=2):
-        if line > MAX_ROWS + 1:
+        if line > max_rows + 1:
             errors.append(
-                f"{sheet}: more than {MAX_ROWS} rows; nothing past row {MAX_ROWS + 1} read"
+                f"{sheet}: more than {max_rows} rows; nothing past row {max_rows + 1} read"
             )
             return
         cells = {k: values[i] if i < len(values) else None for k, i in index.items()}
         if all(v is None or (isinstance(v, str) and not v.strip()) for v in cells.values()):
             continue
-        row = Row(sheet, line, cells, letters, errors)
+        row = row_type(sheet, line, cells, letters, errors)
         for key, value in cells.items():
             if isinstance(value, str) and len(value) > MAX_TEXT:
                 row.fail(key, f"text longer than {MAX_TEXT} characters")

@@ -60,3 +60,7 @@ class EvidenceMissing(DepositError):
 
 class UnknownRecord(LeaseError):
     """A lease, tenant, unit, invoice or refund that does not exist."""
+
+
+class NotPermitted(LeaseError):
+    """The staff member's role may not make this change (e.g. legal signing a lease)."""

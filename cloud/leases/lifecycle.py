@@ -78,6 +78,11 @@ def _snapshot(lease: Lease) -> dict[str, Any]:
     return out
 
 
+def snapshot(lease: Lease) -> dict[str, Any]:
+    """The lease's audited fields (dates as ISO text), as its transitions keep them."""
+    return _snapshot(lease)
+
+
 def get_lease(session: Session, lease_id: str) -> Lease:
     lease = session.get(Lease, lease_id)
     if lease is None:
@@ -125,11 +130,8 @@ def transition(
     return record
 
 
-def create_lease(
-    session: Session, terms: LeaseTerms, *, by: str, today: date, clock: Clock = utc_now
-) -> Lease:
-    """A new lease in ``draft`` from validated terms; the deposit in months is taken of the
-    first month's rent [cents]."""
+def _require_references(session: Session, terms: LeaseTerms) -> None:
+    """The tenant, unit and manager ``terms`` name are registered (UnknownRecord if not)."""
     for model, key, what in (
         (Tenant, terms.tenant_id, "tenant"),
         (Unit, terms.unit_id, "unit"),
@@ -137,6 +139,14 @@ def create_lease(
     ):
         if session.get(model, key) is None:
             raise UnknownRecord(f"lease {terms.id!r}: {what} {key!r} is not registered")
+
+
+def create_lease(
+    session: Session, terms: LeaseTerms, *, by: str, today: date, clock: Clock = utc_now
+) -> Lease:
+    """A new lease in ``draft`` from validated terms; the deposit in months is taken of the
+    first month's rent [cents]."""
+    _require_references(session, terms)
     if session.get(Lease, terms.id) is not None:
         raise TermsError(f"lease {terms.id!r} exists already")
     if terms.parent_id is not None:
@@ -147,13 +157,7 @@ def create_lease(
                 f"{parent.parent_id!r}; sub-accounts are one level deep"
             )
     policy_for(session, terms.policy_id)
-    if terms.deposit.cents is not None:
-        deposit = terms.deposit.cents
-    else:
-        first = compile_plan(terms.rent, [], start=terms.start_on, end=terms.end_on).steps
-        deposit = round_half_up(
-            Decimal(first[0].monthly_cents) * (terms.deposit.months or Decimal(0))
-        )
+    deposit = deposit_cents(terms)
     lease = Lease(
         id=terms.id,
         tenant_id=terms.tenant_id,
@@ -193,8 +197,52 @@ def create_lease(
     return lease
 
 
-def sign(session: Session, lease_id: str, *, on: date, by: str, clock: Clock = utc_now) -> Lease:
-    """draft → signed on ``on``."""
+def deposit_cents(terms: LeaseTerms) -> int:
+    """The deposit of ``terms`` [cents]: the amount given, or the months given of the first
+    month's rent (rounded half up to the cent)."""
+    if terms.deposit.cents is not None:
+        return terms.deposit.cents
+    first = compile_plan(terms.rent, [], start=terms.start_on, end=terms.end_on).steps
+    return round_half_up(Decimal(first[0].monthly_cents) * (terms.deposit.months or Decimal(0)))
+
+
+def update_draft(session: Session, terms: LeaseTerms) -> Lease:
+    """Replace the terms of a lease still in ``draft`` (nothing signed yet) with ``terms``;
+    IllegalTransition for a lease past draft (its terms change only by renewal or
+    termination). The caller audits the change."""
+    lease = get_lease(session, terms.id)
+    if lease.status != S.DRAFT:
+        raise IllegalTransition(
+            f"lease {lease.id!r} is {lease.status}; the terms of a signed contract change "
+            "only by renewal or termination"
+        )
+    _require_references(session, terms)
+    policy_for(session, terms.policy_id)
+    lease.tenant_id, lease.unit_id, lease.manager_id = (
+        terms.tenant_id,
+        terms.unit_id,
+        terms.manager_id,
+    )
+    lease.parent_id, lease.policy_id, lease.kind = terms.parent_id, terms.policy_id, terms.kind
+    lease.start_on, lease.end_on = terms.start_on, terms.end_on
+    lease.cycle_months, lease.due_days = terms.cycle_months, terms.due_days
+    lease.auto_renew, lease.renewal_term_months = terms.auto_renew, terms.renewal_term_months
+    lease.deposit_cents = deposit_cents(terms)
+    lease.schedule = schedule_doc(terms.rent, terms.free_rent)
+    session.flush()
+    return lease
+
+
+def sign(
+    session: Session,
+    lease_id: str,
+    *,
+    on: date,
+    by: str,
+    how: str = "",
+    clock: Clock = utc_now,
+) -> Lease:
+    """draft → signed on ``on``; ``how`` (paper, e-sign ...) goes in the transition's reason."""
     lease = get_lease(session, lease_id)
     transition(
         session,
@@ -202,7 +250,7 @@ def sign(session: Session, lease_id: str, *, on: date, by: str, clock: Clock = u
         S.SIGNED,
         by=by,
         on=on,
-        reason="signed",
+        reason=f"signed ({how})" if how else "signed",
         changes={"signed_on": on},
         clock=clock,
     )

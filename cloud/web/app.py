@@ -29,6 +29,7 @@ from cloud.web import (
     engineer,
     finance,
     leases,
+    ledger,
     printing,
     provision,
     queue,
@@ -121,6 +122,7 @@ def create_app(services: ApiServices) -> FastAPI:
         printing,
         finance,
         risk,
+        ledger,  # before leases: /leases/import must win over /leases/{lease_id}
         leases,
         queue,
         engineer,

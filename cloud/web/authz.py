@@ -27,6 +27,7 @@ from cloud.staff.accounts import (
     ENGINEER_ROLES,
     FINANCE_ROLES,
     LEASE_ROLES,
+    LEDGER_ROLES,
     PAYMENT_ROLES,
     RISK_ROLES,
     Principal,
@@ -57,6 +58,7 @@ class Access(StrEnum):
     OFFERS_READ = "offers_read"  # admin, finance, manager, supervisor
     OFFERS = "offers"  # admin, manager, supervisor: make offers, move them along
     APPROVALS = "approvals"  # admin, supervisor: approve or reject out-of-band offers
+    LEDGER = "ledger"  # admin, manager, supervisor: change leases (import, sign ...)
 
 
 #: The roles each staff access admits.
@@ -73,6 +75,7 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.OFFERS_READ: OFFER_READ_ROLES,
     Access.OFFERS: OFFER_ROLES,
     Access.APPROVALS: APPROVER_ROLES,
+    Access.LEDGER: LEDGER_ROLES,
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -156,6 +159,20 @@ POLICIES: dict[str, Access] = {
     "api_offer_negotiate": Access.OFFERS,
     "api_offer_sign": Access.OFFERS,
     "api_offer_lose": Access.OFFERS,
+    # the lease ledger and lease operations: admin, managers, supervisors (decision 0032)
+    "api_ledger_template": Access.LEASES,
+    "api_ledger_export": Access.LEDGER,
+    "api_ledger_import": Access.LEDGER,
+    "ledger_import_page": Access.LEDGER,
+    "ledger_import_form": Access.LEDGER,
+    "api_lease_sign": Access.LEDGER,
+    "api_lease_handover": Access.LEDGER,
+    "api_lease_renew": Access.LEDGER,
+    "api_lease_terminate": Access.LEDGER,
+    "lease_sign_form": Access.LEDGER,
+    "lease_handover_form": Access.LEDGER,
+    "lease_renew_form": Access.LEDGER,
+    "lease_terminate_form": Access.LEDGER,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

@@ -29,6 +29,9 @@ DEFAULT_BODY_LIMIT = 64 * 1024
 BODY_LIMITS: dict[str, int] = {
     "/engineer/claim-tokens": 2 * 1024 * 1024,
     "/api/v1/claim-tokens": 2 * 1024 * 1024,
+    # the lease ledger (4 MiB at most, decision 0032), with the form's own fields
+    "/leases/import": 5 * 1024 * 1024,
+    "/api/v1/ledger/import": 5 * 1024 * 1024,
 }
 #: Deepest nesting of arrays and objects in a JSON body (the API's bodies use 3 or fewer).
 MAX_JSON_DEPTH = 32

@@ -25,6 +25,7 @@ from cloud.leases.roster import MAX_LIST, LeaseRow
 from cloud.staff.accounts import Principal
 from cloud.staff.visibility import withheld
 from cloud.web.deps import WebServices, principal, web_services
+from cloud.web.ledger import lease_page_context
 from cloud.web.rendering import render
 
 router = APIRouter(tags=["leases"])
@@ -124,12 +125,12 @@ def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLR
         row = web.leases.lease(who, lease_id)
     except UnknownRecord:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    done = request.query_params.get("done", "")
     return render(
         request,
         "lease.html",
         {
-            "r": row,
-            "withheld": withheld(who.role),
+            **lease_page_context(who, row, done),
             "history": web.leases.history(who, lease_id, limit=200),
             **_offer_context(request, web, who, row.id),
         },

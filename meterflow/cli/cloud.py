@@ -21,6 +21,7 @@ from meterflow.cli.gateways import (
     rotate_command_key,
 )
 from meterflow.cli.leases import cloud_bill, cloud_daily, cloud_payment
+from meterflow.cli.ledger import lease_app, ledger_app
 from meterflow.cli.queue import offer_app, queue_app
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
@@ -58,6 +59,8 @@ cloud_app.command("rotate-command-key")(rotate_command_key)
 cloud_app.command("command-keys")(command_keys)
 cloud_app.command("purge-claim-tokens")(purge_claim_tokens)
 cloud_app.add_typer(replacement_app, name="replacement")
+cloud_app.add_typer(ledger_app, name="ledger")
+cloud_app.add_typer(lease_app, name="lease")
 
 
 @cloud_app.command("migrate")

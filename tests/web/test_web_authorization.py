@@ -7,7 +7,6 @@ link reads another unit's data."""
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import text
@@ -25,19 +23,17 @@ from starlette.routing import Mount, Route
 from cloud.staff.accounts import SessionKind
 from cloud.statements.links import StatementKey
 from cloud.web.authz import POLICIES, Access
-from edge.wire import key_id, public_key_b64
 from tests.support import servers
+from tests.support.authz_samples import Samples
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import SEEDED, seed_leases
+from tests.support.ledger_samples import LEASE_OPERATIONS
 from tests.support.queue_samples import (
     OFFER_RECORD,
-    QUEUE_BODIES,
     QUEUE_ITEM,
     QUEUE_ITEM_HOLDERS,
     seed_queue_samples,
 )
-
-SITE_TOML = 'site = "park-a"\ngateway = "{gw}"\n'
 
 
 def all_routes(app: FastAPI) -> Iterator[tuple[str, str, frozenset[str]]]:
@@ -142,6 +138,7 @@ ADMITS = {
     Access.OFFERS_READ: {"admin", "finance", "manager", "supervisor"},
     Access.OFFERS: {"admin", "manager", "supervisor"},
     Access.APPROVALS: {"admin", "supervisor"},
+    Access.LEDGER: {"admin", "manager", "supervisor"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
@@ -169,6 +166,7 @@ SITE_SCOPED = {
     "api_lease_payment",
     *QUEUE_ITEM,
     *OFFER_RECORD,
+    *LEASE_OPERATIONS,
 }
 #: routes acting on one record of building A of park-a (lease L-A1, its task; offer on L-A2)
 BUILDING_SCOPED = {
@@ -178,119 +176,8 @@ BUILDING_SCOPED = {
     "api_lease_payment",
     *QUEUE_ITEM,
     *OFFER_RECORD,
+    *LEASE_OPERATIONS,
 }
-
-
-class Samples:
-    """Concrete path parameters and bodies for every route."""
-
-    def __init__(self, rig: WebRig) -> None:
-        self.rig = rig
-        run = rig.seeded.latest
-        self.link = rig.web.links.link_for(StatementKey(run, "A101", "ACME"))
-        dispute = rig.web.statements.dispute(
-            rig.web.links.open(
-                "A102", rig.web.links.link_for(StatementKey(run, "A102", "BETA")).token
-            ),
-            "the lift share looks high",
-        )
-        self.params = {
-            "run_id": run,
-            "unit": "A101",
-            "party": "ACME",
-            "token": self.link.token,
-            "action": "review",
-            "gateway_id": "gw-a",
-            "dispute_id": str(dispute),
-            "path": "meterflow.css",
-            "replacement_id": "999999",  # none: a decision on it is a 409, past the policy
-            "username": "fin-a2",  # disabled, enabled and unlocked by the admin routes
-            "source": "192.0.2.1",
-            "lease_id": "L-A1",  # park-a, building A
-            "item_id": rig.queue_samples[0],  # type: ignore[attr-defined]
-            "offer_id": str(rig.queue_samples[1]),  # type: ignore[attr-defined]
-        }
-
-    def path(self, template: str) -> str:
-        return template.format(**self.params)
-
-    def body(self, name: str) -> dict[str, Any]:
-        """``json`` or ``data`` (form) keyword arguments of a valid request."""
-        if name == "provision":
-            provisioning = self.rig.app.state.services.provisioning
-            gateway = f"gw-{uuid.uuid4().hex[:8]}"
-            claim = provisioning.create_claim(
-                "park-a", gateway, SITE_TOML.format(gw=gateway), self.rig.web.claim_broker
-            )
-            key = Ed25519PrivateKey.generate().public_key()
-            return {
-                "json": {
-                    "claim_token": claim.token,
-                    "public_key": public_key_b64(key),
-                    "key_id": key_id(key),
-                }
-            }
-        gateway = f"gw-{uuid.uuid4().hex[:8]}"
-        return {
-            "api_sign_in": {"json": {"username": "fin-a", "password": PASSWORD}},
-            "login_form": {
-                "data": {"username": "fin-a", "password": PASSWORD, "csrf": "double-submit"}
-            },
-            "source_unlock_form": {"data": {"source": "192.0.2.1"}},
-            # a wrong current password: answered (400), nothing changes
-            "password_form": {
-                "data": {"current_password": "not it", "new_password": "a new long secret"}
-            },
-            "api_password_change": {
-                "json": {"current_password": "not it", "new_password": "a new long secret"}
-            },
-            "api_tenant_dispute": {"json": {"comment": "reading looks wrong"}},
-            "tenant_dispute_form": {"data": {"comment": "reading looks wrong"}},
-            "api_run_action": {"json": {"reason": ""}},
-            "api_dispute_resolve": {"json": {"resolution": "checked: the reading is right"}},
-            "dispute_resolve_form": {"data": {"resolution": "checked"}},
-            "api_gateway_command": {"json": {"command": "sync_time"}},
-            "gateway_command_form": {"data": {"command": "sync_time"}},
-            "api_claim_token": {
-                "json": {
-                    "site": "park-a",
-                    "gateway": gateway,
-                    "site_config": SITE_TOML.format(gw=gateway),
-                }
-            },
-            "claim_token_form": {
-                "data": {
-                    "site": "park-a",
-                    "gateway": gateway,
-                    "site_config": SITE_TOML.format(gw=gateway),
-                }
-            },
-            "api_replacement_decide": {"json": {"decision": "reject"}},
-            # a day in the future: refused (422) past the policy and the scope, nothing paid
-            "api_lease_payment": {
-                "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
-            },
-            **QUEUE_BODIES,
-            "api_tenant_confirm": {"json": {"name": "Li Na"}},
-            "tenant_confirm_form": {"data": {"name": "Li Na"}},
-            "replacement_form": {"data": {"decision": "reject"}},
-            "api_account_create": {
-                "json": {
-                    "username": "matrix-user",
-                    "password": PASSWORD,
-                    "role": "finance",
-                    "sites": ["park-a"],
-                }
-            },
-            "account_form": {
-                "data": {
-                    "username": "matrix-user",
-                    "password": PASSWORD,
-                    "role": "finance",
-                    "sites": "park-a",
-                }
-            },
-        }.get(name, {})
 
 
 def call(

@@ -67,6 +67,7 @@ def staff_pages(rig: WebRig) -> list[str]:
         "/queue",
         "/queue/overdue",
         "/offers",
+        "/leases/import",
         "/engineer/gateways",
         "/engineer/gateways/gw-a",
         "/engineer/claim-tokens",

@@ -1,0 +1,516 @@
+"""The lease ledger (台账) as a file: its sheets and columns, reading a workbook or CSV into
+records (every bad cell named), and writing records back in the same form.
+
+Workbook sheets: 租户 Tenants, 单元 Units (the units' lease profile), 租约 Leases, 租金阶梯
+Rent steps and 说明 Notes. The CSV form is one file: the 租约 Leases columns, then the
+tenant's name, channel, address and ID number, and the rent steps as text (``2026-01-01=5000;
+2027-01-01=5200``); unit profiles are workbook-only. Headers are bilingual and found in any
+order (:mod:`cloud.apportion.workbook_cells` reads the cells, within bounds). Money is yuan in
+the file (at most two decimals) and integer cents in the records; dates ``YYYY-MM-DD``;
+a lease's end date is exclusive, as everywhere in leasing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from openpyxl.utils import get_column_letter
+
+from cloud.apportion.site import SiteFileError
+from cloud.apportion.workbook_cells import (
+    MAX_TEXT,
+    Column,
+    Row,
+    sheet_rows,
+    shown,
+    workbook_from_bytes,
+)
+from cloud.leases.models import PROPERTY_TYPES, LeaseStatus
+
+#: Largest ledger file read [bytes].
+MAX_LEDGER_BYTES = 4 * 1024 * 1024
+#: Most data rows read from one sheet (or the CSV).
+MAX_LEDGER_ROWS = 20_000
+
+TENANTS_SHEET = "租户 Tenants"
+UNITS_SHEET = "单元 Units"
+LEASES_SHEET = "租约 Leases"
+STEPS_SHEET = "租金阶梯 Rent steps"
+NOTES_SHEET = "说明 Notes"
+CHANNELS = ("email", "sms", "wecom", "dingtalk")
+KINDS = ("standard", "trial", "internal")
+ANCHORS = ("start", "signing", "handover")
+CYCLES = ("1", "2", "3", "6", "12")
+STATUSES = tuple(s.value for s in LeaseStatus)
+#: the states an imported lease is brought to
+IMPORT_STATUSES = ("draft", "signed", "active")
+YES, NO = "是", "否"
+
+_YUAN = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
+_ID = re.compile(r"^[^\x00-\x1f\s]{1,64}$")
+
+
+def _c(key: str, zh: str, en: str, kind: str, width: float, note_zh: str, note_en: str) -> Column:
+    return Column(key, zh, en, kind, width, note_zh, note_en)
+
+
+TENANT_COLUMNS = (
+    _c("id", "租户编号", "Tenant id", "text", 14, "租户编号（唯一）", "the tenant's id (unique)"),
+    _c("name", "名称", "Name", "text", 24, "个人姓名或公司名称", "person's or company's name"),
+    _c("channel", "通知渠道", "Channel", "channel", 12, "email/sms/wecom/dingtalk", "notices go"),
+    _c("address", "通知地址", "Address", "text", 24, "邮箱或号码", "e-mail or number"),
+    _c("id_number", "证件号码", "ID number", "text", 22, "留空则保持原值", "blank: kept as is"),
+)
+UNIT_COLUMNS = (
+    _c("unit", "单元编号", "Unit id", "text", 14, "站点导入的单元", "a unit of the site import"),
+    _c("unit_type", "单元类型", "Unit type", "text", 14, "如 2室1厅、办公A", "e.g. 2BR, office-A"),
+    _c(
+        "property_type",
+        "物业类型",
+        "Property type",
+        "property",
+        14,
+        "residential 住宅 / office 办公 / retail 商铺 / parking 车位",
+        "residential / office / retail / parking",
+    ),
+    _c("rentable", "可出租", "Rentable", "yesno", 10, "是 / 否", "是 yes / 否 no"),
+    _c("asking", "挂牌租金（元/月）", "Asking rent (CNY/month)", "money", 16, "元", "yuan"),
+)
+LEASE_COLUMNS = (
+    _c("id", "租约编号", "Lease id", "text", 14, "租约编号（唯一）", "the lease's id (unique)"),
+    _c("tenant", "租户编号", "Tenant id", "text", 14, "租户表或已登记", "on Tenants or registered"),
+    _c("unit", "单元编号", "Unit id", "text", 12, "已导入的单元", "a unit of the site"),
+    _c("manager", "管家编号", "Manager id", "text", 12, "已登记的员工", "registered staff"),
+    _c("kind", "租约类型", "Kind", "kind", 12, "standard 标准 / trial 试住 / internal 内部", ""),
+    _c("start_on", "开始日期", "Start", "date", 12, "YYYY-MM-DD", "YYYY-MM-DD"),
+    _c("end_on", "结束日期", "End", "date", 12, "不含当日（次日起不再出租）", "exclusive"),
+    _c("rent", "月租金（元）", "Monthly rent (CNY)", "money", 14, "固定租金；阶梯租金留空", ""),
+    _c("free_months", "免租月数", "Free months", "int", 10, "0–24", "0–24"),
+    _c("free_days", "免租天数", "Free days", "int", 10, "0–366", "0–366"),
+    _c("free_anchor", "免租起算", "Free rent from", "anchor", 12, "start/signing/handover", ""),
+    _c("deposit_months", "押金月数", "Deposit months", "number", 10, "与押金金额二选一", ""),
+    _c("deposit", "押金金额（元）", "Deposit (CNY)", "money", 14, "与押金月数二选一", ""),
+    _c("cycle", "付款周期（月）", "Cycle (months)", "cycle", 12, "1/2/3/6/12", "1/2/3/6/12"),
+    _c("due_days", "付款期限（天）", "Due days", "int", 12, "账单出具后几天到期", "0–60"),
+    _c("parent", "上级租约", "Parent lease", "text", 14, "子合同的主合同编号", "child contracts"),
+    _c("signed_on", "签约日期", "Signed on", "date", 12, "已签约/生效时必填", "signed, active"),
+    _c("handover_on", "交房日期", "Handed over", "date", 12, "生效时；空则为开始日期", ""),
+    _c("status", "状态", "Status", "status", 12, "draft 草稿 / signed 已签约 / active 生效", ""),
+)
+STEP_COLUMNS = (
+    _c("lease", "租约编号", "Lease id", "text", 14, "阶梯租金的租约", "a lease with stepped rent"),
+    _c("from", "起始日期", "From", "date", 12, "第一阶 = 开始日期", "first step = start"),
+    _c("rent", "月租金（元）", "Monthly rent (CNY)", "money", 14, "元/月", "CNY per month"),
+)
+CSV_TENANT_COLUMNS = (
+    _c("tenant_name", "租户名称", "Tenant name", "text", 0, "", ""),
+    _c("tenant_channel", "租户通知渠道", "Tenant channel", "channel", 0, "", ""),
+    _c("tenant_address", "租户通知地址", "Tenant address", "text", 0, "", ""),
+    _c("tenant_id_number", "租户证件号码", "Tenant ID number", "text", 0, "", ""),
+    _c("steps", "租金阶梯", "Rent steps", "text", 0, "YYYY-MM-DD=元; …", ""),
+)
+CSV_COLUMNS = LEASE_COLUMNS + CSV_TENANT_COLUMNS
+CHOICES = {
+    "channel": CHANNELS,
+    "property": PROPERTY_TYPES,
+    "yesno": (YES, NO),
+    "kind": KINDS,
+    "anchor": ANCHORS,
+    "cycle": CYCLES,
+    "status": STATUSES,
+}
+SHEETS = (
+    (TENANTS_SHEET, TENANT_COLUMNS),
+    (UNITS_SHEET, UNIT_COLUMNS),
+    (LEASES_SHEET, LEASE_COLUMNS),
+    (STEPS_SHEET, STEP_COLUMNS),
+)
+_LABELS = {
+    sheet: {c.key: f"{c.zh}/{c.key}" for c in columns}
+    for sheet, columns in (*SHEETS, (LEASES_SHEET, CSV_COLUMNS))
+}
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A reason the file is refused: where (sheet, row, column; None: the whole sheet or
+    row) and what was expected."""
+
+    sheet: str
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.sheet
+        if self.row is not None:
+            where += f" row {self.row}"
+        if self.column:
+            where += f", column {self.column}"
+        return f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sheet": self.sheet, "row": self.row, "column": self.column, "message": str(self)}
+
+
+class Cells(Row):
+    """A row whose bad cells become :class:`Issue` s (column by its label)."""
+
+    def fail(self, key: str, message: str) -> None:
+        if key not in self.failed:
+            self.failed.add(key)
+            label = _LABELS.get(self.sheet, {}).get(key, key)
+            self.errors.append(Issue(self.sheet, self.line, label, message))
+
+    def whole(self, message: str) -> None:
+        """The row as a whole is bad (a cross-row error)."""
+        self.errors.append(Issue(self.sheet, self.line, None, message))
+
+    def ident(self, key: str, required: bool = True) -> str | None:
+        value = self.text(key)
+        if value is None:
+            if required:
+                self.fail(key, "expected an id, got a blank cell")
+            return None
+        if not _ID.match(value):
+            self.fail(key, f"expected 1–64 characters without spaces, got {shown(value)}")
+            return None
+        return value
+
+    def yuan(self, key: str, required: bool = False) -> int | None:
+        """Yuan with at most two decimals, as cents."""
+        value = self.number(key)
+        if value is None:
+            if required and key not in self.failed:
+                self.fail(key, "expected an amount in yuan, got a blank cell")
+            return None
+        text = format(value.normalize(), "f")
+        if not _YUAN.match(text):
+            self.fail(key, f"expected yuan ≥ 0 with at most two decimals, got {shown(text)}")
+            return None
+        return int(Decimal(text) * 100)
+
+    def whole_number(self, key: str, low: int, high: int) -> int | None:
+        value = self.number(key)
+        if value is None:
+            return None
+        if value != value.to_integral_value() or not low <= value <= high:
+            self.fail(key, f"expected a whole number {low}–{high}, got {shown(str(value))}")
+            return None
+        return int(value)
+
+    def choice(self, key: str, choices: Sequence[str], default: str | None) -> str | None:
+        value = self.text(key)
+        if value is None:
+            return default
+        if value not in choices:
+            self.fail(key, f"expected one of {', '.join(choices)}, got {shown(value)}")
+            return default
+        return value
+
+    def date_(self, key: str, required: bool = False) -> date | None:
+        value = self.day(key)
+        if value is None and required and key not in self.failed:
+            self.fail(key, "expected YYYY-MM-DD, got a blank cell")
+        return value
+
+
+@dataclass
+class TenantRec:
+    id: str
+    name: str
+    channel: str
+    address: str
+    id_number: str | None
+    at: Cells | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class UnitRec:
+    unit: str
+    unit_type: str
+    property_type: str
+    rentable: bool
+    asking_cents: int
+    at: Cells | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class LeaseRec:
+    """One lease as the ledger holds it (amounts in cents; ``steps``: (from, cents) of a
+    stepped rent, else ``rent_cents``; the deposit as months or cents, one of them)."""
+
+    id: str
+    tenant: str
+    unit: str
+    manager: str
+    kind: str
+    start_on: date
+    end_on: date
+    rent_cents: int | None
+    steps: tuple[tuple[date, int], ...]
+    free_months: int
+    free_days: int
+    free_anchor: str
+    deposit_months: Decimal | None
+    deposit_cents: int | None
+    cycle: int
+    due_days: int
+    parent: str | None
+    signed_on: date | None
+    handover_on: date | None
+    status: str
+    at: Cells | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Ledger:
+    """What a ledger file holds, or the issues found reading it."""
+
+    tenants: list[TenantRec] = field(default_factory=list)
+    units: list[UnitRec] = field(default_factory=list)
+    leases: list[LeaseRec] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_ledger(data: bytes, filename: str) -> Ledger:
+    """The ledger in ``data`` (a .xlsx workbook or a .csv file, by ``filename``)."""
+    if len(data) > MAX_LEDGER_BYTES:
+        return Ledger(
+            issues=[Issue("file", None, None, f"larger than {MAX_LEDGER_BYTES // 2**20} MiB")]
+        )
+    suffix = filename.lower().rsplit(".", 1)[-1] if "." in filename else ""
+    if suffix == "xlsx":
+        return _read_workbook(data, filename)
+    if suffix == "csv":
+        return _read_csv(data)
+    return Ledger(
+        issues=[Issue("file", None, None, f"expected a .xlsx or .csv file, got {shown(filename)}")]
+    )
+
+
+def _issues(raw: Iterable[Any]) -> list[Issue]:
+    return [r if isinstance(r, Issue) else Issue("file", None, None, str(r)) for r in raw]
+
+
+def _read_workbook(data: bytes, source: str) -> Ledger:
+    try:
+        wb = workbook_from_bytes(data, source)
+    except SiteFileError as exc:
+        return Ledger(issues=[Issue("file", None, None, e) for e in exc.errors])
+    raw: list[Any] = []
+    try:
+        rows = {
+            sheet: list(
+                sheet_rows(wb, sheet, columns, raw, max_rows=MAX_LEDGER_ROWS, row_type=Cells)
+            )
+            for sheet, columns in SHEETS
+        }
+    finally:
+        wb.close()
+    out = Ledger()
+    out.tenants = [t for t in map(_tenant, rows[TENANTS_SHEET]) if t]
+    out.units = [u for u in map(_unit, rows[UNITS_SHEET]) if u]
+    steps = _steps(rows[STEPS_SHEET])
+    out.leases = [x for x in (_lease(r, steps) for r in rows[LEASES_SHEET]) if x]
+    for lease_id, (row, _) in steps.items():
+        if lease_id not in {x.id for x in out.leases}:
+            row.fail("lease", f"expected a lease of the {LEASES_SHEET} sheet, got {lease_id!r}")
+    out.issues = _issues(raw)
+    return out
+
+
+def _read_csv(data: bytes) -> Ledger:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return Ledger(issues=[Issue("file", None, None, f"not UTF-8 text (byte {exc.start})")])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    raw: list[Any] = []
+    header = next(reader, [])
+    index: dict[str, int] = {}
+    for i, name in enumerate(header[:64]):
+        folded = " ".join(name.split()).casefold()
+        if not folded:
+            continue
+        found = [c for c in CSV_COLUMNS if folded in c.names()]
+        if not found or found[0].key in index:
+            what = "unknown" if not found else "repeated"
+            raw.append(Issue(LEASES_SHEET, 1, get_column_letter(i + 1), f"{what} column {name!r}"))
+        else:
+            index[found[0].key] = i
+    required = [c for c in LEASE_COLUMNS if c.key not in index]
+    if required:
+        names = ", ".join(f"{c.zh}/{c.key}" for c in required)
+        raw.append(Issue(LEASES_SHEET, 1, None, f"missing column(s) {names}"))
+    if raw:
+        return Ledger(issues=_issues(raw))
+    letters = {k: get_column_letter(i + 1) for k, i in index.items()}
+    out = Ledger()
+    tenants: dict[str, TenantRec] = {}
+    try:
+        for line, values in enumerate(reader, start=2):
+            if line > MAX_LEDGER_ROWS + 1:
+                raw.append(Issue(LEASES_SHEET, None, None, f"more than {MAX_LEDGER_ROWS} rows"))
+                break
+            cells: dict[str, Any] = {
+                k: values[i] if i < len(values) else None for k, i in index.items()
+            }
+            if not any((v or "").strip() for v in cells.values()):
+                continue
+            row = Cells(LEASES_SHEET, line, cells, letters, raw)
+            for key, value in cells.items():
+                if isinstance(value, str) and len(value) > MAX_TEXT:
+                    row.fail(key, f"expected at most {MAX_TEXT} characters")
+                    cells[key] = None
+            lease = _lease(row, {}, csv_steps=True)
+            if lease is None:
+                continue
+            out.leases.append(lease)
+            if row.text("tenant_name") and lease.tenant not in tenants:
+                tenant = _tenant(row, prefix="tenant_", ident=lease.tenant)
+                if tenant:
+                    tenants[lease.tenant] = tenant
+    except csv.Error as exc:
+        raw.append(Issue(LEASES_SHEET, None, None, f"not a readable CSV file: {exc}"))
+    out.tenants = list(tenants.values())
+    out.issues = _issues(raw)
+    return out
+
+
+def _tenant(row: Row, prefix: str = "", ident: str | None = None) -> TenantRec | None:
+    assert isinstance(row, Cells)
+    before = len(row.errors)
+    tenant_id = ident or row.ident("id")
+    name = row.text(prefix + "name")
+    if not name:
+        row.fail(prefix + "name", "expected the tenant's name, got a blank cell")
+    channel = row.choice(prefix + "channel", CHANNELS, "email")
+    address = row.text(prefix + "address") or ""
+    id_number = row.text(prefix + "id_number")
+    if id_number is not None and len(id_number) > 32:
+        row.fail(prefix + "id_number", "expected at most 32 characters")
+    if len(row.errors) > before or not tenant_id or not name:
+        return None
+    return TenantRec(tenant_id, name, channel or "email", address, id_number, at=row)
+
+
+def _unit(row: Row) -> UnitRec | None:
+    assert isinstance(row, Cells)
+    before = len(row.errors)
+    unit = row.ident("unit")
+    unit_type = row.text("unit_type")
+    if not unit_type or len(unit_type) > 32:
+        row.fail("unit_type", "expected a unit type of 1–32 characters")
+    prop = row.choice("property_type", PROPERTY_TYPES, "residential")
+    rentable = row.yes_no("rentable") if row.cells.get("rentable") not in (None, "") else True
+    asking = row.yuan("asking") or 0
+    if len(row.errors) > before or not unit or not unit_type:
+        return None
+    return UnitRec(unit, unit_type, prop or "residential", rentable, asking, at=row)
+
+
+def _steps(rows: list[Row]) -> dict[str, tuple[Cells, list[tuple[date, int]]]]:
+    out: dict[str, tuple[Cells, list[tuple[date, int]]]] = {}
+    for row in rows:
+        assert isinstance(row, Cells)
+        lease = row.ident("lease")
+        day = row.date_("from", required=True)
+        cents = row.yuan("rent", required=True)
+        if lease and day and cents is not None:
+            out.setdefault(lease, (row, []))[1].append((day, cents))
+    return out
+
+
+def _csv_steps(row: Cells) -> list[tuple[date, int]]:
+    text = row.text("steps")
+    out: list[tuple[date, int]] = []
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        day, sep, amount = part.strip().partition("=")
+        try:
+            when = date.fromisoformat(day.strip())
+        except ValueError:
+            when = None
+        if not sep or when is None or not _YUAN.match(amount.strip()):
+            row.fail("steps", f"expected YYYY-MM-DD=yuan; …, got {shown(part.strip())}")
+            return []
+        out.append((when, int(Decimal(amount.strip()) * 100)))
+    return out
+
+
+def _lease(
+    row: Row, steps: dict[str, tuple[Cells, list[tuple[date, int]]]], csv_steps: bool = False
+) -> LeaseRec | None:
+    assert isinstance(row, Cells)
+    before = len(row.errors)
+    lease_id = row.ident("id")
+    tenant, unit, manager = row.ident("tenant"), row.ident("unit"), row.ident("manager")
+    kind = row.choice("kind", KINDS, "standard")
+    start, end = row.date_("start_on", True), row.date_("end_on", True)
+    if start and end and end <= start:
+        row.fail("end_on", f"expected a day after the start {start}, got {end}")
+    rent = row.yuan("rent")
+    stepped = _csv_steps(row) if csv_steps else list(steps.get(lease_id or "", (row, []))[1])
+    if rent is None and not stepped and "rent" not in row.failed:
+        row.fail("rent", f"expected the monthly rent in yuan (or rows on {STEPS_SHEET})")
+    if rent is not None and stepped:
+        row.fail("rent", f"expected a blank cell: the rent is stepped on {STEPS_SHEET}")
+    if rent == 0:
+        row.fail("rent", "expected a rent above 0.00")
+    stepped.sort()
+    if stepped and start and stepped[0][0] != start:
+        where = "steps" if csv_steps else "rent"
+        row.fail(where, f"expected the first rent step on the start {start}, got {stepped[0][0]}")
+    free_months = row.whole_number("free_months", 0, 24) or 0
+    free_days = row.whole_number("free_days", 0, 366) or 0
+    anchor = row.choice("free_anchor", ANCHORS, "start")
+    months = row.number("deposit_months")
+    deposit = row.yuan("deposit")
+    if months is not None and not Decimal(0) <= months <= Decimal(12):
+        row.fail("deposit_months", f"expected 0–12 months, got {shown(str(months))}")
+    if months is not None and deposit is not None:
+        row.fail("deposit", "expected a blank cell: the deposit is given in months")
+    cycle = row.choice("cycle", CYCLES, "1")
+    due = row.whole_number("due_days", 0, 60)
+    parent = row.ident("parent", required=False)
+    signed, handover = row.date_("signed_on"), row.date_("handover_on")
+    status = row.choice("status", STATUSES, "draft")
+    if status in ("signed", "active") and signed is None and "signed_on" not in row.failed:
+        row.fail("signed_on", f"expected the signing day of a {status} lease, got a blank cell")
+    if len(row.errors) > before or not (lease_id and tenant and unit and manager and start and end):
+        return None
+    return LeaseRec(
+        id=lease_id,
+        tenant=tenant,
+        unit=unit,
+        manager=manager,
+        kind=kind or "standard",
+        start_on=start,
+        end_on=end,
+        rent_cents=rent,
+        steps=tuple(stepped),
+        free_months=free_months,
+        free_days=free_days,
+        free_anchor=anchor or "start",
+        deposit_months=months if months is not None or deposit is not None else Decimal(2),
+        deposit_cents=deposit if months is None else None,
+        cycle=int(cycle or "1"),
+        due_days=10 if due is None else due,
+        parent=parent,
+        signed_on=signed,
+        handover_on=handover,
+        status=status or "draft",
+        at=row,
+    )
