@@ -20,7 +20,6 @@ and a paid invoice climbs no further.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -31,7 +30,7 @@ from cloud.apportion.money import cny
 from cloud.leases.models import CollectionEvent, Invoice, Lease, LeaseTask, Staff, Tenant
 from cloud.leases.money import round_half_up
 from cloud.leases.policies import PolicyBook, load_book
-from cloud.leases.terms import DEFAULT_LADDER, LateFeePolicy, LadderRung
+from cloud.leases.terms import DEFAULT_LADDER, LadderRung, LateFeePolicy
 from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
 

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.models import Unit
-from cloud.leases.errors import UnknownRecord
+from cloud.leases.errors import LeaseError, UnknownRecord
 from cloud.leases.models import Lease, LeasePolicyRow, SitePolicyRow, UnitProfile
 from cloud.leases.terms import DEFAULT_POLICY, LadderRung, LeasePolicy
 
@@ -64,7 +64,7 @@ PRESETS: dict[str, LeasePolicy] = {
 }
 
 
-class PolicyError(ValueError):
+class PolicyError(LeaseError, ValueError):
     """A policy set or override not accepted; the message names the field."""
 
 

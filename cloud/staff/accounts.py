@@ -86,6 +86,9 @@ LEASE_ROLES: frozenset[Role] = frozenset(
 RISK_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.FINANCE, Role.MANAGER, Role.SUPERVISOR})
 #: who records a tenant's payment by hand (legal reads leases, it does not take money)
 PAYMENT_ROLES: frozenset[Role] = RISK_ROLES
+#: who sets lease policies of sites and a lease's policy overrides (decision 0031); the
+#: lease roles read them
+POLICY_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.SUPERVISOR})
 #: The roles an account of which may be limited to some buildings of its sites (a manager
 #: must be); the others act on whole sites.
 BUILDING_ROLES: frozenset[Role] = frozenset({Role.MANAGER, Role.SUPERVISOR, Role.LEGAL})

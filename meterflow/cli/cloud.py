@@ -21,6 +21,7 @@ from meterflow.cli.gateways import (
     rotate_command_key,
 )
 from meterflow.cli.leases import cloud_bill, cloud_daily, cloud_payment
+from meterflow.cli.policies import policy_app
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
 from meterflow.cli.runs import run_app
@@ -46,6 +47,7 @@ cloud_app.command("close")(close_command)
 cloud_app.command("bill")(cloud_bill)
 cloud_app.command("daily")(cloud_daily)
 cloud_app.command("payment")(cloud_payment)
+cloud_app.add_typer(policy_app, name="policy")
 cloud_app.command("web-account")(cloud_web_account)
 cloud_app.command("web-account-disable")(cloud_web_account_disable)
 cloud_app.command("web-account-enable")(cloud_web_account_enable)
