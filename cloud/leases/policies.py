@@ -72,7 +72,8 @@ def _errors(exc: ValidationError, where: str) -> str:
     parts = []
     for err in exc.errors()[:10]:
         loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}{'.' + loc if loc else ''}: {err['msg']}")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}{'.' + loc if loc else ''}: {msg}")
     return "; ".join(parts)
 
 
