@@ -29,6 +29,7 @@ from cloud.web import (
     engineer,
     finance,
     leases,
+    policies,
     printing,
     provision,
     risk,
@@ -121,6 +122,7 @@ def create_app(services: ApiServices) -> FastAPI:
         finance,
         risk,
         leases,
+        policies,
         engineer,
         admin,
     ):

@@ -26,6 +26,7 @@ from cloud.staff.accounts import (
     FINANCE_ROLES,
     LEASE_ROLES,
     PAYMENT_ROLES,
+    POLICY_ROLES,
     RISK_ROLES,
     Principal,
     Role,
@@ -50,6 +51,7 @@ class Access(StrEnum):
     LEASES = "leases"  # admin, finance, manager, supervisor, legal
     RISK = "risk"  # admin, finance, manager, supervisor
     PAYMENTS = "payments"  # admin, finance, manager, supervisor
+    POLICIES = "policies"  # admin, supervisor (lease policies of sites, lease overrides)
 
 
 #: The roles each staff access admits.
@@ -61,6 +63,7 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.LEASES: LEASE_ROLES,
     Access.RISK: RISK_ROLES,
     Access.PAYMENTS: PAYMENT_ROLES,
+    Access.POLICIES: POLICY_ROLES,
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -120,6 +123,12 @@ POLICIES: dict[str, Access] = {
     "api_leases": Access.LEASES,
     "api_lease": Access.LEASES,
     "api_lease_payment": Access.PAYMENTS,
+    "policies_page": Access.LEASES,
+    "api_policies": Access.LEASES,
+    "api_lease_policy": Access.LEASES,
+    "api_policy_create": Access.POLICIES,
+    "policy_form": Access.POLICIES,
+    "api_lease_policy_overrides": Access.POLICIES,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

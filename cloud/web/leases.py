@@ -23,6 +23,7 @@ from cloud.leases.models import LeaseStatus
 from cloud.leases.roster import MAX_LIST, LeaseRow
 from cloud.staff.accounts import Principal
 from cloud.staff.visibility import withheld
+from cloud.web import policies
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.rendering import render
 
@@ -118,12 +119,16 @@ def leases_page(
 
 @router.get("/leases/{lease_id}", response_class=HTMLResponse)
 def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLResponse:
-    """One lease: its tenant, unit, manager, dates and (as the role allows) money."""
+    """One lease: its tenant, unit, manager, dates, (as the role allows) money, and its
+    effective policy with where each value comes from."""
     try:
         row = web.leases.lease(who, lease_id)
     except UnknownRecord:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    return render(request, "lease.html", {"r": row, "withheld": withheld(who.role)})
+    policy = policies.service(web).lease_policy(who, lease_id).sources
+    return render(
+        request, "lease.html", {"r": row, "withheld": withheld(who.role), "policy": policy}
+    )
 
 
 @router.get("/api/v1/leases", response_model=LeaseListOut)
