@@ -128,6 +128,7 @@ ADMITS = {
     Access.LEASES: {"admin", "finance", "manager", "supervisor", "legal"},
     Access.RISK: {"admin", "finance", "manager", "supervisor"},
     Access.PAYMENTS: {"admin", "finance", "manager", "supervisor"},
+    Access.POLICIES: {"admin", "supervisor"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
@@ -152,9 +153,17 @@ SITE_SCOPED = {
     "lease_page",
     "api_lease",
     "api_lease_payment",
+    "api_lease_policy",
+    "api_lease_policy_overrides",
 }
 #: routes acting on one record of building A of park-a (lease L-A1)
-BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_payment"}
+BUILDING_SCOPED = {
+    "lease_page",
+    "api_lease",
+    "api_lease_payment",
+    "api_lease_policy",
+    "api_lease_policy_overrides",
+}
 
 
 class Samples:
@@ -244,6 +253,15 @@ class Samples:
             "api_lease_payment": {
                 "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
             },
+            # an unknown preset / an empty ladder: refused (422, the form answers with the
+            # error) past the policy and the scope, nothing stored
+            "api_policy_create": {
+                "json": {"site": "park-a", "effective_from": "2099-01-01", "preset": "none"}
+            },
+            "policy_form": {
+                "data": {"site": "park-a", "effective_from": "2099-01-01", "preset": "none"}
+            },
+            "api_lease_policy_overrides": {"json": {"set": {"ladder": []}}},
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},
