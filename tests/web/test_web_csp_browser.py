@@ -64,6 +64,7 @@ def staff_pages(rig: WebRig) -> list[str]:
         "/finance/close",
         "/finance/risk",
         "/leases",
+        "/policies",
         "/engineer/gateways",
         "/engineer/gateways/gw-a",
         "/engineer/claim-tokens",
