@@ -69,6 +69,20 @@ def late_fee(
 
 
 LadderStep = LadderRung
+#: The rungs that go to the manager's supervisor: the task's kind, the notice's subject and
+#: text.
+_TO_SUPERVISOR = {
+    "legal_handover": (
+        "legal_case",
+        "Handed to legal: {invoice} unpaid {days} days",
+        "Handed over to legal: {what}.",
+    ),
+    "escalation": (
+        "escalation",
+        "Escalation: {invoice} unpaid {days} days",
+        "Escalated to you: {what}. Consider legal steps.",
+    ),
+}
 #: The default ladder (:data:`cloud.leases.terms.DEFAULT_LADDER`); a lease's own is its
 #: policy's ``ladder``.
 LADDER: tuple[LadderRung, ...] = DEFAULT_LADDER
@@ -137,28 +151,18 @@ def run_collections(
                         "due_on": invoice.due_on.isoformat(),
                     },
                 )
-            elif step.action == "legal_handover":
+            elif step.action in _TO_SUPERVISOR:
                 boss = supervisors.get(mgr.supervisor_id or "", mgr)
                 channel, recipient, outcome = boss.channel, boss.address, "queued"
+                task, subject, body = _TO_SUPERVISOR[step.action]
                 note = Notification(
                     key,
                     boss.address,
-                    f"Handed to legal: {invoice.id} unpaid {step.days} days",
-                    f"Handed over to legal: {what}.",
+                    subject.format(invoice=invoice.id, days=step.days),
+                    body.format(what=what),
                     {"invoice": invoice.id, "owed_cents": owed, "lease": lease.id},
                 )
-                session.add(_task(key, "legal_case", lease.id, boss.id, today, what))
-            elif step.action == "escalation":
-                boss = supervisors.get(mgr.supervisor_id or "", mgr)
-                channel, recipient, outcome = boss.channel, boss.address, "queued"
-                note = Notification(
-                    key,
-                    boss.address,
-                    f"Escalation: {invoice.id} unpaid {step.days} days",
-                    f"Escalated to you: {what}. Consider legal steps.",
-                    {"invoice": invoice.id, "owed_cents": owed, "lease": lease.id},
-                )
-                session.add(_task(key, "escalation", lease.id, boss.id, today, what))
+                session.add(_task(key, task, lease.id, boss.id, today, what))
             else:
                 kind = "collections" if step.action == "internal_task" else "call"
                 session.add(_task(key, kind, lease.id, mgr.id, today, what))
