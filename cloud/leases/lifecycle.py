@@ -314,6 +314,7 @@ def renew(
         parent_id=old.parent_id,
         renewed_from_id=old.id,
         policy_id=old.policy_id,
+        policy_overrides=old.policy_overrides,
         kind=old.kind,
         status=S.SIGNED.value,
         signed_on=today,

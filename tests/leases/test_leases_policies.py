@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.leases import reference
+from cloud.leases import lifecycle, reference
 from cloud.leases.jobs import run_daily, run_monthly_billing
 from cloud.leases.models import CollectionEvent, Lease, LeaseTask, SitePolicyRow
 from cloud.leases.periods import BillingPeriod
@@ -145,3 +145,15 @@ def test_presets() -> None:
     assert [r["days"] for r in standard["ladder"]] == [1, 3, 7, 15]
     with pytest.raises(PolicyError, match="preset 'long'"):
         preset_fields("long", {})
+
+
+def test_a_renewal_keeps_the_leases_overrides(lease_db: sessionmaker[Session]) -> None:
+    leases(lease_db, 1)
+    with lease_db.begin() as s:
+        lease = s.get(Lease, "L0")
+        lease.policy_overrides = preset_fields(None, {"arrears_block_cents": 0})
+        lifecycle.mark_expiring(s, lease, today=date(2026, 5, 1), by="test")
+        successor = lifecycle.renew(s, "L0", monthly_cents=None, today=date(2026, 5, 2), by="test")
+        assert successor.policy_overrides == {"arrears_block_cents": 0}
+        found = {f.field: f.label for f in resolve(s, successor.id, date(2026, 7, 1)).sources}
+    assert found["arrears_block_cents"] == "lease"

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from cloud.leases import reference
 from cloud.leases.models import CollectionEvent, LeaseTask, SitePolicyRow
 from cloud.registry.db import open_registry
+from cloud.staff.accounts import AccountService, Role
 from cloud.staff.models import AuditEntry
 from meterflow.cli.leases import cloud_bill, cloud_daily
 from meterflow.cli.policies import policy_app
@@ -56,6 +57,9 @@ def registry_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         reference.set_unit_profile(s, "A101", "office", property_type="office")
         running_lease(s, terms("L1", "A101", "T1", date(2025, 4, 1), date(2026, 4, 1)))
         running_lease(s, terms("L2", "A102", "T2", date(2025, 9, 1), date(2026, 9, 1)))
+    accounts = AccountService(sessions)
+    accounts.create_account("fin", "a long secret 1", Role.FINANCE, ["S1"])
+    accounts.create_account("sup", "a long secret 1", Role.SUPERVISOR, ["S1"])
     sessions.kw["bind"].dispose()
     return url
 
@@ -95,7 +99,10 @@ def test_office_leases_go_to_legal_on_day_14_residential_on_day_15(
     dry = run("policy", "import", file, "--dry-run", "--json")
     assert (dry["dry_run"], dry["created"], len(dry["policies"])) == (True, 0, 2)
     assert stored(registry_url) == []
-    made = run("policy", "import", file, "--json")
+    code, _, err = invoke("policy", "import", file, "--as", "fin")
+    assert code == 2 and "admins and supervisors set them" in err
+    assert stored(registry_url) == []
+    made = run("policy", "import", file, "--json", "--as", "sup")
     assert made["created"] == 2
     assert stored(registry_url) == [
         ("S1", "all", date(2025, 1, 1)),
@@ -127,7 +134,11 @@ def test_office_leases_go_to_legal_on_day_14_residential_on_day_15(
         escalations = s.scalars(
             select(CollectionEvent).where(CollectionEvent.action == "escalation")
         ).all()
-        audit = [e.subject for e in s.scalars(select(AuditEntry)) if e.action == "policy_create"]
+        audit = [
+            (e.subject, e.actor, json.loads(e.detail)["from"])
+            for e in s.scalars(select(AuditEntry))
+            if e.action == "policy_create"
+        ]
     sessions.kw["bind"].dispose()
     assert handed == {
         "L1/2026-01": (14, date(2026, 1, 25)),
@@ -135,7 +146,8 @@ def test_office_leases_go_to_legal_on_day_14_residential_on_day_15(
     }
     assert cases == [("L1", date(2026, 1, 25)), ("L2", date(2026, 1, 26))]
     assert escalations == []
-    assert len(audit) == 2 and all(a.startswith("policy:") for a in audit)
+    assert [(actor, origin) for _, actor, origin in audit] == [("sup", "cli")] * 2
+    assert all(subject.startswith("policy:") for subject, _, _ in audit)
 
 
 @pytest.mark.parametrize(
