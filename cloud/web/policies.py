@@ -215,6 +215,7 @@ def policies_page(request: Request, web: Web, who: Who, site: SiteQ = None) -> H
             "site": site or "",
             "types": SET_TYPES,
             "presets": list(PRESETS),
+            "field_count": len(POLICY_FIELDS),
             "may_write": who.role in POLICY_ROLES,
             "sites": sorted(who.sites),
             "today": svc.today().isoformat(),
