@@ -48,7 +48,8 @@ from cloud.leases.models import (
 from cloud.leases.money import round_half_up
 from cloud.leases.periods import BillingPeriod, add_months, month_start, months_between
 from cloud.leases.plans import store_plan, stored_steps
-from cloud.leases.reference import cpi_series, policies
+from cloud.leases.policies import load_book
+from cloud.leases.reference import cpi_series
 from cloud.leases.schedule import RentStep, rent_for
 from cloud.leases.utilities import UtilityCharge, UtilityChargeSource
 from cloud.registry.bulk import fetch_all, on_postgres
@@ -455,9 +456,9 @@ def _add_late_fees(
             ).where(PaymentAllocation.invoice_id.in_(ids[i : i + 500]))
         ):
             paid[invoice_id].append((on, cents))
-    rules = policies(session)
-    for invoice_id, account, due_on, total, fees, fee_billed, policy_id in overdue:
-        policy = rules.get(policy_id, rules[None])
+    rules = load_book(session, period.start, {row[1] for row in overdue})
+    for invoice_id, account, due_on, total, fees, fee_billed, _named in overdue:
+        policy = rules.policy(account)
         accrued = late_fee(
             total - fees, due_on, paid[invoice_id], through=period.start, policy=policy.late_fee
         )

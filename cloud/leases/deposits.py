@@ -14,7 +14,7 @@ the tenant still owes (recorded, never a negative refund).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,8 +34,7 @@ from cloud.leases.models import (
     Staff,
 )
 from cloud.leases.periods import LOCAL_TZ
-from cloud.leases.reference import policies
-from cloud.leases.terms import LeasePolicy
+from cloud.leases.policies import PolicyBook, load_book
 from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
 from cloud.registry.base import as_utc
@@ -205,12 +204,10 @@ class SlaBreach:
     sla_hours: int
 
 
-def check_slas(
-    session: Session, now: datetime, rules: Mapping[str | None, LeasePolicy] | None = None
-) -> list[SlaBreach]:
+def check_slas(session: Session, now: datetime, rules: PolicyBook | None = None) -> list[SlaBreach]:
     """Flag (once per refund and step) every step waiting past its SLA at ``now``, open a
     task and notify the supervisor; return the new flags."""
-    rules = rules or policies(session)
+    rules = rules or load_book(session, as_utc(now).astimezone(LOCAL_TZ).date())
     at = as_utc(now)
     rows = session.execute(
         select(DepositRefund, Lease)
@@ -223,7 +220,7 @@ def check_slas(
     out, messages = [], []
     for refund, lease in rows:
         step = WAITING_FOR[refund.state]
-        sla = rules.get(lease.policy_id, rules[None]).deposit_sla_hours[step]
+        sla = rules.policy(lease.id).deposit_sla_hours[step]
         waited = at - as_utc(getattr(refund, _SINCE[refund.state]))
         if waited <= timedelta(hours=sla) or (refund.id, step) in flagged:
             continue

@@ -7,8 +7,11 @@ is the invoice's total without the late fees it carries (no fee on fees). Billin
 accrued since the last invoice on the next one.
 
 Collections ladder (:func:`run_collections`), counted from the due date T of an invoice with
-money still owed: T+1 a reminder to the tenant (their channel), T+3 an internal task for
-the manager, T+7 a call task, T+15 an escalation to the supervisor (notice and task).
+money still owed, its rungs from the lease's policy (:mod:`cloud.leases.policies`, the
+``ladder`` field); by default T+1 a reminder to the tenant (their channel), T+3 an internal
+task for the manager, T+7 a call task, T+15 the case handed to legal (``legal_handover``: a
+``legal_case`` task, and a notice to the supervisor). An ``escalation`` rung notifies the
+manager's supervisor and opens an ``escalation`` task for them.
 Each is one event per (invoice, step) with its channel and outcome; a day's run creates the
 steps that are due and not yet there, so running it twice creates nothing the second time,
 and a paid invoice climbs no further.
@@ -17,7 +20,6 @@ and a paid invoice climbs no further.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -27,7 +29,8 @@ from sqlalchemy.orm import Session, aliased
 from cloud.apportion.money import cny
 from cloud.leases.models import CollectionEvent, Invoice, Lease, LeaseTask, Staff, Tenant
 from cloud.leases.money import round_half_up
-from cloud.leases.terms import LateFeePolicy
+from cloud.leases.policies import PolicyBook, load_book
+from cloud.leases.terms import DEFAULT_LADDER, LadderRung, LateFeePolicy
 from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
 
@@ -65,26 +68,33 @@ def late_fee(
     return round_half_up(min(fee, cap))
 
 
-@dataclass(frozen=True)
-class LadderStep:
-    """A rung of the collections ladder: ``days`` after the due date, what happens."""
+LadderStep = LadderRung
+#: The rungs that go to the manager's supervisor: the task's kind, the notice's subject and
+#: text.
+_TO_SUPERVISOR = {
+    "legal_handover": (
+        "legal_case",
+        "Handed to legal: {invoice} unpaid {days} days",
+        "Handed over to legal: {what}.",
+    ),
+    "escalation": (
+        "escalation",
+        "Escalation: {invoice} unpaid {days} days",
+        "Escalated to you: {what}. Consider legal steps.",
+    ),
+}
+#: The default ladder (:data:`cloud.leases.terms.DEFAULT_LADDER`); a lease's own is its
+#: policy's ``ladder``.
+LADDER: tuple[LadderRung, ...] = DEFAULT_LADDER
 
-    days: int
-    action: str
 
-
-LADDER = (
-    LadderStep(1, "reminder"),
-    LadderStep(3, "internal_task"),
-    LadderStep(7, "call_task"),
-    LadderStep(15, "escalation"),
-)
-
-
-def run_collections(session: Session, today: date, *, at: datetime) -> int:
-    """Create the ladder's steps due by ``today`` for every invoice still owed; return how
-    many events were created. ``at`` stamps the outbox rows."""
-    first_step = min(s.days for s in LADDER)
+def run_collections(
+    session: Session, today: date, *, at: datetime, rules: PolicyBook | None = None
+) -> int:
+    """Create the ladder's steps due by ``today`` for every invoice still owed, each lease
+    climbing its policy's ladder on ``today``; return how many events were created. ``at``
+    stamps the outbox rows; ``rules``: the policies, if loaded already."""
+    first_step = 1  # no ladder has a rung earlier than T+1
     manager = aliased(Staff)
     rows = session.execute(
         select(Invoice, Lease, Tenant, manager)
@@ -111,11 +121,12 @@ def run_collections(session: Session, today: date, *, at: datetime) -> int:
             )
         )
     supervisors = {s.id: s for s in session.scalars(select(Staff))}
+    rules = rules or load_book(session, today, {r[1].id for r in rows})
     messages: list[tuple[str, Notification]] = []
     created = 0
     for invoice, lease, tenant, mgr in rows:
         owed = invoice.total_cents - invoice.paid_cents
-        for step in LADDER:
+        for step in rules.policy(lease.id).ladder:
             due = invoice.due_on + timedelta(days=step.days)
             if due > today or (invoice.id, step.days) in done:
                 continue
@@ -140,17 +151,18 @@ def run_collections(session: Session, today: date, *, at: datetime) -> int:
                         "due_on": invoice.due_on.isoformat(),
                     },
                 )
-            elif step.action == "escalation":
+            elif step.action in _TO_SUPERVISOR:
                 boss = supervisors.get(mgr.supervisor_id or "", mgr)
                 channel, recipient, outcome = boss.channel, boss.address, "queued"
+                task, subject, body = _TO_SUPERVISOR[step.action]
                 note = Notification(
                     key,
                     boss.address,
-                    f"Escalation: {invoice.id} unpaid {step.days} days",
-                    f"Escalated to you: {what}. Consider legal steps.",
+                    subject.format(invoice=invoice.id, days=step.days),
+                    body.format(what=what),
                     {"invoice": invoice.id, "owed_cents": owed, "lease": lease.id},
                 )
-                session.add(_task(key, "escalation", lease.id, boss.id, today, what))
+                session.add(_task(key, task, lease.id, boss.id, today, what))
             else:
                 kind = "collections" if step.action == "internal_task" else "call"
                 session.add(_task(key, kind, lease.id, mgr.id, today, what))

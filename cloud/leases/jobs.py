@@ -23,7 +23,7 @@ from cloud.leases.deposits import check_slas
 from cloud.leases.dunning import run_collections
 from cloud.leases.models import CollectionEvent, RenewalReminder
 from cloud.leases.periods import BillingPeriod, end_of_day
-from cloud.leases.reference import policies
+from cloud.leases.policies import load_book
 from cloud.leases.reminders import escalate_unacknowledged, send_renewal_reminders
 from cloud.leases.renewals import ExpiryReport, process_expiries
 from cloud.leases.utilities import PostedApportionment, UtilityChargeSource
@@ -86,11 +86,11 @@ def run_daily(
     with sessions.begin() as session:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DAILY_LOCK})
-        rules = policies(session)
+        rules = load_book(session, today)
         expiries = process_expiries(session, today, rules=rules)
         reminders = send_renewal_reminders(session, today, at=at, rules=rules)
         escalations = escalate_unacknowledged(session, today, at=at, rules=rules)
-        events = run_collections(session, today, at=at)
+        events = run_collections(session, today, at=at, rules=rules)
         flags = check_slas(session, at, rules)
     delivery = deliver(sessions, channels, now=at)
     if delivery.delivered or delivery.failed:

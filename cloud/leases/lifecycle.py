@@ -49,6 +49,7 @@ from cloud.leases.money import round_half_up
 from cloud.leases.payments import account_of, arrears
 from cloud.leases.periods import add_months
 from cloud.leases.plans import schedule_doc, store_plan, stored_steps
+from cloud.leases.policies import policy_of
 from cloud.leases.reference import policy_for
 from cloud.leases.schedule import compile_plan, rent_in_force
 from cloud.leases.terms import FixedRent, LeaseTerms
@@ -342,7 +343,7 @@ def renew(
         raise IllegalTransition(
             f"lease {old.id!r} is {old.status}; only an expiring or open-ended lease is renewed"
         )
-    policy = policy_for(session, old.policy_id)
+    policy = policy_of(session, old.id, today)
     owed = arrears(session, account_of(session, old.id).id, today)
     if owed > policy.arrears_block_cents:
         raise RenewalBlocked(
@@ -361,6 +362,7 @@ def renew(
         parent_id=old.parent_id,
         renewed_from_id=old.id,
         policy_id=old.policy_id,
+        policy_overrides=old.policy_overrides,
         kind=old.kind,
         status=S.SIGNED.value,
         signed_on=today,

@@ -2,7 +2,7 @@
 rent plans, invoices, payments, credits, collections, reminders, offers, deposits, tasks.
 
 Changed only through Alembic migrations (revision 0004; 0019 added tenants' ID numbers,
-0021 units' property types,
+0021 units' property types, 0022 site policies and leases' policy overrides,
 0025 offer states and approval). Dates are dates of the site's local calendar (a lease ends
 on a date, an invoice is due on a date); instants (audit, deposit steps,
 acknowledgements) are UTC. Money is integer cents.
@@ -123,6 +123,28 @@ class LeasePolicyRow(Base):
     doc: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class SitePolicyRow(Base):
+    """A policy set of a site (revision 0022): the :class:`cloud.leases.terms.LeasePolicy`
+    fields it sets (``fields``, a partial dict as JSON; a preset's are all of them), for the
+    units of one property type (:data:`PROPERTY_TYPES`) or ``all``, from ``effective_from``
+    (a local date) on until a later-dated set of the same site and type. Never changed:
+    a later-dated set supersedes it."""
+
+    __tablename__ = "site_policies"
+    __table_args__ = (
+        UniqueConstraint("site_id", "property_type", "effective_from", name="uq_site_policy_day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    property_type: Mapped[str] = mapped_column(String(16))
+    effective_from: Mapped[date] = mapped_column(Date)
+    preset: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
 class CpiIndex(Base):
     """A consumer price index level for a month (first day of the month)."""
 
@@ -152,6 +174,8 @@ class Lease(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("leases.id"), index=True)
     renewed_from_id: Mapped[str | None] = mapped_column(ForeignKey("leases.id"), unique=True)
     policy_id: Mapped[str | None] = mapped_column(ForeignKey("lease_policies.id"))
+    #: single policy fields set for this lease alone (revision 0022; None: none)
+    policy_overrides: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     kind: Mapped[str] = mapped_column(String(16), default="standard")
     status: Mapped[str] = mapped_column(String(16), index=True)
     signed_on: Mapped[date | None] = mapped_column(Date)

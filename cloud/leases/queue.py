@@ -49,7 +49,7 @@ from cloud.leases.models import (
     Tenant,
 )
 from cloud.leases.periods import LOCAL_TZ
-from cloud.leases.reference import policies
+from cloud.leases.policies import load_book
 from cloud.leases.renewals import OPEN_OFFER_STATES, acknowledge_reminders
 from cloud.leases.roster import scope_condition
 from cloud.registry.base import as_utc
@@ -322,7 +322,6 @@ def _collect(
     session: Session, who: Principal, staff: str | None, today: date, *, everybody: bool
 ) -> list[QueueItem]:
     """The items of ``staff`` (or, ``everybody``, of anybody) in ``who``'s scope."""
-    rules = policies(session)
     out: list[QueueItem] = []
     mine = everybody or staff is not None
     # reminders and escalations not acknowledged
@@ -336,8 +335,10 @@ def _collect(
         )
         if not everybody:
             query = query.where(RenewalReminder.recipient_id == staff)
-        for r, lease, unit, tenant in session.execute(query.limit(MAX_ITEMS)):
-            within = rules.get(lease.policy_id, rules[None]).acknowledge_within_days
+        rows = session.execute(query.limit(MAX_ITEMS)).all()
+        book = load_book(session, today, {row[1].id for row in rows})
+        for r, lease, unit, tenant in rows:
+            within = book.policy(lease.id).acknowledge_within_days
             out.append(
                 _item(
                     "reminder",
@@ -393,9 +394,11 @@ def _collect(
         query = query.where(DepositRefund.state.in_(list(_WAITING_FOR)))
         if not everybody:
             query = query.where(Lease.manager_id == staff)
-        for refund, lease, unit, tenant in session.execute(query.limit(MAX_ITEMS)):
+        rows = session.execute(query.limit(MAX_ITEMS)).all()
+        book = load_book(session, today, {row[1].id for row in rows})
+        for refund, lease, unit, tenant in rows:
             step, since = _WAITING_FOR[refund.state]
-            sla = rules.get(lease.policy_id, rules[None]).deposit_sla_hours[step]
+            sla = book.policy(lease.id).deposit_sla_hours[step]
             due = (
                 (as_utc(getattr(refund, since)) + timedelta(hours=sla)).astimezone(LOCAL_TZ).date()
             )

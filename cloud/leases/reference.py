@@ -100,16 +100,9 @@ def save_policy(session: Session, policy_id: str, policy: LeasePolicy) -> None:
     session.add(row)
 
 
-def policies(session: Session) -> dict[str | None, LeasePolicy]:
-    """Every named policy, and the default under ``None``."""
-    out: dict[str | None, LeasePolicy] = {None: DEFAULT_POLICY}
-    for row in session.scalars(select(LeasePolicyRow)):
-        out[row.id] = LeasePolicy.model_validate(row.doc)
-    return out
-
-
 def policy_for(session: Session, policy_id: str | None) -> LeasePolicy:
-    """The policy a lease names, or the default."""
+    """The named policy ``policy_id``, or the default (a lease's policy on a day is
+    :func:`cloud.leases.policies.resolve`'s business)."""
     if policy_id is None:
         return DEFAULT_POLICY
     row = session.get(LeasePolicyRow, policy_id)

@@ -15,7 +15,7 @@ manager's supervisor, the senior manager.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -31,8 +31,7 @@ from cloud.leases.models import (
     Staff,
     Tenant,
 )
-from cloud.leases.reference import policies
-from cloud.leases.terms import LeasePolicy
+from cloud.leases.policies import PolicyBook, load_book
 from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
 from cloud.risk.jobs import high_risk_leases
@@ -84,12 +83,12 @@ def send_renewal_reminders(
     today: date,
     *,
     at: datetime,
-    rules: Mapping[str | None, LeasePolicy] | None = None,
+    rules: PolicyBook | None = None,
 ) -> int:
     """Record and queue the reminders due by ``today``; return how many were sent."""
-    rules = rules or policies(session)
+    rules = rules or load_book(session, today)
     horizon = today + timedelta(
-        days=max(max(p.reminder_offsets_days) + p.risk_lead_days for p in rules.values())
+        days=max(max(p.reminder_offsets_days) + p.risk_lead_days for p in rules.all())
     )
     leases = session.scalars(
         select(Lease)
@@ -113,11 +112,11 @@ def send_renewal_reminders(
                 )
             )
         )
-    risky = high_risk_leases(session, ids, threshold=min(p.risk_threshold for p in rules.values()))
+    risky = high_risk_leases(session, ids, threshold=min(p.risk_threshold for p in rules.all()))
     due_by_lease = {}
     risk_due: dict[str, int] = {}
     for lease in leases:
-        policy = rules.get(lease.policy_id, rules[None])
+        policy = rules.policy(lease.id)
         due = sorted(
             o
             for o in policy.reminder_offsets_days
@@ -272,11 +271,11 @@ def escalate_unacknowledged(
     today: date,
     *,
     at: datetime,
-    rules: Mapping[str | None, LeasePolicy] | None = None,
+    rules: PolicyBook | None = None,
 ) -> int:
     """Escalate reminders not acknowledged in time to the manager's supervisor, once per
     (lease, offset); return how many were escalated."""
-    rules = rules or policies(session)
+    rules = rules or load_book(session, today)
     rows = session.execute(
         select(RenewalReminder, Lease)
         .join(Lease, Lease.id == RenewalReminder.lease_id)
@@ -291,9 +290,7 @@ def escalate_unacknowledged(
     due = [
         (r, lease)
         for r, lease in rows
-        if r.sent_on
-        + timedelta(days=rules.get(lease.policy_id, rules[None]).acknowledge_within_days)
-        <= today
+        if r.sent_on + timedelta(days=rules.policy(lease.id).acknowledge_within_days) <= today
     ]
     if not due:
         return 0

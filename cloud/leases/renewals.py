@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -60,7 +60,7 @@ from cloud.leases.models import (
 )
 from cloud.leases.money import round_half_up, scale_cents
 from cloud.leases.payments import account_of, arrears, covering_payment_between, paid_through
-from cloud.leases.reference import policies, policy_for
+from cloud.leases.policies import PolicyBook, load_book, policy_of
 from cloud.leases.reminders import poor_history
 from cloud.leases.schedule import RentStep, rent_in_force
 from cloud.leases.terms import LeasePolicy
@@ -91,11 +91,11 @@ def process_expiries(
     today: date,
     *,
     by: str = "daily",
-    rules: Mapping[str | None, LeasePolicy] | None = None,
+    rules: PolicyBook | None = None,
 ) -> ExpiryReport:
     """Start due renewal successors, mark leases expiring, auto-renew or open-end expired
     ones (see the module doc). ``rules``: the policies, if loaded already."""
-    rules = rules or policies(session)
+    rules = rules or load_book(session, today)
     started = []
     for lease in session.scalars(
         select(Lease)
@@ -107,11 +107,11 @@ def process_expiries(
         activate_successor(session, lease, today=today, by=by)
         started.append(lease.id)
     expiring = []
-    horizon = today + timedelta(days=max(max(p.reminder_offsets_days) for p in rules.values()))
+    horizon = today + timedelta(days=max(max(p.reminder_offsets_days) for p in rules.all()))
     for lease in session.scalars(
         select(Lease).where(Lease.status == S.ACTIVE, Lease.end_on <= horizon).order_by(Lease.id)
     ):
-        policy = rules.get(lease.policy_id, rules[None])
+        policy = rules.policy(lease.id)
         if lease.end_on - timedelta(days=policy.expiring_window_days) <= today:
             mark_expiring(session, lease, today=today, by=by)
             expiring.append(lease.id)
@@ -119,7 +119,7 @@ def process_expiries(
     for lease in session.scalars(
         select(Lease).where(Lease.status == S.EXPIRING, Lease.end_on <= today).order_by(Lease.id)
     ):
-        policy = rules.get(lease.policy_id, rules[None])
+        policy = rules.policy(lease.id)
         if lease.auto_renew:
             window = lease.end_on - timedelta(days=policy.auto_renew_window_days)
             paid_on = covering_payment_between(session, lease, window, lease.end_on)
@@ -221,17 +221,17 @@ def suggest_prices(
         .order_by(RentStepRow.lease_id, RentStepRow.starts_on)
     ):
         steps[lease_id].append(RentStep(starts_on, cents, free))
-    rules = policies(session)
+    rules = load_book(session, today, [r[0] for r in rows])
     groups: dict[tuple[str, str, str], list[tuple[str, Decimal, int, LeasePolicy]]] = defaultdict(
         list
     )
     units: dict[str, tuple[str, str]] = {}
-    for lease_id, policy_id, site, building, unit_type, area, unit_name, unit_id in rows:
+    for lease_id, _policy_id, site, building, unit_type, area, unit_name, unit_id in rows:
         current = rent_in_force(steps[lease_id], today)
         if current > 0 and area > 0:
             units[lease_id] = (unit_id, unit_name or unit_id)
             groups[(site, building, unit_type)].append(
-                (lease_id, Decimal(area), current, rules.get(policy_id, rules[None]))
+                (lease_id, Decimal(area), current, rules.policy(lease_id))
             )
     wanted = set(lease_ids) if lease_ids is not None else None
     out = {}
@@ -273,7 +273,7 @@ def make_offer(
         raise IllegalTransition(
             f"lease {lease.id!r} is {lease.status}; offers are made for running leases"
         )
-    policy = policy_for(session, lease.policy_id)
+    policy = policy_of(session, lease.id, today)
     owed = arrears(session, account_of(session, lease.id).id, today)
     if owed > policy.arrears_block_cents:
         raise RenewalBlocked(

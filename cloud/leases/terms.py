@@ -7,6 +7,7 @@ and a lease's ``end_on`` is exclusive (a one-year lease from 2026-01-01 ends on 
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -156,13 +157,47 @@ class LateFeePolicy(_Strict):
     cap_rate: Decimal = Field(Decimal("0.10"), ge=0, le=1)
 
 
+LadderAction = Literal["reminder", "internal_task", "call_task", "legal_handover", "escalation"]
+"""What a rung of the collections ladder does: ``reminder`` a message to the tenant,
+``internal_task`` a collections task for the manager, ``call_task`` a call task for the
+manager, ``legal_handover`` the case handed to legal (a ``legal_case`` task, the supervisor
+told), ``escalation`` a notice and task for the manager's supervisor."""
+LADDER_ACTIONS: tuple[str, ...] = (
+    "reminder",
+    "internal_task",
+    "call_task",
+    "legal_handover",
+    "escalation",
+)
+#: Most rungs of one ladder; a rung's day is 1 to :data:`MAX_LADDER_DAY` after the due date.
+MAX_RUNGS = 10
+MAX_LADDER_DAY = 90
+
+
+class LadderRung(_Strict):
+    """A rung of the collections ladder: ``days`` after the due date, what happens."""
+
+    days: int = Field(ge=1, le=MAX_LADDER_DAY)
+    action: LadderAction
+
+
+DEFAULT_LADDER: tuple[LadderRung, ...] = (
+    LadderRung(days=1, action="reminder"),
+    LadderRung(days=3, action="internal_task"),
+    LadderRung(days=7, action="call_task"),
+    LadderRung(days=15, action="legal_handover"),
+)
+
+
 class LeasePolicy(_Strict):
     """How leases are run: renewal reminders [days before the end] (earlier, to the
     supervisor, for a high move-out risk), acknowledgement window
     [days], auto-renew window [days], renewal price band (rates), arrears that block a
-    renewal [cents], late fees and the SLA of each deposit-refund step [hours]."""
+    renewal [cents], late fees, the SLA of each deposit-refund step [hours] and the
+    collections ladder (rungs [days after the due date], strictly increasing, at most
+    :data:`MAX_RUNGS`)."""
 
-    reminder_offsets_days: tuple[int, ...] = (90, 60, 30)
+    reminder_offsets_days: tuple[int, ...] = Field((90, 60, 30), min_length=1, max_length=10)
     #: a lease whose move-out probability (cloud.risk) is at least ``risk_threshold`` gets
     #: one more reminder ``risk_lead_days`` before the first offset, to the supervisor
     risk_threshold: float = Field(0.5, gt=0, le=1)
@@ -170,17 +205,22 @@ class LeasePolicy(_Strict):
     acknowledge_within_days: int = Field(7, ge=1, le=60)
     auto_renew_window_days: int = Field(30, ge=1, le=120)
     price_band: tuple[Decimal, Decimal] = (Decimal("0.03"), Decimal("0.05"))
-    arrears_block_cents: int = Field(100_000, ge=0)
+    arrears_block_cents: int = Field(100_000, ge=0, le=10**12)
     late_fee: LateFeePolicy = LateFeePolicy()
     deposit_sla_hours: dict[str, int] = Field(
         default_factory=lambda: {"inspection": 24, "settlement": 48, "approval": 24, "payment": 24}
     )
+    ladder: tuple[LadderRung, ...] = Field(DEFAULT_LADDER, min_length=1, max_length=MAX_RUNGS)
 
     @model_validator(mode="after")
     def _consistent(self) -> LeasePolicy:
         offsets = self.reminder_offsets_days
-        if not offsets or any(o <= 0 for o in offsets) or len(set(offsets)) != len(offsets):
-            raise ValueError(f"reminder_offsets_days: distinct positive days, got {offsets}")
+        if (
+            not offsets
+            or any(not 0 < o <= 730 for o in offsets)
+            or len(set(offsets)) != len(offsets)
+        ):
+            raise ValueError(f"reminder_offsets_days: distinct days 1 to 730, got {offsets}")
         low, high = self.price_band
         if low > high:
             raise ValueError(f"price_band: low {low} is above high {high}")
@@ -189,6 +229,13 @@ class LeasePolicy(_Strict):
                 f"deposit_sla_hours: expected the steps {DEPOSIT_STEPS}, got "
                 f"{sorted(self.deposit_sla_hours)}"
             )
+        if any(not 1 <= h <= 8760 for h in self.deposit_sla_hours.values()):
+            raise ValueError(
+                f"deposit_sla_hours: 1 to 8760 hours each, got {self.deposit_sla_hours}"
+            )
+        days = [rung.days for rung in self.ladder]
+        if any(b <= a for a, b in itertools.pairwise(days)):
+            raise ValueError(f"ladder: days must increase strictly, got {days}")
         return self
 
     @property

@@ -89,6 +89,10 @@ PAYMENT_ROLES: frozenset[Role] = RISK_ROLES
 #: The roles that change leases: the ledger import and export, signing, handing over,
 #: renewing and terminating (decision 0032).
 LEDGER_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.MANAGER, Role.SUPERVISOR})
+
+#: who sets lease policies of sites and a lease's policy overrides (decision 0031); the
+#: lease roles read them
+POLICY_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.SUPERVISOR})
 #: The roles an account of which may be limited to some buildings of its sites (a manager
 #: must be); the others act on whole sites.
 BUILDING_ROLES: frozenset[Role] = frozenset({Role.MANAGER, Role.SUPERVISOR, Role.LEGAL})

@@ -30,6 +30,7 @@ from cloud.web import (
     finance,
     leases,
     ledger,
+    policies,
     printing,
     provision,
     queue,
@@ -125,6 +126,7 @@ def create_app(services: ApiServices) -> FastAPI:
         ledger,  # before leases: /leases/import must win over /leases/{lease_id}
         leases,
         queue,
+        policies,
         engineer,
         admin,
     ):

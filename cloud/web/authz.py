@@ -29,6 +29,7 @@ from cloud.staff.accounts import (
     LEASE_ROLES,
     LEDGER_ROLES,
     PAYMENT_ROLES,
+    POLICY_ROLES,
     RISK_ROLES,
     Principal,
     Role,
@@ -59,6 +60,7 @@ class Access(StrEnum):
     OFFERS = "offers"  # admin, manager, supervisor: make offers, move them along
     APPROVALS = "approvals"  # admin, supervisor: approve or reject out-of-band offers
     LEDGER = "ledger"  # admin, manager, supervisor: change leases (import, sign ...)
+    POLICIES = "policies"  # admin, supervisor (lease policies of sites, lease overrides)
 
 
 #: The roles each staff access admits.
@@ -76,6 +78,7 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.OFFERS: OFFER_ROLES,
     Access.APPROVALS: APPROVER_ROLES,
     Access.LEDGER: LEDGER_ROLES,
+    Access.POLICIES: POLICY_ROLES,
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -173,6 +176,12 @@ POLICIES: dict[str, Access] = {
     "lease_handover_form": Access.LEDGER,
     "lease_renew_form": Access.LEDGER,
     "lease_terminate_form": Access.LEDGER,
+    "policies_page": Access.LEASES,
+    "api_policies": Access.LEASES,
+    "api_lease_policy": Access.LEASES,
+    "api_policy_create": Access.POLICIES,
+    "policy_form": Access.POLICIES,
+    "api_lease_policy_overrides": Access.POLICIES,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

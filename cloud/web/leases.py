@@ -24,6 +24,7 @@ from cloud.leases.offers import OFFER_READ_ROLES, OFFER_ROLES
 from cloud.leases.roster import MAX_LIST, LeaseRow
 from cloud.staff.accounts import Principal
 from cloud.staff.visibility import withheld
+from cloud.web import policies
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.ledger import lease_page_context
 from cloud.web.rendering import render
@@ -120,7 +121,8 @@ def leases_page(
 
 @router.get("/leases/{lease_id}", response_class=HTMLResponse)
 def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLResponse:
-    """One lease: its tenant, unit, manager, dates and (as the role allows) money."""
+    """One lease: its tenant, unit, manager, dates, (as the role allows) money, and its
+    effective policy with where each value comes from."""
     try:
         row = web.leases.lease(who, lease_id)
     except UnknownRecord:
@@ -132,6 +134,7 @@ def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLR
         {
             **lease_page_context(who, row, done),
             "history": web.leases.history(who, lease_id, limit=200),
+            "policy": policies.service(web).lease_policy(who, lease_id).sources,
             **_offer_context(request, web, who, row.id),
         },
     )

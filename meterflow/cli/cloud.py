@@ -22,6 +22,7 @@ from meterflow.cli.gateways import (
 )
 from meterflow.cli.leases import cloud_bill, cloud_daily, cloud_payment
 from meterflow.cli.ledger import lease_app, ledger_app
+from meterflow.cli.policies import policy_app
 from meterflow.cli.queue import offer_app, queue_app
 from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.risk import risk_app
@@ -50,6 +51,7 @@ cloud_app.command("daily")(cloud_daily)
 cloud_app.command("payment")(cloud_payment)
 cloud_app.add_typer(queue_app, name="queue")
 cloud_app.add_typer(offer_app, name="offer")
+cloud_app.add_typer(policy_app, name="policy")
 cloud_app.command("web-account")(cloud_web_account)
 cloud_app.command("web-account-disable")(cloud_web_account_disable)
 cloud_app.command("web-account-enable")(cloud_web_account_enable)

@@ -393,7 +393,7 @@ def _collections(
         key: str | None = f"collections:{invoice}:{rung.days}"
         if rung.action == "reminder":
             channel, recipient, outcome = "email", address, "queued"
-        elif rung.action == "escalation":
+        elif rung.action in ("escalation", "legal_handover"):
             channel, recipient, outcome = supervisor.channel, supervisor.address, "queued"
         else:
             channel, recipient, outcome, key = "task", manager, "task_opened", None

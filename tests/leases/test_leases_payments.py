@@ -154,10 +154,10 @@ def test_each_collections_step_happens_on_its_day(lease_db: sessionmaker[Session
             1: ("reminder", "email", "t1@tenants.test", "delivered"),
             3: ("internal_task", "task", "m1", "task_opened"),
             7: ("call_task", "task", "m1", "task_opened"),
-            15: ("escalation", "email", "boss@staff.test", "delivered"),
+            15: ("legal_handover", "email", "boss@staff.test", "delivered"),
         }
         tasks = {t.kind: t.assignee_id for t in s.scalars(select(LeaseTask))}
-        assert tasks == {"collections": "m1", "call": "m1", "escalation": "boss"}
+        assert tasks == {"collections": "m1", "call": "m1", "legal_case": "boss"}
     assert [m.recipient for m in channel.sent] == ["t1@tenants.test", "boss@staff.test"]
 
 

@@ -109,6 +109,15 @@ class Samples:
             },
             **QUEUE_BODIES,
             **LEDGER_BODIES,
+            # an unknown preset / an empty ladder: refused (422, the form answers with the
+            # error) past the policy and the scope, nothing stored
+            "api_policy_create": {
+                "json": {"site": "park-a", "effective_from": "2099-01-01", "preset": "none"}
+            },
+            "policy_form": {
+                "data": {"site": "park-a", "effective_from": "2099-01-01", "preset": "none"}
+            },
+            "api_lease_policy_overrides": {"json": {"set": {"ladder": []}}},
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},

@@ -139,6 +139,7 @@ ADMITS = {
     Access.OFFERS: {"admin", "manager", "supervisor"},
     Access.APPROVALS: {"admin", "supervisor"},
     Access.LEDGER: {"admin", "manager", "supervisor"},
+    Access.POLICIES: {"admin", "supervisor"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
@@ -167,6 +168,8 @@ SITE_SCOPED = {
     *QUEUE_ITEM,
     *OFFER_RECORD,
     *LEASE_OPERATIONS,
+    "api_lease_policy",
+    "api_lease_policy_overrides",
 }
 #: routes acting on one record of building A of park-a (lease L-A1, its task; offer on L-A2)
 BUILDING_SCOPED = {
@@ -177,6 +180,8 @@ BUILDING_SCOPED = {
     *QUEUE_ITEM,
     *OFFER_RECORD,
     *LEASE_OPERATIONS,
+    "api_lease_policy",
+    "api_lease_policy_overrides",
 }
 
 

@@ -68,6 +68,7 @@ def staff_pages(rig: WebRig) -> list[str]:
         "/queue/overdue",
         "/offers",
         "/leases/import",
+        "/policies",
         "/engineer/gateways",
         "/engineer/gateways/gw-a",
         "/engineer/claim-tokens",

@@ -170,7 +170,11 @@ def test_tasks_are_done_with_one_call_and_legal_sees_its_cases(rig, client, cli)
     call = next(i for i in mine if i["kind"] == "task" and i["note"] == "call: call")
     assert (call["sla"], call["action"]) == ("red", "done")  # due 2026-12-03, today is later
     legal = client.get("/api/v1/queue", headers=as_(client, rig, "legal-a")).json()["items"]
-    assert {i["note"] for i in legal} == {"legal_case: T+15"}  # park-a's case only
+    # park-a's cases only: the one entered here and the one the daily run's T+15 rung
+    # (legal_handover, decision 0031) opened for L-A1's unpaid February invoice
+    notes = {i["note"] for i in legal}
+    assert "legal_case: T+15" in notes and all(n.startswith("legal_case: ") for n in notes)
+    assert any("L-A1/2026-02" in n for n in notes)
     assert {i["lease_id"] for i in legal} == {"L-A1"}
     done = cli("queue", "done", call["id"], "--as", "mgr-a")
     assert done.returncode == 0, done.stderr
