@@ -46,3 +46,24 @@ class EvidenceMissing(DepositError):
 
 class UnknownRecord(LeaseError):
     """A lease, tenant, unit, invoice or refund that does not exist."""
+
+
+class BankFileError(LeaseError):
+    """A bank statement that is not one, or (imported for real) has malformed rows; the
+    problems name each row and column."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class BankLineError(LeaseError):
+    """A bank line asked to change when it cannot (assigned or dismissed already)."""
+
+
+class CreditNoteError(LeaseError):
+    """A credit note that cannot be requested or decided (decided already, bad amount)."""
+
+
+class FourEyes(CreditNoteError):
+    """A credit note decided by its own requester, or by a role that does not approve."""
