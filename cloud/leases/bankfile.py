@@ -5,7 +5,8 @@ export; detected when the text is not UTF-8). Lines before the header (the bank'
 account, the period) are skipped: the header is the first row that names a date column and
 an amount column. Recognised columns (case, spaces and a unit such as ``(元)`` ignored):
 
-* date: 交易日期, 记账日期, 入账日期, 日期, 交易时间, date, transaction date, booking date, value date
+* date: 交易日期, 记账日期, 入账日期, 日期, 交易时间, date, transaction date, booking date,
+  value date
 * amount: a signed 金额/交易金额/发生额/amount, or 贷方金额/收入金额/收入/贷方发生额/credit
   (money in) with 借方金额/支出金额/支出/借方发生额/debit (money out), or an amount with
   借贷标志/收支/direction (贷/收/入/credit/cr money in; 借/支/出/debit/dr money out)

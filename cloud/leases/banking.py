@@ -24,9 +24,6 @@ sees their lease. Amounts are integer cents; days are local calendar days (Asia/
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.models import Unit
+from cloud.leases.bank_matching import match_line, scoped_accounts
 from cloud.leases.bankfile import StatementFileError, StatementLine, read_statement
 from cloud.leases.errors import (
     BankFileError,
@@ -43,8 +41,8 @@ from cloud.leases.errors import (
     PaymentError,
     UnknownRecord,
 )
-from cloud.leases.models import BankLine, Invoice, Lease, PayerAccount, Tenant
-from cloud.leases.payments import OPEN, PaymentReceipt, account_of, record_payment
+from cloud.leases.models import BankLine, Lease, PayerAccount
+from cloud.leases.payments import PaymentReceipt, account_of, record_payment
 from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.roster import LeaseRoster, check_received_on, scope_condition
 from cloud.staff.accounts import Principal
@@ -53,14 +51,10 @@ from edge.wire import Clock, utc_now
 
 MATCHED, UNMATCHED, IGNORED, DUPLICATE = "matched", "unmatched", "ignored", "duplicate"
 STATUSES = (MATCHED, UNMATCHED, IGNORED)
-#: The most candidates kept for an unmatched line.
-MAX_CANDIDATES = 5
 #: The most lines one listing returns.
 MAX_LIST = 1000
 #: The longest dismissal reason [characters].
 MAX_REASON = 500
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./\-]*")
-_PERIOD_TAIL = re.compile(r"^(.+?)[-/_.]?(\d{4})[-/_.]?(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -155,30 +149,6 @@ class BankLineRow:
         return out
 
 
-def normalise_name(name: str) -> str:
-    """A payer's or tenant's name compared: NFKC (full-width brackets and letters folded),
-    case-folded, without spaces and punctuation."""
-    text = unicodedata.normalize("NFKC", name).casefold()
-    return "".join(ch for ch in text if ch.isalnum())
-
-
-def reference_ids(reference: str) -> set[str]:
-    """The lease and invoice ids a reference text may name (each token as written and in
-    capitals; a trailing period ``YYYY-MM`` read as an invoice of the lease before it)."""
-    out: set[str] = set()
-    for token in _TOKEN.findall(reference)[:40]:
-        token = token.strip("./-_")
-        for t in {token, token.upper()}:
-            if len(t) < 2:
-                continue
-            out.add(t)
-            found = _PERIOD_TAIL.match(t)
-            if found:
-                lease, year, month = found.groups()
-                out.update({lease, f"{lease}/{year}-{month}"})
-    return out
-
-
 class BankService:
     """Imports statements and works the unmatched queue for one staff member at a time."""
 
@@ -256,7 +226,7 @@ class BankService:
                 outcomes.append(_outcome(line, None, DUPLICATE))
                 continue
             known.add(line.key)
-            account, how, candidates, note = self._match(session, who, line)
+            account, how, candidates, note = match_line(session, who, line)
             row = BankLine(
                 key=line.key,
                 statement=sha256,
@@ -351,86 +321,6 @@ class BankService:
         session.flush()
         return receipt
 
-    def _scoped_accounts(
-        self, session: Session, who: Principal, lease_ids: Iterable[str]
-    ) -> set[str]:
-        """The billing accounts of those of ``lease_ids`` that exist within ``who``'s scope."""
-        wanted = sorted(set(lease_ids))
-        if not wanted:
-            return set()
-        query = (
-            select(Lease.id, Lease.parent_id)
-            .join(Unit, Unit.id == Lease.unit_id)
-            .where(Lease.id.in_(wanted))
-        )
-        scope = scope_condition(who)
-        if scope is not None:
-            query = query.where(scope)
-        return {parent or lease for lease, parent in session.execute(query)}
-
-    def _match(
-        self, session: Session, who: Principal, line: StatementLine
-    ) -> tuple[str | None, str, tuple[str, ...], str]:
-        """(account or None, how, candidates, note) of a credit line."""
-        ids = reference_ids(line.reference)
-        if ids:
-            invoiced = session.scalars(select(Invoice.lease_id).where(Invoice.id.in_(sorted(ids))))
-            accounts = self._scoped_accounts(session, who, [*ids, *invoiced])
-            if len(accounts) == 1:
-                return accounts.pop(), "reference", (), ""
-            if accounts:
-                found = tuple(sorted(accounts))[:MAX_CANDIDATES]
-                return None, "", found, "the reference names several leases"
-        owed = (
-            select(Invoice.lease_id, Tenant.id, Tenant.name)
-            .join(Lease, Lease.id == Invoice.lease_id)
-            .join(Unit, Unit.id == Lease.unit_id)
-            .join(Tenant, Tenant.id == Lease.tenant_id)
-            .where(
-                Invoice.status == OPEN,
-                Invoice.total_cents - Invoice.paid_cents == line.cents,
-            )
-        )
-        scope = scope_condition(who)
-        if scope is not None:
-            owed = owed.where(scope)
-        rows = session.execute(owed).all()
-        payer = normalise_name(line.payer)
-        known_tenant = (
-            session.scalar(
-                select(PayerAccount.tenant_id).where(PayerAccount.account_no == line.payer_account)
-            )
-            if line.payer_account
-            else None
-        )
-        by_account = {a for a, tenant, _ in rows if known_tenant and tenant == known_tenant}
-        by_name = {a for a, _, name in rows if payer and normalise_name(name) == payer}
-        both = by_account | by_name
-        if len(both) == 1:
-            return both.pop(), "account" if by_account else "name", (), ""
-        if both:
-            found = tuple(sorted(both))[:MAX_CANDIDATES]
-            return None, "", found, "several leases owe this amount to this payer"
-        suggestions = {a for a, *_ in rows}
-        tenants = session.execute(
-            select(Lease.id, Lease.parent_id, Tenant.id, Tenant.name)
-            .join(Unit, Unit.id == Lease.unit_id)
-            .join(Tenant, Tenant.id == Lease.tenant_id)
-            .where(Lease.status.in_(("signed", "active", "expiring", "open_ended")))
-            .where(*([scope] if scope is not None else []))
-        ).all()
-        for lease, parent, tenant, name in tenants:
-            if (known_tenant and tenant == known_tenant) or (
-                payer and normalise_name(name) == payer
-            ):
-                suggestions.add(parent or lease)
-        note = (
-            "no lease owes this amount to this payer"
-            if suggestions
-            else "no reference, amount or payer of a lease you see"
-        )
-        return None, "", tuple(sorted(suggestions))[:MAX_CANDIDATES], note
-
     # -- the queue ------------------------------------------------------------------------
 
     def lines(
@@ -452,9 +342,7 @@ class BankService:
             query = query.where((BankLine.status != MATCHED) | scope)
         with self.sessions() as session:
             rows = session.scalars(query).all()
-            visible = self._scoped_accounts(
-                session, who, {c for r in rows for c in (r.candidates or [])}
-            )
+            visible = scoped_accounts(session, who, {c for r in rows for c in (r.candidates or [])})
             settled = _settled(session, [r.payment_id for r in rows if r.payment_id])
             return [_row(r, visible, settled) for r in rows]
 
@@ -464,13 +352,13 @@ class BankService:
             row = session.get(BankLine, line_id)
             if row is None or not self._may_see(session, who, row):
                 raise UnknownRecord(f"no bank line {line_id} you may see")
-            visible = self._scoped_accounts(session, who, row.candidates or [])
+            visible = scoped_accounts(session, who, row.candidates or [])
             settled = _settled(session, [row.payment_id] if row.payment_id else [])
             return _row(row, visible, settled)
 
     def _may_see(self, session: Session, who: Principal, row: BankLine) -> bool:
         return row.status != MATCHED or bool(
-            row.lease_id and self._scoped_accounts(session, who, [row.lease_id])
+            row.lease_id and scoped_accounts(session, who, [row.lease_id])
         )
 
     def _locked(self, session: Session, who: Principal, line_id: int) -> BankLine:
