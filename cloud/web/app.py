@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.web import (
     admin,
+    bank,
     close,
     engineer,
     finance,
@@ -121,6 +122,7 @@ def create_app(services: ApiServices) -> FastAPI:
         finance,
         risk,
         leases,
+        bank,
         engineer,
         admin,
     ):

@@ -50,6 +50,7 @@ class Access(StrEnum):
     LEASES = "leases"  # admin, finance, manager, supervisor, legal
     RISK = "risk"  # admin, finance, manager, supervisor
     PAYMENTS = "payments"  # admin, finance, manager, supervisor
+    CREDIT_APPROVAL = "credit_approval"  # admin, finance, supervisor (never the requester)
 
 
 #: The roles each staff access admits.
@@ -61,6 +62,7 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.LEASES: LEASE_ROLES,
     Access.RISK: RISK_ROLES,
     Access.PAYMENTS: PAYMENT_ROLES,
+    Access.CREDIT_APPROVAL: frozenset({Role.ADMIN, Role.FINANCE, Role.SUPERVISOR}),
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -120,6 +122,22 @@ POLICIES: dict[str, Access] = {
     "api_leases": Access.LEASES,
     "api_lease": Access.LEASES,
     "api_lease_payment": Access.PAYMENTS,
+    # bank statements and credit notes (decision 0033)
+    "bank_page": Access.PAYMENTS,
+    "bank_upload_form": Access.PAYMENTS,
+    "bank_assign_form": Access.PAYMENTS,
+    "bank_dismiss_form": Access.PAYMENTS,
+    "api_bank_statement_import": Access.PAYMENTS,
+    "api_bank_lines": Access.PAYMENTS,
+    "api_bank_line_assign": Access.PAYMENTS,
+    "api_bank_line_dismiss": Access.PAYMENTS,
+    "credit_notes_page": Access.PAYMENTS,
+    "credit_note_request_form": Access.PAYMENTS,
+    "credit_note_decide_form": Access.CREDIT_APPROVAL,
+    "api_credit_notes": Access.PAYMENTS,
+    "api_credit_note_request": Access.PAYMENTS,
+    "api_credit_note_approve": Access.CREDIT_APPROVAL,
+    "api_credit_note_reject": Access.CREDIT_APPROVAL,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,
