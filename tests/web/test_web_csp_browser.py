@@ -64,6 +64,8 @@ def staff_pages(rig: WebRig) -> list[str]:
         "/finance/close",
         "/finance/risk",
         "/leases",
+        "/payments/bank",
+        "/payments/credit-notes",
         "/engineer/gateways",
         "/engineer/gateways/gw-a",
         "/engineer/claim-tokens",
