@@ -27,6 +27,7 @@ from cloud.statements.links import StatementKey
 from cloud.web.authz import POLICIES, Access
 from edge.wire import key_id, public_key_b64
 from tests.support import servers
+from tests.support.bank_samples import ON_LEASE, decided_credit_note, old_bank_line
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import SEEDED, seed_leases
 
@@ -153,66 +154,13 @@ SITE_SCOPED = {
     "lease_page",
     "api_lease",
     "api_lease_payment",
-    "api_bank_line_assign",
-    "bank_assign_form",
-    "api_credit_note_request",
-    "credit_note_request_form",
+    *ON_LEASE,
     "api_credit_note_approve",
     "api_credit_note_reject",
     "credit_note_decide_form",
 }
 #: routes acting on one record of building A of park-a (lease L-A1)
-BUILDING_SCOPED = {
-    "lease_page",
-    "api_lease",
-    "api_lease_payment",
-    "api_bank_line_assign",
-    "bank_assign_form",
-    "api_credit_note_request",
-    "credit_note_request_form",
-}
-
-
-def _old_bank_line(rig: WebRig) -> int:
-    """An unmatched bank line of 400 days ago (see cloud/leases/banking.py)."""
-    from datetime import UTC, timedelta
-
-    from cloud.leases.models import BankLine
-
-    with rig.sessions.begin() as s:
-        line = BankLine(
-            key=f"serial:MATRIX-{uuid.uuid4().hex}",
-            statement="0" * 64,
-            row=2,
-            booked_on=(datetime.now(UTC) - timedelta(days=400)).date(),
-            cents=100,
-            payer="matrix",
-            payer_account="",
-            reference="",
-            serial="",
-            status="unmatched",
-            matched_by="",
-            candidates=[],
-            note="",
-            imported_at=datetime.now(UTC),
-            imported_by="admin",
-        )
-        s.add(line)
-        s.flush()
-        return line.id
-
-
-def _decided_credit_note(rig: WebRig) -> int:
-    """A credit note of 1.00 on L-A1, requested and rejected by accounts that are none of
-    the callers: deciding it again is a 409 past the policy and the scope, no credit moves."""
-    from cloud.leases.credit_notes import CreditNoteService
-    from cloud.staff.accounts import Principal, Role
-
-    service = CreditNoteService(rig.sessions)
-    who = Principal("matrix-requester", Role.ADMIN, frozenset(), origin="test")
-    note = service.request(who, "L-A1", 100, "matrix").id
-    checker = Principal("matrix-checker", Role.ADMIN, frozenset(), origin="test")
-    return service.decide(checker, note, approve=False).id
+BUILDING_SCOPED = {"lease_page", "api_lease", "api_lease_payment", *ON_LEASE}
 
 
 class Samples:
@@ -241,10 +189,8 @@ class Samples:
             "username": "fin-a2",  # disabled, enabled and unlocked by the admin routes
             "source": "192.0.2.1",
             "lease_id": "L-A1",  # park-a, building A
-            # an unmatched bank line more than a year old: assigning it is refused (422)
-            # past the policy and the scope; the first dismissal takes it, then 409
-            "line_id": str(_old_bank_line(rig)),
-            "credit_note_id": str(_decided_credit_note(rig)),
+            "line_id": str(old_bank_line(rig.sessions)),
+            "credit_note_id": str(decided_credit_note(rig.sessions)),
             "decision": "approve",
         }
 
