@@ -1,11 +1,11 @@
-"""Bank statements through the API and the command line (issue #18, decision 0033): a GB18030
-statement's credit lines are matched by reference and by amount with the payer's name, the
-debit line is ignored, the rest waits unmatched; the same statement again records nothing; an
-ambiguous reference stays unmatched with its candidates; a manager's import matches only
-their buildings; the queue is assigned (payment, payer account learned: next month matches by
-account) or dismissed; a malformed file is refused whole with row and column; a paid invoice
-is never dunned by ``meterflow cloud daily``; credit notes need another person's approval and
-the next bill applies them; everything is in the audit log."""
+"""Bank statements through the API and the command line (issue #18, decision 0033), on SQLite
+and PostgreSQL: a GB18030 statement's credit lines are matched by reference and by amount with
+the payer's name, the debit line is ignored, the rest waits unmatched; the same statement
+again records nothing; an ambiguous reference stays unmatched with its candidates; a
+manager's import matches only their buildings; the queue is assigned (payment, payer account
+learned: next month matches by account) or dismissed; a malformed file is refused whole with
+row and column; a paid invoice is never dunned by ``meterflow cloud daily``; credit notes need
+another person's approval and the next bill applies them; everything is in the audit log."""
 
 from __future__ import annotations
 
@@ -25,18 +25,31 @@ from cloud.leases.periods import local_today
 from cloud.staff.models import AuditEntry
 from meterflow.cli import app as cli_app
 from meterflow.scenarios.bank_statement import BankTransfer, write_bank_statement
+from tests.support import servers
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import seed_leases
 
 TODAY = local_today()
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
-    rig = make_rig(tmp_path_factory.mktemp("bank"), months=1)
-    seed_leases(rig.sessions, PASSWORD)
-    yield rig
-    rig.sessions.kw["bind"].dispose()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def rig(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[WebRig]:
+    """The leases of tests/support/lease_scope.py on SQLite, then on PostgreSQL."""
+    work = tmp_path_factory.mktemp(f"bank-{request.param}")
+    if request.param == "sqlite":
+        rig = make_rig(work, months=1)
+        seed_leases(rig.sessions, PASSWORD)
+        yield rig
+        rig.sessions.kw["bind"].dispose()
+        return
+    server = request.getfixturevalue("postgres_server")
+    with servers.fresh_postgres_database(server, "bank") as url:
+        rig = make_rig(work, url=url, months=1)
+        seed_leases(rig.sessions, PASSWORD)
+        yield rig
+        rig.sessions.kw["bind"].dispose()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +65,7 @@ def as_(client: httpx.Client, rig: WebRig, who: str) -> dict[str, str]:
 def cli(rig: WebRig, tmp_path: Path, *args: str):  # type: ignore[no-untyped-def]
     env = {
         **os.environ,
-        "MF_DB_URL": str(rig.sessions.kw["bind"].url),
+        "MF_DB_URL": rig.sessions.kw["bind"].url.render_as_string(hide_password=False),
         "MF_DATA_DIR": str(tmp_path),
     }
     return CliRunner().invoke(cli_app, ["cloud", *args], env=env)
