@@ -206,11 +206,14 @@ def parse_day(text: str) -> date:
 
 
 def line_key(serial: str, fields: tuple[str, ...], occurrence: int) -> str:
-    """The natural key of a line: ``serial:<serial>`` when the bank gives one, else the
-    SHA-256 of the line's day, amount, payer, account and reference with its occurrence
-    among identical lines of the file (two equal transfers on one day are two lines)."""
+    """The natural key of a line: ``serial:<day>/<cents>/<serial>`` when the bank gives a
+    serial (with the day and amount: two banks' serials may coincide, not on the same day
+    for the same amount; a SHA-256 of it when longer than the column), else the SHA-256 of the
+    line's day, amount, payer, account and reference with its occurrence among identical
+    lines of the file (two equal transfers on one day are two lines)."""
     if serial:
-        return f"serial:{serial}"[:80]
+        key = f"serial:{fields[0]}/{fields[1]}/{serial}"
+        return key if len(key) <= 80 else f"serial:{hashlib.sha256(key.encode()).hexdigest()}"
     digest = hashlib.sha256("\x1f".join((*fields, str(occurrence))).encode()).hexdigest()
     return f"sha256:{digest}"
 

@@ -29,14 +29,17 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.models import Unit
 from cloud.leases.bank_matching import match_line, scoped_accounts
 from cloud.leases.bankfile import StatementFileError, StatementLine, read_statement
 from cloud.leases.errors import (
+    AlreadyDecided,
     BankFileError,
     BankLineError,
+    NotPermitted,
     PaymentConflict,
     PaymentError,
     UnknownRecord,
@@ -45,7 +48,7 @@ from cloud.leases.models import BankLine, Lease, PayerAccount
 from cloud.leases.payments import PaymentReceipt, account_of, record_payment
 from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.roster import LeaseRoster, check_received_on, scope_condition
-from cloud.staff.accounts import Principal
+from cloud.staff.accounts import PAYMENT_ROLES, Principal
 from cloud.staff.audit import record_change
 from edge.wire import Clock, utc_now
 
@@ -149,6 +152,14 @@ class BankLineRow:
         return out
 
 
+def _may_take_money(who: Principal) -> None:
+    if who.role not in PAYMENT_ROLES:
+        raise NotPermitted(
+            f"the {who.role.value} role takes no money: bank statements are for admin, "
+            "finance, managers and supervisors"
+        )
+
+
 class BankService:
     """Imports statements and works the unmatched queue for one staff member at a time."""
 
@@ -167,6 +178,7 @@ class BankService:
         match it, record the matched ones as payments; audited. ``dry_run``: the same, rolled
         back, malformed rows listed with the rest. BankFileError for a file that is not a
         statement, or (not a dry run) with any malformed row: nothing is stored then."""
+        _may_take_money(who)
         try:
             statement = read_statement(raw)
         except StatementFileError as exc:
@@ -196,6 +208,12 @@ class BankService:
                 session.rollback()
             else:
                 session.commit()
+        except IntegrityError:
+            session.rollback()
+            raise AlreadyDecided(
+                "another import stored some of these lines at the same time; nothing of this "
+                "one was stored: import the statement again (its lines are then duplicates)"
+            ) from None
         except BaseException:
             session.rollback()
             raise
@@ -328,6 +346,7 @@ class BankService:
     ) -> list[BankLineRow]:
         """Stored lines the caller may see, newest day first: unmatched and ignored lines
         (nobody's yet) and the matched lines of leases in the caller's scope."""
+        _may_take_money(who)
         query = (
             select(BankLine)
             .outerjoin(Lease, Lease.id == BankLine.lease_id)
@@ -348,6 +367,7 @@ class BankService:
 
     def line(self, who: Principal, line_id: int) -> BankLineRow:
         """One line; UnknownRecord when there is none the caller may see."""
+        _may_take_money(who)
         with self.sessions() as session:
             row = session.get(BankLine, line_id)
             if row is None or not self._may_see(session, who, row):
@@ -368,7 +388,7 @@ class BankService:
         if row is None or not self._may_see(session, who, row):
             raise UnknownRecord(f"no bank line {line_id} you may see")
         if row.status != UNMATCHED:
-            raise BankLineError(
+            raise AlreadyDecided(
                 f"bank line {line_id} is {row.status}"
                 + (f" (lease {row.lease_id})" if row.lease_id else "")
                 + ": only an unmatched line can be assigned or dismissed"
@@ -378,9 +398,10 @@ class BankService:
     def assign(self, who: Principal, line_id: int, lease_id: str) -> BankLineRow:
         """Assign an unmatched line to ``lease_id``: it becomes a payment of the lease's
         billing account (allocated oldest invoice first), the payer's account is learned.
-        UnknownRecord for a line or lease the caller does not see; BankLineError when the
+        UnknownRecord for a line or lease the caller does not see; AlreadyDecided when the
         line is not unmatched; PaymentError for a day out of the payments' bounds or a
         serial recorded with another amount."""
+        _may_take_money(who)
         self.roster.lease(who, lease_id)
         with self.sessions.begin() as session:
             row = self._locked(session, who, line_id)
@@ -403,6 +424,7 @@ class BankService:
 
     def dismiss(self, who: Principal, line_id: int, reason: str) -> BankLineRow:
         """Mark an unmatched line as not ours (``ignored``) with the reason; audited."""
+        _may_take_money(who)
         reason = reason.strip()
         if not 1 <= len(reason) <= MAX_REASON:
             raise BankLineError(f"reason: expected 1 to {MAX_REASON} characters")

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.models import Unit
-from cloud.leases.errors import CreditNoteError, FourEyes, UnknownRecord
+from cloud.leases.errors import AlreadyDecided, CreditNoteError, FourEyes, UnknownRecord
 from cloud.leases.models import CreditEntry, CreditNote, Lease
 from cloud.leases.payments import account_of
 from cloud.leases.periods import LOCAL_TZ
@@ -155,7 +155,7 @@ class CreditNoteService:
     ) -> CreditNoteRow:
         """Approve (credit booked on the account today) or reject a requested credit note.
         UnknownRecord when the caller does not see it; FourEyes for the requester or a role
-        that does not approve; CreditNoteError when it is decided already."""
+        that does not approve; AlreadyDecided when it is decided already."""
         if who.role not in APPROVER_ROLES:
             raise FourEyes(
                 f"the {who.role.value} role does not approve credit notes: finance, "
@@ -173,7 +173,7 @@ class CreditNoteService:
             }:
                 raise UnknownRecord(f"no credit note {note_id} on a lease you see")
             if found.status != REQUESTED:
-                raise CreditNoteError(
+                raise AlreadyDecided(
                     f"credit note {note_id} is {found.status} by {found.decided_by} already"
                 )
             if found.requested_by == who.username:

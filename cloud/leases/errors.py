@@ -58,12 +58,21 @@ class BankFileError(LeaseError):
 
 
 class BankLineError(LeaseError):
-    """A bank line asked to change when it cannot (assigned or dismissed already)."""
+    """A bank line change that is not accepted (a reason too long or missing)."""
 
 
 class CreditNoteError(LeaseError):
-    """A credit note that cannot be requested or decided (decided already, bad amount)."""
+    """A credit note that is not accepted (an amount or reason out of bounds)."""
 
 
-class FourEyes(CreditNoteError):
+class AlreadyDecided(LeaseError):
+    """A bank line or credit note that is not open any more (assigned, dismissed, approved,
+    rejected), or lines another import stored at the same time."""
+
+
+class NotPermitted(LeaseError):
+    """A role that may not do this (legal takes no money; managers approve no credit)."""
+
+
+class FourEyes(NotPermitted, CreditNoteError):
     """A credit note decided by its own requester, or by a role that does not approve."""

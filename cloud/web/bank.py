@@ -24,11 +24,11 @@ from cloud.leases.bankfile import MAX_BYTES
 from cloud.leases.banking import BankService
 from cloud.leases.credit_notes import CreditNoteService
 from cloud.leases.errors import (
+    AlreadyDecided,
     BankFileError,
     BankLineError,
-    CreditNoteError,
-    FourEyes,
     LeaseError,
+    NotPermitted,
     PaymentConflict,
     PaymentError,
     UnknownRecord,
@@ -63,9 +63,9 @@ def status_of(exc: LeaseError) -> int:
     """The HTTP status of a service's refusal."""
     if isinstance(exc, UnknownRecord):
         return 404
-    if isinstance(exc, FourEyes):
+    if isinstance(exc, NotPermitted):
         return 403
-    if isinstance(exc, BankLineError | CreditNoteError | PaymentConflict):
+    if isinstance(exc, AlreadyDecided | PaymentConflict):
         return 409
     return 422
 
@@ -400,7 +400,7 @@ def bank_assign_form(
         bank(web).assign(who, line_id, lease_id.strip())
     except UnknownRecord:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    except (PaymentError, BankLineError) as exc:
+    except (PaymentError, AlreadyDecided) as exc:
         return _back(request, "/payments/bank", error=error_key(exc))
     return _back(request, "/payments/bank", done="assigned")
 
@@ -418,7 +418,7 @@ def bank_dismiss_form(
         bank(web).dismiss(who, line_id, reason)
     except UnknownRecord:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
-    except BankLineError as exc:
+    except (BankLineError, AlreadyDecided) as exc:
         return _back(request, "/payments/bank", error=error_key(exc))
     return _back(request, "/payments/bank", done="dismissed")
 

@@ -39,7 +39,8 @@ def test_the_generated_statement_reads_back_in_every_encoding(encoding, language
         (DAY, 1_234_567_89, "王氏贸易（上海）有限公司", ""),
     ]
     assert (got.debits, got.debit_cents) == (1, 1_500)
-    assert got.lines[0].key == "serial:S1" and got.lines[1].key.startswith("sha256:")
+    assert got.lines[0].key == "serial:2026-03-05/800000/S1"
+    assert got.lines[1].key.startswith("sha256:")
 
 
 def test_aliases_signed_amounts_and_direction_columns() -> None:

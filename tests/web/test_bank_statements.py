@@ -296,6 +296,12 @@ def test_credit_notes_need_another_persons_approval_and_the_next_bill_applies_th
         "/api/v1/leases/L-A1/credit-notes", json={"amount_cny": "5", "reason": "x"}, headers=mgr
     )
     assert other.status_code == 404  # not their building
+    huge = client.post(
+        "/api/v1/leases/L-B1/credit-notes",
+        json={"amount_cny": "9999999999", "reason": "x"},
+        headers=mgr,
+    )
+    assert huge.status_code == 422 and "expected 0.01 to 1000000.00" in huge.json()["detail"]
     # finance asks, and may not approve its own request (four eyes)
     own = cli(rig, tmp_path, "credit-note", "request", "--lease", "L-B1", "--amount", "99",
               "--reason", "goodwill", "--as", "fin-a")  # fmt: skip
@@ -341,6 +347,8 @@ def test_credit_notes_need_another_persons_approval_and_the_next_bill_applies_th
 
 def test_the_unmatched_command_lists_the_queue(rig: WebRig, tmp_path: Path) -> None:
     path = write_bank_statement(tmp_path / "late.csv", [BankTransfer(TODAY, 777, "无名")])
+    legal = cli(rig, tmp_path, "bank", "import", str(path), "--as", "legal-a")
+    assert legal.exit_code == 2 and "the legal role takes no money" in legal.output
     assert cli(rig, tmp_path, "bank", "import", str(path), "--as", "fin-a").exit_code == 0
     listed = cli(rig, tmp_path, "bank", "unmatched", "--json", "--as", "mgr-a")
     assert listed.exit_code == 0, listed.output
