@@ -201,7 +201,10 @@ def _import_out(report: banking.ImportReport) -> ImportOut:
     "/api/v1/bank-statements",
     response_model=ImportOut,
     status_code=201,
-    responses={422: {"description": "not a statement, or (not a dry run) malformed rows"}},
+    responses={
+        200: {"description": "a dry run: what would happen, nothing stored"},
+        422: {"description": "not a statement, or (not a dry run) malformed rows"},
+    },
 )
 async def api_bank_statement_import(
     web: Web,
