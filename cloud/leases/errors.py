@@ -63,4 +63,31 @@ class UnknownRecord(LeaseError):
 
 
 class NotPermitted(LeaseError):
-    """The staff member's role may not make this change (e.g. legal signing a lease)."""
+    """The staff member's role may not make this change (legal signs no lease and takes no
+    money; managers approve no credit)."""
+
+
+class BankFileError(LeaseError):
+    """A bank statement that is not one, or (imported for real) has malformed rows; the
+    problems name each row and column."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class BankLineError(LeaseError):
+    """A bank line change that is not accepted (a reason too long or missing)."""
+
+
+class CreditNoteError(LeaseError):
+    """A credit note that is not accepted (an amount or reason out of bounds)."""
+
+
+class AlreadyDecided(LeaseError):
+    """A bank line or credit note that is not open any more (assigned, dismissed, approved,
+    rejected), or lines another import stored at the same time."""
+
+
+class FourEyes(NotPermitted, CreditNoteError):
+    """A credit note decided by its own requester, or by a role that does not approve."""

@@ -115,6 +115,15 @@ def _sums(session: Session, accounts: Iterable[str], today: date) -> tuple[dict,
     return arrears, credit
 
 
+def check_received_on(received_on: date, today: date) -> None:
+    """PaymentError unless a payment's day is within the last year up to ``today``."""
+    if not today - timedelta(days=366) <= received_on <= today:
+        raise PaymentError(
+            f"received on {received_on}: expected a day from {today - timedelta(days=366)} "
+            f"to today ({today})"
+        )
+
+
 class LeaseRoster:
     """Lists and opens leases within a staff member's scope, with the visibility policy
     applied."""
@@ -254,12 +263,7 @@ class LeaseRoster:
         recorded with another amount or day (the same payment again is answered with its
         first receipt, ``duplicate`` set, and changes nothing)."""
         self.lease(who, lease_id)
-        today = self.today()
-        if not today - timedelta(days=366) <= received_on <= today:
-            raise PaymentError(
-                f"received on {received_on}: expected a day from {today - timedelta(days=366)} "
-                f"to today ({today})"
-            )
+        check_received_on(received_on, self.today())
         with self.sessions.begin() as session:
             receipt = record_payment(
                 session, lease_id, cents=cents, received_on=received_on, ref=ref

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.web import (
     admin,
+    bank,
     close,
     engineer,
     finance,
@@ -127,6 +128,7 @@ def create_app(services: ApiServices) -> FastAPI:
         leases,
         queue,
         policies,
+        bank,
         engineer,
         admin,
     ):

@@ -61,6 +61,7 @@ class Access(StrEnum):
     APPROVALS = "approvals"  # admin, supervisor: approve or reject out-of-band offers
     LEDGER = "ledger"  # admin, manager, supervisor: change leases (import, sign ...)
     POLICIES = "policies"  # admin, supervisor (lease policies of sites, lease overrides)
+    CREDIT_APPROVAL = "credit_approval"  # admin, finance, supervisor (never the requester)
 
 
 #: The roles each staff access admits.
@@ -79,6 +80,7 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.APPROVALS: APPROVER_ROLES,
     Access.LEDGER: LEDGER_ROLES,
     Access.POLICIES: POLICY_ROLES,
+    Access.CREDIT_APPROVAL: frozenset({Role.ADMIN, Role.FINANCE, Role.SUPERVISOR}),
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -182,6 +184,22 @@ POLICIES: dict[str, Access] = {
     "api_policy_create": Access.POLICIES,
     "policy_form": Access.POLICIES,
     "api_lease_policy_overrides": Access.POLICIES,
+    # bank statements and credit notes (decision 0033)
+    "bank_page": Access.PAYMENTS,
+    "bank_upload_form": Access.PAYMENTS,
+    "bank_assign_form": Access.PAYMENTS,
+    "bank_dismiss_form": Access.PAYMENTS,
+    "api_bank_statement_import": Access.PAYMENTS,
+    "api_bank_lines": Access.PAYMENTS,
+    "api_bank_line_assign": Access.PAYMENTS,
+    "api_bank_line_dismiss": Access.PAYMENTS,
+    "credit_notes_page": Access.PAYMENTS,
+    "credit_note_request_form": Access.PAYMENTS,
+    "credit_note_decide_form": Access.CREDIT_APPROVAL,
+    "api_credit_notes": Access.PAYMENTS,
+    "api_credit_note_request": Access.PAYMENTS,
+    "api_credit_note_approve": Access.CREDIT_APPROVAL,
+    "api_credit_note_reject": Access.CREDIT_APPROVAL,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

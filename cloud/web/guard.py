@@ -32,6 +32,9 @@ BODY_LIMITS: dict[str, int] = {
     # the lease ledger (4 MiB at most, decision 0032), with the form's own fields
     "/leases/import": 5 * 1024 * 1024,
     "/api/v1/ledger/import": 5 * 1024 * 1024,
+    # a bank statement (CSV up to 2 MiB, cloud/leases/bankfile.py) in a multipart form
+    "/api/v1/bank-statements": 3 * 1024 * 1024,
+    "/payments/bank": 3 * 1024 * 1024,
 }
 #: Deepest nesting of arrays and objects in a JSON body (the API's bodies use 3 or fewer).
 MAX_JSON_DEPTH = 32

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from meterflow.cli.apportion import apportion_command
+from meterflow.cli.bank import bank_app, credit_note_app
 from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
 from meterflow.cli.dead_letters import dead_letters_app, ingest_limits
@@ -63,6 +64,8 @@ cloud_app.command("purge-claim-tokens")(purge_claim_tokens)
 cloud_app.add_typer(replacement_app, name="replacement")
 cloud_app.add_typer(ledger_app, name="ledger")
 cloud_app.add_typer(lease_app, name="lease")
+cloud_app.add_typer(bank_app, name="bank")
+cloud_app.add_typer(credit_note_app, name="credit-note")
 
 
 @cloud_app.command("migrate")

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.statements.links import StatementKey
 from edge.wire import key_id, public_key_b64
+from tests.support.bank_samples import decided_credit_note, old_bank_line
 from tests.support.browser import PASSWORD, WebRig
 from tests.support.ledger_samples import LEDGER_BODIES
 from tests.support.queue_samples import QUEUE_BODIES
@@ -46,6 +47,9 @@ class Samples:
             "lease_id": "L-A1",  # park-a, building A
             "item_id": rig.queue_samples[0],  # type: ignore[attr-defined]
             "offer_id": str(rig.queue_samples[1]),  # type: ignore[attr-defined]
+            "line_id": str(old_bank_line(rig.sessions)),
+            "credit_note_id": str(decided_credit_note(rig.sessions)),
+            "decision": "approve",
         }
 
     def path(self, template: str) -> str:
@@ -118,6 +122,16 @@ class Samples:
                 "data": {"site": "park-a", "effective_from": "2099-01-01", "preset": "none"}
             },
             "api_lease_policy_overrides": {"json": {"set": {"ladder": []}}},
+            "api_bank_line_assign": {"json": {"lease_id": "L-A1"}},
+            "bank_assign_form": {"data": {"lease_id": "L-A1"}},
+            "api_bank_line_dismiss": {"json": {"reason": "matrix"}},
+            "bank_dismiss_form": {"data": {"reason": "matrix"}},
+            "api_credit_note_request": {"json": {"amount_cny": "1.00", "reason": "matrix"}},
+            "credit_note_request_form": {
+                "data": {"lease_id": "L-A1", "amount_cny": "1.00", "reason": "matrix"}
+            },
+            "api_credit_note_approve": {"json": {"note": "matrix"}},
+            "api_credit_note_reject": {"json": {"note": "matrix"}},
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},

@@ -25,6 +25,7 @@ from cloud.statements.links import StatementKey
 from cloud.web.authz import POLICIES, Access
 from tests.support import servers
 from tests.support.authz_samples import Samples
+from tests.support.bank_samples import ON_LEASE
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import SEEDED, seed_leases
 from tests.support.ledger_samples import LEASE_OPERATIONS
@@ -140,6 +141,7 @@ ADMITS = {
     Access.APPROVALS: {"admin", "supervisor"},
     Access.LEDGER: {"admin", "manager", "supervisor"},
     Access.POLICIES: {"admin", "supervisor"},
+    Access.CREDIT_APPROVAL: {"admin", "finance", "supervisor"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
@@ -170,6 +172,10 @@ SITE_SCOPED = {
     *LEASE_OPERATIONS,
     "api_lease_policy",
     "api_lease_policy_overrides",
+    *ON_LEASE,
+    "api_credit_note_approve",
+    "api_credit_note_reject",
+    "credit_note_decide_form",
 }
 #: routes acting on one record of building A of park-a (lease L-A1, its task; offer on L-A2)
 BUILDING_SCOPED = {
@@ -182,6 +188,7 @@ BUILDING_SCOPED = {
     *LEASE_OPERATIONS,
     "api_lease_policy",
     "api_lease_policy_overrides",
+    *ON_LEASE,
 }
 
 

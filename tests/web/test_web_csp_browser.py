@@ -69,6 +69,8 @@ def staff_pages(rig: WebRig) -> list[str]:
         "/offers",
         "/leases/import",
         "/policies",
+        "/payments/bank",
+        "/payments/credit-notes",
         "/engineer/gateways",
         "/engineer/gateways/gw-a",
         "/engineer/claim-tokens",
