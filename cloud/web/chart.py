@@ -69,30 +69,55 @@ def composition_svg(parts: Sequence[tuple[str, int]], title: str, unit: str = "�
     cents), the bars scaled to the largest; each is labelled with its amount in ``unit``
     (¥) and its share of the total. ``title`` is the accessible name."""
     shown = [(label, cents) for label, cents in parts if cents > 0]
-    if not shown:
-        return Markup("")
     total = sum(c for _, c in shown)
-    top = max(c for _, c in shown)
-    height = _ROW * len(shown) + 22
+    return bars_svg(
+        [
+            (
+                label,
+                cents,
+                f"¥{cny(cents)} · {cents / total * 100:.1f}%",
+                f"{label}: ¥{cny(cents)} ({cents / total * 100:.1f}%)",
+            )
+            for label, cents in shown
+        ],
+        title,
+        unit,
+        css="composition",
+    )
+
+
+def bars_svg(
+    bars: Sequence[tuple[str, float, str, str]],
+    title: str,
+    unit: str,
+    *,
+    css: str = "bars",
+    top: float | None = None,
+) -> Markup:
+    """Labelled horizontal bars: ``bars`` are (label, value, the value's text, its
+    tooltip), scaled to ``top`` (default: the largest value); ``unit`` labels the value axis
+    (``¥``, ``%``, ``张``), ``title`` is the accessible name. Bars of value 0 are drawn 1 px
+    wide so that every label keeps its row. Nothing when there are no bars."""
+    if not bars:
+        return Markup("")
+    top = top or max((v for _, v, _, _ in bars), default=0) or 1
+    height = _ROW * len(bars) + 22
     span = WIDTH - _LABEL - 110
     out = [
-        f'<svg class="composition" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="{css}" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
         f'<text x="{_LABEL}" y="12" class="axis-label">{escape(unit)}</text>',
     ]
-    for i, (label, cents) in enumerate(shown):
+    for i, (label, value, text, tip) in enumerate(bars):
         y = 20 + i * _ROW
-        w = max(cents / top * span, 1.0)
-        share = cents / total * 100
+        w = max(value / top * span, 1.0)
         out.append(
-            f'<g class="part part-{i % 6}"><title>{escape(label)}: ¥{cny(cents)} '
-            f"({share:.1f}%)</title>"
+            f'<g class="part part-{i % 6}"><title>{escape(tip)}</title>'
             f'<text x="{_LABEL - 4}" y="{y + 14}" class="label" text-anchor="end">'
             f"{escape(label[:22])}</text>"
             f'<rect x="{_LABEL}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 8}"/>'
-            f'<text x="{_LABEL + w + 4:.1f}" y="{y + 14}" class="value">¥{cny(cents)} · '
-            f"{share:.1f}%</text></g>"
+            f'<text x="{_LABEL + w + 4:.1f}" y="{y + 14}" class="value">{escape(text)}</text></g>'
         )
     out.append("</svg>")
     return Markup("".join(out))
