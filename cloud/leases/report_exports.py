@@ -26,6 +26,8 @@ from cloud.leases.occupancy import OccupancyReport
 from cloud.leases.reports import AgingOut, ExpiringOut, FunnelOut, OccupancyOut, ReportSet
 
 Labels = Mapping[str, str]
+#: Areas [m²] with two decimals.
+FORMAT_AREA = "#,##0.00"
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def occupancy_table(report: OccupancyOut, labels: Labels) -> Table:
         {
             4: FORMAT_DATE,
             7: FORMAT_PERCENT,
+            8: FORMAT_AREA,
+            9: FORMAT_AREA,
             10: FORMAT_PERCENT,
             11: FORMAT_MONEY,
             12: FORMAT_MONEY,

@@ -31,6 +31,7 @@ from cloud.web import (
     leases,
     printing,
     provision,
+    reports,
     risk,
     signin,
     tenant,
@@ -121,6 +122,7 @@ def create_app(services: ApiServices) -> FastAPI:
         finance,
         risk,
         leases,
+        reports,
         engineer,
         admin,
     ):

@@ -21,6 +21,7 @@ from enum import StrEnum
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from cloud.leases.reports import REPORT_ROLES, Report
 from cloud.staff.accounts import (
     ENGINEER_ROLES,
     FINANCE_ROLES,
@@ -50,6 +51,8 @@ class Access(StrEnum):
     LEASES = "leases"  # admin, finance, manager, supervisor, legal
     RISK = "risk"  # admin, finance, manager, supervisor
     PAYMENTS = "payments"  # admin, finance, manager, supervisor
+    REPORTS = "reports"  # admin, finance, manager, supervisor, legal
+    PORTFOLIO_REPORTS = "portfolio_reports"  # admin, finance, manager, supervisor
 
 
 #: The roles each staff access admits.
@@ -61,6 +64,8 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.LEASES: LEASE_ROLES,
     Access.RISK: RISK_ROLES,
     Access.PAYMENTS: PAYMENT_ROLES,
+    Access.REPORTS: REPORT_ROLES[Report.EXPIRING],
+    Access.PORTFOLIO_REPORTS: REPORT_ROLES[Report.OCCUPANCY],
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -120,6 +125,17 @@ POLICIES: dict[str, Access] = {
     "api_leases": Access.LEASES,
     "api_lease": Access.LEASES,
     "api_lease_payment": Access.PAYMENTS,
+    # lease reports (decision 0035): expiring and aging for every lease role, occupancy and
+    # the collections funnel not for legal (cloud/leases/reports.py REPORT_ROLES)
+    "reports_page": Access.REPORTS,
+    "report_expiring_page": Access.REPORTS,
+    "report_aging_page": Access.REPORTS,
+    "api_report_expiring": Access.REPORTS,
+    "api_report_aging": Access.REPORTS,
+    "report_occupancy_page": Access.PORTFOLIO_REPORTS,
+    "report_collections_page": Access.PORTFOLIO_REPORTS,
+    "api_report_occupancy": Access.PORTFOLIO_REPORTS,
+    "api_report_collections": Access.PORTFOLIO_REPORTS,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

@@ -16,6 +16,7 @@ from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
 from cloud.gateways.replacement import ReplacementService
+from cloud.leases.reports import ReportService
 from cloud.leases.roster import LeaseRoster
 from cloud.leases.tenants import tenant_names
 from cloud.risk.jobs import RiskListService
@@ -51,6 +52,7 @@ class WebServices:
     closing: CloseService
     replacements: ReplacementService
     leases: LeaseRoster
+    reports: ReportService
     public_url: str = ""
     cookie_secure: bool | None = None
     page_cache: bool = True
@@ -110,6 +112,7 @@ class WebServices:
             closing=CloseService(sessions, series, clock=clock),
             replacements=ReplacementService(sessions, provisioning.command_keys, clock=clock),
             leases=LeaseRoster(sessions, clock=clock),
+            reports=ReportService(sessions, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
             page_cache=page_cache,
