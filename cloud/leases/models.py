@@ -2,9 +2,9 @@
 rent plans, invoices, payments, credits, collections, reminders, offers, deposits, tasks.
 
 Changed only through Alembic migrations (revision 0004; 0019 added tenants' ID numbers,
-0021 units' property types). Dates are dates of the site's local calendar (a lease ends
-on a date, an invoice is due on a date); instants (audit, deposit steps,
-acknowledgements) are UTC. Money is integer cents.
+0021 units' property types, 0026 the recipients of the monthly reports). Dates are dates
+of the site's local calendar (a lease ends on a date, an invoice is due on a date);
+instants (audit, deposit steps, acknowledgements) are UTC. Money is integer cents.
 Every job writes rows with a natural key under a unique constraint — one invoice per lease
 and period, one rent line per lease and first billed day, one collections event per invoice
 and step, one reminder per lease, kind and offset — so that running a job twice inserts
@@ -481,3 +481,15 @@ def _status_moves_only_along_the_state_machine(
             f"from {before} a lease can become "
             f"{', '.join(sorted(ALLOWED.get(before, ()))) or 'nothing'}"
         )
+
+
+class ReportRecipient(Base):
+    """An e-mail address that receives a site's monthly lease reports (revision 0026):
+    who added it (a staff account, or ``cli``) and when (UTC)."""
+
+    __tablename__ = "report_recipients"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(120), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_by: Mapped[str] = mapped_column(String(64))
