@@ -52,9 +52,14 @@ from cloud.web.rendering import language, render, translations
 router = APIRouter(tags=["reports"])
 Web = Annotated[WebServices, Depends(web_services)]
 Who = Annotated[Principal, Depends(principal)]
-DayQ = Annotated[date | None, Query(description="local day (default: today)")]
-FromQ = Annotated[date | None, Query(alias="from", description="first local day of a range")]
-ToQ = Annotated[date | None, Query(alias="to", description="last local day of a range")]
+_DAY = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"  # empty: not given (a form's empty field)
+DayQ = Annotated[str | None, Query(pattern=_DAY, description="local day (default: today)")]
+FromQ = Annotated[
+    str | None, Query(alias="from", pattern=_DAY, description="first local day of a range")
+]
+ToQ = Annotated[
+    str | None, Query(alias="to", pattern=_DAY, description="last local day of a range")
+]
 FormatQ = Annotated[str, Query(pattern="^(html|csv|xlsx)$")]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _BAD = {400: {"description": "a day out of range, from after to, or a range too long"}}
@@ -89,6 +94,16 @@ def refused(request: Request, exc: HTTPException) -> HTMLResponse:
         {"message": "report_params", "detail": exc.detail},
         status_code=exc.status_code,
     )
+
+
+def day_of(text: str | None, name: str = "day") -> date | None:
+    """A query's day (None when not given); HTTP 400 saying what was expected."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise HTTPException(400, f"{name} {text!r}: expected a calendar day YYYY-MM-DD") from None
 
 
 def _series(first: date | None, last: date | None) -> tuple[date, date] | None:
@@ -283,9 +298,9 @@ def report_occupancy_page(
 ) -> Response:
     """Occupancy on a day by site, building and property type, and at month ends of a
     range; ``format=csv`` or ``xlsx`` downloads the table."""
-    when = day or web.reports.today()
     try:
-        report = _run(lambda: web.reports.occupancy(who, when, filters, _series(first, last)))
+        when, a, b = day_of(day) or web.reports.today(), day_of(first, "from"), day_of(last, "to")
+        report = _run(lambda: web.reports.occupancy(who, when, filters, _series(a, b)))
     except HTTPException as exc:
         return refused(request, exc)
     t = translations(language(request))
@@ -297,7 +312,7 @@ def report_occupancy_page(
         day=when,
         charts=occupancy_charts(report, t),
         fields=("site", "building", "type", "day", "from", "to"),
-        values=_values(filters, day=when, **{"from": first, "to": last}),
+        values=_values(filters, day=when, **{"from": a, "to": b}),
         extra={"total": report.total},
     )
 
@@ -307,8 +322,8 @@ def report_expiring_page(
     request: Request, web: Web, who: Who, filters: Filt, day: DayQ = None, format: FormatQ = "html"
 ) -> Response:
     """Leases expired or expiring within 7 or 30 days of a day, by tier."""
-    when = day or web.reports.today()
     try:
+        when = day_of(day) or web.reports.today()
         report = _run(lambda: web.reports.expiring(who, when, filters))
     except HTTPException as exc:
         return refused(request, exc)
@@ -330,8 +345,8 @@ def report_aging_page(
     request: Request, web: Web, who: Who, filters: Filt, day: DayQ = None, format: FormatQ = "html"
 ) -> Response:
     """Outstanding money by days past due, per site and building, on a day."""
-    when = day or web.reports.today()
     try:
+        when = day_of(day) or web.reports.today()
         report = _run(lambda: web.reports.aging(who, when, filters))
     except HTTPException as exc:
         return refused(request, exc)
@@ -362,9 +377,10 @@ def report_collections_page(
     """The collections funnel of invoices that became overdue in a period (default: this
     month up to today)."""
     today = web.reports.today()
-    first, last = first or today.replace(day=1), last or today
     try:
-        report = _run(lambda: web.reports.collections(who, first, last, filters))
+        a = day_of(first, "from") or today.replace(day=1)
+        b = day_of(last, "to") or today
+        report = _run(lambda: web.reports.collections(who, a, b, filters))
     except HTTPException as exc:
         return refused(request, exc)
     t = translations(language(request))
@@ -373,10 +389,10 @@ def report_collections_page(
         Report.COLLECTIONS,
         collections_table(report, t),
         format,
-        day=last,
+        day=b,
         charts=collections_charts(report, t),
         fields=("site", "building", "type", "from", "to"),
-        values=_values(filters, **{"from": first, "to": last}),
+        values=_values(filters, **{"from": a, "to": b}),
     )
 
 
@@ -390,14 +406,14 @@ def api_report_occupancy(
     """Occupancy (one definition) on ``day`` in total and by site, building and property
     type; with ``from`` and ``to``, also the total at each month end (≤ 36). Rates are exact
     decimal strings, rents in cents per month, areas in m²."""
-    when = day or web.reports.today()
-    return _run(lambda: web.reports.occupancy(who, when, filters, _series(first, last)))
+    when, a, b = day_of(day) or web.reports.today(), day_of(first, "from"), day_of(last, "to")
+    return _run(lambda: web.reports.occupancy(who, when, filters, _series(a, b)))
 
 
 @router.get("/api/v1/reports/expiring", response_model=ExpiringOut, responses=_BAD)
 def api_report_expiring(web: Web, who: Who, filters: Filt, day: DayQ = None) -> ExpiringOut:
     """Running leases expired (high), within 7 days (medium) or 30 days (low) of ``day``."""
-    when = day or web.reports.today()
+    when = day_of(day) or web.reports.today()
     return _run(lambda: web.reports.expiring(who, when, filters))
 
 
@@ -406,7 +422,7 @@ def api_report_aging(web: Web, who: Who, filters: Filt, day: DayQ = None) -> Agi
     """Outstanding cents of invoices past due on ``day`` by bucket (0-30, 31-60, 61-90, 90+
     days), per site and building; amounts ``null`` (and ``withheld``) for roles that do not
     see arrears."""
-    when = day or web.reports.today()
+    when = day_of(day) or web.reports.today()
     return _run(lambda: web.reports.aging(who, when, filters))
 
 
@@ -417,6 +433,6 @@ def api_report_collections(
     """The collections funnel of invoices whose first overdue day is in [from, to]
     (default: this month up to today)."""
     today = web.reports.today()
-    return _run(
-        lambda: web.reports.collections(who, first or today.replace(day=1), last or today, filters)
-    )
+    a = day_of(first, "from") or today.replace(day=1)
+    b = day_of(last, "to") or today
+    return _run(lambda: web.reports.collections(who, a, b, filters))
