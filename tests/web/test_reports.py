@@ -366,6 +366,51 @@ def test_a_manager_sees_their_building_and_no_arrears(
         assert c.get("/api/v1/reports/collections", headers=legal).status_code == 403
 
 
+#: each caller's scope as SQL on units ``u``, and whether the role sees arrears amounts
+SCOPES = {
+    "admin": ("1 = 1", True),
+    "fin-a": ("u.site_id = 'park-a'", True),
+    "sup-a": ("u.site_id = 'park-a'", True),
+    "legal-a": ("u.site_id = 'park-a'", False),
+    "mgr-a": ("u.site_id = 'park-a' AND u.building = 'A'", False),
+    "mgr-ab": ("u.site_id = 'park-a' AND u.building = 'B'", False),
+    "mgr-p": ("u.site_id = 'park-b' AND u.building = 'A'", False),
+    "fin-b": ("u.site_id = 'park-b'", True),
+}
+
+
+def test_every_callers_reports_keep_to_their_sites_and_buildings(
+    rig: tuple[WebRig, str], base_url: str
+) -> None:
+    web, _ = rig
+    with httpx.Client(base_url=base_url) as c:
+        for who, (where, money) in SCOPES.items():
+            auth = bearer(web, who)
+            aging = c.get(f"/api/v1/reports/aging?day={AGING_DAY}", headers=auth).json()
+            want = aging_sql(web, AGING_DAY, where)
+            assert {
+                (r["site_id"], r["building"], b): (r["cents"][b], r["invoices"][b])
+                for r in aging["rows"]
+                for b in aging["buckets"]
+                if r["invoices"][b]
+            } == {k: (c if money else None, n) for k, (c, n) in want.items()}, who
+            assert (aging["withheld"] == []) == money, who
+            funnel = c.get(
+                f"/api/v1/reports/collections?from={FUNNEL[0]}&to={FUNNEL[1]}", headers=auth
+            )
+            if who == "legal-a":
+                assert funnel.status_code == 403
+                continue
+            assert funnel.json()["overdue"] == funnel_sql(web, *FUNNEL, where)["overdue"], who
+            occ = c.get(f"/api/v1/reports/occupancy?day={OCC_DAY}", headers=auth).json()
+            buildings = {k: v for k, v in occupancy_sql(web, OCC_DAY, where).items() if k[0]}
+            assert {
+                (g["site_id"], g["building"]): g["figures"]["occupied_units"]
+                for g in occ["groups"]
+                if g["by"] == "building"
+            } == {k: v[1] for k, v in buildings.items()}, who
+
+
 def test_bad_parameters_are_refused_saying_what_was_expected(
     rig: tuple[WebRig, str], base_url: str
 ) -> None:
