@@ -317,27 +317,40 @@ def report_occupancy_page(
     )
 
 
+def _day_page(
+    request: Request, web: WebServices, who: Principal, filters: Filters, day: str | None,
+    fmt: str, report: Report,
+) -> Response:  # fmt: skip
+    """The page of a report of one day (expiring, aging)."""
+    try:
+        when = day_of(day) or web.reports.today()
+        found = _run(lambda: getattr(web.reports, report.value)(who, when, filters))
+    except HTTPException as exc:
+        return refused(request, exc)
+    t = translations(language(request))
+    table, charts = {
+        Report.EXPIRING: (expiring_table, expiring_charts),
+        Report.AGING: (aging_table, aging_charts),
+    }[report]
+    return _page(
+        request,
+        report,
+        table(found, t),
+        fmt,
+        day=when,
+        charts=charts(found, t),
+        fields=("site", "building", "type", "day"),
+        values=_values(filters, day=when),
+        extra={"withheld": getattr(found, "withheld", [])},
+    )
+
+
 @router.get("/reports/expiring", response_class=HTMLResponse, responses=_BAD)
 def report_expiring_page(
     request: Request, web: Web, who: Who, filters: Filt, day: DayQ = None, format: FormatQ = "html"
 ) -> Response:
     """Leases expired or expiring within 7 or 30 days of a day, by tier."""
-    try:
-        when = day_of(day) or web.reports.today()
-        report = _run(lambda: web.reports.expiring(who, when, filters))
-    except HTTPException as exc:
-        return refused(request, exc)
-    t = translations(language(request))
-    return _page(
-        request,
-        Report.EXPIRING,
-        expiring_table(report, t),
-        format,
-        day=when,
-        charts=expiring_charts(report, t),
-        fields=("site", "building", "type", "day"),
-        values=_values(filters, day=when),
-    )
+    return _day_page(request, web, who, filters, day, format, Report.EXPIRING)
 
 
 @router.get("/reports/aging", response_class=HTMLResponse, responses=_BAD)
@@ -345,23 +358,7 @@ def report_aging_page(
     request: Request, web: Web, who: Who, filters: Filt, day: DayQ = None, format: FormatQ = "html"
 ) -> Response:
     """Outstanding money by days past due, per site and building, on a day."""
-    try:
-        when = day_of(day) or web.reports.today()
-        report = _run(lambda: web.reports.aging(who, when, filters))
-    except HTTPException as exc:
-        return refused(request, exc)
-    t = translations(language(request))
-    return _page(
-        request,
-        Report.AGING,
-        aging_table(report, t),
-        format,
-        day=when,
-        charts=aging_charts(report, t),
-        fields=("site", "building", "type", "day"),
-        values=_values(filters, day=when),
-        extra={"withheld": report.withheld},
-    )
+    return _day_page(request, web, who, filters, day, format, Report.AGING)
 
 
 @router.get("/reports/collections", response_class=HTMLResponse, responses=_BAD)

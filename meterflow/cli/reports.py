@@ -16,6 +16,7 @@ over SMTP; it prints one JSON line. Only typer is imported at module level.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -147,57 +148,41 @@ def report_occupancy(
     )
 
 
-@report_app.command("expiring")
-def report_expiring(
-    site: Site = None,
-    building: Building = None,
-    kind: Kind = None,
-    day: Day = None,
-    as_json: AsJson = False,
-    xlsx: Xlsx = None,
-    csv: Csv = None,
-    lang: Lang = "zh-CN",
-    account: Account = None,
-) -> None:
-    """Running leases expired, within 7 days or within 30 days of a day."""
-    when = _day(day, "--date")
-    _run(
-        "expiring",
-        account,
-        (site, building, kind),
-        lang,
-        as_json,
-        xlsx,
-        csv,
-        lambda svc, who, f: svc.expiring(who, when or svc.today(), f),
-    )
+def _day_command(kind: str, doc: str) -> Callable[..., None]:
+    """A command for a report of one day (``expiring``, ``aging``)."""
+
+    def command(
+        site: Site = None,
+        building: Building = None,
+        kind_: Kind = None,
+        day: Day = None,
+        as_json: AsJson = False,
+        xlsx: Xlsx = None,
+        csv: Csv = None,
+        lang: Lang = "zh-CN",
+        account: Account = None,
+    ) -> None:
+        when = _day(day, "--date")
+        _run(
+            kind, account, (site, building, kind_), lang, as_json, xlsx, csv,
+            lambda svc, who, f: getattr(svc, kind)(who, when or svc.today(), f),
+        )  # fmt: skip
+
+    command.__name__ = f"report_{kind}"
+    command.__doc__ = doc
+    return command
 
 
-@report_app.command("aging")
-def report_aging(
-    site: Site = None,
-    building: Building = None,
-    kind: Kind = None,
-    day: Day = None,
-    as_json: AsJson = False,
-    xlsx: Xlsx = None,
-    csv: Csv = None,
-    lang: Lang = "zh-CN",
-    account: Account = None,
-) -> None:
-    """Outstanding money of invoices past due on a day, by 0-30 / 31-60 / 61-90 / 90+ days,
-    per site and building [cents in --json]."""
-    when = _day(day, "--date")
-    _run(
+report_app.command("expiring")(
+    _day_command("expiring", "Running leases expired, within 7 days or within 30 days of a day.")
+)
+report_app.command("aging")(
+    _day_command(
         "aging",
-        account,
-        (site, building, kind),
-        lang,
-        as_json,
-        xlsx,
-        csv,
-        lambda svc, who, f: svc.aging(who, when or svc.today(), f),
+        "Outstanding money of invoices past due on a day, by 0-30 / 31-60 / 61-90 / 90+ "
+        "days, per site and building [cents in --json].",
     )
+)
 
 
 @report_app.command("collections")
