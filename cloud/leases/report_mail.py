@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.leases.errors import LeaseError
 from cloud.leases.models import ReportRecipient
@@ -29,6 +29,7 @@ from cloud.notify.outbox import enqueue
 from cloud.registry.models import Site
 from cloud.staff.accounts import Principal, Role
 from cloud.staff.audit import record_change
+from edge.wire import Clock, utc_now
 
 #: Most recipients of one site.
 MAX_RECIPIENTS = 50
@@ -205,3 +206,22 @@ def queue_month(
         new = enqueue(session, messages, now=at)
         queued, already = queued + new, already + len(messages) - new
     return MailRun(f"{month:%Y-%m}", len(wanted), queued, already)
+
+
+class RecipientService:
+    """The recipients for the web's admin API: each call its own transaction, stamped with
+    the service's clock."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    def by_site(self, site: str | None = None) -> dict[str, list[str]]:
+        with self.sessions() as session:
+            return recipients(session, site)
+
+    def change(
+        self, who: Principal, site: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
+        with self.sessions.begin() as session:
+            return change_recipients(session, who, site, add=add, remove=remove, at=self.clock())

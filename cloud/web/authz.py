@@ -136,6 +136,8 @@ POLICIES: dict[str, Access] = {
     "report_collections_page": Access.PORTFOLIO_REPORTS,
     "api_report_occupancy": Access.PORTFOLIO_REPORTS,
     "api_report_collections": Access.PORTFOLIO_REPORTS,
+    "api_report_recipients": Access.ADMIN,
+    "api_report_recipients_change": Access.ADMIN,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

@@ -16,6 +16,7 @@ from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
 from cloud.gateways.replacement import ReplacementService
+from cloud.leases.report_mail import RecipientService
 from cloud.leases.reports import ReportService
 from cloud.leases.roster import LeaseRoster
 from cloud.leases.tenants import tenant_names
@@ -53,6 +54,7 @@ class WebServices:
     replacements: ReplacementService
     leases: LeaseRoster
     reports: ReportService
+    report_recipients: RecipientService
     public_url: str = ""
     cookie_secure: bool | None = None
     page_cache: bool = True
@@ -113,6 +115,7 @@ class WebServices:
             replacements=ReplacementService(sessions, provisioning.command_keys, clock=clock),
             leases=LeaseRoster(sessions, clock=clock),
             reports=ReportService(sessions, clock=clock),
+            report_recipients=RecipientService(sessions, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
             page_cache=page_cache,

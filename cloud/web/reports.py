@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
+from pydantic import BaseModel, Field
 
 from cloud.apportion.exports import FORMAT_MONEY, FORMAT_PERCENT
 from cloud.leases.models import PROPERTY_TYPES
@@ -33,6 +34,7 @@ from cloud.leases.report_exports import (
     table_csv,
     workbook,
 )
+from cloud.leases.report_mail import RecipientError
 from cloud.leases.reports import (
     AgingOut,
     ExpiringOut,
@@ -433,3 +435,39 @@ def api_report_collections(
     a = day_of(first, "from") or today.replace(day=1)
     b = day_of(last, "to") or today
     return _run(lambda: web.reports.collections(who, a, b, filters))
+
+
+class RecipientsOut(BaseModel):
+    """Who receives each site's monthly report e-mail."""
+
+    recipients: dict[str, list[str]]
+
+
+class RecipientsIn(BaseModel):
+    """Addresses to add to and remove from a site's recipients."""
+
+    site: str = Field(min_length=1, max_length=64)
+    add: list[str] = Field(default_factory=list, max_length=50)
+    remove: list[str] = Field(default_factory=list, max_length=50)
+
+
+@router.get("/api/v1/reports/recipients", response_model=RecipientsOut)
+def api_report_recipients(
+    web: Web, site: Annotated[str | None, Query(max_length=64)] = None
+) -> RecipientsOut:
+    """The recipients of the monthly report e-mail, per site (admin)."""
+    return RecipientsOut(recipients=web.report_recipients.by_site(site or None))
+
+
+@router.post(
+    "/api/v1/reports/recipients",
+    response_model=RecipientsOut,
+    responses={422: {"description": "a malformed address, an unknown site, too many"}},
+)
+def api_report_recipients_change(web: Web, who: Who, body: RecipientsIn) -> RecipientsOut:
+    """Add and remove recipients of a site's monthly report e-mail (admin; audited)."""
+    try:
+        now = web.report_recipients.change(who, body.site, add=body.add, remove=body.remove)
+    except RecipientError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return RecipientsOut(recipients={body.site: now})

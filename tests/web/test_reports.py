@@ -520,3 +520,34 @@ def test_the_monthly_mail_arrives_once_with_the_workbook(
             text("SELECT actor, subject FROM web_audit WHERE action = 'report_recipients'")
         ).all()
     assert [tuple(r) for r in logged] == [("cli", "report-recipients:park-a")] * 2
+
+
+def test_an_admin_sets_the_recipients_through_the_api(
+    rig: tuple[WebRig, str], base_url: str
+) -> None:
+    web, _ = rig
+    with httpx.Client(base_url=base_url) as c:
+        admin = bearer(web, "admin")
+        body = {"site": "park-b", "add": ["Ops@Reports.test", "cfo@reports.test"]}
+        reply = c.post("/api/v1/reports/recipients", json=body, headers=admin)
+        assert reply.json() == {"recipients": {"park-b": ["cfo@reports.test", "ops@reports.test"]}}
+        body = {"site": "park-b", "remove": ["cfo@reports.test"]}
+        assert c.post("/api/v1/reports/recipients", json=body, headers=admin).status_code == 200
+        listed = c.get("/api/v1/reports/recipients?site=park-b", headers=admin).json()
+        assert listed == {"recipients": {"park-b": ["ops@reports.test"]}}
+        for bad, says in (
+            ({"site": "park-b", "add": ["no-at-sign"]}, "expected an e-mail address"),
+            ({"site": "park-z", "add": ["a@reports.test"]}, "not registered"),
+        ):
+            reply = c.post("/api/v1/reports/recipients", json=bad, headers=admin)
+            assert reply.status_code == 422 and says in reply.json()["detail"]
+        refused = c.post("/api/v1/reports/recipients", json=body, headers=bearer(web, "fin-b"))
+        assert refused.status_code == 403
+    logged = sql(
+        web,
+        "SELECT actor, detail FROM web_audit WHERE subject = 'report-recipients:park-b' "
+        "ORDER BY id",
+    )
+    assert [actor for actor, _ in logged] == ["admin", "admin"]
+    assert json.loads(logged[0][1])["from"].startswith("api ")
+    assert json.loads(logged[1][1])["after"] == {"recipients": ["ops@reports.test"]}

@@ -247,6 +247,9 @@ class Samples:
                 "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
             },
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
+            "api_report_recipients_change": {
+                "json": {"site": "park-a", "add": ["matrix@reports.test"]}
+            },
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},
             "api_account_create": {
