@@ -419,13 +419,14 @@ def collections(
         .group_by(CollectionEvent.invoice_id)
         .subquery()
     )
-    climbed, paid_after = {}, {}
-    for step, n, n_paid in session.execute(
-        select(top.c.step, func.count(), func.count(overdue.c.paid_on))
-        .join(overdue, overdue.c.id == top.c.invoice_id)
-        .group_by(top.c.step)
-    ):
-        climbed[int(step)], paid_after[int(step)] = int(n), int(n_paid)
+    paid_after = {  # paid in full after the rung that was their last
+        int(step): int(n)
+        for step, n in session.execute(
+            select(top.c.step, func.count(overdue.c.paid_on))
+            .join(overdue, overdue.c.id == top.c.invoice_id)
+            .group_by(top.c.step)
+        )
+    }
     rungs = {(s.days, s.action) for s in LADDER} | set(reached)
     steps = [
         FunnelStep(

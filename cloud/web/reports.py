@@ -315,7 +315,6 @@ def report_occupancy_page(
         charts=occupancy_charts(report, t),
         fields=("site", "building", "type", "day", "from", "to"),
         values=_values(filters, day=when, **{"from": a, "to": b}),
-        extra={"total": report.total},
     )
 
 
