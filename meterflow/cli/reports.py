@@ -104,10 +104,13 @@ def _run(
     except LeaseError as exc:
         raise fail(str(exc)) from None
     table: Table = getattr(rx, f"{kind}_table")(report, labels)
-    if xlsx is not None:
-        xlsx.write_bytes(rx.workbook([table]))
-    if csv is not None:
-        csv.write_bytes(rx.table_csv(table))
+    for path, make in ((xlsx, lambda: rx.workbook([table])), (csv, lambda: rx.table_csv(table))):
+        if path is None:
+            continue
+        try:
+            path.write_bytes(make())
+        except OSError as exc:
+            raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
     if as_json:
         typer.echo(report.model_dump_json())
         return

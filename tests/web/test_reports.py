@@ -472,6 +472,7 @@ def test_the_commands_print_the_same_figures(
         (("aging", "--date", "2026-02-30"), "expected YYYY-MM-DD"),
         (("occupancy", "--from", "2026-01-01"), "both days"),
         (("aging", "--type", "castle"), "expected one of residential"),
+        (("aging", "--xlsx", str(tmp_path / "missing" / "a.xlsx")), "cannot write"),
     ):
         bad = run_cli(url, monkeypatch, *args)
         assert bad.exit_code == 2 and says in bad.stderr, (args, bad.output)
