@@ -246,15 +246,13 @@ def headers(labels: Mapping[str, str]) -> list[str]:
 # ----------------------------------------------------------------------------- CSV
 
 
-def lines_csv(lines: Sequence[ExportLine], labels: Mapping[str, str]) -> bytes:
-    """The lines as CSV: UTF-8 with a BOM (Excel reads it as UTF-8), CRLF rows, headers in
-    the labels' language, numbers plain (``0.600000``, no thousands separators, no unit),
-    dates ``YYYY-MM-DD`` inclusive."""
+def rows_csv(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """A table as CSV: UTF-8 with a BOM (Excel reads it as UTF-8), CRLF rows, numbers plain
+    (``0.600000``, no thousands separators, no unit), dates ``YYYY-MM-DD``, None empty."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(headers(labels))
-    for line in lines:
-        cells = _cells(line, labels)
+    writer.writerow(list(head))
+    for row in rows:
         writer.writerow(
             [
                 _plain(v)
@@ -262,10 +260,19 @@ def lines_csv(lines: Sequence[ExportLine], labels: Mapping[str, str]) -> bytes:
                 else v.isoformat()
                 if isinstance(v, date)
                 else v
-                for v in (cells[c] for c in LINE_COLUMNS)
+                for v in row
             ]
         )
     return "\ufeff".encode() + out.getvalue().encode("utf-8")
+
+
+def lines_csv(lines: Sequence[ExportLine], labels: Mapping[str, str]) -> bytes:
+    """The lines as CSV (:func:`rows_csv`), headers in the labels' language, dates
+    inclusive."""
+    return rows_csv(
+        headers(labels),
+        ([_cells(line, labels)[c] for c in LINE_COLUMNS] for line in lines),
+    )
 
 
 # ----------------------------------------------------------------------------- Excel
@@ -332,7 +339,7 @@ def _width(value: Any) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
-def _sheet(
+def write_sheet(
     book: Any,
     title: str,
     head: Sequence[str],
@@ -395,7 +402,7 @@ def run_workbook(
     total_row[0] = t("export_total", "Total")
     total_row[cols["amount"]] = (Decimal(sum(x.cents for x in lines)) / 100).quantize(CENT)
     total_row[cols["cents"]] = sum(x.cents for x in lines)
-    _sheet(
+    write_sheet(
         book,
         t("export_sheet_lines", "lines"),
         headers(labels),
@@ -426,7 +433,7 @@ def run_workbook(
         for s in statements
     ]
     statement_total = sum(s.cents for s in statements)
-    _sheet(
+    write_sheet(
         book,
         t("export_sheet_statements", "statements"),
         [
@@ -452,7 +459,7 @@ def run_workbook(
         ],
     )
 
-    _sheet(
+    write_sheet(
         book,
         t("export_sheet_tree", "tree"),
         [
@@ -500,7 +507,7 @@ def run_workbook(
     ]
     for action, who, at in run.steps:
         facts.append([label(labels, "step", action), local_naive(at, zone), who])
-    sheet = _sheet(
+    sheet = write_sheet(
         book,
         t("export_sheet_run", "run"),
         [t("export_col_item", "item"), t("export_col_value", "value"), ""],

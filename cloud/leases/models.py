@@ -3,9 +3,10 @@ rent plans, invoices, payments, credits, collections, reminders, offers, deposit
 
 Changed only through Alembic migrations (revision 0004; 0019 added tenants' ID numbers,
 0021 units' property types, 0022 site policies and leases' policy overrides,
-0024 bank lines, payer accounts and credit notes, 0025 offer states and approval). Dates
-are dates of the site's local calendar (a lease ends on a date, an invoice is due on a
-date); instants (audit, deposit steps, acknowledgements) are UTC. Money is integer cents.
+0024 bank lines, payer accounts and credit notes, 0025 offer states and approval, 0026 the
+recipients of the monthly reports). Dates are dates of the site's local calendar (a lease
+ends on a date, an invoice is due on a date); instants (audit, deposit steps,
+acknowledgements) are UTC. Money is integer cents.
 Every job writes rows with a natural key under a unique constraint — one invoice per lease
 and period, one rent line per lease and first billed day, one collections event per invoice
 and step, one reminder per lease, kind and offset — so that running a job twice inserts
@@ -41,6 +42,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 # Base.metadata with the lease tables
 import cloud.apportion.models
 import cloud.notify.outbox  # noqa: F401
+
+# bank lines, payer accounts and credit notes live beside (cloud/leases/bank_models.py)
+from cloud.leases.bank_models import BankLine, CreditNote, PayerAccount  # noqa: F401
 from cloud.leases.errors import IllegalTransition
 from cloud.registry.base import Base
 
@@ -513,65 +517,6 @@ class StatementAccess(Base):
     revoked_on: Mapped[date | None] = mapped_column(Date)
 
 
-class BankLine(Base):
-    """A credit line of an imported bank statement (revision 0024), stored once under its
-    natural ``key`` (the bank's serial, else a hash of the line and its occurrence in the
-    file): ``matched`` to a billing account with the payment it became, ``unmatched`` (with
-    the suggested ``candidates``, lease ids) or ``ignored`` (dismissed as not ours, with the
-    reason in ``note``). ``booked_on`` is the bank's local day; ``cents`` the amount received."""
-
-    __tablename__ = "bank_lines"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(80), unique=True)
-    statement: Mapped[str] = mapped_column(String(64), index=True)
-    row: Mapped[int] = mapped_column(Integer)
-    booked_on: Mapped[date] = mapped_column(Date)
-    cents: Mapped[int] = mapped_column(BigInteger)
-    payer: Mapped[str] = mapped_column(String(200), default="")
-    payer_account: Mapped[str] = mapped_column(String(64), default="")
-    reference: Mapped[str] = mapped_column(String(200), default="")
-    serial: Mapped[str] = mapped_column(String(64), default="")
-    status: Mapped[str] = mapped_column(String(12), index=True)
-    lease_id: Mapped[str | None] = mapped_column(ForeignKey("leases.id"), index=True)
-    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
-    matched_by: Mapped[str] = mapped_column(String(16), default="")
-    candidates: Mapped[list[str]] = mapped_column(JSON, default=list)
-    note: Mapped[str] = mapped_column(Text, default="")
-    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    imported_by: Mapped[str] = mapped_column(String(64))
-
-
-class PayerAccount(Base):
-    """A bank account a tenant pays from, learned when a line from it is matched or
-    assigned to one of the tenant's leases; the next line from it matches by account."""
-
-    __tablename__ = "payer_accounts"
-
-    account_no: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
-    learned_on: Mapped[date] = mapped_column(Date)
-
-
-class CreditNote(Base):
-    """A credit note on a billing account [cents] with its reason: ``requested`` by one staff
-    member, ``approved`` (it becomes a ``credit_entries`` row the next bill applies) or
-    ``rejected`` by another (four eyes)."""
-
-    __tablename__ = "credit_notes"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), index=True)
-    cents: Mapped[int] = mapped_column(BigInteger)
-    reason: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(12), index=True)
-    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    requested_by: Mapped[str] = mapped_column(String(64))
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    decided_by: Mapped[str | None] = mapped_column(String(64))
-    decision_note: Mapped[str] = mapped_column(Text, default="")
-
-
 @event.listens_for(Lease, "before_update")
 def _status_moves_only_along_the_state_machine(
     _mapper: Any, _connection: Any, target: Lease
@@ -588,3 +533,15 @@ def _status_moves_only_along_the_state_machine(
             f"from {before} a lease can become "
             f"{', '.join(sorted(ALLOWED.get(before, ()))) or 'nothing'}"
         )
+
+
+class ReportRecipient(Base):
+    """An e-mail address that receives a site's monthly lease reports (revision 0026):
+    who added it (a staff account, or ``cli``) and when (UTC)."""
+
+    __tablename__ = "report_recipients"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(120), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_by: Mapped[str] = mapped_column(String(64))

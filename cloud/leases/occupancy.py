@@ -18,11 +18,13 @@ low.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.models import Unit
@@ -54,17 +56,50 @@ def _rate(part: Decimal | int, whole: Decimal | int) -> Decimal:
     return (Decimal(part) / Decimal(whole)).quantize(Decimal("0.0001")) if whole else Decimal(0)
 
 
-def occupancy(session: Session, day: date, *, site_id: str | None = None) -> OccupancyReport:
-    """Unit-count, area-weighted and economic occupancy on ``day`` (see the module doc)."""
-    q = select(Unit.id, Unit.area_m2, UnitProfile.rentable, UnitProfile.asking_cents).outerjoin(
-        UnitProfile, UnitProfile.unit_id == Unit.id
-    )
+class UnitOccupancy(BaseModel):
+    """One unit on a day under the one definition: where it is (site, building, property
+    type), whether it counts as rentable and as occupied, its area [m²], asking rent and the
+    rent in force of its occupying lease [cents per month; 0 when not occupied or free]."""
+
+    unit_id: str
+    site_id: str
+    building: str
+    property_type: str
+    rentable: bool
+    occupied: bool
+    area_m2: Decimal
+    asking_cents: int
+    earning_cents: int
+
+
+def unit_occupancy(
+    session: Session,
+    day: date,
+    *,
+    site_id: str | None = None,
+    units: Select[Any] | None = None,
+) -> list[UnitOccupancy]:
+    """Every unit (of ``site_id``, of the ``units`` subquery of unit ids, when given) on
+    ``day`` with the module doc's rule applied: a handful of set-based queries, no query per
+    unit or lease. :func:`occupancy` and the reports (:mod:`cloud.leases.reports`) sum these."""
+    q = select(
+        Unit.id,
+        Unit.area_m2,
+        UnitProfile.rentable,
+        UnitProfile.asking_cents,
+        Unit.site_id,
+        Unit.building,
+        UnitProfile.property_type,
+    ).outerjoin(UnitProfile, UnitProfile.unit_id == Unit.id)
+    ids = select(Unit.id)
     if site_id is not None:
-        q = q.where(Unit.site_id == site_id)
-    units = {u: (Decimal(a), r is not False, int(c or 0)) for u, a, r, c in session.execute(q)}
+        q, ids = q.where(Unit.site_id == site_id), ids.where(Unit.site_id == site_id)
+    if units is not None:
+        q, ids = q.where(Unit.id.in_(units)), ids.where(Unit.id.in_(units))
+    found = {row[0]: row for row in session.execute(q)}
     covering = session.execute(
         select(Lease.id, Lease.unit_id, Lease.kind).where(
-            Lease.unit_id.in_(units),
+            Lease.unit_id.in_(ids),
             Lease.status.in_(SIGNED_OR_LATER),
             Lease.rent_from.is_not(None),
             Lease.rent_from <= day,
@@ -72,13 +107,12 @@ def occupancy(session: Session, day: date, *, site_id: str | None = None) -> Occ
         )
     ).all()
     internal = {u for _, u, k in covering if k == "internal"}
-    rentable = {u for u, (_, ok, _) in units.items() if ok and u not in internal}
+    rentable = {u for u, row in found.items() if row[2] is not False and u not in internal}
     standard = {
         lease: unit for lease, unit, kind in covering if kind == "standard" and unit in rentable
     }
     paid = first_rent_paid(session, list(standard))
     occupying = {lease: unit for lease, unit in standard.items() if lease in paid}
-    occupied = set(occupying.values())
     steps: dict[str, list[RentStep]] = defaultdict(list)
     for lease_id, starts_on, cents, free in session.execute(
         select(
@@ -88,10 +122,35 @@ def occupancy(session: Session, day: date, *, site_id: str | None = None) -> Occ
         .order_by(RentStepRow.lease_id, RentStepRow.starts_on)
     ):
         steps[lease_id].append(RentStep(starts_on, cents, free))
-    earning = sum(0 if not s or s[-1].free else s[-1].monthly_cents for s in steps.values())
-    area = sum((units[u][0] for u in rentable), Decimal(0))
-    occupied_area = sum((units[u][0] for u in occupied), Decimal(0))
-    potential = sum(units[u][2] for u in rentable)
+    earning: dict[str, int] = defaultdict(int)
+    for lease_id, unit in occupying.items():
+        s = steps.get(lease_id)
+        earning[unit] += 0 if not s or s[-1].free else s[-1].monthly_cents
+    occupied = set(occupying.values())
+    return [
+        UnitOccupancy(
+            unit_id=u,
+            site_id=site,
+            building=building or "",
+            property_type=kind or "residential",
+            rentable=u in rentable,
+            occupied=u in occupied,
+            area_m2=Decimal(area),
+            asking_cents=int(asking or 0),
+            earning_cents=earning.get(u, 0),
+        )
+        for u, (_, area, _ok, asking, site, building, kind) in found.items()
+    ]
+
+
+def summarize(day: date, units: Iterable[UnitOccupancy]) -> OccupancyReport:
+    """The rates of ``units`` on ``day`` (units not rentable that day count nowhere)."""
+    rentable = [u for u in units if u.rentable]
+    occupied = [u for u in rentable if u.occupied]
+    area = sum((u.area_m2 for u in rentable), Decimal(0))
+    occupied_area = sum((u.area_m2 for u in occupied), Decimal(0))
+    potential = sum(u.asking_cents for u in rentable)
+    earning = sum(u.earning_cents for u in occupied)
     return OccupancyReport(
         day=day,
         rentable_units=len(rentable),
@@ -106,6 +165,11 @@ def occupancy(session: Session, day: date, *, site_id: str | None = None) -> Occ
     )
 
 
+def occupancy(session: Session, day: date, *, site_id: str | None = None) -> OccupancyReport:
+    """Unit-count, area-weighted and economic occupancy on ``day`` (see the module doc)."""
+    return summarize(day, unit_occupancy(session, day, site_id=site_id))
+
+
 class ExpiringRow(BaseModel):
     """A lease in the expiring report; ``days_left`` ≤ 0 means expired."""
 
@@ -116,19 +180,33 @@ class ExpiringRow(BaseModel):
     expiry: date
     days_left: int
     risk: str
+    site_id: str = ""
+    building: str = ""
+    property_type: str = "residential"
 
 
-def expiring_report(session: Session, today: date) -> list[ExpiringRow]:
-    """Running leases expired or expiring within 30 days, by risk then expiry."""
+#: The tiers of the expiring report, most urgent first.
+RISKS = ("high", "medium", "low")
+
+
+def expiring_report(
+    session: Session, today: date, *, units: Select[Any] | None = None
+) -> list[ExpiringRow]:
+    """Running leases (of the ``units`` subquery of unit ids, when given) expired or expiring
+    within 30 days, by risk then expiry. Only leases whose contract ends within 30 days are
+    looked at (expiry is never before the end), each for its paid-through date."""
     rows = []
     names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
-    for lease in session.scalars(
-        select(Lease)
-        .where(  # expiry is never before the end
-            Lease.status.in_(RUNNING), Lease.end_on <= today + timedelta(days=30)
-        )
+    q = (
+        select(Lease, Unit.site_id, Unit.building, UnitProfile.property_type)
+        .join(Unit, Unit.id == Lease.unit_id)
+        .outerjoin(UnitProfile, UnitProfile.unit_id == Unit.id)
+        .where(Lease.status.in_(RUNNING), Lease.end_on <= today + timedelta(days=30))
         .order_by(Lease.id)
-    ):
+    )
+    if units is not None:
+        q = q.where(Lease.unit_id.in_(units))
+    for lease, site, building, kind in session.execute(q):
         expiry = effective_expiry(session, lease)
         left = (expiry - today).days
         if left > 30:
@@ -143,7 +221,9 @@ def expiring_report(session: Session, today: date) -> list[ExpiringRow]:
                 expiry=expiry,
                 days_left=left,
                 risk=risk,
+                site_id=site,
+                building=building or "",
+                property_type=kind or "residential",
             )
         )
-    order = {"high": 0, "medium": 1, "low": 2}
-    return sorted(rows, key=lambda r: (order[r.risk], r.expiry, r.lease_id))
+    return sorted(rows, key=lambda r: (RISKS.index(r.risk), r.expiry, r.lease_id))

@@ -18,6 +18,7 @@ handled (a retry after a lost answer). :func:`verify_webhook` does the first thr
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -43,7 +44,9 @@ SIGNATURE_TOLERANCE_S = 300
 class Notification:
     """A message to one recipient. ``key`` is its natural key (e.g.
     ``renewal:L-001:reminder:60``): the outbox records it once and channels pass it on as
-    the idempotency key. ``data`` carries structured fields for gateways (JSON values)."""
+    the idempotency key. ``data`` carries structured fields for gateways (JSON values); an
+    e-mail attaches the files of ``data["attachments"]`` (each ``{"filename",
+    "content_type", "base64"}``)."""
 
     key: str
     recipient: str
@@ -93,6 +96,14 @@ class SmtpChannel:
         mail["Message-ID"] = message_id(message.key)
         mail["X-Meterflow-Key"] = message.key
         mail.set_content(message.body)
+        for item in message.data.get("attachments", ()):
+            maintype, _, subtype = str(item["content_type"]).partition("/")
+            mail.add_attachment(
+                base64.b64decode(item["base64"]),
+                maintype=maintype,
+                subtype=subtype,
+                filename=str(item["filename"]),
+            )
         return mail
 
     def send(self, message: Notification) -> None:

@@ -105,9 +105,11 @@ def deliver(
     *,
     now: datetime,
     max_attempts: int = 6,
+    key_prefix: str | None = None,
 ) -> DeliveryReport:
-    """Send every pending message due at ``now`` whose channel is configured, one per
-    transaction. Messages for channels not in ``channels`` wait."""
+    """Send every pending message due at ``now`` whose channel is configured (and whose key
+    starts with ``key_prefix``, when given), one per transaction. Messages for channels not
+    in ``channels`` wait."""
     at = now.astimezone(UTC)
     delivered = retrying = failed = 0
     names = sorted(channels)
@@ -119,6 +121,11 @@ def deliver(
                     NotificationRow.status == PENDING,
                     NotificationRow.next_attempt_at <= at,
                     NotificationRow.channel.in_(names),
+                    *(
+                        [NotificationRow.key.startswith(key_prefix, autoescape=True)]
+                        if key_prefix
+                        else []
+                    ),
                 )
                 .order_by(NotificationRow.id)
                 .limit(1)

@@ -35,6 +35,7 @@ from cloud.web import (
     printing,
     provision,
     queue,
+    reports,
     risk,
     signin,
     tenant,
@@ -129,6 +130,7 @@ def create_app(services: ApiServices) -> FastAPI:
         queue,
         policies,
         bank,
+        reports,
         engineer,
         admin,
     ):

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud.leases.offers import APPROVER_ROLES, OFFER_READ_ROLES, OFFER_ROLES
 from cloud.leases.queue import OVERSEER_ROLES, QUEUE_ROLES
+from cloud.leases.reports import REPORT_ROLES, Report
 from cloud.staff.accounts import (
     ENGINEER_ROLES,
     FINANCE_ROLES,
@@ -62,6 +63,8 @@ class Access(StrEnum):
     LEDGER = "ledger"  # admin, manager, supervisor: change leases (import, sign ...)
     POLICIES = "policies"  # admin, supervisor (lease policies of sites, lease overrides)
     CREDIT_APPROVAL = "credit_approval"  # admin, finance, supervisor (never the requester)
+    REPORTS = "reports"  # admin, finance, manager, supervisor, legal
+    PORTFOLIO_REPORTS = "portfolio_reports"  # admin, finance, manager, supervisor
 
 
 #: The roles each staff access admits.
@@ -81,6 +84,8 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.LEDGER: LEDGER_ROLES,
     Access.POLICIES: POLICY_ROLES,
     Access.CREDIT_APPROVAL: frozenset({Role.ADMIN, Role.FINANCE, Role.SUPERVISOR}),
+    Access.REPORTS: REPORT_ROLES[Report.EXPIRING],
+    Access.PORTFOLIO_REPORTS: REPORT_ROLES[Report.OCCUPANCY],
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -200,6 +205,19 @@ POLICIES: dict[str, Access] = {
     "api_credit_note_request": Access.PAYMENTS,
     "api_credit_note_approve": Access.CREDIT_APPROVAL,
     "api_credit_note_reject": Access.CREDIT_APPROVAL,
+    # lease reports (decision 0035): expiring and aging for every lease role, occupancy and
+    # the collections funnel not for legal (cloud/leases/reports.py REPORT_ROLES)
+    "reports_page": Access.REPORTS,
+    "report_expiring_page": Access.REPORTS,
+    "report_aging_page": Access.REPORTS,
+    "api_report_expiring": Access.REPORTS,
+    "api_report_aging": Access.REPORTS,
+    "report_occupancy_page": Access.PORTFOLIO_REPORTS,
+    "report_collections_page": Access.PORTFOLIO_REPORTS,
+    "api_report_occupancy": Access.PORTFOLIO_REPORTS,
+    "api_report_collections": Access.PORTFOLIO_REPORTS,
+    "api_report_recipients": Access.ADMIN,
+    "api_report_recipients_change": Access.ADMIN,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

@@ -64,53 +64,64 @@ def history_svg(
 _ROW, _LABEL = 26, 150
 
 
-def _bars(
-    css: str, rows: Sequence[tuple[str, float, str, str]], title: str, unit: str, span: int
+def composition_svg(parts: Sequence[tuple[str, int]], title: str, unit: str = "¥") -> Markup:
+    """Horizontal bars of the parts of one statement's amount: ``parts`` are (label,
+    cents), the bars scaled to the largest; each is labelled with its amount in ``unit``
+    (¥) and its share of the total. ``title`` is the accessible name."""
+    shown = [(label, cents) for label, cents in parts if cents > 0]
+    total = sum(c for _, c in shown)
+    return bars_svg(
+        [
+            (
+                label,
+                cents,
+                f"¥{cny(cents)} · {cents / total * 100:.1f}%",
+                f"{label}: ¥{cny(cents)} ({cents / total * 100:.1f}%)",
+            )
+            for label, cents in shown
+        ],
+        title,
+        unit,
+        css="composition",
+    )
+
+
+def bars_svg(
+    bars: Sequence[tuple[str, float, str, str]],
+    title: str,
+    unit: str,
+    *,
+    css: str = "bars",
+    top: float | None = None,
+    span: int = WIDTH - _LABEL - 110,
 ) -> Markup:
-    """Labelled horizontal bars scaled to the largest: ``rows`` are (label, magnitude,
-    tooltip, value text)."""
-    top = max(max(m for _, m, _, _ in rows), 1)
-    height = _ROW * len(rows) + 22
+    """Labelled horizontal bars: ``bars`` are (label, value, the value's text, its
+    tooltip), scaled to ``top`` (default: the largest value); ``unit`` labels the value axis
+    (``¥``, ``%``, ``张``), ``title`` is the accessible name. Bars of value 0 are drawn 1 px
+    wide so that every label keeps its row; ``span`` is the longest bar's length [px].
+    Nothing when there are no bars."""
+    if not bars:
+        return Markup("")
+    top = top or max((v for _, v, _, _ in bars), default=0) or 1
+    height = _ROW * len(bars) + 22
     out = [
         f'<svg class="{css}" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
         f'<text x="{_LABEL}" y="12" class="axis-label">{escape(unit)}</text>',
     ]
-    for i, (label, magnitude, tooltip, value) in enumerate(rows):
+    for i, (label, value, text, tip) in enumerate(bars):
         y = 20 + i * _ROW
-        w = max(magnitude / top * span, 1.0)
+        w = max(value / top * span, 1.0)
         out.append(
-            f'<g class="part part-{i % 6}"><title>{escape(tooltip)}</title>'
+            f'<g class="part part-{i % 6}"><title>{escape(tip)}</title>'
             f'<text x="{_LABEL - 4}" y="{y + 14}" class="label" text-anchor="end">'
             f"{escape(label[:22])}</text>"
             f'<rect x="{_LABEL}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 8}"/>'
-            f'<text x="{_LABEL + w + 4:.1f}" y="{y + 14}" class="value">{escape(value)}</text></g>'
+            f'<text x="{_LABEL + w + 4:.1f}" y="{y + 14}" class="value">{escape(text)}</text></g>'
         )
     out.append("</svg>")
     return Markup("".join(out))
-
-
-def composition_svg(parts: Sequence[tuple[str, int]], title: str, unit: str = "¥") -> Markup:
-    """Horizontal bars of the parts of one statement's amount: ``parts`` are (label,
-    cents), the bars scaled to the largest; each is labelled with its amount in ``unit``
-    (¥) and its share of the total. ``title`` is the accessible name."""
-    shown = [(label, cents) for label, cents in parts if cents > 0]
-    if not shown:
-        return Markup("")
-    total = sum(c for _, c in shown)
-    rows = []
-    for label, cents in shown:
-        share = cents / total * 100
-        rows.append(
-            (
-                label,
-                cents,
-                f"{label}: ¥{cny(cents)} ({share:.1f}%)",
-                f"¥{cny(cents)} · {share:.1f}%",
-            )
-        )
-    return _bars("composition", rows, title, unit, WIDTH - _LABEL - 110)
 
 
 def funnel_svg(steps: Sequence[tuple[str, int]], title: str, unit: str) -> Markup:
@@ -120,5 +131,5 @@ def funnel_svg(steps: Sequence[tuple[str, int]], title: str, unit: str) -> Marku
     its row."""
     if not steps:
         return Markup("")
-    rows = [(label, n, f"{label}: {n} {unit}", str(n)) for label, n in steps]
-    return _bars("funnel", rows, title, unit, WIDTH - _LABEL - 70)
+    bars = [(label, n, str(n), f"{label}: {n} {unit}") for label, n in steps]
+    return bars_svg(bars, title, unit, css="funnel", span=WIDTH - _LABEL - 70)

@@ -18,6 +18,8 @@ from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
 from cloud.gateways.replacement import ReplacementService
 from cloud.leases.offers import OfferDesk
 from cloud.leases.queue import WorkQueue
+from cloud.leases.report_mail import RecipientService
+from cloud.leases.reports import ReportService
 from cloud.leases.roster import LeaseRoster
 from cloud.leases.tenants import tenant_names
 from cloud.risk.jobs import RiskListService
@@ -55,6 +57,8 @@ class WebServices:
     leases: LeaseRoster
     queue: WorkQueue
     offers: OfferDesk
+    reports: ReportService
+    report_recipients: RecipientService
     public_url: str = ""
     cookie_secure: bool | None = None
     page_cache: bool = True
@@ -116,6 +120,8 @@ class WebServices:
             leases=LeaseRoster(sessions, clock=clock),
             queue=WorkQueue(sessions, clock=clock),
             offers=OfferDesk(sessions, clock=clock),
+            reports=ReportService(sessions, clock=clock),
+            report_recipients=RecipientService(sessions, clock=clock),
             public_url=public_url.rstrip("/"),
             cookie_secure=cookie_secure,
             page_cache=page_cache,

@@ -1,6 +1,6 @@
 """``meterflow cloud``: the registry, ingest and series store commands, with the web
 (:mod:`.web`), apportionment (:mod:`.apportion`), run (:mod:`.runs`), lease (:mod:`.leases`)
-and risk (:mod:`.risk`) commands registered under the same group."""
+risk (:mod:`.risk`) and report (:mod:`.reports`) commands registered under the same group."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from meterflow.cli.ledger import lease_app, ledger_app
 from meterflow.cli.policies import policy_app
 from meterflow.cli.queue import offer_app, queue_app
 from meterflow.cli.readings import drivers_app, readings_app
+from meterflow.cli.reports import report_app
 from meterflow.cli.risk import risk_app
 from meterflow.cli.runs import run_app
 from meterflow.cli.web import (
@@ -39,6 +40,7 @@ from meterflow.cli.web import (
 
 cloud_app = typer.Typer(help="Cloud: registry, ingest, series store.", no_args_is_help=True)
 cloud_app.add_typer(risk_app, name="risk")
+cloud_app.add_typer(report_app, name="report")
 cloud_app.add_typer(readings_app, name="readings")
 cloud_app.add_typer(drivers_app, name="drivers")
 cloud_app.add_typer(run_app, name="run")

@@ -22,7 +22,17 @@ from typing import Annotated
 
 import typer
 
-from meterflow.cli.common import acting_as, fail
+from meterflow.cli.common import (
+    MailFrom,
+    SmtpHost,
+    SmtpPassword,
+    SmtpPort,
+    SmtpStarttls,
+    SmtpUser,
+    acting_as,
+    fail,
+    smtp_channel,
+)
 
 
 def cloud_bill(
@@ -86,17 +96,12 @@ def cloud_daily(
             "--date", help="local day to run for, YYYY-MM-DD (default: today in Asia/Shanghai)"
         ),
     ] = None,
-    smtp_host: Annotated[str | None, typer.Option(help="SMTP server for e-mail")] = None,
-    smtp_port: Annotated[int, typer.Option(help="SMTP port")] = 25,
-    smtp_starttls: Annotated[bool, typer.Option(help="upgrade with STARTTLS")] = False,
-    smtp_user: Annotated[str | None, typer.Option(help="SMTP login")] = None,
-    smtp_password: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MF_SMTP_PASSWORD", help="SMTP password (prefer the environment variable)"
-        ),
-    ] = None,
-    mail_from: Annotated[str, typer.Option(help="sender address")] = "meterflow@localhost",
+    smtp_host: SmtpHost = None,
+    smtp_port: SmtpPort = 25,
+    smtp_starttls: SmtpStarttls = False,
+    smtp_user: SmtpUser = None,
+    smtp_password: SmtpPassword = None,
+    mail_from: MailFrom = "meterflow@localhost",
     webhook: Annotated[
         list[str] | None,
         typer.Option(help="NAME=URL of a webhook gateway (repeatable), e.g. sms=https://gw/sms"),
@@ -109,7 +114,7 @@ def cloud_daily(
     collections ladder, deposit SLA checks, then deliver the outbox. Prints one JSON line."""
     from cloud.leases.jobs import run_daily
     from cloud.leases.periods import local_today
-    from cloud.notify.channels import Channel, SmtpChannel, WebhookChannel
+    from cloud.notify.channels import Channel, WebhookChannel
     from meterflow.assembly import registry
     from meterflow.settings import Settings
 
@@ -118,15 +123,9 @@ def cloud_daily(
     except ValueError:
         raise fail(f"--date {day!r}: expected YYYY-MM-DD") from None
     channels: dict[str, Channel] = {}
-    if smtp_host:
-        channels["email"] = SmtpChannel(
-            smtp_host,
-            smtp_port,
-            sender=mail_from,
-            username=smtp_user,
-            password=smtp_password,
-            starttls=smtp_starttls,
-        )
+    email = smtp_channel(smtp_host, smtp_port, smtp_starttls, smtp_user, smtp_password, mail_from)
+    if email is not None:
+        channels["email"] = email
     for item in webhook or []:
         name, sep, url = item.partition("=")
         if not sep or not name or not url:

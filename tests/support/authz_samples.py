@@ -132,6 +132,9 @@ class Samples:
             },
             "api_credit_note_approve": {"json": {"note": "matrix"}},
             "api_credit_note_reject": {"json": {"note": "matrix"}},
+            "api_report_recipients_change": {
+                "json": {"site": "park-a", "add": ["matrix@reports.test"]}
+            },
             "api_tenant_confirm": {"json": {"name": "Li Na"}},
             "tenant_confirm_form": {"data": {"name": "Li Na"}},
             "replacement_form": {"data": {"decision": "reject"}},

@@ -142,6 +142,8 @@ ADMITS = {
     Access.LEDGER: {"admin", "manager", "supervisor"},
     Access.POLICIES: {"admin", "supervisor"},
     Access.CREDIT_APPROVAL: {"admin", "finance", "supervisor"},
+    Access.REPORTS: {"admin", "finance", "manager", "supervisor", "legal"},
+    Access.PORTFOLIO_REPORTS: {"admin", "finance", "manager", "supervisor"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
