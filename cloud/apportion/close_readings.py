@@ -122,9 +122,7 @@ def boundary_readings(
     complete = installed & ~np.isnan(values).any(axis=2)
     cut = np.array([day in cuts for day in days])
     lost = (installed & ~complete & cut[None, :]).T  # days × meters: by day, then meter
-    missing = [
-        (meters[m], days[d].isoformat()) for d, m in zip(*np.nonzero(lost), strict=True)
-    ]
+    missing = [(meters[m], days[d].isoformat()) for d, m in zip(*np.nonzero(lost), strict=True)]
     rows_m, rows_d = np.nonzero(complete)  # by meter, then day
     estimated = ~read[rows_m, rows_d]
     counts = np.bincount(rows_m, minlength=len(meters))

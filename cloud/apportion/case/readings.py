@@ -328,7 +328,9 @@ class ReadingTable(Mapping[str, Mapping[date, MeterReading]]):
         else:
             rows = [
                 f'"{iso[d]}":{heads[e]}'
-                + ",".join(f'{name}:"{texts[row * n + k]}"' for k, name in zip(keys, names, strict=True))
+                + ",".join(
+                    f'{name}:"{texts[row * n + k]}"' for k, name in zip(keys, names, strict=True)
+                )
                 + "}}"
                 for row, (d, e) in enumerate(zip(self.days, self.estimated, strict=True))
             ]
