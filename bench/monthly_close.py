@@ -32,7 +32,10 @@ Between timings the site's runs and lines are deleted (untimed), so every close 
 close of the period, and nothing of the previous timing is kept alive (``gc.collect()``
 before each: with the previous close still alive, later rounds ran up to 40 % slower).
 Goals, per store: ``ratio`` = close ÷ floor at the larger size ≤ 2, ``scale`` = close at
-the larger size ÷ close at the smaller ≤ 5 (4 × the units).
+the larger size ÷ close at the smaller ≤ 5 (4 × the units). Informative, per size:
+``ratio_all`` (close ÷ floor of each round) and ``close_cpu_s`` / ``floor_cpu_s`` (this
+process's CPU seconds, medians; the servers' work is not in them): on a shared machine the
+wall times stretch with the load, these much less.
 ``pass`` covers every goal; the exit status is 0 when it holds, else 1. ``load_avg_start``
 / ``load_avg_end`` are ``os.getloadavg()`` before the first site and after the last timing.
 
@@ -312,11 +315,14 @@ def bench_size(
     meters = sorted(m["id"] for m in raw["meters"])
     clean(sessions, site_id)
     close_times, floor_times, floor_parts = [], [], []
+    close_cpu, floor_cpu = [], []  # this process's CPU seconds (not the servers')
     engine_inputs = rows = phase_run = None
     statements_in_close = 0
     for r in range(rounds):
         gc.collect()  # each timing starts from the same heap: nothing of the last one alive
+        c0 = time.process_time()
         dt, (closed, statements) = timed(lambda: close_once(sessions, store, site_id, bill))
+        close_cpu.append(time.process_time() - c0)
         close_times.append(dt)
         clean(sessions, site_id)
         if r == 0:  # the floor works on the close's own inputs and lines
@@ -329,7 +335,9 @@ def bench_size(
             phase_run = phases(sessions, store, site_id, bill)  # once: the split is informative
             clean(sessions, site_id)
         gc.collect()
+        c0 = time.process_time()
         f = floor.run(store, site_id, meters, engine_inputs, rows)
+        floor_cpu.append(time.process_time() - c0)
         assert f["points"] == len(points), (f["points"], len(points))
         floor_parts.append(f["times"])
         floor_times.append(sum(f["times"].values()))
@@ -351,6 +359,9 @@ def bench_size(
         "close_all_s": [round(x, 3) for x in close_times],
         "floor_s": round(floor_s, 3),
         "ratio": round(close_s / floor_s, 2),
+        "ratio_all": [round(c / f, 2) for c, f in zip(close_times, floor_times, strict=True)],
+        "close_cpu_s": round(med(close_cpu), 3),
+        "floor_cpu_s": round(med(floor_cpu), 3),
         "phases_s": split,
         "floor_parts_s": floor_split,
     }

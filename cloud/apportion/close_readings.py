@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from cloud.apportion.case.readings import ReadingTable
 from cloud.apportion.case.schema import MeterSpec
 from cloud.apportion.site import SiteFile
 from cloud.series.base import SeriesStore
@@ -55,20 +55,23 @@ def boundary_readings(
     start: date,
     end: date,
     window: timedelta = INTERPOLATION_WINDOW,
-) -> tuple[dict[str, dict[date, dict[str, Any]]], int, list[tuple[str, str]]]:
-    """Per meter, its readings at the local midnights of [start, end] in the case file's form.
+) -> tuple[ReadingTable, int, list[tuple[str, str]]]:
+    """Per meter, its readings at the local midnights of [start, end] (the case's
+    ``readings``, as a :class:`ReadingTable`: arrays, decision 0036).
 
     Every day's point stamped exactly at midnight is taken (daily freeze snapshots give
     the engine day-by-day registers for rollover and gap checks). At the days the engine
     cuts the period at (:func:`boundary_days`) a meter without such a point gets a value
     interpolated between its nearest points within ``window`` on either side, marked
     ``estimated`` / ``interpolated``; failing that the (meter, day) is returned as missing.
-    Only a meter's installed part of the period is read.
+    Only a meter's installed part of the period is read. Values are divided by the
+    multiplier in force that day and written with at most 6 decimals.
 
-    Returns (readings, how many readings were interpolated, (meter, day) pairs missing).
-    Queries: the midnight points of every day per register (:meth:`points_at`), and at
-    each cut day one window query over the meters still lacking a value (the store chunks
-    by meters).
+    Returns (readings, how many readings were interpolated, (meter, day) pairs missing,
+    by day then meter). Queries: the midnight points of every day per register
+    (:meth:`points_at`), and at each cut day one window query over the meters still
+    lacking a value (the store chunks by meters). No Python object per reading: the
+    points stay in arrays (meters × days × registers) to the table.
     """
     s = site.schema
     zone = ZoneInfo(s.timezone)
@@ -76,64 +79,63 @@ def boundary_readings(
     by_id = {m.id: m for m in s.meters}
     cuts = set(boundary_days(site, start, end))
     span = int(window.total_seconds()) * 1_000_000_000
-    out: dict[str, dict[date, dict[str, Any]]] = {}
-    interpolated = 0
-    missing: list[tuple[str, str]] = []
     days = [start + timedelta(days=d) for d in range((end - start).days + 1)]
     instants = [midnight_ns(day, zone) for day in days]
-    position = {m: i for i, m in enumerate(meters)}
-    midnights = np.full((len(meters), len(days), len(s.registers)), np.nan)
+    nreg = len(s.registers)
+    midnights = np.full((len(meters), len(days), nreg), np.nan)
     for j, register in enumerate(s.registers):
         idx, times, vals, _quality = store.points_at(
             meters, s.quantity(register), instants, site=s.site
         )
         midnights[idx, np.searchsorted(np.asarray(instants), times), j] = vals  # exact hits
-    installed = {
-        m: (max(start, by_id[m].installed or start), min(end, by_id[m].removed or end))
-        for m in meters
-    }
-    constant = {
-        m: float(by_id[m].multiplier) for m in meters if not isinstance(by_id[m].multiplier, list)
-    }
-    for k, day in enumerate(days):
-        active = [m for m in meters if installed[m][0] <= day <= installed[m][1]]
-        if not active:
+    first = np.array(
+        [(max(start, by_id[m].installed or start) - start).days for m in meters], dtype=np.int64
+    )
+    last = np.array(
+        [(min(end, by_id[m].removed or end) - start).days for m in meters], dtype=np.int64
+    )
+    k = np.arange(len(days))
+    installed = (k >= first[:, None]) & (k <= last[:, None])  # meters × days
+    read = ~np.isnan(midnights).any(axis=2)  # every register read exactly
+    for d, day in enumerate(days):
+        if day not in cuts:
             continue
-        at = instants[k]
-        rows = [position[m] for m in active]
-        values = midnights[rows, k, :] if len(rows) < len(meters) else midnights[:, k, :].copy()
-        exact = ~np.isnan(values)
-        lacking = np.flatnonzero(~exact.all(axis=1))
-        if day in cuts and lacking.size:
-            names = [active[i] for i in lacking]
-            for j, register in enumerate(s.registers):
-                idx, times, vals, _quality = store.raw_points(
-                    names, s.quantity(register), at - span, at + span + 1, site=s.site
-                )
-                guess, _ = _at_instant(len(names), idx, times, vals, at)
-                column = values[lacking, j]
-                values[lacking, j] = np.where(np.isnan(column), guess, column)
-        multiplier = np.array(
-            [constant[m] if m in constant else float(multiplier_on(by_id[m], day)) for m in active]
-        )
-        values /= multiplier[:, None]  # stored values are primary-side (× CT × PT)
-        # plain lists per day: per-element numpy indexing is the slow part of 300,000
-        complete = (~np.isnan(values).any(axis=1)).tolist()
-        read = exact.all(axis=1).tolist()
-        texts = [list(map(_decimal_text, column)) for column in values.T.tolist()]
-        for i, meter in enumerate(active):
-            if not complete[i]:
-                if day in cuts:
-                    missing.append((meter, day.isoformat()))
-                continue
-            reading: dict[str, Any] = {
-                "values": {r: texts[j][i] for j, r in enumerate(s.registers)}
-            }
-            if not read[i]:
-                reading.update(quality="estimated", method="interpolated")
-                interpolated += 1
-            out.setdefault(meter, {})[day] = reading
-    return out, interpolated, missing
+        lacking = np.flatnonzero(installed[:, d] & ~read[:, d])
+        if not lacking.size:
+            continue
+        names = [meters[i] for i in lacking]
+        at = instants[d]
+        for j, register in enumerate(s.registers):
+            idx, times, vals, _quality = store.raw_points(
+                names, s.quantity(register), at - span, at + span + 1, site=s.site
+            )
+            guess, _ = _at_instant(len(names), idx, times, vals, at)
+            column = midnights[lacking, d, j]
+            midnights[lacking, d, j] = np.where(np.isnan(column), guess, column)
+    multiplier = np.ones((len(meters), len(days)))
+    for i, m in enumerate(meters):
+        if isinstance(by_id[m].multiplier, list):
+            multiplier[i] = [float(multiplier_on(by_id[m], day)) for day in days]
+        else:
+            multiplier[i] = float(by_id[m].multiplier)
+    values = midnights / multiplier[:, :, None]  # stored values are primary-side (× CT × PT)
+    complete = installed & ~np.isnan(values).any(axis=2)
+    cut = np.array([day in cuts for day in days])
+    lost = (installed & ~complete & cut[None, :]).T  # days × meters: by day, then meter
+    missing = [(meters[m], days[d].isoformat()) for d, m in zip(*np.nonzero(lost), strict=True)]
+    rows_m, rows_d = np.nonzero(complete)  # by meter, then day
+    estimated = ~read[rows_m, rows_d]
+    counts = np.bincount(rows_m, minlength=len(meters))
+    have = counts > 0
+    table = ReadingTable.from_values(
+        [m for m, h in zip(meters, have.tolist(), strict=True) if h],
+        list(s.registers),
+        counts[have],
+        rows_d.astype(np.int64) + start.toordinal(),
+        values[rows_m, rows_d].reshape(-1, nreg),
+        estimated,
+    )
+    return table, int(estimated.sum()), missing
 
 
 #: The comparable period a meter's history (average daily use) is taken from: the days

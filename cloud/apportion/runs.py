@@ -209,8 +209,7 @@ def store_run(
     # exactly as rerun() recomputes it, so the statements are those rerun() would give
     # (the case's cross-field checks passed already: its canonical form changes no id,
     # date or count)
-    plain_case, stored = case.canonical_and_stored()
-    canonical = plain_json(plain_case)
+    canonical, stored = case.canonical_bytes_and_stored()
     input_hash = hashlib.sha256(canonical).hexdigest()
     result = apportion(build_engine_inputs(stored))
     rows = line_rows(result)

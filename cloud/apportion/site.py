@@ -28,6 +28,7 @@ from pydantic import Field, ValidationError
 
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data, describe_errors, read_sections
+from cloud.apportion.case.readings import ReadingTable
 from cloud.apportion.case.schema import (
     MeterSpec,
     Model,
@@ -199,7 +200,7 @@ def case_data(
         drivers = {driver: dict.fromkeys(days, 0) for driver in _formula_drivers(site)}
     data.update(
         period={"start": start, "end": end},
-        readings=dict(readings or {}),
+        readings=readings if isinstance(readings, ReadingTable) else dict(readings or {}),
         history=dict(history or {}),
         drivers=dict(drivers),
         bill=dict(bill)

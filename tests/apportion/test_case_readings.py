@@ -6,14 +6,19 @@ is refused naming it."""
 from __future__ import annotations
 
 import json
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
-from cloud.apportion.case.canonical import plain_json
+from cloud.apportion.case.canonical import decimal_text, plain_json
+from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data, load_case
+from cloud.apportion.case.readings import MeterReading, ReadingTable, register_texts
 from cloud.apportion.engine import apportion
 from cloud.apportion.errors import ApportionError, CaseError
 from cloud.apportion.statement import build_statements
@@ -109,3 +114,140 @@ def test_a_bad_day_or_meter_is_refused_naming_it() -> None:
     data["readings"]["U 1"] = {"2026-04-01": 1}
     with pytest.raises(CaseError, match=r"readings\.'U 1': String should match pattern"):
         case_from_data(data)
+
+
+# ---------------------------------------------------------------- readings as arrays (0036)
+
+
+def _as_table(case: Case) -> ReadingTable | None:
+    """``case``'s readings as a :class:`ReadingTable` (None when a reading is not one a
+    table holds: another quality, a register missing, a value not within 6 decimals)."""
+    registers = list(case.registers)
+    meters = sorted(m for m in case.readings if case.readings[m])
+    counts, days, values, estimated = [], [], [], []
+    for m in meters:
+        series = sorted((case.reading_day(m, at), r) for at, r in case.readings[m].items())
+        counts.append(len(series))
+        for day, r in series:
+            if (r.quality, r.method) not in (("good", None), ("estimated", "interpolated")):
+                return None
+            if set(r.values) != set(registers):
+                return None
+            row = [float(r.values[k]) for k in registers]
+            if register_texts(np.array(row)) != [decimal_text(r.values[k]) for k in registers]:
+                return None
+            days.append(day.toordinal())
+            values.append(row)
+            estimated.append(r.quality == "estimated")
+    return ReadingTable.from_values(
+        meters,
+        registers,
+        np.array(counts),
+        np.array(days, dtype=np.int64),
+        np.array(values, dtype=np.float64).reshape(-1, len(registers)),
+        np.array(estimated, dtype=bool),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(HASHES))
+def test_a_case_with_its_readings_as_arrays_hashes_and_computes_alike(name: str) -> None:
+    """Canonical bytes (hence the input hash), the stored form, the engine's readings and
+    the statements are those of the same case with its readings as records."""
+    case = load_case(CASES / f"{name}.yaml")
+    table = _as_table(case)
+    if table is None:
+        pytest.skip("a reading a table does not hold (quality, registers or decimals)")
+    data = yaml.safe_load((CASES / f"{name}.yaml").read_text())
+    arrays = case_from_data({**data, "readings": table}, "arrays")
+    assert isinstance(arrays.readings, ReadingTable)
+    assert arrays.canonical_json() == case.canonical_json()
+    assert arrays.input_hash() == HASHES[name]
+    plain, stored = case.canonical_and_stored()
+    canonical, stored_arrays = arrays.canonical_bytes_and_stored()
+    assert canonical == plain_json(plain) == plain_json(arrays.canonical())
+    assert stored_arrays.canonical_json() == stored.canonical_json()
+    mine = stored_arrays.to_engine_inputs()
+    theirs = stored.to_engine_inputs()
+    np.testing.assert_array_equal(mine.meters.registers, theirs.meters.registers)
+    try:
+        result = apportion(theirs)
+    except ApportionError as exc:
+        with pytest.raises(type(exc)):
+            apportion(mine)
+        return
+    assert build_statements(stored_arrays, apportion(mine), run_id="r") == build_statements(
+        stored, result, run_id="r"
+    )
+
+
+def test_most_published_cases_convert_to_arrays() -> None:
+    """The test above is not skipped for most of the cases."""
+    converted = [n for n in HASHES if _as_table(load_case(CASES / f"{n}.yaml")) is not None]
+    assert len(converted) >= len(HASHES) // 2, converted
+
+
+def test_register_texts_are_the_per_value_formatting() -> None:
+    rng = np.random.default_rng(5)
+    values = np.concatenate(
+        [
+            rng.uniform(0, 1e6, 2000),
+            rng.uniform(0, 1, 500).round(3),
+            rng.integers(0, 10**9, 500).astype(np.float64),
+            [0.0, 1e-7, 5e-7, 0.1 + 0.2, 100.0, 10.1, 1.0005, 999999999999999.0, 12345678.125],
+        ]
+    )
+    want = [f"{v:.6f}".rstrip("0").rstrip(".") for v in values.tolist()]
+    assert register_texts(values) == want
+    assert register_texts(np.zeros(0)) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1.5, r"readings\.M2\.2026-04-02\.total: Input should be greater than or equal to 0"),
+        (float("inf"), r"readings\.M2\.2026-04-02\.total: Input should be a finite number"),
+        (2e15, r"readings\.M2\.2026-04-02\.total: Input should be less than 10+"),
+    ],
+)
+def test_a_bad_value_in_a_table_is_refused_naming_it(value: float, message: str) -> None:
+    values = np.array([[1.0], [2.0], [3.0], [value]])
+    days = np.array([date(2026, 4, d).toordinal() for d in (1, 2, 1, 2)])
+    with pytest.raises(CaseError, match=message):
+        ReadingTable.from_values(
+            ["M1", "M2"], ["total"], np.array([2, 2]), days, values, np.zeros(4, dtype=bool)
+        )
+
+
+def test_a_table_reads_like_readings() -> None:
+    """-0.0000001 reads 0; a meter's series maps days to readings with decimal values."""
+    days = np.array([date(2026, 4, d).toordinal() for d in (1, 3, 1)])
+    table = ReadingTable.from_values(
+        ["A", "B"],
+        ["T1", "T2"],
+        np.array([2, 1]),
+        days,
+        np.array([[1.5, 2.0], [-1e-7, 3.25], [7.0, 8.125]]),
+        np.array([False, True, False]),
+    )
+    assert list(table) == ["A", "B"] and "B" in table and "C" not in table
+    series = table["A"]
+    assert list(series) == [date(2026, 4, 1), date(2026, 4, 3)]
+    assert series[date(2026, 4, 1)] == MeterReading({"T1": Decimal("1.5"), "T2": Decimal("2")})
+    assert series[date(2026, 4, 3)] == MeterReading(
+        {"T1": Decimal("0"), "T2": Decimal("3.25")}, "estimated", "interpolated"
+    )
+    assert series.get(date(2026, 4, 2)) is None and len(series) == 2
+    assert table.values[1].tolist() == [0.0, 3.25]
+    assert json.loads(table.canonical_text()) == {
+        "A": {
+            "2026-04-01": {"method": None, "quality": "good", "values": {"T1": "1.5", "T2": "2"}},
+            "2026-04-03": {
+                "method": "interpolated",
+                "quality": "estimated",
+                "values": {"T1": "0", "T2": "3.25"},
+            },
+        },
+        "B": {
+            "2026-04-01": {"method": None, "quality": "good", "values": {"T1": "7", "T2": "8.125"}}
+        },
+    }

@@ -249,3 +249,42 @@ def test_points_at_instants_answer_like_sqlite_and_like_one_window_per_instant(
     ) == sort_points(want)
     assert influx.points_at(asked, "energy_import", [], site="s1")[0].size == 0
     sqlite.close()
+
+
+def test_points_at_daily_points_of_a_whole_site_take_one_range_query_after_the_first(
+    fresh_influx_db, tmp_path
+):
+    """Daily midnight points (and one stray point off the instants, one failed read): the
+    first instant alone, a count between the first two, then one range query for the rest
+    (decision 0036) — the same points as SQLite and as one query per instant."""
+    base_url, db = fresh_influx_db
+    day = 86_400 * 10**9
+    t0 = to_ns(T0)
+    instants = [t0 + d * day for d in range(6)]
+    daily = [
+        SeriesPoint("s1", m, "energy_import", t, 10.0 * n + k, "good")
+        for n, m in enumerate(METERS[:6])
+        for k, t in enumerate(instants)
+        if (n, k) != (2, 3)  # one meter lacks one day
+    ]
+    daily += [
+        SeriesPoint("s1", "M00", "energy_import", t0 + 3 * day + 7, 99.0, "good"),  # not at one
+        SeriesPoint("s1", "M01", "energy_import", t0 + 4 * day + 5, None, "timeout"),  # failed
+        SeriesPoint("s1", "M01", "energy_import_t1", t0 + 2 * day, 5.0, "good"),  # other quantity
+        SeriesPoint("s1", "NOT-ASKED", "energy_import", t0 + day, 1.0, "good"),
+    ]
+    sqlite = SqliteSeriesStore(tmp_path / "s.sqlite")
+    sqlite.write(daily)
+    asked = list(METERS[:5])
+    with recording_relay(base_url) as (url, records):
+        influx = InfluxSeriesStore(url, db, budget=QueryBudget(chunk_meters=2))
+        influx.write(daily)
+        got = influx.points_at(asked, "energy_import", instants, site="s1")
+        queries = [q for q, _meters in records if q.startswith("SELECT")]
+    want = sqlite.points_at(asked, "energy_import", instants, site="s1")
+    assert len(want[0]) == 5 * 6 - 1
+    assert sort_points(got) == sort_points(want)
+    assert len(queries) == 3, queries
+    assert "count(value)" in queries[1]
+    assert f"time >= {instants[1]} AND time < {instants[-1] + 1}" in queries[2]
+    sqlite.close()

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from cloud.apportion.case.readings import ReadingTable
 from cloud.apportion.case.schema import CaseSchema, NodeSpec, RuleSpec
 from cloud.apportion.engine_inputs import EngineInputs, MeterInputs, Period, Policy, TreeInputs
 from cloud.apportion.keys import CommonType, Formula, Rule
@@ -63,7 +64,14 @@ def build_engine_inputs(case: CaseSchema) -> EngineInputs:
     at_meter: list[int] = []  # the readings' (meter, day, values), set in one assignment
     at_day: list[int] = []
     read: list[Decimal] = []  # register by register
-    for i, m in enumerate(meters):
+    table = case.readings if isinstance(case.readings, ReadingTable) else None
+    if table is not None and table.days:  # the arrays as they are (decision 0036)
+        position = {m.id: i for i, m in enumerate(meters)}
+        counts = np.diff(np.asarray(table.bounds))
+        rows = np.repeat(np.array([position[m] for m in table.meters], dtype=np.int64), counts)
+        order = [table.registers.index(r) for r in registers]
+        values[rows, np.asarray(table.days) - start.toordinal()] = table.values[:, order]
+    for i, m in enumerate(meters if table is None else ()):
         for at, reading in case.readings.get(m.id, {}).items():
             if reading.quality not in GOOD_QUALITIES:
                 continue

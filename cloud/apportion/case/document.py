@@ -9,13 +9,15 @@ everything sorted by id, so the input order of the file never matters), and
 from __future__ import annotations
 
 import hashlib
+import json
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from cloud.apportion.case.canonical import decimal_text, plain, plain_json
 from cloud.apportion.case.conversion import build_engine_inputs
-from cloud.apportion.case.readings import MeterReading, Readings
+from cloud.apportion.case.readings import MeterReading, Readings, ReadingTable
 from cloud.apportion.case.schema import CaseSchema
 from cloud.apportion.case.validation import check_case
 from cloud.apportion.engine_inputs import EngineInputs
@@ -37,17 +39,43 @@ class Case(CaseSchema):
         ISO, decimals normalised) — the same for any order of the file's items."""
         return self._canonical(None)
 
+    def canonical_bytes_and_stored(self) -> tuple[bytes, Case]:
+        """:meth:`canonical_json` and the case as it reads back from it (see
+        :meth:`canonical_and_stored`). Readings held as a :class:`ReadingTable` (a close's)
+        are written from its arrays in one pass and spliced into the rest of the canonical
+        JSON (the same bytes as through :meth:`canonical`); the stored case keeps the table:
+        its values are in canonical form already."""
+        if not isinstance(self.readings, ReadingTable):
+            plain_case, stored = self.canonical_and_stored()
+            return plain_json(plain_case), stored
+        out = self._canonical(None, with_readings=False)
+        stored = type(self).model_validate({**out, "readings": self.readings})
+        return self._splice(out), stored
+
+    def _splice(self, out: dict[str, Any]) -> bytes:
+        """Canonical JSON of ``out`` (the canonical form without its readings) with the
+        table's readings written in at their place."""
+        assert isinstance(self.readings, ReadingTable)
+        marker = f"readings-{uuid.uuid4().hex}"
+        text = plain_json({**out, "readings": marker})
+        quoted = f'"{marker}"'.encode()
+        assert text.count(quoted) == 1
+        return text.replace(quoted, self.readings.canonical_text().encode(), 1)
+
     def canonical_and_stored(self) -> tuple[dict[str, Any], Case]:
         """:meth:`canonical` and the case as it reads back from it: what ``rerun()``
         validates from a run's stored inputs (decimals in canonical form: a price of 0.50
         reads 0.5), without a JSON round trip. The site part is validated again from the
         plain values; the readings, checked already, are taken over (one whose values are
         in canonical form as it is, the others with their values in that form)."""
+        if isinstance(self.readings, ReadingTable):  # in canonical form already
+            out = self._canonical(None)
+            return out, type(self).model_validate({**out, "readings": self.readings})
         readings = Readings()
         out = self._canonical(readings)
         return out, type(self).model_validate({**out, "readings": readings})
 
-    def _canonical(self, stored: Readings | None) -> dict[str, Any]:
+    def _canonical(self, stored: Readings | None, with_readings: bool = True) -> dict[str, Any]:
         data = self.model_dump(mode="python", by_alias=True, exclude={"readings"})
         data["units"] = sorted(data["units"], key=lambda u: u["id"])
         data["meters"] = sorted(data["meters"], key=lambda m: m["id"])
@@ -69,9 +97,14 @@ class Case(CaseSchema):
             if node["rule"] is not None:
                 node["rule"]["shared_by"] = sorted(node["rule"]["shared_by"])
         out = plain(data)
+        if not with_readings:
+            return out
         # the bulk of a case (a reading per meter and day), written out as plain values in
         # one pass (what model_dump + plain gave, without their walk over 300,000 readings)
         readings: dict[str, dict[str, Any]] = {}
+        if isinstance(self.readings, ReadingTable):
+            out["readings"] = json.loads(self.readings.canonical_text())
+            return out
         for m, series in self.readings.items():
             texts: dict[str, Any] = {}
             kept: dict[date | datetime, MeterReading] = {}
@@ -99,6 +132,8 @@ class Case(CaseSchema):
 
     def canonical_json(self) -> bytes:
         """Canonical JSON bytes: sorted keys, no whitespace, UTF-8, decimals as strings."""
+        if isinstance(self.readings, ReadingTable):
+            return self._splice(self._canonical(None, with_readings=False))
         return plain_json(self.canonical())  # canonical() is plain already
 
     def input_hash(self) -> str:

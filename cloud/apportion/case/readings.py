@@ -11,11 +11,15 @@ date or an instant (whether an instant is at local midnight is the case's own ch
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from cloud.apportion.errors import CaseError
 
@@ -153,7 +157,7 @@ def parse_readings(raw: Any, single: str = SINGLE) -> Readings:
     only this function (and a case reading back its own canonical form) makes them.
     Raises CaseError naming the item.
     """
-    if type(raw) is Readings:
+    if type(raw) is Readings or type(raw) is ReadingTable:
         return raw  # checked already: a case's own readings (see Case.canonical_and_stored)
     if not isinstance(raw, Mapping):
         raise CaseError("readings: Input should be a valid dictionary")
@@ -173,3 +177,200 @@ def parse_readings(raw: Any, single: str = SINGLE) -> Readings:
                 raise _error(f"{meter}.{day.isoformat()}{below}", exc.message, exc.value) from None
         out[meter] = checked
     return out
+
+
+# ---------------------------------------------------------------------- readings as arrays
+
+_TRAILING = re.compile(r"\.?0+\n")
+
+
+def register_texts(values: np.ndarray) -> list[str]:
+    """Register values [register unit] as text with at most 6 decimals, trailing zeros
+    dropped (``f"{v:.6f}".rstrip("0").rstrip(".")`` of each), formatted in bulk: one ``%``
+    over the whole array and one regular expression, not one call per value."""
+    flat = values.ravel().tolist()
+    if not flat:
+        return []
+    text = ("%.6f\n" * len(flat)) % tuple(flat)
+    return _TRAILING.sub("\n", text).split("\n")[:-1]
+
+
+class ReadingTable(Mapping[str, Mapping[date, MeterReading]]):
+    """A close's readings as arrays (decision 0036): meter → local day → reading, without
+    one Python object per reading.
+
+    Rows are sorted by meter, then day; ``bounds[i]:bounds[i + 1]`` are meter ``i``'s rows.
+    ``days`` are the rows' dates as ordinals (:meth:`date.toordinal`); ``texts`` the
+    register values [register unit] in canonical decimal text, row by row and register by
+    register (``registers`` order); ``values`` the same as float64 (rows × registers), as
+    the engine reads them; ``estimated`` marks an interpolated reading (quality
+    ``estimated``, method ``interpolated``), the others are ``good``. Built by
+    :meth:`from_values`, which checks the values with :func:`parse_readings`' rules and
+    error texts. As a mapping it reads like :class:`Readings` (a meter's series built on
+    access, a reading's values as :class:`~decimal.Decimal`); the case's canonical form and
+    the engine's inputs use the arrays directly."""
+
+    __slots__ = ("_at", "bounds", "days", "estimated", "meters", "registers", "texts", "values")
+
+    def __init__(
+        self,
+        meters: Sequence[str],
+        registers: Sequence[str],
+        bounds: Sequence[int],
+        days: Sequence[int],
+        texts: list[str],
+        values: np.ndarray,
+        estimated: Sequence[bool],
+    ) -> None:
+        self.meters = tuple(meters)
+        self.registers = tuple(registers)
+        self.bounds = list(bounds)
+        self.days = list(days)
+        self.texts = texts
+        self.values = values
+        self.estimated = list(estimated)
+        self._at = {m: i for i, m in enumerate(self.meters)}
+
+    @classmethod
+    def from_values(
+        cls,
+        meters: Sequence[str],
+        registers: Sequence[str],
+        counts: np.ndarray,
+        days: np.ndarray,
+        values: np.ndarray,
+        estimated: np.ndarray,
+    ) -> ReadingTable:
+        """The table of ``meters`` (sorted, each with ``counts[i]`` rows, days ascending):
+        ``values`` (rows × registers) as float [register unit], written with at most 6
+        decimals (:func:`register_texts`) and checked as :func:`parse_readings` checks a
+        reading's text: finite, not negative, below :data:`MAX_MAGNITUDE`. CaseError names
+        the first reading at fault (``readings.M1.2026-04-15.total: …``)."""
+        if list(meters) != sorted(meters):
+            raise ValueError("ReadingTable: meters must be sorted")
+        for meter in meters:
+            if type(meter) is not str or _ID.fullmatch(meter) is None:
+                raise _error(
+                    _shown(meter), "String should match pattern '^[A-Za-z0-9_.:\\-]+$'", meter
+                )
+        texts = register_texts(values)
+        bad = ~np.isfinite(values) | (values < 0) | (values >= float(MAX_MAGNITUDE) * (1 - 1e-9))
+        if bad.any():
+            bounds = np.concatenate([[0], np.cumsum(counts)])
+            for flat in np.flatnonzero(bad.ravel()).tolist():
+                row, k = divmod(flat, len(registers))
+                meter = meters[int(np.searchsorted(bounds, row, side="right")) - 1]
+                day = date.fromordinal(int(days[row])).isoformat()
+                text = texts[flat]
+                if text == "-0":
+                    texts[flat] = "0"  # -0.0000001 reads 0, as Decimal("-0") does
+                    continue
+                try:
+                    _number(text, registers[k])
+                except _Refused as exc:
+                    raise _error(f"{meter}.{day}.{exc.where}", exc.message, exc.value) from None
+        # the floats the engine reads: the texts' values (as the case holds them)
+        numbers = np.array(list(map(float, texts)), dtype=np.float64).reshape(values.shape)
+        return cls(
+            meters,
+            registers,
+            np.concatenate([[0], np.cumsum(counts)]).tolist(),
+            days.tolist(),
+            texts,
+            numbers,
+            estimated.tolist(),
+        )
+
+    # -- the mapping: meter → its series
+    def __getitem__(self, meter: str) -> Mapping[date, MeterReading]:
+        i = self._at[meter]
+        return _TableSeries(self, self.bounds[i], self.bounds[i + 1])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.meters)
+
+    def __len__(self) -> int:
+        return len(self.meters)
+
+    def __contains__(self, meter: object) -> bool:
+        return meter in self._at
+
+    def reading(self, row: int) -> MeterReading:
+        """Row ``row`` as a :class:`MeterReading` (values as decimals in canonical form)."""
+        n = len(self.registers)
+        values = {r: Decimal(self.texts[row * n + k]) for k, r in enumerate(self.registers)}
+        if self.estimated[row]:
+            return MeterReading(values, "estimated", INTERPOLATED)
+        return MeterReading(values)
+
+    def canonical_text(self) -> str:
+        """The readings section's canonical JSON text (meters and days sorted, a reading as
+        ``{"method":…,"quality":…,"values":{register: text}}``): byte for byte what
+        :func:`~cloud.apportion.case.canonical.plain_json` writes for the same readings
+        held as :class:`Readings`, written in one pass over the rows."""
+        iso: dict[int, str] = {}
+        for d in set(self.days):
+            iso[d] = date.fromordinal(d).isoformat()
+        keys = sorted(range(len(self.registers)), key=lambda k: self.registers[k])
+        names = [json.dumps(self.registers[k], ensure_ascii=False) for k in keys]
+        heads = (
+            '{"method":null,"quality":"good","values":{',
+            '{"method":"interpolated","quality":"estimated","values":{',
+        )
+        n = len(self.registers)
+        texts = self.texts
+        if n == 1:
+            name = names[0]
+            rows = [
+                f'"{iso[d]}":{heads[e]}{name}:"{t}"}}}}'
+                for d, e, t in zip(self.days, self.estimated, texts, strict=True)
+            ]
+        else:
+            rows = [
+                f'"{iso[d]}":{heads[e]}'
+                + ",".join(
+                    f'{name}:"{texts[row * n + k]}"' for k, name in zip(keys, names, strict=True)
+                )
+                + "}}"
+                for row, (d, e) in enumerate(zip(self.days, self.estimated, strict=True))
+            ]
+        bounds = self.bounds
+        parts = []
+        for i in sorted(range(len(self.meters)), key=lambda i: self.meters[i]):
+            meter = json.dumps(self.meters[i], ensure_ascii=False)
+            parts.append(meter + ":{" + ",".join(rows[bounds[i] : bounds[i + 1]]) + "}")
+        return "{" + ",".join(parts) + "}"
+
+
+class _TableSeries(Mapping[date, MeterReading]):
+    """One meter's rows of a :class:`ReadingTable`: local day → reading, built on access."""
+
+    __slots__ = ("hi", "lo", "table")
+
+    def __init__(self, table: ReadingTable, lo: int, hi: int) -> None:
+        self.table, self.lo, self.hi = table, lo, hi
+
+    def _row(self, day: object) -> int:
+        if type(day) is not date:
+            raise KeyError(day)
+        ordinal = day.toordinal()
+        row = bisect_left(self.table.days, ordinal, self.lo, self.hi)
+        if row == self.hi or self.table.days[row] != ordinal:
+            raise KeyError(day)
+        return row
+
+    def __getitem__(self, day: date) -> MeterReading:
+        return self.table.reading(self._row(day))
+
+    def __contains__(self, day: object) -> bool:
+        try:
+            self._row(day)
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[date]:
+        return (date.fromordinal(d) for d in self.table.days[self.lo : self.hi])
+
+    def __len__(self) -> int:
+        return self.hi - self.lo

@@ -32,6 +32,7 @@ from cloud.apportion.case.readings import (
     SINGLE,
     MeterReading,
     Readings,
+    ReadingTable,
     parse_readings,
 )
 from cloud.apportion.errors import CaseError
@@ -194,7 +195,7 @@ class PolicySpec(_Model):
 
 def _checked(value: Any) -> Any:
     """The readings field: :meth:`CaseSchema._shorthands` checked them already."""
-    if type(value) is not Readings:
+    if type(value) is not Readings and type(value) is not ReadingTable:
         raise ValueError("readings: expected the checked readings")  # pragma: no cover
     return value
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cloud.apportion.case.schema import SINGLE, CaseSchema, NodeSpec, TariffSpec
+from cloud.apportion.case.readings import Readings, ReadingTable
+from cloud.apportion.case.schema import SINGLE, CaseSchema, MeterSpec, NodeSpec, TariffSpec
 from cloud.apportion.errors import CaseError
 from cloud.apportion.keys import Basis, CommonType
 from cloud.apportion.money import DEMAND, TariffKind, to_cents
@@ -126,7 +127,11 @@ def check_case(case: CaseSchema) -> None:
             raise CaseError(f"meters: meter {m.id!r} is not in the tree")
 
     registers = set(case.registers)
-    for meter, series in case.readings.items():
+    readings = case.readings
+    if isinstance(readings, ReadingTable):  # the same checks over the arrays
+        _check_table(readings, used_meters, meters, start, end, case.registers)
+        readings = Readings()
+    for meter, series in readings.items():
         if meter not in used_meters:
             raise CaseError(f"readings: meter {meter!r} is not in the tree")
         spec = meters[meter]
@@ -191,6 +196,40 @@ def check_case(case: CaseSchema) -> None:
             )
     _check_tariffs(case)
     _check_bill(case)
+
+
+def _check_table(
+    table: ReadingTable,
+    used_meters: Mapping[str, str],
+    meters: Mapping[str, MeterSpec],
+    start: date,
+    end: date,
+    registers: list[str],
+) -> None:
+    """:func:`check_case`'s reading checks, with its messages, over a :class:`ReadingTable`
+    (per meter, not per reading: its rows are sorted by day, every row has every register
+    of the table)."""
+    for i, meter in enumerate(table.meters):
+        if meter not in used_meters:
+            raise CaseError(f"readings: meter {meter!r} is not in the tree")
+        lo_row, hi_row = table.bounds[i], table.bounds[i + 1]
+        if lo_row == hi_row:
+            continue
+        spec = meters[meter]
+        lo = max(start, spec.installed or start).toordinal()
+        hi = min(end, spec.removed or end).toordinal()
+        first, last = table.days[lo_row], table.days[hi_row - 1]
+        if first < lo or last > hi:
+            day = next(d for d in table.days[lo_row:hi_row] if not lo <= d <= hi)
+            raise CaseError(
+                f"readings: meter {meter!r} reading on {date.fromordinal(day)} is outside its "
+                f"installed part of the period ({date.fromordinal(lo)} … {date.fromordinal(hi)})"
+            )
+        if set(table.registers) != set(registers):
+            raise CaseError(
+                f"readings: meter {meter!r} on {date.fromordinal(first)}: registers "
+                f"{sorted(table.registers)}, expected {registers}"
+            )
 
 
 def _unique(section: str, ids: list[str]) -> None:
