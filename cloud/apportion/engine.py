@@ -335,7 +335,10 @@ def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
 def _round_pot(pot: Pot, allocation: PotAllocation, cents: list[np.ndarray] | None = None) -> None:
     """Round the pot once (largest remainder over all its lines in their stable order)
     and keep each block's cents on the block (written into ``cents`` when given)."""
-    rounded = largest_remainder_parts(pot.cents, [b.ideal for b in allocation.blocks], cents)
+    scaled = [b.scaled for b in allocation.blocks]
+    rounded = largest_remainder_parts(
+        pot.cents, [part for part, _ in scaled], cents, [scale for _, scale in scaled]
+    )
     for block, block_cents in zip(allocation.blocks, rounded, strict=True):
         block.pot, block.cents = pot.index, block_cents
 
