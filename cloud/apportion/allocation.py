@@ -26,6 +26,7 @@ from functools import cached_property, partial
 
 import numpy as np
 
+from cloud.apportion import arrays
 from cloud.apportion.errors import ConservationError
 from cloud.apportion.keys import (
     FIXED_BASES,
@@ -309,7 +310,7 @@ def allocate_pot(
     negative = np.zeros(nodes, dtype=bool)
     over_cap = np.zeros(nodes, dtype=bool)
     root = shape.root
-    amount = np.zeros(nodes)
+    amount = arrays.zeros(nodes)  # every node's amount is written (a result of the run)
     amount[root] = pot_cents
     if by_area_only:
         everyone = np.arange(shape.participant.size)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cloud.apportion import arrays
 from cloud.apportion.errors import ConservationError
 
 #: Grid of the ideal shares, in parts of a cent (a power of two).
@@ -178,7 +179,7 @@ def _grid(
     rounder's range takes ``rint`` and a cast instead.
     """
     lines = sum(p.size for p in parts)
-    remainders = np.empty(lines, dtype=np.uint16)
+    remainders = arrays.empty(lines, np.uint16)
     block = max(1, min(ROUNDING_BLOCK, max((p.size for p in parts), default=0)))
     buffer = np.empty(block)
     bits = buffer.view(np.int64)
