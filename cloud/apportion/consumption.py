@@ -105,9 +105,9 @@ def fast_slice_energy(
         return ok, kwh
     width = boundaries * nreg
     flat_all = np.ascontiguousarray(registers).reshape(meters, width)
-    # one boundary's registers taken as one opaque item: numpy then moves whole items
-    # instead of running its slow strided loop over rows of a few values
-    items = flat_all.view(np.dtype((np.void, nreg * registers.itemsize)))
+    readings = flat_all.reshape(meters, boundaries, nreg)
+    # each slice's first and last boundary
+    ends = list(zip(breakpoints[:-1].tolist(), breakpoints[1:].tolist(), strict=True))
     claim_rows = block_rows * SCREEN_CLAIM_BLOCKS
     claims = itertools.count()  # (next() on it is atomic: the threads share it)
 
@@ -122,10 +122,6 @@ def fast_slice_energy(
         else:
             straddling = rising_buffer.reshape(block_rows, width)[:, width - nreg :]
             true = True
-        # the readings at the slice boundaries, boundary-major: for one slice the
-        # difference of two contiguous blocks
-        picked = np.empty((breakpoints.size, block_rows, nreg))
-        picked_items = picked.reshape(breakpoints.size, -1).view(items.dtype)
         while (first := next(claims) * claim_rows) < meters:
             last = min(meters, first + claim_rows)
             # × 1 changes no value: spared on the runs where every multiplier is 1
@@ -142,10 +138,16 @@ def fast_slice_energy(
                 straddling[:rows] = true
                 if not rising.all():
                     ok[start:stop] = rising.reshape(rows, width).all(axis=1)
-                for j, boundary in enumerate(breakpoints):
-                    np.copyto(picked_items[j, :rows], items[start:stop, boundary])
+                # one register of one slice at a time: a strided pass over the rows of
+                # the block (in cache) into a contiguous run of the result
                 out = by_register[:, start:stop]  # (registers, rows, slices)
-                np.subtract(picked[1:, :rows], picked[:-1, :rows], out=out.transpose(2, 1, 0))
+                for j, (begin, end) in enumerate(ends):
+                    for r in range(nreg):
+                        np.subtract(
+                            readings[start:stop, end, r],
+                            readings[start:stop, begin, r],
+                            out=out[r, :, j],
+                        )
                 if not unit:
                     out *= multiplier[start:stop][None, :, :]
 
