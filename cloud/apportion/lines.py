@@ -13,6 +13,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from cloud.apportion.tree import counting
+
 #: ``occupant`` codes besides tenant indices (≥ 0).
 VACANT = -1
 LANDLORD = -2
@@ -61,7 +63,7 @@ class Segments:
         count, slices = occupant.shape
         if slices == 1:
             # segment = participant, in slice 0: one index array serves both
-            index = np.arange(count)
+            index = counting(0, count)
             first = np.zeros(count, dtype=np.int64)
             return cls(index, occupant[:, 0], first, first, index[:, None])
         new = np.ones_like(occupant, dtype=bool)
