@@ -136,16 +136,15 @@ def _estimate(
     inputs: EngineInputs, measured: np.ndarray, slow: np.ndarray, slow_missing: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
     """Estimated kWh (meters, slices, registers), rate [kWh/day] and method (meters,
-    registers). Without any missing day these are zeros that are never written (no
-    memory is touched for them; the rate, only read for formula keys, is one zero seen
-    through every meter-register)."""
+    registers). Without any missing day these are zeros, each one zero seen through every
+    element (read-only: no memory is made or touched for them)."""
     meters, tree = inputs.meters, inputs.tree
     shape = measured.shape
     if not slow_missing.any():
         return (
-            np.zeros(shape),
+            np.broadcast_to(0.0, shape),
             np.broadcast_to(0.0, (shape[0], shape[2])),
-            np.zeros((shape[0], shape[2]), dtype=np.int8),
+            np.broadcast_to(np.int8(0), (shape[0], shape[2])),
             [],
         )
     missing = np.zeros(shape)
