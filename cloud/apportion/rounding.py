@@ -103,7 +103,24 @@ def largest_remainder_parts(
         for o, c in zip(out, np.split(joined, bounds), strict=True):
             o[...] = c
         return list(out)
-    cents, remainders, floor_sum = _grid(parts, out, scales)
+    lines = sum(p.size for p in parts)
+    spare = _spare_remainders(lines)
+    try:
+        return _round(total_cents, parts, out, scales, spare[:lines])
+    finally:
+        _keep_remainders(spare)
+
+
+def _round(
+    total_cents: int,
+    parts: Sequence[np.ndarray],
+    out: Sequence[np.ndarray] | None,
+    scales: Sequence[float] | None,
+    remainders: np.ndarray,
+) -> list[np.ndarray]:
+    """:func:`largest_remainder_parts` of a pot of more than one block's lines, with
+    ``remainders`` (uint16, one per line) to work in."""
+    cents, floor_sum = _grid(parts, out, scales, remainders)
     lines = remainders.size
     leftover = total_cents - floor_sum
     if abs(leftover) > lines:
@@ -166,20 +183,47 @@ _GRID_LIMIT = 1 << 51
 _OFFSET = _GRID_LIMIT
 
 
+#: Pots from this many lines round in remainder arrays kept from one rounding to the next
+#: (two at most: one per thread rounding at once), not in fresh memory every time.
+SPARE_FROM = 1 << 18
+_spares: list[np.ndarray] = []
+
+
+def _spare_remainders(lines: int) -> np.ndarray:
+    """A uint16 array of at least ``lines`` to hold a pot's remainders: a kept one when
+    the pot is large and one is free and large enough, else a new one."""
+    if lines >= SPARE_FROM:
+        try:
+            spare = _spares.pop()  # (atomic: threads rounding at once take different ones)
+        except IndexError:
+            pass
+        else:
+            if spare.size >= lines:
+                return spare
+    return arrays.empty(lines, np.uint16)
+
+
+def _keep_remainders(spare: np.ndarray) -> None:
+    """Keep a large pot's remainder array for the next rounding (two at most)."""
+    if spare.size >= SPARE_FROM and len(_spares) < 2:
+        _spares.append(spare)
+
+
 def _grid(
-    parts: Sequence[np.ndarray], out: Sequence[np.ndarray] | None, scales: Sequence[float] | None
-) -> tuple[list[np.ndarray], np.ndarray, int]:
+    parts: Sequence[np.ndarray],
+    out: Sequence[np.ndarray] | None,
+    scales: Sequence[float] | None,
+    remainders: np.ndarray,
+) -> tuple[list[np.ndarray], int]:
     """Each line on the grid, block by block in a core's cache: the grid values + 2⁵¹
-    [1/QUANTUM cent] in int64 arrays (``out``, or new ones; one per part), the remainders
-    in one ``uint16`` array in line order, and Σ whole cents.
+    [1/QUANTUM cent] in int64 arrays (``out``, or new ones; one per part) and Σ whole
+    cents; the remainders written into ``remainders`` (uint16) in line order.
 
     A grid value is ``rint(share × QUANTUM)``, taken through the rounder: the share plus
     1.5 × 2⁵² is rounded to a whole number (to even on a tie, as ``rint``), whose bit
     pattern less the rounder's is the grid value; a block with a value out of the
     rounder's range takes ``rint`` and a cast instead.
     """
-    lines = sum(p.size for p in parts)
-    remainders = arrays.empty(lines, np.uint16)
     block = max(1, min(ROUNDING_BLOCK, max((p.size for p in parts), default=0)))
     buffer = np.empty(block)
     bits = buffer.view(np.int64)
@@ -213,7 +257,7 @@ def _grid(
             remainder_sum += int(remainder.sum(dtype=np.uint32))
         cents.append(grid)
         offset += ideal.size
-    return cents, remainders, (grid_sum - remainder_sum) >> GRID_BITS
+    return cents, (grid_sum - remainder_sum) >> GRID_BITS
 
 
 def _signed(value: int) -> int:
