@@ -34,8 +34,10 @@ from cloud.apportion.errors import ConservationError
 #: Grid of the ideal shares, in parts of a cent (a power of two).
 GRID_BITS = 14
 QUANTUM = 1 << GRID_BITS
-#: Lines per block of the rounding passes: 2¹⁵ float64 and int64 are 256 KiB each.
-ROUNDING_BLOCK = 1 << 15
+#: Lines per block of the rounding passes: 2¹⁷ float64 and int64 are 1 MiB each, within a
+#: core's L2 or the shared L3 cache; longer blocks spend less on the calls of the passes
+#: (about ten per block) than shorter ones gain in cache (measured on 3M-line pots).
+ROUNDING_BLOCK = 1 << 17
 
 
 def largest_remainder(total_cents: int, ideal_cents: np.ndarray) -> np.ndarray:
@@ -253,7 +255,7 @@ def _grid(
             remainder = remainders[offset + start : offset + stop]
             np.copyto(remainder, chunk, casting="unsafe")  # the low 16 bits
             remainder &= QUANTUM - 1
-            # ≤ 2¹⁵ remainders < 2¹⁴ each: their sum fits 32 bits (a faster sum)
+            # ≤ 2¹⁷ remainders < 2¹⁴ each: their sum fits 32 bits (a faster sum)
             remainder_sum += int(remainder.sum(dtype=np.uint32))
         cents.append(grid)
         offset += ideal.size
