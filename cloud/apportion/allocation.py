@@ -310,7 +310,10 @@ def allocate_pot(
     negative = np.zeros(nodes, dtype=bool)
     over_cap = np.zeros(nodes, dtype=bool)
     root = shape.root
-    amount = arrays.zeros(nodes)  # every node's amount is written (a result of the run)
+    # a result of the run: when the levels below the root hold every other node, scaling
+    # down writes every amount, and the array needs no zeros first
+    every = not by_area_only and 1 + sum(level.size for level in shape.levels) == nodes
+    amount = arrays.empty(nodes) if every else arrays.zeros(nodes)
     amount[root] = pot_cents
     if by_area_only:
         everyone = np.arange(shape.participant.size)
