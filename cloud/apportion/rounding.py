@@ -15,11 +15,13 @@ and remainders are a shift and a mask of the grid value.
 
 The lines with the largest remainders are found by selection, not by sorting: the
 remainders (14 bits each) are kept as ``uint16`` and the leftover-th largest is found in
-linear time (a histogram; on large pots, first narrowed to the few per cent of the lines
-that a sorted sample brackets); every line above it gets a cent, and so do the first lines,
-in line order, that equal it, as many as are still owed. The grid values are
-computed block by block, in blocks that stay in a core's cache, and written once, into
-the arrays that are returned; a pot of at most one block's lines is rounded as one array.
+linear time (on large pots by counting the remainders above guesses that a sorted sample
+makes, else through a histogram); every line above it gets a cent, and so do the first
+lines, in line order, that equal it, as many as are still owed. The grid values are
+computed block by block, in blocks that stay in cache, and written once, into the arrays
+that are returned; a pot of at most one block's lines is rounded as one array. A part may
+be given as weights and a scale (the shares are their products, computed block by block;
+decision 0037).
 """
 
 from __future__ import annotations
