@@ -26,6 +26,7 @@ from functools import cached_property, partial
 
 import numpy as np
 
+from cloud.apportion import arrays
 from cloud.apportion.errors import ConservationError
 from cloud.apportion.keys import (
     FIXED_BASES,
@@ -135,17 +136,32 @@ class _PotAllocator:
             self.landlord_line(origin, Component.UNALLOCATED, amount, kwh)
             return
         if self.direct:
-            weight = weights[:, 0]
-            seg, ideal = members, weight * (amount / total)
+            # a line per member: its cents are its weight × amount ÷ total, computed where
+            # they are read (rounding, the statement) rather than held
+            self.blocks.append(
+                LineBlock(
+                    members,
+                    int(component),
+                    origin,
+                    None,
+                    weights[:, 0],
+                    None,
+                    kwh_per_weight=kwh / total,
+                    cents_per_weight=amount / total,
+                    weight_total=total,
+                )
+            )
         else:
             seg, ideal, weight = _by_segment(
                 rows(self.seg_of, members).reshape(-1),
                 (weights * (amount / total)).reshape(-1),
                 weights.reshape(-1),
             )
-        self.blocks.append(
-            LineBlock(seg, int(component), origin, None, weight, ideal, kwh_per_weight=kwh / total)
-        )
+            self.blocks.append(
+                LineBlock(
+                    seg, int(component), origin, None, weight, ideal, kwh_per_weight=kwh / total
+                )
+            )
         self.steps.append(
             Step(
                 self.pot_index,
@@ -294,7 +310,10 @@ def allocate_pot(
     negative = np.zeros(nodes, dtype=bool)
     over_cap = np.zeros(nodes, dtype=bool)
     root = shape.root
-    amount = np.zeros(nodes)
+    # a result of the run: when the levels below the root hold every other node, scaling
+    # down writes every amount, and the array needs no zeros first
+    every = not by_area_only and 1 + sum(level.size for level in shape.levels) == nodes
+    amount = arrays.empty(nodes) if every else arrays.zeros(nodes)
     amount[root] = pot_cents
     if by_area_only:
         everyone = np.arange(shape.participant.size)
@@ -395,7 +414,7 @@ def check_node_conservation(
     tolerance = 1e-7 * max(1.0, abs(pot_cents))
     for block in allocation.blocks:
         if block.origin >= 0:
-            emitted[block.origin] = emitted.get(block.origin, 0.0) + float(block.ideal.sum())
+            emitted[block.origin] = emitted.get(block.origin, 0.0) + block.ideal_total
             continue
         if np.shares_memory(block.ideal, amount):
             continue  # the own-use lines are the participants' amounts themselves

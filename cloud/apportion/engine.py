@@ -29,6 +29,7 @@ from functools import partial
 
 import numpy as np
 
+from cloud.apportion import arrays
 from cloud.apportion.allocation import allocate_pot
 from cloud.apportion.checks import (
     Balances,
@@ -56,14 +57,15 @@ from cloud.apportion.tree import NodeKind, TreeShape, of_kind, rows
 
 
 def _meter_consumption(
-    inputs: EngineInputs,
+    inputs: EngineInputs, beside: Callable[[], None] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
     """Measured kWh (meters, slices, registers); the repaired rows and their missing days
-    per slice (rows, slices, registers); flags."""
+    per slice (rows, slices, registers); flags. ``beside`` is done by the calling thread
+    while a second one starts screening (:func:`fast_slice_energy`)."""
     meters, period = inputs.meters, inputs.period
     bp = period.breakpoints
+    screened, measured = fast_slice_energy(meters.registers, bp, meters.multiplier, beside=beside)
     full = (meters.active_from == 0) & (meters.active_to == period.days)
-    screened, measured = fast_slice_energy(meters.registers, bp, meters.multiplier)
     slow = np.flatnonzero(~(screened & full))
     missing = np.zeros((slow.size, bp.size - 1, len(inputs.registers)))
     flags: list[Flag] = []
@@ -134,16 +136,15 @@ def _estimate(
     inputs: EngineInputs, measured: np.ndarray, slow: np.ndarray, slow_missing: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Flag]]:
     """Estimated kWh (meters, slices, registers), rate [kWh/day] and method (meters,
-    registers). Without any missing day these are zeros that are never written (no
-    memory is touched for them; the rate, only read for formula keys, is one zero seen
-    through every meter-register)."""
+    registers). Without any missing day these are zeros, each one zero seen through every
+    element (read-only: no memory is made or touched for them)."""
     meters, tree = inputs.meters, inputs.tree
     shape = measured.shape
     if not slow_missing.any():
         return (
-            np.zeros(shape),
+            np.broadcast_to(0.0, shape),
             np.broadcast_to(0.0, (shape[0], shape[2])),
-            np.zeros((shape[0], shape[2]), dtype=np.int8),
+            np.broadcast_to(np.int8(0), (shape[0], shape[2])),
             [],
         )
     missing = np.zeros(shape)
@@ -332,10 +333,20 @@ def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return out.reshape((size, *values.shape[1:]))
 
 
+def _cents_arrays(allocation: PotAllocation) -> list[np.ndarray]:
+    """Where a pot's cents go: one int64 array per block, views of one array for the pot
+    (large: on a huge-page boundary, :mod:`~cloud.apportion.arrays`)."""
+    sizes = [len(b) for b in allocation.blocks]
+    return np.split(arrays.empty(sum(sizes), np.int64), np.cumsum(sizes[:-1]))
+
+
 def _round_pot(pot: Pot, allocation: PotAllocation, cents: list[np.ndarray] | None = None) -> None:
     """Round the pot once (largest remainder over all its lines in their stable order)
     and keep each block's cents on the block (written into ``cents`` when given)."""
-    rounded = largest_remainder_parts(pot.cents, [b.ideal for b in allocation.blocks], cents)
+    scaled = [b.scaled for b in allocation.blocks]
+    rounded = largest_remainder_parts(
+        pot.cents, [part for part, _ in scaled], cents, [scale for _, scale in scaled]
+    )
     for block, block_cents in zip(allocation.blocks, rounded, strict=True):
         block.pot, block.cents = pot.index, block_cents
 
@@ -368,7 +379,7 @@ def _allocate_and_round(
         allocations = []
         for pot in pots:
             allocation = allocate(pot)
-            _round_pot(pot, allocation)
+            _round_pot(pot, allocation, _cents_arrays(allocation))
             allocations.append(allocation)
         return allocations, beside()
     allocations: list[PotAllocation] = []
@@ -378,7 +389,7 @@ def _allocate_and_round(
         try:
             for pot in pots:
                 allocation = allocate(pot)
-                cents = [np.empty(len(b), dtype=np.int64) for b in allocation.blocks]
+                cents = _cents_arrays(allocation)
                 rounding.append(
                     (rounder.submit(_round_pot, pot, allocation, cents), pot, allocation, cents)
                 )
@@ -400,6 +411,20 @@ def _allocate_and_round(
     return allocations, balances.result()
 
 
+def _layout(inputs: EngineInputs) -> tuple[TreeShape, Segments, np.ndarray]:
+    """The tree's shape; the lines' segments (occupants, landlord loads as the landlord);
+    each participant's own-use component (own use, or a landlord load's)."""
+    tree = inputs.tree
+    shape = TreeShape.build(tree.kind, tree.parent, tree.area)
+    occupant = rows(inputs.occupant, shape.participant)
+    landlord = of_kind(rows(shape.kind, shape.participant), NodeKind.LANDLORD)
+    if landlord.any():
+        occupant = np.where(landlord[:, None], LANDLORD, occupant)
+    segments = Segments.build(occupant)
+    own_component = np.where(landlord, np.int8(Component.LANDLORD_LOAD), np.int8(Component.OWN_USE))
+    return shape, segments, own_component
+
+
 def apportion(inputs: EngineInputs) -> EngineResult:
     """Compute a run: consumption → estimation → residual → allocation → cents.
 
@@ -414,8 +439,13 @@ def apportion(inputs: EngineInputs) -> EngineResult:
             f"registers cover {inputs.meters.registers.shape[1]} boundaries; the "
             f"period has {period.days} days, so {period.days + 1} are needed"
         )
-    shape = TreeShape.build(tree.kind, tree.parent, tree.area)
-    measured, slow, slow_missing, flags = _meter_consumption(inputs)
+    # the tree's shape and the lines' segments do not depend on the readings: made while
+    # a second thread starts screening them
+    layout: list[tuple[TreeShape, Segments, np.ndarray]] = []
+    measured, slow, slow_missing, flags = _meter_consumption(
+        inputs, beside=lambda: layout.append(_layout(inputs))
+    )
+    shape, segments, own_component = layout[0]
     # without a missing day the estimates are zeros never written: not read either
     estimating = bool(slow_missing.any())
     estimated, rate, method, estimate_flags = _estimate(inputs, measured, slow, slow_missing)
@@ -431,13 +461,7 @@ def apportion(inputs: EngineInputs) -> EngineResult:
     pots = make_pots(
         inputs.bill, inputs.tariffs, inputs.registers, node_kwh[root], period.breakpoints
     )
-    occupant = rows(inputs.occupant, shape.participant)
-    landlord = of_kind(rows(shape.kind, shape.participant), NodeKind.LANDLORD)
-    if landlord.any():
-        occupant = np.where(landlord[:, None], LANDLORD, occupant)
-    segments = Segments.build(occupant)
     slice_days = period.slice_days
-    own_component = np.where(landlord, np.int8(Component.LANDLORD_LOAD), np.int8(Component.OWN_USE))
     key_weights = KeyWeights()
 
     def allocate(pot: Pot) -> PotAllocation:

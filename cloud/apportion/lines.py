@@ -13,6 +13,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from cloud.apportion.tree import counting
+
 #: ``occupant`` codes besides tenant indices (≥ 0).
 VACANT = -1
 LANDLORD = -2
@@ -61,7 +63,7 @@ class Segments:
         count, slices = occupant.shape
         if slices == 1:
             # segment = participant, in slice 0: one index array serves both
-            index = np.arange(count)
+            index = counting(0, count)
             first = np.zeros(count, dtype=np.int64)
             return cls(index, occupant[:, 0], first, first, index[:, None])
         new = np.ones_like(occupant, dtype=bool)
@@ -80,9 +82,11 @@ class LineBlock:
     """Lines of one pot from one origin and one component (or a code per line).
 
     ``segment`` (−1: a landlord line of ``origin``), ``weight`` each line's key weight,
-    ``ideal`` its full-precision cents, ``kwh`` the energy it stands for — or, to spare a
-    million-line array, ``kwh_per_weight`` when that energy is proportional to the weight;
-    ``pot`` and ``cents`` are filled in when the pot is rounded.
+    ``shares`` its full-precision cents, ``kwh`` the energy it stands for. To spare a
+    million-line array, ``kwh`` is None when that energy is proportional to the weight
+    (``kwh_per_weight``), and ``shares`` None when the cents are (``cents_per_weight``; the
+    weights then sum to ``weight_total``): :attr:`ideal` and :attr:`energy` are computed
+    on use. ``pot`` and ``cents`` are filled in when the pot is rounded.
     """
 
     segment: np.ndarray
@@ -90,13 +94,35 @@ class LineBlock:
     origin: int
     kwh: np.ndarray | None
     weight: np.ndarray
-    ideal: np.ndarray
+    shares: np.ndarray | None
     kwh_per_weight: float = 0.0
     pot: int = -1
     cents: np.ndarray | None = None
+    cents_per_weight: float = 0.0
+    weight_total: float = 0.0
 
     def __len__(self) -> int:
         return int(self.segment.size)
+
+    @property
+    def ideal(self) -> np.ndarray:
+        """Full-precision cents per line."""
+        return self.shares if self.shares is not None else self.weight * self.cents_per_weight
+
+    @property
+    def ideal_total(self) -> float:
+        """Σ of the full-precision cents [cents]."""
+        if self.shares is not None:
+            return float(self.shares.sum())
+        return self.cents_per_weight * self.weight_total
+
+    @property
+    def scaled(self) -> tuple[np.ndarray, float]:
+        """The full-precision cents as an array and a factor, their product (the array
+        held, and 1, or the weights and the cents per weight)."""
+        if self.shares is not None:
+            return self.shares, 1.0
+        return self.weight, self.cents_per_weight
 
     @property
     def energy(self) -> np.ndarray:

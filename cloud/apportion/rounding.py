@@ -15,11 +15,13 @@ and remainders are a shift and a mask of the grid value.
 
 The lines with the largest remainders are found by selection, not by sorting: the
 remainders (14 bits each) are kept as ``uint16`` and the leftover-th largest is found in
-linear time (a histogram; on large pots, first narrowed to the few per cent of the lines
-that a sorted sample brackets); every line above it gets a cent, and so do the first lines,
-in line order, that equal it, as many as are still owed. The grid values are
-computed block by block, in blocks that stay in a core's cache, and written once, into
-the arrays that are returned; a pot of at most one block's lines is rounded as one array.
+linear time (on large pots by counting the remainders above guesses that a sorted sample
+makes, else through a histogram); every line above it gets a cent, and so do the first
+lines, in line order, that equal it, as many as are still owed. The grid values are
+computed block by block, in blocks that stay in cache, and written once, into the arrays
+that are returned; a pot of at most one block's lines is rounded as one array. A part may
+be given as weights and a scale (the shares are their products, computed block by block;
+decision 0037).
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cloud.apportion import arrays
 from cloud.apportion.errors import ConservationError
 
 #: Grid of the ideal shares, in parts of a cent (a power of two).
 GRID_BITS = 14
 QUANTUM = 1 << GRID_BITS
-#: Lines per block of the rounding passes: 2¹⁵ float64 and int64 are 256 KiB each.
-ROUNDING_BLOCK = 1 << 15
+#: Lines per block of the rounding passes: 2¹⁷ float64 and int64 are 1 MiB each, within a
+#: core's L2 or the shared L3 cache; longer blocks spend less on the calls of the passes
+#: (about ten per block) than shorter ones gain in cache (measured on 3M-line pots).
+ROUNDING_BLOCK = 1 << 17
 
 
 def largest_remainder(total_cents: int, ideal_cents: np.ndarray) -> np.ndarray:
@@ -46,7 +51,10 @@ def largest_remainder(total_cents: int, ideal_cents: np.ndarray) -> np.ndarray:
 
 
 def largest_remainder_parts(
-    total_cents: int, parts: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None
+    total_cents: int,
+    parts: Sequence[np.ndarray],
+    out: Sequence[np.ndarray] | None = None,
+    scales: Sequence[float] | None = None,
 ) -> list[np.ndarray]:
     """Split ``total_cents`` into integer cents over lines held in several arrays.
 
@@ -60,6 +68,10 @@ def largest_remainder_parts(
     out : sequence of int64 arrays, optional
         Where to write the cents, one contiguous array per part of the part's size (e.g.
         made by the thread that keeps them); new arrays when omitted.
+    scales : sequence of float, optional
+        One factor per part: the lines' shares are then ``part * scale`` [cents] (a key's
+        weights and the pot's cents per weight), computed here block by block instead of
+        being held as an array of their own; the same floats as ``part * scale``.
 
     Returns
     -------
@@ -81,9 +93,13 @@ def largest_remainder_parts(
         )
     ):
         raise ValueError("out must hold one contiguous int64 array per part, of its shape")
+    if scales is not None and len(scales) != len(parts):
+        raise ValueError("scales must hold one factor per part")
     if len(parts) > 1 and sum(p.size for p in parts) <= ROUNDING_BLOCK:
         # a small pot: its lines in one array (the same order) cost a few calls, not a
         # few per part
+        if scales is not None:
+            parts = [p * s for p, s in zip(parts, scales, strict=True)]
         joined = largest_remainder_parts(total_cents, [np.concatenate(parts)])[0]
         bounds = np.cumsum([p.size for p in parts[:-1]])
         if out is None:
@@ -91,7 +107,24 @@ def largest_remainder_parts(
         for o, c in zip(out, np.split(joined, bounds), strict=True):
             o[...] = c
         return list(out)
-    cents, remainders, floor_sum = _grid(parts, out)
+    lines = sum(p.size for p in parts)
+    spare = _spare_remainders(lines)
+    try:
+        return _round(total_cents, parts, out, scales, spare[:lines])
+    finally:
+        _keep_remainders(spare)
+
+
+def _round(
+    total_cents: int,
+    parts: Sequence[np.ndarray],
+    out: Sequence[np.ndarray] | None,
+    scales: Sequence[float] | None,
+    remainders: np.ndarray,
+) -> list[np.ndarray]:
+    """:func:`largest_remainder_parts` of a pot of more than one block's lines, with
+    ``remainders`` (uint16, one per line) to work in."""
+    cents, floor_sum = _grid(parts, out, scales, remainders)
     lines = remainders.size
     leftover = total_cents - floor_sum
     if abs(leftover) > lines:
@@ -103,14 +136,16 @@ def largest_remainder_parts(
         threshold, ties = _select(remainders, leftover)
         for c in cents:
             _floor_plus_above(c, threshold)
-        tied = remainders == threshold if ties else None
+        first = _first_equal(remainders, threshold, ties)
         given = leftover - ties
         step = 1
     else:
         # the grid rounded some shares up to a whole cent; take back from the smallest
         # remainders among lines that have a cent to give
-        grid = np.concatenate(cents)
-        spare = np.where(grid >= QUANTUM, QUANTUM - 1 - remainders.astype(np.int32), -1)
+        for c in cents:
+            _floor_plus_above(c, QUANTUM - 1)  # whole cents
+        floored = np.concatenate(cents)
+        spare = np.where(floored >= 1, QUANTUM - 1 - remainders.astype(np.int32), -1)
         threshold, ties = _select(spare, -leftover)
         if threshold < 0:
             raise ConservationError(
@@ -120,14 +155,12 @@ def largest_remainder_parts(
         taken = spare > threshold
         start = 0
         for c in cents:
-            _floor_plus_above(c, QUANTUM - 1)
             c -= taken[start : start + c.size]
             start += c.size
-        tied = spare == threshold if ties else None
+        first = np.flatnonzero(spare == threshold)[:ties] if ties else None
         given = leftover + ties
         step = -1
-    if tied is not None:
-        first = np.flatnonzero(tied)[:ties]
+    if first is not None:
         start = 0
         for c in cents:
             mine = first[(first >= start) & (first < start + c.size)] - start
@@ -141,54 +174,132 @@ def largest_remainder_parts(
     return cents
 
 
+#: 1.5 × 2⁵²: a float64 of magnitude below 2⁵¹ added to it is rounded to a whole number
+#: (to even on a tie, as ``np.rint``), which is then the low bits of the sum's pattern.
+_ROUNDER = float(3 << 51)
+_ROUNDER_BITS = int(np.array(_ROUNDER).view(np.int64))
+#: Grid values the rounder gives exactly: [−2⁵¹, 2⁵¹); any other value, NaN or ∞ gives a
+#: pattern of another sign or exponent.
+_GRID_LIMIT = 1 << 51
+#: The grid values are held offset by 2⁵¹ until whole cents are taken (a multiple of
+#: QUANTUM: the remainders are the same), so that the rounder's range is [0, 2⁵²) read
+#: as unsigned: one comparison with the block's largest value.
+_OFFSET = _GRID_LIMIT
+
+
+#: Pots from this many lines round in remainder arrays kept from one rounding to the next
+#: (two at most: one per thread rounding at once), not in fresh memory every time.
+SPARE_FROM = 1 << 18
+_spares: list[np.ndarray] = []
+
+
+def _spare_remainders(lines: int) -> np.ndarray:
+    """A uint16 array of at least ``lines`` to hold a pot's remainders: a kept one when
+    the pot is large and one is free and large enough, else a new one."""
+    if lines >= SPARE_FROM:
+        try:
+            spare = _spares.pop()  # (atomic: threads rounding at once take different ones)
+        except IndexError:
+            pass
+        else:
+            if spare.size >= lines:
+                return spare
+    return arrays.empty(lines, np.uint16)
+
+
+def _keep_remainders(spare: np.ndarray) -> None:
+    """Keep a large pot's remainder array for the next rounding (two at most)."""
+    if spare.size >= SPARE_FROM and len(_spares) < 2:
+        _spares.append(spare)
+
+
 def _grid(
-    parts: Sequence[np.ndarray], out: Sequence[np.ndarray] | None
-) -> tuple[list[np.ndarray], np.ndarray, int]:
-    """Each line on the grid: the grid values [1/QUANTUM cent] in int64 arrays (``out``, or
-    new ones; one per part), the remainders in one ``uint16`` array in line order, and Σ
-    whole cents."""
-    lines = sum(p.size for p in parts)
-    remainders = np.empty(lines, dtype=np.uint16)
+    parts: Sequence[np.ndarray],
+    out: Sequence[np.ndarray] | None,
+    scales: Sequence[float] | None,
+    remainders: np.ndarray,
+) -> tuple[list[np.ndarray], int]:
+    """Each line on the grid, block by block in a core's cache: the grid values + 2⁵¹
+    [1/QUANTUM cent] in int64 arrays (``out``, or new ones; one per part) and Σ whole
+    cents; the remainders written into ``remainders`` (uint16) in line order.
+
+    A grid value is ``rint(share × QUANTUM)``, taken through the rounder: the share plus
+    1.5 × 2⁵² is rounded to a whole number (to even on a tie, as ``rint``), whose bit
+    pattern less the rounder's is the grid value; a block with a value out of the
+    rounder's range takes ``rint`` and a cast instead.
+    """
     block = max(1, min(ROUNDING_BLOCK, max((p.size for p in parts), default=0)))
-    scaled_buffer = np.empty(block)
+    buffer = np.empty(block)
+    bits = buffer.view(np.int64)
     cents: list[np.ndarray] = []
     grid_sum = remainder_sum = 0
     offset = 0
     for i, ideal in enumerate(parts):
         grid = np.empty(ideal.size, dtype=np.int64) if out is None else out[i]
+        # share × QUANTUM: exact (a power of two); and (weight × scale) × QUANTUM is
+        # weight × (scale × QUANTUM), the same float
+        factor = float(QUANTUM) if scales is None else QUANTUM * float(scales[i])
         for start in range(0, ideal.size, block):
             stop = min(start + block, ideal.size)
-            scaled = np.multiply(ideal[start:stop], QUANTUM, out=scaled_buffer[: stop - start])
-            np.rint(scaled, out=scaled)
+            size = stop - start
             chunk = grid[start:stop]
-            np.copyto(chunk, scaled, casting="unsafe")
-            grid_sum += int(chunk.sum())
+            scaled = np.multiply(ideal[start:stop], factor, out=buffer[:size])
+            np.add(scaled, _ROUNDER, out=scaled)
+            np.subtract(bits[:size], _ROUNDER_BITS - _OFFSET, out=chunk)
+            if int(chunk.view(np.uint64).max()) >= 2 * _GRID_LIMIT:
+                np.multiply(ideal[start:stop], factor, out=scaled)
+                np.rint(scaled, out=scaled)
+                np.copyto(chunk, scaled, casting="unsafe")
+                chunk += _OFFSET
+            # the int64 sum wraps around 2⁶⁴; less the offsets, what is left is the grid
+            # values' sum (which fits)
+            grid_sum += _signed(int(chunk.sum()) - size * _OFFSET)
             remainder = remainders[offset + start : offset + stop]
             np.copyto(remainder, chunk, casting="unsafe")  # the low 16 bits
             remainder &= QUANTUM - 1
-            # ≤ 2¹⁵ remainders < 2¹⁴ each: their sum fits 32 bits (a faster sum)
+            # ≤ 2¹⁷ remainders < 2¹⁴ each: their sum fits 32 bits (a faster sum)
             remainder_sum += int(remainder.sum(dtype=np.uint32))
         cents.append(grid)
         offset += ideal.size
-    return cents, remainders, (grid_sum - remainder_sum) >> GRID_BITS
+    return cents, (grid_sum - remainder_sum) >> GRID_BITS
+
+
+def _signed(value: int) -> int:
+    """A sum taken modulo 2⁶⁴, as the signed 64-bit number it stands for."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _floor_plus_above(grid: np.ndarray, threshold: int) -> None:
+    """In place, block by block: grid value + 2⁵¹ → whole cents, plus one where the
+    remainder is above ``threshold`` ((grid + QUANTUM − 1 − threshold) >> GRID_BITS)."""
+    lift = QUANTUM - 1 - threshold - _OFFSET
+    for start in range(0, grid.size, ROUNDING_BLOCK):
+        chunk = grid[start : start + ROUNDING_BLOCK]
+        chunk += lift
+        chunk >>= GRID_BITS
 
 
 def _select(keys: np.ndarray, count: int) -> tuple[int, int]:
     """The ``count``-th largest key and how many lines equal to it are still to be chosen
     after every line above it (``QUANTUM - 1`` and 0 when ``count`` is 0).
 
-    Exact for any keys. Large arrays are narrowed first: a sorted, evenly strided sample
-    brackets the wanted key between two sample values, two linear passes check that the
-    bracket holds it, and only the keys inside it are selected from (a few per cent of the
-    lines). When the bracket misses (a sample far from the whole) every key is selected
-    from, as for small arrays.
+    Exact for any keys. Large arrays of remainders are searched by counting: a sorted,
+    evenly strided sample guesses the key, and each guess is checked by counting the keys
+    above it (:func:`_select_by_counting`); other large arrays are narrowed to the keys
+    between two values of the sample (:func:`_select_in_window`). When the guesses do not
+    settle or the bracket misses (a sample far from the whole), every key is selected from,
+    as for small arrays.
     """
     if count == 0:
         return QUANTUM - 1, 0
     if keys.size > SELECT_SAMPLE * 8:
-        narrowed = _select_in_window(keys, count)
-        if narrowed is not None:
-            return narrowed
+        if keys.dtype == np.uint16:
+            found = _select_by_counting(keys, count)
+        else:
+            found = _select_in_window(keys, count)
+        if found is not None:
+            return found
     threshold = _kth_largest(keys, count)
     return threshold, count - int(np.count_nonzero(keys > threshold))
 
@@ -202,6 +313,90 @@ def _kth_largest(keys: np.ndarray, count: int) -> int:
         return int(np.searchsorted(below, keys.size - count, side="right"))
     kth = keys.size - count
     return int(np.partition(keys, kth)[kth])
+
+
+#: Guesses :func:`_select_by_counting` checks before it selects from the keys between
+#: the last two (each guess is one count over the keys).
+SELECT_PROBES = 12
+#: Keys per block when counting or finding keys (512 KiB of ``uint16``: few calls, and a
+#: mask that stays in a core's cache rather than one as large as the keys).
+COUNT_BLOCK = 1 << 18
+
+
+def _count_above(keys: np.ndarray, value: int, buffer: np.ndarray) -> int:
+    """How many ``keys`` are above ``value``, block by block through the ``buffer`` mask."""
+    above = 0
+    for start in range(0, keys.size, buffer.size):
+        chunk = keys[start : start + buffer.size]
+        above += int(np.count_nonzero(np.greater(chunk, value, out=buffer[: chunk.size])))
+    return above
+
+
+def _select_by_counting(keys: np.ndarray, count: int) -> tuple[int, int] | None:
+    """:func:`_select` for remainders (``uint16`` below QUANTUM) by guessing the key and
+    counting the keys above each guess; None when the guesses have not settled it and the
+    keys between the last two do not hold it either (then every key is selected from).
+
+    The wanted key ``t`` is the least value with fewer than ``count`` keys above it. The
+    search keeps a bracket ``lo ≤ t ≤ hi`` with the exact counts above ``lo − 1`` (at least
+    ``count``) and above ``hi`` (fewer). A sorted, evenly strided sample of the keys makes
+    every guess: the sample's value whose share of the sampled keys inside the bracket is
+    the share still wanted there, or the bracket's middle when the last guess did not halve
+    it. Each guess costs one linear count over the ``uint16`` keys; after
+    :data:`SELECT_PROBES` of them the keys left inside the bracket are selected from.
+    """
+    size = keys.size
+    sample = np.sort(keys[:: size // SELECT_SAMPLE], kind="stable")
+    buffer = np.empty(min(size, COUNT_BLOCK), dtype=bool)
+    lo, hi = 0, QUANTUM - 1
+    above_lo, above_hi = size, 0  # keys above lo − 1 and above hi
+    narrowed = True
+    for _ in range(SELECT_PROBES):
+        if lo == hi:
+            return lo, count - above_hi
+        inside = above_lo - above_hi  # keys in the bracket
+        first = int(np.searchsorted(sample, lo, side="left"))
+        last = int(np.searchsorted(sample, hi, side="right"))
+        if narrowed and last - first > 1:
+            # the sampled keys in the bracket, as many from its top as keys are wanted
+            at = last - round((count - above_hi) / inside * (last - first))
+            guess = int(sample[min(max(at, first), last - 1)])
+        else:
+            guess = (lo + hi) // 2
+        guess = min(max(guess, lo), hi - 1)
+        above = _count_above(keys, guess, buffer)
+        if above < count:
+            hi, above_hi = guess, above
+        else:
+            lo, above_lo = guess + 1, above
+        narrowed = 4 * (above_lo - above_hi) <= 3 * inside
+    if lo == hi:
+        return lo, count - above_hi
+    inside = keys[(keys >= lo) & (keys <= hi)]
+    wanted = count - above_hi  # chosen from inside the bracket (≥ 1, ≤ inside.size)
+    if not 1 <= wanted <= inside.size:
+        return None
+    threshold = _kth_largest(inside, wanted)
+    return threshold, wanted - int(np.count_nonzero(inside > threshold))
+
+
+def _first_equal(keys: np.ndarray, value: int, number: int) -> np.ndarray | None:
+    """Indices of the first ``number`` keys equal to ``value`` in order (None for none),
+    found block by block and no further than the last one needed."""
+    if not number:
+        return None
+    found = []
+    buffer = np.empty(min(keys.size, COUNT_BLOCK), dtype=bool)
+    for start in range(0, keys.size, buffer.size):
+        chunk = keys[start : start + buffer.size]
+        equal = np.equal(chunk, value, out=buffer[: chunk.size])
+        if equal.any():
+            at = np.flatnonzero(equal)[:number]
+            found.append(at + start)
+            number -= at.size
+            if not number:
+                break
+    return np.concatenate(found)
 
 
 #: Sample size from which :func:`_select` brackets the wanted key.
@@ -226,12 +421,3 @@ def _select_in_window(keys: np.ndarray, count: int) -> tuple[int, int] | None:
         return None
     threshold = _kth_largest(inside, wanted)
     return threshold, count - above - int(np.count_nonzero(inside > threshold))
-
-
-def _floor_plus_above(grid: np.ndarray, threshold: int) -> None:
-    """In place, block by block: grid value → whole cents, plus one where the remainder is
-    above ``threshold`` ((grid + QUANTUM − 1 − threshold) >> GRID_BITS)."""
-    for start in range(0, grid.size, ROUNDING_BLOCK):
-        chunk = grid[start : start + ROUNDING_BLOCK]
-        chunk += QUANTUM - 1 - threshold
-        chunk >>= GRID_BITS

@@ -61,7 +61,10 @@ class TreeShape:
 
     ``participant`` lists the unit and landlord nodes (ascending node index);
     ``participant_of`` maps a node to its participant index or −1; ``members`` gives, per
-    node, the participants strictly below it (ascending).
+    node, the participants strictly below it (ascending): ``member_index[member_bounds[i]
+    : member_bounds[i + 1]]`` for the ``i``-th of ``member_node`` (the nodes with any).
+    Index arrays that count up (a level or the participants as one run of nodes, as in a
+    large flat site) are views of one shared read-only array (:func:`counting`).
     """
 
     kind: np.ndarray
@@ -71,9 +74,9 @@ class TreeShape:
     root: int
     allocating: np.ndarray
     participant: np.ndarray
-    participant_of: np.ndarray
     member_index: np.ndarray
-    member_start: np.ndarray
+    member_node: np.ndarray
+    member_bounds: np.ndarray
     area: np.ndarray
 
     @classmethod
@@ -88,7 +91,7 @@ class TreeShape:
         in_level[level] = True
         placed = level.size
         while placed < nodes:  # (a node under a cycle is never placed: an empty level ends)
-            below = np.flatnonzero(in_level[parent])
+            below = _indices(in_level[parent])
             if not below.size:
                 break
             _assign(in_level, level, False)
@@ -105,18 +108,10 @@ class TreeShape:
             for level in levels
         )
         allocating = np.flatnonzero(of_kind(kind, NodeKind.MAIN, NodeKind.BRANCH, NodeKind.COMMON))
-        participant = np.flatnonzero(of_kind(kind, NodeKind.UNIT, NodeKind.LANDLORD))
-        run = _run(participant)
-        if run is None:
-            participant_of = np.full(nodes, -1, dtype=np.int64)
-            participant_of[participant] = np.arange(participant.size)
-        else:  # the participants are a block of nodes: their indices count from its start
-            participant_of = np.arange(-run.start, nodes - run.start)
-            participant_of[: run.start] = -1
-            participant_of[run.stop :] = -1
+        participant = _indices(of_kind(kind, NodeKind.UNIT, NodeKind.LANDLORD))
         ancestors, members = [], []
         has_parent = parent >= 0
-        who = np.arange(participant.size)
+        who = counting(0, participant.size)
         up = rows(parent, participant)
         keep = up >= 0
         while True:
@@ -145,15 +140,12 @@ class TreeShape:
         if not ordered:
             order = np.argsort(anc * max(participant.size, 1) + mem, kind="stable")
             anc, mem = anc[order], mem[order]
-        # member_start[n] = members of the nodes before n: a step at each ancestor, up by
-        # its number of members (the runs of one ancestor in the sorted list)
+        # the runs of one ancestor in the sorted list: where each ends
         last = (
             np.append(np.flatnonzero(anc[1:] != anc[:-1]), anc.size - 1)
             if anc.size
             else (np.zeros(0, dtype=np.int64))
         )
-        steps = np.concatenate(([0], anc[last] + 1, [nodes + 1]))
-        member_start = np.repeat(np.concatenate(([0], last + 1)), np.diff(steps))
         return cls(
             kind,
             parent,
@@ -162,15 +154,25 @@ class TreeShape:
             int(roots[0]),
             allocating,
             participant,
-            participant_of,
             mem,
-            member_start,
+            anc[last],
+            np.concatenate(([0], last + 1)),
             rows(node_area, participant),
         )
 
     def members(self, node: int) -> np.ndarray:
         """Participant indices strictly below ``node`` (ascending)."""
-        return self.member_index[self.member_start[node] : self.member_start[node + 1]]
+        i = int(np.searchsorted(self.member_node, node))
+        if i < self.member_node.size and self.member_node[i] == node:
+            return self.member_index[self.member_bounds[i] : self.member_bounds[i + 1]]
+        return self.member_index[:0]
+
+    @cached_property
+    def participant_of(self) -> np.ndarray:
+        """Per node: its participant index, or −1 (made on first use)."""
+        participant_of = np.full(self.kind.size, -1, dtype=np.int64)
+        participant_of[self.participant] = np.arange(self.participant.size)
+        return participant_of
 
     @cached_property
     def inner(self) -> np.ndarray:
@@ -230,6 +232,32 @@ def _column_sums(below: np.ndarray) -> np.ndarray | float:
     if below.ndim == 2 and below.shape[1] > 1:
         return np.einsum("ij->j", below)
     return below.sum(axis=0)
+
+
+#: 0, 1, 2 … shared by every run (read-only; grown as needed): :func:`counting`.
+_COUNTING = np.arange(0)
+
+
+def counting(start: int, stop: int) -> np.ndarray:
+    """``np.arange(start, stop)`` (int64, 0 ≤ start ≤ stop) as a read-only view of one array
+    kept for every run: index arrays of a large flat tree cost no fresh memory."""
+    global _COUNTING
+    counted = _COUNTING
+    if stop > counted.size:
+        counted = np.arange(max(stop, 2 * counted.size), dtype=np.int64)
+        counted.flags.writeable = False
+        _COUNTING = counted
+    return counted[start:stop]
+
+
+def _indices(mask: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(mask)``; a view of :func:`counting` when the True entries are one
+    run (no fresh array as large as the run)."""
+    count = int(np.count_nonzero(mask))
+    first = int(mask.argmax()) if count else 0
+    if count and mask[first : first + count].all():
+        return counting(first, first + count)
+    return np.flatnonzero(mask)
 
 
 def _run(index: np.ndarray) -> slice | None:

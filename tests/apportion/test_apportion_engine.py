@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud.apportion import engine
+from cloud.apportion import arrays, engine, rounding
 from cloud.apportion.case.loading import load_case
 from cloud.apportion.consumption import fast_slice_energy, unwrap_registers
 from cloud.apportion.engine import apportion
@@ -20,6 +20,7 @@ from cloud.apportion.errors import ConservationError, EstimationError
 from cloud.apportion.estimation import Method, estimation_rates
 from cloud.apportion.money import Tier, tiered_cost
 from cloud.apportion.rounding import largest_remainder, largest_remainder_parts
+from cloud.apportion.tree import NodeKind, TreeShape
 
 NAN = np.nan
 
@@ -317,3 +318,63 @@ def test_a_pipelined_run_reports_the_first_failing_pot(monkeypatch: pytest.Monke
     monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
     with pytest.raises(ConservationError, match="pot 1 injected"):
         apportion(_tou_inputs())
+
+
+def test_rounding_of_weights_times_a_scale_is_the_rounding_of_their_products() -> None:
+    # a block spread by a key hands the rounding its weights and the cents per weight; the
+    # cents are those of the products, line for line (on and off the block boundaries)
+    rng = np.random.default_rng(11)
+    weights = [rng.uniform(20, 200, 300_001), rng.gamma(2.0, 2.0, 170_000)]
+    scales = [123_456.789 / weights[0].sum(), 98_765.4321 / weights[1].sum()]
+    products = [w * s for w, s in zip(weights, scales, strict=True)]
+    total = int(np.floor(sum(float(p.sum()) for p in products)))
+    scaled = largest_remainder_parts(total, weights, scales=scales)
+    plain = largest_remainder_parts(total, products)
+    assert [c.tolist() for c in scaled] == [c.tolist() for c in plain]
+    assert np.concatenate(plain).tolist() == _rounding_by_sorting(total, products)
+
+
+def test_rounding_is_exact_for_shares_beyond_the_fast_rounders_range() -> None:
+    # a share of 2 × 10¹¹ cents puts its grid value past 2⁵¹: its block is rounded by rint
+    rng = np.random.default_rng(12)
+    ideal = rng.uniform(0, 1000, 400_000)
+    ideal[[5, 200_000, 399_999]] = rng.uniform(2e11, 3e11, 3)
+    total = int(np.floor(np.rint(ideal * 16_384).sum() / 16_384))
+    cents = largest_remainder(total, ideal)
+    assert int(cents.sum()) == total
+    assert cents.tolist() == _rounding_by_sorting(total, [ideal])
+
+
+@pytest.mark.parametrize("probes", [0, 1, 3])
+def test_rounding_selection_is_exact_when_its_guesses_do_not_settle(
+    probes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # after the allowed counts the keys left inside the bracket are selected from
+    monkeypatch.setattr(rounding, "SELECT_PROBES", probes)
+    rng = np.random.default_rng(13)
+    ideal = rng.integers(0, 500, 300_000) + rng.beta(0.3, 8.0, 300_000)
+    total = int(np.floor(np.rint(ideal * 16_384).sum() / 16_384)) - 1234
+    assert largest_remainder(total, ideal).tolist() == _rounding_by_sorting(total, [ideal])
+
+
+def test_large_arrays_start_on_a_huge_page() -> None:
+    for shape, dtype in (((3, 1_000_000, 1), np.float64), (5_000_000, np.uint16), (10, np.int64)):
+        made = arrays.empty(shape, dtype)
+        assert made.shape == (shape if isinstance(shape, tuple) else (shape,))
+        assert made.dtype == dtype and made.flags.c_contiguous and made.flags.writeable
+        if made.nbytes >= arrays.ALIGN_FROM:
+            assert made.ctypes.data % arrays.HUGE_PAGE == 0
+    assert not arrays.zeros((2_000_000,)).any()
+
+
+def test_a_flat_trees_index_arrays_count_up_without_being_written() -> None:
+    kind = np.full(1002, NodeKind.UNIT, dtype=np.int8)
+    kind[0], kind[1] = NodeKind.MAIN, NodeKind.COMMON
+    parent = np.zeros(1002, dtype=np.int64)
+    parent[0] = -1
+    shape = TreeShape.build(kind, parent, np.ones(1002))
+    assert shape.participant.tolist() == list(range(2, 1002))
+    assert shape.members(0).tolist() == list(range(1000)) and shape.members(5).size == 0
+    assert shape.participant_of[[0, 1, 2, 1001]].tolist() == [-1, -1, 0, 999]
+    with pytest.raises(ValueError, match="read-only"):
+        shape.participant[0] = 7
