@@ -22,7 +22,7 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.dev-installed
 	bash deploy/local/install-servers.sh --with-chromium
 	bash deploy/local/install-axe.sh
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
