@@ -68,6 +68,54 @@ def add_staff(
     return person
 
 
+CHANNELS = ("email", "sms", "wecom", "dingtalk")
+"""Where a person's notices go: e-mail, or a webhook gateway of that name."""
+
+
+def set_staff(
+    session: Session,
+    staff_id: str,
+    name: str,
+    *,
+    channel: str = "email",
+    address: str = "",
+    supervisor_id: str | None = None,
+) -> tuple[dict[str, object] | None, dict[str, object]]:
+    """Register a manager or supervisor, or change one: (the record before — None when new —
+    and after, as plain fields for the audit log). Refused: an id or name that is not 1-64 /
+    1-200 printable characters, an unknown channel, an unknown supervisor, or a supervisor
+    chain that comes back to the person."""
+    if not 1 <= len(staff_id) <= 64 or not staff_id.isprintable() or staff_id != staff_id.strip():
+        raise ValueError(f"staff id {staff_id!r}: expected 1-64 printable characters")
+    if not 1 <= len(name.strip()) <= 200:
+        raise ValueError(f"staff {staff_id!r}: a name has 1-200 characters")
+    if channel not in CHANNELS:
+        raise ValueError(f"staff {staff_id!r}: channel {channel!r}, expected one of {CHANNELS}")
+    if len(address) > 200:
+        raise ValueError(f"staff {staff_id!r}: an address has at most 200 characters")
+    boss = supervisor_id
+    for _ in range(100):
+        if boss is None:
+            break
+        if boss == staff_id:
+            raise ValueError(f"staff {staff_id!r}: supervisor {supervisor_id!r} reports to them")
+        found = session.get(Staff, boss)
+        if found is None:
+            raise UnknownRecord(
+                f"staff {staff_id!r}: supervisor {boss!r} is not registered; register them first"
+            )
+        boss = found.supervisor_id
+    person = session.get(Staff, staff_id)
+    fields = ("name", "channel", "address", "supervisor_id")
+    before = {f: getattr(person, f) for f in fields} if person is not None else None
+    if person is None:
+        person = Staff(id=staff_id)
+        session.add(person)
+    person.name, person.channel, person.address = name.strip(), channel, address
+    person.supervisor_id = supervisor_id
+    return before, {f: getattr(person, f) for f in fields}
+
+
 def set_unit_profile(
     session: Session,
     unit_id: str,

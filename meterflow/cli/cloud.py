@@ -29,6 +29,7 @@ from meterflow.cli.readings import drivers_app, readings_app
 from meterflow.cli.reports import report_app
 from meterflow.cli.risk import risk_app
 from meterflow.cli.runs import run_app
+from meterflow.cli.staff import staff_app
 from meterflow.cli.web import (
     cloud_api,
     cloud_claim_token,
@@ -66,6 +67,7 @@ cloud_app.command("purge-claim-tokens")(purge_claim_tokens)
 cloud_app.add_typer(replacement_app, name="replacement")
 cloud_app.add_typer(ledger_app, name="ledger")
 cloud_app.add_typer(lease_app, name="lease")
+cloud_app.add_typer(staff_app, name="staff")
 cloud_app.add_typer(bank_app, name="bank")
 cloud_app.add_typer(credit_note_app, name="credit-note")
 
