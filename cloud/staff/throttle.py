@@ -123,7 +123,12 @@ class SignInThrottle:
             if row.locked_at is not None:
                 until = as_utc(row.locked_at) + self.policy.source_block
             else:
-                until = as_utc(row.last_failure_at) + self.policy.delay(row.failures)
+                delay = self.policy.delay(row.failures)
+                if not delay:
+                    # no wait at this count: a failure another worker stamped after this
+                    # attempt's clock was read must not make it wait
+                    continue
+                until = as_utc(row.last_failure_at) + delay
             if until - now > wait:
                 wait, what = until - now, "account" if row.key.startswith(ACCOUNT) else "address"
         if wait > timedelta(0):

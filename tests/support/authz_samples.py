@@ -32,6 +32,9 @@ class Samples:
             ),
             "the lift share looks high",
         )
+        # the work queue's sample task and offer (tests/support/queue_samples.py) where the rig
+        # seeded them; elsewhere ids of nothing, answered 404 past the policy
+        queue = getattr(rig, "queue_samples", ("task:999999", 999_999))
         self.params = {
             "run_id": run,
             "unit": "A101",
@@ -45,8 +48,8 @@ class Samples:
             "username": "fin-a2",  # disabled, enabled and unlocked by the admin routes
             "source": "192.0.2.1",
             "lease_id": "L-A1",  # park-a, building A
-            "item_id": rig.queue_samples[0],  # type: ignore[attr-defined]
-            "offer_id": str(rig.queue_samples[1]),  # type: ignore[attr-defined]
+            "item_id": queue[0],
+            "offer_id": str(queue[1]),
             "line_id": str(old_bank_line(rig.sessions)),
             "credit_note_id": str(decided_credit_note(rig.sessions)),
             "decision": "approve",

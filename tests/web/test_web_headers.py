@@ -16,8 +16,9 @@ from cloud.web.app import create_app
 from cloud.web.deps import ApiServices
 from cloud.web.guard import DEFAULT_BODY_LIMIT, MAX_JSON_DEPTH, body_limit
 from cloud.web.headers import CSP
+from tests.support.authz_samples import Samples
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
-from tests.web.test_web_authorization import Samples, all_routes
+from tests.web.test_web_authorization import all_routes
 
 TENANT_ROUTES = {
     "tenant_page",

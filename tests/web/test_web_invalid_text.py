@@ -15,8 +15,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.support.authz_samples import Samples
 from tests.support.browser import WebRig, make_rig, serve
-from tests.web.test_web_authorization import Samples, all_routes
+from tests.web.test_web_authorization import all_routes
 from tests.web.test_web_headers import Admin, real_sign_in
 
 BAD = {"NUL": "a\x00b", "lone surrogate": "a\ud800b"}
