@@ -158,7 +158,9 @@ def check_day(day: date, name: str = "date") -> date:
 
 
 def month_ends(first: date, last: date) -> list[date]:
-    """The last days of the months from ``first``'s to ``last``'s (at most MAX_MONTHS)."""
+    """The last days of the months from ``first``'s to ``last``'s (at most MAX_MONTHS); the
+    last month's is ``last`` itself when its month is not over by then (no figure is given
+    for a day after the range)."""
     check_day(first, "from")
     check_day(last, "to")
     if last < first:
@@ -167,7 +169,9 @@ def month_ends(first: date, last: date) -> list[date]:
     if months > MAX_MONTHS:
         raise ReportError(f"from {first} to {last} spans {months} months, at most {MAX_MONTHS}")
     start = first.replace(day=1)
-    return [add_months(start, i + 1) - timedelta(days=1) for i in range(months)]
+    ends = [add_months(start, i + 1) - timedelta(days=1) for i in range(months)]
+    ends[-1] = min(ends[-1], last)
+    return ends
 
 
 # ----------------------------------------------------------------------------- occupancy
