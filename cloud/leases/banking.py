@@ -47,7 +47,7 @@ from cloud.leases.errors import (
 from cloud.leases.models import BankLine, Lease, PayerAccount
 from cloud.leases.payments import PaymentReceipt, account_of, record_payment
 from cloud.leases.periods import LOCAL_TZ
-from cloud.leases.roster import LeaseRoster, check_received_on, scope_condition
+from cloud.leases.roster import LeaseRoster, audit_payment, check_received_on, scope_condition
 from cloud.staff.accounts import PAYMENT_ROLES, Principal
 from cloud.staff.audit import record_change
 from edge.wire import Clock, utc_now
@@ -318,23 +318,15 @@ class BankService:
             elif known.tenant_id != tenant:
                 known.tenant_id, known.learned_on = tenant, row.booked_on
         if not receipt.duplicate:
-            record_change(
+            audit_payment(
                 session,
-                at=self.clock(),
-                actor=who.username,
-                origin=who.origin,
-                action="payment",
-                subject=f"payment:{receipt.payment_id}",
-                before=None,
-                after={
-                    "lease": receipt.account_id,
-                    "cents": row.cents,
-                    "received_on": row.booked_on,
-                    "ref": ref,
-                    "settled": {i: c for i, c in receipt.allocations},
-                    "credit_cents": receipt.credit_cents,
-                },
-                note=f"bank line {row.id} ({how})",
+                who,
+                receipt,
+                self.clock(),
+                cents=row.cents,
+                received_on=row.booked_on,
+                ref=ref,
+                note=f"payment {receipt.payment_id} from bank line {row.id} ({how})",
             )
         session.flush()
         return receipt

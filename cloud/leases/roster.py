@@ -269,24 +269,50 @@ class LeaseRoster:
                 session, lease_id, cents=cents, received_on=received_on, ref=ref
             )
             if not receipt.duplicate:
-                record_change(
+                audit_payment(
                     session,
-                    at=self.clock(),
-                    actor=who.username,
-                    origin=who.origin,
-                    action="payment",
-                    subject=f"lease:{receipt.account_id}",
-                    before=None,
-                    after={
-                        "ref": ref,
-                        "amount": cny(cents),
-                        "received_on": received_on,
-                        "settled": {i: cny(c) for i, c in receipt.allocations},
-                        "credit": cny(receipt.credit_cents),
-                    },
-                    note=f"payment {receipt.payment_id}",
+                    who,
+                    receipt,
+                    self.clock(),
+                    cents=cents,
+                    received_on=received_on,
+                    ref=ref,
+                    note=f"payment {receipt.payment_id} (by hand)",
                 )
         return receipt
+
+
+def audit_payment(
+    session: Session,
+    who: Principal,
+    receipt: PaymentReceipt,
+    at: datetime,
+    *,
+    cents: int,
+    received_on: date,
+    ref: str,
+    note: str,
+) -> None:
+    """The audit entry of a payment recorded (by hand or from a bank line): on its billing
+    account's lease (``lease:ID``, so the lease's history shows it), who and from where, the
+    amount, day and bank reference, each invoice settled and the credit left [yuan]."""
+    record_change(
+        session,
+        at=at,
+        actor=who.username,
+        origin=who.origin,
+        action="payment",
+        subject=f"lease:{receipt.account_id}",
+        before=None,
+        after={
+            "ref": ref,
+            "amount": cny(cents),
+            "received_on": received_on,
+            "settled": {i: cny(c) for i, c in receipt.allocations},
+            "credit": cny(receipt.credit_cents),
+        },
+        note=note,
+    )
 
 
 def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple:

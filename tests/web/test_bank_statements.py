@@ -143,10 +143,11 @@ def test_a_gb18030_statement_is_matched_and_importing_it_again_records_nothing(
     with rig.sessions() as s:
         refs = set(s.scalars(select(Payment.ref).where(Payment.lease_id.in_(["L-A1", "L-P1"]))))
     assert {"SN-001", "SN-002"} <= refs  # the bank's serial is the payment's reference
-    payments = [a for a in audit(rig, "payment:") if a.actor == "admin"]
+    payments = [a for a in audit(rig, "lease:") if a.actor == "admin" and a.action == "payment"]
     assert len(payments) == 2 and all(
         json.loads(a.detail)["from"].startswith("api ") for a in payments
     )
+    assert {a.subject for a in payments} == {"lease:L-A1", "lease:L-P1"}
     assert len([a for a in audit(rig, "bankline:") if a.actor == "admin"]) == 4
     # the same statement again, even re-encoded as UTF-8: nothing new
     again_path = write_bank_statement(tmp_path / "again.csv", FIRST, encoding="utf-8-sig")
