@@ -221,12 +221,12 @@ class LeaseRoster:
         with self.sessions() as session:
             out = [
                 _audit_entry(e.at, e.actor, e.action, e.detail)
-                for e in entries_for(session, [f"lease:{lease_id}"], limit=limit)
+                for e in entries_for(session, [f"lease:{lease_id}"], limit=limit, newest_first=True)
             ]
             for t in session.scalars(
                 select(LeaseTransition)
                 .where(LeaseTransition.lease_id == lease_id)
-                .order_by(LeaseTransition.id)
+                .order_by(LeaseTransition.id.desc())
                 .limit(limit)
             ):
                 changed = {

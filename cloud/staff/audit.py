@@ -88,13 +88,18 @@ def record_change(
     )
 
 
-def entries_for(session: Session, subjects: list[str], limit: int = 200) -> list[AuditRecord]:
-    """Entries about any of ``subjects``, oldest first (at most ``limit``)."""
+def entries_for(
+    session: Session, subjects: list[str], limit: int = 200, *, newest_first: bool = False
+) -> list[AuditRecord]:
+    """Entries about any of ``subjects``, oldest first (at most ``limit``: the oldest ones);
+    ``newest_first``: the newest ``limit`` entries, newest first."""
+    order = (
+        (AuditEntry.at.desc(), AuditEntry.id.desc())
+        if newest_first
+        else (AuditEntry.at, AuditEntry.id)
+    )
     rows = session.scalars(
-        select(AuditEntry)
-        .where(AuditEntry.subject.in_(subjects))
-        .order_by(AuditEntry.at, AuditEntry.id)
-        .limit(limit)
+        select(AuditEntry).where(AuditEntry.subject.in_(subjects)).order_by(*order).limit(limit)
     ).all()
     return [
         AuditRecord(

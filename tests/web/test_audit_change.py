@@ -48,3 +48,24 @@ def test_a_change_keeps_who_where_and_the_changed_fields_only(tmp_path: Path) ->
     }
     assert json.loads(second.detail)["before"] is None
     assert json.loads(second.detail)["after"] == {"grace_days": 5}
+
+
+def test_the_newest_entries_first_when_asked(tmp_path: Path) -> None:
+    sessions = open_registry(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    with sessions.begin() as session:
+        for n in range(5):
+            record_change(
+                session,
+                at=AT.replace(minute=n),
+                actor="a",
+                origin="cli",
+                action="lease.update",
+                subject="lease:L1",
+                before={"n": n},
+                after={"n": n + 1},
+            )
+    with sessions() as session:
+        oldest = entries_for(session, ["lease:L1"], limit=2)
+        newest = entries_for(session, ["lease:L1"], limit=2, newest_first=True)
+    assert [e.at.minute for e in oldest] == [0, 1]
+    assert [e.at.minute for e in newest] == [4, 3]
