@@ -45,7 +45,8 @@ def security_headers(path: str, *, tls: bool) -> list[tuple[bytes, bytes]]:
 
 
 class SecurityHeaders:
-    """ASGI middleware: add :func:`security_headers`, replacing a handler's own values."""
+    """ASGI middleware: add :func:`security_headers`, replacing a handler's own values; a
+    handler that fails before answering gets a 500 from here, with the headers too."""
 
     def __init__(self, app: ASGIApp, *, always_tls: bool = False) -> None:
         self.app = app
@@ -59,10 +60,33 @@ class SecurityHeaders:
         added = security_headers(scope["path"], tls=tls)
         names = {name for name, _ in added}
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
                 message = {**message, "headers": kept + added}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # a handler failed before answering: answer 500 here, with the headers, so that
+            # the error page is no less protected than the others; then let the server log
+            # the error as before (it sees the answer started and sends nothing more)
+            if not started:
+                body = b'{"detail":"internal server error"}'
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+            raise

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from pytest_mock import MockerFixture
 
 from cloud.web.app import create_app
 from cloud.web.deps import ApiServices
@@ -179,6 +180,22 @@ def test_refusals_and_missing_pages_carry_the_headers_too(rig: WebRig, base_url:
         ):
             assert reply.status_code in (400, 404, 413)
             assert header_problems(reply, path) == [], (path, reply.status_code)
+
+
+def test_a_server_error_carries_the_headers_too(
+    rig: WebRig, base_url: str, mocker: MockerFixture
+) -> None:
+    """A fault we cannot make for real (the lease service failing mid-request): the 500
+    answer has the same headers as every other, and says nothing of the error."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        token = real_sign_in(client, "admin").token
+        mocker.patch.object(
+            rig.web.leases, "leases", side_effect=RuntimeError("the registry's disk is gone")
+        )
+        reply = client.get("/api/v1/leases", headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 500
+    assert reply.json() == {"detail": "internal server error"}
+    assert header_problems(reply, "/api/v1/leases") == []
 
 
 def test_hsts_behind_tls_only(rig: WebRig, base_url: str) -> None:
