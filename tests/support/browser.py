@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import shutil
 import socket
 import threading
@@ -274,3 +275,15 @@ def desktop(browser: Any) -> Any:
     return browser.new_context(
         viewport={"width": 1280, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
     )
+
+
+def sign_in(
+    page: Any, base_url: str, username: str, lang: str = "zh-CN", password: str = PASSWORD
+) -> None:
+    """Sign in on the sign-in page in ``lang`` as a person would: the labelled fields, the
+    form's button; returns once the browser has left the sign-in page."""
+    page.goto(f"{base_url}/login?lang={lang}")
+    page.get_by_label(re.compile("用户名|User name|Username", re.I)).fill(username)
+    page.get_by_label(re.compile("^(密码|Password)", re.I)).fill(password)
+    page.locator("form[action^='/login'] button[type=submit]").click()
+    page.wait_for_url(lambda url: "/login" not in url)

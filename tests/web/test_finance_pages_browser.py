@@ -22,13 +22,13 @@ from cloud.apportion.reconcile import GROUPS
 from cloud.leases.models import Tenant
 from tests.support.axe import assert_accessible
 from tests.support.browser import (
-    PASSWORD,
     WebRig,
     desktop,
     make_rig,
     phone,
     screenshot,
     serve,
+    sign_in,
 )
 from tests.web.test_web_close import PASSWORD as CLOSE_PASSWORD
 from tests.web.test_web_close import body, client_for, close_rig
@@ -66,16 +66,6 @@ def disputed(rig: WebRig, base_url: str) -> int:
 
 def context(browser: Any, kind: str) -> Any:
     return phone(browser) if kind == "phone" else desktop(browser)
-
-
-def sign_in(
-    page: Any, base_url: str, username: str, lang: str = "zh-CN", password: str = PASSWORD
-) -> None:
-    page.goto(f"{base_url}/login?lang={lang}")
-    page.get_by_label(re.compile("用户名|User name|Username", re.I)).fill(username)
-    page.get_by_label(re.compile("^(密码|Password)", re.I)).fill(password)
-    page.locator("form[action^='/login'] button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def cells(page: Any, register: str, kind: str) -> dict[str, str]:

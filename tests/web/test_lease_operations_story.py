@@ -36,7 +36,7 @@ from cloud.staff.accounts import Role
 from meterflow.cli import app
 from meterflow.scenarios.bank_statement import BankTransfer, write_bank_statement
 from tests.support.axe import assert_accessible
-from tests.support.browser import PASSWORD, WebRig, desktop, make_rig, screenshot, serve
+from tests.support.browser import PASSWORD, WebRig, desktop, make_rig, screenshot, serve, sign_in
 from tests.support.ledger_book import seed_ledger_site, write_ledger
 
 pytestmark = pytest.mark.timeout(600)
@@ -74,14 +74,6 @@ def cli(rig: WebRig, *args: str) -> str:
     result = CliRunner().invoke(app, ["cloud", *args], env=rig.cli_env)  # type: ignore[attr-defined]
     assert result.exit_code == 0, (args, result.output)
     return result.output
-
-
-def sign_in(page: Any, base_url: str, username: str, lang: str = "zh-CN") -> None:
-    page.goto(f"{base_url}/login?lang={lang}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form[action^='/login'] button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def count(rig: WebRig, query: Any) -> int:

@@ -6,14 +6,22 @@ axe-core finds nothing serious or critical on either page."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.axe import assert_accessible
-from tests.support.browser import PASSWORD, WebRig, desktop, make_rig, phone, screenshot, serve
+from tests.support.browser import (
+    PASSWORD,
+    WebRig,
+    desktop,
+    make_rig,
+    phone,
+    screenshot,
+    serve,
+    sign_in,
+)
 from tests.support.lease_scope import seed_leases
 
 pytestmark = pytest.mark.timeout(300)
@@ -32,14 +40,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
 def base_url(rig: WebRig) -> Iterator[str]:
     with serve(rig.app) as url:
         yield url
-
-
-def sign_in(page: Any, base_url: str, username: str, lang: str) -> None:
-    page.goto(f"{base_url}/login?lang={lang}")
-    page.get_by_label(re.compile("用户名|User name|Username", re.I)).fill(username)
-    page.get_by_label(re.compile("^(密码|Password)", re.I)).fill(PASSWORD)
-    page.locator("form[action^='/login'] button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 @pytest.mark.parametrize(("kind", "lang"), LAYOUTS)

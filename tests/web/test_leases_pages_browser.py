@@ -23,6 +23,7 @@ from tests.support.browser import (
     phone,
     screenshot,
     serve,
+    sign_in,
 )
 from tests.support.lease_scope import seed_leases
 
@@ -46,14 +47,6 @@ def base_url(rig: WebRig) -> Iterator[str]:
 
 def context(browser: Any, kind: str) -> Any:
     return phone(browser) if kind == "phone" else desktop(browser)
-
-
-def sign_in(page: Any, base_url: str, username: str, lang: str) -> None:
-    page.goto(f"{base_url}/login?lang={lang}")
-    page.get_by_label(re.compile("用户名|User name|Username", re.I)).fill(username)
-    page.get_by_label(re.compile("^(密码|Password)", re.I)).fill(PASSWORD)
-    page.locator("form[action^='/login'] button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def rows(page: Any) -> dict[str, list[str]]:

@@ -8,7 +8,6 @@ pages. Screenshots and axe reports go to ``test-artifacts/web/``."""
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from cloud.leases.ledger_sheets import LEASES_SHEET
 from cloud.leases.models import Lease
 from cloud.staff.accounts import Role
 from tests.support.axe import assert_accessible
-from tests.support.browser import PASSWORD, WebRig, desktop, make_rig, screenshot, serve
+from tests.support.browser import PASSWORD, WebRig, desktop, make_rig, screenshot, serve, sign_in
 from tests.support.lease_scope import seed_leases
 from tests.support.ledger_book import seed_ledger_site, write_ledger
 
@@ -51,14 +50,6 @@ def stored(rig: WebRig) -> int:
             s.scalar(select(func.count()).select_from(Lease).where(Lease.id.like("park-a-L-%")))
             or 0
         )
-
-
-def sign_in(page: Any, base_url: str, username: str, lang: str) -> None:
-    page.goto(f"{base_url}/login?lang={lang}")
-    page.get_by_label(re.compile("用户名|User name|Username", re.I)).fill(username)
-    page.get_by_label(re.compile("^(密码|Password)", re.I)).fill(PASSWORD)
-    page.locator("form[action^='/login'] button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def broken(path: Path) -> Path:

@@ -19,7 +19,16 @@ from cloud.leases.jobs import run_daily
 from cloud.leases.models import RenewalOffer, RenewalReminder
 from cloud.staff.accounts import AccountService, Role
 from tests.support.axe import assert_accessible
-from tests.support.browser import PASSWORD, WebRig, desktop, make_rig, phone, screenshot, serve
+from tests.support.browser import (
+    PASSWORD,
+    WebRig,
+    desktop,
+    make_rig,
+    phone,
+    screenshot,
+    serve,
+    sign_in,
+)
 from tests.support.lease_scope import seed_leases
 
 pytestmark = pytest.mark.timeout(300)
@@ -41,14 +50,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
 def base_url(rig: WebRig) -> Iterator[str]:
     with serve(rig.app) as url:
         yield url
-
-
-def sign_in(page: Any, base_url: str, username: str, lang: str) -> None:
-    page.goto(f"{base_url}/login?lang={lang}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form[action^='/login'] button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def test_the_manager_acknowledges_with_one_click_and_the_supervisor_approves(
