@@ -205,7 +205,8 @@ class ApportionRun(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     input_hash: Mapped[str] = mapped_column(String(64), index=True)
     result_hash: Mapped[str] = mapped_column(String(64))
-    inputs: Mapped[str] = mapped_column(Text)
+    #: deferred: loaded on first use, not with every run (a large site's is tens of MB)
+    inputs: Mapped[str] = mapped_column(Text, deferred=True)
     flags: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     held: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The held or void run of the same site and period this one was closed again for.

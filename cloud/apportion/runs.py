@@ -31,7 +31,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.balances import balances_json, tree_balances
-from cloud.apportion.case.canonical import canonical_json, plain_json
+from cloud.apportion.case.canonical import canonical_json, decimal_text, plain_json
 from cloud.apportion.case.conversion import build_engine_inputs
 from cloud.apportion.case.document import Case
 from cloud.apportion.case.loading import case_from_data
@@ -53,7 +53,7 @@ from cloud.apportion.models import (
 )
 from cloud.apportion.run_summary import summary_payload
 from cloud.apportion.statement import LineRow, build_statements, line_rows, sign_payload
-from cloud.registry.bulk import bulk_insert
+from cloud.registry.bulk import bulk_insert, copy_into
 from cloud.registry.service import ensure_site
 from edge.wire import Clock, key_id, utc_now
 
@@ -99,6 +99,24 @@ class LineRecord:
             self.origin,
         )
 
+    def plain(self) -> dict[str, Any]:
+        """:meth:`as_json` as plain JSON values (what :func:`canonical.plain` makes of it,
+        without walking it: the energy as its canonical text, the rest as they are)."""
+        return {
+            "register": self.register,
+            "tariff": self.tariff,
+            "unit": self.unit,
+            "party": self.party,
+            "from": self.start,
+            "to": self.end,
+            "component": self.component,
+            "origin": self.origin,
+            "kwh": decimal_text(self.kwh),
+            "cents": self.cents,
+            "kind": self.kind,
+            "adjusts": self.adjusts,
+        }
+
     def as_json(self) -> dict[str, Any]:
         return {
             "register": self.register,
@@ -138,7 +156,7 @@ def line_records(result: EngineResult, rows: list[LineRow] | None = None) -> lis
 
 def result_hash(records: Iterable[LineRecord]) -> str:
     """SHA-256 (hex) of the canonical JSON of the lines, in order."""
-    return hashlib.sha256(canonical_json([r.as_json() for r in records])).hexdigest()
+    return hashlib.sha256(plain_json([r.plain() for r in records])).hexdigest()
 
 
 def _get(session: Session, run_id: str) -> ApportionRun:
@@ -215,29 +233,36 @@ def store_run(
     rows = line_rows(result)
     charges = line_records(result, rows)
     run_id = str(uuid.uuid4())
-    documents = build_statements(stored, result, run_id=run_id, input_hash=input_hash, rows=rows)
     ensure_site(session, case.site)
     session.flush()  # the site row first: runs refer to it
-    run = ApportionRun(
-        id=run_id,
-        site_id=case.site,
-        period_start=case.period.start,
-        period_end=case.period.end,
-        status=RunStatus.DRAFT.value,
-        input_hash=input_hash,
-        result_hash=result_hash(charges + extra),
-        inputs=canonical.decode(),
-        flags=[
+    run_row = {
+        "id": run_id,
+        "site_id": case.site,
+        "period_start": case.period.start,
+        "period_end": case.period.end,
+        "status": RunStatus.DRAFT.value,
+        "input_hash": input_hash,
+        "result_hash": result_hash(charges + extra),
+        "inputs": canonical.decode(),
+        "flags": [
             {"code": f.code, "subject": f.subject, "holds": f.holds, "message": f.message}
             for f in result.flags
         ],
-        held=result.held,
-        created_by=by,
-        created_at=clock(),
-        balances=balances_json(tree_balances(result)),
-    )
-    session.add(run)
-    session.flush()
+        "held": result.held,
+        "version": 1,
+        "created_by": by,
+        "created_at": clock(),
+        "balances": balances_json(tree_balances(result)),
+    }
+    del canonical
+    # the run goes first (its lines and statements refer to it); on PostgreSQL the server
+    # stores it, the input snapshot and all, while the statements are built
+    with copy_into(session, ApportionRun.__table__, list(run_row), json_columns=("flags",)) as put:
+        put(list(run_row.values()))
+        del run_row
+        documents = build_statements(
+            stored, result, run_id=run_id, input_hash=input_hash, rows=rows
+        )
     bulk_insert(
         session,
         ApportionLine.__table__,
@@ -262,16 +287,21 @@ def store_run(
             for n, r in enumerate(charges + extra)
         ),
     )
-    bulk_insert(
-        session,
-        ApportionDraft.__table__,
-        DRAFT_COLUMNS,
-        (
-            (run_id, _statement_unit(d), d["party"], n, plain_json(d).decode(), d["total"]["cents"])
-            for n, d in enumerate(documents)
-        ),
-    )
-    session.flush()
+    # each statement's JSON is written as the server stores the ones before it
+    with copy_into(session, ApportionDraft.__table__, DRAFT_COLUMNS) as put:
+        for n, d in enumerate(documents):
+            put(
+                (
+                    run_id,
+                    _statement_unit(d),
+                    d["party"],
+                    n,
+                    plain_json(d).decode(),
+                    d["total"]["cents"],
+                )
+            )
+    run = session.get(ApportionRun, run_id)
+    assert run is not None
     return run, result
 
 

@@ -43,7 +43,9 @@ from cloud.apportion.lines import Component, Step
 from cloud.apportion.money import DEMAND, TariffKind, cny
 from cloud.apportion.statement_facts import (
     SCHEMA_STATEMENT_V2,
+    MeterEnergies,
     Names,
+    NodeTotals,
     catalogue_price,
     line_calc,
     line_price,
@@ -143,6 +145,7 @@ def line_rows(result: EngineResult) -> list[LineRow]:
     seg_unit = result.shape.participant[segs.participant].tolist()
     first_slice, last_slice = segs.first_slice.tolist(), segs.last_slice.tolist()
     day_of = [period.day(int(d)).isoformat() for d in bp.tolist()]
+    totals = NodeTotals(result)
     rows = []
     for i in range(len(cents_of)):
         kwh, weight, ideal, cents = kwh_of[i], weight_of[i], ideal_of[i], cents_of[i]
@@ -172,10 +175,8 @@ def line_rows(result: EngineResult) -> list[LineRow]:
                 weight=weight,
                 ideal_cents=ideal,
                 cents=cents,
-                explanation=_explain(
-                    result, component, origin, step, kwh, weight, ideal, pot.index
-                ),
-                calc=line_calc(result, component, origin, step, kwh, weight, ideal),
+                explanation=_explain(result, component, origin, step, kwh, weight, ideal, totals),
+                calc=line_calc(result, component, origin, step, kwh, weight, ideal, totals),
             )
         )
     return rows
@@ -189,7 +190,7 @@ def _explain(
     kwh: float,
     weight: float,
     ideal: float,
-    pot: int,
+    totals: NodeTotals,
 ) -> str:
     """The line's arithmetic with the actual numbers."""
     ids = result.inputs.tree.ids
@@ -201,7 +202,7 @@ def _explain(
         rule = result.inputs.tree.rules[origin]
         cap = rule.loss_cap if rule and rule.loss_cap is not None else 0.0
         return (
-            f"{name} loss above the cap: λ = {result.loss_rate[origin]:.2%} > "
+            f"{name} loss above the cap: λ = {totals.of(origin)[0]:.2%} > "
             f"{cap:.2%}, {kwh:.3f} kWh × {price} = {ideal / 100:.4f} CNY"
         )
     if component is Component.FORMULA_REMAINDER:
@@ -216,10 +217,9 @@ def _explain(
     unit = _WEIGHT_UNIT.get(step.basis, "")
     head = f"{name} {step.kwh:.3f} kWh"
     if component is Component.LOSS:
-        residual = float(result.residual_kwh[origin].sum())
+        rate, node_kwh, residual = totals.of(origin)
         head = (
-            f"{name} loss (λ = {result.loss_rate[origin]:.2%} of "
-            f"{float(result.node_kwh[origin].sum()):.3f} kWh, residual {residual:.3f} kWh"
+            f"{name} loss (λ = {rate:.2%} of {node_kwh:.3f} kWh, residual {residual:.3f} kWh"
             f") carried by tenants {step.kwh:.3f} kWh"
         )
     if step.basis == "formula":
@@ -287,6 +287,7 @@ def build_statements(
     units = {u.id: u for u in case.units}
     nodes = {n.id: n for n in case.tree}
     specs = case.meter_index()
+    energies = MeterEnergies(result)
     midnights: dict[str, dict[str, str]] = {}
 
     def midnight(day: str) -> dict[str, str]:
@@ -377,6 +378,7 @@ def build_statements(
                 sl,
                 midnight,
                 specs,
+                energies,
             )
         for m in meters:
             m["name"] = names.meters.get(m["meter"], "")

@@ -87,6 +87,27 @@ class Names:
         )
 
 
+class NodeTotals:
+    """A run's node figures that lines quote, each computed once per node: the loss rate λ,
+    the node's energy and its residual [kWh] over the period (all registers)."""
+
+    def __init__(self, result: EngineResult) -> None:
+        self.result = result
+        self._of: dict[int, tuple[float, float, float]] = {}
+
+    def of(self, node: int) -> tuple[float, float, float]:
+        """(λ, node kWh, residual kWh) of ``node`` (tree index)."""
+        found = self._of.get(node)
+        if found is None:
+            r = self.result
+            found = self._of[node] = (
+                float(r.loss_rate[node]),
+                float(r.node_kwh[node].sum()),
+                float(r.residual_kwh[node].sum()),
+            )
+        return found
+
+
 def line_calc(
     result: EngineResult,
     component: Component,
@@ -95,19 +116,22 @@ def line_calc(
     kwh: float,
     weight: float,
     ideal: float,
+    totals: NodeTotals | None = None,
 ) -> dict[str, Any]:
     """A line's arithmetic as data: ``kind`` (own, key, excess_loss, formula_remainder,
-    unallocated, demand) and the numbers it is written with."""
+    unallocated, demand) and the numbers it is written with (``totals``: the run's
+    :class:`NodeTotals`, shared by its lines)."""
     if component in (Component.OWN_USE, Component.LANDLORD_LOAD):
         return {"kind": "own", "kwh": num(kwh)}
     if component is Component.EXCESS_LOSS:
         rule = result.inputs.tree.rules[origin]
         cap = rule.loss_cap if rule and rule.loss_cap is not None else 0.0
+        rate, node_kwh, _residual = (totals or NodeTotals(result)).of(origin)
         return {
             "kind": "excess_loss",
-            "loss_rate": num(result.loss_rate[origin], 6),
+            "loss_rate": num(rate, 6),
             "loss_cap": num(cap, 6),
-            "node_kwh": num(float(result.node_kwh[origin].sum())),
+            "node_kwh": num(node_kwh),
             "kwh": num(kwh),
         }
     if component is Component.FORMULA_REMAINDER:
@@ -133,10 +157,11 @@ def line_calc(
         calc["demand_cny"] = num(step.amount / 100, 2)
         calc["cny"] = num(ideal / 100, 4)
     if component is Component.LOSS:
+        rate, node_kwh, residual = (totals or NodeTotals(result)).of(origin)
         calc["loss"] = {
-            "loss_rate": num(result.loss_rate[origin], 6),
-            "node_kwh": num(float(result.node_kwh[origin].sum())),
-            "residual_kwh": num(float(result.residual_kwh[origin].sum())),
+            "loss_rate": num(rate, 6),
+            "node_kwh": num(node_kwh),
+            "residual_kwh": num(residual),
         }
     if step.basis == "blend" and rule is not None:
         calc["p"] = trim(rule.blend_p, 4)
@@ -281,6 +306,47 @@ def _series(case: CaseSchema, meter: str, days: Sequence[str]) -> dict[str, Mete
     return found
 
 
+class MeterEnergies:
+    """A run's meter multipliers, energies [kWh] and estimation methods, for every
+    statement's meter section: a stay of one slice (most are) reads its meters' values from
+    lists taken once per slice; a longer stay sums the engine's arrays over its slices."""
+
+    def __init__(self, result: EngineResult) -> None:
+        self.result = result
+        self._slices: dict[int, tuple[list[Any], list[list[float]], list[list[float]]]] = {}
+        self._methods: list[list[str]] | None = None
+
+    def over(self, m: int, slices: Any) -> tuple[float, list[float], list[float]]:
+        """Meter ``m``'s mean multiplier and its measured and estimated energy per register
+        over ``slices`` (consecutive slice indices)."""
+        r = self.result
+        first = int(slices[0])
+        if len(slices) == 1:  # one value each: the mean and the sums are that value
+            lists = self._slices.get(first)
+            if lists is None:
+                lists = self._slices[first] = (
+                    r.inputs.meters.multiplier[:, first].tolist(),
+                    r.measured_kwh[:, first, :].tolist(),
+                    r.estimated_kwh[:, first, :].tolist(),
+                )
+            return float(lists[0][m]), lists[1][m], lists[2][m]
+        registers = range(len(r.inputs.registers))
+        return (
+            float(r.inputs.meters.multiplier[m, slices].mean()),
+            [float(r.measured_kwh[m, slices, i].sum()) for i in registers],
+            [float(r.estimated_kwh[m, slices, i].sum()) for i in registers],
+        )
+
+    def methods(self, m: int) -> list[str]:
+        """How meter ``m``'s missing days were filled, per register (``none``, ...)."""
+        if self._methods is None:
+            labels = {int(x): Method(int(x)).label for x in Method}
+            self._methods = [
+                [labels[x] for x in row] for row in self.result.estimation_method.tolist()
+            ]
+        return self._methods[m]
+
+
 def meter_section(
     case: CaseSchema,
     result: EngineResult,
@@ -290,6 +356,7 @@ def meter_section(
     slices: Any,
     local_midnight: Any,
     specs: Mapping[str, MeterSpec],
+    energies: MeterEnergies | None = None,
 ) -> list[dict[str, Any]]:
     """The readings and energies of a stay's ``meters`` (installation indices) from
     ``start`` to ``end`` (ISO local days, ``end`` the day after the stay): the readings at
@@ -297,20 +364,17 @@ def meter_section(
     (:func:`edge_reading`), the multiplier, and per register the measured and estimated
     energy [kWh] and how it was estimated.
     ``local_midnight(day)`` gives ``{"local", "utc"}`` of a day's midnight; ``specs`` is
-    :meth:`~cloud.apportion.case.schema.CaseSchema.meter_index`, built once by the caller."""
+    :meth:`~cloud.apportion.case.schema.CaseSchema.meter_index`, built once by the caller,
+    and ``energies`` the run's :class:`MeterEnergies` (one for all statements)."""
     inputs = result.inputs
+    registers = inputs.registers
+    energies = MeterEnergies(result) if energies is None else energies
     out = []
     for m in meters:
         meter = inputs.meters.ids[m]
-        multiplier = float(inputs.meters.multiplier[m, slices].mean())
-        measured = {
-            r: float(result.measured_kwh[m, slices, i].sum())
-            for i, r in enumerate(inputs.registers)
-        }
-        estimated = {
-            r: float(result.estimated_kwh[m, slices, i].sum())
-            for i, r in enumerate(inputs.registers)
-        }
+        multiplier, measured_of, estimated_of = energies.over(m, slices)
+        measured = dict(zip(registers, measured_of, strict=True))
+        estimated = dict(zip(registers, estimated_of, strict=True))
         use = {r: measured[r] + estimated[r] for r in measured}
         spec = specs.get(meter)
         first_day, last_day = start, end
@@ -331,7 +395,7 @@ def meter_section(
             first["at"] = local_midnight(first_day)
         if last is not None:
             last["at"] = local_midnight(last_day)
-        method = [Method(int(x)).label for x in result.estimation_method[m]]
+        method = energies.methods(m)
         out.append(
             {
                 "meter": meter,

@@ -14,7 +14,8 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import json
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -73,19 +74,36 @@ def bulk_insert(
 
 @contextmanager
 def copy_into(
-    session: Session, table: Table, columns: Sequence[str]
+    session: Session, table: Table, columns: Sequence[str], json_columns: Collection[str] = ()
 ) -> Iterator[Callable[[Sequence[object]], None]]:
     """A function that writes one row into ``table``, for the body of the ``with``: rows go
-    into one COPY as they come on PostgreSQL, in one executemany at the end elsewhere."""
+    into one COPY as they come on PostgreSQL, in one executemany at the end elsewhere.
+
+    On PostgreSQL the server stores each row while the body goes on: a row written early
+    (a run with its large input snapshot) is stored while the caller computes the next.
+    Values of ``json_columns`` are plain JSON values (the column's type encodes them)."""
     connection = session.connection()
     if _copies(connection.dialect):
         raw = connection.connection.driver_connection
         names = ", ".join(f'"{c}"' for c in columns)
+        encode = [c in json_columns for c in columns]
         with (
             raw.cursor() as cursor,  # type: ignore[union-attr]
             cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy,
         ):
-            yield copy.write_row
+            if not any(encode):
+                yield copy.write_row
+            else:
+
+                def write(row: Sequence[object]) -> None:
+                    copy.write_row(
+                        [
+                            json.dumps(v, ensure_ascii=False) if e and v is not None else v
+                            for v, e in zip(row, encode, strict=True)
+                        ]
+                    )
+
+                yield write
         return
     rows: list[Sequence[object]] = []
     yield rows.append
