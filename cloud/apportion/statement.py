@@ -306,6 +306,7 @@ def build_statements(
     ):
         segments_of.setdefault((p, o), []).append(s)
     prices: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    applied: dict[tuple[int, str], dict[str, Any]] = {}
 
     def line(r: LineRow) -> dict[str, Any]:
         key = (r.register, r.tariff)
@@ -315,13 +316,12 @@ def build_statements(
                 catalogue_price(result, r.register, r.tariff),
             )
         text, catalogue = prices[key]
-        return {
-            **r.as_dict(),
-            "calc": _with_days(r, area_of(r.unit)),
-            "unit_price": text,
-            "price": line_price(catalogue, r.kwh, r.ideal_cents),
-            "origin_name": names.nodes.get(r.origin, ""),
-        }
+        out = r.as_dict()
+        out["calc"] = _with_days(r, area_of(r.unit))
+        out["unit_price"] = text
+        out["price"] = line_price(catalogue, r.kwh, r.ideal_cents, applied)
+        out["origin_name"] = names.nodes.get(r.origin, "")
+        return out
 
     def area_of(node: str) -> Decimal | None:
         spec = nodes.get(node)

@@ -198,13 +198,32 @@ def catalogue_price(result: EngineResult, register: str, version: str) -> dict[s
     return {"kind": tariff.kind.value, "price": trim(tariff.prices[register], 6)}
 
 
-def line_price(catalogue: Mapping[str, Any], kwh: float, ideal: float) -> dict[str, Any]:
+def line_price(
+    catalogue: Mapping[str, Any],
+    kwh: float,
+    ideal: float,
+    memo: dict[tuple[int, str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The price the line's amount was computed at (``applied`` = amount ÷ kWh [CNY/kWh],
     from the utility bill's pot), the ``catalogue`` price and ``ratio`` = applied ÷
-    catalogue when they differ (None otherwise; a tiered or demand line has no ratio)."""
+    catalogue when they differ (None otherwise; a tiered or demand line has no ratio).
+
+    ``memo``: the prices given already, for the lines of one run (most of a pot's lines
+    have the same applied price); the same dict is given for the same price."""
     if catalogue.get("kind") == "demand" or not kwh:
         return {"applied": None, "catalogue": catalogue, "ratio": None}
-    applied = Decimal(trim(ideal / kwh / 100, 6))
+    text = trim(ideal / kwh / 100, 6)
+    if memo is None:
+        return _price(catalogue, text)
+    key = (id(catalogue), text)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _price(catalogue, text)
+    return found
+
+
+def _price(catalogue: Mapping[str, Any], text: str) -> dict[str, Any]:
+    applied = Decimal(text)
     listed = catalogue.get("price")
     ratio = None
     if listed is not None and Decimal(listed) and applied != Decimal(listed):
