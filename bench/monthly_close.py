@@ -36,6 +36,10 @@ the larger size ÷ close at the smaller ≤ 5 (4 × the units). Informative, per
 ``ratio_all`` (close ÷ floor of each round) and ``close_cpu_s`` / ``floor_cpu_s`` (this
 process's CPU seconds, medians; the servers' work is not in them): on a shared machine the
 wall times stretch with the load, these much less.
+``documents_s`` (informative, per size): a COPY of the close's own input snapshot and
+statement drafts, byte for byte (``documents_mb``), into scratch tables, committed — what
+the close stores beyond its lines, which the floor does not write; ``ratio_with_documents``
+= close ÷ (floor + documents_s).
 ``pass`` covers every goal; the exit status is 0 when it holds, else 1. ``load_avg_start``
 / ``load_avg_end`` are ``os.getloadavg()`` before the first site and after the last timing.
 
@@ -75,7 +79,7 @@ from cloud.apportion.configuration import import_site
 from cloud.apportion.drivers import load_drivers
 from cloud.apportion.engine import apportion
 from cloud.apportion.models import ApportionDraft
-from cloud.apportion.runs import create_run, line_records
+from cloud.apportion.runs import DRAFT_COLUMNS, create_run, line_records
 from cloud.apportion.site import case_data, site_from_data
 from cloud.apportion.site_export import stored_site
 from cloud.apportion.statement import build_statements
@@ -231,6 +235,10 @@ class Floor:
         with self.conn.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS bench_lines")
             cur.execute("CREATE TABLE bench_lines (LIKE apportion_lines INCLUDING ALL)")
+            cur.execute("DROP TABLE IF EXISTS bench_snapshots")
+            cur.execute("CREATE TABLE bench_snapshots (id text PRIMARY KEY, inputs text)")
+            cur.execute("DROP TABLE IF EXISTS bench_drafts")
+            cur.execute("CREATE TABLE bench_drafts (LIKE apportion_statement_drafts INCLUDING ALL)")
             cur.execute(
                 "SELECT column_name FROM information_schema.columns"
                 " WHERE table_name = 'apportion_lines' ORDER BY ordinal_position"
@@ -260,6 +268,38 @@ class Floor:
             }
             out.append(tuple(row[c] for c in self.columns))
         return out
+
+    def documents(self, run_id: str) -> tuple[tuple, list[tuple]]:
+        """The close's stored documents, read back (untimed): its input snapshot and its
+        statement drafts, as the rows a COPY writes."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT id, inputs FROM apportion_runs WHERE id = %s", (run_id,))
+            snapshot = cur.fetchone()
+            cur.execute(
+                f"SELECT {', '.join(DRAFT_COLUMNS)} FROM apportion_statement_drafts"
+                " WHERE run_id = %s ORDER BY position",
+                (run_id,),
+            )
+            drafts = cur.fetchall()
+        self.conn.commit()
+        return snapshot, drafts
+
+    def store_documents(self, snapshot: tuple, drafts: list[tuple]) -> float:
+        """Seconds to COPY the same input snapshot and statement drafts, byte for byte, into
+        scratch tables, committed: the storing of what the close keeps beyond its lines
+        (informative; not part of the floor)."""
+        with self.conn.cursor() as cur:
+            cur.execute("TRUNCATE bench_snapshots, bench_drafts")
+        self.conn.commit()
+        t0 = time.perf_counter()
+        with self.conn.cursor() as cur:
+            with cur.copy("COPY bench_snapshots (id, inputs) FROM STDIN") as cp:
+                cp.write_row(snapshot)
+            with cur.copy(f"COPY bench_drafts ({', '.join(DRAFT_COLUMNS)}) FROM STDIN") as cp:
+                for row in drafts:
+                    cp.write_row(row)
+        self.conn.commit()
+        return time.perf_counter() - t0
 
     def run(self, store: SeriesStore, site: str, meters: list[str], engine_inputs, rows) -> dict:
         with self.conn.cursor() as cur:
@@ -316,7 +356,8 @@ def bench_size(
     clean(sessions, site_id)
     close_times, floor_times, floor_parts = [], [], []
     close_cpu, floor_cpu = [], []  # this process's CPU seconds (not the servers')
-    engine_inputs = rows = phase_run = None
+    documents_times: list[float] = []
+    engine_inputs = rows = phase_run = documents = None
     statements_in_close = 0
     for r in range(rounds):
         gc.collect()  # each timing starts from the same heap: nothing of the last one alive
@@ -324,11 +365,12 @@ def bench_size(
         dt, (closed, statements) = timed(lambda: close_once(sessions, store, site_id, bill))
         close_cpu.append(time.process_time() - c0)
         close_times.append(dt)
-        clean(sessions, site_id)
         if r == 0:  # the floor works on the close's own inputs and lines
             statements_in_close = statements
             engine_inputs = closed.case.to_engine_inputs()
             rows = floor.rows(closed.result)
+            documents = floor.documents(closed.run.id)
+        clean(sessions, site_id)
         del closed
         if r == 0:
             gc.collect()
@@ -341,13 +383,16 @@ def bench_size(
         assert f["points"] == len(points), (f["points"], len(points))
         floor_parts.append(f["times"])
         floor_times.append(sum(f["times"].values()))
+        gc.collect()
+        documents_times.append(floor.store_documents(*documents))
     med = statistics.median
     close_s, floor_s = med(close_times), med(floor_times)
     split = {k: round(v, 4) for k, v in phase_run["times"].items()}
     floor_split = {k: round(med(p[k] for p in floor_parts), 4) for k in floor_parts[0]}
     print(
         f"  {n:,} units: close {close_s:.2f} s, floor {floor_s:.2f} s → "
-        f"{close_s / floor_s:.2f}; phases {split}; floor {floor_split}"
+        f"{close_s / floor_s:.2f}; phases {split}; floor {floor_split}; "
+        f"storing the snapshot and statement drafts alone {med(documents_times):.2f} s"
     )
     return {
         "units": n,
@@ -360,6 +405,12 @@ def bench_size(
         "floor_s": round(floor_s, 3),
         "ratio": round(close_s / floor_s, 2),
         "ratio_all": [round(c / f, 2) for c, f in zip(close_times, floor_times, strict=True)],
+        "documents_s": round(med(documents_times), 3),
+        "documents_mb": round(
+            (len(documents[0][1].encode()) + sum(len(d[4].encode()) for d in documents[1])) / 1e6,
+            1,
+        ),
+        "ratio_with_documents": round(close_s / (floor_s + med(documents_times)), 2),
         "close_cpu_s": round(med(close_cpu), 3),
         "floor_cpu_s": round(med(floor_cpu), 3),
         "phases_s": split,
