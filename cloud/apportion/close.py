@@ -71,7 +71,18 @@ MAX_PERIOD_DAYS = 366
 
 
 class CloseRefused(ApportionError):
-    """The close cannot run: bad period, no site file, bad bill, posted period ..."""
+    """The close cannot run: bad period, no site file, bad bill, posted period ...
+
+    The message is English (commands, the API); ``code`` and ``params`` say the same for a
+    page to word in its reader's language (codes: ``accept_unknown``, ``period_order``,
+    ``period_long``, ``no_site_file``, ``posted``, ``role``, ``not_your_site``,
+    ``no_series``, ``no_run``, ``not_lacking``, ``reading_number``, ``reading_range``;
+    ``""`` for anything else)."""
+
+    def __init__(self, message: str, code: str = "", **params: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,10 @@ def _accept_estimates(run: ApportionRun, accept: Sequence[tuple[str, str]], by: 
         held = sorted(_flag_node(f) for f in run.flags if f["code"] == ACCEPTABLE)
         raise CloseRefused(
             f"--accept-estimates: no estimates over the limit at {', '.join(unknown)} "
-            f"(the run has them at: {', '.join(held) or 'none'})"
+            f"(the run has them at: {', '.join(held) or 'none'})",
+            "accept_unknown",
+            nodes=unknown,
+            held=held,
         )
     run.flags = flags
     run.held = any(f["holds"] for f in flags)
@@ -208,20 +222,35 @@ def _close_period(
     clock: Clock,
 ) -> ClosedRun:
     if not start < end:
-        raise CloseRefused(f"period: --to {end} must be after --from {start}")
+        raise CloseRefused(
+            f"period: --to {end} must be after --from {start}", "period_order", start=start, end=end
+        )
     if (end - start).days > MAX_PERIOD_DAYS:
-        raise CloseRefused(f"period: {(end - start).days} days; one close covers at most 366")
+        days = (end - start).days
+        raise CloseRefused(
+            f"period: {days} days; one close covers at most {MAX_PERIOD_DAYS}",
+            "period_long",
+            days=days,
+            most=MAX_PERIOD_DAYS,
+        )
     try:
         # the site's cross-field checks run once, on the whole case below
         site = stored_site(session, site_id, cross_checks=False)
     except LookupError as exc:
-        raise CloseRefused(f"{exc}; import one with: meterflow cloud site import") from None
+        raise CloseRefused(
+            f"{exc}; import one with: meterflow cloud site import", "no_site_file", site=site_id
+        ) from None
     earlier = _previous_runs(session, site_id, start, end)
     posted = [r for r in earlier if r.status == RunStatus.POSTED.value]
     if posted:
         raise CloseRefused(
             f"site {site_id} {start} … {end} is posted already (run {posted[0].id}); "
-            "a correction is carried by a later run as adjustment lines"
+            "a correction is carried by a later run as adjustment lines",
+            "posted",
+            site=site_id,
+            start=start,
+            end=end,
+            run=posted[0].id,
         )
     readings, interpolated, missing = boundary_readings(store, site, start, end)
     history = meter_history(store, site, start, [meter for meter, _day in missing])
@@ -332,12 +361,19 @@ class CloseService:
         if who.role not in FINANCE_ROLES:
             raise CloseRefused(
                 f"{who.username!r} has the {who.role.value} role; closing a month takes an "
-                "admin or finance account"
+                "admin or finance account",
+                "role",
+                account=who.username,
+                role=who.role.value,
             )
         if not who.may_act_on(site_id):
-            raise CloseRefused(f"site {site_id!r} is not one of your sites")
+            raise CloseRefused(
+                f"site {site_id!r} is not one of your sites", "not_your_site", site=site_id
+            )
         if self.series is None:
-            raise CloseRefused("this server has no series store configured; it cannot close")
+            raise CloseRefused(
+                "this server has no series store configured; it cannot close", "no_series"
+            )
         store = self.series()
         try:
             with self.sessions.begin() as session:
@@ -358,7 +394,7 @@ class CloseService:
     def _run(self, session: Session, who: Principal, run_id: str) -> ApportionRun:
         run = session.get(ApportionRun, run_id)
         if run is None or not who.may_act_on(run.site_id):
-            raise CloseRefused(f"no run {run_id!r} in your sites")
+            raise CloseRefused(f"no run {run_id!r} in your sites", "no_run", run=run_id)
         return run
 
     def remedies(self, who: Principal, run_id: str) -> Remedies:
@@ -379,21 +415,38 @@ class CloseService:
         from cloud.series.manual import import_readings_data
 
         if who.role not in FINANCE_ROLES:
-            raise CloseRefused(f"the {who.role.value} role may not enter readings")
+            raise CloseRefused(
+                f"the {who.role.value} role may not enter readings",
+                "role",
+                account=who.username,
+                role=who.role.value,
+            )
         if self.series is None:
-            raise CloseRefused("this server has no series store configured")
+            raise CloseRefused("this server has no series store configured", "no_series")
         with self.sessions() as session:
             found = remedies(session, self._run(session, who, run_id))
             site = stored_site(session, found.site)
         lacking = {(m.meter, m.day): m for m in found.missing}
         if (meter, day) not in lacking:
-            raise CloseRefused(f"run {run_id} does not lack a reading of {meter!r} on {day}")
+            raise CloseRefused(
+                f"run {run_id} does not lack a reading of {meter!r} on {day}",
+                "not_lacking",
+                run=run_id,
+                meter=meter,
+                day=day,
+            )
         try:
             value = Decimal(display.strip())
         except ArithmeticError:
-            raise CloseRefused(f"reading: {display[:40]!r} is not a number") from None
+            raise CloseRefused(
+                f"reading: {display[:40]!r} is not a number", "reading_number", value=display[:40]
+            ) from None
         if not value.is_finite() or not 0 <= value < MAX_DISPLAY:
-            raise CloseRefused(f"reading: expected a number from 0 to {MAX_DISPLAY}")
+            raise CloseRefused(
+                f"reading: expected a number from 0 to {MAX_DISPLAY}",
+                "reading_range",
+                most=MAX_DISPLAY,
+            )
         primary = value * lacking[(meter, day)].multiplier
         at = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(site.schema.timezone))
         quantity = site.schema.quantity(site.schema.registers[0])

@@ -20,7 +20,7 @@ from cloud.apportion.statement import line_rows
 from cloud.series.csvimport import ImportRefused
 from cloud.staff.accounts import Principal
 from cloud.web.deps import WebServices, principal, web_services
-from cloud.web.rendering import language, render
+from cloud.web.rendering import language, render, translations
 
 router = APIRouter(tags=["close"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -131,6 +131,26 @@ def api_close(body: CloseIn, web: Web, who: Who) -> CloseOut:
     return close_out(closed)
 
 
+def close_error_text(exc: Exception, t: dict[str, str]) -> str:
+    """Why a close or a held run's remedy was refused, in the reader's language: the
+    refusal's ``code`` and ``params`` worded by the page (:class:`CloseRefused`); for
+    refused input (bill, readings, site data) a sentence in the reader's language with the
+    item named as the check gave it."""
+    if isinstance(exc, CloseRefused) and exc.code:
+        params = dict(exc.params)
+        if "role" in params:
+            params["role"] = t.get(f"role_{params['role']}", params["role"])
+        for many in ("nodes", "held"):
+            if many in params:
+                params[many] = t["list_sep"].join(params[many]) or "—"
+        return t[f"close_err_{exc.code}"].format(**params)
+    if isinstance(exc, ImportRefused):
+        return t["close_err_reading_store"].format(detail="; ".join(exc.problems[:3]))
+    if isinstance(exc, CloseRefused):
+        return str(exc)
+    return t["close_err_input"].format(detail=str(exc)[:1000])
+
+
 def _last_month(today: date) -> tuple[date, date]:
     first = today.replace(day=1)
     return (first - timedelta(days=1)).replace(day=1), first
@@ -161,10 +181,11 @@ async def close_form(request: Request, web: Web, who: Who) -> Response:
     values = {k: str(v)[:200] for k, v in form.items() if isinstance(v, str)}
     sites = web.closing.sites(who)
     chosen = next((s for s in sites if s.id == values.get("site")), None)
+    t = translations(language(request))
     error = ""
     try:
         if chosen is None:
-            raise CloseRefused("choose one of your sites")
+            raise CloseRefused("choose one of your sites", "choose_site")
         start, end = date.fromisoformat(values["start"]), date.fromisoformat(values["end"])
         bill: dict[str, Any] = {
             "invoice": values.get("invoice", "").strip(),
@@ -175,10 +196,10 @@ async def close_form(request: Request, web: Web, who: Who) -> Response:
         if values.get("demand_kw", "").strip():
             bill["demand_kw"] = values["demand_kw"].strip()
         closed = web.closing.close(who, site_id=chosen.id, start=start, end=end, bill=bill)
-    except (KeyError, ValueError) as exc:
-        error = f"period: {exc}"
+    except (KeyError, ValueError):
+        error = t["close_err_date"]
     except ApportionError as exc:
-        error = str(exc)
+        error = close_error_text(exc, t)
     if error:
         return render(
             request,
@@ -216,9 +237,9 @@ async def manual_reading_form(request: Request, run_id: RunId, web: Web, who: Wh
             values.get("note", ""),
         )
     except ValueError:
-        return _back(request, run_id, error="day: expected YYYY-MM-DD")
+        return _back(request, run_id, error=translations(language(request))["close_err_date"])
     except (ApportionError, ImportRefused) as exc:
-        return _back(request, run_id, error=str(exc)[:1000])
+        return _back(request, run_id, error=close_error_text(exc, translations(language(request))))
     return _back(request, run_id, done="reading")
 
 
@@ -229,12 +250,13 @@ async def close_again_form(request: Request, run_id: RunId, web: Web, who: Who) 
     form = await request.form(max_fields=_MAX_FIELDS, max_files=0)
     reason = str(form.get("reason", ""))[:500].strip()
     nodes = [str(v)[:64] for k, v in form.multi_items() if k == "accept"]
+    t = translations(language(request))
     if nodes and not reason:
-        return _back(request, run_id, error="accepting estimates needs a reason")
+        return _back(request, run_id, error=t["close_err_accept_reason"])
     try:
         closed = web.closing.close_again(who, run_id, [(n, reason) for n in nodes])
     except ApportionError as exc:
-        return _back(request, run_id, error=str(exc)[:1000])
+        return _back(request, run_id, error=close_error_text(exc, t))
     return _back(request, closed.run.id, done="held" if closed.run.held else "draft")
 
 

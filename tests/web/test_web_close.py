@@ -175,8 +175,33 @@ def test_the_finance_page_closes_from_the_form(rig: CloseRig) -> None:
             "/finance/close",
             data={"site": "park-a", "start": "2026-04-01", "end": "2026-03-01", "invoice": "X"},
         )
-        assert bad.status_code == 422 and "must be after" in bad.text
+        # the refusal in the reader's language (Chinese by default), the dates given named
+        assert bad.status_code == 422 and "截止日 2026-03-01 应晚于起始日 2026-04-01" in bad.text
+        assert "must be after" not in bad.text
         assert 'value="X"' in bad.text  # what was typed is kept
+        bad_en = client.post(
+            "/finance/close?lang=en",
+            data={"site": "park-a", "start": "2026-04-01", "end": "2026-03-01", "invoice": "X"},
+        )
+        assert "The end 2026-03-01 must be after the start 2026-04-01" in bad_en.text
+        no_date = client.post(
+            "/finance/close", data={"site": "park-a", "start": "1 April", "end": "2026-05-01"}
+        )
+        assert no_date.status_code == 422 and "日期格式应为 YYYY-MM-DD" in no_date.text
+        # refused input: worded in Chinese, the item at fault named as the check gives it
+        bad_bill = client.post(
+            "/finance/close",
+            data={
+                "site": "park-a",
+                "start": form["start"],
+                "end": form["end"],
+                "invoice": "SGCC-BAD",
+                "amount_total": "12,5",
+            },
+        )
+        assert bad_bill.status_code == 422
+        assert "账单、读数或站点数据有误，未保存任何内容" in bad_bill.text
+        assert "bill.amounts.total" in bad_bill.text
 
 
 def test_a_held_run_is_fixed_on_its_page_by_a_manual_reading_and_closed_again(
@@ -192,7 +217,7 @@ def test_a_held_run_is_fixed_on_its_page_by_a_manual_reading_and_closed_again(
             data={"meter": "U1", "day": "2026-05-01", "value": "1"},
         )
         assert wrong.status_code == 303, wrong.text
-        assert "does not lack a reading" in client.get(wrong.headers["location"]).text
+        assert "并不缺少表计 U1 在 2026-05-01 的读数" in client.get(wrong.headers["location"]).text
         saved = client.post(
             f"/finance/runs/{held['run']}/manual-reading",
             data={"meter": "U2", "day": "2026-05-01", "value": "450.00", "note": "人工抄表"},
@@ -216,7 +241,15 @@ def test_accepting_estimates_with_a_reason_closes_again_unheld(tmp_path: Path) -
         held_nodes = [f["subject"] for f in held["flags"] if f["code"] == "estimates_over_limit"]
         assert held_nodes == ["node LIFT", "node MAIN"]
         no_reason = client.post(f"/finance/runs/{held['run']}/close-again", data={"accept": "MAIN"})
-        assert "needs a reason" in client.get(no_reason.headers["location"]).text
+        assert "接受估算读数需要填写原因" in client.get(no_reason.headers["location"]).text
+        unknown = client.post(
+            f"/finance/runs/{held['run']}/close-again?lang=en",
+            data={"accept": "U9", "reason": "typo"},
+        )
+        assert (
+            "No estimates over the limit at: U9 (the run has them at: LIFT, MAIN)"
+            in client.get(unknown.headers["location"]).text
+        )
         reply = client.post(
             f"/api/v1/runs/{held['run']}/close-again",
             json={
