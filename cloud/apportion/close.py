@@ -55,7 +55,7 @@ from cloud.apportion.drivers import load_drivers
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import ApportionError
 from cloud.apportion.models import ApportionRun, SiteSettings, TariffVersionRow
-from cloud.apportion.runs import RunStatus, store_run, void_run
+from cloud.apportion.runs import RunStatus, store_run, stored_bill, void_run
 from cloud.apportion.site import case_data
 from cloud.apportion.site_export import stored_site
 from cloud.registry.models import Site
@@ -483,7 +483,7 @@ class CloseService:
         """Close the run's site and period again with its own bill: a new version."""
         with self.sessions() as session:
             run = self._run(session, who, run_id)
-            bill = json.loads(run.inputs)["bill"]
+            bill = stored_bill(session, run.id)
             site_id, start, end = run.site_id, run.period_start, run.period_end
         bill = {k: v for k, v in bill.items() if v is not None}
         return self.close(who, site_id=site_id, start=start, end=end, bill=bill, accept=accept)

@@ -61,6 +61,7 @@ from cloud.apportion.runs import (
     post_run,
     rerun,
     review_run,
+    stored_bill,
     stored_records,
     void_run,
 )
@@ -327,7 +328,7 @@ class RunReviewService:
             .group_by(ApportionLine.register, ApportionLine.component)
         ).all()
         lines = [LineSum(r, c, Decimal(str(k or 0)), int(m or 0)) for r, c, k, m in sums]
-        return reconcile(bill_cents(json.loads(run.inputs).get("bill") or {}), meter, lines)
+        return reconcile(bill_cents(stored_bill(session, run.id)), meter, lines)
 
     @staticmethod
     def _statement_totals(session: Session, run: ApportionRun) -> list[StatementTotal]:

@@ -159,6 +159,35 @@ def result_hash(records: Iterable[LineRecord]) -> str:
     return hashlib.sha256(plain_json([r.plain() for r in records])).hexdigest()
 
 
+#: How much of a run's stored inputs is read for its bill [characters]: the bill is the
+#: first section of their canonical JSON (keys sorted) and a few hundred characters long.
+_BILL_HEAD = 16_384
+_BILL_KEY = '{"bill":'
+
+
+def stored_bill(session: Session, run_id: str) -> dict[str, Any]:
+    """The ``bill`` section of a run's stored inputs (amounts as canonical text), read from
+    the head of their canonical JSON only — a large site's inputs are tens of MB, and a
+    page showing the run's reconciliation needs just the bill. A bill longer than the head
+    is read from the whole. LookupError for no such run."""
+    head = session.scalar(
+        select(func.substr(ApportionRun.inputs, 1, _BILL_HEAD)).where(ApportionRun.id == run_id)
+    )
+    if head is None:
+        raise LookupError(f"no run {run_id!r}")
+    if head.startswith(_BILL_KEY):
+        try:
+            bill, _end = json.JSONDecoder().raw_decode(head, len(_BILL_KEY))
+        except json.JSONDecodeError:
+            pass  # cut off by the head: read the whole
+        else:
+            if isinstance(bill, dict):
+                return bill
+    inputs = session.scalar(select(ApportionRun.inputs).where(ApportionRun.id == run_id))
+    found = json.loads(inputs or "{}").get("bill")
+    return found if isinstance(found, dict) else {}
+
+
 def _get(session: Session, run_id: str) -> ApportionRun:
     run = session.get(ApportionRun, run_id)
     if run is None:

@@ -4,6 +4,7 @@ and runs from before they were stored (revision 0009) still post by recomputing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.apportion import runs
 from cloud.apportion.balances import balances_from_json, tree_balances
 from cloud.apportion.case.canonical import canonical_json
 from cloud.apportion.case.loading import load_case
@@ -145,3 +147,21 @@ def test_stored_statements_are_never_changed(sessions: sessionmaker[Session]) ->
         s.delete(s.get(ApportionDraft, (run_id, "", "landlord")))
         with pytest.raises(RunStateError, match="never changed"):
             s.flush()
+
+
+@pytest.mark.parametrize("name", ["basic", "tou", "two_part"])
+def test_a_runs_bill_is_read_from_the_head_of_its_inputs(
+    sessions: sessionmaker[Session], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sessions.begin() as s:
+        run_id = create_run(s, load_case(CASES / f"{name}.yaml"), by="f", clock=clock).id
+    with sessions() as s:
+        run = s.get(ApportionRun, run_id)
+        assert run is not None
+        whole = json.loads(run.inputs)["bill"]
+        assert runs.stored_bill(s, run_id) == whole and whole["amounts"]
+        # a bill longer than the head read: read from the whole inputs, the same
+        monkeypatch.setattr(runs, "_BILL_HEAD", 12)
+        assert runs.stored_bill(s, run_id) == whole
+        with pytest.raises(LookupError, match="no run"):
+            runs.stored_bill(s, "no-such-run")
