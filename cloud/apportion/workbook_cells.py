@@ -110,8 +110,10 @@ class Row:
         """``sheet!E7 (area)``: where a column's cell of this row is."""
         return f"{self.sheet}!{self.letters[key]}{self.line} ({key})"
 
-    def fail(self, key: str, message: str) -> None:
-        """Name the cell of column ``key`` as bad (once per cell)."""
+    def fail(self, key: str, message: str, code: str = "", **params: Any) -> None:
+        """Name the cell of column ``key`` as bad (once per cell). ``message`` is English;
+        ``code`` and ``params`` say the same for a page to word in its reader's language
+        (a subclass keeping them; here the message is enough)."""
         if key not in self.failed:
             self.failed.add(key)
             self.errors.append(f"{self.ref(key)}: {message}")
@@ -124,7 +126,7 @@ class Row:
         if isinstance(value, str):
             return value.strip()
         if isinstance(value, bool | datetime | date):
-            self.fail(key, f"{shown(value)} is not text")
+            self.fail(key, f"{shown(value)} is not text", "not_text", value=shown(value))
             return None
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
@@ -136,7 +138,7 @@ class Row:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            self.fail(key, f"{shown(value)} is not a number")
+            self.fail(key, f"{shown(value)} is not a number", "not_number", value=shown(value))
             return None
         text = value.strip().replace(",", "") if isinstance(value, str) else str(value)
         try:
@@ -144,7 +146,7 @@ class Row:
         except InvalidOperation:
             number = None
         if number is None or not number.is_finite():
-            self.fail(key, f"{shown(value)} is not a number")
+            self.fail(key, f"{shown(value)} is not a number", "not_number", value=shown(value))
             return None
         return number
 
@@ -156,7 +158,12 @@ class Row:
         if isinstance(value, datetime):
             if value.time() == datetime.min.time():
                 return value.date()
-            self.fail(key, f"{value.isoformat(sep=' ')} has a time of day; give the date only")
+            self.fail(
+                key,
+                f"{value.isoformat(sep=' ')} has a time of day; give the date only",
+                "time_of_day",
+                value=value.isoformat(sep=" "),
+            )
             return None
         if isinstance(value, date):
             return value
@@ -165,7 +172,7 @@ class Row:
                 return date.fromisoformat(value.strip())
             except ValueError:
                 pass
-        self.fail(key, f"{shown(value)} is not a date (YYYY-MM-DD)")
+        self.fail(key, f"{shown(value)} is not a date (YYYY-MM-DD)", "not_date", value=shown(value))
         return None
 
     def yes_no(self, key: str) -> bool:
@@ -177,7 +184,9 @@ class Row:
         if text in _YES:
             return True
         if text not in _NO:
-            self.fail(key, f"{shown(value)} is not 是 or 否 (yes/no)")
+            self.fail(
+                key, f"{shown(value)} is not 是 or 否 (yes/no)", "not_yes_no", value=shown(value)
+            )
         return False
 
 

@@ -84,12 +84,12 @@ class LedgerReport:
         }
 
 
-def _fail(rec: Any, key: str | None, message: str) -> None:
+def _fail(rec: Any, key: str | None, message: str, code: str = "", **params: Any) -> None:
     row = rec.at
     if key is None:
-        row.whole(message)
+        row.whole(message, code, **params)
     else:
-        row.fail(key, message)
+        row.fail(key, message, code, **params)
 
 
 def record_of(lease: Lease) -> LeaseRec:
@@ -254,12 +254,29 @@ class LeaseLedger:
         terms: dict[str, LeaseTerms] = {}
         for rec in ledger.leases:
             if rec.manager not in staff:
-                _fail(rec, "manager", f"expected a registered staff id, got {rec.manager!r}")
+                _fail(
+                    rec,
+                    "manager",
+                    f"expected a registered staff id, got {rec.manager!r}",
+                    "no_staff",
+                    value=rec.manager,
+                )
             if session.get(Tenant, rec.tenant) is None:
-                _fail(rec, "tenant", f"expected a tenant of {TENANTS_SHEET} or registered")
+                _fail(
+                    rec,
+                    "tenant",
+                    f"expected a tenant of {TENANTS_SHEET} or registered",
+                    "no_tenant",
+                    sheet=TENANTS_SHEET,
+                    value=rec.tenant,
+                )
             if rec.parent and rec.parent not in in_file and session.get(Lease, rec.parent) is None:
                 _fail(
-                    rec, "parent", f"expected a lease of the file or registered, got {rec.parent!r}"
+                    rec,
+                    "parent",
+                    f"expected a lease of the file or registered, got {rec.parent!r}",
+                    "no_parent",
+                    value=rec.parent,
                 )
             try:
                 terms[rec.id] = terms_of(rec)
@@ -285,13 +302,22 @@ class LeaseLedger:
         for rec in (*ledger.units, *ledger.leases):
             unit = found.get(rec.unit)
             if unit is None:
-                _fail(rec, "unit", f"expected a unit of the site import, got {rec.unit!r}")
+                _fail(
+                    rec,
+                    "unit",
+                    f"expected a unit of the site import, got {rec.unit!r}",
+                    "no_unit",
+                    value=rec.unit,
+                )
             elif not who.may_see_unit(unit.site_id, unit.building):
                 _fail(
                     rec,
                     "unit",
                     f"unit {rec.unit!r} is in building {unit.site_id}/{unit.building or '—'}, "
                     "outside your buildings",
+                    "unit_scope",
+                    unit=rec.unit,
+                    building=f"{unit.site_id}/{unit.building or '—'}",
                 )
             else:
                 ok.add(rec.unit)
@@ -378,6 +404,12 @@ class LeaseLedger:
                                 None,
                                 f"lease {mine.id!r} overlaps lease {other!r} of unit "
                                 f"{mine.unit!r} (from {s} {until})",
+                                "overlap" if e != date.max else "overlap_open",
+                                lease=mine.id,
+                                other=other,
+                                unit=mine.unit,
+                                start=s,
+                                end=e,
                             )
                             break
 
@@ -395,7 +427,13 @@ class LeaseLedger:
         if stored is not None:
             unit = session.get(Unit, stored.unit_id)
             if unit is None or not who.may_see_unit(unit.site_id, unit.building):
-                _fail(rec, "id", f"expected a new lease id: {rec.id!r} is taken")
+                _fail(
+                    rec,
+                    "id",
+                    f"expected a new lease id: {rec.id!r} is taken",
+                    "taken",
+                    value=rec.id,
+                )
                 return
             current = record_of(stored)
             wanted = _as_stored(rec, terms)
@@ -409,6 +447,10 @@ class LeaseLedger:
                     None,
                     f"lease {rec.id!r} is {stored.status}; the terms of a signed contract "
                     f"change only by renewal or termination (changed: {', '.join(changed)})",
+                    "signed_terms",
+                    lease=rec.id,
+                    status=str(stored.status),
+                    changed=", ".join(changed),
                 )
                 return
             before = lifecycle.snapshot(stored) | {"schedule": stored.schedule}
@@ -416,7 +458,13 @@ class LeaseLedger:
             report.updated.append(rec.id)
         else:
             if rec.status not in IMPORT_STATUSES:
-                _fail(rec, "status", f"expected {', '.join(IMPORT_STATUSES)} for a new lease")
+                _fail(
+                    rec,
+                    "status",
+                    f"expected {', '.join(IMPORT_STATUSES)} for a new lease",
+                    "new_status",
+                    choices=" / ".join(IMPORT_STATUSES),
+                )
                 return
             before = None
             lifecycle.create_lease(session, terms, by=who.username, today=today, clock=self.clock)
@@ -498,6 +546,13 @@ def _duplicates(records: Iterable[Any], key: str, sheet: str) -> None:
     for rec in records:
         value = getattr(rec, key)
         if value in seen:
-            _fail(rec, key, f"expected a unique id: {value!r} is on row {seen[value]} too")
+            _fail(
+                rec,
+                key,
+                f"expected a unique id: {value!r} is on row {seen[value]} too",
+                "duplicate",
+                value=value,
+                row=seen[value],
+            )
         else:
             seen[value] = rec.at.line if rec.at is not None else 0

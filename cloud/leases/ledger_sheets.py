@@ -147,6 +147,10 @@ class Issue:
     row: int | None
     column: str | None
     message: str
+    #: the message as a code and its values, for a page to word in its reader's language
+    #: ("" when there is none: the English message is shown)
+    code: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         where = self.sheet
@@ -163,24 +167,29 @@ class Issue:
 class Cells(Row):
     """A row whose bad cells become :class:`Issue` s (column by its label)."""
 
-    def fail(self, key: str, message: str) -> None:
+    def fail(self, key: str, message: str, code: str = "", **params: Any) -> None:
         if key not in self.failed:
             self.failed.add(key)
             label = _LABELS.get(self.sheet, {}).get(key, key)
-            self.errors.append(Issue(self.sheet, self.line, label, message))
+            self.errors.append(Issue(self.sheet, self.line, label, message, code, params))
 
-    def whole(self, message: str) -> None:
+    def whole(self, message: str, code: str = "", **params: Any) -> None:
         """The row as a whole is bad (a cross-row error)."""
-        self.errors.append(Issue(self.sheet, self.line, None, message))
+        self.errors.append(Issue(self.sheet, self.line, None, message, code, params))
 
     def ident(self, key: str, required: bool = True) -> str | None:
         value = self.text(key)
         if value is None:
             if required:
-                self.fail(key, "expected an id, got a blank cell")
+                self.fail(key, "expected an id, got a blank cell", "blank_id")
             return None
         if not _ID.match(value):
-            self.fail(key, f"expected 1–64 characters without spaces, got {shown(value)}")
+            self.fail(
+                key,
+                f"expected 1–64 characters without spaces, got {shown(value)}",
+                "bad_id",
+                value=shown(value),
+            )
             return None
         return value
 
@@ -189,11 +198,16 @@ class Cells(Row):
         value = self.number(key)
         if value is None:
             if required and key not in self.failed:
-                self.fail(key, "expected an amount in yuan, got a blank cell")
+                self.fail(key, "expected an amount in yuan, got a blank cell", "blank_yuan")
             return None
         text = format(value.normalize(), "f")
         if not _YUAN.match(text):
-            self.fail(key, f"expected yuan ≥ 0 with at most two decimals, got {shown(text)}")
+            self.fail(
+                key,
+                f"expected yuan ≥ 0 with at most two decimals, got {shown(text)}",
+                "bad_yuan",
+                value=shown(text),
+            )
             return None
         return int(Decimal(text) * 100)
 
@@ -202,7 +216,14 @@ class Cells(Row):
         if value is None:
             return None
         if value != value.to_integral_value() or not low <= value <= high:
-            self.fail(key, f"expected a whole number {low}–{high}, got {shown(str(value))}")
+            self.fail(
+                key,
+                f"expected a whole number {low}–{high}, got {shown(str(value))}",
+                "bad_whole",
+                low=low,
+                high=high,
+                value=shown(str(value)),
+            )
             return None
         return int(value)
 
@@ -211,14 +232,20 @@ class Cells(Row):
         if value is None:
             return default
         if value not in choices:
-            self.fail(key, f"expected one of {', '.join(choices)}, got {shown(value)}")
+            self.fail(
+                key,
+                f"expected one of {', '.join(choices)}, got {shown(value)}",
+                "bad_choice",
+                choices=" / ".join(choices),
+                value=shown(value),
+            )
             return default
         return value
 
     def date_(self, key: str, required: bool = False) -> date | None:
         value = self.day(key)
         if value is None and required and key not in self.failed:
-            self.fail(key, "expected YYYY-MM-DD, got a blank cell")
+            self.fail(key, "expected YYYY-MM-DD, got a blank cell", "blank_date")
         return value
 
 
@@ -325,7 +352,13 @@ def _read_workbook(data: bytes, source: str) -> Ledger:
     out.leases = [x for x in (_lease(r, steps) for r in rows[LEASES_SHEET]) if x]
     for lease_id, (row, _) in steps.items():
         if lease_id not in {x.id for x in out.leases}:
-            row.fail("lease", f"expected a lease of the {LEASES_SHEET} sheet, got {lease_id!r}")
+            row.fail(
+                "lease",
+                f"expected a lease of the {LEASES_SHEET} sheet, got {lease_id!r}",
+                "step_lease",
+                sheet=LEASES_SHEET,
+                value=lease_id,
+            )
     out.issues = _issues(raw)
     return out
 
@@ -371,7 +404,7 @@ def _read_csv(data: bytes) -> Ledger:
             row = Cells(LEASES_SHEET, line, cells, letters, raw)
             for key, value in cells.items():
                 if isinstance(value, str) and len(value) > MAX_TEXT:
-                    row.fail(key, f"expected at most {MAX_TEXT} characters")
+                    row.fail(key, f"expected at most {MAX_TEXT} characters", "long", most=MAX_TEXT)
                     cells[key] = None
             lease = _lease(row, {}, csv_steps=True)
             if lease is None:
@@ -394,12 +427,12 @@ def _tenant(row: Row, prefix: str = "", ident: str | None = None) -> TenantRec |
     tenant_id = ident or row.ident("id")
     name = row.text(prefix + "name")
     if not name:
-        row.fail(prefix + "name", "expected the tenant's name, got a blank cell")
+        row.fail(prefix + "name", "expected the tenant's name, got a blank cell", "blank_name")
     channel = row.choice(prefix + "channel", CHANNELS, "email")
     address = row.text(prefix + "address") or ""
     id_number = row.text(prefix + "id_number")
     if id_number is not None and len(id_number) > 32:
-        row.fail(prefix + "id_number", "expected at most 32 characters")
+        row.fail(prefix + "id_number", "expected at most 32 characters", "long", most=32)
     if len(row.errors) > before or not tenant_id or not name:
         return None
     return TenantRec(tenant_id, name, channel or "email", address, id_number, at=row)
@@ -411,7 +444,7 @@ def _unit(row: Row) -> UnitRec | None:
     unit = row.ident("unit")
     unit_type = row.text("unit_type")
     if not unit_type or len(unit_type) > 32:
-        row.fail("unit_type", "expected a unit type of 1–32 characters")
+        row.fail("unit_type", "expected a unit type of 1–32 characters", "unit_type")
     prop = row.choice("property_type", PROPERTY_TYPES, "residential")
     rentable = row.yes_no("rentable") if row.cells.get("rentable") not in (None, "") else True
     asking = row.yuan("asking") or 0
@@ -444,7 +477,12 @@ def _csv_steps(row: Cells) -> list[tuple[date, int]]:
         except ValueError:
             when = None
         if not sep or when is None or not _YUAN.match(amount.strip()):
-            row.fail("steps", f"expected YYYY-MM-DD=yuan; …, got {shown(part.strip())}")
+            row.fail(
+                "steps",
+                f"expected YYYY-MM-DD=yuan; …, got {shown(part.strip())}",
+                "bad_steps",
+                value=shown(part.strip()),
+            )
             return []
         out.append((when, int(Decimal(amount.strip()) * 100)))
     return out
@@ -460,35 +498,69 @@ def _lease(
     kind = row.choice("kind", KINDS, "standard")
     start, end = row.date_("start_on", True), row.date_("end_on", True)
     if start and end and end <= start:
-        row.fail("end_on", f"expected a day after the start {start}, got {end}")
+        row.fail(
+            "end_on",
+            f"expected a day after the start {start}, got {end}",
+            "end_before_start",
+            start=start,
+            end=end,
+        )
     rent = row.yuan("rent")
     stepped = _csv_steps(row) if csv_steps else list(steps.get(lease_id or "", (row, []))[1])
     if rent is None and not stepped and "rent" not in row.failed:
-        row.fail("rent", f"expected the monthly rent in yuan (or rows on {STEPS_SHEET})")
+        row.fail(
+            "rent",
+            f"expected the monthly rent in yuan (or rows on {STEPS_SHEET})",
+            "no_rent",
+            sheet=STEPS_SHEET,
+        )
     if rent is not None and stepped:
-        row.fail("rent", f"expected a blank cell: the rent is stepped on {STEPS_SHEET}")
+        row.fail(
+            "rent",
+            f"expected a blank cell: the rent is stepped on {STEPS_SHEET}",
+            "rent_and_steps",
+            sheet=STEPS_SHEET,
+        )
     if rent == 0:
-        row.fail("rent", "expected a rent above 0.00")
+        row.fail("rent", "expected a rent above 0.00", "zero_rent")
     stepped.sort()
     if stepped and start and stepped[0][0] != start:
         where = "steps" if csv_steps else "rent"
-        row.fail(where, f"expected the first rent step on the start {start}, got {stepped[0][0]}")
+        row.fail(
+            where,
+            f"expected the first rent step on the start {start}, got {stepped[0][0]}",
+            "first_step",
+            start=start,
+            value=stepped[0][0],
+        )
     free_months = row.whole_number("free_months", 0, 24) or 0
     free_days = row.whole_number("free_days", 0, 366) or 0
     anchor = row.choice("free_anchor", ANCHORS, "start")
     months = row.number("deposit_months")
     deposit = row.yuan("deposit")
     if months is not None and not Decimal(0) <= months <= Decimal(12):
-        row.fail("deposit_months", f"expected 0–12 months, got {shown(str(months))}")
+        row.fail(
+            "deposit_months",
+            f"expected 0–12 months, got {shown(str(months))}",
+            "deposit_months",
+            value=shown(str(months)),
+        )
     if months is not None and deposit is not None:
-        row.fail("deposit", "expected a blank cell: the deposit is given in months")
+        row.fail(
+            "deposit", "expected a blank cell: the deposit is given in months", "deposit_twice"
+        )
     cycle = row.choice("cycle", CYCLES, "1")
     due = row.whole_number("due_days", 0, 60)
     parent = row.ident("parent", required=False)
     signed, handover = row.date_("signed_on"), row.date_("handover_on")
     status = row.choice("status", STATUSES, "draft")
     if status in ("signed", "active") and signed is None and "signed_on" not in row.failed:
-        row.fail("signed_on", f"expected the signing day of a {status} lease, got a blank cell")
+        row.fail(
+            "signed_on",
+            f"expected the signing day of a {status} lease, got a blank cell",
+            "no_signing_day",
+            status=status,
+        )
     if len(row.errors) > before or not (lease_id and tenant and unit and manager and start and end):
         return None
     return LeaseRec(

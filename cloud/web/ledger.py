@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -31,13 +31,13 @@ from cloud.leases.errors import (
     UnknownRecord,
 )
 from cloud.leases.ledger import LeaseLedger, LedgerReport, template
-from cloud.leases.ledger_sheets import MAX_LEDGER_BYTES
+from cloud.leases.ledger_sheets import MAX_LEDGER_BYTES, Issue
 from cloud.leases.operations import MAX_REASON, SIGN_METHODS, Done, LeaseOperations
 from cloud.leases.roster import LeaseRow
 from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.visibility import withheld
 from cloud.web.deps import WebServices, principal, web_services
-from cloud.web.rendering import language, render
+from cloud.web.rendering import language, render, translations
 
 router = APIRouter(tags=["ledger"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -180,8 +180,21 @@ async def api_ledger_import(
 # ----------------------------------------------------------------------------- the page
 
 
+def issue_text(issue: Issue, t: Mapping[str, str]) -> tuple[str, str]:
+    """A bad cell's problem in the reader's language, worded from its code and values when
+    the page has words for it (language tag ""), else its English message (tag "en")."""
+    words = t.get(f"ledger_err_{issue.code}") if issue.code else None
+    if words is None:
+        return issue.message, "en"
+    return words.format(**issue.params), ""
+
+
 def _page(request: Request, who: Principal, **extra: object) -> HTMLResponse:
     status = int(extra.pop("status_code", 200))  # type: ignore[call-overload]
+    report = extra.get("report")
+    if isinstance(report, LedgerReport):
+        t = translations(language(request))
+        extra["problems"] = [(i, *issue_text(i, t)) for i in report.issues]
     return render(
         request,
         "ledger_import.html",
