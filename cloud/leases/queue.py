@@ -27,7 +27,7 @@ items of everybody in their scope. Acknowledging a reminder stops its escalation
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -101,6 +101,9 @@ class QueueItem:
     action: str | None
     assignee: str | None
     note: str
+    #: the note as a code and its values, for a page to word in its reader's language
+    note_code: str = ""
+    note_params: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -277,6 +280,8 @@ def _item(
     action: str | None,
     assignee: str | None,
     note: str,
+    code: str = "",
+    **params: Any,
 ) -> QueueItem:
     return QueueItem(
         f"{kind}:{key}",
@@ -291,6 +296,8 @@ def _item(
         action,
         assignee,
         note[:500],
+        code,
+        params,
     )
 
 
@@ -313,6 +320,9 @@ def _tasks(session: Session, who: Principal, today: date, which: Any) -> list[Qu
             "done",
             task.assignee_id,
             f"{task.kind}: {task.note}",
+            "task",
+            task=task.kind,
+            text=task.note[:400],
         )
         for task, lease, unit, tenant in session.execute(query.limit(MAX_ITEMS))
     ]
@@ -352,6 +362,9 @@ def _collect(
                     r.recipient_id,
                     f"renewal {r.offset_days} days before {lease.end_on}"
                     + (" (priority)" if r.priority else ""),
+                    "reminder_priority" if r.priority else "reminder",
+                    days=r.offset_days,
+                    end=lease.end_on,
                 )
             )
         query = (
@@ -383,6 +396,9 @@ def _collect(
                     "ack",
                     r.recipient_id,
                     f"{lease.manager_id} has not acknowledged the {r.offset_days}-day reminder",
+                    "escalation",
+                    manager=lease.manager_id,
+                    days=r.offset_days,
                 )
             )
         # open tasks
@@ -414,6 +430,10 @@ def _collect(
                     None,
                     lease.manager_id,
                     f"deposit refund {refund.id}: {step} within {sla} h",
+                    "deposit",
+                    refund=refund.id,
+                    step=step,
+                    hours=sla,
                 )
             )
     # offers waiting for approval (supervisors, admins), not their own
@@ -437,6 +457,10 @@ def _collect(
                     "approve",
                     None,
                     f"offer {offer.id} by {offer.by}: {offer.flag_reason}",
+                    "approval",
+                    offer=offer.id,
+                    by=offer.by,
+                    reason=offer.flag_reason or "",
                 )
             )
     # legal: cases handed over, and every open legal_case task in scope
@@ -470,6 +494,10 @@ def _collect(
                     None,
                     None,
                     f"invoice {invoice.id} handed over on {event.happened_on}, {owed} cents owed",
+                    "case",
+                    invoice=invoice.id,
+                    day=event.happened_on,
+                    owed_cents=owed,
                 )
             )
     return out

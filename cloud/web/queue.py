@@ -10,6 +10,7 @@ cents; a rent typed in is yuan (``8000.00``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated
@@ -25,7 +26,7 @@ from cloud.leases.queue import OVERSEER_ROLES, QueueItem
 from cloud.staff.accounts import Principal
 from cloud.web.chart import funnel_svg
 from cloud.web.deps import WebServices, principal, web_services
-from cloud.web.rendering import language, render, translations
+from cloud.web.rendering import language, render, translations, yuan
 
 router = APIRouter(tags=["queue"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -131,14 +132,31 @@ def api_queue_done(web: Web, who: Who, item_id: ItemId) -> DoneOut:
     return DoneOut(item=item_id, done=True)
 
 
+def note_text(item: QueueItem, t: Mapping[str, str]) -> str:
+    """A queue item's note in the reader's language (its English note when the page has no
+    words for its code)."""
+    words = t.get(f"queue_note_{item.note_code}") if item.note_code else None
+    if words is None:
+        return item.note
+    params = dict(item.note_params)
+    if "step" in params:
+        params["step"] = t.get(f"deposit_step_{params['step']}", params["step"])
+    if "task" in params:
+        params["task"] = t.get(f"task_kind_{params['task']}", params["task"])
+    if "owed_cents" in params:
+        params["owed"] = yuan(int(params.pop("owed_cents")))
+    return words.format(**params)
+
+
 def _queue_page(
     request: Request, who: Principal, items: list[QueueItem], overdue: bool
 ) -> Response:
+    t = translations(language(request))
     return render(
         request,
         "queue.html",
         {
-            "items": items,
+            "items": [(i, note_text(i, t)) for i in items],
             "overdue": overdue,
             "may_oversee": who.role in OVERSEER_ROLES,
             "error": request.query_params.get("error", "")[:300],

@@ -225,7 +225,8 @@ def test_a_manager_supervisor_and_legal_run_the_leases_from_their_pages(
     page.goto(f"{base_url}/queue?lang=en")
     cases = page.locator("[data-testid=queue] tbody tr")
     text = cases.all_inner_texts()
-    assert cases.count() > 0 and all("legal_case" in t for t in text), text
+    # each a legal case task, its kind worded for the reader
+    assert cases.count() > 0 and all("Legal case: invoice" in t for t in text), text
     with rig.sessions() as s:
         legal_tasks = s.scalar(
             select(func.count()).select_from(LeaseTask).where(LeaseTask.kind == "legal_case")

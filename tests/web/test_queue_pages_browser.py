@@ -68,6 +68,7 @@ def test_the_manager_acknowledges_with_one_click_and_the_supervisor_approves(
     # acknowledged within 7 days of 2026-10-03: overdue by now, said in words, not only colour
     assert row.get_attribute("data-sla") == "red"
     assert row.locator(".badge.sla-red").inner_text() == "已逾期"
+    assert "到期前 90 天的续签提醒" in row.inner_text()  # the note in the reader's language
     assert_accessible(page, "queue-manager-zh")
     screenshot(page, "queue-manager-zh")
     row.get_by_role("button", name=re.compile("确认")).click()
@@ -119,6 +120,8 @@ def test_the_manager_acknowledges_with_one_click_and_the_supervisor_approves(
     screenshot(page, "offers-supervisor-en")
     page.goto(f"{base_url}/queue/overdue?lang=en")
     assert page.locator("tr[data-item='reminder:L-B1:90'] .badge").inner_text() == "Overdue"
+    note = page.locator("tr[data-item='reminder:L-B1:90']").inner_text()
+    assert "renewal 90 days before the lease ends on" in note
     assert_accessible(page, "queue-overdue-en")
     ctx.close()
     with rig.sessions() as s:
