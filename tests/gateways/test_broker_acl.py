@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edge.wire import MAX_ENVELOPE_BYTES
 from edge.wire.mqtt import BrokerAddress, TlsFiles, mqtt_client
 from tests.support import servers
 from tests.support.servers import HOST
@@ -276,6 +277,22 @@ def tls_connack(url: str, tls: TlsFiles | None, timeout_s: float = 10) -> str:
         client.disconnect()
         client.loop_stop()
     return reason[0]
+
+
+def test_the_broker_takes_the_largest_envelope_and_drops_a_larger_packet(connect) -> None:  # type: ignore[no-untyped-def]
+    """max_packet_size (deploy/local/mosquitto.sh as deploy/mosquitto/meterflow.conf): an
+    envelope of the largest size the cloud accepts gets through; a packet well above it is
+    never delivered (the broker disconnects its sender instead of holding it)."""
+    api = connect("mf-api")
+    api.subscribe("mf/v1/+/+/up/#")
+    oversized = connect("gw-a1")
+    info = oversized.client.publish(up("site-a", "gw-a1"), b"x" * (MAX_ENVELOPE_BYTES + 8192))
+    info.wait_for_publish(5)
+    oversized.close()
+    largest = b"y" * MAX_ENVELOPE_BYTES
+    connect("gw-a1").publish(up("site-a", "gw-a1"), largest)
+    api.wait_for(up("site-a", "gw-a1"), largest)
+    assert [len(body) for _topic, body in api.received] == [MAX_ENVELOPE_BYTES]
 
 
 def test_broker_users_refuses_ids_that_cannot_be_broker_users(broker) -> None:  # type: ignore[no-untyped-def]
