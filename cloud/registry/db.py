@@ -7,8 +7,6 @@ directory created 0700, and an existing registry file others may read is narrowe
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 from alembic import command
@@ -16,7 +14,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge.wire.files import private_dir
+from edge.wire.files import private_sqlite_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -51,18 +49,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
-
-
-def private_sqlite_file(path: Path) -> None:
-    """Make the SQLite file at ``path`` private before SQLite opens it: created empty with
-    mode 0600 (in a 0700 directory when that is missing), or narrowed to 0600 if others may
-    read it (its ``-wal`` and ``-shm`` files too)."""
-    private_dir(path.parent)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if file.exists() and file.stat().st_mode & 0o077:
-            file.chmod(0o600)
 
 
 def open_registry(url: str) -> sessionmaker[Session]:

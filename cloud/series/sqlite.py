@@ -23,6 +23,7 @@ from cloud.series.base import (
     to_ns,
 )
 from cloud.series.matrix import quality_codes
+from edge.wire.files import private_sqlite_file
 
 _IN_CHUNK = 500  # meters per IN (...) list, well under SQLite's bound-parameter limit
 _MAX_INSTANTS = 1000  # instants per points_at (with 500 meters: 1,501 parameters)
@@ -59,7 +60,7 @@ class SqliteSeriesStore(MatrixQueries):
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(self.path)  # readings are the operator's business data
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -3,6 +3,7 @@ written once, never replaced, refused when others may read them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,18 @@ def private_dir(path: Path) -> Path:
         directory.mkdir(mode=0o700, exist_ok=True)
         directory.chmod(0o700)
     return path
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Make the SQLite file at ``path`` private before SQLite opens it: created empty with
+    mode 0600 (in a 0700 directory when that is missing), or narrowed to 0600 if others may
+    read it (its ``-wal`` and ``-shm`` files too, which SQLite creates with the file's mode)."""
+    private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
 
 
 def write_private_file(path: Path, data: bytes) -> bool:

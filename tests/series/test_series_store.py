@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -244,3 +245,23 @@ def test_line_protocol_escapes_exactly_like_influxdb_client(meter, site, text, v
     if value is not None:
         reference.field("value", value)
     assert line_protocol(p) == reference.to_line_protocol()
+
+
+def test_the_sqlite_store_keeps_its_files_private(tmp_path):
+    """Readings are the operator's business data: the file (and SQLite's -wal and -shm) is
+    made 0600 in a 0700 directory, and an older file others could read is narrowed."""
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    fresh = tmp_path / "made" / "series.sqlite"
+    store = SqliteSeriesStore(fresh)
+    store.write([SeriesPoint("s", "M1", "energy_import", to_ns(T0), 1.0, "good", "kWh")])
+    assert mode(fresh) == 0o600 and mode(fresh.parent) == 0o700
+    assert [mode(p) for p in fresh.parent.glob("series.sqlite-*")] == [0o600, 0o600]
+    store.close()
+    old = tmp_path / "old.sqlite"
+    SqliteSeriesStore(old).close()
+    old.chmod(0o644)
+    SqliteSeriesStore(old).close()
+    assert mode(old) == 0o600
