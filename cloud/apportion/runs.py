@@ -102,20 +102,9 @@ class LineRecord:
     def plain(self) -> dict[str, Any]:
         """:meth:`as_json` as plain JSON values (what :func:`canonical.plain` makes of it,
         without walking it: the energy as its canonical text, the rest as they are)."""
-        return {
-            "register": self.register,
-            "tariff": self.tariff,
-            "unit": self.unit,
-            "party": self.party,
-            "from": self.start,
-            "to": self.end,
-            "component": self.component,
-            "origin": self.origin,
-            "kwh": decimal_text(self.kwh),
-            "cents": self.cents,
-            "kind": self.kind,
-            "adjusts": self.adjusts,
-        }
+        out = self.as_json()
+        out["kwh"] = decimal_text(self.kwh)
+        return out
 
     def as_json(self) -> dict[str, Any]:
         return {
