@@ -23,7 +23,6 @@ from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloud.apportion.models import MeterInstallation, TreeNode, Unit
-from cloud.leases.dunning import LADDER
 from cloud.leases.models import (
     CollectionEvent,
     Invoice,
@@ -70,12 +69,15 @@ def _days(values: list[str | None] | tuple[str | None, ...]) -> np.ndarray:
     return np.where(d >= date(2999, 12, 31).toordinal(), NEVER, d)
 
 
-_LADDER_DAYS = np.array(sorted(step.days for step in LADDER))
+#: A collection event's rung by what it did (its day offset depends on the lease's policy:
+#: a ladder may hand over to legal at T+14 or T+15, or remind twice).
+RUNGS = {"reminder": 1, "internal_task": 2, "call_task": 3, "escalation": 4, "legal_handover": 4}
 
 
-def _stage(step_days: np.ndarray) -> np.ndarray:
-    """A collection event's step (its day offset T+1, T+3, T+7, T+15) → its rung 1–4."""
-    return np.searchsorted(_LADDER_DAYS, step_days, side="right").astype(np.int64)
+def _stage(actions: list[str]) -> np.ndarray:
+    """Collection events' actions → their rungs 1–4 (1 reminder, 2 internal task, 3 call,
+    4 escalation or legal hand-over)."""
+    return np.array([RUNGS[a] for a in actions], dtype=np.int64)
 
 
 def _iso(col):  # type: ignore[no-untyped-def]
@@ -210,7 +212,7 @@ def load_inputs(
     col = session.execute(
         select(
             Invoice.lease_id,
-            CollectionEvent.step,
+            CollectionEvent.action,
             _iso(CollectionEvent.happened_on),
             _iso(Invoice.paid_on),
         )
@@ -255,7 +257,7 @@ def load_inputs(
         inv_due=_days([r[1] for r in inv]),
         inv_paid=inv_paid,
         col_lease=np.array([index[r[0]] for r in col], dtype=np.int64),
-        col_step=_stage(np.array([r[1] for r in col], dtype=np.int64)),
+        col_step=_stage([r[1] for r in col]),
         col_day=_days([r[2] for r in col]),
         col_unpaid=col_paid >= as_of.toordinal(),
         tk_lease=np.array([pair_index[(r[0], r[1])] for r in tk], dtype=np.int64),

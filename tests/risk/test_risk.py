@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -23,13 +24,21 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.leases.models import Invoice, Lease, RenewalReminder, RepairComplaint, Staff
+from cloud.leases.models import (
+    CollectionEvent,
+    Invoice,
+    Lease,
+    RenewalReminder,
+    RepairComplaint,
+    Staff,
+)
 from cloud.leases.reminders import send_renewal_reminders
+from cloud.leases.terms import LadderAction
 from cloud.registry.db import open_registry
 from cloud.risk import jobs
 from cloud.risk.features import feature_matrix, health_components, health_score
 from cloud.risk.forecast import load_occupancy, month_ends, realised_vacancies
-from cloud.risk.loader import load_inputs
+from cloud.risk.loader import RUNGS, load_inputs
 from cloud.risk.model import fit, roc_auc
 from cloud.risk.models import TenantSurvey
 from cloud.risk.training import FORECAST_LEAD_DAYS, backtest, backtest_examples, train
@@ -388,3 +397,61 @@ def test_sim_portfolio_command_fills_an_empty_registry_only(tmp_path: Path) -> N
     assert summary["units"] == 10 and summary["points"] >= 10 * 150
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "already holds leases" in again.stderr
+
+
+def test_a_collection_events_rung_is_what_it_did_whatever_the_policys_days(
+    small_portfolio: Portfolio,
+) -> None:
+    """A ladder that hands over to legal at T+14 (or reminds twice) is read by its actions:
+    reminder 1, internal task 2, call 3, escalation or legal hand-over 4 — not by the default
+    ladder's days (T+14 used to read as a call)."""
+    assert set(RUNGS) == set(get_args(LadderAction))
+    p = small_portfolio
+    as_of = p.start + timedelta(days=500)
+    with p.sessions() as s:
+        scored = load_inputs(s, p.store, as_of).lease_ids
+    ladder = (
+        (1, "reminder"),
+        (5, "reminder"),
+        (6, "internal_task"),
+        (9, "call_task"),
+        (14, "legal_handover"),
+    )
+    with p.sessions.begin() as s:
+        invoice = s.scalars(
+            select(Invoice)
+            .where(
+                Invoice.lease_id.in_(scored),
+                Invoice.due_on < as_of - timedelta(days=30),
+                Invoice.total_cents > 0,
+            )
+            .order_by(Invoice.id)
+            .limit(1)
+        ).one()
+        invoice.paid_on = None  # owed at the cutoff
+        theirs = select(Invoice.id).where(Invoice.lease_id == invoice.lease_id)
+        for event in s.scalars(
+            select(CollectionEvent).where(CollectionEvent.invoice_id.in_(theirs))
+        ):
+            s.delete(event)  # the lease's only events: the ladder below
+        s.flush()
+        for days, action in ladder:
+            s.add(
+                CollectionEvent(
+                    invoice_id=invoice.id,
+                    step=days,
+                    action=action,
+                    due_on=invoice.due_on,
+                    happened_on=invoice.due_on + timedelta(days=days),
+                    channel="",
+                    recipient="",
+                    outcome="sent",
+                )
+            )
+        lease_id, due = invoice.lease_id, invoice.due_on.toordinal()
+    with p.sessions() as s:
+        inputs = load_inputs(s, p.store, as_of)
+    mine = inputs.ledger.col_lease == inputs.lease_ids.index(lease_id)
+    days = (inputs.ledger.col_day[mine] - due).tolist()
+    rungs = dict(zip(days, inputs.ledger.col_step[mine].tolist(), strict=True))
+    assert rungs == {1: 1, 5: 1, 6: 2, 9: 3, 14: 4}
