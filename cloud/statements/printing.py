@@ -32,6 +32,10 @@ from cloud.statements.capitals import rmb_capitals
 FINGERPRINT_HEX = 16
 
 
+#: Most slips one batch print holds (each an A4 page with its QR code) [slips].
+PRINT_BATCH = 100
+
+
 @dataclass(frozen=True)
 class PropertyCompany:
     """The property company printed on the statements of a site (blank fields: not given)."""
@@ -151,18 +155,21 @@ class StatementPrintService:
         document, signed = self.runs.statement(who, run_id, unit, party)
         return self._slip(run, zone, site_name, company, names, document, signed, unit, party)
 
-    def run_slips(self, who: Principal, run_id: str) -> list[Slip]:
-        """The slips of every tenant statement of the run (the landlord's own statement is
-        not a tenant's: it has no link and is not printed), by unit and tenant."""
+    def run_slips(
+        self, who: Principal, run_id: str, start: int = 0, count: int = PRINT_BATCH
+    ) -> tuple[list[Slip], int]:
+        """The slips of the run's tenant statements ``start`` … ``start + count − 1`` (from
+        0, by unit and tenant; the landlord's own statement is not a tenant's: it has no link
+        and is not printed), and how many tenant statements the run has. At most
+        :data:`PRINT_BATCH` a call: a large site prints in batches."""
         run, zone, site_name, company, names = self._facts(who, run_id)
+        tenants = [s for s in self.runs.run_detail(who, run_id).statements if s.unit]
         out = []
-        for total in self.runs.run_detail(who, run_id).statements:
-            if not total.unit:
-                continue
+        for total in tenants[max(start, 0) : max(start, 0) + min(max(count, 0), PRINT_BATCH)]:
             document, signed = self.runs.statement(who, run_id, total.unit, total.party)
             out.append(
                 self._slip(
                     run, zone, site_name, company, names, document, signed, total.unit, total.party
                 )
             )
-        return out
+        return out, len(tenants)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from cloud.apportion.review import ActionRefused, NotFound
 from cloud.staff.accounts import Principal
 from cloud.statements.links import NoStatement, StatementKey
-from cloud.statements.printing import Slip, StatementPrintService
+from cloud.statements.printing import PRINT_BATCH, Slip, StatementPrintService
 from cloud.statements.wording import statement_view
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.qr import qr_svg
@@ -65,10 +65,19 @@ def statement_print_page(
 
 
 @router.get("/finance/runs/{run_id}/print", response_class=HTMLResponse)
-def run_print_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLResponse:
-    """Every tenant statement of the run in one document, one A4 page each (batch print)."""
+def run_print_page(
+    request: Request,
+    run_id: RunId,
+    web: Web,
+    who: Who,
+    start: Annotated[int, Query(ge=0, le=10**6)] = 0,
+    count: Annotated[int, Query(ge=1, le=PRINT_BATCH)] = PRINT_BATCH,
+) -> HTMLResponse:
+    """The run's tenant statements in one document, one A4 page each (batch print), at most
+    :data:`PRINT_BATCH` at a time: ``start`` (from 0, by unit and tenant) and ``count``; the
+    page links to the batches before and after."""
     try:
-        slips = StatementPrintService(web.runs).run_slips(who, run_id)
+        slips, total = StatementPrintService(web.runs).run_slips(who, run_id, start, count)
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
     except ActionRefused as exc:
@@ -80,5 +89,11 @@ def run_print_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLR
             "sheets": [_sheet(request, web, run_id, s) for s in slips],
             "run_id": run_id,
             "batch": True,
+            "first": start + 1,
+            "last": start + len(slips),
+            "total": total,
+            "previous": max(start - count, 0) if start > 0 else None,
+            "next": start + count if start + count < total else None,
+            "count": count,
         },
     )

@@ -83,8 +83,10 @@ def test_a_posted_statements_slip(rig: WebRig) -> None:
 
 
 def test_a_drafts_slip_has_no_signature_nor_due_date(rig: WebRig) -> None:
-    slips = StatementPrintService(rig.web.runs).run_slips(who(rig, "fin-a"), rig.seeded.draft)
-    assert [(s.unit, s.party) for s in slips] == [("A101", "ACME"), ("A102", "BETA")]
+    slips, total = StatementPrintService(rig.web.runs).run_slips(
+        who(rig, "fin-a"), rig.seeded.draft
+    )
+    assert [(s.unit, s.party) for s in slips] == [("A101", "ACME"), ("A102", "BETA")] and total == 2
     assert all(s.signed is None and s.due_on is None and s.fingerprint == "" for s in slips)
     assert all(s.reviewer == "" and s.approver == "" for s in slips)
 

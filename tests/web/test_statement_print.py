@@ -212,6 +212,42 @@ def test_batch_print_is_one_pdf_with_a_page_per_statement(
         context.close()
 
 
+def test_batch_print_goes_in_batches_of_at_most_a_hundred(
+    park: tuple[WebRig, str], base_url: str, browser: Any
+) -> None:
+    """A large site prints in batches (a 10,000-unit run is not one 10,000-page request):
+    ``start`` and ``count`` pick the slips, the page says which and links the next batch."""
+    rig, run_id = park
+    statements = tenant_statements(rig, run_id)
+    context = desktop(browser)
+    page = signed_in(context, rig, base_url)
+    try:
+        page.goto(f"{base_url}/finance/runs/{run_id}/print?start=3&count=3&lang=zh-CN")
+        assert page.get_by_test_id("slip-range").inner_text() == "第 4–6 份，共 8 份"
+        assert printed(page, statements[3:6])
+        page.get_by_test_id("slip-next").click()
+        page.wait_for_url("**start=6**")
+        assert printed(page, statements[6:])
+        assert page.get_by_test_id("slip-next").count() == 0  # the last batch
+        page.get_by_test_id("slip-previous").click()
+        page.wait_for_url("**start=3**")
+        assert printed(page, statements[3:6])
+        too_many = page.goto(f"{base_url}/finance/runs/{run_id}/print?count=101")
+        assert too_many is not None and too_many.status == 400  # at most 100 a batch
+    finally:
+        context.close()
+
+
+def printed(page: Any, expected: list[tuple[str, str, int]]) -> bool:
+    """Whether the page's sheets are ``expected``'s statements, in order (each sheet names
+    its unit and its tenant)."""
+    texts = page.locator("[data-testid=sheet]").all_inner_texts()
+    return len(texts) == len(expected) and all(
+        unit in text and party in text
+        for text, (unit, party, _c) in zip(texts, expected, strict=True)
+    )
+
+
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
 @pytest.mark.parametrize("device", ["phone", "desktop"])
 def test_print_pages_are_accessible(
