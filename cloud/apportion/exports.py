@@ -18,7 +18,7 @@ import csv
 import io
 import json
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -238,6 +238,12 @@ def _cells(line: ExportLine, labels: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def line_row(line: ExportLine, labels: Mapping[str, str]) -> list[Any]:
+    """A line's cells in :data:`LINE_COLUMNS` order."""
+    cells = _cells(line, labels)
+    return [cells[c] for c in LINE_COLUMNS]
+
+
 def headers(labels: Mapping[str, str]) -> list[str]:
     """The lines' column headers in the labels' language."""
     return [labels.get(f"export_col_{c}", c) for c in LINE_COLUMNS]
@@ -269,10 +275,7 @@ def rows_csv(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
 def lines_csv(lines: Sequence[ExportLine], labels: Mapping[str, str]) -> bytes:
     """The lines as CSV (:func:`rows_csv`), headers in the labels' language, dates
     inclusive."""
-    return rows_csv(
-        headers(labels),
-        ([_cells(line, labels)[c] for c in LINE_COLUMNS] for line in lines),
-    )
+    return rows_csv(headers(labels), (line_row(line, labels) for line in lines))
 
 
 # ----------------------------------------------------------------------------- Excel
@@ -339,40 +342,54 @@ def _width(value: Any) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+#: A column's number format: one format, or one chosen by the cell's value (None: none).
+CellFormat = str | Callable[[Any], str | None]
+
+
 def write_sheet(
     book: Any,
     title: str,
     head: Sequence[str],
     rows: Sequence[Sequence[Any]],
-    formats: Mapping[int, str],
+    formats: Mapping[int, CellFormat],
     total: Sequence[Any] | None = None,
 ) -> Any:
-    """A sheet: bold frozen header with a filter, typed rows with number formats, an
-    optional bold totals row, column widths from the content."""
+    """A sheet of the write-only ``book`` (``Workbook(write_only=True)``: rows are streamed
+    out, no cell kept): bold frozen header with a filter, typed rows with number formats
+    (``formats``: by column, from 0), an optional bold totals row, column widths from the
+    content."""
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
     sheet = book.create_sheet(title)
-    sheet.append(list(head))
-    for row in rows:
-        sheet.append(list(row))
-    bold = Font(bold=True)
-    for cell in sheet[1]:
-        cell.font = bold
+    every = [list(head), *rows, *([total] if total else [])]
+    for col in range(len(head)):  # widths and panes go before the rows in a streamed sheet
+        widest = max(_width(r[col]) if col < len(r) else 0 for r in every)
+        sheet.column_dimensions[get_column_letter(col + 1)].width = min(max(widest + 2, 8), 60)
     sheet.freeze_panes = "A2"
     if rows:
         sheet.auto_filter.ref = f"A1:{get_column_letter(len(head))}{len(rows) + 1}"
+    bold = Font(bold=True)
+
+    def cell(value: Any, col: int | None, font: Any = None) -> Any:
+        fmt = formats.get(col) if col is not None else None
+        if callable(fmt):
+            fmt = fmt(value)
+        if fmt is None and font is None:
+            return value
+        out = WriteOnlyCell(sheet, value)
+        if fmt is not None:
+            out.number_format = fmt
+        if font is not None:
+            out.font = font
+        return out
+
+    sheet.append([cell(h, None, bold) for h in head])
+    for row in rows:
+        sheet.append([cell(v, i) for i, v in enumerate(row)])
     if total is not None:
-        sheet.append(list(total))
-        for cell in sheet[sheet.max_row]:
-            cell.font = bold
-    for col, fmt in formats.items():
-        for (cell,) in sheet.iter_rows(min_row=2, min_col=col + 1, max_col=col + 1):
-            cell.number_format = fmt
-    every = [list(head), *rows, *([total] if total else [])]
-    for col in range(len(head)):
-        widest = max(_width(r[col]) if col < len(r) else 0 for r in every)
-        sheet.column_dimensions[get_column_letter(col + 1)].width = min(max(widest + 2, 8), 60)
+        sheet.append([cell(v, i, bold) for i, v in enumerate(total)])
     return sheet
 
 
@@ -391,13 +408,12 @@ def run_workbook(
     tenants = tenants or {}
     from openpyxl import Workbook
 
-    book = Workbook()
-    book.remove(book.active)
+    book = Workbook(write_only=True)
     zone = names.timezone
     t = labels.get
 
     cols = {c: i for i, c in enumerate(LINE_COLUMNS)}
-    rows = [[_cells(x, labels)[c] for c in LINE_COLUMNS] for x in lines]
+    rows = [line_row(x, labels) for x in lines]
     total_row: list[Any] = [None] * len(LINE_COLUMNS)
     total_row[0] = t("export_total", "Total")
     total_row[cols["amount"]] = (Decimal(sum(x.cents for x in lines)) / 100).quantize(CENT)
@@ -507,20 +523,24 @@ def run_workbook(
     ]
     for action, who, at in run.steps:
         facts.append([label(labels, "step", action), local_naive(at, zone), who])
-    sheet = write_sheet(
+    write_sheet(
         book,
         t("export_sheet_run", "run"),
         [t("export_col_item", "item"), t("export_col_value", "value"), ""],
         facts,
-        {},
+        {1: _fact_format},
     )
-    for (cell,) in sheet.iter_rows(min_row=2, min_col=2, max_col=2):
-        if isinstance(cell.value, datetime):
-            cell.number_format = FORMAT_TIME
-        elif isinstance(cell.value, date):
-            cell.number_format = FORMAT_DATE
-        elif isinstance(cell.value, (Decimal, float, int)):
-            cell.number_format = FORMAT_MONEY
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def _fact_format(value: Any) -> str | None:
+    """A run fact's number format, by its type (a time, a day, an amount)."""
+    if isinstance(value, datetime):
+        return FORMAT_TIME
+    if isinstance(value, date):
+        return FORMAT_DATE
+    if isinstance(value, Decimal | float | int):
+        return FORMAT_MONEY
+    return None

@@ -186,8 +186,7 @@ def workbook(tables: Sequence[Table]) -> bytes:
     """Tables as an .xlsx, one sheet each (titles cut to Excel's 31 characters)."""
     from openpyxl import Workbook
 
-    book = Workbook()
-    book.remove(book.active)
+    book = Workbook(write_only=True)
     for table in tables:
         title = "".join(ch for ch in table.title if ch not in "[]:*?/\\")[:31] or "report"
         write_sheet(book, title, table.head, table.rows, table.formats)
