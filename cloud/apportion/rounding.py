@@ -182,6 +182,11 @@ def _round(
 #: (to even on a tie, as ``np.rint``), which is then the low bits of the sum's pattern.
 _ROUNDER = float(3 << 51)
 _ROUNDER_BITS = int(np.array(_ROUNDER).view(np.int64))
+#: 1.5 × 2³⁸: a share [cents] of magnitude below 2³⁷ added to it is rounded to the grid
+#: (whole 2⁻¹⁴ cents, ties to even), whose count is then the low bits of the sum's pattern,
+#: as the rounder's of share × QUANTUM (the same value scaled by a power of two).
+_CENT_ROUNDER = float(3 << 37)
+_CENT_ROUNDER_BITS = int(np.array(_CENT_ROUNDER).view(np.int64))
 #: Grid values the rounder gives exactly: [−2⁵¹, 2⁵¹); any other value, NaN or ∞ gives a
 #: pattern of another sign or exponent.
 _GRID_LIMIT = 1 << 51
@@ -518,13 +523,14 @@ def _grid_lifted(
     those cents and how many lines were given the one. None when a share is not a finite
     number below 2⁶² grid units.
 
-    The grid value ``v = rint(share × QUANTUM)`` comes from the rounder (share + 1.5 × 2⁵²,
-    whose bit pattern less the rounder's is ``v``; exact for |v| < 2⁵¹, ties to even as
-    ``rint``): the pattern plus ``lift − rounder`` is ``v + lift`` with ``lift = QUANTUM −
-    1 − guess``, and ``(v + lift) >> GRID_BITS`` is the whole cents plus one exactly where
-    the remainder ``v mod QUANTUM`` is above ``guess``. As unsigned, ``v + lift`` below
-    2⁵¹ + lift comes only from a pattern of the rounder's exponent (``v`` in [−lift,
-    2⁵¹)); a block with any other value (larger, more negative, NaN, ∞) takes ``rint``.
+    The grid value ``v = rint(share × QUANTUM)`` comes from the rounder (share × QUANTUM
+    + 1.5 × 2⁵², or share + 1.5 × 2³⁸ for a part not scaled: the pattern of either less the
+    rounder's is ``v``; exact for |v| < 2⁵¹, ties to even as ``rint``): the pattern plus
+    ``lift − rounder`` is ``v + lift`` with ``lift = QUANTUM − 1 − guess``, and ``(v +
+    lift) >> GRID_BITS`` is the whole cents plus one exactly where the remainder ``v mod
+    QUANTUM`` is above ``guess``. As unsigned, ``v + lift`` below 2⁵¹ + lift comes only
+    from a pattern of the rounder's exponent (``v`` in [−lift, 2⁵¹)); a block with any
+    other value (larger, more negative, NaN, ∞) takes ``rint``.
     """
     block = max(1, min(ROUNDING_BLOCK, max((p.size for p in parts), default=0)))
     buffer = np.empty(block)
@@ -532,6 +538,7 @@ def _grid_lifted(
     higher = np.empty(block, dtype=bool)
     lift = QUANTUM - 1 - guess
     into_lifted = lift - _ROUNDER_BITS
+    into_lifted_cents = lift - _CENT_ROUNDER_BITS
     fast_below = _GRID_LIMIT + lift
     cents: list[np.ndarray] = []
     lifted_sum = above = 0
@@ -546,11 +553,15 @@ def _grid_lifted(
             size = stop - start
             chunk = grid[start:stop]
             remainder = remainders[offset + start : offset + stop]
-            scaled = np.multiply(ideal[start:stop], factor, out=buffer[:size])
-            np.add(scaled, _ROUNDER, out=scaled)
-            np.add(bits[:size], into_lifted, out=chunk)
+            if factor == QUANTUM:  # share + 1.5 × 2³⁸: the grid's rounder, unscaled
+                scaled = np.add(ideal[start:stop], _CENT_ROUNDER, out=buffer[:size])
+                np.add(bits[:size], into_lifted_cents, out=chunk)
+            else:
+                scaled = np.multiply(ideal[start:stop], factor, out=buffer[:size])
+                np.add(scaled, _ROUNDER, out=scaled)
+                np.add(bits[:size], into_lifted, out=chunk)
             if int(chunk.view(np.uint64).max()) < fast_below:
-                # the pattern's low bits are v's (the rounder's low 51 bits are 2⁵⁰ … 0)
+                # the pattern's low bits are v's (the rounder's end in 51 zero bits)
                 np.copyto(remainder, bits[:size], casting="unsafe")
                 wide = False
             else:
