@@ -211,18 +211,22 @@ class TreeShape:
 
     def scale_down(self, amount: np.ndarray, energy: np.ndarray, denominator: np.ndarray) -> None:
         """Top-down, in place: each node's amount = its parent's × its energy ÷ the parent's
-        denominator (0 when that is 0)."""
+        denominator (0 when that is 0); ``denominator`` holds one per :attr:`inner` node
+        (every parent is one), in their order."""
+        inner = self.inner
         for level, up in zip(self.levels, self.level_parent, strict=True):
             if isinstance(up, int):
-                price = amount[up] / denominator[up] if denominator[up] > 0 else 0.0
+                below = float(denominator[int(np.searchsorted(inner, up))])
+                price = amount[up] / below if below > 0 else 0.0
                 run = _run(level)
                 if run is None:
                     amount[level] = energy[level] * price
                 else:
                     np.multiply(energy[run], price, out=amount[run])
                 continue
+            below_each = denominator[np.searchsorted(inner, up)]
             with np.errstate(invalid="ignore", divide="ignore"):
-                factor = np.where(denominator[up] > 0, energy[level] / denominator[up], 0.0)
+                factor = np.where(below_each > 0, energy[level] / below_each, 0.0)
             amount[level] = amount[up] * factor
 
 
