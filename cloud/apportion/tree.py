@@ -109,6 +109,27 @@ class TreeShape:
         )
         allocating = np.flatnonzero(of_kind(kind, NodeKind.MAIN, NodeKind.BRANCH, NodeKind.COMMON))
         participant = _indices(of_kind(kind, NodeKind.UNIT, NodeKind.LANDLORD))
+        if (
+            len(levels) == 1
+            and isinstance(level_parent[0], int)
+            and not of_kind(kind[roots], NodeKind.UNIT, NodeKind.LANDLORD).any()
+        ):
+            # every participant hangs right under one root (a flat site): that root is each
+            # one's only ancestor, and its members are every participant
+            count = participant.size
+            return cls(
+                kind,
+                parent,
+                levels,
+                level_parent,
+                int(roots[0]),
+                allocating,
+                participant,
+                counting(0, count),
+                np.array([level_parent[0]] if count else [], dtype=np.int64),
+                np.array([0, count] if count else [0], dtype=np.int64),
+                rows(node_area, participant),
+            )
         ancestors, members = [], []
         has_parent = parent >= 0
         who = counting(0, participant.size)
