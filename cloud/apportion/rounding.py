@@ -22,6 +22,13 @@ computed block by block, in blocks that stay in cache, and written once, into th
 that are returned; a pot of at most one block's lines is rounded as one array. A part may
 be given as weights and a scale (the shares are their products, computed block by block;
 decision 0037).
+
+A pot of more than one block's lines is rounded in one grid pass (:func:`_round_guessed`,
+decision 0037's follow-up): a sample of its lines guesses the threshold, the pass writes
+whole cents plus one above the guess, and once the exact leftover is known the lines
+between the guess and the exact threshold (a few thousand of millions) move by a cent, so
+that the cents are those the selection above gives. A pot the pass cannot take (a share
+not finite or past 2⁶² grid units, a leftover outside 0 … lines) is rounded by selection.
 """
 
 from __future__ import annotations
