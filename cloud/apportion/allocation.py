@@ -338,9 +338,10 @@ def allocate_pot(
     inner = shape.inner
     inner_children = shape.sum_children_of(energy, inner)
     children = dict(zip(inner.tolist(), inner_children.tolist(), strict=True))
-    denominator = np.zeros(nodes)
-    denominator[inner] = np.maximum(energy[inner], inner_children)
-    shape.scale_down(amount, energy, denominator)
+    # held for the inner nodes only (every other node's is 0): no array as large as the tree
+    inner_denominator = np.maximum(energy[inner], inner_children)
+    denominator = dict(zip(inner.tolist(), inner_denominator.tolist(), strict=True))
+    shape.scale_down(amount, energy, inner_denominator)
     run.own_use(amount, energy, own_component)
 
     for node in shape.allocating:

@@ -140,16 +140,14 @@ def fast_slice_energy(
                 straddling[:rows] = true
                 if not rising.all():
                     ok[start:stop] = rising.reshape(rows, width).all(axis=1)
-                # one register of one slice at a time: a strided pass over the rows of
-                # the block (in cache) into a contiguous run of the result
+                # one slice at a time, every register in one call: a strided pass over
+                # the rows of the block (in cache) into a contiguous run of the result
+                # per register
                 out = by_register[:, start:stop]  # (registers, rows, slices)
                 for j, (begin, end) in enumerate(ends):
-                    for r in range(nreg):
-                        np.subtract(
-                            readings[start:stop, end, r],
-                            readings[start:stop, begin, r],
-                            out=out[r, :, j],
-                        )
+                    np.subtract(
+                        readings[start:stop, end].T, readings[start:stop, begin].T, out=out[:, :, j]
+                    )
                 if not unit:
                     out *= multiplier[start:stop][None, :, :]
 

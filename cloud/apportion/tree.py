@@ -109,6 +109,27 @@ class TreeShape:
         )
         allocating = np.flatnonzero(of_kind(kind, NodeKind.MAIN, NodeKind.BRANCH, NodeKind.COMMON))
         participant = _indices(of_kind(kind, NodeKind.UNIT, NodeKind.LANDLORD))
+        if (
+            len(levels) == 1
+            and isinstance(level_parent[0], int)
+            and not of_kind(kind[roots], NodeKind.UNIT, NodeKind.LANDLORD).any()
+        ):
+            # every participant hangs right under one root (a flat site): that root is each
+            # one's only ancestor, and its members are every participant
+            count = participant.size
+            return cls(
+                kind,
+                parent,
+                levels,
+                level_parent,
+                int(roots[0]),
+                allocating,
+                participant,
+                counting(0, count),
+                np.array([level_parent[0]] if count else [], dtype=np.int64),
+                np.array([0, count] if count else [0], dtype=np.int64),
+                rows(node_area, participant),
+            )
         ancestors, members = [], []
         has_parent = parent >= 0
         who = counting(0, participant.size)
@@ -211,18 +232,22 @@ class TreeShape:
 
     def scale_down(self, amount: np.ndarray, energy: np.ndarray, denominator: np.ndarray) -> None:
         """Top-down, in place: each node's amount = its parent's × its energy ÷ the parent's
-        denominator (0 when that is 0)."""
+        denominator (0 when that is 0); ``denominator`` holds one per :attr:`inner` node
+        (every parent is one), in their order."""
+        inner = self.inner
         for level, up in zip(self.levels, self.level_parent, strict=True):
             if isinstance(up, int):
-                price = amount[up] / denominator[up] if denominator[up] > 0 else 0.0
+                below = float(denominator[int(np.searchsorted(inner, up))])
+                price = amount[up] / below if below > 0 else 0.0
                 run = _run(level)
                 if run is None:
                     amount[level] = energy[level] * price
                 else:
                     np.multiply(energy[run], price, out=amount[run])
                 continue
+            below_each = denominator[np.searchsorted(inner, up)]
             with np.errstate(invalid="ignore", divide="ignore"):
-                factor = np.where(denominator[up] > 0, energy[level] / denominator[up], 0.0)
+                factor = np.where(below_each > 0, energy[level] / below_each, 0.0)
             amount[level] = amount[up] * factor
 
 

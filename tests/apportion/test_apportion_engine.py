@@ -357,6 +357,34 @@ def test_rounding_selection_is_exact_when_its_guesses_do_not_settle(
     assert largest_remainder(total, ideal).tolist() == _rounding_by_sorting(total, [ideal])
 
 
+@pytest.mark.parametrize("shape", ["spread", "few remainders", "almost whole", "wide shares"])
+def test_rounding_is_exact_whatever_the_guessed_threshold(
+    shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a large pot's cents are written in the grid pass with a guessed threshold, then the
+    # lines between the guess and the exact threshold move by a cent: too high, too low,
+    # or with no cent owed at all, the lines are those the exact selection picks
+    rng = np.random.default_rng(14)
+    lines = 200_000
+    if shape == "spread":
+        ideal = rng.gamma(2.0, 150.0, lines)
+    elif shape == "few remainders":
+        ideal = rng.integers(0, 500, lines) + rng.choice([0.25, 0.5, 0.75], lines)
+    elif shape == "almost whole":  # remainders of a few grid units: no cent left over
+        ideal = rng.integers(0, 500, lines) + np.where(np.arange(lines) % 1000, 0.0, 1e-4)
+    else:
+        ideal = rng.uniform(0, 1000, lines)
+        ideal[[7, 150_000]] = [2.5e11, -3.25]  # rint's blocks: past 2⁵¹ grid units, < 0
+    parts = [ideal[:70_000], ideal[70_000:]]
+    exact = int(np.floor(np.rint(ideal * 16_384).sum() / 16_384))
+    for total in (exact, exact - 30_000):
+        expected = _rounding_by_sorting(total, parts)
+        for guess in (0, 1, 5000, 16_382, 16_383):
+            monkeypatch.setattr(rounding, "_guess", lambda sample, guess=guess: guess)
+            cents = np.concatenate(largest_remainder_parts(total, parts))
+            assert cents.tolist() == expected, (total, guess)
+
+
 def test_large_arrays_start_on_a_huge_page() -> None:
     for shape, dtype in (((3, 1_000_000, 1), np.float64), (5_000_000, np.uint16), (10, np.int64)):
         made = arrays.empty(shape, dtype)
