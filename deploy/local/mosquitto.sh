@@ -157,8 +157,8 @@ $access
 persistence $persistence
 persistence_location $dir
 autosave_interval 60
-# the largest signed envelope (256 KiB) + 4 KiB of topic and headers, as in production
-max_packet_size 266240
+# 1 MiB: 4 × the largest signed envelope (ingest dead-letters the oversized), as in production
+max_packet_size 1048576
 log_dest stderr
 log_type error
 log_type warning
