@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud.apportion import arrays, engine, rounding
+from cloud.apportion import arrays, engine, rounding, rounding_pass
 from cloud.apportion.case.loading import load_case
 from cloud.apportion.consumption import fast_slice_energy, unwrap_registers
 from cloud.apportion.engine import apportion
@@ -380,7 +380,7 @@ def test_rounding_is_exact_whatever_the_guessed_threshold(
     for total in (exact, exact - 30_000):
         expected = _rounding_by_sorting(total, parts)
         for guess in (0, 1, 5000, 16_382, 16_383):
-            monkeypatch.setattr(rounding, "_guess", lambda sample, guess=guess: guess)
+            monkeypatch.setattr(rounding_pass, "_guess", lambda sample, guess=guess: guess)
             cents = np.concatenate(largest_remainder_parts(total, parts))
             assert cents.tolist() == expected, (total, guess)
 
