@@ -143,7 +143,10 @@ def close_error_text(exc: Exception, t: dict[str, str]) -> str:
         for many in ("nodes", "held"):
             if many in params:
                 params[many] = t["list_sep"].join(params[many]) or "—"
-        return t[f"close_err_{exc.code}"].format(**params)
+        try:
+            return t[f"close_err_{exc.code}"].format(**params)
+        except (KeyError, IndexError):  # words without this code or value: the English
+            return str(exc)
     if isinstance(exc, ImportRefused):
         return t["close_err_reading_store"].format(detail="; ".join(exc.problems[:3]))
     if isinstance(exc, CloseRefused):

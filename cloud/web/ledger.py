@@ -184,9 +184,10 @@ def issue_text(issue: Issue, t: Mapping[str, str]) -> tuple[str, str]:
     """A bad cell's problem in the reader's language, worded from its code and values when
     the page has words for it (language tag ""), else its English message (tag "en")."""
     words = t.get(f"ledger_err_{issue.code}") if issue.code else None
-    if words is None:
+    try:
+        return (words.format(**issue.params), "") if words else (issue.message, "en")
+    except (KeyError, IndexError):  # words that name a value the issue lacks
         return issue.message, "en"
-    return words.format(**issue.params), ""
 
 
 def _page(request: Request, who: Principal, **extra: object) -> HTMLResponse:

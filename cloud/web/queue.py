@@ -145,7 +145,10 @@ def note_text(item: QueueItem, t: Mapping[str, str]) -> str:
         params["task"] = t.get(f"task_kind_{params['task']}", params["task"])
     if "owed_cents" in params:
         params["owed"] = yuan(int(params.pop("owed_cents")))
-    return words.format(**params)
+    try:
+        return words.format(**params)
+    except (KeyError, IndexError):  # words that name a value the item lacks
+        return item.note
 
 
 def _queue_page(
