@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from cloud.apportion.models import Unit
 from cloud.leases.bank_matching import match_line, scoped_accounts
@@ -46,11 +46,14 @@ from cloud.leases.errors import (
 )
 from cloud.leases.models import BankLine, Lease, PayerAccount
 from cloud.leases.payments import PaymentReceipt, account_of, record_payment
-from cloud.leases.periods import LOCAL_TZ
-from cloud.leases.roster import LeaseRoster, audit_payment, check_received_on, scope_condition
+from cloud.leases.roster import (
+    ScopedDesk,
+    audit_payment,
+    check_received_on,
+    scope_condition,
+)
 from cloud.staff.accounts import PAYMENT_ROLES, Principal
 from cloud.staff.audit import record_change
-from edge.wire import Clock, utc_now
 
 MATCHED, UNMATCHED, IGNORED, DUPLICATE = "matched", "unmatched", "ignored", "duplicate"
 STATUSES = (MATCHED, UNMATCHED, IGNORED)
@@ -160,16 +163,8 @@ def _may_take_money(who: Principal) -> None:
         )
 
 
-class BankService:
+class BankService(ScopedDesk):
     """Imports statements and works the unmatched queue for one staff member at a time."""
-
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
-        self.sessions = sessions
-        self.clock = clock
-        self.roster = LeaseRoster(sessions, clock=clock)
-
-    def today(self) -> date:
-        return self.clock().astimezone(LOCAL_TZ).date()
 
     # -- import ---------------------------------------------------------------------------
 

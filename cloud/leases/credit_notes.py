@@ -10,21 +10,18 @@ changes nothing. Each step is in the audit log (subject ``lease:<account>``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.models import Unit
 from cloud.leases.errors import AlreadyDecided, CreditNoteError, FourEyes, UnknownRecord
 from cloud.leases.models import CreditEntry, CreditNote, Lease
 from cloud.leases.payments import account_of
-from cloud.leases.periods import LOCAL_TZ
-from cloud.leases.roster import LeaseRoster, scope_condition
+from cloud.leases.roster import ScopedDesk, scope_condition
 from cloud.staff.accounts import Principal, Role
 from cloud.staff.audit import record_change
-from edge.wire import Clock, utc_now
 
 REQUESTED, APPROVED, REJECTED = "requested", "approved", "rejected"
 STATUSES = (REQUESTED, APPROVED, REJECTED)
@@ -82,16 +79,8 @@ def _values(n: CreditNote) -> dict[str, Any]:
     }
 
 
-class CreditNoteService:
+class CreditNoteService(ScopedDesk):
     """Requests, lists and decides credit notes within a staff member's scope."""
-
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
-        self.sessions = sessions
-        self.clock = clock
-        self.roster = LeaseRoster(sessions, clock=clock)
-
-    def today(self) -> date:
-        return self.clock().astimezone(LOCAL_TZ).date()
 
     def request(self, who: Principal, lease_id: str, cents: int, reason: str) -> CreditNoteRow:
         """Request a credit note of ``cents`` on ``lease_id``'s billing account. UnknownRecord

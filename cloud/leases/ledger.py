@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from cloud.apportion.models import Unit
 from cloud.leases import lifecycle
@@ -40,15 +40,13 @@ from cloud.leases.ledger_sheets import (
 )
 from cloud.leases.ledger_write import write_ledger_csv, write_ledger_workbook
 from cloud.leases.models import Lease, LeaseStatus, Staff, Tenant, UnitProfile
-from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.plans import schedule_of
 from cloud.leases.reference import add_tenant, set_unit_profile
-from cloud.leases.roster import scope_condition
+from cloud.leases.roster import LeaseDesk, scope_condition
 from cloud.leases.terms import FixedRent, LeaseTerms, SteppedRent
 from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.audit import record_change
 from cloud.staff.visibility import Sensitive, sees
-from edge.wire import Clock, utc_now
 
 _RUNNING = ("active", "expiring", "open_ended")
 #: the fields of a row compared with the stored lease, as named in a refusal
@@ -197,15 +195,8 @@ _FIELD_KEYS = {
 }
 
 
-class LeaseLedger:
+class LeaseLedger(LeaseDesk):
     """Imports and exports the ledger for a staff member, within their sites and buildings."""
-
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
-        self.sessions = sessions
-        self.clock = clock
-
-    def today(self) -> date:
-        return self.clock().astimezone(LOCAL_TZ).date()
 
     # ------------------------------------------------------------------------ import
 

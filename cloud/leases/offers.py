@@ -21,12 +21,11 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from cloud.apportion.models import Unit
 from cloud.leases.errors import OfferAwaitsApproval, OfferError, UnknownRecord
 from cloud.leases.models import Lease, RenewalOffer, RenewalOfferStep, Tenant
-from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.renewals import (
     OPEN_OFFER_STATES,
     PriceSuggestion,
@@ -34,10 +33,9 @@ from cloud.leases.renewals import (
     make_offer,
     suggest_prices,
 )
-from cloud.leases.roster import LeaseRoster, scope_condition
+from cloud.leases.roster import ScopedDesk, scope_condition
 from cloud.staff.accounts import Principal, Role
 from cloud.staff.audit import record_change
-from edge.wire import Clock, utc_now
 
 #: the states in funnel order
 STATES = ("to_renew", "invited", "negotiating", "signed", "lost")
@@ -166,16 +164,8 @@ class Funnel:
         return sum(self.counts.values())
 
 
-class OfferDesk:
+class OfferDesk(ScopedDesk):
     """Offers within a staff member's role and scope, audited (see the module doc)."""
-
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
-        self.sessions = sessions
-        self.clock = clock
-        self.roster = LeaseRoster(sessions, clock)
-
-    def today(self) -> date:
-        return self.clock().astimezone(LOCAL_TZ).date()
 
     @staticmethod
     def _may(who: Principal, roles: frozenset[Role], what: str) -> None:

@@ -15,16 +15,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from cloud.leases import lifecycle
 from cloud.leases.errors import LeaseError, NotPermitted, TermsError
 from cloud.leases.models import Lease
-from cloud.leases.periods import LOCAL_TZ
-from cloud.leases.roster import LeaseRoster
+from cloud.leases.roster import ScopedDesk
 from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.audit import record_change
-from edge.wire import Clock, utc_now
 
 #: how a lease may be signed (stored in the signing transition's reason)
 SIGN_METHODS = ("paper", "e-sign")
@@ -43,16 +41,8 @@ class Done:
     successor: str | None = None
 
 
-class LeaseOperations:
+class LeaseOperations(ScopedDesk):
     """Sign, hand over, renew, terminate leases for a staff member, audited."""
-
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
-        self.sessions = sessions
-        self.clock = clock
-        self.roster = LeaseRoster(sessions, clock=clock)
-
-    def today(self) -> date:
-        return self.clock().astimezone(LOCAL_TZ).date()
 
     def check(self, who: Principal, lease_id: str) -> None:
         """The role may change leases and the lease is in ``who``'s scope (checked before

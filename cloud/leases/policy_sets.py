@@ -28,7 +28,6 @@ from cloud.apportion.case.loading import read_sections
 from cloud.apportion.errors import CaseError
 from cloud.leases.errors import LeaseError, UnknownRecord
 from cloud.leases.models import PROPERTY_TYPES, Lease, SitePolicyRow
-from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.policies import (
     ALL_TYPES,
     POLICY_FIELDS,
@@ -38,7 +37,7 @@ from cloud.leases.policies import (
     resolve,
     validate_fields,
 )
-from cloud.leases.roster import LeaseRoster
+from cloud.leases.roster import ScopedDesk
 from cloud.registry.models import Site
 from cloud.staff.accounts import POLICY_ROLES, Principal
 from cloud.staff.audit import record_change
@@ -153,17 +152,11 @@ def _row(row: SitePolicyRow) -> PolicySet:
     )
 
 
-class PolicyService:
+class PolicyService(ScopedDesk):
     """Policy sets of sites and overrides of leases, for staff (see the module doc)."""
 
     def __init__(self, sessions: sessionmaker[Session], *, clock: Clock = utc_now) -> None:
-        self.sessions = sessions
-        self.clock = clock
-        self.roster = LeaseRoster(sessions, clock=clock)
-
-    def today(self) -> date:
-        """The local calendar day of the service's clock."""
-        return self.clock().astimezone(LOCAL_TZ).date()
+        super().__init__(sessions, clock)
 
     def sets(self, who: Principal, site: str | None = None) -> list[PolicySet]:
         """The policy sets of ``who``'s sites (or of ``site`` among them), by site, type

@@ -32,7 +32,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, aliased
 
 from cloud.apportion.models import Unit
 from cloud.leases.errors import QueueError, UnknownRecord
@@ -51,12 +51,11 @@ from cloud.leases.models import (
 from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.policies import load_book
 from cloud.leases.renewals import OPEN_OFFER_STATES, acknowledge_reminders
-from cloud.leases.roster import scope_condition
+from cloud.leases.roster import LeaseDesk, scope_condition
 from cloud.registry.base import as_utc
 from cloud.staff.accounts import Principal, Role
 from cloud.staff.audit import record
 from cloud.staff.models import WebAccount
-from edge.wire import Clock, utc_now
 
 #: the most items one list returns (and one query reads)
 MAX_ITEMS = 500
@@ -117,15 +116,8 @@ def staff_id_of(session: Session, username: str) -> str | None:
     return username if session.get(Staff, username) is not None else None
 
 
-class WorkQueue:
+class WorkQueue(LeaseDesk):
     """The work queue of the pages, the API and the commands (see the module doc)."""
-
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
-        self.sessions = sessions
-        self.clock = clock
-
-    def today(self) -> date:
-        return self.clock().astimezone(LOCAL_TZ).date()
 
     @staticmethod
     def _may(who: Principal, roles: frozenset[Role], what: str) -> None:

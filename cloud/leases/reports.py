@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Select, case, func, literal, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from cloud.apportion.models import Unit
 from cloud.leases.dunning import LADDER
@@ -56,11 +56,10 @@ from cloud.leases.occupancy import (
     summarize,
     unit_occupancy,
 )
-from cloud.leases.periods import LOCAL_TZ, add_months
-from cloud.leases.roster import scope_condition
+from cloud.leases.periods import add_months
+from cloud.leases.roster import LeaseDesk, scope_condition
 from cloud.staff.accounts import LEASE_ROLES, RISK_ROLES, Principal, Role
 from cloud.staff.visibility import Sensitive, sees
-from edge.wire import Clock, utc_now
 
 #: The most month ends an occupancy series covers.
 MAX_MONTHS = 36
@@ -484,16 +483,9 @@ def month_set(session: Session, who: Principal, site: str, month: date) -> Repor
     )
 
 
-class ReportService:
+class ReportService(LeaseDesk):
     """The reports for the web and the commands: each call opens its own read session;
     "today" is the local calendar day of the service's clock."""
-
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
-        self.sessions = sessions
-        self.clock = clock
-
-    def today(self) -> date:
-        return self.clock().astimezone(LOCAL_TZ).date()
 
     def occupancy(
         self,

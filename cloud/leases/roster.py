@@ -124,16 +124,22 @@ def check_received_on(received_on: date, today: date) -> None:
         )
 
 
-class LeaseRoster:
-    """Lists and opens leases within a staff member's scope, with the visibility policy
-    applied."""
+class LeaseDesk:
+    """What every lease service holds: the registry's sessions and the clock, and from it
+    today's date in the local calendar (:data:`~cloud.leases.periods.LOCAL_TZ`)."""
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
         self.sessions = sessions
         self.clock = clock
 
     def today(self) -> date:
+        """The local calendar day of the service's clock."""
         return self.clock().astimezone(LOCAL_TZ).date()
+
+
+class LeaseRoster(LeaseDesk):
+    """Lists and opens leases within a staff member's scope, with the visibility policy
+    applied."""
 
     def leases(
         self,
@@ -335,3 +341,12 @@ def _audit_entry(at: datetime, actor: str, action: str, detail: str) -> HistoryE
         _changes(doc.get("before"), doc.get("after")),
         str(doc.get("note") or ""),
     )
+
+
+class ScopedDesk(LeaseDesk):
+    """A lease service that opens leases through the :class:`LeaseRoster` (the caller's
+    scope and the visibility policy applied)."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utc_now) -> None:
+        super().__init__(sessions, clock)
+        self.roster = LeaseRoster(sessions, clock)
