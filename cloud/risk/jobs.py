@@ -34,6 +34,7 @@ from cloud.risk.loader import load_inputs
 from cloud.risk.model import RiskModel, reasons
 from cloud.risk.models import RiskModelRow, RiskScore
 from cloud.risk.training import FORECAST_LEAD_DAYS, train
+from cloud.risk.wording import Reason
 from cloud.series.base import SeriesStore
 
 HIGH_RISK = 0.5  # a lease at or above this probability is "high risk" for the reminders
@@ -113,7 +114,7 @@ class Scores:
     health: np.ndarray
     band: np.ndarray
     components: dict[str, np.ndarray]
-    reasons: list[list[str]]
+    reasons: list[list[dict[str, Any]]]  # {"feature", "value"} each (cloud.risk.model.reasons)
 
 
 def score(
@@ -186,7 +187,8 @@ def risk_list(
     session: Session, *, site_id: str | None = None, limit: int = 200, scored_on: date | None = None
 ) -> list[dict[str, Any]]:
     """The managers' list from the latest stored scores: highest probability first (the
-    health score orders leases scored without a model), with reasons."""
+    health score orders leases scored without a model), with the reasons as stored
+    (``{"feature", "value"}``, or words in rows stored before: cloud.risk.wording words them)."""
     day = scored_on or session.scalar(select(func.max(RiskScore.scored_on)))
     if day is None:
         return []
@@ -237,10 +239,10 @@ def risk_list(
 
 def high_risk_leases(
     session: Session, lease_ids: list[str], *, threshold: float = HIGH_RISK
-) -> dict[str, tuple[float, list[str]]]:
+) -> dict[str, tuple[float, list[Reason]]]:
     """For the given leases, their latest stored score at or above ``threshold``:
-    (probability, reasons)."""
-    out: dict[str, tuple[float, list[str]]] = {}
+    (probability, reasons as stored — ``{"feature", "value"}`` or, stored before, words)."""
+    out: dict[str, tuple[float, list[Reason]]] = {}
     for i in range(0, len(lease_ids), 500):
         chunk = lease_ids[i : i + 500]
         latest = (

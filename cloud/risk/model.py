@@ -10,8 +10,8 @@ matrix operations. :func:`RiskModel.predict` equals scikit-learn's ``predict_pro
 (tested).
 
 Reasons: the contribution of feature j to a lease's log-odds is coef_j × (x_j − mean_j) ÷
-scale_j; the top positive contributions, written in words with the lease's own values, are
-its reasons.
+scale_j; the top positive contributions, each the feature's name with the lease's own value,
+are its reasons (stored so, worded in the reader's language by ``cloud.risk.wording``).
 """
 
 from __future__ import annotations
@@ -190,51 +190,19 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
 # --- reasons ---------------------------------------------------------------------------
 
 
-def _fmt(name: str, v: float) -> str:
-    if name == "use_ratio":
-        return f"use {100 * (np.exp(v) - 1):+.0f} % vs its own 60-day baseline"
-    if name == "peer_ratio":
-        return f"use trend {100 * (np.exp(v) - 1):+.0f} % vs comparable units"
-    if name == "use_slope":
-        return f"use falling {-100 * v:.0f} % of baseline over the last 30 days"
-    if name == "zero_streak":
-        return f"{v:.0f} days in a row with almost no use"
-    if name == "late_share":
-        return f"{100 * v:.0f} % of the last year's invoices paid late"
-    if name == "days_late":
-        return f"invoices paid {v:.1f} days late on average"
-    if name == "collections_stage":
-        return f"collections at step {v:.0f}"
-    if name == "open_tickets":
-        return f"{v:.0f} repair ticket(s) open"
-    if name == "recent_tickets":
-        return f"{v:.0f} repair ticket(s) in the last 90 days"
-    if name == "days_to_expiry":
-        return f"contract ends in {v:.0f} days"
-    if name == "days_to_paid_through":
-        return f"paid through {v:.0f} days from now"
-    if name == "rent_ratio":
-        return f"rent {100 * (np.exp(v) - 1):+.0f} % vs comparable units"
-    if name == "tenure_years":
-        return f"tenant for {v:.1f} years"
-    if name == "nps":
-        return f"satisfaction survey score {v:.0f} of 10"
-    if name == "activities":
-        return f"joined {v:.0f} community activities in 180 days"
-    return f"{name} = {v:.3g}"
-
-
-def reasons(model: RiskModel, x: np.ndarray, top: int = 3) -> list[list[str]]:
-    """The ``top`` features raising each lease's risk the most, in words."""
+def reasons(model: RiskModel, x: np.ndarray, top: int = 3) -> list[list[dict[str, Any]]]:
+    """The ``top`` features raising each lease's risk the most, each as ``{"feature": NAME,
+    "value": V}`` with the lease's own value rounded to 4 decimals (a known, finite value
+    only); :mod:`cloud.risk.wording` words them for the reader."""
     contrib = model.contributions(x)
     order = np.argsort(-contrib, axis=1)[:, :top]
     out = []
     for i, row in enumerate(order):
         out.append(
             [
-                _fmt(model.features[j], float(x[i, j]))
+                {"feature": model.features[j], "value": round(float(x[i, j]), 4) + 0.0}
                 for j in row
-                if contrib[i, j] > 0.05 and not np.isnan(x[i, j])
+                if contrib[i, j] > 0.05 and np.isfinite(x[i, j])
             ]
         )
     return out

@@ -56,7 +56,11 @@ class RiskModelRow(Base):
 
 class RiskScore(Base):
     """A lease's move-out probability as of ``scored_on`` with the model version, the top
-    reasons, and the health score (0–100) with its band (green / yellow / red)."""
+    reasons, and the health score (0–100) with its band (green / yellow / red).
+
+    A reason is ``{"feature": NAME, "value": V}``, worded when shown
+    (:mod:`cloud.risk.wording`); rows stored before hold English sentences, shown as they are.
+    """
 
     __tablename__ = "risk_scores"
 
@@ -66,4 +70,4 @@ class RiskScore(Base):
     probability: Mapped[float | None] = mapped_column(Float)
     health: Mapped[float] = mapped_column(Float)
     band: Mapped[str] = mapped_column(String(8))
-    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reasons: Mapped[list[str | dict[str, Any]]] = mapped_column(JSON, default=list)

@@ -104,13 +104,16 @@ def risk_list_command(
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 20,
 ) -> None:
     """The managers' risk list from the latest scores: highest move-out probability first,
-    with reasons and the health score."""
+    with reasons (in English) and the health score."""
     from cloud.risk.jobs import risk_list
+    from cloud.risk.wording import reasons_text
 
     sessions, store = _services()
     store.close()
     with sessions() as session:
-        typer.echo(json.dumps(risk_list(session, site_id=site, limit=limit), indent=1))
+        rows = risk_list(session, site_id=site, limit=limit)
+    worded = [{**r, "reasons": reasons_text(r["reasons"], "en")} for r in rows]
+    typer.echo(json.dumps(worded, indent=1))
 
 
 @risk_app.command("forecast")

@@ -36,7 +36,7 @@ from cloud.leases.reminders import send_renewal_reminders
 from cloud.leases.terms import LadderAction
 from cloud.registry.db import open_registry
 from cloud.risk import jobs
-from cloud.risk.features import feature_matrix, health_components, health_score
+from cloud.risk.features import FEATURES, feature_matrix, health_components, health_score
 from cloud.risk.forecast import load_occupancy, month_ends, realised_vacancies
 from cloud.risk.loader import RUNGS, load_inputs
 from cloud.risk.model import fit, roc_auc
@@ -300,6 +300,20 @@ def test_score_job_risk_list_and_the_reminders_it_feeds(small_portfolio: Portfol
     assert probs == sorted(probs, reverse=True) and len(items) == len(scores.lease_ids)
     assert all(i["band"] in ("green", "yellow", "red") for i in items)
     assert any(i["reasons"] for i in items[:5])
+    # reasons are stored as feature and value, worded only when shown (cloud.risk.wording)
+    with p.sessions() as session:
+        stored = [r for row in session.scalars(select(jobs.RiskScore)) for r in row.reasons]
+    assert stored and all(
+        set(r) == {"feature", "value"}
+        and r["feature"] in FEATURES
+        and isinstance(r["value"], float)
+        for r in stored
+    ), stored[:5]
+    top = next(i for i in items if i["reasons"])  # the reminders get them as stored
+    with p.sessions() as session:
+        got = jobs.high_risk_leases(session, [top["lease_id"]], threshold=0.0)
+    assert got == {top["lease_id"]: (top["probability"], top["reasons"])}
+    assert isinstance(top["reasons"][0], dict)
     service = jobs.RiskListService(p.sessions)
     assert service.items(frozenset({"ELSEWHERE"})) == []
     assert service.items(frozenset({p.spec.site_id}), limit=3) == items[:3]
@@ -332,6 +346,9 @@ def test_score_job_risk_list_and_the_reminders_it_feeds(small_portfolio: Portfol
             .where(jobs.RiskScore.lease_id == lease.id, jobs.RiskScore.scored_on == today)
             .values(probability=0.81, reasons=["use -45 % vs its own baseline"])
         )
+        assert jobs.high_risk_leases(session, [lease.id]) == {
+            lease.id: (0.81, ["use -45 % vs its own baseline"])  # stored before: words
+        }
         sent = send_renewal_reminders(session, day, at=datetime(2026, 1, 1, tzinfo=UTC))
         manager = session.get(Staff, lease.manager_id)
         risk = session.scalars(select(RenewalReminder).where(RenewalReminder.kind == "risk")).all()
@@ -365,6 +382,8 @@ def test_command_line(small_portfolio: Portfolio) -> None:
     assert scored["model_version"] == 1 and scored["leases"] > 40
     listed = json.loads(run("list", "--limit", "5"))
     assert len(listed) == 5 and listed[0]["probability"] >= listed[-1]["probability"]
+    worded = [r for item in listed for r in item["reasons"]]  # in English words
+    assert worded and all(isinstance(r, str) and r.isascii() for r in worded), worded
     forecast = json.loads(run("forecast", "--site", p.spec.site_id, "--as-of", p.now.isoformat()))
     assert len(forecast) == 6 * 2 and all(f["low"] <= f["high"] for f in forecast)
     bad = subprocess.run(

@@ -4,6 +4,7 @@ each against values worked out by hand or by a brute-force reference."""
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import date
 
 import numpy as np
@@ -178,7 +179,16 @@ def test_model_predict_equals_scikit_learn_and_reasons_name_the_driver() -> None
     assert model.predict(x) == pytest.approx(ref.predict_proba(z)[:, 1], abs=1e-9)
     assert roc_auc(y, model.predict(x)) > 0.75
     worst = int(np.argmax(model.predict(x)))
-    assert any("late" in r or "own" in r for r in reasons(model, x)[worst])
+    why = reasons(model, x)
+    assert {r["feature"] for r in why[worst]} & {"late_share", "use_ratio"}
+    # structured, JSON-safe, the lease's own value rounded: what a score stores
+    for i, row in enumerate(why):
+        assert len(row) <= 3
+        for r in row:
+            assert set(r) == {"feature", "value"} and type(r["value"]) is float
+            j = F.FEATURES.index(r["feature"])
+            assert r["value"] == pytest.approx(x[i, j], abs=5e-5)
+    assert json.loads(json.dumps(why, allow_nan=False)) == why
 
 
 def test_auc_and_precision_by_hand() -> None:

@@ -16,6 +16,16 @@ from cloud.risk.models import RiskScore
 from cloud.staff.accounts import AccountService, Role
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 
+#: reasons as stored: structured by the model, or words stored before they were structured
+REASONS = {
+    "L-park-a-0": [
+        {"feature": "use_ratio", "value": -0.5108},
+        {"feature": "open_tickets", "value": 3.0},
+    ],
+    "L-park-a-1": ["use -6 % vs its own 60-day baseline"],
+    "L-park-b-0": [{"feature": "late_share", "value": 0.5}],
+}
+
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
@@ -53,7 +63,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
                         probability=p,
                         health=60.0 + 30 * (1 - p),
                         band="red" if p > 0.5 else "green",
-                        reasons=[f"use -{int(p * 50)} % vs its own 60-day baseline"],
+                        reasons=REASONS[lease],
                     )
                 )
     yield rig
@@ -82,6 +92,15 @@ def test_finance_sees_its_own_sites_highest_risk_first(rig: WebRig, url: str) ->
         everything = admin.get("/api/v1/risk/leases").json()
         assert [i["probability"] for i in everything] == [0.81, 0.55, 0.12]
         assert everything[0]["high_risk"] and not everything[-1]["high_risk"]
+        # the API's reasons stay English words; beside them, each one's feature and value
+        assert [(i["reasons"], i["reason_features"]) for i in everything] == [
+            (
+                ["use -40 % vs its own 60-day baseline", "3 repair ticket(s) open"],
+                REASONS["L-park-a-0"],
+            ),
+            (["50 % of the last year's invoices paid late"], REASONS["L-park-b-0"]),
+            (["use -6 % vs its own 60-day baseline"], [None]),
+        ]
         assert [i["site_id"] for i in fin_a.get("/api/v1/risk/leases").json()] == [
             "park-a",
             "park-a",
@@ -98,10 +117,15 @@ def test_risk_page_shows_reasons_in_chinese_by_default(rig: WebRig, url: str) ->
         page = fin_a.get("/finance/risk")
         assert page.status_code == 200
         assert "退租风险" in page.text and "高风险" in page.text
-        assert "use -40 % vs its own 60-day baseline" in page.text
+        assert "用量较自身 60 天基线 -40 %; 3 个报修未关闭" in page.text
+        assert "use -40 %" not in page.text and "repair ticket" not in page.text
+        assert "use -6 % vs its own 60-day baseline" in page.text  # stored as words: as it is
         assert "L-park-b-0" not in page.text
         english = fin_a.get("/finance/risk?lang=en").text
         assert "Move-out risk" in english and "81 %" in english
+        assert "use -40 % vs its own 60-day baseline; 3 repair ticket(s) open" in english
+        assert "用量" not in english and "报修" not in english
+        assert "use -6 % vs its own 60-day baseline" in english
 
 
 def test_managers_see_the_risk_of_their_buildings_only(rig: WebRig, url: str) -> None:
