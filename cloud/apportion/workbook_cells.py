@@ -63,6 +63,8 @@ class Column:
     width: float
     note_zh: str
     note_en: str
+    #: a sheet may leave the column out (a workbook from before it was added)
+    optional: bool = False
 
     @property
     def header(self) -> str:
@@ -252,7 +254,7 @@ def sheet_rows(
         else:
             index[found[0].key] = i
             letters[found[0].key] = letter
-    missing = [c.zh + " " + c.en for c in columns if c.key not in index]
+    missing = [c.zh + " " + c.en for c in columns if c.key not in index and not c.optional]
     if missing:
         errors.append(f"{sheet}: missing column(s) {', '.join(missing)} in row 1")
     if bad_header or missing:

@@ -33,6 +33,7 @@ from cloud.leases.models import (
     LeaseTask,
     Staff,
 )
+from cloud.leases.notices import note_text, notice, task_note
 from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.policies import PolicyBook, load_book
 from cloud.notify.channels import Notification
@@ -233,9 +234,9 @@ def check_slas(session: Session, now: datetime, rules: PolicyBook | None = None)
         manager = staff[lease.manager_id]
         boss = staff.get(manager.supervisor_id or "", manager)
         key = f"deposit-sla:{refund.id}:{step}"
-        what = (
-            f"deposit refund {refund.id} of lease {lease.id}: {step} has waited {hours} h, "
-            f"the SLA is {sla} h"
+        what, code, values = task_note(
+            "deposit_sla",
+            {"refund": refund.id, "lease": lease.id, "step": step, "hours": hours, "sla": sla},
         )
         day = at.astimezone(LOCAL_TZ).date()
         session.add(
@@ -247,7 +248,14 @@ def check_slas(session: Session, now: datetime, rules: PolicyBook | None = None)
                 opened_on=day,
                 due_on=day + timedelta(days=1),
                 note=what,
+                note_code=code,
+                note_params=values,
             )
+        )
+        subject, body = notice(
+            "deposit_sla",
+            boss.language,
+            {"lease": lease.id, "what": note_text(code, values, boss.language, fallback=what)},
         )
         messages.append(
             (
@@ -255,8 +263,8 @@ def check_slas(session: Session, now: datetime, rules: PolicyBook | None = None)
                 Notification(
                     key,
                     boss.address,
-                    f"Deposit refund overdue: {lease.id}",
-                    what,
+                    subject,
+                    body,
                     {"refund": refund.id, "step": step, "waited_hours": hours},
                 ),
             )

@@ -26,9 +26,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from cloud.apportion.money import cny
 from cloud.leases.models import CollectionEvent, Invoice, Lease, LeaseTask, Staff, Tenant
 from cloud.leases.money import round_half_up
+from cloud.leases.notices import note_text, notice, task_note
 from cloud.leases.policies import PolicyBook, load_book
 from cloud.leases.terms import DEFAULT_LADDER, LadderRung, LateFeePolicy
 from cloud.notify.channels import Notification
@@ -71,17 +71,10 @@ def late_fee(
 LadderStep = LadderRung
 #: The rungs that go to the manager's supervisor: the task's kind, the notice's subject and
 #: text.
+#: rung action → (the supervisor's task kind, the notice's code in cloud.leases.notices)
 _TO_SUPERVISOR = {
-    "legal_handover": (
-        "legal_case",
-        "Handed to legal: {invoice} unpaid {days} days",
-        "Handed over to legal: {what}.",
-    ),
-    "escalation": (
-        "escalation",
-        "Escalation: {invoice} unpaid {days} days",
-        "Escalated to you: {what}. Consider legal steps.",
-    ),
+    "legal_handover": ("legal_case", "legal_handover"),
+    "escalation": ("escalation", "escalation"),
 }
 #: The default ladder (:data:`cloud.leases.terms.DEFAULT_LADDER`); a lease's own is its
 #: policy's ``ladder``.
@@ -131,20 +124,27 @@ def run_collections(
             if due > today or (invoice.id, step.days) in done:
                 continue
             key = f"collections:{invoice.id}:{step.days}"
-            what = (
-                f"invoice {invoice.id} ({lease.unit_id}, {tenant.name}): {cny(owed)} CNY "
-                f"owed, due {invoice.due_on}"
-            )
+            owed_values = {
+                "invoice": invoice.id,
+                "unit": lease.unit_id,
+                "tenant": tenant.name,
+                "owed_cents": owed,
+                "due_on": invoice.due_on.isoformat(),
+            }
+            what, code, values = task_note("owed", owed_values)
             channel, recipient, outcome, note = "task", mgr.id, "task_opened", None
             if step.action == "reminder":
                 channel, recipient, outcome = tenant.channel, tenant.address, "queued"
+                subject, body = notice(
+                    "payment_reminder",
+                    tenant.language,
+                    {**owed_values, "name": tenant.name},
+                )
                 note = Notification(
                     key,
                     tenant.address,
-                    f"Payment reminder: {invoice.id}",
-                    f"Dear {tenant.name}, {cny(owed)} CNY of invoice "
-                    f"{invoice.id} was due on {invoice.due_on}. Please pay "
-                    "at your earliest convenience.",
+                    subject,
+                    body,
                     {
                         "invoice": invoice.id,
                         "owed_cents": owed,
@@ -154,18 +154,24 @@ def run_collections(
             elif step.action in _TO_SUPERVISOR:
                 boss = supervisors.get(mgr.supervisor_id or "", mgr)
                 channel, recipient, outcome = boss.channel, boss.address, "queued"
-                task, subject, body = _TO_SUPERVISOR[step.action]
+                task, notice_code = _TO_SUPERVISOR[step.action]
+                in_words = note_text(code, values, boss.language, fallback=what)
+                subject, body = notice(
+                    notice_code,
+                    boss.language,
+                    {"invoice": invoice.id, "days": step.days, "what": in_words},
+                )
                 note = Notification(
                     key,
                     boss.address,
-                    subject.format(invoice=invoice.id, days=step.days),
-                    body.format(what=what),
+                    subject,
+                    body,
                     {"invoice": invoice.id, "owed_cents": owed, "lease": lease.id},
                 )
-                session.add(_task(key, task, lease.id, boss.id, today, what))
+                session.add(_task(key, task, lease.id, boss.id, today, (what, code, values)))
             else:
                 kind = "collections" if step.action == "internal_task" else "call"
-                session.add(_task(key, kind, lease.id, mgr.id, today, what))
+                session.add(_task(key, kind, lease.id, mgr.id, today, (what, code, values)))
             if note is not None:
                 messages.append((channel, note))
             session.add(
@@ -187,7 +193,11 @@ def run_collections(
     return created
 
 
-def _task(key: str, kind: str, lease_id: str, assignee: str, today: date, note: str) -> LeaseTask:
+def _task(
+    key: str, kind: str, lease_id: str, assignee: str, today: date, note: tuple[str, str, str]
+) -> LeaseTask:
+    """A task due tomorrow; ``note``: (English, code, values) as :func:`task_note` gives."""
+    english, code, values = note
     return LeaseTask(
         key=key,
         kind=kind,
@@ -195,5 +205,7 @@ def _task(key: str, kind: str, lease_id: str, assignee: str, today: date, note: 
         assignee_id=assignee,
         opened_on=today,
         due_on=today + timedelta(days=1),
-        note=note,
+        note=english,
+        note_code=code,
+        note_params=values,
     )

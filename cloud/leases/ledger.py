@@ -47,6 +47,7 @@ from cloud.leases.terms import FixedRent, LeaseTerms, SteppedRent
 from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.audit import record_change
 from cloud.staff.visibility import Sensitive, sees
+from cloud.wording import DEFAULT_LANGUAGE
 
 _RUNNING = ("active", "expiring", "open_ended")
 #: the fields of a row compared with the stored lease, as named in a refusal
@@ -324,12 +325,25 @@ class LeaseLedger(LeaseDesk):
                 channel=rec.channel,
                 address=rec.address,
                 id_number=rec.id_number,
+                language=rec.language or DEFAULT_LANGUAGE,
             )
             return 1
-        wanted = (rec.name, rec.channel, rec.address, rec.id_number or stored.id_number)
-        if (stored.name, stored.channel, stored.address, stored.id_number) == wanted:
+        wanted = (
+            rec.name,
+            rec.channel,
+            rec.address,
+            rec.id_number or stored.id_number,
+            rec.language or stored.language,
+        )
+        if (
+            stored.name,
+            stored.channel,
+            stored.address,
+            stored.id_number,
+            stored.language,
+        ) == wanted:
             return 0
-        stored.name, stored.channel, stored.address, stored.id_number = wanted
+        stored.name, stored.channel, stored.address, stored.id_number, stored.language = wanted
         return 1
 
     def _unit(self, session: Session, rec: UnitRec) -> int:
@@ -511,7 +525,9 @@ class LeaseLedger(LeaseDesk):
             ids = sorted({rec.tenant for rec in leases})
             full = sees(who.role, Sensitive.ID_NUMBER)
             tenants = [
-                TenantRec(t.id, t.name, t.channel, t.address, t.id_number if full else None)
+                TenantRec(
+                    t.id, t.name, t.channel, t.address, t.id_number if full else None, t.language
+                )
                 for t in session.scalars(
                     select(Tenant).where(Tenant.id.in_(ids)).order_by(Tenant.id)
                 )

@@ -33,6 +33,7 @@ from cloud.apportion.workbook_cells import (
     workbook_from_bytes,
 )
 from cloud.leases.models import PROPERTY_TYPES, LeaseStatus
+from cloud.wording import LANGUAGES
 
 #: Largest ledger file read [bytes].
 MAX_LEDGER_BYTES = 4 * 1024 * 1024
@@ -57,8 +58,17 @@ _YUAN = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
 _ID = re.compile(r"^[^\x00-\x1f\s]{1,64}$")
 
 
-def _c(key: str, zh: str, en: str, kind: str, width: float, note_zh: str, note_en: str) -> Column:
-    return Column(key, zh, en, kind, width, note_zh, note_en)
+def _c(
+    key: str,
+    zh: str,
+    en: str,
+    kind: str,
+    width: float,
+    note_zh: str,
+    note_en: str,
+    optional: bool = False,
+) -> Column:
+    return Column(key, zh, en, kind, width, note_zh, note_en, optional)
 
 
 TENANT_COLUMNS = (
@@ -67,6 +77,16 @@ TENANT_COLUMNS = (
     _c("channel", "通知渠道", "Channel", "channel", 12, "email/sms/wecom/dingtalk", "notices go"),
     _c("address", "通知地址", "Address", "text", 24, "邮箱或号码", "e-mail or number"),
     _c("id_number", "证件号码", "ID number", "text", 22, "留空则保持原值", "blank: kept as is"),
+    _c(
+        "language",
+        "通知语言",
+        "Notice language",
+        "language",
+        12,
+        "zh-CN 中文 / en 英文；留空：新租户中文，已有租户保持原值",
+        "zh-CN / en; blank: Chinese if new, else kept",
+        optional=True,
+    ),
 )
 UNIT_COLUMNS = (
     _c("unit", "单元编号", "Unit id", "text", 14, "站点导入的单元", "a unit of the site import"),
@@ -114,11 +134,13 @@ CSV_TENANT_COLUMNS = (
     _c("tenant_channel", "租户通知渠道", "Tenant channel", "channel", 0, "", ""),
     _c("tenant_address", "租户通知地址", "Tenant address", "text", 0, "", ""),
     _c("tenant_id_number", "租户证件号码", "Tenant ID number", "text", 0, "", ""),
+    _c("tenant_language", "租户通知语言", "Tenant notice language", "language", 0, "", ""),
     _c("steps", "租金阶梯", "Rent steps", "text", 0, "YYYY-MM-DD=元; …", ""),
 )
 CSV_COLUMNS = LEASE_COLUMNS + CSV_TENANT_COLUMNS
 CHOICES = {
     "channel": CHANNELS,
+    "language": LANGUAGES,
     "property": PROPERTY_TYPES,
     "yesno": (YES, NO),
     "kind": KINDS,
@@ -256,6 +278,8 @@ class TenantRec:
     channel: str
     address: str
     id_number: str | None
+    #: the language of the tenant's notices; None (a blank cell): Chinese if new, else kept
+    language: str | None = None
     at: Cells | None = field(default=None, compare=False, repr=False)
 
 
@@ -433,9 +457,10 @@ def _tenant(row: Row, prefix: str = "", ident: str | None = None) -> TenantRec |
     id_number = row.text(prefix + "id_number")
     if id_number is not None and len(id_number) > 32:
         row.fail(prefix + "id_number", "expected at most 32 characters", "long", most=32)
+    language = row.choice(prefix + "language", LANGUAGES, None)
     if len(row.errors) > before or not tenant_id or not name:
         return None
-    return TenantRec(tenant_id, name, channel or "email", address, id_number, at=row)
+    return TenantRec(tenant_id, name, channel or "email", address, id_number, language, at=row)
 
 
 def _unit(row: Row) -> UnitRec | None:

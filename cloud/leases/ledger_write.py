@@ -158,6 +158,7 @@ def write_ledger_workbook(
                 "channel": t.channel,
                 "address": t.address,
                 "id_number": t.id_number,
+                "language": t.language,
             }
             for t in tenants
         ),
@@ -216,6 +217,7 @@ def write_ledger_csv(tenants: Iterable[TenantRec], leases: Sequence[LeaseRec]) -
                 "tenant_channel": tenant.channel,
                 "tenant_address": tenant.address,
                 "tenant_id_number": tenant.id_number,
+                "tenant_language": tenant.language,
             }
         values["steps"] = "; ".join(f"{d}={_csv_text(_yuan_value(c))}" for d, c in rec.steps)
         writer.writerow([_csv_text(values.get(c.key)) for c in CSV_COLUMNS])

@@ -88,6 +88,8 @@ class Tenant(Base):
     channel: Mapped[str] = mapped_column(String(32), default="email")
     address: Mapped[str] = mapped_column(String(200), default="")
     id_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: the language of the tenant's notices (revision 0027): ``zh-CN`` or ``en``
+    language: Mapped[str] = mapped_column(String(8), default="zh-CN", server_default="zh-CN")
 
 
 class Staff(Base):
@@ -100,6 +102,8 @@ class Staff(Base):
     channel: Mapped[str] = mapped_column(String(32), default="email")
     address: Mapped[str] = mapped_column(String(200), default="")
     supervisor_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))
+    #: the language of the person's notices (revision 0027): ``zh-CN`` or ``en``
+    language: Mapped[str] = mapped_column(String(8), default="zh-CN", server_default="zh-CN")
 
 
 class UnitProfile(Base):
@@ -370,6 +374,10 @@ class LeaseTask(Base):
     due_on: Mapped[date] = mapped_column(Date)
     closed_on: Mapped[date | None] = mapped_column(Date)
     note: Mapped[str] = mapped_column(Text, default="")
+    #: the note as a code and its values (JSON), worded in the reader's language when shown
+    #: (revision 0027; "" for tasks opened before: their English ``note`` is shown)
+    note_code: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    note_params: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
 
 
 class RenewalReminder(Base):

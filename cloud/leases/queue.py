@@ -315,6 +315,8 @@ def _tasks(session: Session, who: Principal, today: date, which: Any) -> list[Qu
             "task",
             task=task.kind,
             text=task.note[:400],
+            note_code=task.note_code,
+            note_values=task.note_params,
         )
         for task, lease, unit, tenant in session.execute(query.limit(MAX_ITEMS))
     ]

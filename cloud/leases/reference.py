@@ -23,6 +23,7 @@ from cloud.leases.models import (
     UnitProfile,
 )
 from cloud.leases.terms import DEFAULT_POLICY, LeasePolicy
+from cloud.wording import DEFAULT_LANGUAGE, check_language
 
 
 def add_tenant(
@@ -33,9 +34,12 @@ def add_tenant(
     channel: str = "email",
     address: str = "",
     id_number: str | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> Tenant:
-    """Register a tenant; ``channel``/``address`` say where notices go; ``id_number`` is the
-    person's ID number or the company's credit code (kept as given, at most 32 characters)."""
+    """Register a tenant; ``channel``/``address`` say where notices go and ``language``
+    (``zh-CN`` or ``en``) what they are written in; ``id_number`` is the person's ID number
+    or the company's credit code (kept as given, at most 32 characters)."""
+    check_language(language, f"tenant {tenant_id!r}: language")
     if id_number is not None and not 1 <= len(id_number.strip()) <= 32:
         raise ValueError(f"tenant {tenant_id!r}: an ID number has 1-32 characters")
     tenant = Tenant(
@@ -44,6 +48,7 @@ def add_tenant(
         channel=channel,
         address=address,
         id_number=id_number.strip() if id_number else None,
+        language=language,
     )
     session.add(tenant)
     return tenant
@@ -57,12 +62,19 @@ def add_staff(
     channel: str = "email",
     address: str = "",
     supervisor_id: str | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> Staff:
-    """Register a manager or supervisor."""
+    """Register a manager or supervisor (``language``: of their notices, zh-CN or en)."""
+    check_language(language, f"staff {staff_id!r}: language")
     if supervisor_id is not None and session.get(Staff, supervisor_id) is None:
         raise UnknownRecord(f"staff {staff_id!r}: supervisor {supervisor_id!r} is not registered")
     person = Staff(
-        id=staff_id, name=name, channel=channel, address=address, supervisor_id=supervisor_id
+        id=staff_id,
+        name=name,
+        channel=channel,
+        address=address,
+        supervisor_id=supervisor_id,
+        language=language,
     )
     session.add(person)
     return person
@@ -80,11 +92,13 @@ def set_staff(
     channel: str = "email",
     address: str = "",
     supervisor_id: str | None = None,
+    language: str | None = None,
 ) -> tuple[dict[str, object] | None, dict[str, object]]:
     """Register a manager or supervisor, or change one: (the record before — None when new —
     and after, as plain fields for the audit log). Refused: an id or name that is not 1-64 /
-    1-200 printable characters, an unknown channel, an unknown supervisor, or a supervisor
-    chain that comes back to the person."""
+    1-200 printable characters, an unknown channel or language (``zh-CN``, ``en``: what
+    their notices are written in), an unknown supervisor, or a supervisor chain that comes
+    back to the person. ``language`` None keeps the person's (Chinese for someone new)."""
     if not 1 <= len(staff_id) <= 64 or not staff_id.isprintable() or staff_id != staff_id.strip():
         raise ValueError(f"staff id {staff_id!r}: expected 1-64 printable characters")
     if not 1 <= len(name.strip()) <= 200:
@@ -93,6 +107,8 @@ def set_staff(
         raise ValueError(f"staff {staff_id!r}: channel {channel!r}, expected one of {CHANNELS}")
     if len(address) > 200:
         raise ValueError(f"staff {staff_id!r}: an address has at most 200 characters")
+    if language is not None:
+        check_language(language, f"staff {staff_id!r}: language")
     boss = supervisor_id
     for _ in range(100):
         if boss is None:
@@ -106,13 +122,14 @@ def set_staff(
             )
         boss = found.supervisor_id
     person = session.get(Staff, staff_id)
-    fields = ("name", "channel", "address", "supervisor_id")
+    fields = ("name", "channel", "address", "supervisor_id", "language")
     before = {f: getattr(person, f) for f in fields} if person is not None else None
     if person is None:
         person = Staff(id=staff_id)
         session.add(person)
     person.name, person.channel, person.address = name.strip(), channel, address
     person.supervisor_id = supervisor_id
+    person.language = language or person.language or DEFAULT_LANGUAGE
     return before, {f: getattr(person, f) for f in fields}
 
 

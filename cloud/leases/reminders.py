@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from cloud.leases.models import (
     Staff,
     Tenant,
 )
+from cloud.leases.notices import notice, task_note
 from cloud.leases.policies import PolicyBook, load_book
 from cloud.notify.channels import Notification
 from cloud.notify.outbox import enqueue
@@ -40,11 +42,15 @@ S = LeaseStatus
 LATE_HISTORY = timedelta(days=365)
 
 
-def poor_history(session: Session, tenant_ids: Iterable[str], today: date) -> dict[str, list[str]]:
-    """Why each tenant's renewal needs a review first: late payments in the last 365 days
-    (paid after the due date, or unpaid past it) and open repair complaints."""
+def poor_history(
+    session: Session, tenant_ids: Iterable[str], today: date
+) -> dict[str, list[dict[str, Any]]]:
+    """Why each tenant's renewal needs a review first, as reasons
+    (:func:`cloud.leases.notices.review_reasons` words them): late payments in the last 365
+    days (paid after the due date, or unpaid past it; ``late_payments`` with their
+    ``count``) and open repair complaints (``open_complaints``)."""
     tenants = sorted(set(tenant_ids))
-    out: dict[str, list[str]] = defaultdict(list)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if not tenants:
         return {}
     since = today - LATE_HISTORY
@@ -68,13 +74,13 @@ def poor_history(session: Session, tenant_ids: Iterable[str], today: date) -> di
         for tenant in late:
             counts[tenant] += 1
         for tenant, n in counts.items():
-            out[tenant].append(f"{n} late payment(s) in the last 365 days")
+            out[tenant].append({"code": "late_payments", "count": n})
         for tenant in session.scalars(
             select(RepairComplaint.tenant_id)
             .distinct()
             .where(RepairComplaint.tenant_id.in_(chunk), RepairComplaint.resolved_on.is_(None))
         ):
-            out[tenant].append("open repair complaint(s)")
+            out[tenant].append({"code": "open_complaints"})
     return dict(out)
 
 
@@ -153,23 +159,25 @@ def send_renewal_reminders(
         reasons = list(flagged.get(lease.tenant_id, []))
         if lease.id in risky:
             p, why = risky[lease.id]
-            reasons.append(f"move-out risk {p:.0%}" + (f" ({'; '.join(why)})" if why else ""))
+            reasons.append({"code": "move_out_risk", "probability": round(p, 4), "why": why})
         if lease.id in risk_due:
             offset = risk_due[lease.id]
             senior = staff.get(manager.supervisor_id or "", manager)
             key = f"renewal:{lease.id}:risk:{offset}"
             tenant = tenants[lease.tenant_id]
+            subject, body = notice(
+                "renewal_risk",
+                senior.language,
+                {**_lease_words(lease, tenant, today), "reasons": reasons, "manager": manager.name},
+            )
             messages.append(
                 (
                     senior.channel,
                     Notification(
                         key,
                         senior.address,
-                        f"[move-out risk] Lease {lease.id} ends on {lease.end_on}",
-                        f"Lease {lease.id} of {tenant.name} for unit {lease.unit_id} ends on "
-                        f"{lease.end_on} ({(lease.end_on - today).days} days) and is at high risk "
-                        f"of moving out: {'; '.join(reasons)}. {manager.name} manages it; please "
-                        "plan the retention now.",
+                        subject,
+                        body,
                         {
                             "lease": lease.id,
                             "end_on": lease.end_on.isoformat(),
@@ -209,18 +217,19 @@ def send_renewal_reminders(
                 continue
             key = f"renewal:{lease.id}:reminder:{offset}"
             tenant = tenants[lease.tenant_id]
-            flag = f" PRIORITY REVIEW: {'; '.join(reasons)}." if reasons else ""
+            subject, body = notice(
+                "renewal_reminder_priority" if reasons else "renewal_reminder",
+                manager.language,
+                {**_lease_words(lease, tenant, today), "reasons": reasons},
+            )
             messages.append(
                 (
                     manager.channel,
                     Notification(
                         key,
                         manager.address,
-                        ("[priority] " if reasons else "")
-                        + f"Lease {lease.id} ends on {lease.end_on}",
-                        f"Lease {lease.id} of {tenant.name} for unit {lease.unit_id} ends on "
-                        f"{lease.end_on} ({(lease.end_on - today).days} days). Please prepare the "
-                        f"renewal and acknowledge this reminder.{flag}",
+                        subject,
+                        body,
                         {
                             "lease": lease.id,
                             "end_on": lease.end_on.isoformat(),
@@ -250,9 +259,23 @@ def send_renewal_reminders(
     return sent
 
 
-def _open_review_task(session: Session, lease: Lease, today: date, reasons: list[str]) -> None:
+def _lease_words(lease: Lease, tenant: Tenant, today: date) -> dict[str, Any]:
+    """The values a renewal notice names."""
+    return {
+        "lease": lease.id,
+        "tenant": tenant.name,
+        "unit": lease.unit_id,
+        "end_on": lease.end_on.isoformat(),
+        "days": (lease.end_on - today).days,
+    }
+
+
+def _open_review_task(
+    session: Session, lease: Lease, today: date, reasons: list[dict[str, Any]]
+) -> None:
     key = f"renewal-review:{lease.id}:{lease.end_on.isoformat()}"
     if session.scalars(select(LeaseTask.id).where(LeaseTask.key == key)).first() is None:
+        english, code, values = task_note("renewal_review", {"reasons": reasons})
         session.add(
             LeaseTask(
                 key=key,
@@ -261,7 +284,9 @@ def _open_review_task(session: Session, lease: Lease, today: date, reasons: list
                 assignee_id=lease.manager_id,
                 opened_on=today,
                 due_on=today + timedelta(days=7),
-                note="; ".join(reasons),
+                note=english,
+                note_code=code,
+                note_params=values,
             )
         )
 
@@ -316,10 +341,18 @@ def escalate_unacknowledged(
                 Notification(
                     key,
                     boss.address,
-                    f"Escalation: renewal of lease {lease.id} not acknowledged",
-                    f"{manager.name} has not acknowledged the {reminder.offset_days}-day renewal "
-                    f"reminder of lease {lease.id} (unit {lease.unit_id}, ends {lease.end_on}) "
-                    f"sent on {reminder.sent_on}.",
+                    *notice(
+                        "renewal_escalation",
+                        boss.language,
+                        {
+                            "manager": manager.name,
+                            "lease": lease.id,
+                            "unit": lease.unit_id,
+                            "end_on": lease.end_on.isoformat(),
+                            "offset": reminder.offset_days,
+                            "sent_on": reminder.sent_on.isoformat(),
+                        },
+                    ),
                     {"lease": lease.id, "offset_days": reminder.offset_days, "manager": manager.id},
                 ),
             )

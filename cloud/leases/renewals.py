@@ -59,6 +59,7 @@ from cloud.leases.models import (
     UnitProfile,
 )
 from cloud.leases.money import round_half_up, scale_cents
+from cloud.leases.notices import review_reasons
 from cloud.leases.payments import account_of, arrears, covering_payment_between, paid_through
 from cloud.leases.policies import PolicyBook, load_book, policy_of
 from cloud.leases.reminders import poor_history
@@ -386,7 +387,7 @@ def review_queue(session: Session, today: date) -> list[ReviewItem]:
             lease.tenant_id,
             lease.end_on,
             bool(flagged.get(lease.tenant_id)),
-            tuple(flagged.get(lease.tenant_id, ())),
+            tuple(review_reasons([r], "en") for r in flagged.get(lease.tenant_id, ())),
         )
         for lease in leases
     ]

@@ -24,7 +24,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 SCHEMA_V2 = "mf.statement/2"
-LANGUAGES = ("zh-CN", "en")
 
 _WORDS: dict[str, dict[str, str]] = {
     "zh-CN": {

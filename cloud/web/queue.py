@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from cloud.leases.errors import LeaseError, UnknownRecord
+from cloud.leases.notices import note_text as task_note_text
 from cloud.leases.offers import APPROVER_ROLES, NEXT, OFFER_ROLES, STATES, Funnel, OfferRow
 from cloud.leases.queue import OVERSEER_ROLES, QueueItem
 from cloud.staff.accounts import Principal
@@ -132,13 +133,16 @@ def api_queue_done(web: Web, who: Who, item_id: ItemId) -> DoneOut:
     return DoneOut(item=item_id, done=True)
 
 
-def note_text(item: QueueItem, t: Mapping[str, str]) -> str:
+def note_text(item: QueueItem, t: Mapping[str, str], language: str) -> str:
     """A queue item's note in the reader's language (its English note when the page has no
-    words for its code)."""
+    words for its code); a task's own note is worded by :mod:`cloud.leases.notices`."""
     words = t.get(f"queue_note_{item.note_code}") if item.note_code else None
     if words is None:
         return item.note
     params = dict(item.note_params)
+    if "note_code" in params:  # a task: its note as the job stored it
+        code, values = params.pop("note_code"), params.pop("note_values", "{}")
+        params["text"] = task_note_text(code, values, language, fallback=params.get("text", ""))
     if "step" in params:
         params["step"] = t.get(f"deposit_step_{params['step']}", params["step"])
     if "task" in params:
@@ -159,7 +163,7 @@ def _queue_page(
         request,
         "queue.html",
         {
-            "items": [(i, note_text(i, t)) for i in items],
+            "items": [(i, note_text(i, t, language(request))) for i in items],
             "overdue": overdue,
             "may_oversee": who.role in OVERSEER_ROLES,
             "error": request.query_params.get("error", "")[:300],

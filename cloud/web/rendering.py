@@ -16,10 +16,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from cloud.apportion.money import cny
+from cloud.wording import DEFAULT_LANGUAGE, LANGUAGES
 
 HERE = Path(__file__).parent
-LANGUAGES = ("zh-CN", "en")
-DEFAULT_LANGUAGE = "zh-CN"
 DISPLAY_ZONE = "Asia/Shanghai"
 
 

@@ -34,6 +34,10 @@ def staff_set(
     supervisor: Annotated[
         str | None, typer.Option(help="the staff id of their supervisor (registered first)")
     ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(help="the language of their notices: zh-CN or en (new: zh-CN; else kept)"),
+    ] = None,
     account: Annotated[
         str | None, typer.Option("--as", help="the admin or supervisor account acting")
     ] = None,
@@ -61,6 +65,7 @@ def staff_set(
                 channel=channel,
                 address=address,
                 supervisor_id=supervisor or None,
+                language=language,
             )
             if before != after:
                 record_change(
@@ -82,7 +87,7 @@ def staff_set(
 def staff_list(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON line")] = False,
 ) -> None:
-    """Every staff record: id, name, channel, address, supervisor."""
+    """Every staff record: id, name, channel, address, supervisor, notice language."""
     from sqlalchemy import select
 
     from cloud.leases.models import Staff
@@ -97,6 +102,7 @@ def staff_list(
                 "channel": s.channel,
                 "address": s.address,
                 "supervisor": s.supervisor_id,
+                "language": s.language,
             }
             for s in session.scalars(select(Staff).order_by(Staff.id))
         ]
@@ -105,5 +111,6 @@ def staff_list(
         return
     for r in rows:
         typer.echo(
-            f"{r['id']}\t{r['name']}\t{r['channel']} {r['address']}\t{r['supervisor'] or '—'}"
+            f"{r['id']}\t{r['name']}\t{r['channel']} {r['address']}\t"
+            f"{r['supervisor'] or '—'}\t{r['language']}"
         )

@@ -132,8 +132,10 @@ def test_tenants_with_late_payments_or_open_complaints_are_reviewed_first(
         "L2": "1 late payment(s) in the last 365 days",
         "L3": "open repair complaint(s)",
     }
-    subjects = {m.data["lease"]: m.subject for m in channel.sent}
-    assert subjects["L2"].startswith("[priority]") and not subjects["L1"].startswith("[")
+    sent = {m.data["lease"]: m for m in channel.sent}
+    # the manager reads Chinese (the default language of staff)
+    assert sent["L2"].subject.startswith("【优先】") and not sent["L1"].subject.startswith("【")
+    assert "优先复核：近 365 天逾期付款 1 次。" in sent["L2"].body
 
 
 def test_quarterly_payer_is_not_flagged_expired_before_the_paid_through_date(

@@ -48,6 +48,12 @@ def test_staff_are_registered_changed_listed_and_audited(env: dict[str, str]) ->
     last = json.loads(audit[-1].detail)
     assert last["from"] == "cli" and last["before"]["supervisor_id"] == "sup-1"
     assert last["after"] == {"address": "c1", "channel": "wecom", "supervisor_id": None}
+    # the language of their notices: Chinese unless set, kept when not given again
+    assert rows["chen"]["language"] == "zh-CN"
+    code, out = run(env, "set", "chen", "--name", "陈管家", "--language", "en")
+    assert code == 0 and json.loads(out)["language"] == "en"
+    code, out = run(env, "set", "chen", "--name", "Chen")
+    assert code == 0 and json.loads(out)["language"] == "en"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +62,7 @@ def test_staff_are_registered_changed_listed_and_audited(env: dict[str, str]) ->
         (["set", "x", "--name", "X", "--supervisor", "nobody"], "supervisor 'nobody' is not"),
         (["set", "sup-1", "--name", "Z", "--supervisor", "chen"], "reports to them"),
         (["set", "x", "--name", "X", "--channel", "fax"], "expected one of"),
+        (["set", "x", "--name", "X", "--language", "fr"], "expected one of zh-CN, en"),
         (["set", "x", "--name", "  "], "a name has 1-200 characters"),
         (["set", "x", "--name", "X", "--as", "fin"], "may not register staff"),
     ],

@@ -34,6 +34,7 @@ from cloud.leases.models import (
 )
 from cloud.leases.reminders import send_renewal_reminders
 from cloud.leases.terms import LadderAction
+from cloud.notify.outbox import NotificationRow
 from cloud.registry.db import open_registry
 from cloud.risk import jobs
 from cloud.risk.features import FEATURES, feature_matrix, health_components, health_score
@@ -344,14 +345,21 @@ def test_score_job_risk_list_and_the_reminders_it_feeds(small_portfolio: Portfol
         session.execute(
             update(jobs.RiskScore)
             .where(jobs.RiskScore.lease_id == lease.id, jobs.RiskScore.scored_on == today)
-            .values(probability=0.81, reasons=["use -45 % vs its own baseline"])
+            .values(probability=0.81, reasons=[{"feature": "use_ratio", "value": -0.6}, "old"])
         )
         assert jobs.high_risk_leases(session, [lease.id]) == {
-            lease.id: (0.81, ["use -45 % vs its own baseline"])  # stored before: words
+            lease.id: (0.81, [{"feature": "use_ratio", "value": -0.6}, "old"])  # as stored
         }
         sent = send_renewal_reminders(session, day, at=datetime(2026, 1, 1, tzinfo=UTC))
         manager = session.get(Staff, lease.manager_id)
         risk = session.scalars(select(RenewalReminder).where(RenewalReminder.kind == "risk")).all()
+        notice = session.scalars(
+            select(NotificationRow).where(NotificationRow.key == f"renewal:{lease.id}:risk:120")
+        ).one()
+    # the supervisor reads Chinese (staff's default): the model's reasons worded, one stored
+    # as words before shown as it is
+    assert notice.subject.startswith(f"【退租风险】租约 {lease.id} 将于")
+    assert "退租风险 81%（用量较自身 60 天基线 -45 %；old）。由 " in notice.body
     assert sent >= 1
     assert [(r.lease_id, r.offset_days, r.recipient_id, r.priority) for r in risk] == [
         (lease.id, 120, manager.supervisor_id or manager.id, True)

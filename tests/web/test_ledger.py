@@ -20,8 +20,14 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from cloud.leases import lifecycle
-from cloud.leases.ledger_sheets import LEASE_COLUMNS, LEASES_SHEET, STEPS_SHEET, LeaseRec
-from cloud.leases.models import Lease, LeaseTransition
+from cloud.leases.ledger_sheets import (
+    LEASE_COLUMNS,
+    LEASES_SHEET,
+    STEPS_SHEET,
+    TENANTS_SHEET,
+    LeaseRec,
+)
+from cloud.leases.models import Lease, LeaseTransition, Tenant
 from cloud.leases.periods import LOCAL_TZ
 from cloud.staff.accounts import Role
 from cloud.staff.models import AuditEntry
@@ -304,6 +310,42 @@ def test_the_export_imports_again_unchanged(rig, client, tmp_path) -> None:
         ).status_code
         == 403
     )
+
+
+def test_a_tenants_notice_language_comes_from_the_ledger(rig, client, tmp_path) -> None:
+    """The Tenants sheet's optional 通知语言 column: ``en`` is stored, a blank keeps it, a
+    value other than zh-CN/en is refused naming its cell, and a workbook from before the
+    column was added still imports."""
+    mgr = auth(client, rig, "mgr-l")
+    reply = client.get(f"/api/v1/ledger/export?site={SITE}&format=xlsx", headers=mgr)
+    path = tmp_path / "export.xlsx"
+    path.write_bytes(reply.content)
+    wb = load_workbook(path)
+    tenants = wb[TENANTS_SHEET]
+    headers = [str(c.value).split("\n")[-1] for c in tenants[1]]
+    assert "Notice language" in headers
+    first = tenants.cell(row=2, column=headers.index("Tenant id") + 1).value
+    assert tenants.cell(row=2, column=headers.index("Notice language") + 1).value == "zh-CN"
+    english = _edit(path, TENANTS_SHEET, {(2, "Notice language"): "en"})
+    stored = upload(client, mgr, english, "lang.xlsx", dry_run=False)
+    assert stored.status_code == 200 and stored.json()["tenants"] == 1, stored.text
+    with rig.sessions() as s:
+        assert s.get(Tenant, first).language == "en"
+    bad = upload(
+        client, mgr, _edit(path, TENANTS_SHEET, {(2, "Notice language"): "fr"}), "b.xlsx", False
+    )
+    issues = bad.json()["issues"]
+    assert bad.status_code == 422 and len(issues) == 1, bad.text
+    assert issues[0]["column"] == "通知语言/language" and issues[0]["row"] == 2
+    assert "expected one of zh-CN, en" in issues[0]["message"]
+    # a workbook without the column (made before it was added): the language is kept
+    tenants.delete_cols(headers.index("Notice language") + 1)
+    old = io.BytesIO()
+    wb.save(old)
+    again = upload(client, mgr, old.getvalue(), "old.xlsx", dry_run=False)
+    assert again.status_code == 200 and again.json()["tenants"] == 0, again.text
+    with rig.sessions() as s:
+        assert s.get(Tenant, first).language == "en"
 
 
 def test_a_manager_of_another_building_cannot_import_into_this_one(rig, client, tmp_path):

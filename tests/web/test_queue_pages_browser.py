@@ -138,3 +138,20 @@ def test_the_queue_pages_on_a_phone_are_accessible(base_url: str, browser: Any, 
         assert reply is not None and reply.status == 200, path
         assert_accessible(page, f"queue-phone-{lang}-{path.strip('/').replace('/', '-')}")
     ctx.close()
+
+
+def test_a_task_note_reads_in_the_pages_language(base_url: str, browser: Any) -> None:
+    """The legal case the daily run opened for L-A1's unpaid February invoice: its note was
+    stored as a code and its values, and the queue words it in the reader's language."""
+    ctx = desktop(browser)
+    page = ctx.new_page()
+    sign_in(page, base_url, "sup-a", "zh-CN")
+    page.goto(f"{base_url}/queue")
+    case = page.locator("tr[data-item^='task:']", has_text="L-A1/2026-02")
+    assert case.count() == 1
+    zh = case.inner_text()
+    assert "欠款" in zh and " 元，" in zh and "CNY" not in zh and "owed" not in zh
+    page.goto(f"{base_url}/queue?lang=en")
+    en = page.locator("tr[data-item^='task:']", has_text="L-A1/2026-02").inner_text()
+    assert "CNY owed, due" in en and "欠款" not in en
+    ctx.close()

@@ -71,5 +71,5 @@ def test_worded_texts_fill_in_their_values_and_fall_back_to_english(lang: str) -
         "case",
         {"invoice": "INV-1", "day": date(2026, 11, 16), "owed_cents": 317205},
     )
-    note = note_text(item, t)
+    note = note_text(item, t, lang)
     assert "INV-1" in note and "3172.05" in note and "cents" not in note
