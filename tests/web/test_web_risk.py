@@ -117,7 +117,7 @@ def test_risk_page_shows_reasons_in_chinese_by_default(rig: WebRig, url: str) ->
         page = fin_a.get("/finance/risk")
         assert page.status_code == 200
         assert "退租风险" in page.text and "高风险" in page.text
-        assert "用量较自身 60 天基线 -40 %; 3 个报修未关闭" in page.text
+        assert "用量较自身 60 天基线 -40 %；3 个报修未关闭" in page.text
         assert "use -40 %" not in page.text and "repair ticket" not in page.text
         assert "use -6 % vs its own 60-day baseline" in page.text  # stored as words: as it is
         assert "L-park-b-0" not in page.text
