@@ -42,6 +42,7 @@ from cloud.apportion.models import (
 )
 from cloud.apportion.run_summary import OWN_COMPONENTS, StatementFacts, own_kwh, verify_summary
 from cloud.apportion.statement import SignedStatement, verify_statement
+from cloud.leases.models import Tenant
 from cloud.registry.base import as_utc
 from cloud.staff.audit import record
 from cloud.statements.links import (
@@ -52,6 +53,7 @@ from cloud.statements.links import (
     parse_token,
 )
 from cloud.statements.models import TenantLink
+from cloud.wording import LANGUAGES
 from edge.wire import Clock, utc_now
 
 HISTORY_MONTHS = 12
@@ -104,6 +106,9 @@ class TenantStatement:
     signature: str
     history: list[HistoryPoint]
     answer: Answer = field(default_factory=Answer)
+    #: the language of the tenant's notices (``zh-CN``/``en``); None when the statement's
+    #: party is no registered tenant (a site without leases)
+    notice_language: str | None = None
 
     @property
     def own_lines(self) -> list[dict[str, Any]]:
@@ -215,7 +220,15 @@ class TenantStatementService:
             dispute_status=current.dispute_status or "",
             dispute_resolution=current.dispute_resolution or "",
         )
-        return TenantStatement(key, document, current.kid, current.signature, history, answer)
+        return TenantStatement(
+            key,
+            document,
+            current.kid,
+            current.signature,
+            history,
+            answer,
+            current.notice_language,
+        )
 
     def _verified_history(
         self, conn: Connection, unit: str, party: str, rows: list[Row[Any]]
@@ -321,6 +334,30 @@ class TenantStatementService:
         except IntegrityError:
             raise AnswerError("this statement was confirmed already") from None
         return now
+
+    def set_notice_language(self, opened: OpenedLink, language: str) -> str:
+        """The tenant of the link's statement chooses the language of their notices
+        (``zh-CN`` or ``en``); audited on the tenant. AnswerError when the language is not
+        one of those or the statement's party is no registered tenant."""
+        if language not in LANGUAGES:
+            raise AnswerError(f"language {language[:20]!r}: expected one of {', '.join(LANGUAGES)}")
+        party = opened.statement.party
+        now = self.clock()
+        with self.sessions.begin() as session:
+            tenant = session.get(Tenant, party)
+            if tenant is None:
+                raise AnswerError("notices are not sent for this statement's party")
+            if tenant.language != language:
+                record(
+                    session,
+                    at=now,
+                    actor=f"{TENANT_ACTOR}{party}",
+                    action="notice_language",
+                    subject=f"tenant:{party}",
+                    detail=f"{tenant.language} → {language}",
+                )
+                tenant.language = language
+        return language
 
     def dispute(self, opened: OpenedLink, comment: str) -> int:
         """Open a dispute of the statement with the tenant's comment; its id."""
@@ -431,7 +468,9 @@ def _with_statement(query: Select[Any]) -> Select[Any]:
             StatementDispute.status.label("dispute_status"),
             StatementDispute.resolution.label("dispute_resolution"),
             _HISTORY_SIGNED.label("history"),
+            Tenant.language.label("notice_language"),
         )
+        .outerjoin(Tenant, Tenant.id == ApportionStatement.party)
         .outerjoin(
             StatementConfirmation,
             and_(

@@ -102,9 +102,11 @@ POLICIES: dict[str, Access] = {
     "tenant_page": Access.TENANT_LINK,
     "tenant_confirm_form": Access.TENANT_LINK,
     "tenant_dispute_form": Access.TENANT_LINK,
+    "tenant_language_form": Access.TENANT_LINK,
     "api_tenant_statement": Access.TENANT_LINK,
     "api_tenant_confirm": Access.TENANT_LINK,
     "api_tenant_dispute": Access.TENANT_LINK,
+    "api_tenant_language": Access.TENANT_LINK,
     # any staff member
     "home": Access.STAFF,
     "logout_form": Access.STAFF,

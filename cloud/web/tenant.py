@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
@@ -69,6 +69,13 @@ class TenantStatementOut(BaseModel):
     statement: dict[str, Any]
     history: list[HistoryOut]
     answer: AnswerOut
+    notice_language: str | None = Field(
+        None, description="the language of the tenant's notices; null: no notices are sent"
+    )
+
+
+class LanguageIn(BaseModel):
+    language: Literal["zh-CN", "en"] = Field(description="the language of the tenant's notices")
 
 
 class DisputeIn(BaseModel):
@@ -165,6 +172,7 @@ def _page(
         statement.signature,
         tuple(statement.history),
         statement.answer,
+        statement.notice_language,
         lang,
         unit,
         token,
@@ -233,6 +241,24 @@ def tenant_confirm_form(
     return RedirectResponse(_page_url(request, unit, token, done="confirmed"), 303)
 
 
+@router.post("/t/{unit}/{token}/language", response_class=HTMLResponse)
+def tenant_language_form(
+    request: Request,
+    unit: PageSegment,
+    token: PageSegment,
+    web: Web,
+    language_: Annotated[str, Form(alias="language", max_length=20)] = "",
+) -> Response:
+    """The tenant chooses the language of their notices (zh-CN or en)."""
+    try:
+        web.statements.set_notice_language(_open(web, unit, token), language_)
+    except LinkRefused as refused:
+        return _refusal_page(request, refused)
+    except AnswerError as exc:
+        return _page(request, web, unit, token, error=str(exc), status_code=409)
+    return RedirectResponse(_page_url(request, unit, token, done="language"), 303)
+
+
 @router.post("/t/{unit}/{token}/dispute", response_class=HTMLResponse)
 def tenant_dispute_form(
     request: Request,
@@ -271,6 +297,7 @@ def _out(statement: TenantStatement, signed: dict[str, str]) -> TenantStatementO
             dispute_comment=a.dispute_comment,
             dispute_resolution=a.dispute_resolution,
         ),
+        notice_language=statement.notice_language,
     )
 
 
@@ -305,6 +332,21 @@ def api_tenant_confirm(unit: Unit, token: Token, body: ConfirmIn, web: Web) -> A
     except (AnswerError, NotGenuine) as exc:
         raise HTTPException(409, str(exc)) from None
     return AnswerResult(status="confirmed")
+
+
+@router.post(
+    "/api/v1/tenant/{unit}/{token}/language", response_model=AnswerResult, responses=_REFUSALS
+)
+def api_tenant_language(unit: Unit, token: Token, body: LanguageIn, web: Web) -> AnswerResult:
+    """Choose the language of the tenant's notices (zh-CN or en); 409 when the statement's
+    party is no registered tenant."""
+    try:
+        web.statements.set_notice_language(_open(web, unit, token), body.language)
+    except LinkRefused as refused:
+        raise _api_refusal(refused) from None
+    except AnswerError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return AnswerResult(status=f"language:{body.language}")
 
 
 @router.post(

@@ -196,7 +196,7 @@ def test_confirm_once_and_dispute_for_finance(rig: WebRig, client: httpx.Client)
         ).one()
 
     run = rig.seeded.posted[MONTHS[-1]]
-    beta = rig.link(run, "A102", "BETA")
+    beta = rig.link(rig.seeded.posted[MONTHS[-1]], "A102", "BETA")
     api = beta.replace("/t/", "/api/v1/tenant/", 1)
     assert client.post(f"{beta}/dispute", data={"comment": "  "}).status_code == 409
     reply = client.post(f"{api}/dispute", json={"comment": "the lift share looks high"})
@@ -321,3 +321,48 @@ def test_tenant_and_finance_pages_on_postgres(tmp_path: Path, fresh_postgres_url
             assert client.get(path).status_code == 410
     finally:
         rig.sessions.kw["bind"].dispose()
+
+
+def test_the_tenant_chooses_the_language_of_their_notices(
+    rig: WebRig, client: httpx.Client
+) -> None:
+    from cloud.leases.reference import add_tenant
+
+    run = rig.seeded.posted[MONTHS[5]]
+    path, api = rig.link(run), rig.link(run).replace("/t/", "/api/v1/tenant/", 1)
+    with rig.sessions.begin() as s:
+        if s.get(Tenant, "ACME") is None:
+            add_tenant(s, "ACME", "ACME Ltd", address="acme@tenants.test")
+        s.get(Tenant, "ACME").language = "zh-CN"
+    page = client.get(path).text
+    assert 'data-testid="notice-language"' in page and "通知语言" in page
+    assert '<option value="zh-CN" selected>中文</option>' in page
+    reply = client.post(f"{path}/language", data={"language": "en"}, follow_redirects=False)
+    assert reply.status_code == 303 and "done=language" in reply.headers["location"]
+    page = client.get(reply.headers["location"]).text
+    assert '<option value="en" selected>English</option>' in page and "已保存" in page
+    assert client.get(api).json()["notice_language"] == "en"
+    with rig.sessions() as s:
+        assert s.get(Tenant, "ACME").language == "en"
+        audit = s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.subject == "tenant:ACME", AuditEntry.action == "notice_language"
+            )
+        ).all()
+    assert [(a.actor, a.detail) for a in audit] == [("tenant:ACME", "zh-CN → en")]
+    # the API; a language the product does not speak is refused, saying what was expected
+    assert client.post(f"{api}/language", json={"language": "zh-CN"}).json() == {
+        "status": "language:zh-CN",
+        "dispute_id": None,
+    }
+    refused = client.post(f"{api}/language", json={"language": "fr"})
+    assert refused.status_code == 400 and "'zh-CN' or 'en'" in refused.text, refused.text
+    bad = client.post(f"{path}/language", data={"language": "fr"}, follow_redirects=False)
+    assert bad.status_code == 409 and "expected one of zh-CN, en" in bad.text
+    # a party that is no registered tenant gets no notices: no choice on its page
+    beta = rig.link(rig.seeded.posted[MONTHS[-1]], "A102", "BETA")
+    with rig.sessions() as s:
+        assert s.get(Tenant, "BETA") is None
+    assert 'data-testid="notice-language"' not in client.get(beta).text
+    refused = client.post(f"{beta}/language", data={"language": "en"}, follow_redirects=False)
+    assert refused.status_code == 409 and "not sent" in refused.text
