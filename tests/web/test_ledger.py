@@ -317,6 +317,8 @@ def test_a_tenants_notice_language_comes_from_the_ledger(rig, client, tmp_path) 
     value other than zh-CN/en is refused naming its cell, and a workbook from before the
     column was added still imports."""
     mgr = auth(client, rig, "mgr-l")
+    book = write_ledger(tmp_path / "ledger.xlsx", SITE, 200)  # as imported before: unchanged
+    assert upload(client, mgr, book.path.read_bytes(), "ledger.xlsx", False).status_code == 200
     reply = client.get(f"/api/v1/ledger/export?site={SITE}&format=xlsx", headers=mgr)
     path = tmp_path / "export.xlsx"
     path.write_bytes(reply.content)
