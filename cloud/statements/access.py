@@ -53,7 +53,7 @@ from cloud.statements.links import (
     parse_token,
 )
 from cloud.statements.models import TenantLink
-from cloud.wording import LANGUAGES
+from cloud.wording import check_language
 from edge.wire import Clock, utc_now
 
 HISTORY_MONTHS = 12
@@ -339,8 +339,10 @@ class TenantStatementService:
         """The tenant of the link's statement chooses the language of their notices
         (``zh-CN`` or ``en``); audited on the tenant. AnswerError when the language is not
         one of those or the statement's party is no registered tenant."""
-        if language not in LANGUAGES:
-            raise AnswerError(f"language {language[:20]!r}: expected one of {', '.join(LANGUAGES)}")
+        try:
+            check_language(language)
+        except ValueError as exc:
+            raise AnswerError(str(exc)) from None
         party = opened.statement.party
         now = self.clock()
         with self.sessions.begin() as session:
