@@ -36,15 +36,15 @@ from cloud.registry.base import as_utc
 TenantSearch = Callable[[str], Select[Any]]
 
 
-def _unit_key() -> ColumnElement[str]:
-    # the landlord's statement is one for all its lines, whatever their unit
-    return case((ApportionLine.party == LANDLORD_PARTY, ""), else_=ApportionLine.unit)
+#: A line's statement's unit: the landlord's statement is one for all its lines, whatever
+#: their unit. One expression object for SELECT, GROUP BY and ORDER BY alike: PostgreSQL
+#: matches them by their bound parameters too.
+_UNIT = case((ApportionLine.party == LANDLORD_PARTY, ""), else_=ApportionLine.unit)
 
 
 def _found(run: ApportionRun, text: str, tenants_named: TenantSearch | None) -> ColumnElement[bool]:
     """Whether a line's statement (its unit key and party: whole statements, never some of
     their lines) is one that ``text`` finds."""
-    unit = _unit_key()
     named_nodes = (
         select(TreeNode.id)
         .outerjoin(Unit, TreeNode.unit_id == Unit.id)
@@ -65,9 +65,9 @@ def _found(run: ApportionRun, text: str, tenants_named: TenantSearch | None) -> 
         )
     )
     found = [
-        unit.icontains(text, autoescape=True),
+        _UNIT.icontains(text, autoescape=True),
         ApportionLine.party.icontains(text, autoescape=True),
-        unit.in_(named_nodes),
+        _UNIT.in_(named_nodes),
         ApportionLine.party.in_(occupants),
     ]
     if tenants_named is not None:
@@ -117,18 +117,16 @@ def page_start(start: int, total: int, count: int) -> int:
 
 
 def _grouped(run_id: str) -> Select[Any]:
-    unit = _unit_key()
     return (
-        select(unit, ApportionLine.party, func.sum(ApportionLine.cents))
+        select(_UNIT, ApportionLine.party, func.sum(ApportionLine.cents))
         .where(ApportionLine.run_id == run_id)
-        .group_by(unit, ApportionLine.party)
+        .group_by(_UNIT, ApportionLine.party)
     )
 
 
 def statement_totals(session: Session, run_id: str) -> list[StatementTotal]:
     """Every statement of the run, by unit and party (the landlord's first: no unit)."""
-    unit = _unit_key()
-    rows = session.execute(_grouped(run_id).order_by(unit, ApportionLine.party)).all()
+    rows = session.execute(_grouped(run_id).order_by(_UNIT, ApportionLine.party)).all()
     return _totals(session, run_id, list(rows), None)
 
 
@@ -143,14 +141,13 @@ def statement_page(
     """The statements ``start`` … ``start + count − 1`` (from 0, by unit and party) of those
     ``search`` finds (all when it is empty); how many it finds; and the ``start`` used: one
     past the end is moved back to the last page's (``count`` a page)."""
-    unit = _unit_key()
     query = _grouped(run.id)
     if search:
         query = query.where(_found(run, search, tenants_named))
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
     start = page_start(start, total, count)
     rows = session.execute(
-        query.order_by(unit, ApportionLine.party).offset(start).limit(count)
+        query.order_by(_UNIT, ApportionLine.party).offset(start).limit(count)
     ).all()
     return _totals(session, run.id, list(rows), {u for u, _p, _c in rows}), total, start
 
