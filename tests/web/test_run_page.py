@@ -23,7 +23,16 @@ from cloud.apportion.site import dump_site, parse_site
 from cloud.leases.models import Tenant
 from cloud.staff.accounts import Role
 from tests.support import servers
-from tests.support.browser import PASSWORD, WebRig, make_rig, serve
+from tests.support.axe import assert_accessible
+from tests.support.browser import (
+    PASSWORD,
+    WebRig,
+    desktop,
+    make_rig,
+    screenshot,
+    serve,
+    sign_in,
+)
 
 SITE = "big-park"
 #: units on branch BA: with the landlord's and Z001's, more statements than one page
@@ -313,3 +322,38 @@ def test_both_languages_word_the_pages(
     for word in words:
         assert word in page, word
     assert f'<html lang="{lang}"' in page
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_a_person_pages_and_searches_in_chromium(
+    big: tuple[WebRig, str], client: httpx.Client, browser: Any, lang: str
+) -> None:
+    """The next link and the search box as a person uses them (no JavaScript); axe-core finds
+    nothing serious on a page with both tables paged and on a search's page."""
+    _, run_id = big
+    base_url = str(client.base_url).rstrip("/")
+    context = desktop(browser)
+    page = context.new_page()
+    try:
+        sign_in(page, base_url, "fin-big", lang)
+        page.goto(f"{base_url}/finance/runs/{run_id}?lang={lang}&nodes_start=100")
+        assert page.locator("[data-testid=statements] tbody tr").count() == PAGE_ROWS
+        assert page.locator("[data-testid=tree] tbody tr").count() == UNITS + 4 - PAGE_ROWS
+        assert_accessible(page, f"run-page-{lang}")
+        screenshot(page, f"run-page-paged-{lang}")
+        page.get_by_test_id("statements-next").click()
+        page.wait_for_url("**stmts_start=100**")
+        assert "nodes_start=100" in page.url and f"lang={lang}" in page.url
+        assert page.locator("[data-testid=statements] tbody tr").count() == UNITS + 2 - PAGE_ROWS
+        label = {"zh-CN": "查找单元或租户", "en": "Find a unit or tenant"}[lang]
+        page.get_by_label(label).fill("商铺077")
+        page.get_by_label(label).press("Enter")
+        page.wait_for_url("**q=**")
+        rows = page.locator("[data-testid=statements] tbody tr")
+        assert rows.count() == 1 and "U077" in rows.inner_text()
+        assert "stmts_start" not in page.url and "nodes_start=100" in page.url
+        assert_accessible(page, f"run-page-search-{lang}")
+        screenshot(page, f"run-page-search-{lang}")
+    finally:
+        context.close()
