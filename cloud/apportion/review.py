@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.apportion.balances import NodeBalance, balances_from_json, tree_balances
+from cloud.apportion.balances import NodeBalance, tree_balances
 from cloud.apportion.case.document import Case
 from cloud.apportion.engine_result import EngineResult
 from cloud.apportion.errors import (
@@ -52,10 +52,10 @@ from cloud.apportion.models import (
     ApportionLine,
     ApportionRun,
     ApportionStatement,
-    StatementConfirmation,
     StatementDispute,
 )
 from cloud.apportion.reconcile import LineSum, RegisterReconciliation, bill_cents, reconcile
+from cloud.apportion.run_statements import statement_totals
 from cloud.apportion.runs import (
     approve_run,
     post_run,
@@ -66,7 +66,6 @@ from cloud.apportion.runs import (
     void_run,
 )
 from cloud.apportion.statement import (
-    LANDLORD_PARTY,
     SignedStatement,
     build_statements,
     verify_statement,
@@ -78,6 +77,17 @@ from cloud.staff.audit import AuditRecord, entries_for, record
 from edge.wire import Clock, utc_now
 
 _TREE_CACHE = 32
+#: (session, run, its stored nodes) → the nodes and statements a view of the run shows
+PickRows = Callable[
+    [Session, ApportionRun, list[dict[str, Any]]], tuple[list[NodeBalance], list[StatementTotal]]
+]
+
+
+def _everything(
+    session: Session, run: ApportionRun, stored: list[dict[str, Any]]
+) -> tuple[list[NodeBalance], list[StatementTotal]]:
+    """Every node and every statement of the run (the JSON API's view)."""
+    return [NodeBalance(**n) for n in stored], statement_totals(session, run.id)
 
 
 class ReviewError(Exception):
@@ -266,6 +276,13 @@ class RunReviewService:
 
     def run_detail(self, who: Principal, run_id: str) -> RunDetail:
         """The run with its tree balances, statements, and audit trail."""
+        return self.detail_with(who, run_id, _everything)
+
+    def detail_with(self, who: Principal, run_id: str, pick: PickRows) -> RunDetail:
+        """The run with the tree nodes and statements ``pick`` chooses: it is given the
+        session, the run and its nodes as stored (dicts of :class:`NodeBalance`'s fields,
+        depth-first) and returns the nodes and statements to keep. The total, flags, trail
+        and reconciliation are the whole run's whatever it picks."""
         with self.sessions() as session:
             run = self._run(session, who, run_id)
             cents = (
@@ -276,17 +293,18 @@ class RunReviewService:
                 )
                 or 0
             )
-            nodes: list[NodeBalance] = []
+            stored: list[dict[str, Any]] = []
             error = ""
             if run.balances is not None:  # stored when the run was created
-                nodes = balances_from_json(run.balances)
+                stored = json.loads(run.balances)
             else:
                 try:
                     _, result = self._compute(session, run)
-                    nodes = tree_balances(result)
+                    stored = [vars(n) for n in tree_balances(result)]
                 except ApportionError as exc:
                     error = str(exc)
-            statements = self._statement_totals(session, run)
+            roots = [NodeBalance(**n) for n in stored if n["parent"] is None]
+            nodes, statements = pick(session, run, stored)
             trail = merge_trail(_run_trail(run), entries_for(session, [f"run:{run.id}"]))
             return RunDetail(
                 self._summary(run, int(cents)),
@@ -297,14 +315,15 @@ class RunReviewService:
                 statements,
                 trail,
                 error,
-                self._reconciliation(session, run, nodes),
+                self._reconciliation(session, run, roots),
             )
 
     def _reconciliation(
         self, session: Session, run: ApportionRun, nodes: list[NodeBalance]
     ) -> list[RegisterReconciliation]:
-        """Per register: the bill [cents] and the main meter's energy [kWh] against Σ the
-        run's charge lines (adjustments of earlier runs are not this bill's)."""
+        """Per register: the bill [cents] and the main meter's energy [kWh] (of the roots of
+        ``nodes``) against Σ the run's charge lines (adjustments of earlier runs are not
+        this bill's)."""
         roots = [n for n in nodes if n.parent is None]
         if any(n.kwh_by_register is None for n in roots):  # stored before it was kept
             try:
@@ -329,44 +348,6 @@ class RunReviewService:
         ).all()
         lines = [LineSum(r, c, Decimal(str(k or 0)), int(m or 0)) for r, c, k, m in sums]
         return reconcile(bill_cents(stored_bill(session, run.id)), meter, lines)
-
-    @staticmethod
-    def _statement_totals(session: Session, run: ApportionRun) -> list[StatementTotal]:
-        # one statement per (unit, tenant) and one for the landlord, as the run posts them
-        unit = case((ApportionLine.party == LANDLORD_PARTY, ""), else_=ApportionLine.unit)
-        rows = session.execute(
-            select(unit, ApportionLine.party, func.sum(ApportionLine.cents))
-            .where(ApportionLine.run_id == run.id)
-            .group_by(unit, ApportionLine.party)
-            .order_by(unit, ApportionLine.party)
-        ).all()
-        confirmations = {
-            (c.unit, c.party): c
-            for c in session.scalars(
-                select(StatementConfirmation).where(StatementConfirmation.run_id == run.id)
-            )
-        }
-        disputed = set(
-            session.execute(
-                select(StatementDispute.unit, StatementDispute.party).where(
-                    StatementDispute.run_id == run.id, StatementDispute.status == "open"
-                )
-            ).all()
-        )
-        out = []
-        for unit, party, c in rows:
-            confirmation = confirmations.get((unit, party))
-            out.append(
-                StatementTotal(
-                    unit,
-                    party,
-                    int(c),
-                    as_utc(confirmation.confirmed_at) if confirmation else None,
-                    (unit, party) in disputed,
-                    confirmation.confirmed_name if confirmation else "",
-                )
-            )
-        return out
 
     def statement(
         self, who: Principal, run_id: str, unit: str, party: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.leases.models import Tenant
@@ -20,3 +20,9 @@ def tenant_names(sessions: sessionmaker[Session], parties: Iterable[str]) -> dic
     with sessions() as session:
         rows = session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(wanted))).all()
     return {tid: name for tid, name in rows if name}
+
+
+def tenants_named(text: str) -> Select[tuple[str]]:
+    """A query of the ids of the tenants whose name contains ``text`` (case ignored, ``%``
+    and ``_`` plain characters): for a search to use as a subquery."""
+    return select(Tenant.id).where(Tenant.name.icontains(text, autoescape=True))

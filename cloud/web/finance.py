@@ -4,6 +4,7 @@ Excel). The printable statements are :mod:`cloud.web.printing`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -21,7 +22,8 @@ from cloud.apportion.review import (
     RunDetail,
     RunSummary,
 )
-from cloud.leases.tenants import tenant_names
+from cloud.apportion.run_page import PAGE_ROWS, SEARCH_MAX, PageView, RunPage, RunPageService
+from cloud.leases.tenants import tenant_names, tenants_named
 from cloud.staff.accounts import Principal
 from cloud.statements.links import IssuedLink, NoStatement, StatementKey
 from cloud.web.deps import WebServices, principal, web_services
@@ -36,6 +38,8 @@ Name = Annotated[str, Path(min_length=1, max_length=64)]
 SiteQ = Annotated[str | None, Query(max_length=64)]
 PeriodQ = Annotated[str | None, Query(pattern=r"^[1-9]\d{3}-(0[1-9]|1[0-2])$")]
 DisputeId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+#: where a table of the run page starts (from 0); past the end: the last page
+Start = Annotated[int, Query(ge=0, le=10**6)]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found in your sites"}}
 
 
@@ -101,15 +105,72 @@ def runs_page(
     )
 
 
+def run_url(run_id: str, lang: str, view: PageView, anchor: str = "") -> str:
+    """The run page's address showing ``view`` (parameters at their defaults left out)."""
+    query = {"lang": lang}
+    if view.nodes_start:
+        query["nodes_start"] = str(view.nodes_start)
+    if view.statements_start:
+        query["stmts_start"] = str(view.statements_start)
+    if view.count != PAGE_ROWS:
+        query["count"] = str(view.count)
+    if view.flagged_only:
+        query["flagged"] = "1"
+    if view.search:
+        query["q"] = view.search
+    return f"/finance/runs/{quote(run_id)}?{urlencode(query)}" + (f"#{anchor}" if anchor else "")
+
+
+def _page_links(run_id: str, lang: str, page: RunPage, view: PageView) -> dict[str, str | None]:
+    """The run page's links to other pages of its tables: each keeps the language, the
+    other table's place, the page size, the filter and the search."""
+    here = replace(view, nodes_start=page.nodes.start, statements_start=page.statements.start)
+
+    def to(anchor: str, **changes: Any) -> str:
+        return run_url(run_id, lang, replace(here, **changes), anchor)
+
+    nodes, statements = page.nodes, page.statements
+    return {
+        "nodes_previous": None
+        if nodes.previous is None
+        else to("tree-title", nodes_start=nodes.previous),
+        "nodes_next": None if nodes.next is None else to("tree-title", nodes_start=nodes.next),
+        "flagged_toggle": to("tree-title", nodes_start=0, flagged_only=not view.flagged_only),
+        "stmts_previous": None
+        if statements.previous is None
+        else to("statements-title", statements_start=statements.previous),
+        "stmts_next": None
+        if statements.next is None
+        else to("statements-title", statements_start=statements.next),
+        "search_clear": to("statements-title", statements_start=0, search=""),
+    }
+
+
 @router.get("/finance/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLResponse:
-    """A run: tree view with balances and flags, statements, actions, audit trail."""
+def run_page(
+    request: Request,
+    run_id: RunId,
+    web: Web,
+    who: Who,
+    nodes_start: Start = 0,
+    stmts_start: Start = 0,
+    count: Annotated[int, Query(ge=1, le=PAGE_ROWS)] = PAGE_ROWS,
+    flagged: bool = False,
+    q: Annotated[str, Query(max_length=SEARCH_MAX)] = "",
+) -> HTMLResponse:
+    """A run: its summary, flags, reconciliation, actions and audit trail; its tree view
+    with balances and flags (flagged nodes first, or ``flagged`` only) and its statements
+    (``q``: a unit's or tenant's id or name, or part of one), each a page of ``count`` at a
+    time from ``nodes_start`` and ``stmts_start`` (from 0)."""
+    lang = language(request)
+    view = PageView(nodes_start, stmts_start, count, flagged, q.strip())
     try:
-        detail = web.runs.run_detail(who, run_id)
+        page = RunPageService(web.runs, tenants_named).page(who, run_id, view)
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    detail = page.detail
     held = detail.run.held and detail.run.status not in ("void", "posted")
-    t = translations(language(request))
+    t = translations(lang)
     names = tenant_names(
         web.runs.sessions, {s.party for s in detail.statements} | trail_parties(detail.trail)
     )
@@ -120,6 +181,11 @@ def run_page(request: Request, run_id: RunId, web: Web, who: Who) -> HTMLRespons
         {
             "d": detail,
             "run": detail.run,
+            "page": page,
+            "view": view,
+            "links": _page_links(run_id, lang, page, view),
+            "page_rows": PAGE_ROWS,
+            "search_max": SEARCH_MAX,
             "flags": flag_views(detail.flags, t),
             "trail": trail_views(detail.trail, names, t),
             "names": names,
