@@ -29,6 +29,8 @@ from cloud.leases.ledger_sheets import (
 )
 from cloud.leases.models import Lease, LeaseTransition, Tenant
 from cloud.leases.periods import LOCAL_TZ
+from cloud.leases.plans import schedule_of
+from cloud.leases.terms import CpiLinked, FixedRent, LeaseTerms, PercentRise, SteppedRent
 from cloud.staff.accounts import Role
 from cloud.staff.models import AuditEntry
 from meterflow.cli import app as cli
@@ -46,8 +48,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
     seed_leases(rig.sessions, PASSWORD)
     seed_ledger_site(rig.sessions, SITE, building="L")
     seed_ledger_site(rig.sessions, SITE, 30, building="M")
+    seed_ledger_site(rig.sessions, SITE, 20, building="R")
     rig.web.accounts.create_account("mgr-l", PASSWORD, Role.MANAGER, [], buildings=["park-a/L"])
     rig.web.accounts.create_account("mgr-m", PASSWORD, Role.MANAGER, [], buildings=["park-a/M"])
+    rig.web.accounts.create_account("mgr-r", PASSWORD, Role.MANAGER, [], buildings=["park-a/R"])
     yield rig
     rig.sessions.kw["bind"].dispose()
 
@@ -310,6 +314,92 @@ def test_the_export_imports_again_unchanged(rig, client, tmp_path) -> None:
         ).status_code
         == 403
     )
+
+
+#: building R's leases of every kind of rent, stored with the lease services (not the
+#: ledger): (id, unit, rent, status)
+EVERY_RENT = [
+    ("R-FIXED", "park-a-R0001", FixedRent(monthly_cents=400_000), "active"),
+    (
+        "R-STEPPED",
+        "park-a-R0002",
+        SteppedRent(
+            steps=[
+                {"from": date(2026, 1, 1), "monthly_cents": 400_000},
+                {"from": date(2027, 1, 1), "monthly_cents": 420_000},
+            ]
+        ),
+        "signed",
+    ),
+    ("R-PERCENT", "park-a-R0003", PercentRise(monthly_cents=400_000, rise="0.05"), "active"),
+    (
+        "R-CPI",
+        "park-a-R0004",
+        CpiLinked(monthly_cents=400_000, floor="0.01", cap="0.045", every_months=12, lag_months=2),
+        "signed",
+    ),
+    (
+        "R-PERCENT-DRAFT",
+        "park-a-R0005",
+        PercentRise(monthly_cents=300_000, rise="0.035", every_months=24),
+        "draft",
+    ),
+    ("R-CPI-DRAFT", "park-a-R0006", CpiLinked(monthly_cents=300_000, cap="0.03"), "draft"),
+]
+
+
+def _store_every_rent(rig: WebRig) -> None:
+    with rig.sessions.begin() as s:
+        for lease_id, unit, rent, status in EVERY_RENT:
+            if s.get(Lease, lease_id) is not None:
+                continue
+            terms = LeaseTerms(
+                id=lease_id,
+                tenant_id="T-ZHANG",
+                unit_id=unit,
+                manager_id=MANAGER,
+                start_on=date(2026, 1, 1),
+                end_on=date(2028, 1, 1),
+                rent=rent,
+            )
+            lifecycle.create_lease(s, terms, by="test", today=date(2025, 12, 1))
+            if status != "draft":
+                lifecycle.sign(s, lease_id, on=date(2025, 12, 1), by="test")
+            if status == "active":
+                lifecycle.hand_over(s, lease_id, on=date(2026, 1, 1), by="test")
+
+
+def test_every_kind_of_rent_exports_and_imports_again_unchanged(rig, client, tmp_path) -> None:
+    """Fixed, stepped, percent-rise and CPI-linked rents (signed, active and draft): the
+    export imported again changes nothing — a percent or CPI rent is not read back as a
+    fixed one (a signed lease refused, a draft silently made fixed)."""
+    _store_every_rent(rig)
+    mgr = auth(client, rig, "mgr-r")
+    for fmt in ("xlsx", "csv"):
+        reply = client.get(f"/api/v1/ledger/export?site={SITE}&format={fmt}", headers=mgr)
+        assert reply.status_code == 200, reply.text
+        again = upload(client, mgr, reply.content, f"every.{fmt}", dry_run=False)
+        assert again.status_code == 200, again.text
+        body = again.json()
+        assert body["unchanged"] == len(EVERY_RENT), body
+        assert body["created"] == [] and body["updated"] == []
+    with rig.sessions() as s:
+        for lease_id, _unit, rent, _status in EVERY_RENT:
+            assert schedule_of(s.get(Lease, lease_id))[0] == rent, lease_id
+    # a draft's row changed in the export (its due days): updated, its rent still rising
+    path = tmp_path / "every.xlsx"
+    path.write_bytes(
+        client.get(f"/api/v1/ledger/export?site={SITE}&format=xlsx", headers=mgr).content
+    )
+    ids = [r[0] for r in load_workbook(path)[LEASES_SHEET].iter_rows(min_row=2, values_only=True)]
+    row = ids.index("R-PERCENT-DRAFT") + 2
+    changed = _edit(path, LEASES_SHEET, {(row, "Due days"): 15})
+    reply = upload(client, mgr, changed, "every.xlsx", dry_run=False)
+    assert reply.status_code == 200 and reply.json()["updated"] == ["R-PERCENT-DRAFT"], reply.text
+    with rig.sessions() as s:
+        draft = s.get(Lease, "R-PERCENT-DRAFT")
+        assert draft.due_days == 15
+        assert schedule_of(draft)[0] == EVERY_RENT[4][2]
 
 
 def test_a_tenants_notice_language_comes_from_the_ledger(rig, client, tmp_path) -> None:
