@@ -4,10 +4,12 @@ records (every bad cell named), and writing records back in the same form.
 Workbook sheets: 租户 Tenants, 单元 Units (the units' lease profile), 租约 Leases, 租金阶梯
 Rent steps and 说明 Notes. The CSV form is one file: the 租约 Leases columns, then the
 tenant's name, channel, address and ID number, and the rent steps as text (``2026-01-01=5000;
-2027-01-01=5200``); unit profiles are workbook-only. Headers are bilingual and found in any
-order (:mod:`cloud.apportion.workbook_cells` reads the cells, within bounds). Money is yuan in
-the file (at most two decimals) and integer cents in the records; dates ``YYYY-MM-DD``;
-a lease's end date is exclusive, as everywhere in leasing.
+2027-01-01=5200``); unit profiles are workbook-only. A rent that rises by a percentage
+or with the CPI has the optional rise columns (涨租方式 escalation, 涨幅 rise, 下限 floor,
+调整周期 every_months, 滞后 lag_months; percentages as ``5`` or ``5%``). Headers are
+bilingual and found in any order (:mod:`cloud.apportion.workbook_cells` reads the cells,
+within bounds). Money is yuan in the file (at most two decimals) and integer cents in the
+records; dates ``YYYY-MM-DD``; a lease's end date is exclusive, as everywhere in leasing.
 """
 
 from __future__ import annotations
