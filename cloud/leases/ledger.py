@@ -43,7 +43,7 @@ from cloud.leases.models import Lease, LeaseStatus, Staff, Tenant, UnitProfile
 from cloud.leases.plans import schedule_of
 from cloud.leases.reference import add_tenant, set_unit_profile
 from cloud.leases.roster import LeaseDesk, scope_condition
-from cloud.leases.terms import FixedRent, LeaseTerms, SteppedRent
+from cloud.leases.terms import CpiLinked, LeaseTerms, PercentRise, RentSchedule, SteppedRent
 from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.audit import record_change
 from cloud.staff.visibility import Sensitive, sees
@@ -103,10 +103,7 @@ def record_of(lease: Lease) -> LeaseRec:
         kind=lease.kind,
         start_on=lease.start_on,
         end_on=lease.end_on,
-        rent_cents=rent.monthly_cents if not isinstance(rent, SteppedRent) else None,
-        steps=tuple((s.from_, s.monthly_cents) for s in rent.steps)
-        if isinstance(rent, SteppedRent)
-        else (),
+        **_rent_fields(rent),
         free_months=window.months if window else 0,
         free_days=window.days if window else 0,
         free_anchor=window.anchor if window else "start",
@@ -121,16 +118,59 @@ def record_of(lease: Lease) -> LeaseRec:
     )
 
 
-def terms_of(rec: LeaseRec) -> LeaseTerms:
-    """The lease terms a ledger row gives (ValidationError when they contradict)."""
-    rent: dict[str, Any] = (
-        {"kind": "fixed", "monthly_cents": rec.rent_cents}
-        if rec.rent_cents is not None
-        else {
+def _rent_fields(rent: RentSchedule) -> dict[str, Any]:
+    """The ledger row's fields of a rent schedule (the inverse of :func:`terms_of`'s rent)."""
+    out: dict[str, Any] = {
+        "rent_cents": None,
+        "steps": (),
+        "escalation": None,
+        "rise": None,
+        "floor": None,
+        "every_months": None,
+        "lag_months": None,
+    }
+    if isinstance(rent, SteppedRent):
+        return out | {"steps": tuple((s.from_, s.monthly_cents) for s in rent.steps)}
+    out["rent_cents"] = rent.monthly_cents
+    if isinstance(rent, PercentRise):
+        out |= {"escalation": "percent", "rise": rent.rise, "every_months": rent.every_months}
+    elif isinstance(rent, CpiLinked):
+        out |= {
+            "escalation": "cpi",
+            "rise": rent.cap,
+            "floor": rent.floor,
+            "every_months": rent.every_months,
+            "lag_months": rent.lag_months,
+        }
+    return out
+
+
+def _rent_of(rec: LeaseRec) -> dict[str, Any]:
+    """The rent schedule a ledger row gives, as the terms take it (a blank cell: the
+    terms' default)."""
+    if rec.rent_cents is None:
+        return {
             "kind": "stepped",
             "steps": [{"from": d, "monthly_cents": c} for d, c in rec.steps],
         }
-    )
+    if rec.escalation == "percent":
+        rent = {"kind": "percent_rise", "rise": rec.rise, "every_months": rec.every_months}
+    elif rec.escalation == "cpi":
+        rent = {
+            "kind": "cpi",
+            "cap": rec.rise,
+            "floor": rec.floor,
+            "every_months": rec.every_months,
+            "lag_months": rec.lag_months,
+        }
+    else:
+        rent = {"kind": "fixed"}
+    return {k: v for k, v in rent.items() if v is not None} | {"monthly_cents": rec.rent_cents}
+
+
+def terms_of(rec: LeaseRec) -> LeaseTerms:
+    """The lease terms a ledger row gives (ValidationError when they contradict)."""
+    rent = _rent_of(rec)
     free = (
         [{"months": rec.free_months, "days": rec.free_days, "anchor": rec.free_anchor}]
         if rec.free_months or rec.free_days
@@ -175,7 +215,7 @@ def _as_stored(rec: LeaseRec, terms: LeaseTerms) -> LeaseRec:
             "deposit_cents": lifecycle.deposit_cents(terms),
             "handover_on": handover,
             "signed_on": None if rec.status == "draft" else rec.signed_on,
-            "rent_cents": terms.rent.monthly_cents if isinstance(terms.rent, FixedRent) else None,
+            **_rent_fields(terms.rent),
         }
     )
 
@@ -189,11 +229,31 @@ _FIELD_KEYS = {
     "end_on": "end_on",
     "kind": "kind",
     "rent": "rent",
+    "rise": "rise",
+    "cap": "rise",
+    "floor": "floor",
+    "every_months": "every_months",
+    "lag_months": "lag_months",
     "free_rent": "free_months",
     "deposit": "deposit",
     "cycle_months": "cycle",
     "due_days": "due_days",
 }
+
+
+def _keep_rise(session: Session, rec: LeaseRec) -> None:
+    """A file without the 涨租方式 escalation column (made before it was added) keeps how
+    a stored lease's monthly rent rises: it could not say otherwise."""
+    if rec.at is None or "escalation" in rec.at.letters or rec.rent_cents is None:
+        return
+    stored = session.get(Lease, rec.id)
+    if stored is None:
+        return
+    rent, _free = schedule_of(stored)
+    if isinstance(rent, PercentRise | CpiLinked):
+        for key, value in _rent_fields(rent).items():
+            if key not in ("rent_cents", "steps"):
+                setattr(rec, key, value)
 
 
 class LeaseLedger(LeaseDesk):
@@ -270,12 +330,13 @@ class LeaseLedger(LeaseDesk):
                     "no_parent",
                     value=rec.parent,
                 )
+            _keep_rise(session, rec)
             try:
                 terms[rec.id] = terms_of(rec)
             except ValidationError as exc:
                 for err in exc.errors():
                     loc = [str(p) for p in err["loc"]]
-                    key = next((_FIELD_KEYS[p] for p in loc if p in _FIELD_KEYS), None)
+                    key = next((_FIELD_KEYS[p] for p in reversed(loc) if p in _FIELD_KEYS), None)
                     _fail(rec, key, f"{err['msg']}".removeprefix("Value error, "))
         self._overlaps(session, [rec for rec in ledger.leases if rec.unit in units])
         for rec in sorted(ledger.leases, key=lambda r: r.parent is not None):

@@ -4,10 +4,12 @@ records (every bad cell named), and writing records back in the same form.
 Workbook sheets: 租户 Tenants, 单元 Units (the units' lease profile), 租约 Leases, 租金阶梯
 Rent steps and 说明 Notes. The CSV form is one file: the 租约 Leases columns, then the
 tenant's name, channel, address and ID number, and the rent steps as text (``2026-01-01=5000;
-2027-01-01=5200``); unit profiles are workbook-only. Headers are bilingual and found in any
-order (:mod:`cloud.apportion.workbook_cells` reads the cells, within bounds). Money is yuan in
-the file (at most two decimals) and integer cents in the records; dates ``YYYY-MM-DD``;
-a lease's end date is exclusive, as everywhere in leasing.
+2027-01-01=5200``); unit profiles are workbook-only. A rent that rises by a percentage
+or with the CPI has the optional rise columns (涨租方式 escalation, 涨幅 rise, 下限 floor,
+调整周期 every_months, 滞后 lag_months; percentages as ``5`` or ``5%``). Headers are
+bilingual and found in any order (:mod:`cloud.apportion.workbook_cells` reads the cells,
+within bounds). Money is yuan in the file (at most two decimals) and integer cents in the
+records; dates ``YYYY-MM-DD``; a lease's end date is exclusive, as everywhere in leasing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from openpyxl.utils import get_column_letter
@@ -28,6 +30,7 @@ from cloud.apportion.workbook_cells import (
     MAX_TEXT,
     Column,
     Row,
+    decimal_text,
     sheet_rows,
     shown,
     workbook_from_bytes,
@@ -49,12 +52,17 @@ CHANNELS = ("email", "sms", "wecom", "dingtalk")
 KINDS = ("standard", "trial", "internal")
 ANCHORS = ("start", "signing", "handover")
 CYCLES = ("1", "2", "3", "6", "12")
+#: how a monthly rent rises: not (fixed, or a blank cell), by a percentage, with the CPI
+ESCALATIONS = ("fixed", "percent", "cpi")
+#: bounds of a rise, floor or cap [percent] (the terms' −0.5 to 1)
+RISE_PERCENT = (Decimal(-50), Decimal(100))
 STATUSES = tuple(s.value for s in LeaseStatus)
 #: the states an imported lease is brought to
 IMPORT_STATUSES = ("draft", "signed", "active")
 YES, NO = "是", "否"
 
 _YUAN = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
+_PERCENT = re.compile(r"^-?[0-9]{1,3}(\.[0-9]{1,4})?$")
 _ID = re.compile(r"^[^\x00-\x1f\s]{1,64}$")
 
 
@@ -111,7 +119,66 @@ LEASE_COLUMNS = (
     _c("kind", "租约类型", "Kind", "kind", 12, "standard 标准 / trial 试住 / internal 内部", ""),
     _c("start_on", "开始日期", "Start", "date", 12, "YYYY-MM-DD", "YYYY-MM-DD"),
     _c("end_on", "结束日期", "End", "date", 12, "不含当日（次日起不再出租）", "exclusive"),
-    _c("rent", "月租金（元）", "Monthly rent (CNY)", "money", 14, "固定租金；阶梯租金留空", ""),
+    _c(
+        "rent",
+        "月租金（元）",
+        "Monthly rent (CNY)",
+        "money",
+        14,
+        "固定租金或涨租前的起始租金；阶梯租金留空",
+        "fixed rent, or the rent before any rise; blank when stepped",
+    ),
+    _c(
+        "escalation",
+        "涨租方式",
+        "Rent rise",
+        "escalation",
+        12,
+        "留空或 fixed 不涨；percent 按涨幅定期上涨；cpi 随 CPI 调整（不可与租金阶梯同用）",
+        "blank or fixed: no rise; percent: by the rise every period; cpi: with the CPI "
+        "(not with rent steps)",
+        optional=True,
+    ),
+    _c(
+        "rise",
+        "涨幅（%）",
+        "Rise (%)",
+        "percent",
+        10,
+        "percent：每次涨幅；cpi：涨幅上限；5 或 5% 即 5%（-50 至 100）",
+        "percent: each rise; cpi: the cap; 5 or 5% is 5 % (-50 to 100)",
+        optional=True,
+    ),
+    _c(
+        "floor",
+        "CPI 下限（%）",
+        "CPI floor (%)",
+        "percent",
+        10,
+        "仅 cpi：涨幅下限，不高于上限；留空为 0",
+        "cpi only: the lowest rise, at most the cap; blank: 0",
+        optional=True,
+    ),
+    _c(
+        "every_months",
+        "调整周期（月）",
+        "Rise every (months)",
+        "int",
+        12,
+        "percent/cpi：自开始日期起每几个月调整，1–60；留空为 12",
+        "percent/cpi: months between rises from the start, 1–60; blank: 12",
+        optional=True,
+    ),
+    _c(
+        "lag_months",
+        "CPI 滞后（月）",
+        "CPI lag (months)",
+        "int",
+        10,
+        "仅 cpi：取调整月前几个月的 CPI，0–12；留空为 1",
+        "cpi only: the CPI of this many months before the rise, 0–12; blank: 1",
+        optional=True,
+    ),
     _c("free_months", "免租月数", "Free months", "int", 10, "0–24", "0–24"),
     _c("free_days", "免租天数", "Free days", "int", 10, "0–366", "0–366"),
     _c("free_anchor", "免租起算", "Free rent from", "anchor", 12, "start/signing/handover", ""),
@@ -147,6 +214,7 @@ CHOICES = {
     "anchor": ANCHORS,
     "cycle": CYCLES,
     "status": STATUSES,
+    "escalation": ESCALATIONS,
 }
 SHEETS = (
     (TENANTS_SHEET, TENANT_COLUMNS),
@@ -249,6 +317,38 @@ class Cells(Row):
             return None
         return int(value)
 
+    def percent(self, key: str) -> Decimal | None:
+        """A percentage (``5`` or ``5%`` is 5 %; -50 to 100, at most four decimals) as a
+        rate (Decimal('0.05')); blank is None."""
+        value = self.cells.get(key)
+        if isinstance(value, str):
+            value = value.strip().removesuffix("%").removesuffix("％").strip()
+        if value is None or value == "":
+            return None
+        text = None
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:
+                number = Decimal(str(value).replace(",", ""))
+                text = format(number.normalize(), "f") if number.is_finite() else None
+            except InvalidOperation:
+                pass
+        low, high = RISE_PERCENT
+        if text is None or not _PERCENT.match(text) or not low <= Decimal(text) <= high:
+            self.fail(
+                key,
+                f"expected a percentage from -50 to 100 with at most four decimals (5 or 5% "
+                f"is 5 %), got {shown(self.cells.get(key))}",
+                "bad_percent",
+                value=shown(self.cells.get(key)),
+            )
+            return None
+        return Decimal(text) / 100
+
+    def filled(self, key: str) -> bool:
+        """Whether the cell of ``key`` holds anything."""
+        value = self.cells.get(key)
+        return value is not None and not (isinstance(value, str) and not value.strip())
+
     def choice(self, key: str, choices: Sequence[str], default: str | None) -> str | None:
         value = self.text(key)
         if value is None:
@@ -296,7 +396,12 @@ class UnitRec:
 @dataclass
 class LeaseRec:
     """One lease as the ledger holds it (amounts in cents; ``steps``: (from, cents) of a
-    stepped rent, else ``rent_cents``; the deposit as months or cents, one of them)."""
+    stepped rent, else ``rent_cents``; the deposit as months or cents, one of them).
+
+    A rent that rises has ``escalation`` ``percent`` (by ``rise`` every ``every_months``)
+    or ``cpi`` (with the CPI, clamped to [``floor``, ``rise``], every ``every_months``,
+    ``lag_months`` behind); rates as Decimals (0.05 = 5 %), None where a cell was blank
+    (the terms' default) or the rent does not rise."""
 
     id: str
     tenant: str
@@ -318,6 +423,11 @@ class LeaseRec:
     signed_on: date | None
     handover_on: date | None
     status: str
+    escalation: str | None = None
+    rise: Decimal | None = None
+    floor: Decimal | None = None
+    every_months: int | None = None
+    lag_months: int | None = None
     at: Cells | None = field(default=None, compare=False, repr=False)
 
 
@@ -406,7 +516,7 @@ def _read_csv(data: bytes) -> Ledger:
             raw.append(Issue(LEASES_SHEET, 1, get_column_letter(i + 1), f"{what} column {name!r}"))
         else:
             index[found[0].key] = i
-    required = [c for c in LEASE_COLUMNS if c.key not in index]
+    required = [c for c in LEASE_COLUMNS if c.key not in index and not c.optional]
     if required:
         names = ", ".join(f"{c.zh}/{c.key}" for c in required)
         raw.append(Issue(LEASES_SHEET, 1, None, f"missing column(s) {names}"))
@@ -558,6 +668,7 @@ def _lease(
             start=start,
             value=stepped[0][0],
         )
+    rises = _rise(row, lease_id, stepped, steps, csv_steps)
     free_months = row.whole_number("free_months", 0, 24) or 0
     free_days = row.whole_number("free_days", 0, 366) or 0
     anchor = row.choice("free_anchor", ANCHORS, "start")
@@ -609,5 +720,89 @@ def _lease(
         signed_on=signed,
         handover_on=handover,
         status=status or "draft",
+        **rises,
         at=row,
     )
+
+
+_RISE_KEYS = ("rise", "floor", "every_months", "lag_months")
+
+
+def _rise(
+    row: Cells,
+    lease_id: str | None,
+    stepped: list[tuple[date, int]],
+    steps: dict[str, tuple[Cells, list[tuple[date, int]]]],
+    csv_steps: bool,
+) -> dict[str, Any]:
+    """How the row's rent rises (the LeaseRec fields), every contradicting cell named."""
+    escalation = row.choice("escalation", ESCALATIONS, "fixed")
+    rise, floor = row.percent("rise"), row.percent("floor")
+    every = row.whole_number("every_months", 1, 60)
+    lag = row.whole_number("lag_months", 0, 12)
+    if "escalation" in row.failed:
+        return {}
+    if escalation not in ("percent", "cpi"):
+        label = _LABELS[LEASES_SHEET]["escalation"]
+        for key in _RISE_KEYS:
+            if row.filled(key):
+                row.fail(
+                    key,
+                    f"expected a blank cell: the rent rises only with {label} percent or cpi",
+                    "no_escalation",
+                    column=label,
+                )
+        return {}
+    if stepped:
+        row.fail(
+            "escalation",
+            f"expected a blank cell: the rent is stepped on {STEPS_SHEET}, and a stepped "
+            f"rent does not also rise by {escalation}",
+            "escalation_and_steps",
+            sheet=STEPS_SHEET,
+            escalation=escalation,
+        )
+        if csv_steps:
+            row.fail(
+                "steps",
+                f"expected a blank cell: the rent rises by {escalation}",
+                "steps_and_escalation",
+                escalation=escalation,
+            )
+        elif lease_id in steps:
+            steps[lease_id][0].fail(
+                "lease",
+                f"expected no rent steps: lease {lease_id!r} rises by {escalation} on "
+                f"{LEASES_SHEET}",
+                "steps_of_rising",
+                value=lease_id,
+                escalation=escalation,
+                sheet=LEASES_SHEET,
+            )
+    if rise is None and "rise" not in row.failed:
+        if escalation == "percent":
+            row.fail("rise", "expected the rise in percent, got a blank cell", "no_rise")
+        else:
+            row.fail(
+                "rise", "expected the cap of the CPI rise in percent, got a blank cell", "no_cap"
+            )
+    if escalation == "percent":
+        for key in ("floor", "lag_months"):
+            if row.filled(key):
+                row.fail(key, "expected a blank cell: only a CPI-linked rent has it", "cpi_only")
+    elif floor is not None and rise is not None and floor > rise:
+        row.fail(
+            "floor",
+            f"expected a floor at most the cap {decimal_text(rise * 100)}%, got "
+            f"{decimal_text(floor * 100)}%",
+            "floor_above_cap",
+            cap=f"{decimal_text(rise * 100)}%",
+            value=f"{decimal_text(floor * 100)}%",
+        )
+    return {
+        "escalation": escalation,
+        "rise": rise,
+        "floor": floor if escalation == "cpi" else None,
+        "every_months": every,
+        "lag_months": lag if escalation == "cpi" else None,
+    }

@@ -16,7 +16,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
 from cloud.apportion.site_workbook import _header, _set, write_notes
-from cloud.apportion.workbook_cells import Column
+from cloud.apportion.workbook_cells import Column, decimal_text
 from cloud.leases.ledger_sheets import (
     CHOICES,
     CSV_COLUMNS,
@@ -43,8 +43,13 @@ def _yuan_value(cents: int | None) -> Decimal | None:
     return None if cents is None else Decimal(cents) / 100
 
 
+def _percent_value(rate: Decimal | None) -> str | None:
+    """A rate as the ledger's percentage text (0.05 → ``5%``)."""
+    return None if rate is None else f"{decimal_text(rate * 100)}%"
+
+
 def lease_values(rec: LeaseRec) -> dict[str, Any]:
-    """A lease's cells by column key (money in yuan)."""
+    """A lease's cells by column key (money in yuan, rates in percent)."""
     return {
         "id": rec.id,
         "tenant": rec.tenant,
@@ -54,6 +59,11 @@ def lease_values(rec: LeaseRec) -> dict[str, Any]:
         "start_on": rec.start_on,
         "end_on": rec.end_on,
         "rent": _yuan_value(rec.rent_cents),
+        "escalation": rec.escalation,
+        "rise": _percent_value(rec.rise),
+        "floor": _percent_value(rec.floor),
+        "every_months": rec.every_months,
+        "lag_months": rec.lag_months,
         "free_months": rec.free_months or None,
         "free_days": rec.free_days or None,
         "free_anchor": rec.free_anchor if rec.free_months or rec.free_days else None,
@@ -81,13 +91,17 @@ def _table(ws: Worksheet, columns: Sequence[Column], rows: Iterable[dict[str, An
                 cell.number_format = "yyyy-mm-dd"
             elif column.kind == "money":
                 cell.number_format = "0.00"
-            elif column.kind in ("text", "cycle"):
+            elif column.kind in ("text", "cycle", "percent"):
                 cell.number_format = "@"
     end = MAX_LEDGER_ROWS + 1
     for col, column in enumerate(columns, start=1):
         letter = get_column_letter(col)
         if column.kind == "date":
             ws.column_dimensions[letter].number_format = "yyyy-mm-dd"
+        elif column.kind == "percent":
+            # text, so that a typed 5% stays "5%" (a percent-formatted number cell would
+            # hold 0.05, read as 0.05 %)
+            ws.column_dimensions[letter].number_format = "@"
         choices = CHOICES.get(column.kind)
         if choices:
             rule = DataValidation(
@@ -119,6 +133,17 @@ _NOTES = (
     (
         "一个租约一行；阶梯租金在「租金阶梯」表，每阶一行。",
         "One row per lease; stepped rent on the Rent steps sheet, one row per step.",
+    ),
+    (
+        "涨租：月租金为起始租金，「涨租方式」填 percent（每「调整周期」按「涨幅」上涨）或 cpi"
+        "（按 CPI 同比调整，限于「CPI 下限」与「涨幅」上限之间，取调整月前「CPI 滞后」个月的"
+        "指数）；每次新租金四舍五入到分。涨租方式留空或 fixed 为不涨；阶梯租金不可同时涨租。"
+        "百分比写 5 或 5%（即 5%），不要写 0.05。",
+        "Rising rent: the monthly rent is the starting rent; Rent rise percent: up by Rise "
+        "(%) every Rise every (months); cpi: by the CPI's change over twelve months, kept "
+        "between CPI floor (%) and Rise (%) as the cap, with the index CPI lag (months) before "
+        "each rise; each new rent rounded half up to the cent. A blank Rent rise or fixed: no "
+        "rise; a stepped rent does not also rise. Percentages as 5 or 5% (5 %), not 0.05.",
     ),
     (
         "金额单位为元（最多两位小数）；日期 YYYY-MM-DD；结束日期不含当日。",
