@@ -195,6 +195,11 @@ class PolicyBook:
             seen.setdefault(id(self._cache[key].policy), self._cache[key].policy)
         return list(seen.values())
 
+    def for_site(self, site: str, property_type: str) -> Resolved:
+        """What the site's sets give a unit of ``property_type`` (or ``all``) on the book's
+        day, with no lease's overrides or named policy: site and type > site > default."""
+        return self._resolve(_LeaseKey(site, property_type, None, None))
+
     def _in_force(self, site: str, ptype: str) -> _Set | None:
         chosen = None
         for item in self.sets.get((site, ptype), ()):
@@ -205,6 +210,8 @@ class PolicyBook:
     def _resolve(self, key: _LeaseKey) -> Resolved:
         layers: list[tuple[Mapping[str, Any], str, date | None, str | None]] = []
         for ptype, label in ((ALL_TYPES, "site"), (key.property_type, "site/type")):
+            if label == "site/type" and ptype == ALL_TYPES:  # for_site(site, "all")
+                continue
             found = self._in_force(key.site, ptype)
             if found is not None:
                 layers.append((found.fields, label, found.since, str(found.id)))
@@ -275,6 +282,12 @@ def load_book(session: Session, day: date, lease_ids: Iterable[str] | None = Non
 def resolve(session: Session, lease_id: str, day: date) -> Resolved:
     """One lease's policy on ``day`` with each field's source (see the module doc)."""
     return load_book(session, day, [lease_id]).resolved(lease_id)
+
+
+def site_resolved(session: Session, site: str, property_type: str, day: date) -> Resolved:
+    """What ``site``'s policy sets give a unit of ``property_type`` on ``day`` (see
+    :meth:`PolicyBook.for_site`)."""
+    return load_book(session, day, []).for_site(site, property_type)
 
 
 def policy_of(session: Session, lease_id: str, day: date) -> LeasePolicy:

@@ -35,6 +35,7 @@ from cloud.leases.policies import (
     Resolved,
     preset_fields,
     resolve,
+    site_resolved,
     validate_fields,
 )
 from cloud.leases.roster import ScopedDesk
@@ -274,6 +275,29 @@ class PolicyService(ScopedDesk):
             return self.create_many(who, [item])[0]
         except (PolicyError, PolicyConflict, UnknownRecord) as exc:
             raise type(exc)(str(exc).replace("item 1", "policy", 1)) from None
+
+    def in_force(
+        self, who: Principal, site: str, property_type: str, day: date | None = None
+    ) -> tuple[Resolved, str | None]:
+        """What ``site``'s sets give a unit of ``property_type`` (or ``all``) on ``day``
+        (default today), for a writer of the site's sets, and the preset of the most
+        specific set in force (None: none, or made without one)."""
+        if who.role not in POLICY_ROLES:
+            raise NotAllowed(f"a {who.role} reads policies; admins and supervisors set them")
+        if not who.may_act_on(site) or who.buildings_of(site) is not None:
+            raise UnknownRecord(f"no site {site!r} in your sites")
+        if property_type not in SET_TYPES:
+            raise PolicyError(
+                f"property_type: {property_type!r}, expected one of {', '.join(SET_TYPES)}"
+            )
+        with self.sessions() as session:
+            if session.get(Site, site) is None:
+                raise UnknownRecord(f"site {site!r} is not registered")
+            resolved = site_resolved(session, site, property_type, day or self.today())
+            by_layer = {s.source: s.policy for s in resolved.sources if s.policy is not None}
+            chosen = by_layer.get("site/type") or by_layer.get("site")
+            row = session.get(SitePolicyRow, int(chosen)) if chosen else None
+            return resolved, row.preset if row is not None else None
 
     def lease_policy(self, who: Principal, lease_id: str, day: date | None = None) -> Resolved:
         """The policy of a lease in ``who``'s scope on ``day`` (default today), with the

@@ -1,5 +1,6 @@
 """Lease policies of sites and property types, and a lease's effective policy: the page
-``/policies`` (list and a form to create a set from a preset) and the JSON API (decision
+``/policies`` (the sets with their values, and a form with every field to create one,
+:mod:`cloud.web.policy_form`) and the JSON API (decision
 0031). Thin: :class:`cloud.leases.policy_sets.PolicyService` does the work.
 
 Reading is for the lease roles in their sites (a lease's policy: its buildings too);
@@ -14,12 +15,12 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from cloud.leases.errors import LeaseError, UnknownRecord
-from cloud.leases.policies import POLICY_FIELDS, PRESETS, Resolved
+from cloud.leases.policies import ALL_TYPES, POLICY_FIELDS, PRESETS, Resolved
 from cloud.leases.policy_sets import (
     SET_TYPES,
     NotAllowed,
@@ -28,9 +29,11 @@ from cloud.leases.policy_sets import (
     PolicySet,
     PolicySetIn,
 )
+from cloud.leases.terms import DEPOSIT_STEPS, LADDER_ACTIONS, MAX_RUNGS
 from cloud.staff.accounts import POLICY_ROLES, Principal
+from cloud.web import policy_form as pform
 from cloud.web.deps import WebServices, principal, web_services
-from cloud.web.rendering import language, render
+from cloud.web.rendering import language, render, translations
 
 router = APIRouter(tags=["policies"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -202,67 +205,186 @@ def api_lease_policy_overrides(
     return _lease_out(lease_id, svc.today(), resolved)
 
 
-@router.get("/policies", response_class=HTMLResponse)
-def policies_page(request: Request, web: Web, who: Who, site: SiteQ = None) -> HTMLResponse:
-    """The policy sets of the caller's sites by site and type, and (admins, supervisors)
-    a form to create one from a preset."""
-    svc = service(web)
+PresetQ = Annotated[str | None, Query(max_length=32)]
+TypeQ = Annotated[str | None, Query(max_length=16)]
+#: ``?preset=current``: prefill the form with what the site's sets give today.
+CURRENT = "current"
+
+
+def _page(
+    request: Request,
+    svc: PolicyService,
+    who: Principal,
+    *,
+    site: str | None,
+    form: dict[str, str] | None = None,
+    invalid: set[str] | frozenset[str] = frozenset(),
+    errors: list[str] | None = None,
+    note: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
     return render(
         request,
         "policies.html",
         {
-            "sets": svc.sets(who, site or None),
+            "sets": [pform.set_view(p) for p in svc.sets(who, site or None)],
             "site": site or "",
             "types": SET_TYPES,
             "presets": list(PRESETS),
-            "field_count": len(POLICY_FIELDS),
+            "current": CURRENT,
             "may_write": who.role in POLICY_ROLES,
             "sites": sorted(who.sites),
-            "today": svc.today().isoformat(),
-            "error": request.query_params.get("error", "")[:300],
+            "form": form or {},
+            "invalid": invalid,
+            "steps": DEPOSIT_STEPS,
+            "actions": LADDER_ACTIONS,
+            "max_rungs": MAX_RUNGS,
+            "errors": errors or [],
+            "note": note,
             "done": request.query_params.get("done", "")[:20],
         },
+        status_code=status_code,
     )
+
+
+def _words(request: Request) -> dict[str, str]:
+    return translations(language(request))
+
+
+def _refusal_text(t: dict[str, str], exc: LeaseError, site: str, ptype: str, day: Any) -> str:
+    kind = "other"
+    if isinstance(exc, UnknownRecord):
+        kind = "site"
+    elif isinstance(exc, NotAllowed):
+        kind = "role"
+    elif isinstance(exc, PolicyConflict):
+        kind = "conflict"
+    return t[f"policy_err_{kind}"].format(
+        site=site, type=t.get(f"property_type_{ptype}", ptype), day=day, detail=str(exc)[:300]
+    )
+
+
+@router.get("/policies", response_class=HTMLResponse)
+def policies_page(
+    request: Request,
+    web: Web,
+    who: Who,
+    site: SiteQ = None,
+    preset: PresetQ = None,
+    for_site: SiteQ = None,
+    for_type: TypeQ = None,
+) -> HTMLResponse:
+    """The policy sets of the caller's sites by site and type with their values, and
+    (admins, supervisors) a form with every policy field to create one, prefilled from
+    ``preset`` (a preset's name, or ``current``: what the sets of ``for_site`` give
+    ``for_type`` today)."""
+    svc = service(web)
+    if who.role not in POLICY_ROLES:
+        return _page(request, svc, who, site=site)
+    t = _words(request)
+    target = for_site or (sorted(who.sites)[0] if who.sites else "")
+    ptype = for_type if for_type in SET_TYPES else ALL_TYPES
+    base, policy, note, errors = "standard", PRESETS["standard"], "", []
+    if preset == CURRENT and target:
+        try:
+            resolved, made_from = svc.in_force(who, target, ptype)
+        except LeaseError as exc:
+            errors.append(_refusal_text(t, exc, target, ptype, svc.today()))
+        else:
+            base, policy = made_from if made_from in PRESETS else "standard", resolved.policy
+            note = t["policy_prefilled_current"].format(
+                site=target,
+                type=t[f"property_type_{ptype}"],
+                day=svc.today().isoformat(),
+                preset=t[f"policy_preset_{base}"],
+            )
+    elif preset in PRESETS:
+        base, policy = preset, PRESETS[preset]
+    form = {
+        "site": target,
+        "property_type": ptype,
+        "effective_from": svc.today().isoformat(),
+        "preset": base,
+        **pform.prefill(policy),
+    }
+    status = 404 if errors else 200
+    return _page(
+        request, svc, who, site=site, form=form, errors=errors, note=note, status_code=status
+    )
+
+
+async def _form_items(request: Request) -> list[tuple[str, Any]]:
+    return list((await request.form()).multi_items())
+
+
+FormItems = Annotated[list[tuple[str, Any]], Depends(_form_items)]
+
+
+@router.post("/policies", response_class=HTMLResponse)
+def policy_form(request: Request, web: Web, who: Who, items: FormItems) -> Response:
+    """Create a policy set from the form: its preset with the fields that differ from it
+    (blank inputs take the preset's value). A bad field re-renders the form (422) naming it
+    and what it expects; a post the page cannot have made is refused (400) unread."""
+    svc = service(web)
+    t = _words(request)
+    try:
+        values = pform.read(items)
+    except pform.Refused as exc:
+        text = t[f"policy_err_form_{exc.code}"].format(**exc.params)
+        return _page(
+            request, svc, who, site=None, form=_fresh(svc, who), errors=[text], status_code=400
+        )
+    posted = pform.parse(values)
+    if posted.problems:
+        errors = [pform.problem_text(t, p) for p in posted.problems]
+        return _page(
+            request,
+            svc,
+            who,
+            site=None,
+            form=values,
+            invalid=posted.invalid,
+            errors=errors,
+            status_code=422,
+        )
+    assert posted.effective_from is not None
+    try:
+        made = svc.create(
+            who,
+            PolicySetIn(
+                posted.site,
+                posted.property_type,
+                posted.effective_from,
+                posted.preset,
+                posted.changes,
+            ),
+        )
+    except LeaseError as exc:
+        text = _refusal_text(t, exc, posted.site, posted.property_type, posted.effective_from)
+        status = _refusal(exc).status_code
+        invalid = {"site"} if isinstance(exc, UnknownRecord) else {"effective_from"}
+        return _page(
+            request,
+            svc,
+            who,
+            site=None,
+            form=values,
+            invalid=invalid,
+            errors=[text],
+            status_code=status,
+        )
+    return _back(request, done=str(made.id))
+
+
+def _fresh(svc: PolicyService, who: Principal) -> dict[str, str]:
+    return {
+        "site": sorted(who.sites)[0] if who.sites else "",
+        "property_type": ALL_TYPES,
+        "effective_from": svc.today().isoformat(),
+        "preset": "standard",
+        **pform.prefill(PRESETS["standard"]),
+    }
 
 
 def _back(request: Request, **query: str) -> RedirectResponse:
     return RedirectResponse(f"/policies?{urlencode({'lang': language(request), **query})}", 303)
-
-
-@router.post("/policies", response_class=HTMLResponse)
-def policy_form(
-    request: Request,
-    web: Web,
-    who: Who,
-    site: Annotated[str, Form(max_length=64)] = "",
-    property_type: Annotated[str, Form(max_length=16)] = "all",
-    effective_from: Annotated[str, Form(max_length=10)] = "",
-    preset: Annotated[str, Form(max_length=32)] = "standard",
-    grace_days: Annotated[str, Form(max_length=3)] = "",
-    legal_day: Annotated[str, Form(max_length=3)] = "",
-) -> Response:
-    """Create a policy set from a preset, optionally with another grace period [days] or
-    another day of the legal hand-over [days after the due date]."""
-    try:
-        first = date.fromisoformat(effective_from)
-    except ValueError:
-        return _back(request, error=f"effective_from {effective_from!r}: expected YYYY-MM-DD")
-    fields: dict[str, Any] = {}
-    chosen = PRESETS.get(preset)
-    if chosen is None:
-        return _back(request, error=f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
-    if grace_days.strip():
-        if not grace_days.strip().isdigit():
-            return _back(request, error="grace_days: expected a whole number of days")
-        late = chosen.late_fee.model_dump(mode="json")
-        fields["late_fee"] = {**late, "grace_days": int(grace_days)}
-    if legal_day.strip():
-        if not legal_day.strip().isdigit():
-            return _back(request, error="legal_day: expected a whole number of days")
-        rungs = [r.model_dump() for r in chosen.ladder if r.action != "legal_handover"]
-        fields["ladder"] = [*rungs, {"days": int(legal_day), "action": "legal_handover"}]
-    try:
-        made = service(web).create(who, PolicySetIn(site, property_type, first, preset, fields))
-    except LeaseError as exc:
-        return _back(request, error=str(exc))
-    return _back(request, done=str(made.id))

@@ -16,7 +16,13 @@ from cloud.leases import lifecycle, reference
 from cloud.leases.jobs import run_daily, run_monthly_billing
 from cloud.leases.models import CollectionEvent, Lease, LeaseTask, SitePolicyRow
 from cloud.leases.periods import BillingPeriod
-from cloud.leases.policies import PolicyError, load_book, preset_fields, resolve
+from cloud.leases.policies import (
+    PolicyError,
+    load_book,
+    preset_fields,
+    resolve,
+    site_resolved,
+)
 from cloud.leases.terms import DEFAULT_POLICY, LeasePolicy
 from tests.support.leases_portfolio import (
     RecordingChannel,
@@ -93,6 +99,26 @@ def test_sources_in_order_and_a_later_set_supersedes(lease_db: sessionmaker[Sess
     assert feb["price_band"] == "default"
     assert mar.policy.risk_lead_days == 40 and mar.policy.acknowledge_within_days == 3
     assert {named["arrears_block_cents"], named["risk_lead_days"]} == {"named P-STRICT"}
+
+
+def test_what_a_sites_sets_give_a_type_without_a_lease(lease_db: sessionmaker[Session]) -> None:
+    leases(lease_db, 1)
+    with lease_db.begin() as s:
+        site_set(s, "all", date(2025, 1, 1), {"risk_lead_days": 20})
+        site_set(s, "office", date(2025, 6, 1), {"acknowledge_within_days": 9})
+    with lease_db() as s:
+        office = {
+            f.field: f.label for f in site_resolved(s, "S1", "office", date(2025, 7, 1)).sources
+        }
+        every = site_resolved(s, "S1", "all", date(2025, 7, 1))
+        early = site_resolved(s, "S1", "office", date(2025, 5, 31)).policy
+    assert office["acknowledge_within_days"] == "site/type since 2025-06-01"
+    assert office["risk_lead_days"] == "site since 2025-01-01" and office["ladder"] == "default"
+    # the sets for all types are the site layer only, never counted again as site/type
+    labels = {f.field: f.label for f in every.sources}
+    assert labels["risk_lead_days"] == "site since 2025-01-01"
+    assert every.policy.acknowledge_within_days == 7 and labels["ladder"] == "default"
+    assert early.acknowledge_within_days == 7 and early.risk_lead_days == 20
 
 
 def test_the_book_resolves_many_leases_in_three_queries(lease_db: sessionmaker[Session]) -> None:

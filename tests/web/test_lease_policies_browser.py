@@ -1,8 +1,9 @@
 """The policy pages in a real browser (Debian Chromium, headless, Playwright), phone and
-desktop, Chinese and English: a supervisor creates an office policy set from the ``short``
-preset with the hand-over to legal on day 12 through the form on ``/policies``; the list
-shows it; a lease's page shows each policy value and where it comes from. No CSP violation;
-axe-core finds nothing serious or critical on either page."""
+desktop, Chinese and English: a supervisor prefills the form on ``/policies`` from the
+``short`` preset (no script: a GET form), changes the reminders and moves the hand-over to
+legal to day 12, and creates a residential set; the list shows its values; a lease's
+page shows each policy value and where it comes from. No CSP violation; axe-core finds
+nothing serious or critical on either page."""
 
 from __future__ import annotations
 
@@ -57,16 +58,28 @@ def test_a_supervisor_creates_a_set_and_the_lease_page_says_where_values_come_fr
     sign_in(page, base_url, "sup-a", lang)
     page.goto(f"{base_url}/policies?lang={lang}")
     day = "2026-01-01" if lang == "zh-CN" else "2026-01-02"
+    # no script: the prefill form reloads the page with the short preset's values
+    prefill = page.locator("[data-testid=policy-prefill]")
+    prefill.locator("select[name=preset]").select_option("short")
+    prefill.locator("button[type=submit]").click()
+    page.wait_for_url(lambda url: "preset=short" in url)
     form = page.locator("[data-testid=policy-form]")
+    assert form.locator("input[name=reminder_offsets_days]").input_value() == "45, 30, 15"
+    assert form.locator("input[name=ladder_3_days]").input_value() == "14"
     form.locator("input[name=site]").fill("park-a")
     form.locator("select[name=property_type]").select_option("residential")
     form.locator("input[name=effective_from]").fill(day)
-    form.locator("select[name=preset]").select_option("short")
-    form.locator("input[name=legal_day]").fill("12")
+    form.locator("input[name=reminder_offsets_days]").fill("50, 25")
+    form.locator("input[name=ladder_3_days]").fill("12")
     form.locator("button[type=submit]").click()
     page.wait_for_url(lambda url: "done=" in url)
     row = page.locator("[data-testid=policies] tbody tr", has_text=day)
     assert ("住宅" if lang == "zh-CN" else "Residential") in row.inner_text()
+    row.locator("summary").click()
+    values = row.locator("[data-testid=policy-values]").inner_text()
+    assert ("50/25 天" if lang == "zh-CN" else "50/25 days") in values
+    assert ("T+12 移交法务" if lang == "zh-CN" else "T+12 hand-over to legal") in values
+    assert ("取自预设" if lang == "zh-CN" else "from the preset") in values
     assert_accessible(page, f"policies-{kind}-{lang}")
     screenshot(page, f"policies-{kind}-{lang}")
 
