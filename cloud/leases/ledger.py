@@ -15,7 +15,7 @@ subject ``lease:ID``) in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -26,11 +26,16 @@ from sqlalchemy.orm import Session
 from cloud.apportion.models import Unit
 from cloud.leases import lifecycle
 from cloud.leases.errors import LeaseError, NotPermitted, UnknownRecord
+from cloud.leases.ledger_columns import IMPORT_STATUSES, LEASES_SHEET, TENANTS_SHEET, UNITS_SHEET
+from cloud.leases.ledger_records import (
+    COMPARED,
+    FIELD_KEYS,
+    as_stored,
+    keep_rise,
+    record_of,
+    terms_of,
+)
 from cloud.leases.ledger_sheets import (
-    IMPORT_STATUSES,
-    LEASES_SHEET,
-    TENANTS_SHEET,
-    UNITS_SHEET,
     Issue,
     LeaseRec,
     Ledger,
@@ -40,18 +45,13 @@ from cloud.leases.ledger_sheets import (
 )
 from cloud.leases.ledger_write import write_ledger_csv, write_ledger_workbook
 from cloud.leases.models import Lease, LeaseStatus, Staff, Tenant, UnitProfile
-from cloud.leases.plans import schedule_of
 from cloud.leases.reference import add_tenant, set_unit_profile
 from cloud.leases.roster import LeaseDesk, scope_condition
-from cloud.leases.terms import CpiLinked, LeaseTerms, PercentRise, RentSchedule, SteppedRent
+from cloud.leases.terms import LeaseTerms
 from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.audit import record_change
 from cloud.staff.visibility import Sensitive, sees
 from cloud.wording import DEFAULT_LANGUAGE
-
-_RUNNING = ("active", "expiring", "open_ended")
-#: the fields of a row compared with the stored lease, as named in a refusal
-_COMPARED = [f.name for f in fields(LeaseRec) if f.name not in ("at", "deposit_months")]
 
 
 @dataclass
@@ -89,171 +89,6 @@ def _fail(rec: Any, key: str | None, message: str, code: str = "", **params: Any
         row.whole(message, code, **params)
     else:
         row.fail(key, message, code, **params)
-
-
-def record_of(lease: Lease) -> LeaseRec:
-    """The ledger row of a stored lease (the deposit as its amount)."""
-    rent, free = schedule_of(lease)
-    window = free[0] if free else None
-    return LeaseRec(
-        id=lease.id,
-        tenant=lease.tenant_id,
-        unit=lease.unit_id,
-        manager=lease.manager_id,
-        kind=lease.kind,
-        start_on=lease.start_on,
-        end_on=lease.end_on,
-        **_rent_fields(rent),
-        free_months=window.months if window else 0,
-        free_days=window.days if window else 0,
-        free_anchor=window.anchor if window else "start",
-        deposit_months=None,
-        deposit_cents=lease.deposit_cents,
-        cycle=lease.cycle_months,
-        due_days=lease.due_days,
-        parent=lease.parent_id,
-        signed_on=lease.signed_on,
-        handover_on=lease.handover_on,
-        status=lease.status,
-    )
-
-
-def _rent_fields(rent: RentSchedule) -> dict[str, Any]:
-    """The ledger row's fields of a rent schedule (the inverse of :func:`terms_of`'s rent)."""
-    out: dict[str, Any] = {
-        "rent_cents": None,
-        "steps": (),
-        "escalation": None,
-        "rise": None,
-        "floor": None,
-        "every_months": None,
-        "lag_months": None,
-    }
-    if isinstance(rent, SteppedRent):
-        return out | {"steps": tuple((s.from_, s.monthly_cents) for s in rent.steps)}
-    out["rent_cents"] = rent.monthly_cents
-    if isinstance(rent, PercentRise):
-        out |= {"escalation": "percent", "rise": rent.rise, "every_months": rent.every_months}
-    elif isinstance(rent, CpiLinked):
-        out |= {
-            "escalation": "cpi",
-            "rise": rent.cap,
-            "floor": rent.floor,
-            "every_months": rent.every_months,
-            "lag_months": rent.lag_months,
-        }
-    return out
-
-
-def _rent_of(rec: LeaseRec) -> dict[str, Any]:
-    """The rent schedule a ledger row gives, as the terms take it (a blank cell: the
-    terms' default)."""
-    if rec.rent_cents is None:
-        return {
-            "kind": "stepped",
-            "steps": [{"from": d, "monthly_cents": c} for d, c in rec.steps],
-        }
-    if rec.escalation == "percent":
-        rent = {"kind": "percent_rise", "rise": rec.rise, "every_months": rec.every_months}
-    elif rec.escalation == "cpi":
-        rent = {
-            "kind": "cpi",
-            "cap": rec.rise,
-            "floor": rec.floor,
-            "every_months": rec.every_months,
-            "lag_months": rec.lag_months,
-        }
-    else:
-        rent = {"kind": "fixed"}
-    return {k: v for k, v in rent.items() if v is not None} | {"monthly_cents": rec.rent_cents}
-
-
-def terms_of(rec: LeaseRec) -> LeaseTerms:
-    """The lease terms a ledger row gives (ValidationError when they contradict)."""
-    rent = _rent_of(rec)
-    free = (
-        [{"months": rec.free_months, "days": rec.free_days, "anchor": rec.free_anchor}]
-        if rec.free_months or rec.free_days
-        else []
-    )
-    deposit = (
-        {"cents": rec.deposit_cents}
-        if rec.deposit_cents is not None
-        else {"months": rec.deposit_months}
-    )
-    return LeaseTerms.model_validate(
-        {
-            "id": rec.id,
-            "tenant_id": rec.tenant,
-            "unit_id": rec.unit,
-            "manager_id": rec.manager,
-            "kind": rec.kind,
-            "parent_id": rec.parent,
-            "start_on": rec.start_on,
-            "end_on": rec.end_on,
-            "rent": rent,
-            "free_rent": free,
-            "deposit": deposit,
-            "cycle_months": rec.cycle,
-            "due_days": rec.due_days,
-        }
-    )
-
-
-def _as_stored(rec: LeaseRec, terms: LeaseTerms) -> LeaseRec:
-    """``rec`` as it would be stored: the deposit as cents, the handover of a running lease
-    defaulting to its start."""
-    handover = rec.handover_on
-    if handover is None and rec.status in _RUNNING:
-        handover = rec.start_on
-    if rec.status in ("draft", "signed"):
-        handover = None
-    return LeaseRec(
-        **{
-            **{f: getattr(rec, f) for f in _COMPARED},
-            "deposit_months": None,
-            "deposit_cents": lifecycle.deposit_cents(terms),
-            "handover_on": handover,
-            "signed_on": None if rec.status == "draft" else rec.signed_on,
-            **_rent_fields(terms.rent),
-        }
-    )
-
-
-_FIELD_KEYS = {
-    "tenant_id": "tenant",
-    "unit_id": "unit",
-    "manager_id": "manager",
-    "parent_id": "parent",
-    "start_on": "start_on",
-    "end_on": "end_on",
-    "kind": "kind",
-    "rent": "rent",
-    "rise": "rise",
-    "cap": "rise",
-    "floor": "floor",
-    "every_months": "every_months",
-    "lag_months": "lag_months",
-    "free_rent": "free_months",
-    "deposit": "deposit",
-    "cycle_months": "cycle",
-    "due_days": "due_days",
-}
-
-
-def _keep_rise(session: Session, rec: LeaseRec) -> None:
-    """A file without the 涨租方式 escalation column (made before it was added) keeps how
-    a stored lease's monthly rent rises: it could not say otherwise."""
-    if rec.at is None or "escalation" in rec.at.letters or rec.rent_cents is None:
-        return
-    stored = session.get(Lease, rec.id)
-    if stored is None:
-        return
-    rent, _free = schedule_of(stored)
-    if isinstance(rent, PercentRise | CpiLinked):
-        for key, value in _rent_fields(rent).items():
-            if key not in ("rent_cents", "steps"):
-                setattr(rec, key, value)
 
 
 class LeaseLedger(LeaseDesk):
@@ -330,13 +165,13 @@ class LeaseLedger(LeaseDesk):
                     "no_parent",
                     value=rec.parent,
                 )
-            _keep_rise(session, rec)
+            keep_rise(session, rec)
             try:
                 terms[rec.id] = terms_of(rec)
             except ValidationError as exc:
                 for err in exc.errors():
                     loc = [str(p) for p in err["loc"]]
-                    key = next((_FIELD_KEYS[p] for p in reversed(loc) if p in _FIELD_KEYS), None)
+                    key = next((FIELD_KEYS[p] for p in reversed(loc) if p in FIELD_KEYS), None)
                     _fail(rec, key, f"{err['msg']}".removeprefix("Value error, "))
         self._overlaps(session, [rec for rec in ledger.leases if rec.unit in units])
         for rec in sorted(ledger.leases, key=lambda r: r.parent is not None):
@@ -502,8 +337,8 @@ class LeaseLedger(LeaseDesk):
                 )
                 return
             current = record_of(stored)
-            wanted = _as_stored(rec, terms)
-            changed = [f for f in _COMPARED if getattr(current, f) != getattr(wanted, f)]
+            wanted = as_stored(rec, terms)
+            changed = [f for f in COMPARED if getattr(current, f) != getattr(wanted, f)]
             if not changed:
                 report.unchanged += 1
                 return

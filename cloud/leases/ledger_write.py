@@ -17,7 +17,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from cloud.apportion.site_workbook import _header, _set, write_notes
 from cloud.apportion.workbook_cells import Column, decimal_text
-from cloud.leases.ledger_sheets import (
+from cloud.leases.ledger_columns import (
     CHOICES,
     CSV_COLUMNS,
     LEASE_COLUMNS,
@@ -33,10 +33,8 @@ from cloud.leases.ledger_sheets import (
     UNIT_COLUMNS,
     UNITS_SHEET,
     YES,
-    LeaseRec,
-    TenantRec,
-    UnitRec,
 )
+from cloud.leases.ledger_sheets import LeaseRec, TenantRec, UnitRec
 
 
 def _yuan_value(cents: int | None) -> Decimal | None:

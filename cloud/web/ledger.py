@@ -31,7 +31,8 @@ from cloud.leases.errors import (
     UnknownRecord,
 )
 from cloud.leases.ledger import LeaseLedger, LedgerReport, template
-from cloud.leases.ledger_sheets import MAX_LEDGER_BYTES, Issue
+from cloud.leases.ledger_cells import Issue
+from cloud.leases.ledger_columns import MAX_LEDGER_BYTES
 from cloud.leases.operations import MAX_REASON, SIGN_METHODS, Done, LeaseOperations
 from cloud.leases.roster import LeaseRow
 from cloud.staff.accounts import LEDGER_ROLES, Principal

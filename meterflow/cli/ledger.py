@@ -66,7 +66,7 @@ def ledger_import(
     file is good. The same file again changes nothing ("unchanged N")."""
     from cloud.leases.errors import LeaseError
     from cloud.leases.ledger import LeaseLedger
-    from cloud.leases.ledger_sheets import MAX_LEDGER_BYTES
+    from cloud.leases.ledger_columns import MAX_LEDGER_BYTES
 
     try:
         with file.open("rb") as f:

@@ -22,7 +22,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from cloud.leases.ledger_sheets import LEASES_SHEET
+from cloud.leases.ledger_columns import LEASES_SHEET
 from cloud.leases.models import (
     CollectionEvent,
     Invoice,

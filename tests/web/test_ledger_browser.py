@@ -16,7 +16,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from cloud.leases.ledger_sheets import LEASES_SHEET
+from cloud.leases.ledger_columns import LEASES_SHEET
 from cloud.leases.models import Lease
 from cloud.staff.accounts import Role
 from tests.support.axe import assert_accessible

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from cloud.apportion.close import CloseRefused
-from cloud.leases.ledger_sheets import Issue
+from cloud.leases.ledger_cells import Issue
 from cloud.leases.queue import QueueItem
 from cloud.web.close import close_error_text
 from cloud.web.ledger import issue_text
