@@ -30,6 +30,7 @@ import yaml
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
+from cloud.leases.ledger_columns import LEASE_COLUMNS
 from meterflow.cli import app
 
 PASSWORD = "operations year secret"
@@ -97,6 +98,17 @@ def payer_kind(i: int) -> str:
     return {0: "stops", 3: "late"}.get(i % 10, "early")
 
 
+def by_header(sheet: Any, values: dict[str, Any]) -> list[Any]:
+    """A row of ``sheet`` with ``values`` under the columns of those keys (the template's
+    headers read 中文\nEnglish; its columns are found by key, as the import finds them)."""
+    keys = {c.key: c for c in LEASE_COLUMNS}
+    row = []
+    for cell in sheet[1]:
+        key = next((k for k, c in keys.items() if c.header == cell.value), None)
+        row.append(values.get(key) if key else None)
+    return row
+
+
 def fill_ledger(
     template: Path, out: Path, start: date, last_day: date
 ) -> dict[str, dict[str, Any]]:
@@ -116,27 +128,25 @@ def fill_ledger(
         manager = "mgr-a" if unit["building"] == "A" else "mgr-b"
         sheets["租户"].append([tenant, f"租户{i:03d}", "email", f"t{i}@tenants.test", None])
         sheets["租约"].append(
-            [
-                lease_id,
-                tenant,
-                unit["id"],
-                manager,
-                "standard",
-                start.isoformat(),
-                end.isoformat(),
-                rent_of(i),
-                None,
-                None,
-                None,
-                1,
-                None,
-                1,
-                10,
-                None,
-                start.isoformat(),
-                start.isoformat(),
-                "active",
-            ]
+            by_header(
+                sheets["租约"],
+                {
+                    "id": lease_id,
+                    "tenant": tenant,
+                    "unit": unit["id"],
+                    "manager": manager,
+                    "kind": "standard",
+                    "start_on": start.isoformat(),
+                    "end_on": end.isoformat(),
+                    "rent": rent_of(i),
+                    "deposit_months": 1,
+                    "cycle": 1,
+                    "due_days": 10,
+                    "signed_on": start.isoformat(),
+                    "handover_on": start.isoformat(),
+                    "status": "active",
+                },
+            )
         )
         leases[lease_id] = {"index": i, "tenant": f"租户{i:03d}", "end": end, "unit": unit}
     book.save(out)
