@@ -216,12 +216,13 @@ def run_confirm_page(
     """Post or void, asked first: the run's site, period, total, statements and who did
     what, a confirm form and a cancel link (review and approve: back to the run's page)."""
     lang = language(request)
-    try:
-        detail = web.runs.run_detail(who, run_id)
+    try:  # one node and one statement: the page needs the counts, not the rows
+        page = RunPageService(web.runs, tenants_named).page(who, run_id, PageView(count=1))
     except NotFound:
         return render(request, "error.html", {"message": "not_found"}, status_code=404)
     if action not in CONFIRMED_ACTIONS:
         return RedirectResponse(f"/finance/runs/{quote(run_id)}?{urlencode({'lang': lang})}", 303)
+    detail = page.detail
     steps = {
         e.action: e.actor for e in detail.trail if e.action in ("create", "reviewed", "approved")
     }
@@ -231,6 +232,7 @@ def run_confirm_page(
         {
             "d": detail,
             "run": detail.run,
+            "statements_total": page.statements.total,
             "action": action.value,
             "steps": steps,
             "reason": reason,
