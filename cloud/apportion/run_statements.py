@@ -137,15 +137,21 @@ def statement_page(
     count: int,
     search: str = "",
     tenants_named: TenantSearch | None = None,
+    *,
+    tenants_only: bool = False,
+    clamp: bool = True,
 ) -> tuple[list[StatementTotal], int, int]:
     """The statements ``start`` … ``start + count − 1`` (from 0, by unit and party) of those
-    ``search`` finds (all when it is empty); how many it finds; and the ``start`` used: one
-    past the end is moved back to the last page's (``count`` a page)."""
+    ``search`` finds (all when it is empty; the tenants' only, without the landlord's own,
+    when ``tenants_only``); how many it finds; and the ``start`` used: one past the end is
+    moved back to the last page's (``count`` ≥ 1 a page) unless not ``clamp``."""
     query = _grouped(run.id)
+    if tenants_only:
+        query = query.where(ApportionLine.party != LANDLORD_PARTY)
     if search:
         query = query.where(_found(run, search, tenants_named))
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    start = page_start(start, total, count)
+    start = page_start(start, total, count) if clamp else max(start, 0)
     rows = session.execute(
         query.order_by(_UNIT, ApportionLine.party).offset(start).limit(count)
     ).all()

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from cloud.apportion.models import ApportionRun, SiteSettings
 from cloud.apportion.review import NotFound, RunReviewService
+from cloud.apportion.run_statements import statement_page
 from cloud.apportion.site import DEFAULT_DUE_DAYS
 from cloud.registry.base import as_utc
 from cloud.registry.models import Site
@@ -163,13 +164,23 @@ class StatementPrintService:
         and is not printed), and how many tenant statements the run has. At most
         :data:`PRINT_BATCH` a call: a large site prints in batches."""
         run, zone, site_name, company, names = self._facts(who, run_id)
-        tenants = [s for s in self.runs.run_detail(who, run_id).statements if s.unit]
+        with self.runs.sessions() as session:  # the batch only, read by the database
+            tenants, found, _ = statement_page(
+                session,
+                run,
+                start,
+                min(max(count, 1), PRINT_BATCH),
+                tenants_only=True,
+                clamp=False,
+            )
+        if count < 1:
+            tenants = []
         out = []
-        for total in tenants[max(start, 0) : max(start, 0) + min(max(count, 0), PRINT_BATCH)]:
+        for total in tenants:
             document, signed = self.runs.statement(who, run_id, total.unit, total.party)
             out.append(
                 self._slip(
                     run, zone, site_name, company, names, document, signed, total.unit, total.party
                 )
             )
-        return out, len(tenants)
+        return out, found

@@ -91,6 +91,29 @@ def test_a_drafts_slip_has_no_signature_nor_due_date(rig: WebRig) -> None:
     assert all(s.reviewer == "" and s.approver == "" for s in slips)
 
 
+def test_slips_come_in_batches_read_by_the_database(rig: WebRig) -> None:
+    """A batch is the tenants' statements ``start`` … ``start + count − 1`` (never the
+    landlord's own); past the last, or none asked for, is an empty batch; the count is the
+    run's tenant statements whatever the batch."""
+    service = StatementPrintService(rig.web.runs)
+    fin = who(rig, "fin-a")
+    run = rig.seeded.draft
+    batches = {
+        (start, count): service.run_slips(fin, run, start, count)
+        for start, count in ((0, 1), (1, 1), (1, 100), (2, 1), (9, 5), (0, 0), (-3, 1))
+    }
+    shown = {k: ([(s.unit, s.party) for s in slips], n) for k, (slips, n) in batches.items()}
+    assert shown == {
+        (0, 1): ([("A101", "ACME")], 2),
+        (1, 1): ([("A102", "BETA")], 2),
+        (1, 100): ([("A102", "BETA")], 2),
+        (2, 1): ([], 2),
+        (9, 5): ([], 2),
+        (0, 0): ([], 2),
+        (-3, 1): ([("A101", "ACME")], 2),
+    }
+
+
 def test_another_sites_run_is_not_found(rig: WebRig) -> None:
     with pytest.raises(NotFound):
         StatementPrintService(rig.web.runs).run_slips(
