@@ -30,7 +30,7 @@ from cloud.leases.policy_sets import (
     PolicySetIn,
 )
 from cloud.leases.terms import DEPOSIT_STEPS, LADDER_ACTIONS, MAX_RUNGS
-from cloud.staff.accounts import POLICY_ROLES, Principal
+from cloud.staff.accounts import POLICY_ROLES, Principal, Role
 from cloud.web import policy_form as pform
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.rendering import language, render, translations
@@ -223,6 +223,8 @@ def _page(
     note: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
+    # a site's sets are written by those with the whole site (not some of its buildings)
+    writable = sorted(s for s in who.sites if who.buildings_of(s) is None)
     return render(
         request,
         "policies.html",
@@ -232,8 +234,8 @@ def _page(
             "types": SET_TYPES,
             "presets": list(PRESETS),
             "current": CURRENT,
-            "may_write": who.role in POLICY_ROLES,
-            "sites": sorted(who.sites),
+            "may_write": who.role in POLICY_ROLES and (who.role is Role.ADMIN or bool(writable)),
+            "sites": writable,
             "form": form or {},
             "invalid": invalid,
             "steps": DEPOSIT_STEPS,

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from cloud.leases.policies import PRESETS
-from cloud.staff.accounts import SessionKind
+from cloud.staff.accounts import Role, SessionKind
 from cloud.staff.models import AuditEntry
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import seed_leases
@@ -284,6 +284,12 @@ def test_the_policies_page_sets_every_field_and_shows_the_values(rig, client) ->
         client.cookies.clear()
         refused = client.post("/policies", data={**form, "csrf": csrf}, headers=their)
         assert refused.status_code == 403
+    # a supervisor of some buildings of a site writes no site's sets: no form either
+    rig.web.accounts.create_account("sup-b", PASSWORD, Role.SUPERVISOR, [], buildings=["park-a/B"])
+    their, _ = cookie_of(rig, client, "sup-b")
+    seen = client.get("/policies", headers=their)
+    assert seen.status_code == 200 and "policy-form" not in seen.text
+    client.cookies.clear()
 
 
 def test_a_bad_field_is_named_in_the_readers_language(rig, client) -> None:
