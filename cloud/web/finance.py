@@ -175,6 +175,7 @@ def run_page(
         web.runs.sessions, {s.party for s in detail.statements} | trail_parties(detail.trail)
     )
     recon = detail.reconciliation
+    flags = flag_views(detail.flags, t)  # holding ones first
     return render(
         request,
         "finance_run.html",
@@ -186,7 +187,8 @@ def run_page(
             "links": _page_links(run_id, lang, page, view),
             "page_rows": PAGE_ROWS,
             "search_max": SEARCH_MAX,
-            "flags": flag_views(detail.flags, t),
+            "flags": flags[:FLAGS_SHOWN],
+            "flags_more": max(len(flags) - FLAGS_SHOWN, 0),
             "trail": trail_views(detail.trail, names, t),
             "names": names,
             "recon": recon,
@@ -200,6 +202,9 @@ def run_page(
 
 #: The actions the pages ask to confirm first (on a page of their own: no JavaScript needed).
 CONFIRMED_ACTIONS = frozenset({RunAction.POST, RunAction.VOID})
+#: Most of a run's flags its page lists (holding ones first); the meter tree shows each
+#: node's, and its "flagged only" filter pages through them.
+FLAGS_SHOWN = 100
 #: The value of the ``confirm`` field of a confirmation page's form.
 CONFIRM_VALUE = "yes"
 

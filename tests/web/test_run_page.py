@@ -224,6 +224,25 @@ def test_flagged_nodes_come_first(big: tuple[WebRig, str], client: httpx.Client)
     assert "flagged" not in back and nodes(client.get(back).text) == shown
 
 
+def test_the_flags_list_is_bounded(
+    big: tuple[WebRig, str], client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's page lists at most FLAGS_SHOWN of its flags (holding ones first) and says how
+    many more there are, with the tree's "flagged only" link (here: a bound of 0)."""
+    import cloud.web.finance as finance
+
+    _, run_id = big
+    flags = client.get(f"/api/v1/runs/{run_id}").json()["flags"]
+    assert flags
+    page = client.get(f"/finance/runs/{run_id}").text
+    assert 'data-testid="flags-more"' not in page
+    monkeypatch.setattr(finance, "FLAGS_SHOWN", 0)
+    page = client.get(f"/finance/runs/{run_id}").text
+    more = text_of(page, "flags-more")
+    assert f"另有 {len(flags)} 条标记未在此列出" in more and "只看有标记的节点" in more
+    assert "<li " not in page[page.index('data-testid="flags"') : page.index("flags-more")]
+
+
 @pytest.mark.parametrize(
     ("search", "found"),
     [
