@@ -48,7 +48,7 @@ NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 NOTE = Notification(
     "renewal:L1:reminder:90",
     "m1@staff.test",
-    "Lease L1 ends on 2026-06-01",
+    "租约 L1 将于 2026-06-01 到期 · Lease L1 ends on 2026-06-01",
     "Please prepare the renewal. 续租提醒",
     {"lease": "L1", "offset_days": 90},
 )
