@@ -279,15 +279,19 @@ def test_a_pipelined_run_computes_what_one_thread_computes(monkeypatch: pytest.M
     # calling thread) is only a schedule: every line, amount and flag is the same
     inputs = _tou_inputs()
     alone = apportion(inputs)
-    real, rounded_on, worker_started = engine._round_pot, set(), threading.Event()
+    real, rounded_on = engine._round_pot, set()
+    worker_holds, caller_rounded = threading.Event(), threading.Event()
 
     def recorded(pot, allocation, cents=None):  # type: ignore[no-untyped-def]
-        # on so small a case the caller could round every pot before the worker takes one:
-        # the pots the caller takes back wait until the worker has one of its own
+        # on so small a case either thread could round every pot before the other takes
+        # one (the worker each as it is queued, or the caller all it takes back): the
+        # worker holds its first pot until the caller has rounded one of those it took
+        # back, so both round whatever the machine's timing
         if threading.current_thread() is threading.main_thread():
-            worker_started.wait(10)
-        else:
-            worker_started.set()
+            caller_rounded.set()
+        elif not worker_holds.is_set():
+            worker_holds.set()
+            caller_rounded.wait(10)
         rounded_on.add(threading.current_thread().name)
         real(pot, allocation, cents)
 
