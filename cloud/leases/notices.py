@@ -217,5 +217,8 @@ def note_text(code: str, params_json: str, language: str, *, fallback: str) -> s
     if not isinstance(params, dict):
         return fallback
     lang = _lang(language)
-    text = word(TASK_NOTES, code, lang, _filled(params, lang))
+    try:
+        text = word(TASK_NOTES, code, lang, _filled(params, lang))
+    except (TypeError, ValueError, AttributeError):  # values not of the kinds the words take
+        return fallback
     return fallback if text is None else text

@@ -98,6 +98,16 @@ def test_a_task_from_before_or_with_broken_values_shows_its_english() -> None:
     assert note_text("owed", "not json", "zh-CN", fallback="kept") == "kept"
     assert note_text("owed", '{"invoice": "X"}', "zh-CN", fallback="kept") == "kept"
     assert note_text("nope", "{}", "zh-CN", fallback="kept") == "kept"
+    assert note_text("owed", '{"owed_cents": "many"}', "zh-CN", fallback="kept") == "kept"
+    assert (
+        note_text(
+            "renewal_review",
+            '{"reasons": [{"code": "move_out_risk", "probability": "high"}]}',
+            "zh-CN",
+            fallback="kept",
+        )
+        == "kept"
+    )
 
 
 def test_review_reasons_in_both_languages() -> None:
