@@ -22,7 +22,7 @@ from typing import Any
 
 from cloud.apportion.money import cny
 from cloud.risk.wording import reason_text
-from cloud.wording import word
+from cloud.wording import pick_language, word
 
 #: (subject, body) per notice code and language; the values each names are in :func:`notice`'s
 #: callers (one per job).
@@ -144,10 +144,6 @@ REVIEW_REASONS: dict[str, dict[str, str]] = {
 _SEPARATOR = {"zh-CN": "；", "en": "; "}
 
 
-def _lang(language: str) -> str:
-    return "en" if language == "en" else "zh-CN"
-
-
 def _owed(params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` with ``owed_cents`` written as ``owed`` (yuan)."""
     out = dict(params)
@@ -159,7 +155,7 @@ def _owed(params: Mapping[str, Any]) -> dict[str, Any]:
 def review_reasons(reasons: Iterable[str | Mapping[str, Any]], language: str) -> str:
     """A renewal review's reasons as one text in ``language`` (a reason stored as text — a
     task opened before revision 0027 — as it is)."""
-    lang = _lang(language)
+    lang = pick_language(language)
     out = []
     for reason in reasons:
         if isinstance(reason, str):
@@ -191,7 +187,7 @@ def _filled(params: Mapping[str, Any], language: str) -> dict[str, Any]:
 def notice(code: str, language: str, params: Mapping[str, Any]) -> tuple[str, str]:
     """A notice's (subject, body) in ``language`` (Chinese unless ``en``); ``params`` are
     JSON values (``owed_cents`` is written in yuan, ``reasons`` — a list — worded)."""
-    lang = _lang(language)
+    lang = pick_language(language)
     words = NOTICES[code].get(lang) or NOTICES[code]["en"]
     filled = _filled(params, lang)
     return words[0].format(**filled), words[1].format(**filled)
@@ -216,7 +212,7 @@ def note_text(code: str, params_json: str, language: str, *, fallback: str) -> s
         return fallback
     if not isinstance(params, dict):
         return fallback
-    lang = _lang(language)
+    lang = pick_language(language)
     try:
         text = word(TASK_NOTES, code, lang, _filled(params, lang))
     except (TypeError, ValueError, AttributeError):  # values not of the kinds the words take
