@@ -545,7 +545,8 @@ def _status_moves_only_along_the_state_machine(
 
 class ReportRecipient(Base):
     """An e-mail address that receives a site's monthly lease reports (revision 0026):
-    who added it (a staff account, or ``cli``) and when (UTC)."""
+    who added it (a staff account, or ``cli``) and when (UTC), and the language its e-mail is
+    worded in."""
 
     __tablename__ = "report_recipients"
 
@@ -553,3 +554,5 @@ class ReportRecipient(Base):
     address: Mapped[str] = mapped_column(String(120), primary_key=True)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     added_by: Mapped[str] = mapped_column(String(64))
+    #: the language of the address's e-mail (revision 0031): ``zh-CN`` or ``en``
+    language: Mapped[str] = mapped_column(String(8), default="zh-CN", server_default="zh-CN")

@@ -2,7 +2,9 @@
 month's message to each — the figures in the body, the four reports as an Excel workbook
 attached — recorded in the notification outbox under the natural key
 ``report:SITE:YYYY-MM:ADDRESS``, so that a month is sent to an address once however often
-the job runs (a recipient added later gets it on the next run).
+the job runs (a recipient added later gets it on the next run). Each address has its
+language (zh-CN by default, or en; revision 0031): its subject, figures and workbook are
+worded in it.
 
 Recipients are kept per site (:class:`cloud.leases.models.ReportRecipient`); only an admin
 changes them, each change audited. The figures are the site's whole (the reports as an
@@ -29,6 +31,7 @@ from cloud.notify.outbox import enqueue
 from cloud.registry.models import Site
 from cloud.staff.accounts import Principal, Role
 from cloud.staff.audit import record_change
+from cloud.wording import DEFAULT_LANGUAGE, check_language
 from edge.wire import Clock, utc_now
 
 #: Most recipients of one site.
@@ -62,17 +65,20 @@ def check_address(address: str) -> str:
     return address.lower()
 
 
-def recipients(session: Session, site: str | None = None) -> dict[str, list[str]]:
-    """Site → its recipients' addresses (sorted)."""
-    q = select(ReportRecipient.site_id, ReportRecipient.address).order_by(
-        ReportRecipient.site_id, ReportRecipient.address
-    )
+def recipient_languages(session: Session, site: str | None = None) -> dict[str, dict[str, str]]:
+    """Site → its recipients' addresses (sorted) → the language of their e-mail."""
+    q = select(ReportRecipient.site_id, ReportRecipient.address, ReportRecipient.language)
     if site is not None:
         q = q.where(ReportRecipient.site_id == site)
-    out: dict[str, list[str]] = {}
-    for s, a in session.execute(q):
-        out.setdefault(s, []).append(a)
+    out: dict[str, dict[str, str]] = {}
+    for s, a, lang in session.execute(q.order_by(ReportRecipient.site_id, ReportRecipient.address)):
+        out.setdefault(s, {})[a] = lang
     return out
+
+
+def recipients(session: Session, site: str | None = None) -> dict[str, list[str]]:
+    """Site → its recipients' addresses (sorted)."""
+    return {s: list(by) for s, by in recipient_languages(session, site).items()}
 
 
 def change_recipients(
@@ -82,18 +88,30 @@ def change_recipients(
     *,
     add: Iterable[str] = (),
     remove: Iterable[str] = (),
+    language: str | None = None,
     at: datetime,
-) -> list[str]:
+) -> dict[str, str]:
     """Add and remove recipients of ``site`` (admin only); audited as one change of
-    ``report-recipients:SITE``. Returns the site's recipients after."""
+    ``report-recipients:SITE``. ``language`` is the language of the added addresses' e-mail
+    (an address added again takes it; None: Chinese for a new address, an existing one
+    keeps its own). Returns the site's recipients after, address → language."""
     if who.role is not Role.ADMIN:
         raise RecipientError(f"the {who.role.value} role may not change report recipients")
     if session.get(Site, site) is None:
         raise RecipientError(f"site {site[:64]!r} is not registered")
+    if language is not None:
+        try:
+            check_language(language)
+        except ValueError as exc:
+            raise RecipientError(str(exc)) from None
     adding = sorted({check_address(a) for a in add})
     removing = sorted({check_address(a) for a in remove})
-    before = recipients(session, site).get(site, [])
-    after = sorted((set(before) | set(adding)) - set(removing))
+    before = recipient_languages(session, site).get(site, {})
+    after = {a: lang for a, lang in before.items() if a not in removing}
+    for address in adding:
+        if address not in removing:
+            after[address] = language or after.get(address, DEFAULT_LANGUAGE)
+    after = dict(sorted(after.items()))
     if len(after) > MAX_RECIPIENTS:
         raise RecipientError(f"site {site}: at most {MAX_RECIPIENTS} recipients, got {len(after)}")
     if removing:
@@ -102,10 +120,21 @@ def change_recipients(
                 ReportRecipient.site_id == site, ReportRecipient.address.in_(removing)
             )
         )
-    for address in sorted(set(adding) - set(before)):
-        session.add(
-            ReportRecipient(site_id=site, address=address, added_at=at, added_by=who.username)
-        )
+    for address, lang in after.items():
+        if address not in before:
+            session.add(
+                ReportRecipient(
+                    site_id=site,
+                    address=address,
+                    added_at=at,
+                    added_by=who.username,
+                    language=lang,
+                )
+            )
+        elif before[address] != lang:
+            row = session.get(ReportRecipient, (site, address))
+            assert row is not None
+            row.language = lang
     if after != before:
         record_change(
             session,
@@ -114,8 +143,8 @@ def change_recipients(
             origin=who.origin,
             action="report_recipients",
             subject=f"report-recipients:{site}",
-            before={"recipients": before},
-            after={"recipients": after},
+            before={"recipients": list(before), "languages": before},
+            after={"recipients": list(after), "languages": after},
         )
     session.flush()
     return after
@@ -168,41 +197,59 @@ class MailRun:
     already: int
 
 
+def _worded(reports: ReportSet, words: Mapping[str, str]) -> tuple[str, str, dict[str, str]]:
+    """The month's (subject, body, workbook attachment) of a site in ``words``' language."""
+    site, month = reports.site, reports.month
+    return (
+        f"{words.get('report_mail_subject', 'Lease reports')} {site} {month:%Y-%m}",
+        mail_body(reports, words),
+        {
+            "filename": f"reports-{site}-{month:%Y-%m}.xlsx",
+            "content_type": XLSX,
+            "base64": base64.b64encode(workbook(set_tables(reports, words))).decode(),
+        },
+    )
+
+
 def queue_month(
     session: Session,
     month: date,
-    labels: Mapping[str, str],
+    labels: Mapping[str, Mapping[str, str]],
     *,
     at: datetime,
     site: str | None = None,
 ) -> MailRun:
     """Record the month's report e-mail for every recipient (of ``site``, or of every
-    site) in the outbox; a (site, month, recipient) recorded before is left alone."""
+    site) in the outbox, worded in the recipient's language (``labels``: language → the
+    labels in it); a (site, month, recipient) recorded before is left alone."""
     who = Principal("report-mail", Role.ADMIN, frozenset(), origin="cli")
     queued = already = 0
-    wanted = recipients(session, site)
+    wanted = recipient_languages(session, site)
     for site_id, addresses in wanted.items():
         reports = month_set(session, who, site_id, month)
-        body = mail_body(reports, labels)
-        attachment = {
-            "filename": f"reports-{site_id}-{month:%Y-%m}.xlsx",
-            "content_type": XLSX,
-            "base64": base64.b64encode(workbook(set_tables(reports, labels))).decode(),
-        }
-        subject = f"{labels.get('report_mail_subject', 'Lease reports')} {site_id} {month:%Y-%m}"
-        messages = [
-            (
-                "email",
-                Notification(
-                    f"{KEY_PREFIX}{site_id}:{month:%Y-%m}:{address}",
-                    address,
-                    subject,
-                    body,
-                    {"site": site_id, "month": f"{month:%Y-%m}", "attachments": [attachment]},
-                ),
+        worded: dict[str, tuple[str, str, dict[str, str]]] = {}
+        messages = []
+        for address, lang in addresses.items():
+            if lang not in worded:  # made once per site and language
+                worded[lang] = _worded(reports, labels.get(lang) or labels[DEFAULT_LANGUAGE])
+            subject, body, attachment = worded[lang]
+            messages.append(
+                (
+                    "email",
+                    Notification(
+                        f"{KEY_PREFIX}{site_id}:{month:%Y-%m}:{address}",
+                        address,
+                        subject,
+                        body,
+                        {
+                            "site": site_id,
+                            "month": f"{month:%Y-%m}",
+                            "language": lang,
+                            "attachments": [attachment],
+                        },
+                    ),
+                )
             )
-            for address in addresses
-        ]
         new = enqueue(session, messages, now=at)
         queued, already = queued + new, already + len(messages) - new
     return MailRun(f"{month:%Y-%m}", len(wanted), queued, already)
@@ -216,12 +263,21 @@ class RecipientService:
         self.sessions = sessions
         self.clock = clock
 
-    def by_site(self, site: str | None = None) -> dict[str, list[str]]:
+    def by_site(self, site: str | None = None) -> dict[str, dict[str, str]]:
+        """Site → address → the language of its e-mail."""
         with self.sessions() as session:
-            return recipients(session, site)
+            return recipient_languages(session, site)
 
     def change(
-        self, who: Principal, site: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
-    ) -> list[str]:
+        self,
+        who: Principal,
+        site: str,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        language: str | None = None,
+    ) -> dict[str, str]:
         with self.sessions.begin() as session:
-            return change_recipients(session, who, site, add=add, remove=remove, at=self.clock())
+            return change_recipients(
+                session, who, site, add=add, remove=remove, language=language, at=self.clock()
+            )

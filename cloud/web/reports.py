@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -437,17 +437,27 @@ def api_report_collections(
 
 
 class RecipientsOut(BaseModel):
-    """Who receives each site's monthly report e-mail."""
+    """Who receives each site's monthly report e-mail, and in which language."""
 
     recipients: dict[str, list[str]]
+    languages: dict[str, dict[str, str]] = Field(
+        description="site → address → the language its e-mail is worded in (zh-CN or en)"
+    )
 
 
 class RecipientsIn(BaseModel):
-    """Addresses to add to and remove from a site's recipients."""
+    """Addresses to add to and remove from a site's recipients; ``language`` is that of the
+    added addresses' e-mail (none: Chinese for a new address, an existing one keeps its
+    own)."""
 
     site: str = Field(min_length=1, max_length=64)
     add: list[str] = Field(default_factory=list, max_length=50)
     remove: list[str] = Field(default_factory=list, max_length=50)
+    language: Literal["zh-CN", "en"] | None = None
+
+
+def _recipients_out(by_site: dict[str, dict[str, str]]) -> RecipientsOut:
+    return RecipientsOut(recipients={s: list(by) for s, by in by_site.items()}, languages=by_site)
 
 
 @router.get("/api/v1/reports/recipients", response_model=RecipientsOut)
@@ -455,7 +465,7 @@ def api_report_recipients(
     web: Web, site: Annotated[str | None, Query(max_length=64)] = None
 ) -> RecipientsOut:
     """The recipients of the monthly report e-mail, per site (admin)."""
-    return RecipientsOut(recipients=web.report_recipients.by_site(site or None))
+    return _recipients_out(web.report_recipients.by_site(site or None))
 
 
 @router.post(
@@ -466,7 +476,9 @@ def api_report_recipients(
 def api_report_recipients_change(web: Web, who: Who, body: RecipientsIn) -> RecipientsOut:
     """Add and remove recipients of a site's monthly report e-mail (admin; audited)."""
     try:
-        now = web.report_recipients.change(who, body.site, add=body.add, remove=body.remove)
+        now = web.report_recipients.change(
+            who, body.site, add=body.add, remove=body.remove, language=body.language
+        )
     except RecipientError as exc:
         raise HTTPException(422, str(exc)) from None
-    return RecipientsOut(recipients={body.site: now})
+    return _recipients_out({body.site: now})

@@ -2,15 +2,17 @@
 
     meterflow cloud report occupancy|expiring|aging|collections [--site S] [--building B]
         [--type T] [--date D] [--from D --to D] [--json] [--xlsx OUT] [--csv OUT] [--as ACCT]
-    meterflow cloud report recipients --site S [--add a@b ...] [--remove a@b ...] [--as ACCT]
+    meterflow cloud report recipients --site S [--add a@b ... [--language en]] [--remove a@b ...]
+        [--as ACCT]
     meterflow cloud report mail --month YYYY-MM [--site S] [--smtp-host H ...]
 
 A report prints its table (tab-separated, headers in ``--lang``), or with ``--json`` the
 API's JSON; ``--xlsx``/``--csv`` also write the table to a file. ``--as`` acts as a staff
 account (its role and scope, as on the web; default: the host's operator, an admin). Bad
 input exits with status 2 and one line on stderr. ``mail`` records the month's e-mail per
-recipient in the outbox (once per site, month and recipient) and delivers those messages
-over SMTP; it prints one JSON line. Only typer is imported at module level.
+recipient in the outbox (once per site, month and recipient), in the recipient's language,
+and delivers those messages over SMTP; it prints one JSON line. Only typer is imported at
+module level.
 """
 
 from __future__ import annotations
@@ -223,35 +225,50 @@ def report_recipients(
     site: Annotated[str, typer.Option(help="site id")],
     add: Annotated[list[str] | None, typer.Option(help="address to add (repeatable)")] = None,
     remove: Annotated[list[str] | None, typer.Option(help="address to remove (repeatable)")] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            help="language of the --add addresses' e-mail: zh-CN or en (default: zh-CN for a"
+            " new address; an address added again takes it)"
+        ),
+    ] = None,
     account: Account = None,
 ) -> None:
-    """Show, add or remove who receives a site's monthly reports (admins only). Prints one
-    JSON line: the site and its recipients."""
-    from cloud.leases.report_mail import RecipientError, change_recipients, recipients
+    """Show, add or remove who receives a site's monthly reports (admins only), and the
+    language each one's e-mail is worded in. Prints one JSON line: the site, its recipients
+    and their languages."""
+    from cloud.leases.report_mail import RecipientError, change_recipients, recipient_languages
     from edge.wire import utc_now
     from meterflow.assembly import registry
     from meterflow.settings import Settings
 
+    if language is not None and not add:
+        raise fail("--language: give the addresses it is for with --add")
     sessions = registry(Settings())
     who = acting_as(sessions, account)
     try:
         with sessions.begin() as session:
             if add or remove:
                 now = change_recipients(
-                    session, who, site, add=add or (), remove=remove or (), at=utc_now()
+                    session,
+                    who,
+                    site,
+                    add=add or (),
+                    remove=remove or (),
+                    language=language,
+                    at=utc_now(),
                 )
             else:
-                now = recipients(session, site).get(site, [])
+                now = recipient_languages(session, site).get(site, {})
     except RecipientError as exc:
         raise fail(str(exc)) from None
-    typer.echo(json.dumps({"site": site, "recipients": now}))
+    typer.echo(json.dumps({"site": site, "recipients": list(now), "languages": now}))
 
 
 @report_app.command("mail")
 def report_mail(
     month: Annotated[str, typer.Option(help="the month YYYY-MM (local calendar)")],
     site: Site = None,
-    lang: Lang = "zh-CN",
     smtp_host: SmtpHost = None,
     smtp_port: SmtpPort = 25,
     smtp_starttls: SmtpStarttls = False,
@@ -260,8 +277,9 @@ def report_mail(
     mail_from: MailFrom = "meterflow@localhost",
 ) -> None:
     """Send the month's reports (figures in the body, the workbook attached) to each site's
-    recipients, once per site, month and recipient; without --smtp-host they wait in the
-    outbox. Prints one JSON line."""
+    recipients, each in the language set for the address (`report recipients --language`),
+    once per site, month and recipient; without --smtp-host they wait in the outbox. Prints
+    one JSON line."""
     from cloud.leases.report_mail import KEY_PREFIX, parse_month, queue_month
     from cloud.notify.outbox import deliver
     from edge.wire import utc_now
@@ -272,7 +290,9 @@ def report_mail(
         first = parse_month(month)
     except ValueError as exc:
         raise fail(f"--month: {exc}") from None
-    labels = _labels(lang)
+    from cloud.wording import LANGUAGES
+
+    labels = {lang: _labels(lang) for lang in LANGUAGES}
     sessions = registry(Settings())
     now = utc_now()
     with sessions.begin() as session:

@@ -1,5 +1,6 @@
-"""Revision 0026: the recipients of the monthly lease reports, as the model says, on SQLite and
-PostgreSQL; one row per site and address; the revision goes down and up again."""
+"""Revisions 0026 and 0031: the recipients of the monthly lease reports and their language, as
+the model says, on SQLite and PostgreSQL; one row per site and address; each revision goes
+down and up again."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def test_revision_0026_adds_report_recipients(registry_url: str) -> None:
             for d in compare_metadata(MigrationContext.configure(conn), ReportRecipient.metadata)
             if "report_recipients" in repr(d)
         ]
-    assert diffs == []
+    # the model's only column beyond revision 0026 is 0031's language
+    assert [(d[0], d[3].name) for d in diffs] == [("add_column", "language")]
     row = "('park-a', 'boss@reports.test', '2026-12-07 12:00:00+00:00', 'admin')"
     with engine.begin() as conn:
         conn.execute(text(f"INSERT INTO report_recipients VALUES {row}"))
@@ -52,4 +54,32 @@ def test_revision_0026_adds_report_recipients(registry_url: str) -> None:
     assert "report_recipients" not in _tables(engine)
     upgrade(engine, "0026")
     assert "report_recipients" in _tables(engine)
+    engine.dispose()
+
+
+def test_revision_0031_gives_each_recipient_a_language(registry_url: str) -> None:
+    """A recipient stored before revision 0031 reads Chinese after it; the column is as the
+    model says; down and up again."""
+    engine = create_engine(registry_url)
+    upgrade(engine, "0026")
+    row = "('park-a', 'boss@reports.test', '2026-12-07 12:00:00+00:00', 'admin')"
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO report_recipients VALUES {row}"))
+    upgrade(engine, "0031")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT language FROM report_recipients")).scalar() == "zh-CN"
+        diffs = [
+            d
+            for d in compare_metadata(MigrationContext.configure(conn), ReportRecipient.metadata)
+            if "report_recipients" in repr(d)
+        ]
+    assert diffs == []
+    cfg = alembic_config(registry_url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0031-1")
+    with engine.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("report_recipients")}
+    assert "language" not in columns and "address" in columns
+    upgrade(engine, "0031")
     engine.dispose()

@@ -491,7 +491,10 @@ def test_the_monthly_mail_arrives_once_with_the_workbook(
     added = run_cli(
         url, monkeypatch, "recipients", "--site", "park-a", "--add", "Boss@Reports.test"
     )
-    assert json.loads(added.stdout) == {"site": "park-a", "recipients": ["boss@reports.test"]}
+    assert json.loads(added.stdout) == {
+        "site": "park-a", "recipients": ["boss@reports.test"],
+        "languages": {"boss@reports.test": "zh-CN"},
+    }  # fmt: skip
     first = json.loads(run_cli(url, monkeypatch, "mail", "--month", "2026-03", *smtp).stdout)
     assert (first["queued"], first["delivered"]) == (1, 1)
     again = json.loads(run_cli(url, monkeypatch, "mail", "--month", "2026-03", *smtp).stdout)
@@ -510,11 +513,27 @@ def test_the_monthly_mail_arrives_once_with_the_workbook(
     assert book.sheetnames == ["出租率", "到期租约", "应收账龄", "催收漏斗"]
     aging_sheet = list(book["应收账龄"].iter_rows(min_row=2, values_only=True))
     assert round(aging_sheet[-1][10] * 100) == total
-    # a recipient added later gets the month on the next run; the first does not again
-    run_cli(url, monkeypatch, "recipients", "--site", "park-a", "--add", "cfo@reports.test")
+    # a recipient added later gets the month on the next run, in its own language; the
+    # first does not again
+    for args, says in ((["--language", "fr", "--add", "x@reports.test"], "expected one of"),
+                       (["--language", "en"], "--add")):  # fmt: skip
+        bad = run_cli(url, monkeypatch, "recipients", "--site", "park-a", *args)
+        assert bad.exit_code == 2 and says in bad.stderr, bad.output
+    run_cli(url, monkeypatch, "recipients", "--site", "park-a", "--add", "cfo@reports.test",
+            "--language", "en")  # fmt: skip
     later = json.loads(run_cli(url, monkeypatch, "mail", "--month", "2026-03", *smtp).stdout)
     assert (later["queued"], later["delivered"]) == (1, 1)
     assert [m["To"] for m in smtp_receiver.messages] == ["boss@reports.test", "cfo@reports.test"]
+    english = smtp_receiver.messages[1]
+    assert english["Subject"] == "Lease reports park-a 2026-03"
+    assert (
+        f"Outstanding total (CNY) ¥{total / 100:.2f}"
+        in english.get_body(preferencelist=("plain",)).get_content()
+    )
+    (part,) = list(english.iter_attachments())
+    assert openpyxl.load_workbook(io.BytesIO(part.get_content())).sheetnames == [
+        "Occupancy", "Expiring leases", "Receivables aging", "Collections funnel",
+    ]  # fmt: skip
     assert run_cli(url, monkeypatch, "mail", "--month", "2026-3").exit_code == 2
     with web.sessions() as s:
         logged = s.execute(
@@ -531,17 +550,29 @@ def test_an_admin_sets_the_recipients_through_the_api(
         admin = bearer(web, "admin")
         body = {"site": "park-b", "add": ["Ops@Reports.test", "cfo@reports.test"]}
         reply = c.post("/api/v1/reports/recipients", json=body, headers=admin)
-        assert reply.json() == {"recipients": {"park-b": ["cfo@reports.test", "ops@reports.test"]}}
+        assert reply.json() == {
+            "recipients": {"park-b": ["cfo@reports.test", "ops@reports.test"]},
+            "languages": {"park-b": {"cfo@reports.test": "zh-CN", "ops@reports.test": "zh-CN"}},
+        }
+        body = {"site": "park-b", "add": ["ops@reports.test"], "language": "en"}
+        reply = c.post("/api/v1/reports/recipients", json=body, headers=admin)
+        assert reply.json()["languages"]["park-b"]["ops@reports.test"] == "en"
         body = {"site": "park-b", "remove": ["cfo@reports.test"]}
         assert c.post("/api/v1/reports/recipients", json=body, headers=admin).status_code == 200
         listed = c.get("/api/v1/reports/recipients?site=park-b", headers=admin).json()
-        assert listed == {"recipients": {"park-b": ["ops@reports.test"]}}
+        assert listed == {
+            "recipients": {"park-b": ["ops@reports.test"]},
+            "languages": {"park-b": {"ops@reports.test": "en"}},
+        }
         for bad, says in (
             ({"site": "park-b", "add": ["no-at-sign"]}, "expected an e-mail address"),
             ({"site": "park-z", "add": ["a@reports.test"]}, "not registered"),
         ):
             reply = c.post("/api/v1/reports/recipients", json=bad, headers=admin)
             assert reply.status_code == 422 and says in reply.json()["detail"]
+        bad = {"site": "park-b", "add": ["a@reports.test"], "language": "fr"}
+        reply = c.post("/api/v1/reports/recipients", json=bad, headers=admin)
+        assert reply.status_code == 400 and "language" in reply.text, reply.text
         refused = c.post("/api/v1/reports/recipients", json=body, headers=bearer(web, "fin-b"))
         assert refused.status_code == 403
     logged = sql(
@@ -549,6 +580,11 @@ def test_an_admin_sets_the_recipients_through_the_api(
         "SELECT actor, detail FROM web_audit WHERE subject = 'report-recipients:park-b' "
         "ORDER BY id",
     )
-    assert [actor for actor, _ in logged] == ["admin", "admin"]
+    assert [actor for actor, _ in logged] == ["admin"] * 3
     assert json.loads(logged[0][1])["from"].startswith("api ")
-    assert json.loads(logged[1][1])["after"] == {"recipients": ["ops@reports.test"]}
+    assert json.loads(logged[1][1])["after"]["languages"] == {
+        "cfo@reports.test": "zh-CN", "ops@reports.test": "en",
+    }  # fmt: skip
+    assert json.loads(logged[2][1])["after"] == {
+        "recipients": ["ops@reports.test"], "languages": {"ops@reports.test": "en"},
+    }  # fmt: skip
