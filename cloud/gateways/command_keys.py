@@ -15,7 +15,6 @@ during the overlap and can be sent the new key again (``meterflow cloud command-
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -221,16 +220,3 @@ class CommandKeyRing:
                         path.unlink()
                         done.append(row.kid)
         return done
-
-
-def unconfirmed_gateways(
-    sessions: sessionmaker[Session], kid: str, gateways: Callable[[Session], list[str]]
-) -> list[str]:
-    """Of ``gateways(session)``, those that have not confirmed ``kid``."""
-    with sessions() as session:
-        confirmed = set(
-            session.scalars(
-                select(GatewayCommandTrust.gateway_id).where(GatewayCommandTrust.kid == kid)
-            )
-        )
-        return [g for g in gateways(session) if g not in confirmed]

@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -174,11 +173,6 @@ def month_ends(first: date, last: date) -> list[date]:
 
 
 # ----------------------------------------------------------------------------- occupancy
-
-
-def rate_text(value: Decimal) -> str:
-    """A rate as the API gives it: exact, four decimals (``0.7500``)."""
-    return f"{value:.4f}"
 
 
 class OccupancyGroup(BaseModel):

@@ -98,11 +98,6 @@ POLICY_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.SUPERVISOR})
 BUILDING_ROLES: frozenset[Role] = frozenset({Role.MANAGER, Role.SUPERVISOR, Role.LEGAL})
 
 
-def building_key(site: str, building: str) -> str:
-    """How a building of a site is named in an account's scope: ``SITE/BUILDING``."""
-    return f"{site}/{building}"
-
-
 class AccountError(Exception):
     """Base of the errors of accounts and sign-in."""
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -507,8 +506,3 @@ def statement_view(doc: Mapping[str, Any], lang: str) -> StatementView | None:
         share=percent(doc.get("share_of_bill")),
         composition=list(composition.items()),
     )
-
-
-def days_between(start: str, end: str) -> int:
-    """Days from ``start`` to ``end`` (ISO dates, ``end`` exclusive)."""
-    return (date.fromisoformat(end) - date.fromisoformat(start)).days
