@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -70,20 +68,6 @@ _WEIGHT_UNIT = {
     "formula": "m²·kWh",
     "exclusive": "kWh",
 }
-CSV_COLUMNS = (
-    "unit",
-    "party",
-    "from",
-    "to",
-    "component",
-    "origin",
-    "register",
-    "tariff",
-    "kwh",
-    "unit_price_cny_per_kwh",
-    "amount_cny",
-    "cents",
-)
 
 
 @dataclass(frozen=True)
@@ -547,37 +531,3 @@ def verify_signed(
     if not isinstance(document, dict) or document.get("schema") not in schemas:
         raise SignatureError(f"signed payload is not one of {sorted(schemas)}")
     return document
-
-
-def statement_json(statement: dict[str, Any], signed: SignedStatement | None = None) -> str:
-    """JSON export: the statement and, when signed, the signed form a tenant page checks."""
-    return json.dumps(
-        {"statement": statement, "signed": signed.as_dict() if signed is not None else None},
-        ensure_ascii=False,
-        indent=2,
-    )
-
-
-def statement_csv(statement: dict[str, Any]) -> str:
-    """CSV export of a statement's lines (one row per line, amounts in CNY and cents)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for line in statement["lines"]:
-        writer.writerow(
-            [
-                line["unit"],
-                line["party"],
-                line["from"],
-                line["to"],
-                line["component"],
-                line["origin"],
-                line["register"],
-                line["tariff"],
-                line["kwh"],
-                line["unit_price"],
-                line["amount_cny"],
-                line["cents"],
-            ]
-        )
-    return out.getvalue()

@@ -103,6 +103,15 @@ _WORDS: dict[str, dict[str, str]] = {
         "loss_part": "线损",
         "own_part": "本户用电",
         "landlord": "业主",
+        "csv_item": "项目",
+        "csv_register": "时段",
+        "csv_from": "起始日",
+        "csv_to": "截止日",
+        "csv_kwh": "电量（kWh）",
+        "csv_price": "单价（元/kWh）",
+        "csv_amount": "金额（元）",
+        "csv_formula": "计算",
+        "csv_total": "合计",
     },
     "en": {
         "own_use": "Own use",
@@ -183,6 +192,15 @@ _WORDS: dict[str, dict[str, str]] = {
         "loss_part": "Line loss",
         "own_part": "Own use",
         "landlord": "landlord",
+        "csv_item": "Item",
+        "csv_register": "Time band",
+        "csv_from": "From",
+        "csv_to": "To (last day)",
+        "csv_kwh": "Energy (kWh)",
+        "csv_price": "Unit price (CNY/kWh)",
+        "csv_amount": "Amount (CNY)",
+        "csv_formula": "Calculation",
+        "csv_total": "Total",
     },
 }
 
@@ -239,6 +257,8 @@ class LineView:
     price_note: str = ""
     start: str = ""
     end: str = ""
+    #: the statement's line it words (its plain numbers, for the CSV download)
+    source: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -417,6 +437,7 @@ def _line_view(
         price_note=note,
         start=line.get("from", ""),
         end=line.get("to", ""),
+        source=line,
     )
 
 

@@ -100,6 +100,7 @@ POLICIES: dict[str, Access] = {
     "api_sign_in": Access.PUBLIC,
     # tenants, by statement link
     "tenant_page": Access.TENANT_LINK,
+    "tenant_statement_csv": Access.TENANT_LINK,
     "tenant_confirm_form": Access.TENANT_LINK,
     "tenant_dispute_form": Access.TENANT_LINK,
     "tenant_language_form": Access.TENANT_LINK,

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from cloud.statements.access import MAX_NAME_CHARS, AnswerError, NotGenuine, TenantStatement
+from cloud.statements.download import statement_csv, statement_filename
 from cloud.statements.links import LinkRefused, OpenedLink, RefusalReason
 from cloud.statements.wording import statement_view
 from cloud.web.chart import composition_svg, history_svg
@@ -221,6 +222,32 @@ async def tenant_page(
 ) -> HTMLResponse:
     """The tenant's statement page (Chinese; ``?lang=en`` for English)."""
     return _page(request, web, unit, token)
+
+
+@router.get("/t/{unit}/{token}/statement.csv", response_class=Response)
+def tenant_statement_csv(
+    request: Request, unit: PageSegment, token: PageSegment, web: Web
+) -> Response:
+    """The statement's lines and total as a CSV file for Excel (UTF-8 with a BOM), in the
+    page's language (``?lang=en`` for English); a link that does not open the statement
+    gets the refusal page."""
+    try:
+        _check_segments(unit, token)
+        _, statement = web.statements.open_statement(web.links, unit, token)
+    except LinkRefused as refused:
+        return _refusal_page(request, refused)
+    except NotGenuine:
+        return render(request, "tenant_refused.html", {"reason": "not_genuine"}, status_code=409)
+    return Response(
+        statement_csv(statement.document, language(request)),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="{statement_filename(statement.document)}"'
+            ),
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.post("/t/{unit}/{token}/confirm", response_class=HTMLResponse)

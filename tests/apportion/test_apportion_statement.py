@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,9 @@ from cloud.apportion.errors import SignatureError
 from cloud.apportion.statement import (
     build_statements,
     sign_statement,
-    statement_csv,
-    statement_json,
     verify_statement,
 )
+from cloud.statements.download import statement_csv
 
 CASES = Path(__file__).parents[1] / "cases"
 
@@ -120,13 +120,14 @@ def test_signature_verifies_and_detects_any_change() -> None:
         verify_statement(tampered, key.public_key())
 
 
-def test_json_and_csv_exports() -> None:
-    key = Ed25519PrivateKey.generate()
+def test_the_tenants_csv_names_the_time_bands_and_adds_up() -> None:
+    """The CSV a tenant downloads (cloud.statements.download): a row per line with the TOU
+    band's name and the applied price as a plain number, the total row the statement's."""
     doc = of(statements("tou"), "TA")
-    exported = json.loads(statement_json(doc, sign_statement(doc, key)))
-    assert exported["statement"]["total"]["cents"] == 25973
-    assert verify_statement(exported["signed"], key.public_key())["party"] == "TA"
-    rows = list(csv.DictReader(io.StringIO(statement_csv(doc))))
-    assert sum(int(r["cents"]) for r in rows) == 25973
-    assert {r["register"] for r in rows} == {"T1", "T2", "T3", "T4"}
-    assert rows[0]["unit_price_cny_per_kwh"] == "1.20 CNY/kWh"
+    rows = list(csv.reader(io.StringIO(statement_csv(doc, "zh-CN").decode("utf-8-sig"))))
+    body, total = rows[1:-1], rows[-1]
+    assert sum(Decimal(r[6]) for r in body) == Decimal("259.73") == Decimal(total[6])
+    assert {r[1] for r in body} == {"尖", "峰", "平", "谷"}
+    assert body[0][5] == "1.20" and body[0][4] == "40.000"
+    english = list(csv.reader(io.StringIO(statement_csv(doc, "en").decode("utf-8-sig"))))
+    assert english[-1][0] == "Total" and len(english) == len(rows)

@@ -4,7 +4,9 @@ dispute are recorded once."""
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -97,6 +99,43 @@ def test_english_on_request(rig: WebRig, client: httpx.Client) -> None:
     page = client.get(rig.link(rig.seeded.latest) + "?lang=en")
     assert page.headers["content-language"] == "en"
     assert "Genuine" in page.text and "Common share" in page.text and "真实账单" not in page.text
+
+
+def test_the_tenant_downloads_the_lines_as_csv_for_excel(rig: WebRig, client: httpx.Client) -> None:
+    """The page's 下载明细 link gives the statement's lines in the page's language: one row
+    per shown line with its plain numbers, the last day each covers, a total row equal to
+    the statement's total; a refused link gets the refusal page, not a file."""
+    path = rig.link(rig.seeded.latest)
+    page = client.get(path).text
+    assert f'href="{path}/statement.csv?lang=zh-CN"' in page
+    data = client.get(path.replace("/t/", "/api/v1/tenant/", 1)).json()["statement"]
+    got = client.get(f"{path}/statement.csv")
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    assert 'filename="statement-' in got.headers["content-disposition"]
+    assert got.content.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert rows[0] == ["项目", "时段", "起始日", "截止日", "电量（kWh）", "单价（元/kWh）",
+                       "金额（元）", "计算"]  # fmt: skip
+    body, total = rows[1:-1], rows[-1]
+    assert total[0] == "合计" and Decimal(total[6]) == Decimal(data["total"]["amount_cny"])
+    assert sum(Decimal(r[6]) for r in body) == Decimal(data["total"]["cents"]) / 100
+    assert sorted(Decimal(r[6]) for r in body) == sorted(
+        Decimal(x["amount_cny"]) for x in data["lines"]
+    )
+    own = next(x for x in data["lines"] if x["component"] == "own_use")
+    mine = next(r for r in body if r[0].startswith("本户用电"))
+    assert Decimal(mine[4]) == Decimal(own["kwh"]) and mine[2] == own["from"]
+    assert mine[3] == (date.fromisoformat(own["to"]) - timedelta(days=1)).isoformat()
+    english = client.get(f"{path}/statement.csv?lang=en").content.decode("utf-8-sig")
+    assert english.startswith("Item,Time band,From,To (last day),Energy (kWh)")
+    assert "\r\nTotal," in english and "Own use" in english
+    run = rig.seeded.posted[MONTHS[0]]
+    past = TenantLinkService(
+        rig.sessions, rig.secret, clock=lambda: datetime.now(UTC) - timedelta(days=200)
+    )
+    refused = client.get(past.link_for(StatementKey(run, "A101", "ACME")).path() + "/statement.csv")
+    assert refused.status_code == 410 and "text/html" in refused.headers["content-type"]
+    assert "ACME" not in refused.text
 
 
 def test_history_holds_twelve_months_of_posted_statements(
