@@ -252,12 +252,25 @@ def headers(labels: Mapping[str, str]) -> list[str]:
 # ----------------------------------------------------------------------------- CSV
 
 
+#: How a text cell may start that a spreadsheet takes for a formula (CSV injection,
+#: CWE-1236): a name typed as ``=HYPERLINK(…)`` must show as text, never run.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell of a CSV for Excel: one that would start a formula gets a leading
+    apostrophe, which Excel shows as text (numbers are written as numbers, not through
+    here, so a negative amount stays a number)."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def rows_csv(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     """A table as CSV: UTF-8 with a BOM (Excel reads it as UTF-8), CRLF rows, numbers plain
-    (``0.600000``, no thousands separators, no unit), dates ``YYYY-MM-DD``, None empty."""
+    (``0.600000``, no thousands separators, no unit), dates ``YYYY-MM-DD``, None empty,
+    text that would start a formula quoted as text (:func:`csv_text`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(list(head))
+    writer.writerow([csv_text(h) for h in head])
     for row in rows:
         writer.writerow(
             [
@@ -265,6 +278,8 @@ def rows_csv(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
                 if isinstance(v, Decimal) or v is None
                 else v.isoformat()
                 if isinstance(v, date)
+                else csv_text(v)
+                if isinstance(v, str)
                 else v
                 for v in row
             ]
@@ -357,7 +372,7 @@ def write_sheet(
     """A sheet of the write-only ``book`` (``Workbook(write_only=True)``: rows are streamed
     out, no cell kept): bold frozen header with a filter, typed rows with number formats
     (``formats``: by column, from 0), an optional bold totals row, column widths from the
-    content."""
+    content; text is always text (one starting like a formula is not run)."""
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
@@ -376,9 +391,13 @@ def write_sheet(
         fmt = formats.get(col) if col is not None else None
         if callable(fmt):
             fmt = fmt(value)
-        if fmt is None and font is None:
+        # openpyxl writes text starting with "=" as a formula: such text is kept as text
+        text = isinstance(value, str) and value.startswith(FORMULA_STARTS)
+        if fmt is None and font is None and not text:
             return value
         out = WriteOnlyCell(sheet, value)
+        if text:
+            out.data_type = "s"
         if fmt is not None:
             out.number_format = fmt
         if font is not None:
