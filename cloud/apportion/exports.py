@@ -264,6 +264,12 @@ def csv_text(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
+def csv_untext(value: str) -> str:
+    """:func:`csv_text` undone, for a CSV our own import reads back (an apostrophe before
+    what would start a formula is dropped; any other text is as it is)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_STARTS) else value
+
+
 def rows_csv(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     """A table as CSV: UTF-8 with a BOM (Excel reads it as UTF-8), CRLF rows, numbers plain
     (``0.600000``, no thousands separators, no unit), dates ``YYYY-MM-DD``, None empty,

@@ -24,6 +24,7 @@ from typing import Any
 
 from openpyxl.utils import get_column_letter
 
+from cloud.apportion.exports import csv_untext
 from cloud.apportion.site import SiteFileError
 from cloud.apportion.workbook_cells import (
     MAX_TEXT,
@@ -215,8 +216,8 @@ def _read_csv(data: bytes) -> Ledger:
             if line > MAX_LEDGER_ROWS + 1:
                 raw.append(Issue(LEASES_SHEET, None, None, f"more than {MAX_LEDGER_ROWS} rows"))
                 break
-            cells: dict[str, Any] = {
-                k: values[i] if i < len(values) else None for k, i in index.items()
+            cells: dict[str, Any] = {  # the export's quote before formula text dropped
+                k: csv_untext(values[i]) if i < len(values) else None for k, i in index.items()
             }
             if not any((v or "").strip() for v in cells.values()):
                 continue

@@ -15,6 +15,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
+from cloud.apportion.exports import csv_text
 from cloud.apportion.site_workbook import _header, _set, write_notes
 from cloud.apportion.workbook_cells import Column, decimal_text
 from cloud.leases.ledger_columns import (
@@ -218,11 +219,13 @@ def write_ledger_workbook(
 
 
 def _csv_text(value: Any) -> str:
+    """A cell of the ledger CSV; text that would start a formula in Excel is quoted as text
+    (:func:`cloud.apportion.exports.csv_text`; the import drops the quote again)."""
     if value is None:
         return ""
     if isinstance(value, Decimal):
         return format(value, "f")
-    return str(value)
+    return csv_text(value) if isinstance(value, str) else str(value)
 
 
 def write_ledger_csv(tenants: Iterable[TenantRec], leases: Sequence[LeaseRec]) -> bytes:
