@@ -149,6 +149,7 @@ POLICIES: dict[str, Access] = {
     "api_lease": Access.LEASES,
     "api_lease_history": Access.LEASES,
     "api_lease_payment": Access.PAYMENTS,
+    "lease_payment_form": Access.PAYMENTS,
     # the work queue and renewal offers (decision 0034)
     "queue_page": Access.QUEUE,
     "queue_overdue_page": Access.OVERSIGHT,

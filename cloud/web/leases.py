@@ -10,24 +10,26 @@ the caller's role: withheld fields are ``null`` in the API and absent from the p
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from cloud.leases.errors import PaymentConflict, PaymentError, UnknownRecord
 from cloud.leases.models import LeaseStatus
 from cloud.leases.offers import OFFER_READ_ROLES, OFFER_ROLES
 from cloud.leases.roster import MAX_LIST, LeaseRow
-from cloud.staff.accounts import Principal
+from cloud.staff.accounts import PAYMENT_ROLES, Principal
 from cloud.staff.visibility import withheld
 from cloud.web import policies
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.ledger import lease_page_context
-from cloud.web.rendering import render
+from cloud.web.rendering import language, render
 
 router = APIRouter(tags=["leases"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -133,11 +135,39 @@ def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLR
         "lease.html",
         {
             **lease_page_context(who, row, done),
+            **_payment_context(request, web, who),
             "history": web.leases.history(who, lease_id, limit=200),
             "policy": policies.service(web).lease_policy(who, lease_id).sources,
             **_offer_context(request, web, who, row.id),
         },
     )
+
+
+def _payment_context(
+    request: Request,
+    web: WebServices,
+    who: Principal,
+    error: str = "",
+    form: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The lease page's 收款登记 form (roles that take money) and what the last payment
+    recorded there did (from the redirect's query: integers only, nothing trusted)."""
+    if who.role not in PAYMENT_ROLES:
+        return {}
+    q = request.query_params
+    paid: dict[str, int] | None = None
+    if q.get("done") == "payment":
+        try:
+            paid = {k: int(q.get(k, "")) for k in ("paid", "settled", "invoices", "credit", "dup")}
+        except ValueError:
+            paid = None
+    return {
+        "may_take_payment": True,
+        "payment_done": paid,
+        "payment_error": error,
+        "payment_form": form or {},
+        "today": web.leases.today().isoformat(),
+    }
 
 
 def _offer_context(request: Request, web: WebServices, who: Principal, lease_id: str) -> dict:
@@ -254,6 +284,77 @@ class PaymentOut(BaseModel):
     allocations: list[AllocationOut]
     credit_cents: int
     duplicate: bool
+
+
+@router.post("/leases/{lease_id}/payments", response_class=HTMLResponse)
+def lease_payment_form(
+    request: Request,
+    web: Web,
+    who: Who,
+    lease_id: LeaseId,
+    amount: Annotated[str, Form(max_length=14)] = "",
+    received_on: Annotated[str, Form(max_length=10)] = "",
+    ref: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Record a payment received by hand (cash, a transfer, a card slip) from the lease's
+    page: the same as ``POST /api/v1/leases/{id}/payments``; back to the page with what it
+    settled, or the page with the refusal and the form as typed."""
+    form = {"amount": amount, "received_on": received_on, "ref": ref}
+    try:  # out of the caller's scope: not found, whatever the form says
+        row = web.leases.lease(who, lease_id)
+    except UnknownRecord:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    try:
+        cents = _payment_cents(amount)
+        day = _payment_day(received_on)
+        if not ref.strip() or any(ord(ch) < 32 for ch in ref):
+            raise PaymentError(
+                "ref: expected the receipt's or the bank's reference (1–64 characters)"
+            )
+        receipt = web.leases.record_payment(
+            who, lease_id, cents=cents, received_on=day, ref=ref.strip()
+        )
+    except UnknownRecord:
+        return render(request, "error.html", {"message": "not_found"}, status_code=404)
+    except PaymentError as exc:
+        return render(
+            request,
+            "lease.html",
+            {
+                **lease_page_context(who, row),
+                **_payment_context(request, web, who, str(exc), form),
+            },
+            status_code=409 if isinstance(exc, PaymentConflict) else 422,
+        )
+    settled = sum(c for _, c in receipt.allocations)
+    query = urlencode(
+        {
+            "lang": language(request),
+            "done": "payment",
+            "paid": cents,
+            "settled": settled,
+            "invoices": len(receipt.allocations),
+            "credit": receipt.credit_cents,
+            "dup": int(receipt.duplicate),
+        }
+    )
+    return RedirectResponse(f"/leases/{quote(lease_id)}?{query}", 303)
+
+
+def _payment_cents(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,10}(\.[0-9]{1,2})?", text.strip()):
+        raise PaymentError(f"amount: expected yuan such as 8000.00, got {text[:20]!r}")
+    cents = int(Decimal(text.strip()) * 100)
+    if cents <= 0:
+        raise PaymentError("amount: expected more than 0.00")
+    return cents
+
+
+def _payment_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise PaymentError(f"received on: expected YYYY-MM-DD, got {text[:20]!r}") from None
 
 
 @router.post(

@@ -114,6 +114,9 @@ class Samples:
             "api_lease_payment": {
                 "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
             },
+            "lease_payment_form": {
+                "data": {"amount": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
+            },
             **QUEUE_BODIES,
             **LEDGER_BODIES,
             # an unknown preset / an empty ladder: refused (422, the form answers with the

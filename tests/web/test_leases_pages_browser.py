@@ -160,3 +160,45 @@ def test_the_admin_gives_a_manager_a_building(
     with rig.sessions() as s:
         assert s.get(WebAccount, "mgr-none") is None
     ctx.close()
+
+
+def test_finance_records_a_payment_on_the_lease_page(browser: Any, base_url: str) -> None:
+    """收款登记: the payment settles the open invoice, the rest is credit, the page says so
+    and shows no arrears; the same reference again is not counted; the same reference with
+    another amount is refused with the form kept as typed; legal sees no form."""
+    ctx = desktop(browser)
+    page = ctx.new_page()
+    sign_in(page, base_url, "fin-a", "zh-CN")
+    page.goto(f"{base_url}/leases/L-A1?lang=zh-CN")
+    assert page.locator("[data-testid=lease] .arrears").inner_text() == "¥8000.00"
+    form = page.locator("[data-testid=payment-form]")
+    form.locator("input[name=amount]").fill("8100.50")
+    form.locator("input[name=ref]").fill("前台收据 0001")
+    form.locator("button[type=submit]").click()
+    done = page.locator("[data-testid=payment-done]").inner_text()
+    assert "¥8100.50" in done and "1 张账单 ¥8000.00" in done and "¥100.50" in done, done
+    assert page.locator("[data-testid=lease] .arrears").inner_text() == "¥0.00"
+    history = page.locator("[data-testid=lease-history]").inner_text()
+    assert "fin-a" in history and "8100.50" in history, history
+    assert_accessible(page, "lease-payment-done")
+    form = page.locator("[data-testid=payment-form]")
+    form.locator("input[name=amount]").fill("8100.50")
+    form.locator("input[name=ref]").fill("前台收据 0001")
+    form.locator("button[type=submit]").click()
+    assert "未重复计入" in page.locator("[data-testid=payment-done]").inner_text()
+    form = page.locator("[data-testid=payment-form]")
+    form.locator("input[name=amount]").fill("9.99")
+    form.locator("input[name=ref]").fill("前台收据 0001")
+    form.locator("button[type=submit]").click()
+    assert "is recorded as" in page.locator("[data-testid=payment-error]").inner_text()
+    assert page.locator("[data-testid=payment-form] input[name=amount]").input_value() == "9.99"
+    assert page.locator("[data-testid=lease] .arrears").inner_text() == "¥0.00"
+    screenshot(page, "lease-payment-refused")
+    ctx.close()
+    ctx = desktop(browser)
+    page = ctx.new_page()
+    sign_in(page, base_url, "legal-a", "en")
+    page.goto(f"{base_url}/leases/L-A1?lang=en")
+    assert page.locator("[data-testid=lease]").count() == 1
+    assert page.locator("[data-testid=payment-form]").count() == 0
+    ctx.close()
