@@ -43,6 +43,7 @@ from cloud.apportion.workbook_cells import (
     open_workbook,
     sheet_rows,
     steps_text,
+    workbook_from_bytes,
 )
 from cloud.apportion.workbook_merge import merge_sheets
 
@@ -153,6 +154,15 @@ def workbook_site_id(path: Path) -> str:
         wb.close()
 
 
+def workbook_bytes_site_id(data: bytes, source: str) -> str:
+    """:func:`workbook_site_id` of a workbook in memory (an upload, bounded by the caller)."""
+    wb = workbook_from_bytes(data, source)
+    try:
+        return _site_id(wb, source)
+    finally:
+        wb.close()
+
+
 def _site_id(wb: Any, source: str) -> str:
     if SITE_SHEET in wb.sheetnames:
         names = {" ".join(SITE_FIELDS[0][1].split()).casefold(), "site id", "站点编号", "site"}
@@ -172,7 +182,15 @@ def read_workbook(path: Path, base: Mapping[str, Any]) -> SiteFile:
     a missing or unknown column; then the merged site is checked like a site file.
     """
     source = str(path)
-    wb = open_workbook(path, source)
+    return _read(open_workbook(path, source), source, base)
+
+
+def read_workbook_bytes(data: bytes, source: str, base: Mapping[str, Any]) -> SiteFile:
+    """:func:`read_workbook` of a workbook in memory (an upload, bounded by the caller)."""
+    return _read(workbook_from_bytes(data, source), source, base)
+
+
+def _read(wb: Workbook, source: str, base: Mapping[str, Any]) -> SiteFile:
     try:
         site_id = _site_id(wb, source)
         if site_id != base.get("site"):

@@ -38,6 +38,7 @@ from cloud.web import (
     reports,
     risk,
     signin,
+    sites,
     tenant,
 )
 from cloud.web.authz import Forbidden, NotSignedIn, authorize, is_api
@@ -131,6 +132,7 @@ def create_app(services: ApiServices) -> FastAPI:
         policies,
         bank,
         reports,
+        sites,
         engineer,
         admin,
     ):

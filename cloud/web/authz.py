@@ -21,6 +21,7 @@ from enum import StrEnum
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from cloud.apportion.site_import import SITE_IMPORT_ROLES
 from cloud.leases.offers import APPROVER_ROLES, OFFER_READ_ROLES, OFFER_ROLES
 from cloud.leases.queue import OVERSEER_ROLES, QUEUE_ROLES
 from cloud.leases.reports import REPORT_ROLES, Report
@@ -65,6 +66,7 @@ class Access(StrEnum):
     CREDIT_APPROVAL = "credit_approval"  # admin, finance, supervisor (never the requester)
     REPORTS = "reports"  # admin, finance, manager, supervisor, legal
     PORTFOLIO_REPORTS = "portfolio_reports"  # admin, finance, manager, supervisor
+    SITES = "sites"  # admin, finance, engineer: a site's set-up (import, export)
 
 
 #: The roles each staff access admits.
@@ -86,6 +88,7 @@ ROLES: dict[Access, frozenset[Role]] = {
     Access.CREDIT_APPROVAL: frozenset({Role.ADMIN, Role.FINANCE, Role.SUPERVISOR}),
     Access.REPORTS: REPORT_ROLES[Report.EXPIRING],
     Access.PORTFOLIO_REPORTS: REPORT_ROLES[Report.OCCUPANCY],
+    Access.SITES: SITE_IMPORT_ROLES,
 }
 
 #: Route name → access. Route names are the handlers' function names.
@@ -150,6 +153,10 @@ POLICIES: dict[str, Access] = {
     "api_lease_history": Access.LEASES,
     "api_lease_payment": Access.PAYMENTS,
     "lease_payment_form": Access.PAYMENTS,
+    "api_site_import": Access.SITES,
+    "api_site_export": Access.SITES,
+    "site_import_page": Access.SITES,
+    "site_import_form": Access.SITES,
     # the work queue and renewal offers (decision 0034)
     "queue_page": Access.QUEUE,
     "queue_overdue_page": Access.OVERSIGHT,

@@ -35,6 +35,9 @@ BODY_LIMITS: dict[str, int] = {
     # a bank statement (CSV up to 2 MiB, cloud/leases/bankfile.py) in a multipart form
     "/api/v1/bank-statements": 3 * 1024 * 1024,
     "/payments/bank": 3 * 1024 * 1024,
+    # a site file or workbook (8 MiB at most, cloud/apportion/site_import.py) in a form
+    "/sites/import": 9 * 1024 * 1024,
+    "/api/v1/sites/import": 9 * 1024 * 1024,
 }
 #: Deepest nesting of arrays and objects in a JSON body (the API's bodies use 3 or fewer).
 MAX_JSON_DEPTH = 32

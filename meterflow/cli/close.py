@@ -45,43 +45,21 @@ def site_import(
     """Import a site file (or the workbook ``site export SITE -o FILE.xlsx`` wrote): create
     or update each item; the same file twice changes nothing. Any error refuses the whole
     file."""
-    from cloud.apportion.configuration import import_site
     from cloud.apportion.errors import CaseError
-    from cloud.apportion.site import parse_site
-    from cloud.apportion.site_export import site_sections
-    from cloud.apportion.site_workbook import is_workbook, read_workbook, workbook_site_id
+    from cloud.apportion.site_import import MAX_SITE_BYTES, import_upload
     from meterflow.assembly import registry
 
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_SITE_BYTES + 1)
+    except OSError as exc:
+        raise fail(f"{path}: cannot read the site file: {exc.strerror or exc}") from None
     sessions = registry(load_settings())
     try:
-        if is_workbook(path):
-            site_id = workbook_site_id(path)
-            with sessions() as session:
-                try:
-                    base = site_sections(session, site_id)
-                except LookupError:
-                    raise fail(
-                        f"site {site_id!r}: import the site file (YAML) first: the workbook "
-                        "holds units and meters only"
-                    ) from None
-            site = read_workbook(path, base)
-        else:
-            site = _parse(path, parse_site)
+        with sessions() as session:
+            report = import_upload(session, data, str(path), by=_actor(account), dry_run=dry_run)
     except CaseError as exc:
         raise fail(str(exc)) from None
-    session = sessions()
-    try:
-        report = import_site(session, site, by=_actor(account))
-        report.dry_run = dry_run
-        if dry_run:
-            session.rollback()
-        else:
-            session.commit()
-    except CaseError as exc:
-        session.rollback()
-        raise fail(str(exc)) from None
-    finally:
-        session.close()
     if as_json:
         typer.echo(json.dumps(report.as_json(), ensure_ascii=False))
         return
@@ -93,12 +71,6 @@ def site_import(
     for section, ids in report.not_in_file.items():
         shown = ", ".join(ids[:10]) + (" …" if len(ids) > 10 else "")
         typer.echo(f"  stored but not in the file ({section}, kept): {shown}")
-
-
-def _parse(path: Path, parse: Any) -> Any:
-    from cloud.apportion.case.loading import read_text
-
-    return parse(read_text(path, "site file"), str(path))
 
 
 @site_app.command("export")

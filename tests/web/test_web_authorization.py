@@ -144,6 +144,7 @@ ADMITS = {
     Access.CREDIT_APPROVAL: {"admin", "finance", "supervisor"},
     Access.REPORTS: {"admin", "finance", "manager", "supervisor", "legal"},
     Access.PORTFOLIO_REPORTS: {"admin", "finance", "manager", "supervisor"},
+    Access.SITES: {"admin", "finance", "engineer"},
 }
 #: routes acting on one record of park-a (run, statement, dispute, gateway, claim for it)
 SITE_SCOPED = {
