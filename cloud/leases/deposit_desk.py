@@ -141,10 +141,16 @@ class DepositDesk(ScopedDesk):
     # ------------------------------------------------------------------------------ reading
 
     def refunds(
-        self, who: Principal, *, state: str | None = None, limit: int = 500
+        self,
+        who: Principal,
+        *,
+        state: str | None = None,
+        lease_id: str | None = None,
+        limit: int = 500,
     ) -> list[RefundRow]:
         """The refunds of the leases ``who`` sees, the most urgent first (by the end of the
-        waited step's SLA; paid ones last, newest first); narrowed to one ``state``."""
+        waited step's SLA; paid ones last, newest first); narrowed to one ``state`` or
+        lease."""
         self._may(who, READ_ROLES, "read deposit refunds")
         if state is not None and state not in STEPS:
             raise DepositInputError(f"state {state[:20]!r}: expected one of {', '.join(STEPS)}")
@@ -161,6 +167,8 @@ class DepositDesk(ScopedDesk):
             query = query.where(scope)
         if state is not None:
             query = query.where(DepositRefund.state == state)
+        if lease_id is not None:
+            query = query.where(DepositRefund.lease_id == lease_id)
         with self.sessions() as session:
             rows = session.execute(query).all()
             sums = _deducted(session, [r.id for r, *_ in rows])
@@ -194,6 +202,23 @@ class DepositDesk(ScopedDesk):
             if stored is None:
                 raise UnknownRecord(f"deposit refund {refund_id} has no evidence {sha256[:64]!r}")
             return stored.content_type, bytes(stored.content)
+
+    @staticmethod
+    def acts_for(who: Principal, row: RefundRow) -> list[str]:
+        """The acts ``who`` may do on the refund now (its next step, and ``deduct`` before the
+        settlement): what a page offers."""
+        nxt = {
+            "requested": ["deduct", "inspect"],
+            "inspected": ["deduct", "settle"],
+            "settled": ["approve"],
+            "approved": ["pay"],
+        }.get(row.state, [])
+        settler = next((by for s, _at, by in row.steps if s == "settled"), None)
+        return [
+            a
+            for a in nxt
+            if who.role in ACT_ROLES[a] and not (a == "approve" and settler == who.username)
+        ]
 
     # --------------------------------------------------------------------------------- acts
 

@@ -24,7 +24,7 @@ from cloud.registry.base import as_utc
 #: the largest evidence file [bytes] (10 MB)
 MAX_BYTES = 10_000_000
 #: files with one deduction
-MAX_PER_DEDUCTION = 5
+MAX_PER_DEDUCTION = 3
 #: files on one refund, all its deductions together
 MAX_PER_REFUND = 20
 #: the longest file name kept in a message

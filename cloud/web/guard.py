@@ -35,6 +35,10 @@ BODY_LIMITS: dict[str, int] = {
     # a bank statement (CSV up to 2 MiB, cloud/leases/bankfile.py) in a multipart form
     "/api/v1/bank-statements": 3 * 1024 * 1024,
     "/payments/bank": 3 * 1024 * 1024,
+    # a deposit deduction's evidence: up to 3 files of 10 MB each (cloud/leases/evidence.py)
+    # with the form's fields
+    "/api/v1/deposits": 32 * 1024 * 1024,
+    "/deposits": 32 * 1024 * 1024,
 }
 #: Deepest nesting of arrays and objects in a JSON body (the API's bodies use 3 or fewer).
 MAX_JSON_DEPTH = 32

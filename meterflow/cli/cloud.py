@@ -21,6 +21,7 @@ from meterflow.cli.gateways import (
     replacement_app,
     rotate_command_key,
 )
+from meterflow.cli.deposits import deposit_app
 from meterflow.cli.leases import cloud_bill, cloud_daily, cloud_payment
 from meterflow.cli.ledger import lease_app, ledger_app
 from meterflow.cli.policies import policy_app
@@ -55,6 +56,7 @@ cloud_app.command("daily")(cloud_daily)
 cloud_app.command("payment")(cloud_payment)
 cloud_app.add_typer(queue_app, name="queue")
 cloud_app.add_typer(offer_app, name="offer")
+cloud_app.add_typer(deposit_app, name="deposit")
 cloud_app.add_typer(policy_app, name="policy")
 cloud_app.command("web-account")(cloud_web_account)
 cloud_app.command("web-account-disable")(cloud_web_account_disable)
