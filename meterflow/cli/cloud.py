@@ -15,13 +15,13 @@ from meterflow.cli.bank import bank_app, credit_note_app
 from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
 from meterflow.cli.dead_letters import dead_letters_app, ingest_limits
+from meterflow.cli.deposits import deposit_app
 from meterflow.cli.gateways import (
     command_keys,
     purge_claim_tokens,
     replacement_app,
     rotate_command_key,
 )
-from meterflow.cli.deposits import deposit_app
 from meterflow.cli.leases import cloud_bill, cloud_daily, cloud_payment
 from meterflow.cli.ledger import lease_app, ledger_app
 from meterflow.cli.policies import policy_app
