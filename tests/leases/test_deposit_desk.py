@@ -95,7 +95,7 @@ def test_evidence_is_judged_by_its_bytes_and_kept_once(lease_db: sessionmaker[Se
         evidence.check_files([("a", JPEG)] * 4)
     with pytest.raises(EvidenceTooLarge, match="it has 19, 2 more do not fit"):
         evidence.check_files([("a", JPEG)] * 2, already=19)
-    with pytest.raises(EvidenceTooLarge, match=r"10000010 bytes, expected at most 10000000 \(10 MB\)"):
+    with pytest.raises(EvidenceTooLarge, match=r"10000010 bytes, expected at most 10000000 "):
         evidence.check_files([("a", JPEG + b"\x00" * evidence.MAX_BYTES)])
     terminated(lease_db)
     rid = desk(lease_db).request(SUP, "L1").id
