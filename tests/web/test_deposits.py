@@ -11,14 +11,17 @@ without a file or with a file that is not JPEG/PNG/PDF (HTML named .png) or over
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select, update
 
 from cloud.leases.evidence import MAX_BYTES
+from cloud.leases.jobs import run_daily
 from cloud.leases.models import Tenant
 from cloud.notify.outbox import NotificationRow
+from cloud.staff.accounts import AccountService, Role, SessionKind
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import seed_leases
 
@@ -177,3 +180,24 @@ def test_a_deposit_is_refunded_step_by_step_by_the_right_people(rig, client) -> 
     assert "9700.00 CNY" in paid_en.body and "BOC-20261207-0001" in paid_en.body
     settled_zh = sent[f"deposit-settled:{b1}"]
     assert settled_zh.subject == "押金结算：租约 L-B1" and "扣款：无" in settled_zh.body
+
+
+def test_a_refund_past_its_sla_is_a_task_that_links_to_it(rig, client) -> None:
+    """The daily run days later flags the refund waiting for approval (L-B1's, settled in
+    the test above); the supervisor's task names the refund its page acts on."""
+    sup = as_(client, rig, "sup-a")
+    waiting = client.get("/api/v1/deposits?state=settled", headers=sup).json()["refunds"]
+    [refund] = [r for r in waiting if r["lease_id"] == "L-B1"]
+    run_daily(rig.sessions, date.today() + timedelta(days=3), channels={})
+    AccountService(rig.sessions).create_account("boss", PASSWORD, Role.SUPERVISOR, ["park-a"])
+    items = client.get("/api/v1/queue", headers=as_(client, rig, "boss")).json()["items"]
+    tasks = [i for i in items if i["kind"] == "task" and i["refund_id"] == refund["id"]]
+    assert len(tasks) == 1 and "deposit refund" in tasks[0]["note"]
+    cookie = {"Cookie": f"mf_session={_cookie(rig, 'boss')}"}
+    page = client.get("/queue", headers=cookie)
+    assert f'href="/deposits/{refund["id"]}?lang=zh-CN"' in page.text
+    assert client.get(f"/deposits/{refund['id']}", headers=cookie).status_code == 200
+
+
+def _cookie(rig: WebRig, who: str) -> str:
+    return rig.web.accounts.sign_in(who, PASSWORD, SessionKind.COOKIE).token
