@@ -3,9 +3,10 @@ requests the refund, adds a deduction with a PNG photo, inspects and settles (re
 deposit − deduction, to the cent); the manager may not approve, nor may the supervisor who
 settled another refund (four eyes); a supervisor approves and finance pays with the bank
 transfer's number. The lease's history shows each step; the tenant's notices are queued in
-the tenant's language. Refused: a lease not terminated, a second request, a deduction
-without a file or with a file that is not JPEG/PNG/PDF (HTML named .png) or over 10 MB
-(413), a step out of order, a manager of another building (404), legal and engineers (403).
+the tenant's language (SQLite and PostgreSQL). Refused: a lease not terminated, a second
+request, a deduction without a file or with a file that is not JPEG/PNG/PDF (HTML named
+.png) or over 10 MB (413), a step out of order, a manager of another building (404), legal
+and engineers (403).
 """
 
 from __future__ import annotations
@@ -22,20 +23,36 @@ from cloud.leases.jobs import run_daily
 from cloud.leases.models import Tenant
 from cloud.notify.outbox import NotificationRow
 from cloud.staff.accounts import AccountService, Role, SessionKind
+from tests.support import servers
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
 from tests.support.lease_scope import seed_leases
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
-    rig = make_rig(tmp_path_factory.mktemp("deposits"), months=1)
+def _seeded(rig: WebRig) -> WebRig:
     seed_leases(rig.sessions, PASSWORD)
     with rig.sessions.begin() as s:  # L-A2's tenant reads English
         s.execute(update(Tenant).where(Tenant.id == "T-LI").values(language="en"))
-    yield rig
-    rig.sessions.kw["bind"].dispose()
+    return rig
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def rig(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[WebRig]:
+    """The leases of tests/support/lease_scope.py on SQLite, then on PostgreSQL."""
+    work = tmp_path_factory.mktemp(f"deposits-{request.param}")
+    if request.param == "sqlite":
+        rig = _seeded(make_rig(work, months=1))
+        yield rig
+        rig.sessions.kw["bind"].dispose()
+        return
+    server = request.getfixturevalue("postgres_server")
+    with servers.fresh_postgres_database(server, "deposits") as url:
+        rig = _seeded(make_rig(work, url=url, months=1))
+        yield rig
+        rig.sessions.kw["bind"].dispose()
 
 
 @pytest.fixture(scope="module")
