@@ -14,7 +14,7 @@ the tenant still owes (recorded, never a negative refund).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -54,6 +54,26 @@ _SINCE = {
     "approved": "approved_at",
 }
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: the longest payment reference (a bank transfer's number)
+MAX_REFERENCE = 64
+
+
+def waiting_step(refund: DepositRefund) -> tuple[str, datetime] | None:
+    """The step ``refund`` waits for and since when (UTC, its SLA counts from there); None
+    once it is paid."""
+    if refund.state not in WAITING_FOR:
+        return None
+    return WAITING_FOR[refund.state], as_utc(getattr(refund, _SINCE[refund.state]))
+
+
+def step_due(refund: DepositRefund, sla_hours: Mapping[str, int]) -> tuple[str, datetime] | None:
+    """The step waited for and the instant (UTC) its SLA [hours] runs out, by the policy's
+    ``deposit_sla_hours``; None once the refund is paid."""
+    found = waiting_step(refund)
+    if found is None:
+        return None
+    step, since = found
+    return step, since + timedelta(hours=sla_hours[step])
 
 
 class Deduction(BaseModel):
@@ -186,10 +206,19 @@ def approve(session: Session, refund_id: int, *, by: str, at: datetime) -> Depos
     return refund
 
 
-def pay(session: Session, refund_id: int, *, by: str, at: datetime) -> DepositRefund:
-    """approved → paid."""
+def pay(
+    session: Session, refund_id: int, *, by: str, at: datetime, reference: str | None = None
+) -> DepositRefund:
+    """approved → paid, with the bank transfer's number (``reference``, at most
+    :data:`MAX_REFERENCE` characters) when given. A refund of 0 (all deducted) is paid too:
+    that closes it."""
+    if reference is not None and not 1 <= len(reference) <= MAX_REFERENCE:
+        raise DepositError(
+            f"payment reference: expected 1 to {MAX_REFERENCE} characters, got {len(reference)}"
+        )
     refund = _refund(session, refund_id)
     _step(refund, "approved", "paid", at, by)
+    refund.payment_ref = reference
     session.flush()
     return refund
 
@@ -220,9 +249,9 @@ def check_slas(session: Session, now: datetime, rules: PolicyBook | None = None)
     staff = {s.id: s for s in session.scalars(select(Staff))}
     out, messages = [], []
     for refund, lease in rows:
-        step = WAITING_FOR[refund.state]
+        step, since = waiting_step(refund) or ("", at)
         sla = rules.policy(lease.id).deposit_sla_hours[step]
-        waited = at - as_utc(getattr(refund, _SINCE[refund.state]))
+        waited = at - since
         if waited <= timedelta(hours=sla) or (refund.id, step) in flagged:
             continue
         hours = int(waited.total_seconds() // 3600)

@@ -58,6 +58,15 @@ class EvidenceMissing(DepositError):
     """A deposit deduction without its evidence attachment."""
 
 
+class DepositInputError(DepositError):
+    """A deposit refund act with input out of bounds: an amount, a reason, a payment
+    reference, an evidence file that is not JPEG, PNG or PDF (decision 0041)."""
+
+
+class EvidenceTooLarge(DepositInputError):
+    """An evidence file above its size bound, or more files than a refund keeps."""
+
+
 class UnknownRecord(LeaseError):
     """A lease, tenant, unit, invoice or refund that does not exist."""
 

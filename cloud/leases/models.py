@@ -4,7 +4,8 @@ rent plans, invoices, payments, credits, collections, reminders, offers, deposit
 Changed only through Alembic migrations (revision 0004; 0019 added tenants' ID numbers,
 0021 units' property types, 0022 site policies and leases' policy overrides,
 0024 bank lines, payer accounts and credit notes, 0025 offer states and approval, 0026 the
-recipients of the monthly reports). Dates are dates of the site's local calendar (a lease
+recipients of the monthly reports, 0028 deposit evidence and refund payment references).
+Dates are dates of the site's local calendar (a lease
 ends on a date, an invoice is due on a date); instants (audit, deposit steps,
 acknowledgements) are UTC. Money is integer cents.
 Every job writes rows with a natural key under a unique constraint — one invoice per lease
@@ -29,6 +30,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -480,6 +482,8 @@ class DepositRefund(Base):
     deductions_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_cents: Mapped[int | None] = mapped_column(BigInteger)
     shortfall_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: the bank transfer's number of the payment (revision 0028)
+    payment_ref: Mapped[str | None] = mapped_column(String(64))
 
 
 class DepositDeduction(Base):
@@ -496,6 +500,20 @@ class DepositDeduction(Base):
     evidence_sha256: Mapped[str] = mapped_column(String(64))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     added_by: Mapped[str] = mapped_column(String(64))
+
+
+class DepositEvidence(Base):
+    """A file uploaded as a deduction's evidence (JPEG, PNG or PDF, at most 10 MB), stored
+    once by its SHA-256 (content-addressed); a deduction names it ``evidence:sha256:<hex>``."""
+
+    __tablename__ = "deposit_evidence"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    uploaded_by: Mapped[str] = mapped_column(String(64))
 
 
 class DepositSlaFlag(Base):

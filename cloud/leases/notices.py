@@ -1,12 +1,13 @@
 """What the lease jobs write for people, in the reader's language (decision 0040).
 
-Notices — a payment reminder to a tenant; a collections escalation or legal hand-over, a
-renewal reminder, a move-out-risk reminder, an unacknowledged-reminder escalation and a
-deposit step past its SLA to staff — are worded in their recipient's stored language
-(``tenants.language``, ``staff.language``; Chinese by default) when the job queues them:
-:func:`notice` gives (subject, body). Task notes are stored as a code and its values
-(``lease_tasks.note_code`` / ``note_params``) with their English text beside them
-(:func:`task_note`), and a page words them in its reader's language with :func:`note_text`.
+Notices — a payment reminder, a deposit settlement and a deposit refund paid to a tenant; a
+collections escalation or legal hand-over, a renewal reminder, a move-out-risk reminder, an
+unacknowledged-reminder escalation and a deposit step past its SLA to staff — are worded in
+their recipient's stored language (``tenants.language``, ``staff.language``; Chinese by
+default) when the job queues them: :func:`notice` gives (subject, body). Task notes are
+stored as a code and its values (``lease_tasks.note_code`` / ``note_params``) with their
+English text beside them (:func:`task_note`), and a page words them in its reader's
+language with :func:`note_text`.
 
 A renewal review's reasons (a tenant's late payments, open repair complaints, move-out risk)
 are kept as ``{"code": …, …}`` and worded by :func:`review_reasons`; the move-out model's own
@@ -107,6 +108,41 @@ NOTICES: dict[str, dict[str, tuple[str, str]]] = {
         "zh-CN": ("押金退还超时：{lease}", "{what}"),
         "en": ("Deposit refund overdue: {lease}", "{what}"),
     },
+    "deposit_settled": {
+        "zh-CN": (
+            "押金结算：租约 {lease}",
+            "{name}，您好：租约 {lease}（单元 {unit}）的押金 {deposit} 元已结算。"
+            "扣款：{deductions}。{result}",
+        ),
+        "en": (
+            "Deposit settled: lease {lease}",
+            "Dear {name}, the deposit of {deposit} CNY of lease {lease} (unit {unit}) is "
+            "settled. Deductions: {deductions}. {result}",
+        ),
+    },
+    "deposit_paid": {
+        "zh-CN": (
+            "押金已退还：租约 {lease}",
+            "{name}，您好：租约 {lease} 的押金退款 {refund} 元已付出，转账流水号 {reference}。",
+        ),
+        "en": (
+            "Deposit refunded: lease {lease}",
+            "Dear {name}, the deposit refund of {refund} CNY of lease {lease} is paid, "
+            "bank transfer no. {reference}.",
+        ),
+    },
+}
+
+#: the parts of a deposit settlement notice: one deduction, none, the refund or shortfall
+DEPOSIT_WORDS: dict[str, dict[str, str]] = {
+    "deduction": {"zh-CN": "{reason} {amount} 元", "en": "{reason} {amount} CNY"},
+    "no_deduction": {"zh-CN": "无", "en": "none"},
+    "refund": {"zh-CN": "退还 {refund} 元。", "en": "{refund} CNY will be refunded."},
+    "shortfall": {
+        "zh-CN": "扣款超出押金 {shortfall} 元，不退还押金，差额仍需补缴。",
+        "en": "The deductions exceed the deposit by {shortfall} CNY: nothing is refunded "
+        "and the difference is still owed.",
+    },
 }
 
 #: a task's note per code and language (the values each names: the job that opens it)
@@ -123,7 +159,8 @@ TASK_NOTES: dict[str, dict[str, str]] = {
     "renewal_review": {"zh-CN": "续签前复核：{reasons}", "en": "{reasons}"},
 }
 
-#: a deposit refund's steps (cloud.leases.deposits) in words
+#: a deposit refund's steps (cloud.leases.deposits) in words: the one copy (the web pages'
+#: ``deposit_step_*`` words are these, cloud.web.rendering.translations)
 DEPOSIT_STEPS: dict[str, dict[str, str]] = {
     "inspection": {"zh-CN": "验房", "en": "inspection"},
     "settlement": {"zh-CN": "结算", "en": "settlement"},
@@ -174,9 +211,35 @@ def review_reasons(reasons: Iterable[str | Mapping[str, Any]], language: str) ->
     return _SEPARATOR[lang].join(out)
 
 
+def _deposit(params: dict[str, Any], language: str) -> dict[str, Any]:
+    """A deposit notice's values: cents as yuan, the deductions (``[{"reason", "cents"}]``)
+    as one text, the refund or shortfall as a sentence."""
+    for name in ("deposit", "refund", "shortfall"):
+        if f"{name}_cents" in params:
+            params[name] = cny(int(params.pop(f"{name}_cents") or 0))
+    if isinstance(params.get("deductions"), list):
+        parts = [
+            word(
+                DEPOSIT_WORDS,
+                "deduction",
+                language,
+                {"reason": d.get("reason", ""), "amount": cny(int(d.get("cents", 0)))},
+            )
+            for d in params["deductions"]
+            if isinstance(d, Mapping)
+        ]
+        params["deductions"] = _SEPARATOR[language].join(p for p in parts if p) or word(
+            DEPOSIT_WORDS, "no_deduction", language, {}
+        )
+    if "shortfall" in params and "refund" in params:
+        short = params["shortfall"] != cny(0)
+        params["result"] = word(DEPOSIT_WORDS, "shortfall" if short else "refund", language, params)
+    return params
+
+
 def _filled(params: Mapping[str, Any], language: str) -> dict[str, Any]:
     """The values a note's or notice's words name, written for ``language``."""
-    out = _owed(params)
+    out = _deposit(_owed(params), language)
     if "step" in out:
         out["step"] = DEPOSIT_STEPS.get(str(out["step"]), {}).get(language, out["step"])
     if "reasons" in out and not isinstance(out["reasons"], str):

@@ -11,7 +11,8 @@ account's ``staff_id``, else the staff record of the same id as the user name):
 - ``task`` — an open lease task assigned to them (collections, calls, renewal reviews, deposit
   SLAs, legal cases); due its ``due_on``. Action: done.
 - ``deposit`` — a deposit refund of a lease they manage waiting for its next step; due when
-  the step's SLA [hours] runs out. No one-click action (the step is its own work).
+  the step's SLA [hours] runs out. Its one click opens the refund's page (``refund_id``),
+  where the step is done (decision 0041); so does a ``deposit_sla`` task's.
 - ``approval`` — for supervisors and admins: an offer outside its band made by somebody else,
   waiting for their approval; due 2 days after it was made. Action: approve (offers page).
 - ``case`` — for legal: an invoice handed over to legal (collections event ``legal_handover``)
@@ -35,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from cloud.apportion.models import Unit
+from cloud.leases.deposits import WAITING_FOR, step_due
 from cloud.leases.errors import QueueError, UnknownRecord
 from cloud.leases.models import (
     CollectionEvent,
@@ -52,7 +54,6 @@ from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.policies import load_book
 from cloud.leases.renewals import OPEN_OFFER_STATES, acknowledge_reminders
 from cloud.leases.roster import LeaseDesk, scope_condition
-from cloud.registry.base import as_utc
 from cloud.staff.accounts import Principal, Role
 from cloud.staff.audit import record
 from cloud.staff.models import WebAccount
@@ -68,12 +69,6 @@ QUEUE_ROLES = frozenset({Role.ADMIN, Role.MANAGER, Role.SUPERVISOR, Role.LEGAL})
 #: who sees the overdue items of everybody in their scope
 OVERSEER_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
 _RUNNING = (LeaseStatus.ACTIVE, LeaseStatus.EXPIRING, LeaseStatus.OPEN_ENDED)
-_WAITING_FOR = {
-    "requested": ("inspection", "requested_at"),
-    "inspected": ("settlement", "inspected_at"),
-    "settled": ("approval", "settled_at"),
-    "approved": ("payment", "approved_at"),
-}
 
 
 def sla_colour(due_on: date, today: date) -> str:
@@ -103,6 +98,9 @@ class QueueItem:
     #: the note as a code and its values, for a page to word in its reader's language
     note_code: str = ""
     note_params: dict[str, Any] = field(default_factory=dict)
+    #: the deposit refund the item is about (a ``deposit`` item, a ``deposit_sla`` task):
+    #: its page is the item's one-click action
+    refund_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -273,6 +271,8 @@ def _item(
     assignee: str | None,
     note: str,
     code: str = "",
+    *,
+    refund_id: int | None = None,
     **params: Any,
 ) -> QueueItem:
     return QueueItem(
@@ -290,7 +290,16 @@ def _item(
         note[:500],
         code,
         params,
+        refund_id,
     )
+
+
+def _refund_of(task: LeaseTask) -> int | None:
+    """The refund of a ``deposit_sla`` task (its key is ``deposit-sla:REFUND:STEP``)."""
+    if task.kind != "deposit_sla":
+        return None
+    refund = task.key.split(":")[1] if task.key.count(":") == 2 else ""
+    return int(refund) if refund.isdigit() and len(refund) < 10 else None
 
 
 def _tasks(session: Session, who: Principal, today: date, which: Any) -> list[QueueItem]:
@@ -317,6 +326,7 @@ def _tasks(session: Session, who: Principal, today: date, which: Any) -> list[Qu
             text=task.note[:400],
             note_code=task.note_code,
             note_values=task.note_params,
+            refund_id=_refund_of(task),
         )
         for task, lease, unit, tenant in session.execute(query.limit(MAX_ITEMS))
     ]
@@ -401,17 +411,19 @@ def _collect(
         )
         # deposit steps waiting, on leases they manage
         query = _base(who, Lease.id == DepositRefund.lease_id, DepositRefund)
-        query = query.where(DepositRefund.state.in_(list(_WAITING_FOR)))
+        query = query.where(DepositRefund.state.in_(list(WAITING_FOR)))
         if not everybody:
             query = query.where(Lease.manager_id == staff)
         rows = session.execute(query.limit(MAX_ITEMS)).all()
         book = load_book(session, today, {row[1].id for row in rows})
         for refund, lease, unit, tenant in rows:
-            step, since = _WAITING_FOR[refund.state]
-            sla = book.policy(lease.id).deposit_sla_hours[step]
-            due = (
-                (as_utc(getattr(refund, since)) + timedelta(hours=sla)).astimezone(LOCAL_TZ).date()
-            )
+            hours = book.policy(lease.id).deposit_sla_hours
+            waiting = step_due(refund, hours)
+            if waiting is None:  # paid: not selected
+                continue
+            step, due_at = waiting
+            sla = hours[step]
+            due = due_at.astimezone(LOCAL_TZ).date()
             out.append(
                 _item(
                     "deposit",
@@ -425,6 +437,7 @@ def _collect(
                     lease.manager_id,
                     f"deposit refund {refund.id}: {step} within {sla} h",
                     "deposit",
+                    refund_id=refund.id,
                     refund=refund.id,
                     step=step,
                     hours=sla,

@@ -27,6 +27,7 @@ from cloud.web import (
     admin,
     bank,
     close,
+    deposits,
     engineer,
     finance,
     leases,
@@ -129,6 +130,7 @@ def create_app(services: ApiServices) -> FastAPI:
         ledger,  # before leases: /leases/import must win over /leases/{lease_id}
         leases,
         queue,
+        deposits,
         policies,
         bank,
         reports,

@@ -216,6 +216,26 @@ POLICIES: dict[str, Access] = {
     "api_credit_note_request": Access.PAYMENTS,
     "api_credit_note_approve": Access.CREDIT_APPROVAL,
     "api_credit_note_reject": Access.CREDIT_APPROVAL,
+    # deposit refunds (decision 0041): read by finance, managers, supervisors; requested,
+    # deducted, inspected and settled by managers and supervisors; approved by finance and
+    # supervisors (never who settled); paid by finance (cloud/leases/deposit_desk.py)
+    "deposits_page": Access.PAYMENTS,
+    "deposit_page": Access.PAYMENTS,
+    "api_deposits": Access.PAYMENTS,
+    "api_deposit": Access.PAYMENTS,
+    "api_deposit_evidence": Access.PAYMENTS,
+    "api_deposit_request": Access.LEDGER,
+    "deposit_request_form": Access.LEDGER,
+    "api_deposit_deduct": Access.LEDGER,
+    "deposit_deduct_form": Access.LEDGER,
+    "api_deposit_inspect": Access.LEDGER,
+    "deposit_inspect_form": Access.LEDGER,
+    "api_deposit_settle": Access.LEDGER,
+    "deposit_settle_form": Access.LEDGER,
+    "api_deposit_approve": Access.CREDIT_APPROVAL,
+    "deposit_approve_form": Access.CREDIT_APPROVAL,
+    "api_deposit_pay": Access.FINANCE,
+    "deposit_pay_form": Access.FINANCE,
     # lease reports (decision 0035): expiring and aging for every lease role, occupancy and
     # the collections funnel not for legal (cloud/leases/reports.py REPORT_ROLES)
     "reports_page": Access.REPORTS,

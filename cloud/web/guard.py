@@ -38,6 +38,10 @@ BODY_LIMITS: dict[str, int] = {
     # a site file or workbook (8 MiB at most, cloud/apportion/site_import.py) in a form
     "/sites/import": 9 * 1024 * 1024,
     "/api/v1/sites/import": 9 * 1024 * 1024,
+    # a deposit deduction's evidence: up to 3 files of 10 MB each (cloud/leases/evidence.py)
+    # with the form's fields
+    "/api/v1/deposits": 32 * 1024 * 1024,
+    "/deposits": 32 * 1024 * 1024,
 }
 #: Deepest nesting of arrays and objects in a JSON body (the API's bodies use 3 or fewer).
 MAX_JSON_DEPTH = 32

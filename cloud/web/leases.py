@@ -26,7 +26,7 @@ from cloud.leases.offers import OFFER_READ_ROLES, OFFER_ROLES
 from cloud.leases.roster import MAX_LIST, LeaseRow
 from cloud.staff.accounts import PAYMENT_ROLES, Principal
 from cloud.staff.visibility import withheld
-from cloud.web import policies
+from cloud.web import deposits, policies
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.ledger import lease_page_context
 from cloud.web.rendering import language, render
@@ -139,6 +139,7 @@ def lease_page(request: Request, web: Web, who: Who, lease_id: LeaseId) -> HTMLR
             "history": web.leases.history(who, lease_id, limit=200),
             "policy": policies.service(web).lease_policy(who, lease_id).sources,
             **_offer_context(request, web, who, row.id),
+            **deposits.lease_deposit_context(web, who, row),
         },
     )
 

@@ -72,6 +72,9 @@ class QueueItemOut(BaseModel):
     action: str | None
     assignee: str | None
     note: str
+    refund_id: int | None = Field(
+        default=None, description="the deposit refund the item is about (its page: the action)"
+    )
 
 
 class QueueOut(BaseModel):

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from cloud.apportion.money import cny
+from cloud.leases.notices import DEPOSIT_STEPS
 from cloud.wording import DEFAULT_LANGUAGE, LANGUAGES
 
 HERE = Path(__file__).parent
@@ -24,10 +25,14 @@ DISPLAY_ZONE = "Asia/Shanghai"
 
 @cache
 def translations(lang: str) -> dict[str, str]:
-    """The strings of one language; a key missing there falls back to Chinese."""
+    """The strings of one language; a key missing there falls back to Chinese. A deposit
+    refund's steps (``deposit_step_*``) are the notices' words
+    (:data:`cloud.leases.notices.DEPOSIT_STEPS`, their one copy)."""
     base = json.loads((HERE / "i18n" / f"{DEFAULT_LANGUAGE}.json").read_text(encoding="utf-8"))
     if lang != DEFAULT_LANGUAGE:
         base = {**base, **json.loads((HERE / "i18n" / f"{lang}.json").read_text("utf-8"))}
+    for step, words in DEPOSIT_STEPS.items():
+        base[f"deposit_step_{step}"] = words.get(lang) or words[DEFAULT_LANGUAGE]
     return base
 
 

@@ -15,6 +15,7 @@ from meterflow.cli.bank import bank_app, credit_note_app
 from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
 from meterflow.cli.dead_letters import dead_letters_app, ingest_limits
+from meterflow.cli.deposits import deposit_app
 from meterflow.cli.gateways import (
     command_keys,
     purge_claim_tokens,
@@ -55,6 +56,7 @@ cloud_app.command("daily")(cloud_daily)
 cloud_app.command("payment")(cloud_payment)
 cloud_app.add_typer(queue_app, name="queue")
 cloud_app.add_typer(offer_app, name="offer")
+cloud_app.add_typer(deposit_app, name="deposit")
 cloud_app.add_typer(policy_app, name="policy")
 cloud_app.command("web-account")(cloud_web_account)
 cloud_app.command("web-account-disable")(cloud_web_account_disable)

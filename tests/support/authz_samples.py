@@ -13,6 +13,7 @@ from cloud.statements.links import StatementKey
 from edge.wire import key_id, public_key_b64
 from tests.support.bank_samples import decided_credit_note, old_bank_line
 from tests.support.browser import PASSWORD, WebRig
+from tests.support.deposit_samples import DEPOSIT_BODIES, SHA, paid_refund
 from tests.support.ledger_samples import LEDGER_BODIES
 from tests.support.queue_samples import QUEUE_BODIES
 
@@ -53,6 +54,8 @@ class Samples:
             "line_id": str(old_bank_line(rig.sessions)),
             "credit_note_id": str(decided_credit_note(rig.sessions)),
             "decision": "approve",
+            "refund_id": str(paid_refund(rig.sessions)),
+            "sha256": SHA,
         }
 
     def path(self, template: str) -> str:
@@ -119,6 +122,7 @@ class Samples:
             },
             **QUEUE_BODIES,
             **LEDGER_BODIES,
+            **DEPOSIT_BODIES,
             # an unknown preset / an empty ladder: refused (422, the form answers with the
             # error) past the policy and the scope, nothing stored
             "api_policy_create": {

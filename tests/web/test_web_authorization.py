@@ -27,6 +27,7 @@ from tests.support import servers
 from tests.support.authz_samples import Samples
 from tests.support.bank_samples import ON_LEASE
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
+from tests.support.deposit_samples import ON_REFUND
 from tests.support.lease_scope import SEEDED, seed_leases
 from tests.support.ledger_samples import LEASE_OPERATIONS
 from tests.support.queue_samples import (
@@ -180,6 +181,7 @@ SITE_SCOPED = {
     "api_credit_note_approve",
     "api_credit_note_reject",
     "credit_note_decide_form",
+    *ON_REFUND,
 }
 #: routes acting on one record of building A of park-a (lease L-A1, its task; offer on L-A2)
 BUILDING_SCOPED = {
@@ -194,6 +196,7 @@ BUILDING_SCOPED = {
     "api_lease_policy",
     "api_lease_policy_overrides",
     *ON_LEASE,
+    *ON_REFUND,
 }
 
 
