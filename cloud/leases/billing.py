@@ -47,10 +47,11 @@ from cloud.leases.models import (
 )
 from cloud.leases.money import round_half_up
 from cloud.leases.periods import BillingPeriod, add_months, month_start, months_between
-from cloud.leases.plans import store_plan, stored_steps
+from cloud.leases.plans import schedule_of, store_plan, stored_steps
 from cloud.leases.policies import load_book
 from cloud.leases.reference import cpi_series
-from cloud.leases.schedule import RentStep, rent_for
+from cloud.leases.schedule import CpiSeries, RentStep, cpi_months_missing, rent_for
+from cloud.leases.terms import CpiLinked
 from cloud.leases.utilities import UtilityCharge, UtilityChargeSource
 from cloud.registry.bulk import fetch_all, on_postgres
 
@@ -76,6 +77,9 @@ class BillingReport:
     already_billed: int = 0
     held: tuple[tuple[str, str], ...] = ()
     unmatched: tuple[UtilityCharge, ...] = field(default=())
+    cpi_waiting: tuple[tuple[str, date, tuple[date, ...]], ...] = ()
+    """Of the held leases, those waiting for a CPI: (lease, the first day its rent is
+    unknown, the months whose CPI it needs)."""
 
 
 class _LeaseRow(NamedTuple):
@@ -178,6 +182,7 @@ def run_billing(
 
     drafts: dict[str, Draft] = {}
     held: dict[str, str] = {}
+    waiting: dict[str, tuple[date, tuple[date, ...]]] = {}
     already = {lease.account for lease in leases if lease.account in billed}
     spans: list[tuple[_LeaseRow, tuple[date, date]]] = []
     catch_ups: dict[str, tuple[_LeaseRow, tuple[date, date]]] = {}
@@ -219,6 +224,8 @@ def run_billing(
                 steps[lease.id] = _extended_steps(session, lease.id, span[1], cpi)
             except ScheduleIncomplete as exc:
                 held[lease.id] = str(exc)
+                if exc.since is not None:
+                    waiting[lease.id] = (exc.since, exc.cpi_months)
                 continue
         billable.append((lease, span))
     _add_rents(drafts, billable, steps)
@@ -235,12 +242,13 @@ def run_billing(
         already_billed=len(already),
         held=tuple(sorted(held.items())),
         unmatched=tuple(unmatched),
+        cpi_waiting=tuple((k, *v) for k, v in sorted(waiting.items())),
         **report,
     )
 
 
 def _extended_steps(
-    session: Session, lease_id: str, needed_until: date, cpi: Mapping[date, Decimal]
+    session: Session, lease_id: str, needed_until: date, cpi: CpiSeries
 ) -> list[RentStep]:
     """Recompile a CPI-linked plan with the published indices; raise ScheduleIncomplete if
     it still does not reach ``needed_until``."""
@@ -248,9 +256,15 @@ def _extended_steps(
     assert lease is not None  # it was just selected
     plan = store_plan(session, lease, cpi)
     if plan.known_until is not None and needed_until > plan.known_until:
+        rent, _free = schedule_of(lease)
+        lag = rent.lag_months if isinstance(rent, CpiLinked) else 0
+        months = cpi_months_missing(cpi, plan.known_until, lag)
         raise ScheduleIncomplete(
             f"lease {lease_id!r}: rent from {plan.known_until} on is "
-            "CPI-linked and the index it needs is not published yet"
+            "CPI-linked and the index it needs is not published yet (CPI of "
+            f"{', '.join(m.strftime('%Y-%m') for m in months)})",
+            since=plan.known_until,
+            cpi_months=months,
         )
     return list(plan.steps)
 
