@@ -144,20 +144,15 @@ def read_cpi_csv(raw: bytes, today: date) -> list[CpiEntry]:
         if too_long:
             problems.append(f"row {number}, column {too_long[0]}: more than {MAX_FIELD} characters")
             continue
+        column = "month"
         try:
             month = parse_month(cell["month"], today)
-        except ValueError as exc:
-            problems.append(f"row {number}, column month: {exc}")
-            continue
-        try:
+            column = "basis"
             basis = parse_basis(cell["basis"])
-        except ValueError as exc:
-            problems.append(f"row {number}, column basis: {exc}")
-            continue
-        try:
+            column = "value"
             value = parse_value(cell["value"], basis)
         except ValueError as exc:
-            problems.append(f"row {number}, column value: {exc}")
+            problems.append(f"row {number}, column {column}: {exc}")
             continue
         if month in seen:
             problems.append(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
@@ -26,6 +26,7 @@ from cloud.staff.accounts import AccountService, Role
 from cloud.staff.models import AuditEntry
 from meterflow.cli.cpi import cpi_app
 from meterflow.cli.leases import cloud_bill
+from tests.support.cpi_samples import cpi_months_stored
 from tests.support.leases_portfolio import UnitSpec, running_lease, seed_site, terms
 
 app = typer.Typer()
@@ -90,11 +91,6 @@ def write(tmp_path: Path, text: str, name: str = "cpi.csv", bom: bool = False) -
     return str(path)
 
 
-def stored(sessions: sessionmaker[Session]) -> int:
-    with sessions() as s:
-        return s.scalar(select(func.count()).select_from(CpiIndex)) or 0
-
-
 def test_a_yoy_figure_as_nbs_publishes_it_lets_the_held_lease_bill(sessions, tmp_path) -> None:
     bill("2025-12")
     assert rent_of(sessions, "L1/2025-12", "L1") == 500_000
@@ -121,7 +117,7 @@ def test_a_yoy_figure_as_nbs_publishes_it_lets_the_held_lease_bill(sessions, tmp
         tmp_path, "月份,口径,数值\n2025-11,上年同月=100,100.7\n2025-12,yoy,102.37\n", bom=True
     )
     dry = run("cpi", "import", path, "--dry-run", "--json", "--as", "fin")
-    assert (dry["dry_run"], dry["new"]) == (True, 2) and stored(sessions) == 0
+    assert (dry["dry_run"], dry["new"]) == (True, 2) and cpi_months_stored(sessions) == 0
     done = run("cpi", "import", path, "--json", "--as", "fin")
     assert (done["new"], done["replanned"]) == (2, 2)
     assert run("cpi", "list", "--json", "--as", "fin")["waiting"][0]["lease_id"] == "L2"
@@ -178,7 +174,7 @@ def test_bad_files_are_refused_whole_with_row_and_column(
 ) -> None:
     code, _out, err = invoke("cpi", "import", write(tmp_path, text), "--as", "fin")
     assert code == 2 and expected in err, err
-    assert "Traceback" not in err and stored(sessions) == 0
+    assert "Traceback" not in err and cpi_months_stored(sessions) == 0
 
 
 def test_an_oversize_or_foreign_file_and_a_role_that_does_not_keep_cpi(sessions, tmp_path):
@@ -193,7 +189,7 @@ def test_an_oversize_or_foreign_file_and_a_role_that_does_not_keep_cpi(sessions,
     assert code == 2 and "does not keep the CPI series" in err
     code, _out, err = invoke("cpi", "set", "2025-12", "100.4", "--basis", "qoq", "--as", "fin")
     assert code == 2 and "expected yoy" in err
-    assert stored(sessions) == 0
+    assert cpi_months_stored(sessions) == 0
 
 
 def test_a_correction_needs_correct_and_a_note_and_never_changes_issued_rent(sessions) -> None:

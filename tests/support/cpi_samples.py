@@ -7,10 +7,12 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.apportion.models import Unit
 from cloud.leases import lifecycle, reference
+from cloud.leases.models import CpiIndex
 from cloud.leases.terms import CpiLinked, LeaseTerms
 
 CPI_LEASE, CPI_UNIT, CPI_TENANT = "L-CPI", "PA-A103", "陈静"
@@ -36,3 +38,9 @@ def seed_cpi_lease(sessions: sessionmaker[Session]) -> None:
         lifecycle.create_lease(s, terms, by="seed", today=date(2024, 12, 1))
         lifecycle.sign(s, CPI_LEASE, on=date(2024, 12, 1), by="seed")
         lifecycle.hand_over(s, CPI_LEASE, on=date(2025, 1, 1), by="seed")
+
+
+def cpi_months_stored(sessions: sessionmaker[Session]) -> int:
+    """How many months the CPI series holds."""
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(CpiIndex)) or 0

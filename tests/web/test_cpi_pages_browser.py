@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
-from cloud.leases.models import CpiIndex
 from tests.support.axe import assert_accessible
 from tests.support.browser import (
     PASSWORD,
@@ -26,7 +24,12 @@ from tests.support.browser import (
     serve,
     sign_in,
 )
-from tests.support.cpi_samples import CPI_LEASE, CPI_TENANT, seed_cpi_lease
+from tests.support.cpi_samples import (
+    CPI_LEASE,
+    CPI_TENANT,
+    cpi_months_stored,
+    seed_cpi_lease,
+)
 from tests.support.lease_scope import seed_leases
 
 pytestmark = pytest.mark.timeout(300)
@@ -48,8 +51,7 @@ def base_url(rig: WebRig) -> Iterator[str]:
 
 
 def stored(rig: WebRig) -> int:
-    with rig.sessions() as s:
-        return s.scalar(select(func.count()).select_from(CpiIndex)) or 0
+    return cpi_months_stored(rig.sessions)
 
 
 def test_finance_enters_the_month_a_lease_waits_for_and_a_bad_file_is_refused(

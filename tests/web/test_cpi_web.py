@@ -10,13 +10,18 @@ from datetime import date
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cloud.leases.cpi_file import MAX_BYTES
-from cloud.leases.models import CpiIndex, Lease
+from cloud.leases.models import Lease
 from cloud.staff.models import AuditEntry
 from tests.support.browser import PASSWORD, WebRig, make_rig, serve
-from tests.support.cpi_samples import CPI_LEASE, CPI_TENANT, seed_cpi_lease
+from tests.support.cpi_samples import (
+    CPI_LEASE,
+    CPI_TENANT,
+    cpi_months_stored,
+    seed_cpi_lease,
+)
 from tests.support.lease_scope import seed_leases
 from tests.support.ledger_web import auth
 
@@ -37,8 +42,7 @@ def client(rig: WebRig) -> Iterator[httpx.Client]:
 
 
 def stored(rig: WebRig) -> int:
-    with rig.sessions() as s:
-        return s.scalar(select(func.count()).select_from(CpiIndex)) or 0
+    return cpi_months_stored(rig.sessions)
 
 
 def csv_file(text: str) -> dict:
