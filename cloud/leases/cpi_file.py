@@ -76,7 +76,7 @@ def parse_month(text: str, today: date) -> date:
     found = _MONTH.match(text.strip())
     if not found or not 1 <= int(found[2]) <= 12:
         raise ValueError(f"month {text!r}: expected YYYY-MM")
-    month = date(int(found[1]), int(found[2]), 1)
+    month = date(max(int(found[1]), 1), int(found[2]), 1)  # year 0: out of bounds below
     if not FIRST_MONTH <= month <= today.replace(day=1):
         raise ValueError(
             f"month {text!r}: expected {FIRST_MONTH:%Y-%m} to {today:%Y-%m} "
