@@ -140,3 +140,10 @@ def test_finance_sees_the_waiting_lease_of_its_sites_and_publishes_the_month(rig
         assert '"from": "api 127.0.0.1"' in entry.detail and "NBS revised" in entry.detail
     series = client.get("/api/v1/cpi", headers=auth(client, rig, "admin")).json()["series"]
     assert [r["month"] for r in series] == ["2025-12", "2025-11"]
+
+
+def test_the_cpi_routes_are_in_openapi(client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"get"} <= paths["/api/v1/cpi"].keys()
+    assert {"put"} <= paths["/api/v1/cpi/{month}"].keys()
+    assert {"post"} <= paths["/api/v1/cpi/import"].keys()
