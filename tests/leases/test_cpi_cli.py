@@ -192,7 +192,9 @@ def test_an_oversize_or_foreign_file_and_a_role_that_does_not_keep_cpi(sessions,
     assert cpi_months_stored(sessions) == 0
 
 
-def test_a_correction_needs_correct_and_a_note_and_never_changes_issued_rent(sessions) -> None:
+def test_a_correction_needs_correct_and_a_note_and_never_changes_issued_rent(
+    sessions, tmp_path
+) -> None:
     run("cpi", "set", "2025-12", "101", "--json", "--as", "fin")
     code, _out, err = invoke("cpi", "set", "2025-12", "102", "--as", "fin")
     assert code == 2 and "stored as yoy 101" in err and "--correct" in err
@@ -210,7 +212,12 @@ def test_a_correction_needs_correct_and_a_note_and_never_changes_issued_rent(ses
     )
     assert code == 2, err
     assert "lease L1's rent from 2026-01-01 on used it, on issued invoice L1/2026-01" in err
+    # a file with a new month and that correction: refused whole, the new month not stored
+    path = write(tmp_path, "month,basis,value\n2025-10,yoy,100.2\n2025-12,yoy,103\n")
+    code, _out, err = invoke("cpi", "import", path, "--correct", "--note", "NBS", "--as", "fin")
+    assert code == 2 and "on issued invoice L1/2026-01" in err
     with sessions() as s:
+        assert s.get(CpiIndex, date(2025, 10, 1)) is None
         assert s.get(CpiIndex, date(2025, 12, 1)).level == Decimal(102)
         actions = s.scalars(
             select(AuditEntry.action)
