@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +15,8 @@ from cloud.apportion.models import Unit
 from cloud.leases import lifecycle, reference
 from cloud.leases.models import CpiIndex
 from cloud.leases.terms import CpiLinked, LeaseTerms
+from tests.support.browser import PASSWORD, WebRig, make_rig
+from tests.support.lease_scope import seed_leases
 
 CPI_LEASE, CPI_UNIT, CPI_TENANT = "L-CPI", "PA-A103", "陈静"
 
@@ -44,3 +47,11 @@ def cpi_months_stored(sessions: sessionmaker[Session]) -> int:
     """How many months the CPI series holds."""
     with sessions() as s:
         return s.scalar(select(func.count()).select_from(CpiIndex)) or 0
+
+
+def cpi_rig(work: Path) -> WebRig:
+    """A web rig with the seeded leases of tests/support/lease_scope.py and L-CPI."""
+    rig = make_rig(work, months=1)
+    seed_leases(rig.sessions, PASSWORD)
+    seed_cpi_lease(rig.sessions)
+    return rig

@@ -15,10 +15,8 @@ import pytest
 
 from tests.support.axe import assert_accessible
 from tests.support.browser import (
-    PASSWORD,
     WebRig,
     desktop,
-    make_rig,
     phone,
     screenshot,
     serve,
@@ -28,18 +26,15 @@ from tests.support.cpi_samples import (
     CPI_LEASE,
     CPI_TENANT,
     cpi_months_stored,
-    seed_cpi_lease,
+    cpi_rig,
 )
-from tests.support.lease_scope import seed_leases
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
-    rig = make_rig(tmp_path_factory.mktemp("cpi-pages"), months=1)
-    seed_leases(rig.sessions, PASSWORD)
-    seed_cpi_lease(rig.sessions)
+    rig = cpi_rig(tmp_path_factory.mktemp("cpi-pages"))
     yield rig
     rig.sessions.kw["bind"].dispose()
 

@@ -15,22 +15,19 @@ from sqlalchemy import select
 from cloud.leases.cpi_file import MAX_BYTES
 from cloud.leases.models import Lease
 from cloud.staff.models import AuditEntry
-from tests.support.browser import PASSWORD, WebRig, make_rig, serve
+from tests.support.browser import WebRig, serve
 from tests.support.cpi_samples import (
     CPI_LEASE,
     CPI_TENANT,
     cpi_months_stored,
-    seed_cpi_lease,
+    cpi_rig,
 )
-from tests.support.lease_scope import seed_leases
 from tests.support.ledger_web import auth
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRig]:
-    rig = make_rig(tmp_path_factory.mktemp("cpi-api"), months=1)
-    seed_leases(rig.sessions, PASSWORD)
-    seed_cpi_lease(rig.sessions)
+    rig = cpi_rig(tmp_path_factory.mktemp("cpi-api"))
     yield rig
     rig.sessions.kw["bind"].dispose()
 
