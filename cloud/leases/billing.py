@@ -9,7 +9,9 @@ in carries the rent of that cycle's days [max(cycle start, rent_from), min(cycle
 ended_on)). A lease whose rent started after its first cycle's invoice was made (a handover
 on the 20th) has that first cycle caught up on the next invoice. Each rent line is keyed by
 (lease, first day) under a unique constraint, so no day is billed twice. A child lease's
-lines go on its parent's invoice.
+lines go on its parent's invoice. A CPI-linked lease whose rent waits for an index is held
+(``cpi_waiting``), and its account gets no invoice for the period until the run again can
+bill it whole; cycles held in earlier runs are caught up after its last rent line.
 
 Utility lines: every posted apportionment amount not billed yet (see
 :mod:`cloud.leases.utilities`), put on the invoice of the lease of that tenant and unit that
@@ -28,7 +30,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import NamedTuple
 
 from sqlalchemy import and_, func, or_, select, text, tuple_
@@ -47,10 +48,17 @@ from cloud.leases.models import (
 )
 from cloud.leases.money import round_half_up
 from cloud.leases.periods import BillingPeriod, add_months, month_start, months_between
-from cloud.leases.plans import store_plan, stored_steps
+from cloud.leases.plans import schedule_of, store_plan, stored_steps
 from cloud.leases.policies import load_book
 from cloud.leases.reference import cpi_series
-from cloud.leases.schedule import RentStep, rent_for
+from cloud.leases.schedule import (
+    CpiSeries,
+    RentStep,
+    cpi_months_missing,
+    cycle_start,
+    rent_for,
+)
+from cloud.leases.terms import CpiLinked
 from cloud.leases.utilities import UtilityCharge, UtilityChargeSource
 from cloud.registry.bulk import fetch_all, on_postgres
 
@@ -76,6 +84,9 @@ class BillingReport:
     already_billed: int = 0
     held: tuple[tuple[str, str], ...] = ()
     unmatched: tuple[UtilityCharge, ...] = field(default=())
+    cpi_waiting: tuple[tuple[str, date, tuple[date, ...]], ...] = ()
+    """Of the held leases, those waiting for a CPI: (lease, the first day its rent is
+    unknown, the months whose CPI it needs)."""
 
 
 class _LeaseRow(NamedTuple):
@@ -178,6 +189,7 @@ def run_billing(
 
     drafts: dict[str, Draft] = {}
     held: dict[str, str] = {}
+    waiting: dict[str, tuple[date, tuple[date, ...]]] = {}
     already = {lease.account for lease in leases if lease.account in billed}
     spans: list[tuple[_LeaseRow, tuple[date, date]]] = []
     catch_ups: dict[str, tuple[_LeaseRow, tuple[date, date]]] = {}
@@ -210,7 +222,9 @@ def run_billing(
             for lease_id, item in sorted(catch_ups.items())
             if (lease_id, item[1][0]) not in done
         )
-    cpi: dict[date, Decimal] | None = None
+    cpi_leases = [x for x in leases if x.account not in billed and _cpi_linked(x, steps)]
+    spans = _cpi_gaps(session, cpi_leases, period, spans)
+    cpi: CpiSeries | None = None
     billable = []
     for lease, span in spans:
         if lease.known_until is not None and span[1] > lease.known_until:
@@ -219,6 +233,8 @@ def run_billing(
                 steps[lease.id] = _extended_steps(session, lease.id, span[1], cpi)
             except ScheduleIncomplete as exc:
                 held[lease.id] = str(exc)
+                if exc.since is not None:
+                    waiting[lease.id] = (exc.since, exc.cpi_months)
                 continue
         billable.append((lease, span))
     _add_rents(drafts, billable, steps)
@@ -227,6 +243,9 @@ def run_billing(
         session, drafts, billed, utilities.unbilled_charges(session, through=period.end), leases
     )
     _add_late_fees(session, drafts, billed, period)
+    for lease, _span in spans:  # an account with a held lease waits to be billed whole
+        if lease.id in held:
+            drafts.pop(lease.account, None)
     report = write_invoices(
         session, drafts, period, issued_on, {lease.id: lease.due_days for lease in leases}
     )
@@ -235,12 +254,56 @@ def run_billing(
         already_billed=len(already),
         held=tuple(sorted(held.items())),
         unmatched=tuple(unmatched),
+        cpi_waiting=tuple((k, *v) for k, v in sorted(waiting.items())),
         **report,
     )
 
 
+def _cpi_linked(lease: _LeaseRow, steps: Mapping[str, Sequence[RentStep]]) -> bool:
+    """Whether the lease's rent follows the CPI (its plan waits for one or rose by one)."""
+    return lease.known_until is not None or any(s.source == "cpi" for s in steps[lease.id])
+
+
+def _cpi_gaps(
+    session: Session,
+    leases: list[_LeaseRow],
+    period: BillingPeriod,
+    spans: list[tuple[_LeaseRow, tuple[date, date]]],
+) -> list[tuple[_LeaseRow, tuple[date, date]]]:
+    """``spans`` with the cycles of the CPI-linked ``leases`` held in earlier runs (from
+    the end of the lease's last rent line to the period; a lease never billed has none)
+    added, and those of their spans already billed (a period run again late) left out."""
+    last: dict[str, date] = {}
+    ids = [lease.id for lease in leases]
+    for i in range(0, len(ids), 500):
+        last.update(
+            session.execute(
+                select(InvoiceLine.lease_id, func.max(InvoiceLine.covers_to))
+                .where(InvoiceLine.kind == RENT, InvoiceLine.lease_id.in_(ids[i : i + 500]))
+                .group_by(InvoiceLine.lease_id)
+            ).all()
+        )
+    out = [(x, span) for x, span in spans if x.id not in last or span[0] >= last[x.id]]
+    taken = {(x.id, span[0]) for x, span in out}
+    for lease in leases:
+        day = last.get(lease.id)
+        if day is None:
+            continue
+        day = max(day, lease.rent_from)
+        start = cycle_start(lease.rent_from, lease.cycle_months, day)
+        if start < day:
+            start = add_months(start, lease.cycle_months)
+        while start < period.start and (lease.ended_on is None or start < lease.ended_on):
+            end = add_months(start, lease.cycle_months)
+            end = min(end, lease.ended_on) if lease.ended_on else end
+            if (lease.id, start) not in taken:
+                out.append((lease, (start, end)))
+            start = add_months(start, lease.cycle_months)
+    return out
+
+
 def _extended_steps(
-    session: Session, lease_id: str, needed_until: date, cpi: Mapping[date, Decimal]
+    session: Session, lease_id: str, needed_until: date, cpi: CpiSeries
 ) -> list[RentStep]:
     """Recompile a CPI-linked plan with the published indices; raise ScheduleIncomplete if
     it still does not reach ``needed_until``."""
@@ -248,9 +311,15 @@ def _extended_steps(
     assert lease is not None  # it was just selected
     plan = store_plan(session, lease, cpi)
     if plan.known_until is not None and needed_until > plan.known_until:
+        rent, _free = schedule_of(lease)
+        lag = rent.lag_months if isinstance(rent, CpiLinked) else 0
+        months = cpi_months_missing(cpi, plan.known_until, lag)
         raise ScheduleIncomplete(
             f"lease {lease_id!r}: rent from {plan.known_until} on is "
-            "CPI-linked and the index it needs is not published yet"
+            "CPI-linked and the index it needs is not published yet (CPI of "
+            f"{', '.join(m.strftime('%Y-%m') for m in months)})",
+            since=plan.known_until,
+            cpi_months=months,
         )
     return list(plan.steps)
 

@@ -6,6 +6,8 @@ so that a property manager or finance can act on them without reading code.
 
 from __future__ import annotations
 
+from datetime import date
+
 
 class LeaseError(Exception):
     """Base of every error raised by ``cloud.leases``."""
@@ -21,7 +23,23 @@ class TermsError(LeaseError):
 
 class ScheduleIncomplete(LeaseError):
     """A rent schedule cannot be computed yet (e.g. the CPI of an adjustment month is not
-    published); the lease is held out of billing until it can."""
+    published); the lease is held out of billing until it can. ``since``: the first day its
+    rent is unknown; ``cpi_months``: the months (first days) whose CPI would let it on."""
+
+    def __init__(
+        self, message: str, *, since: date | None = None, cpi_months: tuple[date, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.since, self.cpi_months = since, cpi_months
+
+
+class CpiError(LeaseError):
+    """A CPI figure or file refused: ``problems`` names each bad row and column (a file),
+    nothing is stored."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 class PaymentError(LeaseError):

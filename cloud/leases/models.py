@@ -156,12 +156,15 @@ class SitePolicyRow(Base):
 
 
 class CpiIndex(Base):
-    """A consumer price index level for a month (first day of the month)."""
+    """The consumer price index published for a month (first day of the month): ``level``
+    is the figure, on ``basis`` ``level`` (定基, a fixed-base index) or ``yoy`` (上年同月=100,
+    the same month a year before = 100; revision 0029). Decision 0042."""
 
     __tablename__ = "cpi_indices"
 
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     level: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+    basis: Mapped[str] = mapped_column(String(8), default="level", server_default="level")
 
 
 class Lease(Base):

@@ -3,17 +3,13 @@ over or renewed, extended when the CPI an adjustment needs is published."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date
-from decimal import Decimal
-
 from pydantic import TypeAdapter
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cloud.leases.models import Lease, RentStepRow
 from cloud.leases.reference import cpi_series
-from cloud.leases.schedule import RentPlan, RentStep, compile_plan
+from cloud.leases.schedule import CpiSeries, RentPlan, RentStep, compile_plan
 from cloud.leases.terms import FreeRent, RentSchedule
 
 _RENT = TypeAdapter(RentSchedule)
@@ -36,7 +32,7 @@ def schedule_of(lease: Lease) -> tuple[RentSchedule, list[FreeRent]]:
     )
 
 
-def plan_for(lease: Lease, cpi: Mapping[date, Decimal]) -> RentPlan:
+def plan_for(lease: Lease, cpi: CpiSeries) -> RentPlan:
     """Compile the lease's plan (the handover anchors handover-based free rent)."""
     rent, free = schedule_of(lease)
     return compile_plan(
@@ -50,9 +46,7 @@ def plan_for(lease: Lease, cpi: Mapping[date, Decimal]) -> RentPlan:
     )
 
 
-def store_plan(
-    session: Session, lease: Lease, cpi: Mapping[date, Decimal] | None = None
-) -> RentPlan:
+def store_plan(session: Session, lease: Lease, cpi: CpiSeries | None = None) -> RentPlan:
     """(Re)compile the lease's plan and replace its stored steps."""
     plan = plan_for(lease, cpi_series(session) if cpi is None else cpi)
     session.execute(delete(RentStepRow).where(RentStepRow.lease_id == lease.id))

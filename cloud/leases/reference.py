@@ -22,6 +22,7 @@ from cloud.leases.models import (
     Tenant,
     UnitProfile,
 )
+from cloud.leases.schedule import CPI_BASES, CPI_LEVEL, CpiFigure
 from cloud.leases.terms import DEFAULT_POLICY, LeasePolicy
 from cloud.wording import DEFAULT_LANGUAGE, check_language
 
@@ -177,18 +178,28 @@ def policy_for(session: Session, policy_id: str | None) -> LeasePolicy:
 
 
 def publish_cpi(
-    session: Session, levels: Mapping[date, Decimal] | Iterable[tuple[date, Decimal]]
+    session: Session,
+    levels: Mapping[date, Decimal] | Iterable[tuple[date, Decimal]],
+    *,
+    basis: str = CPI_LEVEL,
 ) -> None:
-    """Store CPI levels by month (the first day of each month; any day is moved there)."""
+    """Store CPI figures by month (the first day of each month; any day is moved there), all
+    on ``basis`` (``level``, 定基, or ``yoy``, 上年同月=100). Unchecked: the operators'
+    checked and audited way in is :mod:`cloud.leases.cpi`."""
+    if basis not in CPI_BASES:
+        raise ValueError(f"CPI basis {basis!r}, expected one of {', '.join(CPI_BASES)}")
     items = levels.items() if isinstance(levels, Mapping) else levels
     for month, level in items:
         first = month.replace(day=1)
         row = session.get(CpiIndex, first) or CpiIndex(month=first)
-        row.level = Decimal(level)
+        row.level, row.basis = Decimal(level), basis
         session.add(row)
     session.flush()
 
 
-def cpi_series(session: Session) -> dict[date, Decimal]:
-    """The whole CPI level series, keyed by the first day of each month."""
-    return {r.month: Decimal(r.level) for r in session.scalars(select(CpiIndex))}
+def cpi_series(session: Session) -> dict[date, CpiFigure]:
+    """The whole CPI series, keyed by the first day of each month."""
+    return {
+        r.month: CpiFigure(r.basis or CPI_LEVEL, Decimal(r.level))
+        for r in session.scalars(select(CpiIndex))
+    }

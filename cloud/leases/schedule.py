@@ -47,18 +47,91 @@ class RentPlan:
     known_until: date | None = None
 
 
-def cpi_rise(cpi: Mapping[date, Decimal], adjustment: date, lag_months: int) -> Decimal | None:
-    """CPI(m − lag) ÷ CPI(m − lag − 12) − 1 for the adjustment's month m, from a level
-    series keyed by the first day of each month; None when either index is missing."""
-    ref = add_months(month_start(adjustment), -lag_months)
-    now, year_before = cpi.get(ref), cpi.get(add_months(ref, -12))
-    if now is None or year_before is None:
+CPI_YOY, CPI_LEVEL = "yoy", "level"
+#: How a month's CPI figure is given: ``yoy`` (上年同月=100, NBS's headline figure: 100.4 is
+#: +0.4 % on the same month a year before) or ``level`` (定基, an index on a fixed base month).
+CPI_BASES = (CPI_YOY, CPI_LEVEL)
+
+
+@dataclass(frozen=True)
+class CpiFigure:
+    """A month's published CPI: ``value`` on ``basis`` (:data:`CPI_BASES`)."""
+
+    basis: str
+    value: Decimal
+
+
+CpiSeries = Mapping[date, CpiFigure | Decimal]
+"""A CPI series: month (its first day) → figure (a bare number is a level)."""
+
+
+def _figure(entry: CpiFigure | Decimal | None) -> CpiFigure | None:
+    """A series entry as a figure; a bare number is a level (the series' older form)."""
+    if entry is None or isinstance(entry, CpiFigure):
+        return entry
+    return CpiFigure(CPI_LEVEL, Decimal(entry))
+
+
+def cpi_reference_month(adjustment: date, lag_months: int) -> date:
+    """The month whose CPI an adjustment on ``adjustment`` uses: its month less the lag."""
+    return add_months(month_start(adjustment), -lag_months)
+
+
+def cpi_rise(cpi: CpiSeries, adjustment: date, lag_months: int) -> Decimal | None:
+    """The CPI's rise over a year for the adjustment's month m (a fraction, 0.02 = 2 %),
+    from the series keyed by the first day of each month; None when it is not published.
+
+    With r = m − lag: a year-on-year figure for r gives it directly (value ÷ 100 − 1); else
+    a level for r and for r − 12 give it as a ratio (CPI(r) ÷ CPI(r − 12) − 1)."""
+    ref = cpi_reference_month(adjustment, lag_months)
+    now = _figure(cpi.get(ref))
+    if now is None:
         return None
-    return now / year_before - 1
+    if now.basis == CPI_YOY:
+        return now.value / 100 - 1
+    year_before = _figure(cpi.get(add_months(ref, -12)))
+    if year_before is None or year_before.basis != CPI_LEVEL:
+        return None
+    return now.value / year_before.value - 1
+
+
+def cpi_months_missing(cpi: CpiSeries, adjustment: date, lag_months: int) -> tuple[date, ...]:
+    """What would let :func:`cpi_rise` answer for the adjustment: the reference month r
+    (its year-on-year figure, or its level) and, when r's level is given without r − 12's,
+    that month's level; () when it answers already."""
+    ref = cpi_reference_month(adjustment, lag_months)
+    now = _figure(cpi.get(ref))
+    if now is None:
+        return (ref,)
+    if cpi_rise(cpi, adjustment, lag_months) is None:
+        return (add_months(ref, -12),)
+    return ()
+
+
+def cpi_months_used(
+    rent: CpiLinked, start: date, end: date, cpi: CpiSeries
+) -> list[tuple[date, tuple[date, ...]]]:
+    """Each adjustment of a CPI-linked rent the series answers, with the months whose
+    figures gave its rise: r (a year-on-year figure) or r and r − 12 (levels)."""
+    out: list[tuple[date, tuple[date, ...]]] = []
+    k = 1
+    while (on := add_months(start, k * rent.every_months)) < end:
+        if cpi_rise(cpi, on, rent.lag_months) is None:
+            break
+        ref = cpi_reference_month(on, rent.lag_months)
+        figure = _figure(cpi.get(ref))
+        used = (
+            (ref,)
+            if figure is not None and figure.basis == CPI_YOY
+            else (ref, add_months(ref, -12))
+        )
+        out.append((on, used))
+        k += 1
+    return out
 
 
 def rate_changes(
-    rent: RentSchedule, start: date, end: date, cpi: Mapping[date, Decimal]
+    rent: RentSchedule, start: date, end: date, cpi: CpiSeries
 ) -> tuple[list[RentStep], date | None]:
     """The schedule's rents [cents per month] from ``start`` to ``end`` (exclusive), without
     free rent, and the date rents are known until (None: all)."""
@@ -105,7 +178,7 @@ def compile_plan(
     end: date,
     signed_on: date | None = None,
     handover_on: date | None = None,
-    cpi: Mapping[date, Decimal] | None = None,
+    cpi: CpiSeries | None = None,
 ) -> RentPlan:
     """The rent plan of a lease running [``start``, ``end``): rate steps with the free
     windows laid over them; consecutive equal steps merged."""

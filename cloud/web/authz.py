@@ -142,6 +142,13 @@ POLICIES: dict[str, Access] = {
     "manual_reading_form": Access.FINANCE,
     "close_again_form": Access.FINANCE,
     "api_close_again": Access.FINANCE,
+    # the CPI series CPI-linked rents rise by (decision 0042)
+    "cpi_page": Access.FINANCE,
+    "cpi_set_form": Access.FINANCE,
+    "cpi_upload_form": Access.FINANCE,
+    "api_cpi": Access.FINANCE,
+    "api_cpi_set": Access.FINANCE,
+    "api_cpi_import": Access.FINANCE,
     # the move-out risk list: finance, managers and supervisors
     "risk_page": Access.RISK,
     "api_risk_leases": Access.RISK,

@@ -14,6 +14,7 @@ from meterflow.cli.apportion import apportion_command
 from meterflow.cli.bank import bank_app, credit_note_app
 from meterflow.cli.close import close_command, site_app
 from meterflow.cli.common import fail, load_settings
+from meterflow.cli.cpi import cpi_app
 from meterflow.cli.dead_letters import dead_letters_app, ingest_limits
 from meterflow.cli.deposits import deposit_app
 from meterflow.cli.gateways import (
@@ -72,6 +73,7 @@ cloud_app.add_typer(lease_app, name="lease")
 cloud_app.add_typer(staff_app, name="staff")
 cloud_app.add_typer(bank_app, name="bank")
 cloud_app.add_typer(credit_note_app, name="credit-note")
+cloud_app.add_typer(cpi_app, name="cpi")
 
 
 @cloud_app.command("migrate")

@@ -47,7 +47,8 @@ def cloud_bill(
     ] = None,
 ) -> None:
     """Bill a period: one invoice per billing lease with rent, posted utilities, late fees
-    and credits. Prints one JSON line with the run's figures."""
+    and credits. Prints one JSON line with the run's figures; ``waiting_for_cpi`` lists the
+    CPI-linked leases held for an index not published yet (``meterflow cloud cpi``)."""
     from cloud.leases.errors import LeaseError
     from cloud.leases.jobs import run_monthly_billing
     from cloud.leases.periods import BillingPeriod, local_today
@@ -83,6 +84,14 @@ def cloud_bill(
                 "total_cents": report.total_cents,
                 "already_billed": report.already_billed,
                 "held": len(report.held),
+                "waiting_for_cpi": [
+                    {
+                        "lease": lease_id,
+                        "since": since.isoformat(),
+                        "cpi_months": [m.strftime("%Y-%m") for m in months],
+                    }
+                    for lease_id, since, months in report.cpi_waiting
+                ],
                 "unmatched_utilities": len(report.unmatched),
             }
         )

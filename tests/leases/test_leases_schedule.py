@@ -16,8 +16,10 @@ from cloud.leases.errors import LeaseError
 from cloud.leases.money import round_half_up
 from cloud.leases.periods import BillingPeriod, add_months
 from cloud.leases.schedule import (
+    CpiFigure,
     RentStep,
     compile_plan,
+    cpi_months_missing,
     cpi_rise,
     months_of,
     rent_for,
@@ -90,6 +92,27 @@ def test_cpi_plan_stops_where_the_index_is_not_published() -> None:
     assert [s.monthly_cents for s in plan.steps] == [500_000, 510_000]
     assert plan.known_until == date(2028, 1, 1)
     assert cpi_rise(cpi_levels({2026: "0.02"}), date(2028, 1, 1), 1) is None
+
+
+def test_a_yoy_figure_gives_the_rise_directly_and_mixes_with_levels() -> None:
+    """上年同月=100: 103.1 for December 2026 is +3.1 % (no level a year before needed);
+    December 2027 as levels (2026: 612.3, 2027: 618.9) is their ratio."""
+    rent = CpiLinked(monthly_cents=500_000, floor=Decimal(0), cap=Decimal("0.05"))
+    cpi = {
+        date(2026, 12, 1): CpiFigure("yoy", Decimal("103.1")),
+        date(2027, 12, 1): CpiFigure("level", Decimal("618.9")),
+    }
+    assert cpi_rise(cpi, date(2027, 1, 1), 1) == Decimal("0.031")
+    assert cpi_rise(cpi, date(2028, 1, 1), 1) is None  # December 2026 is no level
+    assert cpi_months_missing(cpi, date(2028, 1, 1), 1) == (date(2026, 12, 1),)
+    cpi[date(2026, 12, 1)] = CpiFigure("level", Decimal("612.3"))
+    plan = compile_plan(rent, [], start=date(2027, 1, 1), end=date(2029, 1, 1), cpi=cpi)
+    # 500 000 × 618.9 ÷ 612.3 = 505 389.51… → 505 390
+    assert [s.monthly_cents for s in plan.steps] == [500_000, 505_390]
+    cpi[date(2026, 12, 1)] = CpiFigure("yoy", Decimal("103.1"))
+    plan = compile_plan(rent, [], start=START, end=date(2028, 1, 1), cpi=cpi)
+    assert [s.monthly_cents for s in plan.steps] == [500_000, 515_500]  # × 1.031
+    assert cpi_months_missing(cpi, date(2027, 1, 1), 1) == ()
 
 
 def test_free_rent_runs_from_the_handover_when_the_contract_says_so() -> None:

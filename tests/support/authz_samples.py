@@ -56,6 +56,7 @@ class Samples:
             "decision": "approve",
             "refund_id": str(paid_refund(rig.sessions)),
             "sha256": SHA,
+            "month": "1990-01",  # a CPI month; the bodies' figure is out of bounds: 422
         }
 
     def path(self, template: str) -> str:
@@ -142,6 +143,8 @@ class Samples:
             },
             "api_credit_note_approve": {"json": {"note": "matrix"}},
             "api_credit_note_reject": {"json": {"note": "matrix"}},
+            "api_cpi_set": {"json": {"basis": "yoy", "value": "999"}},
+            "cpi_set_form": {"data": {"month": "1990-01", "basis": "yoy", "value": "999"}},
             "api_report_recipients_change": {
                 "json": {"site": "park-a", "add": ["matrix@reports.test"]}
             },
