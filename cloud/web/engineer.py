@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, JsonValue
 from cloud.gateways.dispatch import (
     CommandNotAllowed,
     DispatchError,
+    GatewayRevoked,
     NoTrustedKey,
     UnknownGatewayTarget,
 )
@@ -283,7 +284,10 @@ def api_gateway(gateway_id: GatewayId, web: Web, who: Who) -> GatewayDetailOut:
     responses={
         **_NOT_FOUND,
         400: {"description": "a command the engineer pages may not send"},
-        409: {"description": "the gateway trusts no live command key: re-provision it"},
+        409: {
+            "description": "the gateway trusts no live command key (re-provision it), or it "
+            "is revoked"
+        },
         502: {"description": "the broker is not reachable"},
     },
 )
@@ -295,7 +299,7 @@ def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: W
         raise HTTPException(404, str(exc)) from None
     except CommandNotAllowed as exc:
         raise HTTPException(400, str(exc)) from None
-    except NoTrustedKey as exc:
+    except (NoTrustedKey, GatewayRevoked) as exc:
         raise HTTPException(409, str(exc)) from None
     except DispatchError as exc:
         raise HTTPException(502, str(exc)) from None

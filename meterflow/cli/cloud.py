@@ -94,14 +94,13 @@ def cloud_register_gateway(
 ) -> None:
     """Register a gateway's public key so that ingest accepts its envelopes.
 
-    A gateway that holds a live key gets another only with --replace, which revokes the old.
+    A gateway that holds a live key gets another only with --replace, which revokes the old;
+    so does a revoked gateway (``gateway revoke``).
     """
     from datetime import UTC, datetime
 
-    from sqlalchemy import select
-
-    from cloud.gateways.provisioning import revoke_other_keys
-    from cloud.registry.models import GatewayKey
+    from cloud.gateways.revocation import REPLACED, live_kids, revoke_keys
+    from cloud.registry.models import Gateway
     from cloud.registry.service import RegistryError, register_gateway
     from edge.keys import key_id, load_public_key_b64
     from meterflow.assembly import registry
@@ -114,19 +113,28 @@ def cloud_register_gateway(
     revoked: list[str] = []
     try:
         with sessions.begin() as session:
-            live = session.scalars(
-                select(GatewayKey.kid).where(
-                    GatewayKey.gateway_id == gateway, GatewayKey.revoked_at.is_(None)
-                )
-            ).all()
+            live = live_kids(session, gateway)
             if live and key_id(key) not in live and not replace:
                 raise fail(
                     f"gateway {gateway!r} holds live key {live[0]}; registering new hardware "
                     f"for it is a replacement: add --replace (its other keys are revoked)"
                 )
+            if not live and not replace and session.get(Gateway, gateway) is not None:
+                raise fail(
+                    f"gateway {gateway!r} was revoked; bringing it back with new hardware is "
+                    f"a replacement: add --replace"
+                )
             kid = register_gateway(session, site, gateway, key)
             if replace:
-                revoked = revoke_other_keys(session, gateway, kid, datetime.now(UTC))
+                revoked = revoke_keys(
+                    session,
+                    gateway,
+                    datetime.now(UTC),
+                    reason=REPLACED,
+                    actor="cli",
+                    origin="cli",
+                    keep=kid,
+                )
     except RegistryError as exc:
         raise fail(str(exc)) from None
     typer.echo(json.dumps({"site": site, "gateway": gateway, "kid": kid, "revoked": revoked}))
