@@ -117,8 +117,8 @@ class IngestService:
     which is what lets one worker keep up with many gateways. Registered keys are cached
     for ``key_cache_s`` seconds, and forgotten before a batch when a revocation was recorded
     since the last one (one small query per batch), so a revoked key is refused from the
-    next batch on (decision 0043); the sites' meters are cached too (``cloud.ingest.ownership``). ``now`` is the receipt clock (UTC) the time
-    window is measured from.
+    next batch on (decision 0043); the sites' meters are cached too
+    (``cloud.ingest.ownership``). ``now`` is the receipt clock (UTC) of the time window.
     """
 
     def __init__(

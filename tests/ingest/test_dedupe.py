@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from cloud.ingest.dedupe import DEFAULT_MAX_RANGES, Deduper, StreamState
 from cloud.gateways.revocation import REPLACED, revoke_keys
+from cloud.ingest.dedupe import DEFAULT_MAX_RANGES, Deduper, StreamState
 from cloud.ingest.models import IngestStream
 from cloud.ingest.service import IngestService, Outcome
 from cloud.registry.db import open_registry

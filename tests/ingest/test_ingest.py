@@ -6,6 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
+from cloud.gateways.revocation import revoke_keys
 from cloud.ingest.models import DeadLetter
 from cloud.ingest.points import payload_points
 from cloud.ingest.service import (
@@ -15,7 +16,6 @@ from cloud.ingest.service import (
     StoreUnavailable,
 )
 from cloud.registry.db import open_registry
-from cloud.gateways.revocation import revoke_keys
 from cloud.registry.service import register_gateway
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
