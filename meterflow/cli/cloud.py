@@ -17,6 +17,7 @@ from meterflow.cli.common import fail, load_settings
 from meterflow.cli.dead_letters import dead_letters_app, ingest_limits
 from meterflow.cli.gateways import (
     command_keys,
+    gateway_app,
     purge_claim_tokens,
     replacement_app,
     rotate_command_key,
@@ -65,6 +66,7 @@ cloud_app.command("rotate-command-key")(rotate_command_key)
 cloud_app.command("command-keys")(command_keys)
 cloud_app.command("purge-claim-tokens")(purge_claim_tokens)
 cloud_app.add_typer(replacement_app, name="replacement")
+cloud_app.add_typer(gateway_app, name="gateway")
 cloud_app.add_typer(ledger_app, name="ledger")
 cloud_app.add_typer(lease_app, name="lease")
 cloud_app.add_typer(staff_app, name="staff")
