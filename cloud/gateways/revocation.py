@@ -45,8 +45,13 @@ CANCELLED = "cancelled"
 
 
 class RevocationRefused(Exception):
-    """The request cannot be done as asked (unknown reason, ``other`` without a note, a note
-    too long); the message says what was expected."""
+    """The request cannot be done as asked; the message says what was expected, ``code``
+    which: ``reason`` (not one of REASONS), ``note_missing`` (``other`` without a note) or
+    ``note_long`` (over MAX_NOTE_CHARS characters)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -163,14 +168,16 @@ def check_reason(reason: str, note: str) -> str:
     """The note, trimmed; RevocationRefused for an unknown reason, ``other`` without a note,
     or a note over MAX_NOTE_CHARS characters."""
     if reason not in REASONS:
-        raise RevocationRefused(f"reason {reason[:20]!r}: expected one of {', '.join(REASONS)}")
+        raise RevocationRefused(
+            f"reason {reason[:20]!r}: expected one of {', '.join(REASONS)}", "reason"
+        )
     note = note.strip()
     if len(note) > MAX_NOTE_CHARS:
         raise RevocationRefused(
-            f"note: {len(note)} characters; at most {MAX_NOTE_CHARS} are accepted"
+            f"note: {len(note)} characters; at most {MAX_NOTE_CHARS} are accepted", "note_long"
         )
     if reason == "other" and not note:
-        raise RevocationRefused("note: the reason 'other' needs a note saying why")
+        raise RevocationRefused("note: the reason 'other' needs a note saying why", "note_missing")
     return note
 
 

@@ -29,6 +29,7 @@ from cloud.web import (
     close,
     engineer,
     finance,
+    gateway_revoke,
     leases,
     ledger,
     policies,
@@ -132,6 +133,7 @@ def create_app(services: ApiServices) -> FastAPI:
         bank,
         reports,
         engineer,
+        gateway_revoke,
         admin,
     ):
         app.include_router(module.router)

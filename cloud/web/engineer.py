@@ -130,9 +130,24 @@ def _ago(request: Request) -> Any:
 
 
 def _flagged(web: WebServices, who: Principal, views: list[GatewayView]) -> list[GatewayView]:
-    """``views`` with the gateways whose replacement awaits an admin flagged."""
+    """``views`` with the gateways whose replacement awaits an admin flagged, and the revoked
+    ones with their revocation."""
     pending = web.replacements.pending_gateways(who.site_filter())
-    return [dataclasses.replace(v, replacement_pending=v.id in pending) for v in views]
+    revoked = web.revocations.revoked(v.id for v in views)
+    out = []
+    for v in views:
+        r = revoked.get(v.id)
+        out.append(
+            dataclasses.replace(
+                v,
+                replacement_pending=v.id in pending,
+                revoked_at=r and r.revoked_at,
+                revoked_by=r and r.revoked_by,
+                revoked_reason=r and r.reason,
+                revoked_note=r and r.note,
+            )
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- pages
@@ -169,6 +184,7 @@ def gateway_page(request: Request, gateway_id: GatewayId, web: Web, who: Who) ->
             "commands": commands,
             "error": request.query_params.get("error", ""),
             "done": request.query_params.get("done", ""),
+            "revoked": request.query_params.get("revoked", ""),
             "ago": _ago(request),
         },
     )
