@@ -18,7 +18,8 @@ from cloud.staff.audit import entries_for
 from cloud.web.rendering import local_time
 from edge.wire import key_id
 from tests.support.axe import assert_accessible
-from tests.support.browser import PASSWORD, WebRig, desktop, make_rig, phone, screenshot, serve
+from tests.support.browser import WebRig, desktop, make_rig, phone, screenshot, serve
+from tests.web.test_engineer_pages_browser import sign_in
 
 pytestmark = pytest.mark.timeout(180)
 TEXTS = {
@@ -62,15 +63,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     rig.sessions.kw["bind"].dispose()
 
 
-def sign_in(page: Any, base_url: str, target: str) -> None:
-    page.goto(f"{base_url}{target}")
-    assert "/login" in page.url
-    page.fill("input[name=username]", "eng-a")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base_url}{target.split('?')[0]}*")
-
-
 @pytest.mark.parametrize(("device", "lang"), [("phone", "zh-CN"), ("desktop", "en")])
 def test_an_engineer_revokes_a_stolen_gateway_after_confirming(
     world: World, browser: Any, device: str, lang: str
@@ -80,7 +72,7 @@ def test_an_engineer_revokes_a_stolen_gateway_after_confirming(
     context = phone(browser) if device == "phone" else desktop(browser)
     page = context.new_page()
     try:
-        sign_in(page, world.url, f"/engineer/gateways/{gateway}?lang={lang}")
+        sign_in(page, world.url, "eng-a", f"/engineer/gateways/{gateway}?lang={lang}")
         button = page.locator("[data-testid=revoke]")
         assert button.inner_text() == texts["button"]
         button.click()
