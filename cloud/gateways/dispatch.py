@@ -29,6 +29,7 @@ from cloud.gateways.command_keys import CommandKeyError, CommandKeyRing, Rotatio
 from cloud.gateways.commands import CommandError, issue_command, verify_ack
 from cloud.gateways.models import GatewayCommandRecord, GatewayCommandTrust
 from cloud.gateways.provisioning import CloudSigner, CommandKeys
+from cloud.gateways.revocation import live_kids
 from cloud.registry.models import Gateway, GatewayKey
 from cloud.staff.accounts import Principal, Role
 from cloud.staff.audit import record
@@ -59,6 +60,10 @@ class CommandNotAllowed(DispatchError):
 
 class NoTrustedKey(DispatchError):
     """The gateway trusts none of the live command keys (it missed a rotation)."""
+
+
+class GatewayRevoked(DispatchError):
+    """The gateway holds no live key (revoked, decision 0043): nothing is sent to it."""
 
 
 #: The principal that sends the rotation's ``trust_cloud_key`` commands.
@@ -115,6 +120,11 @@ class CommandDispatch:
             if gateway is None or not who.may_act_on(gateway.site_id):
                 raise UnknownGatewayTarget(f"no gateway {gateway_id!r}")
             site = gateway.site_id
+            if not live_kids(session, gateway_id):
+                raise GatewayRevoked(
+                    f"gateway {gateway_id!r} is revoked: no command is sent to it; new "
+                    f"hardware for it comes by a replacement claim"
+                )
             try:
                 signer = self.keys.signer_for(session, gateway_id)
             except CommandKeyError as exc:

@@ -106,6 +106,12 @@ class GatewayView:
     #: report is not current (the gateway is offline, or it is older than STALE_AFTER).
     health_age_s: float | None = None
     health_stale: bool = False
+    #: Revoked (decision 0043): when, by whom, why (``lost``, ``stolen``, ``decommissioned``,
+    #: ``other``) and the note; all None while the gateway holds a live key.
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    revoked_reason: str | None = None
+    revoked_note: str | None = None
 
 
 #: What a command's recorded status shows as: the gateway's answers ``ok`` → acknowledged,

@@ -36,6 +36,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.gateways.models import ClaimToken, GatewayReplacement
+from cloud.gateways.revocation import REPLACED, live_kids, revoke_keys
 from cloud.registry.base import as_utc
 from cloud.registry.models import Gateway, GatewayKey
 from cloud.registry.service import RegistryError, ensure_site, register_gateway
@@ -270,33 +271,18 @@ class _LiveState:
     site: str | None
     live_kids: list[str]
 
+    @property
+    def revoked(self) -> bool:
+        """Registered, but holding no live key (revoked, decision 0043): new hardware for it
+        is a replacement."""
+        return self.site is not None and not self.live_kids
+
 
 def _gateway_state(session: Session, gateway: str) -> _LiveState:
     row = session.get(Gateway, gateway)
     if row is None:
         return _LiveState(None, [])
-    kids = session.scalars(
-        select(GatewayKey.kid).where(
-            GatewayKey.gateway_id == gateway, GatewayKey.revoked_at.is_(None)
-        )
-    )
-    return _LiveState(row.site_id, sorted(kids))
-
-
-def revoke_other_keys(session: Session, gateway: str, keep: str, now: datetime) -> list[str]:
-    """Revoke every live key of ``gateway`` but ``keep``; return the revoked key ids."""
-    revoked = list(
-        session.scalars(
-            select(GatewayKey).where(
-                GatewayKey.gateway_id == gateway,
-                GatewayKey.revoked_at.is_(None),
-                GatewayKey.kid != keep,
-            )
-        )
-    )
-    for key in revoked:
-        key.revoked_at = now
-    return sorted(k.kid for k in revoked)
+    return _LiveState(row.site_id, live_kids(session, gateway))
 
 
 class ProvisioningService:
@@ -385,9 +371,14 @@ class ProvisioningService:
                     f"new hardware for it is a replacement: ask for one explicitly "
                     f"(--replace), an admin approves it"
                 )
-            if replace and not state.live_kids:
+            if state.revoked and not replace:
                 raise InvalidClaim(
-                    f"gateway {gateway!r} holds no live key: there is nothing to replace; "
+                    f"gateway {gateway!r} was revoked; bringing it back with new hardware is "
+                    f"a replacement: ask for one explicitly (--replace), an admin approves it"
+                )
+            if replace and state.site is None:
+                raise InvalidClaim(
+                    f"gateway {gateway!r} is not registered: there is nothing to replace; "
                     f"issue a claim without --replace"
                 )
             self.purge_claims(session)
@@ -452,11 +443,11 @@ class ProvisioningService:
                     f"gateway {claim.gateway_id!r} belongs to site {state.site!r}, "
                     f"not {claim.site_id!r}"
                 )
-            replacing = bool(state.live_kids) and kid not in state.live_kids
+            replacing = state.revoked or (bool(state.live_kids) and kid not in state.live_kids)
             if replacing and not claim.replace:
                 raise ProvisioningConflict(
-                    f"gateway {claim.gateway_id!r} was provisioned after this token was "
-                    f"issued; new hardware for it needs a replacement claim"
+                    f"gateway {claim.gateway_id!r} was provisioned or revoked after this token "
+                    f"was issued; new hardware for it needs a replacement claim"
                 )
             waits = replacing and claim.approved_by is None
             provisioned = wire.ProvisionReply(
@@ -493,7 +484,15 @@ class ProvisioningService:
                 except RegistryError as exc:
                     raise ProvisioningConflict(str(exc)) from None
                 if replacing:
-                    revoke_other_keys(session, claim.gateway_id, kid, now)
+                    revoke_keys(
+                        session,
+                        claim.gateway_id,
+                        now,
+                        reason=REPLACED,
+                        actor=claim.approved_by or claim.issued_by or "claim",
+                        origin="provision",
+                        keep=kid,
+                    )
                 self.command_keys.confirm(session, claim.gateway_id, command_key.kid, only=True)
             self.purge_claims(session)
         return provisioned

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.gateways.models import GatewayReplacement
-from cloud.gateways.provisioning import CommandKeys, revoke_other_keys
+from cloud.gateways.provisioning import CommandKeys
+from cloud.gateways.revocation import REPLACED, revoke_keys
 from cloud.registry.base import as_utc
 from cloud.registry.service import RegistryError, register_gateway
 from cloud.staff.audit import record
@@ -106,7 +107,17 @@ class ReplacementService:
                 )
             except RegistryError as exc:
                 raise ReplacementError(f"replacement {replacement_id}: {exc}") from None
-            revoked = tuple(revoke_other_keys(session, row.gateway_id, row.kid, now))
+            revoked = tuple(
+                revoke_keys(
+                    session,
+                    row.gateway_id,
+                    now,
+                    reason=REPLACED,
+                    actor=admin,
+                    origin="replacement",
+                    keep=row.kid,
+                )
+            )
             self.command_keys.confirm(session, row.gateway_id, row.command_kid, only=True)
             row.status, row.decided_by, row.decided_at = APPROVED, admin, now
             for other in session.scalars(

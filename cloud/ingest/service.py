@@ -54,7 +54,13 @@ from cloud.ingest.outcomes import (
 from cloud.ingest.ownership import MeterOwnership
 from cloud.ingest.points import payload_points
 from cloud.ingest.validation import SeriesState, VeeRules, is_cumulative, validate
-from cloud.registry.service import EnvelopeRefused, KnownKey, find_key, open_gateway_envelope
+from cloud.registry.service import (
+    EnvelopeRefused,
+    KnownKey,
+    find_key,
+    open_gateway_envelope,
+    revocation_mark,
+)
 from cloud.series.base import SeriesPoint, SeriesStore, to_ns
 from edge.wire import (
     MAX_ENVELOPE_BYTES,
@@ -109,9 +115,10 @@ class IngestService:
 
     Messages are handled in batches: one store write and one ledger transaction per batch,
     which is what lets one worker keep up with many gateways. Registered keys are cached
-    for ``key_cache_s`` seconds, so a revocation takes effect within that time; so are the
-    sites' meters (``cloud.ingest.ownership``). ``now`` is the receipt clock (UTC) the time
-    window is measured from.
+    for ``key_cache_s`` seconds, and forgotten before a batch when a revocation was recorded
+    since the last one (one small query per batch), so a revoked key is refused from the
+    next batch on (decision 0043); the sites' meters are cached too
+    (``cloud.ingest.ownership``). ``now`` is the receipt clock (UTC) of the time window.
     """
 
     def __init__(
@@ -144,6 +151,7 @@ class IngestService:
         self._lock = threading.Lock()  # one batch prepared at a time: validation state
         self._stats_lock = threading.Lock()
         self._keys: dict[str, tuple[float, KnownKey | None]] = {}
+        self._revocations: tuple[int, int] | None = None  # revocation_mark of the cache
         self.ownership = MeterOwnership(registry, cache_s=key_cache_s, clock=clock)
         self._series: dict[tuple[str, str, str], SeriesState] = {}  # (site, meter, quantity)
 
@@ -212,6 +220,7 @@ class IngestService:
         )
 
     def _prepare(self, messages: list[tuple[str, bytes]], received_at: datetime) -> PreparedBatch:
+        self._forget_keys_if_revoked()
         results: list[IngestResult | None] = [None] * len(messages)
         accepted: list[_Accepted] = []
         letters = []
@@ -447,6 +456,14 @@ class IngestService:
                 self._series.pop((site, r.meter, r.quantity), None)
 
     # -- the steps ------------------------------------------------------------------------
+
+    def _forget_keys_if_revoked(self) -> None:
+        """Empty the key cache when keys were revoked since it was filled."""
+        with self.registry() as session:
+            mark = revocation_mark(session)
+        if mark != self._revocations:
+            self._keys.clear()
+            self._revocations = mark
 
     def _known_key(self, kid: str) -> KnownKey | None:
         if not _KID.fullmatch(kid):  # not a key id (RFC 7638 thumbprint): never registered

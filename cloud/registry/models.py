@@ -8,10 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
+    Integer,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,6 +47,28 @@ class GatewayKey(Base):
     public_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GatewayRevocation(Base):
+    """Keys of a gateway revoked together (revision 0030, decision 0043): by an engineer or
+    an admin because the gateway was lost, stolen or decommissioned (``other`` with a note),
+    or as the side effect of new hardware (``replaced``). Rows are never changed; the ingest
+    notices a new row and forgets the keys it cached, so a revocation holds from its next
+    batch on."""
+
+    __tablename__ = "gateway_revocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), index=True)
+    #: ``lost``, ``stolen``, ``decommissioned``, ``other`` or ``replaced``.
+    reason: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    revoked_by: Mapped[str] = mapped_column(String(100))
+    #: Where from: ``web 10.0.0.5``, ``api …``, ``cli``, ``provision``, ``replacement``.
+    origin: Mapped[str] = mapped_column(String(100))
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The key ids this revocation revoked.
+    kids: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class Meter(Base):

@@ -10,10 +10,10 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.registry.models import Gateway, GatewayKey, Meter, Site
+from cloud.registry.models import Gateway, GatewayKey, GatewayRevocation, Meter, Site
 from edge.wire import (
     BadSignature,
     MalformedEnvelope,
@@ -55,7 +55,8 @@ def register_gateway(
 ) -> str:
     """Register ``gateway_id`` at ``site_id`` with ``public_key``; return the key id.
 
-    Registering the same key again is a no-op; a gateway may hold several keys (rotation).
+    Registering the same key again is a no-op, but a revoked key is refused; a gateway may
+    hold several keys (rotation).
     """
     now = datetime.now(UTC)
     ensure_site(session, site_id)
@@ -79,15 +80,21 @@ def register_gateway(
         )
     elif existing.gateway_id != gateway_id:
         raise RegistryError(f"key {kid} is registered to gateway {existing.gateway_id!r}")
+    elif existing.revoked_at is not None:
+        raise RegistryError(f"key {kid} was revoked; a revoked key is never accepted again")
     session.flush()
     return kid
 
 
-def revoke_key(session: Session, kid: str) -> None:
-    key = session.get(GatewayKey, kid)
-    if key is None:
-        raise RegistryError(f"no key {kid!r} is registered")
-    key.revoked_at = key.revoked_at or datetime.now(UTC)
+def revocation_mark(session: Session) -> tuple[int, int]:
+    """How many revocations are recorded and the newest one's id: it changes whenever keys
+    are revoked (``cloud.gateways.revocation.revoke_keys``), so a reader that cached keys
+    knows to read them again. The count catches a revocation whose transaction commits after
+    one with a higher id."""
+    count, newest = session.execute(
+        select(func.count(GatewayRevocation.id), func.max(GatewayRevocation.id))
+    ).one()
+    return int(count or 0), int(newest or 0)
 
 
 def find_key(session: Session, kid: str) -> KnownKey | None:

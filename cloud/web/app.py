@@ -31,6 +31,7 @@ from cloud.web import (
     deposits,
     engineer,
     finance,
+    gateway_revoke,
     leases,
     ledger,
     policies,
@@ -138,6 +139,7 @@ def create_app(services: ApiServices) -> FastAPI:
         reports,
         sites,
         engineer,
+        gateway_revoke,
         admin,
     ):
         app.include_router(module.router)

@@ -266,6 +266,9 @@ POLICIES: dict[str, Access] = {
     "api_gateway": Access.ENGINEER,
     "api_gateway_command": Access.ENGINEER,
     "api_claim_token": Access.ENGINEER,
+    "gateway_revoke_page": Access.ENGINEER,
+    "gateway_revoke_form": Access.ENGINEER,
+    "api_gateway_revoke": Access.ENGINEER,
     # admin
     "accounts_page": Access.ADMIN,
     "account_form": Access.ADMIN,

@@ -16,6 +16,7 @@ from cloud.gateways.dispatch import CommandDispatch, Publish
 from cloud.gateways.health import GatewayHealthService
 from cloud.gateways.provisioning import BrokerGrant, ProvisioningService
 from cloud.gateways.replacement import ReplacementService
+from cloud.gateways.revocation import GatewayRevocations
 from cloud.leases.offers import OfferDesk
 from cloud.leases.queue import WorkQueue
 from cloud.leases.report_mail import RecipientService
@@ -54,6 +55,7 @@ class WebServices:
     risk: RiskListService
     closing: CloseService
     replacements: ReplacementService
+    revocations: GatewayRevocations
     leases: LeaseRoster
     queue: WorkQueue
     offers: OfferDesk
@@ -117,6 +119,7 @@ class WebServices:
             risk=RiskListService(sessions),
             closing=CloseService(sessions, series, clock=clock),
             replacements=ReplacementService(sessions, provisioning.command_keys, clock=clock),
+            revocations=GatewayRevocations(sessions, clock=clock),
             leases=LeaseRoster(sessions, clock=clock),
             queue=WorkQueue(sessions, clock=clock),
             offers=OfferDesk(sessions, clock=clock),

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, JsonValue
 from cloud.gateways.dispatch import (
     CommandNotAllowed,
     DispatchError,
+    GatewayRevoked,
     NoTrustedKey,
     UnknownGatewayTarget,
 )
@@ -129,9 +130,24 @@ def _ago(request: Request) -> Any:
 
 
 def _flagged(web: WebServices, who: Principal, views: list[GatewayView]) -> list[GatewayView]:
-    """``views`` with the gateways whose replacement awaits an admin flagged."""
+    """``views`` with the gateways whose replacement awaits an admin flagged, and the revoked
+    ones with their revocation."""
     pending = web.replacements.pending_gateways(who.site_filter())
-    return [dataclasses.replace(v, replacement_pending=v.id in pending) for v in views]
+    revoked = web.revocations.revoked(v.id for v in views)
+    out = []
+    for v in views:
+        r = revoked.get(v.id)
+        out.append(
+            dataclasses.replace(
+                v,
+                replacement_pending=v.id in pending,
+                revoked_at=r and r.revoked_at,
+                revoked_by=r and r.revoked_by,
+                revoked_reason=r and r.reason,
+                revoked_note=r and r.note,
+            )
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- pages
@@ -168,6 +184,7 @@ def gateway_page(request: Request, gateway_id: GatewayId, web: Web, who: Who) ->
             "commands": commands,
             "error": request.query_params.get("error", ""),
             "done": request.query_params.get("done", ""),
+            "revoked": request.query_params.get("revoked", ""),
             "ago": _ago(request),
         },
     )
@@ -283,7 +300,10 @@ def api_gateway(gateway_id: GatewayId, web: Web, who: Who) -> GatewayDetailOut:
     responses={
         **_NOT_FOUND,
         400: {"description": "a command the engineer pages may not send"},
-        409: {"description": "the gateway trusts no live command key: re-provision it"},
+        409: {
+            "description": "the gateway trusts no live command key (re-provision it), or it "
+            "is revoked"
+        },
         502: {"description": "the broker is not reachable"},
     },
 )
@@ -295,7 +315,7 @@ def api_gateway_command(gateway_id: GatewayId, body: CommandIn, web: Web, who: W
         raise HTTPException(404, str(exc)) from None
     except CommandNotAllowed as exc:
         raise HTTPException(400, str(exc)) from None
-    except NoTrustedKey as exc:
+    except (NoTrustedKey, GatewayRevoked) as exc:
         raise HTTPException(409, str(exc)) from None
     except DispatchError as exc:
         raise HTTPException(502, str(exc)) from None

@@ -19,6 +19,7 @@ from meterflow.cli.dead_letters import dead_letters_app, ingest_limits
 from meterflow.cli.deposits import deposit_app
 from meterflow.cli.gateways import (
     command_keys,
+    gateway_app,
     purge_claim_tokens,
     replacement_app,
     rotate_command_key,
@@ -68,6 +69,7 @@ cloud_app.command("rotate-command-key")(rotate_command_key)
 cloud_app.command("command-keys")(command_keys)
 cloud_app.command("purge-claim-tokens")(purge_claim_tokens)
 cloud_app.add_typer(replacement_app, name="replacement")
+cloud_app.add_typer(gateway_app, name="gateway")
 cloud_app.add_typer(ledger_app, name="ledger")
 cloud_app.add_typer(lease_app, name="lease")
 cloud_app.add_typer(staff_app, name="staff")
@@ -98,14 +100,13 @@ def cloud_register_gateway(
 ) -> None:
     """Register a gateway's public key so that ingest accepts its envelopes.
 
-    A gateway that holds a live key gets another only with --replace, which revokes the old.
+    A gateway that holds a live key gets another only with --replace, which revokes the old;
+    so does a revoked gateway (``gateway revoke``).
     """
     from datetime import UTC, datetime
 
-    from sqlalchemy import select
-
-    from cloud.gateways.provisioning import revoke_other_keys
-    from cloud.registry.models import GatewayKey
+    from cloud.gateways.revocation import REPLACED, live_kids, revoke_keys
+    from cloud.registry.models import Gateway
     from cloud.registry.service import RegistryError, register_gateway
     from edge.keys import key_id, load_public_key_b64
     from meterflow.assembly import registry
@@ -118,19 +119,28 @@ def cloud_register_gateway(
     revoked: list[str] = []
     try:
         with sessions.begin() as session:
-            live = session.scalars(
-                select(GatewayKey.kid).where(
-                    GatewayKey.gateway_id == gateway, GatewayKey.revoked_at.is_(None)
-                )
-            ).all()
+            live = live_kids(session, gateway)
             if live and key_id(key) not in live and not replace:
                 raise fail(
                     f"gateway {gateway!r} holds live key {live[0]}; registering new hardware "
                     f"for it is a replacement: add --replace (its other keys are revoked)"
                 )
+            if not live and not replace and session.get(Gateway, gateway) is not None:
+                raise fail(
+                    f"gateway {gateway!r} was revoked; bringing it back with new hardware is "
+                    f"a replacement: add --replace"
+                )
             kid = register_gateway(session, site, gateway, key)
             if replace:
-                revoked = revoke_other_keys(session, gateway, kid, datetime.now(UTC))
+                revoked = revoke_keys(
+                    session,
+                    gateway,
+                    datetime.now(UTC),
+                    reason=REPLACED,
+                    actor="cli",
+                    origin="cli",
+                    keep=kid,
+                )
     except RegistryError as exc:
         raise fail(str(exc)) from None
     typer.echo(json.dumps({"site": site, "gateway": gateway, "kid": kid, "revoked": revoked}))

@@ -1,6 +1,7 @@
 """``meterflow cloud``'s gateway-trust commands: ``rotate-command-key`` and ``command-keys``
 (the cloud's command-signing keys, decision 0018), ``replacement`` (new hardware awaiting an
-admin) and ``purge-claim-tokens``.
+admin), ``purge-claim-tokens`` and ``gateway revoke`` (a lost or stolen gateway, decision
+0043).
 
 Only typer is imported at module level (see :mod:`meterflow.cli.web`).
 """
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from meterflow.cli.common import fail, load_settings
+from meterflow.cli.common import acting_as, fail, load_settings
 
 if TYPE_CHECKING:
     from cloud.gateways.command_keys import CommandKeyRing
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 replacement_app = typer.Typer(
     help="New hardware for provisioned gateways, awaiting an admin.", no_args_is_help=True
 )
+gateway_app = typer.Typer(help="Gateways: revoke a lost or stolen one.", no_args_is_help=True)
 
 
 def _ring(settings: Settings) -> CommandKeyRing:
@@ -237,3 +239,69 @@ def replacement_reject(
 ) -> None:
     """Reject: the new hardware's key is never accepted; the old one stays."""
     _decide(replacement_id, approve=False)
+
+
+@gateway_app.command("revoke")
+def gateway_revoke(
+    gateway: Annotated[str, typer.Argument(help="the gateway's id")],
+    reason: Annotated[
+        str, typer.Option(help="lost, stolen, decommissioned or other (other needs --note)")
+    ],
+    note: Annotated[str, typer.Option(help="why, in a few words (at most 500 characters)")] = "",
+    account: Annotated[
+        str | None,
+        typer.Option("--as", help="act as this staff account (engineer of the site, or admin)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Revoke every live key of a lost, stolen or decommissioned gateway: its readings,
+    health and answers are refused from now on, its unused claim tokens expire and commands
+    awaiting its answer are cancelled. Revoking a revoked gateway changes nothing (exit 0).
+    Its broker user stays until the broker's admin removes it (broker-users.sh remove)."""
+    from cloud.gateways.health import UnknownGateway
+    from cloud.gateways.revocation import GatewayRevocations, RevocationRefused
+    from meterflow.assembly import registry
+
+    sessions = registry(load_settings())
+    who = acting_as(sessions, account)
+    try:
+        done = GatewayRevocations(sessions).revoke(who, gateway, reason, note)
+    except (PermissionError, UnknownGateway, RevocationRefused) as exc:
+        raise fail(str(exc)) from None
+    r = done.revocation
+    broker = f"deploy/mosquitto/broker-users.sh remove {gateway}"
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "gateway": gateway,
+                    "changed": done.changed,
+                    "reason": r and r.reason,
+                    "note": r and r.note,
+                    "revoked_by": r and r.revoked_by,
+                    "revoked_at": r and r.revoked_at.isoformat(),
+                    "kids": r.kids if r else [],
+                    "claims_closed": done.claims_closed,
+                    "commands_cancelled": done.commands_cancelled,
+                    "broker_user": f"not removed by the cloud: {broker}",
+                },
+                indent=1,
+            )
+        )
+        return
+    if not done.changed:
+        earlier = f" ({r.reason}, by {r.revoked_by} at {r.revoked_at.isoformat()})" if r else ""
+        typer.echo(f"gateway {gateway} was revoked already{earlier}; nothing changed")
+        return
+    assert r is not None
+    typer.echo(
+        f"gateway {gateway} revoked ({r.reason}) by {r.revoked_by} at "
+        f"{r.revoked_at.isoformat()}: key(s) {', '.join(r.kids)}; "
+        f"{done.claims_closed} claim token(s) closed, "
+        f"{done.commands_cancelled} command(s) cancelled"
+    )
+    typer.echo(
+        f"its broker user is not the cloud's to remove: on the broker host run {broker} "
+        f"and reload mosquitto",
+        err=True,
+    )

@@ -25,8 +25,9 @@ from cloud.gateways.commands import (
     verify_ack,
 )
 from cloud.gateways.provisioning import CloudSigner
+from cloud.gateways.revocation import revoke_keys
 from cloud.registry.db import open_registry
-from cloud.registry.service import register_gateway, revoke_key
+from cloud.registry.service import register_gateway
 from edge.commands import CommandLog, CommandReceiver, Dropped, Publish
 from edge.keys import GatewayIdentity
 from edge.wire import Ack, AckStatus, Command, Topics, sign_compact
@@ -419,6 +420,6 @@ def test_cloud_rejects_forged_misattributed_and_revoked_answers(
         with pytest.raises(AckRejected, match="is not registered"):
             verify_ack(session, unknown)
     with registry.begin() as session:
-        revoke_key(session, gw.identity.kid)
+        revoke_keys(session, "gw1", datetime.now(UTC), reason="lost", actor="t", origin="t")
     with registry() as session, pytest.raises(AckRejected, match="is revoked"):
         verify_ack(session, genuine)

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
+from cloud.gateways.revocation import REPLACED, revoke_keys
 from cloud.ingest.dedupe import DEFAULT_MAX_RANGES, Deduper, StreamState
 from cloud.ingest.models import IngestStream
 from cloud.ingest.service import IngestService, Outcome
 from cloud.registry.db import open_registry
-from cloud.registry.service import register_gateway, revoke_key
+from cloud.registry.service import register_gateway
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
 from tests.support.factories import RECEIVED, envelope, reading, received
@@ -148,8 +149,10 @@ def test_a_reprovisioned_gateway_starts_again_at_seq_0_and_the_old_key_is_refuse
         assert service.handle(topic, envelope(identity, seq)).outcome is Outcome.STORED
     new = GatewayIdentity(Ed25519PrivateKey.generate())
     with registry.begin() as session:
-        register_gateway(session, "s1", "gw1", new.public_key)
-        revoke_key(session, identity.kid)
+        kid = register_gateway(session, "s1", "gw1", new.public_key)
+        revoke_keys(
+            session, "gw1", datetime.now(UTC), reason=REPLACED, actor="t", origin="t", keep=kid
+        )
     later = [reading(minute=600 + m) for m in range(2)]
     assert service.handle(topic, envelope(new, 0, later[:1])).outcome is Outcome.STORED
     assert service.handle(topic, envelope(new, 1, later[1:])).outcome is Outcome.STORED

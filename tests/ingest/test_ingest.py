@@ -1,11 +1,12 @@
 """Ingest decisions, on the embedded stores (the MQTT path is in test_ingest_mqtt.py)."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
+from cloud.gateways.revocation import revoke_keys
 from cloud.ingest.models import DeadLetter
 from cloud.ingest.points import payload_points
 from cloud.ingest.service import (
@@ -15,7 +16,7 @@ from cloud.ingest.service import (
     StoreUnavailable,
 )
 from cloud.registry.db import open_registry
-from cloud.registry.service import register_gateway, revoke_key
+from cloud.registry.service import register_gateway
 from cloud.series.sqlite import SqliteSeriesStore
 from edge.keys import GatewayIdentity
 from edge.wire import open_envelope
@@ -59,10 +60,15 @@ def test_payload_claiming_another_gateway_is_refused(service, identity):
     assert result.reason is RejectReason.WRONG_GATEWAY
 
 
-def test_revoked_key_is_refused(service, identity):
+def test_revoked_key_is_refused_from_the_next_envelope_though_the_key_was_cached(service, identity):
+    assert service.key_cache_s >= 30  # the key stays cached: the revocation must clear it
+    assert service.handle(TOPIC, envelope(identity, 0)).outcome is Outcome.STORED
     with service.registry.begin() as session:
-        revoke_key(session, identity.kid)
+        revoke_keys(
+            session, "gw1", datetime.now(UTC), reason="stolen", actor="eng-a", origin="test"
+        )
     assert service.handle(TOPIC, envelope(identity, 1)).reason is RejectReason.REVOKED_KEY
+    assert len(stored_values(service)) == 1  # what came before the revocation stays
 
 
 def test_rotated_key_is_accepted_for_the_same_gateway(service):

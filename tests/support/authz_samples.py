@@ -99,6 +99,9 @@ class Samples:
             "dispute_resolve_form": {"data": {"resolution": "checked"}},
             "api_gateway_command": {"json": {"command": "sync_time"}},
             "gateway_command_form": {"data": {"command": "sync_time"}},
+            # other without a note: refused (422) past the policy and the scope, not revoked
+            "api_gateway_revoke": {"json": {"reason": "other"}},
+            "gateway_revoke_form": {"data": {"reason": "other", "confirm": "yes"}},
             "api_claim_token": {
                 "json": {
                     "site": "park-a",
