@@ -35,7 +35,7 @@ def _columns(engine: sa.Engine) -> set[str]:
 
 def test_revision_0029_adds_the_basis_and_old_levels_stay_levels(registry_url: str) -> None:
     engine = create_engine(registry_url)
-    upgrade(engine, "0027")
+    upgrade(engine, "0028")
     with engine.begin() as conn:
         for month, level in (("2024-12-01", "100"), ("2025-12-01", "102.5")):
             conn.execute(
@@ -57,7 +57,7 @@ def test_revision_0029_adds_the_basis_and_old_levels_stay_levels(registry_url: s
     cfg = alembic_config(registry_url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0027")
+        command.downgrade(cfg, "0028")
     assert "basis" not in _columns(engine)
     upgrade(engine, "0029")
     assert "basis" in _columns(engine)

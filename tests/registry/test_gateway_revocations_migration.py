@@ -31,7 +31,7 @@ def _tables(engine: sa.Engine) -> set[str]:
 
 def test_revision_0030_adds_gateway_revocations(registry_url: str) -> None:
     engine = create_engine(registry_url)
-    upgrade(engine, "0027")
+    upgrade(engine, "0029")
     assert "gateway_revocations" not in _tables(engine)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO sites (id, name, timezone) VALUES ('s1', 's1', 'UTC')"))
@@ -60,7 +60,7 @@ def test_revision_0030_adds_gateway_revocations(registry_url: str) -> None:
     cfg = alembic_config(registry_url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0027")
+        command.downgrade(cfg, "0029")
     assert "gateway_revocations" not in _tables(engine)
     upgrade(engine, "0030")
     assert "gateway_revocations" in _tables(engine)

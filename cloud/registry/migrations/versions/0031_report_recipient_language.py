@@ -5,7 +5,7 @@ e-mail to the address — subject, figures and the attached workbook — is word
 Before, one language was chosen per run of ``report mail`` for every recipient.
 
 Revision ID: 0031
-Revises: 0027
+Revises: 0030
 Create Date: 2026-12-07 19:30:00.000000
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0031"
-down_revision: str | None = "0027"
+down_revision: str | None = "0030"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
