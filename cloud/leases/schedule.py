@@ -271,3 +271,11 @@ def rent_in_force(steps: Sequence[RentStep], day: date) -> int:
     """The contract's monthly rent [cents] on ``day`` (free windows ignored): the base of a
     renewal price and of the paid-through judgement."""
     return _in_force(steps, day).monthly_cents if steps else 0
+
+
+def cycle_start(anchor: date, cycle_months: int, day: date) -> date:
+    """The first day of the billing cycle ``day`` falls in; cycles of ``cycle_months``
+    calendar months run from the month of ``anchor``."""
+    first = month_start(anchor)
+    k = ((day.year - first.year) * 12 + day.month - first.month) // cycle_months
+    return add_months(first, k * cycle_months)
