@@ -10,8 +10,6 @@ found (404); a move its state does not allow is 409; a value not accepted 422.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Mapping
 from datetime import date
 from decimal import Decimal
@@ -39,6 +37,7 @@ from cloud.staff.accounts import LEDGER_ROLES, Principal
 from cloud.staff.visibility import withheld
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.rendering import language, render, translations
+from cloud.web.uploads import carry, form_file
 
 router = APIRouter(tags=["ledger"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -223,26 +222,17 @@ async def ledger_import_form(
 ) -> HTMLResponse:
     """Check the uploaded ledger (dry run) and show every bad cell; a clean check offers
     the import of the same file; import stores it (all or nothing)."""
-    data, name = b"", ""
-    if file is not None and file.filename:
-        data, name = await _read(file), file.filename[:200]
-    elif carried:
-        try:
-            data, name = base64.b64decode(carried, validate=True), filename
-        except (binascii.Error, ValueError):
-            data = b""
+    data, name = await form_file(file, carried, filename, MAX_LEDGER_BYTES)
     if not data:
         return _page(request, who, problem="no_file", status_code=400)
     report: LedgerReport = _ledger(web).import_file(who, data, name, dry_run=action == "check")
-    carry = ""
-    if not report.issues and action == "check" and len(data) <= MAX_CARRIED:
-        carry = base64.b64encode(data).decode()
+    carried = carry(data, MAX_CARRIED) if not report.issues and action == "check" else ""
     return _page(
         request,
         who,
         report=report,
         filename=name,
-        carried=carry,
+        carried=carried,
         status_code=422 if report.issues else 200,
     )
 

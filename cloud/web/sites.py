@@ -10,8 +10,6 @@ refused (403) for an upload that names it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -28,6 +26,7 @@ from cloud.apportion.site_workbook import write_workbook
 from cloud.staff.accounts import Principal
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.rendering import render
+from cloud.web.uploads import carry, form_file
 
 router = APIRouter(tags=["sites"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -141,14 +140,7 @@ async def site_import_form(
 ) -> HTMLResponse:
     """Check the uploaded site file (dry run) and show every error with its item; a clean
     check offers the import of the same file; import stores it (all or nothing)."""
-    data, name = b"", ""
-    if file is not None and file.filename:
-        data, name = await _read(file), file.filename[:200]
-    elif carried:
-        try:
-            data, name = base64.b64decode(carried, validate=True), filename
-        except (binascii.Error, ValueError):
-            data = b""
+    data, name = await form_file(file, carried, filename, MAX_SITE_BYTES)
     if not data:
         return _page(request, web, who, problem="no_file", status_code=400)
     report: ImportReport | None = None
@@ -158,7 +150,5 @@ async def site_import_form(
         return _page(request, web, who, filename=name, refused=str(exc), status_code=403)
     except CaseError as exc:
         return _page(request, web, who, filename=name, errors=_errors(exc), status_code=422)
-    carry = ""
-    if report.dry_run and report.changed and len(data) <= MAX_CARRIED:
-        carry = base64.b64encode(data).decode()
-    return _page(request, web, who, report=report, filename=name, carried=carry)
+    carried = carry(data, MAX_CARRIED) if report.dry_run and report.changed else ""
+    return _page(request, web, who, report=report, filename=name, carried=carried)

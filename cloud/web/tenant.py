@@ -151,6 +151,20 @@ class _PageCache:
 _PAGES = _PageCache()
 
 
+def _opened(
+    request: Request, web: WebServices, unit: str, token: str
+) -> TenantStatement | HTMLResponse:
+    """The statement the link opens, verified; else the refusal page saying why (an expired
+    or revoked link, a statement that is not the one signed)."""
+    try:
+        _check_segments(unit, token)
+        return web.statements.open_statement(web.links, unit, token)[1]
+    except LinkRefused as refused:
+        return _refusal_page(request, refused)
+    except NotGenuine:
+        return render(request, "tenant_refused.html", {"reason": "not_genuine"}, status_code=409)
+
+
 def _page(
     request: Request,
     web: WebServices,
@@ -160,13 +174,9 @@ def _page(
     error: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
-    try:
-        _check_segments(unit, token)
-        _, statement = web.statements.open_statement(web.links, unit, token)
-    except LinkRefused as refused:
-        return _refusal_page(request, refused)
-    except NotGenuine:
-        return render(request, "tenant_refused.html", {"reason": "not_genuine"}, status_code=409)
+    statement = _opened(request, web, unit, token)
+    if isinstance(statement, HTMLResponse):
+        return statement
     done = request.query_params.get("done", "")
     lang = language(request)
     key = (
@@ -231,13 +241,9 @@ def tenant_statement_csv(
     """The statement's lines and total as a CSV file for Excel (UTF-8 with a BOM), in the
     page's language (``?lang=en`` for English); a link that does not open the statement
     gets the refusal page."""
-    try:
-        _check_segments(unit, token)
-        _, statement = web.statements.open_statement(web.links, unit, token)
-    except LinkRefused as refused:
-        return _refusal_page(request, refused)
-    except NotGenuine:
-        return render(request, "tenant_refused.html", {"reason": "not_genuine"}, status_code=409)
+    statement = _opened(request, web, unit, token)
+    if isinstance(statement, HTMLResponse):
+        return statement
     return Response(
         statement_csv(statement.document, language(request)),
         media_type="text/csv; charset=utf-8",
