@@ -256,6 +256,7 @@ POLICIES: dict[str, Access] = {
     "api_report_collections": Access.PORTFOLIO_REPORTS,
     "api_report_recipients": Access.ADMIN,
     "api_report_recipients_change": Access.ADMIN,
+    "report_recipients_form": Access.ADMIN,
     # engineers
     "gateways_page": Access.ENGINEER,
     "gateway_page": Access.ENGINEER,

@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from pydantic import BaseModel, Field
 
@@ -46,10 +46,11 @@ from cloud.leases.reports import (
     ReportForbidden,
     reports_for,
 )
-from cloud.staff.accounts import Principal
+from cloud.staff.accounts import Principal, Role
 from cloud.web.chart import bars_svg
 from cloud.web.deps import WebServices, principal, web_services
 from cloud.web.rendering import language, render, translations
+from cloud.wording import LANGUAGES
 
 router = APIRouter(tags=["reports"])
 Web = Annotated[WebServices, Depends(web_services)]
@@ -282,9 +283,53 @@ def collections_charts(report: FunnelOut, t: dict[str, str]) -> list[Markup]:
 
 
 @router.get("/reports", response_class=HTMLResponse)
-def reports_page(request: Request, who: Who) -> HTMLResponse:
-    """The reports the caller's role reads."""
-    return render(request, "reports.html", {"reports": [r.value for r in reports_for(who.role)]})
+def reports_page(request: Request, web: Web, who: Who) -> HTMLResponse:
+    """The reports the caller's role reads; for an admin, who receives the monthly e-mail."""
+    done = request.query_params.get("done", "") == "recipients"
+    return _reports_page(request, web, who, done=done)
+
+
+def _reports_page(
+    request: Request, web: WebServices, who: Principal, status_code: int = 200, **extra: object
+) -> HTMLResponse:
+    recipients = web.report_recipients.by_site() if who.role is Role.ADMIN else None
+    return render(
+        request,
+        "reports.html",
+        {
+            "reports": [r.value for r in reports_for(who.role)],
+            "recipients": recipients,
+            "languages": LANGUAGES,
+            **extra,
+        },
+        status_code=status_code,
+    )
+
+
+@router.post("/reports/recipients", response_class=HTMLResponse)
+def report_recipients_form(
+    request: Request,
+    web: Web,
+    who: Who,
+    site: Annotated[str, Form(max_length=64)] = "",
+    add: Annotated[str, Form(max_length=200)] = "",
+    remove: Annotated[str, Form(max_length=200)] = "",
+    language_: Annotated[str, Form(alias="language", max_length=8)] = "",
+) -> Response:
+    """Add an address (with the language of its e-mail) to a site's monthly report e-mail,
+    or remove one (admin; audited like the API's change)."""
+    try:
+        web.report_recipients.change(
+            who,
+            site.strip(),
+            add=[add.strip()] if add.strip() else [],
+            remove=[remove.strip()] if remove.strip() else [],
+            language=language_ or None if add.strip() else None,
+        )
+    except RecipientError as exc:
+        return _reports_page(request, web, who, recipients_error=str(exc), status_code=422)
+    query = urlencode({"lang": language(request), "done": "recipients"})
+    return RedirectResponse(f"/reports?{query}#recipients", 303)
 
 
 @router.get("/reports/occupancy", response_class=HTMLResponse, responses=_BAD)

@@ -121,6 +121,7 @@ class Samples:
             "api_lease_payment": {
                 "json": {"amount_cny": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
             },
+            "report_recipients_form": {"data": {"site": "park-z", "add": "x@reports.test"}},
             "lease_payment_form": {
                 "data": {"amount": "1.00", "received_on": "2099-01-01", "ref": "MATRIX"}
             },

@@ -92,3 +92,41 @@ def test_a_managers_aging_page_has_no_amounts(browser: Any, base_url: str) -> No
     assert_accessible(page, "report-aging-manager-desktop-en")
     screenshot(page, "report-aging-manager-desktop-en")
     ctx.close()
+
+
+def test_an_admin_sets_who_receives_the_monthly_mail(
+    browser: Any, rig: WebRig, base_url: str
+) -> None:
+    """月报收件人 on the reports page: an admin adds an English recipient, sees it listed in
+    its language, is told a bad address, removes it; finance sees no such section."""
+    ctx = desktop(browser)
+    page = ctx.new_page()
+    sign_in(page, base_url, "admin", "zh-CN")
+    page.goto(f"{base_url}/reports?lang=zh-CN")
+    form = page.locator("[data-testid=recipients-add]")
+    form.locator("input[name=site]").fill("park-a")
+    form.locator("input[name=add]").fill("CFO@Reports.test")
+    form.locator("select[name=language]").select_option("en")
+    form.locator("button[type=submit]").click()
+    assert page.locator("[data-testid=recipients-done]").count() == 1
+    row = page.locator("[data-testid=recipients-table] tr[data-address='cfo@reports.test']")
+    assert "park-a" in row.inner_text() and "English" in row.inner_text()
+    stored = rig.web.report_recipients.by_site("park-a")
+    assert stored == {"park-a": {"cfo@reports.test": "en"}}
+    assert_accessible(page, "reports-recipients-admin")
+    form = page.locator("[data-testid=recipients-add]")
+    form.locator("input[name=site]").fill("park-z")
+    form.locator("input[name=add]").fill("ops@reports.test")
+    form.locator("button[type=submit]").click()
+    assert "not registered" in page.locator("[data-testid=recipients-error]").inner_text()
+    row = page.locator("[data-testid=recipients-table] tr[data-address='cfo@reports.test']")
+    row.locator("button").click()
+    assert page.locator("[data-testid=recipients-table] tr[data-address]").count() == 0
+    ctx.close()
+    ctx = desktop(browser)
+    page = ctx.new_page()
+    sign_in(page, base_url, "fin-a", "en")
+    page.goto(f"{base_url}/reports?lang=en")
+    assert page.locator("[data-testid=reports]").count() == 1
+    assert page.locator("[data-testid=report-recipients]").count() == 0
+    ctx.close()
