@@ -96,6 +96,7 @@ class RefundRow:
     deductions_cents: int
     refund_cents: int | None
     shortfall_cents: int
+    arrears_cents: int
     waiting_for: str | None
     due_at: datetime | None
     sla: str | None
@@ -125,6 +126,7 @@ def _values(r: DepositRefund) -> dict[str, Any]:
         "deductions_cents": r.deductions_cents,
         "refund_cents": r.refund_cents,
         "shortfall_cents": r.shortfall_cents,
+        "arrears_cents": r.arrears_cents,
         "payment_ref": r.payment_ref,
     }
 
@@ -362,6 +364,7 @@ class DepositDesk(ScopedDesk):
             deductions_cents=deducted,
             refund_cents=refund.refund_cents,
             shortfall_cents=refund.shortfall_cents,
+            arrears_cents=refund.arrears_cents or 0,
             waiting_for=due[0] if due else None,
             due_at=due[1] if due else None,
             sla=sla_colour(due[1].astimezone(LOCAL_TZ).date(), today) if due else None,
@@ -449,6 +452,7 @@ class DepositDesk(ScopedDesk):
             "deposit_cents": refund.deposit_cents,
             "refund_cents": refund.refund_cents or 0,
             "shortfall_cents": refund.shortfall_cents,
+            "arrears_cents": refund.arrears_cents or 0,
             "deductions": deductions,
             "reference": refund.payment_ref or "",
         }

@@ -28,12 +28,14 @@ from cloud.leases.models import (
     DepositDeduction,
     DepositRefund,
     DepositSlaFlag,
+    Invoice,
     Lease,
     LeaseStatus,
     LeaseTask,
     Staff,
 )
 from cloud.leases.notices import note_text, notice, task_note
+from cloud.leases.payments import OPEN, account_of, record_payment
 from cloud.leases.periods import LOCAL_TZ
 from cloud.leases.policies import PolicyBook, load_book
 from cloud.notify.channels import Notification
@@ -181,7 +183,11 @@ def inspect_unit(
 
 
 def settle(session: Session, refund_id: int, *, by: str, at: datetime) -> DepositRefund:
-    """inspected → settled: refund = deposit − deductions [cents], the excess a shortfall."""
+    """inspected → settled [cents]: the deductions first; what is left of the deposit then
+    pays what the tenant's account still owes on its open invoices, due or not (a payment
+    ``deposit-refund:ID`` on the settlement's local day, oldest invoice first:
+    ``arrears_cents``); the rest is refunded. Deductions above the deposit are a shortfall
+    (never a negative refund)."""
     refund = _refund(session, refund_id)
     _step(refund, "inspected", "settled", at, by)
     total = int(
@@ -191,8 +197,28 @@ def settle(session: Session, refund_id: int, *, by: str, at: datetime) -> Deposi
             )
         )
     )
+    rest = max(refund.deposit_cents - total, 0)
+    account = account_of(session, refund.lease_id)
+    owed = int(
+        session.scalar(
+            select(func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0)).where(
+                Invoice.lease_id == account.id, Invoice.status == OPEN
+            )
+        )
+    )
+    offset = min(rest, owed)
+    if offset:
+        day = as_utc(at).astimezone(LOCAL_TZ).date()
+        record_payment(
+            session,
+            refund.lease_id,
+            cents=offset,
+            received_on=day,
+            ref=f"deposit-refund:{refund.id}",
+        )
     refund.deductions_cents = total
-    refund.refund_cents = max(refund.deposit_cents - total, 0)
+    refund.arrears_cents = offset
+    refund.refund_cents = rest - offset
     refund.shortfall_cents = max(total - refund.deposit_cents, 0)
     session.flush()
     return refund

@@ -485,6 +485,9 @@ class DepositRefund(Base):
     deductions_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_cents: Mapped[int | None] = mapped_column(BigInteger)
     shortfall_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: of the deposit left after the deductions, what paid the account's open invoices at
+    #: the settlement [cents] (revision 0032)
+    arrears_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     #: the bank transfer's number of the payment (revision 0028)
     payment_ref: Mapped[str | None] = mapped_column(String(64))
 

@@ -137,6 +137,10 @@ NOTICES: dict[str, dict[str, tuple[str, str]]] = {
 DEPOSIT_WORDS: dict[str, dict[str, str]] = {
     "deduction": {"zh-CN": "{reason} {amount} 元", "en": "{reason} {amount} CNY"},
     "no_deduction": {"zh-CN": "无", "en": "none"},
+    "arrears": {
+        "zh-CN": "其中 {arrears} 元已用于结清未付账单。",
+        "en": "{arrears} CNY of it paid your unpaid invoices.",
+    },
     "refund": {"zh-CN": "退还 {refund} 元。", "en": "{refund} CNY will be refunded."},
     "shortfall": {
         "zh-CN": "扣款超出押金 {shortfall} 元，不退还押金，差额仍需补缴。",
@@ -213,8 +217,8 @@ def review_reasons(reasons: Iterable[str | Mapping[str, Any]], language: str) ->
 
 def _deposit(params: dict[str, Any], language: str) -> dict[str, Any]:
     """A deposit notice's values: cents as yuan, the deductions (``[{"reason", "cents"}]``)
-    as one text, the refund or shortfall as a sentence."""
-    for name in ("deposit", "refund", "shortfall"):
+    as one text, the refund or shortfall (and what paid unpaid invoices) as a sentence."""
+    for name in ("deposit", "refund", "shortfall", "arrears"):
         if f"{name}_cents" in params:
             params[name] = cny(int(params.pop(f"{name}_cents") or 0))
     if isinstance(params.get("deductions"), list):
@@ -233,7 +237,10 @@ def _deposit(params: dict[str, Any], language: str) -> dict[str, Any]:
         )
     if "shortfall" in params and "refund" in params:
         short = params["shortfall"] != cny(0)
-        params["result"] = word(DEPOSIT_WORDS, "shortfall" if short else "refund", language, params)
+        result = word(DEPOSIT_WORDS, "shortfall" if short else "refund", language, params) or ""
+        if params.get("arrears", cny(0)) != cny(0):
+            result = (word(DEPOSIT_WORDS, "arrears", language, params) or "") + result
+        params["result"] = result
     return params
 
 

@@ -117,6 +117,9 @@ class RefundOut(BaseModel):
     deductions_cents: int
     refund_cents: int | None
     shortfall_cents: int
+    arrears_cents: int = Field(
+        0, description="of the deposit left after the deductions, what paid unpaid invoices"
+    )
     waiting_for: str | None
     due_at: datetime | None
     sla: str | None

@@ -70,7 +70,8 @@ def _show(row: RefundRow, as_json: bool, full: bool = True) -> None:
     typer.echo(
         f"refund {row.id}  lease {row.lease_id}  {row.site_id}/{row.building}/{row.unit_name}  "
         f"{row.tenant_name}  {row.state}  deposit {_yuan(row.deposit_cents)}  "
-        f"deducted {_yuan(row.deductions_cents)}  refund {_yuan(row.refund_cents)}  "
+        f"deducted {_yuan(row.deductions_cents)}  paid invoices {_yuan(row.arrears_cents)}  "
+        f"refund {_yuan(row.refund_cents)}  "
         f"shortfall {_yuan(row.shortfall_cents)}  next: {waiting}"
     )
     if not full:

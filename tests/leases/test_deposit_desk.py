@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.leases import deposits, evidence, lifecycle
 from cloud.leases.deposit_desk import DepositDesk
 from cloud.leases.errors import DepositInputError, EvidenceMissing, EvidenceTooLarge
-from cloud.leases.models import DepositEvidence
+from cloud.leases.models import DepositEvidence, Invoice, Payment
 from cloud.leases.notices import DEPOSIT_STEPS
 from cloud.notify.outbox import NotificationRow
 from cloud.staff.accounts import Principal, Role
@@ -131,3 +131,61 @@ def test_the_step_words_have_one_source() -> None:
         t = translations(lang)
         for step, words in DEPOSIT_STEPS.items():
             assert t[f"deposit_step_{step}"] == words[lang]
+
+
+def test_the_deposit_pays_the_unpaid_invoices_first_and_the_rest_is_refunded(
+    lease_db: sessionmaker[Session],
+) -> None:
+    """At the settlement, what the deposit has left after the deductions pays the account's
+    open invoices, oldest first, due or not (a payment ``deposit-refund:ID``); only the
+    rest is refunded, and the tenant is told both; invoices it cannot cover stay open for
+    what is left."""
+    terminated(lease_db)
+    with lease_db.begin() as s:
+        for n, (due, total, paid) in enumerate(
+            [(date(2026, 6, 10), 400_000, 150_000), (date(2026, 7, 10), 300_000, 0)], 1
+        ):
+            s.add(
+                Invoice(id=f"INV-{n}", lease_id="L1", period_start=due.replace(day=1),
+                        period_end=due.replace(day=28), issued_on=due.replace(day=1), due_on=due,
+                        total_cents=total, paid_cents=paid, status="open")
+            )  # fmt: skip
+    rid = desk(lease_db).request(SUP, "L1").id
+    desk(lease_db, 1).deduct(SUP, rid, cents=100_000, reason="damage", files=[("f", JPEG)])
+    desk(lease_db, 2).act(SUP, rid, "inspect")
+    settled = desk(lease_db, 3).act(SUP, rid, "settle")
+    # 8,000.00 − 1,000.00 deducted = 7,000.00; owed 2,500.00 + 3,000.00 = 5,500.00
+    assert (settled.deductions_cents, settled.arrears_cents) == (100_000, 550_000)
+    assert (settled.refund_cents, settled.shortfall_cents) == (150_000, 0)
+    assert settled.deposit_cents == 100_000 + 550_000 + 150_000
+    with lease_db() as s:
+        invoices = s.execute(select(Invoice.id, Invoice.status, Invoice.paid_cents)).all()
+        payment = s.scalars(select(Payment).where(Payment.ref == f"deposit-refund:{rid}")).one()
+        body = s.scalars(
+            select(NotificationRow.body).where(NotificationRow.key == f"deposit-settled:{rid}")
+        ).one()
+    assert sorted(tuple(r) for r in invoices) == [
+        ("INV-1", "paid", 400_000),
+        ("INV-2", "paid", 300_000),
+    ]
+    assert payment.cents == 550_000
+    assert "其中 5500.00 元已用于结清未付账单。退还 1500.00 元。" in body
+
+
+def test_a_small_deposit_pays_the_oldest_invoice_and_leaves_the_rest_owed(
+    lease_db: sessionmaker[Session],
+) -> None:
+    terminated(lease_db)
+    with lease_db.begin() as s:
+        s.add(
+            Invoice(id="INV-9", lease_id="L1", period_start=date(2026, 6, 1),
+                    period_end=date(2026, 7, 1), issued_on=date(2026, 6, 1),
+                    due_on=date(2026, 6, 10), total_cents=1_000_000, paid_cents=0, status="open")
+        )  # fmt: skip
+    rid = desk(lease_db).request(SUP, "L1").id
+    desk(lease_db, 2).act(SUP, rid, "inspect")
+    settled = desk(lease_db, 3).act(SUP, rid, "settle")
+    assert (settled.arrears_cents, settled.refund_cents, settled.shortfall_cents) == (800_000, 0, 0)
+    with lease_db() as s:
+        assert s.get(Invoice, "INV-9").paid_cents == 800_000
+        assert s.get(Invoice, "INV-9").status == "open"

@@ -59,6 +59,7 @@ def test_revision_0028_adds_evidence_and_payment_references(registry_url: str) -
             d
             for d in compare_metadata(MigrationContext.configure(conn), DepositRefund.metadata)
             if any(t in repr(d) for t in TABLES)
+            and "arrears_cents" not in repr(d)  # revision 0032's (below)
         ]
         kept = conn.execute(
             text("SELECT lease_id, state, deposit_cents, payment_ref FROM deposit_refunds")
@@ -87,4 +88,30 @@ def test_revision_0028_adds_evidence_and_payment_references(registry_url: str) -
     upgrade(engine, "0028")
     assert "deposit_evidence" in inspect(engine).get_table_names()
     assert "payment_ref" in _columns(engine, "deposit_refunds")
+    engine.dispose()
+
+
+def test_revision_0032_keeps_what_a_deposit_paid_of_unpaid_invoices(registry_url: str) -> None:
+    """A refund stored before revision 0032 reads 0 paid of unpaid invoices; down and up."""
+    engine = create_engine(registry_url)
+    upgrade(engine, "0027")
+    with engine.begin() as conn:
+        for statement in SEED:
+            conn.execute(text(statement))
+    upgrade(engine, "0032")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT arrears_cents FROM deposit_refunds")).scalar() == 0
+        diffs = [
+            d
+            for d in compare_metadata(MigrationContext.configure(conn), DepositRefund.metadata)
+            if any(t in repr(d) for t in TABLES)
+        ]
+    assert diffs == []
+    cfg = alembic_config(registry_url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0031")
+    assert "arrears_cents" not in _columns(engine, "deposit_refunds")
+    upgrade(engine, "0032")
+    assert "arrears_cents" in _columns(engine, "deposit_refunds")
     engine.dispose()
