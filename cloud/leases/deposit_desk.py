@@ -293,6 +293,38 @@ class DepositDesk(ScopedDesk):
             )
             return self._full(session, refund, lease)
 
+    def remove_deduction(
+        self, who: Principal, refund_id: int, deduction_id: int, *, reason: str
+    ) -> RefundRow:
+        """Take back a deduction added by mistake, before the settlement, saying why (1 to
+        :data:`MAX_REASON` characters); audited with what it was."""
+        self._may(who, WORK_ROLES, "take back deductions")
+        reason = reason.strip()
+        if not 1 <= len(reason) <= MAX_REASON:
+            raise DepositInputError(f"reason: expected 1 to {MAX_REASON} characters")
+        at = self.clock()
+        with self.sessions.begin() as session:
+            refund, lease = self._open(session, who, refund_id, lock=True)
+            row = deposits.remove_deduction(session, refund.id, deduction_id)
+            record_change(
+                session,
+                at=at,
+                actor=who.username,
+                origin=who.origin,
+                action="deposit_deduction_removed",
+                subject=f"lease:{lease.id}",
+                before={
+                    "refund": refund.id,
+                    "deduction": row.id,
+                    "reason": row.reason,
+                    "cents": row.cents,
+                    "evidence": row.evidence_uri,
+                },
+                after=None,
+                note=f"deposit refund {refund.id}: deduction {row.id} taken back: {reason}",
+            )
+            return self._full(session, refund, lease)
+
     def act(self, who: Principal, refund_id: int, step: str, reference: str = "") -> RefundRow:
         """Do ``step`` (inspect, settle, approve, pay) on a refund; pay takes the bank
         transfer's number (``reference``, 1 to 64 characters). FourEyes when the account

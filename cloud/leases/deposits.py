@@ -170,6 +170,23 @@ def add_deduction(
     return row
 
 
+def remove_deduction(session: Session, refund_id: int, deduction_id: int) -> DepositDeduction:
+    """Take back a deduction added by mistake, before the settlement; the removed row (its
+    evidence files stay stored: another deduction may name them)."""
+    refund = _refund(session, refund_id)
+    if refund.state not in ("requested", "inspected"):
+        raise DepositError(
+            f"deposit refund {refund.id} is {refund.state}; deductions are taken back before "
+            "the settlement"
+        )
+    row = session.get(DepositDeduction, deduction_id)
+    if row is None or row.refund_id != refund.id:
+        raise UnknownRecord(f"deposit refund {refund.id} has no deduction {deduction_id}")
+    session.delete(row)
+    session.flush()
+    return row
+
+
 def inspect_unit(
     session: Session, refund_id: int, *, by: str, at: datetime, deductions: Sequence[Deduction] = ()
 ) -> DepositRefund:

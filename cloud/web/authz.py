@@ -235,6 +235,8 @@ POLICIES: dict[str, Access] = {
     "deposit_request_form": Access.LEDGER,
     "api_deposit_deduct": Access.LEDGER,
     "deposit_deduct_form": Access.LEDGER,
+    "api_deposit_deduction_remove": Access.LEDGER,
+    "deposit_deduction_remove_form": Access.LEDGER,
     "api_deposit_inspect": Access.LEDGER,
     "deposit_inspect_form": Access.LEDGER,
     "api_deposit_settle": Access.LEDGER,

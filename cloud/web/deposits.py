@@ -235,6 +235,30 @@ async def api_deposit_deduct(
     return _out(row)
 
 
+class TakeBackIn(BaseModel):
+    """Why a deduction added by mistake is taken back."""
+
+    reason: str = Field(min_length=1, max_length=MAX_REASON, pattern=r"^[^\x00-\x1f]+$")
+
+
+DeductionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.post(
+    "/api/v1/deposits/{refund_id}/deductions/{deduction_id}/remove",
+    response_model=RefundOut,
+    responses=_ACT,
+)
+def api_deposit_deduction_remove(
+    web: Web, who: Who, refund_id: RefundId, deduction_id: DeductionId, body: TakeBackIn
+) -> RefundOut:
+    """Take back a deduction added by mistake, before the settlement (audited with why)."""
+    try:
+        return _out(desk(web).remove_deduction(who, refund_id, deduction_id, reason=body.reason))
+    except LeaseError as exc:
+        raise _refused(exc) from None
+
+
 def _act(web: WebServices, who: Principal, refund_id: int, step: str, ref: str = "") -> RefundOut:
     try:
         return _out(desk(web).act(who, refund_id, step, ref))
@@ -377,6 +401,24 @@ async def deposit_deduct_form(
         desk(web).deduct(who, refund_id, cents=_cents(amount_cny), reason=reason, files=files)
 
     return await run_in_threadpool(_page_act, request, refund_id, run, "deduct")
+
+
+@router.post("/deposits/{refund_id}/deductions/{deduction_id}/remove", response_class=HTMLResponse)
+def deposit_deduction_remove_form(
+    request: Request,
+    web: Web,
+    who: Who,
+    refund_id: RefundId,
+    deduction_id: DeductionId,
+    reason: Annotated[str, Form(max_length=MAX_REASON)] = "",
+) -> Response:
+    """Take back a deduction from the refund's page, saying why."""
+    return _page_act(
+        request,
+        refund_id,
+        lambda: desk(web).remove_deduction(who, refund_id, deduction_id, reason=reason),
+        "remove",
+    )
 
 
 def _step_form(

@@ -167,6 +167,21 @@ def deposit_deduct(
     _show(_run(lambda: desk.deduct(who, refund, cents=cents, reason=reason, files=files)), as_json)
 
 
+@deposit_app.command("take-back")
+def deposit_take_back(
+    refund: RefundArg,
+    deduction: Annotated[int, typer.Argument(help="the deduction's id (deposit show)", min=1)],
+    reason: Annotated[
+        str, typer.Option("--reason", help="why it is taken back (≤ 500 characters)")
+    ],
+    account: AsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take back a deduction added by mistake, before the settlement (audited with why)."""
+    desk, who = _desk(account)
+    _show(_run(lambda: desk.remove_deduction(who, refund, deduction, reason=reason)), as_json)
+
+
 def _step(refund: int, step: str, account: str | None, as_json: bool, ref: str = "") -> None:
     desk, who = _desk(account)
     _show(_run(lambda: desk.act(who, refund, step, ref)), as_json)

@@ -1,6 +1,7 @@
 """``meterflow cloud deposit`` (decision 0041): the refund of a terminated lease through its
 steps with ``--as`` — request, deduct with a PDF, inspect, settle (to the cent), approve,
-pay with the bank transfer's number — and the refused acts exiting 2 with the reason: a
+pay with the bank transfer's number, a deduction added by mistake taken back — and the
+refused acts exiting 2 with the reason: a
 lease still running, a second request, no evidence, a file that is not JPEG/PNG/PDF, a step
 out of order, the settler approving, a manager of another building, legal."""
 
@@ -76,6 +77,22 @@ def test_a_deposit_refund_from_the_command_line(rig: WebRig, tmp_path: Path) -> 
     )  # fmt: skip
     added = ok(rig, *deduct, "--evidence", str(report), "--as", "mgr-a")
     assert added["deductions"][0]["files"][0]["content_type"] == "application/pdf"
+    # a deduction added by mistake is taken back, saying why, before the settlement
+    wrong = ("deposit", "deduct", rid, "--yuan", "99.00", "--reason", "wrong unit's stain")
+    mistake = ok(rig, *wrong, "--evidence", str(report), "--as", "mgr-a")["deductions"][-1]["id"]
+    assert "role does not" in refused(
+        rig, "deposit", "take-back", rid, str(mistake), "--reason", "x", "--as", "fin-a"
+    )
+    assert "reason: expected 1 to" in refused(
+        rig, "deposit", "take-back", rid, str(mistake), "--reason", " ", "--as", "mgr-a"
+    )
+    kept = ok(
+        rig, "deposit", "take-back", rid, str(mistake), "--reason", "other unit", "--as", "mgr-a"
+    )
+    assert [d["reason"] for d in kept["deductions"]] == ["broken lock"]
+    assert "has no deduction" in refused(
+        rig, "deposit", "take-back", rid, str(mistake), "--reason", "again", "--as", "mgr-a"
+    )
 
     assert "only a inspected refund can become settled" in refused(
         rig, "deposit", "settle", rid, "--as", "mgr-a"
@@ -84,6 +101,10 @@ def test_a_deposit_refund_from_the_command_line(rig: WebRig, tmp_path: Path) -> 
     settled = ok(rig, "deposit", "settle", rid, "--as", "sup-a")
     assert (settled["refund_cents"], settled["deductions_cents"]) == (1_000_000 - 123_456, 123_456)
     assert "settled by you" in refused(rig, "deposit", "approve", rid, "--as", "sup-a")
+    first = str(settled["deductions"][0]["id"])
+    assert "taken back before the settlement" in refused(
+        rig, "deposit", "take-back", rid, first, "--reason", "late", "--as", "sup-a"
+    )
     assert "role does not approve" in refused(rig, "deposit", "approve", rid, "--as", "mgr-a")
     assert "no deposit refund" in refused(rig, "deposit", "show", rid, "--as", "mgr-ab")
     assert "role does not read" in refused(rig, "deposit", "list", "--as", "legal-a")
@@ -107,6 +128,8 @@ def test_a_deposit_refund_from_the_command_line(rig: WebRig, tmp_path: Path) -> 
     assert audited == [
         ("deposit_request", "mgr-a"),
         ("deposit_deduction", "mgr-a"),
+        ("deposit_deduction", "mgr-a"),
+        ("deposit_deduction_removed", "mgr-a"),
         ("deposit_inspect", "mgr-a"),
         ("deposit_settle", "sup-a"),
         ("deposit_approve", "fin-a"),

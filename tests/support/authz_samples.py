@@ -55,6 +55,7 @@ class Samples:
             "credit_note_id": str(decided_credit_note(rig.sessions)),
             "decision": "approve",
             "refund_id": str(paid_refund(rig.sessions)),
+            "deduction_id": "1",
             "sha256": SHA,
             "month": "1990-01",  # a CPI month; the bodies' figure is out of bounds: 422
         }

@@ -34,6 +34,8 @@ ON_REFUND = frozenset(
         "deposit_approve_form",
         "api_deposit_pay",
         "deposit_pay_form",
+        "api_deposit_deduction_remove",
+        "deposit_deduction_remove_form",
     }
 )
 _DEDUCT = {
@@ -47,6 +49,9 @@ DEPOSIT_BODIES: dict[str, dict[str, Any]] = {
     "api_deposit_pay": {"json": {"reference": "MATRIX"}},
     "deposit_pay_form": {"data": {"reference": "MATRIX", "confirm": "yes"}},
     "deposit_approve_form": {"data": {"confirm": "yes"}},
+    # the paid sample refund takes nothing back: 409 (or 404 for deduction 1 of another)
+    "api_deposit_deduction_remove": {"json": {"reason": "matrix"}},
+    "deposit_deduction_remove_form": {"data": {"reason": "matrix"}},
 }
 
 
