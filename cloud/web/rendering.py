@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from cloud.apportion.money import cny
 from cloud.leases.notices import DEPOSIT_STEPS
+from cloud.web.navigation import nav_links
 from cloud.wording import DEFAULT_LANGUAGE, LANGUAGES
 
 HERE = Path(__file__).parent
@@ -84,7 +85,7 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters.update(
     yuan=yuan, local_time=local_time, last_day=last_day, percent=percent, age=age
 )
-templates.env.globals.update(languages=LANGUAGES)
+templates.env.globals.update(languages=LANGUAGES, nav_links=nav_links)
 
 
 def render_html(request: Request, template: str, context: dict[str, Any] | None = None) -> str:
