@@ -33,6 +33,7 @@ from cloud.staff.accounts import (
 )
 from cloud.web.authz import SESSION_COOKIE, bearer_token
 from cloud.web.deps import WebServices, principal, web_services
+from cloud.web.overview import attention
 from cloud.web.rendering import render
 
 router = APIRouter(tags=["accounts"])
@@ -135,9 +136,10 @@ def logout_form(request: Request, web: Web, _who: Who) -> RedirectResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, who: Who) -> HTMLResponse:
-    """The staff start page: links to what the role may use."""
-    return render(request, "home.html", {"who": who})
+def home(request: Request, web: Web, who: Who) -> HTMLResponse:
+    """The staff start page: what needs the person's attention, and links to what the role
+    may use."""
+    return render(request, "home.html", {"who": who, "attention": attention(web, who)})
 
 
 class SignInIn(BaseModel):

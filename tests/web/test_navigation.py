@@ -61,3 +61,29 @@ def test_each_role_is_offered_the_pages_it_may_open(rig: WebRig, role: str) -> N
             else:
                 assert reply.status_code in (403, 404), (role, path, reply.status_code)
     assert offered, role
+
+
+def _attention(rig: WebRig, who: str) -> dict[str, int]:
+    token = rig.web.accounts.sign_in(who, PASSWORD, SessionKind.COOKIE).token
+    with serve(rig.app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        c.cookies.set("mf_session", token)
+        page = c.get("/?lang=en").text
+    found = re.search(r'data-testid="attention">(.*?)</ul>', page, re.S)
+    if found is None:
+        assert 'data-testid="attention-none"' in page
+        return {}
+    items = re.findall(r'data-key="([a-z_]+)"><a href="[^"]+">(?:<[^>]+>)?(\d+)', found.group(1))
+    return {key: int(n) for key, n in items}
+
+
+def test_the_home_page_counts_what_waits_for_each_person(rig: WebRig) -> None:
+    """The seeded runs: park-a's May draft waits for review (finance of park-a), park-b's
+    held run for finance of park-b; park-a's gateway never reported (its engineer); legal
+    sees no run."""
+    assert _attention(rig, "fin-a").get("overview_runs_review") == 1
+    assert "overview_runs_held" not in _attention(rig, "fin-a")
+    assert _attention(rig, "fin-b").get("overview_runs_held") == 1
+    admin = _attention(rig, "admin")
+    assert (admin.get("overview_runs_held"), admin.get("overview_runs_review")) == (1, 1)
+    assert _attention(rig, "eng-a") == {"overview_gateways_offline": 1}
+    assert not any(k.startswith("overview_runs") for k in _attention(rig, "legal-a"))
