@@ -12,6 +12,7 @@ meters). Sizes are bounded before anything is parsed: at most :data:`MAX_SITE_BY
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import PurePath
 
 from sqlalchemy import select
@@ -38,15 +39,20 @@ class SiteImportRefused(PermissionError):
     other than admin)."""
 
 
-def read_upload(session: Session, data: bytes, name: str) -> SiteFile:
+def read_upload(
+    session: Session, data: bytes, name: str, allowed: Callable[[str], None] = lambda _: None
+) -> SiteFile:
     """The site in ``data`` (a file called ``name``: the workbook when it ends in ``.xlsx``,
-    else the site file, YAML), checked; SiteFileError names every bad item or cell."""
+    else the site file, YAML), checked; SiteFileError names every bad item or cell.
+    ``allowed(site_id)`` raises when the caller may not import that site: called before
+    anything stored of the site is read (a workbook is checked against it)."""
     source = (name if len(name) <= 200 else "…" + name[-199:]) or "upload"
     if len(data) > MAX_SITE_BYTES:
         raise SiteFileError(source, [f"larger than {MAX_SITE_BYTES // 2**20} MiB"])
     suffix = PurePath(source).suffix.lower()
     if suffix == ".xlsx":
         site_id = workbook_bytes_site_id(data, source)
+        allowed(site_id)
         try:
             base = site_sections(session, site_id)
         except LookupError:
@@ -62,7 +68,9 @@ def read_upload(session: Session, data: bytes, name: str) -> SiteFile:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SiteFileError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
-    return parse_site(text, source)
+    site = parse_site(text, source)
+    allowed(site.schema.site)
+    return site
 
 
 def import_upload(
@@ -78,19 +86,22 @@ def import_upload(
     """Check and import the site file or workbook ``data`` in the caller's transaction
     (rolled back on a dry run or any error, committed otherwise); the report. With ``who``
     (the web), the caller's role and scope are checked first: SiteImportRefused."""
+
+    def allowed(site_id: str) -> None:
+        if who is None:  # the command line: the host's operator
+            return
+        if who.role not in SITE_IMPORT_ROLES:
+            raise SiteImportRefused(f"the {who.role.value} role does not import sites")
+        known = session.get(Site, site_id) is not None
+        if not who.may_act_on(site_id) or (not known and who.role is not Role.ADMIN):
+            raise SiteImportRefused(
+                f"site {site_id[:64]!r} is not one of yours"
+                if known
+                else f"site {site_id[:64]!r} is new: only an admin adds a site"
+            )
+
     try:
-        site = read_upload(session, data, name)
-        site_id = site.schema.site
-        if who is not None:
-            if who.role not in SITE_IMPORT_ROLES:
-                raise SiteImportRefused(f"the {who.role.value} role does not import sites")
-            known = session.get(Site, site_id) is not None
-            if not who.may_act_on(site_id) or (not known and who.role is not Role.ADMIN):
-                raise SiteImportRefused(
-                    f"site {site_id!r} is not one of yours"
-                    if known
-                    else f"site {site_id!r} is new: only an admin adds a site"
-                )
+        site = read_upload(session, data, name, allowed)
         report = import_site(session, site, by=by, clock=clock)
         report.dry_run = dry_run
         if dry_run or not report.changed:

@@ -85,6 +85,14 @@ def test_the_site_file_is_checked_imported_and_downloaded(rig: WebRig, base_url:
         changed = post(c, rig, "eng-a", out.getvalue(), "park-a.xlsx", False)
         assert changed.status_code == 200, changed.text
         assert changed.json()["updated"] == {"unit": 1}
+        # a workbook naming another site is refused before that site's set-up is read
+        site_sheet = book.worksheets[0]
+        cell = next(c for row in site_sheet.iter_rows() for c in row if c.value == "park-a")
+        cell.value = "park-b"
+        other = io.BytesIO()
+        book.save(other)
+        refused = post(c, rig, "eng-a", other.getvalue(), "park-b.xlsx", True)
+        assert refused.status_code == 403 and "not one of yours" in refused.text
         yaml_copy = c.get("/api/v1/sites/export?site=park-a&format=yaml", headers=auth)
         assert yaml.safe_load(yaml_copy.text)["site"] == "park-a"
         assert c.get("/api/v1/sites/export?site=park-b", headers=auth).status_code == 404
