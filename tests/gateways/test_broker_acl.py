@@ -288,7 +288,10 @@ def test_the_broker_takes_the_largest_envelope_and_drops_a_packet_over_a_mebibyt
     api.subscribe("mf/v1/+/+/up/#")
     oversized = connect("gw-a1")
     info = oversized.client.publish(up("site-a", "gw-a1"), b"x" * (4 * MAX_ENVELOPE_BYTES + 1))
-    info.wait_for_publish(5)
+    try:
+        info.wait_for_publish(5)
+    except RuntimeError as exc:  # the broker drops the sender; paho may notice before it is
+        assert "connection was lost" in str(exc)  # done writing (seen once in CI)
     oversized.close()
     largest = b"y" * MAX_ENVELOPE_BYTES
     connect("gw-a1").publish(up("site-a", "gw-a1"), largest)
